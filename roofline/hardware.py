@@ -1,0 +1,204 @@
+"""Hardware specs: peaks, bandwidths, capacities, GEMM tiling and the efficiency factors of the roofline.
+
+Every registry figure is a datasheet number (source in the comment above each entry). The efficiency
+factors are the only fitted numbers, and they are physical: the fraction of peak tensor-core FLOP/s a
+large GEMM sustains, the fraction of DRAM bandwidth a streaming kernel sustains, the time a kernel takes
+however small it is. `A100_FACTORS` were fitted on Vidur's A100 profiles (`infersim calibrate
+--from-profile`); the other GPUs reuse them until a profile of theirs is fitted (README, "Assumptions").
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import SpecError, require_positive
+
+DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
+GB = 1e9
+TB = 1e12
+GiB = 2**30
+MiB = 2**20
+KiB = 2**10
+
+# cuBLAS/CUTLASS thread-block tile shapes (M x N) that the tile/wave model chooses among.
+DEFAULT_GEMM_TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
+DEFAULT_SPLIT_K = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """One accelerator (or the host CPU). Peak FLOP/s are dense (no sparsity) tensor-core figures."""
+
+    name: str
+    peak_flops_per_s: dict = field(hash=False)
+    vector_flops_per_s: float
+    memory_bytes: float
+    memory_bandwidth_bytes_per_s: float
+    l2_bytes: float
+    sram_per_sm_bytes: float
+    sm_count: int
+    interconnect_bandwidth_bytes_per_s: float
+    host_link_bandwidth_bytes_per_s: float
+    l2_bandwidth_bytes_per_s: float | None = None
+    sparse_tensor_cores: bool = True
+    gemm_tiles: tuple = DEFAULT_GEMM_TILES
+    gemm_split_k: tuple = DEFAULT_SPLIT_K
+    attention_q_tile_tokens: int = 128
+    # Efficiency factors (fitted on A100 profiles; see module docstring).
+    compute_efficiency: float = 0.74
+    memory_efficiency: float = 0.83
+    vector_bandwidth_efficiency: float = 0.5
+    overlap_exponent: float = 2.0
+    launch_overhead_s: float = 4e-6
+    interconnect_efficiency: float = 0.8
+    interconnect_latency_s: float = 10e-6
+    source: str = ""
+
+    def __post_init__(self):
+        peaks = {("fp16" if k == "bf16" else k): float(v) for k, v in dict(self.peak_flops_per_s).items()}
+        unknown = sorted(set(peaks) - set(DTYPES))
+        if unknown:
+            raise SpecError(f"{self.name}.peak_flops_per_s", f"unknown dtype; allowed: {', '.join(DTYPES)}",
+                            unknown[0])
+        if "fp16" not in peaks:
+            raise SpecError(f"{self.name}.peak_flops_per_s.fp16", "is required")
+        object.__setattr__(self, "peak_flops_per_s", peaks)
+        object.__setattr__(self, "gemm_tiles", tuple(tuple(int(x) for x in t) for t in self.gemm_tiles))
+        object.__setattr__(self, "gemm_split_k", tuple(int(s) for s in self.gemm_split_k))
+        for name in ("vector_flops_per_s", "memory_bytes", "memory_bandwidth_bytes_per_s", "sm_count",
+                     "compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
+                     "overlap_exponent", "interconnect_efficiency", "interconnect_bandwidth_bytes_per_s",
+                     "host_link_bandwidth_bytes_per_s", "attention_q_tile_tokens"):
+            require_positive(f"{self.name}.{name}", getattr(self, name))
+        for name in ("compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
+                     "interconnect_efficiency"):
+            if getattr(self, name) > 1:
+                raise SpecError(f"{self.name}.{name}", "is a fraction of peak and must be <= 1", getattr(self, name))
+        if self.launch_overhead_s < 0:
+            raise SpecError(f"{self.name}.launch_overhead_s", "must be >= 0", self.launch_overhead_s)
+
+    def __hash__(self):
+        return hash((self.name, tuple(sorted(self.peak_flops_per_s.items())), self.memory_bandwidth_bytes_per_s,
+                     self.compute_efficiency, self.memory_efficiency, self.launch_overhead_s))
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for a compute dtype; a missing one is an error naming the ones it has."""
+        key = "fp16" if dtype == "bf16" else dtype
+        if key not in self.peak_flops_per_s:
+            raise SpecError("quantization", f"{self.name} has no {dtype} tensor-core peak; it has "
+                            f"{', '.join(sorted(self.peak_flops_per_s))}", dtype)
+        return self.peak_flops_per_s[key]
+
+    def ridge_point_flops_per_byte(self, dtype: str = "fp16") -> float:
+        """Arithmetic intensity where the effective compute and bandwidth roofs meet (Williams et al. 2009)."""
+        return (self.peak(dtype) * self.compute_efficiency) / (
+            self.memory_bandwidth_bytes_per_s * self.memory_efficiency)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["gemm_tiles"] = [list(t) for t in self.gemm_tiles]
+        d["gemm_split_k"] = list(self.gemm_split_k)
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _gpu(name, source, peaks, vector, mem_gb, bw_gbs, l2_mb, sram_kb, sms, link_gbs, host_gbs,
+         l2_bw_tbs=None, sparse=True, **kw) -> HardwareSpec:
+    return HardwareSpec(name=name, source=source, peak_flops_per_s={k: v * TB for k, v in peaks.items()},
+                        vector_flops_per_s=vector * TB, memory_bytes=mem_gb * GB,
+                        memory_bandwidth_bytes_per_s=bw_gbs * GB, l2_bytes=l2_mb * MiB,
+                        sram_per_sm_bytes=sram_kb * KiB, sm_count=sms,
+                        interconnect_bandwidth_bytes_per_s=link_gbs * GB,
+                        host_link_bandwidth_bytes_per_s=host_gbs * GB,
+                        l2_bandwidth_bytes_per_s=None if l2_bw_tbs is None else l2_bw_tbs * TB,
+                        sparse_tensor_cores=sparse, **kw)
+
+
+_A100_PEAKS = dict(fp32=19.5, tf32=156, fp16=312, int8=624, int4=1248)
+_H100_SXM_PEAKS = dict(fp32=67, tf32=494.7, fp16=989.4, fp8=1978.9, int8=1978.9)
+_A100_SOURCE = ("NVIDIA A100 Tensor Core GPU datasheet (2021) and Ampere GA100 whitepaper: 108 SMs, "
+                "192 KB L1/shared per SM, 40 MB L2, NVLink 600 GB/s (300 GB/s each way), PCIe Gen4 x16")
+_H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepaper: 132 SMs (SXM) / 114 (PCIe), "
+                "228 KB shared per SM, 50 MB L2, NVLink 900 GB/s (450 each way), PCIe Gen5 x16")
+
+# Link figures are per direction. L2 bandwidth: measured figures from microbenchmark studies
+# (A100 ~5 TB/s, Jia et al. style; H100 ~ 7.5 TB/s), used only by the GEMM tile model.
+_REGISTRY = {h.name: h for h in (
+    _gpu("a100-sxm-40gb", _A100_SOURCE, _A100_PEAKS, 19.5, 40, 1555, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
+    _gpu("a100-sxm-80gb", _A100_SOURCE, _A100_PEAKS, 19.5, 80, 2039, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
+    _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5),
+    _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 80, 2000,
+         50, 228, 114, 300, 64, l2_bw_tbs=6.5),
+    # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s.
+    _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM", _H100_SXM_PEAKS, 67,
+         141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5),
+    # NVIDIA L40S datasheet (2023): 142 SMs, 48 GB GDDR6 at 864 GB/s, 96 MB L2, no NVLink.
+    _gpu("l40s", "NVIDIA L40S datasheet (2023), Ada AD102: 142 SMs, 96 MB L2, PCIe Gen4 only",
+         dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 48, 864, 96, 128, 142, 32, 32),
+    # NVIDIA L4 datasheet (2023): 58 SMs, 24 GB GDDR6 at 300 GB/s, 48 MB L2.
+    _gpu("l4", "NVIDIA L4 Tensor Core GPU datasheet (2023), Ada AD104: 58 SMs, 48 MB L2, PCIe Gen4 only",
+         dict(fp32=30.3, tf32=60, fp16=121, fp8=242.5, int8=242.5), 30.3, 24, 300, 48, 128, 58, 32, 32),
+    # NVIDIA A10 datasheet (2021) tensor figures; A10G is AWS's variant: 80 SMs, 24 GB at 600 GB/s, 6 MB L2.
+    _gpu("a10g", "NVIDIA A10 datasheet (2021) figures for AWS A10G: 80 SMs, 6 MB L2, 600 GB/s",
+         dict(fp32=31.2, tf32=62.5, fp16=125, int8=250, int4=500), 31.2, 24, 600, 6, 128, 80, 32, 32),
+    # NVIDIA Ada whitepaper (RTX 4090): fp16 tensor with fp32 accumulate 165.2 TFLOPS dense, 1008 GB/s.
+    _gpu("rtx-4090", "NVIDIA Ada Lovelace architecture whitepaper v2.1, RTX 4090: 128 SMs, 72 MB L2",
+         dict(fp32=82.6, tf32=82.6, fp16=165.2, fp8=330.3, int8=660.6, int4=1321.2), 82.6, 24, 1008, 72, 128,
+         128, 32, 32),
+    # AMD Instinct MI300X datasheet (2023): 304 CUs, 192 GB HBM3 at 5.3 TB/s, 256 MB Infinity Cache,
+    # 7 Infinity Fabric links x 64 GB/s each way, 64 KB LDS per CU.
+    _gpu("mi300x", "AMD Instinct MI300X accelerator datasheet (2023): 304 CUs, 256 MB Infinity Cache",
+         dict(fp32=163.4, tf32=653.7, fp16=1307.4, fp8=2614.9, int8=2614.9), 81.7, 192, 5300, 256, 64, 304,
+         448, 64),
+)}
+
+
+def hardware_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(HardwareSpec)}
+
+
+def hardware_from_dict(data: dict, origin: str = "hardware") -> HardwareSpec:
+    """Build a spec from a mapping (a YAML file's contents); unknown or missing keys are named."""
+    if not isinstance(data, dict):
+        raise SpecError(origin, "must be a mapping of hardware fields")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise SpecError(f"{origin}:{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(_FIELDS))}")
+    required = {f.name for f in dataclasses.fields(HardwareSpec)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(data))
+    if missing:
+        raise SpecError(f"{origin}:{missing[0]}", "is required")
+    try:
+        return HardwareSpec(**data)
+    except TypeError as err:
+        raise SpecError(origin, f"bad value ({err})") from None
+
+
+def load_hardware_yaml(path: Path | str) -> HardwareSpec:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError("hardware", "no such hardware file", str(path)) from None
+    except yaml.YAMLError as err:
+        raise SpecError(str(path), f"not valid YAML ({str(err).splitlines()[0]})") from None
+    return hardware_from_dict(data, origin=path.name)
+
+
+def get_hardware(name_or_path: str) -> HardwareSpec:
+    """A registry name, or a path to a hardware YAML file (e.g. written by `infersim calibrate`)."""
+    if name_or_path in _REGISTRY:
+        return _REGISTRY[name_or_path]
+    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
+        return load_hardware_yaml(name_or_path)
+    raise SpecError("hardware", f"unknown hardware; use a YAML path or one of {', '.join(hardware_names())}",
+                    name_or_path)

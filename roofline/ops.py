@@ -1,0 +1,226 @@
+"""What each op of a decoder forward pass costs: FLOPs and bytes moved, one pure function per op family.
+
+Bytes are split by what is moved: weights, activations read/written, KV cache read/written. FLOPs are
+split into tensor-core FLOPs (`flops`: matrix products) and vector FLOPs (`vector_flops`: elementwise
+work, softmax, dequantization) because they run on different units. A multiply-add is 2 FLOPs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .quant import QuantSpec
+
+ACT_BYTES = 2  # fp16/bf16 activations between kernels
+LOGIT_BYTES = 4  # sampling works on fp32 probabilities
+KINDS = ("gemm", "attention", "vector", "comm")
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """`count` independent (m x k) @ (k x n) products in one kernel (MoE experts, attention heads)."""
+
+    m: int
+    n: int
+    k: int
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class OpCost:
+    name: str
+    kind: str
+    flops: float = 0.0
+    vector_flops: float = 0.0
+    weight_bytes: float = 0.0
+    act_read_bytes: float = 0.0
+    act_write_bytes: float = 0.0
+    kv_read_bytes: float = 0.0
+    kv_write_bytes: float = 0.0
+    dtype: str = "fp16"
+    gemm: GemmShape | None = None
+    sparse_24: bool = False
+    comm_peers: int = 1
+    l2_reread_bytes: float = 0.0  # the part of kv_read_bytes that re-reads tiles still held in L2
+
+
+    @property
+    def bytes(self) -> float:
+        return (self.weight_bytes + self.act_read_bytes + self.act_write_bytes + self.kv_read_bytes
+                + self.kv_write_bytes)
+
+    @property
+    def total_flops(self) -> float:
+        return self.flops + self.vector_flops
+
+    @property
+    def intensity_flops_per_byte(self) -> float:
+        return self.total_flops / self.bytes if self.bytes else math.inf
+
+
+def linear(name: str, tokens: int, in_features: int, out_features: int, quant: QuantSpec,
+           bias: bool = False, count: int = 1, tokens_per_matrix: int | None = None) -> list[OpCost]:
+    """y = x W (+ b) for `tokens` rows: 2 FLOPs per multiply-add, weights read once per call.
+
+    `count` matrices of the same shape (MoE experts) each see `tokens_per_matrix` rows. With LLM.int8()
+    decomposition the outlier input features run as a second, fp16 GEMM (Dettmers et al. 2022, Eq. 3).
+    """
+    rows = tokens if tokens_per_matrix is None else tokens_per_matrix
+    k_outlier = round(in_features * quant.outlier_fraction)
+    k_main = in_features - k_outlier
+    main_quant = quant
+    w_bytes = count * quant.weight_bytes(k_main, out_features)
+    dequant = count * quant.dequant_flops_per_weight() * k_main * out_features * math.ceil(rows / 128)
+    ops = [OpCost(
+        name=name, kind="gemm", flops=2.0 * count * rows * k_main * out_features,
+        vector_flops=dequant + (count * rows * out_features if bias else 0.0),
+        weight_bytes=w_bytes + (count * out_features * ACT_BYTES if bias else 0.0),
+        act_read_bytes=count * rows * k_main * main_quant.act_bytes_per_element(),
+        act_write_bytes=count * rows * out_features * ACT_BYTES,
+        dtype=quant.gemm_dtype(), gemm=GemmShape(rows, out_features, k_main, count),
+        sparse_24=quant.sparsity_pattern == "2:4")]
+    if k_outlier:
+        ops.append(OpCost(
+            name=f"{name}.outliers", kind="gemm", flops=2.0 * count * rows * k_outlier * out_features,
+            vector_flops=count * rows * in_features,  # find outlier columns, then add the two partial sums
+            weight_bytes=count * k_outlier * out_features * ACT_BYTES,
+            act_read_bytes=count * rows * (k_outlier + out_features) * ACT_BYTES,
+            act_write_bytes=count * rows * out_features * ACT_BYTES,
+            dtype="fp16", gemm=GemmShape(rows, out_features, k_outlier, count)))
+    return ops
+
+
+def elementwise(name: str, elements: float, reads: float, writes: float, flops_per_element: float,
+                extra_read_bytes: float = 0.0) -> OpCost:
+    """A streaming kernel over `elements` outputs: `reads` and `writes` fp16 tensors of that size."""
+    return OpCost(name=name, kind="vector", vector_flops=flops_per_element * elements,
+                  act_read_bytes=reads * elements * ACT_BYTES + extra_read_bytes,
+                  act_write_bytes=writes * elements * ACT_BYTES)
+
+
+def norm(name: str, tokens: int, hidden: int, kind: str) -> OpCost:
+    """RMSNorm (Zhang & Sennrich 2019): square, mean, rsqrt, scale ~4 FLOPs/element; LayerNorm ~7 with bias."""
+    params = hidden * (2 if kind == "layernorm" else 1)
+    op = elementwise(name, tokens * hidden, 1, 1, 7 if kind == "layernorm" else 4)
+    return OpCost(**{**op.__dict__, "weight_bytes": params * ACT_BYTES})
+
+
+def rope(tokens: int, q_width: int, kv_width: int, head_dim: int) -> OpCost:
+    """Rotary embedding (Su et al. 2021) on Q and K in place: 3 FLOPs per element, cos/sin read per token."""
+    return elementwise("rope", tokens * (q_width + kv_width), 1, 1, 3,
+                       extra_read_bytes=tokens * head_dim * ACT_BYTES)
+
+
+def residual_add(tokens: int, hidden: int) -> OpCost:
+    return elementwise("residual_add", tokens * hidden, 2, 1, 1)
+
+
+def activation(tokens: int, ffn_width: int, kind: str) -> OpCost:
+    """SwiGLU: silu(gate) * up, reading both halves (~5 FLOPs/output); GELU (tanh form) ~8 FLOPs/element."""
+    if kind == "swiglu":
+        return elementwise("ffn_act", tokens * ffn_width, 2, 1, 5)
+    return elementwise("ffn_act", tokens * ffn_width, 1, 1, 8)
+
+
+def embedding(tokens: int, hidden: int) -> OpCost:
+    """Gather one row of the table per token (token ids are 4-byte integers)."""
+    return OpCost(name="embedding", kind="vector", weight_bytes=tokens * hidden * ACT_BYTES,
+                  act_read_bytes=tokens * 4, act_write_bytes=tokens * hidden * ACT_BYTES)
+
+
+def kv_cache_write(tokens: int, kv_width: int, quant: QuantSpec, head_dim: int) -> OpCost:
+    """Append this step's K and V to the cache (vLLM's reshape_and_cache), quantizing if kv_bits < 16."""
+    elements = 2 * tokens * kv_width
+    return OpCost(name="kv_cache_write", kind="vector", vector_flops=elements * (2 if quant.kv_bits < 16 else 0),
+                  act_read_bytes=elements * ACT_BYTES,
+                  kv_write_bytes=elements * quant.kv_bytes_per_element(head_dim))
+
+
+def attention(new_tokens: np.ndarray, cached_tokens: np.ndarray, num_heads: int, num_kv_heads: int,
+              head_dim: int, quant: QuantSpec, flash: bool, q_tile_tokens: int,
+              sram_bytes: float) -> list[OpCost]:
+    """Causal self-attention for a ragged batch: sequence i brings q_i new tokens after c_i cached ones.
+
+    Query j of sequence i sees c_i + j + 1 keys, so a head scores sum_i q_i c_i + q_i (q_i + 1) / 2 pairs:
+    prefill (c=0), chunked prefill (c>0) and decode (q=1) are the same formula. QK^T and PV cost 2 x
+    head_dim FLOPs per pair each; softmax ~5 vector FLOPs per pair (max, subtract, exp, sum, divide).
+
+    FlashAttention (Dao et al. 2022, Alg. 1; FlashAttention-2 Alg. 1) keeps scores on chip and loops
+    query tiles of `q_tile_tokens` outside K/V tiles, so K/V are read once per query tile unless a
+    head's whole K/V fits in SRAM; causal tiles stop at the diagonal. Those re-reads are counted in the KV
+    bytes and marked `l2_reread_bytes`: the tiles were fetched moments before by the previous query tile,
+    so the timing serves them from L2. Without it the full q x (c+q)
+    score matrix S is computed, written, read and written again as P by softmax, and read by PV.
+    """
+    q = np.asarray(new_tokens, dtype=np.float64)
+    c = np.asarray(cached_tokens, dtype=np.float64)
+    kv_bytes = quant.kv_bytes_per_element(head_dim)
+    kv_tokens = q + c
+    pairs_causal = float(np.sum(q * c + q * (q + 1) / 2))
+    q_elems = float(q.sum()) * num_heads * head_dim
+    qo_bytes = 2 * q_elems * ACT_BYTES
+    kv_elem_bytes = 2 * num_kv_heads * head_dim * kv_bytes
+    if flash:
+        n_tiles = np.ceil(q / q_tile_tokens)
+        fits = 2 * kv_tokens * head_dim * kv_bytes <= sram_bytes
+        reread_tokens = n_tiles * c + q_tile_tokens * n_tiles * (n_tiles - 1) / 2 + q
+        kv_read_tokens = float(np.sum(np.where(fits, kv_tokens, reread_tokens)))
+        first_read_tokens = float(kv_tokens.sum())
+        return [OpCost(
+            name="attention", kind="attention", flops=4.0 * head_dim * num_heads * pairs_causal,
+            vector_flops=5.0 * num_heads * pairs_causal,
+            act_read_bytes=qo_bytes / 2, act_write_bytes=qo_bytes / 2,
+            kv_read_bytes=kv_read_tokens * kv_elem_bytes,
+            l2_reread_bytes=(kv_read_tokens - first_read_tokens) * kv_elem_bytes)]
+    pairs_full = float(np.sum(q * kv_tokens))
+    score_bytes = num_heads * pairs_full * ACT_BYTES
+    batched = GemmShape(int(q.max()), int(kv_tokens.max()), head_dim, num_heads * len(q))
+    return [
+        OpCost(name="attn_scores", kind="gemm", flops=2.0 * head_dim * num_heads * pairs_full,
+               act_read_bytes=qo_bytes / 2, act_write_bytes=score_bytes,
+               kv_read_bytes=float(kv_tokens.sum()) * kv_elem_bytes / 2, gemm=batched),
+        OpCost(name="attn_softmax", kind="vector", vector_flops=5.0 * num_heads * pairs_full,
+               act_read_bytes=score_bytes, act_write_bytes=score_bytes),
+        OpCost(name="attn_context", kind="gemm", flops=2.0 * head_dim * num_heads * pairs_full,
+               act_read_bytes=score_bytes, act_write_bytes=qo_bytes / 2,
+               kv_read_bytes=float(kv_tokens.sum()) * kv_elem_bytes / 2,
+               gemm=GemmShape(batched.m, head_dim, batched.n, batched.count)),
+    ]
+
+
+def sampling(sequences: int, vocab: int, method: str = "top_p") -> OpCost:
+    """Turn logits into tokens. Greedy: one argmax pass. Top-k/top-p: fp32 softmax (~5 FLOPs/entry),
+    then a sort of the vocabulary (~log2 V compare-swaps per entry) writing values and int64 indices."""
+    n = sequences * vocab
+    if method == "greedy":
+        return OpCost(name="sampling", kind="vector", vector_flops=n, act_read_bytes=n * ACT_BYTES,
+                      act_write_bytes=sequences * 8)
+    return OpCost(name="sampling", kind="vector", vector_flops=n * (5 + math.log2(vocab)),
+                  act_read_bytes=n * (ACT_BYTES + LOGIT_BYTES),
+                  act_write_bytes=n * (LOGIT_BYTES + LOGIT_BYTES + 8))
+
+
+def moe_router(tokens: int, hidden: int, num_experts: int, experts_per_token: int,
+               quant: QuantSpec) -> list[OpCost]:
+    """Router logits (a d x E linear, kept fp16 as engines do) and the top-k softmax over experts."""
+    ops = linear("moe_router", tokens, hidden, num_experts, QuantSpec(kv_bits=quant.kv_bits))
+    ops.append(elementwise("moe_topk", tokens * num_experts, 1, experts_per_token / num_experts, 6))
+    return ops
+
+
+def experts_touched(tokens: int, num_experts: int, experts_per_token: int) -> float:
+    """Expected experts with at least one token under uniform routing: E (1 - (1 - k/E)^T)."""
+    return num_experts * (1 - (1 - experts_per_token / num_experts) ** tokens)
+
+
+def all_reduce(name: str, tokens: int, hidden: int, peers: int) -> OpCost:
+    """Sum a tokens x hidden fp16 tensor over `peers` tensor-parallel ranks (Megatron-LM, Shoeybi et al.
+    2019, §3: one all-reduce after attention, one after the MLP). Bytes are the payload per rank."""
+    return OpCost(name=name, kind="comm", act_read_bytes=tokens * hidden * ACT_BYTES, comm_peers=peers)
+
+
+def p2p_send(tokens: int, hidden: int) -> OpCost:
+    """Pipeline-parallel hand-off of the hidden states to the next stage."""
+    return OpCost(name="pp_send", kind="comm", act_read_bytes=tokens * hidden * ACT_BYTES, comm_peers=2)

@@ -1,0 +1,241 @@
+"""A whole forward step: the ops of one decoder layer for a batch shape, times the layers, plus embedding,
+LM head and sampling, split over tensor- and pipeline-parallel GPUs (Megatron-LM, Shoeybi et al. 2019).
+
+A batch is ragged: sequence i brings `new_tokens[i]` tokens after `cached_tokens[i]` already in the KV
+cache. Prefill is (prompt, 0), a prefill chunk is (chunk, done so far), decode is (1, context).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ops
+from .errors import SpecError
+from .hardware import HardwareSpec
+from .models import ModelSpec
+from .quant import QuantSpec
+from .timing import OpTime, time_op
+
+SAMPLING_METHODS = ("greedy", "top_p")
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+
+    def __post_init__(self):
+        for name in ("tensor_parallel", "pipeline_parallel"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"parallelism.{name}", "must be >= 1", getattr(self, name))
+
+    @property
+    def gpus(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+
+@dataclass(frozen=True)
+class Batch:
+    new_tokens: tuple
+    cached_tokens: tuple
+    samples: tuple = None  # does sequence i produce a token this step? (a mid-prompt chunk does not)
+
+    def __post_init__(self):
+        if len(self.new_tokens) == 0:
+            raise SpecError("batch", "must hold at least one sequence", 0)
+        if len(self.new_tokens) != len(self.cached_tokens):
+            raise SpecError("batch.cached_tokens", "needs one entry per sequence", len(self.cached_tokens))
+        if min(self.new_tokens) < 1:
+            raise SpecError("batch.new_tokens", "every sequence needs >= 1 new token", min(self.new_tokens))
+        if min(self.cached_tokens) < 0:
+            raise SpecError("batch.cached_tokens", "must be >= 0", min(self.cached_tokens))
+        if self.samples is None:
+            object.__setattr__(self, "samples", (True,) * len(self.new_tokens))
+
+    @property
+    def num_tokens(self) -> int:
+        return int(sum(self.new_tokens))
+
+    @property
+    def num_sampled(self) -> int:
+        return int(sum(self.samples))
+
+    @property
+    def max_context_tokens(self) -> int:
+        return int(max(n + c for n, c in zip(self.new_tokens, self.cached_tokens)))
+
+
+def prefill_batch(prompt_tokens) -> Batch:
+    return Batch(tuple(int(p) for p in prompt_tokens), (0,) * len(prompt_tokens))
+
+
+def decode_batch(context_tokens) -> Batch:
+    """One new token per sequence, attending to `context_tokens` already cached."""
+    return Batch((1,) * len(context_tokens), tuple(int(c) for c in context_tokens))
+
+
+def chunked_prefill_batch(chunk_tokens: int, cached_tokens: int, last_chunk: bool = False) -> Batch:
+    return Batch((int(chunk_tokens),), (int(cached_tokens),), (last_chunk,))
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    quant: QuantSpec = field(default_factory=QuantSpec)
+    parallel: Parallelism = field(default_factory=Parallelism)
+    flash_attention: bool = True
+    sampling: str = "top_p"
+
+
+@dataclass(frozen=True)
+class OpRow:
+    """One op in the step table: per-GPU cost of one instance, run `count` times (layers) per step."""
+
+    timed: OpTime
+    count: int
+
+    @property
+    def name(self) -> str:
+        return self.timed.op.name
+
+    @property
+    def time_s(self) -> float:
+        return self.timed.time_s * self.count
+
+    @property
+    def flops(self) -> float:
+        return self.timed.op.total_flops * self.count
+
+    @property
+    def bytes(self) -> float:
+        return self.timed.op.bytes * self.count
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Per-GPU costs of one forward step (a GPU of the first TP group; all pipeline stages summed)."""
+
+    rows: tuple
+    stage_time_s: float
+    pipeline_stages: int
+
+    @property
+    def time_s(self) -> float:
+        return sum(r.time_s for r in self.rows)
+
+    def _sum(self, attr: str) -> float:
+        return sum(getattr(r.timed.op, attr) * r.count for r in self.rows)
+
+    @property
+    def flops(self) -> float:
+        return sum(r.flops for r in self.rows)
+
+    @property
+    def bytes(self) -> float:
+        return sum(r.bytes for r in self.rows)
+
+    @property
+    def weight_bytes(self) -> float:
+        return self._sum("weight_bytes")
+
+    @property
+    def kv_bytes(self) -> float:
+        return self._sum("kv_read_bytes") + self._sum("kv_write_bytes")
+
+    def pipeline_bubble_fraction(self, microbatches: int) -> float:
+        """Idle share of a GPipe-style schedule: (p - 1) / (m + p - 1) (Huang et al. 2019, §2.2)."""
+        p = self.pipeline_stages
+        return (p - 1) / (microbatches + p - 1)
+
+    def totals(self) -> dict:
+        return {"flops": self.flops, "bytes": self.bytes, "time_s": self.time_s,
+                "weight_bytes": self.weight_bytes, "kv_bytes": self.kv_bytes,
+                "stage_time_s": self.stage_time_s}
+
+
+def _shard(value: int, tp: int, field_name: str) -> int:
+    if value % tp:
+        raise SpecError("parallelism.tensor_parallel", f"must divide {field_name}={value}", tp)
+    return value // tp
+
+
+def layer_ops(model: ModelSpec, batch: Batch, hw: HardwareSpec, options: StepOptions) -> list[ops.OpCost]:
+    """The ops of one decoder layer on one tensor-parallel rank, in execution order."""
+    tp, quant = options.parallel.tensor_parallel, options.quant
+    t, d, hd = batch.num_tokens, model.hidden_size, model.head_dim
+    heads = _shard(model.num_heads, tp, "num_heads")
+    kv_heads = max(1, model.num_kv_heads // tp)  # KV heads are replicated when tp > num_kv_heads
+    ffn = _shard(model.ffn_size, tp, "ffn_size")
+    q_width, kv_width = heads * hd, kv_heads * hd
+    new, cached = np.array(batch.new_tokens), np.array(batch.cached_tokens)
+    out = [ops.norm("input_norm", t, d, model.norm_kind)]
+    out += ops.linear("qkv_proj", t, d, q_width + 2 * kv_width, quant, bias=model.qkv_bias or model.linear_bias)
+    if model.position == "rope":
+        out.append(ops.rope(t, q_width, kv_width, hd))
+    out.append(ops.kv_cache_write(t, kv_width, quant, hd))
+    out += ops.attention(new, cached, heads, kv_heads, hd, quant, options.flash_attention,
+                         hw.attention_q_tile_tokens, hw.sram_per_sm_bytes)
+    out += ops.linear("o_proj", t, q_width, d, quant, bias=model.linear_bias)
+    if tp > 1:
+        out.append(ops.all_reduce("attn_all_reduce", t, d, tp))
+    out.append(ops.residual_add(t, d))
+    out.append(ops.norm("post_attn_norm", t, d, model.norm_kind))
+    up_width = ffn * (2 if model.ffn_kind == "swiglu" else 1)
+    if model.is_moe:
+        out += ops.moe_router(t, d, model.num_experts, model.experts_per_token, quant)
+        active = ops.experts_touched(t, model.num_experts, model.experts_per_token)
+        count = max(1, round(active))
+        per_expert = math.ceil(t * model.experts_per_token / count)
+        routed = per_expert * count
+        out += ops.linear("ffn_up", t, d, up_width, quant, count=count, tokens_per_matrix=per_expert)
+        out.append(ops.activation(routed, ffn, model.ffn_kind))
+        out += ops.linear("ffn_down", t, ffn, d, quant, count=count, tokens_per_matrix=per_expert)
+    else:
+        out += ops.linear("ffn_up", t, d, up_width, quant, bias=model.linear_bias)
+        out.append(ops.activation(t, ffn, model.ffn_kind))
+        out += ops.linear("ffn_down", t, ffn, d, quant, bias=model.linear_bias)
+    if tp > 1:
+        out.append(ops.all_reduce("mlp_all_reduce", t, d, tp))
+    out.append(ops.residual_add(t, d))
+    return out
+
+
+def check_batch(model: ModelSpec, batch: Batch) -> None:
+    if batch.max_context_tokens > model.max_context_tokens:
+        raise SpecError("context", f"{model.name} allows at most {model.max_context_tokens} tokens of context",
+                        batch.max_context_tokens)
+
+
+def step_cost(model: ModelSpec, hw: HardwareSpec, batch: Batch, options: StepOptions = StepOptions()) -> StepCost:
+    """Per-op table and totals of one forward step of `batch` (see module docstring)."""
+    check_batch(model, batch)
+    if options.sampling not in SAMPLING_METHODS:
+        raise SpecError("sampling", f"must be one of {', '.join(SAMPLING_METHODS)}", options.sampling)
+    tp, pp = options.parallel.tensor_parallel, options.parallel.pipeline_parallel
+    if pp > model.num_layers:
+        raise SpecError("parallelism.pipeline_parallel", f"must be <= num_layers={model.num_layers}", pp)
+    t, d = batch.num_tokens, model.hidden_size
+    vocab_shard = math.ceil(model.vocab_size / tp)
+    head_quant = options.quant if not options.quant.act_bits == 8 else QuantSpec(kv_bits=options.quant.kv_bits)
+    front = [ops.embedding(t, d)]
+    if tp > 1:
+        front.append(ops.all_reduce("embedding_all_reduce", t, d, tp))
+    back = [ops.norm("final_norm", batch.num_sampled, d, model.norm_kind)] if batch.num_sampled else []
+    if batch.num_sampled:
+        back += ops.linear("lm_head", batch.num_sampled, d, vocab_shard, head_quant)
+        if tp > 1:
+            back.append(ops.all_reduce("lm_head_gather", batch.num_sampled, vocab_shard, tp))
+        back.append(ops.sampling(batch.num_sampled, model.vocab_size, options.sampling))
+    layer = [time_op(hw, op) for op in layer_ops(model, batch, hw, options)]
+    ends = [time_op(hw, op) for op in front + back]
+    rows = [OpRow(x, 1) for x in ends[:len(front)]]
+    rows += [OpRow(x, model.num_layers) for x in layer]
+    rows += [OpRow(x, 1) for x in ends[len(front):]]
+    if pp > 1:
+        rows.append(OpRow(time_op(hw, ops.p2p_send(t, d)), pp - 1))
+    layer_s = sum(x.time_s for x in layer)
+    first_stage_layers = math.ceil(model.num_layers / pp)
+    stage_s = first_stage_layers * layer_s + sum(x.time_s for x in ends) * (1 if pp == 1 else 0.5)
+    return StepCost(rows=tuple(rows), stage_time_s=stage_s if pp > 1 else sum(r.time_s for r in rows),
+                    pipeline_stages=pp)

@@ -1,0 +1,101 @@
+"""Turn FLOPs and bytes into seconds on a hardware spec.
+
+    time = (compute^p + memory^p)^(1/p) + launch_overhead
+
+with compute = tensor FLOPs / (peak x compute_efficiency) + vector FLOPs / (vector peak x efficiency) and
+memory = bytes / (bandwidth x efficiency). p -> infinity is the classic roofline max(compute, memory)
+(Williams et al. 2009); a finite `overlap_exponent` says how imperfectly a kernel overlaps its loads with
+its math near the ridge point (p = 2 fits the A100 profiles best; p = 1 would be no overlap at all).
+
+GEMMs run in whole thread-block tiles over whole waves of SMs (tile and wave quantization, as modelled by
+LLMCompass, Zhang et al. ISCA 2024): an (m x n) output in (tm x tn) tiles needs ceil(m/tm) ceil(n/tn)
+tiles, run in ceil(tiles x splits / SMs) waves; each tile's K loop is bound by its tensor-core time or by
+its operand traffic from L2. The library is assumed to pick the fastest tile and split-K, as cuBLAS'
+heuristics try to. All functions take NumPy arrays so that sweeps and profile fits are vectorised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hardware import HardwareSpec
+from .ops import ACT_BYTES, OpCost
+
+
+def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, peak_flops_per_s: float):
+    """Tensor-core time of `count` (m x k)(k x n) products under tile and wave quantization."""
+    m, n, k, count = (np.asarray(x, dtype=np.float64) for x in (m, n, k, count))
+    if not hw.gemm_tiles:
+        return 2 * m * n * k * count / (peak_flops_per_s * hw.compute_efficiency)
+    per_sm_flops = peak_flops_per_s * hw.compute_efficiency / hw.sm_count
+    per_sm_l2 = (hw.l2_bandwidth_bytes_per_s or np.inf) / hw.sm_count
+    best = np.full(np.broadcast(m, n, k, count).shape, np.inf)
+    for tm, tn in hw.gemm_tiles:
+        tiles = np.ceil(m / tm) * np.ceil(n / tn) * count
+        for splits in hw.gemm_split_k:
+            k_part = np.ceil(k / splits)
+            tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops,
+                                (tm + tn) * k_part * ACT_BYTES / per_sm_l2)
+            best = np.minimum(best, np.ceil(tiles * splits / hw.sm_count) * tile_s)
+    return best
+
+
+def combine_s(hw: HardwareSpec, compute_s, memory_s):
+    """Smooth maximum of compute and memory time (see module docstring), plus the kernel floor."""
+    p = hw.overlap_exponent
+    compute_s, memory_s = np.asarray(compute_s, dtype=np.float64), np.asarray(memory_s, dtype=np.float64)
+    big = np.maximum(compute_s, memory_s)
+    safe = np.where(big > 0, big, 1.0)
+    overlap = big * ((compute_s / safe) ** p + (memory_s / safe) ** p) ** (1 / p)
+    return overlap + hw.launch_overhead_s
+
+
+def comm_time_s(hw: HardwareSpec, payload_bytes, peers):
+    """Ring all-reduce: each rank sends and receives 2 (n-1)/n of the payload (Patarasuk & Yuan 2009),
+    after a fixed latency; with 2 peers and `pp_send` this is one point-to-point copy."""
+    peers = np.asarray(peers, dtype=np.float64)
+    factor = np.where(peers > 2, 2 * (peers - 1) / peers, 1.0)
+    bw = hw.interconnect_bandwidth_bytes_per_s * hw.interconnect_efficiency
+    return np.where(peers > 1, hw.interconnect_latency_s + factor * np.asarray(payload_bytes) / bw, 0.0)
+
+
+@dataclass(frozen=True)
+class OpTime:
+    op: OpCost
+    compute_s: float
+    memory_s: float
+    time_s: float
+
+    @property
+    def bound(self) -> str:
+        if self.op.kind == "comm":
+            return "network"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def op_compute_s(hw: HardwareSpec, op: OpCost) -> float:
+    peak = hw.peak(op.dtype) * (2 if op.sparse_24 and hw.sparse_tensor_cores else 1)
+    if op.gemm is not None and op.flops:
+        g = op.gemm
+        # The tile model sees the GEMM's own shape; FLOPs outside it (ragged attention) scale the result.
+        dense_flops = 2.0 * g.m * g.n * g.k * g.count
+        tensor = float(gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, peak)) * op.flops / dense_flops
+    else:
+        tensor = op.flops / (peak * hw.compute_efficiency)
+    return tensor + op.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)
+
+
+def op_memory_s(hw: HardwareSpec, op: OpCost) -> float:
+    efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
+    dram_bw = hw.memory_bandwidth_bytes_per_s * efficiency
+    l2_bw = hw.l2_bandwidth_bytes_per_s * efficiency if hw.l2_bandwidth_bytes_per_s else dram_bw
+    return (op.bytes - op.l2_reread_bytes) / dram_bw + op.l2_reread_bytes / l2_bw
+
+
+def time_op(hw: HardwareSpec, op: OpCost) -> OpTime:
+    if op.kind == "comm":
+        t = float(comm_time_s(hw, op.bytes, op.comm_peers))
+        return OpTime(op, 0.0, 0.0, t)
+    compute, memory = op_compute_s(hw, op), op_memory_s(hw, op)
+    return OpTime(op, compute, memory, float(combine_s(hw, compute, memory)))
