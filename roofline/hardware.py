@@ -2,9 +2,10 @@
 
 Every registry figure is a datasheet number (source in the comment above each entry). The efficiency
 factors are the only fitted numbers, and they are physical: the fraction of peak tensor-core FLOP/s a
-large GEMM sustains, the fraction of DRAM bandwidth a streaming kernel sustains, the time a kernel takes
-however small it is. `A100_FACTORS` were fitted on Vidur's A100 profiles (`infersim calibrate
---from-profile`); the other GPUs reuse them until a profile of theirs is fitted (README, "Assumptions").
+large GEMM sustains, the fraction of DRAM bandwidth a GEMM or an elementwise kernel sustains, how well a
+kernel overlaps loads with math, the time a kernel takes however small it is. The defaults were fitted
+on Vidur's A100 profiles (`infersim calibrate --from-profile`); the other GPUs reuse them until a profile
+of theirs is fitted (README, "Assumptions").
 """
 from __future__ import annotations
 
@@ -47,12 +48,13 @@ class HardwareSpec:
     gemm_tiles: tuple = DEFAULT_GEMM_TILES
     gemm_split_k: tuple = DEFAULT_SPLIT_K
     attention_q_tile_tokens: int = 128
-    # Efficiency factors (fitted on A100 profiles; see module docstring).
-    compute_efficiency: float = 0.74
-    memory_efficiency: float = 0.83
-    vector_bandwidth_efficiency: float = 0.5
+    # Efficiency factors: `infersim calibrate --from-profile` on Vidur's A100 Llama-2-7B profile, rounded
+    # (see module docstring); they predict the held-out Llama-3-8B and Llama-2-70B profiles (README).
+    compute_efficiency: float = 0.76
+    memory_efficiency: float = 0.91
+    vector_bandwidth_efficiency: float = 0.46
     overlap_exponent: float = 2.0
-    launch_overhead_s: float = 4e-6
+    launch_overhead_s: float = 4.6e-6
     interconnect_efficiency: float = 0.8
     interconnect_latency_s: float = 10e-6
     source: str = ""

@@ -1,0 +1,94 @@
+"""Memory capacity of one GPU of a replica: weights + activation workspace + KV cache.
+
+Like vLLM's startup profiling: the KV cache gets what is left of `utilization x capacity` after the
+weights and the peak activation workspace of the largest step; that fixes the KV tokens a GPU holds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import SpecError
+from .hardware import HardwareSpec
+from .models import ModelSpec
+from .ops import ACT_BYTES, LOGIT_BYTES
+from .quant import QuantSpec
+from .step import Parallelism
+
+
+def weight_bytes_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: Parallelism) -> float:
+    """Weights one GPU stores: its 1/pp of the layers, each matrix split 1/tp; embedding and LM head
+    split over the vocabulary and kept in fp16 (as GPTQ/AWQ checkpoints keep them)."""
+    tp, pp = parallel.tensor_parallel, parallel.pipeline_parallel
+    d = model.hidden_size
+    qkv_out = (model.q_width + 2 * model.kv_width) // tp
+    up_out = model.ffn_size * (2 if model.ffn_kind == "swiglu" else 1) // tp
+    per_layer = (quant.weight_bytes(d, qkv_out) + quant.weight_bytes(model.q_width // tp, d)
+                 + model.num_experts * (quant.weight_bytes(d, up_out) + quant.weight_bytes(model.ffn_size // tp, d)))
+    vector_params = model.layer_params() - (
+        d * (model.q_width + 2 * model.kv_width) + model.q_width * d
+        + model.num_experts * model.ffn_matrices * d * model.ffn_size)
+    per_layer += vector_params * ACT_BYTES  # norms, biases, router: small and unquantized
+    layers = math.ceil(model.num_layers / pp)
+    vocab = math.ceil(model.vocab_size / tp) * d * ACT_BYTES
+    ends = vocab * (1 if model.tied_embeddings else 2) + (model.embedding_params() - model.vocab_size * d *
+                                                          (1 if model.tied_embeddings else 2)) * ACT_BYTES
+    return layers * per_layer + ends
+
+
+def kv_bytes_per_token_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: Parallelism) -> float:
+    """K and V of one token on one GPU: 2 x (layers / pp) x max(1, kv_heads / tp) x head_dim x bytes."""
+    layers = math.ceil(model.num_layers / parallel.pipeline_parallel)
+    kv_heads = max(1, model.num_kv_heads // parallel.tensor_parallel)
+    return 2 * layers * kv_heads * model.head_dim * quant.kv_bytes_per_element(model.head_dim)
+
+
+def activation_bytes_per_gpu(model: ModelSpec, parallel: Parallelism, max_batched_tokens: int,
+                             max_sequences: int) -> float:
+    """Peak transient memory of the largest step: the FFN's up output and activation for every token,
+    the residual stream twice, and fp32 logits plus sort buffers for every sampled sequence."""
+    tp = parallel.tensor_parallel
+    up = model.ffn_size * (2 if model.ffn_kind == "swiglu" else 1) // tp
+    per_token = (up + model.ffn_size // tp + 2 * model.hidden_size) * ACT_BYTES
+    logits = max_sequences * math.ceil(model.vocab_size / tp) * (ACT_BYTES + 3 * LOGIT_BYTES)
+    return max_batched_tokens * per_token + logits
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    capacity_bytes: float
+    usable_bytes: float
+    weight_bytes: float
+    activation_bytes: float
+    kv_bytes_per_token: float
+
+    @property
+    def kv_cache_bytes(self) -> float:
+        return self.usable_bytes - self.weight_bytes - self.activation_bytes
+
+    @property
+    def max_kv_tokens(self) -> int:
+        return int(self.kv_cache_bytes // self.kv_bytes_per_token)
+
+    def max_batch(self, context_tokens: int) -> int:
+        """Sequences whose whole context fits in the KV cache at once."""
+        if context_tokens <= 0:
+            raise SpecError("context", "must be > 0", context_tokens)
+        return self.max_kv_tokens // context_tokens
+
+
+def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec(),
+                parallel: Parallelism = Parallelism(), utilization: float = 0.9,
+                max_batched_tokens: int = 8192, max_sequences: int = 256) -> MemoryPlan:
+    """Split one GPU's memory (defaults as vLLM's: gpu_memory_utilization 0.9, 8192 batched tokens)."""
+    if not 0 < utilization <= 1:
+        raise SpecError("kv_cache.memory_utilization", "must be in (0, 1]", utilization)
+    plan = MemoryPlan(capacity_bytes=hw.memory_bytes, usable_bytes=hw.memory_bytes * utilization,
+                      weight_bytes=weight_bytes_per_gpu(model, quant, parallel),
+                      activation_bytes=activation_bytes_per_gpu(model, parallel, max_batched_tokens, max_sequences),
+                      kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel))
+    if plan.kv_cache_bytes <= 0:
+        raise SpecError("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
+                        f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
+                        f"usable on {hw.name}; raise tensor_parallel/pipeline_parallel or quantize", hw.name)
+    return plan

@@ -1,0 +1,174 @@
+"""Measured per-op profiles (Vidur's CSV format) against the roofline: errors, and fitting the factors.
+
+Vidur (Agrawal et al., MLSys 2024) profiles one decoder layer's ops for `num_tokens` tokens with weights
+split over `num_tensor_parallel_workers` GPUs and stores `time_stats.<op>.median` in milliseconds.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ops
+from .errors import SpecError
+from .hardware import HardwareSpec
+from .models import ModelSpec
+from .step import Batch, Parallelism, StepOptions, layer_ops
+from .timing import combine_s, gemm_tensor_time_s
+
+# Vidur op name -> infersim op name.
+VIDUR_OPS = {
+    "emb": "embedding", "input_layernorm": "input_norm", "attn_pre_proj": "qkv_proj", "attn_rope": "rope",
+    "attn_post_proj": "o_proj", "post_attention_layernorm": "post_attn_norm", "mlp_up_proj": "ffn_up",
+    "mlp_act": "ffn_act", "mlp_down_proj": "ffn_down", "add": "residual_add",
+}
+GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
+_SHAPE_COLUMNS = {"n_head": "num_heads", "n_kv_head": "num_kv_heads", "n_embd": "hidden_size",
+                  "n_expanded_embd": "ffn_size"}
+FITTED_FACTORS = ("compute_efficiency", "memory_efficiency", "launch_overhead_s", "overlap_exponent",
+                  "vector_bandwidth_efficiency")
+
+
+@dataclass(frozen=True)
+class OpSamples:
+    """One profiled op over all rows: measured times and the roofline's inputs, as arrays."""
+
+    measured_s: np.ndarray
+    kind: str
+    flops: np.ndarray
+    vector_flops: np.ndarray
+    bytes: np.ndarray
+    gemm: np.ndarray  # (rows, 4): m, n, k, count (zeros for non-GEMM ops)
+    dtype: str
+
+    def predict_s(self, hw: HardwareSpec) -> np.ndarray:
+        peak = hw.peak(self.dtype)
+        if self.kind == "gemm":
+            m, n, k, count = self.gemm.T
+            tensor = gemm_tensor_time_s(hw, m, n, k, count, peak)
+        else:
+            tensor = self.flops / (peak * hw.compute_efficiency)
+        compute = tensor + self.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)
+        eff = hw.vector_bandwidth_efficiency if self.kind == "vector" else hw.memory_efficiency
+        memory = self.bytes / (hw.memory_bandwidth_bytes_per_s * eff)
+        return combine_s(hw, compute, memory)
+
+
+def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
+    """Read a Vidur `*_linear_ops.csv` and build, for each op it holds, the samples to compare."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise SpecError("profile", "no such file", str(path)) from None
+    if not rows:
+        raise SpecError(str(path), "holds no rows")
+    needed = ["num_tokens", "num_tensor_parallel_workers"]
+    missing = [c for c in needed if c not in rows[0]]
+    if missing:
+        raise SpecError(f"{path.name}:{missing[0]}", "missing column; not a Vidur linear-ops profile")
+    for column, attr in _SHAPE_COLUMNS.items():
+        if column in rows[0] and int(rows[0][column]) != getattr(model, attr):
+            raise SpecError("model", f"{path.name} profiles {column}={rows[0][column]} but {model.name} has "
+                            f"{attr}={getattr(model, attr)}; pass the profiled model", model.name)
+    present = [op for op in VIDUR_OPS if f"time_stats.{op}.median" in rows[0]]
+    if not present:
+        raise SpecError(path.name, f"has no time_stats.<op>.median column for any of {', '.join(VIDUR_OPS)}")
+    table: dict[str, list] = {op: [] for op in present}
+    for line, row in enumerate(rows, start=2):
+        try:
+            tokens, tp = int(row["num_tokens"]), int(row["num_tensor_parallel_workers"])
+        except ValueError:
+            raise SpecError(f"{path.name}:{line}", "num_tokens and num_tensor_parallel_workers must be integers") from None
+        options = StepOptions(parallel=Parallelism(tensor_parallel=tp))
+        by_name = {op.name: op for op in layer_ops(model, Batch((tokens,), (0,)), _NO_SRAM, options)}
+        by_name["embedding"] = ops.embedding(tokens, model.hidden_size)
+        for op in present:
+            cost = by_name[VIDUR_OPS[op]]
+            g = cost.gemm
+            table[op].append((float(row[f"time_stats.{op}.median"]) * 1e-3, cost.flops, cost.vector_flops,
+                              cost.bytes, *(dataclasses.astuple(g) if g else (0, 0, 0, 0)), cost.kind, cost.dtype))
+    samples = {}
+    for op, values in table.items():
+        cols = list(zip(*values))
+        samples[op] = OpSamples(measured_s=np.array(cols[0]), kind=cols[8][0], flops=np.array(cols[1]),
+                                vector_flops=np.array(cols[2]), bytes=np.array(cols[3]),
+                                gemm=np.array(cols[4:8], dtype=np.float64).T, dtype=cols[9][0])
+    return samples
+
+
+# Profiles hold no attention op, so the attention tiling parameters never matter here.
+class _NoSram:
+    attention_q_tile_tokens = 128
+    sram_per_sm_bytes = 0
+
+
+_NO_SRAM = _NoSram()
+
+
+def relative_errors(samples: OpSamples, hw: HardwareSpec) -> np.ndarray:
+    """|predicted - measured| / measured for every row."""
+    return np.abs(samples.predict_s(hw) - samples.measured_s) / samples.measured_s
+
+
+def compare(samples: dict[str, OpSamples], hw: HardwareSpec) -> dict:
+    """Median absolute relative error per op, for the GEMMs (median and p90) and for all ops."""
+    errors = {op: relative_errors(s, hw) for op, s in samples.items()}
+    gemm = np.concatenate([errors[op] for op in GEMM_OPS if op in errors] or [np.array([np.nan])])
+    every = np.concatenate(list(errors.values()))
+    return {
+        "ops": {op: {"median_abs_err": float(np.median(e)), "n": int(e.size)} for op, e in errors.items()},
+        "gemm_median_abs_err": float(np.median(gemm)),
+        "gemm_p90_abs_err": float(np.percentile(gemm, 90)),
+        "all_median_abs_err": float(np.median(every)),
+    }
+
+
+_BOUNDS = {"compute_efficiency": (0.05, 1.0), "memory_efficiency": (0.05, 1.0),
+           "launch_overhead_s": (0.0, 50e-6), "overlap_exponent": (1.0, 20.0),
+           "vector_bandwidth_efficiency": (0.02, 1.0)}
+
+
+def _coordinate_search(loss, hw: HardwareSpec, names: tuple, rounds: int = 60) -> HardwareSpec:
+    """Minimise loss(hw) over the named factors by deterministic multiplicative coordinate steps."""
+    best, best_loss, step = hw, loss(hw), 0.25
+    for _ in range(rounds):
+        improved = False
+        for name in names:
+            for direction in (1 + step, 1 / (1 + step)):
+                lo, hi = _BOUNDS[name]
+                value = getattr(best, name) * direction if getattr(best, name) else 1e-6
+                trial = dataclasses.replace(best, **{name: float(min(hi, max(lo, value)))})
+                trial_loss = loss(trial)
+                if trial_loss < best_loss - 1e-12:
+                    best, best_loss, improved = trial, trial_loss, True
+        if not improved:
+            step /= 2
+            if step < 1e-3:
+                break
+    return best
+
+
+def fit_factors(samples: dict[str, OpSamples], hw: HardwareSpec) -> HardwareSpec:
+    """Fit the efficiency factors of `hw` to a profile: first the GEMM factors (minimising the median
+    plus the 90th percentile of the GEMM errors), then the vector-kernel bandwidth efficiency."""
+    gemms = [samples[op] for op in GEMM_OPS if op in samples]
+    vectors = [s for op, s in samples.items() if op not in GEMM_OPS]
+    if not gemms:
+        raise SpecError("profile", f"needs at least one GEMM op ({', '.join(GEMM_OPS)}) to fit")
+
+    def gemm_loss(trial):
+        e = np.concatenate([relative_errors(s, trial) for s in gemms])
+        return float(np.median(e) + np.percentile(e, 90))
+
+    fitted = _coordinate_search(gemm_loss, hw, ("compute_efficiency", "memory_efficiency",
+                                                "launch_overhead_s", "overlap_exponent"))
+    if vectors:
+        def vector_loss(trial):
+            return float(np.median(np.concatenate([relative_errors(s, trial) for s in vectors])))
+        fitted = _coordinate_search(vector_loss, fitted, ("vector_bandwidth_efficiency",))
+    return fitted
