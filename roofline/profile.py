@@ -57,9 +57,7 @@ class OpSamples:
         return combine_s(hw, compute, memory)
 
 
-def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
-    """Read a Vidur `*_linear_ops.csv` and build, for each op it holds, the samples to compare."""
-    path = Path(path)
+def _read_rows(path: Path) -> list[dict]:
     try:
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
@@ -67,6 +65,28 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
         raise SpecError("profile", "no such file", str(path)) from None
     if not rows:
         raise SpecError(str(path), "holds no rows")
+    return rows
+
+
+def model_from_profile(path: Path | str) -> ModelSpec:
+    """The layer shape a profile was measured on, from its n_head, n_kv_head, n_embd, ... columns."""
+    path = Path(path)
+    row = _read_rows(path)[0]
+    columns = list(_SHAPE_COLUMNS) + ["vocab_size"]
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise SpecError(f"{path.name}:{missing[0]}", "missing column; pass --model to name the profiled model")
+    heads, d = int(row["n_head"]), int(row["n_embd"])
+    return ModelSpec(name=path.stem, num_layers=1, hidden_size=d, num_heads=heads,
+                     num_kv_heads=int(row["n_kv_head"]), head_dim=d // heads, ffn_size=int(row["n_expanded_embd"]),
+                     vocab_size=int(row["vocab_size"]), max_context_tokens=2**20,
+                     ffn_kind="swiglu" if row.get("use_gated_mlp", "True") == "True" else "gelu")
+
+
+def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
+    """Read a Vidur `*_linear_ops.csv` and build, for each op it holds, the samples to compare."""
+    path = Path(path)
+    rows = _read_rows(path)
     needed = ["num_tokens", "num_tensor_parallel_workers"]
     missing = [c for c in needed if c not in rows[0]]
     if missing:

@@ -1,0 +1,247 @@
+"""The `infersim` command. Heavy modules are imported inside each subcommand so that `--help` is instant
+and a machine without the simulator's dependencies can still run the roofline and kernel commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def cmd_models(args) -> int:
+    from infersim.report import si, table
+    from infersim.roofline import get_model, model_names
+    rows = []
+    for name in model_names():
+        m = get_model(name)
+        moe = f"{m.num_experts}x top-{m.experts_per_token}" if m.is_moe else "-"
+        rows.append([name, si(m.num_params()), str(m.num_layers), str(m.hidden_size),
+                     f"{m.num_heads}/{m.num_kv_heads}", str(m.ffn_size), m.ffn_kind, str(m.vocab_size), moe,
+                     str(m.max_context_tokens)])
+    print(table(["model", "params", "layers", "hidden", "heads/kv", "ffn", "ffn_kind", "vocab", "moe", "max_ctx"],
+                rows))
+    return 0
+
+
+def cmd_hardware(args) -> int:
+    from infersim.report import si, table
+    from infersim.roofline import get_hardware, hardware_names
+    rows = []
+    for name in hardware_names():
+        h = get_hardware(name)
+        rows.append([name, si(h.peak("fp16"), "FLOP/s"), si(h.peak_flops_per_s.get("int8", 0), "OP/s"),
+                     si(h.peak_flops_per_s.get("fp8", 0), "FLOP/s"), si(h.memory_bytes, "B"),
+                     si(h.memory_bandwidth_bytes_per_s, "B/s"), si(h.interconnect_bandwidth_bytes_per_s, "B/s"),
+                     str(h.sm_count), f"{h.ridge_point_flops_per_byte():.0f}"])
+    print(table(["hardware", "fp16", "int8", "fp8", "memory", "bandwidth", "link/dir", "SMs", "ridge"], rows))
+    return 0
+
+
+def cmd_roofline(args) -> int:
+    from infersim.report import si, step_table
+    from infersim.roofline import (Parallelism, SpecError, StepOptions, decode_batch, get_hardware, get_model,
+                                   get_quant, plan_memory, prefill_batch, step_cost)
+    model, hw = get_model(args.model), get_hardware(args.hardware)
+    quant = get_quant(args.quant, args.kv_bits)
+    parallel = Parallelism(args.tp, args.pp)
+    if args.phase == "decode":
+        if args.context + 1 > model.max_context_tokens:
+            raise SpecError("--context", f"{model.name} allows at most {model.max_context_tokens - 1} cached "
+                            f"tokens before a decode step", args.context)
+        batch = decode_batch([args.context] * args.batch)
+        shape = f"decode, batch {args.batch}, context {args.context}"
+    else:
+        if args.prompt > model.max_context_tokens:
+            raise SpecError("--prompt", f"{model.name} allows at most {model.max_context_tokens} tokens",
+                            args.prompt)
+        batch = prefill_batch([args.prompt] * args.batch)
+        shape = f"prefill, batch {args.batch}, prompt {args.prompt}"
+    options = StepOptions(quant=quant, parallel=parallel, flash_attention=not args.no_flash,
+                          sampling=args.sampling)
+    cost = step_cost(model, hw, batch, options)
+    memory = plan_memory(model, hw, quant, parallel)
+    context = batch.max_context_tokens
+    if args.json:
+        out = {"model": model.name, "hardware": hw.name, "phase": args.phase, "quant": args.quant,
+               "tp": args.tp, "pp": args.pp, "flash_attention": not args.no_flash,
+               "ops": [{"name": r.name, "count": r.count, "flops": r.flops, "bytes": r.bytes,
+                        "weight_bytes": r.timed.op.weight_bytes * r.count,
+                        "kv_bytes": (r.timed.op.kv_read_bytes + r.timed.op.kv_write_bytes) * r.count,
+                        "intensity_flops_per_byte": r.timed.op.intensity_flops_per_byte, "time_s": r.time_s,
+                        "bound": r.timed.bound} for r in cost.rows],
+               "totals": cost.totals(),
+               "ridge_point_flops_per_byte": hw.ridge_point_flops_per_byte(quant.gemm_dtype()),
+               "memory": {"weight_bytes_per_gpu": memory.weight_bytes, "kv_cache_bytes": memory.kv_cache_bytes,
+                          "max_kv_tokens": memory.max_kv_tokens, "max_batch_at_context": memory.max_batch(context)}}
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{model.name} on {hw.name} ({args.quant}, TP={args.tp}, PP={args.pp}, "
+              f"FlashAttention {'off' if args.no_flash else 'on'}): {shape}")
+        print(step_table(cost))
+        tokens = batch.num_tokens
+        print(f"\nstep time {cost.time_s * 1e3:.3f} ms ({tokens / cost.time_s:,.0f} tokens/s); "
+              f"{si(cost.flops, 'FLOP')}, {si(cost.bytes, 'B')} per GPU "
+              f"(weights {si(cost.weight_bytes, 'B')}, KV cache {si(cost.kv_bytes, 'B')})")
+        if args.pp > 1:
+            print(f"pipeline: slowest stage {cost.stage_time_s * 1e3:.3f} ms; bubble with {args.pp} "
+                  f"micro-batches {100 * cost.pipeline_bubble_fraction(args.pp):.0f}%")
+        print(f"ridge point {hw.ridge_point_flops_per_byte(quant.gemm_dtype()):.0f} FLOP/B; memory per GPU: "
+              f"weights {si(memory.weight_bytes, 'B')}, KV cache {si(memory.kv_cache_bytes, 'B')} = "
+              f"{memory.max_kv_tokens:,} tokens, max batch {memory.max_batch(context)} at context {context}")
+        for note in quant.accuracy_notes():
+            print(f"note: {note}")
+    if args.plot:
+        from infersim.plots import plot_roofline
+        plot_roofline(cost, hw, args.plot, f"{model.name} on {hw.name}: {shape}", quant.gemm_dtype())
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _profile_model(args):
+    from infersim.roofline import get_model
+    from infersim.roofline.profile import model_from_profile
+    return get_model(args.model) if args.model else model_from_profile(args.profile)
+
+
+def cmd_compare_profile(args) -> int:
+    from infersim.report import table
+    from infersim.roofline import get_hardware
+    from infersim.roofline.profile import VIDUR_OPS, compare, read_profile
+    model, hw = _profile_model(args), get_hardware(args.hardware)
+    samples = read_profile(args.profile, model)
+    result = compare(samples, hw)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{args.profile}: roofline ({hw.name}) vs measured, {model.name}")
+        print(table(["op", "infersim op", "rows", "median |err|"],
+                    [[op, VIDUR_OPS[op], str(v["n"]), f"{100 * v['median_abs_err']:.1f}%"]
+                     for op, v in result["ops"].items()]))
+        print(f"\nGEMMs: median {100 * result['gemm_median_abs_err']:.1f}%, "
+              f"p90 {100 * result['gemm_p90_abs_err']:.1f}%; all ops: median "
+              f"{100 * result['all_median_abs_err']:.1f}%")
+    if args.plot:
+        from infersim.plots import plot_profile
+        plot_profile(samples, hw, args.plot, f"{model.name} on {hw.name}: roofline vs measured")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    if args.from_profile:
+        import dataclasses
+
+        from infersim.roofline import get_hardware
+        from infersim.roofline.profile import FITTED_FACTORS, compare, fit_factors, read_profile
+        if not args.hardware:
+            from infersim.roofline import SpecError
+            raise SpecError("--hardware", "is required with --from-profile (the GPU the profile ran on)")
+        args.profile = args.from_profile
+        model, base = _profile_model(args), get_hardware(args.hardware)
+        samples = read_profile(args.from_profile, model)
+        before = compare(samples, base)
+        fitted = fit_factors(samples, base)
+        fitted = dataclasses.replace(fitted, name=f"{base.name}-fitted",
+                                     source=f"{base.source}; factors fitted on {args.from_profile}")
+        after = compare(samples, fitted)
+        for name in FITTED_FACTORS:
+            print(f"{name:28s} {getattr(base, name):.4g} -> {getattr(fitted, name):.4g}")
+        print(f"GEMM median error {100 * before['gemm_median_abs_err']:.1f}% -> "
+              f"{100 * after['gemm_median_abs_err']:.1f}%, p90 {100 * before['gemm_p90_abs_err']:.1f}% -> "
+              f"{100 * after['gemm_p90_abs_err']:.1f}%; all ops {100 * before['all_median_abs_err']:.1f}% -> "
+              f"{100 * after['all_median_abs_err']:.1f}%")
+        spec = fitted
+    else:
+        from infersim.kernels.calibrate import calibrate_host
+        spec = calibrate_host(progress=lambda text: print(text, file=sys.stderr))
+    out = args.out or f"{spec.name}.yaml"
+    with open(out, "w") as f:
+        f.write(spec.to_yaml())
+    print(f"wrote {out}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get one line naming the option, not the whole usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="infersim", description="LLM inference performance model and simulator")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("models", help="list the built-in models").set_defaults(func=cmd_models)
+    sub.add_parser("hardware", help="list the built-in hardware").set_defaults(func=cmd_hardware)
+
+    r = sub.add_parser("roofline", help="per-op cost of one prefill or decode step")
+    r.add_argument("--model", required=True, help="registry name (see `infersim models`) or config.json path")
+    r.add_argument("--hardware", required=True, help="registry name (see `infersim hardware`) or YAML path")
+    r.add_argument("--phase", choices=("decode", "prefill"), default="decode")
+    r.add_argument("--batch", type=_positive_int, default=1, help="sequences in the batch (default 1)")
+    r.add_argument("--context", type=_nonnegative_int, default=1024,
+                   help="decode: tokens already cached per sequence (default 1024)")
+    r.add_argument("--prompt", type=_positive_int, default=1024, help="prefill: prompt tokens (default 1024)")
+    r.add_argument("--quant", default="fp16", help="fp16, w8a16, w4a16, w3a16, w2a16, nf4, w8a8, w8a8-naive, "
+                   "llm-int8, fp8, sparse-2:4 (default fp16)")
+    r.add_argument("--kv-bits", type=int, default=None, help="KV-cache bits: 16, 8 or 4")
+    r.add_argument("--no-flash", action="store_true", help="materialise attention scores (no FlashAttention)")
+    r.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel GPUs")
+    r.add_argument("--pp", type=_positive_int, default=1, help="pipeline-parallel stages")
+    r.add_argument("--sampling", choices=("greedy", "top_p"), default="top_p")
+    r.add_argument("--json", action="store_true", help="print JSON (keys: ops, totals, memory)")
+    r.add_argument("--plot", metavar="FILE.png", help="draw the ops on the hardware's roofline chart")
+    r.set_defaults(func=cmd_roofline)
+
+    c = sub.add_parser("compare-profile", help="roofline vs a measured per-op profile (Vidur CSV format)")
+    c.add_argument("profile", metavar="FILE.csv")
+    c.add_argument("--model", help="the profiled model (default: read its shape from the CSV columns)")
+    c.add_argument("--hardware", required=True)
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--plot", metavar="FILE.png", help="predicted vs measured scatter plot")
+    c.set_defaults(func=cmd_compare_profile)
+
+    k = sub.add_parser("calibrate", help="measure this machine, or fit efficiency factors to a profile; "
+                       "writes a hardware YAML")
+    k.add_argument("--from-profile", metavar="FILE.csv", help="fit the efficiency factors to a Vidur profile")
+    k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on")
+    k.add_argument("--model", help="with --from-profile: the profiled model (default: from the CSV)")
+    k.add_argument("--out", metavar="FILE.yaml", help="where to write the spec (default NAME.yaml)")
+    k.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from infersim.roofline.errors import SpecError
+    try:
+        return args.func(args)
+    except SpecError as err:
+        print(f"infersim: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"infersim: error: {err.filename or ''}: {err.strerror}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Figures: the roofline chart of a step's ops, and predicted vs measured times of a profile."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_roofline(cost, hw, path: Path | str, title: str, dtype: str = "fp16") -> None:
+    """Ops of one step on a log-log roofline chart: attained FLOP/s against arithmetic intensity."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    points = [(r.timed.op.intensity_flops_per_byte, r.flops / r.time_s, r.name, r.timed.bound)
+              for r in cost.rows if r.flops > 0 and r.bytes > 0]
+    x_lo = min([p[0] for p in points] + [0.1]) / 2
+    x_hi = max([p[0] for p in points] + [hw.ridge_point_flops_per_byte(dtype) * 4]) * 2
+    xs = np.logspace(np.log10(x_lo), np.log10(x_hi), 200)
+    bw = hw.memory_bandwidth_bytes_per_s
+    peak = hw.peak(dtype)
+    ax.plot(xs, np.minimum(peak, xs * bw), "k--", lw=1, label=f"datasheet roof ({dtype})")
+    ax.plot(xs, np.minimum(peak * hw.compute_efficiency, xs * bw * hw.memory_efficiency), "k-", lw=1.5,
+            label="effective roof (efficiency factors)")
+    ax.axvline(hw.ridge_point_flops_per_byte(dtype), color="grey", lw=0.8, ls=":")
+    colors = {"compute": "tab:red", "memory": "tab:blue"}
+    labelled = set()
+    for x, y, name, bound in points:
+        ax.scatter(x, y, color=colors.get(bound, "tab:green"), s=30, zorder=3)
+        if name not in labelled:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+            labelled.add(name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("attained FLOP/s")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_profile(samples: dict, hw, path: Path | str, title: str) -> None:
+    """Predicted vs measured time of every profiled op and row, with y = x and a +-15% band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    lo, hi = np.inf, 0.0
+    for op, s in samples.items():
+        pred = s.predict_s(hw)
+        ax.scatter(s.measured_s * 1e3, pred * 1e3, s=6, alpha=0.5, label=op)
+        lo, hi = min(lo, s.measured_s.min(), pred.min()), max(hi, s.measured_s.max(), pred.max())
+    xs = np.array([lo, hi]) * 1e3
+    ax.plot(xs, xs, "k-", lw=1)
+    ax.fill_between(xs, xs * 0.85, xs * 1.15, color="grey", alpha=0.2, label="+-15%")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("roofline prediction (ms)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, markerscale=2, ncol=2)
+    ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
