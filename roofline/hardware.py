@@ -24,8 +24,9 @@ GiB = 2**30
 MiB = 2**20
 KiB = 2**10
 
-# cuBLAS/CUTLASS thread-block tile shapes (M x N) that the tile/wave model chooses among.
-DEFAULT_GEMM_TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
+# cuBLAS/CUTLASS thread-block tile shapes (M x N) that the tile/wave model chooses among; the 16- and
+# 32-row ones stand for the skinny kernels libraries use when few tokens are in flight (decode).
+DEFAULT_GEMM_TILES = ((16, 128), (32, 128), (64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
 DEFAULT_SPLIT_K = (1, 2, 4, 8)
 
 

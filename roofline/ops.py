@@ -20,12 +20,14 @@ KINDS = ("gemm", "attention", "vector", "comm")
 
 @dataclass(frozen=True)
 class GemmShape:
-    """`count` independent (m x k) @ (k x n) products in one kernel (MoE experts, attention heads)."""
+    """`count` independent (m x k) @ (k x n) products in one kernel (MoE experts, attention heads);
+    the (k x n) operand is stored at `b_bytes` per element (0.5 for 4-bit weights)."""
 
     m: int
     n: int
     k: int
     count: int = 1
+    b_bytes: float = ACT_BYTES
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def linear(name: str, tokens: int, in_features: int, out_features: int, quant: Q
         weight_bytes=w_bytes + (count * out_features * ACT_BYTES if bias else 0.0),
         act_read_bytes=count * rows * k_main * main_quant.act_bytes_per_element(),
         act_write_bytes=count * rows * out_features * ACT_BYTES,
-        dtype=quant.gemm_dtype(), gemm=GemmShape(rows, out_features, k_main, count),
+        dtype=quant.gemm_dtype(), gemm=GemmShape(rows, out_features, k_main, count,
+                                                  w_bytes / (count * k_main * out_features)),
         sparse_24=quant.sparsity_pattern == "2:4")]
     if k_outlier:
         ops.append(OpCost(

@@ -23,9 +23,10 @@ from .hardware import HardwareSpec
 from .ops import ACT_BYTES, OpCost
 
 
-def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, peak_flops_per_s: float):
-    """Tensor-core time of `count` (m x k)(k x n) products under tile and wave quantization."""
-    m, n, k, count = (np.asarray(x, dtype=np.float64) for x in (m, n, k, count))
+def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, peak_flops_per_s: float, b_bytes=ACT_BYTES):
+    """Tensor-core time of `count` (m x k)(k x n) products under tile and wave quantization; the
+    (k x n) operand moves `b_bytes` per element from L2 (quantized weights move fewer)."""
+    m, n, k, count, b_bytes = (np.asarray(x, dtype=np.float64) for x in (m, n, k, count, b_bytes))
     if not hw.gemm_tiles:
         return 2 * m * n * k * count / (peak_flops_per_s * hw.compute_efficiency)
     per_sm_flops = peak_flops_per_s * hw.compute_efficiency / hw.sm_count
@@ -36,7 +37,7 @@ def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, peak_flops_per_s: float
         for splits in hw.gemm_split_k:
             k_part = np.ceil(k / splits)
             tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops,
-                                (tm + tn) * k_part * ACT_BYTES / per_sm_l2)
+                                (tm * ACT_BYTES + tn * b_bytes) * k_part / per_sm_l2)
             best = np.minimum(best, np.ceil(tiles * splits / hw.sm_count) * tile_s)
     return best
 
@@ -80,7 +81,7 @@ def op_compute_s(hw: HardwareSpec, op: OpCost) -> float:
         g = op.gemm
         # The tile model sees the GEMM's own shape; FLOPs outside it (ragged attention) scale the result.
         dense_flops = 2.0 * g.m * g.n * g.k * g.count
-        tensor = float(gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, peak)) * op.flops / dense_flops
+        tensor = float(gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, peak, g.b_bytes)) * op.flops / dense_flops
     else:
         tensor = op.flops / (peak * hw.compute_efficiency)
     return tensor + op.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)

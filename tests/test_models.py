@@ -1,0 +1,95 @@
+import json
+
+import pytest
+
+from infersim.roofline import SpecError, get_model, load_hf_config
+
+# Published parameter counts (Hugging Face model cards / safetensors metadata).
+PUBLISHED = {
+    "llama-2-7b": 6_738_415_616,
+    "llama-2-13b": 13_015_864_320,
+    "llama-2-70b": 68_976_648_192,
+    "llama-3.1-8b": 8_030_261_248,
+    "llama-3.1-70b": 70_553_706_496,
+    "llama-3.1-405b": 405_853_388_800,
+    "mistral-7b": 7_241_732_096,
+    "mixtral-8x7b": 46_702_792_704,
+    "qwen2.5-7b": 7_615_616_512,
+    "qwen2.5-72b": 72_706_203_648,
+    "gpt2": 124_439_808,
+}
+
+
+@pytest.mark.parametrize("name,params", PUBLISHED.items())
+def test_parameter_counts_match_published(name, params):
+    assert get_model(name).num_params() == pytest.approx(params, rel=1e-3)
+
+
+def test_llama2_7b_is_6_74e9_params():
+    assert round(get_model("llama-2-7b").num_params() / 1e9, 2) == 6.74
+
+
+def test_mixtral_active_params_are_about_12_9e9():
+    # Mistral AI's Mixtral announcement: 46.7B total, 12.9B used per token.
+    assert get_model("mixtral-8x7b").active_params_per_token() == pytest.approx(12.9e9, rel=0.01)
+
+
+def test_kv_cache_per_token_of_llama2_7b_is_512_kib():
+    # 2 (K and V) x 32 layers x 4096 x 2 bytes = 524,288 bytes.
+    assert get_model("llama-2-7b").kv_bytes_per_token() == 512 * 1024
+
+
+def test_gqa_cuts_kv_by_heads_over_kv_heads():
+    # Llama-3-8B: 32 query heads share 8 KV heads: 2 x 32 x 1024 x 2 = 128 KiB per token.
+    assert get_model("llama-3.1-8b").kv_bytes_per_token() == 128 * 1024
+
+
+def _write(tmp_path, cfg):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_llama_config_json_loads_like_registry(tmp_path):
+    cfg = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+           "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 32000,
+           "max_position_embeddings": 4096, "tie_word_embeddings": False}
+    assert load_hf_config(_write(tmp_path, cfg)).num_params() == 6_738_415_616
+
+
+def test_mixtral_config_json_reads_experts(tmp_path):
+    cfg = {"model_type": "mixtral", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+           "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000,
+           "max_position_embeddings": 32768, "num_local_experts": 8, "num_experts_per_tok": 2}
+    spec = load_hf_config(_write(tmp_path, cfg))
+    assert (spec.num_experts, spec.experts_per_token) == (8, 2)
+    assert spec.num_params() == pytest.approx(46_702_792_704, rel=1e-3)
+
+
+def test_gpt2_config_json(tmp_path):
+    cfg = {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257,
+           "n_positions": 1024}
+    assert load_hf_config(_write(tmp_path, cfg)).num_params() == 124_439_808
+
+
+def test_opt_125m_config_json(tmp_path):
+    # OPT-125m: 125.2M parameters (Zhang et al. 2022, Table 1 rounds to 125M); positions table 2048 (+2 offset ignored).
+    cfg = {"model_type": "opt", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+           "ffn_dim": 3072, "vocab_size": 50272, "max_position_embeddings": 2048}
+    assert load_hf_config(_write(tmp_path, cfg)).num_params() == pytest.approx(125.2e6, rel=0.01)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(SpecError, match="model: unknown model.*llama-2-7b"):
+        get_model("llama-9")
+
+
+def test_malformed_config_gives_one_line(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    with pytest.raises(SpecError, match="not valid JSON"):
+        load_hf_config(path)
+    with pytest.raises(SpecError, match="config.json:hidden_size: missing"):
+        load_hf_config(_write(tmp_path, {"model_type": "llama"}))
+    with pytest.raises(SpecError, match="model_type: unsupported"):
+        load_hf_config(_write(tmp_path, {"model_type": "bert"}))
