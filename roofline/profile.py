@@ -41,14 +41,13 @@ class OpSamples:
     flops: np.ndarray
     vector_flops: np.ndarray
     bytes: np.ndarray
-    gemm: np.ndarray  # (rows, 4): m, n, k, count (zeros for non-GEMM ops)
+    gemm: np.ndarray  # (rows, 5): m, n, k, count, b_bytes (zeros for non-GEMM ops)
     dtype: str
 
     def predict_s(self, hw: HardwareSpec) -> np.ndarray:
         peak = hw.peak(self.dtype)
         if self.kind == "gemm":
-            m, n, k, count = self.gemm.T
-            tensor = gemm_tensor_time_s(hw, m, n, k, count, peak)
+            tensor = gemm_tensor_time_s(hw, *self.gemm.T, peak_flops_per_s=peak)
         else:
             tensor = self.flops / (peak * hw.compute_efficiency)
         compute = tensor + self.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)
@@ -110,14 +109,15 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
         for op in present:
             cost = by_name[VIDUR_OPS[op]]
             g = cost.gemm
+            gemm = dataclasses.astuple(g) if g else (0,) * len(dataclasses.fields(ops.GemmShape))
             table[op].append((float(row[f"time_stats.{op}.median"]) * 1e-3, cost.flops, cost.vector_flops,
-                              cost.bytes, *(dataclasses.astuple(g) if g else (0, 0, 0, 0)), cost.kind, cost.dtype))
+                              cost.bytes, gemm, cost.kind, cost.dtype))
     samples = {}
     for op, values in table.items():
-        cols = list(zip(*values))
-        samples[op] = OpSamples(measured_s=np.array(cols[0]), kind=cols[8][0], flops=np.array(cols[1]),
-                                vector_flops=np.array(cols[2]), bytes=np.array(cols[3]),
-                                gemm=np.array(cols[4:8], dtype=np.float64).T, dtype=cols[9][0])
+        measured, flops, vector_flops, nbytes, gemm, kinds, dtypes = zip(*values)
+        samples[op] = OpSamples(measured_s=np.array(measured), kind=kinds[0], flops=np.array(flops),
+                                vector_flops=np.array(vector_flops), bytes=np.array(nbytes),
+                                gemm=np.array(gemm, dtype=np.float64), dtype=dtypes[0])
     return samples
 
 

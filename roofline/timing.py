@@ -23,7 +23,7 @@ from .hardware import HardwareSpec
 from .ops import ACT_BYTES, OpCost
 
 
-def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, peak_flops_per_s: float, b_bytes=ACT_BYTES):
+def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flops_per_s: float):
     """Tensor-core time of `count` (m x k)(k x n) products under tile and wave quantization; the
     (k x n) operand moves `b_bytes` per element from L2 (quantized weights move fewer)."""
     m, n, k, count, b_bytes = (np.asarray(x, dtype=np.float64) for x in (m, n, k, count, b_bytes))
@@ -81,7 +81,7 @@ def op_compute_s(hw: HardwareSpec, op: OpCost) -> float:
         g = op.gemm
         # The tile model sees the GEMM's own shape; FLOPs outside it (ragged attention) scale the result.
         dense_flops = 2.0 * g.m * g.n * g.k * g.count
-        tensor = float(gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, peak, g.b_bytes)) * op.flops / dense_flops
+        tensor = float(gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, g.b_bytes, peak_flops_per_s=peak)) * op.flops / dense_flops
     else:
         tensor = op.flops / (peak * hw.compute_efficiency)
     return tensor + op.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import yaml
+
+from infersim.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_roofline_json_has_the_documented_keys(capsys):
+    code, out, _ = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--phase",
+                       "decode", "--batch", "8", "--context", "1024", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert {"name", "flops", "bytes", "time_s", "bound"} <= set(data["ops"][0])
+    assert {"flops", "bytes", "time_s", "weight_bytes", "kv_bytes"} <= set(data["totals"])
+    # 8 sequences x 1025 tokens x 512 KiB read, plus 8 tokens written.
+    assert data["totals"]["kv_bytes"] == 8 * 1025 * 524288 + 8 * 524288
+
+
+def test_roofline_table_and_plot(capsys, tmp_path):
+    plot = tmp_path / "r.png"
+    code, out, _ = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase",
+                       "prefill", "--prompt", "1024", "--quant", "w4a16", "--kv-bits", "8", "--no-flash", "--tp",
+                       "2", "--plot", str(plot))
+    assert code == 0 and "attn_softmax" in out and "attn_all_reduce" in out
+    assert plot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "nope", "--hardware", "a100-sxm-80gb"], "model: unknown model"),
+    (["--model", "llama-2-7b", "--hardware", "tpu"], "hardware: unknown hardware"),
+    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--kv-bits", "5"], "kv_bits: must be one of 16, 8, 4"),
+    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--context", "9000"], "allows at most 4095"),
+    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "w5"], "quant: unknown scheme"),
+])
+def test_bad_input_is_one_line(capsys, argv, message):
+    code, _, err = run(capsys, "roofline", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_batch_zero_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["roofline", "--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--batch", "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--batch: must be >= 1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_listings(capsys):
+    assert "llama-3.1-405b" in run(capsys, "models")[1]
+    assert "mi300x" in run(capsys, "hardware")[1]
+
+
+def test_compare_profile_json(capsys, profile_dir):
+    code, out, _ = run(capsys, "compare-profile", str(profile_dir / "Llama-2-7b-hf_linear_ops.csv"), "--model",
+                       "llama-2-7b", "--hardware", "a100-sxm-80gb", "--json")
+    data = json.loads(out)
+    assert set(data) == {"ops", "gemm_median_abs_err", "gemm_p90_abs_err", "all_median_abs_err"}
+    assert data["ops"]["mlp_up_proj"]["n"] == 1044
+
+
+def test_calibrate_from_profile_writes_a_loadable_yaml(capsys, tmp_path, profile_dir):
+    out = tmp_path / "hw.yaml"
+    code, text, _ = run(capsys, "calibrate", "--from-profile", str(profile_dir / "Llama-2-7b-hf_linear_ops.csv"),
+                        "--hardware", "a100-sxm-80gb", "--out", str(out))
+    assert code == 0 and "compute_efficiency" in text
+    assert yaml.safe_load(out.read_text())["name"] == "a100-sxm-80gb-fitted"
+    code, _, _ = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", str(out))
+    assert code == 0
+
+
+def test_calibrate_host_measures_this_machine(capsys, tmp_path):
+    out = tmp_path / "cpu.yaml"
+    code, _, err = run(capsys, "calibrate", "--out", str(out))
+    spec = yaml.safe_load(out.read_text())
+    assert code == 0 and "STREAM triad" in err
+    assert spec["memory_bandwidth_bytes_per_s"] > 1e9 and spec["peak_flops_per_s"]["fp32"] > 1e9
+    code, text, _ = run(capsys, "roofline", "--model", "tiny-llama", "--hardware", str(out), "--context", "100")
+    assert code == 0 and "step time" in text
+
+
+def test_hardware_yaml_errors_name_the_field(capsys, tmp_path):
+    bad = tmp_path / "hw.yaml"
+    bad.write_text("name: x\nwarp_size: 32\n")
+    code, _, err = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", str(bad))
+    assert code == 2 and "hw.yaml:warp_size: unknown field" in err
+    bad.write_text("name: [unclosed\n")
+    code, _, err = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", str(bad))
+    assert code == 2 and "not valid YAML" in err
