@@ -1,0 +1,67 @@
+import pytest
+
+from infersim.roofline import (Parallelism, QuantSpec, SpecError, get_hardware, get_model, get_quant, plan_memory,
+                               weight_bytes_per_gpu)
+
+LLAMA7 = get_model("llama-2-7b")
+A100 = get_hardware("a100-sxm-80gb")
+
+
+def test_llama2_7b_fp16_weights_are_13_5_gb():
+    assert weight_bytes_per_gpu(LLAMA7, QuantSpec(), Parallelism()) == 6_738_415_616 * 2
+
+
+def test_memory_plan_of_llama2_7b_on_a100_80gb():
+    plan = plan_memory(LLAMA7, A100)
+    # Workspace: 8192 tokens x (22016 + 11008 + 2 x 4096) x 2 B + 256 seqs x 32000 x (2 + 3 x 4) B.
+    assert plan.activation_bytes == 8192 * 41216 * 2 + 256 * 32000 * 14
+    # KV: (0.9 x 80e9 - 13,476,831,232 - 789,970,944) / 524,288 B per token = 110,117 tokens.
+    assert plan.max_kv_tokens == 110_117
+    assert plan.max_batch(4096) == 26
+
+
+def test_tp2_halves_weights_and_kv_per_gpu():
+    one = plan_memory(LLAMA7, A100)
+    two = plan_memory(LLAMA7, A100, parallel=Parallelism(2))
+    assert two.weight_bytes == pytest.approx(one.weight_bytes / 2, rel=1e-4)
+    assert two.kv_bytes_per_token == one.kv_bytes_per_token / 2
+
+
+def test_70b_does_not_fit_one_a100_and_says_so():
+    with pytest.raises(SpecError, match="does not fit.*raise tensor_parallel"):
+        plan_memory(get_model("llama-2-70b"), A100)
+    assert plan_memory(get_model("llama-2-70b"), A100, parallel=Parallelism(4)).max_kv_tokens > 0
+
+
+def test_kv_bits_scale_kv_bytes():
+    # 8-bit: 1 B per element; 4-bit: 0.5 B + (2 B scale + 2 B zero) per 128-element head = 0.53125 B.
+    assert get_quant("fp16", kv_bits=8).kv_bytes_per_element(128) == 1.0
+    assert get_quant("fp16", kv_bits=4).kv_bytes_per_element(128) == 0.5 + 4 / 128
+
+
+def test_group_per_channel_and_per_tensor_scales():
+    k, n = 4096, 4096
+    assert QuantSpec(weight_bits=8).weight_bytes(k, n) == k * n + 2 * n  # one fp16 scale per output channel
+    assert QuantSpec(weight_bits=8, weight_granularity="tensor").weight_bytes(k, n) == k * n + 2
+    asym_g128 = QuantSpec(weight_bits=4, weight_granularity="group", weight_symmetric=False)
+    assert asym_g128.weight_bytes(k, n) == k * n / 2 + (k // 128) * n * 4
+
+
+def test_unstructured_sparsity_stores_kept_values_and_a_bitmap():
+    q = QuantSpec(sparsity=0.5, sparsity_pattern="unstructured")
+    assert q.weight_bytes(1024, 1024) == 1024 * 1024 * (0.5 * 2 + 1 / 8)
+
+
+def test_naive_w8a8_is_flagged_and_smoothed_is_not():
+    assert get_quant("w8a8-naive").accuracy_notes()
+    assert not get_quant("w8a8").accuracy_notes()
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"weight_bits": 5}, "weight_bits"), ({"act_bits": 4}, "act_bits"), ({"kv_bits": 2}, "kv_bits"),
+    ({"act_bits": 8}, "act_bits"), ({"outlier_fraction": 0.1}, "outlier_fraction"),
+    ({"sparsity": 0.3, "sparsity_pattern": "2:4"}, "sparsity"),
+])
+def test_bad_quant_settings_name_the_field(kwargs, field):
+    with pytest.raises(SpecError, match=f"quantization.{field}"):
+        QuantSpec(**kwargs)
