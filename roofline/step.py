@@ -217,7 +217,7 @@ def step_cost(model: ModelSpec, hw: HardwareSpec, batch: Batch, options: StepOpt
         raise SpecError("parallelism.pipeline_parallel", f"must be <= num_layers={model.num_layers}", pp)
     t, d = batch.num_tokens, model.hidden_size
     vocab_shard = math.ceil(model.vocab_size / tp)
-    head_quant = options.quant if not options.quant.act_bits == 8 else QuantSpec(kv_bits=options.quant.kv_bits)
+    head_quant = QuantSpec(kv_bits=options.quant.kv_bits)  # LM head stays fp16, as in memory.py
     front = [ops.embedding(t, d)]
     if tp > 1:
         front.append(ops.all_reduce("embedding_all_reduce", t, d, tp))
@@ -235,7 +235,10 @@ def step_cost(model: ModelSpec, hw: HardwareSpec, batch: Batch, options: StepOpt
     if pp > 1:
         rows.append(OpRow(time_op(hw, ops.p2p_send(t, d)), pp - 1))
     layer_s = sum(x.time_s for x in layer)
-    first_stage_layers = math.ceil(model.num_layers / pp)
-    stage_s = first_stage_layers * layer_s + sum(x.time_s for x in ends) * (1 if pp == 1 else 0.5)
-    return StepCost(rows=tuple(rows), stage_time_s=stage_s if pp > 1 else sum(r.time_s for r in rows),
-                    pipeline_stages=pp)
+    stage_layers = math.ceil(model.num_layers / pp)
+    front_s = sum(x.time_s for x in ends[:len(front)])
+    back_s = sum(x.time_s for x in ends[len(front):])
+    # The first stage also embeds, the last also runs the LM head and sampling; one stage does all three.
+    stage_s = (stage_layers * layer_s + front_s + back_s if pp == 1
+               else max(front_s, back_s) + stage_layers * layer_s)
+    return StepCost(rows=tuple(rows), stage_time_s=stage_s, pipeline_stages=pp)
