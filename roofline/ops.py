@@ -159,36 +159,65 @@ def attention(new_tokens: np.ndarray, cached_tokens: np.ndarray, num_heads: int,
     """
     q = np.asarray(new_tokens, dtype=np.float64)
     c = np.asarray(cached_tokens, dtype=np.float64)
-    kv_bytes = quant.kv_bytes_per_element(head_dim)
     kv_tokens = q + c
-    pairs_causal = float(np.sum(q * c + q * (q + 1) / 2))
-    q_elems = float(q.sum()) * num_heads * head_dim
-    qo_bytes = 2 * q_elems * ACT_BYTES
-    kv_elem_bytes = 2 * num_kv_heads * head_dim * kv_bytes
+    n_tiles = np.ceil(q / q_tile_tokens)
+    fits = 2 * kv_tokens * head_dim * quant.kv_bytes_per_element(head_dim) <= sram_bytes
+    reread_tokens = n_tiles * c + q_tile_tokens * n_tiles * (n_tiles - 1) / 2 + q
+    totals = AttentionTotals(
+        queries=float(q.sum()), pairs_causal=float(np.sum(q * c + q * (q + 1) / 2)),
+        pairs_full=float(np.sum(q * kv_tokens)), kv_tokens=float(kv_tokens.sum()),
+        flash_kv_read_tokens=float(np.sum(np.where(fits, kv_tokens, reread_tokens))),
+        max_queries=int(q.max()), max_kv_tokens=int(kv_tokens.max()), sequences=len(q))
+    return attention_from_totals(totals, num_heads, num_kv_heads, head_dim, quant, flash)
+
+
+def decode_attention(batch_size: int, context_sum, context_max, num_heads: int, num_kv_heads: int,
+                     head_dim: int, quant: QuantSpec, flash: bool) -> list[OpCost]:
+    """`attention` for a decode batch (q_i = 1) from its context sum and maximum, which may be arrays (one
+    entry per step of a decode run): each query sees c_i + 1 keys, every K/V is read once."""
+    kv_tokens = np.asarray(context_sum, dtype=np.float64) + batch_size
+    totals = AttentionTotals(queries=float(batch_size), pairs_causal=kv_tokens, pairs_full=kv_tokens,
+                             kv_tokens=kv_tokens, flash_kv_read_tokens=kv_tokens, max_queries=1,
+                             max_kv_tokens=np.asarray(context_max) + 1, sequences=batch_size)
+    return attention_from_totals(totals, num_heads, num_kv_heads, head_dim, quant, flash)
+
+
+@dataclass(frozen=True)
+class AttentionTotals:
+    """Batch sums that fix attention's cost (see `attention`); fields may be arrays over steps."""
+
+    queries: float
+    pairs_causal: float
+    pairs_full: float
+    kv_tokens: float
+    flash_kv_read_tokens: float
+    max_queries: int
+    max_kv_tokens: int
+    sequences: int
+
+
+def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int, head_dim: int,
+                          quant: QuantSpec, flash: bool) -> list[OpCost]:
+    qo_bytes = 2 * t.queries * num_heads * head_dim * ACT_BYTES
+    kv_elem_bytes = 2 * num_kv_heads * head_dim * quant.kv_bytes_per_element(head_dim)
     if flash:
-        n_tiles = np.ceil(q / q_tile_tokens)
-        fits = 2 * kv_tokens * head_dim * kv_bytes <= sram_bytes
-        reread_tokens = n_tiles * c + q_tile_tokens * n_tiles * (n_tiles - 1) / 2 + q
-        kv_read_tokens = float(np.sum(np.where(fits, kv_tokens, reread_tokens)))
-        first_read_tokens = float(kv_tokens.sum())
         return [OpCost(
-            name="attention", kind="attention", flops=4.0 * head_dim * num_heads * pairs_causal,
-            vector_flops=5.0 * num_heads * pairs_causal,
+            name="attention", kind="attention", flops=4.0 * head_dim * num_heads * t.pairs_causal,
+            vector_flops=5.0 * num_heads * t.pairs_causal,
             act_read_bytes=qo_bytes / 2, act_write_bytes=qo_bytes / 2,
-            kv_read_bytes=kv_read_tokens * kv_elem_bytes,
-            l2_reread_bytes=(kv_read_tokens - first_read_tokens) * kv_elem_bytes)]
-    pairs_full = float(np.sum(q * kv_tokens))
-    score_bytes = num_heads * pairs_full * ACT_BYTES
-    batched = GemmShape(int(q.max()), int(kv_tokens.max()), head_dim, num_heads * len(q))
+            kv_read_bytes=t.flash_kv_read_tokens * kv_elem_bytes,
+            l2_reread_bytes=(t.flash_kv_read_tokens - t.kv_tokens) * kv_elem_bytes)]
+    score_bytes = num_heads * t.pairs_full * ACT_BYTES
+    batched = GemmShape(t.max_queries, t.max_kv_tokens, head_dim, num_heads * t.sequences)
     return [
-        OpCost(name="attn_scores", kind="gemm", flops=2.0 * head_dim * num_heads * pairs_full,
+        OpCost(name="attn_scores", kind="gemm", flops=2.0 * head_dim * num_heads * t.pairs_full,
                act_read_bytes=qo_bytes / 2, act_write_bytes=score_bytes,
-               kv_read_bytes=float(kv_tokens.sum()) * kv_elem_bytes / 2, gemm=batched),
-        OpCost(name="attn_softmax", kind="vector", vector_flops=5.0 * num_heads * pairs_full,
+               kv_read_bytes=t.kv_tokens * kv_elem_bytes / 2, gemm=batched),
+        OpCost(name="attn_softmax", kind="vector", vector_flops=5.0 * num_heads * t.pairs_full,
                act_read_bytes=score_bytes, act_write_bytes=score_bytes),
-        OpCost(name="attn_context", kind="gemm", flops=2.0 * head_dim * num_heads * pairs_full,
+        OpCost(name="attn_context", kind="gemm", flops=2.0 * head_dim * num_heads * t.pairs_full,
                act_read_bytes=score_bytes, act_write_bytes=qo_bytes / 2,
-               kv_read_bytes=float(kv_tokens.sum()) * kv_elem_bytes / 2,
+               kv_read_bytes=t.kv_tokens * kv_elem_bytes / 2,
                gemm=GemmShape(batched.m, head_dim, batched.n, batched.count)),
     ]
 

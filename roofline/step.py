@@ -160,45 +160,87 @@ def _shard(value: int, tp: int, field_name: str) -> int:
     return value // tp
 
 
-def layer_ops(model: ModelSpec, batch: Batch, hw: HardwareSpec, options: StepOptions) -> list[ops.OpCost]:
-    """The ops of one decoder layer on one tensor-parallel rank, in execution order."""
-    tp, quant = options.parallel.tensor_parallel, options.quant
-    t, d, hd = batch.num_tokens, model.hidden_size, model.head_dim
+def _layer_widths(model: ModelSpec, tp: int) -> tuple[int, int, int]:
     heads = _shard(model.num_heads, tp, "num_heads")
     kv_heads = max(1, model.num_kv_heads // tp)  # KV heads are replicated when tp > num_kv_heads
-    ffn = _shard(model.ffn_size, tp, "ffn_size")
+    return heads, kv_heads, _shard(model.ffn_size, tp, "ffn_size")
+
+
+def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tuple[list, list]:
+    """The ops of one decoder layer on one tensor-parallel rank other than attention, which depend on the
+    batch only through its token count: (those before attention, those after), in execution order."""
+    tp, quant = options.parallel.tensor_parallel, options.quant
+    t, d, hd = tokens, model.hidden_size, model.head_dim
+    heads, kv_heads, ffn = _layer_widths(model, tp)
     q_width, kv_width = heads * hd, kv_heads * hd
-    new, cached = np.array(batch.new_tokens), np.array(batch.cached_tokens)
-    out = [ops.norm("input_norm", t, d, model.norm_kind)]
-    out += ops.linear("qkv_proj", t, d, q_width + 2 * kv_width, quant, bias=model.qkv_bias or model.linear_bias)
+    before = [ops.norm("input_norm", t, d, model.norm_kind)]
+    before += ops.linear("qkv_proj", t, d, q_width + 2 * kv_width, quant, bias=model.qkv_bias or model.linear_bias)
     if model.position == "rope":
-        out.append(ops.rope(t, q_width, kv_width, hd))
-    out.append(ops.kv_cache_write(t, kv_width, quant, hd))
-    out += ops.attention(new, cached, heads, kv_heads, hd, quant, options.flash_attention,
-                         hw.attention_q_tile_tokens, hw.sram_per_sm_bytes)
-    out += ops.linear("o_proj", t, q_width, d, quant, bias=model.linear_bias)
+        before.append(ops.rope(t, q_width, kv_width, hd))
+    before.append(ops.kv_cache_write(t, kv_width, quant, hd))
+    after = ops.linear("o_proj", t, q_width, d, quant, bias=model.linear_bias)
     if tp > 1:
-        out.append(ops.all_reduce("attn_all_reduce", t, d, tp))
-    out.append(ops.residual_add(t, d))
-    out.append(ops.norm("post_attn_norm", t, d, model.norm_kind))
+        after.append(ops.all_reduce("attn_all_reduce", t, d, tp))
+    after.append(ops.residual_add(t, d))
+    after.append(ops.norm("post_attn_norm", t, d, model.norm_kind))
     up_width = ffn * (2 if model.ffn_kind == "swiglu" else 1)
     if model.is_moe:
-        out += ops.moe_router(t, d, model.num_experts, model.experts_per_token, quant)
+        after += ops.moe_router(t, d, model.num_experts, model.experts_per_token, quant)
         active = ops.experts_touched(t, model.num_experts, model.experts_per_token)
         count = max(1, round(active))
         per_expert = math.ceil(t * model.experts_per_token / count)
         routed = per_expert * count
-        out += ops.linear("ffn_up", t, d, up_width, quant, count=count, tokens_per_matrix=per_expert)
-        out.append(ops.activation(routed, ffn, model.ffn_kind))
-        out += ops.linear("ffn_down", t, ffn, d, quant, count=count, tokens_per_matrix=per_expert)
+        after += ops.linear("ffn_up", t, d, up_width, quant, count=count, tokens_per_matrix=per_expert)
+        after.append(ops.activation(routed, ffn, model.ffn_kind))
+        after += ops.linear("ffn_down", t, ffn, d, quant, count=count, tokens_per_matrix=per_expert)
     else:
-        out += ops.linear("ffn_up", t, d, up_width, quant, bias=model.linear_bias)
-        out.append(ops.activation(t, ffn, model.ffn_kind))
-        out += ops.linear("ffn_down", t, ffn, d, quant, bias=model.linear_bias)
+        after += ops.linear("ffn_up", t, d, up_width, quant, bias=model.linear_bias)
+        after.append(ops.activation(t, ffn, model.ffn_kind))
+        after += ops.linear("ffn_down", t, ffn, d, quant, bias=model.linear_bias)
     if tp > 1:
-        out.append(ops.all_reduce("mlp_all_reduce", t, d, tp))
-    out.append(ops.residual_add(t, d))
-    return out
+        after.append(ops.all_reduce("mlp_all_reduce", t, d, tp))
+    after.append(ops.residual_add(t, d))
+    return before, after
+
+
+def attention_ops(model: ModelSpec, batch: Batch, hw: HardwareSpec, options: StepOptions) -> list[ops.OpCost]:
+    heads, kv_heads, _ = _layer_widths(model, options.parallel.tensor_parallel)
+    return ops.attention(np.array(batch.new_tokens), np.array(batch.cached_tokens), heads, kv_heads,
+                         model.head_dim, options.quant, options.flash_attention, hw.attention_q_tile_tokens,
+                         hw.sram_per_sm_bytes)
+
+
+def layer_ops(model: ModelSpec, batch: Batch, hw: HardwareSpec, options: StepOptions) -> list[ops.OpCost]:
+    """The ops of one decoder layer on one tensor-parallel rank, in execution order."""
+    before, after = dense_layer_ops(model, batch.num_tokens, options)
+    return before + attention_ops(model, batch, hw, options) + after
+
+
+def end_ops(model: ModelSpec, tokens: int, sampled: int, options: StepOptions) -> tuple[list, list]:
+    """The ops outside the layers: (embedding on the first stage, LM head and sampling on the last)."""
+    tp, d = options.parallel.tensor_parallel, model.hidden_size
+    front = [ops.embedding(tokens, d)]
+    if tp > 1:
+        front.append(ops.all_reduce("embedding_all_reduce", tokens, d, tp))
+    if not sampled:
+        return front, []
+    vocab_shard = math.ceil(model.vocab_size / tp)
+    head_quant = QuantSpec(kv_bits=options.quant.kv_bits)  # LM head stays fp16, as in memory.py
+    back = [ops.norm("final_norm", sampled, d, model.norm_kind)]
+    back += ops.linear("lm_head", sampled, d, vocab_shard, head_quant)
+    if tp > 1:
+        back.append(ops.all_reduce("lm_head_gather", sampled, vocab_shard, tp))
+    back.append(ops.sampling(sampled, model.vocab_size, options.sampling))
+    return front, back
+
+
+def check_options(model: ModelSpec, options: StepOptions) -> None:
+    if options.sampling not in SAMPLING_METHODS:
+        raise SpecError("sampling", f"must be one of {', '.join(SAMPLING_METHODS)}", options.sampling)
+    if options.parallel.pipeline_parallel > model.num_layers:
+        raise SpecError("parallelism.pipeline_parallel", f"must be <= num_layers={model.num_layers}",
+                        options.parallel.pipeline_parallel)
+    _layer_widths(model, options.parallel.tensor_parallel)
 
 
 def check_batch(model: ModelSpec, batch: Batch) -> None:
@@ -210,34 +252,20 @@ def check_batch(model: ModelSpec, batch: Batch) -> None:
 def step_cost(model: ModelSpec, hw: HardwareSpec, batch: Batch, options: StepOptions = StepOptions()) -> StepCost:
     """Per-op table and totals of one forward step of `batch` (see module docstring)."""
     check_batch(model, batch)
-    if options.sampling not in SAMPLING_METHODS:
-        raise SpecError("sampling", f"must be one of {', '.join(SAMPLING_METHODS)}", options.sampling)
-    tp, pp = options.parallel.tensor_parallel, options.parallel.pipeline_parallel
-    if pp > model.num_layers:
-        raise SpecError("parallelism.pipeline_parallel", f"must be <= num_layers={model.num_layers}", pp)
-    t, d = batch.num_tokens, model.hidden_size
-    vocab_shard = math.ceil(model.vocab_size / tp)
-    head_quant = QuantSpec(kv_bits=options.quant.kv_bits)  # LM head stays fp16, as in memory.py
-    front = [ops.embedding(t, d)]
-    if tp > 1:
-        front.append(ops.all_reduce("embedding_all_reduce", t, d, tp))
-    back = [ops.norm("final_norm", batch.num_sampled, d, model.norm_kind)] if batch.num_sampled else []
-    if batch.num_sampled:
-        back += ops.linear("lm_head", batch.num_sampled, d, vocab_shard, head_quant)
-        if tp > 1:
-            back.append(ops.all_reduce("lm_head_gather", batch.num_sampled, vocab_shard, tp))
-        back.append(ops.sampling(batch.num_sampled, model.vocab_size, options.sampling))
+    check_options(model, options)
+    pp = options.parallel.pipeline_parallel
+    t = batch.num_tokens
+    front_ops, back_ops = end_ops(model, t, batch.num_sampled, options)
     layer = [time_op(hw, op) for op in layer_ops(model, batch, hw, options)]
-    ends = [time_op(hw, op) for op in front + back]
-    rows = [OpRow(x, 1) for x in ends[:len(front)]]
-    rows += [OpRow(x, model.num_layers) for x in layer]
-    rows += [OpRow(x, 1) for x in ends[len(front):]]
+    front = [time_op(hw, op) for op in front_ops]
+    back = [time_op(hw, op) for op in back_ops]
+    rows = [OpRow(x, 1) for x in front] + [OpRow(x, model.num_layers) for x in layer] + [OpRow(x, 1) for x in back]
     if pp > 1:
-        rows.append(OpRow(time_op(hw, ops.p2p_send(t, d)), pp - 1))
+        rows.append(OpRow(time_op(hw, ops.p2p_send(t, model.hidden_size)), pp - 1))
     layer_s = sum(x.time_s for x in layer)
     stage_layers = math.ceil(model.num_layers / pp)
-    front_s = sum(x.time_s for x in ends[:len(front)])
-    back_s = sum(x.time_s for x in ends[len(front):])
+    front_s = sum(x.time_s for x in front)
+    back_s = sum(x.time_s for x in back)
     # The first stage also embeds, the last also runs the LM head and sampling; one stage does all three.
     stage_s = (stage_layers * layer_s + front_s + back_s if pp == 1
                else max(front_s, back_s) + stage_layers * layer_s)

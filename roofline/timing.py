@@ -75,28 +75,35 @@ class OpTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def op_compute_s(hw: HardwareSpec, op: OpCost) -> float:
+def op_compute_s(hw: HardwareSpec, op: OpCost):
     peak = hw.peak(op.dtype) * (2 if op.sparse_24 and hw.sparse_tensor_cores else 1)
-    if op.gemm is not None and op.flops:
+    if op.gemm is not None:
         g = op.gemm
         # The tile model sees the GEMM's own shape; FLOPs outside it (ragged attention) scale the result.
-        dense_flops = 2.0 * g.m * g.n * g.k * g.count
-        tensor = float(gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, g.b_bytes, peak_flops_per_s=peak)) * op.flops / dense_flops
+        dense_flops = 2.0 * np.asarray(g.m * g.n * g.k * g.count, dtype=np.float64)
+        tile_s = gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, g.b_bytes, peak_flops_per_s=peak)
+        tensor = np.where(dense_flops > 0, tile_s * op.flops / np.where(dense_flops > 0, dense_flops, 1.0), 0.0)
     else:
         tensor = op.flops / (peak * hw.compute_efficiency)
     return tensor + op.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)
 
 
-def op_memory_s(hw: HardwareSpec, op: OpCost) -> float:
+def op_memory_s(hw: HardwareSpec, op: OpCost):
     efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
     dram_bw = hw.memory_bandwidth_bytes_per_s * efficiency
     l2_bw = hw.l2_bandwidth_bytes_per_s * efficiency if hw.l2_bandwidth_bytes_per_s else dram_bw
     return (op.bytes - op.l2_reread_bytes) / dram_bw + op.l2_reread_bytes / l2_bw
 
 
+def op_time_s(hw: HardwareSpec, op: OpCost):
+    """Seconds of one op; array-valued when the op's FLOPs and bytes are arrays (one entry per step)."""
+    if op.kind == "comm":
+        return comm_time_s(hw, op.bytes, op.comm_peers)
+    return combine_s(hw, op_compute_s(hw, op), op_memory_s(hw, op))
+
+
 def time_op(hw: HardwareSpec, op: OpCost) -> OpTime:
     if op.kind == "comm":
-        t = float(comm_time_s(hw, op.bytes, op.comm_peers))
-        return OpTime(op, 0.0, 0.0, t)
-    compute, memory = op_compute_s(hw, op), op_memory_s(hw, op)
+        return OpTime(op, 0.0, 0.0, float(op_time_s(hw, op)))
+    compute, memory = float(op_compute_s(hw, op)), float(op_memory_s(hw, op))
     return OpTime(op, compute, memory, float(combine_s(hw, compute, memory)))

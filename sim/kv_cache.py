@@ -1,0 +1,99 @@
+"""Which blocks a request holds: the manager between the scheduler and the block pool (as vLLM's
+KVCacheManager sits over its BlockPool). The scheduler asks what admitting or growing costs; only the
+manager touches the pool.
+
+Paged (PagedAttention, Kwon et al. 2023, §4): a request's context of t tokens takes floor(t / B) full
+blocks that all its sequences share, plus one partly filled block when B does not divide t; sequence 2..n
+copy that block at their first write (copy-on-write, §4.4); each further block is added when a sequence
+crosses a block boundary. With prefix caching, the full blocks of a shared prefix are kept and reused by
+later requests with the same prefix id (their tokens need no prefill). Contiguous: every sequence reserves
+`max_model_len` tokens up front, as engines did before paging (Orca, FasterTransformer).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .batch import Rows
+from .blocks import BlockPool, new_blocks_by_step, seq_new_blocks
+from .request import Request
+
+
+class KVCacheManager:
+    def __init__(self, pool: BlockPool, block_size_tokens: int, allocator: str = "paged",
+                 prefix_caching: bool = False, watermark_blocks: int = 0, max_model_len: int = 1 << 30):
+        self.pool = pool
+        self.block_size = block_size_tokens
+        self.paged = allocator == "paged"
+        self.prefix_caching = prefix_caching
+        self.watermark_blocks = watermark_blocks
+        self.reserve_blocks = math.ceil(max_model_len / block_size_tokens)
+
+    def peak_blocks(self, req: Request) -> int:
+        """Blocks the request holds at its longest, alone in the cache."""
+        if not self.paged:
+            return req.num_seqs * self.reserve_blocks
+        context = req.total_tokens - 1  # the last token is sampled, never cached
+        shared = req.prompt_tokens // self.block_size
+        return shared + req.num_seqs * (math.ceil(context / self.block_size) - shared)
+
+    def _prefix_blocks(self, req: Request, tokens: int) -> int:
+        if not (self.paged and self.prefix_caching and req.prefix_id >= 0):
+            return 0
+        return min(req.prefix_tokens, tokens - 1) // self.block_size  # one token is always recomputed
+
+    def blocks_to_admit(self, req: Request, tokens: int) -> int:
+        """New blocks to hold a context of `tokens` tokens (a prefill, or a decode hand-off)."""
+        if not self.paged:
+            return req.num_seqs * self.reserve_blocks
+        cached = self.pool.cached_prefix_blocks(req.prefix_id) if self._prefix_blocks(req, tokens) else 0
+        return math.ceil(tokens / self.block_size) - cached
+
+    def can_admit(self, req: Request, tokens: int) -> bool:
+        return self.pool.available_blocks - self.blocks_to_admit(req, tokens) >= self.watermark_blocks
+
+    def admit(self, req: Request, tokens: int) -> int:
+        """Take the blocks for a context of `tokens`; returns the tokens a prefix cache already holds."""
+        if not self.paged:
+            req.shared_blocks = req.num_seqs * self.reserve_blocks
+            self.pool.take(req.shared_blocks)
+            return 0
+        prefix = self._prefix_blocks(req, tokens)
+        if prefix:
+            req.prefix_blocks = self.pool.acquire_prefix(req.prefix_id, prefix)
+        req.shared_blocks = math.ceil(tokens / self.block_size) - req.prefix_blocks
+        self.pool.take(req.shared_blocks)
+        return req.prefix_blocks * self.block_size
+
+    def seq_rows(self, req: Request, context_tokens: int, now_s: float) -> Rows:
+        """The decode rows of a request whose context is cached: its per-sequence blocks move from the
+        request's share to the rows (the partly filled block to the first sequence)."""
+        n = req.num_seqs
+        if self.paged:
+            partial = context_tokens % self.block_size != 0
+            blocks = np.zeros(n, dtype=np.int64)
+            blocks[0] = partial
+            copy_on_write = np.arange(n) > 0 if partial else np.zeros(n, dtype=bool)
+        else:
+            blocks, copy_on_write = np.full(n, self.reserve_blocks), np.zeros(n, dtype=bool)
+        req.shared_blocks -= int(blocks.sum())
+        return Rows.for_request(req.id, n, context_tokens, req.remaining_tokens, blocks, copy_on_write, now_s)
+
+    def release(self, req: Request, row_blocks: int) -> None:
+        self.pool.give(req.shared_blocks + row_blocks)
+        req.shared_blocks = 0
+        if req.prefix_blocks:
+            self.pool.release_prefix(req.prefix_id)
+            req.prefix_blocks = 0
+
+    def blocks_by_step(self, rows: Rows, steps: int) -> np.ndarray:
+        """Cumulative new blocks the decode rows need by the end of each of the next `steps` steps."""
+        if not self.paged:
+            return np.zeros(steps, dtype=np.int64)
+        return new_blocks_by_step(rows.context_tokens, rows.copy_on_write, steps, self.block_size)
+
+    def rows_new_blocks(self, rows: Rows, steps: int) -> np.ndarray:
+        if not self.paged:
+            return np.zeros(len(rows), dtype=np.int64)
+        return seq_new_blocks(rows.context_tokens, rows.copy_on_write, steps, self.block_size)

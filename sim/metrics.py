@@ -1,0 +1,131 @@
+"""What a run measured: per-step timeline and inter-token gaps kept as NumPy chunks (never one Python
+object per token), and the summary statistics computed from them and from the requests."""
+from __future__ import annotations
+
+import numpy as np
+
+from .request import DONE, REJECTED, Request
+
+TIMELINE_COLUMNS = ("start_s", "duration_s", "replica", "batch_seqs", "prefill_tokens", "decode_tokens",
+                    "kv_blocks_used", "queue_len")
+
+
+class Metrics:
+    def __init__(self):
+        self._steps: list[tuple] = []  # one step: a row of TIMELINE_COLUMNS
+        self._runs: list[tuple] = []  # a run of decode steps: the same columns as arrays or scalars
+        self._itl_values: list[np.ndarray] = []
+        self._itl_weights: list[np.ndarray] = []
+        self.flops = 0.0
+        self.bytes = 0.0
+        self.preemptions = 0
+        self.swapped_blocks = 0
+
+    def step(self, *row) -> None:
+        self._steps.append(row)
+
+    def run(self, start_s: np.ndarray, duration_s: np.ndarray, replica: int, seqs: int,
+            kv_blocks_used: np.ndarray, queue_len: int) -> None:
+        self._runs.append((start_s, duration_s, replica, seqs, 0, seqs, kv_blocks_used, queue_len))
+
+    def inter_token_gaps(self, gaps_s, weight: int = 1) -> None:
+        """`weight` tokens each came `gaps_s` after their sequence's previous token."""
+        gaps_s = np.atleast_1d(gaps_s)
+        self._itl_values.append(gaps_s)
+        self._itl_weights.append(np.full(len(gaps_s), weight, dtype=np.int64))
+
+    def timeline(self) -> dict[str, np.ndarray]:
+        cols = {c: [] for c in TIMELINE_COLUMNS}
+        if self._steps:
+            for c, values in zip(TIMELINE_COLUMNS, zip(*self._steps)):
+                cols[c].append(np.asarray(values))
+        for run in self._runs:
+            n = len(run[0])
+            for c, v in zip(TIMELINE_COLUMNS, run):
+                cols[c].append(np.broadcast_to(v, (n,)))
+        out = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+        order = np.lexsort((out["replica"], out["start_s"]))
+        return {c: v[order] for c, v in out.items()}
+
+    def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._itl_values:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        return np.concatenate(self._itl_values), np.concatenate(self._itl_weights)
+
+
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:
+    """The smallest value with at least q of the total weight at or below it (inverted weighted CDF)."""
+    order = np.argsort(values, kind="stable")
+    cdf = np.cumsum(weights[order])
+    idx = np.searchsorted(cdf, np.asarray(quantiles) * cdf[-1], side="left")
+    return values[order][np.minimum(idx, len(values) - 1)]
+
+
+def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict:
+    """mean, p50, p90, p99 (NaN when empty); with weights, of the weighted distribution."""
+    if len(values) == 0:
+        return {"mean": float("nan"), "p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
+    if weights is None:
+        p50, p90, p99 = np.percentile(values, [50, 90, 99])
+        return {"mean": float(np.mean(values)), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+    p50, p90, p99 = weighted_percentiles(values, weights, [0.5, 0.9, 0.99])
+    return {"mean": float(np.average(values, weights=weights)), "p50": float(p50), "p90": float(p90),
+            "p99": float(p99)}
+
+
+def request_table(requests: list[Request]) -> dict[str, np.ndarray]:
+    """One row per request: what it asked for and when each stage happened."""
+    cols = ("id", "replica", "arrival_s", "prompt_tokens", "output_tokens", "num_seqs", "state",
+            "first_scheduled_s", "first_token_s", "completion_s", "preemptions", "max_itl_s", "reject_reason")
+    table = {c: np.array([getattr(r, c) for r in requests]) for c in cols}
+    table["queueing_s"] = table["first_scheduled_s"] - table["arrival_s"]
+    table["ttft_s"] = table["first_token_s"] - table["arrival_s"]
+    table["e2e_s"] = table["completion_s"] - table["arrival_s"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["tpot_s"] = np.where(table["output_tokens"] > 1, (table["completion_s"] - table["first_token_s"])
+                                   / (table["output_tokens"] - 1), np.nan)
+    return table
+
+
+def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, replicas: int,
+              ttft_slo_s: float | None, tpot_slo_s: float | None, peak_flops_per_s: float,
+              bandwidth_bytes_per_s: float) -> dict:
+    """The aggregate figures of summary.json (see README, "Running a scenario")."""
+    t = request_table(requests)
+    done = t["state"] == DONE
+    start = float(t["arrival_s"].min()) if len(t["arrival_s"]) else 0.0
+    end = float(np.nanmax(t["completion_s"])) if done.any() else start
+    elapsed = max(end - start, 1e-12)
+    ok = done.copy()
+    if ttft_slo_s is not None:
+        ok &= t["ttft_s"] <= ttft_slo_s
+    if tpot_slo_s is not None:
+        ok &= np.nan_to_num(t["tpot_s"], nan=0.0) <= tpot_slo_s
+    tl = metrics.timeline()
+    busy = tl["duration_s"]
+    per_replica_time = elapsed * replicas
+    kv_util = float(np.sum(busy * tl["kv_blocks_used"]) / (total_blocks * per_replica_time)) if len(busy) else 0.0
+    gaps, weights = metrics.itl_gaps()
+    output_tokens = float(np.sum(t["output_tokens"][done] * t["num_seqs"][done]))
+    return {
+        "ttft_s": stats(t["ttft_s"][done]),
+        "tpot_s": stats(t["tpot_s"][done & (t["output_tokens"] > 1)]),
+        "itl_s": stats(gaps, weights),
+        "e2e_s": stats(t["e2e_s"][done]),
+        "queueing_s": stats(t["queueing_s"][done]),
+        "throughput_tokens_per_s": output_tokens / elapsed,
+        "throughput_requests_per_s": float(done.sum()) / elapsed,
+        "goodput_requests_per_s": float(ok.sum()) / elapsed,
+        "slo_attainment": float(ok.sum()) / max(1, len(requests)),
+        "requests_completed": int(done.sum()),
+        "requests_rejected": int(np.sum(t["state"] == REJECTED)),
+        "preemptions": metrics.preemptions,
+        "kv_utilization_mean": kv_util,
+        "kv_utilization_peak": float(tl["kv_blocks_used"].max() / total_blocks) if len(busy) else 0.0,
+        "batch_size_mean": float(np.sum(busy * tl["batch_seqs"]) / busy.sum()) if len(busy) else 0.0,
+        "busy_fraction": float(busy.sum() / per_replica_time),
+        "model_flops_utilization": metrics.flops / (per_replica_time * peak_flops_per_s),
+        "model_bandwidth_utilization": metrics.bytes / (per_replica_time * bandwidth_bytes_per_s),
+        "simulated_time_s": end,
+        "steps": int(len(busy)),
+    }

@@ -1,0 +1,296 @@
+"""One serving replica (a model on one or more GPUs) as a SimPy process.
+
+The story of the replica is a loop: ask the scheduler for the next step, cost it with the roofline
+(`StepTimer`) plus the engine's own per-step overhead, let that much simulated time pass, hand out the
+tokens. When the step is pure decode of a batch that nothing can change before some sequence finishes or
+runs out of blocks, the replica advances all those steps in one exact jump (each step still has its own
+latency); an arrival that could join the batch cuts the jump at the end of the step in flight.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from infersim.roofline.latency import StepTimer
+
+from .batch import Rows
+from .kv_cache import KVCacheManager
+from .metrics import Metrics
+from .request import DECODING, DONE, PREFILLING, REJECTED, SWAPPED, WAITING, Request
+
+ROLES = ("both", "prefill", "decode")
+
+
+@dataclass(frozen=True)
+class EngineOverhead:
+    """Host-side time per step outside the GPU kernels: scheduling, input preparation, sampling
+    book-keeping, detokenization and output processing. Defaults are an order-of-magnitude estimate of
+    vLLM's CPU overhead (Vidur profiles it per step; the WukLab study "Can Scheduling Overhead Dominate LLM
+    Inference Performance?", 2024, finds it can exceed half of vLLM's step time). Set both to 0 for the
+    pure roofline."""
+
+    fixed_s: float = 1.0e-3
+    per_seq_s: float = 10e-6
+
+    def step_s(self, seqs: int):
+        return self.fixed_s + self.per_seq_s * seqs
+
+
+@dataclass
+class Step:
+    prefills: list = field(default_factory=list)  # (request, tokens of its prompt this step)
+    decode: bool = False
+    extra_s: float = 0.0  # blocking KV swap traffic
+    can_jump: bool = False
+
+
+class Replica:
+    def __init__(self, env: simpy.Environment, index: int, timer: StepTimer, kv: KVCacheManager, scheduler,
+                 metrics: Metrics, overhead: EngineOverhead = EngineOverhead(), role: str = "both",
+                 kv_bytes_per_token: float = 0.0, host_bandwidth_bytes_per_s: float = 1.0,
+                 swap_blocks: int = 0, jumps: bool = True, max_run_steps: int = 4096, on_prefilled=None,
+                 requests: list | None = None):
+        self._requests = requests  # every request of the run, indexed by id
+        self.env, self.index, self.timer, self.kv, self.scheduler = env, index, timer, kv, scheduler
+        self.metrics, self.overhead, self.role = metrics, overhead, role
+        self.block_bytes = kv_bytes_per_token * kv.block_size
+        self.host_bandwidth_bytes_per_s = host_bandwidth_bytes_per_s
+        self.swap_blocks_free = swap_blocks
+        self.jumps, self.max_run_steps = jumps, max_run_steps
+        self.on_prefilled = on_prefilled
+        self.waiting: list = []  # heap of (-priority, arrival_s, id, request)
+        self.swapped: deque[Request] = deque()
+        self.prefilling: list[Request] = []
+        self.decoding = Rows.empty()
+        self.outstanding = 0
+        self._wake: simpy.Event | None = None
+        self._busy = False
+        self.process = env.process(self._run())
+
+    # -- what the router and the cluster see -------------------------------------------------------------
+    @property
+    def kv_usage(self) -> float:
+        return self.kv.pool.used_blocks / self.kv.pool.total_blocks
+
+    def submit(self, req: Request) -> None:
+        reason = self.scheduler.reject_reason(req, self.kv)
+        if reason:
+            req.state, req.reject_reason = REJECTED, reason
+            return
+        req.replica = self.index
+        req.state = WAITING
+        self.outstanding += 1
+        heapq.heappush(self.waiting, (-req.priority, req.arrival_s, req.id, req))
+        if self._wake is not None and not self._wake.triggered and (not self._busy or self.scheduler.admits_while_busy):
+            self._wake.succeed()
+
+    # -- state changes the schedulers ask for ------------------------------------------------------------
+    def seqs_in_flight(self) -> int:
+        return len(self.decoding) + sum(r.num_seqs for r in self.prefilling)
+
+    def admit_waiting(self, token_budget: int, max_seqs: int, reserve_blocks: int = 0,
+                      whole_prompts: bool = True) -> list:
+        """Admit waiting requests in priority/arrival order while sequences, tokens and blocks allow
+        (stopping at the first that does not fit, as vLLM's FCFS queue does). Returns (request, tokens)
+        prefill work for this step; a prefilled request handed to a decode replica joins the batch directly."""
+        work, seqs = [], self.seqs_in_flight()
+        while self.waiting and token_budget > 0:
+            req = self.waiting[0][3]
+            handed_off = self.role == "decode"
+            tokens = req.prompt_tokens + req.generated_tokens - (1 if handed_off else 0)
+            if seqs + req.num_seqs > max_seqs:
+                break
+            if self.kv.pool.available_blocks - reserve_blocks - self.kv.blocks_to_admit(req, tokens) \
+                    < self.kv.watermark_blocks:
+                break
+            if whole_prompts and not handed_off and tokens - self.kv._prefix_blocks(req, tokens) * self.kv.block_size > token_budget:
+                break
+            heapq.heappop(self.waiting)
+            seqs += req.num_seqs
+            cached = self.kv.admit(req, tokens)
+            if req.first_scheduled_s != req.first_scheduled_s:  # NaN: first time
+                req.first_scheduled_s = self.env.now
+            if handed_off:
+                req.state = DECODING
+                self.decoding.extend(self.kv.seq_rows(req, tokens, req.last_token_s))
+                continue
+            req.start_prefill(cached)
+            self.prefilling.append(req)
+            chunk = min(req.prefill_tokens - req.prefilled_tokens, token_budget)
+            work.append((req, chunk))
+            token_budget -= chunk
+        return work
+
+    def decode_step_blocks(self) -> int:
+        return int(self.kv.blocks_by_step(self.decoding, 1)[0]) if len(self.decoding) else 0
+
+    def make_room_for_decode(self, mode: str) -> float:
+        """Preempt the most recently admitted decoding requests until the next decode step's new blocks
+        fit (vLLM's policy); returns the seconds of swap traffic this caused."""
+        swap_s = 0.0
+        while len(self.decoding) and self.decode_step_blocks() > self.kv.pool.available_blocks:
+            swap_s += self._preempt(int(self.decoding.request[-1]), mode)
+        return swap_s
+
+    def swap_in(self) -> float:
+        """Bring swapped requests back, oldest first, while their blocks fit above the watermark."""
+        swap_s = 0.0
+        while self.swapped:
+            req = self.swapped[0]
+            rows = req.swapped_rows
+            blocks = req.shared_blocks + int(rows.blocks.sum())
+            grow = int(self.kv.blocks_by_step(rows, 1)[0])
+            if self.kv.pool.available_blocks - blocks - grow < self.kv.watermark_blocks:
+                break
+            self.swapped.popleft()
+            self.kv.pool.take(blocks)
+            self.swap_blocks_free += blocks
+            req.swapped_rows, req.state = None, DECODING
+            self.decoding.extend(rows)
+            swap_s += blocks * self.block_bytes / self.host_bandwidth_bytes_per_s
+        return swap_s
+
+    def _preempt(self, request_id: int, mode: str) -> float:
+        mine = self.decoding.request == request_id
+        rows = self.decoding.select(mine)
+        self.decoding = self.decoding.select(~mine)
+        req = self._requests[request_id]
+        req.generated_tokens = req.output_tokens - int(rows.remaining_tokens[0])
+        req.max_itl_s = max(req.max_itl_s, float(rows.max_itl_s.max()))
+        req.preemptions += 1
+        self.metrics.preemptions += 1
+        blocks = req.shared_blocks + req.prefix_blocks + int(rows.blocks.sum())
+        if mode == "swap" and blocks <= self.swap_blocks_free:
+            self.swap_blocks_free -= blocks
+            self.kv.release(req, int(rows.blocks.sum()))
+            req.shared_blocks = blocks - int(rows.blocks.sum())  # the prefix's copy travels with it
+            req.state, req.swapped_rows = SWAPPED, rows
+            self.swapped.append(req)
+            self.metrics.swapped_blocks += blocks
+            return blocks * self.block_bytes / self.host_bandwidth_bytes_per_s
+        self.kv.release(req, int(rows.blocks.sum()))
+        req.state = WAITING
+        heapq.heappush(self.waiting, (-req.priority, req.arrival_s, req.id, req))
+        return 0.0
+
+    # -- the replica's own story -------------------------------------------------------------------------
+    def _run(self):
+        while True:
+            step = self.scheduler.plan(self)
+            if step is None:
+                self._wake = self.env.event()
+                yield self._wake
+                self._wake = None
+            elif step.can_jump and not step.prefills:
+                yield from self._decode_run()
+            else:
+                yield from self._one_step(step)
+
+    def _one_step(self, step: Step):
+        rows, start = self.decoding, self.env.now
+        new = [chunk for _, chunk in step.prefills]
+        cached = [req.prefilled_tokens for req, _ in step.prefills]
+        finishing = [req for req, chunk in step.prefills if req.prefilled_tokens + chunk == req.prefill_tokens]
+        if len(rows):
+            new += [1] * len(rows)
+            cached += rows.context_tokens.tolist()
+        latency_s, flops, nbytes = self.timer.step(new, cached, len(finishing) + len(rows))
+        latency_s += self.overhead.step_s(len(rows) + len(step.prefills)) + step.extra_s
+        yield self.env.timeout(latency_s)
+        end = self.env.now
+        self.metrics.flops += flops
+        self.metrics.bytes += nbytes
+        if len(rows):
+            self._advance(rows, 1, np.array([end]), np.array([latency_s]))
+        for req, chunk in step.prefills:
+            req.prefilled_tokens += chunk
+        for req in finishing:
+            self.prefilling.remove(req)
+            self._finish_prefill(req, end)
+        if self.scheduler.pads_batch and len(self.decoding):
+            self.decoding.remaining_tokens[:] = self.decoding.remaining_tokens.max()
+        self.metrics.step(start, latency_s, self.index, len(rows) + len(step.prefills), sum(new) - len(rows),
+                          len(rows), self.kv.pool.used_blocks, len(self.waiting))
+        self._complete_finished(end)
+
+    def _decode_run(self):
+        """Decode steps of a fixed batch up to the first completion or block shortage, in one jump."""
+        rows, now = self.decoding, self.env.now
+        batch = len(rows)
+        steps = min(int(rows.remaining_tokens.min()), self.max_run_steps) if self.jumps else 1
+        new_blocks = self.kv.blocks_by_step(rows, steps)
+        steps = max(1, min(steps, int(np.searchsorted(new_blocks, self.kv.pool.available_blocks, side="right"))))
+        latency_s, flops, nbytes = self.timer.decode_run(batch, int(rows.context_tokens.sum()),
+                                                         int(rows.context_tokens.max()), steps)
+        latency_s = latency_s + self.overhead.step_s(batch)
+        ends = now + np.cumsum(latency_s)
+        if steps > 1 and self.scheduler.admits_while_busy:
+            self._wake, self._busy = self.env.event(), True
+            yield self._wake | self.env.timeout(ends[-1] - now)
+            self._wake, self._busy = None, False
+            if self.env.now < ends[-1]:  # an arrival: finish the step in flight, then let the scheduler in
+                steps = int(np.searchsorted(ends, self.env.now, side="left")) + 1
+                yield self.env.timeout(ends[steps - 1] - self.env.now)
+        else:
+            yield self.env.timeout(ends[-1] - now)
+        used = self.kv.pool.used_blocks
+        self.metrics.flops += float(flops[:steps].sum())
+        self.metrics.bytes += float(nbytes[:steps].sum())
+        self._advance(rows, steps, ends[:steps], latency_s[:steps])
+        self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch,
+                         used + new_blocks[:steps], len(self.waiting))
+        self._complete_finished(ends[steps - 1])
+
+    def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray) -> None:
+        """`steps` decode steps ending at `ends` gave every row one token each."""
+        new_blocks = self.kv.rows_new_blocks(rows, steps)
+        self.kv.pool.take(int(new_blocks.sum()))
+        first_gaps = ends[0] - rows.last_token_s
+        self.metrics.inter_token_gaps(first_gaps)
+        np.maximum(rows.max_itl_s, first_gaps, out=rows.max_itl_s)
+        if steps > 1:
+            self.metrics.inter_token_gaps(latency_s[1:], len(rows))
+            np.maximum(rows.max_itl_s, latency_s[1:].max(), out=rows.max_itl_s)
+        rows.advance(steps, new_blocks, float(ends[-1]))
+
+    def _finish_prefill(self, req: Request, now_s: float) -> None:
+        """The last prompt chunk is in the cache: sample a token for each sequence."""
+        if req.generated_tokens:  # a recomputation after preemption: the gap since the last token
+            self.metrics.inter_token_gaps(np.array([now_s - req.last_token_s]), req.num_seqs)
+        req.emit_token(now_s)
+        if self.role == "prefill":
+            self.kv.release(req, 0)
+            self.outstanding -= 1
+            self.on_prefilled(req)
+        elif req.remaining_tokens == 0:
+            self._complete(req, now_s, 0)
+        else:
+            req.state = DECODING
+            self.decoding.extend(self.kv.seq_rows(req, req.prefill_tokens, now_s))
+
+    def _complete_finished(self, now_s: float) -> None:
+        rows = self.decoding
+        finished = rows.remaining_tokens == 0
+        if not finished.any():
+            return
+        done = rows.select(finished)
+        self.decoding = rows.select(~finished)
+        blocks: dict[int, list] = {}
+        for rid, b, itl in zip(done.request.tolist(), done.blocks.tolist(), done.max_itl_s.tolist()):
+            entry = blocks.setdefault(rid, [0, 0.0])
+            entry[0] += b
+            entry[1] = max(entry[1], itl)
+        for rid, (b, itl) in blocks.items():
+            req = self._requests[rid]
+            req.max_itl_s = max(req.max_itl_s, itl)
+            req.last_token_s = now_s
+            self._complete(req, now_s, b)
+
+    def _complete(self, req: Request, now_s: float, row_blocks: int) -> None:
+        req.state, req.completion_s, req.generated_tokens = DONE, now_s, req.output_tokens
+        self.kv.release(req, row_blocks)
+        self.outstanding -= 1

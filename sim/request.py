@@ -1,0 +1,66 @@
+"""A request and its progress: waiting -> running -> (preempted -> waiting | swapped) -> done or rejected.
+
+A request asks for `output_tokens` tokens after a `prompt_tokens` prompt, in `num_seqs` parallel
+sequences (n samples or beams) that share the prompt's KV blocks. Its running sequences live as rows of
+the replica's decode batch (`sim.batch.DecodeBatch`); the request keeps only counters and timestamps, so
+no Python object exists per token.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+WAITING, PREFILLING, DECODING, SWAPPED, DONE, REJECTED = (
+    "waiting", "prefilling", "decoding", "swapped", "done", "rejected")
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    num_seqs: int = 1
+    priority: int = 0  # higher runs first
+    prefix_id: int = -1  # requests with the same id start with the same `prefix_tokens` tokens
+    prefix_tokens: int = 0
+
+    state: str = WAITING
+    replica: int = -1
+    generated_tokens: int = 0  # per sequence
+    prefill_tokens: int = 0  # tokens the current (re)computation of the context must process
+    prefilled_tokens: int = 0  # of those, already in the KV cache
+    shared_blocks: int = 0  # prompt blocks all sequences share (the prefix cache's are not counted)
+    prefix_blocks: int = 0  # blocks borrowed from the prefix cache
+    first_scheduled_s: float = math.nan
+    first_token_s: float = math.nan
+    last_token_s: float = math.nan
+    completion_s: float = math.nan
+    max_itl_s: float = 0.0
+    preemptions: int = 0
+    reject_reason: str = ""
+    swapped_rows: object = field(default=None, repr=False)  # DecodeBatch rows parked in host memory
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+    @property
+    def remaining_tokens(self) -> int:
+        return self.output_tokens - self.generated_tokens
+
+    def start_prefill(self, cached_tokens: int) -> None:
+        """(Re)compute the context: the prompt plus every token generated so far (vLLM's recompute
+        preemption treats them as one longer prompt); `cached_tokens` are already in a prefix cache."""
+        self.prefill_tokens = self.prompt_tokens + self.generated_tokens
+        self.prefilled_tokens = cached_tokens
+        self.state = PREFILLING
+
+    def emit_token(self, now_s: float) -> None:
+        """The step ending at `now_s` produced one token for each sequence."""
+        if self.generated_tokens == 0:
+            self.first_token_s = now_s
+        else:
+            self.max_itl_s = max(self.max_itl_s, now_s - self.last_token_s)
+        self.generated_tokens += 1
+        self.last_token_s = now_s
