@@ -177,6 +177,42 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _progress_bar(fraction: float) -> None:
+    width = 40
+    done = int(width * fraction)
+    end = "\n" if fraction >= 1 else ""
+    print(f"\rsimulating [{'#' * done}{'.' * (width - done)}] {100 * fraction:3.0f}% of arrivals", end=end,
+          file=sys.stderr, flush=True)
+
+
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from infersim.report import run_summary_table, write_run
+    from infersim.scenario import build_run, load_scenario
+    from infersim.sim.engine import simulate
+    scenario, base = load_scenario(args.scenario)
+    cfg, requests = build_run(scenario, base)
+    show = args.progress or (sys.stderr.isatty() and not args.quiet)
+    result = simulate(cfg, requests, progress=_progress_bar if show else None)
+    out = Path(args.out or Path("runs") / Path(args.scenario).stem)
+    paths = write_run(result, out)
+    if not args.no_plot:
+        from infersim.plots import plot_run
+        paths["plot"] = out / "run.png"
+        plot_run(result, paths["plot"], scenario.name or Path(args.scenario).stem)
+    if not args.quiet:
+        p = cfg.options.parallel
+        quant = scenario.quantization if isinstance(scenario.quantization, str) else scenario.quantization.preset
+        print(f"{scenario.name or Path(args.scenario).stem}: {cfg.model.name} on {cfg.hardware.name} "
+              f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {cfg.scheduler} "
+              f"scheduler, {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.block_size_tokens} tokens "
+              f"per replica, {len(requests):,} requests")
+        print(run_summary_table(result.summary))
+        print("wrote " + ", ".join(str(v) for v in paths.values()))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes get one line naming the option, not the whole usage text."""
 
@@ -188,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="infersim", description="LLM inference performance model and simulator")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=cmd_models)
+
+    run = sub.add_parser("run", help="simulate a serving scenario (a YAML file, see scenarios/)")
+    run.add_argument("scenario", metavar="SCENARIO.yaml")
+    run.add_argument("--out", metavar="DIR", help="where to write summary.json, requests.csv, timeline.csv and "
+                     "run.png (default runs/<scenario name>)")
+    run.add_argument("--no-plot", action="store_true", help="skip run.png")
+    run.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    run.add_argument("--quiet", action="store_true", help="print nothing")
+    run.set_defaults(func=cmd_run)
     sub.add_parser("hardware", help="list the built-in hardware").set_defaults(func=cmd_hardware)
 
     r = sub.add_parser("roofline", help="per-op cost of one prefill or decode step")

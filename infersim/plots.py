@@ -69,3 +69,32 @@ def plot_profile(samples: dict, hw, path: Path | str, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_run(result, path: Path | str, title: str) -> None:
+    """Batch size, KV-cache use and queue over simulated time, and the latency distributions."""
+    plt = _pyplot()
+    tl = result.metrics.timeline()
+    t = result.request_table()
+    done = t["state"] == "done"
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    ax = axes[0, 0]
+    ax.plot(tl["start_s"], tl["batch_seqs"], lw=0.6, drawstyle="steps-post")
+    ax.set(xlabel="simulated time (s)", ylabel="sequences in the step", title="batch size")
+    ax = axes[0, 1]
+    ax.plot(tl["start_s"], 100 * tl["kv_blocks_used"] / result.total_blocks, lw=0.6, drawstyle="steps-post")
+    ax.set(xlabel="simulated time (s)", ylabel="% of KV blocks in use", title="KV cache", ylim=(0, 105))
+    ax = axes[1, 0]
+    ax.plot(tl["start_s"], tl["queue_len"], lw=0.6, drawstyle="steps-post", color="C3")
+    ax.set(xlabel="simulated time (s)", ylabel="waiting requests", title="queue")
+    ax = axes[1, 1]
+    for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
+        v = np.sort(t[key][done & np.isfinite(t[key])])
+        if len(v):
+            ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
+    ax.set(xscale="log", xlabel="seconds", ylabel="fraction of requests", title="latency CDF")
+    ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,299 @@
+"""The scenario file: a YAML description of a deployment and its traffic, validated with pydantic.
+
+Every mistake becomes one `SpecError` line naming the key path, the bad value and what is allowed, e.g.
+``workload.arrival.rate_per_s: must be > 0, got -3``. Relative paths (traces, hardware YAML, config.json)
+are resolved against the scenario file's folder. See scenarios/default.yaml for a commented example.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from infersim.roofline.errors import SpecError
+
+Positive = Field(gt=0)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ParallelismSection(_Section):
+    tensor_parallel: int = Field(1, ge=1)
+    pipeline_parallel: int = Field(1, ge=1)
+
+
+class QuantizationSection(_Section):
+    preset: str = "fp16"
+    kv_bits: Optional[Literal[16, 8, 4]] = None
+
+
+class EngineSection(_Section):
+    """What the serving engine does besides scheduling (see sim.replica.EngineOverhead)."""
+
+    flash_attention: bool = True
+    sampling: Literal["greedy", "top_p"] = "top_p"
+    overhead_fixed_s: float = Field(1.0e-3, ge=0)
+    overhead_per_seq_s: float = Field(10e-6, ge=0)
+
+
+class SchedulerSection(_Section):
+    name: Literal["static", "orca", "vllm", "sarathi", "disaggregated"] = "vllm"
+    max_num_seqs: int = Field(256, ge=1)
+    max_num_batched_tokens: int = Field(8192, ge=1)
+    max_model_len: Optional[int] = Field(None, ge=2, description="default: the model's context length")
+    chunk_tokens: int = Field(512, ge=1)
+    preemption: Literal["recompute", "swap"] = "recompute"
+
+
+class KVCacheSection(_Section):
+    block_size: int = Field(16, ge=1)
+    allocator: Optional[Literal["paged", "contiguous"]] = Field(
+        None, description="default: contiguous for static and orca, paged otherwise")
+    memory_utilization: float = Field(0.9, gt=0, le=1)
+    watermark: float = Field(0.01, ge=0, lt=1)
+    prefix_caching: bool = False
+    swap_space_gib: float = Field(4.0, ge=0)
+
+
+class ArrivalSection(_Section):
+    process: Literal["poisson", "gamma", "constant"] = "poisson"
+    rate_per_s: float = Positive
+    cv: float = Field(1.0, gt=0)
+
+
+class LengthSection(_Section):
+    kind: Literal["fixed", "uniform", "normal", "lognormal", "zipf"] = "fixed"
+    value: int = Field(0, ge=0)
+    low: int = Field(1, ge=1)
+    high: int = Field(1, ge=1)
+    mean: float = Field(0.0, ge=0)
+    std: float = Field(0.0, ge=0)
+    zipf_a: float = Field(1.5, gt=1)
+    max_tokens: int = Field(1 << 20, ge=1)
+
+    @model_validator(mode="after")
+    def _complete(self):
+        needs = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
+                 "lognormal": ("mean", "std"), "zipf": ("value",)}[self.kind]
+        for key in needs:
+            if key not in self.model_fields_set:
+                raise ValueError(f"kind {self.kind} needs {' and '.join(needs)}")
+        if self.kind == "fixed" and self.value < 1:
+            raise ValueError("value must be >= 1")
+        if self.kind == "uniform" and self.high < self.low:
+            raise ValueError(f"high must be >= low={self.low}")
+        if self.kind == "lognormal" and self.mean <= 0:
+            raise ValueError("mean must be > 0")
+        return self
+
+
+class TraceSection(_Section):
+    path: str
+    rate_scale: float = Field(1.0, gt=0)
+
+
+class SharedPrefixSection(_Section):
+    tokens: int = Field(ge=1)
+    groups: int = Field(1, ge=1)
+    fraction: float = Field(1.0, ge=0, le=1)
+
+
+class WorkloadSection(_Section):
+    num_requests: Optional[int] = Field(None, ge=1, description="default: 1000, or the whole trace")
+    trace: Optional[TraceSection] = None
+    arrival: Optional[ArrivalSection] = None
+    prompt_tokens: Optional[Union[int, LengthSection]] = None
+    output_tokens: Optional[Union[int, LengthSection]] = None
+    lengths_file: Optional[str] = None
+    num_seqs: int = Field(1, ge=1)
+    shared_prefix: Optional[SharedPrefixSection] = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.trace is not None:
+            extra = [k for k in ("arrival", "prompt_tokens", "output_tokens", "lengths_file") if getattr(self, k)]
+            if extra:
+                raise ValueError(f"a trace fixes arrivals and lengths; remove {', '.join(extra)}")
+            return self
+        if self.arrival is None:
+            raise ValueError("needs an arrival process (arrival: {process: poisson, rate_per_s: ...}) or a trace")
+        if self.lengths_file is None and (self.prompt_tokens is None or self.output_tokens is None):
+            raise ValueError("needs prompt_tokens and output_tokens, or a lengths_file")
+        for key in ("prompt_tokens", "output_tokens"):
+            if isinstance(getattr(self, key), int) and getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1")
+        return self
+
+
+class SLOSection(_Section):
+    ttft_s: Optional[float] = Field(None, gt=0)
+    tpot_s: Optional[float] = Field(None, gt=0)
+
+
+class ClusterSection(_Section):
+    replicas: int = Field(1, ge=1)
+    router: Literal["round_robin", "least_outstanding", "least_kv"] = "round_robin"
+    prefill_replicas: int = Field(1, ge=1)
+    decode_replicas: int = Field(1, ge=1)
+    kv_transfer_gb_per_s: Optional[float] = Field(None, gt=0, description="default: the GPU interconnect")
+
+
+class Scenario(_Section):
+    name: Optional[str] = None
+    description: Optional[str] = None
+    model: str
+    hardware: str
+    parallelism: ParallelismSection = ParallelismSection()
+    quantization: Union[str, QuantizationSection] = "fp16"
+    engine: EngineSection = EngineSection()
+    scheduler: SchedulerSection = SchedulerSection()
+    kv_cache: KVCacheSection = KVCacheSection()
+    workload: WorkloadSection
+    slo: SLOSection = SLOSection()
+    cluster: ClusterSection = ClusterSection()
+    seed: int = 0
+
+
+def _problem(err: dict) -> str:
+    ctx = err.get("ctx", {})
+    kind = err["type"]
+    bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
+              "less_than_equal": "<= {le}"}
+    if kind in bounds:
+        return "must be " + bounds[kind].format(**ctx)
+    if kind == "literal_error":
+        return "must be one of " + ctx.get("expected", "").replace("'", "")
+    if kind == "extra_forbidden":
+        return "is not a known key (check its spelling and section)"
+    if kind == "missing":
+        return "is required"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][0].lower() + err["msg"][1:]
+
+
+def _error_line(error: ValidationError) -> SpecError:
+    """The most specific of pydantic's errors as one line. A union (`prompt_tokens: 512` or a mapping)
+    reports its branches separately; the branch matching the value's type is the one that explains it."""
+    errors = error.errors()
+    for err in errors:
+        loc = [str(p) for p in err["loc"]]
+        if any(p in ("int", "str") for p in loc[1:]) and isinstance(err.get("input"), dict):
+            continue  # the scalar branch of a union complaining about a mapping
+        if any(p.startswith(("LengthSection", "QuantizationSection")) for p in loc) and not isinstance(
+                err.get("input"), dict) and len(errors) > 1 and err["type"].endswith("_type"):
+            continue  # the mapping branch complaining about a scalar
+        path = ".".join(p for p in loc if p not in ("int", "str") and not p[0].isupper()) or "scenario"
+        got = err.get("input")
+        return SpecError(path, _problem(err), got if not isinstance(got, dict) or err["type"] == "dict_type" else None)
+    err = errors[0]
+    return SpecError(".".join(str(p) for p in err["loc"]), _problem(err), err.get("input"))
+
+
+def load_scenario(path: Path | str) -> tuple[Scenario, Path]:
+    """The validated scenario and the folder its relative paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("scenario", "file not found", str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}" if mark else path.name
+        raise SpecError(where, f"is not valid YAML ({getattr(e, 'problem', None) or e})")
+    if not isinstance(data, dict):
+        raise SpecError(path.name, "must be a mapping of sections (model, hardware, workload, ...)", type(data).__name__)
+    try:
+        return Scenario.model_validate(data), path.parent
+    except ValidationError as e:
+        raise _error_line(e) from None
+
+
+def _resolve(base: Path, text: str) -> str:
+    """A registry name stays as it is; a path is taken relative to the scenario's folder."""
+    candidate = base / text
+    return str(candidate) if ("/" in text or text.endswith((".yaml", ".yml", ".json"))) else text
+
+
+def build_run(scn: Scenario, base: Path):
+    """(RunConfig, requests) for the simulator."""
+    from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
+    from infersim.sim.engine import RunConfig, requests_from
+    from infersim.sim.replica import EngineOverhead
+    from infersim.sim.schedulers import SchedulerLimits
+
+    model = get_model(_resolve(base, scn.model))
+    hardware = get_hardware(_resolve(base, scn.hardware))
+    q = scn.quantization if isinstance(scn.quantization, QuantizationSection) else QuantizationSection(preset=scn.quantization)
+    try:
+        quant = get_quant(q.preset, q.kv_bits) if q.kv_bits else get_quant(q.preset)
+    except SpecError as e:
+        raise SpecError("quantization.preset", str(e).split(": ", 1)[1]) from None
+    s, kv = scn.scheduler, scn.kv_cache
+    max_model_len = s.max_model_len or model.max_context_tokens
+    if max_model_len > model.max_context_tokens:
+        raise SpecError("scheduler.max_model_len", f"must be <= {model.name}'s context of {model.max_context_tokens}",
+                        max_model_len)
+    allocator = kv.allocator or ("contiguous" if s.name in ("static", "orca") else "paged")
+    cfg = RunConfig(
+        model=model, hardware=hardware,
+        options=StepOptions(quant=quant, parallel=Parallelism(scn.parallelism.tensor_parallel,
+                                                              scn.parallelism.pipeline_parallel),
+                            flash_attention=scn.engine.flash_attention, sampling=scn.engine.sampling),
+        scheduler=s.name,
+        limits=SchedulerLimits(s.max_num_seqs, s.max_num_batched_tokens, max_model_len, s.chunk_tokens, s.preemption),
+        block_size_tokens=kv.block_size, allocator=allocator, prefix_caching=kv.prefix_caching,
+        watermark_fraction=kv.watermark, memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib,
+        overhead=EngineOverhead(scn.engine.overhead_fixed_s, scn.engine.overhead_per_seq_s),
+        replicas=scn.cluster.replicas, prefill_replicas=scn.cluster.prefill_replicas,
+        decode_replicas=scn.cluster.decode_replicas, router=scn.cluster.router,
+        kv_transfer_bandwidth_bytes_per_s=scn.cluster.kv_transfer_gb_per_s * 1e9 if scn.cluster.kv_transfer_gb_per_s else None,
+        ttft_slo_s=scn.slo.ttft_s, tpot_slo_s=scn.slo.tpot_s)
+    return cfg, build_requests(scn.workload, scn.seed, base)
+
+
+def _lengths(spec, count: int, rng) -> np.ndarray:
+    from infersim.sim.workload import sample_lengths
+    if isinstance(spec, int):
+        return np.full(count, spec, dtype=np.int64)
+    return sample_lengths(spec.kind, count, rng, value=spec.value, low=spec.low, high=spec.high, mean=spec.mean,
+                          std=spec.std, zipf_a=spec.zipf_a, max_tokens=spec.max_tokens)
+
+
+def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
+    from infersim.sim.engine import requests_from
+    from infersim.sim.workload import Workload, arrival_times, read_lengths, read_trace
+
+    rng = np.random.default_rng(seed)
+    if w.trace is not None:
+        workload = read_trace(base / w.trace.path, w.trace.rate_scale, w.num_requests)
+    else:
+        n = w.num_requests or 1000
+        arrivals = arrival_times(w.arrival.process, w.arrival.rate_per_s, n, rng, w.arrival.cv)
+        if w.lengths_file:
+            prompts, outputs = read_lengths(base / w.lengths_file)
+            rows = rng.integers(0, len(prompts), n)
+            prompt, output = prompts[rows], outputs[rows]
+        else:
+            prompt, output = _lengths(w.prompt_tokens, n, rng), _lengths(w.output_tokens, n, rng)
+        workload = Workload(arrivals, prompt, output)
+    prefix_id = prefix_tokens = None
+    if w.shared_prefix is not None:
+        n = len(workload)
+        groups = rng.integers(0, w.shared_prefix.groups, n)
+        prefix_id = np.where(rng.random(n) < w.shared_prefix.fraction, groups, -1)
+        prefix_tokens = w.shared_prefix.tokens
+        workload = Workload(workload.arrival_s, np.where(prefix_id >= 0, workload.prompt_tokens + prefix_tokens,
+                                                         workload.prompt_tokens), workload.output_tokens)
+    return requests_from(workload, w.num_seqs, prefix_id=prefix_id, prefix_tokens=prefix_tokens or 0)
