@@ -52,6 +52,7 @@ class SchedulerSection(_Section):
 
 class KVCacheSection(_Section):
     block_size: int = Field(16, ge=1)
+    num_blocks: Optional[int] = Field(None, ge=1, description="default: what the memory plan leaves for KV")
     allocator: Optional[Literal["paged", "contiguous"]] = Field(
         None, description="default: contiguous for static and orca, paged otherwise")
     memory_utilization: float = Field(0.9, gt=0, le=1)
@@ -253,7 +254,7 @@ def build_run(scn: Scenario, base: Path):
                             flash_attention=scn.engine.flash_attention, sampling=scn.engine.sampling),
         scheduler=s.name,
         limits=SchedulerLimits(s.max_num_seqs, s.max_num_batched_tokens, max_model_len, s.chunk_tokens, s.preemption),
-        block_size_tokens=kv.block_size, allocator=allocator, prefix_caching=kv.prefix_caching,
+        block_size_tokens=kv.block_size, num_blocks=kv.num_blocks, allocator=allocator, prefix_caching=kv.prefix_caching,
         watermark_fraction=kv.watermark, memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib,
         overhead=EngineOverhead(scn.engine.overhead_fixed_s, scn.engine.overhead_per_seq_s),
         replicas=scn.cluster.replicas, prefill_replicas=scn.cluster.prefill_replicas,

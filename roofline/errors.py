@@ -5,11 +5,12 @@ class SpecError(ValueError):
     """A bad spec, shape or file: the message names the field, the bad value and what is allowed."""
 
     def __init__(self, field: str, problem: str, got: object = None):
+        super().__init__(field, problem, got)  # the arguments, so that copies (SimPy re-raises one) rebuild it
         self.field = field
-        text = f"{field}: {problem}"
-        if got is not None:
-            text += f", got {got!r}"
-        super().__init__(text)
+        self.text = f"{field}: {problem}" + (f", got {got!r}" if got is not None else "")
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def require_positive(field: str, value: float) -> None:

@@ -19,8 +19,8 @@ class BlockPool:
     def __init__(self, total_blocks: int):
         self.total_blocks = total_blocks
         self.free_blocks = total_blocks
-        self._prefixes: dict[int, list] = {}  # prefix id -> [blocks, references]
-        self._evictable: OrderedDict[int, int] = OrderedDict()  # unreferenced prefixes, oldest first
+        self._prefixes: dict[tuple, list] = {}  # prefix key -> [blocks, references]
+        self._evictable: OrderedDict[tuple, int] = OrderedDict()  # unreferenced prefixes, oldest first
         self.evictable_blocks = 0
 
     @property
@@ -35,8 +35,8 @@ class BlockPool:
     def take(self, blocks: int) -> None:
         assert 0 <= blocks <= self.available_blocks, (blocks, self.available_blocks)
         while self.free_blocks < blocks:
-            prefix_id, held = self._evictable.popitem(last=False)
-            del self._prefixes[prefix_id]
+            key, held = self._evictable.popitem(last=False)
+            del self._prefixes[key]
             self.evictable_blocks -= held
             self.free_blocks += held
         self.free_blocks -= blocks
@@ -45,28 +45,34 @@ class BlockPool:
         self.free_blocks += blocks
         assert self.free_blocks + self.evictable_blocks <= self.total_blocks
 
-    def cached_prefix_blocks(self, prefix_id: int) -> int:
-        entry = self._prefixes.get(prefix_id)
+    def cached_prefix_blocks(self, prefix_key: tuple) -> int:
+        entry = self._prefixes.get(prefix_key)
         return entry[0] if entry else 0
 
-    def acquire_prefix(self, prefix_id: int, blocks: int) -> int:
+    def prefix_cost_blocks(self, prefix_key: tuple, blocks: int) -> int:
+        """What referencing a prefix of `blocks` blocks takes from `available_blocks`: nothing if another
+        request holds it, its blocks if it must be cached or brought back from the evictable list."""
+        entry = self._prefixes.get(prefix_key)
+        return 0 if entry is not None and entry[1] > 0 else blocks
+
+    def acquire_prefix(self, prefix_key: tuple, blocks: int) -> int:
         """Reference the cached prefix, or cache `blocks` of it (taken from the pool). Returns the blocks
         the caller now shares."""
-        entry = self._prefixes.get(prefix_id)
+        entry = self._prefixes.get(prefix_key)
         if entry is None:
             self.take(blocks)
-            self._prefixes[prefix_id] = [blocks, 1]
+            self._prefixes[prefix_key] = [blocks, 1]
             return blocks
         if entry[1] == 0:
-            self.evictable_blocks -= self._evictable.pop(prefix_id)
+            self.evictable_blocks -= self._evictable.pop(prefix_key)
         entry[1] += 1
         return entry[0]
 
-    def release_prefix(self, prefix_id: int) -> None:
-        entry = self._prefixes[prefix_id]
+    def release_prefix(self, prefix_key: tuple) -> None:
+        entry = self._prefixes[prefix_key]
         entry[1] -= 1
         if entry[1] == 0:
-            self._evictable[prefix_id] = entry[0]
+            self._evictable[prefix_key] = entry[0]
             self.evictable_blocks += entry[0]
 
 

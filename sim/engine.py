@@ -38,6 +38,7 @@ class RunConfig:
     scheduler: str = "vllm"
     limits: SchedulerLimits = field(default_factory=SchedulerLimits)
     block_size_tokens: int = 16
+    num_blocks: int | None = None  # override the memory plan (vLLM's num_gpu_blocks_override)
     allocator: str = "paged"
     prefix_caching: bool = False
     watermark_fraction: float = 0.01
@@ -60,6 +61,7 @@ class RunResult:
     metrics: Metrics
     summary: dict
     total_blocks: int
+    replicas: list
 
     def request_table(self) -> dict:
         return request_table(self.requests)
@@ -70,7 +72,7 @@ def requests_from(workload: Workload, num_seqs=1, priority=None, prefix_id=None,
     prio = np.zeros(n, dtype=np.int64) if priority is None else priority
     prefix = np.full(n, -1) if prefix_id is None else prefix_id
     seqs = np.broadcast_to(np.asarray(num_seqs), (n,))
-    return [Request(i, float(a), int(p), int(o), int(s), int(q), int(x), int(prefix_tokens) if x >= 0 else 0)
+    return [Request(i, float(a), int(p), int(o), int(s), int(q), int(x), min(int(prefix_tokens), int(p)) if x >= 0 else 0)
             for i, (a, p, o, s, q, x) in enumerate(zip(workload.arrival_s.tolist(), workload.prompt_tokens.tolist(),
                                                         workload.output_tokens.tolist(), seqs.tolist(),
                                                         prio.tolist(), prefix.tolist()))]
@@ -81,7 +83,7 @@ def total_kv_blocks(cfg: RunConfig) -> int:
     batched = cfg.limits.chunk_tokens if cfg.scheduler == "sarathi" else cfg.limits.max_num_batched_tokens
     plan = plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel, cfg.memory_utilization,
                        batched, cfg.limits.max_num_seqs)
-    blocks = plan.max_kv_tokens // cfg.block_size_tokens
+    blocks = cfg.num_blocks or plan.max_kv_tokens // cfg.block_size_tokens
     if cfg.allocator == "contiguous":
         reserve = math.ceil(cfg.limits.max_model_len / cfg.block_size_tokens)
         if reserve > blocks:
@@ -94,6 +96,9 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     """Run every request through the cluster; `progress(fraction)` is called as simulated time passes."""
     if cfg.allocator == "contiguous" and cfg.prefix_caching:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", "contiguous")
+    if cfg.scheduler == "static" and cfg.allocator != "contiguous":
+        raise SpecError("kv_cache.allocator", "the static scheduler pads finished sequences to the longest and "
+                        "reserves their memory up front: use contiguous", cfg.allocator)
     env = simpy.Environment()
     metrics = Metrics()
     timer = StepTimer(cfg.model, cfg.hardware, cfg.options)
@@ -147,4 +152,4 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
                         cfg.hardware.memory_bandwidth_bytes_per_s * cfg.options.parallel.pipeline_parallel)
     summary["gpus"] = gpus * len(replicas)
     summary["kv_blocks_per_replica"] = blocks
-    return RunResult(requests, metrics, summary, blocks)
+    return RunResult(requests, metrics, summary, blocks, replicas)

@@ -6,7 +6,7 @@ Paged (PagedAttention, Kwon et al. 2023, §4): a request's context of t tokens t
 blocks that all its sequences share, plus one partly filled block when B does not divide t; sequence 2..n
 copy that block at their first write (copy-on-write, §4.4); each further block is added when a sequence
 crosses a block boundary. With prefix caching, the full blocks of a shared prefix are kept and reused by
-later requests with the same prefix id (their tokens need no prefill). Contiguous: every sequence reserves
+later requests with the same prefix id and length (their tokens need no prefill). Contiguous: every sequence reserves
 `max_model_len` tokens up front, as engines did before paging (Orca, FasterTransformer).
 """
 from __future__ import annotations
@@ -39,16 +39,18 @@ class KVCacheManager:
         return shared + req.num_seqs * (math.ceil(context / self.block_size) - shared)
 
     def _prefix_blocks(self, req: Request, tokens: int) -> int:
-        if not (self.paged and self.prefix_caching and req.prefix_id >= 0):
-            return 0
-        return min(req.prefix_tokens, tokens - 1) // self.block_size  # one token is always recomputed
+        if not (self.paged and self.prefix_caching and req.prefix_id >= 0) or req.prefix_tokens >= tokens:
+            return 0  # at least one token is always computed, to sample from
+        return req.prefix_tokens // self.block_size
 
     def blocks_to_admit(self, req: Request, tokens: int) -> int:
         """New blocks to hold a context of `tokens` tokens (a prefill, or a decode hand-off)."""
         if not self.paged:
             return req.num_seqs * self.reserve_blocks
-        cached = self.pool.cached_prefix_blocks(req.prefix_id) if self._prefix_blocks(req, tokens) else 0
-        return math.ceil(tokens / self.block_size) - cached
+        prefix = self._prefix_blocks(req, tokens)
+        if not prefix:
+            return math.ceil(tokens / self.block_size)
+        return math.ceil(tokens / self.block_size) - prefix + self.pool.prefix_cost_blocks((req.prefix_id, prefix), prefix)
 
     def can_admit(self, req: Request, tokens: int) -> bool:
         return self.pool.available_blocks - self.blocks_to_admit(req, tokens) >= self.watermark_blocks
@@ -61,7 +63,7 @@ class KVCacheManager:
             return 0
         prefix = self._prefix_blocks(req, tokens)
         if prefix:
-            req.prefix_blocks = self.pool.acquire_prefix(req.prefix_id, prefix)
+            req.prefix_blocks = self.pool.acquire_prefix((req.prefix_id, prefix), prefix)
         req.shared_blocks = math.ceil(tokens / self.block_size) - req.prefix_blocks
         self.pool.take(req.shared_blocks)
         return req.prefix_blocks * self.block_size
@@ -84,7 +86,7 @@ class KVCacheManager:
         self.pool.give(req.shared_blocks + row_blocks)
         req.shared_blocks = 0
         if req.prefix_blocks:
-            self.pool.release_prefix(req.prefix_id)
+            self.pool.release_prefix((req.prefix_id, req.prefix_blocks))
             req.prefix_blocks = 0
 
     def blocks_by_step(self, rows: Rows, steps: int) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 
 from .request import DONE, REJECTED, Request
 
+# queue_len: requests waiting when the step started; kv_blocks_used: blocks in use when it ended
 TIMELINE_COLUMNS = ("start_s", "duration_s", "replica", "batch_seqs", "prefill_tokens", "decode_tokens",
                     "kv_blocks_used", "queue_len")
 

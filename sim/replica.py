@@ -4,7 +4,8 @@ The story of the replica is a loop: ask the scheduler for the next step, cost it
 (`StepTimer`) plus the engine's own per-step overhead, let that much simulated time pass, hand out the
 tokens. When the step is pure decode of a batch that nothing can change before some sequence finishes or
 runs out of blocks, the replica advances all those steps in one exact jump (each step still has its own
-latency); an arrival that could join the batch cuts the jump at the end of the step in flight.
+latency); an arrival cuts the jump at the end of the step in flight, so that the scheduler sees it exactly
+when it would have stepping one iteration at a time.
 """
 from __future__ import annotations
 
@@ -68,7 +69,6 @@ class Replica:
         self.decoding = Rows.empty()
         self.outstanding = 0
         self._wake: simpy.Event | None = None
-        self._busy = False
         self.process = env.process(self._run())
 
     # -- what the router and the cluster see -------------------------------------------------------------
@@ -85,7 +85,7 @@ class Replica:
         req.state = WAITING
         self.outstanding += 1
         heapq.heappush(self.waiting, (-req.priority, req.arrival_s, req.id, req))
-        if self._wake is not None and not self._wake.triggered and (not self._busy or self.scheduler.admits_while_busy):
+        if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     # -- state changes the schedulers ask for ------------------------------------------------------------
@@ -191,7 +191,8 @@ class Replica:
                 yield from self._one_step(step)
 
     def _one_step(self, step: Step):
-        rows, start = self.decoding, self.env.now
+        rows = self.decoding if step.decode else Rows.empty()
+        start, queue = self.env.now, len(self.waiting)
         new = [chunk for _, chunk in step.prefills]
         cached = [req.prefilled_tokens for req, _ in step.prefills]
         finishing = [req for req, chunk in step.prefills if req.prefilled_tokens + chunk == req.prefill_tokens]
@@ -214,12 +215,12 @@ class Replica:
         if self.scheduler.pads_batch and len(self.decoding):
             self.decoding.remaining_tokens[:] = self.decoding.remaining_tokens.max()
         self.metrics.step(start, latency_s, self.index, len(rows) + len(step.prefills), sum(new) - len(rows),
-                          len(rows), self.kv.pool.used_blocks, len(self.waiting))
+                          len(rows), self.kv.pool.used_blocks, queue)
         self._complete_finished(end)
 
     def _decode_run(self):
         """Decode steps of a fixed batch up to the first completion or block shortage, in one jump."""
-        rows, now = self.decoding, self.env.now
+        rows, now, queue = self.decoding, self.env.now, len(self.waiting)
         batch = len(rows)
         steps = min(int(rows.remaining_tokens.min()), self.max_run_steps) if self.jumps else 1
         new_blocks = self.kv.blocks_by_step(rows, steps)
@@ -228,10 +229,10 @@ class Replica:
                                                          int(rows.context_tokens.max()), steps)
         latency_s = latency_s + self.overhead.step_s(batch)
         ends = now + np.cumsum(latency_s)
-        if steps > 1 and self.scheduler.admits_while_busy:
-            self._wake, self._busy = self.env.event(), True
+        if steps > 1:
+            self._wake = self.env.event()
             yield self._wake | self.env.timeout(ends[-1] - now)
-            self._wake, self._busy = None, False
+            self._wake = None
             if self.env.now < ends[-1]:  # an arrival: finish the step in flight, then let the scheduler in
                 steps = int(np.searchsorted(ends, self.env.now, side="left")) + 1
                 yield self.env.timeout(ends[steps - 1] - self.env.now)
@@ -242,7 +243,7 @@ class Replica:
         self.metrics.bytes += float(nbytes[:steps].sum())
         self._advance(rows, steps, ends[:steps], latency_s[:steps])
         self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch,
-                         used + new_blocks[:steps], len(self.waiting))
+                         used + new_blocks[:steps], queue)
         self._complete_finished(ends[steps - 1])
 
     def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray) -> None:
@@ -262,12 +263,12 @@ class Replica:
         if req.generated_tokens:  # a recomputation after preemption: the gap since the last token
             self.metrics.inter_token_gaps(np.array([now_s - req.last_token_s]), req.num_seqs)
         req.emit_token(now_s)
-        if self.role == "prefill":
+        if req.remaining_tokens == 0:
+            self._complete(req, now_s, 0)
+        elif self.role == "prefill":
             self.kv.release(req, 0)
             self.outstanding -= 1
             self.on_prefilled(req)
-        elif req.remaining_tokens == 0:
-            self._complete(req, now_s, 0)
         else:
             req.state = DECODING
             self.decoding.extend(self.kv.seq_rows(req, req.prefill_tokens, now_s))

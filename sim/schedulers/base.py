@@ -26,7 +26,6 @@ class Scheduler:
     replica, and returns a `Step` (or None when there is nothing to run)."""
 
     name = ""
-    admits_while_busy = True  # can an arrival change the batch before the current decode run ends?
     pads_batch = False  # do finished sequences keep computing until the batch's longest is done?
     chunked = False
 

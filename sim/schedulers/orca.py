@@ -13,8 +13,9 @@ class OrcaScheduler(Scheduler):
 
     def plan(self, replica):
         limits = self.limits
-        swap_s = replica.make_room_for_decode(limits.preemption)  # only a paged allocator can run short
-        work = replica.admit_waiting(limits.max_num_batched_tokens, limits.max_num_seqs,
+        swap_s = replica.swap_in()  # only a paged allocator can run short and preempt
+        swap_s += replica.make_room_for_decode(limits.preemption)
+        work = [] if replica.swapped else replica.admit_waiting(limits.max_num_batched_tokens, limits.max_num_seqs,
                                      reserve_blocks=replica.decode_step_blocks())
         if not work and not len(replica.decoding):
             return None

@@ -10,7 +10,6 @@ from .base import Scheduler
 
 class StaticScheduler(Scheduler):
     name = "static"
-    admits_while_busy = False
     pads_batch = True
 
     def plan(self, replica):

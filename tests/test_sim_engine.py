@@ -1,0 +1,177 @@
+"""The simulator against the roofline, against itself stepping one iteration at a time, and its invariants."""
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infersim.roofline import decode_batch, get_hardware, get_model, prefill_batch, step_cost
+from infersim.sim.engine import RunConfig, requests_from, simulate
+from infersim.sim.replica import EngineOverhead
+from infersim.sim.request import DONE, REJECTED
+from infersim.sim.schedulers import SchedulerLimits
+from infersim.sim.workload import Workload, arrival_times
+
+LLAMA, A100 = get_model("llama-2-7b"), get_hardware("a100-sxm-80gb")
+TINY = get_model("tiny-llama")
+
+
+def workload(n, rate, prompt, output, seed=0):
+    rng = np.random.default_rng(seed)
+    return Workload(arrival_times("poisson", rate, n, rng), rng.integers(prompt[0], prompt[1], n, endpoint=True),
+                    rng.integers(output[0], output[1], n, endpoint=True))
+
+
+def run(cfg, wl, **kw):
+    return simulate(cfg, requests_from(wl, **kw))
+
+
+def test_one_request_alone_sees_the_roofline_prefill_and_decode_times():
+    cfg = RunConfig(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0))
+    res = run(cfg, Workload(np.array([0.0]), np.array([1000]), np.array([50])))
+    req = res.requests[0]
+    assert req.first_token_s == pytest.approx(step_cost(LLAMA, A100, prefill_batch([1000])).time_s, rel=1e-12)
+    # decode step j reads the 1000 prompt tokens plus the j generated ones already cached
+    decode_s = sum(step_cost(LLAMA, A100, decode_batch([1000 + j])).time_s for j in range(49))
+    assert req.completion_s - req.first_token_s == pytest.approx(decode_s, rel=1e-12)
+    assert res.summary["tpot_s"]["mean"] == pytest.approx(decode_s / 49, rel=1e-12)
+
+
+def test_engine_overhead_adds_its_fixed_and_per_sequence_parts_to_every_step():
+    bare = run(RunConfig(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)),
+               Workload(np.array([0.0]), np.array([100]), np.array([11]))).requests[0]
+    slow = run(RunConfig(LLAMA, A100, overhead=EngineOverhead(2e-3, 1e-4)),
+               Workload(np.array([0.0]), np.array([100]), np.array([11]))).requests[0]
+    assert slow.first_token_s - bare.first_token_s == pytest.approx(2.1e-3, rel=1e-9)
+    assert slow.completion_s - bare.completion_s == pytest.approx(11 * 2.1e-3, rel=1e-9)  # 1 prefill + 10 decodes
+
+
+@pytest.mark.parametrize("scheduler,allocator,preemption", [
+    ("vllm", "paged", "recompute"), ("vllm", "paged", "swap"), ("sarathi", "paged", "recompute"),
+    ("orca", "contiguous", "recompute"), ("static", "contiguous", "recompute"), ("disaggregated", "paged", "recompute")])
+def test_decode_jumps_give_the_same_results_as_stepping_one_iteration_at_a_time(scheduler, allocator, preemption):
+    contiguous = allocator == "contiguous"  # reserves max_model_len = 64 blocks a request: 4 fit
+    cfg = RunConfig(TINY, A100, scheduler=scheduler, allocator=allocator, num_blocks=256 if contiguous else 120,
+                    block_size_tokens=8,
+                    limits=SchedulerLimits(max_num_seqs=16, max_num_batched_tokens=2048, max_model_len=512,
+                                           chunk_tokens=256, preemption=preemption))
+    wl = workload(150, 200.0, (20, 300), (1, 200), seed=1)
+    fast, slow = run(cfg, wl), run(replace(cfg, jumps=False), wl)
+    for a, b in zip(fast.requests, slow.requests):
+        assert (a.state, a.preemptions, a.generated_tokens) == (b.state, b.preemptions, b.generated_tokens)
+        for t in ("first_token_s", "completion_s", "max_itl_s"):
+            assert getattr(a, t) == pytest.approx(getattr(b, t), rel=1e-9, abs=1e-12)
+    ft, st_ = fast.metrics.timeline(), slow.metrics.timeline()
+    assert len(ft["start_s"]) == len(st_["start_s"])
+    for col in ("batch_seqs", "kv_blocks_used", "queue_len", "prefill_tokens"):
+        assert np.array_equal(ft[col], st_[col]), col
+    assert np.allclose(ft["duration_s"], st_["duration_s"], rtol=1e-9)
+    assert fast.summary["itl_s"] == pytest.approx(slow.summary["itl_s"], rel=1e-9)
+    assert fast.summary["steps"] == slow.summary["steps"]
+    if scheduler == "vllm":
+        assert fast.summary["preemptions"] > 0  # the small cache really forced preemption
+
+
+def test_a_request_larger_than_the_kv_cache_is_rejected_with_a_reason():
+    cfg = RunConfig(TINY, A100, num_blocks=10, block_size_tokens=16, limits=SchedulerLimits(max_model_len=1024))
+    res = run(cfg, Workload(np.array([0.0, 1.0]), np.array([100, 300]), np.array([20, 10])))
+    ok, big = res.requests
+    assert ok.state == DONE and ok.generated_tokens == 20
+    assert big.state == REJECTED and "KV blocks" in big.reject_reason
+    assert res.summary["requests_rejected"] == 1
+
+
+def test_a_request_longer_than_max_model_len_is_rejected():
+    cfg = RunConfig(TINY, A100, limits=SchedulerLimits(max_model_len=256))
+    req = run(cfg, Workload(np.array([0.0]), np.array([200]), np.array([100]))).requests[0]
+    assert req.state == REJECTED and "max_model_len=256" in req.reject_reason
+
+
+def test_continuous_batching_beats_static_batching_on_the_same_traffic():
+    wl = workload(300, 4.0, (128, 1024), (16, 512), seed=3)
+    limits = SchedulerLimits(max_num_seqs=32, max_model_len=4096)
+    static = run(RunConfig(LLAMA, A100, scheduler="static", allocator="contiguous", limits=limits), wl).summary
+    vllm = run(RunConfig(LLAMA, A100, scheduler="vllm", limits=limits), wl).summary
+    assert vllm["e2e_s"]["mean"] < static["e2e_s"]["mean"] / 2
+    assert vllm["ttft_s"]["p99"] < static["ttft_s"]["p99"]
+
+
+def test_paging_fits_more_sequences_than_contiguous_reservation():
+    wl = workload(300, 20.0, (100, 400), (50, 200), seed=4)
+    limits = SchedulerLimits(max_model_len=4096)
+    paged = run(RunConfig(LLAMA, A100, limits=limits, num_blocks=1000), wl).summary
+    contiguous = run(RunConfig(LLAMA, A100, limits=limits, num_blocks=1000, allocator="contiguous"), wl).summary
+    # contiguous reserves 4096 tokens = 256 blocks a request: at most 3 run at once
+    assert contiguous["batch_size_mean"] <= 3
+    assert paged["batch_size_mean"] > 3 * contiguous["batch_size_mean"]
+
+
+def test_prefix_caching_skips_the_shared_prefix_prefill():
+    wl = workload(100, 2.0, (2100, 2100), (10, 10), seed=5)
+    kw = dict(prefix_id=np.zeros(100, dtype=np.int64), prefix_tokens=2048)
+    cold = run(RunConfig(LLAMA, A100), wl, **kw).summary
+    warm = run(RunConfig(LLAMA, A100, prefix_caching=True), wl, **kw).summary
+    assert warm["ttft_s"]["p50"] < cold["ttft_s"]["p50"] / 5
+
+
+def test_parallel_sequences_share_prompt_blocks_and_all_finish():
+    wl = Workload(np.array([0.0]), np.array([100]), np.array([40]))
+    res = run(RunConfig(TINY, A100, block_size_tokens=16), wl, num_seqs=4)
+    assert res.requests[0].state == DONE
+    # 100-token prompt: 6 shared full blocks + 1 partial; after 39 decode steps each sequence holds
+    # ceil(139 / 16) - 6 = 3 blocks of its own: 6 + 4 x 3 = 18 at the peak
+    assert res.metrics.timeline()["kv_blocks_used"].max() == 18
+
+
+def test_disaggregated_decode_starts_after_the_kv_transfer():
+    cfg = RunConfig(LLAMA, A100, scheduler="disaggregated", overhead=EngineOverhead(0.0, 0.0))
+    req = run(cfg, Workload(np.array([0.0]), np.array([2000]), np.array([2]))).requests[0]
+    kv_bytes = 2000 * 2 * 32 * 4096 * 2  # tokens x (K, V) x layers x width x fp16
+    transfer_s = A100.interconnect_latency_s + kv_bytes / (A100.interconnect_bandwidth_bytes_per_s * A100.interconnect_efficiency)
+    decode_s = step_cost(LLAMA, A100, decode_batch([2000])).time_s
+    assert req.completion_s - req.first_token_s == pytest.approx(transfer_s + decode_s, rel=1e-9)
+
+
+def test_same_seed_same_numbers():
+    wl = workload(200, 30.0, (10, 500), (1, 300), seed=6)
+    cfg = RunConfig(TINY, A100, num_blocks=200, limits=SchedulerLimits(max_model_len=1024))
+    a, b = run(cfg, wl), run(cfg, wl)
+    assert a.summary == b.summary
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scheduler=st.sampled_from(["static", "orca", "vllm", "sarathi", "disaggregated"]),
+       preemption=st.sampled_from(["recompute", "swap"]), block_size=st.sampled_from([1, 8, 16]),
+       num_blocks=st.integers(40, 400), rate=st.floats(1.0, 500.0), seqs=st.integers(1, 3),
+       prefix=st.booleans(), replicas=st.integers(1, 3), seed=st.integers(0, 1000),
+       router=st.sampled_from(["round_robin", "least_outstanding", "least_kv"]))
+def test_invariants_hold_on_random_scenarios(scheduler, preemption, block_size, num_blocks, rate, seqs, prefix,
+                                             replicas, seed, router):
+    allocator = "contiguous" if scheduler == "static" or (scheduler == "orca" and not prefix) else "paged"
+    cfg = RunConfig(TINY, A100, scheduler=scheduler, allocator=allocator, num_blocks=num_blocks,
+                    block_size_tokens=block_size, prefix_caching=prefix and allocator == "paged",
+                    replicas=replicas, router=router,
+                    limits=SchedulerLimits(max_num_seqs=8, max_num_batched_tokens=1024, max_model_len=512,
+                                           chunk_tokens=64, preemption=preemption))
+    if allocator == "contiguous" and math.ceil(512 / block_size) * 1 > num_blocks:
+        cfg = replace(cfg, limits=replace(cfg.limits, max_model_len=num_blocks * block_size))
+    wl = workload(60, rate, (1, 300), (1, 200), seed=seed)
+    kw = dict(num_seqs=seqs, prefix_id=np.arange(60) % 3 if prefix else None, prefix_tokens=64 if prefix else 0)
+    res = run(cfg, wl, **kw)
+    total = res.total_blocks
+    for r in res.requests:
+        assert r.state in (DONE, REJECTED)
+        if r.state == DONE:
+            assert r.generated_tokens == r.output_tokens
+            assert r.arrival_s <= r.first_scheduled_s <= r.first_token_s <= r.completion_s
+            assert r.completion_s - r.arrival_s >= r.first_token_s - r.arrival_s  # TTFT <= E2E
+        else:
+            assert r.reject_reason
+    tl = res.metrics.timeline()
+    assert tl["kv_blocks_used"].max(initial=0) <= total
+    assert np.all(np.diff(tl["start_s"]) >= 0)
+    for replica in res.replicas:
+        assert replica.kv.pool.used_blocks == 0 and replica.outstanding == 0
+        assert not replica.waiting and not replica.swapped and not replica.prefilling and len(replica.decoding) == 0
