@@ -15,7 +15,7 @@ from . import ops
 from .hardware import HardwareSpec
 from .models import ModelSpec
 from .step import Batch, StepOptions, attention_ops, check_options, dense_layer_ops, end_ops
-from .timing import op_time_s
+from .timing import combine_s, op_compute_s, op_memory_s, op_time_s
 
 
 def _totals(hw: HardwareSpec, op_list: list) -> tuple:
@@ -35,6 +35,9 @@ class StepTimer:
         self._kv_heads = max(1, model.num_kv_heads // tp)
         self._by_tokens: dict[int, tuple] = {}
         self._by_sampled: dict[int, tuple] = {}
+        self._lines: dict[int, tuple] = {}
+        self._steps: dict[tuple, tuple] = {}
+        self._affine: dict[int, tuple] = {}
 
     def _token_part(self, tokens: int) -> tuple:
         """Everything but attention, the LM head and sampling, for `tokens` new tokens."""
@@ -57,21 +60,75 @@ class StepTimer:
         return cached
 
     def step(self, new_tokens, cached_tokens, sampled: int) -> tuple[float, float, float]:
-        """(latency_s, flops, bytes) of one step of a ragged batch (see `roofline.step.Batch`)."""
-        batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
-        attn = _totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
-        return self._combine(batch.num_tokens, sampled, attn)
+        """(latency_s, flops, bytes) of one step of a ragged batch (see `roofline.step.Batch`); small
+        batches (prefill-only steps, which repeat) are remembered."""
+        key = (tuple(new_tokens), tuple(cached_tokens), sampled) if len(new_tokens) <= 8 else None
+        cached = self._steps.get(key) if key else None
+        if cached is None:
+            batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
+            attn = _totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
+            cached = tuple(float(x) for x in self._combine(batch.num_tokens, sampled, attn))
+            if key and len(self._steps) < 1 << 16:
+                self._steps[key] = cached
+        return cached
 
-    def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int):
-        """Per-step latencies, FLOPs and bytes (arrays of `steps`) of `steps` decode steps of a fixed
-        batch whose contexts (tokens already cached) sum to `context_sum` and peak at `context_max` at the
-        first step."""
-        growth = np.arange(steps, dtype=np.float64)
-        attn_ops = ops.decode_attention(batch_size, context_sum + batch_size * growth, context_max + growth,
-                                        self._heads, self._kv_heads, self.model.head_dim, self.options.quant,
-                                        self.options.flash_attention)
-        latency_s, flops, nbytes = self._combine(batch_size, batch_size, _totals(self.hw, attn_ops))
-        return latency_s, flops, nbytes
+    def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> np.ndarray:
+        """Per-step latencies of `steps` decode steps of a fixed batch whose contexts (tokens already
+        cached) sum to `context_sum` and peak at `context_max` at the first step."""
+        line = self._decode_line(batch_size)
+        if line is None:  # materialised attention: its GEMM tiles follow the longest context
+            growth = np.arange(steps, dtype=np.float64)
+            return self._decode_ops_run(batch_size, context_sum + batch_size * growth, context_max + growth)[0]
+        dense_s, c0, c1, m0, m1 = line
+        keys = np.arange(context_sum + batch_size, context_sum + batch_size * (steps + 1), batch_size,
+                         dtype=np.float64)
+        compute_s = keys * c1
+        compute_s += c0
+        keys *= m1
+        keys += m0
+        latency_s = combine_s(self.hw, compute_s, keys)
+        latency_s *= self.model.num_layers
+        latency_s += dense_s
+        return latency_s
+
+    def decode_totals(self, batch_size: int, context_sum: int, steps: int) -> tuple[float, float]:
+        """(FLOPs, bytes) of the same `steps` decode steps: a step's FLOPs and bytes are affine in the
+        keys it reads, so their sums follow from the keys read over all steps."""
+        keys = steps * (context_sum + batch_size) + batch_size * steps * (steps - 1) / 2
+        flops, nbytes = self._decode_affine(batch_size)
+        return steps * flops[0] + flops[1] * keys, steps * nbytes[0] + nbytes[1] * keys
+
+    def _decode_ops_run(self, batch_size: int, context_sum, context_max) -> tuple:
+        attn_ops = ops.decode_attention(batch_size, context_sum, context_max, self._heads, self._kv_heads,
+                                        self.model.head_dim, self.options.quant, self.options.flash_attention)
+        return self._combine(batch_size, batch_size, _totals(self.hw, attn_ops))
+
+    def _decode_affine(self, batch_size: int) -> tuple:
+        """((FLOPs intercept, slope), (bytes intercept, slope)) of one decode step against the keys it reads,
+        from two evaluations (at 0 and 10^6 keys)."""
+        cached = self._affine.get(batch_size)
+        if cached is None:
+            probe = np.array([0.0, 1e6])
+            _, flops, nbytes = self._decode_ops_run(batch_size, probe - batch_size, probe)
+            cached = tuple((v[0], (v[1] - v[0]) / 1e6) for v in (flops, nbytes))
+            self._affine[batch_size] = cached
+        return cached
+
+    def _decode_line(self, batch_size: int):
+        """(dense seconds, compute intercept and slope, memory intercept and slope) of a FlashAttention
+        decode step against the keys it reads; None without FlashAttention."""
+        if not self.options.flash_attention:
+            return None
+        cached = self._lines.get(batch_size)
+        if cached is None:
+            probe = np.array([0.0, 1e6])
+            (op,) = ops.decode_attention(batch_size, probe - batch_size, probe, self._heads, self._kv_heads,
+                                         self.model.head_dim, self.options.quant, True)
+            c, m = op_compute_s(self.hw, op), op_memory_s(self.hw, op)
+            dense_s = self._token_part(batch_size)[0] + self._sampled_part(batch_size)[0]
+            cached = (dense_s, c[0], (c[1] - c[0]) / 1e6, m[0], (m[1] - m[0]) / 1e6)
+            self._lines[batch_size] = cached
+        return cached
 
     def _combine(self, tokens: int, sampled: int, attn: tuple) -> tuple:
         dense, head = self._token_part(tokens), self._sampled_part(sampled)

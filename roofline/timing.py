@@ -45,6 +45,8 @@ def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, p
 def combine_s(hw: HardwareSpec, compute_s, memory_s):
     """Smooth maximum of compute and memory time (see module docstring), plus the kernel floor."""
     p = hw.overlap_exponent
+    if p == 2:
+        return np.hypot(compute_s, memory_s) + hw.launch_overhead_s
     compute_s, memory_s = np.asarray(compute_s, dtype=np.float64), np.asarray(memory_s, dtype=np.float64)
     big = np.maximum(compute_s, memory_s)
     safe = np.where(big > 0, big, 1.0)

@@ -43,5 +43,5 @@ class Rows:
         self.context_tokens += steps
         self.remaining_tokens -= steps
         self.blocks += new_blocks
-        self.copy_on_write[:] = False
-        self.last_token_s[:] = last_token_s
+        self.copy_on_write.fill(False)
+        self.last_token_s.fill(last_token_s)

@@ -95,6 +95,13 @@ class KVCacheManager:
             return np.zeros(steps, dtype=np.int64)
         return new_blocks_by_step(rows.context_tokens, rows.copy_on_write, steps, self.block_size)
 
+    def next_step_blocks(self, rows: Rows) -> int:
+        """New blocks the next decode step of `rows` needs: one per sequence whose blocks are full, one per
+        pending copy-on-write."""
+        if not self.paged or not len(rows):
+            return 0
+        return int(np.count_nonzero((rows.context_tokens % self.block_size == 0) | rows.copy_on_write))
+
     def rows_new_blocks(self, rows: Rows, steps: int) -> np.ndarray:
         if not self.paged:
             return np.zeros(len(rows), dtype=np.int64)

@@ -29,29 +29,34 @@ class Metrics:
             kv_blocks_used: np.ndarray, queue_len: int) -> None:
         self._runs.append((start_s, duration_s, replica, seqs, 0, seqs, kv_blocks_used, queue_len))
 
-    def inter_token_gaps(self, gaps_s, weight: int = 1) -> None:
+    def inter_token_gaps(self, gaps_s: np.ndarray, weight: int = 1) -> None:
         """`weight` tokens each came `gaps_s` after their sequence's previous token."""
-        gaps_s = np.atleast_1d(gaps_s)
         self._itl_values.append(gaps_s)
-        self._itl_weights.append(np.full(len(gaps_s), weight, dtype=np.int64))
+        self._itl_weights.append(weight)
 
     def timeline(self) -> dict[str, np.ndarray]:
-        cols = {c: [] for c in TIMELINE_COLUMNS}
-        if self._steps:
-            for c, values in zip(TIMELINE_COLUMNS, zip(*self._steps)):
-                cols[c].append(np.asarray(values))
-        for run in self._runs:
-            n = len(run[0])
-            for c, v in zip(TIMELINE_COLUMNS, run):
-                cols[c].append(np.broadcast_to(v, (n,)))
-        out = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+        """One row per step, ordered by start time (then replica)."""
+        runs = list(zip(*self._runs)) if self._runs else [()] * len(TIMELINE_COLUMNS)
+        lengths = np.array([len(x) for x in runs[0]], dtype=np.int64)
+        steps = list(zip(*self._steps)) if self._steps else [()] * len(TIMELINE_COLUMNS)
+        out = {}
+        for c, single, run in zip(TIMELINE_COLUMNS, steps, runs):
+            if run and np.ndim(run[0]):  # per-step arrays
+                from_runs = np.concatenate(run)
+            else:
+                from_runs = np.repeat(np.asarray(run, dtype=np.float64), lengths)
+            out[c] = np.concatenate((np.asarray(single, dtype=np.float64), from_runs))
+        for c in TIMELINE_COLUMNS[2:]:
+            out[c] = out[c].astype(np.int64)
         order = np.lexsort((out["replica"], out["start_s"]))
         return {c: v[order] for c, v in out.items()}
 
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._itl_values:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
-        return np.concatenate(self._itl_values), np.concatenate(self._itl_weights)
+        values = np.concatenate(self._itl_values)
+        weights = np.repeat(np.asarray(self._itl_weights, dtype=np.int64), [len(v) for v in self._itl_values])
+        return values, weights
 
 
 def weighted_percentiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:

@@ -126,7 +126,7 @@ class Replica:
         return work
 
     def decode_step_blocks(self) -> int:
-        return int(self.kv.blocks_by_step(self.decoding, 1)[0]) if len(self.decoding) else 0
+        return self.kv.next_step_blocks(self.decoding)
 
     def make_room_for_decode(self, mode: str) -> float:
         """Preempt the most recently admitted decoding requests until the next decode step's new blocks
@@ -143,7 +143,7 @@ class Replica:
             req = self.swapped[0]
             rows = req.swapped_rows
             blocks = req.shared_blocks + int(rows.blocks.sum())
-            grow = int(self.kv.blocks_by_step(rows, 1)[0])
+            grow = self.kv.next_step_blocks(rows)
             if self.kv.pool.available_blocks - blocks - grow < self.kv.watermark_blocks:
                 break
             self.swapped.popleft()
@@ -224,10 +224,11 @@ class Replica:
         batch = len(rows)
         steps = min(int(rows.remaining_tokens.min()), self.max_run_steps) if self.jumps else 1
         new_blocks = self.kv.blocks_by_step(rows, steps)
-        steps = max(1, min(steps, int(np.searchsorted(new_blocks, self.kv.pool.available_blocks, side="right"))))
-        latency_s, flops, nbytes = self.timer.decode_run(batch, int(rows.context_tokens.sum()),
-                                                         int(rows.context_tokens.max()), steps)
-        latency_s = latency_s + self.overhead.step_s(batch)
+        if new_blocks[-1] > self.kv.pool.available_blocks:
+            steps = max(1, int(np.searchsorted(new_blocks, self.kv.pool.available_blocks, side="right")))
+        context_sum = int(rows.context_tokens.sum())
+        latency_s = self.timer.decode_run(batch, context_sum, int(rows.context_tokens.max()), steps)
+        latency_s += self.overhead.step_s(batch)
         ends = now + np.cumsum(latency_s)
         if steps > 1:
             self._wake = self.env.event()
@@ -239,8 +240,9 @@ class Replica:
         else:
             yield self.env.timeout(ends[-1] - now)
         used = self.kv.pool.used_blocks
-        self.metrics.flops += float(flops[:steps].sum())
-        self.metrics.bytes += float(nbytes[:steps].sum())
+        flops, nbytes = self.timer.decode_totals(batch, context_sum, steps)
+        self.metrics.flops += flops
+        self.metrics.bytes += nbytes
         self._advance(rows, steps, ends[:steps], latency_s[:steps])
         self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch,
                          used + new_blocks[:steps], queue)

@@ -1,0 +1,86 @@
+"""How fast the simulator runs: simulated requests and batch steps per wall-clock second, and peak memory.
+
+Workloads (issue 4): Vidur's reference point, Llama-2-7B on one A100 with 512 prompt / 128 output tokens
+at 5 requests/s under the vLLM scheduler (Vidur needs about 2.1 ms of wall time per request on this
+machine; the target is <= 0.1 ms), and 100,000 requests of mean 512 prompt / 256 output tokens (target:
+under 10 s and 2 GB). Each run is timed in its own process so that peak memory is its own.
+
+    python benchmarks/sim_speed.py [--out benchmarks/results/sim_speed.json] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+CASES = {
+    "vidur-reference-10k": dict(requests=10_000, rate=5.0, prompt=("fixed", 512), output=("fixed", 128)),
+    "mixed-lengths-10k": dict(requests=10_000, rate=8.0, prompt=("lognormal", 512), output=("lognormal", 256)),
+    "mixed-lengths-100k": dict(requests=100_000, rate=8.0, prompt=("lognormal", 512), output=("lognormal", 256)),
+}
+
+
+def _lengths(spec, n, rng):
+    from infersim.sim.workload import sample_lengths
+    kind, mean = spec
+    if kind == "fixed":
+        return sample_lengths("fixed", n, rng, value=mean)
+    return sample_lengths("lognormal", n, rng, mean=mean, std=mean / 2, max_tokens=4 * mean)
+
+
+def _run(case: dict, queue) -> None:
+    from infersim.roofline import get_hardware, get_model
+    from infersim.sim.engine import RunConfig, requests_from, simulate
+    from infersim.sim.schedulers import SchedulerLimits
+    from infersim.sim.workload import Workload, arrival_times
+
+    rng = np.random.default_rng(0)
+    n = case["requests"]
+    wl = Workload(arrival_times("poisson", case["rate"], n, rng), _lengths(case["prompt"], n, rng),
+                  _lengths(case["output"], n, rng))
+    cfg = RunConfig(get_model("llama-2-7b"), get_hardware("a100-sxm-80gb"), scheduler="vllm",
+                    limits=SchedulerLimits(max_model_len=4096))
+    start = time.perf_counter()
+    result = simulate(cfg, requests_from(wl))
+    wall_s = time.perf_counter() - start
+    s = result.summary
+    queue.put({"requests": n, "wall_s": wall_s, "ms_per_request": 1e3 * wall_s / n,
+               "requests_per_s": n / wall_s, "steps": s["steps"], "steps_per_s": s["steps"] / wall_s,
+               "us_per_step": 1e6 * wall_s / s["steps"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "simulated_time_s": s["simulated_time_s"], "requests_completed": s["requests_completed"],
+               "ttft_p50_s": s["ttft_s"]["p50"], "tpot_p50_s": s["tpot_s"]["p50"], "batch_size_mean": s["batch_size_mean"]})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results/sim_speed.json")
+    ap.add_argument("--quick", action="store_true", help="only the 10k-request cases")
+    args = ap.parse_args()
+    results = {}
+    for name, case in CASES.items():
+        if args.quick and case["requests"] > 10_000:
+            continue
+        queue = mp.get_context("spawn").Queue()
+        proc = mp.get_context("spawn").Process(target=_run, args=(case, queue))
+        proc.start()
+        results[name] = {**case, **queue.get()}
+        proc.join()
+        r = results[name]
+        print(f"{name:22s} {r['requests']:>7,} requests in {r['wall_s']:6.2f} s: {r['ms_per_request']:.4f} ms/request, "
+              f"{r['steps']:>9,} steps ({r['steps_per_s']:>9,.0f} steps/s, {r['us_per_step']:.1f} us/step), "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+                               "results": results}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
