@@ -24,6 +24,9 @@ def _totals(hw: HardwareSpec, op_list: list) -> tuple:
             sum(op.bytes for op in op_list))
 
 
+_TABLE_BLOCK = 256
+
+
 class StepTimer:
     """Latency, FLOPs and bytes (per GPU of the first tensor-parallel group) of forward steps."""
 
@@ -33,24 +36,28 @@ class StepTimer:
         tp = options.parallel.tensor_parallel
         self._heads = model.num_heads // tp
         self._kv_heads = max(1, model.num_kv_heads // tp)
-        self._by_tokens: dict[int, tuple] = {}
+        self._by_tokens: dict[int, list] = {}
         self._by_sampled: dict[int, tuple] = {}
         self._lines: dict[int, tuple] = {}
         self._steps: dict[tuple, tuple] = {}
         self._affine: dict[int, tuple] = {}
 
     def _token_part(self, tokens: int) -> tuple:
-        """Everything but attention, the LM head and sampling, for `tokens` new tokens."""
-        cached = self._by_tokens.get(tokens)
-        if cached is None:
-            before, after = dense_layer_ops(self.model, tokens, self.options)
-            front, _ = end_ops(self.model, tokens, 0, self.options)
+        """Everything but attention, the LM head and sampling, for `tokens` new tokens; costed for a block
+        of `_TABLE_BLOCK` token counts at once, since a run meets many nearby counts."""
+        block = self._by_tokens.get(tokens // _TABLE_BLOCK)
+        if block is None:
+            counts = np.maximum(1, np.arange(_TABLE_BLOCK) + tokens // _TABLE_BLOCK * _TABLE_BLOCK)
+            before, after = dense_layer_ops(self.model, counts, self.options)
+            front, _ = end_ops(self.model, counts, 0, self.options)
             layer, ends = _totals(self.hw, before + after), _totals(self.hw, front)
             layers, pp = self.model.num_layers, self.options.parallel.pipeline_parallel
-            hand_off = _totals(self.hw, [ops.p2p_send(tokens, self.model.hidden_size)] * (pp - 1))
-            cached = tuple(layers * a + b + c for a, b, c in zip(layer, ends, hand_off))
-            self._by_tokens[tokens] = cached
-        return cached
+            hand_off = _totals(self.hw, [ops.p2p_send(counts, self.model.hidden_size)] * (pp - 1))
+            block = [np.broadcast_to(layers * a + b + c, counts.shape).tolist()
+                     for a, b, c in zip(layer, ends, hand_off)]
+            self._by_tokens[tokens // _TABLE_BLOCK] = block
+        i = tokens % _TABLE_BLOCK
+        return block[0][i], block[1][i], block[2][i]
 
     def _sampled_part(self, sampled: int) -> tuple:
         cached = self._by_sampled.get(sampled)

@@ -64,7 +64,8 @@ class OpCost:
 
 def linear(name: str, tokens: int, in_features: int, out_features: int, quant: QuantSpec,
            bias: bool = False, count: int = 1, tokens_per_matrix: int | None = None) -> list[OpCost]:
-    """y = x W (+ b) for `tokens` rows: 2 FLOPs per multiply-add, weights read once per call.
+    """y = x W (+ b) for `tokens` rows: 2 FLOPs per multiply-add, weights read once per call. `tokens` may
+    be an array (one entry per batch size) for vectorised tables.
 
     `count` matrices of the same shape (MoE experts) each see `tokens_per_matrix` rows. With LLM.int8()
     decomposition the outlier input features run as a second, fp16 GEMM (Dettmers et al. 2022, Eq. 3).
@@ -74,7 +75,7 @@ def linear(name: str, tokens: int, in_features: int, out_features: int, quant: Q
     k_main = in_features - k_outlier
     main_quant = quant
     w_bytes = count * quant.weight_bytes(k_main, out_features)
-    dequant = count * quant.dequant_flops_per_weight() * k_main * out_features * math.ceil(rows / 128)
+    dequant = count * quant.dequant_flops_per_weight() * k_main * out_features * np.ceil(rows / 128)
     ops = [OpCost(
         name=name, kind="gemm", flops=2.0 * count * rows * k_main * out_features,
         vector_flops=dequant + (count * rows * out_features if bias else 0.0),

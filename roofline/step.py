@@ -168,7 +168,8 @@ def _layer_widths(model: ModelSpec, tp: int) -> tuple[int, int, int]:
 
 def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tuple[list, list]:
     """The ops of one decoder layer on one tensor-parallel rank other than attention, which depend on the
-    batch only through its token count: (those before attention, those after), in execution order."""
+    batch only through its token count (an int, or an array of counts for a vectorised table): (those
+    before attention, those after), in execution order."""
     tp, quant = options.parallel.tensor_parallel, options.quant
     t, d, hd = tokens, model.hidden_size, model.head_dim
     heads, kv_heads, ffn = _layer_widths(model, tp)
@@ -187,8 +188,8 @@ def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tupl
     if model.is_moe:
         after += ops.moe_router(t, d, model.num_experts, model.experts_per_token, quant)
         active = ops.experts_touched(t, model.num_experts, model.experts_per_token)
-        count = max(1, round(active))
-        per_expert = math.ceil(t * model.experts_per_token / count)
+        count = np.maximum(1, np.round(active))
+        per_expert = np.ceil(t * model.experts_per_token / count)
         routed = per_expert * count
         after += ops.linear("ffn_up", t, d, up_width, quant, count=count, tokens_per_matrix=per_expert)
         after.append(ops.activation(routed, ffn, model.ffn_kind))

@@ -39,9 +39,8 @@ class Rows:
         for f in _FIELDS:
             setattr(self, f, np.concatenate((getattr(self, f), getattr(other, f))))
 
-    def advance(self, steps: int, new_blocks: np.ndarray, last_token_s: float) -> None:
+    def advance(self, steps: int, last_token_s: float) -> None:
         self.context_tokens += steps
         self.remaining_tokens -= steps
-        self.blocks += new_blocks
         self.copy_on_write.fill(False)
         self.last_token_s.fill(last_token_s)

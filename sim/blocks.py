@@ -76,27 +76,41 @@ class BlockPool:
             self.evictable_blocks += entry[0]
 
 
-def blocks_for(tokens, block_size: int):
-    """Blocks that hold `tokens` tokens (works on arrays)."""
-    return -(-np.asarray(tokens) // block_size) if isinstance(tokens, np.ndarray) else math.ceil(tokens / block_size)
+def blocks_for(tokens: int, block_size: int) -> int:
+    return math.ceil(tokens / block_size)
 
 
-def new_blocks_by_step(context_tokens: np.ndarray, copy_on_write: np.ndarray, steps: int,
-                       block_size: int) -> np.ndarray:
-    """Cumulative blocks a decode batch must add by the end of each of the next `steps` steps.
+def cumulative_new_blocks(seqs, copies, crossings_cdf: np.ndarray, run, step, block_size: int) -> np.ndarray:
+    """New blocks decode run `run` has added by the end of its step `step` (arrays of equal length index
+    several runs at once; see `BlockGrowth`)."""
+    return seqs * (step // block_size) + crossings_cdf[run, step % block_size] + copies
+
+
+class BlockGrowth:
+    """How the blocks of a decode batch grow, step by step.
 
     Step j writes token position c_i + j of sequence i, which opens a block when (c_i + j) % block_size
     == 0; a sequence still sharing its request's partly filled last prompt block copies it at its first
-    write (copy-on-write). Counting sequences by their first boundary step r_i = (-c_i) mod block_size,
-    by step j = q block_size + r every sequence has crossed q times plus once more if r_i <= r.
+    write (copy-on-write). With r_i = (-c_i) mod block_size the step of its first boundary, by step
+    j = q block_size + r every sequence has crossed q times, plus once more if r_i <= r.
     """
-    first = np.bincount((-context_tokens) % block_size, minlength=block_size)
-    j = np.arange(steps)
-    return (len(context_tokens) * (j // block_size) + np.cumsum(first)[j % block_size]
-            + int(np.count_nonzero(copy_on_write)))
 
+    def __init__(self, context_tokens: np.ndarray, copy_on_write: np.ndarray, block_size: int):
+        self.first_step = (-context_tokens) % block_size
+        self.crossings_cdf = np.cumsum(np.bincount(self.first_step, minlength=block_size))
+        self.seqs, self.block_size = len(context_tokens), block_size
+        self.copies = int(np.count_nonzero(copy_on_write))
+        self.copy_on_write = copy_on_write
 
-def seq_new_blocks(context_tokens: np.ndarray, copy_on_write: np.ndarray, steps: int, block_size: int):
-    """Blocks each sequence adds over `steps` decode steps (see `new_blocks_by_step`)."""
-    return (blocks_for(context_tokens + steps, block_size) - blocks_for(context_tokens, block_size)
-            + copy_on_write)
+    def at_most(self, steps: int) -> int:
+        """A bound on the blocks `steps` steps add, cheap enough to skip the exact count when blocks abound."""
+        return self.seqs * -(-steps // self.block_size) + self.copies
+
+    def cumulative(self, steps: int) -> np.ndarray:
+        """Blocks added by the end of each of the next `steps` steps."""
+        return cumulative_new_blocks(self.seqs, self.copies, self.crossings_cdf[None, :], 0, np.arange(steps),
+                                     self.block_size)
+
+    def per_seq(self, steps: int) -> np.ndarray:
+        """Blocks each sequence adds in `steps` steps: one per boundary r_i, r_i + B, ... below `steps`."""
+        return (steps - 1 + self.block_size - self.first_step) // self.block_size + self.copy_on_write

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .batch import Rows
-from .blocks import BlockPool, new_blocks_by_step, seq_new_blocks
+from .blocks import BlockGrowth, BlockPool
 from .request import Request
 
 
@@ -89,11 +89,9 @@ class KVCacheManager:
             self.pool.release_prefix((req.prefix_id, req.prefix_blocks))
             req.prefix_blocks = 0
 
-    def blocks_by_step(self, rows: Rows, steps: int) -> np.ndarray:
-        """Cumulative new blocks the decode rows need by the end of each of the next `steps` steps."""
-        if not self.paged:
-            return np.zeros(steps, dtype=np.int64)
-        return new_blocks_by_step(rows.context_tokens, rows.copy_on_write, steps, self.block_size)
+    def growth(self, rows: Rows) -> BlockGrowth | None:
+        """How the decode rows' blocks grow (None: contiguous reservations never grow)."""
+        return BlockGrowth(rows.context_tokens, rows.copy_on_write, self.block_size) if self.paged else None
 
     def next_step_blocks(self, rows: Rows) -> int:
         """New blocks the next decode step of `rows` needs: one per sequence whose blocks are full, one per
@@ -101,8 +99,3 @@ class KVCacheManager:
         if not self.paged or not len(rows):
             return 0
         return int(np.count_nonzero((rows.context_tokens % self.block_size == 0) | rows.copy_on_write))
-
-    def rows_new_blocks(self, rows: Rows, steps: int) -> np.ndarray:
-        if not self.paged:
-            return np.zeros(len(rows), dtype=np.int64)
-        return seq_new_blocks(rows.context_tokens, rows.copy_on_write, steps, self.block_size)

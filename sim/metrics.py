@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blocks import cumulative_new_blocks
 from .request import DONE, REJECTED, Request
 
 # queue_len: requests waiting when the step started; kv_blocks_used: blocks in use when it ended
@@ -15,6 +16,7 @@ class Metrics:
     def __init__(self):
         self._steps: list[tuple] = []  # one step: a row of TIMELINE_COLUMNS
         self._runs: list[tuple] = []  # a run of decode steps: the same columns as arrays or scalars
+        self._growth: list = []
         self._itl_values: list[np.ndarray] = []
         self._itl_weights: list[np.ndarray] = []
         self.flops = 0.0
@@ -25,9 +27,12 @@ class Metrics:
     def step(self, *row) -> None:
         self._steps.append(row)
 
-    def run(self, start_s: np.ndarray, duration_s: np.ndarray, replica: int, seqs: int,
-            kv_blocks_used: np.ndarray, queue_len: int) -> None:
-        self._runs.append((start_s, duration_s, replica, seqs, 0, seqs, kv_blocks_used, queue_len))
+    def run(self, start_s: np.ndarray, duration_s: np.ndarray, replica: int, seqs: int, kv_blocks_before: int,
+            growth, queue_len: int) -> None:
+        """A run of decode steps; the blocks in use after each step follow from `growth` (a BlockGrowth, or
+        None when they do not grow) and are counted for all runs at once in `timeline`."""
+        self._runs.append((start_s, duration_s, replica, seqs, 0, seqs, kv_blocks_before, queue_len))
+        self._growth.append(growth)
 
     def inter_token_gaps(self, gaps_s: np.ndarray, weight: int = 1) -> None:
         """`weight` tokens each came `gaps_s` after their sequence's previous token."""
@@ -46,10 +51,29 @@ class Metrics:
             else:
                 from_runs = np.repeat(np.asarray(run, dtype=np.float64), lengths)
             out[c] = np.concatenate((np.asarray(single, dtype=np.float64), from_runs))
+        used = out["kv_blocks_used"]
+        used[len(steps[0]):] += self._run_growth(lengths)
         for c in TIMELINE_COLUMNS[2:]:
             out[c] = out[c].astype(np.int64)
         order = np.lexsort((out["replica"], out["start_s"]))
         return {c: v[order] for c, v in out.items()}
+
+    def _run_growth(self, lengths: np.ndarray) -> np.ndarray:
+        """Blocks each run had added by the end of each of its steps, for all runs at once."""
+        grown = [(i, g) for i, g in enumerate(self._growth) if g is not None]
+        added = np.zeros(int(lengths.sum()))
+        if not grown:
+            return added
+        block_size = grown[0][1].block_size
+        idx = np.array([i for i, _ in grown])
+        cdf = np.zeros((len(self._growth), block_size), dtype=np.int64)
+        cdf[idx] = np.stack([g.crossings_cdf for _, g in grown])
+        seqs, copies = np.zeros(len(self._growth)), np.zeros(len(self._growth))
+        seqs[idx] = [g.seqs for _, g in grown]
+        copies[idx] = [g.copies for _, g in grown]
+        run = np.repeat(np.arange(len(lengths)), lengths)
+        step = np.arange(len(run)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return cumulative_new_blocks(seqs[run], copies[run], cdf, run, step, block_size)
 
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._itl_values:

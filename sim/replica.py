@@ -206,7 +206,7 @@ class Replica:
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         if len(rows):
-            self._advance(rows, 1, np.array([end]), np.array([latency_s]))
+            self._advance(rows, 1, np.array([end]), np.array([latency_s]), self.kv.growth(rows))
         for req, chunk in step.prefills:
             req.prefilled_tokens += chunk
         for req in finishing:
@@ -223,8 +223,9 @@ class Replica:
         rows, now, queue = self.decoding, self.env.now, len(self.waiting)
         batch = len(rows)
         steps = min(int(rows.remaining_tokens.min()), self.max_run_steps) if self.jumps else 1
-        new_blocks = self.kv.blocks_by_step(rows, steps)
-        if new_blocks[-1] > self.kv.pool.available_blocks:
+        growth = self.kv.growth(rows)
+        if growth is not None and growth.at_most(steps) > self.kv.pool.available_blocks:
+            new_blocks = growth.cumulative(steps)
             steps = max(1, int(np.searchsorted(new_blocks, self.kv.pool.available_blocks, side="right")))
         context_sum = int(rows.context_tokens.sum())
         latency_s = self.timer.decode_run(batch, context_sum, int(rows.context_tokens.max()), steps)
@@ -243,22 +244,24 @@ class Replica:
         flops, nbytes = self.timer.decode_totals(batch, context_sum, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
-        self._advance(rows, steps, ends[:steps], latency_s[:steps])
-        self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch,
-                         used + new_blocks[:steps], queue)
+        self._advance(rows, steps, ends[:steps], latency_s[:steps], growth)
+        self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch, used, growth,
+                         queue)
         self._complete_finished(ends[steps - 1])
 
-    def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray) -> None:
+    def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray, growth) -> None:
         """`steps` decode steps ending at `ends` gave every row one token each."""
-        new_blocks = self.kv.rows_new_blocks(rows, steps)
-        self.kv.pool.take(int(new_blocks.sum()))
+        if growth is not None:
+            new_blocks = growth.per_seq(steps)
+            self.kv.pool.take(int(new_blocks.sum()))
+            rows.blocks += new_blocks
         first_gaps = ends[0] - rows.last_token_s
         self.metrics.inter_token_gaps(first_gaps)
         np.maximum(rows.max_itl_s, first_gaps, out=rows.max_itl_s)
         if steps > 1:
             self.metrics.inter_token_gaps(latency_s[1:], len(rows))
             np.maximum(rows.max_itl_s, latency_s[1:].max(), out=rows.max_itl_s)
-        rows.advance(steps, new_blocks, float(ends[-1]))
+        rows.advance(steps, float(ends[-1]))
 
     def _finish_prefill(self, req: Request, now_s: float) -> None:
         """The last prompt chunk is in the cache: sample a token for each sequence."""
