@@ -166,7 +166,7 @@ def _problem(err: dict) -> str:
     bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
               "less_than_equal": "<= {le}"}
     if kind in bounds:
-        return "must be " + bounds[kind].format(**ctx)
+        return "must be " + bounds[kind].format(**{k: f"{v:g}" for k, v in ctx.items()})
     if kind == "literal_error":
         return "must be one of " + ctx.get("expected", "").replace("'", "")
     if kind == "extra_forbidden":
@@ -195,7 +195,7 @@ def _error_line(error: ValidationError) -> SpecError:
         if any(p.startswith(("LengthSection", "QuantizationSection")) for p in loc) and not isinstance(
                 err.get("input"), dict) and len(errors) > 1 and err["type"].endswith("_type"):
             continue  # the mapping branch complaining about a scalar
-        path = ".".join(p for p in loc if p not in ("int", "str") and not p[0].isupper()) or "scenario"
+        path = ".".join(p for p in loc if p not in ("int", "str") and not p[0].isupper() and "[" not in p) or "scenario"
         got = err.get("input")
         return SpecError(path, _problem(err), got if not isinstance(got, dict) or err["type"] == "dict_type" else None)
     err = errors[0]

@@ -1,0 +1,123 @@
+"""Scenario files: the shipped ones run, and every mistake is one line naming the key path."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infersim.roofline.errors import SpecError
+from infersim.scenario import build_run, load_scenario
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
+BASE = """
+model: tiny-llama
+hardware: a100-sxm-80gb
+workload:
+  num_requests: 20
+  arrival: {process: poisson, rate_per_s: 5}
+  prompt_tokens: 100
+  output_tokens: 20
+"""
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path, text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        scn, base = load_scenario(write(tmp_path, text))
+        build_run(scn, base)
+    return str(info.value)
+
+
+def test_the_issue_example_names_the_key_path_value_and_bound(tmp_path):
+    assert error_of(tmp_path, BASE.replace("rate_per_s: 5", "rate_per_s: -3")) == \
+        "workload.arrival.rate_per_s: must be > 0, got -3"
+
+
+@pytest.mark.parametrize("change,expected", [
+    (("model: tiny-llama", "model: llama-9b"), "model: unknown model"),
+    (("hardware: a100-sxm-80gb", "hardware: h900"), "hardware: unknown hardware"),
+    (("prompt_tokens: 100", "prompt_tokens: 0"), "workload: prompt_tokens must be >= 1"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: uniform, low: 10}"), "workload.prompt_tokens: kind uniform needs low and high"),
+    (("num_requests: 20", "num_requests: twenty"), "workload.num_requests: must be a whole number, got 'twenty'"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: fifo}"), "scheduler.name: must be one of static, orca, vllm, sarathi or disaggregated, got 'fifo'"),
+    (("model: tiny-llama", "model: tiny-llama\nkv_cache: {blocksize: 16}"), "kv_cache.blocksize: is not a known key"),
+    (("model: tiny-llama", "model: tiny-llama\nkv_cache: {memory_utilization: 1.5}"), "kv_cache.memory_utilization: must be <= 1, got 1.5"),
+    (("model: tiny-llama", "model: tiny-llama\nquantization: w5a16"), "quantization.preset: unknown scheme"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {max_model_len: 99999999}"), "scheduler.max_model_len: must be <="),
+])
+def test_bad_values_get_one_line_naming_the_field(tmp_path, change, expected):
+    message = error_of(tmp_path, BASE.replace(*change))
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_missing_sections_and_malformed_yaml(tmp_path):
+    assert error_of(tmp_path, "model: tiny-llama\nhardware: l4\n").startswith("workload: is required")
+    assert error_of(tmp_path, BASE + "  trace: {path: x.csv}\n").startswith("workload: a trace fixes")
+    assert error_of(tmp_path, "model: [unclosed\n").startswith("s.yaml:")
+    assert "must be a mapping" in error_of(tmp_path, "- a\n- b\n")
+
+
+def test_a_missing_trace_file_is_named(tmp_path):
+    text = BASE.replace("  arrival: {process: poisson, rate_per_s: 5}\n  prompt_tokens: 100\n  output_tokens: 20\n",
+                        "  trace: {path: nowhere.csv}\n")
+    assert error_of(tmp_path, text).startswith("workload.trace: file not found")
+
+
+def test_shared_prefix_is_prepended_to_the_prompt(tmp_path):
+    text = BASE + "  shared_prefix: {tokens: 64, groups: 2}\n"
+    scn, base = load_scenario(write(tmp_path, text))
+    _, requests = build_run(scn, base)
+    assert all(r.prompt_tokens == 164 and r.prefix_tokens == 64 and r.prefix_id in (0, 1) for r in requests)
+
+
+def test_same_seed_same_requests_and_another_seed_differs(tmp_path):
+    text = BASE.replace("prompt_tokens: 100", "prompt_tokens: {kind: lognormal, mean: 200, std: 100}")
+    a = build_run(*load_scenario(write(tmp_path, text)))[1]
+    b = build_run(*load_scenario(write(tmp_path, text)))[1]
+    c = build_run(*load_scenario(write(tmp_path, text + "seed: 9\n")))[1]
+    assert [(r.arrival_s, r.prompt_tokens) for r in a] == [(r.arrival_s, r.prompt_tokens) for r in b]
+    assert [r.prompt_tokens for r in a] != [r.prompt_tokens for r in c]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_shipped_scenarios_validate(path):
+    scn, base = load_scenario(path)
+    cfg, requests = build_run(scn, base)
+    assert requests and cfg.model.name == scn.model
+
+
+def test_infersim_run_writes_the_summary_the_requests_and_the_timeline(tmp_path):
+    scenario = write(tmp_path, BASE)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(scenario), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert set(summary[key]) >= {"mean", "p50", "p90", "p99"}
+    for key in ("throughput_tokens_per_s", "throughput_requests_per_s", "requests_completed", "requests_rejected",
+                "preemptions", "kv_utilization_mean", "simulated_time_s"):
+        assert key in summary
+    assert summary["requests_completed"] == 20
+    rows = (out / "requests.csv").read_text().splitlines()
+    assert len(rows) == 21 and rows[0].startswith("id,replica,arrival_s")
+    timeline = (out / "timeline.csv").read_text().splitlines()
+    assert timeline[0] == "start_s,duration_s,replica,batch_seqs,prefill_tokens,decode_tokens,kv_blocks_used,queue_len"
+    assert (out / "run.png").stat().st_size > 10_000
+    assert "TTFT" in proc.stdout
+
+
+def test_infersim_run_reports_a_bad_file_in_one_line(tmp_path):
+    scenario = write(tmp_path, BASE.replace("rate_per_s: 5", "rate_per_s: -3"))
+    proc = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(scenario)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr == "infersim: error: workload.arrival.rate_per_s: must be > 0, got -3\n"
