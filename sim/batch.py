@@ -1,46 +1,84 @@
 """The sequences a replica is decoding, as parallel NumPy arrays (one row per sequence), so that a run of
-decode steps updates every sequence with a few array operations instead of a Python loop."""
+decode steps updates every sequence with a few array operations instead of a Python loop. The arrays keep
+spare capacity: adding a request's sequences writes into it, dropping rows compacts in place."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
-_FIELDS = ("request", "context_tokens", "remaining_tokens", "blocks", "copy_on_write", "last_token_s", "max_itl_s")
+_FIELDS = {
+    "request": np.int64,  # request id
+    "context_tokens": np.int64,  # tokens whose K/V is cached; the next step writes position context_tokens
+    "remaining_tokens": np.int64,  # tokens still to generate
+    "blocks": np.int64,  # KV blocks this sequence holds on its own (shared prompt blocks are the request's)
+    "copy_on_write": bool,  # still shares its request's partly filled last prompt block
+    "last_token_s": np.float64,
+    "max_itl_s": np.float64,  # longest gap between two of this sequence's tokens so far
+}
 
 
-@dataclass
 class Rows:
-    request: np.ndarray  # request id
-    context_tokens: np.ndarray  # tokens whose K/V is cached; the next step writes position context_tokens
-    remaining_tokens: np.ndarray  # tokens still to generate
-    blocks: np.ndarray  # KV blocks this sequence holds on its own (shared prompt blocks are the request's)
-    copy_on_write: np.ndarray  # still shares its request's partly filled last prompt block
-    last_token_s: np.ndarray
-    max_itl_s: np.ndarray  # longest gap between two of this sequence's tokens so far
-
-    @classmethod
-    def empty(cls) -> "Rows":
-        return cls(*(np.zeros(0, dtype=t) for t in (np.int64, np.int64, np.int64, np.int64, bool, np.float64, np.float64)))
-
-    @classmethod
-    def for_request(cls, request_id: int, seqs: int, context_tokens: int, remaining_tokens: int,
-                    blocks: np.ndarray, copy_on_write: np.ndarray, now_s: float) -> "Rows":
-        return cls(np.full(seqs, request_id), np.full(seqs, context_tokens), np.full(seqs, remaining_tokens),
-                   blocks, copy_on_write, np.full(seqs, now_s), np.zeros(seqs))
+    def __init__(self, capacity: int = 64):
+        self._data = {f: np.zeros(capacity, dtype=t) for f, t in _FIELDS.items()}
+        self._n = 0
 
     def __len__(self) -> int:
-        return len(self.request)
+        return self._n
 
-    def select(self, mask: np.ndarray) -> "Rows":
-        return Rows(*(getattr(self, f)[mask] for f in _FIELDS))
+    def _reserve(self, extra: int) -> None:
+        capacity = len(self._data["request"])
+        if self._n + extra > capacity:
+            size = max(2 * capacity, self._n + extra)
+            for f, values in self._data.items():
+                grown = np.zeros(size, dtype=values.dtype)
+                grown[:self._n] = values[:self._n]
+                self._data[f] = grown
+
+    def add_request(self, request_id: int, seqs: int, context_tokens: int, remaining_tokens: int,
+                    blocks: np.ndarray, copy_on_write: np.ndarray, now_s: float) -> None:
+        """Append the `seqs` sequences of a request that just got its context into the cache."""
+        self._reserve(seqs)
+        at = slice(self._n, self._n + seqs)
+        d = self._data
+        d["request"][at], d["context_tokens"][at], d["remaining_tokens"][at] = request_id, context_tokens, remaining_tokens
+        d["blocks"][at], d["copy_on_write"][at] = blocks, copy_on_write
+        d["last_token_s"][at], d["max_itl_s"][at] = now_s, 0.0
+        self._n += seqs
 
     def extend(self, other: "Rows") -> None:
-        for f in _FIELDS:
-            setattr(self, f, np.concatenate((getattr(self, f), getattr(other, f))))
+        self._reserve(len(other))
+        for f, values in self._data.items():
+            values[self._n:self._n + len(other)] = other._data[f][:len(other)]
+        self._n += len(other)
+
+    def pop(self, mask: np.ndarray) -> "Rows":
+        """Remove the rows where `mask` is true (keeping the others in order) and return them."""
+        out = Rows(max(1, int(np.count_nonzero(mask))))
+        keep = ~mask
+        kept = int(np.count_nonzero(keep))
+        for f, values in self._data.items():
+            live = values[:self._n]
+            out._data[f][:len(out._data[f])] = live[mask]
+            values[:kept] = live[keep]
+        out._n = self._n - kept
+        self._n = kept
+        return out
 
     def advance(self, steps: int, last_token_s: float) -> None:
         self.context_tokens += steps
         self.remaining_tokens -= steps
         self.copy_on_write.fill(False)
         self.last_token_s.fill(last_token_s)
+
+
+def _column(name: str) -> property:
+    """A field of the live rows, as a view: writing to it (or assigning it) writes the rows."""
+    def get(self) -> np.ndarray:
+        return self._data[name][:self._n]
+
+    def set(self, values) -> None:
+        self._data[name][:self._n] = values
+    return property(get, set)
+
+
+for _name in _FIELDS:
+    setattr(Rows, _name, _column(_name))

@@ -68,8 +68,8 @@ class KVCacheManager:
         self.pool.take(req.shared_blocks)
         return req.prefix_blocks * self.block_size
 
-    def seq_rows(self, req: Request, context_tokens: int, now_s: float) -> Rows:
-        """The decode rows of a request whose context is cached: its per-sequence blocks move from the
+    def add_rows(self, rows: Rows, req: Request, context_tokens: int, now_s: float) -> None:
+        """Add the decode rows of a request whose context is cached: its per-sequence blocks move from the
         request's share to the rows (the partly filled block to the first sequence)."""
         n = req.num_seqs
         if self.paged:
@@ -80,7 +80,7 @@ class KVCacheManager:
         else:
             blocks, copy_on_write = np.full(n, self.reserve_blocks), np.zeros(n, dtype=bool)
         req.shared_blocks -= int(blocks.sum())
-        return Rows.for_request(req.id, n, context_tokens, req.remaining_tokens, blocks, copy_on_write, now_s)
+        rows.add_request(req.id, n, context_tokens, req.remaining_tokens, blocks, copy_on_write, now_s)
 
     def release(self, req: Request, row_blocks: int) -> None:
         self.pool.give(req.shared_blocks + row_blocks)

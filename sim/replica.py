@@ -24,6 +24,7 @@ from .metrics import Metrics
 from .request import DECODING, DONE, PREFILLING, REJECTED, SWAPPED, WAITING, Request
 
 ROLES = ("both", "prefill", "decode")
+_NO_ROWS = Rows(1)
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ class Replica:
         self.waiting: list = []  # heap of (-priority, arrival_s, id, request)
         self.swapped: deque[Request] = deque()
         self.prefilling: list[Request] = []
-        self.decoding = Rows.empty()
+        self.decoding = Rows()
         self.outstanding = 0
-        self._wake: simpy.Event | None = None
+        self._wake: simpy.Event | None = None  # triggered by an arrival while idle
+        self._in_run = False  # in a decode run that an arrival interrupts
         self.process = env.process(self._run())
 
     # -- what the router and the cluster see -------------------------------------------------------------
@@ -87,6 +89,9 @@ class Replica:
         heapq.heappush(self.waiting, (-req.priority, req.arrival_s, req.id, req))
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
+        elif self._in_run:
+            self._in_run = False
+            self.process.interrupt()
 
     # -- state changes the schedulers ask for ------------------------------------------------------------
     def seqs_in_flight(self) -> int:
@@ -116,7 +121,7 @@ class Replica:
                 req.first_scheduled_s = self.env.now
             if handed_off:
                 req.state = DECODING
-                self.decoding.extend(self.kv.seq_rows(req, tokens, req.last_token_s))
+                self.kv.add_rows(self.decoding, req, tokens, req.last_token_s)
                 continue
             req.start_prefill(cached)
             self.prefilling.append(req)
@@ -155,9 +160,7 @@ class Replica:
         return swap_s
 
     def _preempt(self, request_id: int, mode: str) -> float:
-        mine = self.decoding.request == request_id
-        rows = self.decoding.select(mine)
-        self.decoding = self.decoding.select(~mine)
+        rows = self.decoding.pop(self.decoding.request == request_id)
         req = self._requests[request_id]
         req.generated_tokens = req.output_tokens - int(rows.remaining_tokens[0])
         req.max_itl_s = max(req.max_itl_s, float(rows.max_itl_s.max()))
@@ -191,7 +194,7 @@ class Replica:
                 yield from self._one_step(step)
 
     def _one_step(self, step: Step):
-        rows = self.decoding if step.decode else Rows.empty()
+        rows = self.decoding if step.decode else _NO_ROWS
         start, queue = self.env.now, len(self.waiting)
         new = [chunk for _, chunk in step.prefills]
         cached = [req.prefilled_tokens for req, _ in step.prefills]
@@ -231,15 +234,13 @@ class Replica:
         latency_s = self.timer.decode_run(batch, context_sum, int(rows.context_tokens.max()), steps)
         latency_s += self.overhead.step_s(batch)
         ends = now + np.cumsum(latency_s)
-        if steps > 1:
-            self._wake = self.env.event()
-            yield self._wake | self.env.timeout(ends[-1] - now)
-            self._wake = None
-            if self.env.now < ends[-1]:  # an arrival: finish the step in flight, then let the scheduler in
-                steps = int(np.searchsorted(ends, self.env.now, side="left")) + 1
-                yield self.env.timeout(ends[steps - 1] - self.env.now)
-        else:
+        self._in_run = steps > 1
+        try:
             yield self.env.timeout(ends[-1] - now)
+        except simpy.Interrupt:  # an arrival: finish the step in flight, then let the scheduler in
+            steps = int(np.searchsorted(ends, self.env.now, side="left")) + 1
+            yield self.env.timeout(ends[steps - 1] - self.env.now)
+        self._in_run = False
         used = self.kv.pool.used_blocks
         flops, nbytes = self.timer.decode_totals(batch, context_sum, steps)
         self.metrics.flops += flops
@@ -276,15 +277,13 @@ class Replica:
             self.on_prefilled(req)
         else:
             req.state = DECODING
-            self.decoding.extend(self.kv.seq_rows(req, req.prefill_tokens, now_s))
+            self.kv.add_rows(self.decoding, req, req.prefill_tokens, now_s)
 
     def _complete_finished(self, now_s: float) -> None:
-        rows = self.decoding
-        finished = rows.remaining_tokens == 0
+        finished = self.decoding.remaining_tokens == 0
         if not finished.any():
             return
-        done = rows.select(finished)
-        self.decoding = rows.select(~finished)
+        done = self.decoding.pop(finished)
         blocks: dict[int, list] = {}
         for rid, b, itl in zip(done.request.tolist(), done.blocks.tolist(), done.max_itl_s.tolist()):
             entry = blocks.setdefault(rid, [0, 0.0])
