@@ -20,6 +20,7 @@ class Rows:
     def __init__(self, capacity: int = 64):
         self._data = {f: np.zeros(capacity, dtype=t) for f, t in _FIELDS.items()}
         self._n = 0
+        self.growth = None  # a cache for whoever derives something from the rows; cleared on any change
 
     def __len__(self) -> int:
         return self._n
@@ -43,24 +44,27 @@ class Rows:
         d["blocks"][at], d["copy_on_write"][at] = blocks, copy_on_write
         d["last_token_s"][at], d["max_itl_s"][at] = now_s, 0.0
         self._n += seqs
+        self.growth = None
 
     def extend(self, other: "Rows") -> None:
         self._reserve(len(other))
         for f, values in self._data.items():
             values[self._n:self._n + len(other)] = other._data[f][:len(other)]
         self._n += len(other)
+        self.growth = None
 
     def pop(self, mask: np.ndarray) -> "Rows":
         """Remove the rows where `mask` is true (keeping the others in order) and return them."""
-        out = Rows(max(1, int(np.count_nonzero(mask))))
-        keep = ~mask
-        kept = int(np.count_nonzero(keep))
+        out = Rows.__new__(Rows)
+        out._data, out.growth = {}, None
+        keep = np.flatnonzero(~mask)
         for f, values in self._data.items():
             live = values[:self._n]
-            out._data[f][:len(out._data[f])] = live[mask]
-            values[:kept] = live[keep]
-        out._n = self._n - kept
-        self._n = kept
+            out._data[f] = live[mask]
+            values[:len(keep)] = live[keep]
+        out._n = self._n - len(keep)
+        self._n = len(keep)
+        self.growth = None
         return out
 
     def advance(self, steps: int, last_token_s: float) -> None:
@@ -68,6 +72,7 @@ class Rows:
         self.remaining_tokens -= steps
         self.copy_on_write.fill(False)
         self.last_token_s.fill(last_token_s)
+        self.growth = None
 
 
 def _column(name: str) -> property:

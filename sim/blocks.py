@@ -106,6 +106,10 @@ class BlockGrowth:
         """A bound on the blocks `steps` steps add, cheap enough to skip the exact count when blocks abound."""
         return self.seqs * -(-steps // self.block_size) + self.copies
 
+    def next_step(self) -> int:
+        """Blocks the next step adds: sequences whose blocks are full (r_i = 0) and pending copies."""
+        return int(self.crossings_cdf[0]) + self.copies
+
     def cumulative(self, steps: int) -> np.ndarray:
         """Blocks added by the end of each of the next `steps` steps."""
         return cumulative_new_blocks(self.seqs, self.copies, self.crossings_cdf[None, :], 0, np.arange(steps),

@@ -90,12 +90,14 @@ class KVCacheManager:
             req.prefix_blocks = 0
 
     def growth(self, rows: Rows) -> BlockGrowth | None:
-        """How the decode rows' blocks grow (None: contiguous reservations never grow)."""
-        return BlockGrowth(rows.context_tokens, rows.copy_on_write, self.block_size) if self.paged else None
+        """How the decode rows' blocks grow (None: contiguous reservations never grow); kept on the rows
+        until they change."""
+        if not self.paged:
+            return None
+        if rows.growth is None:
+            rows.growth = BlockGrowth(rows.context_tokens, rows.copy_on_write, self.block_size)
+        return rows.growth
 
     def next_step_blocks(self, rows: Rows) -> int:
-        """New blocks the next decode step of `rows` needs: one per sequence whose blocks are full, one per
-        pending copy-on-write."""
-        if not self.paged or not len(rows):
-            return 0
-        return int(np.count_nonzero((rows.context_tokens % self.block_size == 0) | rows.copy_on_write))
+        """New blocks the next decode step of `rows` needs."""
+        return self.growth(rows).next_step() if self.paged and len(rows) else 0

@@ -32,7 +32,7 @@ class Metrics:
         """A run of decode steps; the blocks in use after each step follow from `growth` (a BlockGrowth, or
         None when they do not grow) and are counted for all runs at once in `timeline`."""
         self._runs.append((start_s, duration_s, replica, seqs, 0, seqs, kv_blocks_before, queue_len))
-        self._growth.append(growth)
+        self._growth.append(None if growth is None else (growth.crossings_cdf, growth.seqs, growth.copies))
 
     def inter_token_gaps(self, gaps_s: np.ndarray, weight: int = 1) -> None:
         """`weight` tokens each came `gaps_s` after their sequence's previous token."""
@@ -64,13 +64,13 @@ class Metrics:
         added = np.zeros(int(lengths.sum()))
         if not grown:
             return added
-        block_size = grown[0][1].block_size
+        block_size = len(grown[0][1][0])
         idx = np.array([i for i, _ in grown])
         cdf = np.zeros((len(self._growth), block_size), dtype=np.int64)
-        cdf[idx] = np.stack([g.crossings_cdf for _, g in grown])
+        cdf[idx] = np.stack([g[0] for _, g in grown])
         seqs, copies = np.zeros(len(self._growth)), np.zeros(len(self._growth))
-        seqs[idx] = [g.seqs for _, g in grown]
-        copies[idx] = [g.copies for _, g in grown]
+        seqs[idx] = [g[1] for _, g in grown]
+        copies[idx] = [g[2] for _, g in grown]
         run = np.repeat(np.arange(len(lengths)), lengths)
         step = np.arange(len(run)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         return cumulative_new_blocks(seqs[run], copies[run], cdf, run, step, block_size)

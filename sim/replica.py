@@ -225,7 +225,8 @@ class Replica:
         """Decode steps of a fixed batch up to the first completion or block shortage, in one jump."""
         rows, now, queue = self.decoding, self.env.now, len(self.waiting)
         batch = len(rows)
-        steps = min(int(rows.remaining_tokens.min()), self.max_run_steps) if self.jumps else 1
+        to_finish = int(rows.remaining_tokens.min())
+        steps = min(to_finish, self.max_run_steps) if self.jumps else 1
         growth = self.kv.growth(rows)
         if growth is not None and growth.at_most(steps) > self.kv.pool.available_blocks:
             new_blocks = growth.cumulative(steps)
@@ -248,7 +249,8 @@ class Replica:
         self._advance(rows, steps, ends[:steps], latency_s[:steps], growth)
         self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch, used, growth,
                          queue)
-        self._complete_finished(ends[steps - 1])
+        if steps == to_finish:
+            self._complete_finished(ends[steps - 1])
 
     def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray, growth) -> None:
         """`steps` decode steps ending at `ends` gave every row one token each."""
