@@ -4,6 +4,7 @@ spare capacity: adding a request's sequences writes into it, dropping rows compa
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 _FIELDS = {
     "request": np.int64,  # request id
@@ -20,7 +21,7 @@ class Rows:
     def __init__(self, capacity: int = 64):
         self._data = {f: np.zeros(capacity, dtype=t) for f, t in _FIELDS.items()}
         self._n = 0
-        self.growth = None  # a cache for whoever derives something from the rows; cleared on any change
+        self._scan: tuple | None = None  # `scan`'s result until the rows change
 
     def __len__(self) -> int:
         return self._n
@@ -44,19 +45,19 @@ class Rows:
         d["blocks"][at], d["copy_on_write"][at] = blocks, copy_on_write
         d["last_token_s"][at], d["max_itl_s"][at] = now_s, 0.0
         self._n += seqs
-        self.growth = None
+        self._scan = None
 
     def extend(self, other: "Rows") -> None:
         self._reserve(len(other))
         for f, values in self._data.items():
             values[self._n:self._n + len(other)] = other._data[f][:len(other)]
         self._n += len(other)
-        self.growth = None
+        self._scan = None
 
     def pop(self, mask: np.ndarray) -> "Rows":
         """Remove the rows where `mask` is true (keeping the others in order) and return them."""
         out = Rows.__new__(Rows)
-        out._data, out.growth = {}, None
+        out._data, out._scan = {}, None
         keep = np.flatnonzero(~mask)
         for f, values in self._data.items():
             live = values[:self._n]
@@ -64,15 +65,63 @@ class Rows:
             values[:len(keep)] = live[keep]
         out._n = self._n - len(keep)
         self._n = len(keep)
-        self.growth = None
+        self._scan = None
         return out
 
-    def advance(self, steps: int, last_token_s: float) -> None:
-        self.context_tokens += steps
-        self.remaining_tokens -= steps
-        self.copy_on_write.fill(False)
-        self.last_token_s.fill(last_token_s)
-        self.growth = None
+    def scan(self, block_size: int) -> tuple:
+        """(fewest remaining tokens, context sum, longest context, running sum of the histogram of first
+        block-boundary steps r_i = (-c_i) mod block_size, pending copies-on-write): what a decode run needs
+        to know before it starts (see `blocks.BlockGrowth`)."""
+        if self._scan is None or len(self._scan[3]) != block_size:
+            self._scan = _scan(self.context_tokens, self.remaining_tokens, self.copy_on_write, block_size)
+        return self._scan
+
+    def advance(self, steps: int, block_size: int, first_end_s: float, last_end_s: float,
+                later_gap_s: float) -> tuple[int, np.ndarray]:
+        """Every row decoded `steps` tokens, the first at `first_end_s`, the last at `last_end_s`, the
+        others `later_gap_s` apart at most. Adds the blocks the rows opened (block_size 0: none, contiguous)
+        and returns how many, with each row's gap before its first new token."""
+        gaps = np.empty(self._n)
+        d = self._data
+        n = self._n
+        new_blocks = _advance(d["context_tokens"][:n], d["remaining_tokens"][:n], d["blocks"][:n],
+                              d["copy_on_write"][:n], d["last_token_s"][:n], d["max_itl_s"][:n], steps, block_size,
+                              first_end_s, last_end_s, later_gap_s, gaps)
+        self._scan = None
+        return new_blocks, gaps
+
+
+@njit(cache=True)
+def _scan(context, remaining, copy_on_write, block_size):
+    crossings = np.zeros(block_size, dtype=np.int64)
+    fewest, total, longest, copies = 1 << 62, 0, 0, 0
+    for i in range(len(context)):
+        c = context[i]
+        total += c
+        longest = max(longest, c)
+        fewest = min(fewest, remaining[i])
+        copies += copy_on_write[i]
+        crossings[(block_size - c % block_size) % block_size] += 1
+    return fewest, total, longest, np.cumsum(crossings), copies
+
+
+@njit(cache=True)
+def _advance(context, remaining, blocks, copy_on_write, last_token_s, max_itl_s, steps, block_size, first_end_s,
+             last_end_s, later_gap_s, gaps):
+    added = 0
+    for i in range(len(context)):
+        if block_size:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
+            first = (block_size - context[i] % block_size) % block_size
+            grown = (steps - 1 + block_size - first) // block_size + copy_on_write[i]
+            blocks[i] += grown
+            added += grown
+        gaps[i] = first_end_s - last_token_s[i]
+        max_itl_s[i] = max(max_itl_s[i], gaps[i], later_gap_s)
+        context[i] += steps
+        remaining[i] -= steps
+        copy_on_write[i] = False
+        last_token_s[i] = last_end_s
+    return added
 
 
 def _column(name: str) -> property:

@@ -92,15 +92,13 @@ class BlockGrowth:
     Step j writes token position c_i + j of sequence i, which opens a block when (c_i + j) % block_size
     == 0; a sequence still sharing its request's partly filled last prompt block copies it at its first
     write (copy-on-write). With r_i = (-c_i) mod block_size the step of its first boundary, by step
-    j = q block_size + r every sequence has crossed q times, plus once more if r_i <= r.
+    j = q block_size + r every sequence has crossed q times, plus once more if r_i <= r. So a histogram
+    of the r_i (its running sum `crossings_cdf`) fixes the growth of the whole batch.
     """
 
-    def __init__(self, context_tokens: np.ndarray, copy_on_write: np.ndarray, block_size: int):
-        self.first_step = (-context_tokens) % block_size
-        self.crossings_cdf = np.cumsum(np.bincount(self.first_step, minlength=block_size))
-        self.seqs, self.block_size = len(context_tokens), block_size
-        self.copies = int(np.count_nonzero(copy_on_write))
-        self.copy_on_write = copy_on_write
+    def __init__(self, crossings_cdf: np.ndarray, seqs: int, copies: int):
+        self.crossings_cdf, self.seqs, self.copies = crossings_cdf, seqs, copies
+        self.block_size = len(crossings_cdf)
 
     def at_most(self, steps: int) -> int:
         """A bound on the blocks `steps` steps add, cheap enough to skip the exact count when blocks abound."""
@@ -114,7 +112,3 @@ class BlockGrowth:
         """Blocks added by the end of each of the next `steps` steps."""
         return cumulative_new_blocks(self.seqs, self.copies, self.crossings_cdf[None, :], 0, np.arange(steps),
                                      self.block_size)
-
-    def per_seq(self, steps: int) -> np.ndarray:
-        """Blocks each sequence adds in `steps` steps: one per boundary r_i, r_i + B, ... below `steps`."""
-        return (steps - 1 + self.block_size - self.first_step) // self.block_size + self.copy_on_write

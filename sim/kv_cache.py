@@ -90,13 +90,11 @@ class KVCacheManager:
             req.prefix_blocks = 0
 
     def growth(self, rows: Rows) -> BlockGrowth | None:
-        """How the decode rows' blocks grow (None: contiguous reservations never grow); kept on the rows
-        until they change."""
+        """How the decode rows' blocks grow (None: contiguous reservations never grow)."""
         if not self.paged:
             return None
-        if rows.growth is None:
-            rows.growth = BlockGrowth(rows.context_tokens, rows.copy_on_write, self.block_size)
-        return rows.growth
+        scan = rows.scan(self.block_size)
+        return BlockGrowth(scan[3], len(rows), scan[4])
 
     def next_step_blocks(self, rows: Rows) -> int:
         """New blocks the next decode step of `rows` needs."""

@@ -209,7 +209,7 @@ class Replica:
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         if len(rows):
-            self._advance(rows, 1, np.array([end]), np.array([latency_s]), self.kv.growth(rows))
+            self._advance(rows, 1, np.array([end]), np.array([latency_s]))
         for req, chunk in step.prefills:
             req.prefilled_tokens += chunk
         for req in finishing:
@@ -225,14 +225,13 @@ class Replica:
         """Decode steps of a fixed batch up to the first completion or block shortage, in one jump."""
         rows, now, queue = self.decoding, self.env.now, len(self.waiting)
         batch = len(rows)
-        to_finish = int(rows.remaining_tokens.min())
+        to_finish, context_sum, context_max = rows.scan(self.kv.block_size)[:3]
         steps = min(to_finish, self.max_run_steps) if self.jumps else 1
         growth = self.kv.growth(rows)
         if growth is not None and growth.at_most(steps) > self.kv.pool.available_blocks:
             new_blocks = growth.cumulative(steps)
             steps = max(1, int(np.searchsorted(new_blocks, self.kv.pool.available_blocks, side="right")))
-        context_sum = int(rows.context_tokens.sum())
-        latency_s = self.timer.decode_run(batch, context_sum, int(rows.context_tokens.max()), steps)
+        latency_s = self.timer.decode_run(batch, context_sum, context_max, steps)
         latency_s += self.overhead.step_s(batch)
         ends = now + np.cumsum(latency_s)
         self._in_run = steps > 1
@@ -246,25 +245,21 @@ class Replica:
         flops, nbytes = self.timer.decode_totals(batch, context_sum, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
-        self._advance(rows, steps, ends[:steps], latency_s[:steps], growth)
+        self._advance(rows, steps, ends[:steps], latency_s[:steps])
         self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch, used, growth,
                          queue)
         if steps == to_finish:
             self._complete_finished(ends[steps - 1])
 
-    def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray, growth) -> None:
+    def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray) -> None:
         """`steps` decode steps ending at `ends` gave every row one token each."""
-        if growth is not None:
-            new_blocks = growth.per_seq(steps)
-            self.kv.pool.take(int(new_blocks.sum()))
-            rows.blocks += new_blocks
-        first_gaps = ends[0] - rows.last_token_s
+        later_gap_s = float(latency_s[1:].max()) if steps > 1 else 0.0
+        new_blocks, first_gaps = rows.advance(steps, self.kv.block_size if self.kv.paged else 0, float(ends[0]),
+                                              float(ends[-1]), later_gap_s)
+        self.kv.pool.take(new_blocks)
         self.metrics.inter_token_gaps(first_gaps)
-        np.maximum(rows.max_itl_s, first_gaps, out=rows.max_itl_s)
         if steps > 1:
             self.metrics.inter_token_gaps(latency_s[1:], len(rows))
-            np.maximum(rows.max_itl_s, latency_s[1:].max(), out=rows.max_itl_s)
-        rows.advance(steps, float(ends[-1]))
 
     def _finish_prefill(self, req: Request, now_s: float) -> None:
         """The last prompt chunk is in the cache: sample a token for each sequence."""

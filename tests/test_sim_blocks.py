@@ -1,26 +1,50 @@
 import numpy as np
 import pytest
 
+from infersim.sim.batch import Rows
 from infersim.sim.blocks import BlockGrowth, BlockPool
 
 
-def test_new_blocks_by_step_counts_block_boundaries_by_hand():
-    # block size 4; contexts 3, 4, 5: the writes at positions 4, 8 (seq 0, steps 1 and 5), 4 and 8 ... open blocks
-    # seq 0 (c=3): positions 3,4,5,6,7,8 -> opens at steps 1 (pos 4) and 5 (pos 8)
-    # seq 1 (c=4): positions 4..9 -> opens at steps 0 (pos 4) and 4 (pos 8)
-    # seq 2 (c=5): positions 5..10 -> opens at step 3 (pos 8)
-    growth = BlockGrowth(np.array([3, 4, 5]), np.zeros(3, dtype=bool), 4)
+def rows_of(contexts, copy_on_write):
+    rows = Rows(2)
+    for i, (c, cow) in enumerate(zip(contexts, copy_on_write)):
+        rows.add_request(i, 1, c, 100, np.zeros(1, dtype=np.int64), np.array([cow]), 0.0)
+    return rows
+
+
+def growth_of(rows, block_size):
+    scan = rows.scan(block_size)
+    return BlockGrowth(scan[3], len(rows), scan[4])
+
+
+def test_block_growth_counts_block_boundaries_by_hand():
+    # block size 4, contexts 3, 4, 5 (the next write goes to position 3, 4, 5):
+    # seq 0 writes 3,4,5,6,7,8 -> opens blocks at steps 1 (pos 4) and 5 (pos 8)
+    # seq 1 writes 4..9 -> opens at steps 0 (pos 4) and 4 (pos 8)
+    # seq 2 writes 5..10 -> opens at step 3 (pos 8)
+    rows = rows_of([3, 4, 5], [False] * 3)
+    growth = growth_of(rows, 4)
     assert growth.cumulative(6).tolist() == [1, 2, 2, 3, 4, 5]
-    assert growth.per_seq(6).tolist() == [2, 2, 1]
-    assert growth.per_seq(1).tolist() == [0, 1, 0]
-    assert growth.at_most(6) >= 5
+    assert growth.next_step() == 1 and growth.at_most(6) >= 5
+    added, gaps = rows.advance(6, 4, 1.0, 2.0, 0.1)
+    assert added == 5 and rows.blocks.tolist() == [2, 2, 1]
+    assert rows.context_tokens.tolist() == [9, 10, 11] and rows.remaining_tokens.tolist() == [94] * 3
+    assert gaps.tolist() == [1.0] * 3 and rows.last_token_s.tolist() == [2.0] * 3
 
 
 def test_copy_on_write_adds_one_block_at_the_first_write():
     # two sequences sharing a 5-token prompt in blocks of 4: the second copies the partly filled block
-    growth = BlockGrowth(np.array([5, 5]), np.array([False, True]), 4)
-    assert growth.cumulative(4).tolist() == [1, 1, 1, 3]
-    assert growth.per_seq(4).tolist() == [1, 2]
+    rows = rows_of([5, 5], [False, True])
+    assert growth_of(rows, 4).cumulative(4).tolist() == [1, 1, 1, 3]
+    added, _ = rows.advance(4, 4, 1.0, 1.0, 0.0)
+    assert added == 3 and rows.blocks.tolist() == [1, 2] and not rows.copy_on_write.any()
+
+
+def test_rows_keep_order_when_some_are_popped():
+    rows = rows_of([10, 20, 30, 40], [False] * 4)
+    gone = rows.pop(np.array([False, True, False, True]))
+    assert gone.context_tokens.tolist() == [20, 40] and rows.context_tokens.tolist() == [10, 30]
+    assert rows.scan(4)[:3] == (100, 40, 30)
 
 
 def test_prefix_cache_is_reused_then_evicted_lru_when_blocks_run_short():
