@@ -57,14 +57,10 @@ class Rows:
     def pop(self, mask: np.ndarray) -> "Rows":
         """Remove the rows where `mask` is true (keeping the others in order) and return them."""
         out = Rows.__new__(Rows)
-        out._data, out._scan = {}, None
-        keep = np.flatnonzero(~mask)
-        for f, values in self._data.items():
-            live = values[:self._n]
-            out._data[f] = live[mask]
-            values[:len(keep)] = live[keep]
-        out._n = self._n - len(keep)
-        self._n = len(keep)
+        live = [values[:self._n] for values in self._data.values()]
+        out._data, out._scan = {f: values[mask] for f, values in zip(self._data, live)}, None
+        out._n = len(out._data["request"])
+        self._n = _compact(mask, *live)
         self._scan = None
         return out
 
@@ -77,18 +73,29 @@ class Rows:
         return self._scan
 
     def advance(self, steps: int, block_size: int, first_end_s: float, last_end_s: float,
-                later_gap_s: float) -> tuple[int, np.ndarray]:
+                later_gap_s: float) -> tuple[int, np.ndarray, np.ndarray]:
         """Every row decoded `steps` tokens, the first at `first_end_s`, the last at `last_end_s`, the
         others `later_gap_s` apart at most. Adds the blocks the rows opened (block_size 0: none, contiguous)
-        and returns how many, with each row's gap before its first new token."""
-        gaps = np.empty(self._n)
+        and returns how many, with the gaps before the rows' first new tokens as distinct values and how
+        many rows had each (rows that decoded together share their previous token's time)."""
         d = self._data
         n = self._n
-        new_blocks = _advance(d["context_tokens"][:n], d["remaining_tokens"][:n], d["blocks"][:n],
-                              d["copy_on_write"][:n], d["last_token_s"][:n], d["max_itl_s"][:n], steps, block_size,
-                              first_end_s, last_end_s, later_gap_s, gaps)
+        new_blocks, gaps, counts = _advance(
+            d["context_tokens"][:n], d["remaining_tokens"][:n], d["blocks"][:n], d["copy_on_write"][:n],
+            d["last_token_s"][:n], d["max_itl_s"][:n], steps, block_size, first_end_s, last_end_s, later_gap_s)
         self._scan = None
-        return new_blocks, gaps
+        return new_blocks, gaps, counts
+
+
+@njit(cache=True)
+def _compact(remove, a, b, c, d, e, f, g):
+    """Move the rows not in `remove` to the front of every column, in order; returns how many."""
+    kept = 0
+    for i in range(len(remove)):
+        if not remove[i]:
+            a[kept], b[kept], c[kept], d[kept], e[kept], f[kept], g[kept] = a[i], b[i], c[i], d[i], e[i], f[i], g[i]
+            kept += 1
+    return kept
 
 
 @njit(cache=True)
@@ -107,21 +114,31 @@ def _scan(context, remaining, copy_on_write, block_size):
 
 @njit(cache=True)
 def _advance(context, remaining, blocks, copy_on_write, last_token_s, max_itl_s, steps, block_size, first_end_s,
-             last_end_s, later_gap_s, gaps):
+             last_end_s, later_gap_s):
     added = 0
+    gaps = np.empty(len(context))
+    counts = np.zeros(len(context), dtype=np.int64)
+    distinct = 0
     for i in range(len(context)):
         if block_size:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
             first = (block_size - context[i] % block_size) % block_size
             grown = (steps - 1 + block_size - first) // block_size + copy_on_write[i]
             blocks[i] += grown
             added += grown
-        gaps[i] = first_end_s - last_token_s[i]
-        max_itl_s[i] = max(max_itl_s[i], gaps[i], later_gap_s)
+        gap = first_end_s - last_token_s[i]
+        j = 0
+        while j < distinct and gaps[j] != gap:
+            j += 1
+        if j == distinct:
+            gaps[j] = gap
+            distinct += 1
+        counts[j] += 1
+        max_itl_s[i] = max(max_itl_s[i], gap, later_gap_s)
         context[i] += steps
         remaining[i] -= steps
         copy_on_write[i] = False
         last_token_s[i] = last_end_s
-    return added
+    return added, gaps[:distinct], counts[:distinct]
 
 
 def _column(name: str) -> property:

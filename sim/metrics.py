@@ -19,6 +19,8 @@ class Metrics:
         self._growth: list = []
         self._itl_values: list[np.ndarray] = []
         self._itl_weights: list[np.ndarray] = []
+        self._itl_run_values: list[np.ndarray] = []  # gaps that all stand for the same number of tokens
+        self._itl_run_weights: list[int] = []
         self.flops = 0.0
         self.bytes = 0.0
         self.preemptions = 0
@@ -34,10 +36,15 @@ class Metrics:
         self._runs.append((start_s, duration_s, replica, seqs, 0, seqs, kv_blocks_before, queue_len))
         self._growth.append(None if growth is None else (growth.crossings_cdf, growth.seqs, growth.copies))
 
-    def inter_token_gaps(self, gaps_s: np.ndarray, weight: int = 1) -> None:
-        """`weight` tokens each came `gaps_s` after their sequence's previous token."""
-        self._itl_values.append(gaps_s)
-        self._itl_weights.append(weight)
+    def inter_token_gaps(self, gaps_s: np.ndarray, tokens) -> None:
+        """`tokens` (one count for all, or one per gap) each came `gaps_s` after their sequence's previous
+        token."""
+        if np.ndim(tokens):
+            self._itl_values.append(gaps_s)
+            self._itl_weights.append(tokens)
+        else:
+            self._itl_run_values.append(gaps_s)
+            self._itl_run_weights.append(tokens)
 
     def timeline(self) -> dict[str, np.ndarray]:
         """One row per step, ordered by start time (then replica)."""
@@ -76,10 +83,11 @@ class Metrics:
         return cumulative_new_blocks(seqs[run], copies[run], cdf, run, step, block_size)
 
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self._itl_values:
+        if not self._itl_values and not self._itl_run_values:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
-        values = np.concatenate(self._itl_values)
-        weights = np.repeat(np.asarray(self._itl_weights, dtype=np.int64), [len(v) for v in self._itl_values])
+        lengths = [len(v) for v in self._itl_run_values]
+        values = np.concatenate(self._itl_values + self._itl_run_values)
+        weights = np.concatenate(self._itl_weights + [np.repeat(np.asarray(self._itl_run_weights, dtype=np.int64), lengths)])
         return values, weights
 
 
