@@ -36,13 +36,15 @@ class Rows:
                 self._data[f] = grown
 
     def add_request(self, request_id: int, seqs: int, context_tokens: int, remaining_tokens: int,
-                    blocks: np.ndarray, copy_on_write: np.ndarray, now_s: float) -> None:
-        """Append the `seqs` sequences of a request that just got its context into the cache."""
+                    first_blocks: int, other_blocks: int, others_copy_on_write: bool, now_s: float) -> None:
+        """Append the `seqs` sequences of a request that just got its context into the cache: the first holds
+        `first_blocks` of its own, the others `other_blocks` and maybe a pending copy-on-write."""
         self._reserve(seqs)
         at = slice(self._n, self._n + seqs)
         d = self._data
         d["request"][at], d["context_tokens"][at], d["remaining_tokens"][at] = request_id, context_tokens, remaining_tokens
-        d["blocks"][at], d["copy_on_write"][at] = blocks, copy_on_write
+        d["blocks"][at], d["copy_on_write"][at] = other_blocks, others_copy_on_write
+        d["blocks"][self._n], d["copy_on_write"][self._n] = first_blocks, False
         d["last_token_s"][at], d["max_itl_s"][at] = now_s, 0.0
         self._n += seqs
         self._scan = None

@@ -74,13 +74,13 @@ class KVCacheManager:
         n = req.num_seqs
         if self.paged:
             partial = context_tokens % self.block_size != 0
-            blocks = np.zeros(n, dtype=np.int64)
-            blocks[0] = partial
-            copy_on_write = np.arange(n) > 0 if partial else np.zeros(n, dtype=bool)
+            first_blocks, other_blocks, others_copy = int(partial), 0, partial
         else:
-            blocks, copy_on_write = np.full(n, self.reserve_blocks), np.zeros(n, dtype=bool)
-        req.shared_blocks -= int(blocks.sum())
-        rows.add_request(req.id, n, context_tokens, req.remaining_tokens, blocks, copy_on_write, now_s)
+            first_blocks = other_blocks = self.reserve_blocks
+            others_copy = False
+        req.shared_blocks -= first_blocks + (n - 1) * other_blocks
+        rows.add_request(req.id, n, context_tokens, req.remaining_tokens, first_blocks, other_blocks, others_copy,
+                         now_s)
 
     def release(self, req: Request, row_blocks: int) -> None:
         self.pool.give(req.shared_blocks + row_blocks)

@@ -8,7 +8,8 @@ from infersim.sim.blocks import BlockGrowth, BlockPool
 def rows_of(contexts, copy_on_write):
     rows = Rows(2)
     for i, (c, cow) in enumerate(zip(contexts, copy_on_write)):
-        rows.add_request(i, 1, c, 100, np.zeros(1, dtype=np.int64), np.array([cow]), 0.0)
+        rows.add_request(i, 1, c, 100, 0, 0, False, 0.0)
+        rows.copy_on_write[-1] = cow
     return rows
 
 
