@@ -99,7 +99,7 @@ def test_infersim_run_writes_the_summary_the_requests_and_the_timeline(tmp_path)
     scenario = write(tmp_path, BASE)
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(scenario), "--out", str(out)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     for key in ("ttft_s", "tpot_s", "e2e_s"):
@@ -118,6 +118,7 @@ def test_infersim_run_writes_the_summary_the_requests_and_the_timeline(tmp_path)
 
 def test_infersim_run_reports_a_bad_file_in_one_line(tmp_path):
     scenario = write(tmp_path, BASE.replace("rate_per_s: 5", "rate_per_s: -3"))
-    proc = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(scenario)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(scenario)], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == "infersim: error: workload.arrival.rate_per_s: must be > 0, got -3\n"
