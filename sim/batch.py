@@ -1,25 +1,26 @@
-"""The sequences a replica is decoding, as parallel NumPy arrays (one row per sequence), so that a run of
-decode steps updates every sequence with a few array operations instead of a Python loop. The arrays keep
-spare capacity: adding a request's sequences writes into it, dropping rows compacts in place."""
+"""The sequences a replica is decoding, as columns of two NumPy tables (one column per sequence), so that a
+run of decode steps updates every sequence in one compiled pass instead of a Python loop. The tables keep
+spare capacity: adding a request's sequences writes into it, dropping sequences compacts in place."""
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-_FIELDS = {
-    "request": np.int64,  # request id
-    "context_tokens": np.int64,  # tokens whose K/V is cached; the next step writes position context_tokens
-    "remaining_tokens": np.int64,  # tokens still to generate
-    "blocks": np.int64,  # KV blocks this sequence holds on its own (shared prompt blocks are the request's)
-    "copy_on_write": bool,  # still shares its request's partly filled last prompt block
-    "last_token_s": np.float64,
-    "max_itl_s": np.float64,  # longest gap between two of this sequence's tokens so far
-}
+_INTS = ("request",  # request id
+         "context_tokens",  # tokens whose K/V is cached; the next step writes position context_tokens
+         "remaining_tokens",  # tokens still to generate
+         "blocks",  # KV blocks this sequence holds on its own (shared prompt blocks are the request's)
+         "copy_on_write")  # 1 while it shares its request's partly filled last prompt block
+_FLOATS = ("last_token_s",
+           "max_itl_s")  # longest gap between two of this sequence's tokens so far
+REQUEST, CONTEXT, REMAINING, BLOCKS, COPY = range(len(_INTS))
+LAST, MAX_ITL = range(len(_FLOATS))
 
 
 class Rows:
     def __init__(self, capacity: int = 64):
-        self._data = {f: np.zeros(capacity, dtype=t) for f, t in _FIELDS.items()}
+        self._ints = np.zeros((len(_INTS), capacity), dtype=np.int64)
+        self._floats = np.zeros((len(_FLOATS), capacity))
         self._n = 0
         self._scan: tuple | None = None  # `scan`'s result until the rows change
 
@@ -27,51 +28,59 @@ class Rows:
         return self._n
 
     def _reserve(self, extra: int) -> None:
-        capacity = len(self._data["request"])
+        capacity = self._ints.shape[1]
         if self._n + extra > capacity:
             size = max(2 * capacity, self._n + extra)
-            for f, values in self._data.items():
-                grown = np.zeros(size, dtype=values.dtype)
-                grown[:self._n] = values[:self._n]
-                self._data[f] = grown
+            for name in ("_ints", "_floats"):
+                old = getattr(self, name)
+                grown = np.zeros((old.shape[0], size), dtype=old.dtype)
+                grown[:, :self._n] = old[:, :self._n]
+                setattr(self, name, grown)
 
     def add_request(self, request_id: int, seqs: int, context_tokens: int, remaining_tokens: int,
                     first_blocks: int, other_blocks: int, others_copy_on_write: bool, now_s: float) -> None:
         """Append the `seqs` sequences of a request that just got its context into the cache: the first holds
         `first_blocks` of its own, the others `other_blocks` and maybe a pending copy-on-write."""
         self._reserve(seqs)
-        at = slice(self._n, self._n + seqs)
-        d = self._data
-        d["request"][at], d["context_tokens"][at], d["remaining_tokens"][at] = request_id, context_tokens, remaining_tokens
-        d["blocks"][at], d["copy_on_write"][at] = other_blocks, others_copy_on_write
-        d["blocks"][self._n], d["copy_on_write"][self._n] = first_blocks, False
-        d["last_token_s"][at], d["max_itl_s"][at] = now_s, 0.0
+        n = self._n
+        ints = self._ints[:, n:n + seqs]
+        ints[REQUEST], ints[CONTEXT], ints[REMAINING] = request_id, context_tokens, remaining_tokens
+        ints[BLOCKS], ints[COPY] = other_blocks, others_copy_on_write
+        ints[BLOCKS, 0], ints[COPY, 0] = first_blocks, 0
+        self._floats[LAST, n:n + seqs], self._floats[MAX_ITL, n:n + seqs] = now_s, 0.0
         self._n += seqs
         self._scan = None
 
     def extend(self, other: "Rows") -> None:
         self._reserve(len(other))
-        for f, values in self._data.items():
-            values[self._n:self._n + len(other)] = other._data[f][:len(other)]
+        self._ints[:, self._n:self._n + len(other)] = other._ints[:, :len(other)]
+        self._floats[:, self._n:self._n + len(other)] = other._floats[:, :len(other)]
         self._n += len(other)
         self._scan = None
 
     def pop(self, mask: np.ndarray) -> "Rows":
         """Remove the rows where `mask` is true (keeping the others in order) and return them."""
         out = Rows.__new__(Rows)
-        live = [values[:self._n] for values in self._data.values()]
-        out._data, out._scan = {f: values[mask] for f, values in zip(self._data, live)}, None
-        out._n = len(out._data["request"])
-        self._n = _compact(mask, *live)
+        out._ints, out._floats = self._ints[:, :self._n][:, mask], self._floats[:, :self._n][:, mask]
+        out._n, out._scan = out._ints.shape[1], None
+        self._n = _compact(mask, self._ints, self._floats)
         self._scan = None
         return out
+
+    def pop_finished(self) -> tuple[list, list, list]:
+        """Remove the sequences with no tokens left; returns, per request they belonged to (its sequences are
+        adjacent), its id, the blocks they held and their longest inter-token gap."""
+        requests, blocks, max_itl_s, self._n = _pop_finished(self._ints, self._floats, self._n)
+        if len(requests):
+            self._scan = None
+        return requests.tolist(), blocks.tolist(), max_itl_s.tolist()
 
     def scan(self, block_size: int) -> tuple:
         """(fewest remaining tokens, context sum, longest context, running sum of the histogram of first
         block-boundary steps r_i = (-c_i) mod block_size, pending copies-on-write): what a decode run needs
         to know before it starts (see `blocks.BlockGrowth`)."""
         if self._scan is None or len(self._scan[3]) != block_size:
-            self._scan = _scan(self.context_tokens, self.remaining_tokens, self.copy_on_write, block_size)
+            self._scan = _scan(self._ints, self._n, block_size)
         return self._scan
 
     def advance(self, steps: int, block_size: int, first_end_s: float, last_end_s: float,
@@ -80,54 +89,86 @@ class Rows:
         others `later_gap_s` apart at most. Adds the blocks the rows opened (block_size 0: none, contiguous)
         and returns how many, with the gaps before the rows' first new tokens as distinct values and how
         many rows had each (rows that decoded together share their previous token's time)."""
-        d = self._data
-        n = self._n
-        new_blocks, gaps, counts = _advance(
-            d["context_tokens"][:n], d["remaining_tokens"][:n], d["blocks"][:n], d["copy_on_write"][:n],
-            d["last_token_s"][:n], d["max_itl_s"][:n], steps, block_size, first_end_s, last_end_s, later_gap_s)
         self._scan = None
-        return new_blocks, gaps, counts
+        return _advance(self._ints, self._floats, self._n, steps, block_size, first_end_s, last_end_s,
+                        later_gap_s)
+
+
+def _column(table: str, index: int) -> property:
+    """A field of the live rows, as a view: writing to it (or assigning it) writes the rows."""
+    def get(self) -> np.ndarray:
+        return getattr(self, table)[index, :self._n]
+
+    def set(self, values) -> None:
+        getattr(self, table)[index, :self._n] = values
+    return property(get, set)
+
+
+for _i, _name in enumerate(_INTS):
+    setattr(Rows, _name, _column("_ints", _i))
+for _i, _name in enumerate(_FLOATS):
+    setattr(Rows, _name, _column("_floats", _i))
 
 
 @njit(cache=True)
-def _compact(remove, a, b, c, d, e, f, g):
-    """Move the rows not in `remove` to the front of every column, in order; returns how many."""
+def _compact(remove, ints, floats):
+    """Move the rows not in `remove` to the front of both tables, in order; returns how many."""
     kept = 0
     for i in range(len(remove)):
         if not remove[i]:
-            a[kept], b[kept], c[kept], d[kept], e[kept], f[kept], g[kept] = a[i], b[i], c[i], d[i], e[i], f[i], g[i]
+            ints[:, kept] = ints[:, i]
+            floats[:, kept] = floats[:, i]
             kept += 1
     return kept
 
 
 @njit(cache=True)
-def _scan(context, remaining, copy_on_write, block_size):
+def _pop_finished(ints, floats, n):
+    requests = np.empty(n, dtype=np.int64)
+    blocks = np.zeros(n, dtype=np.int64)
+    max_itl_s = np.zeros(n)
+    found, kept = 0, 0
+    for i in range(n):
+        if ints[REMAINING, i] == 0:
+            if found == 0 or requests[found - 1] != ints[REQUEST, i]:
+                requests[found] = ints[REQUEST, i]
+                found += 1
+            blocks[found - 1] += ints[BLOCKS, i]
+            max_itl_s[found - 1] = max(max_itl_s[found - 1], floats[MAX_ITL, i])
+        else:
+            ints[:, kept] = ints[:, i]
+            floats[:, kept] = floats[:, i]
+            kept += 1
+    return requests[:found], blocks[:found], max_itl_s[:found], kept
+
+
+@njit(cache=True)
+def _scan(ints, n, block_size):
     crossings = np.zeros(block_size, dtype=np.int64)
     fewest, total, longest, copies = 1 << 62, 0, 0, 0
-    for i in range(len(context)):
-        c = context[i]
+    for i in range(n):
+        c = ints[CONTEXT, i]
         total += c
         longest = max(longest, c)
-        fewest = min(fewest, remaining[i])
-        copies += copy_on_write[i]
+        fewest = min(fewest, ints[REMAINING, i])
+        copies += ints[COPY, i]
         crossings[(block_size - c % block_size) % block_size] += 1
     return fewest, total, longest, np.cumsum(crossings), copies
 
 
 @njit(cache=True)
-def _advance(context, remaining, blocks, copy_on_write, last_token_s, max_itl_s, steps, block_size, first_end_s,
-             last_end_s, later_gap_s):
+def _advance(ints, floats, n, steps, block_size, first_end_s, last_end_s, later_gap_s):
     added = 0
-    gaps = np.empty(len(context))
-    counts = np.zeros(len(context), dtype=np.int64)
+    gaps = np.empty(n)
+    counts = np.zeros(n, dtype=np.int64)
     distinct = 0
-    for i in range(len(context)):
+    for i in range(n):
         if block_size:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
-            first = (block_size - context[i] % block_size) % block_size
-            grown = (steps - 1 + block_size - first) // block_size + copy_on_write[i]
-            blocks[i] += grown
+            first = (block_size - ints[CONTEXT, i] % block_size) % block_size
+            grown = (steps - 1 + block_size - first) // block_size + ints[COPY, i]
+            ints[BLOCKS, i] += grown
             added += grown
-        gap = first_end_s - last_token_s[i]
+        gap = first_end_s - floats[LAST, i]
         j = 0
         while j < distinct and gaps[j] != gap:
             j += 1
@@ -135,23 +176,9 @@ def _advance(context, remaining, blocks, copy_on_write, last_token_s, max_itl_s,
             gaps[j] = gap
             distinct += 1
         counts[j] += 1
-        max_itl_s[i] = max(max_itl_s[i], gap, later_gap_s)
-        context[i] += steps
-        remaining[i] -= steps
-        copy_on_write[i] = False
-        last_token_s[i] = last_end_s
+        floats[MAX_ITL, i] = max(floats[MAX_ITL, i], gap, later_gap_s)
+        ints[CONTEXT, i] += steps
+        ints[REMAINING, i] -= steps
+        ints[COPY, i] = 0
+        floats[LAST, i] = last_end_s
     return added, gaps[:distinct], counts[:distinct]
-
-
-def _column(name: str) -> property:
-    """A field of the live rows, as a view: writing to it (or assigning it) writes the rows."""
-    def get(self) -> np.ndarray:
-        return self._data[name][:self._n]
-
-    def set(self, values) -> None:
-        self._data[name][:self._n] = values
-    return property(get, set)
-
-
-for _name in _FIELDS:
-    setattr(Rows, _name, _column(_name))

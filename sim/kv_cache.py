@@ -29,6 +29,7 @@ class KVCacheManager:
         self.prefix_caching = prefix_caching
         self.watermark_blocks = watermark_blocks
         self.reserve_blocks = math.ceil(max_model_len / block_size_tokens)
+        self._growth: tuple | None = None  # (the rows' scan it came from, BlockGrowth)
 
     def peak_blocks(self, req: Request) -> int:
         """Blocks the request holds at its longest, alone in the cache."""
@@ -94,7 +95,9 @@ class KVCacheManager:
         if not self.paged:
             return None
         scan = rows.scan(self.block_size)
-        return BlockGrowth(scan[3], len(rows), scan[4])
+        if self._growth is None or self._growth[0] is not scan:
+            self._growth = (scan, BlockGrowth(scan[3], len(rows), scan[4]))
+        return self._growth[1]
 
     def next_step_blocks(self, rows: Rows) -> int:
         """New blocks the next decode step of `rows` needs."""

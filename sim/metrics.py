@@ -2,6 +2,8 @@
 object per token), and the summary statistics computed from them and from the requests."""
 from __future__ import annotations
 
+from operator import attrgetter
+
 import numpy as np
 
 from .blocks import cumulative_new_blocks
@@ -15,8 +17,10 @@ TIMELINE_COLUMNS = ("start_s", "duration_s", "replica", "batch_seqs", "prefill_t
 class Metrics:
     def __init__(self):
         self._steps: list[tuple] = []  # one step: a row of TIMELINE_COLUMNS
-        self._runs: list[tuple] = []  # a run of decode steps: the same columns as arrays or scalars
-        self._growth: list = []
+        self._run_starts: list[np.ndarray] = []  # runs of decode steps: per-step start times and durations,
+        self._run_durations: list[np.ndarray] = []
+        self._runs: list[tuple] = []  # (replica, batch_seqs, kv_blocks_before, queue_len, seqs, copies)
+        self._run_crossings: list[np.ndarray] = []  # and how their blocks grow (see blocks.BlockGrowth)
         self._itl_values: list[np.ndarray] = []
         self._itl_weights: list[np.ndarray] = []
         self._itl_run_values: list[np.ndarray] = []  # gaps that all stand for the same number of tokens
@@ -33,54 +37,51 @@ class Metrics:
             growth, queue_len: int) -> None:
         """A run of decode steps; the blocks in use after each step follow from `growth` (a BlockGrowth, or
         None when they do not grow) and are counted for all runs at once in `timeline`."""
-        self._runs.append((start_s, duration_s, replica, seqs, 0, seqs, kv_blocks_before, queue_len))
-        self._growth.append(None if growth is None else (growth.crossings_cdf, growth.seqs, growth.copies))
-
-    def inter_token_gaps(self, gaps_s: np.ndarray, tokens) -> None:
-        """`tokens` (one count for all, or one per gap) each came `gaps_s` after their sequence's previous
-        token."""
-        if np.ndim(tokens):
-            self._itl_values.append(gaps_s)
-            self._itl_weights.append(tokens)
+        self._run_starts.append(start_s)
+        self._run_durations.append(duration_s)
+        if growth is None:
+            self._runs.append((replica, seqs, kv_blocks_before, queue_len, 0, 0))
         else:
-            self._itl_run_values.append(gaps_s)
-            self._itl_run_weights.append(tokens)
+            self._runs.append((replica, seqs, kv_blocks_before, queue_len, growth.seqs, growth.copies))
+            self._run_crossings.append(growth.crossings_cdf)
+
+    def inter_token_gaps(self, gaps_s: np.ndarray, tokens: np.ndarray) -> None:
+        """tokens[i] tokens each came gaps_s[i] after their sequence's previous token."""
+        self._itl_values.append(gaps_s)
+        self._itl_weights.append(tokens)
+
+    def step_gaps(self, gaps_s: np.ndarray, tokens: int) -> None:
+        """`tokens` tokens came after each of the gaps (every sequence of a batch, at each step)."""
+        self._itl_run_values.append(gaps_s)
+        self._itl_run_weights.append(tokens)
 
     def timeline(self) -> dict[str, np.ndarray]:
         """One row per step, ordered by start time (then replica)."""
-        runs = list(zip(*self._runs)) if self._runs else [()] * len(TIMELINE_COLUMNS)
-        lengths = np.array([len(x) for x in runs[0]], dtype=np.int64)
-        steps = list(zip(*self._steps)) if self._steps else [()] * len(TIMELINE_COLUMNS)
-        out = {}
-        for c, single, run in zip(TIMELINE_COLUMNS, steps, runs):
-            if run and np.ndim(run[0]):  # per-step arrays
-                from_runs = np.concatenate(run)
-            else:
-                from_runs = np.repeat(np.asarray(run, dtype=np.float64), lengths)
-            out[c] = np.concatenate((np.asarray(single, dtype=np.float64), from_runs))
-        used = out["kv_blocks_used"]
-        used[len(steps[0]):] += self._run_growth(lengths)
+        steps = np.array(self._steps, dtype=np.float64).reshape(-1, len(TIMELINE_COLUMNS))
+        runs = np.array(self._runs, dtype=np.int64).reshape(-1, 6)
+        lengths = np.array([len(x) for x in self._run_starts], dtype=np.int64)
+        run_of_step = np.repeat(np.arange(len(lengths)), lengths)
+        from_runs = {
+            "start_s": np.concatenate(self._run_starts) if self._run_starts else np.zeros(0),
+            "duration_s": np.concatenate(self._run_durations) if self._run_durations else np.zeros(0),
+            "replica": runs[run_of_step, 0], "batch_seqs": runs[run_of_step, 1],
+            "prefill_tokens": np.zeros(len(run_of_step)), "decode_tokens": runs[run_of_step, 1],
+            "kv_blocks_used": runs[run_of_step, 2] + self._run_growth(runs, lengths, run_of_step),
+            "queue_len": runs[run_of_step, 3]}
+        out = {c: np.concatenate((steps[:, i], from_runs[c])) for i, c in enumerate(TIMELINE_COLUMNS)}
         for c in TIMELINE_COLUMNS[2:]:
             out[c] = out[c].astype(np.int64)
         order = np.lexsort((out["replica"], out["start_s"]))
         return {c: v[order] for c, v in out.items()}
 
-    def _run_growth(self, lengths: np.ndarray) -> np.ndarray:
+    def _run_growth(self, runs: np.ndarray, lengths: np.ndarray, run_of_step: np.ndarray) -> np.ndarray:
         """Blocks each run had added by the end of each of its steps, for all runs at once."""
-        grown = [(i, g) for i, g in enumerate(self._growth) if g is not None]
-        added = np.zeros(int(lengths.sum()))
-        if not grown:
-            return added
-        block_size = len(grown[0][1][0])
-        idx = np.array([i for i, _ in grown])
-        cdf = np.zeros((len(self._growth), block_size), dtype=np.int64)
-        cdf[idx] = np.stack([g[0] for _, g in grown])
-        seqs, copies = np.zeros(len(self._growth)), np.zeros(len(self._growth))
-        seqs[idx] = [g[1] for _, g in grown]
-        copies[idx] = [g[2] for _, g in grown]
-        run = np.repeat(np.arange(len(lengths)), lengths)
-        step = np.arange(len(run)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return cumulative_new_blocks(seqs[run], copies[run], cdf, run, step, block_size)
+        if not self._run_crossings:
+            return np.zeros(len(run_of_step), dtype=np.int64)
+        cdf = np.stack(self._run_crossings)  # every run of a simulation has the same block size
+        step = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return cumulative_new_blocks(runs[run_of_step, 4], runs[run_of_step, 5], cdf, run_of_step, step,
+                                     cdf.shape[1])
 
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._itl_values and not self._itl_run_values:
@@ -115,7 +116,8 @@ def request_table(requests: list[Request]) -> dict[str, np.ndarray]:
     """One row per request: what it asked for and when each stage happened."""
     cols = ("id", "replica", "arrival_s", "prompt_tokens", "output_tokens", "num_seqs", "state",
             "first_scheduled_s", "first_token_s", "completion_s", "preemptions", "max_itl_s", "reject_reason")
-    table = {c: np.array([getattr(r, c) for r in requests]) for c in cols}
+    values = list(zip(*map(attrgetter(*cols), requests))) or [()] * len(cols)
+    table = {c: np.array(v) for c, v in zip(cols, values)}
     table["queueing_s"] = table["first_scheduled_s"] - table["arrival_s"]
     table["ttft_s"] = table["first_token_s"] - table["arrival_s"]
     table["e2e_s"] = table["completion_s"] - table["arrival_s"]

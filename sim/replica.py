@@ -102,6 +102,8 @@ class Replica:
         """Admit waiting requests in priority/arrival order while sequences, tokens and blocks allow
         (stopping at the first that does not fit, as vLLM's FCFS queue does). Returns (request, tokens)
         prefill work for this step; a prefilled request handed to a decode replica joins the batch directly."""
+        if not self.waiting:
+            return []
         work, seqs = [], self.seqs_in_flight()
         while self.waiting and token_budget > 0:
             req = self.waiting[0][3]
@@ -219,7 +221,8 @@ class Replica:
             self.decoding.remaining_tokens[:] = self.decoding.remaining_tokens.max()
         self.metrics.step(start, latency_s, self.index, len(rows) + len(step.prefills), sum(new) - len(rows),
                           len(rows), self.kv.pool.used_blocks, queue)
-        self._complete_finished(end)
+        if len(rows):
+            self._complete_finished(end)
 
     def _decode_run(self):
         """Decode steps of a fixed batch up to the first completion or block shortage, in one jump."""
@@ -259,12 +262,12 @@ class Replica:
         self.kv.pool.take(new_blocks)
         self.metrics.inter_token_gaps(first_gaps, rows_per_gap)
         if steps > 1:
-            self.metrics.inter_token_gaps(latency_s[1:], len(rows))
+            self.metrics.step_gaps(latency_s[1:], len(rows))
 
     def _finish_prefill(self, req: Request, now_s: float) -> None:
         """The last prompt chunk is in the cache: sample a token for each sequence."""
         if req.generated_tokens:  # a recomputation after preemption: the gap since the last token
-            self.metrics.inter_token_gaps(np.array([now_s - req.last_token_s]), req.num_seqs)
+            self.metrics.step_gaps(np.array([now_s - req.last_token_s]), req.num_seqs)
         req.emit_token(now_s)
         if req.remaining_tokens == 0:
             self._complete(req, now_s, 0)
@@ -277,20 +280,11 @@ class Replica:
             self.kv.add_rows(self.decoding, req, req.prefill_tokens, now_s)
 
     def _complete_finished(self, now_s: float) -> None:
-        finished = self.decoding.remaining_tokens == 0
-        if not finished.any():
-            return
-        done = self.decoding.pop(finished)
-        blocks: dict[int, list] = {}
-        for rid, b, itl in zip(done.request.tolist(), done.blocks.tolist(), done.max_itl_s.tolist()):
-            entry = blocks.setdefault(rid, [0, 0.0])
-            entry[0] += b
-            entry[1] = max(entry[1], itl)
-        for rid, (b, itl) in blocks.items():
+        for rid, blocks, max_itl_s in zip(*self.decoding.pop_finished()):
             req = self._requests[rid]
-            req.max_itl_s = max(req.max_itl_s, itl)
+            req.max_itl_s = max(req.max_itl_s, max_itl_s)
             req.last_token_s = now_s
-            self._complete(req, now_s, b)
+            self._complete(req, now_s, blocks)
 
     def _complete(self, req: Request, now_s: float, row_blocks: int) -> None:
         req.state, req.completion_s, req.generated_tokens = DONE, now_s, req.output_tokens
