@@ -17,7 +17,7 @@ TIMELINE_COLUMNS = ("start_s", "duration_s", "replica", "batch_seqs", "prefill_t
 class Metrics:
     def __init__(self):
         self._steps: list[tuple] = []  # one step: a row of TIMELINE_COLUMNS
-        self._run_starts: list[np.ndarray] = []  # runs of decode steps: per-step start times and durations,
+        self._run_ends: list[np.ndarray] = []  # runs of decode steps: per-step end times and durations,
         self._run_durations: list[np.ndarray] = []
         self._runs: list[tuple] = []  # (replica, batch_seqs, kv_blocks_before, queue_len, seqs, copies)
         self._run_crossings: list[np.ndarray] = []  # and how their blocks grow (see blocks.BlockGrowth)
@@ -33,11 +33,11 @@ class Metrics:
     def step(self, *row) -> None:
         self._steps.append(row)
 
-    def run(self, start_s: np.ndarray, duration_s: np.ndarray, replica: int, seqs: int, kv_blocks_before: int,
+    def run(self, end_s: np.ndarray, duration_s: np.ndarray, replica: int, seqs: int, kv_blocks_before: int,
             growth, queue_len: int) -> None:
         """A run of decode steps; the blocks in use after each step follow from `growth` (a BlockGrowth, or
         None when they do not grow) and are counted for all runs at once in `timeline`."""
-        self._run_starts.append(start_s)
+        self._run_ends.append(end_s)
         self._run_durations.append(duration_s)
         if growth is None:
             self._runs.append((replica, seqs, kv_blocks_before, queue_len, 0, 0))
@@ -59,15 +59,15 @@ class Metrics:
         """One row per step, ordered by start time (then replica)."""
         steps = np.array(self._steps, dtype=np.float64).reshape(-1, len(TIMELINE_COLUMNS))
         runs = np.array(self._runs, dtype=np.int64).reshape(-1, 6)
-        lengths = np.array([len(x) for x in self._run_starts], dtype=np.int64)
+        lengths = np.array([len(x) for x in self._run_ends], dtype=np.int64)
         run_of_step = np.repeat(np.arange(len(lengths)), lengths)
         from_runs = {
-            "start_s": np.concatenate(self._run_starts) if self._run_starts else np.zeros(0),
             "duration_s": np.concatenate(self._run_durations) if self._run_durations else np.zeros(0),
             "replica": runs[run_of_step, 0], "batch_seqs": runs[run_of_step, 1],
             "prefill_tokens": np.zeros(len(run_of_step)), "decode_tokens": runs[run_of_step, 1],
             "kv_blocks_used": runs[run_of_step, 2] + self._run_growth(runs, lengths, run_of_step),
             "queue_len": runs[run_of_step, 3]}
+        from_runs["start_s"] = (np.concatenate(self._run_ends) if self._run_ends else np.zeros(0)) - from_runs["duration_s"]
         out = {c: np.concatenate((steps[:, i], from_runs[c])) for i, c in enumerate(TIMELINE_COLUMNS)}
         for c in TIMELINE_COLUMNS[2:]:
             out[c] = out[c].astype(np.int64)
@@ -78,10 +78,12 @@ class Metrics:
         """Blocks each run had added by the end of each of its steps, for all runs at once."""
         if not self._run_crossings:
             return np.zeros(len(run_of_step), dtype=np.int64)
-        cdf = np.stack(self._run_crossings)  # every run of a simulation has the same block size
+        assert len(self._run_crossings) == len(self._runs)  # one allocator, one block size per simulation
+        block_size = len(self._run_crossings[0])
+        cdf = np.concatenate(self._run_crossings).reshape(-1, block_size)
         step = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         return cumulative_new_blocks(runs[run_of_step, 4], runs[run_of_step, 5], cdf, run_of_step, step,
-                                     cdf.shape[1])
+                                     block_size)
 
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._itl_values and not self._itl_run_values:

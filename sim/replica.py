@@ -139,6 +139,8 @@ class Replica:
         """Preempt the most recently admitted decoding requests until the next decode step's new blocks
         fit (vLLM's policy); returns the seconds of swap traffic this caused."""
         swap_s = 0.0
+        if self.kv.pool.available_blocks >= 2 * len(self.decoding):
+            return swap_s  # a step opens at most one block per sequence, plus one copy-on-write
         while len(self.decoding) and self.decode_step_blocks() > self.kv.pool.available_blocks:
             swap_s += self._preempt(int(self.decoding.request[-1]), mode)
         return swap_s
@@ -248,9 +250,10 @@ class Replica:
         flops, nbytes = self.timer.decode_totals(batch, context_sum, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
-        self._advance(rows, steps, ends[:steps], latency_s[:steps])
-        self.metrics.run(ends[:steps] - latency_s[:steps], latency_s[:steps], self.index, batch, used, growth,
-                         queue)
+        if steps < len(ends):
+            ends, latency_s = ends[:steps], latency_s[:steps]
+        self._advance(rows, steps, ends, latency_s)
+        self.metrics.run(ends, latency_s, self.index, batch, used, growth, queue)
         if steps == to_finish:
             self._complete_finished(ends[steps - 1])
 
