@@ -147,7 +147,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
             progress(i / 100)
     env.run()
     gpus = cfg.options.parallel.gpus
-    summary = summarize(requests, metrics, blocks, len(replicas), cfg.ttft_slo_s, cfg.tpot_slo_s,
+    summary = summarize(requests, metrics, blocks, cfg.block_size_tokens, len(replicas), cfg.ttft_slo_s, cfg.tpot_slo_s,
                         cfg.hardware.peak(cfg.options.quant.gemm_dtype()) * cfg.options.parallel.pipeline_parallel,
                         cfg.hardware.memory_bandwidth_bytes_per_s * cfg.options.parallel.pipeline_parallel)
     summary["gpus"] = gpus * len(replicas)

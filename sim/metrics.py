@@ -9,9 +9,10 @@ import numpy as np
 from .blocks import cumulative_new_blocks
 from .request import DONE, REJECTED, Request
 
-# queue_len: requests waiting when the step started; kv_blocks_used: blocks in use when it ended
+# queue_len: requests waiting when the step started; kv_blocks_used: blocks in use when it ended;
+# kv_tokens: tokens whose K/V those blocks hold (a prompt shared by n sequences counts n times)
 TIMELINE_COLUMNS = ("start_s", "duration_s", "replica", "batch_seqs", "prefill_tokens", "decode_tokens",
-                    "kv_blocks_used", "queue_len")
+                    "kv_blocks_used", "queue_len", "kv_tokens")
 
 
 class Metrics:
@@ -19,7 +20,7 @@ class Metrics:
         self._steps: list[tuple] = []  # one step: a row of TIMELINE_COLUMNS
         self._run_ends: list[np.ndarray] = []  # runs of decode steps: per-step end times and durations,
         self._run_durations: list[np.ndarray] = []
-        self._runs: list[tuple] = []  # (replica, batch_seqs, kv_blocks_before, queue_len, seqs, copies)
+        self._runs: list[tuple] = []  # (replica, batch_seqs, kv_blocks_before, queue_len, seqs, copies, kv_tokens)
         self._run_crossings: list[np.ndarray] = []  # and how their blocks grow (see blocks.BlockGrowth)
         self._itl_values: list[np.ndarray] = []
         self._itl_weights: list[np.ndarray] = []
@@ -34,15 +35,16 @@ class Metrics:
         self._steps.append(row)
 
     def run(self, end_s: np.ndarray, duration_s: np.ndarray, replica: int, seqs: int, kv_blocks_before: int,
-            growth, queue_len: int) -> None:
+            growth, queue_len: int, kv_tokens_before: int) -> None:
         """A run of decode steps; the blocks in use after each step follow from `growth` (a BlockGrowth, or
-        None when they do not grow) and are counted for all runs at once in `timeline`."""
+        None when they do not grow) and are counted for all runs at once in `timeline`; each step caches
+        one more token per sequence."""
         self._run_ends.append(end_s)
         self._run_durations.append(duration_s)
         if growth is None:
-            self._runs.append((replica, seqs, kv_blocks_before, queue_len, 0, 0))
+            self._runs.append((replica, seqs, kv_blocks_before, queue_len, 0, 0, kv_tokens_before))
         else:
-            self._runs.append((replica, seqs, kv_blocks_before, queue_len, growth.seqs, growth.copies))
+            self._runs.append((replica, seqs, kv_blocks_before, queue_len, growth.seqs, growth.copies, kv_tokens_before))
             self._run_crossings.append(growth.crossings_cdf)
 
     def inter_token_gaps(self, gaps_s: np.ndarray, tokens: np.ndarray) -> None:
@@ -58,7 +60,7 @@ class Metrics:
     def timeline(self) -> dict[str, np.ndarray]:
         """One row per step, ordered by start time (then replica)."""
         steps = np.array(self._steps, dtype=np.float64).reshape(-1, len(TIMELINE_COLUMNS))
-        runs = np.array(self._runs, dtype=np.int64).reshape(-1, 6)
+        runs = np.array(self._runs, dtype=np.int64).reshape(-1, 7)
         lengths = np.array([len(x) for x in self._run_ends], dtype=np.int64)
         run_of_step = np.repeat(np.arange(len(lengths)), lengths)
         from_runs = {
@@ -67,6 +69,8 @@ class Metrics:
             "prefill_tokens": np.zeros(len(run_of_step)), "decode_tokens": runs[run_of_step, 1],
             "kv_blocks_used": runs[run_of_step, 2] + self._run_growth(runs, lengths, run_of_step),
             "queue_len": runs[run_of_step, 3]}
+        step_in_run = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        from_runs["kv_tokens"] = runs[run_of_step, 6] + runs[run_of_step, 1] * (step_in_run + 1)
         from_runs["start_s"] = (np.concatenate(self._run_ends) if self._run_ends else np.zeros(0)) - from_runs["duration_s"]
         out = {c: np.concatenate((steps[:, i], from_runs[c])) for i, c in enumerate(TIMELINE_COLUMNS)}
         for c in TIMELINE_COLUMNS[2:]:
@@ -129,10 +133,12 @@ def request_table(requests: list[Request]) -> dict[str, np.ndarray]:
     return table
 
 
-def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, replicas: int,
+def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, block_size: int, replicas: int,
               ttft_slo_s: float | None, tpot_slo_s: float | None, peak_flops_per_s: float,
               bandwidth_bytes_per_s: float) -> dict:
-    """The aggregate figures of summary.json (see README, "Running a scenario")."""
+    """The aggregate figures of summary.json (see README, "What comes out"). KV fragmentation is the
+    time-weighted share of the slots of blocks in use that hold no token (the rest of each sequence's last
+    block when paged, the unused part of each reservation when contiguous)."""
     t = request_table(requests)
     done = t["state"] == DONE
     start = float(t["arrival_s"].min()) if len(t["arrival_s"]) else 0.0
@@ -147,6 +153,9 @@ def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, repl
     busy = tl["duration_s"]
     per_replica_time = elapsed * replicas
     kv_util = float(np.sum(busy * tl["kv_blocks_used"]) / (total_blocks * per_replica_time)) if len(busy) else 0.0
+    slots = tl["kv_blocks_used"] * block_size
+    held = np.minimum(tl["kv_tokens"], slots)
+    frag = float(np.sum(busy * (slots - held)) / np.sum(busy * slots)) if np.sum(busy * slots) else 0.0
     gaps, weights = metrics.itl_gaps()
     output_tokens = float(np.sum(t["output_tokens"][done] * t["num_seqs"][done]))
     return {
@@ -164,6 +173,7 @@ def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, repl
         "preemptions": metrics.preemptions,
         "kv_utilization_mean": kv_util,
         "kv_utilization_peak": float(tl["kv_blocks_used"].max() / total_blocks) if len(busy) else 0.0,
+        "kv_fragmentation_mean": frag,
         "batch_size_mean": float(np.sum(busy * tl["batch_seqs"]) / busy.sum()) if len(busy) else 0.0,
         "busy_fraction": float(busy.sum() / per_replica_time),
         "model_flops_utilization": metrics.flops / (per_replica_time * peak_flops_per_s),

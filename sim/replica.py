@@ -93,6 +93,11 @@ class Replica:
             self._in_run = False
             self.process.interrupt()
 
+    def kv_tokens(self) -> int:
+        """Tokens whose K/V this replica holds: decoding contexts and the prompt chunks prefilled so far."""
+        decoding = self.decoding.scan(self.kv.block_size)[1] if len(self.decoding) else 0
+        return decoding + sum(r.prefilled_tokens for r in self.prefilling)
+
     # -- state changes the schedulers ask for ------------------------------------------------------------
     def seqs_in_flight(self) -> int:
         return len(self.decoding) + sum(r.num_seqs for r in self.prefilling)
@@ -222,7 +227,7 @@ class Replica:
         if self.scheduler.pads_batch and len(self.decoding):
             self.decoding.remaining_tokens[:] = self.decoding.remaining_tokens.max()
         self.metrics.step(start, latency_s, self.index, len(rows) + len(step.prefills), sum(new) - len(rows),
-                          len(rows), self.kv.pool.used_blocks, queue)
+                          len(rows), self.kv.pool.used_blocks, queue, self.kv_tokens())
         if len(rows):
             self._complete_finished(end)
 
@@ -253,7 +258,7 @@ class Replica:
         if steps < len(ends):
             ends, latency_s = ends[:steps], latency_s[:steps]
         self._advance(rows, steps, ends, latency_s)
-        self.metrics.run(ends, latency_s, self.index, batch, used, growth, queue)
+        self.metrics.run(ends, latency_s, self.index, batch, used, growth, queue, context_sum)
         if steps == to_finish:
             self._complete_finished(ends[steps - 1])
 

@@ -111,7 +111,8 @@ def test_infersim_run_writes_the_summary_the_requests_and_the_timeline(tmp_path)
     rows = (out / "requests.csv").read_text().splitlines()
     assert len(rows) == 21 and rows[0].startswith("id,replica,arrival_s")
     timeline = (out / "timeline.csv").read_text().splitlines()
-    assert timeline[0] == "start_s,duration_s,replica,batch_seqs,prefill_tokens,decode_tokens,kv_blocks_used,queue_len"
+    assert timeline[0] == ("start_s,duration_s,replica,batch_seqs,prefill_tokens,decode_tokens,kv_blocks_used,"
+                           "queue_len,kv_tokens")
     assert (out / "run.png").stat().st_size > 10_000
     assert "TTFT" in proc.stdout
 

@@ -175,3 +175,22 @@ def test_invariants_hold_on_random_scenarios(scheduler, preemption, block_size, 
     for replica in res.replicas:
         assert replica.kv.pool.used_blocks == 0 and replica.outstanding == 0
         assert not replica.waiting and not replica.swapped and not replica.prefilling and len(replica.decoding) == 0
+
+
+def test_timeline_counts_cached_tokens_and_fragmentation_by_hand():
+    # a 20-token prompt in blocks of 16: 2 blocks after prefill; decode steps cache tokens 21..24 (the fifth
+    # output token is sampled, never cached); every step leaves 32 - tokens slots empty
+    res = run(RunConfig(TINY, A100, block_size_tokens=16), Workload(np.array([0.0]), np.array([20]), np.array([5])))
+    tl = res.metrics.timeline()
+    assert tl["kv_tokens"].tolist() == [20, 21, 22, 23, 24]
+    assert tl["kv_blocks_used"].tolist() == [2, 2, 2, 2, 2]
+    assert 8 / 32 < res.summary["kv_fragmentation_mean"] < 12 / 32
+
+
+def test_higher_priority_requests_are_admitted_first():
+    # three requests arrive while the only sequence slot is taken; the priority-5 one goes next
+    cfg = RunConfig(TINY, A100, limits=SchedulerLimits(max_num_seqs=1, max_model_len=1024))
+    wl = Workload(np.array([0.0, 1e-6, 2e-6, 3e-6]), np.array([50] * 4), np.array([30] * 4))
+    res = run(cfg, wl, priority=np.array([0, 0, 0, 5]))
+    order = np.argsort([r.first_token_s for r in res.requests]).tolist()
+    assert order == [0, 3, 1, 2]
