@@ -1,0 +1,202 @@
+"""Attention kernels: naive (the score matrix materialised), tiled with the online softmax
+(FlashAttention-2, Dao 2023, Algorithm 1) and paged decode attention reading K/V through a block table
+(PagedAttention, Kwon et al. 2023). Each has a NumPy reference and a Numba CPU kernel behind one function;
+the CuPy versions live in `gpu.py`.
+
+Shapes: q [batch, heads, q_len, head_dim], k and v [batch, kv_heads, kv_len, head_dim] with heads a
+multiple of kv_heads (grouped-query attention: query head h reads KV head h // (heads / kv_heads)). The
+causal mask is aligned to the end, as FlashAttention's is when kv_len > q_len: query i sees keys
+0 .. i + kv_len - q_len, so a decode step (q_len 1) sees the whole cache. Math runs in fp32 whatever the
+input dtype (fp32 or fp16); the output has the input's dtype.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+BACKENDS = ("numpy", "numba")
+
+
+def _check(q, k, v) -> tuple[int, int]:
+    if q.ndim != 4 or k.shape != v.shape or k.ndim != 4 or q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"attention wants q [b, h, s, d] and k, v [b, kv_h, t, d]; got {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"heads={q.shape[1]} must be a multiple of kv_heads={k.shape[1]}")
+    if k.shape[2] < q.shape[2]:
+        raise ValueError(f"kv_len={k.shape[2]} must be >= q_len={q.shape[2]} (the queries' own keys are cached)")
+    return q.shape[1] // k.shape[1], k.shape[2] - q.shape[2]
+
+
+def naive_attention(q, k, v, causal: bool = True) -> np.ndarray:
+    """softmax(Q K^T / sqrt(d) + mask) V with the full score matrix in memory (the reference)."""
+    group, offset = _check(q, k, v)
+    kf = np.repeat(k.astype(np.float32), group, axis=1)
+    vf = np.repeat(v.astype(np.float32), group, axis=1)
+    scores = q.astype(np.float32) @ kf.transpose(0, 1, 3, 2) / np.float32(math.sqrt(q.shape[3]))
+    if causal:
+        rows = np.arange(q.shape[2])[:, None]
+        scores = np.where(np.arange(k.shape[2])[None, :] <= rows + offset, scores, -np.inf)
+    scores -= scores.max(axis=-1, keepdims=True)
+    p = np.exp(scores)
+    return (p @ vf / p.sum(axis=-1, keepdims=True)).astype(q.dtype)
+
+
+def tiled_attention_reference(q, k, v, causal: bool = True, block_q: int = 64, block_k: int = 64) -> np.ndarray:
+    """FlashAttention-2's Algorithm 1 in NumPy, tile by tile: for each query tile keep a running row
+    maximum m, normaliser l and unnormalised output O; for each key tile S = Q K^T, m' = max(m, rowmax S),
+    P = exp(S - m'), l = e^(m - m') l + rowsum P, O = e^(m - m') O + P V; finally O / l."""
+    group, offset = _check(q, k, v)
+    b, h, s, d = q.shape
+    t = k.shape[2]
+    scale = np.float32(1 / math.sqrt(d))
+    out = np.empty((b, h, s, d), dtype=np.float32)
+    for bi in range(b):
+        for hi in range(h):
+            kh, vh = k[bi, hi // group].astype(np.float32), v[bi, hi // group].astype(np.float32)
+            for q0 in range(0, s, block_q):
+                qt = q[bi, hi, q0:q0 + block_q].astype(np.float32) * scale
+                rows = np.arange(q0, q0 + len(qt))[:, None]
+                m = np.full((len(qt), 1), -np.inf, dtype=np.float32)
+                l = np.zeros((len(qt), 1), dtype=np.float32)
+                o = np.zeros((len(qt), d), dtype=np.float32)
+                k_end = min(t, q0 + len(qt) + offset) if causal else t  # causal: later tiles are all masked
+                for k0 in range(0, k_end, block_k):
+                    st = qt @ kh[k0:k0 + block_k].T
+                    if causal:
+                        st = np.where(np.arange(k0, k0 + st.shape[1])[None, :] <= rows + offset, st, -np.inf)
+                    m_new = np.maximum(m, st.max(axis=1, keepdims=True))
+                    p = np.exp(st - m_new)
+                    alpha = np.exp(m - m_new)
+                    l = alpha * l + p.sum(axis=1, keepdims=True)
+                    o = alpha * o + p @ vh[k0:k0 + block_k]
+                    m = m_new
+                out[bi, hi, q0:q0 + len(qt)] = o / l
+    return out.astype(q.dtype)
+
+
+@numba.njit(parallel=True, fastmath=False, cache=True)
+def _tiled_numba(q, k, v, causal, block_k, out):
+    b, h, s, d = q.shape
+    kv_h, t = k.shape[1], k.shape[2]
+    group = h // kv_h
+    offset = t - s
+    scale = np.float32(1.0 / math.sqrt(d))
+    for job in numba.prange(b * h * s):  # one query row each: its own running max, normaliser and output
+        bi = job // (h * s)
+        hi = job // s % h
+        row = job % s
+        kh = hi // group
+        qrow = q[bi, hi, row].astype(np.float32) * scale
+        last = min(t, row + offset + 1) if causal else t
+        m = np.float32(-np.inf)
+        l = np.float32(0.0)
+        acc = np.zeros(d, dtype=np.float32)
+        scores = np.empty(block_k, dtype=np.float32)
+        for k0 in range(0, last, block_k):
+            n = min(block_k, last - k0)
+            tile_max = np.float32(-np.inf)
+            for j in range(n):
+                sj = np.float32(0.0)
+                for x in range(d):
+                    sj += qrow[x] * np.float32(k[bi, kh, k0 + j, x])
+                scores[j] = sj
+                tile_max = max(tile_max, sj)
+            m_new = max(m, tile_max)
+            alpha = np.float32(math.exp(m - m_new))
+            l *= alpha
+            for x in range(d):
+                acc[x] *= alpha
+            for j in range(n):
+                p = np.float32(math.exp(scores[j] - m_new))
+                l += p
+                for x in range(d):
+                    acc[x] += p * np.float32(v[bi, kh, k0 + j, x])
+            m = m_new
+        for x in range(d):
+            out[bi, hi, row, x] = acc[x] / l
+
+
+def _fp32(x: np.ndarray) -> np.ndarray:
+    """Numba has no fp16 arithmetic on the CPU: fp16 tensors are widened once before the kernel."""
+    return x if x.dtype == np.float32 else x.astype(np.float32)
+
+
+def attention(q, k, v, causal: bool = True, backend: str = "numpy", tiled: bool = True,
+              block_k: int = 64) -> np.ndarray:
+    """Exact attention (see module docstring). numpy: the tiled reference (or the naive one when
+    tiled=False); numba: a parallel tiled kernel, one query row per task, online softmax over key tiles."""
+    if backend == "numpy":
+        return tiled_attention_reference(q, k, v, causal, block_k=block_k) if tiled else naive_attention(q, k, v, causal)
+    if backend == "numba":
+        _check(q, k, v)
+        out = np.empty(q.shape, dtype=np.float32)
+        _tiled_numba(*(_fp32(x) for x in (q, k, v)), causal, block_k, out)
+        return out.astype(q.dtype)
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (cupy: see kernels.gpu), got {backend!r}")
+
+
+def paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_lens) -> np.ndarray:
+    """One new token per sequence attending to its cached context, gathered through its block table.
+
+    q [batch, heads, d]; k_cache and v_cache [num_blocks, block_size, kv_heads, d]; block_tables
+    [batch, max_blocks] (block ids, in order); context_lens [batch]. Token j of sequence b lives in block
+    block_tables[b, j // block_size] at slot j % block_size."""
+    block_size = k_cache.shape[1]
+    out = np.empty(q.shape, dtype=np.float32)
+    for bi in range(q.shape[0]):
+        n = int(context_lens[bi])
+        blocks = block_tables[bi, :(n + block_size - 1) // block_size]
+        keys = k_cache[blocks].reshape(-1, *k_cache.shape[2:])[:n]  # [n, kv_heads, d]
+        values = v_cache[blocks].reshape(-1, *v_cache.shape[2:])[:n]
+        k4 = keys.transpose(1, 0, 2)[None]  # [1, kv_heads, n, d]
+        v4 = values.transpose(1, 0, 2)[None]
+        out[bi] = naive_attention(q[bi][None, :, None, :], k4, v4, causal=False)[0, :, 0].astype(np.float32)
+    return out.astype(q.dtype)
+
+
+@numba.njit(parallel=True, cache=True)
+def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, out):
+    b, h, d = q.shape
+    block_size, kv_h = k_cache.shape[1], k_cache.shape[2]
+    group = h // kv_h
+    scale = np.float32(1.0 / math.sqrt(d))
+    for job in numba.prange(b * h):
+        bi = job // h
+        hi = job % h
+        kh = hi // group
+        n = context_lens[bi]
+        m = np.float32(-np.inf)
+        l = np.float32(0.0)
+        acc = np.zeros(d, dtype=np.float32)
+        for j in range(n):
+            blk = block_tables[bi, j // block_size]
+            slot = j % block_size
+            s = np.float32(0.0)
+            for x in range(d):
+                s += np.float32(q[bi, hi, x]) * np.float32(k_cache[blk, slot, kh, x])
+            s *= scale
+            m_new = max(m, s)
+            alpha = np.float32(math.exp(m - m_new))
+            p = np.float32(math.exp(s - m_new))
+            l = l * alpha + p
+            for x in range(d):
+                acc[x] = acc[x] * alpha + p * np.float32(v_cache[blk, slot, kh, x])
+            m = m_new
+        for x in range(d):
+            out[bi, hi, x] = acc[x] / l
+
+
+def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, backend: str = "numpy") -> np.ndarray:
+    """Decode attention over a paged KV cache (see `paged_decode_attention_reference`)."""
+    if q.shape[1] % k_cache.shape[2]:
+        raise ValueError(f"heads={q.shape[1]} must be a multiple of kv_heads={k_cache.shape[2]}")
+    if backend == "numpy":
+        return paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_lens)
+    if backend == "numba":
+        out = np.empty(q.shape, dtype=np.float32)
+        _paged_numba(_fp32(q), _fp32(k_cache), _fp32(v_cache), block_tables.astype(np.int64),
+                     context_lens.astype(np.int64), out)
+        return out.astype(q.dtype)
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (cupy: see kernels.gpu), got {backend!r}")
