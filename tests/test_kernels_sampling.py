@@ -1,0 +1,149 @@
+"""Decoding kernels against hand-worked cases, transformers' semantics and statistics."""
+import numpy as np
+import pytest
+
+from infersim.kernels.sampling import (beam_search, contrastive_search, greedy, process_logits, sample,
+                                       speculative_accept, top_k_filter, top_p_filter)
+
+NEG = -np.inf
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_once():
+    logits = np.array([[2.0, -2.0, 1.0, 0.5]], dtype=np.float32)
+    out = process_logits(logits, np.array([[0, 1, 0, 0, -1]]), repetition=2.0)  # token 0 three times
+    assert out.tolist() == [[1.0, -4.0, 1.0, 0.5]]
+
+
+def test_top_k_keeps_ties_with_the_kth_value():
+    logits = np.array([[3.0, 1.0, 2.0, 2.0, 0.0]], dtype=np.float32)
+    assert top_k_filter(logits, 2).tolist() == [[3.0, NEG, 2.0, 2.0, NEG]]  # k=2 but the tie keeps three
+    assert top_k_filter(logits, 1, min_tokens_to_keep=2).tolist() == [[3.0, NEG, 2.0, 2.0, NEG]]
+
+
+def test_top_p_keeps_the_smallest_set_whose_mass_exceeds_p():
+    probs = np.array([[0.5, 0.3, 0.15, 0.05]])
+    logits = np.log(probs).astype(np.float32)
+    # ascending cumulative mass: 0.05, 0.20, 0.50, 1.0; with p = 0.7, remove where <= 0.3: the two smallest
+    assert np.isneginf(top_p_filter(logits, 0.7)).tolist() == [[False, False, True, True]]
+    # p = 0.8: remove where <= 0.2, so 0.15 (cumulative 0.20) goes too -- 0.5 + 0.3 = 0.8 is not > 0.8
+    assert np.isneginf(top_p_filter(logits, 0.8)).tolist() == [[False, False, True, True]]
+    assert np.isneginf(top_p_filter(logits, 0.81)).tolist() == [[False, False, False, True]]
+    assert np.isneginf(top_p_filter(logits, 0.01, min_tokens_to_keep=2)).tolist() == [[False, False, True, True]]
+
+
+def test_processors_compose_in_transformers_order():
+    # temperature before top-p changes which tokens survive: p = 0.6 on probabilities sharpened by T = 0.5
+    logits = np.log(np.array([[0.5, 0.3, 0.2]])).astype(np.float32)
+    out = process_logits(logits, temperature=0.5, top_p=0.6)
+    # T = 0.5 squares the probabilities: 0.25, 0.09, 0.04 -> 0.66, 0.24, 0.11; cumulative ascending
+    # 0.11, 0.34 <= 0.4 are removed, so only token 0 is left (at T = 1 tokens 0 and 1 would be)
+    assert np.isneginf(out).tolist() == [[False, True, True]]
+    assert np.isneginf(process_logits(logits, top_p=0.6)).tolist() == [[False, False, True]]
+
+
+@pytest.mark.parametrize("kwargs", [dict(repetition=1.3), dict(temperature=0.7), dict(top_k=7),
+                                    dict(top_p=0.9), dict(repetition=1.2, temperature=0.8, top_k=20, top_p=0.8,
+                                                          min_tokens_to_keep=3)])
+def test_numba_processors_match_numpy_on_a_batch(kwargs):
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 50)).astype(np.float32) * 3
+    context = rng.integers(-1, 50, (6, 12))
+    a = process_logits(logits, context, **kwargs)
+    b = process_logits(logits, context, backend="numba", **kwargs)
+    assert np.array_equal(np.isneginf(a), np.isneginf(b))
+    assert np.allclose(a[np.isfinite(a)], b[np.isfinite(b)], rtol=1e-6)
+
+
+def test_greedy_takes_the_first_maximum_and_sampling_follows_the_softmax():
+    assert greedy(np.array([[1.0, 3.0, 3.0]])).tolist() == [1]
+    rng = np.random.default_rng(1)
+    logits = np.log(np.array([[0.1, 0.6, 0.3]] * 60_000))
+    counts = np.bincount(sample(logits, rng), minlength=3) / 60_000
+    assert counts == pytest.approx([0.1, 0.6, 0.3], abs=0.01)
+
+
+class TinyModel:
+    """A fixed random 'transformer': the next-token logits and each position's hidden state are a mean of
+    the embeddings of the last three tokens pushed through a fixed projection."""
+
+    def __init__(self, vocab=12, dim=8, seed=0):
+        rng = np.random.default_rng(seed)
+        self.embed = rng.standard_normal((vocab, dim))
+        self.out = rng.standard_normal((dim, vocab))
+
+    def hidden(self, tokens):
+        e = self.embed[tokens]
+        return np.stack([e[max(0, i - 2):i + 1].mean(axis=0) for i in range(len(tokens))])
+
+    def __call__(self, tokens):
+        h = self.hidden(tokens)
+        return h[-1] @ self.out, h
+
+    def logits(self, sequences):
+        return np.stack([self(s)[0] for s in sequences])
+
+
+def greedy_decode(model, prompt, n):
+    tokens = list(prompt)
+    for _ in range(n):
+        tokens.append(int(np.argmax(model(tokens)[0])))
+    return tokens
+
+
+def test_beam_search_with_one_beam_is_greedy_and_wider_beams_score_at_least_as_well():
+    model = TinyModel()
+    one, _ = beam_search(model.logits, [1, 2], beams=1, max_new_tokens=6)
+    assert one == greedy_decode(model, [1, 2], 6)
+
+    def logprob(tokens):
+        total = 0.0
+        for i in range(2, len(tokens)):
+            lg = model(tokens[:i])[0]
+            total += lg[tokens[i]] - np.log(np.exp(lg - lg.max()).sum()) - lg.max()
+        return total
+    wide, score = beam_search(model.logits, [1, 2], beams=4, max_new_tokens=6, length_penalty=1.0)
+    assert score == pytest.approx(logprob(wide) / 6)
+    assert logprob(wide) >= logprob(one) - 1e-9
+
+
+def test_length_penalty_decides_between_a_short_and_a_long_finished_beam():
+    # vocab: 0 = EOS, 1, 2. After the prompt EOS has probability 0.5 and token 1 0.45, after which EOS has
+    # 0.9: short = ln 0.5 / 1 = -0.69; long (1, EOS) = (ln 0.45 + ln 0.9) / 2 = -0.45 at penalty 1, but
+    # (ln 0.45 + ln 0.9) / 2^0 = -0.90 at penalty 0, which then prefers the short one.
+    def next_logits(seqs):
+        rows = []
+        for s in seqs:
+            rows.append(np.log([0.5, 0.45, 0.05]) if len(s) == 1 else np.log([0.9, 0.05, 0.05]))
+        return np.array(rows)
+    long_, _ = beam_search(next_logits, [2], beams=2, max_new_tokens=3, length_penalty=1.0, eos_id=0)
+    short, _ = beam_search(next_logits, [2], beams=2, max_new_tokens=3, length_penalty=0.0, eos_id=0)
+    assert long_ == [2, 1, 0] and short == [2, 0]
+
+
+def test_contrastive_search_is_greedy_at_alpha_zero_and_avoids_repeats_with_a_penalty():
+    model = TinyModel(seed=3)
+    assert contrastive_search(model, [4, 5], top_k=4, alpha=0.0, max_new_tokens=8) == greedy_decode(model, [4, 5], 8)
+    plain = greedy_decode(model, [4, 5], 12)
+    penalised = contrastive_search(model, [4, 5], top_k=5, alpha=0.6, max_new_tokens=12)
+    assert len(set(penalised[2:])) >= len(set(plain[2:]))
+
+
+@pytest.mark.parametrize("gamma", [1, 3])
+def test_speculative_sampling_emits_the_target_distribution(gamma):
+    """Leviathan et al. 2023, Theorem 3.5: whatever the draft, the first emitted token ~ p."""
+    rng = np.random.default_rng(7)
+    p = np.array([0.05, 0.4, 0.1, 0.25, 0.2])
+    q = np.array([0.3, 0.1, 0.3, 0.1, 0.2])  # a poor draft
+    n = 40_000
+    first = np.empty(n, dtype=np.int64)
+    accepted = 0
+    for t in range(n):
+        draft = rng.choice(5, size=gamma, p=q)
+        out = speculative_accept(draft, np.tile(q, (gamma, 1)), np.tile(p, (gamma + 1, 1)), rng)
+        first[t] = out[0]
+        accepted += len(out) - 1
+    freq = np.bincount(first, minlength=5) / n
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / n))
+    # acceptance rate per token is sum_x min(p, q) = 0.05 + 0.1 + 0.1 + 0.1 + 0.2 = 0.55
+    if gamma == 1:
+        assert accepted / n == pytest.approx(0.55, abs=0.02)
