@@ -213,6 +213,60 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    import json
+    from pathlib import Path
+
+    from infersim.kernels.validate import family_errors, validate, write_csv
+    from infersim.plots import plot_validation
+    from infersim.report import table
+    from infersim.roofline import SpecError, get_hardware
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    if args.device == "cpu":
+        from infersim.kernels.measure import median_time_s
+        from infersim.kernels.validate import cpu_cases
+        if args.hardware:
+            hw = get_hardware(args.hardware)
+        else:
+            from infersim.kernels.calibrate import calibrate_host
+            say("no --hardware given: calibrating this CPU first (infersim calibrate --out F.yaml saves it)")
+            hw = calibrate_host(progress=say)
+            (out / "hardware.yaml").write_text(hw.to_yaml())
+        cases, timer = cpu_cases(hw, args.quick), median_time_s
+    else:
+        from infersim.kernels import gpu
+        if not gpu.available():
+            raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]'); "
+                            "use --device cpu here")
+        hw = get_hardware(args.hardware or gpu.registry_name())
+        from infersim.kernels.measure import gpu_median_time_s
+        cases, timer = gpu.gpu_cases(hw, args.quick), gpu_median_time_s
+    rows = validate(cases, hw, timer, progress=say)
+    write_csv(rows, out / "validation.csv")
+    errors = family_errors(rows)
+    from infersim.kernels.quant import error_report
+    quant_errors = error_report()
+    (out / "summary.json").write_text(json.dumps({"hardware": hw.name, "device": args.device,
+                                                  "families": errors, "quantization_error": quant_errors},
+                                                 indent=2) + "\n")
+    plots = plot_validation(rows, hw, out, f"{args.device}: measured vs roofline on {hw.name}")
+    if not args.quiet:
+        print(table(["kernel", "shape", "measured_us", "predicted_us", "error", "why"],
+                    [[r["kernel"], r["shape"], f"{r['measured_s'] * 1e6:.1f}", f"{r['predicted_s'] * 1e6:.1f}",
+                      f"{100 * r['error']:+.0f}%", r["explanation"]] for r in rows]))
+        print()
+        print(table(["family", "kernels", "median |error|", "p90 |error|"],
+                    [[f, str(e["kernels"]), f"{100 * e['median_abs_err']:.0f}%", f"{100 * e['p90_abs_err']:.0f}%"]
+                     for f, e in errors.items()]))
+        print()
+        print(table(["quantization scheme (activations with outlier channels)", "relative output error"],
+                    [[k, f"{v:.4f}"] for k, v in quant_errors.items()]))
+        print("wrote " + ", ".join(str(p) for p in [out / "validation.csv", out / "summary.json", *plots]))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes get one line naming the option, not the whole usage text."""
 
@@ -261,6 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.add_argument("--plot", metavar="FILE.png", help="predicted vs measured scatter plot")
     c.set_defaults(func=cmd_compare_profile)
+
+    v = sub.add_parser("validate", help="time the validating kernels and compare them with the roofline")
+    v.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    v.add_argument("--out", metavar="DIR", default="validation", help="where to write validation.csv, "
+                   "summary.json and the plots (default ./validation)")
+    v.add_argument("--hardware", help="the device's hardware spec (default: calibrate this CPU, or the "
+                   "registry entry of the GPU found)")
+    v.add_argument("--quick", action="store_true", help="fewer, smaller shapes")
+    v.add_argument("--quiet", action="store_true")
+    v.set_defaults(func=cmd_validate)
 
     k = sub.add_parser("calibrate", help="measure this machine, or fit efficiency factors to a profile; "
                        "writes a hardware YAML")

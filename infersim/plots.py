@@ -98,3 +98,47 @@ def plot_run(result, path: Path | str, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Path]:
+    """measured_vs_predicted.png (log-log, y = x and a +-25% band) and roofline.png (the kernels placed on
+    the device's roofline chart)."""
+    plt = _pyplot()
+    tolerance = 0.25
+    paths = [out_dir / "measured_vs_predicted.png", out_dir / "roofline.png"]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    lo = min(min(r["predicted_s"], r["measured_s"]) for r in rows) / 2
+    hi = max(max(r["predicted_s"], r["measured_s"]) for r in rows) * 2
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, "k-", lw=1, label="measured = predicted")
+    ax.fill_between(xs, xs * (1 - tolerance), xs * (1 + tolerance), color="grey", alpha=0.2, label="+-25%")
+    for i, kernel in enumerate(sorted({r["kernel"] for r in rows})):
+        sel = [r for r in rows if r["kernel"] == kernel]
+        ax.scatter([r["predicted_s"] for r in sel], [r["measured_s"] for r in sel], s=24, label=kernel,
+                   marker="osD^v<>p"[i % 8])
+    ax.set(xscale="log", yscale="log", xlabel="roofline prediction (s)", ylabel="measured (s)", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    intensity = [r["flops"] / r["bytes"] for r in rows]
+    x_lo, x_hi = min(intensity) / 2, max(max(intensity), hw.ridge_point_flops_per_byte("fp32") * 4) * 2
+    grid = np.logspace(np.log10(x_lo), np.log10(x_hi), 200)
+    for dtype, style in (("fp32", "k-"), ("int8", "k--")):
+        if dtype in hw.peak_flops_per_s:
+            ax.plot(grid, np.minimum(hw.peak(dtype) * hw.compute_efficiency,
+                                     grid * hw.memory_bandwidth_bytes_per_s * hw.memory_efficiency), style, lw=1,
+                    label=f"roof ({dtype})")
+    for i, kernel in enumerate(sorted({r["kernel"] for r in rows})):
+        sel = [r for r in rows if r["kernel"] == kernel]
+        ax.scatter([r["flops"] / r["bytes"] for r in sel], [r["achieved_flops_per_s"] for r in sel], s=24,
+                   label=kernel, marker="osD^v<>p"[i % 8])
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s",
+           title=f"kernels on the roofline of {hw.name}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths

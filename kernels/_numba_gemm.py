@@ -2,6 +2,10 @@
 import numba
 import numpy as np
 
+# Fast-math flags that let LLVM reorder and vectorize sums but, unlike fastmath=True, keep infinities
+# and NaNs meaningful (the online softmax starts from a running maximum of -inf).
+REORDER = {"reassoc", "contract", "arcp", "afn"}
+
 
 @numba.njit(parallel=True, cache=True)
 def int8_gemm(a, b):

@@ -16,6 +16,8 @@ import math
 import numba
 import numpy as np
 
+from ._numba_gemm import REORDER as _REORDER
+
 BACKENDS = ("numpy", "numba")
 
 
@@ -76,7 +78,7 @@ def tiled_attention_reference(q, k, v, causal: bool = True, block_q: int = 64, b
     return out.astype(q.dtype)
 
 
-@numba.njit(parallel=True, fastmath=False, cache=True)
+@numba.njit(parallel=True, fastmath=_REORDER, cache=True)
 def _tiled_numba(q, k, v, causal, block_k, out):
     b, h, s, d = q.shape
     kv_h, t = k.shape[1], k.shape[2]
@@ -156,7 +158,7 @@ def paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_
     return out.astype(q.dtype)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, fastmath=_REORDER, cache=True)
 def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, out):
     b, h, d = q.shape
     block_size, kv_h = k_cache.shape[1], k_cache.shape[2]

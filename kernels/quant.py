@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._numba_gemm import REORDER as _REORDER
 from ._numba_gemm import int8_gemm
 
 GRANULARITIES = ("tensor", "channel", "token", "group")
@@ -148,7 +149,7 @@ def w8a8_matmul(x: np.ndarray, w_q: Quantized, x_granularity: str = "token") -> 
     return acc.astype(np.float32) * sx * sw
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, fastmath=_REORDER, cache=True)
 def _w4a16(x, packed, scale, zero, group_size, symmetric):
     m, k = x.shape
     n = packed.shape[1]

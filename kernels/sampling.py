@@ -20,6 +20,8 @@ import math
 import numba
 import numpy as np
 
+from ._numba_gemm import REORDER as _REORDER
+
 BACKENDS = ("numpy", "numba")
 
 
@@ -66,9 +68,15 @@ def process_logits(logits: np.ndarray, context_ids: np.ndarray | None = None, *,
     if context_ids is None:
         context_ids = np.full((logits.shape[0], 1), -1, dtype=np.int64)
     if backend == "numba":
+        # Sorting stays with NumPy's vectorised sort; the passes over the vocabulary run compiled, per row
+        # in parallel.
         out = logits.copy()
-        _process_numba(out, np.asarray(context_ids, dtype=np.int64), repetition, temperature, top_k, top_p,
-                       min_tokens_to_keep)
+        _penalise_and_scale(out, np.asarray(context_ids, dtype=np.int64), repetition, temperature)
+        if top_k > 0:
+            k = min(max(top_k, min_tokens_to_keep), out.shape[1])
+            _drop_below(out, -np.partition(-out, k - 1, axis=1)[:, k - 1])
+        if top_p < 1.0:
+            _nucleus(out, np.argsort(out, axis=1), top_p, min_tokens_to_keep)
         return out
     if backend != "numpy":
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -83,8 +91,8 @@ def process_logits(logits: np.ndarray, context_ids: np.ndarray | None = None, *,
     return logits
 
 
-@numba.njit(parallel=True, cache=True)
-def _process_numba(logits, context_ids, repetition, temperature, top_k, top_p, min_keep):
+@numba.njit(parallel=True, fastmath=_REORDER, cache=True)
+def _penalise_and_scale(logits, context_ids, repetition, temperature):
     batch, vocab = logits.shape
     for b in numba.prange(batch):
         row = logits[b]
@@ -98,23 +106,32 @@ def _process_numba(logits, context_ids, repetition, temperature, top_k, top_p, m
         if temperature != 1.0:
             for i in range(vocab):
                 row[i] = row[i] / np.float32(temperature)
-        if top_k > 0:
-            k = min(max(top_k, min_keep), vocab)
-            kth = np.sort(row)[vocab - k]
-            for i in range(vocab):
-                if row[i] < kth:
-                    row[i] = -np.inf
-        if top_p < 1.0:
-            order = np.argsort(row, kind="mergesort")  # ascending and stable, as the NumPy version
-            top = row[order[vocab - 1]]
-            total = 0.0
-            for i in range(vocab):
-                total += math.exp(row[i] - top)
-            cumulative = 0.0
-            for r in range(vocab - min_keep):
-                cumulative += math.exp(row[order[r]] - top) / total
-                if cumulative <= 1 - top_p:
-                    row[order[r]] = -np.inf
+
+
+@numba.njit(parallel=True, cache=True)
+def _drop_below(logits, threshold):
+    for b in numba.prange(logits.shape[0]):
+        for i in range(logits.shape[1]):
+            if logits[b, i] < threshold[b]:
+                logits[b, i] = -np.inf
+
+
+@numba.njit(parallel=True, cache=True)
+def _nucleus(logits, ascending, top_p, min_keep):
+    """Top-p given each row's ascending order: one pass for the softmax normaliser, one for the cut."""
+    batch, vocab = logits.shape
+    for b in numba.prange(batch):
+        row = logits[b]
+        top = row[ascending[b, vocab - 1]]
+        total = 0.0
+        for i in range(vocab):
+            total += math.exp(row[i] - top)
+        cumulative = 0.0
+        for r in range(vocab - min_keep):
+            cumulative += math.exp(row[ascending[b, r]] - top) / total
+            if cumulative > 1 - top_p:
+                break
+            row[ascending[b, r]] = -np.inf
 
 
 def greedy(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""CuPy kernels against the NumPy references; skipped cleanly without CuPy and a GPU."""
+import numpy as np
+import pytest
+
+from infersim.kernels import gpu
+
+pytestmark = pytest.mark.skipif(not gpu.available(), reason="needs CuPy and a CUDA GPU")
+
+
+def test_gpu_attention_matches_the_reference():
+    import cupy as cp
+
+    from infersim.kernels.attention import naive_attention
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((2, 8, 70, 64)).astype(np.float32)
+    k = rng.standard_normal((2, 2, 90, 64)).astype(np.float32)
+    v = rng.standard_normal((2, 2, 90, 64)).astype(np.float32)
+    for causal in (True, False):
+        got = cp.asnumpy(gpu.attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal))
+        assert np.allclose(got, naive_attention(q, k, v, causal), rtol=1e-3, atol=1e-4)
+
+
+def test_gpu_paged_attention_matches_the_reference():
+    import cupy as cp
+
+    from infersim.kernels.attention import paged_decode_attention_reference
+    rng = np.random.default_rng(1)
+    kc = rng.standard_normal((40, 16, 2, 32)).astype(np.float32)
+    vc = rng.standard_normal((40, 16, 2, 32)).astype(np.float32)
+    tables = np.stack([rng.permutation(40)[:8] for _ in range(3)])
+    lens = np.array([1, 37, 100])
+    q = rng.standard_normal((3, 8, 32)).astype(np.float32)
+    got = cp.asnumpy(gpu.paged_decode_attention(*(cp.asarray(a) for a in (q, kc, vc, tables, lens))))
+    assert np.allclose(got, paged_decode_attention_reference(q, kc, vc, tables, lens), rtol=1e-3, atol=1e-4)
+
+
+def test_gpu_quantized_gemms_match_the_cpu_kernels():
+    import cupy as cp
+
+    from infersim.kernels import quant as qk
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((17, 256)).astype(np.float32)
+    w = rng.standard_normal((256, 48)).astype(np.float32)
+    w8 = qk.quantize(w, 8, True, "channel")
+    got8 = cp.asnumpy(gpu.w8a8_matmul(cp.asarray(x), cp.asarray(w8.codes), cp.asarray(w8.scale.astype(np.float32))))
+    assert np.allclose(got8, qk.w8a8_matmul(x, w8), rtol=1e-5, atol=1e-4)
+    w4 = qk.quantize(w, 4, False, "group", 64)
+    got4 = cp.asnumpy(gpu.w4a16_matmul(cp.asarray(x), cp.asarray(w4.codes), cp.asarray(w4.scale.astype(np.float32)),
+                                       cp.asarray(w4.zero.astype(np.float32)), 64, False))
+    assert np.allclose(got4, qk.w4a16_matmul(x, w4, backend="numpy"), rtol=1e-4, atol=1e-3)
+
+
+def test_gpu_top_p_matches_the_reference():
+    import cupy as cp
+
+    from infersim.kernels.sampling import top_p_filter
+    logits = np.random.default_rng(3).standard_normal((4, 1000)).astype(np.float32) * 3
+    got = cp.asnumpy(gpu.top_p_filter(cp.asarray(logits), 0.9))
+    assert np.array_equal(np.isneginf(got), np.isneginf(top_p_filter(logits, 0.9)))
