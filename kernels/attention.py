@@ -100,9 +100,10 @@ def _tiled_numba(q, k, v, causal, block_k, out):
             n = min(block_k, last - k0)
             tile_max = np.float32(-np.inf)
             for j in range(n):
+                krow = k[bi, kh, k0 + j]  # 1-D views keep the inner loops vectorizable
                 sj = np.float32(0.0)
                 for x in range(d):
-                    sj += qrow[x] * np.float32(k[bi, kh, k0 + j, x])
+                    sj += qrow[x] * krow[x]
                 scores[j] = sj
                 tile_max = max(tile_max, sj)
             m_new = max(m, tile_max)
@@ -113,8 +114,9 @@ def _tiled_numba(q, k, v, causal, block_k, out):
             for j in range(n):
                 p = np.float32(math.exp(scores[j] - m_new))
                 l += p
+                vrow = v[bi, kh, k0 + j]
                 for x in range(d):
-                    acc[x] += p * np.float32(v[bi, kh, k0 + j, x])
+                    acc[x] += p * vrow[x]
             m = m_new
         for x in range(d):
             out[bi, hi, row, x] = acc[x] / l
@@ -168,6 +170,7 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, out):
         bi = job // h
         hi = job % h
         kh = hi // group
+        qrow = q[bi, hi]
         n = context_lens[bi]
         m = np.float32(-np.inf)
         l = np.float32(0.0)
@@ -175,16 +178,17 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, out):
         for j in range(n):
             blk = block_tables[bi, j // block_size]
             slot = j % block_size
+            krow, vrow = k_cache[blk, slot, kh], v_cache[blk, slot, kh]  # 1-D views vectorize
             s = np.float32(0.0)
             for x in range(d):
-                s += np.float32(q[bi, hi, x]) * np.float32(k_cache[blk, slot, kh, x])
+                s += qrow[x] * krow[x]
             s *= scale
             m_new = max(m, s)
             alpha = np.float32(math.exp(m - m_new))
             p = np.float32(math.exp(s - m_new))
             l = l * alpha + p
             for x in range(d):
-                acc[x] = acc[x] * alpha + p * np.float32(v_cache[blk, slot, kh, x])
+                acc[x] = acc[x] * alpha + p * vrow[x]
             m = m_new
         for x in range(d):
             out[bi, hi, x] = acc[x] / l

@@ -19,6 +19,7 @@ from ._numba_gemm import REORDER as _REORDER
 from ._numba_gemm import int8_gemm
 
 GRANULARITIES = ("tensor", "channel", "token", "group")
+GEMV_ROWS = 4  # up to this many token rows W4A16 dequantizes inside the product; beyond, once, then BLAS
 
 
 @dataclass(frozen=True)
@@ -150,37 +151,61 @@ def w8a8_matmul(x: np.ndarray, w_q: Quantized, x_granularity: str = "token") -> 
 
 
 @numba.njit(parallel=True, fastmath=_REORDER, cache=True)
-def _w4a16(x, packed, scale, zero, group_size, symmetric):
+def _dequant_int4_rows(packed, scale, zero, group_size, out):
+    """out[p, j] = (code(p, j) - zero[g, j]) scale[g, j], g = p // group_size; rows in parallel."""
+    k, n = out.shape
+    for p in numba.prange(k):
+        g = p // group_size
+        shift = np.uint8(4 * (p % 2))
+        row, s, z, o = packed[p // 2], scale[g], zero[g], out[p]  # 1-D rows: the loop below vectorizes
+        for j in range(n):
+            o[j] = (np.float32((row[j] >> shift) & np.uint8(15)) - z[j]) * s[j]
+
+
+@numba.njit(parallel=True, fastmath=_REORDER, cache=True)
+def _w4a16_gemv(x, packed, scale, zero, group_size, chunk):
+    """A few token rows: each task owns `chunk` output columns and streams the packed rows once,
+    dequantizing each row segment in registers and accumulating every token row's dot products."""
     m, k = x.shape
     n = packed.shape[1]
     out = np.zeros((m, n), dtype=np.float32)
-    for j in numba.prange(n):  # one output column per task: unpack and dequantize its weights once
-        column = np.empty(k, dtype=np.float32)
+    for c in numba.prange((n + chunk - 1) // chunk):
+        j0, j1 = c * chunk, min(n, (c + 1) * chunk)
+        w = np.empty(j1 - j0, dtype=np.float32)
         for p in range(k):
-            byte = packed[p // 2, j]
-            code = (byte >> 4) if p % 2 else (byte & 0x0F)
-            grp = p // group_size
-            if symmetric:
-                column[p] = (np.float32(code) - 8.0) * scale[j * (k // group_size) + grp, 0]
-            else:
-                column[p] = (np.float32(code) - zero[j * (k // group_size) + grp, 0]) * scale[j * (k // group_size) + grp, 0]
-        for i in range(m):
-            acc = np.float32(0.0)
-            for p in range(k):
-                acc += x[i, p] * column[p]
-            out[i, j] = acc
+            g = p // group_size
+            shift = np.uint8(4 * (p % 2))
+            row, s, z = packed[p // 2, j0:j1], scale[g, j0:j1], zero[g, j0:j1]
+            for j in range(j1 - j0):
+                w[j] = (np.float32((row[j] >> shift) & np.uint8(15)) - z[j]) * s[j]
+            for i in range(m):
+                xp = x[i, p]
+                o = out[i, j0:j1]
+                for j in range(j1 - j0):
+                    o[j] += xp * w[j]
     return out
 
 
 def w4a16_matmul(x: np.ndarray, w_q: Quantized, backend: str = "numba") -> np.ndarray:
-    """fp activations x 4-bit group-quantized weights, dequantized inside the kernel (GPTQ/AWQ-style)."""
+    """fp activations x 4-bit group-quantized weights (GPTQ/AWQ-style): dequantized inside the product for
+    decode-sized inputs, as fused GPU kernels do, and once into a full matrix for prefill-sized ones, as
+    they switch to dequantize-then-multiply."""
     if not (w_q.bits == 4 and w_q.packed and w_q.granularity == "group" and w_q.codebook is None):
         raise ValueError("w4a16_matmul wants packed uniform int4 weights quantized per group")
     if backend == "numpy":
         return np.asarray(x, dtype=np.float32) @ dequantize(w_q)
-    zero = w_q.zero if w_q.zero is not None else np.zeros_like(w_q.scale)
-    return _w4a16(np.ascontiguousarray(x, dtype=np.float32), w_q.codes, w_q.scale, zero, w_q.group_size,
-                  w_q.zero is None)
+    k, n = w_q.shape
+    # quantize() keeps one scale per (column, group); the kernels want them per group, then column.
+    # Symmetric codes are stored offset by 8, which is the same as a zero point of 8.
+    scale = np.ascontiguousarray(w_q.scale.reshape(n, -1).T, dtype=np.float32)
+    zero = (np.full(scale.shape, 8.0, dtype=np.float32) if w_q.zero is None
+            else np.ascontiguousarray(w_q.zero.reshape(n, -1).T, dtype=np.float32))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.shape[0] <= GEMV_ROWS:
+        return _w4a16_gemv(x, w_q.codes, scale, zero, w_q.group_size, 256)
+    w = np.empty((k, n), dtype=np.float32)  # many rows: dequantize once, then multiply with BLAS
+    _dequant_int4_rows(w_q.codes, scale, zero, w_q.group_size, w)
+    return x @ w
 
 
 def llm_int8_matmul(x: np.ndarray, w: np.ndarray, threshold: float = 6.0) -> tuple[np.ndarray, np.ndarray]:

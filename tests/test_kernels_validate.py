@@ -1,0 +1,79 @@
+"""The validation harness: its explanations by hand, and `infersim validate` end to end on the CPU."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from infersim.kernels.validate import Case, explain, family_errors, predict, validate, widen, write_csv
+from infersim.roofline import ops
+from infersim.roofline.hardware import HardwareSpec
+from infersim.roofline.quant import QuantSpec
+
+CPU = HardwareSpec(name="test-cpu", peak_flops_per_s={"fp32": 1e11, "fp16": 1e10, "int8": 2e11},
+                   vector_flops_per_s=1e10, memory_bytes=8e9, memory_bandwidth_bytes_per_s=1e10, l2_bytes=1e6,
+                   sram_per_sm_bytes=1e6, sm_count=2, interconnect_bandwidth_bytes_per_s=1e10,
+                   host_link_bandwidth_bytes_per_s=1e10, gemm_tiles=(), gemm_split_k=(1,), compute_efficiency=1.0,
+                   memory_efficiency=1.0, vector_bandwidth_efficiency=1.0, launch_overhead_s=1e-6)
+
+
+def test_explanation_names_the_dominant_term_and_the_implied_efficiency():
+    row = {"compute_s": 1.0, "memory_s": 0.5, "launch_s": 0.01, "measured_s": 2.0, "error": 1.0}
+    assert explain(row) == "compute-dominated; measured time implies 0.50x the spec's effective compute rate"
+    assert explain({**row, "error": 0.2}) == ""  # within the 25% band
+
+
+def test_family_errors_by_hand():
+    rows = [{"family": "quant", "error": e} for e in (0.1, -0.3, 0.5)] + [{"family": "sampling", "error": 2.0}]
+    out = family_errors(rows)
+    assert out["quant"]["median_abs_err"] == pytest.approx(0.3) and out["quant"]["kernels"] == 3
+    assert out["sampling"]["p90_abs_err"] == pytest.approx(2.0) and "attention" not in out
+
+
+def test_widened_fp32_work_moves_twice_the_bytes_at_the_fp32_peak():
+    op = ops.linear("x", 4, 64, 32, QuantSpec())[0]
+    (wide,) = widen([op], 2, "fp32")
+    assert wide.act_read_bytes == 2 * op.act_read_bytes and wide.dtype == "fp32"
+    p = predict(CPU, [wide])
+    assert p["compute_s"] == pytest.approx(2 * 4 * 64 * 32 / 1e11)
+    assert p["memory_s"] == pytest.approx(wide.bytes / 1e10)
+
+
+def test_validate_rows_and_csv_columns(tmp_path):
+    case = Case("quant_fp32_numpy", "m4 k64 n32", lambda: None, ops.linear("x", 4, 64, 32, QuantSpec()))
+    rows = validate([case], CPU, timer=lambda fn: 2e-6)
+    assert rows[0]["measured_s"] == 2e-6 and rows[0]["family"] == "quant"
+    assert rows[0]["error"] == pytest.approx(2e-6 / rows[0]["predicted_s"] - 1)
+    write_csv(rows, tmp_path / "v.csv")
+    header = next(csv.reader(open(tmp_path / "v.csv")))
+    assert header[:6] == ["kernel", "family", "shape", "flops", "bytes", "predicted_s"] and "measured_s" in header
+
+
+def test_infersim_validate_on_the_cpu(tmp_path):
+    spec = tmp_path / "cpu.yaml"
+    spec.write_text(CPU.to_yaml())
+    out = tmp_path / "val"
+    proc = subprocess.run([sys.executable, "-m", "infersim.cli", "validate", "--device", "cpu", "--quick",
+                           "--hardware", str(spec), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out / "validation.csv")))
+    assert {r["kernel"].split("_")[0] for r in rows} == {"attention", "quant", "sampling"}
+    assert all(float(r["measured_s"]) > 0 and float(r["predicted_s"]) > 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["families"]) == {"attention", "quant", "sampling"}
+    assert summary["quantization_error"]["w8a8 per-tensor"] > summary["quantization_error"]["llm.int8 decomposition"]
+    assert (out / "measured_vs_predicted.png").stat().st_size > 10_000 and (out / "roofline.png").exists()
+
+
+def test_validate_on_a_gpu_less_machine_says_so_in_one_line(tmp_path):
+    from infersim.kernels import gpu
+    if gpu.available():
+        pytest.skip("this machine has a GPU")
+    proc = subprocess.run([sys.executable, "-m", "infersim.cli", "validate", "--device", "gpu"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("infersim: error: --device gpu: needs CuPy and a CUDA GPU")
+    assert proc.stderr.count("\n") == 1
