@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU validation in one prepared run: the CuPy kernels' correctness tests, then `infersim validate
+# --device gpu`, writing the CSV, summary and plots to the folder given (default benchmarks/results/gpu).
+# Installs nothing: it needs numpy, numba, cupy, matplotlib and pyyaml, which the GPU image has; the
+# simulator's simpy and pydantic are not needed. Runs from the repository root without an install.
+# Budget: well under 8 minutes on an H100 (the full sweep; add --quick to halve it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-benchmarks/results/gpu}"
+mkdir -p "$out"
+# The source tree maps to the package the way pyproject.toml does, without installing it.
+shim="$(mktemp -d)"
+mkdir -p "$shim/infersim"
+for f in infersim/*.py; do ln -s "$PWD/$f" "$shim/infersim/"; done
+ln -s "$PWD/roofline" "$shim/infersim/roofline"
+ln -s "$PWD/kernels" "$shim/infersim/kernels"
+ln -s "$PWD/sim" "$shim/infersim/sim"
+if ! python3 -c "import pytest" 2>/dev/null; then  # the tests only use pytest's skip marker
+    printf 'class _Mark:\n    def skipif(self, *a, **k):\n        return lambda f: f\nmark = _Mark()\n' > "$shim/pytest.py"
+fi
+export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/device.txt"
+python3 - <<'PY' 2>&1 | tee "$out/correctness.txt" || true
+import sys, traceback
+sys.argv = ["gpu-tests"]
+import importlib.util, pathlib
+spec = importlib.util.spec_from_file_location("t", pathlib.Path("tests/test_kernels_gpu.py"))
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+failed = 0
+for name in sorted(n for n in dir(mod) if n.startswith("test_")):
+    try:
+        getattr(mod, name)()
+        print(f"PASS {name}")
+    except Exception:
+        failed += 1
+        print(f"FAIL {name}")
+        traceback.print_exc()
+sys.exit(1 if failed else 0)
+PY
+[ "${PIPESTATUS[0]}" = 0 ] || echo "some GPU kernels disagree with their references: see $out/correctness.txt"
+timeout 420 python3 -m infersim.cli validate --device gpu --out "$out" "${@:2}" | tee "$out/validate.txt"
