@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import simpy
@@ -42,12 +43,19 @@ class EngineOverhead:
         return self.fixed_s + self.per_seq_s * seqs
 
 
-@dataclass
-class Step:
-    prefills: list = field(default_factory=list)  # (request, tokens of its prompt this step)
+class Step(NamedTuple):
+    prefills: list | tuple = ()  # (request, tokens of its prompt this step)
     decode: bool = False
     extra_s: float = 0.0  # blocking KV swap traffic
     can_jump: bool = False
+
+
+def decode_step(swap_s: float) -> Step:
+    """Decode every running sequence; a run of such steps can be jumped over unless swapping blocks it."""
+    return DECODE_RUN if swap_s == 0 else Step(decode=True, extra_s=swap_s)
+
+
+DECODE_RUN = Step(decode=True, can_jump=True)
 
 
 class Replica:
@@ -71,6 +79,7 @@ class Replica:
         self.outstanding = 0
         self._wake: simpy.Event | None = None  # triggered by an arrival while idle
         self._in_run = False  # in a decode run that an arrival interrupts
+        self.arrival_times: np.ndarray | None = None  # when known in advance, the times requests reach it
         self.process = env.process(self._run())
 
     # -- what the router and the cluster see -------------------------------------------------------------
@@ -244,13 +253,19 @@ class Replica:
         latency_s = self.timer.decode_run(batch, context_sum, context_max, steps)
         latency_s += self.overhead.step_s(batch)
         ends = now + np.cumsum(latency_s)
-        self._in_run = steps > 1
-        try:
-            yield self.env.timeout(ends[-1] - now)
-        except simpy.Interrupt:  # an arrival: finish the step in flight, then let the scheduler in
-            steps = int(np.searchsorted(ends, self.env.now, side="left")) + 1
-            yield self.env.timeout(ends[steps - 1] - self.env.now)
-        self._in_run = False
+        if self.arrival_times is not None:  # the next arrival here is known: stop after the step it lands in
+            upcoming = int(np.searchsorted(self.arrival_times, now, side="left"))
+            if upcoming < len(self.arrival_times) and self.arrival_times[upcoming] < ends[-1]:
+                steps = int(np.searchsorted(ends, self.arrival_times[upcoming], side="left")) + 1
+            yield self.env.timeout(ends[steps - 1] - now)
+        else:
+            self._in_run = steps > 1
+            try:
+                yield self.env.timeout(ends[-1] - now)
+            except simpy.Interrupt:  # an arrival: finish the step in flight, then let the scheduler in
+                steps = int(np.searchsorted(ends, self.env.now, side="left")) + 1
+                yield self.env.timeout(ends[steps - 1] - self.env.now)
+            self._in_run = False
         used = self.kv.pool.used_blocks
         flops, nbytes = self.timer.decode_totals(batch, context_sum, steps)
         self.metrics.flops += flops

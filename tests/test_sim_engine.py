@@ -48,13 +48,16 @@ def test_engine_overhead_adds_its_fixed_and_per_sequence_parts_to_every_step():
     assert slow.completion_s - bare.completion_s == pytest.approx(11 * 2.1e-3, rel=1e-9)  # 1 prefill + 10 decodes
 
 
-@pytest.mark.parametrize("scheduler,allocator,preemption", [
-    ("vllm", "paged", "recompute"), ("vllm", "paged", "swap"), ("sarathi", "paged", "recompute"),
-    ("orca", "contiguous", "recompute"), ("static", "contiguous", "recompute"), ("disaggregated", "paged", "recompute")])
-def test_decode_jumps_give_the_same_results_as_stepping_one_iteration_at_a_time(scheduler, allocator, preemption):
+@pytest.mark.parametrize("scheduler,allocator,preemption,router", [
+    ("vllm", "paged", "recompute", "round_robin"), ("vllm", "paged", "swap", "round_robin"),
+    ("vllm", "paged", "recompute", "least_outstanding"),  # arrivals not known in advance: they interrupt runs
+    ("sarathi", "paged", "recompute", "round_robin"), ("orca", "contiguous", "recompute", "least_kv"),
+    ("static", "contiguous", "recompute", "round_robin"), ("disaggregated", "paged", "recompute", "round_robin")])
+def test_decode_jumps_give_the_same_results_as_stepping_one_iteration_at_a_time(scheduler, allocator, preemption,
+                                                                                router):
     contiguous = allocator == "contiguous"  # reserves max_model_len = 64 blocks a request: 4 fit
     cfg = RunConfig(TINY, A100, scheduler=scheduler, allocator=allocator, num_blocks=256 if contiguous else 120,
-                    block_size_tokens=8,
+                    block_size_tokens=8, replicas=1 if router == "round_robin" else 2, router=router,
                     limits=SchedulerLimits(max_num_seqs=16, max_num_batched_tokens=2048, max_model_len=512,
                                            chunk_tokens=256, preemption=preemption))
     wl = workload(150, 200.0, (20, 300), (1, 200), seed=1)

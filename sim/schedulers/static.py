@@ -4,7 +4,7 @@ until its longest member is done; finished sequences keep computing as padding a
 returned when the batch ends. New arrivals wait for the next batch (Orca, Yu et al. 2022, §2.2)."""
 from __future__ import annotations
 
-from ..replica import Step
+from ..replica import Step, decode_step
 from .base import Scheduler
 
 
@@ -15,6 +15,6 @@ class StaticScheduler(Scheduler):
     def plan(self, replica):
         if len(replica.decoding):
             swap_s = replica.make_room_for_decode(self.limits.preemption)
-            return Step(decode=True, extra_s=swap_s, can_jump=swap_s == 0)
+            return decode_step(swap_s)
         work = replica.admit_waiting(self.limits.max_num_batched_tokens, self.limits.max_num_seqs)
         return Step(prefills=work) if work else None

@@ -6,7 +6,7 @@ is prefilled again later) or by swapping its blocks to host memory over PCIe. Sw
 before any new prompt is admitted."""
 from __future__ import annotations
 
-from ..replica import Step
+from ..replica import Step, decode_step
 from .base import Scheduler
 
 
@@ -23,4 +23,4 @@ class VllmScheduler(Scheduler):
         if not len(replica.decoding):
             return None
         swap_s += replica.make_room_for_decode(limits.preemption)
-        return Step(decode=True, extra_s=swap_s, can_jump=swap_s == 0)
+        return decode_step(swap_s)
