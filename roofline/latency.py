@@ -9,13 +9,14 @@ all steps at once. Latency is the whole forward pass (all pipeline stages one af
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import ops
 from .hardware import HardwareSpec
 from .models import ModelSpec
 from .step import Batch, StepOptions, attention_ops, check_options, dense_layer_ops, end_ops
-from .timing import combine_s, op_compute_s, op_memory_s, op_time_s
+from .timing import op_compute_s, op_memory_s, op_time_s, smooth_max
 
 
 def _totals(hw: HardwareSpec, op_list: list) -> tuple:
@@ -79,24 +80,18 @@ class StepTimer:
                 self._steps[key] = cached
         return cached
 
-    def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> np.ndarray:
-        """Per-step latencies of `steps` decode steps of a fixed batch whose contexts (tokens already
-        cached) sum to `context_sum` and peak at `context_max` at the first step."""
+    def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int,
+                   extra_s: float = 0.0) -> np.ndarray:
+        """Per-step latencies (plus `extra_s` each) of `steps` decode steps of a fixed batch whose contexts
+        (tokens already cached) sum to `context_sum` and peak at `context_max` at the first step."""
         line = self._decode_line(batch_size)
         if line is None:  # materialised attention: its GEMM tiles follow the longest context
             growth = np.arange(steps, dtype=np.float64)
-            return self._decode_ops_run(batch_size, context_sum + batch_size * growth, context_max + growth)[0]
+            return self._decode_ops_run(batch_size, context_sum + batch_size * growth, context_max + growth)[0] + extra_s
         dense_s, c0, c1, m0, m1 = line
-        keys = np.arange(context_sum + batch_size, context_sum + batch_size * (steps + 1), batch_size,
-                         dtype=np.float64)
-        compute_s = keys * c1
-        compute_s += c0
-        keys *= m1
-        keys += m0
-        latency_s = combine_s(self.hw, compute_s, keys)
-        latency_s *= self.model.num_layers
-        latency_s += dense_s
-        return latency_s
+        return _decode_line_run(float(context_sum + batch_size), float(batch_size), steps, c0, c1, m0, m1,
+                                self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers,
+                                dense_s + extra_s)
 
     def decode_totals(self, batch_size: int, context_sum: int, steps: int) -> tuple[float, float]:
         """(FLOPs, bytes) of the same `steps` decode steps: a step's FLOPs and bytes are affine in the
@@ -141,3 +136,14 @@ class StepTimer:
         dense, head = self._token_part(tokens), self._sampled_part(sampled)
         layers = self.model.num_layers
         return tuple(d + layers * a + h for d, a, h in zip(dense, attn, head))
+
+
+@numba.njit(cache=True)
+def _decode_line_run(first_keys, keys_per_step, steps, c0, c1, m0, m1, p, launch_s, layers, other_s):
+    """Step j reads first_keys + j keys_per_step keys; its attention is compute c0 + c1 keys and memory
+    m0 + m1 keys combined as `timing.combine_s` does, once per layer, plus the rest of the step."""
+    out = np.empty(steps)
+    for j in range(steps):
+        keys = first_keys + keys_per_step * j
+        out[j] = layers * (smooth_max(c0 + c1 * keys, m0 + m1 * keys, p) + launch_s) + other_s
+    return out

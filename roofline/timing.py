@@ -15,8 +15,10 @@ heuristics try to. All functions take NumPy arrays so that sweeps and profile fi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .hardware import HardwareSpec
@@ -42,16 +44,21 @@ def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, p
     return best
 
 
+@numba.vectorize(["float64(float64, float64, float64)"], cache=True)
+def smooth_max(compute_s, memory_s, p):
+    """(compute^p + memory^p)^(1/p): a NumPy ufunc that compiled code (the simulator's decode runs) calls
+    too, so both compute the same seconds."""
+    big = max(compute_s, memory_s)
+    if big <= 0.0:
+        return 0.0
+    if p == 2.0:
+        return math.hypot(compute_s, memory_s)
+    return big * ((compute_s / big) ** p + (memory_s / big) ** p) ** (1.0 / p)
+
+
 def combine_s(hw: HardwareSpec, compute_s, memory_s):
     """Smooth maximum of compute and memory time (see module docstring), plus the kernel floor."""
-    p = hw.overlap_exponent
-    if p == 2:
-        return np.hypot(compute_s, memory_s) + hw.launch_overhead_s
-    compute_s, memory_s = np.asarray(compute_s, dtype=np.float64), np.asarray(memory_s, dtype=np.float64)
-    big = np.maximum(compute_s, memory_s)
-    safe = np.where(big > 0, big, 1.0)
-    overlap = big * ((compute_s / safe) ** p + (memory_s / safe) ** p) ** (1 / p)
-    return overlap + hw.launch_overhead_s
+    return smooth_max(compute_s, memory_s, hw.overlap_exponent) + hw.launch_overhead_s
 
 
 def comm_time_s(hw: HardwareSpec, payload_bytes, peers):

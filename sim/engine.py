@@ -133,7 +133,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
         replicas = [replica(i, "both") for i in range(cfg.replicas)]
         router = Router(cfg.router, replicas)
         if cfg.router == "round_robin" or cfg.replicas == 1:  # who gets which request is known in advance,
-            times = np.array([r.arrival_s for r in requests])  # so runs end at arrivals without interrupts
+            times = [r.arrival_s for r in requests]  # so runs end at arrivals without interrupts
             for i, rep in enumerate(replicas):
                 rep.arrival_times = times[i::cfg.replicas]
 

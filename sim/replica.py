@@ -79,7 +79,8 @@ class Replica:
         self.outstanding = 0
         self._wake: simpy.Event | None = None  # triggered by an arrival while idle
         self._in_run = False  # in a decode run that an arrival interrupts
-        self.arrival_times: np.ndarray | None = None  # when known in advance, the times requests reach it
+        self.arrival_times: list | None = None  # when known in advance, the times requests reach it
+        self._next_arrival = 0  # index of the first of them not before now
         self.process = env.process(self._run())
 
     # -- what the router and the cluster see -------------------------------------------------------------
@@ -250,13 +251,16 @@ class Replica:
         if growth is not None and growth.at_most(steps) > self.kv.pool.available_blocks:
             new_blocks = growth.cumulative(steps)
             steps = max(1, int(np.searchsorted(new_blocks, self.kv.pool.available_blocks, side="right")))
-        latency_s = self.timer.decode_run(batch, context_sum, context_max, steps)
-        latency_s += self.overhead.step_s(batch)
-        ends = now + np.cumsum(latency_s)
+        latency_s = self.timer.decode_run(batch, context_sum, context_max, steps, self.overhead.step_s(batch))
+        ends = np.cumsum(latency_s)
+        ends += now
         if self.arrival_times is not None:  # the next arrival here is known: stop after the step it lands in
-            upcoming = int(np.searchsorted(self.arrival_times, now, side="left"))
-            if upcoming < len(self.arrival_times) and self.arrival_times[upcoming] < ends[-1]:
-                steps = int(np.searchsorted(ends, self.arrival_times[upcoming], side="left")) + 1
+            times, upcoming = self.arrival_times, self._next_arrival
+            while upcoming < len(times) and times[upcoming] < now:
+                upcoming += 1
+            self._next_arrival = upcoming
+            if upcoming < len(times) and times[upcoming] < ends[-1]:
+                steps = int(np.searchsorted(ends, times[upcoming], side="left")) + 1
             yield self.env.timeout(ends[steps - 1] - now)
         else:
             self._in_run = steps > 1
