@@ -42,12 +42,8 @@ class Rows:
         """Append the `seqs` sequences of a request that just got its context into the cache: the first holds
         `first_blocks` of its own, the others `other_blocks` and maybe a pending copy-on-write."""
         self._reserve(seqs)
-        n = self._n
-        ints = self._ints[:, n:n + seqs]
-        ints[REQUEST], ints[CONTEXT], ints[REMAINING] = request_id, context_tokens, remaining_tokens
-        ints[BLOCKS], ints[COPY] = other_blocks, others_copy_on_write
-        ints[BLOCKS, 0], ints[COPY, 0] = first_blocks, 0
-        self._floats[LAST, n:n + seqs], self._floats[MAX_ITL, n:n + seqs] = now_s, 0.0
+        _add_request(self._ints, self._floats, self._n, request_id, seqs, context_tokens, remaining_tokens,
+                     first_blocks, other_blocks, int(others_copy_on_write), now_s)
         self._n += seqs
         self._scan = None
 
@@ -83,15 +79,13 @@ class Rows:
             self._scan = _scan(self._ints, self._n, block_size)
         return self._scan
 
-    def advance(self, steps: int, block_size: int, first_end_s: float, last_end_s: float,
-                later_gap_s: float) -> tuple[int, np.ndarray, np.ndarray]:
-        """Every row decoded `steps` tokens, the first at `first_end_s`, the last at `last_end_s`, the
-        others `later_gap_s` apart at most. Adds the blocks the rows opened (block_size 0: none, contiguous)
-        and returns how many, with the gaps before the rows' first new tokens as distinct values and how
-        many rows had each (rows that decoded together share their previous token's time)."""
+    def advance(self, block_size: int, ends: np.ndarray, latency_s: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """Every row decoded one token in each step ending at `ends` (lasting `latency_s`). Adds the blocks
+        the rows opened (block_size 0: none, contiguous) and returns how many, with the gaps before the
+        rows' first new tokens as distinct values and how many rows had each (rows that decoded together
+        share their previous token's time)."""
         self._scan = None
-        return _advance(self._ints, self._floats, self._n, steps, block_size, first_end_s, last_end_s,
-                        later_gap_s)
+        return _advance(self._ints, self._floats, self._n, block_size, ends, latency_s)
 
 
 def _column(table: str, index: int) -> property:
@@ -157,7 +151,22 @@ def _scan(ints, n, block_size):
 
 
 @njit(cache=True)
-def _advance(ints, floats, n, steps, block_size, first_end_s, last_end_s, later_gap_s):
+def _add_request(ints, floats, n, request_id, seqs, context, remaining, first_blocks, other_blocks, others_copy,
+                 now_s):
+    for i in range(n, n + seqs):
+        ints[REQUEST, i], ints[CONTEXT, i], ints[REMAINING, i] = request_id, context, remaining
+        ints[BLOCKS, i], ints[COPY, i] = other_blocks, others_copy
+        floats[LAST, i], floats[MAX_ITL, i] = now_s, 0.0
+    ints[BLOCKS, n], ints[COPY, n] = first_blocks, 0
+
+
+@njit(cache=True)
+def _advance(ints, floats, n, block_size, ends, latency_s):
+    steps = len(ends)
+    first_end_s, last_end_s = ends[0], ends[steps - 1]
+    later_gap_s = 0.0
+    for j in range(1, steps):
+        later_gap_s = max(later_gap_s, latency_s[j])
     added = 0
     gaps = np.empty(n)
     counts = np.zeros(n, dtype=np.int64)

@@ -283,9 +283,8 @@ class Replica:
 
     def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray) -> None:
         """`steps` decode steps ending at `ends` gave every row one token each."""
-        later_gap_s = float(latency_s[1:].max()) if steps > 1 else 0.0
-        new_blocks, first_gaps, rows_per_gap = rows.advance(steps, self.kv.block_size if self.kv.paged else 0,
-                                                            float(ends[0]), float(ends[-1]), later_gap_s)
+        new_blocks, first_gaps, rows_per_gap = rows.advance(self.kv.block_size if self.kv.paged else 0, ends,
+                                                            latency_s)
         self.kv.pool.take(new_blocks)
         self.metrics.inter_token_gaps(first_gaps, rows_per_gap)
         if steps > 1:

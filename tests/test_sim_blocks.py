@@ -27,18 +27,19 @@ def test_block_growth_counts_block_boundaries_by_hand():
     growth = growth_of(rows, 4)
     assert growth.cumulative(6).tolist() == [1, 2, 2, 3, 4, 5]
     assert growth.next_step() == 1 and growth.at_most(6) >= 5
-    added, gaps, counts = rows.advance(6, 4, 1.0, 2.0, 0.1)
+    # six steps: the first ends at 1.0, the others 0.1 apart, the last at 1.5
+    added, gaps, counts = rows.advance(4, np.array([1.0, 1.1, 1.2, 1.3, 1.4, 1.5]), np.array([1.0] + [0.1] * 5))
     assert added == 5 and rows.blocks.tolist() == [2, 2, 1]
     assert rows.context_tokens.tolist() == [9, 10, 11] and rows.remaining_tokens.tolist() == [94] * 3
     assert gaps.tolist() == [1.0] and counts.tolist() == [3]  # all three last decoded at time 0
-    assert rows.last_token_s.tolist() == [2.0] * 3 and rows.max_itl_s.tolist() == [1.0] * 3
+    assert rows.last_token_s.tolist() == [1.5] * 3 and rows.max_itl_s.tolist() == [1.0] * 3
 
 
 def test_copy_on_write_adds_one_block_at_the_first_write():
     # two sequences sharing a 5-token prompt in blocks of 4: the second copies the partly filled block
     rows = rows_of([5, 5], [False, True])
     assert growth_of(rows, 4).cumulative(4).tolist() == [1, 1, 1, 3]
-    added, _, _ = rows.advance(4, 4, 1.0, 1.0, 0.0)
+    added, _, _ = rows.advance(4, np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4))
     assert added == 3 and rows.blocks.tolist() == [1, 2] and not rows.copy_on_write.any()
 
 
