@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .quant import QuantSpec
@@ -158,18 +159,29 @@ def attention(new_tokens: np.ndarray, cached_tokens: np.ndarray, num_heads: int,
     so the timing serves them from L2. Without it the full q x (c+q)
     score matrix S is computed, written, read and written again as P by softmax, and read by PV.
     """
-    q = np.asarray(new_tokens, dtype=np.float64)
-    c = np.asarray(cached_tokens, dtype=np.float64)
-    kv_tokens = q + c
-    n_tiles = np.ceil(q / q_tile_tokens)
-    fits = 2 * kv_tokens * head_dim * quant.kv_bytes_per_element(head_dim) <= sram_bytes
-    reread_tokens = n_tiles * c + q_tile_tokens * n_tiles * (n_tiles - 1) / 2 + q
-    totals = AttentionTotals(
-        queries=float(q.sum()), pairs_causal=float(np.sum(q * c + q * (q + 1) / 2)),
-        pairs_full=float(np.sum(q * kv_tokens)), kv_tokens=float(kv_tokens.sum()),
-        flash_kv_read_tokens=float(np.sum(np.where(fits, kv_tokens, reread_tokens))),
-        max_queries=int(q.max()), max_kv_tokens=int(kv_tokens.max()), sequences=len(q))
+    sums = _attention_sums(np.asarray(new_tokens, dtype=np.float64), np.asarray(cached_tokens, dtype=np.float64),
+                           float(q_tile_tokens), sram_bytes / (2 * head_dim * quant.kv_bytes_per_element(head_dim)))
+    totals = AttentionTotals(*sums[:5], max_queries=int(sums[5]), max_kv_tokens=int(sums[6]),
+                             sequences=len(new_tokens))
     return attention_from_totals(totals, num_heads, num_kv_heads, head_dim, quant, flash)
+
+
+@numba.njit(cache=True)
+def _attention_sums(q, c, tile, sram_tokens):
+    """The sums of `attention`'s docstring in one pass: queries, causal pairs, full pairs, keys, keys read
+    with FlashAttention's re-reads (none when a head's K/V fit in `sram_tokens`), longest q and q + c."""
+    queries = pairs_causal = pairs_full = keys = flash_reads = longest_q = longest_kv = 0.0
+    for i in range(len(q)):
+        kv = q[i] + c[i]
+        tiles = math.ceil(q[i] / tile)
+        queries += q[i]
+        pairs_causal += q[i] * c[i] + q[i] * (q[i] + 1) / 2
+        pairs_full += q[i] * kv
+        keys += kv
+        flash_reads += kv if kv <= sram_tokens else tiles * c[i] + tile * tiles * (tiles - 1) / 2 + q[i]
+        longest_q = max(longest_q, q[i])
+        longest_kv = max(longest_kv, kv)
+    return queries, pairs_causal, pairs_full, keys, flash_reads, longest_q, longest_kv
 
 
 def decode_attention(batch_size: int, context_sum, context_max, num_heads: int, num_kv_heads: int,
