@@ -110,17 +110,24 @@ def _compact(remove, ints, floats):
     kept = 0
     for i in range(len(remove)):
         if not remove[i]:
-            ints[:, kept] = ints[:, i]
-            floats[:, kept] = floats[:, i]
+            for f in range(ints.shape[0]):
+                ints[f, kept] = ints[f, i]
+            for f in range(floats.shape[0]):
+                floats[f, kept] = floats[f, i]
             kept += 1
     return kept
 
 
 @njit(cache=True)
 def _pop_finished(ints, floats, n):
-    requests = np.empty(n, dtype=np.int64)
-    blocks = np.zeros(n, dtype=np.int64)
-    max_itl_s = np.zeros(n)
+    finished = 0
+    for i in range(n):
+        finished += ints[REMAINING, i] == 0
+    requests = np.empty(finished, dtype=np.int64)
+    blocks = np.zeros(finished, dtype=np.int64)
+    max_itl_s = np.zeros(finished)
+    if finished == 0:
+        return requests, blocks, max_itl_s, n
     found, kept = 0, 0
     for i in range(n):
         if ints[REMAINING, i] == 0:
@@ -130,8 +137,11 @@ def _pop_finished(ints, floats, n):
             blocks[found - 1] += ints[BLOCKS, i]
             max_itl_s[found - 1] = max(max_itl_s[found - 1], floats[MAX_ITL, i])
         else:
-            ints[:, kept] = ints[:, i]
-            floats[:, kept] = floats[:, i]
+            if kept != i:
+                for f in range(ints.shape[0]):
+                    ints[f, kept] = ints[f, i]
+                for f in range(floats.shape[0]):
+                    floats[f, kept] = floats[f, i]
             kept += 1
     return requests[:found], blocks[:found], max_itl_s[:found], kept
 
