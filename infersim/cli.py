@@ -177,12 +177,12 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def _progress_bar(fraction: float) -> None:
+def _progress_bar(fraction: float, simulated_s: float) -> None:
     width = 40
     done = int(width * fraction)
     end = "\n" if fraction >= 1 else ""
-    print(f"\rsimulating [{'#' * done}{'.' * (width - done)}] {100 * fraction:3.0f}% of arrivals", end=end,
-          file=sys.stderr, flush=True)
+    print(f"\rsimulating [{'#' * done}{'.' * (width - done)}] {100 * fraction:3.0f}% of arrivals, "
+          f"t = {simulated_s:,.1f} s", end=end, file=sys.stderr, flush=True)
 
 
 def cmd_run(args) -> int:

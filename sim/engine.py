@@ -93,7 +93,8 @@ def total_kv_blocks(cfg: RunConfig) -> int:
 
 
 def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
-    """Run every request through the cluster; `progress(fraction)` is called as simulated time passes."""
+    """Run every request through the cluster; `progress(fraction of the arrival span, simulated seconds)`
+    is called as simulated time passes."""
     if cfg.allocator == "contiguous" and cfg.prefix_caching:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", "contiguous")
     if cfg.scheduler == "static" and cfg.allocator != "contiguous":
@@ -148,7 +149,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     if progress is not None and horizon > 0:
         for i in range(1, 101):
             env.run(until=horizon * i / 100)
-            progress(i / 100)
+            progress(i / 100, env.now)
     env.run()
     gpus = cfg.options.parallel.gpus
     summary = summarize(requests, metrics, blocks, cfg.block_size_tokens, len(replicas), cfg.ttft_slo_s, cfg.tpot_slo_s,
