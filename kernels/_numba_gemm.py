@@ -25,3 +25,9 @@ def int8_gemm(a, b):
 def triad(a, b, c, scalar):
     for i in numba.prange(a.size):
         a[i] = b[i] + scalar * c[i]
+
+
+@numba.njit(parallel=True, fastmath=REORDER, cache=True)
+def exp_into(x, out):
+    for i in numba.prange(x.size):
+        out[i] = np.exp(x[i])

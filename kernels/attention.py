@@ -46,36 +46,37 @@ def naive_attention(q, k, v, causal: bool = True) -> np.ndarray:
 
 
 def tiled_attention_reference(q, k, v, causal: bool = True, block_q: int = 64, block_k: int = 64) -> np.ndarray:
-    """FlashAttention-2's Algorithm 1 in NumPy, tile by tile: for each query tile keep a running row
-    maximum m, normaliser l and unnormalised output O; for each key tile S = Q K^T, m' = max(m, rowmax S),
-    P = exp(S - m'), l = e^(m - m') l + rowsum P, O = e^(m - m') O + P V; finally O / l."""
+    """FlashAttention-2's Algorithm 1 in NumPy, tile by tile and for all batches and heads at once: for
+    each query tile keep a running row maximum m, normaliser l and unnormalised output O; for each key
+    tile S = Q K^T, m' = max(m, rowmax S), P = exp(S - m'), l = e^(m - m') l + rowsum P,
+    O = e^(m - m') O + P V; finally O / l. Grouped-query heads are handled by viewing the query heads
+    of one KV head as extra rows."""
     group, offset = _check(q, k, v)
     b, h, s, d = q.shape
-    t = k.shape[2]
+    kv_h, t = k.shape[1], k.shape[2]
     scale = np.float32(1 / math.sqrt(d))
-    out = np.empty((b, h, s, d), dtype=np.float32)
-    for bi in range(b):
-        for hi in range(h):
-            kh, vh = k[bi, hi // group].astype(np.float32), v[bi, hi // group].astype(np.float32)
-            for q0 in range(0, s, block_q):
-                qt = q[bi, hi, q0:q0 + block_q].astype(np.float32) * scale
-                rows = np.arange(q0, q0 + len(qt))[:, None]
-                m = np.full((len(qt), 1), -np.inf, dtype=np.float32)
-                l = np.zeros((len(qt), 1), dtype=np.float32)
-                o = np.zeros((len(qt), d), dtype=np.float32)
-                k_end = min(t, q0 + len(qt) + offset) if causal else t  # causal: later tiles are all masked
-                for k0 in range(0, k_end, block_k):
-                    st = qt @ kh[k0:k0 + block_k].T
-                    if causal:
-                        st = np.where(np.arange(k0, k0 + st.shape[1])[None, :] <= rows + offset, st, -np.inf)
-                    m_new = np.maximum(m, st.max(axis=1, keepdims=True))
-                    p = np.exp(st - m_new)
-                    alpha = np.exp(m - m_new)
-                    l = alpha * l + p.sum(axis=1, keepdims=True)
-                    o = alpha * o + p @ vh[k0:k0 + block_k]
-                    m = m_new
-                out[bi, hi, q0:q0 + len(qt)] = o / l
-    return out.astype(q.dtype)
+    qg = (q.astype(np.float32) * scale).reshape(b, kv_h, group, s, d)
+    kf, vf = k.astype(np.float32)[:, :, None], v.astype(np.float32)[:, :, None]
+    out = np.empty((b, kv_h, group, s, d), dtype=np.float32)
+    for q0 in range(0, s, block_q):
+        qt = qg[:, :, :, q0:q0 + block_q]
+        rows = np.arange(q0, q0 + qt.shape[3])[:, None]
+        m = np.full(qt.shape[:4] + (1,), -np.inf, dtype=np.float32)
+        l = np.zeros_like(m)
+        o = np.zeros(qt.shape, dtype=np.float32)
+        k_end = min(t, q0 + qt.shape[3] + offset) if causal else t  # causal: later tiles are all masked
+        for k0 in range(0, k_end, block_k):
+            st = qt @ kf[:, :, :, k0:k0 + block_k].swapaxes(-1, -2)
+            if causal and k0 + st.shape[-1] - 1 > q0 + offset:  # only tiles crossing the diagonal need a mask
+                st = np.where(np.arange(k0, k0 + st.shape[-1])[None, :] <= rows + offset, st, -np.inf)
+            m_new = np.maximum(m, st.max(axis=-1, keepdims=True))
+            p = np.exp(st - m_new)
+            alpha = np.exp(m - m_new)
+            l = alpha * l + p.sum(axis=-1, keepdims=True)
+            o = alpha * o + p @ vf[:, :, :, k0:k0 + block_k]
+            m = m_new
+        out[:, :, :, q0:q0 + qt.shape[3]] = o / l
+    return out.reshape(b, h, s, d).astype(q.dtype)
 
 
 @numba.njit(parallel=True, fastmath=_REORDER, cache=True)

@@ -1,8 +1,8 @@
 """Measure the host CPU and describe it as a `HardwareSpec`, so it is a hardware like any other.
 
 Sustained GEMM FLOP/s per dtype (NumPy's BLAS for fp32, NumPy for fp16, a Numba int8 kernel with int32
-accumulation), STREAM triad bandwidth (McCalpin 1995) with a parallel Numba loop, vector FLOP/s, the
-cost of calling a tiny compiled kernel, and the cache sizes the OS reports. The peaks are measured
+accumulation), STREAM triad bandwidth (McCalpin 1995) with a parallel Numba loop, vector FLOP/s,
+exponentials per second (softmax's), the cost of calling a tiny compiled kernel, and the cache sizes the OS reports. The peaks are measured
 sustained rates, so the efficiency factors are 1 and no tile model applies.
 """
 from __future__ import annotations
@@ -62,6 +62,19 @@ def vector_flops_per_s(elements: int = 2**14) -> float:
     return 2 * 200 * elements / _best_time_s(run)
 
 
+def exp_per_s(elements: int = 2**14) -> float:
+    """float32 exponentials per second on a cache-resident array, all cores (a Numba parallel loop, as
+    the softmax of the attention kernels computes them)."""
+    from infersim.kernels._numba_gemm import exp_into
+    x = np.linspace(-10, 0, elements, dtype=np.float32)
+    out = np.empty_like(x)
+
+    def run():
+        for _ in range(50):
+            exp_into(x, out)
+    return 50 * elements / _best_time_s(run)
+
+
 def call_overhead_s() -> float:
     """Time to call a compiled kernel that does almost nothing: the CPU's 'launch overhead'."""
     from infersim.kernels._numba_gemm import triad
@@ -102,6 +115,8 @@ def calibrate_host(progress=lambda text: None) -> HardwareSpec:
     progress(f"  STREAM triad: {bandwidth / 1e9:.1f} GB/s")
     vector = vector_flops_per_s()
     progress(f"  vector: {vector / 1e9:.1f} GFLOP/s")
+    exp_rate = exp_per_s()
+    progress(f"  exp: {exp_rate / 1e9:.2f} G/s")
     overhead = call_overhead_s()
     progress(f"  kernel call overhead: {overhead * 1e6:.2f} us")
     caches = cache_bytes()
@@ -109,7 +124,7 @@ def calibrate_host(progress=lambda text: None) -> HardwareSpec:
     return HardwareSpec(
         name=f"cpu-{platform.node() or 'host'}", peak_flops_per_s=peaks, vector_flops_per_s=vector,
         memory_bytes=float(memory), memory_bandwidth_bytes_per_s=bandwidth,
-        l2_bytes=float(caches.get(3, caches.get(2, 0))), sram_per_sm_bytes=float(caches.get(2, caches.get(1, 0))),
+        special_function_per_s=exp_rate, l2_bytes=float(caches.get(3, caches.get(2, 0))), sram_per_sm_bytes=float(caches.get(2, caches.get(1, 0))),
         sm_count=cores, interconnect_bandwidth_bytes_per_s=bandwidth, host_link_bandwidth_bytes_per_s=bandwidth,
         sparse_tensor_cores=False, gemm_tiles=(), gemm_split_k=(1,), compute_efficiency=1.0,
         memory_efficiency=1.0, vector_bandwidth_efficiency=1.0, launch_overhead_s=overhead,

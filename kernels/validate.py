@@ -75,6 +75,8 @@ def cpu_cases(hw: HardwareSpec, quick: bool = False) -> list[Case]:
         shape = f"b{b} h{h} s{s} d{d} causal"
         cases.append(Case("attention_tiled_numba", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numba"),
                           widen(flash, 2, "fp32")))
+        cases.append(Case("attention_tiled_numpy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numpy"),
+                          widen(flash, 2, "fp32")))
         cases.append(Case("attention_naive_numpy", shape,
                           lambda q=q, k=k, v=v: att.naive_attention(q, k, v, True), widen(naive, 2, "fp32")))
     for b, ctx in ((1, 1024), (8, 1024)) if quick else ((1, 512), (1, 4096), (8, 1024), (32, 1024), (32, 4096)):

@@ -45,6 +45,8 @@ class HardwareSpec:
     interconnect_bandwidth_bytes_per_s: float
     host_link_bandwidth_bytes_per_s: float
     l2_bandwidth_bytes_per_s: float | None = None
+    # exp() per second (softmax's exponentials); None counts one as one vector FLOP. Calibrated on the host.
+    special_function_per_s: float | None = None
     sparse_tensor_cores: bool = True
     gemm_tiles: tuple = DEFAULT_GEMM_TILES
     gemm_split_k: tuple = DEFAULT_SPLIT_K

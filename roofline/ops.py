@@ -37,6 +37,7 @@ class OpCost:
     kind: str
     flops: float = 0.0
     vector_flops: float = 0.0
+    exp_ops: float = 0.0  # exponentials (softmax), timed at the spec's special-function rate
     weight_bytes: float = 0.0
     act_read_bytes: float = 0.0
     act_write_bytes: float = 0.0
@@ -56,7 +57,7 @@ class OpCost:
 
     @property
     def total_flops(self) -> float:
-        return self.flops + self.vector_flops
+        return self.flops + self.vector_flops + self.exp_ops
 
     @property
     def intensity_flops_per_byte(self) -> float:
@@ -150,7 +151,8 @@ def attention(new_tokens: np.ndarray, cached_tokens: np.ndarray, num_heads: int,
 
     Query j of sequence i sees c_i + j + 1 keys, so a head scores sum_i q_i c_i + q_i (q_i + 1) / 2 pairs:
     prefill (c=0), chunked prefill (c>0) and decode (q=1) are the same formula. QK^T and PV cost 2 x
-    head_dim FLOPs per pair each; softmax ~5 vector FLOPs per pair (max, subtract, exp, sum, divide).
+    head_dim FLOPs per pair each; softmax one exponential and ~4 vector FLOPs per pair (max, subtract,
+    sum, divide).
 
     FlashAttention (Dao et al. 2022, Alg. 1; FlashAttention-2 Alg. 1) keeps scores on chip and loops
     query tiles of `q_tile_tokens` outside K/V tiles, so K/V are read once per query tile unless a
@@ -216,7 +218,7 @@ def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int,
     if flash:
         return [OpCost(
             name="attention", kind="attention", flops=4.0 * head_dim * num_heads * t.pairs_causal,
-            vector_flops=5.0 * num_heads * t.pairs_causal,
+            vector_flops=4.0 * num_heads * t.pairs_causal, exp_ops=num_heads * t.pairs_causal,
             act_read_bytes=qo_bytes / 2, act_write_bytes=qo_bytes / 2,
             kv_read_bytes=t.flash_kv_read_tokens * kv_elem_bytes,
             l2_reread_bytes=(t.flash_kv_read_tokens - t.kv_tokens) * kv_elem_bytes)]
@@ -226,7 +228,8 @@ def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int,
         OpCost(name="attn_scores", kind="gemm", flops=2.0 * head_dim * num_heads * t.pairs_full,
                act_read_bytes=qo_bytes / 2, act_write_bytes=score_bytes,
                kv_read_bytes=t.kv_tokens * kv_elem_bytes / 2, gemm=batched),
-        OpCost(name="attn_softmax", kind="vector", vector_flops=5.0 * num_heads * t.pairs_full,
+        OpCost(name="attn_softmax", kind="vector", vector_flops=4.0 * num_heads * t.pairs_full,
+               exp_ops=num_heads * t.pairs_full,
                act_read_bytes=score_bytes, act_write_bytes=score_bytes),
         OpCost(name="attn_context", kind="gemm", flops=2.0 * head_dim * num_heads * t.pairs_full,
                act_read_bytes=score_bytes, act_write_bytes=qo_bytes / 2,
@@ -236,13 +239,14 @@ def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int,
 
 
 def sampling(sequences: int, vocab: int, method: str = "top_p") -> OpCost:
-    """Turn logits into tokens. Greedy: one argmax pass. Top-k/top-p: fp32 softmax (~5 FLOPs/entry),
-    then a sort of the vocabulary (~log2 V compare-swaps per entry) writing values and int64 indices."""
+    """Turn logits into tokens. Greedy: one argmax pass. Top-k/top-p: fp32 softmax (an exponential and
+    ~4 FLOPs per entry), then a sort of the vocabulary (~log2 V compare-swaps per entry) writing values and
+    int64 indices."""
     n = sequences * vocab
     if method == "greedy":
         return OpCost(name="sampling", kind="vector", vector_flops=n, act_read_bytes=n * ACT_BYTES,
                       act_write_bytes=sequences * 8)
-    return OpCost(name="sampling", kind="vector", vector_flops=n * (5 + math.log2(vocab)),
+    return OpCost(name="sampling", kind="vector", vector_flops=n * (4 + math.log2(vocab)), exp_ops=n,
                   act_read_bytes=n * (ACT_BYTES + LOGIT_BYTES),
                   act_write_bytes=n * (LOGIT_BYTES + LOGIT_BYTES + 8))
 

@@ -2,7 +2,8 @@
 
     time = (compute^p + memory^p)^(1/p) + launch_overhead
 
-with compute = tensor FLOPs / (peak x compute_efficiency) + vector FLOPs / (vector peak x efficiency) and
+with compute = tensor FLOPs / (peak x compute_efficiency) + vector FLOPs / (vector peak x efficiency)
+(+ exponentials / (special-function rate x efficiency), where the spec has one) and
 memory = bytes / (bandwidth x efficiency). p -> infinity is the classic roofline max(compute, memory)
 (Williams et al. 2009); a finite `overlap_exponent` says how imperfectly a kernel overlaps its loads with
 its math near the ridge point (p = 2 fits the A100 profiles best; p = 1 would be no overlap at all).
@@ -94,7 +95,8 @@ def op_compute_s(hw: HardwareSpec, op: OpCost):
         tensor = np.where(dense_flops > 0, tile_s * op.flops / np.where(dense_flops > 0, dense_flops, 1.0), 0.0)
     else:
         tensor = op.flops / (peak * hw.compute_efficiency)
-    return tensor + op.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)
+    exp_rate = hw.special_function_per_s or hw.vector_flops_per_s
+    return tensor + (op.vector_flops / hw.vector_flops_per_s + op.exp_ops / exp_rate) / hw.compute_efficiency
 
 
 def op_memory_s(hw: HardwareSpec, op: OpCost):

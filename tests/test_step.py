@@ -192,3 +192,19 @@ def test_impossible_shapes_are_named():
         decode_batch([])
     with pytest.raises(SpecError, match="fp8"):
         step_cost(LLAMA7, A100, decode_batch([16]), StepOptions(quant=get_quant("fp8")))
+
+
+def test_softmax_exponentials_run_at_the_special_function_rate_when_the_spec_has_one():
+    """One exp per attention score: 8 heads x (1000 x 1001 / 2) causal pairs = 4,004,000 exponentials."""
+    import dataclasses
+
+    from infersim.roofline import QuantSpec, get_hardware, ops
+    from infersim.roofline.timing import op_compute_s
+    hw = get_hardware("a100-sxm-80gb")
+    (op,) = ops.attention(np.array([1000]), np.array([0]), 8, 8, 64, QuantSpec(), True, 128, hw.sram_per_sm_bytes)
+    assert op.exp_ops == 8 * 1000 * 1001 / 2
+    slow_exp = dataclasses.replace(hw, special_function_per_s=1e12)
+    extra = op_compute_s(slow_exp, op) - op_compute_s(hw, op)
+    # without a rate an exp counts as one vector FLOP; with one, it takes 1 / rate
+    expected = op.exp_ops * (1 / 1e12 - 1 / hw.vector_flops_per_s) / hw.compute_efficiency
+    assert extra == pytest.approx(expected, rel=1e-9)
