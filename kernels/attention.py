@@ -163,36 +163,45 @@ def paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_
 
 @numba.njit(parallel=True, fastmath=_REORDER, cache=True)
 def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, out):
+    """One task per (sequence, KV head) serving all the query heads that share it, so each cached K and V
+    row is read once: scores for the whole context, softmax, then the weighted sum of V rows."""
     b, h, d = q.shape
     block_size, kv_h = k_cache.shape[1], k_cache.shape[2]
     group = h // kv_h
     scale = np.float32(1.0 / math.sqrt(d))
-    for job in numba.prange(b * h):
-        bi = job // h
-        hi = job % h
-        kh = hi // group
-        qrow = q[bi, hi]
+    for job in numba.prange(b * kv_h):
+        bi = job // kv_h
+        kh = job % kv_h
         n = context_lens[bi]
-        m = np.float32(-np.inf)
-        l = np.float32(0.0)
-        acc = np.zeros(d, dtype=np.float32)
+        scores = np.empty((group, n), dtype=np.float32)
         for j in range(n):
-            blk = block_tables[bi, j // block_size]
-            slot = j % block_size
-            krow, vrow = k_cache[blk, slot, kh], v_cache[blk, slot, kh]  # 1-D views vectorize
-            s = np.float32(0.0)
+            krow = k_cache[block_tables[bi, j // block_size], j % block_size, kh]
+            for g in range(group):
+                qrow = q[bi, kh * group + g]
+                s = np.float32(0.0)
+                for x in range(d):
+                    s += qrow[x] * krow[x]
+                scores[g, j] = s * scale
+        totals = np.empty(group, dtype=np.float32)
+        for g in range(group):
+            row = scores[g]
+            top = row.max()
+            total = np.float32(0.0)
+            for j in range(n):
+                row[j] = math.exp(row[j] - top)
+                total += row[j]
+            totals[g] = total
+        acc = np.zeros((group, d), dtype=np.float32)
+        for j in range(n):
+            vrow = v_cache[block_tables[bi, j // block_size], j % block_size, kh]
+            for g in range(group):
+                p = scores[g, j]
+                a = acc[g]
+                for x in range(d):
+                    a[x] += p * vrow[x]
+        for g in range(group):
             for x in range(d):
-                s += qrow[x] * krow[x]
-            s *= scale
-            m_new = max(m, s)
-            alpha = np.float32(math.exp(m - m_new))
-            p = np.float32(math.exp(s - m_new))
-            l = l * alpha + p
-            for x in range(d):
-                acc[x] = acc[x] * alpha + p * vrow[x]
-            m = m_new
-        for x in range(d):
-            out[bi, hi, x] = acc[x] / l
+                out[bi, kh * group + g, x] = acc[g, x] / totals[g]
 
 
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, backend: str = "numpy") -> np.ndarray:
