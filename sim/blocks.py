@@ -7,12 +7,11 @@ evicted least-recently-used when blocks run short, as vLLM's prefix caching does
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import numpy as np
 
-ALLOCATORS = ("paged", "contiguous")
+ALLOCATORS = ("paged", "contiguous")  # see kv_cache.KVCacheManager
 
 
 class BlockPool:
@@ -74,10 +73,6 @@ class BlockPool:
         if entry[1] == 0:
             self._evictable[prefix_key] = entry[0]
             self.evictable_blocks += entry[0]
-
-
-def blocks_for(tokens: int, block_size: int) -> int:
-    return math.ceil(tokens / block_size)
 
 
 def cumulative_new_blocks(seqs, copies, crossings_cdf: np.ndarray, run, step, block_size: int) -> np.ndarray:

@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from infersim.roofline.errors import SpecError
+from infersim.roofline.errors import SpecError, require_choice
 from infersim.roofline.hardware import HardwareSpec
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory
 from infersim.roofline.models import ModelSpec
 from infersim.roofline.step import StepOptions
 
-from .blocks import BlockPool
+from .blocks import ALLOCATORS, BlockPool
 from .kv_cache import KVCacheManager
 from .metrics import Metrics, request_table, summarize
 from .replica import EngineOverhead, Replica
 from .request import Request
-from .router import Router
-from .schedulers import SCHEDULERS, SchedulerLimits
+from .router import ROUTERS, Router
+from .schedulers import PREEMPTION_MODES, SCHEDULER_NAMES, SCHEDULERS, SchedulerLimits
 from .workload import Workload
 
 
@@ -95,6 +95,11 @@ def total_kv_blocks(cfg: RunConfig) -> int:
 def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
     """Run every request through the cluster; `progress(fraction of the arrival span, simulated seconds)`
     is called as simulated time passes."""
+    for field_name, value, allowed in (("scheduler.name", cfg.scheduler, SCHEDULER_NAMES),
+                                       ("scheduler.preemption", cfg.limits.preemption, PREEMPTION_MODES),
+                                       ("kv_cache.allocator", cfg.allocator, ALLOCATORS),
+                                       ("cluster.router", cfg.router, ROUTERS)):
+        require_choice(field_name, value, allowed)
     if cfg.allocator == "contiguous" and cfg.prefix_caching:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", "contiguous")
     if cfg.scheduler == "static" and cfg.allocator != "contiguous":

@@ -171,6 +171,7 @@ def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, bloc
         "requests_completed": int(done.sum()),
         "requests_rejected": int(np.sum(t["state"] == REJECTED)),
         "preemptions": metrics.preemptions,
+        "kv_blocks_swapped": metrics.swapped_blocks,
         "kv_utilization_mean": kv_util,
         "kv_utilization_peak": float(tl["kv_blocks_used"].max() / total_blocks) if len(busy) else 0.0,
         "kv_fragmentation_mean": frag,

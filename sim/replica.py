@@ -24,7 +24,6 @@ from .kv_cache import KVCacheManager
 from .metrics import Metrics
 from .request import DECODING, DONE, PREFILLING, REJECTED, SWAPPED, WAITING, Request
 
-ROLES = ("both", "prefill", "decode")
 _NO_ROWS = Rows(1)
 
 
@@ -60,7 +59,7 @@ DECODE_RUN = Step(decode=True, can_jump=True)
 
 class Replica:
     def __init__(self, env: simpy.Environment, index: int, timer: StepTimer, kv: KVCacheManager, scheduler,
-                 metrics: Metrics, overhead: EngineOverhead = EngineOverhead(), role: str = "both",
+                 metrics: Metrics, overhead: EngineOverhead = EngineOverhead(), role: str = "both",  # or prefill, decode
                  kv_bytes_per_token: float = 0.0, host_bandwidth_bytes_per_s: float = 1.0,
                  swap_blocks: int = 0, jumps: bool = True, max_run_steps: int = 4096, on_prefilled=None,
                  requests: list | None = None):

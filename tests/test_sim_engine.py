@@ -197,3 +197,8 @@ def test_higher_priority_requests_are_admitted_first():
     res = run(cfg, wl, priority=np.array([0, 0, 0, 5]))
     order = np.argsort([r.first_token_s for r in res.requests]).tolist()
     assert order == [0, 3, 1, 2]
+
+
+def test_unknown_names_in_a_run_config_are_refused_by_field():
+    with pytest.raises(Exception, match=r"^kv_cache.allocator: must be one of paged, contiguous, got 'pagd'"):
+        run(RunConfig(TINY, A100, allocator="pagd"), Workload(np.array([0.0]), np.array([10]), np.array([2])))
