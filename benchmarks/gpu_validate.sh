@@ -3,7 +3,8 @@
 # --device gpu`, writing the CSV, summary and plots to the folder given (default benchmarks/results/gpu).
 # Installs nothing: it needs numpy, numba, cupy, matplotlib and pyyaml, which the GPU image has; the
 # simulator's simpy and pydantic are not needed. Runs from the repository root without an install.
-# Budget: well under 8 minutes on an H100 (the full sweep; add --quick to halve it).
+# It calibrates the GPU, then validates against the registry spec and against the calibrated one. Budget:
+# under 8 minutes on an H100 with --quick (pass it as the second argument); the full sweeps take longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-benchmarks/results/gpu}"
@@ -39,4 +40,9 @@ for name in sorted(n for n in dir(mod) if n.startswith("test_")):
 sys.exit(1 if failed else 0)
 PY
 [ "${PIPESTATUS[0]}" = 0 ] || echo "some GPU kernels disagree with their references: see $out/correctness.txt"
-timeout 420 python3 -m infersim.cli validate --device gpu --out "$out" "${@:2}" | tee "$out/validate.txt"
+timeout 120 python3 -m infersim.cli calibrate --device gpu --out "$out/hardware-calibrated.yaml" 2>&1 | tee "$out/calibrate.txt" || true
+timeout 300 python3 -m infersim.cli validate --device gpu --out "$out/registry" "${@:2}" | tee "$out/validate-registry.txt"
+if [ -s "$out/hardware-calibrated.yaml" ]; then
+    timeout 300 python3 -m infersim.cli validate --device gpu --out "$out/calibrated" \
+        --hardware "$out/hardware-calibrated.yaml" "${@:2}" | tee "$out/validate-calibrated.txt"
+fi

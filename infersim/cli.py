@@ -167,6 +167,12 @@ def cmd_calibrate(args) -> int:
               f"{100 * after['gemm_p90_abs_err']:.1f}%; all ops {100 * before['all_median_abs_err']:.1f}% -> "
               f"{100 * after['all_median_abs_err']:.1f}%")
         spec = fitted
+    elif args.device == "gpu":
+        from infersim.kernels import gpu
+        from infersim.roofline import SpecError
+        if not gpu.available():
+            raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]')")
+        spec = gpu.calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
     else:
         from infersim.kernels.calibrate import calibrate_host
         spec = calibrate_host(progress=lambda text: print(text, file=sys.stderr))
@@ -328,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("calibrate", help="measure this machine, or fit efficiency factors to a profile; "
                        "writes a hardware YAML")
+    k.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="measure this CPU (default) or the GPU in use (its registry entry with measured factors)")
     k.add_argument("--from-profile", metavar="FILE.csv", help="fit the efficiency factors to a Vidur profile")
     k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on")
     k.add_argument("--model", help="with --from-profile: the profiled model (default: from the CSV)")
