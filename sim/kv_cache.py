@@ -83,6 +83,27 @@ class KVCacheManager:
         rows.add_request(req.id, n, context_tokens, req.remaining_tokens, first_blocks, other_blocks, others_copy,
                          now_s)
 
+    def tokens_to_compute(self, req: Request, tokens: int) -> int:
+        """Of a context of `tokens`, those a prefill must compute (the prefix cache holds the rest)."""
+        return tokens - self._prefix_blocks(req, tokens) * self.block_size
+
+    def grow(self, blocks: int) -> None:
+        """Decode steps opened `blocks` new blocks (see BlockGrowth; the scheduler checked they fit)."""
+        self.pool.take(blocks)
+
+    def swap_out(self, req: Request, row_blocks: int) -> int:
+        """Move all of the request's blocks to host memory (a cached prefix it shared is copied along);
+        returns how many."""
+        blocks = req.shared_blocks + req.prefix_blocks + row_blocks
+        self.release(req, row_blocks)
+        req.shared_blocks = blocks - row_blocks
+        return blocks
+
+    def swap_in(self, req: Request, row_blocks: int) -> int:
+        blocks = req.shared_blocks + row_blocks
+        self.pool.take(blocks)
+        return blocks
+
     def release(self, req: Request, row_blocks: int) -> None:
         self.pool.give(req.shared_blocks + row_blocks)
         req.shared_blocks = 0

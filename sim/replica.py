@@ -58,8 +58,11 @@ DECODE_RUN = Step(decode=True, can_jump=True)
 
 
 class Replica:
+    """A replica of role "both" prefills and decodes; "prefill" hands each request to `on_prefilled` after
+    its first token; "decode" takes prefilled requests (their KV cache arrives with them)."""
+
     def __init__(self, env: simpy.Environment, index: int, timer: StepTimer, kv: KVCacheManager, scheduler,
-                 metrics: Metrics, overhead: EngineOverhead = EngineOverhead(), role: str = "both",  # or prefill, decode
+                 metrics: Metrics, overhead: EngineOverhead = EngineOverhead(), role: str = "both",
                  kv_bytes_per_token: float = 0.0, host_bandwidth_bytes_per_s: float = 1.0,
                  swap_blocks: int = 0, jumps: bool = True, max_run_steps: int = 4096, on_prefilled=None,
                  requests: list | None = None):
@@ -128,7 +131,7 @@ class Replica:
             if self.kv.pool.available_blocks - reserve_blocks - self.kv.blocks_to_admit(req, tokens) \
                     < self.kv.watermark_blocks:
                 break
-            if whole_prompts and not handed_off and tokens - self.kv._prefix_blocks(req, tokens) * self.kv.block_size > token_budget:
+            if whole_prompts and not handed_off and self.kv.tokens_to_compute(req, tokens) > token_budget:
                 break
             heapq.heappop(self.waiting)
             seqs += req.num_seqs
@@ -165,12 +168,12 @@ class Replica:
         while self.swapped:
             req = self.swapped[0]
             rows = req.swapped_rows
-            blocks = req.shared_blocks + int(rows.blocks.sum())
+            row_blocks = int(rows.blocks.sum())
             grow = self.kv.next_step_blocks(rows)
-            if self.kv.pool.available_blocks - blocks - grow < self.kv.watermark_blocks:
+            if self.kv.pool.available_blocks - req.shared_blocks - row_blocks - grow < self.kv.watermark_blocks:
                 break
             self.swapped.popleft()
-            self.kv.pool.take(blocks)
+            blocks = self.kv.swap_in(req, row_blocks)
             self.swap_blocks_free += blocks
             req.swapped_rows, req.state = None, DECODING
             self.decoding.extend(rows)
@@ -184,16 +187,15 @@ class Replica:
         req.max_itl_s = max(req.max_itl_s, float(rows.max_itl_s.max()))
         req.preemptions += 1
         self.metrics.preemptions += 1
-        blocks = req.shared_blocks + req.prefix_blocks + int(rows.blocks.sum())
-        if mode == "swap" and blocks <= self.swap_blocks_free:
+        row_blocks = int(rows.blocks.sum())
+        if mode == "swap" and req.shared_blocks + req.prefix_blocks + row_blocks <= self.swap_blocks_free:
+            blocks = self.kv.swap_out(req, row_blocks)
             self.swap_blocks_free -= blocks
-            self.kv.release(req, int(rows.blocks.sum()))
-            req.shared_blocks = blocks - int(rows.blocks.sum())  # the prefix's copy travels with it
             req.state, req.swapped_rows = SWAPPED, rows
             self.swapped.append(req)
             self.metrics.swapped_blocks += blocks
             return blocks * self.block_bytes / self.host_bandwidth_bytes_per_s
-        self.kv.release(req, int(rows.blocks.sum()))
+        self.kv.release(req, row_blocks)
         req.state = WAITING
         heapq.heappush(self.waiting, (-req.priority, req.arrival_s, req.id, req))
         return 0.0
@@ -284,7 +286,7 @@ class Replica:
         """`steps` decode steps ending at `ends` gave every row one token each."""
         new_blocks, first_gaps, rows_per_gap = rows.advance(self.kv.block_size if self.kv.paged else 0, ends,
                                                             latency_s)
-        self.kv.pool.take(new_blocks)
+        self.kv.grow(new_blocks)
         self.metrics.inter_token_gaps(first_gaps, rows_per_gap)
         if steps > 1:
             self.metrics.step_gaps(latency_s[1:], len(rows))
