@@ -22,10 +22,12 @@ class Metrics:
         self._run_durations: list[np.ndarray] = []
         self._runs: list[tuple] = []  # (replica, batch_seqs, kv_blocks_before, queue_len, seqs, copies, kv_tokens)
         self._run_crossings: list[np.ndarray] = []  # and how their blocks grow (see blocks.BlockGrowth)
+        self._run_lengths: list[int] = []
         self._itl_values: list[np.ndarray] = []
         self._itl_weights: list[np.ndarray] = []
         self._itl_run_values: list[np.ndarray] = []  # gaps that all stand for the same number of tokens
         self._itl_run_weights: list[int] = []
+        self._itl_run_lengths: list[int] = []
         self.flops = 0.0
         self.bytes = 0.0
         self.preemptions = 0
@@ -40,6 +42,7 @@ class Metrics:
         None when they do not grow) and are counted for all runs at once in `timeline`; each step caches
         one more token per sequence."""
         self._run_ends.append(end_s)
+        self._run_lengths.append(len(end_s))
         self._run_durations.append(duration_s)
         if growth is None:
             self._runs.append((replica, seqs, kv_blocks_before, queue_len, 0, 0, kv_tokens_before))
@@ -56,12 +59,13 @@ class Metrics:
         """`tokens` tokens came after each of the gaps (every sequence of a batch, at each step)."""
         self._itl_run_values.append(gaps_s)
         self._itl_run_weights.append(tokens)
+        self._itl_run_lengths.append(len(gaps_s))
 
     def timeline(self) -> dict[str, np.ndarray]:
         """One row per step, ordered by start time (then replica)."""
         steps = np.array(self._steps, dtype=np.float64).reshape(-1, len(TIMELINE_COLUMNS))
         runs = np.array(self._runs, dtype=np.int64).reshape(-1, 7)
-        lengths = np.array([len(x) for x in self._run_ends], dtype=np.int64)
+        lengths = np.array(self._run_lengths, dtype=np.int64)
         run_of_step = np.repeat(np.arange(len(lengths)), lengths)
         from_runs = {
             "duration_s": np.concatenate(self._run_durations) if self._run_durations else np.zeros(0),
@@ -75,7 +79,10 @@ class Metrics:
         out = {c: np.concatenate((steps[:, i], from_runs[c])) for i, c in enumerate(TIMELINE_COLUMNS)}
         for c in TIMELINE_COLUMNS[2:]:
             out[c] = out[c].astype(np.int64)
-        order = np.lexsort((out["replica"], out["start_s"]))
+        if len(np.unique(out["replica"])) > 1:
+            order = np.lexsort((out["replica"], out["start_s"]))
+        else:  # one replica: single steps and runs are each in time order already, a stable sort merges them
+            order = np.argsort(out["start_s"], kind="stable")
         return {c: v[order] for c, v in out.items()}
 
     def _run_growth(self, runs: np.ndarray, lengths: np.ndarray, run_of_step: np.ndarray) -> np.ndarray:
@@ -92,7 +99,7 @@ class Metrics:
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._itl_values and not self._itl_run_values:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
-        lengths = [len(v) for v in self._itl_run_values]
+        lengths = self._itl_run_lengths
         values = np.concatenate(self._itl_values + self._itl_run_values)
         weights = np.concatenate(self._itl_weights + [np.repeat(np.asarray(self._itl_run_weights, dtype=np.int64), lengths)])
         return values, weights
