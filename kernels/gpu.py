@@ -223,7 +223,7 @@ def top_p_filter(logits, p: float):
     remove = cumulative <= 1 - p
     remove[:, -1] = False
     out = logits.copy()
-    cp.put_along_axis(out, order, cp.where(remove, -cp.inf, sorted_logits), axis=-1)
+    out[cp.arange(logits.shape[0])[:, None], order] = cp.where(remove, -cp.inf, sorted_logits)
     return out
 
 
