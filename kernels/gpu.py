@@ -18,6 +18,7 @@ _REGISTRY_BY_NAME = (("H200", "h200"), ("H100 PCIe", "h100-pcie"), ("H100", "h10
                      ("A100", "a100-sxm-80gb"), ("L40S", "l40s"), ("L4", "l4"), ("A10G", "a10g"), ("4090", "rtx-4090"))
 
 _ATTENTION = r"""
+#define NEG_INF __int_as_float(0xff800000)
 extern "C" __global__ void attention_rows(const float* q, const float* k, const float* v, float* out,
         int b, int h, int kv_h, int s, int t, int d, int causal) {
     long row = (long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -29,7 +30,7 @@ extern "C" __global__ void attention_rows(const float* q, const float* k, const 
     const float* vb = v + ((long)bi * kv_h + kh) * t * d;
     float acc[128];
     for (int x = 0; x < d; ++x) acc[x] = 0.f;
-    float m = -INFINITY, l = 0.f, scale = rsqrtf((float)d);
+    float m = NEG_INF, l = 0.f, scale = rsqrtf((float)d);
     int last = causal ? min(t, qi + (t - s) + 1) : t;
     for (int j = 0; j < last; ++j) {
         float sj = 0.f;
@@ -45,6 +46,7 @@ extern "C" __global__ void attention_rows(const float* q, const float* k, const 
 """
 
 _PAGED = r"""
+#define NEG_INF __int_as_float(0xff800000)
 extern "C" __global__ void paged_decode(const float* q, const float* kc, const float* vc, const long* tables,
         const long* lens, float* out, int h, int kv_h, int d, int block, int max_blocks) {
     int bh = blockIdx.x; int bi = bh / h; int hi = bh % h; int kh = hi / (h / kv_h);
@@ -52,7 +54,7 @@ extern "C" __global__ void paged_decode(const float* q, const float* kc, const f
     const float* qr = q + (long)bh * d;
     float acc[128];
     for (int x = 0; x < d; ++x) acc[x] = 0.f;
-    float m = -INFINITY, l = 0.f, scale = rsqrtf((float)d);
+    float m = NEG_INF, l = 0.f, scale = rsqrtf((float)d);
     long n = lens[bi];
     for (long j = lane; j < n; j += 32) {
         long blk = tables[(long)bi * max_blocks + j / block];
@@ -68,7 +70,7 @@ extern "C" __global__ void paged_decode(const float* q, const float* kc, const f
     }
     float m_all = m;
     for (int o = 16; o > 0; o >>= 1) m_all = fmaxf(m_all, __shfl_xor_sync(0xffffffff, m_all, o));
-    float w = (m == -INFINITY) ? 0.f : __expf(m - m_all);
+    float w = (m == NEG_INF) ? 0.f : __expf(m - m_all);
     float l_all = l * w;
     for (int o = 16; o > 0; o >>= 1) l_all += __shfl_xor_sync(0xffffffff, l_all, o);
     for (int x = 0; x < d; ++x) {
