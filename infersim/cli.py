@@ -215,6 +215,10 @@ def cmd_run(args) -> int:
               f"scheduler, {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.block_size_tokens} tokens "
               f"per replica, {len(requests):,} requests")
         print(run_summary_table(result.summary))
+        rejected = [r for r in requests if r.reject_reason]
+        if rejected:
+            print(f"warning: {len(rejected)} of {len(requests)} requests rejected, e.g. request {rejected[0].id}: "
+                  f"{rejected[0].reject_reason} (requests.csv lists each reason)")
         print("wrote " + ", ".join(str(v) for v in paths.values()))
     return 0
 
