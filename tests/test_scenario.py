@@ -123,3 +123,13 @@ def test_infersim_run_reports_a_bad_file_in_one_line(tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == "infersim: error: workload.arrival.rate_per_s: must be > 0, got -3\n"
+
+
+def test_infersim_run_warns_about_rejected_requests(tmp_path):
+    text = BASE.replace("model: tiny-llama", "model: tiny-llama\nkv_cache: {num_blocks: 4, block_size: 16}")
+    proc = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(write(tmp_path, text)), "--no-plot",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # 100 + 20 tokens need 8 blocks of 16; the cache holds 4
+    assert "warning: 20 of 20 requests rejected, e.g. request 0: needs 8 KV blocks at its longest but the " \
+           "cache holds 4" in proc.stdout
