@@ -7,7 +7,8 @@
 # under 8 minutes on an H100 with --quick (pass it as the second argument); the full sweeps take longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-benchmarks/results/gpu}"
+root="$PWD"
+out="$(realpath -m "${1:-benchmarks/results/gpu}")"
 mkdir -p "$out"
 # The source tree maps to the package the way pyproject.toml does, without installing it.
 shim="$(mktemp -d)"
@@ -20,13 +21,14 @@ if ! python3 -c "import pytest" 2>/dev/null; then  # the tests only use pytest's
     printf 'class _Mark:\n    def skipif(self, *a, **k):\n        return lambda f: f\nmark = _Mark()\n' > "$shim/pytest.py"
 fi
 export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+cd "$shim"  # python -m puts the working directory first on sys.path: it must not be the source tree
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/device.txt"
 set +e
-python3 - <<'PY' 2>&1 | tee "$out/correctness.txt"
-import sys, traceback
+INFERSIM_ROOT="$root" python3 - <<'PY' 2>&1 | tee "$out/correctness.txt"
+import os, sys, traceback
 sys.argv = ["gpu-tests"]
 import importlib.util, pathlib
-spec = importlib.util.spec_from_file_location("t", pathlib.Path("tests/test_kernels_gpu.py"))
+spec = importlib.util.spec_from_file_location("t", pathlib.Path(os.environ["INFERSIM_ROOT"]) / "tests/test_kernels_gpu.py")
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
 failed = 0
