@@ -3,11 +3,13 @@
 # --device gpu`, writing the CSV, summary and plots to the folder given (default benchmarks/results/gpu).
 # Installs nothing: it needs numpy, numba, cupy, matplotlib and pyyaml, which the GPU image has; the
 # simulator's simpy and pydantic are not needed. Runs from the repository root without an install.
-# It calibrates the GPU, then validates against the registry spec and against the calibrated one. Budget:
-# under 8 minutes on an H100 with --quick (pass it as the second argument); the full sweeps take longer.
+# It calibrates the GPU, then validates against the registry spec and against the calibrated one, on the
+# quick sweep (under 8 minutes on an H100); pass --full as the second argument for the full sweeps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
+sweep="--quick"
+[ "${2:-}" = "--full" ] && sweep=""
 out="$(realpath -m "${1:-benchmarks/results/gpu}")"
 mkdir -p "$out"
 # The source tree maps to the package the way pyproject.toml does, without installing it.
@@ -46,8 +48,8 @@ tests_status=${PIPESTATUS[0]}
 set -e
 [ "$tests_status" = 0 ] || echo "some GPU kernels disagree with their references: see $out/correctness.txt"
 timeout 120 python3 -m infersim.cli calibrate --device gpu --out "$out/hardware-calibrated.yaml" 2>&1 | tee "$out/calibrate.txt" || true
-timeout 300 python3 -m infersim.cli validate --device gpu --out "$out/registry" "${@:2}" | tee "$out/validate-registry.txt"
+timeout 300 python3 -m infersim.cli validate --device gpu --out "$out/registry" $sweep | tee "$out/validate-registry.txt"
 if [ -s "$out/hardware-calibrated.yaml" ]; then
     timeout 300 python3 -m infersim.cli validate --device gpu --out "$out/calibrated" \
-        --hardware "$out/hardware-calibrated.yaml" "${@:2}" | tee "$out/validate-calibrated.txt"
+        --hardware "$out/hardware-calibrated.yaml" $sweep | tee "$out/validate-calibrated.txt"
 fi
