@@ -230,7 +230,7 @@ def _resolve(base: Path, text: str) -> str:
 def build_run(scn: Scenario, base: Path):
     """(RunConfig, requests) for the simulator."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
-    from infersim.sim.engine import RunConfig, requests_from
+    from infersim.sim.engine import RunConfig
     from infersim.sim.replica import EngineOverhead
     from infersim.sim.schedulers import SchedulerLimits
 

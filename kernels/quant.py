@@ -134,10 +134,6 @@ def codebook_quantize(w: np.ndarray, levels: int = 16, group_size: int = 64, ite
     return Quantized(pack_int4(codes), scale, None, 4, tuple(w.shape), "group", group_size, True, book)
 
 
-def _unpacked_codes(qt: Quantized) -> np.ndarray:
-    return unpack_int4(qt.codes, qt.shape[0]) if qt.packed else qt.codes
-
-
 def w8a8_matmul(x: np.ndarray, w_q: Quantized, x_granularity: str = "token") -> np.ndarray:
     """int8 activations x int8 weights, accumulated in int32, rescaled by s_x s_w (LLM.int8()'s
     vector-wise quantization when activations are per token and weights per channel)."""

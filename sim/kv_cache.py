@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .batch import Rows
 from .blocks import BlockGrowth, BlockPool
 from .request import Request
@@ -53,8 +51,10 @@ class KVCacheManager:
             return math.ceil(tokens / self.block_size)
         return math.ceil(tokens / self.block_size) - prefix + self.pool.prefix_cost_blocks((req.prefix_id, prefix), prefix)
 
-    def can_admit(self, req: Request, tokens: int) -> bool:
-        return self.pool.available_blocks - self.blocks_to_admit(req, tokens) >= self.watermark_blocks
+    def can_admit(self, req: Request, tokens: int, reserve_blocks: int = 0) -> bool:
+        """Whether the blocks for a context of `tokens` fit above the watermark, `reserve_blocks` aside
+        (those the running batch's next step needs)."""
+        return self.pool.available_blocks - reserve_blocks - self.blocks_to_admit(req, tokens) >= self.watermark_blocks
 
     def admit(self, req: Request, tokens: int) -> int:
         """Take the blocks for a context of `tokens`; returns the tokens a prefix cache already holds."""

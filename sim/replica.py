@@ -22,7 +22,7 @@ from infersim.roofline.latency import StepTimer
 from .batch import Rows
 from .kv_cache import KVCacheManager
 from .metrics import Metrics
-from .request import DECODING, DONE, PREFILLING, REJECTED, SWAPPED, WAITING, Request
+from .request import DECODING, DONE, REJECTED, SWAPPED, WAITING, Request
 
 _NO_ROWS = Rows(1)
 
@@ -128,8 +128,7 @@ class Replica:
             tokens = req.prompt_tokens + req.generated_tokens - (1 if handed_off else 0)
             if seqs + req.num_seqs > max_seqs:
                 break
-            if self.kv.pool.available_blocks - reserve_blocks - self.kv.blocks_to_admit(req, tokens) \
-                    < self.kv.watermark_blocks:
+            if not self.kv.can_admit(req, tokens, reserve_blocks):
                 break
             if whole_prompts and not handed_off and self.kv.tokens_to_compute(req, tokens) > token_budget:
                 break
@@ -229,7 +228,7 @@ class Replica:
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         if len(rows):
-            self._advance(rows, 1, np.array([end]), np.array([latency_s]))
+            self._advance(rows, np.array([end]), np.array([latency_s]))
         for req, chunk in step.prefills:
             req.prefilled_tokens += chunk
         for req in finishing:
@@ -277,18 +276,18 @@ class Replica:
         self.metrics.bytes += nbytes
         if steps < len(ends):
             ends, latency_s = ends[:steps], latency_s[:steps]
-        self._advance(rows, steps, ends, latency_s)
+        self._advance(rows, ends, latency_s)
         self.metrics.run(ends, latency_s, self.index, batch, used, growth, queue, context_sum)
         if steps == to_finish:
             self._complete_finished(ends[steps - 1])
 
-    def _advance(self, rows: Rows, steps: int, ends: np.ndarray, latency_s: np.ndarray) -> None:
-        """`steps` decode steps ending at `ends` gave every row one token each."""
+    def _advance(self, rows: Rows, ends: np.ndarray, latency_s: np.ndarray) -> None:
+        """The decode steps ending at `ends` gave every row one token each."""
         new_blocks, first_gaps, rows_per_gap = rows.advance(self.kv.block_size if self.kv.paged else 0, ends,
                                                             latency_s)
         self.kv.grow(new_blocks)
         self.metrics.inter_token_gaps(first_gaps, rows_per_gap)
-        if steps > 1:
+        if len(latency_s) > 1:
             self.metrics.step_gaps(latency_s[1:], len(rows))
 
     def _finish_prefill(self, req: Request, now_s: float) -> None:

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from infersim.kernels.validate import Case, explain, family_errors, predict, validate, widen, write_csv
