@@ -74,8 +74,7 @@ def plot_profile(samples: dict, hw, path: Path | str, title: str) -> None:
 def plot_run(result, path: Path | str, title: str) -> None:
     """Batch size, KV-cache use and queue over simulated time, and the latency distributions."""
     plt = _pyplot()
-    tl = result.metrics.timeline()
-    t = result.request_table()
+    tl, t = result.timeline, result.table
     done = t["state"] == "done"
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     ax = axes[0, 0]

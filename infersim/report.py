@@ -46,8 +46,8 @@ def write_run(result, out_dir) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"summary": out / "summary.json", "requests": out / "requests.csv", "timeline": out / "timeline.csv"}
     paths["summary"].write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
-    _csv(paths["requests"], result.request_table())
-    _csv(paths["timeline"], result.metrics.timeline())
+    _csv(paths["requests"], result.table)
+    _csv(paths["timeline"], result.timeline)
     return paths
 
 

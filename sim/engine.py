@@ -62,9 +62,8 @@ class RunResult:
     summary: dict
     total_blocks: int
     replicas: list
-
-    def request_table(self) -> dict:
-        return request_table(self.requests)
+    table: dict  # metrics.request_table: one row per request
+    timeline: dict  # Metrics.timeline: one row per step
 
 
 def requests_from(workload: Workload, num_seqs=1, priority=None, prefix_id=None, prefix_tokens=0) -> list[Request]:
@@ -157,9 +156,10 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
             progress(i / 100, env.now)
     env.run()
     gpus = cfg.options.parallel.gpus
-    summary = summarize(requests, metrics, blocks, cfg.block_size_tokens, len(replicas), cfg.ttft_slo_s, cfg.tpot_slo_s,
+    table, timeline = request_table(requests), metrics.timeline()
+    summary = summarize(table, timeline, metrics, blocks, cfg.block_size_tokens, len(replicas), cfg.ttft_slo_s, cfg.tpot_slo_s,
                         cfg.hardware.peak(cfg.options.quant.gemm_dtype()) * cfg.options.parallel.pipeline_parallel,
                         cfg.hardware.memory_bandwidth_bytes_per_s * cfg.options.parallel.pipeline_parallel)
     summary["gpus"] = gpus * len(replicas)
     summary["kv_blocks_per_replica"] = blocks
-    return RunResult(requests, metrics, summary, blocks, replicas)
+    return RunResult(requests, metrics, summary, blocks, replicas, table, timeline)

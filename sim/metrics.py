@@ -22,12 +22,10 @@ class Metrics:
         self._run_durations: list[np.ndarray] = []
         self._runs: list[tuple] = []  # (replica, batch_seqs, kv_blocks_before, queue_len, seqs, copies, kv_tokens)
         self._run_crossings: list[np.ndarray] = []  # and how their blocks grow (see blocks.BlockGrowth)
-        self._run_lengths: list[int] = []
         self._itl_values: list[np.ndarray] = []
         self._itl_weights: list[np.ndarray] = []
         self._itl_run_values: list[np.ndarray] = []  # gaps that all stand for the same number of tokens
         self._itl_run_weights: list[int] = []
-        self._itl_run_lengths: list[int] = []
         self.flops = 0.0
         self.bytes = 0.0
         self.preemptions = 0
@@ -42,12 +40,10 @@ class Metrics:
         None when they do not grow) and are counted for all runs at once in `timeline`; each step caches
         one more token per sequence."""
         self._run_ends.append(end_s)
-        self._run_lengths.append(len(end_s))
         self._run_durations.append(duration_s)
-        if growth is None:
-            self._runs.append((replica, seqs, kv_blocks_before, queue_len, 0, 0, kv_tokens_before))
-        else:
-            self._runs.append((replica, seqs, kv_blocks_before, queue_len, growth.seqs, growth.copies, kv_tokens_before))
+        growing_seqs, copies = (growth.seqs, growth.copies) if growth is not None else (0, 0)
+        self._runs.append((replica, seqs, kv_blocks_before, queue_len, growing_seqs, copies, kv_tokens_before))
+        if growth is not None:
             self._run_crossings.append(growth.crossings_cdf)
 
     def inter_token_gaps(self, gaps_s: np.ndarray, tokens: np.ndarray) -> None:
@@ -59,47 +55,42 @@ class Metrics:
         """`tokens` tokens came after each of the gaps (every sequence of a batch, at each step)."""
         self._itl_run_values.append(gaps_s)
         self._itl_run_weights.append(tokens)
-        self._itl_run_lengths.append(len(gaps_s))
 
     def timeline(self) -> dict[str, np.ndarray]:
         """One row per step, ordered by start time (then replica)."""
         steps = np.array(self._steps, dtype=np.float64).reshape(-1, len(TIMELINE_COLUMNS))
         runs = np.array(self._runs, dtype=np.int64).reshape(-1, 7)
-        lengths = np.array(self._run_lengths, dtype=np.int64)
+        lengths = np.array([len(ends) for ends in self._run_ends], dtype=np.int64)
         run_of_step = np.repeat(np.arange(len(lengths)), lengths)
+        step_in_run = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         from_runs = {
             "duration_s": np.concatenate(self._run_durations) if self._run_durations else np.zeros(0),
             "replica": runs[run_of_step, 0], "batch_seqs": runs[run_of_step, 1],
             "prefill_tokens": np.zeros(len(run_of_step)), "decode_tokens": runs[run_of_step, 1],
-            "kv_blocks_used": runs[run_of_step, 2] + self._run_growth(runs, lengths, run_of_step),
-            "queue_len": runs[run_of_step, 3]}
-        step_in_run = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        from_runs["kv_tokens"] = runs[run_of_step, 6] + runs[run_of_step, 1] * (step_in_run + 1)
+            "kv_blocks_used": runs[run_of_step, 2] + self._run_growth(runs, run_of_step, step_in_run),
+            "queue_len": runs[run_of_step, 3],
+            "kv_tokens": runs[run_of_step, 6] + runs[run_of_step, 1] * (step_in_run + 1)}
         from_runs["start_s"] = (np.concatenate(self._run_ends) if self._run_ends else np.zeros(0)) - from_runs["duration_s"]
         out = {c: np.concatenate((steps[:, i], from_runs[c])) for i, c in enumerate(TIMELINE_COLUMNS)}
         for c in TIMELINE_COLUMNS[2:]:
             out[c] = out[c].astype(np.int64)
-        if len(np.unique(out["replica"])) > 1:
-            order = np.lexsort((out["replica"], out["start_s"]))
-        else:  # one replica: single steps and runs are each in time order already, a stable sort merges them
-            order = np.argsort(out["start_s"], kind="stable")
+        order = np.lexsort((out["replica"], out["start_s"]))
         return {c: v[order] for c, v in out.items()}
 
-    def _run_growth(self, runs: np.ndarray, lengths: np.ndarray, run_of_step: np.ndarray) -> np.ndarray:
+    def _run_growth(self, runs: np.ndarray, run_of_step: np.ndarray, step_in_run: np.ndarray) -> np.ndarray:
         """Blocks each run had added by the end of each of its steps, for all runs at once."""
         if not self._run_crossings:
             return np.zeros(len(run_of_step), dtype=np.int64)
         assert len(self._run_crossings) == len(self._runs)  # one allocator, one block size per simulation
         block_size = len(self._run_crossings[0])
         cdf = np.concatenate(self._run_crossings).reshape(-1, block_size)
-        step = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return cumulative_new_blocks(runs[run_of_step, 4], runs[run_of_step, 5], cdf, run_of_step, step,
+        return cumulative_new_blocks(runs[run_of_step, 4], runs[run_of_step, 5], cdf, run_of_step, step_in_run,
                                      block_size)
 
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._itl_values and not self._itl_run_values:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
-        lengths = self._itl_run_lengths
+        lengths = [len(gaps) for gaps in self._itl_run_values]
         values = np.concatenate(self._itl_values + self._itl_run_values)
         weights = np.concatenate(self._itl_weights + [np.repeat(np.asarray(self._itl_run_weights, dtype=np.int64), lengths)])
         return values, weights
@@ -140,13 +131,13 @@ def request_table(requests: list[Request]) -> dict[str, np.ndarray]:
     return table
 
 
-def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, block_size: int, replicas: int,
+def summarize(t: dict, tl: dict, metrics: Metrics, total_blocks: int, block_size: int, replicas: int,
               ttft_slo_s: float | None, tpot_slo_s: float | None, peak_flops_per_s: float,
               bandwidth_bytes_per_s: float) -> dict:
     """The aggregate figures of summary.json (see README, "What comes out"). KV fragmentation is the
     time-weighted share of the slots of blocks in use that hold no token (the rest of each sequence's last
-    block when paged, the unused part of each reservation when contiguous)."""
-    t = request_table(requests)
+    block when paged, the unused part of each reservation when contiguous). `t` is the request table,
+    `tl` the timeline."""
     done = t["state"] == DONE
     start = float(t["arrival_s"].min()) if len(t["arrival_s"]) else 0.0
     end = float(np.nanmax(t["completion_s"])) if done.any() else start
@@ -156,13 +147,13 @@ def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, bloc
         ok &= t["ttft_s"] <= ttft_slo_s
     if tpot_slo_s is not None:
         ok &= np.nan_to_num(t["tpot_s"], nan=0.0) <= tpot_slo_s
-    tl = metrics.timeline()
     busy = tl["duration_s"]
     per_replica_time = elapsed * replicas
     kv_util = float(np.sum(busy * tl["kv_blocks_used"]) / (total_blocks * per_replica_time)) if len(busy) else 0.0
     slots = tl["kv_blocks_used"] * block_size
     held = np.minimum(tl["kv_tokens"], slots)
-    frag = float(np.sum(busy * (slots - held)) / np.sum(busy * slots)) if np.sum(busy * slots) else 0.0
+    slot_time = np.sum(busy * slots)
+    frag = float(np.sum(busy * (slots - held)) / slot_time) if slot_time else 0.0
     gaps, weights = metrics.itl_gaps()
     output_tokens = float(np.sum(t["output_tokens"][done] * t["num_seqs"][done]))
     return {
@@ -174,7 +165,7 @@ def summarize(requests: list[Request], metrics: Metrics, total_blocks: int, bloc
         "throughput_tokens_per_s": output_tokens / elapsed,
         "throughput_requests_per_s": float(done.sum()) / elapsed,
         "goodput_requests_per_s": float(ok.sum()) / elapsed,
-        "slo_attainment": float(ok.sum()) / max(1, len(requests)),
+        "slo_attainment": float(ok.sum()) / max(1, len(done)),
         "requests_completed": int(done.sum()),
         "requests_rejected": int(np.sum(t["state"] == REJECTED)),
         "preemptions": metrics.preemptions,
