@@ -234,22 +234,18 @@ def gpu_cases(hw, quick: bool = False) -> list:
     import cupy as cp
 
     from infersim.roofline import ops
-    from infersim.roofline.quant import QuantSpec, get_quant
 
     from . import quant as qk
-    from .validate import Case, fp32_linear_work, widen
+    from .validate import Case, linear_work, paged_decode_work, prefill_attention_work
     rng = cp.random.default_rng(0)
-    f32 = QuantSpec()
     cases = []
     for s in ((512, 2048) if quick else (256, 512, 1024, 2048, 4096)):
         b, h, d = 1, 32, 128
         q = rng.standard_normal((b, h, s, d), dtype=cp.float32)
         k = rng.standard_normal((b, 8, s, d), dtype=cp.float32)
         v = rng.standard_normal((b, 8, s, d), dtype=cp.float32)
-        work = ops.attention(np.array([s]), np.array([0]), h, 8, d, f32, True, hw.attention_q_tile_tokens,
-                             hw.sram_per_sm_bytes)
         cases.append(Case("attention_tiled_cupy", f"b{b} h{h} kv8 s{s} d{d} causal",
-                          lambda q=q, k=k, v=v: attention(q, k, v, True), widen(work, 2, "fp32")))
+                          lambda q=q, k=k, v=v: attention(q, k, v, True), prefill_attention_work(hw, s, h, 8, d, True)))
     for b, ctx in ((8, 2048), (64, 2048)) if quick else ((1, 4096), (8, 2048), (32, 2048), (64, 4096), (128, 1024)):
         h, kv, d, block = 32, 8, 128, 16
         per_seq = ctx // block
@@ -258,9 +254,9 @@ def gpu_cases(hw, quick: bool = False) -> list:
         tables = cp.asarray(np.random.default_rng(0).permutation(b * per_seq).reshape(b, per_seq))
         lens = cp.full(b, ctx, dtype=cp.int64)
         qd = rng.standard_normal((b, h, d), dtype=cp.float32)
-        work = ops.decode_attention(b, b * (ctx - 1), ctx - 1, h, kv, d, f32, True)
         cases.append(Case("attention_paged_cupy", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
-                          lambda a=(qd, kc, vc, tables, lens): paged_decode_attention(*a), widen(work, 2, "fp32")))
+                          lambda a=(qd, kc, vc, tables, lens): paged_decode_attention(*a),
+                          paged_decode_work(b, ctx, h, kv, d)))
     k_in = n_out = 4096
     w = (np.random.default_rng(1).standard_normal((k_in, n_out)) / math.sqrt(k_in)).astype(np.float32)
     w8, w4 = qk.quantize(w, 8, True, "channel"), qk.quantize(w, 4, False, "group", 128)
@@ -270,12 +266,12 @@ def gpu_cases(hw, quick: bool = False) -> list:
     for m in ((1, 256) if quick else (1, 16, 64, 256, 1024)):
         x = rng.standard_normal((m, k_in), dtype=cp.float32)
         shape = f"m{m} k{k_in} n{n_out}"
-        cases.append(Case("quant_fp32_cupy", shape, lambda x=x: x @ w_gpu, fp32_linear_work(m, k_in, n_out)))
+        cases.append(Case("quant_fp32_cupy", shape, lambda x=x: x @ w_gpu, linear_work("fp32", m, k_in, n_out)))
         cases.append(Case("quant_w8a8_cupy", shape, lambda x=x: w8a8_matmul(x, w8_codes, w8_scale),
-                          ops.linear("w8a8", m, k_in, n_out, get_quant("w8a8"))))
+                          linear_work("w8a8", m, k_in, n_out)))
         cases.append(Case("quant_w4a16_cupy", shape,
                           lambda x=x: w4a16_matmul(x, w4_codes, w4_scale, w4_zero, 128, False),
-                          widen(ops.linear("w4a16", m, k_in, n_out, get_quant("w4a16")), 2, "fp32")))
+                          linear_work("w4a16", m, k_in, n_out)))
     for batch in ((1, 64) if quick else (1, 16, 64, 256)):
         logits = rng.standard_normal((batch, 128256), dtype=cp.float32)
         cases.append(Case("sampling_top_p_cupy", f"batch{batch} vocab128256", lambda lg=logits: top_p_filter(lg, 0.9),

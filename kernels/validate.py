@@ -40,10 +40,28 @@ def widen(op_list: list, factor: float, dtype: str) -> list:
     return [dataclasses.replace(op, dtype=dtype, **{f: getattr(op, f) * factor for f in fields}) for op in op_list]
 
 
-def fp32_linear_work(m: int, k: int, n: int) -> list:
-    """An fp32 x fp32 product: weights and activations both twice the roofline's fp16 bytes."""
-    return [dataclasses.replace(op, weight_bytes=op.weight_bytes * 2)
-            for op in widen(ops.linear("fp32", m, k, n, QuantSpec()), 2, "fp32")]
+def prefill_attention_work(hw: HardwareSpec, tokens: int, heads: int, kv_heads: int, head_dim: int,
+                           flash: bool) -> list:
+    """One sequence's causal attention over its own `tokens` (fp32 kernels)."""
+    return widen(ops.attention(np.array([tokens]), np.array([0]), heads, kv_heads, head_dim, QuantSpec(), flash,
+                               hw.attention_q_tile_tokens, hw.sram_per_sm_bytes), 2, "fp32")
+
+
+def paged_decode_work(batch: int, context: int, heads: int, kv_heads: int, head_dim: int) -> list:
+    """One decode token per sequence attending to `context` keys (its own included; fp32 kernels)."""
+    return widen(ops.decode_attention(batch, batch * (context - 1), context - 1, heads, kv_heads, head_dim,
+                                      QuantSpec(), True), 2, "fp32")
+
+
+def linear_work(scheme: str, m: int, k: int, n: int) -> list:
+    """m x k activations times a k x n weight: `fp32` (both operands twice the roofline's fp16 bytes),
+    `w8a8` (int8 throughout) or `w4a16` (4-bit weights, fp32 activations and math)."""
+    if scheme == "fp32":
+        return [dataclasses.replace(op, weight_bytes=op.weight_bytes * 2)
+                for op in widen(ops.linear("fp32", m, k, n, QuantSpec()), 2, "fp32")]
+    if scheme == "w8a8":
+        return ops.linear("w8a8", m, k, n, get_quant("w8a8"))
+    return widen(ops.linear("w4a16", m, k, n, get_quant("w4a16")), 2, "fp32")
 
 
 def _qkv(rng, b, h, kv, s, t, d):
@@ -64,21 +82,17 @@ def cpu_cases(hw: HardwareSpec, quick: bool = False) -> list[Case]:
     from . import sampling as smp
     rng = np.random.default_rng(0)
     cases = []
-    f32 = QuantSpec()
     for s in ((128, 256) if quick else (128, 256, 512, 1024)):
         b, h, d = 1, 8, 64
         q, k, v = _qkv(rng, b, h, h, s, s, d)
-        flash = ops.attention(np.array([s]), np.array([0]), h, h, d, f32, True, hw.attention_q_tile_tokens,
-                              hw.sram_per_sm_bytes)
-        naive = ops.attention(np.array([s]), np.array([0]), h, h, d, f32, False, hw.attention_q_tile_tokens,
-                              hw.sram_per_sm_bytes)
+        flash, naive = (prefill_attention_work(hw, s, h, h, d, f) for f in (True, False))
         shape = f"b{b} h{h} s{s} d{d} causal"
         cases.append(Case("attention_tiled_numba", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numba"),
-                          widen(flash, 2, "fp32")))
+                          flash))
         cases.append(Case("attention_tiled_numpy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numpy"),
-                          widen(flash, 2, "fp32")))
-        cases.append(Case("attention_naive_numpy", shape,
-                          lambda q=q, k=k, v=v: att.naive_attention(q, k, v, True), widen(naive, 2, "fp32")))
+                          flash))
+        cases.append(Case("attention_naive_numpy", shape, lambda q=q, k=k, v=v: att.naive_attention(q, k, v, True),
+                          naive))
     for b, ctx in ((1, 1024), (8, 1024)) if quick else ((1, 512), (1, 4096), (8, 1024), (32, 1024), (32, 4096)):
         h, kv, d, block = 32, 8, 128, 16
         blocks_per_seq = ctx // block
@@ -87,10 +101,9 @@ def cpu_cases(hw: HardwareSpec, quick: bool = False) -> list[Case]:
         tables = rng.permutation(b * blocks_per_seq).reshape(b, blocks_per_seq)
         lens = np.full(b, ctx)
         qd = rng.standard_normal((b, h, d), dtype=np.float32)
-        work = ops.decode_attention(b, b * (ctx - 1), ctx - 1, h, kv, d, f32, True)
         cases.append(Case("attention_paged_numba", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
                           lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(*a, backend="numba"),
-                          widen(work, 2, "fp32")))
+                          paged_decode_work(b, ctx, h, kv, d)))
     k_in = n_out = 1024 if quick else 2048
     w = (rng.standard_normal((k_in, n_out)) / np.sqrt(k_in)).astype(np.float32)
     w8 = qk.quantize(w, 8, True, "channel")
@@ -98,11 +111,11 @@ def cpu_cases(hw: HardwareSpec, quick: bool = False) -> list[Case]:
     for m in ((1, 64) if quick else (1, 16, 128, 512)):
         x = rng.standard_normal((m, k_in), dtype=np.float32)
         shape = f"m{m} k{k_in} n{n_out}"
-        cases.append(Case("quant_fp32_numpy", shape, lambda x=x: x @ w, fp32_linear_work(m, k_in, n_out)))
+        cases.append(Case("quant_fp32_numpy", shape, lambda x=x: x @ w, linear_work("fp32", m, k_in, n_out)))
         cases.append(Case("quant_w8a8_numba", shape, lambda x=x: qk.w8a8_matmul(x, w8),
-                          ops.linear("w8a8", m, k_in, n_out, get_quant("w8a8"))))
+                          linear_work("w8a8", m, k_in, n_out)))
         cases.append(Case("quant_w4a16_numba", shape, lambda x=x: qk.w4a16_matmul(x, w4),
-                          widen(ops.linear("w4a16", m, k_in, n_out, get_quant("w4a16")), 2, "fp32")))
+                          linear_work("w4a16", m, k_in, n_out)))
     vocab = 32000
     for batch in ((1, 16) if quick else (1, 16, 64)):
         logits = zipf_logits(batch, vocab, rng)
