@@ -137,10 +137,9 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     else:
         replicas = [replica(i, "both") for i in range(cfg.replicas)]
         router = Router(cfg.router, replicas)
-        if cfg.router == "round_robin" or cfg.replicas == 1:  # who gets which request is known in advance,
-            times = [r.arrival_s for r in requests]  # so runs end at arrivals without interrupts
-            for i, rep in enumerate(replicas):
-                rep.arrival_times = times[i::cfg.replicas]
+        known = router.arrival_times(requests)  # when known in advance, runs end at arrivals without interrupts
+        for rep, times in zip(replicas, known or []):
+            rep.arrival_times = times
 
     def arrivals():
         for req in requests:

@@ -20,3 +20,12 @@ class Router:
         if self.policy == "least_outstanding":
             return min(self.replicas, key=lambda r: (r.outstanding, r.index))
         return min(self.replicas, key=lambda r: (r.kv_usage, r.outstanding, r.index))
+
+    def arrival_times(self, requests: list) -> list[list[float]] | None:
+        """The arrival times each replica will see, when the policy decides them regardless of the replicas'
+        state (round robin, or one replica); None when only the moment of arrival can tell."""
+        if not (self.policy == "round_robin" or len(self.replicas) == 1):
+            return None
+        times = [r.arrival_s for r in requests]
+        n = len(self.replicas)
+        return [times[(i - self._next) % n::n] for i in range(n)]
