@@ -1,10 +1,30 @@
-"""Small Numba kernels the host calibration times (the validating kernels live beside them)."""
+"""Small Numba kernels the host calibration times (the validating kernels live beside them), and the
+BLAS thread control that the kernels calling BLAS from parallel Numba loops need."""
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
 import numba
 import numpy as np
 
 # Fast-math flags that let LLVM reorder and vectorize sums but, unlike fastmath=True, keep infinities
 # and NaNs meaningful (the online softmax starts from a running maximum of -inf).
 REORDER = {"reassoc", "contract", "arcp", "afn"}
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+    importlib.import_module("scipy.linalg.cython_blas")  # Numba's np.dot calls this BLAS: load it first
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which each BLAS call runs on one thread. The tiled kernels call BLAS on small tiles
+    from every thread of a parallel Numba loop; left to itself, BLAS would start its own threads in each,
+    oversubscribe the cores and run several times slower."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 @numba.njit(parallel=True, cache=True)

@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from ._numba_gemm import REORDER as _REORDER
+from ._numba_gemm import one_blas_thread
 
 BACKENDS = ("numpy", "numba")
 
@@ -80,47 +81,48 @@ def tiled_attention_reference(q, k, v, causal: bool = True, block_q: int = 64, b
 
 
 @numba.njit(parallel=True, fastmath=_REORDER, cache=True)
-def _tiled_numba(q, k, v, causal, block_k, out):
+def _tiled_numba(q, k, v, causal, block_q, block_k, out):
+    """One task per (batch, head, query tile), FlashAttention-2's work split. Each key tile's two products
+    (S = Q K^T and P V) run on BLAS, as FlashAttention's run on tensor cores; the online softmax between
+    them is Numba loops."""
     b, h, s, d = q.shape
     kv_h, t = k.shape[1], k.shape[2]
     group = h // kv_h
     offset = t - s
     scale = np.float32(1.0 / math.sqrt(d))
-    for job in numba.prange(b * h * s):  # one query row each: its own running max, normaliser and output
-        bi = job // (h * s)
-        hi = job // s % h
-        row = job % s
+    q_tiles = (s + block_q - 1) // block_q
+    for job in numba.prange(b * h * q_tiles):
+        bi = job // (h * q_tiles)
+        hi = job // q_tiles % h
+        q0 = job % q_tiles * block_q
+        rows = min(block_q, s - q0)
         kh = hi // group
-        qrow = q[bi, hi, row].astype(np.float32) * scale
-        last = min(t, row + offset + 1) if causal else t
-        m = np.float32(-np.inf)
-        l = np.float32(0.0)
-        acc = np.zeros(d, dtype=np.float32)
-        scores = np.empty(block_k, dtype=np.float32)
-        for k0 in range(0, last, block_k):
-            n = min(block_k, last - k0)
-            tile_max = np.float32(-np.inf)
-            for j in range(n):
-                krow = k[bi, kh, k0 + j]  # 1-D views keep the inner loops vectorizable
-                sj = np.float32(0.0)
-                for x in range(d):
-                    sj += qrow[x] * krow[x]
-                scores[j] = sj
-                tile_max = max(tile_max, sj)
-            m_new = max(m, tile_max)
-            alpha = np.float32(math.exp(m - m_new))
-            l *= alpha
-            for x in range(d):
-                acc[x] *= alpha
-            for j in range(n):
-                p = np.float32(math.exp(scores[j] - m_new))
-                l += p
-                vrow = v[bi, kh, k0 + j]
-                for x in range(d):
-                    acc[x] += p * vrow[x]
-            m = m_new
-        for x in range(d):
-            out[bi, hi, row, x] = acc[x] / l
+        qt = q[bi, hi, q0:q0 + rows] * scale
+        m = np.full(rows, -np.inf, dtype=np.float32)
+        l = np.zeros(rows, dtype=np.float32)
+        acc = np.zeros((rows, d), dtype=np.float32)
+        k_end = min(t, q0 + rows + offset) if causal else t  # causal: later tiles are all masked
+        for k0 in range(0, k_end, block_k):
+            n = min(block_k, k_end - k0)
+            st = np.dot(qt, k[bi, kh, k0:k0 + n].T)
+            crosses = causal and k0 + n - 1 > q0 + offset  # only tiles crossing the diagonal need a mask
+            for i in range(rows):
+                srow = st[i]
+                if crosses:
+                    srow[max(q0 + i + offset - k0 + 1, 0):] = -np.inf
+                m_new = max(m[i], srow.max())
+                alpha = np.float32(math.exp(m[i] - m_new))
+                total = np.float32(0.0)
+                for j in range(n):
+                    p = np.float32(math.exp(srow[j] - m_new))
+                    srow[j] = p
+                    total += p
+                l[i] = alpha * l[i] + total
+                m[i] = m_new
+                acc[i] *= alpha
+            acc += np.dot(st, v[bi, kh, k0:k0 + n])
+        for i in range(rows):
+            out[bi, hi, q0 + i] = acc[i] / l[i]
 
 
 def _fp32(x: np.ndarray) -> np.ndarray:
@@ -129,15 +131,18 @@ def _fp32(x: np.ndarray) -> np.ndarray:
 
 
 def attention(q, k, v, causal: bool = True, backend: str = "numpy", tiled: bool = True,
-              block_k: int = 64) -> np.ndarray:
+              block_q: int = 64, block_k: int = 64) -> np.ndarray:
     """Exact attention (see module docstring). numpy: the tiled reference (or the naive one when
-    tiled=False); numba: a parallel tiled kernel, one query row per task, online softmax over key tiles."""
+    tiled=False); numba: a parallel tiled kernel, one (batch, head, query tile) per task, online softmax
+    over key tiles, the tile products on BLAS."""
     if backend == "numpy":
-        return tiled_attention_reference(q, k, v, causal, block_k=block_k) if tiled else naive_attention(q, k, v, causal)
+        return (tiled_attention_reference(q, k, v, causal, block_q, block_k) if tiled
+                else naive_attention(q, k, v, causal))
     if backend == "numba":
         _check(q, k, v)
         out = np.empty(q.shape, dtype=np.float32)
-        _tiled_numba(*(_fp32(x) for x in (q, k, v)), causal, block_k, out)
+        with one_blas_thread():
+            _tiled_numba(*(_fp32(x) for x in (q, k, v)), causal, block_q, block_k, out)
         return out.astype(q.dtype)
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (cupy: see kernels.gpu), got {backend!r}")
 
@@ -162,50 +167,68 @@ def paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_
 
 
 @numba.njit(parallel=True, fastmath=_REORDER, cache=True)
-def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, out):
-    """One task per (sequence, KV head) serving all the query heads that share it, so each cached K and V
-    row is read once: scores for the whole context, softmax, then the weighted sum of V rows."""
+def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, out):
+    """Split-KV decoding (Flash-Decoding, Dao et al. 2023): one task per (sequence, span of split_tokens
+    cached tokens) serving every head, so each task reads whole cache rows ([kv_heads, d], contiguous)
+    in order, and a long context keeps all cores busy even at batch 1. Each task leaves its span's
+    maximum, normaliser and unnormalised output; a second pass rescales and sums the spans."""
     b, h, d = q.shape
     block_size, kv_h = k_cache.shape[1], k_cache.shape[2]
     group = h // kv_h
     scale = np.float32(1.0 / math.sqrt(d))
-    for job in numba.prange(b * kv_h):
-        bi = job // kv_h
-        kh = job % kv_h
-        n = context_lens[bi]
-        scores = np.empty((group, n), dtype=np.float32)
-        for j in range(n):
-            krow = k_cache[block_tables[bi, j // block_size], j % block_size, kh]
-            for g in range(group):
-                qrow = q[bi, kh * group + g]
+    spans = (context_lens.max() + split_tokens - 1) // split_tokens
+    m = np.full((b, spans, h), -np.inf, dtype=np.float32)
+    l = np.zeros((b, spans, h), dtype=np.float32)
+    acc = np.zeros((b, spans, h, d), dtype=np.float32)
+    for job in numba.prange(b * spans):
+        bi = job // spans
+        si = job % spans
+        t0 = si * split_tokens
+        t1 = min(context_lens[bi], t0 + split_tokens)
+        if t0 >= t1:
+            continue
+        qs = q[bi] * scale
+        p = np.empty((h, t1 - t0), dtype=np.float32)
+        for j in range(t0, t1):
+            k_rows = k_cache[block_tables[bi, j // block_size], j % block_size]
+            for hi in range(h):
+                q_row = qs[hi]
+                k_row = k_rows[hi // group]
                 s = np.float32(0.0)
                 for x in range(d):
-                    s += qrow[x] * krow[x]
-                scores[g, j] = s * scale
-        totals = np.empty(group, dtype=np.float32)
-        for g in range(group):
-            row = scores[g]
-            top = row.max()
-            total = np.float32(0.0)
-            for j in range(n):
-                row[j] = math.exp(row[j] - top)
-                total += row[j]
-            totals[g] = total
-        acc = np.zeros((group, d), dtype=np.float32)
-        for j in range(n):
-            vrow = v_cache[block_tables[bi, j // block_size], j % block_size, kh]
-            for g in range(group):
-                p = scores[g, j]
-                a = acc[g]
+                    s += q_row[x] * k_row[x]
+                p[hi, j - t0] = s
+        for hi in range(h):
+            row = p[hi]
+            m[bi, si, hi] = row.max()
+            for j in range(t1 - t0):
+                row[j] = math.exp(row[j] - m[bi, si, hi])
+            l[bi, si, hi] = row.sum()
+        for j in range(t0, t1):
+            v_rows = v_cache[block_tables[bi, j // block_size], j % block_size]
+            for hi in range(h):
+                w = p[hi, j - t0]
+                v_row = v_rows[hi // group]
+                a = acc[bi, si, hi]
                 for x in range(d):
-                    a[x] += p * vrow[x]
-        for g in range(group):
-            for x in range(d):
-                out[bi, kh * group + g, x] = acc[g, x] / totals[g]
+                    a[x] += w * v_row[x]
+    for job in numba.prange(b * h):
+        bi = job // h
+        hi = job % h
+        top = m[bi, :, hi].max()
+        total = np.float32(0.0)
+        o = np.zeros(d, dtype=np.float32)
+        for si in range(spans):
+            w = np.float32(math.exp(m[bi, si, hi] - top))  # an empty span has m = -inf: weight 0
+            total += w * l[bi, si, hi]
+            o += w * acc[bi, si, hi]
+        out[bi, hi] = o / total
 
 
-def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, backend: str = "numpy") -> np.ndarray:
-    """Decode attention over a paged KV cache (see `paged_decode_attention_reference`)."""
+def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, backend: str = "numpy",
+                           split_tokens: int = 512) -> np.ndarray:
+    """Decode attention over a paged KV cache (see `paged_decode_attention_reference`); the numba backend
+    splits each context into spans of split_tokens (see `_paged_numba`)."""
     if q.shape[1] % k_cache.shape[2]:
         raise ValueError(f"heads={q.shape[1]} must be a multiple of kv_heads={k_cache.shape[2]}")
     if backend == "numpy":
@@ -213,6 +236,6 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, back
     if backend == "numba":
         out = np.empty(q.shape, dtype=np.float32)
         _paged_numba(_fp32(q), _fp32(k_cache), _fp32(v_cache), block_tables.astype(np.int64),
-                     context_lens.astype(np.int64), out)
+                     context_lens.astype(np.int64), split_tokens, out)
         return out.astype(q.dtype)
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (cupy: see kernels.gpu), got {backend!r}")

@@ -34,10 +34,10 @@ def gemm_flops_per_s(dtype: str, n: int) -> float:
         rng = np.random.default_rng(0)
         a = rng.integers(-127, 127, (n, n), dtype=np.int8)
         b = rng.integers(-127, 127, (n, n), dtype=np.int8)
-        return 2 * n**3 / _best_time_s(lambda: int8_gemm(a, b), 3)
+        return 2 * n**3 / _best_time_s(lambda: int8_gemm(a, b))
     a = np.ones((n, n), dtype=dtype)
     b = np.ones((n, n), dtype=dtype)
-    return 2 * n**3 / _best_time_s(lambda: a @ b, 3)
+    return 2 * n**3 / _best_time_s(lambda: a @ b)
 
 
 def stream_triad_bytes_per_s(elements: int = 2**24) -> float:
