@@ -14,7 +14,11 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
+from infersim.kernels.pools import quiet_idle_thread_pools
+
+quiet_idle_thread_pools()  # before NumPy and Numba start their thread pools
+
+import numpy as np  # noqa: E402
 
 from infersim.kernels import attention as att
 from infersim.kernels import quant as qk

@@ -144,6 +144,8 @@ def cmd_compare_profile(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    from infersim.kernels.pools import quiet_idle_thread_pools
+    quiet_idle_thread_pools()
     if args.from_profile:
         import dataclasses
 
@@ -224,6 +226,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from infersim.kernels.pools import quiet_idle_thread_pools
+    quiet_idle_thread_pools()
     import json
     from pathlib import Path
 

@@ -68,15 +68,15 @@ def process_logits(logits: np.ndarray, context_ids: np.ndarray | None = None, *,
     if context_ids is None:
         context_ids = np.full((logits.shape[0], 1), -1, dtype=np.int64)
     if backend == "numba":
-        # Sorting stays with NumPy's vectorised sort; the passes over the vocabulary run compiled, per row
-        # in parallel.
+        # The passes over the vocabulary run compiled, rows in parallel; the sort is NumPy's vectorised
+        # sort of 64-bit keys (see `_order_keys`).
         out = logits.copy()
         _penalise_and_scale(out, np.asarray(context_ids, dtype=np.int64), repetition, temperature)
         if top_k > 0:
             k = min(max(top_k, min_tokens_to_keep), out.shape[1])
             _drop_below(out, -np.partition(-out, k - 1, axis=1)[:, k - 1])
         if top_p < 1.0:
-            _nucleus(out, np.argsort(out, axis=1), top_p, min_tokens_to_keep)
+            _nucleus(out, np.sort(_order_keys(out), axis=1), top_p, min_tokens_to_keep)
         return out
     if backend != "numpy":
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -117,21 +117,43 @@ def _drop_below(logits, threshold):
 
 
 @numba.njit(parallel=True, cache=True)
-def _nucleus(logits, ascending, top_p, min_keep):
-    """Top-p given each row's ascending order: one pass for the softmax normaliser, one for the cut."""
+def _order_keys(logits):
+    """One uint64 per logit whose ascending order is the stable ascending order of the logits: the
+    float's bits made order-preserving as an unsigned integer (negative floats inverted, positive ones
+    with the sign bit set) above the token index, so ties keep index order as a stable sort does. A
+    sort of these plain integers runs on NumPy's SIMD sort, several times faster than an argsort."""
+    batch, vocab = logits.shape
+    bits = logits.view(np.uint32)
+    keys = np.empty((batch, vocab), dtype=np.uint64)
+    for b in numba.prange(batch):
+        for i in range(vocab):
+            u = bits[b, i]
+            u = ~u if u >> np.uint32(31) else u | np.uint32(0x80000000)
+            keys[b, i] = (np.uint64(u) << np.uint64(32)) | np.uint64(i)
+    return keys
+
+
+@numba.njit(parallel=True, fastmath=_REORDER, cache=True)
+def _nucleus(logits, sorted_keys, top_p, min_keep):
+    """Top-p given each row's ascending order (the low 32 bits of its sorted keys): one pass computes the
+    exponentials and their sum, one walks up the order removing tokens until the mass passes 1 - p."""
     batch, vocab = logits.shape
     for b in numba.prange(batch):
         row = logits[b]
-        top = row[ascending[b, vocab - 1]]
+        top = row.max()
+        e = np.empty(vocab, dtype=np.float32)
         total = 0.0
         for i in range(vocab):
-            total += math.exp(row[i] - top)
+            e[i] = math.exp(row[i] - top)
+            total += e[i]
+        cut = (1 - top_p) * total  # cumulative probability > 1 - p, in unnormalised mass
         cumulative = 0.0
         for r in range(vocab - min_keep):
-            cumulative += math.exp(row[ascending[b, r]] - top) / total
-            if cumulative > 1 - top_p:
+            i = np.int64(sorted_keys[b, r] & np.uint64(0xFFFFFFFF))
+            cumulative += e[i]
+            if cumulative > cut:
                 break
-            row[ascending[b, r]] = -np.inf
+            row[i] = -np.inf
 
 
 def greedy(logits: np.ndarray) -> np.ndarray:

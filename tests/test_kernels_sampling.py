@@ -42,6 +42,19 @@ def test_processors_compose_in_transformers_order():
     assert np.isneginf(process_logits(logits, top_p=0.6)).tolist() == [[False, False, True]]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_top_p_removes_tied_tokens_in_index_order(backend):
+    # four equal probabilities: ascending order is token order (a stable sort), cumulative 0.25, 0.5, 0.75,
+    # 1; p = 0.5 removes where <= 0.5, tokens 0 and 1
+    logits = np.zeros((1, 4), dtype=np.float32)
+    assert np.isneginf(process_logits(logits, top_p=0.5, backend=backend)).tolist() == [[True, True, False, False]]
+    # negative ties too: probabilities 0.0363 (tokens 0, 2, 4), 0.7286, 0.1626; with p = 0.93 the ascending
+    # walk removes token 0 (0.0363 <= 0.07) and stops at token 2 (0.0725 > 0.07)
+    logits = np.array([[-1.0, 2.0, -1.0, 0.5, -1.0]], dtype=np.float32)
+    kept = np.isfinite(process_logits(logits, top_p=0.93, backend=backend))
+    assert kept.tolist() == [[False, True, True, True, True]]
+
+
 @pytest.mark.parametrize("kwargs", [dict(repetition=1.3), dict(temperature=0.7), dict(top_k=7),
                                     dict(top_p=0.9), dict(repetition=1.2, temperature=0.8, top_k=20, top_p=0.8,
                                                           min_tokens_to_keep=3)])

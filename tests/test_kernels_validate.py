@@ -1,6 +1,7 @@
 """The validation harness: its explanations by hand, and `infersim validate` end to end on the CPU."""
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,12 @@ def test_validate_on_a_gpu_less_machine_says_so_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("infersim: error: --device gpu: needs CuPy and a CUDA GPU")
     assert proc.stderr.count("\n") == 1
+
+
+def test_idle_thread_pools_are_asked_to_sleep_unless_the_user_chose(monkeypatch):
+    from infersim.kernels.pools import quiet_idle_thread_pools
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    quiet_idle_thread_pools()
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "4"  # OpenBLAS's shortest spin, 2^4 cycles
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's setting stands
