@@ -16,7 +16,7 @@ from pathlib import Path
 
 from infersim.kernels.pools import quiet_idle_thread_pools
 
-quiet_idle_thread_pools()  # before NumPy and Numba start their thread pools
+quiet_idle_thread_pools()  # before NumPy loads OpenBLAS
 
 import numpy as np  # noqa: E402
 

@@ -228,6 +228,7 @@ def cmd_run(args) -> int:
 def cmd_validate(args) -> int:
     from infersim.kernels.pools import quiet_idle_thread_pools
     quiet_idle_thread_pools()
+    import functools
     import json
     from pathlib import Path
 
@@ -239,7 +240,7 @@ def cmd_validate(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     if args.device == "cpu":
-        from infersim.kernels.measure import median_time_s
+        from infersim.kernels.measure import interleaved_median_times_s
         from infersim.kernels.validate import cpu_cases
         if args.hardware:
             hw = get_hardware(args.hardware)
@@ -248,7 +249,9 @@ def cmd_validate(args) -> int:
             say("no --hardware given: calibrating this CPU first (infersim calibrate --out F.yaml saves it)")
             hw = calibrate_host(progress=say)
             (out / "hardware.yaml").write_text(hw.to_yaml())
-        cases, timer = cpu_cases(hw, args.quick), median_time_s
+        cases = cpu_cases(hw, args.quick)
+        say(f"timing {len(cases)} kernels")
+        measure = functools.partial(interleaved_median_times_s, progress=say)
     else:
         from infersim.kernels import gpu
         if not gpu.available():
@@ -256,8 +259,11 @@ def cmd_validate(args) -> int:
                             "use --device cpu here")
         hw = get_hardware(args.hardware or gpu.registry_name())
         from infersim.kernels.measure import gpu_median_time_s
-        cases, timer = gpu.gpu_cases(hw, args.quick), gpu_median_time_s
-    rows = validate(cases, hw, timer, progress=say)
+        cases = gpu.gpu_cases(hw, args.quick)
+
+        def measure(fns):
+            return [gpu_median_time_s(fn) for fn in fns]
+    rows = validate(cases, hw, measure, progress=say)
     write_csv(rows, out / "validation.csv")
     errors = family_errors(rows)
     from infersim.kernels.quant import error_report

@@ -7,22 +7,40 @@ import time
 import numpy as np
 
 
-def median_time_s(fn, repeats: int = 7, warmup: int = 2, min_total_s: float = 0.05) -> float:
-    """Median of `repeats` timings of fn(); each timing loops fn() enough times to last about
-    min_total_s / repeats, so that microsecond kernels are not lost in timer resolution."""
+def _calls_per_sample(fn, warmup: int, sample_s: float) -> int:
+    """Warm fn up, then how many back-to-back calls last about sample_s (at least one), so that
+    microsecond kernels are not lost in the timer's resolution."""
     for _ in range(warmup):
         fn()
     start = time.perf_counter()
     fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    inner = max(1, int(min_total_s / repeats / once))
+    return max(1, int(sample_s / max(time.perf_counter() - start, 1e-7)))
+
+
+def _sample_s(fn, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def median_time_s(fn, repeats: int = 7, warmup: int = 2, min_total_s: float = 0.05) -> float:
+    """Median of `repeats` timings of fn(), each of enough calls to last about min_total_s / repeats."""
+    calls = _calls_per_sample(fn, warmup, min_total_s / repeats)
+    return float(np.median([_sample_s(fn, calls) for _ in range(repeats)]))
+
+
+def interleaved_median_times_s(fns: list, rounds: int = 7, warmup: int = 2, sample_s: float = 0.007,
+                               progress=lambda text: None) -> list[float]:
+    """Median seconds of each of fns, sampled in rounds that take every function once, so a burst of
+    load from other tenants of a shared machine, lasting seconds, costs each function one sample of
+    several instead of all of them (timing the functions one after the other would give it whole)."""
+    calls = [_calls_per_sample(fn, warmup, sample_s) for fn in fns]
     samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - start) / inner)
-    return float(np.median(samples))
+    for r in range(rounds):
+        progress(f"timing round {r + 1}/{rounds}")
+        samples.append([_sample_s(fn, n) for fn, n in zip(fns, calls)])
+    return [float(t) for t in np.median(samples, axis=0)]
 
 
 def gpu_median_time_s(fn, repeats: int = 20, warmup: int = 3) -> float:

@@ -147,10 +147,10 @@ def explain(row: dict) -> str:
     return f"{dominant}-dominated; measured time implies {implied:.2f}x the spec's effective {dominant} rate"
 
 
-def validate(cases: list[Case], hw: HardwareSpec, timer, progress=lambda text: None) -> list[dict]:
+def validate(cases: list[Case], hw: HardwareSpec, measure, progress=lambda text: None) -> list[dict]:
+    """One row per case; `measure` takes the cases' callables and returns their seconds."""
     rows = []
-    for i, case in enumerate(cases):
-        measured = timer(case.run)
+    for i, (case, measured) in enumerate(zip(cases, measure([case.run for case in cases]))):
         row = {"kernel": case.kernel, "family": case.kernel.split("_")[0], "shape": case.shape,
                **predict(hw, case.work), "measured_s": measured}
         row["error"] = row["measured_s"] / row["predicted_s"] - 1

@@ -43,7 +43,7 @@ def test_widened_fp32_work_moves_twice_the_bytes_at_the_fp32_peak():
 
 def test_validate_rows_and_csv_columns(tmp_path):
     case = Case("quant_fp32_numpy", "m4 k64 n32", lambda: None, ops.linear("x", 4, 64, 32, QuantSpec()))
-    rows = validate([case], CPU, timer=lambda fn: 2e-6)
+    rows = validate([case], CPU, measure=lambda fns: [2e-6] * len(fns))
     assert rows[0]["measured_s"] == 2e-6 and rows[0]["family"] == "quant"
     assert rows[0]["error"] == pytest.approx(2e-6 / rows[0]["predicted_s"] - 1)
     write_csv(rows, tmp_path / "v.csv")
@@ -79,10 +79,20 @@ def test_validate_on_a_gpu_less_machine_says_so_in_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1
 
 
-def test_idle_thread_pools_are_asked_to_sleep_unless_the_user_chose(monkeypatch):
+def test_idle_blas_threads_are_asked_to_sleep_unless_the_user_chose(monkeypatch):
     from infersim.kernels.pools import quiet_idle_thread_pools
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     quiet_idle_thread_pools()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "4"  # OpenBLAS's shortest spin, 2^4 cycles
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's setting stands
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
+    quiet_idle_thread_pools()
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"  # the user's setting stands
+
+
+def test_interleaved_timing_takes_every_function_once_per_round():
+    from infersim.kernels.measure import interleaved_median_times_s
+    calls = []
+    fns = [lambda: calls.append("a"), lambda: calls.append("b")]
+    times = interleaved_median_times_s(fns, rounds=3, warmup=1, sample_s=0.0)  # one call per sample
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up and sizing each, then three rounds
