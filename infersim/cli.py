@@ -144,8 +144,6 @@ def cmd_compare_profile(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from infersim.kernels.pools import quiet_idle_thread_pools
-    quiet_idle_thread_pools()
     if args.from_profile:
         import dataclasses
 
@@ -226,8 +224,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from infersim.kernels.pools import quiet_idle_thread_pools
-    quiet_idle_thread_pools()
     import functools
     import json
     from pathlib import Path
@@ -360,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("calibrate", "validate"):  # before anything imports NumPy
+        from infersim.kernels.pools import quiet_idle_thread_pools
+        quiet_idle_thread_pools()
     from infersim.roofline.errors import SpecError
     try:
         return args.func(args)

@@ -17,7 +17,9 @@ def _calls_per_sample(fn, warmup: int, sample_s: float) -> int:
     return max(1, int(sample_s / max(time.perf_counter() - start, 1e-7)))
 
 
-def _sample_s(fn, calls: int) -> float:
+def _sample_s(fn, calls: int, warm: bool = False) -> float:
+    if warm:
+        fn()  # untimed: caches hold this function's data again, not the previous one's
     start = time.perf_counter()
     for _ in range(calls):
         fn()
@@ -34,12 +36,13 @@ def interleaved_median_times_s(fns: list, rounds: int = 7, warmup: int = 2, samp
                                progress=lambda text: None) -> list[float]:
     """Median seconds of each of fns, sampled in rounds that take every function once, so a burst of
     load from other tenants of a shared machine, lasting seconds, costs each function one sample of
-    several instead of all of them (timing the functions one after the other would give it whole)."""
+    several instead of all of them (timing the functions one after the other would give it whole).
+    Each sample starts with an untimed call, so it is timed warm, as one function's repeated runs are."""
     calls = [_calls_per_sample(fn, warmup, sample_s) for fn in fns]
     samples = []
     for r in range(rounds):
         progress(f"timing round {r + 1}/{rounds}")
-        samples.append([_sample_s(fn, n) for fn, n in zip(fns, calls)])
+        samples.append([_sample_s(fn, n, warm=True) for fn, n in zip(fns, calls)])
     return [float(t) for t in np.median(samples, axis=0)]
 
 

@@ -95,4 +95,5 @@ def test_interleaved_timing_takes_every_function_once_per_round():
     fns = [lambda: calls.append("a"), lambda: calls.append("b")]
     times = interleaved_median_times_s(fns, rounds=3, warmup=1, sample_s=0.0)  # one call per sample
     assert len(times) == 2 and all(t > 0 for t in times)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up and sizing each, then three rounds
+    # warm-up and sizing each, then three rounds of (an untimed warming call, one timed call) each
+    assert calls == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3
