@@ -2,88 +2,93 @@
 
 Sustained GEMM FLOP/s per dtype (NumPy's BLAS for fp32, NumPy for fp16, a Numba int8 kernel with int32
 accumulation), STREAM triad bandwidth (McCalpin 1995) with a parallel Numba loop, vector FLOP/s,
-exponentials per second (softmax's), the cost of calling a tiny compiled kernel, and the cache sizes the OS reports. The peaks are measured
-sustained rates, so the efficiency factors are 1 and no tile model applies.
+exponentials per second (softmax's), the cost of calling a tiny compiled kernel, and the cache sizes the
+OS reports. The peaks are sustained rates (medians of repeated runs, the statistic the validation uses),
+so the efficiency factors are 1 and no tile model applies.
 """
 from __future__ import annotations
 
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
+from infersim.kernels.measure import interleaved_median_times_s
 from infersim.roofline.hardware import HardwareSpec
 
 
-def _best_time_s(fn, repeats: int = 5) -> float:
-    fn()  # warm-up (and JIT compilation)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def gemm_flops_per_s(dtype: str, n: int) -> float:
-    """2 n^3 / time of an n x n x n product."""
+def _gemm(dtype: str, n: int) -> tuple:
+    """An n x n x n product: 2 n^3 FLOPs a call. int8 runs the Numba kernel with int32 accumulation."""
     if dtype == "int8":
         from infersim.kernels._numba_gemm import int8_gemm
         rng = np.random.default_rng(0)
         a = rng.integers(-127, 127, (n, n), dtype=np.int8)
         b = rng.integers(-127, 127, (n, n), dtype=np.int8)
-        return 2 * n**3 / _best_time_s(lambda: int8_gemm(a, b))
-    a = np.ones((n, n), dtype=dtype)
-    b = np.ones((n, n), dtype=dtype)
-    return 2 * n**3 / _best_time_s(lambda: a @ b)
+        return (lambda: int8_gemm(a, b)), 2 * n**3
+    a = np.ones((n, n), dtype={"fp32": np.float32, "fp16": np.float16}[dtype])
+    b = np.ones_like(a)
+    return (lambda: a @ b), 2 * n**3
 
 
-def stream_triad_bytes_per_s(elements: int = 2**24) -> float:
+def _stream_triad(elements: int = 2**24) -> tuple:
     """a = b + s c over three float64 arrays: 24 bytes moved per element (McCalpin's STREAM triad)."""
     from infersim.kernels._numba_gemm import triad
     b = np.ones(elements)
     c = np.ones(elements)
     a = np.empty(elements)
-    return 24 * elements / _best_time_s(lambda: triad(a, b, c, 3.0))
+    return (lambda: triad(a, b, c, 3.0)), 24 * elements
 
 
-def vector_flops_per_s(elements: int = 2**14) -> float:
+def _vector(elements: int = 2**14, repeats: int = 200) -> tuple:
     """Fused a * x + y on cache-resident float32 arrays, 2 FLOPs per element, repeated."""
     x = np.ones(elements, dtype=np.float32)
     y = np.ones(elements, dtype=np.float32)
     out = np.empty_like(x)
 
     def run():
-        for _ in range(200):
+        for _ in range(repeats):
             np.multiply(x, 1.0001, out=out)
             np.add(out, y, out=out)
-    return 2 * 200 * elements / _best_time_s(run)
+    return run, 2 * repeats * elements
 
 
-def exp_per_s(elements: int = 2**14) -> float:
-    """float32 exponentials per second on a cache-resident array, all cores (a Numba parallel loop, as
-    the softmax of the attention kernels computes them)."""
+def _exp(elements: int = 2**14, repeats: int = 50) -> tuple:
+    """float32 exponentials on a cache-resident array, all cores (a Numba parallel loop, as the softmax
+    of the attention kernels computes them)."""
     from infersim.kernels._numba_gemm import exp_into
     x = np.linspace(-10, 0, elements, dtype=np.float32)
     out = np.empty_like(x)
 
     def run():
-        for _ in range(50):
+        for _ in range(repeats):
             exp_into(x, out)
-    return 50 * elements / _best_time_s(run)
+    return run, repeats * elements
 
 
-def call_overhead_s() -> float:
-    """Time to call a compiled kernel that does almost nothing: the CPU's 'launch overhead'."""
+def _call(repeats: int = 1000) -> tuple:
+    """Calls of a compiled kernel that does almost nothing: the CPU's 'launch overhead'."""
     from infersim.kernels._numba_gemm import triad
     a, b, c = np.empty(8), np.ones(8), np.ones(8)
 
     def run():
-        for _ in range(1000):
+        for _ in range(repeats):
             triad(a, b, c, 1.0)
-    return _best_time_s(run) / 1000
+    return run, repeats
+
+
+PROBES = {"GEMM fp32": lambda: _gemm("fp32", 1024), "GEMM fp16": lambda: _gemm("fp16", 256),
+          "GEMM int8": lambda: _gemm("int8", 512), "STREAM triad": _stream_triad, "vector": _vector,
+          "exp": _exp, "kernel call": _call}
+
+
+def measure_rates(progress=lambda text: None) -> dict:
+    """Work per second of each probe (FLOPs, bytes, exponentials or calls), timed in interleaved rounds
+    with medians, as `infersim validate` times kernels: a peak and the kernel times compared with it are
+    then the same statistic, and a burst of load on a shared machine moves neither much."""
+    probes = {name: make() for name, make in PROBES.items()}
+    seconds = interleaved_median_times_s([fn for fn, _ in probes.values()], rounds=9, progress=progress)
+    return {name: work / s for (name, (_, work)), s in zip(probes.items(), seconds)}
 
 
 def cache_bytes() -> dict:
@@ -107,17 +112,15 @@ def cache_bytes() -> dict:
 def calibrate_host(progress=lambda text: None) -> HardwareSpec:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     progress(f"measuring {platform.processor() or platform.machine()} with {cores} cores")
-    peaks = {}
-    for dtype, n in (("fp32", 1024), ("fp16", 256), ("int8", 512)):
-        peaks[dtype] = gemm_flops_per_s({"fp32": "float32", "fp16": "float16"}.get(dtype, dtype), n)
-        progress(f"  GEMM {dtype}: {peaks[dtype] / 1e9:.1f} GFLOP/s")
-    bandwidth = stream_triad_bytes_per_s()
+    rates = measure_rates(progress)
+    peaks = {dtype: rates[f"GEMM {dtype}"] for dtype in ("fp32", "fp16", "int8")}
+    for dtype, rate in peaks.items():
+        progress(f"  GEMM {dtype}: {rate / 1e9:.1f} GFLOP/s")
+    bandwidth, vector, exp_rate = rates["STREAM triad"], rates["vector"], rates["exp"]
+    overhead = 1 / rates["kernel call"]
     progress(f"  STREAM triad: {bandwidth / 1e9:.1f} GB/s")
-    vector = vector_flops_per_s()
     progress(f"  vector: {vector / 1e9:.1f} GFLOP/s")
-    exp_rate = exp_per_s()
     progress(f"  exp: {exp_rate / 1e9:.2f} G/s")
-    overhead = call_overhead_s()
     progress(f"  kernel call overhead: {overhead * 1e6:.2f} us")
     caches = cache_bytes()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
