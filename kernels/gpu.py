@@ -1,83 +1,209 @@
 """CuPy GPU versions of the validating kernels, with the signatures of their CPU twins. CuPy is imported
 only when a function here runs, so the package works without it; `available()` says whether it can.
 
-The kernels are plain CUDA-core (SIMT) fp32 kernels written for clarity: attention keeps one query row's
-online softmax per thread (FlashAttention-2's recurrence), paged decode attention gives each (sequence,
-head) a warp that splits the context and merges partial softmaxes with shuffles, the int8 GEMM
-accumulates in int32 through shared-memory tiles, the W4A16 GEMM unpacks and dequantizes nibbles in its
-inner loop. They do not use tensor cores, which is why `infersim validate --device gpu` compares them with
-the spec's fp32 (and int8) peaks and reports how far they are from them.
+The kernels are CUDA-core (SIMT) fp32 kernels: tiled attention with FlashAttention-2's work split and
+online softmax (K/V tiles in shared memory, each warp's query rows and output slices in registers),
+split-KV paged decode attention (Flash-Decoding), an int8 GEMM accumulating in int32 through shared-memory
+tiles, a W4A16 GEMM that unpacks and dequantizes nibbles in its inner loop. They do not use tensor cores,
+which is why `infersim validate --device gpu` compares them with the spec's fp32 (and int8) peaks and
+reports how far they are from them; cuBLAS's fp16 GEMM is timed beside them against the tensor-core peak.
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 _REGISTRY_BY_NAME = (("H200", "h200"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("A100-SXM4-40GB", "a100-sxm-40gb"),
                      ("A100", "a100-sxm-80gb"), ("L40S", "l40s"), ("L4", "l4"), ("A10G", "a10g"), ("4090", "rtx-4090"))
 
+# Both attention kernels are compiled per head size (-DHEAD_DIM=32, 64, 96 or 128), so that each lane's
+# share of a row (HEAD_DIM / 32 values, dimensions lane, lane + 32, ...) lives in registers.
 _ATTENTION = r"""
 #define NEG_INF __int_as_float(0xff800000)
-extern "C" __global__ void attention_rows(const float* q, const float* k, const float* v, float* out,
-        int b, int h, int kv_h, int s, int t, int d, int causal) {
-    long row = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (row >= (long)b * h * s) return;
-    int qi = row % s; int hi = (row / s) % h; int bi = row / ((long)s * h);
-    int kh = hi / (h / kv_h);
-    const float* qr = q + row * d;
-    const float* kb = k + ((long)bi * kv_h + kh) * t * d;
-    const float* vb = v + ((long)bi * kv_h + kh) * t * d;
-    float acc[128];
-    for (int x = 0; x < d; ++x) acc[x] = 0.f;
-    float m = NEG_INF, l = 0.f, scale = rsqrtf((float)d);
-    int last = causal ? min(t, qi + (t - s) + 1) : t;
-    for (int j = 0; j < last; ++j) {
-        float sj = 0.f;
-        for (int x = 0; x < d; ++x) sj += qr[x] * kb[(long)j * d + x];
-        sj *= scale;
-        float m_new = fmaxf(m, sj), alpha = __expf(m - m_new), p = __expf(sj - m_new);
-        l = l * alpha + p;
-        for (int x = 0; x < d; ++x) acc[x] = acc[x] * alpha + p * vb[(long)j * d + x];
-        m = m_new;
+#define FULL 0xffffffffu
+#define VEC (HEAD_DIM / 32)
+#define ROWS 4                   // query rows per warp
+#define WARPS 4
+#define BLOCK_M (ROWS * WARPS)   // query rows per block
+#define BLOCK_N 32               // keys per tile: one per lane for the scores
+#define KPAD (HEAD_DIM + 4)      // padded K rows: lanes reading their own row as float4 hit distinct banks
+
+extern "C" __global__ void attention_tiles(const float* q, const float* k, const float* v, float* out,
+        int h, int kv_h, int s, int t, int causal) {
+    __shared__ __align__(16) float qs[BLOCK_M][HEAD_DIM];
+    __shared__ __align__(16) float ks[BLOCK_N][KPAD];
+    __shared__ float vs[BLOCK_N][HEAD_DIM];
+    int bh = blockIdx.y, bi = bh / h, hi = bh % h, kh = hi / (h / kv_h);
+    int q0 = blockIdx.x * BLOCK_M, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int offset = t - s;
+    const float* qb = q + (long long)bh * s * HEAD_DIM;
+    const float* kb = k + ((long long)bi * kv_h + kh) * t * HEAD_DIM;
+    const float* vb = v + ((long long)bi * kv_h + kh) * t * HEAD_DIM;
+    float scale = rsqrtf((float)HEAD_DIM);
+    for (int i = threadIdx.x; i < BLOCK_M * HEAD_DIM; i += blockDim.x) {
+        int r = i / HEAD_DIM, x = i % HEAD_DIM;
+        qs[r][x] = q0 + r < s ? qb[(long long)(q0 + r) * HEAD_DIM + x] * scale : 0.f;
     }
-    for (int x = 0; x < d; ++x) out[row * d + x] = acc[x] / l;
+    float m[ROWS], l[ROWS], acc[ROWS][VEC];
+    for (int r = 0; r < ROWS; ++r) {
+        m[r] = NEG_INF; l[r] = 0.f;
+        for (int c = 0; c < VEC; ++c) acc[r][c] = 0.f;
+    }
+    int k_end = causal ? min(t, q0 + BLOCK_M + offset) : t;  // causal: later keys are masked for every row
+    for (int k0 = 0; k0 < k_end; k0 += BLOCK_N) {
+        __syncthreads();  // nobody reads the previous tile any more (the first time: qs is written)
+        for (int i = threadIdx.x; i < BLOCK_N * HEAD_DIM; i += blockDim.x) {
+            int j = i / HEAD_DIM, x = i % HEAD_DIM;
+            bool real = k0 + j < t;
+            ks[j][x] = real ? kb[(long long)(k0 + j) * HEAD_DIM + x] : 0.f;
+            vs[j][x] = real ? vb[(long long)(k0 + j) * HEAD_DIM + x] : 0.f;
+        }
+        __syncthreads();
+        // S = Q K^T: lane j scores key k0 + j against the warp's ROWS query rows
+        float sc[ROWS];
+        for (int r = 0; r < ROWS; ++r) sc[r] = 0.f;
+        const float4* krow = reinterpret_cast<const float4*>(ks[lane]);
+        #pragma unroll 8
+        for (int x4 = 0; x4 < HEAD_DIM / 4; ++x4) {
+            float4 kk = krow[x4];
+            #pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                float4 qq = reinterpret_cast<const float4*>(qs[warp * ROWS + r])[x4];
+                sc[r] += qq.x * kk.x + qq.y * kk.y + qq.z * kk.z + qq.w * kk.w;
+            }
+        }
+        // online softmax (FlashAttention-2, Algorithm 1): the tile's row maximum and sum over the lanes
+        int key = k0 + lane;
+        #pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            int row = q0 + warp * ROWS + r;
+            float sj = key < t && (!causal || key <= row + offset) ? sc[r] : NEG_INF;
+            float mx = sj;
+            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL, mx, o));
+            float m_new = fmaxf(m[r], mx);  // finite: key 0, in the first tile, is visible to every row
+            float p = __expf(sj - m_new), total = p;
+            for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(FULL, total, o);
+            float alpha = __expf(m[r] - m_new);
+            l[r] = l[r] * alpha + total;
+            m[r] = m_new;
+            sc[r] = p;
+            for (int c = 0; c < VEC; ++c) acc[r][c] *= alpha;
+        }
+        // O += P V: lane owns output dimensions lane + 32 c; key j's weight comes from lane j
+        #pragma unroll 4
+        for (int j = 0; j < BLOCK_N; ++j) {
+            float vv[VEC];
+            for (int c = 0; c < VEC; ++c) vv[c] = vs[j][lane + 32 * c];
+            #pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                float pj = __shfl_sync(FULL, sc[r], j);
+                for (int c = 0; c < VEC; ++c) acc[r][c] += pj * vv[c];
+            }
+        }
+    }
+    for (int r = 0; r < ROWS; ++r) {
+        int row = q0 + warp * ROWS + r;
+        if (row < s)
+            for (int c = 0; c < VEC; ++c) out[((long long)bh * s + row) * HEAD_DIM + lane + 32 * c] = acc[r][c] / l[r];
+    }
 }
 """
 
 _PAGED = r"""
 #define NEG_INF __int_as_float(0xff800000)
-extern "C" __global__ void paged_decode(const float* q, const float* kc, const float* vc, const long* tables,
-        const long* lens, float* out, int h, int kv_h, int d, int block, int max_blocks) {
-    int bh = blockIdx.x; int bi = bh / h; int hi = bh % h; int kh = hi / (h / kv_h);
-    int lane = threadIdx.x;
-    const float* qr = q + (long)bh * d;
-    float acc[128];
-    for (int x = 0; x < d; ++x) acc[x] = 0.f;
-    float m = NEG_INF, l = 0.f, scale = rsqrtf((float)d);
-    long n = lens[bi];
-    for (long j = lane; j < n; j += 32) {
-        long blk = tables[(long)bi * max_blocks + j / block];
-        const float* kr = kc + ((blk * block + j % block) * kv_h + kh) * d;
-        const float* vr = vc + ((blk * block + j % block) * kv_h + kh) * d;
-        float sj = 0.f;
-        for (int x = 0; x < d; ++x) sj += qr[x] * kr[x];
-        sj *= scale;
-        float m_new = fmaxf(m, sj), alpha = __expf(m - m_new), p = __expf(sj - m_new);
-        l = l * alpha + p;
-        for (int x = 0; x < d; ++x) acc[x] = acc[x] * alpha + p * vr[x];
+#define FULL 0xffffffffu
+#define VEC (HEAD_DIM / 32)
+#define WARPS 4
+#define TOK 4  // cached tokens a warp loads before it uses them, to keep several loads in flight
+
+// Block (sequence x head, span): its warps take the span's tokens TOK at a time, a lane holding
+// dimensions lane + 32 c of each K and V row (coalesced loads); a warp's partial softmax state is merged
+// with the others' in shared memory and written per span for paged_combine.
+extern "C" __global__ void paged_split(const float* q, const float* kc, const float* vc,
+        const long long* tables, const long long* lens, float* m_part, float* l_part, float* acc_part,
+        int h, int kv_h, int block, int max_blocks, int span) {
+    __shared__ float ws_m[WARPS], ws_l[WARPS];
+    __shared__ float ws_acc[WARPS][HEAD_DIM];
+    int bh = blockIdx.x, si = blockIdx.y, spans = gridDim.y;
+    int bi = bh / h, hi = bh % h, kh = hi / (h / kv_h);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    long long t0 = (long long)si * span, t1 = min(lens[bi], t0 + span);
+    float scale = rsqrtf((float)HEAD_DIM), qv[VEC], acc[VEC];
+    for (int c = 0; c < VEC; ++c) {
+        qv[c] = q[(long long)bh * HEAD_DIM + lane + 32 * c] * scale;
+        acc[c] = 0.f;
+    }
+    float m = NEG_INF, l = 0.f;
+    for (long long j0 = t0 + warp * TOK; j0 < t1; j0 += WARPS * TOK) {
+        float kr[TOK][VEC], vr[TOK][VEC], sc[TOK];
+        #pragma unroll
+        for (int u = 0; u < TOK; ++u) {
+            long long j = j0 + u;
+            if (j < t1) {
+                long long row = ((tables[(long long)bi * max_blocks + j / block] * block + j % block) * kv_h + kh)
+                                * HEAD_DIM;
+                for (int c = 0; c < VEC; ++c) {
+                    kr[u][c] = kc[row + lane + 32 * c];
+                    vr[u][c] = vc[row + lane + 32 * c];
+                }
+            } else {
+                for (int c = 0; c < VEC; ++c) kr[u][c] = vr[u][c] = 0.f;
+            }
+        }
+        float m_new = m;
+        #pragma unroll
+        for (int u = 0; u < TOK; ++u) {
+            float part = 0.f;
+            for (int c = 0; c < VEC; ++c) part += qv[c] * kr[u][c];
+            for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(FULL, part, o);
+            sc[u] = j0 + u < t1 ? part : NEG_INF;
+            m_new = fmaxf(m_new, sc[u]);  // finite: token j0 is real
+        }
+        float alpha = __expf(m - m_new);
+        l *= alpha;
+        for (int c = 0; c < VEC; ++c) acc[c] *= alpha;
+        #pragma unroll
+        for (int u = 0; u < TOK; ++u) {
+            float p = __expf(sc[u] - m_new);
+            l += p;
+            for (int c = 0; c < VEC; ++c) acc[c] += p * vr[u][c];
+        }
         m = m_new;
     }
-    float m_all = m;
-    for (int o = 16; o > 0; o >>= 1) m_all = fmaxf(m_all, __shfl_xor_sync(0xffffffff, m_all, o));
-    float w = (m == NEG_INF) ? 0.f : __expf(m - m_all);
-    float l_all = l * w;
-    for (int o = 16; o > 0; o >>= 1) l_all += __shfl_xor_sync(0xffffffff, l_all, o);
-    for (int x = 0; x < d; ++x) {
-        float a = acc[x] * w;
-        for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffff, a, o);
-        if (lane == 0) out[(long)bh * d + x] = a / l_all;
+    if (lane == 0) { ws_m[warp] = m; ws_l[warp] = l; }
+    for (int c = 0; c < VEC; ++c) ws_acc[warp][lane + 32 * c] = acc[c];
+    __syncthreads();
+    if (warp == 0) {
+        float m_all = NEG_INF, l_all = 0.f, o[VEC];
+        for (int w = 0; w < WARPS; ++w) m_all = fmaxf(m_all, ws_m[w]);
+        for (int c = 0; c < VEC; ++c) o[c] = 0.f;
+        for (int w = 0; w < WARPS; ++w) {
+            float weight = ws_m[w] == NEG_INF ? 0.f : __expf(ws_m[w] - m_all);  // a warp with no tokens: 0
+            l_all += weight * ws_l[w];
+            for (int c = 0; c < VEC; ++c) o[c] += weight * ws_acc[w][lane + 32 * c];
+        }
+        long long part = (long long)bh * spans + si;
+        if (lane == 0) { m_part[part] = m_all; l_part[part] = l_all; }
+        for (int c = 0; c < VEC; ++c) acc_part[part * HEAD_DIM + lane + 32 * c] = o[c];
     }
+}
+
+// One warp per (sequence x head): rescale the spans' partial outputs to their common maximum and sum.
+extern "C" __global__ void paged_combine(const float* m_part, const float* l_part, const float* acc_part,
+        float* out, int spans) {
+    int bh = blockIdx.x, lane = threadIdx.x;
+    float m_all = NEG_INF, l_all = 0.f, o[VEC];
+    for (int si = 0; si < spans; ++si) m_all = fmaxf(m_all, m_part[(long long)bh * spans + si]);
+    for (int c = 0; c < VEC; ++c) o[c] = 0.f;
+    for (int si = 0; si < spans; ++si) {
+        long long part = (long long)bh * spans + si;
+        float weight = m_part[part] == NEG_INF ? 0.f : __expf(m_part[part] - m_all);  // an empty span: 0
+        l_all += weight * l_part[part];
+        for (int c = 0; c < VEC; ++c) o[c] += weight * acc_part[part * HEAD_DIM + lane + 32 * c];
+    }
+    for (int c = 0; c < VEC; ++c) out[(long long)bh * HEAD_DIM + lane + 32 * c] = o[c] / l_all;
 }
 """
 
@@ -147,37 +273,56 @@ def registry_name() -> str:
     raise SpecError("--hardware", f"the GPU '{name}' is not in the registry; pass a hardware YAML", name)
 
 
-def _kernel(source: str, name: str):
+@lru_cache(maxsize=None)
+def _kernel(source: str, name: str, head_dim: int = 0):
     import cupy as cp
-    return cp.RawKernel(source, name, options=("--use_fast_math",))
+    options = ("--use_fast_math",) + ((f"-DHEAD_DIM={head_dim}",) if head_dim else ())
+    return cp.RawKernel(source, name, options=options)
+
+
+def _check_head_dim(d: int) -> None:
+    if d % 32 or not 32 <= d <= 128:
+        raise ValueError(f"the GPU attention kernels take head_dim 32, 64, 96 or 128, got {d}")
 
 
 def attention(q, k, v, causal: bool = True):
-    """Exact attention of CuPy fp32 arrays (see kernels.attention); head_dim <= 128."""
-    import cupy as cp
+    """Exact attention of CuPy fp32 arrays (see kernels.attention): FlashAttention-2's split, a block per
+    16 query rows of one head walking 32-key tiles of K and V through shared memory, the online softmax
+    in registers; causal masks end-aligned."""
     b, h, s, d = q.shape
     kv_h, t = k.shape[1], k.shape[2]
-    if d > 128 or h % kv_h:
-        raise ValueError(f"head_dim must be <= 128 and heads a multiple of kv_heads; got {q.shape}, {k.shape}")
+    _check_head_dim(d)
+    if h % kv_h:
+        raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
+    import cupy as cp
     out = cp.empty((b, h, s, d), dtype=cp.float32)
-    rows = b * h * s
-    _kernel(_ATTENTION, "attention_rows")(((rows + 127) // 128,), (128,),
-                                           (cp.ascontiguousarray(q, cp.float32), cp.ascontiguousarray(k, cp.float32),
-                                            cp.ascontiguousarray(v, cp.float32), out, np.int32(b), np.int32(h),
-                                            np.int32(kv_h), np.int32(s), np.int32(t), np.int32(d), np.int32(causal)))
+    _kernel(_ATTENTION, "attention_tiles", d)(
+        ((s + 15) // 16, b * h), (128,),
+        (cp.ascontiguousarray(q, cp.float32), cp.ascontiguousarray(k, cp.float32), cp.ascontiguousarray(v, cp.float32),
+         out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t), np.int32(causal)))
     return out
 
 
-def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens):
-    """Decode attention through a block table (see kernels.attention); one warp per (sequence, head)."""
-    import cupy as cp
+def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, split_tokens: int = 256):
+    """Decode attention through a block table (see kernels.attention), split-KV as Flash-Decoding does:
+    a block per (sequence, head, span of split_tokens cached tokens), then a pass merging the spans. The
+    span count comes from the block table's width, so nothing is read back from the GPU."""
     b, h, d = q.shape
+    _check_head_dim(d)
+    import cupy as cp
+    block, kv_h = k_cache.shape[1], k_cache.shape[2]
+    spans = (block_tables.shape[1] * block + split_tokens - 1) // split_tokens
+    m_part = cp.empty(b * h * spans, dtype=cp.float32)
+    l_part = cp.empty_like(m_part)
+    acc_part = cp.empty(b * h * spans * d, dtype=cp.float32)
     out = cp.empty((b, h, d), dtype=cp.float32)
-    _kernel(_PAGED, "paged_decode")((b * h,), (32,),
-                                    (cp.ascontiguousarray(q, cp.float32), cp.ascontiguousarray(k_cache, cp.float32),
-                                     cp.ascontiguousarray(v_cache, cp.float32), cp.asarray(block_tables, cp.int64),
-                                     cp.asarray(context_lens, cp.int64), out, np.int32(h), np.int32(k_cache.shape[2]),
-                                     np.int32(d), np.int32(k_cache.shape[1]), np.int32(block_tables.shape[1])))
+    _kernel(_PAGED, "paged_split", d)(
+        (b * h, spans), (128,),
+        (cp.ascontiguousarray(q, cp.float32), cp.ascontiguousarray(k_cache, cp.float32),
+         cp.ascontiguousarray(v_cache, cp.float32), cp.ascontiguousarray(block_tables, cp.int64),
+         cp.ascontiguousarray(context_lens, cp.int64), m_part, l_part, acc_part, np.int32(h), np.int32(kv_h),
+         np.int32(block), np.int32(block_tables.shape[1]), np.int32(split_tokens)))
+    _kernel(_PAGED, "paged_combine", d)((b * h,), (32,), (m_part, l_part, acc_part, out, np.int32(spans)))
     return out
 
 
@@ -263,10 +408,13 @@ def gpu_cases(hw, quick: bool = False) -> list:
     w8_codes, w8_scale = cp.asarray(w8.codes), cp.asarray(w8.scale.astype(np.float32))
     w4_codes, w4_scale, w4_zero = cp.asarray(w4.codes), cp.asarray(w4.scale.astype(np.float32)), cp.asarray(w4.zero.astype(np.float32))
     w_gpu = cp.asarray(w)
+    w_fp16 = w_gpu.astype(cp.float16)  # cuBLAS on tensor cores: the unquantized baseline engines run
     for m in ((1, 256) if quick else (1, 16, 64, 256, 1024)):
         x = rng.standard_normal((m, k_in), dtype=cp.float32)
         shape = f"m{m} k{k_in} n{n_out}"
         cases.append(Case("quant_fp32_cupy", shape, lambda x=x: x @ w_gpu, linear_work("fp32", m, k_in, n_out)))
+        cases.append(Case("quant_fp16_cublas", shape, lambda x=x.astype(cp.float16): x @ w_fp16,
+                          linear_work("fp16", m, k_in, n_out)))
         cases.append(Case("quant_w8a8_cupy", shape, lambda x=x: w8a8_matmul(x, w8_codes, w8_scale),
                           linear_work("w8a8", m, k_in, n_out)))
         cases.append(Case("quant_w4a16_cupy", shape,

@@ -54,8 +54,11 @@ def paged_decode_work(batch: int, context: int, heads: int, kv_heads: int, head_
 
 
 def linear_work(scheme: str, m: int, k: int, n: int) -> list:
-    """m x k activations times a k x n weight: `fp32` (both operands twice the roofline's fp16 bytes),
-    `w8a8` (int8 throughout) or `w4a16` (4-bit weights, fp32 activations and math)."""
+    """m x k activations times a k x n weight: `fp16` (the roofline's own unquantized linear), `fp32`
+    (both operands twice its bytes), `w8a8` (int8 throughout) or `w4a16` (4-bit weights, fp32
+    activations and math)."""
+    if scheme == "fp16":
+        return ops.linear("fp16", m, k, n, QuantSpec())
     if scheme == "fp32":
         return [dataclasses.replace(op, weight_bytes=op.weight_bytes * 2)
                 for op in widen(ops.linear("fp32", m, k, n, QuantSpec()), 2, "fp32")]

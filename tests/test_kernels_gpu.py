@@ -4,22 +4,35 @@ import pytest
 
 from infersim.kernels import gpu
 
-pytestmark = pytest.mark.skipif(not gpu.available(), reason="needs CuPy and a CUDA GPU")
+needs_gpu = pytest.mark.skipif(not gpu.available(), reason="needs CuPy and a CUDA GPU")
 
 
+def test_gpu_attention_refuses_a_head_size_it_was_not_written_for():
+    with pytest.raises(ValueError, match="head_dim 32, 64, 96 or 128"):
+        gpu.attention(np.zeros((1, 1, 1, 48)), np.zeros((1, 1, 1, 48)), np.zeros((1, 1, 1, 48)))
+    with pytest.raises(ValueError, match="head_dim"):
+        gpu.paged_decode_attention(np.zeros((1, 1, 256)), None, None, None, None)
+
+
+@needs_gpu
 def test_gpu_attention_matches_the_reference():
     import cupy as cp
 
     from infersim.kernels.attention import naive_attention
     rng = np.random.default_rng(0)
-    q = rng.standard_normal((2, 8, 70, 64)).astype(np.float32)
-    k = rng.standard_normal((2, 2, 90, 64)).astype(np.float32)
-    v = rng.standard_normal((2, 2, 90, 64)).astype(np.float32)
-    for causal in (True, False):
-        got = cp.asnumpy(gpu.attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal))
-        assert np.allclose(got, naive_attention(q, k, v, causal), rtol=1e-3, atol=1e-4)
+    # query rows not a multiple of the 16-row blocks, keys beyond the queries (a chunk after a prefix),
+    # fewer keys than one 32-key tile, every head size the kernel is compiled for
+    for b, h, kv_h, s, t, d in ((2, 8, 2, 70, 90, 64), (1, 4, 4, 5, 5, 32), (1, 2, 1, 3, 257, 128),
+                                (1, 2, 2, 40, 40, 96)):
+        q = rng.standard_normal((b, h, s, d)).astype(np.float32)
+        k = rng.standard_normal((b, kv_h, t, d)).astype(np.float32)
+        v = rng.standard_normal((b, kv_h, t, d)).astype(np.float32)
+        for causal in (True, False):
+            got = cp.asnumpy(gpu.attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal))
+            assert np.allclose(got, naive_attention(q, k, v, causal), rtol=1e-3, atol=1e-4), (b, h, s, t, d, causal)
 
 
+@needs_gpu
 def test_gpu_paged_attention_matches_the_reference():
     import cupy as cp
 
@@ -30,10 +43,14 @@ def test_gpu_paged_attention_matches_the_reference():
     tables = np.stack([rng.permutation(40)[:8] for _ in range(3)])
     lens = np.array([1, 37, 100])
     q = rng.standard_normal((3, 8, 32)).astype(np.float32)
-    got = cp.asnumpy(gpu.paged_decode_attention(*(cp.asarray(a) for a in (q, kc, vc, tables, lens))))
-    assert np.allclose(got, paged_decode_attention_reference(q, kc, vc, tables, lens), rtol=1e-3, atol=1e-4)
+    expected = paged_decode_attention_reference(q, kc, vc, tables, lens)
+    for split in (256, 16, 5):  # one span; block-sized spans; odd spans, some empty for the short sequences
+        got = cp.asnumpy(gpu.paged_decode_attention(*(cp.asarray(a) for a in (q, kc, vc, tables, lens)),
+                                                    split_tokens=split))
+        assert np.allclose(got, expected, rtol=1e-3, atol=1e-4), split
 
 
+@needs_gpu
 def test_gpu_quantized_gemms_match_the_cpu_kernels():
     import cupy as cp
 
@@ -50,6 +67,7 @@ def test_gpu_quantized_gemms_match_the_cpu_kernels():
     assert np.allclose(got4, qk.w4a16_matmul(x, w4, backend="numpy"), rtol=1e-4, atol=1e-3)
 
 
+@needs_gpu
 def test_gpu_top_p_matches_the_reference():
     import cupy as cp
 

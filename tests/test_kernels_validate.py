@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from infersim.kernels.validate import Case, explain, family_errors, predict, validate, widen, write_csv
+from infersim.kernels.validate import Case, explain, family_errors, linear_work, predict, validate, widen, write_csv
 from infersim.roofline import ops
 from infersim.roofline.hardware import HardwareSpec
 from infersim.roofline.quant import QuantSpec
@@ -97,3 +97,11 @@ def test_interleaved_timing_takes_every_function_once_per_round():
     assert len(times) == 2 and all(t > 0 for t in times)
     # warm-up and sizing each, then three rounds of (an untimed warming call, one timed call) each
     assert calls == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3
+
+
+def test_fp16_linear_work_is_the_roofline_linear_itself():
+    (op,) = linear_work("fp16", 2, 3, 4)
+    assert op.flops == 2 * 2 * 3 * 4  # 2 m k n
+    assert op.weight_bytes == 3 * 4 * 2  # fp16 weights
+    assert op.act_read_bytes == 2 * 3 * 2 and op.act_write_bytes == 2 * 4 * 2
+    assert op.dtype == "fp16"
