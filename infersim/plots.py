@@ -105,13 +105,15 @@ def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Pat
     plt = _pyplot()
     tolerance = 0.25
     paths = [out_dir / "measured_vs_predicted.png", out_dir / "roofline.png"]
+    rows = [r for r in rows if np.isfinite(r["measured_s"])]  # failed kernels have no time to place
+    kernels = sorted({r["kernel"] for r in rows})
     fig, ax = plt.subplots(figsize=(7, 6))
     lo = min(min(r["predicted_s"], r["measured_s"]) for r in rows) / 2
     hi = max(max(r["predicted_s"], r["measured_s"]) for r in rows) * 2
     xs = np.array([lo, hi])
     ax.plot(xs, xs, "k-", lw=1, label="measured = predicted")
     ax.fill_between(xs, xs * (1 - tolerance), xs * (1 + tolerance), color="grey", alpha=0.2, label="+-25%")
-    for i, kernel in enumerate(sorted({r["kernel"] for r in rows})):
+    for i, kernel in enumerate(kernels):
         sel = [r for r in rows if r["kernel"] == kernel]
         ax.scatter([r["predicted_s"] for r in sel], [r["measured_s"] for r in sel], s=24, label=kernel,
                    marker="osD^v<>p"[i % 8])
@@ -122,15 +124,16 @@ def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Pat
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    dtypes = sorted({r["dtype"] for r in rows if r["dtype"] in hw.peak_flops_per_s}, key=hw.peak)
     intensity = [r["flops"] / r["bytes"] for r in rows]
-    x_lo, x_hi = min(intensity) / 2, max(max(intensity), hw.ridge_point_flops_per_byte("fp32") * 4) * 2
+    ridge = max((hw.ridge_point_flops_per_byte(d) for d in dtypes), default=max(intensity))
+    x_lo, x_hi = min(intensity) / 2, max(max(intensity), ridge * 4) * 2
     grid = np.logspace(np.log10(x_lo), np.log10(x_hi), 200)
-    for dtype, style in (("fp32", "k-"), ("int8", "k--")):
-        if dtype in hw.peak_flops_per_s:
-            ax.plot(grid, np.minimum(hw.peak(dtype) * hw.compute_efficiency,
-                                     grid * hw.memory_bandwidth_bytes_per_s * hw.memory_efficiency), style, lw=1,
-                    label=f"roof ({dtype})")
-    for i, kernel in enumerate(sorted({r["kernel"] for r in rows})):
+    for dtype, style in zip(dtypes, ("k-", "k--", "k:", "k-.")):  # a roof per dtype the kernels' products use
+        ax.plot(grid, np.minimum(hw.peak(dtype) * hw.compute_efficiency,
+                                 grid * hw.memory_bandwidth_bytes_per_s * hw.memory_efficiency), style, lw=1,
+                label=f"roof ({dtype})")
+    for i, kernel in enumerate(kernels):
         sel = [r for r in rows if r["kernel"] == kernel]
         ax.scatter([r["flops"] / r["bytes"] for r in sel], [r["achieved_flops_per_s"] for r in sel], s=24,
                    label=kernel, marker="osD^v<>p"[i % 8])

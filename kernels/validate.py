@@ -132,12 +132,15 @@ def cpu_cases(hw: HardwareSpec, quick: bool = False) -> list[Case]:
 
 
 def predict(hw: HardwareSpec, work: list) -> dict:
-    """Roofline seconds of the ops, and the three terms that make them up."""
+    """Roofline seconds of the ops, the three terms that make them up, and the dtype whose peak bounds
+    the largest matrix product ("" for work without one)."""
     compute = sum(float(op_compute_s(hw, op)) for op in work)
     memory = sum(float(op_memory_s(hw, op)) for op in work)
+    products = [op for op in work if op.flops > 0]
     return {"predicted_s": sum(time_op(hw, op).time_s for op in work), "compute_s": compute, "memory_s": memory,
             "launch_s": hw.launch_overhead_s * len(work), "flops": sum(op.total_flops for op in work),
-            "bytes": sum(op.bytes for op in work)}
+            "bytes": sum(op.bytes for op in work),
+            "dtype": max(products, key=lambda op: op.flops).dtype if products else ""}
 
 
 def explain(row: dict) -> str:
@@ -151,15 +154,27 @@ def explain(row: dict) -> str:
 
 
 def validate(cases: list[Case], hw: HardwareSpec, measure, progress=lambda text: None) -> list[dict]:
-    """One row per case; `measure` takes the cases' callables and returns their seconds."""
+    """One row per case; `measure` takes the cases' callables and returns their seconds. A case whose
+    kernel fails (say, a GPU kernel that does not compile on this device) keeps its row, with NaN times
+    and the error as its explanation, and the sweep goes on."""
+    failures = {}
+    for case in cases:
+        try:
+            case.run()
+        except Exception as err:  # any failure of one kernel is reported in its row, not fatal to the rest
+            failures[id(case)] = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            progress(f"{case.kernel} {case.shape}: {failures[id(case)]}")
+    running = [case for case in cases if id(case) not in failures]
+    seconds = dict(zip(map(id, running), measure([case.run for case in running])))
     rows = []
-    for i, (case, measured) in enumerate(zip(cases, measure([case.run for case in cases]))):
+    for i, case in enumerate(cases):
+        measured = seconds.get(id(case), float("nan"))
         row = {"kernel": case.kernel, "family": case.kernel.split("_")[0], "shape": case.shape,
                **predict(hw, case.work), "measured_s": measured}
         row["error"] = row["measured_s"] / row["predicted_s"] - 1
         row["achieved_flops_per_s"] = row["flops"] / measured
         row["achieved_bytes_per_s"] = row["bytes"] / measured
-        row["explanation"] = explain(row)
+        row["explanation"] = failures.get(id(case)) or explain(row)
         rows.append(row)
         progress(f"[{i + 1}/{len(cases)}] {case.kernel:24s} {case.shape:28s} measured {measured * 1e6:10.1f} us, "
                  f"predicted {row['predicted_s'] * 1e6:10.1f} us ({100 * row['error']:+.0f}%)")
@@ -170,14 +185,14 @@ def family_errors(rows: list[dict]) -> dict:
     """Median and 90th-percentile absolute relative error per kernel family."""
     out = {}
     for family in FAMILIES:
-        err = np.abs([r["error"] for r in rows if r["family"] == family])
+        err = np.abs([r["error"] for r in rows if r["family"] == family and not np.isnan(r["error"])])
         if len(err):
             out[family] = {"median_abs_err": float(np.median(err)), "p90_abs_err": float(np.percentile(err, 90)),
                            "kernels": int(len(err))}
     return out
 
 
-CSV_COLUMNS = ("kernel", "family", "shape", "flops", "bytes", "predicted_s", "measured_s", "error", "compute_s",
+CSV_COLUMNS = ("kernel", "family", "shape", "flops", "bytes", "dtype", "predicted_s", "measured_s", "error", "compute_s",
                "memory_s", "launch_s", "achieved_flops_per_s", "achieved_bytes_per_s", "explanation")
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from infersim.kernels.validate import Case, explain, family_errors, linear_work, predict, validate, widen, write_csv
@@ -48,7 +49,8 @@ def test_validate_rows_and_csv_columns(tmp_path):
     assert rows[0]["error"] == pytest.approx(2e-6 / rows[0]["predicted_s"] - 1)
     write_csv(rows, tmp_path / "v.csv")
     header = next(csv.reader(open(tmp_path / "v.csv")))
-    assert header[:6] == ["kernel", "family", "shape", "flops", "bytes", "predicted_s"] and "measured_s" in header
+    assert header[:7] == ["kernel", "family", "shape", "flops", "bytes", "dtype", "predicted_s"]
+    assert "measured_s" in header and "explanation" in header
 
 
 def test_infersim_validate_on_the_cpu(tmp_path):
@@ -105,3 +107,20 @@ def test_fp16_linear_work_is_the_roofline_linear_itself():
     assert op.weight_bytes == 3 * 4 * 2  # fp16 weights
     assert op.act_read_bytes == 2 * 3 * 2 and op.act_write_bytes == 2 * 4 * 2
     assert op.dtype == "fp16"
+
+
+def test_a_failing_kernel_keeps_its_row_and_the_sweep_goes_on(tmp_path):
+    def broken():
+        raise RuntimeError("no kernel image is available for execution on the device\nmore detail")
+    work = ops.linear("x", 4, 64, 32, QuantSpec())
+    cases = [Case("quant_w8a8_cupy", "m4", broken, work), Case("quant_fp16_cublas", "m4", lambda: None, work)]
+    timed = []
+    rows = validate(cases, CPU, measure=lambda fns: timed.extend(fns) or [3e-6] * len(fns))
+    assert len(timed) == 1  # only the kernel that runs is timed
+    assert rows[0]["explanation"] == "failed: RuntimeError: no kernel image is available for execution on the device"
+    assert np.isnan(rows[0]["measured_s"]) and rows[1]["measured_s"] == 3e-6
+    assert family_errors(rows)["quant"]["kernels"] == 1
+    assert rows[1]["dtype"] == "fp16"  # the linear's matrix product runs at the fp16 peak
+    from infersim.plots import plot_validation
+    paths = plot_validation(rows, CPU, tmp_path, "one failed")
+    assert all(p.stat().st_size > 5_000 for p in paths)
