@@ -78,7 +78,7 @@ def _call(repeats: int = 1000) -> tuple:
 
 
 PROBES = {"GEMM fp32": lambda: _gemm("fp32", 1024), "GEMM fp16": lambda: _gemm("fp16", 256),
-          "GEMM int8": lambda: _gemm("int8", 512), "STREAM triad": _stream_triad, "vector": _vector,
+          "GEMM int8": lambda: _gemm("int8", 1024), "STREAM triad": _stream_triad, "vector": _vector,
           "exp": _exp, "kernel call": _call}
 
 
