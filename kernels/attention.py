@@ -188,30 +188,40 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
         if t0 >= t1:
             continue
         qs = q[bi] * scale
-        p = np.empty((h, t1 - t0), dtype=np.float32)
+        p = np.empty((t1 - t0, h), dtype=np.float32)  # token-major: one cache row's scores side by side
         for j in range(t0, t1):
             k_rows = k_cache[block_tables[bi, j // block_size], j % block_size]
+            p_j = p[j - t0]
             for hi in range(h):
                 q_row = qs[hi]
                 k_row = k_rows[hi // group]
                 s = np.float32(0.0)
                 for x in range(d):
                     s += q_row[x] * k_row[x]
-                p[hi, j - t0] = s
-        for hi in range(h):
-            row = p[hi]
-            m[bi, si, hi] = row.max()
-            for j in range(t1 - t0):
-                row[j] = math.exp(row[j] - m[bi, si, hi])
-            l[bi, si, hi] = row.sum()
+                p_j[hi] = s
+        top = np.full(h, -np.inf, dtype=np.float32)
+        for j in range(t1 - t0):
+            for hi in range(h):
+                top[hi] = max(top[hi], p[j, hi])
+        total = np.zeros(h, dtype=np.float32)
+        for j in range(t1 - t0):
+            p_j = p[j]
+            for hi in range(h):
+                p_j[hi] = math.exp(p_j[hi] - top[hi])
+                total[hi] += p_j[hi]
+        out_span = np.zeros((h, d), dtype=np.float32)
         for j in range(t0, t1):
             v_rows = v_cache[block_tables[bi, j // block_size], j % block_size]
+            p_j = p[j - t0]
             for hi in range(h):
-                w = p[hi, j - t0]
+                w = p_j[hi]
                 v_row = v_rows[hi // group]
-                a = acc[bi, si, hi]
+                o = out_span[hi]
                 for x in range(d):
-                    a[x] += w * v_row[x]
+                    o[x] += w * v_row[x]
+        m[bi, si] = top
+        l[bi, si] = total
+        acc[bi, si] = out_span
     for job in numba.prange(b * h):
         bi = job // h
         hi = job % h
