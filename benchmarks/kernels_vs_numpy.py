@@ -14,9 +14,9 @@ import json
 import platform
 from pathlib import Path
 
-from infersim.kernels.pools import quiet_idle_thread_pools
+from infersim.kernels.pools import quiet_idle_blas_threads
 
-quiet_idle_thread_pools()  # before NumPy loads OpenBLAS
+quiet_idle_blas_threads()  # before NumPy loads OpenBLAS
 
 import numpy as np  # noqa: E402
 

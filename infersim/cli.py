@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("calibrate", "validate"):  # before anything imports NumPy
-        from infersim.kernels.pools import quiet_idle_thread_pools
-        quiet_idle_thread_pools()
+        from infersim.kernels.pools import quiet_idle_blas_threads
+        quiet_idle_blas_threads()
     from infersim.roofline.errors import SpecError
     try:
         return args.func(args)

@@ -1,5 +1,6 @@
-"""Timing harness: warm-up, then repeated runs, median seconds. On a GPU the time is taken with CUDA events
-around the launch and the device is synchronised; on the CPU it is wall-clock time."""
+"""Timing harness: warm-up, then repeated runs, median seconds. On the CPU it is wall-clock time, and a
+sweep of many kernels is timed in interleaved rounds (see `interleaved_median_times_s`); on a GPU the
+time is taken with CUDA events around the launch and the device is synchronised."""
 from __future__ import annotations
 
 import time

@@ -10,7 +10,7 @@ heavy, so it can run before NumPy loads OpenBLAS, which reads the setting once.
 import os
 
 
-def quiet_idle_thread_pools() -> None:
+def quiet_idle_blas_threads() -> None:
     """Ask OpenBLAS to sleep when idle (its shortest spin, 2^4 cycles) unless the user has set
     OPENBLAS_THREAD_TIMEOUT; call it before importing NumPy."""
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

@@ -82,12 +82,12 @@ def test_validate_on_a_gpu_less_machine_says_so_in_one_line(tmp_path):
 
 
 def test_idle_blas_threads_are_asked_to_sleep_unless_the_user_chose(monkeypatch):
-    from infersim.kernels.pools import quiet_idle_thread_pools
+    from infersim.kernels.pools import quiet_idle_blas_threads
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
-    quiet_idle_thread_pools()
+    quiet_idle_blas_threads()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "4"  # OpenBLAS's shortest spin, 2^4 cycles
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
-    quiet_idle_thread_pools()
+    quiet_idle_blas_threads()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"  # the user's setting stands
 
 
