@@ -5,6 +5,8 @@
 # simulator's simpy and pydantic are not needed. Runs from the repository root without an install.
 # It calibrates the GPU, then validates against the registry spec and against the calibrated one, on the
 # quick sweep (under 8 minutes on an H100); pass --full as the second argument for the full sweeps.
+# It writes 14 files; where only a few files come back from a remote GPU machine, pack them, e.g.
+#   benchmarks/gpu_validate.sh /tmp/h100 && tar -czf "$OUT/h100.tgz" -C /tmp h100
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
