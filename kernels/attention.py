@@ -19,7 +19,7 @@ import numpy as np
 from ._numba_gemm import REORDER as _REORDER
 from ._numba_gemm import one_blas_thread
 
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "cupy")
 
 
 def _check(q, k, v) -> tuple[int, int]:
@@ -134,7 +134,12 @@ def attention(q, k, v, causal: bool = True, backend: str = "numpy", tiled: bool 
               block_q: int = 64, block_k: int = 64) -> np.ndarray:
     """Exact attention (see module docstring). numpy: the tiled reference (or the naive one when
     tiled=False); numba: a parallel tiled kernel, one (batch, head, query tile) per task, online softmax
-    over key tiles, the tile products on BLAS."""
+    over key tiles, the tile products on BLAS; cupy: the GPU kernel on CuPy arrays (`gpu.attention`, its
+    own 16-row, 32-key tiles)."""
+    if backend == "cupy":
+        from . import gpu
+        gpu.require()
+        return gpu.attention(q, k, v, causal)
     if backend == "numpy":
         return (tiled_attention_reference(q, k, v, causal, block_q, block_k) if tiled
                 else naive_attention(q, k, v, causal))
@@ -144,7 +149,7 @@ def attention(q, k, v, causal: bool = True, backend: str = "numpy", tiled: bool 
         with one_blas_thread():
             _tiled_numba(*(_fp32(x) for x in (q, k, v)), causal, block_q, block_k, out)
         return out.astype(q.dtype)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (cupy: see kernels.gpu), got {backend!r}")
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 def paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_lens) -> np.ndarray:
@@ -237,10 +242,14 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
 
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, backend: str = "numpy",
                            split_tokens: int = 512) -> np.ndarray:
-    """Decode attention over a paged KV cache (see `paged_decode_attention_reference`); the numba backend
-    splits each context into spans of split_tokens (see `_paged_numba`)."""
+    """Decode attention over a paged KV cache (see `paged_decode_attention_reference`); the numba and cupy
+    backends split each context into spans of split_tokens (see `_paged_numba`, `gpu.paged_decode_attention`)."""
     if q.shape[1] % k_cache.shape[2]:
         raise ValueError(f"heads={q.shape[1]} must be a multiple of kv_heads={k_cache.shape[2]}")
+    if backend == "cupy":
+        from . import gpu
+        gpu.require()
+        return gpu.paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, split_tokens)
     if backend == "numpy":
         return paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_lens)
     if backend == "numba":
@@ -248,4 +257,4 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, back
         _paged_numba(_fp32(q), _fp32(k_cache), _fp32(v_cache), block_tables.astype(np.int64),
                      context_lens.astype(np.int64), split_tokens, out)
         return out.astype(q.dtype)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (cupy: see kernels.gpu), got {backend!r}")
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -338,29 +338,54 @@ def int8_gemm(a, b):
     return c
 
 
-def w8a8_matmul(x, w_codes, w_scale):
-    """Per-token int8 activations x per-channel int8 weights (see kernels.quant.w8a8_matmul)."""
+def require() -> None:
+    """Raise a one-line error unless CuPy and a GPU are here (what backend="cupy" needs)."""
+    if not available():
+        raise ValueError("backend 'cupy' needs CuPy and a CUDA GPU (pip install 'infersim[gpu]'); "
+                         "use backend 'numba' or 'numpy' here")
+
+
+def to_device(w_q):
+    """A `kernels.quant.Quantized` with its arrays on the GPU, so that timed products do not re-upload it."""
+    import dataclasses
+
     import cupy as cp
-    sx = cp.maximum(cp.abs(x).max(axis=1, keepdims=True), 1e-12) / 127
+
+    def dev(a, dtype=None):
+        return None if a is None else cp.asarray(a, dtype=dtype)
+    return dataclasses.replace(w_q, codes=dev(w_q.codes), scale=dev(w_q.scale, cp.float32),
+                               zero=dev(w_q.zero, cp.float32), codebook=dev(w_q.codebook, cp.float32))
+
+
+def w8a8_matmul(x, w_q, x_granularity: str = "token"):
+    """int8 activations (per token or per tensor) x symmetric int8 weights (per channel or per tensor),
+    int32 accumulation, rescaled (see kernels.quant.w8a8_matmul); w_q's arrays on the GPU."""
+    import cupy as cp
+    x = cp.asarray(x, dtype=cp.float32)
+    absmax = cp.abs(x).max(axis=1, keepdims=True) if x_granularity == "token" else cp.abs(x).max().reshape(1, 1)
+    sx = cp.maximum(absmax, 1e-12) / 127
     xq = cp.clip(cp.rint(x / sx), -127, 127).astype(cp.int8)
-    return int8_gemm(xq, w_codes).astype(cp.float32) * sx * w_scale.reshape(1, -1)
+    sw = w_q.scale.reshape(1, -1) if w_q.granularity == "channel" else w_q.scale.reshape(1, 1)
+    return int8_gemm(xq, w_q.codes).astype(cp.float32) * sx * sw
 
 
-def w4a16_matmul(x, packed, scale, zero, group_size: int, symmetric: bool):
-    """fp32 activations x packed int4 group-quantized weights, dequantized in the inner loop."""
+def w4a16_matmul(x, w_q):
+    """fp32 activations x packed int4 group-quantized weights, dequantized in the kernel's inner loop (see
+    kernels.quant.w4a16_matmul); w_q's arrays on the GPU, one scale (and zero) per (column, group)."""
     import cupy as cp
     m, k = x.shape
-    n = packed.shape[1]
+    n = w_q.codes.shape[1]
     out = cp.empty((m, n), dtype=cp.float32)
-    zero = zero if zero is not None else cp.zeros_like(scale)
+    zero = w_q.zero if w_q.zero is not None else cp.zeros_like(w_q.scale)
     _kernel(_W4A16, "w4a16")(((n + 127) // 128, m), (128,),
-                             (cp.ascontiguousarray(x, cp.float32), packed, cp.ascontiguousarray(scale, cp.float32),
-                              cp.ascontiguousarray(zero, cp.float32), out, np.int32(m), np.int32(n), np.int32(k),
-                              np.int32(group_size), np.int32(symmetric)))
+                             (cp.ascontiguousarray(x, cp.float32), cp.ascontiguousarray(w_q.codes),
+                              cp.ascontiguousarray(w_q.scale, cp.float32), cp.ascontiguousarray(zero, cp.float32), out,
+                              np.int32(m), np.int32(n), np.int32(k), np.int32(w_q.group_size),
+                              np.int32(w_q.zero is None)))
     return out
 
 
-def top_p_filter(logits, p: float):
+def top_p_filter(logits, p: float, min_tokens_to_keep: int = 1):
     """transformers' top-p on the GPU with CuPy's sort (see kernels.sampling.top_p_filter)."""
     import cupy as cp
     order = cp.argsort(logits, axis=-1)
@@ -368,9 +393,31 @@ def top_p_filter(logits, p: float):
     e = cp.exp(sorted_logits - sorted_logits[:, -1:])
     cumulative = cp.cumsum(e / e.sum(axis=-1, keepdims=True), axis=-1)
     remove = cumulative <= 1 - p
-    remove[:, -1] = False
+    remove[:, -min_tokens_to_keep:] = False
     out = logits.copy()
     out[cp.arange(logits.shape[0])[:, None], order] = cp.where(remove, -cp.inf, sorted_logits)
+    return out
+
+
+def process_logits(logits, context_ids, repetition: float, temperature: float, top_k: int, top_p: float,
+                   min_tokens_to_keep: int):
+    """transformers' processors in its order on CuPy arrays (see kernels.sampling.process_logits)."""
+    import cupy as cp
+    out = cp.array(logits, dtype=cp.float32)  # a copy: the caller's logits stay as they were
+    if repetition != 1.0 and context_ids is not None:
+        context = cp.asarray(context_ids)
+        for b in range(out.shape[0]):
+            ids = cp.unique(context[b][context[b] >= 0])  # a token penalised once however often it occurs
+            score = out[b, ids]
+            out[b, ids] = cp.where(score < 0, score * repetition, score / repetition)
+    if temperature != 1.0:
+        out /= cp.float32(temperature)
+    if top_k > 0:
+        k = min(max(top_k, min_tokens_to_keep), out.shape[1])
+        kth = -cp.partition(-out, k - 1, axis=1)[:, k - 1:k]
+        out = cp.where(out < kth, cp.float32(-cp.inf), out)
+    if top_p < 1.0:
+        out = top_p_filter(out, top_p, min_tokens_to_keep)
     return out
 
 
@@ -380,7 +427,9 @@ def gpu_cases(hw, quick: bool = False) -> list:
 
     from infersim.roofline import ops
 
+    from . import attention as att
     from . import quant as qk
+    from . import sampling as smp
     from .validate import Case, linear_work, paged_decode_work, prefill_attention_work
     rng = cp.random.default_rng(0)
     cases = []
@@ -390,7 +439,7 @@ def gpu_cases(hw, quick: bool = False) -> list:
         k = rng.standard_normal((b, 8, s, d), dtype=cp.float32)
         v = rng.standard_normal((b, 8, s, d), dtype=cp.float32)
         cases.append(Case("attention_tiled_cupy", f"b{b} h{h} kv8 s{s} d{d} causal",
-                          lambda q=q, k=k, v=v: attention(q, k, v, True), prefill_attention_work(hw, s, h, 8, d, True)))
+                          lambda q=q, k=k, v=v: att.attention(q, k, v, True, "cupy"), prefill_attention_work(hw, s, h, 8, d, True)))
     for b, ctx in ((8, 2048), (64, 2048)) if quick else ((1, 4096), (8, 2048), (32, 2048), (64, 4096), (128, 1024)):
         h, kv, d, block = 32, 8, 128, 16
         per_seq = ctx // block
@@ -400,13 +449,11 @@ def gpu_cases(hw, quick: bool = False) -> list:
         lens = cp.full(b, ctx, dtype=cp.int64)
         qd = rng.standard_normal((b, h, d), dtype=cp.float32)
         cases.append(Case("attention_paged_cupy", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
-                          lambda a=(qd, kc, vc, tables, lens): paged_decode_attention(*a),
+                          lambda a=(qd, kc, vc, tables, lens): att.paged_decode_attention(*a, backend="cupy"),
                           paged_decode_work(b, ctx, h, kv, d)))
     k_in = n_out = 4096
     w = (np.random.default_rng(1).standard_normal((k_in, n_out)) / math.sqrt(k_in)).astype(np.float32)
-    w8, w4 = qk.quantize(w, 8, True, "channel"), qk.quantize(w, 4, False, "group", 128)
-    w8_codes, w8_scale = cp.asarray(w8.codes), cp.asarray(w8.scale.astype(np.float32))
-    w4_codes, w4_scale, w4_zero = cp.asarray(w4.codes), cp.asarray(w4.scale.astype(np.float32)), cp.asarray(w4.zero.astype(np.float32))
+    w8, w4 = to_device(qk.quantize(w, 8, True, "channel")), to_device(qk.quantize(w, 4, False, "group", 128))
     w_gpu = cp.asarray(w)
     w_fp16 = w_gpu.astype(cp.float16)  # cuBLAS on tensor cores: the unquantized baseline engines run
     for m in ((1, 256) if quick else (1, 16, 64, 256, 1024)):
@@ -415,14 +462,14 @@ def gpu_cases(hw, quick: bool = False) -> list:
         cases.append(Case("quant_fp32_cupy", shape, lambda x=x: x @ w_gpu, linear_work("fp32", m, k_in, n_out)))
         cases.append(Case("quant_fp16_cublas", shape, lambda x=x.astype(cp.float16): x @ w_fp16,
                           linear_work("fp16", m, k_in, n_out)))
-        cases.append(Case("quant_w8a8_cupy", shape, lambda x=x: w8a8_matmul(x, w8_codes, w8_scale),
+        cases.append(Case("quant_w8a8_cupy", shape, lambda x=x: qk.w8a8_matmul(x, w8, backend="cupy"),
                           linear_work("w8a8", m, k_in, n_out)))
         cases.append(Case("quant_w4a16_cupy", shape,
-                          lambda x=x: w4a16_matmul(x, w4_codes, w4_scale, w4_zero, 128, False),
+                          lambda x=x: qk.w4a16_matmul(x, w4, backend="cupy"),
                           linear_work("w4a16", m, k_in, n_out)))
     for batch in ((1, 64) if quick else (1, 16, 64, 256)):
         logits = rng.standard_normal((batch, 128256), dtype=cp.float32)
-        cases.append(Case("sampling_top_p_cupy", f"batch{batch} vocab128256", lambda lg=logits: top_p_filter(lg, 0.9),
+        cases.append(Case("sampling_top_p_cupy", f"batch{batch} vocab128256", lambda lg=logits: smp.process_logits(lg, top_p=0.9, backend="cupy"),
                           [ops.sampling(batch, 128256, "top_p")]))
     return cases
 

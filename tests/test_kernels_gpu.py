@@ -18,7 +18,7 @@ def test_gpu_attention_refuses_a_head_size_it_was_not_written_for():
 def test_gpu_attention_matches_the_reference():
     import cupy as cp
 
-    from infersim.kernels.attention import naive_attention
+    from infersim.kernels.attention import attention, naive_attention
     rng = np.random.default_rng(0)
     # query rows not a multiple of the 16-row blocks, keys beyond the queries (a chunk after a prefix),
     # fewer keys than one 32-key tile, every head size the kernel is compiled for
@@ -28,7 +28,7 @@ def test_gpu_attention_matches_the_reference():
         k = rng.standard_normal((b, kv_h, t, d)).astype(np.float32)
         v = rng.standard_normal((b, kv_h, t, d)).astype(np.float32)
         for causal in (True, False):
-            got = cp.asnumpy(gpu.attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal))
+            got = cp.asnumpy(attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal, backend="cupy"))
             assert np.allclose(got, naive_attention(q, k, v, causal), rtol=1e-3, atol=1e-4), (b, h, s, t, d, causal)
 
 
@@ -36,7 +36,7 @@ def test_gpu_attention_matches_the_reference():
 def test_gpu_paged_attention_matches_the_reference():
     import cupy as cp
 
-    from infersim.kernels.attention import paged_decode_attention_reference
+    from infersim.kernels.attention import paged_decode_attention, paged_decode_attention_reference
     rng = np.random.default_rng(1)
     kc = rng.standard_normal((40, 16, 2, 32)).astype(np.float32)
     vc = rng.standard_normal((40, 16, 2, 32)).astype(np.float32)
@@ -45,8 +45,8 @@ def test_gpu_paged_attention_matches_the_reference():
     q = rng.standard_normal((3, 8, 32)).astype(np.float32)
     expected = paged_decode_attention_reference(q, kc, vc, tables, lens)
     for split in (256, 16, 5):  # one span; block-sized spans; odd spans, some empty for the short sequences
-        got = cp.asnumpy(gpu.paged_decode_attention(*(cp.asarray(a) for a in (q, kc, vc, tables, lens)),
-                                                    split_tokens=split))
+        got = cp.asnumpy(paged_decode_attention(*(cp.asarray(a) for a in (q, kc, vc, tables, lens)),
+                                                backend="cupy", split_tokens=split))
         assert np.allclose(got, expected, rtol=1e-3, atol=1e-4), split
 
 
@@ -58,20 +58,28 @@ def test_gpu_quantized_gemms_match_the_cpu_kernels():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((17, 256)).astype(np.float32)
     w = rng.standard_normal((256, 48)).astype(np.float32)
-    w8 = qk.quantize(w, 8, True, "channel")
-    got8 = cp.asnumpy(gpu.w8a8_matmul(cp.asarray(x), cp.asarray(w8.codes), cp.asarray(w8.scale.astype(np.float32))))
-    assert np.allclose(got8, qk.w8a8_matmul(x, w8), rtol=1e-5, atol=1e-4)
-    w4 = qk.quantize(w, 4, False, "group", 64)
-    got4 = cp.asnumpy(gpu.w4a16_matmul(cp.asarray(x), cp.asarray(w4.codes), cp.asarray(w4.scale.astype(np.float32)),
-                                       cp.asarray(w4.zero.astype(np.float32)), 64, False))
-    assert np.allclose(got4, qk.w4a16_matmul(x, w4, backend="numpy"), rtol=1e-4, atol=1e-3)
+    for granularity in ("channel", "tensor"):
+        w8 = qk.quantize(w, 8, True, granularity)
+        for x_granularity in ("token", "tensor"):
+            got8 = cp.asnumpy(qk.w8a8_matmul(cp.asarray(x), gpu.to_device(w8), x_granularity, backend="cupy"))
+            assert np.allclose(got8, qk.w8a8_matmul(x, w8, x_granularity), rtol=1e-5, atol=1e-4)
+    for symmetric in (False, True):
+        w4 = qk.quantize(w, 4, symmetric, "group", 64)
+        got4 = cp.asnumpy(qk.w4a16_matmul(cp.asarray(x), gpu.to_device(w4), backend="cupy"))
+        assert np.allclose(got4, qk.w4a16_matmul(x, w4, backend="numpy"), rtol=1e-4, atol=1e-3), symmetric
 
 
 @needs_gpu
-def test_gpu_top_p_matches_the_reference():
+def test_gpu_processors_match_the_reference():
     import cupy as cp
 
-    from infersim.kernels.sampling import top_p_filter
-    logits = np.random.default_rng(3).standard_normal((4, 1000)).astype(np.float32) * 3
-    got = cp.asnumpy(gpu.top_p_filter(cp.asarray(logits), 0.9))
-    assert np.array_equal(np.isneginf(got), np.isneginf(top_p_filter(logits, 0.9)))
+    from infersim.kernels.sampling import process_logits
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 1000)).astype(np.float32) * 3
+    context = rng.integers(-1, 1000, (6, 12))
+    for kwargs in (dict(top_p=0.9), dict(repetition=1.3), dict(temperature=0.7, top_k=7),
+                   dict(repetition=1.2, temperature=0.8, top_k=20, top_p=0.8, min_tokens_to_keep=3)):
+        got = cp.asnumpy(process_logits(cp.asarray(logits), cp.asarray(context), backend="cupy", **kwargs))
+        expected = process_logits(logits, context, **kwargs)
+        assert np.array_equal(np.isneginf(got), np.isneginf(expected)), kwargs
+        assert np.allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], rtol=1e-6), kwargs

@@ -55,12 +55,20 @@ def test_codebook_beats_uniform_int4_on_gaussian_weights():
     assert np.abs(dequantize(book) - w).mean() < uniform
 
 
-def test_w8a8_gemm_equals_the_product_of_its_dequantized_operands():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_w8a8_gemm_equals_the_product_of_its_dequantized_operands(backend):
     x = RNG.standard_normal((16, 96)).astype(np.float32)
     w = RNG.standard_normal((96, 32)).astype(np.float32)
     wq = quantize(w, 8, True, "channel")
     xq = quantize(x, 8, True, "token")
-    assert np.allclose(w8a8_matmul(x, wq), dequantize(xq) @ dequantize(wq), rtol=1e-5, atol=1e-4)
+    got = w8a8_matmul(x, wq, backend=backend)
+    assert np.allclose(got, dequantize(xq) @ dequantize(wq), rtol=1e-5, atol=1e-4)
+
+
+def test_w8a8_kernel_accumulates_exactly_as_the_integer_reference():
+    x = RNG.standard_normal((7, 300)).astype(np.float32) * 50  # large codes: int32 sums far beyond int16
+    wq = quantize(RNG.standard_normal((300, 20)).astype(np.float32), 8, True, "tensor")
+    assert np.array_equal(w8a8_matmul(x, wq, "tensor", "numba"), w8a8_matmul(x, wq, "tensor", "numpy"))
 
 
 @pytest.mark.parametrize("symmetric", [True, False])

@@ -124,3 +124,24 @@ def test_a_failing_kernel_keeps_its_row_and_the_sweep_goes_on(tmp_path):
     from infersim.plots import plot_validation
     paths = plot_validation(rows, CPU, tmp_path, "one failed")
     assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+@pytest.mark.parametrize("call", ["attention", "paged", "w8a8", "w4a16", "logits"])
+def test_the_cupy_backend_without_a_gpu_says_so_in_one_line(call):
+    from infersim.kernels import attention as att
+    from infersim.kernels import gpu
+    from infersim.kernels import quant as qk
+    from infersim.kernels import sampling as smp
+    if gpu.available():
+        pytest.skip("this machine has a GPU")
+    x = np.ones((2, 128), dtype=np.float32)
+    calls = {"attention": lambda: att.attention(np.ones((1, 1, 2, 32)), np.ones((1, 1, 2, 32)), np.ones((1, 1, 2, 32)),
+                                                backend="cupy"),
+             "paged": lambda: att.paged_decode_attention(np.ones((1, 2, 32)), np.ones((1, 16, 1, 32)),
+                                                         np.ones((1, 16, 1, 32)), np.zeros((1, 1), dtype=int),
+                                                         np.ones(1, dtype=int), backend="cupy"),
+             "w8a8": lambda: qk.w8a8_matmul(x, qk.quantize(x.T, 8, True, "channel"), backend="cupy"),
+             "w4a16": lambda: qk.w4a16_matmul(x, qk.quantize(x.T, 4, False, "group", 64), backend="cupy"),
+             "logits": lambda: smp.process_logits(x, top_p=0.9, backend="cupy")}
+    with pytest.raises(ValueError, match=r"^backend 'cupy' needs CuPy and a CUDA GPU .*use backend 'numba'"):
+        calls[call]()
