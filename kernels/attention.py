@@ -18,6 +18,7 @@ import numpy as np
 
 from ._numba_gemm import REORDER as _REORDER
 from ._numba_gemm import one_blas_thread
+from .fast_exp import fast_exp
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -111,10 +112,10 @@ def _tiled_numba(q, k, v, causal, block_q, block_k, out):
                 if crosses:
                     srow[max(q0 + i + offset - k0 + 1, 0):] = -np.inf
                 m_new = max(m[i], srow.max())
-                alpha = np.float32(math.exp(m[i] - m_new))
+                alpha = fast_exp(m[i] - m_new)
                 total = np.float32(0.0)
                 for j in range(n):
-                    p = np.float32(math.exp(srow[j] - m_new))
+                    p = fast_exp(srow[j] - m_new)
                     srow[j] = p
                     total += p
                 l[i] = alpha * l[i] + total
@@ -212,7 +213,7 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
         for j in range(t1 - t0):
             p_j = p[j]
             for hi in range(h):
-                p_j[hi] = math.exp(p_j[hi] - top[hi])
+                p_j[hi] = fast_exp(p_j[hi] - top[hi])
                 total[hi] += p_j[hi]
         out_span = np.zeros((h, d), dtype=np.float32)
         for j in range(t0, t1):
@@ -234,7 +235,7 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
         total = np.float32(0.0)
         o = np.zeros(d, dtype=np.float32)
         for si in range(spans):
-            w = np.float32(math.exp(m[bi, si, hi] - top))  # an empty span has m = -inf: weight 0
+            w = fast_exp(m[bi, si, hi] - top)  # an empty span has m = -inf: weight 0
             total += w * l[bi, si, hi]
             o += w * acc[bi, si, hi]
         out[bi, hi] = o / total

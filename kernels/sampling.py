@@ -15,12 +15,11 @@ Logits are [batch, vocab] float32; contexts are [batch, length] int arrays with 
 """
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
 from ._numba_gemm import REORDER as _REORDER
+from .fast_exp import fast_exp
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -150,7 +149,7 @@ def _nucleus(logits, sorted_keys, top_p, min_keep):
         e = np.empty(vocab, dtype=np.float32)
         total = 0.0
         for i in range(vocab):
-            e[i] = math.exp(row[i] - top)
+            e[i] = fast_exp(row[i] - top)
             total += e[i]
         cut = (1 - top_p) * total  # cumulative probability > 1 - p, in unnormalised mass
         cumulative = 0.0
