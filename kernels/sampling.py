@@ -15,6 +15,10 @@ Logits are [batch, vocab] float32; contexts are [batch, length] int arrays with 
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
 import numba
 import numpy as np
 
@@ -74,14 +78,14 @@ def process_logits(logits: np.ndarray, context_ids: np.ndarray | None = None, *,
         context_ids = np.full((logits.shape[0], 1), -1, dtype=np.int64)
     if backend == "numba":
         # The passes over the vocabulary run compiled, rows in parallel; the sort is NumPy's vectorised
-        # sort of 64-bit keys (see `_order_keys`).
+        # sort of 64-bit keys (see `_order_keys`), rows on parallel threads.
         out = logits.copy()
         _penalise_and_scale(out, np.asarray(context_ids, dtype=np.int64), repetition, temperature)
         if top_k > 0:
             k = min(max(top_k, min_tokens_to_keep), out.shape[1])
             _drop_below(out, -np.partition(-out, k - 1, axis=1)[:, k - 1])
         if top_p < 1.0:
-            _nucleus(out, np.sort(_order_keys(out), axis=1), top_p, min_tokens_to_keep)
+            _nucleus(out, _sort_rows(_order_keys(out)), top_p, min_tokens_to_keep)
         return out
     if backend != "numpy":
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -135,6 +139,21 @@ def _order_keys(logits):
             u = bits[b, i]
             u = ~u if u >> np.uint32(31) else u | np.uint32(0x80000000)
             keys[b, i] = (np.uint64(u) << np.uint64(32)) | np.uint64(i)
+    return keys
+
+
+@lru_cache(maxsize=1)
+def _sorting_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="infersim-sort")
+
+
+def _sort_rows(keys: np.ndarray) -> np.ndarray:
+    """Each row sorted in place, rows spread over threads (NumPy's sort releases the GIL, and sorts the
+    rows of one call one after another on one core)."""
+    if len(keys) == 1:
+        keys.sort(axis=1)
+    else:
+        list(_sorting_threads().map(np.ndarray.sort, keys))
     return keys
 
 
