@@ -172,6 +172,13 @@ def paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_
     return out.astype(q.dtype)
 
 
+@numba.njit(inline="always")
+def _cache_rows(cache, block_tables, seq, token):
+    """Token `token` of sequence `seq`: its [kv_heads, d] row of the paged cache, through the block table."""
+    block_size = cache.shape[1]
+    return cache[block_tables[seq, token // block_size], token % block_size]
+
+
 @numba.njit(parallel=True, fastmath=_REORDER, cache=True)
 def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, out):
     """Split-KV decoding (Flash-Decoding, Dao et al. 2023): one task per (sequence, span of split_tokens
@@ -179,8 +186,7 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
     in order, and a long context keeps all cores busy even at batch 1. Each task leaves its span's
     maximum, normaliser and unnormalised output; a second pass rescales and sums the spans."""
     b, h, d = q.shape
-    block_size, kv_h = k_cache.shape[1], k_cache.shape[2]
-    group = h // kv_h
+    group = h // k_cache.shape[2]
     scale = np.float32(1.0 / math.sqrt(d))
     spans = (context_lens.max() + split_tokens - 1) // split_tokens
     m = np.full((b, spans, h), -np.inf, dtype=np.float32)
@@ -195,8 +201,9 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
             continue
         qs = q[bi] * scale
         p = np.empty((t1 - t0, h), dtype=np.float32)  # token-major: one cache row's scores side by side
+        top = np.full(h, -np.inf, dtype=np.float32)
         for j in range(t0, t1):
-            k_rows = k_cache[block_tables[bi, j // block_size], j % block_size]
+            k_rows = _cache_rows(k_cache, block_tables, bi, j)
             p_j = p[j - t0]
             for hi in range(h):
                 q_row = qs[hi]
@@ -205,10 +212,7 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
                 for x in range(d):
                     s += q_row[x] * k_row[x]
                 p_j[hi] = s
-        top = np.full(h, -np.inf, dtype=np.float32)
-        for j in range(t1 - t0):
-            for hi in range(h):
-                top[hi] = max(top[hi], p[j, hi])
+                top[hi] = max(top[hi], s)
         total = np.zeros(h, dtype=np.float32)
         for j in range(t1 - t0):
             p_j = p[j]
@@ -217,7 +221,7 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
                 total[hi] += p_j[hi]
         out_span = np.zeros((h, d), dtype=np.float32)
         for j in range(t0, t1):
-            v_rows = v_cache[block_tables[bi, j // block_size], j % block_size]
+            v_rows = _cache_rows(v_cache, block_tables, bi, j)
             p_j = p[j - t0]
             for hi in range(h):
                 w = p_j[hi]

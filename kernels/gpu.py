@@ -254,7 +254,10 @@ extern "C" __global__ void exp_loop(float* x, int n, int repeats) {
 """
 
 
+@lru_cache(maxsize=1)
 def available() -> bool:
+    """Whether CuPy and a GPU are here; asked once per process, as the backend dispatch asks it on every
+    call, inside timed GPU runs too."""
     try:
         import cupy as cp
         return cp.cuda.runtime.getDeviceCount() > 0
