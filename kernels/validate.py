@@ -55,8 +55,9 @@ def paged_decode_work(batch: int, context: int, heads: int, kv_heads: int, head_
 
 def linear_work(scheme: str, m: int, k: int, n: int) -> list:
     """m x k activations times a k x n weight: `fp16` (the roofline's own unquantized linear), `fp32`
-    (both operands twice its bytes), `w8a8` (int8 throughout) or `w4a16` (4-bit weights, fp32
-    activations and math)."""
+    (both operands twice its bytes), `w8a8` (int8 throughout), `w4a16` (the roofline's own: 4-bit
+    weights, fp16 activations and math) or `w4a16-fp32` (4-bit weights, fp32 activations and math, as
+    the CPU kernels and the GPU's fused decode kernel run it)."""
     if scheme == "fp16":
         return ops.linear("fp16", m, k, n, QuantSpec())
     if scheme == "fp32":
@@ -64,6 +65,8 @@ def linear_work(scheme: str, m: int, k: int, n: int) -> list:
                 for op in widen(ops.linear("fp32", m, k, n, QuantSpec()), 2, "fp32")]
     if scheme == "w8a8":
         return ops.linear("w8a8", m, k, n, get_quant("w8a8"))
+    if scheme == "w4a16":
+        return ops.linear("w4a16", m, k, n, get_quant("w4a16"))
     return widen(ops.linear("w4a16", m, k, n, get_quant("w4a16")), 2, "fp32")
 
 
@@ -118,7 +121,7 @@ def cpu_cases(hw: HardwareSpec, quick: bool = False) -> list[Case]:
         cases.append(Case("quant_w8a8_numba", shape, lambda x=x: qk.w8a8_matmul(x, w8),
                           linear_work("w8a8", m, k_in, n_out)))
         cases.append(Case("quant_w4a16_numba", shape, lambda x=x: qk.w4a16_matmul(x, w4),
-                          linear_work("w4a16", m, k_in, n_out)))
+                          linear_work("w4a16-fp32", m, k_in, n_out)))
     vocab = 32000
     for batch in ((1, 16) if quick else (1, 16, 64)):
         logits = zipf_logits(batch, vocab, rng)

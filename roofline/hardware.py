@@ -139,9 +139,12 @@ _REGISTRY = {h.name: h for h in (
     _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5),
     _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 80, 2000,
          50, 228, 114, 300, 64, l2_bw_tbs=6.5),
-    # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s.
-    _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM", _H100_SXM_PEAKS, 67,
-         141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5),
+    # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s. Efficiencies and the exp
+    # rate measured on an H200 by `infersim calibrate --device gpu` (benchmarks/results/h200): an 8192^3
+    # fp16 GEMM at 0.89 of the peak, a 1 GiB device copy at 0.87 of the bandwidth, 3.9e12 exp/s (MUFU).
+    _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM; efficiencies measured "
+         "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
+         compute_efficiency=0.89, memory_efficiency=0.87, special_function_per_s=3.9e12),
     # NVIDIA L40S datasheet (2023): 142 SMs, 48 GB GDDR6 at 864 GB/s, 96 MB L2, no NVLink.
     _gpu("l40s", "NVIDIA L40S datasheet (2023), Ada AD102: 142 SMs, 96 MB L2, PCIe Gen4 only",
          dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 48, 864, 96, 128, 142, 32, 32),

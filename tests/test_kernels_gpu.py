@@ -14,6 +14,12 @@ def test_gpu_attention_refuses_a_head_size_it_was_not_written_for():
         gpu.paged_decode_attention(np.zeros((1, 1, 256)), None, None, None, None)
 
 
+def test_paged_blocks_serve_the_largest_divisor_of_the_gqa_group_up_to_eight_heads():
+    # worked by hand: Llama-3-8B 32/8 -> 4; a group of 12 -> two blocks of 6; MQA with 16 heads -> 8;
+    # 7 (prime) -> 7; 9 -> 3; no sharing -> 1
+    assert [gpu._query_heads_per_block(g) for g in (4, 12, 16, 7, 9, 1)] == [4, 6, 8, 7, 3, 1]
+
+
 @needs_gpu
 def test_gpu_attention_matches_the_reference():
     import cupy as cp
@@ -38,16 +44,18 @@ def test_gpu_paged_attention_matches_the_reference():
 
     from infersim.kernels.attention import paged_decode_attention, paged_decode_attention_reference
     rng = np.random.default_rng(1)
-    kc = rng.standard_normal((40, 16, 2, 32)).astype(np.float32)
-    vc = rng.standard_normal((40, 16, 2, 32)).astype(np.float32)
     tables = np.stack([rng.permutation(40)[:8] for _ in range(3)])
     lens = np.array([1, 37, 100])
-    q = rng.standard_normal((3, 8, 32)).astype(np.float32)
-    expected = paged_decode_attention_reference(q, kc, vc, tables, lens)
-    for split in (256, 16, 5):  # one span; block-sized spans; odd spans, some empty for the short sequences
-        got = cp.asnumpy(paged_decode_attention(*(cp.asarray(a) for a in (q, kc, vc, tables, lens)),
-                                                backend="cupy", split_tokens=split))
-        assert np.allclose(got, expected, rtol=1e-3, atol=1e-4), split
+    # query heads per kv head: 4 (one block serves all 4), 12 (two blocks of 6), 1 (no sharing)
+    for h, kv_h in ((8, 2), (12, 1), (2, 2)):
+        kc = rng.standard_normal((40, 16, kv_h, 32)).astype(np.float32)
+        vc = rng.standard_normal((40, 16, kv_h, 32)).astype(np.float32)
+        q = rng.standard_normal((3, h, 32)).astype(np.float32)
+        expected = paged_decode_attention_reference(q, kc, vc, tables, lens)
+        for split in (256, 16, 5):  # one span; block-sized spans; odd spans, some empty for the short sequences
+            got = cp.asnumpy(paged_decode_attention(*(cp.asarray(a) for a in (q, kc, vc, tables, lens)),
+                                                    backend="cupy", split_tokens=split))
+            assert np.allclose(got, expected, rtol=1e-3, atol=1e-4), (h, kv_h, split)
 
 
 @needs_gpu
@@ -63,10 +71,18 @@ def test_gpu_quantized_gemms_match_the_cpu_kernels():
         for x_granularity in ("token", "tensor"):
             got8 = cp.asnumpy(qk.w8a8_matmul(cp.asarray(x), gpu.to_device(w8), x_granularity, backend="cupy"))
             assert np.allclose(got8, qk.w8a8_matmul(x, w8, x_granularity), rtol=1e-5, atol=1e-4)
-    for symmetric in (False, True):
+    for symmetric in (False, True):  # the fused kernel: fp32 activations and math
         w4 = qk.quantize(w, 4, symmetric, "group", 64)
-        got4 = cp.asnumpy(qk.w4a16_matmul(cp.asarray(x), gpu.to_device(w4), backend="cupy"))
-        assert np.allclose(got4, qk.w4a16_matmul(x, w4, backend="numpy"), rtol=1e-4, atol=1e-3), symmetric
+        for rows in (1, 3, gpu.W4A16_FUSED_ROWS):
+            got4 = cp.asnumpy(qk.w4a16_matmul(cp.asarray(x[:rows]), gpu.to_device(w4), backend="cupy"))
+            assert np.allclose(got4, qk.w4a16_matmul(x[:rows], w4, backend="numpy"), rtol=1e-4, atol=1e-3), symmetric
+    # more rows than the fused kernel takes: fp16 weights and activations, fp32 accumulation, so the
+    # reference is the product of the fp16-rounded operands
+    xs = rng.standard_normal((gpu.W4A16_FUSED_ROWS + 13, 256)).astype(np.float32)
+    w4 = qk.quantize(w, 4, False, "group", 64)
+    rounded = xs.astype(np.float16).astype(np.float32) @ qk.dequantize(w4).astype(np.float16).astype(np.float32)
+    got = cp.asnumpy(qk.w4a16_matmul(cp.asarray(xs), gpu.to_device(w4), backend="cupy"))
+    assert np.allclose(got, rounded, rtol=1e-4, atol=1e-3)
 
 
 @needs_gpu
@@ -77,9 +93,12 @@ def test_gpu_processors_match_the_reference():
     rng = np.random.default_rng(3)
     logits = rng.standard_normal((6, 1000)).astype(np.float32) * 3
     context = rng.integers(-1, 1000, (6, 12))
+    tied = np.round(logits)  # many ties at the top-p boundary: removed in index order, as a stable sort does
     for kwargs in (dict(top_p=0.9), dict(repetition=1.3), dict(temperature=0.7, top_k=7),
-                   dict(repetition=1.2, temperature=0.8, top_k=20, top_p=0.8, min_tokens_to_keep=3)):
-        got = cp.asnumpy(process_logits(cp.asarray(logits), cp.asarray(context), backend="cupy", **kwargs))
-        expected = process_logits(logits, context, **kwargs)
+                   dict(repetition=1.2, temperature=0.8, top_k=20, top_p=0.8, min_tokens_to_keep=3),
+                   dict(top_p=0.5, tied=True), dict(top_p=0.01, min_tokens_to_keep=40, tied=True)):
+        x = tied if kwargs.pop("tied", False) else logits
+        got = cp.asnumpy(process_logits(cp.asarray(x), cp.asarray(context), backend="cupy", **kwargs))
+        expected = process_logits(x, context, **kwargs)
         assert np.array_equal(np.isneginf(got), np.isneginf(expected)), kwargs
         assert np.allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], rtol=1e-6), kwargs
