@@ -14,22 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
-
-
-def naive_attention(cp, q, k, v, causal: bool):
-    """Scores in memory: softmax(Q K^T / sqrt(d)) V with K/V heads repeated for GQA, end-aligned mask."""
-    group = q.shape[1] // k.shape[1]
-    k, v = cp.repeat(k, group, axis=1), cp.repeat(v, group, axis=1)
-    scores = q @ k.transpose(0, 1, 3, 2) / np.float32(math.sqrt(q.shape[-1]))
-    if causal:
-        s, t = q.shape[2], k.shape[2]
-        scores = cp.where(cp.tri(s, t, t - s, dtype=bool), scores, np.float32(-np.inf))
-    scores = cp.exp(scores - scores.max(axis=-1, keepdims=True))
-    return (scores / scores.sum(axis=-1, keepdims=True)) @ v
 
 
 def sorted_top_p(cp, logits, p: float):
@@ -74,7 +61,7 @@ def main() -> None:
         q = rng.standard_normal((1, 32, s, 128), dtype=cp.float32)
         k, v = (rng.standard_normal((1, 8, s, 128), dtype=cp.float32) for _ in range(2))
         pair("attention (causal)", f"h32 kv8 s{s} d128", 2 * 2 * 32 * 128 * s * (s + 1) / 2, 4 * 128 * s * (32 * 2 + 16),
-             lambda: att.attention(q, k, v, True, "cupy"), lambda: naive_attention(cp, q, k, v, True), "cupy naive")
+             lambda: att.attention(q, k, v, True, "cupy"), lambda: att.naive_attention(q, k, v, True), "cupy naive")
     for b, ctx in ((1, 4096), (64, 2048)):
         blocks = b * ctx // 16
         kc, vc = (rng.standard_normal((blocks, 16, 8, 128), dtype=cp.float32) for _ in range(2))
@@ -85,7 +72,7 @@ def main() -> None:
         def gathered(qd=qd, kc=kc, vc=vc, tables=tables, b=b):
             dense_k = kc[tables].reshape(b, -1, 8, 128).transpose(0, 2, 1, 3)
             dense_v = vc[tables].reshape(b, -1, 8, 128).transpose(0, 2, 1, 3)
-            return naive_attention(cp, qd[:, :, None, :], dense_k, dense_v, False)
+            return att.naive_attention(qd[:, :, None, :], dense_k, dense_v, False)
         pair("paged decode attention", f"b{b} h32 kv8 ctx{ctx} d128", 4 * 128 * 32 * b * ctx, 2 * b * ctx * 8 * 128 * 4,
              lambda a=(qd, kc, vc, tables, lens): att.paged_decode_attention(*a, backend="cupy"), gathered,
              "gather + cupy naive")

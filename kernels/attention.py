@@ -33,17 +33,27 @@ def _check(q, k, v) -> tuple[int, int]:
     return q.shape[1] // k.shape[1], k.shape[2] - q.shape[2]
 
 
+def _array_module(a):
+    """NumPy, or CuPy for a CuPy array (the GPU benchmark runs the naive reference on the GPU)."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+        return cupy
+    return np
+
+
 def naive_attention(q, k, v, causal: bool = True) -> np.ndarray:
-    """softmax(Q K^T / sqrt(d) + mask) V with the full score matrix in memory (the reference)."""
+    """softmax(Q K^T / sqrt(d) + mask) V with the full score matrix in memory (the reference); NumPy or
+    CuPy arrays."""
     group, offset = _check(q, k, v)
-    kf = np.repeat(k.astype(np.float32), group, axis=1)
-    vf = np.repeat(v.astype(np.float32), group, axis=1)
+    xp = _array_module(q)
+    kf = xp.repeat(k.astype(np.float32), group, axis=1)
+    vf = xp.repeat(v.astype(np.float32), group, axis=1)
     scores = q.astype(np.float32) @ kf.transpose(0, 1, 3, 2) / np.float32(math.sqrt(q.shape[3]))
     if causal:
-        rows = np.arange(q.shape[2])[:, None]
-        scores = np.where(np.arange(k.shape[2])[None, :] <= rows + offset, scores, -np.inf)
+        rows = xp.arange(q.shape[2])[:, None]
+        scores = xp.where(xp.arange(k.shape[2])[None, :] <= rows + offset, scores, np.float32(-np.inf))
     scores -= scores.max(axis=-1, keepdims=True)
-    p = np.exp(scores)
+    p = xp.exp(scores)
     return (p @ vf / p.sum(axis=-1, keepdims=True)).astype(q.dtype)
 
 
