@@ -31,6 +31,17 @@ DEFAULT_SPLIT_K = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
+class Link:
+    """A data path between two memories (NVLink between GPUs, PCIe to the host, a network between nodes):
+    its datasheet bandwidth per direction, the fraction of it a large copy sustains, and the fixed
+    latency of one transfer."""
+
+    bandwidth_bytes_per_s: float
+    efficiency: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     """One accelerator (or the host CPU). Peak FLOP/s are dense (no sparsity) tensor-core figures."""
 
@@ -60,6 +71,8 @@ class HardwareSpec:
     launch_overhead_s: float = 4.6e-6
     interconnect_efficiency: float = 0.8
     interconnect_latency_s: float = 10e-6
+    host_link_efficiency: float = 1.0
+    host_link_latency_s: float = 0.0
     source: str = ""
 
     def __post_init__(self):
@@ -76,10 +89,11 @@ class HardwareSpec:
         for name in ("vector_flops_per_s", "memory_bytes", "memory_bandwidth_bytes_per_s", "sm_count",
                      "compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
                      "overlap_exponent", "interconnect_efficiency", "interconnect_bandwidth_bytes_per_s",
+                     "host_link_efficiency",
                      "host_link_bandwidth_bytes_per_s", "attention_q_tile_tokens"):
             require_positive(f"{self.name}.{name}", getattr(self, name))
         for name in ("compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
-                     "interconnect_efficiency"):
+                     "interconnect_efficiency", "host_link_efficiency"):
             if getattr(self, name) > 1:
                 raise SpecError(f"{self.name}.{name}", "is a fraction of peak and must be <= 1", getattr(self, name))
         if self.launch_overhead_s < 0:
@@ -96,6 +110,16 @@ class HardwareSpec:
             raise SpecError("quantization", f"{self.name} has no {dtype} tensor-core peak; it has "
                             f"{', '.join(sorted(self.peak_flops_per_s))}", dtype)
         return self.peak_flops_per_s[key]
+
+    @property
+    def interconnect(self) -> Link:
+        """The GPU-to-GPU link (NVLink, or PCIe peer-to-peer)."""
+        return Link(self.interconnect_bandwidth_bytes_per_s, self.interconnect_efficiency, self.interconnect_latency_s)
+
+    @property
+    def host_link(self) -> Link:
+        """The GPU-to-host link (PCIe), over which KV blocks are swapped."""
+        return Link(self.host_link_bandwidth_bytes_per_s, self.host_link_efficiency, self.host_link_latency_s)
 
     def ridge_point_flops_per_byte(self, dtype: str = "fp16") -> float:
         """Arithmetic intensity where the effective compute and bandwidth roofs meet (Williams et al. 2009)."""

@@ -15,8 +15,8 @@ import numpy as np
 from . import ops
 from .hardware import HardwareSpec
 from .models import ModelSpec
-from .step import Batch, StepOptions, attention_ops, check_options, dense_layer_ops, end_ops
-from .timing import op_compute_s, op_memory_s, op_time_s, smooth_max
+from .step import Batch, StepOptions, attention_ops, check_options, dense_layer_ops, end_ops, layer_widths
+from .timing import kernel_time_s, op_compute_s, op_memory_s, op_time_s
 
 
 def _totals(hw: HardwareSpec, op_list: list) -> tuple:
@@ -34,14 +34,12 @@ class StepTimer:
     def __init__(self, model: ModelSpec, hw: HardwareSpec, options: StepOptions = StepOptions()):
         check_options(model, options)
         self.model, self.hw, self.options = model, hw, options
-        tp = options.parallel.tensor_parallel
-        self._heads = model.num_heads // tp
-        self._kv_heads = max(1, model.num_kv_heads // tp)
+        widths = layer_widths(model, options.parallel.tensor_parallel)
+        self._heads, self._kv_heads = widths.heads, widths.kv_heads
         self._by_tokens: dict[int, list] = {}
         self._by_sampled: dict[int, tuple] = {}
         self._lines: dict[int, tuple] = {}
         self._steps: dict[tuple, tuple] = {}
-        self._affine: dict[int, tuple] = {}
 
     def _token_part(self, tokens: int) -> tuple:
         """Everything but attention, the LM head and sampling, for `tokens` new tokens; costed for a block
@@ -84,51 +82,46 @@ class StepTimer:
                    extra_s: float = 0.0) -> np.ndarray:
         """Per-step latencies (plus `extra_s` each) of `steps` decode steps of a fixed batch whose contexts
         (tokens already cached) sum to `context_sum` and peak at `context_max` at the first step."""
-        line = self._decode_line(batch_size)
-        if line is None:  # materialised attention: its GEMM tiles follow the longest context
-            growth = np.arange(steps, dtype=np.float64)
-            return self._decode_ops_run(batch_size, context_sum + batch_size * growth, context_max + growth)[0] + extra_s
-        dense_s, c0, c1, m0, m1 = line
+        if not self.options.flash_attention:  # materialised attention: its GEMM tiles follow the longest context
+            return self._decode_ops_run(batch_size, context_sum, context_max, steps)[0] + extra_s
+        dense_s, c0, c1, m0, m1 = self._decode_line(batch_size)
         return _decode_line_run(float(context_sum + batch_size), float(batch_size), steps, c0, c1, m0, m1,
                                 self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers,
                                 dense_s + extra_s)
 
-    def decode_totals(self, batch_size: int, context_sum: int, steps: int) -> tuple[float, float]:
-        """(FLOPs, bytes) of the same `steps` decode steps: a step's FLOPs and bytes are affine in the
-        keys it reads, so their sums follow from the keys read over all steps."""
+    def decode_totals(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> tuple[float, float]:
+        """(FLOPs, bytes) of the same `steps` decode steps. Every op's FLOPs and bytes are affine in the
+        keys a step reads (`ops.decode_attention_affine`; the materialised scores too), so their sums
+        follow from the keys read over all steps."""
+        if not self.options.flash_attention:
+            _, flops, nbytes = self._decode_ops_run(batch_size, context_sum, context_max, steps)
+            return float(np.sum(flops)), float(np.sum(nbytes))
         keys = steps * (context_sum + batch_size) + batch_size * steps * (steps - 1) / 2
-        flops, nbytes = self._decode_affine(batch_size)
-        return steps * flops[0] + flops[1] * keys, steps * nbytes[0] + nbytes[1] * keys
+        fixed, per_key = ops.decode_attention_affine(batch_size, self._heads, self._kv_heads, self.model.head_dim,
+                                                     self.options.quant)
+        _, dense_flops, dense_bytes = self._combine(batch_size, batch_size, (0.0, 0.0, 0.0))
+        layers = self.model.num_layers
+        return (steps * (dense_flops + layers * fixed.total_flops) + layers * per_key.total_flops * keys,
+                steps * (dense_bytes + layers * fixed.bytes) + layers * per_key.bytes * keys)
 
-    def _decode_ops_run(self, batch_size: int, context_sum, context_max) -> tuple:
-        attn_ops = ops.decode_attention(batch_size, context_sum, context_max, self._heads, self._kv_heads,
-                                        self.model.head_dim, self.options.quant, self.options.flash_attention)
+    def _decode_ops_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> tuple:
+        """(seconds, FLOPs, bytes) of each of `steps` decode steps, op by op."""
+        growth = np.arange(steps, dtype=np.float64)
+        attn_ops = ops.decode_attention(batch_size, context_sum + batch_size * growth, context_max + growth,
+                                        self._heads, self._kv_heads, self.model.head_dim, self.options.quant,
+                                        self.options.flash_attention)
         return self._combine(batch_size, batch_size, _totals(self.hw, attn_ops))
 
-    def _decode_affine(self, batch_size: int) -> tuple:
-        """((FLOPs intercept, slope), (bytes intercept, slope)) of one decode step against the keys it reads,
-        from two evaluations (at 0 and 10^6 keys)."""
-        cached = self._affine.get(batch_size)
-        if cached is None:
-            probe = np.array([0.0, 1e6])
-            _, flops, nbytes = self._decode_ops_run(batch_size, probe - batch_size, probe)
-            cached = tuple((v[0], (v[1] - v[0]) / 1e6) for v in (flops, nbytes))
-            self._affine[batch_size] = cached
-        return cached
-
-    def _decode_line(self, batch_size: int):
-        """(dense seconds, compute intercept and slope, memory intercept and slope) of a FlashAttention
-        decode step against the keys it reads; None without FlashAttention."""
-        if not self.options.flash_attention:
-            return None
+    def _decode_line(self, batch_size: int) -> tuple:
+        """(seconds outside attention, attention's compute intercept and slope, memory intercept and slope)
+        of a FlashAttention decode step against the keys it reads (`ops.decode_attention_affine`)."""
         cached = self._lines.get(batch_size)
         if cached is None:
-            probe = np.array([0.0, 1e6])
-            (op,) = ops.decode_attention(batch_size, probe - batch_size, probe, self._heads, self._kv_heads,
-                                         self.model.head_dim, self.options.quant, True)
-            c, m = op_compute_s(self.hw, op), op_memory_s(self.hw, op)
+            fixed, per_key = ops.decode_attention_affine(batch_size, self._heads, self._kv_heads,
+                                                         self.model.head_dim, self.options.quant)
             dense_s = self._token_part(batch_size)[0] + self._sampled_part(batch_size)[0]
-            cached = (dense_s, c[0], (c[1] - c[0]) / 1e6, m[0], (m[1] - m[0]) / 1e6)
+            cached = (dense_s, float(op_compute_s(self.hw, fixed)), float(op_compute_s(self.hw, per_key)),
+                      float(op_memory_s(self.hw, fixed)), float(op_memory_s(self.hw, per_key)))
             self._lines[batch_size] = cached
         return cached
 
@@ -141,9 +134,9 @@ class StepTimer:
 @numba.njit(cache=True)
 def _decode_line_run(first_keys, keys_per_step, steps, c0, c1, m0, m1, p, launch_s, layers, other_s):
     """Step j reads first_keys + j keys_per_step keys; its attention is compute c0 + c1 keys and memory
-    m0 + m1 keys combined as `timing.combine_s` does, once per layer, plus the rest of the step."""
+    m0 + m1 keys timed by `timing.kernel_time_s`, once per layer, plus the rest of the step."""
     out = np.empty(steps)
     for j in range(steps):
         keys = first_keys + keys_per_step * j
-        out[j] = layers * (smooth_max(c0 + c1 * keys, m0 + m1 * keys, p) + launch_s) + other_s
+        out[j] = layers * kernel_time_s(c0 + c1 * keys, m0 + m1 * keys, p, launch_s) + other_s
     return out

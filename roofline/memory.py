@@ -37,9 +37,9 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: Paralleli
 
 
 def kv_bytes_per_token_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: Parallelism) -> float:
-    """K and V of one token on one GPU: 2 x (layers / pp) x max(1, kv_heads / tp) x head_dim x bytes."""
+    """K and V of one token on one GPU: 2 x (layers / pp) x its KV heads x head_dim x bytes (PagedAttention §3)."""
     layers = math.ceil(model.num_layers / parallel.pipeline_parallel)
-    kv_heads = max(1, model.num_kv_heads // parallel.tensor_parallel)
+    kv_heads = model.kv_heads_per_gpu(parallel.tensor_parallel)
     return 2 * layers * kv_heads * model.head_dim * quant.kv_bytes_per_element(model.head_dim)
 
 

@@ -101,9 +101,10 @@ class ModelSpec:
         inactive = (self.num_experts - self.experts_per_token) * self.ffn_matrices * d * self.ffn_size
         return self.num_params() - self.num_layers * inactive
 
-    def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
-        """K and V of one token over all layers: 2 x layers x kv_heads x head_dim x bytes (PagedAttention §3)."""
-        return 2 * self.num_layers * self.kv_width * bytes_per_element
+    def kv_heads_per_gpu(self, tensor_parallel: int) -> int:
+        """KV heads one tensor-parallel rank holds: kv_heads / tp, and one (replicated) when tp exceeds
+        the KV heads, as Megatron-LM and vLLM replicate them."""
+        return max(1, self.num_kv_heads // tensor_parallel)
 
 
 def _llama(name, layers, d, heads, kv, ffn, vocab, ctx, **kw) -> ModelSpec:

@@ -6,6 +6,7 @@ work, softmax, dequantization) because they run on different units. A multiply-a
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -49,6 +50,13 @@ class OpCost:
     comm_peers: int = 1
     l2_reread_bytes: float = 0.0  # the part of kv_read_bytes that re-reads tiles still held in L2
 
+    def scaled(self, factor) -> "OpCost":
+        """The same op done `factor` times over (FLOPs and bytes scale; its name, kind and shape stay)."""
+        return dataclasses.replace(self, **{f: getattr(self, f) * factor for f in _AMOUNTS})
+
+    def plus(self, other: "OpCost") -> "OpCost":
+        """Both ops' work as one kernel (this op's name, kind and shape)."""
+        return dataclasses.replace(self, **{f: getattr(self, f) + getattr(other, f) for f in _AMOUNTS})
 
     @property
     def bytes(self) -> float:
@@ -62,6 +70,10 @@ class OpCost:
     @property
     def intensity_flops_per_byte(self) -> float:
         return self.total_flops / self.bytes if self.bytes else math.inf
+
+
+_AMOUNTS = ("flops", "vector_flops", "exp_ops", "weight_bytes", "act_read_bytes", "act_write_bytes",
+            "kv_read_bytes", "kv_write_bytes", "l2_reread_bytes")
 
 
 def linear(name: str, tokens: int, in_features: int, out_features: int, quant: QuantSpec,
@@ -211,17 +223,49 @@ class AttentionTotals:
     sequences: int
 
 
+@dataclass(frozen=True)
+class FlashAttentionRates:
+    """FlashAttention's cost per unit of work (FlashAttention-2, Alg. 1): each query's Q is read and its
+    O written once (`per_query`); each causal (query, key) pair costs QK^T and PV, 2 x head_dim FLOPs
+    each, and softmax's exponential and ~4 vector FLOPs (`per_pair`); each key read from memory brings
+    its K and V (`per_key_read`)."""
+
+    per_query: OpCost
+    per_pair: OpCost
+    per_key_read: OpCost
+
+
+def flash_attention_rates(num_heads: int, num_kv_heads: int, head_dim: int, quant: QuantSpec) -> FlashAttentionRates:
+    return FlashAttentionRates(
+        per_query=OpCost(name="attention", kind="attention", act_read_bytes=num_heads * head_dim * ACT_BYTES,
+                         act_write_bytes=num_heads * head_dim * ACT_BYTES),
+        per_pair=OpCost(name="attention", kind="attention", flops=4.0 * head_dim * num_heads,
+                        vector_flops=4.0 * num_heads, exp_ops=num_heads),
+        per_key_read=OpCost(name="attention", kind="attention",
+                            kv_read_bytes=2 * num_kv_heads * head_dim * quant.kv_bytes_per_element(head_dim)))
+
+
+def decode_attention_affine(batch_size: int, num_heads: int, num_kv_heads: int, head_dim: int,
+                            quant: QuantSpec) -> tuple[OpCost, OpCost]:
+    """FlashAttention over a decode batch as (fixed, per_key): the cost of a step that reads K keys in all
+    (K = sum of c_i + 1) is fixed + K x per_key, since each of its B queries pairs with every key it
+    reads once. Every term of `timing` is linear in an op's FLOPs and bytes, so its compute and memory
+    seconds are affine in K too: what lets a simulator cost a whole run of decode steps at once."""
+    rates = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant)
+    return rates.per_query.scaled(batch_size), rates.per_pair.plus(rates.per_key_read)
+
+
 def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int, head_dim: int,
                           quant: QuantSpec, flash: bool) -> list[OpCost]:
+    if flash:
+        rates = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant)
+        reads = rates.per_key_read.scaled(t.flash_kv_read_tokens)
+        op = rates.per_query.scaled(t.queries).plus(rates.per_pair.scaled(t.pairs_causal)).plus(reads)
+        # the reads beyond each key's first hit tiles the previous query tile just brought into L2
+        return [dataclasses.replace(op, l2_reread_bytes=rates.per_key_read.kv_read_bytes
+                                    * (t.flash_kv_read_tokens - t.kv_tokens))]
     qo_bytes = 2 * t.queries * num_heads * head_dim * ACT_BYTES
     kv_elem_bytes = 2 * num_kv_heads * head_dim * quant.kv_bytes_per_element(head_dim)
-    if flash:
-        return [OpCost(
-            name="attention", kind="attention", flops=4.0 * head_dim * num_heads * t.pairs_causal,
-            vector_flops=4.0 * num_heads * t.pairs_causal, exp_ops=num_heads * t.pairs_causal,
-            act_read_bytes=qo_bytes / 2, act_write_bytes=qo_bytes / 2,
-            kv_read_bytes=t.flash_kv_read_tokens * kv_elem_bytes,
-            l2_reread_bytes=(t.flash_kv_read_tokens - t.kv_tokens) * kv_elem_bytes)]
     score_bytes = num_heads * t.pairs_full * ACT_BYTES
     batched = GemmShape(t.max_queries, t.max_kv_tokens, head_dim, num_heads * t.sequences)
     return [

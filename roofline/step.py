@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -160,10 +161,18 @@ def _shard(value: int, tp: int, field_name: str) -> int:
     return value // tp
 
 
-def _layer_widths(model: ModelSpec, tp: int) -> tuple[int, int, int]:
-    heads = _shard(model.num_heads, tp, "num_heads")
-    kv_heads = max(1, model.num_kv_heads // tp)  # KV heads are replicated when tp > num_kv_heads
-    return heads, kv_heads, _shard(model.ffn_size, tp, "ffn_size")
+class LayerWidths(NamedTuple):
+    """What one tensor-parallel rank holds of a layer: query heads, KV heads, FFN width."""
+
+    heads: int
+    kv_heads: int
+    ffn_size: int
+
+
+def layer_widths(model: ModelSpec, tp: int) -> LayerWidths:
+    """A layer split over `tp` ranks (Megatron-LM, §3): heads and FFN columns must divide evenly."""
+    return LayerWidths(_shard(model.num_heads, tp, "num_heads"), model.kv_heads_per_gpu(tp),
+                       _shard(model.ffn_size, tp, "ffn_size"))
 
 
 def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tuple[list, list]:
@@ -172,7 +181,7 @@ def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tupl
     before attention, those after), in execution order."""
     tp, quant = options.parallel.tensor_parallel, options.quant
     t, d, hd = tokens, model.hidden_size, model.head_dim
-    heads, kv_heads, ffn = _layer_widths(model, tp)
+    heads, kv_heads, ffn = layer_widths(model, tp)
     q_width, kv_width = heads * hd, kv_heads * hd
     before = [ops.norm("input_norm", t, d, model.norm_kind)]
     before += ops.linear("qkv_proj", t, d, q_width + 2 * kv_width, quant, bias=model.qkv_bias or model.linear_bias)
@@ -205,7 +214,7 @@ def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tupl
 
 
 def attention_ops(model: ModelSpec, batch: Batch, hw: HardwareSpec, options: StepOptions) -> list[ops.OpCost]:
-    heads, kv_heads, _ = _layer_widths(model, options.parallel.tensor_parallel)
+    heads, kv_heads, _ = layer_widths(model, options.parallel.tensor_parallel)
     return ops.attention(np.array(batch.new_tokens), np.array(batch.cached_tokens), heads, kv_heads,
                          model.head_dim, options.quant, options.flash_attention, hw.attention_q_tile_tokens,
                          hw.sram_per_sm_bytes)
@@ -241,7 +250,7 @@ def check_options(model: ModelSpec, options: StepOptions) -> None:
     if options.parallel.pipeline_parallel > model.num_layers:
         raise SpecError("parallelism.pipeline_parallel", f"must be <= num_layers={model.num_layers}",
                         options.parallel.pipeline_parallel)
-    _layer_widths(model, options.parallel.tensor_parallel)
+    layer_widths(model, options.parallel.tensor_parallel)
 
 
 def check_batch(model: ModelSpec, batch: Batch) -> None:

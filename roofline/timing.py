@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .hardware import HardwareSpec
+from .hardware import HardwareSpec, Link
 from .ops import ACT_BYTES, OpCost
 
 
@@ -45,21 +45,27 @@ def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, p
     return best
 
 
-@numba.vectorize(["float64(float64, float64, float64)"], cache=True)
-def smooth_max(compute_s, memory_s, p):
-    """(compute^p + memory^p)^(1/p): a NumPy ufunc that compiled code (the simulator's decode runs) calls
-    too, so both compute the same seconds."""
+@numba.vectorize(["float64(float64, float64, float64, float64)"], cache=True)
+def kernel_time_s(compute_s, memory_s, p, launch_s):
+    """(compute^p + memory^p)^(1/p) + launch: a NumPy ufunc that compiled code (the simulator's decode
+    runs) calls too, so both compute the same seconds."""
     big = max(compute_s, memory_s)
     if big <= 0.0:
-        return 0.0
+        return launch_s
     if p == 2.0:
-        return math.hypot(compute_s, memory_s)
-    return big * ((compute_s / big) ** p + (memory_s / big) ** p) ** (1.0 / p)
+        return math.hypot(compute_s, memory_s) + launch_s
+    return big * ((compute_s / big) ** p + (memory_s / big) ** p) ** (1.0 / p) + launch_s
 
 
 def combine_s(hw: HardwareSpec, compute_s, memory_s):
     """Smooth maximum of compute and memory time (see module docstring), plus the kernel floor."""
-    return smooth_max(compute_s, memory_s, hw.overlap_exponent) + hw.launch_overhead_s
+    return kernel_time_s(compute_s, memory_s, hw.overlap_exponent, hw.launch_overhead_s)
+
+
+def transfer_time_s(link: Link, payload_bytes):
+    """One copy over a link: latency + bytes / (bandwidth x efficiency), the latency-bandwidth (alpha-beta)
+    model of message passing (Hockney 1994)."""
+    return link.latency_s + np.asarray(payload_bytes, dtype=np.float64) / (link.bandwidth_bytes_per_s * link.efficiency)
 
 
 def comm_time_s(hw: HardwareSpec, payload_bytes, peers):
@@ -67,8 +73,7 @@ def comm_time_s(hw: HardwareSpec, payload_bytes, peers):
     after a fixed latency; with 2 peers and `pp_send` this is one point-to-point copy."""
     peers = np.asarray(peers, dtype=np.float64)
     factor = np.where(peers > 2, 2 * (peers - 1) / peers, 1.0)
-    bw = hw.interconnect_bandwidth_bytes_per_s * hw.interconnect_efficiency
-    return np.where(peers > 1, hw.interconnect_latency_s + factor * np.asarray(payload_bytes) / bw, 0.0)
+    return np.where(peers > 1, transfer_time_s(hw.interconnect, factor * np.asarray(payload_bytes)), 0.0)
 
 
 @dataclass(frozen=True)

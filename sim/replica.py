@@ -271,7 +271,7 @@ class Replica:
                 yield self.env.timeout(ends[steps - 1] - self.env.now)
             self._in_run = False
         used = self.kv.pool.used_blocks
-        flops, nbytes = self.timer.decode_totals(batch, context_sum, steps)
+        flops, nbytes = self.timer.decode_totals(batch, context_sum, context_max, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         if steps < len(ends):

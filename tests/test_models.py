@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from infersim.roofline import SpecError, get_model, load_hf_config
+from infersim.roofline import (Parallelism, QuantSpec, SpecError, get_model, kv_bytes_per_token_per_gpu,
+                               load_hf_config)
 
 # Published parameter counts (Hugging Face model cards / safetensors metadata).
 PUBLISHED = {
@@ -36,12 +37,18 @@ def test_mixtral_active_params_are_about_12_9e9():
 
 def test_kv_cache_per_token_of_llama2_7b_is_512_kib():
     # 2 (K and V) x 32 layers x 4096 x 2 bytes = 524,288 bytes.
-    assert get_model("llama-2-7b").kv_bytes_per_token() == 512 * 1024
+    assert kv_bytes_per_token_per_gpu(get_model("llama-2-7b"), QuantSpec(), Parallelism()) == 512 * 1024
 
 
 def test_gqa_cuts_kv_by_heads_over_kv_heads():
     # Llama-3-8B: 32 query heads share 8 KV heads: 2 x 32 x 1024 x 2 = 128 KiB per token.
-    assert get_model("llama-3.1-8b").kv_bytes_per_token() == 128 * 1024
+    assert kv_bytes_per_token_per_gpu(get_model("llama-3.1-8b"), QuantSpec(), Parallelism()) == 128 * 1024
+
+
+def test_kv_heads_are_split_over_tensor_parallel_ranks_then_replicated():
+    # Llama-3.1-70B has 8 KV heads: 2 per rank at TP4, 1 at TP8, still 1 (a replica) at TP16.
+    model = get_model("llama-3.1-70b")
+    assert [model.kv_heads_per_gpu(tp) for tp in (1, 4, 8, 16)] == [8, 2, 1, 1]
 
 
 def _write(tmp_path, cfg):
