@@ -38,10 +38,10 @@ def _lengths(spec, n, rng):
 
 def _run(case: dict, queue) -> None:
     started = time.perf_counter()
-    import infersim.sim.engine  # noqa: F401  (imports, and loads the compiled Numba code)
+    import infersim.sim.run  # noqa: F401  (imports, and loads the compiled Numba code)
     import_s = time.perf_counter() - started
     from infersim.roofline import get_hardware, get_model
-    from infersim.sim.engine import RunConfig, requests_from, simulate
+    from infersim.sim.run import RunConfig, requests_from, simulate
     from infersim.sim.schedulers import SchedulerLimits
     from infersim.sim.workload import Workload, arrival_times
 

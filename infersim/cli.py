@@ -196,7 +196,7 @@ def cmd_run(args) -> int:
 
     from infersim.report import run_summary_table, write_run
     from infersim.scenario import build_run, load_scenario
-    from infersim.sim.engine import simulate
+    from infersim.sim.run import simulate
     scenario, base = load_scenario(args.scenario)
     cfg, requests = build_run(scenario, base)
     show = args.progress or (sys.stderr.isatty() and not args.quiet)
@@ -212,7 +212,7 @@ def cmd_run(args) -> int:
         quant = scenario.quantization if isinstance(scenario.quantization, str) else scenario.quantization.preset
         print(f"{scenario.name or Path(args.scenario).stem}: {cfg.model.name} on {cfg.hardware.name} "
               f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {cfg.scheduler} "
-              f"scheduler, {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.block_size_tokens} tokens "
+              f"scheduler, {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.kv_cache.block_size_tokens} tokens "
               f"per replica, {len(requests):,} requests")
         print(run_summary_table(result.summary))
         rejected = [r for r in requests if r.reject_reason]

@@ -53,15 +53,16 @@ def write_run(result, out_dir) -> dict:
 
 def run_summary_table(summary: dict) -> str:
     """The latency percentiles and the headline figures of a run, for the terminal."""
-    rows = [[name, *(f"{summary[key][q] * 1e3:.1f}" for q in ("mean", "p50", "p90", "p99"))]
+    rows = [[name, *("-" if summary[key][q] is None else f"{summary[key][q] * 1e3:.1f}" for q in ("mean", "p50", "p90", "p99"))]
             for name, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E", "e2e_s"),
                               ("queueing", "queueing_s"))]
     lines = [table(["latency (ms)", "mean", "p50", "p90", "p99"], rows), ""]
     lines.append(f"completed {summary['requests_completed']}, rejected {summary['requests_rejected']}, "
                  f"preemptions {summary['preemptions']}; simulated {summary['simulated_time_s']:.1f} s")
+    goodput = ("no SLO set" if summary["slo_attainment"] is None else
+               f"goodput {summary['goodput_requests_per_s']:.2f} requests/s ({100 * summary['slo_attainment']:.1f}% within SLO)")
     lines.append(f"throughput {summary['throughput_tokens_per_s']:,.0f} tokens/s, "
-                 f"{summary['throughput_requests_per_s']:.2f} requests/s; goodput "
-                 f"{summary['goodput_requests_per_s']:.2f} requests/s ({100 * summary['slo_attainment']:.1f}% within SLO)")
+                 f"{summary['throughput_requests_per_s']:.2f} requests/s; {goodput}")
     lines.append(f"batch {summary['batch_size_mean']:.1f} sequences on average; KV cache {100 * summary['kv_utilization_mean']:.1f}% "
                  f"used on average, {100 * summary['kv_utilization_peak']:.1f}% at peak; MFU "
                  f"{100 * summary['model_flops_utilization']:.1f}%, MBU {100 * summary['model_bandwidth_utilization']:.1f}%")

@@ -11,7 +11,7 @@ from typing import Literal, Optional, Union
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infersim.roofline.errors import SpecError
 
@@ -41,20 +41,42 @@ class EngineSection(_Section):
     overhead_per_seq_s: float = Field(10e-6, ge=0)
 
 
+def _registered(registry: str, field: str):
+    """A validator: the value must name an entry of the simulator's registry `registry` (module:variable)."""
+    def check(value: str) -> str:
+        import importlib
+        module, variable = registry.split(":")
+        names = getattr(importlib.import_module(module), variable)
+        if value not in names:
+            raise ValueError(f"must be one of {', '.join(names)}")
+        return value
+    return field_validator(field)(check)
+
+
 class SchedulerSection(_Section):
-    name: Literal["static", "orca", "vllm", "sarathi", "disaggregated"] = "vllm"
+    name: str = "vllm"
     max_num_seqs: int = Field(256, ge=1)
     max_num_batched_tokens: int = Field(8192, ge=1)
     max_model_len: Optional[int] = Field(None, ge=2, description="default: the model's context length")
     chunk_tokens: int = Field(512, ge=1)
     preemption: Literal["recompute", "swap"] = "recompute"
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _not_a_topology(cls, value):
+        if value == "disaggregated":
+            raise ValueError("disaggregation is a cluster topology: set cluster: {mode: disaggregated, "
+                             "prefill_replicas: N, decode_replicas: M} and keep a scheduler here")
+        return value
+
+    _known = _registered("infersim.sim.schedulers:SCHEDULERS", "name")
+
 
 class KVCacheSection(_Section):
     block_size: int = Field(16, ge=1)
     num_blocks: Optional[int] = Field(None, ge=1, description="default: what the memory plan leaves for KV")
     allocator: Optional[Literal["paged", "contiguous"]] = Field(
-        None, description="default: contiguous for static and orca, paged otherwise")
+        None, description="default: the scheduler's (contiguous for static and orca, paged otherwise)")
     memory_utilization: float = Field(0.9, gt=0, le=1)
     watermark: float = Field(0.01, ge=0, lt=1)
     prefix_caching: bool = False
@@ -137,11 +159,24 @@ class SLOSection(_Section):
 
 
 class ClusterSection(_Section):
-    replicas: int = Field(1, ge=1)
-    router: Literal["round_robin", "least_outstanding", "least_kv"] = "round_robin"
-    prefill_replicas: int = Field(1, ge=1)
-    decode_replicas: int = Field(1, ge=1)
+    mode: Literal["colocated", "disaggregated"] = "colocated"
+    replicas: Optional[int] = Field(None, ge=1, description="colocated: 1 by default")
+    router: str = "round_robin"
+    prefill_replicas: Optional[int] = Field(None, ge=1, description="disaggregated: 1 by default")
+    decode_replicas: Optional[int] = Field(None, ge=1, description="disaggregated: 1 by default")
     kv_transfer_gb_per_s: Optional[float] = Field(None, gt=0, description="default: the GPU interconnect")
+
+    _known = _registered("infersim.sim.router:ROUTERS", "router")
+
+    @model_validator(mode="after")
+    def _keys_of_its_mode(self):
+        mine = {"colocated": ("replicas",),
+                "disaggregated": ("prefill_replicas", "decode_replicas", "kv_transfer_gb_per_s")}[self.mode]
+        others = {"replicas", "prefill_replicas", "decode_replicas", "kv_transfer_gb_per_s"} - set(mine)
+        stray = sorted(k for k in others if getattr(self, k) is not None)
+        if stray:
+            raise ValueError(f"{stray[0]} does not apply to mode {self.mode}")
+        return self
 
 
 class Scenario(_Section):
@@ -230,8 +265,11 @@ def _resolve(base: Path, text: str) -> str:
 def build_run(scn: Scenario, base: Path):
     """(RunConfig, requests) for the simulator."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
-    from infersim.sim.engine import RunConfig
+    from infersim.roofline.hardware import Link
+    from infersim.sim.cluster import Colocated, Disaggregated
+    from infersim.sim.metrics import Slo
     from infersim.sim.replica import EngineOverhead
+    from infersim.sim.run import KVCacheSpec, RunConfig, check_config
     from infersim.sim.schedulers import SchedulerLimits
 
     model = get_model(_resolve(base, scn.model))
@@ -241,12 +279,17 @@ def build_run(scn: Scenario, base: Path):
         quant = get_quant(q.preset, q.kv_bits) if q.kv_bits else get_quant(q.preset)
     except SpecError as e:
         raise SpecError("quantization.preset", str(e).split(": ", 1)[1]) from None
-    s, kv = scn.scheduler, scn.kv_cache
+    s, kv, c = scn.scheduler, scn.kv_cache, scn.cluster
     max_model_len = s.max_model_len or model.max_context_tokens
     if max_model_len > model.max_context_tokens:
         raise SpecError("scheduler.max_model_len", f"must be <= {model.name}'s context of {model.max_context_tokens}",
                         max_model_len)
-    allocator = kv.allocator or ("contiguous" if s.name in ("static", "orca") else "paged")
+    if c.mode == "disaggregated":
+        cluster = Disaggregated(c.prefill_replicas or 1, c.decode_replicas or 1, c.router)
+    else:
+        cluster = Colocated(c.replicas or 1, c.router)
+    kv_link = (Link(c.kv_transfer_gb_per_s * 1e9, 1.0, hardware.interconnect_latency_s)
+               if c.kv_transfer_gb_per_s else None)
     cfg = RunConfig(
         model=model, hardware=hardware,
         options=StepOptions(quant=quant, parallel=Parallelism(scn.parallelism.tensor_parallel,
@@ -254,13 +297,12 @@ def build_run(scn: Scenario, base: Path):
                             flash_attention=scn.engine.flash_attention, sampling=scn.engine.sampling),
         scheduler=s.name,
         limits=SchedulerLimits(s.max_num_seqs, s.max_num_batched_tokens, max_model_len, s.chunk_tokens, s.preemption),
-        block_size_tokens=kv.block_size, num_blocks=kv.num_blocks, allocator=allocator, prefix_caching=kv.prefix_caching,
-        watermark_fraction=kv.watermark, memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib,
+        kv_cache=KVCacheSpec(block_size_tokens=kv.block_size, num_blocks=kv.num_blocks, allocator=kv.allocator,
+                             prefix_caching=kv.prefix_caching, watermark_fraction=kv.watermark,
+                             memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib),
         overhead=EngineOverhead(scn.engine.overhead_fixed_s, scn.engine.overhead_per_seq_s),
-        replicas=scn.cluster.replicas, prefill_replicas=scn.cluster.prefill_replicas,
-        decode_replicas=scn.cluster.decode_replicas, router=scn.cluster.router,
-        kv_transfer_bandwidth_bytes_per_s=scn.cluster.kv_transfer_gb_per_s * 1e9 if scn.cluster.kv_transfer_gb_per_s else None,
-        ttft_slo_s=scn.slo.ttft_s, tpot_slo_s=scn.slo.tpot_s)
+        cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s))
+    check_config(cfg)
     return cfg, build_requests(scn.workload, scn.seed, base)
 
 
@@ -273,7 +315,7 @@ def _lengths(spec, count: int, rng) -> np.ndarray:
 
 
 def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
-    from infersim.sim.engine import requests_from
+    from infersim.sim.run import requests_from
     from infersim.sim.workload import Workload, arrival_times, read_lengths, read_trace
 
     rng = np.random.default_rng(seed)

@@ -155,6 +155,21 @@ class StepCost:
                 "stage_time_s": self.stage_time_s}
 
 
+class UtilizationPeaks(NamedTuple):
+    """What model FLOPs and bandwidth utilization (MFU, MBU; PaLM, Chowdhery et al. 2022, App. B) divide a
+    replica's FLOPs and bytes per second by. Step costs count one GPU of each pipeline stage (see
+    `StepCost`), so the peak is one GPU's times the stages."""
+
+    flops_per_s: float
+    bytes_per_s: float
+
+
+def utilization_peaks(hw: HardwareSpec, options: StepOptions) -> UtilizationPeaks:
+    """The datasheet tensor-core peak of the GEMMs' dtype and the DRAM bandwidth, times the stages."""
+    stages = options.parallel.pipeline_parallel
+    return UtilizationPeaks(hw.peak(options.quant.gemm_dtype()) * stages, hw.memory_bandwidth_bytes_per_s * stages)
+
+
 def _shard(value: int, tp: int, field_name: str) -> int:
     if value % tp:
         raise SpecError("parallelism.tensor_parallel", f"must divide {field_name}={value}", tp)

@@ -1,7 +1,10 @@
-"""The sequences a replica is decoding, as columns of two NumPy tables (one column per sequence), so that a
+"""The sequences a scheduler is decoding, as columns of two NumPy tables (one column per sequence), so that a
 run of decode steps updates every sequence in one compiled pass instead of a Python loop. The tables keep
-spare capacity: adding a request's sequences writes into it, dropping sequences compacts in place."""
+spare capacity: adding a request's sequences writes into it, dropping sequences compacts in place. The
+blocks the sequences hold are the KV cache manager's to count (`sim.kv_cache`)."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -9,20 +12,36 @@ from numba import njit
 _INTS = ("request",  # request id
          "context_tokens",  # tokens whose K/V is cached; the next step writes position context_tokens
          "remaining_tokens",  # tokens still to generate
-         "blocks",  # KV blocks this sequence holds on its own (shared prompt blocks are the request's)
          "copy_on_write")  # 1 while it shares its request's partly filled last prompt block
 _FLOATS = ("last_token_s",
            "max_itl_s")  # longest gap between two of this sequence's tokens so far
-REQUEST, CONTEXT, REMAINING, BLOCKS, COPY = range(len(_INTS))
+REQUEST, CONTEXT, REMAINING, COPY = range(len(_INTS))
 LAST, MAX_ITL = range(len(_FLOATS))
 
 
-class Rows:
+class BatchScan(NamedTuple):
+    """What a run of decode steps needs to know of a batch before it starts."""
+
+    fewest_remaining_tokens: int  # the run reaches its first completion after this many steps
+    context_sum_tokens: int
+    context_max_tokens: int
+    crossings_cdf: np.ndarray  # running sum of the histogram of first block-boundary steps (blocks.BlockGrowth)
+    pending_copies: int  # sequences still to copy a shared partly filled block at their first write
+
+
+class FinishedRequests(NamedTuple):
+    """Requests whose sequences all finished, with the longest gap between two of their tokens."""
+
+    request_ids: list
+    max_itl_s: list
+
+
+class DecodeBatch:
     def __init__(self, capacity: int = 64):
         self._ints = np.zeros((len(_INTS), capacity), dtype=np.int64)
         self._floats = np.zeros((len(_FLOATS), capacity))
         self._n = 0
-        self._scan: tuple | None = None  # `scan`'s result until the rows change
+        self._scan: BatchScan | None = None  # `scan`'s result until the rows change
 
     def __len__(self) -> int:
         return self._n
@@ -38,54 +57,59 @@ class Rows:
                 setattr(self, name, grown)
 
     def add_request(self, request_id: int, seqs: int, context_tokens: int, remaining_tokens: int,
-                    first_blocks: int, other_blocks: int, others_copy_on_write: bool, now_s: float) -> None:
-        """Append the `seqs` sequences of a request that just got its context into the cache: the first holds
-        `first_blocks` of its own, the others `other_blocks` and maybe a pending copy-on-write."""
+                    others_copy_on_write: bool, now_s: float) -> None:
+        """Append the `seqs` sequences of a request that just got its context into the cache; all but the
+        first may still have to copy a shared partly filled block."""
         self._reserve(seqs)
         _add_request(self._ints, self._floats, self._n, request_id, seqs, context_tokens, remaining_tokens,
-                     first_blocks, other_blocks, int(others_copy_on_write), now_s)
+                     int(others_copy_on_write), now_s)
         self._n += seqs
         self._scan = None
 
-    def extend(self, other: "Rows") -> None:
+    def extend(self, other: "DecodeBatch") -> None:
         self._reserve(len(other))
         self._ints[:, self._n:self._n + len(other)] = other._ints[:, :len(other)]
         self._floats[:, self._n:self._n + len(other)] = other._floats[:, :len(other)]
         self._n += len(other)
         self._scan = None
 
-    def pop(self, mask: np.ndarray) -> "Rows":
+    def pop(self, mask: np.ndarray) -> "DecodeBatch":
         """Remove the rows where `mask` is true (keeping the others in order) and return them."""
-        out = Rows.__new__(Rows)
+        out = DecodeBatch.__new__(DecodeBatch)
         out._ints, out._floats = self._ints[:, :self._n][:, mask], self._floats[:, :self._n][:, mask]
         out._n, out._scan = out._ints.shape[1], None
         self._n = _compact(mask, self._ints, self._floats)
         self._scan = None
         return out
 
-    def pop_finished(self) -> tuple[list, list, list]:
-        """Remove the sequences with no tokens left; returns, per request they belonged to (its sequences are
-        adjacent), its id, the blocks they held and their longest inter-token gap."""
-        requests, blocks, max_itl_s, self._n = _pop_finished(self._ints, self._floats, self._n)
+    def pop_request(self, request_id: int) -> "DecodeBatch":
+        return self.pop(self.request == request_id)
+
+    def pop_finished(self) -> FinishedRequests:
+        """Remove the sequences with no tokens left, per request (its sequences are adjacent and finish
+        together)."""
+        requests, max_itl_s, self._n = _pop_finished(self._ints, self._floats, self._n)
         if len(requests):
             self._scan = None
-        return requests.tolist(), blocks.tolist(), max_itl_s.tolist()
+        return FinishedRequests(requests.tolist(), max_itl_s.tolist())
 
-    def scan(self, block_size: int) -> tuple:
-        """(fewest remaining tokens, context sum, longest context, running sum of the histogram of first
-        block-boundary steps r_i = (-c_i) mod block_size, pending copies-on-write): what a decode run needs
-        to know before it starts (see `blocks.BlockGrowth`)."""
-        if self._scan is None or len(self._scan[3]) != block_size:
-            self._scan = _scan(self._ints, self._n, block_size)
+    def pad_to_longest(self) -> None:
+        """Every sequence keeps computing until the longest is done (static batching pads)."""
+        if self._n:
+            self.remaining_tokens[:] = self.remaining_tokens.max()
+            self._scan = None
+
+    def scan(self, block_size: int) -> BatchScan:
+        if self._scan is None or len(self._scan.crossings_cdf) != block_size:
+            self._scan = BatchScan(*_scan(self._ints, self._n, block_size))
         return self._scan
 
-    def advance(self, block_size: int, ends: np.ndarray, latency_s: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        """Every row decoded one token in each step ending at `ends` (lasting `latency_s`). Adds the blocks
-        the rows opened (block_size 0: none, contiguous) and returns how many, with the gaps before the
-        rows' first new tokens as distinct values and how many rows had each (rows that decoded together
-        share their previous token's time)."""
+    def advance(self, ends: np.ndarray, latency_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every row decoded one token in each step ending at `ends` (lasting `latency_s`). Returns the gaps
+        before the rows' first new tokens as distinct values and how many rows had each (rows that decoded
+        together share their previous token's time)."""
         self._scan = None
-        return _advance(self._ints, self._floats, self._n, block_size, ends, latency_s)
+        return _advance(self._ints, self._floats, self._n, ends, latency_s)
 
 
 def _column(table: str, index: int) -> property:
@@ -99,9 +123,9 @@ def _column(table: str, index: int) -> property:
 
 
 for _i, _name in enumerate(_INTS):
-    setattr(Rows, _name, _column("_ints", _i))
+    setattr(DecodeBatch, _name, _column("_ints", _i))
 for _i, _name in enumerate(_FLOATS):
-    setattr(Rows, _name, _column("_floats", _i))
+    setattr(DecodeBatch, _name, _column("_floats", _i))
 
 
 @njit(cache=True)
@@ -124,17 +148,15 @@ def _pop_finished(ints, floats, n):
     for i in range(n):
         finished += ints[REMAINING, i] == 0
     requests = np.empty(finished, dtype=np.int64)
-    blocks = np.zeros(finished, dtype=np.int64)
     max_itl_s = np.zeros(finished)
     if finished == 0:
-        return requests, blocks, max_itl_s, n
+        return requests, max_itl_s, n
     found, kept = 0, 0
     for i in range(n):
         if ints[REMAINING, i] == 0:
             if found == 0 or requests[found - 1] != ints[REQUEST, i]:
                 requests[found] = ints[REQUEST, i]
                 found += 1
-            blocks[found - 1] += ints[BLOCKS, i]
             max_itl_s[found - 1] = max(max_itl_s[found - 1], floats[MAX_ITL, i])
         else:
             if kept != i:
@@ -143,7 +165,7 @@ def _pop_finished(ints, floats, n):
                 for f in range(floats.shape[0]):
                     floats[f, kept] = floats[f, i]
             kept += 1
-    return requests[:found], blocks[:found], max_itl_s[:found], kept
+    return requests[:found], max_itl_s[:found], kept
 
 
 @njit(cache=True)
@@ -161,32 +183,25 @@ def _scan(ints, n, block_size):
 
 
 @njit(cache=True)
-def _add_request(ints, floats, n, request_id, seqs, context, remaining, first_blocks, other_blocks, others_copy,
-                 now_s):
+def _add_request(ints, floats, n, request_id, seqs, context, remaining, others_copy, now_s):
     for i in range(n, n + seqs):
         ints[REQUEST, i], ints[CONTEXT, i], ints[REMAINING, i] = request_id, context, remaining
-        ints[BLOCKS, i], ints[COPY, i] = other_blocks, others_copy
+        ints[COPY, i] = others_copy
         floats[LAST, i], floats[MAX_ITL, i] = now_s, 0.0
-    ints[BLOCKS, n], ints[COPY, n] = first_blocks, 0
+    ints[COPY, n] = 0
 
 
 @njit(cache=True)
-def _advance(ints, floats, n, block_size, ends, latency_s):
+def _advance(ints, floats, n, ends, latency_s):
     steps = len(ends)
     first_end_s, last_end_s = ends[0], ends[steps - 1]
     later_gap_s = 0.0
     for j in range(1, steps):
         later_gap_s = max(later_gap_s, latency_s[j])
-    added = 0
     gaps = np.empty(n)
     counts = np.zeros(n, dtype=np.int64)
     distinct = 0
     for i in range(n):
-        if block_size:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
-            first = (block_size - ints[CONTEXT, i] % block_size) % block_size
-            grown = (steps - 1 + block_size - first) // block_size + ints[COPY, i]
-            ints[BLOCKS, i] += grown
-            added += grown
         gap = first_end_s - floats[LAST, i]
         j = 0
         while j < distinct and gaps[j] != gap:
@@ -200,4 +215,4 @@ def _advance(ints, floats, n, block_size, ends, latency_s):
         ints[REMAINING, i] -= steps
         ints[COPY, i] = 0
         floats[LAST, i] = last_end_s
-    return added, gaps[:distinct], counts[:distinct]
+    return gaps[:distinct], counts[:distinct]

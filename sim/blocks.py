@@ -1,5 +1,5 @@
 """The KV cache as blocks (PagedAttention, Kwon et al. SOSP 2023): a pool that only knows block counts and
-a prefix cache, and the two allocation policies that decide how many blocks a sequence holds.
+a prefix cache, and how the blocks of a decode batch grow step by step.
 
 Blocks of one pool are interchangeable, so the pool counts them instead of naming them: what is free,
 what is held, and which shared prefixes still sit in the cache (reference-counted; unreferenced ones are
@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-
-ALLOCATORS = ("paged", "contiguous")  # see kv_cache.KVCacheManager
-
 
 class BlockPool:
     def __init__(self, total_blocks: int):
@@ -43,6 +40,10 @@ class BlockPool:
     def give(self, blocks: int) -> None:
         self.free_blocks += blocks
         assert self.free_blocks + self.evictable_blocks <= self.total_blocks
+
+    @property
+    def used_fraction(self) -> float:
+        return self.used_blocks / self.total_blocks if self.total_blocks else 0.0
 
     def cached_prefix_blocks(self, prefix_key: tuple) -> int:
         entry = self._prefixes.get(prefix_key)

@@ -1,125 +1,233 @@
-"""Which blocks a request holds: the manager between the scheduler and the block pool (as vLLM's
-KVCacheManager sits over its BlockPool). The scheduler asks what admitting or growing costs; only the
-manager touches the pool.
+"""Which blocks each request holds: the manager between a scheduler and the block pool (as vLLM's
+KVCacheManager keeps `req_to_blocks` over its BlockPool). A scheduler asks what admitting or growing a
+request costs and tells the manager what happened; only the manager touches the pools.
 
-Paged (PagedAttention, Kwon et al. 2023, §4): a request's context of t tokens takes floor(t / B) full
-blocks that all its sequences share, plus one partly filled block when B does not divide t; sequence 2..n
-copy that block at their first write (copy-on-write, §4.4); each further block is added when a sequence
-crosses a block boundary. With prefix caching, the full blocks of a shared prefix are kept and reused by
-later requests with the same prefix id and length (their tokens need no prefill). Contiguous: every sequence reserves
-`max_model_len` tokens up front, as engines did before paging (Orca, FasterTransformer).
+Two allocators decide how many blocks a context takes, behind one interface:
+- paged (PagedAttention, Kwon et al. SOSP 2023, §4): a context of t tokens takes floor(t / B) full blocks
+  that all of a request's sequences share, plus one partly filled block when B does not divide t;
+  sequences 2..n copy that block at their first write (copy-on-write, §4.4); each further block is added
+  when a sequence crosses a block boundary. With prefix caching, the full blocks of a shared prefix are
+  kept and reused by later requests with the same prefix id and length (their tokens need no prefill).
+- contiguous: every sequence reserves `max_model_len` tokens up front, as engines did before paging
+  (Orca, FasterTransformer); nothing grows.
+Swapped-out blocks move to a second pool in host memory.
 """
 from __future__ import annotations
 
 import math
 
-from .batch import Rows
+import numpy as np
+from numba import njit
+
+from infersim.roofline.errors import SpecError
+
+from .batch import DecodeBatch
 from .blocks import BlockGrowth, BlockPool
 from .request import Request
 
 
-class KVCacheManager:
-    def __init__(self, pool: BlockPool, block_size_tokens: int, allocator: str = "paged",
-                 prefix_caching: bool = False, watermark_blocks: int = 0, max_model_len: int = 1 << 30):
-        self.pool = pool
+class PagedAllocator:
+    name = "paged"
+    shares_prefixes = True
+
+    def __init__(self, block_size_tokens: int):
         self.block_size = block_size_tokens
-        self.paged = allocator == "paged"
-        self.prefix_caching = prefix_caching
-        self.watermark_blocks = watermark_blocks
-        self.reserve_blocks = math.ceil(max_model_len / block_size_tokens)
-        self._growth: tuple | None = None  # (the rows' scan it came from, BlockGrowth)
+        self._growth: tuple | None = None  # (the batch scan it came from, its BlockGrowth)
+
+    @classmethod
+    def for_cache(cls, block_size_tokens: int, max_model_len: int, total_blocks: int) -> "PagedAllocator":
+        """Blocks are taken as contexts grow, so any cache size and context limit will do."""
+        return cls(block_size_tokens)
+
+    def context_blocks(self, req: Request, context_tokens: int) -> int:
+        return math.ceil(context_tokens / self.block_size)
 
     def peak_blocks(self, req: Request) -> int:
-        """Blocks the request holds at its longest, alone in the cache."""
-        if not self.paged:
-            return req.num_seqs * self.reserve_blocks
         context = req.total_tokens - 1  # the last token is sampled, never cached
         shared = req.prompt_tokens // self.block_size
         return shared + req.num_seqs * (math.ceil(context / self.block_size) - shared)
 
-    def _prefix_blocks(self, req: Request, tokens: int) -> int:
-        if not (self.paged and self.prefix_caching and req.prefix_id >= 0) or req.prefix_tokens >= tokens:
+    def copies_on_write(self, context_tokens: int) -> bool:
+        """Do sequences 2..n share a partly filled last block that they copy at their first write?"""
+        return context_tokens % self.block_size != 0
+
+    def growth(self, batch: DecodeBatch) -> BlockGrowth:
+        scan = batch.scan(self.block_size)
+        if self._growth is None or self._growth[0] is not scan:
+            self._growth = (scan, BlockGrowth(scan.crossings_cdf, len(batch), scan.pending_copies))
+        return self._growth[1]
+
+    def grow(self, batch: DecodeBatch, steps: int, held_blocks: np.ndarray) -> int:
+        """Add the blocks `steps` decode steps open to each row's request in `held_blocks`; returns how many."""
+        return _grow(batch.request, batch.context_tokens, batch.copy_on_write, steps, self.block_size, held_blocks)
+
+
+class ContiguousAllocator:
+    name = "contiguous"
+    shares_prefixes = False
+
+    def __init__(self, block_size_tokens: int, max_model_len: int):
+        self.block_size = block_size_tokens
+        self.reserve_blocks = math.ceil(max_model_len / block_size_tokens)
+
+    @classmethod
+    def for_cache(cls, block_size_tokens: int, max_model_len: int, total_blocks: int) -> "ContiguousAllocator":
+        """A cache smaller than one reservation could never serve anything."""
+        allocator = cls(block_size_tokens, max_model_len)
+        if allocator.reserve_blocks > total_blocks:
+            raise SpecError("scheduler.max_model_len", f"a contiguous reservation of {max_model_len} tokens exceeds "
+                            f"the KV cache ({total_blocks * block_size_tokens} tokens); lower it", max_model_len)
+        return allocator
+
+    def context_blocks(self, req: Request, context_tokens: int) -> int:
+        return req.num_seqs * self.reserve_blocks
+
+    def peak_blocks(self, req: Request) -> int:
+        return req.num_seqs * self.reserve_blocks
+
+    def copies_on_write(self, context_tokens: int) -> bool:
+        return False
+
+    def growth(self, batch: DecodeBatch) -> None:
+        """Reservations never grow."""
+        return None
+
+    def grow(self, batch: DecodeBatch, steps: int, held_blocks: np.ndarray) -> int:
+        return 0
+
+
+ALLOCATORS = {a.name: a for a in (PagedAllocator, ContiguousAllocator)}
+
+
+@njit(cache=True)
+def _grow(request, context, copy_on_write, steps, block_size, held):
+    """Row i writes positions c_i .. c_i + steps - 1 and opens a block at each multiple of the block size,
+    plus one for a pending copy-on-write (see blocks.BlockGrowth)."""
+    added = 0
+    for i in range(len(request)):
+        first = (block_size - context[i] % block_size) % block_size
+        grown = (steps - 1 + block_size - first) // block_size + copy_on_write[i]
+        held[request[i]] += grown
+        added += grown
+    return added
+
+
+class KVCacheManager:
+    def __init__(self, allocator: PagedAllocator | ContiguousAllocator, total_blocks: int,
+                 watermark_blocks: int = 0, prefix_caching: bool = False, host_blocks: int = 0):
+        assert allocator.shares_prefixes or not prefix_caching
+        self.allocator = allocator
+        self.block_size = allocator.block_size
+        self.pool = BlockPool(total_blocks)
+        self.host_pool = BlockPool(host_blocks)  # swap space
+        self.watermark_blocks = watermark_blocks
+        self.prefix_caching = prefix_caching
+        self._held = np.zeros(64, dtype=np.int64)  # by request id: blocks it holds (on the GPU or swapped)
+        self._prefix: dict[int, tuple] = {}  # request id -> the cached prefix it borrows
+
+    # -- questions --------------------------------------------------------------------------------------
+    def peak_blocks(self, req: Request) -> int:
+        """Blocks the request holds at its longest, alone in the cache."""
+        return self.allocator.peak_blocks(req)
+
+    def blocks_of(self, req: Request) -> int:
+        """Blocks the request holds, a cached prefix it borrows included."""
+        key = self._prefix.get(req.id)
+        return int(self._held[req.id]) + (key[1] if key else 0)
+
+    def _prefix_blocks(self, req: Request, context_tokens: int) -> int:
+        if not (self.prefix_caching and req.prefix_id >= 0) or req.prefix_tokens >= context_tokens:
             return 0  # at least one token is always computed, to sample from
         return req.prefix_tokens // self.block_size
 
-    def blocks_to_admit(self, req: Request, tokens: int) -> int:
-        """New blocks to hold a context of `tokens` tokens (a prefill, or a decode hand-off)."""
-        if not self.paged:
-            return req.num_seqs * self.reserve_blocks
-        prefix = self._prefix_blocks(req, tokens)
+    def tokens_to_compute(self, req: Request, context_tokens: int) -> int:
+        """Of a context, the tokens a prefill must compute (the prefix cache holds the rest)."""
+        return context_tokens - self._prefix_blocks(req, context_tokens) * self.block_size
+
+    def blocks_to_admit(self, req: Request, context_tokens: int) -> int:
+        """New blocks a context of `context_tokens` takes (a prefill, or a prefilled hand-off)."""
+        blocks = self.allocator.context_blocks(req, context_tokens)
+        prefix = self._prefix_blocks(req, context_tokens)
         if not prefix:
-            return math.ceil(tokens / self.block_size)
-        return math.ceil(tokens / self.block_size) - prefix + self.pool.prefix_cost_blocks((req.prefix_id, prefix), prefix)
+            return blocks
+        return blocks - prefix + self.pool.prefix_cost_blocks((req.prefix_id, prefix), prefix)
 
-    def can_admit(self, req: Request, tokens: int, reserve_blocks: int = 0) -> bool:
-        """Whether the blocks for a context of `tokens` fit above the watermark, `reserve_blocks` aside
-        (those the running batch's next step needs)."""
-        return self.pool.available_blocks - reserve_blocks - self.blocks_to_admit(req, tokens) >= self.watermark_blocks
+    def can_admit(self, req: Request, context_tokens: int, reserve_blocks: int = 0) -> bool:
+        """Whether the blocks for the context fit above the watermark, `reserve_blocks` aside (those the
+        running batch's next step needs)."""
+        return (self.pool.available_blocks - reserve_blocks - self.blocks_to_admit(req, context_tokens)
+                >= self.watermark_blocks)
 
-    def admit(self, req: Request, tokens: int) -> int:
-        """Take the blocks for a context of `tokens`; returns the tokens a prefix cache already holds."""
-        if not self.paged:
-            req.shared_blocks = req.num_seqs * self.reserve_blocks
-            self.pool.take(req.shared_blocks)
-            return 0
-        prefix = self._prefix_blocks(req, tokens)
+    def growth(self, batch: DecodeBatch) -> BlockGrowth | None:
+        """How the batch's blocks grow step by step (None: they never do)."""
+        return self.allocator.growth(batch)
+
+    def next_step_blocks(self, batch: DecodeBatch) -> int:
+        """New blocks the next decode step of `batch` opens."""
+        growth = self.allocator.growth(batch) if len(batch) else None
+        return growth.next_step() if growth is not None else 0
+
+    def steps_that_fit(self, batch: DecodeBatch, steps: int) -> int:
+        """Of the next `steps` decode steps of `batch`, how many fit in the free blocks (at least one: the
+        scheduler makes room for the next step before it plans a run)."""
+        growth = self.allocator.growth(batch)
+        available = self.pool.available_blocks
+        if growth is None or growth.at_most(steps) <= available:
+            return steps
+        return max(1, int(np.searchsorted(growth.cumulative(steps), available, side="right")))
+
+    def can_swap_in(self, req: Request, rows: DecodeBatch) -> bool:
+        """Whether a swapped request's blocks and its rows' next step fit above the watermark."""
+        return (self.pool.available_blocks - int(self._held[req.id]) - self.next_step_blocks(rows)
+                >= self.watermark_blocks)
+
+    def can_swap_out(self, req: Request) -> bool:
+        return self.blocks_of(req) <= self.host_pool.available_blocks
+
+    # -- what happened ----------------------------------------------------------------------------------
+    def admit(self, req: Request, context_tokens: int) -> int:
+        """Take the blocks for a context; returns the tokens a prefix cache already holds."""
+        if req.id >= len(self._held):
+            self._held = np.concatenate((self._held, np.zeros(max(len(self._held), req.id + 1), np.int64)))
+        blocks = self.allocator.context_blocks(req, context_tokens)
+        prefix = self._prefix_blocks(req, context_tokens)
         if prefix:
-            req.prefix_blocks = self.pool.acquire_prefix((req.prefix_id, prefix), prefix)
-        req.shared_blocks = math.ceil(tokens / self.block_size) - req.prefix_blocks
-        self.pool.take(req.shared_blocks)
-        return req.prefix_blocks * self.block_size
-
-    def add_rows(self, rows: Rows, req: Request, context_tokens: int, now_s: float) -> None:
-        """Add the decode rows of a request whose context is cached: its per-sequence blocks move from the
-        request's share to the rows (the partly filled block to the first sequence)."""
-        n = req.num_seqs
-        if self.paged:
-            partial = context_tokens % self.block_size != 0
-            first_blocks, other_blocks, others_copy = int(partial), 0, partial
-        else:
-            first_blocks = other_blocks = self.reserve_blocks
-            others_copy = False
-        req.shared_blocks -= first_blocks + (n - 1) * other_blocks
-        rows.add_request(req.id, n, context_tokens, req.remaining_tokens, first_blocks, other_blocks, others_copy,
-                         now_s)
-
-    def tokens_to_compute(self, req: Request, tokens: int) -> int:
-        """Of a context of `tokens`, those a prefill must compute (the prefix cache holds the rest)."""
-        return tokens - self._prefix_blocks(req, tokens) * self.block_size
-
-    def grow(self, blocks: int) -> None:
-        """Decode steps opened `blocks` new blocks (see BlockGrowth; the scheduler checked they fit)."""
+            key = (req.prefix_id, prefix)
+            blocks -= self.pool.acquire_prefix(key, prefix)
+            self._prefix[req.id] = key
         self.pool.take(blocks)
+        self._held[req.id] = blocks
+        return prefix * self.block_size
 
-    def swap_out(self, req: Request, row_blocks: int) -> int:
-        """Move all of the request's blocks to host memory (a cached prefix it shared is copied along);
+    def start_decoding(self, batch: DecodeBatch, req: Request, context_tokens: int, now_s: float) -> None:
+        """Add the decode rows of a request whose context is cached."""
+        batch.add_request(req.id, req.num_seqs, context_tokens, req.remaining_tokens,
+                          self.allocator.copies_on_write(context_tokens), now_s)
+
+    def grow(self, batch: DecodeBatch, steps: int) -> int:
+        """`steps` decode steps of the batch ran (before it advanced): take the blocks they opened."""
+        added = self.allocator.grow(batch, steps, self._held)
+        self.pool.take(added)
+        return added
+
+    def free(self, req: Request) -> None:
+        self.pool.give(int(self._held[req.id]))
+        self._held[req.id] = 0
+        key = self._prefix.pop(req.id, None)
+        if key:
+            self.pool.release_prefix(key)
+
+    def swap_out(self, req: Request) -> int:
+        """Move all of the request's blocks to host memory (a cached prefix it borrows is copied along);
         returns how many."""
-        blocks = req.shared_blocks + req.prefix_blocks + row_blocks
-        self.release(req, row_blocks)
-        req.shared_blocks = blocks - row_blocks
+        blocks = self.blocks_of(req)
+        self.free(req)
+        self.host_pool.take(blocks)
+        self._held[req.id] = blocks
         return blocks
 
-    def swap_in(self, req: Request, row_blocks: int) -> int:
-        blocks = req.shared_blocks + row_blocks
+    def swap_in(self, req: Request) -> int:
+        blocks = int(self._held[req.id])
+        self.host_pool.give(blocks)
         self.pool.take(blocks)
         return blocks
-
-    def release(self, req: Request, row_blocks: int) -> None:
-        self.pool.give(req.shared_blocks + row_blocks)
-        req.shared_blocks = 0
-        if req.prefix_blocks:
-            self.pool.release_prefix((req.prefix_id, req.prefix_blocks))
-            req.prefix_blocks = 0
-
-    def growth(self, rows: Rows) -> BlockGrowth | None:
-        """How the decode rows' blocks grow (None: contiguous reservations never grow)."""
-        if not self.paged:
-            return None
-        scan = rows.scan(self.block_size)
-        if self._growth is None or self._growth[0] is not scan:
-            self._growth = (scan, BlockGrowth(scan[3], len(rows), scan[4]))
-        return self._growth[1]
-
-    def next_step_blocks(self, rows: Rows) -> int:
-        """New blocks the next decode step of `rows` needs."""
-        return self.growth(rows).next_step() if self.paged and len(rows) else 0

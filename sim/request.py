@@ -2,13 +2,13 @@
 
 A request asks for `output_tokens` tokens after a `prompt_tokens` prompt, in `num_seqs` parallel
 sequences (n samples or beams) that share the prompt's KV blocks. Its running sequences live as rows of
-the replica's decode batch (`sim.batch.DecodeBatch`); the request keeps only counters and timestamps, so
-no Python object exists per token.
+its scheduler's decode batch (`sim.batch.DecodeBatch`) and its blocks are counted by the KV cache manager;
+the request keeps only counters and timestamps, so no Python object exists per token.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 WAITING, PREFILLING, DECODING, SWAPPED, DONE, REJECTED = (
     "waiting", "prefilling", "decoding", "swapped", "done", "rejected")
@@ -30,8 +30,10 @@ class Request:
     generated_tokens: int = 0  # per sequence
     prefill_tokens: int = 0  # tokens the current (re)computation of the context must process
     prefilled_tokens: int = 0  # of those, already in the KV cache
-    shared_blocks: int = 0  # prompt blocks all sequences share (the prefix cache's are not counted)
-    prefix_blocks: int = 0  # blocks borrowed from the prefix cache
+    # disaggregated serving (sim.cluster.Disaggregated): leave the replica once the prompt is prefilled,
+    # and join a decode replica's batch with the prompt's KV cache already there
+    hand_off_after_prefill: bool = False
+    kv_arrived: bool = False
     first_scheduled_s: float = math.nan
     first_token_s: float = math.nan
     last_token_s: float = math.nan
@@ -39,7 +41,6 @@ class Request:
     max_itl_s: float = 0.0
     preemptions: int = 0
     reject_reason: str = ""
-    swapped_rows: object = field(default=None, repr=False)  # DecodeBatch rows parked in host memory
 
     @property
     def total_tokens(self) -> int:
@@ -48,6 +49,12 @@ class Request:
     @property
     def remaining_tokens(self) -> int:
         return self.output_tokens - self.generated_tokens
+
+    @property
+    def cached_context_tokens(self) -> int:
+        """Tokens whose K/V a running request has cached: the prompt and every generated token but the
+        last, which is sampled and written by the next step."""
+        return self.prompt_tokens + self.generated_tokens - 1
 
     def start_prefill(self, cached_tokens: int) -> None:
         """(Re)compute the context: the prompt plus every token generated so far (vLLM's recompute

@@ -1,31 +1,68 @@
-"""Spreads arriving requests over replicas."""
+"""Spreads arriving requests over replicas: one policy per class behind `Router`, named in `ROUTERS`."""
 from __future__ import annotations
 
-ROUTERS = ("round_robin", "least_outstanding", "least_kv")
+from typing import ClassVar
 
 
 class Router:
-    """round_robin: in turn; least_outstanding: the replica with the fewest unfinished requests;
-    least_kv: the replica with the smallest share of its KV cache in use (ties: fewer outstanding, then
-    the lower index, so runs stay deterministic)."""
+    name: ClassVar[str] = ""
 
-    def __init__(self, policy: str, replicas: list):
-        self.policy, self.replicas, self._next = policy, replicas, 0
+    def __init__(self, replicas: list):
+        self.replicas = replicas
 
     def pick(self):
-        if self.policy == "round_robin" or len(self.replicas) == 1:
-            replica = self.replicas[self._next % len(self.replicas)]
-            self._next += 1
-            return replica
-        if self.policy == "least_outstanding":
-            return min(self.replicas, key=lambda r: (r.outstanding, r.index))
-        return min(self.replicas, key=lambda r: (r.kv_usage, r.outstanding, r.index))
+        """The replica the next arrival goes to."""
+        raise NotImplementedError
 
     def arrival_times(self, requests: list) -> list[list[float]] | None:
-        """The arrival times each replica will see, when the policy decides them regardless of the replicas'
-        state (round robin, or one replica); None when only the moment of arrival can tell."""
-        if not (self.policy == "round_robin" or len(self.replicas) == 1):
-            return None
+        """The arrival times each replica will see, when the policy fixes them regardless of the replicas'
+        state; None when only the moment of arrival can tell."""
+        return None
+
+
+class RoundRobinRouter(Router):
+    """In turn."""
+
+    name = "round_robin"
+
+    def __init__(self, replicas: list):
+        super().__init__(replicas)
+        self._next = 0
+
+    def pick(self):
+        replica = self.replicas[self._next % len(self.replicas)]
+        self._next += 1
+        return replica
+
+    def arrival_times(self, requests: list) -> list[list[float]]:
         times = [r.arrival_s for r in requests]
         n = len(self.replicas)
         return [times[(i - self._next) % n::n] for i in range(n)]
+
+
+class LeastOutstandingRouter(Router):
+    """The replica with the fewest unfinished requests (ties: the lower index, so runs stay deterministic)."""
+
+    name = "least_outstanding"
+
+    def pick(self):
+        return min(self.replicas, key=lambda r: (r.outstanding, r.index))
+
+
+class LeastKVRouter(Router):
+    """The replica with the smallest share of its KV cache in use (ties: fewer outstanding, then the lower
+    index)."""
+
+    name = "least_kv"
+
+    def pick(self):
+        return min(self.replicas, key=lambda r: (r.kv.pool.used_fraction, r.outstanding, r.index))
+
+
+ROUTERS = {r.name: r for r in (RoundRobinRouter, LeastOutstandingRouter, LeastKVRouter)}
+
+
+def make_router(name: str, replicas: list) -> Router:
+    """The named policy over `replicas`; with one replica every policy sends everything to it, so round
+    robin stands in (its arrivals are known in advance)."""
+    return (RoundRobinRouter if len(replicas) == 1 else ROUTERS[name])(replicas)

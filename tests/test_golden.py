@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from infersim.scenario import Scenario, build_run
-from infersim.sim.engine import simulate
+from infersim.sim.run import simulate
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infersim.roofline import decode_batch, get_hardware, get_model, prefill_batch, step_cost
-from infersim.sim.engine import RunConfig, requests_from, simulate
+from infersim.sim.cluster import Colocated, Disaggregated
+from infersim.sim.run import KVCacheSpec, RunConfig, requests_from, simulate
 from infersim.sim.replica import EngineOverhead
 from infersim.sim.request import DONE, REJECTED
 from infersim.sim.schedulers import SchedulerLimits
@@ -16,6 +17,15 @@ from infersim.sim.workload import Workload, arrival_times
 
 LLAMA, A100 = get_model("llama-2-7b"), get_hardware("a100-sxm-80gb")
 TINY = get_model("tiny-llama")
+
+
+def config(model, hw, *, allocator=None, num_blocks=None, block_size_tokens=16, prefix_caching=False, replicas=1,
+           router="round_robin", disaggregated=False, **kw) -> RunConfig:
+    """A run configuration from the knobs these tests turn."""
+    cluster = Disaggregated(router=router) if disaggregated else Colocated(replicas, router)
+    kv = KVCacheSpec(block_size_tokens=block_size_tokens, num_blocks=num_blocks, allocator=allocator,
+                     prefix_caching=prefix_caching)
+    return RunConfig(model, hw, kv_cache=kv, cluster=cluster, **kw)
 
 
 def workload(n, rate, prompt, output, seed=0):
@@ -29,7 +39,7 @@ def run(cfg, wl, **kw):
 
 
 def test_one_request_alone_sees_the_roofline_prefill_and_decode_times():
-    cfg = RunConfig(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0))
+    cfg = config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0))
     res = run(cfg, Workload(np.array([0.0]), np.array([1000]), np.array([50])))
     req = res.requests[0]
     assert req.first_token_s == pytest.approx(step_cost(LLAMA, A100, prefill_batch([1000])).time_s, rel=1e-12)
@@ -40,9 +50,9 @@ def test_one_request_alone_sees_the_roofline_prefill_and_decode_times():
 
 
 def test_engine_overhead_adds_its_fixed_and_per_sequence_parts_to_every_step():
-    bare = run(RunConfig(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)),
+    bare = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)),
                Workload(np.array([0.0]), np.array([100]), np.array([11]))).requests[0]
-    slow = run(RunConfig(LLAMA, A100, overhead=EngineOverhead(2e-3, 1e-4)),
+    slow = run(config(LLAMA, A100, overhead=EngineOverhead(2e-3, 1e-4)),
                Workload(np.array([0.0]), np.array([100]), np.array([11]))).requests[0]
     assert slow.first_token_s - bare.first_token_s == pytest.approx(2.1e-3, rel=1e-9)
     assert slow.completion_s - bare.completion_s == pytest.approx(11 * 2.1e-3, rel=1e-9)  # 1 prefill + 10 decodes
@@ -56,10 +66,12 @@ def test_engine_overhead_adds_its_fixed_and_per_sequence_parts_to_every_step():
 def test_decode_jumps_give_the_same_results_as_stepping_one_iteration_at_a_time(scheduler, allocator, preemption,
                                                                                 router):
     contiguous = allocator == "contiguous"  # reserves max_model_len = 64 blocks a request: 4 fit
-    cfg = RunConfig(TINY, A100, scheduler=scheduler, allocator=allocator, num_blocks=256 if contiguous else 120,
-                    block_size_tokens=8, replicas=1 if router == "round_robin" else 2, router=router,
-                    limits=SchedulerLimits(max_num_seqs=16, max_num_batched_tokens=2048, max_model_len=512,
-                                           chunk_tokens=256, preemption=preemption))
+    disaggregated = scheduler == "disaggregated"
+    cfg = config(TINY, A100, scheduler="vllm" if disaggregated else scheduler, allocator=allocator,
+                 disaggregated=disaggregated, num_blocks=256 if contiguous else 120,
+                 block_size_tokens=8, replicas=1 if router == "round_robin" else 2, router=router,
+                 limits=SchedulerLimits(max_num_seqs=16, max_num_batched_tokens=2048, max_model_len=512,
+                                        chunk_tokens=256, preemption=preemption))
     wl = workload(150, 200.0, (20, 300), (1, 200), seed=1)
     fast, slow = run(cfg, wl), run(replace(cfg, jumps=False), wl)
     for a, b in zip(fast.requests, slow.requests):
@@ -78,7 +90,7 @@ def test_decode_jumps_give_the_same_results_as_stepping_one_iteration_at_a_time(
 
 
 def test_a_request_larger_than_the_kv_cache_is_rejected_with_a_reason():
-    cfg = RunConfig(TINY, A100, num_blocks=10, block_size_tokens=16, limits=SchedulerLimits(max_model_len=1024))
+    cfg = config(TINY, A100, num_blocks=10, block_size_tokens=16, limits=SchedulerLimits(max_model_len=1024))
     res = run(cfg, Workload(np.array([0.0, 1.0]), np.array([100, 300]), np.array([20, 10])))
     ok, big = res.requests
     assert ok.state == DONE and ok.generated_tokens == 20
@@ -87,7 +99,7 @@ def test_a_request_larger_than_the_kv_cache_is_rejected_with_a_reason():
 
 
 def test_a_request_longer_than_max_model_len_is_rejected():
-    cfg = RunConfig(TINY, A100, limits=SchedulerLimits(max_model_len=256))
+    cfg = config(TINY, A100, limits=SchedulerLimits(max_model_len=256))
     req = run(cfg, Workload(np.array([0.0]), np.array([200]), np.array([100]))).requests[0]
     assert req.state == REJECTED and "max_model_len=256" in req.reject_reason
 
@@ -95,8 +107,8 @@ def test_a_request_longer_than_max_model_len_is_rejected():
 def test_continuous_batching_beats_static_batching_on_the_same_traffic():
     wl = workload(300, 4.0, (128, 1024), (16, 512), seed=3)
     limits = SchedulerLimits(max_num_seqs=32, max_model_len=4096)
-    static = run(RunConfig(LLAMA, A100, scheduler="static", allocator="contiguous", limits=limits), wl).summary
-    vllm = run(RunConfig(LLAMA, A100, scheduler="vllm", limits=limits), wl).summary
+    static = run(config(LLAMA, A100, scheduler="static", allocator="contiguous", limits=limits), wl).summary
+    vllm = run(config(LLAMA, A100, scheduler="vllm", limits=limits), wl).summary
     assert vllm["e2e_s"]["mean"] < static["e2e_s"]["mean"] / 2
     assert vllm["ttft_s"]["p99"] < static["ttft_s"]["p99"]
 
@@ -104,8 +116,8 @@ def test_continuous_batching_beats_static_batching_on_the_same_traffic():
 def test_paging_fits_more_sequences_than_contiguous_reservation():
     wl = workload(300, 20.0, (100, 400), (50, 200), seed=4)
     limits = SchedulerLimits(max_model_len=4096)
-    paged = run(RunConfig(LLAMA, A100, limits=limits, num_blocks=1000), wl).summary
-    contiguous = run(RunConfig(LLAMA, A100, limits=limits, num_blocks=1000, allocator="contiguous"), wl).summary
+    paged = run(config(LLAMA, A100, limits=limits, num_blocks=1000), wl).summary
+    contiguous = run(config(LLAMA, A100, limits=limits, num_blocks=1000, allocator="contiguous"), wl).summary
     # contiguous reserves 4096 tokens = 256 blocks a request: at most 3 run at once
     assert contiguous["batch_size_mean"] <= 3
     assert paged["batch_size_mean"] > 3 * contiguous["batch_size_mean"]
@@ -114,14 +126,14 @@ def test_paging_fits_more_sequences_than_contiguous_reservation():
 def test_prefix_caching_skips_the_shared_prefix_prefill():
     wl = workload(100, 2.0, (2100, 2100), (10, 10), seed=5)
     kw = dict(prefix_id=np.zeros(100, dtype=np.int64), prefix_tokens=2048)
-    cold = run(RunConfig(LLAMA, A100), wl, **kw).summary
-    warm = run(RunConfig(LLAMA, A100, prefix_caching=True), wl, **kw).summary
+    cold = run(config(LLAMA, A100), wl, **kw).summary
+    warm = run(config(LLAMA, A100, prefix_caching=True), wl, **kw).summary
     assert warm["ttft_s"]["p50"] < cold["ttft_s"]["p50"] / 5
 
 
 def test_parallel_sequences_share_prompt_blocks_and_all_finish():
     wl = Workload(np.array([0.0]), np.array([100]), np.array([40]))
-    res = run(RunConfig(TINY, A100, block_size_tokens=16), wl, num_seqs=4)
+    res = run(config(TINY, A100, block_size_tokens=16), wl, num_seqs=4)
     assert res.requests[0].state == DONE
     # 100-token prompt: 6 shared full blocks + 1 partial; after 39 decode steps each sequence holds
     # ceil(139 / 16) - 6 = 3 blocks of its own: 6 + 4 x 3 = 18 at the peak
@@ -129,7 +141,7 @@ def test_parallel_sequences_share_prompt_blocks_and_all_finish():
 
 
 def test_disaggregated_decode_starts_after_the_kv_transfer():
-    cfg = RunConfig(LLAMA, A100, scheduler="disaggregated", overhead=EngineOverhead(0.0, 0.0))
+    cfg = config(LLAMA, A100, disaggregated=True, overhead=EngineOverhead(0.0, 0.0))
     req = run(cfg, Workload(np.array([0.0]), np.array([2000]), np.array([2]))).requests[0]
     kv_bytes = 2000 * 2 * 32 * 4096 * 2  # tokens x (K, V) x layers x width x fp16
     transfer_s = A100.interconnect_latency_s + kv_bytes / (A100.interconnect_bandwidth_bytes_per_s * A100.interconnect_efficiency)
@@ -139,7 +151,7 @@ def test_disaggregated_decode_starts_after_the_kv_transfer():
 
 def test_same_seed_same_numbers():
     wl = workload(200, 30.0, (10, 500), (1, 300), seed=6)
-    cfg = RunConfig(TINY, A100, num_blocks=200, limits=SchedulerLimits(max_model_len=1024))
+    cfg = config(TINY, A100, num_blocks=200, limits=SchedulerLimits(max_model_len=1024))
     a, b = run(cfg, wl), run(cfg, wl)
     assert a.summary == b.summary
 
@@ -153,12 +165,13 @@ def test_same_seed_same_numbers():
 def test_invariants_hold_on_random_scenarios(scheduler, preemption, block_size, num_blocks, rate, seqs, prefix,
                                              replicas, seed, router):
     allocator = "contiguous" if scheduler == "static" or (scheduler == "orca" and not prefix) else "paged"
-    cfg = RunConfig(TINY, A100, scheduler=scheduler, allocator=allocator, num_blocks=num_blocks,
-                    block_size_tokens=block_size, prefix_caching=prefix and allocator == "paged",
-                    replicas=replicas, router=router,
-                    limits=SchedulerLimits(max_num_seqs=8, max_num_batched_tokens=1024, max_model_len=512,
-                                           chunk_tokens=64, preemption=preemption))
-    if allocator == "contiguous" and math.ceil(512 / block_size) * 1 > num_blocks:
+    disaggregated = scheduler == "disaggregated"
+    cfg = config(TINY, A100, scheduler="vllm" if disaggregated else scheduler, allocator=allocator,
+                 num_blocks=num_blocks, block_size_tokens=block_size, prefix_caching=prefix and allocator == "paged",
+                 replicas=replicas, router=router, disaggregated=disaggregated,
+                 limits=SchedulerLimits(max_num_seqs=8, max_num_batched_tokens=1024, max_model_len=512,
+                                        chunk_tokens=64, preemption=preemption))
+    if allocator == "contiguous" and math.ceil(512 / block_size) > num_blocks:
         cfg = replace(cfg, limits=replace(cfg.limits, max_model_len=num_blocks * block_size))
     wl = workload(60, rate, (1, 300), (1, 200), seed=seed)
     kw = dict(num_seqs=seqs, prefix_id=np.arange(60) % 3 if prefix else None, prefix_tokens=64 if prefix else 0)
@@ -177,13 +190,14 @@ def test_invariants_hold_on_random_scenarios(scheduler, preemption, block_size, 
     assert np.all(np.diff(tl["start_s"]) >= 0)
     for replica in res.replicas:
         assert replica.kv.pool.used_blocks == 0 and replica.outstanding == 0
-        assert not replica.waiting and not replica.swapped and not replica.prefilling and len(replica.decoding) == 0
+        s = replica.scheduler
+        assert not len(s.waiting) and not s.swapped and not s.prefilling and len(s.running) == 0
 
 
 def test_timeline_counts_cached_tokens_and_fragmentation_by_hand():
     # a 20-token prompt in blocks of 16: 2 blocks after prefill; decode steps cache tokens 21..24 (the fifth
     # output token is sampled, never cached); every step leaves 32 - tokens slots empty
-    res = run(RunConfig(TINY, A100, block_size_tokens=16), Workload(np.array([0.0]), np.array([20]), np.array([5])))
+    res = run(config(TINY, A100, block_size_tokens=16), Workload(np.array([0.0]), np.array([20]), np.array([5])))
     tl = res.metrics.timeline()
     assert tl["kv_tokens"].tolist() == [20, 21, 22, 23, 24]
     assert tl["kv_blocks_used"].tolist() == [2, 2, 2, 2, 2]
@@ -192,7 +206,7 @@ def test_timeline_counts_cached_tokens_and_fragmentation_by_hand():
 
 def test_higher_priority_requests_are_admitted_first():
     # three requests arrive while the only sequence slot is taken; the priority-5 one goes next
-    cfg = RunConfig(TINY, A100, limits=SchedulerLimits(max_num_seqs=1, max_model_len=1024))
+    cfg = config(TINY, A100, limits=SchedulerLimits(max_num_seqs=1, max_model_len=1024))
     wl = Workload(np.array([0.0, 1e-6, 2e-6, 3e-6]), np.array([50] * 4), np.array([30] * 4))
     res = run(cfg, wl, priority=np.array([0, 0, 0, 5]))
     order = np.argsort([r.first_token_s for r in res.requests]).tolist()
@@ -201,4 +215,4 @@ def test_higher_priority_requests_are_admitted_first():
 
 def test_unknown_names_in_a_run_config_are_refused_by_field():
     with pytest.raises(Exception, match=r"^kv_cache.allocator: must be one of paged, contiguous, got 'pagd'"):
-        run(RunConfig(TINY, A100, allocator="pagd"), Workload(np.array([0.0]), np.array([10]), np.array([2])))
+        run(config(TINY, A100, allocator="pagd"), Workload(np.array([0.0]), np.array([10]), np.array([2])))

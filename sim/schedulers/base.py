@@ -1,10 +1,25 @@
-"""What every scheduler shares: its limits, and which requests it can never serve."""
+"""What every scheduler shares: its limits, its queues, and the mechanisms its policy is made of.
+
+A scheduler owns the requests its replica has accepted (waiting, prefilling, decoding, swapped out) and
+decides, as vLLM's `Scheduler.schedule()` does: which to admit, how to chunk their prompts, whom to preempt
+and whether by recomputation or by swapping, asking the KV cache manager for blocks. It returns a
+`StepPlan`; the replica executes it and hands the timing back to `apply`, as vLLM's
+`update_from_output`. A policy is a subclass that composes the mechanisms below in `plan_step` and
+declares what it needs (`allocators`, `chunked_prompts`, `pads_batch`, `step_token_budget`).
+"""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from typing import ClassVar
 
+import numpy as np
+
+from ..batch import DecodeBatch
 from ..kv_cache import KVCacheManager
-from ..request import Request
+from ..request import DECODING, DONE, SWAPPED, WAITING, Request
+from ..step_plan import PrefillChunk, StepOutcome, StepPlan, TokenGaps
+from ..waiting_queue import WaitingQueue
 
 PREEMPTION_MODES = ("recompute", "swap")
 
@@ -22,30 +37,215 @@ class SchedulerLimits:
 
 
 class Scheduler:
-    """Chooses the next step of a replica. `plan(replica)` admits, preempts and swaps through the
-    replica, and returns a `Step` (or None when there is nothing to run)."""
+    name: ClassVar[str] = ""
+    allocators: ClassVar[tuple[str, ...]] = ("paged", "contiguous")  # the KV allocators it runs on; first: default
+    chunked_prompts: ClassVar[bool] = False  # may one prompt be prefilled over several steps?
+    pads_batch: ClassVar[bool] = False  # do finished sequences keep computing until the batch's longest is done?
 
-    name = ""
-    pads_batch = False  # do finished sequences keep computing until the batch's longest is done?
-    chunked = False
+    @classmethod
+    def step_token_budget(cls, limits: SchedulerLimits) -> int:
+        """The most tokens one step computes: what the activation workspace is sized for."""
+        return limits.max_num_batched_tokens
 
-    def __init__(self, limits: SchedulerLimits = SchedulerLimits()):
-        self.limits = limits
+    def __init__(self, limits: SchedulerLimits, kv: KVCacheManager, max_decode_steps: int = 4096):
+        self.limits, self.kv = limits, kv
+        self.max_decode_steps = max_decode_steps  # how far a plan of identical decode steps may reach
+        self.waiting = WaitingQueue()
+        self.prefilling: list[Request] = []
+        self.running = DecodeBatch()  # the decoding sequences
+        self.swapped: deque[tuple[Request, DecodeBatch]] = deque()  # oldest first, with their rows
+        self._decoding: dict[int, Request] = {}  # requests with rows in `running`, by id
+        self._now_s = 0.0
+        self._swap_in: list[int] = []  # what the step being planned moves over the host link
+        self._swap_out: list[int] = []
+        self._preempted = 0
 
-    def reject_reason(self, req: Request, kv: KVCacheManager) -> str:
+    # -- what the replica asks ---------------------------------------------------------------------------
+    def reject_reason(self, req: Request) -> str:
         """Why this request can never be served here ("" if it can)."""
-        if req.total_tokens > self.limits.max_model_len:
-            return (f"prompt + output = {req.total_tokens} tokens exceeds scheduler.max_model_len="
-                    f"{self.limits.max_model_len}")
-        if not self.chunked and req.prompt_tokens > self.limits.max_num_batched_tokens:
+        limits, kv = self.limits, self.kv
+        if req.total_tokens > limits.max_model_len:
+            return f"prompt + output = {req.total_tokens} tokens exceeds scheduler.max_model_len={limits.max_model_len}"
+        if not self.chunked_prompts and req.prompt_tokens > limits.max_num_batched_tokens:
             return (f"prompt of {req.prompt_tokens} tokens exceeds scheduler.max_num_batched_tokens="
-                    f"{self.limits.max_num_batched_tokens} (raise it or use the sarathi scheduler)")
-        if req.num_seqs > self.limits.max_num_seqs:
-            return f"num_seqs={req.num_seqs} exceeds scheduler.max_num_seqs={self.limits.max_num_seqs}"
+                    f"{limits.max_num_batched_tokens} (raise it or use a chunked-prefill scheduler)")
+        if req.num_seqs > limits.max_num_seqs:
+            return f"num_seqs={req.num_seqs} exceeds scheduler.max_num_seqs={limits.max_num_seqs}"
         if kv.peak_blocks(req) > kv.pool.total_blocks - kv.watermark_blocks:
             return (f"needs {kv.peak_blocks(req)} KV blocks at its longest but the cache holds "
                     f"{kv.pool.total_blocks} (watermark {kv.watermark_blocks})")
         return ""
 
-    def plan(self, replica):
+    def add(self, req: Request) -> None:
+        req.state = WAITING
+        self.waiting.push(req)
+
+    def cached_tokens(self) -> int:
+        """Tokens whose K/V its requests hold: decoding contexts and the prompt chunks prefilled so far."""
+        decoding = self.running.scan(self.kv.block_size).context_sum_tokens if len(self.running) else 0
+        return decoding + sum(r.prefilled_tokens for r in self.prefilling)
+
+    def schedule(self, now_s: float) -> StepPlan | None:
+        """The next step (None: nothing to run until a request arrives)."""
+        self._now_s = now_s
+        self._swap_in, self._swap_out, self._preempted = [], [], 0
+        return self.plan_step()
+
+    def plan_step(self) -> StepPlan | None:
+        """The policy: compose the mechanisms below and return `self.plan(...)`."""
         raise NotImplementedError
+
+    def apply(self, plan: StepPlan, ends_s: np.ndarray, latency_s: np.ndarray) -> StepOutcome:
+        """The replica ran `plan` for len(ends_s) steps ending at `ends_s`: hand out the tokens, move the
+        requests whose prefill is done, and say when their tokens came."""
+        outcome = StepOutcome()
+        batch = plan.decode
+        if batch is not None:
+            self.kv.grow(batch, len(ends_s))
+            first_gaps_s, rows_per_gap = batch.advance(ends_s, latency_s)
+            outcome.gaps.append(TokenGaps(first_gaps_s, rows_per_gap))
+            if len(latency_s) > 1:
+                outcome.gaps.append(TokenGaps(latency_s[1:], len(batch)))
+        end_s = float(ends_s[-1])
+        for chunk in plan.prefills:
+            chunk.request.prefilled_tokens += chunk.tokens
+        for chunk in plan.prefills:
+            if chunk.completes_prefill:
+                self.prefilling.remove(chunk.request)
+                self._finish_prefill(chunk.request, end_s, outcome)
+        if self.pads_batch:
+            self.running.pad_to_longest()
+        return outcome
+
+    def retire_finished(self, now_s: float) -> list[Request]:
+        """Complete the requests whose sequences have generated all their tokens; frees their blocks."""
+        finished = self.running.pop_finished()
+        done = []
+        for request_id, max_itl_s in zip(finished.request_ids, finished.max_itl_s):
+            req = self._decoding.pop(request_id)
+            req.max_itl_s = max(req.max_itl_s, max_itl_s)
+            req.last_token_s = now_s
+            self._complete(req, now_s)
+            done.append(req)
+        return done
+
+    # -- mechanisms the policies compose -----------------------------------------------------------------
+    def plan(self, prefills=(), decode: bool = False) -> StepPlan | None:
+        """The step: prefill `prefills` and, with `decode`, one token for every running sequence; a
+        decode-only step without swap traffic covers the steps until the batch would change."""
+        batch = self.running if decode and len(self.running) else None
+        if not prefills and batch is None:
+            return None
+        plan = StepPlan(prefills=tuple(prefills), decode=batch, swap_in_blocks=tuple(self._swap_in),
+                        swap_out_blocks=tuple(self._swap_out), preempted=self._preempted)
+        if not plan.is_decode_run or self._preempted:
+            return plan  # a preemption freed blocks: the next step may admit what waits
+        to_first_completion = batch.scan(self.kv.block_size).fewest_remaining_tokens
+        steps = self.kv.steps_that_fit(batch, min(to_first_completion, self.max_decode_steps))
+        return StepPlan(decode=batch, decode_steps=steps, preempted=self._preempted)
+
+    def seqs_in_flight(self) -> int:
+        return len(self.running) + sum(r.num_seqs for r in self.prefilling)
+
+    def admit(self, token_budget: int, reserve_blocks: int = 0, whole_prompts: bool = True) -> list[PrefillChunk]:
+        """Admit waiting requests in priority/arrival order while sequences, tokens and blocks allow,
+        stopping at the first that does not fit, as vLLM's FCFS queue does. Returns this step's prefill
+        chunks; a request whose KV cache arrived with it (prefilled elsewhere) joins the batch directly."""
+        chunks: list[PrefillChunk] = []
+        seqs = self.seqs_in_flight() if len(self.waiting) else 0
+        while len(self.waiting) and token_budget > 0:
+            req = self.waiting.peek()
+            tokens = req.cached_context_tokens if req.kv_arrived else req.prompt_tokens + req.generated_tokens
+            if seqs + req.num_seqs > self.limits.max_num_seqs:
+                break
+            if not self.kv.can_admit(req, tokens, reserve_blocks):
+                break
+            if whole_prompts and not req.kv_arrived and self.kv.tokens_to_compute(req, tokens) > token_budget:
+                break
+            self.waiting.pop()
+            seqs += req.num_seqs
+            cached = self.kv.admit(req, tokens)
+            if req.first_scheduled_s != req.first_scheduled_s:  # NaN: first time
+                req.first_scheduled_s = self._now_s
+            if req.kv_arrived:
+                self._start_decoding(req, tokens, req.last_token_s)
+                continue
+            req.start_prefill(cached)
+            self.prefilling.append(req)
+            chunk = min(req.prefill_tokens - req.prefilled_tokens, token_budget)
+            chunks.append(PrefillChunk(req, chunk, req.prefilled_tokens))
+            token_budget -= chunk
+        return chunks
+
+    def continue_prefills(self, token_budget: int) -> list[PrefillChunk]:
+        """The next chunks of partly prefilled prompts, oldest first, within `token_budget` tokens."""
+        chunks = []
+        for req in self.prefilling:
+            if token_budget <= 0:
+                break
+            chunk = min(req.prefill_tokens - req.prefilled_tokens, token_budget)
+            chunks.append(PrefillChunk(req, chunk, req.prefilled_tokens))
+            token_budget -= chunk
+        return chunks
+
+    def make_room_for_decode(self) -> None:
+        """Preempt the most recently admitted decoding requests until the next decode step's new blocks
+        fit (vLLM's policy: the newest running request goes first)."""
+        if self.kv.pool.available_blocks >= 2 * len(self.running):
+            return  # a step opens at most one block per sequence, plus one copy-on-write
+        while len(self.running) and self.kv.next_step_blocks(self.running) > self.kv.pool.available_blocks:
+            self._preempt(self._decoding[int(self.running.request[-1])])
+
+    def swap_in(self) -> None:
+        """Bring swapped requests back, oldest first, while their blocks fit above the watermark."""
+        while self.swapped:
+            req, rows = self.swapped[0]
+            if not self.kv.can_swap_in(req, rows):
+                break
+            self.swapped.popleft()
+            self._swap_in.append(self.kv.swap_in(req))
+            req.state = DECODING
+            self._decoding[req.id] = req
+            self.running.extend(rows)
+
+    # -- the requests' own story ------------------------------------------------------------------------
+    def _preempt(self, req: Request) -> None:
+        """Swap the request's blocks to host memory if the scheduler swaps and they fit there, else free
+        them and recompute its context later (vLLM's preemption modes)."""
+        rows = self.running.pop_request(req.id)
+        del self._decoding[req.id]
+        req.generated_tokens = req.output_tokens - int(rows.remaining_tokens[0])
+        req.max_itl_s = max(req.max_itl_s, float(rows.max_itl_s.max()))
+        req.preemptions += 1
+        self._preempted += 1
+        if self.limits.preemption == "swap" and self.kv.can_swap_out(req):
+            self._swap_out.append(self.kv.swap_out(req))
+            req.state = SWAPPED
+            self.swapped.append((req, rows))
+            return
+        self.kv.free(req)
+        req.kv_arrived = False  # what arrived with it is gone: the context is computed again
+        self.add(req)
+
+    def _start_decoding(self, req: Request, context_tokens: int, now_s: float) -> None:
+        req.state = DECODING
+        self.kv.start_decoding(self.running, req, context_tokens, now_s)
+        self._decoding[req.id] = req
+
+    def _finish_prefill(self, req: Request, now_s: float, outcome: StepOutcome) -> None:
+        """The last prompt chunk is in the cache: sample a token for each sequence."""
+        if req.generated_tokens:  # a recomputation after preemption: the gap since the last token
+            outcome.gaps.append(TokenGaps(np.array([now_s - req.last_token_s]), req.num_seqs))
+        req.emit_token(now_s)
+        if req.remaining_tokens == 0:
+            self._complete(req, now_s)
+            outcome.completed.append(req)
+        elif req.hand_off_after_prefill:
+            self.kv.free(req)
+            outcome.handed_off.append(req)
+        else:
+            self._start_decoding(req, req.prefill_tokens, now_s)
+
+    def _complete(self, req: Request, now_s: float) -> None:
+        req.state, req.completion_s, req.generated_tokens = DONE, now_s, req.output_tokens
+        self.kv.free(req)

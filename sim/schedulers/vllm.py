@@ -6,21 +6,20 @@ is prefilled again later) or by swapping its blocks to host memory over PCIe. Sw
 before any new prompt is admitted."""
 from __future__ import annotations
 
-from ..replica import Step, decode_step
 from .base import Scheduler
 
 
 class VllmScheduler(Scheduler):
     name = "vllm"
+    allocators = ("paged", "contiguous")
 
-    def plan(self, replica):
-        limits = self.limits
-        swap_s = replica.swap_in()
-        if not replica.swapped:
-            work = replica.admit_waiting(limits.max_num_batched_tokens, limits.max_num_seqs)
-            if work:
-                return Step(prefills=work, extra_s=swap_s)
-        if not len(replica.decoding):
+    def plan_step(self):
+        self.swap_in()
+        if not self.swapped:
+            chunks = self.admit(self.limits.max_num_batched_tokens)
+            if chunks:
+                return self.plan(prefills=chunks)
+        if not len(self.running):
             return None
-        swap_s += replica.make_room_for_decode(limits.preemption)
-        return decode_step(swap_s)
+        self.make_room_for_decode()
+        return self.plan(decode=True)

@@ -1,0 +1,70 @@
+"""How a cluster's replicas are put together and reached: the topologies a run can deploy.
+
+- `Colocated`: `replicas` identical replicas, each prefilling and decoding, behind a router.
+- `Disaggregated`: `prefill_replicas` that hand each prompt's KV cache over a link to `decode_replicas`
+  (Splitwise, Patel et al. ISCA 2024; DistServe, Zhong et al. OSDI 2024). Both pools run the run's
+  scheduler; a request leaves its prefill replica once its first token is out, and joins a decode
+  replica's batch when its KV cache has arrived.
+Every replica is the same model on the same hardware with the same parallelism.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, NamedTuple
+
+import simpy
+
+from .replica import Replica
+from .request import Request
+from .router import Router, make_router
+
+# make_replica(index, hand_off) -> Replica; transfer_s(request) -> seconds its KV cache takes to cross
+MakeReplica = Callable[..., Replica]
+
+
+class Deployment(NamedTuple):
+    entry: Router  # where arrivals go
+    replicas: list[Replica]
+
+
+@dataclass(frozen=True)
+class Colocated:
+    mode: ClassVar[str] = "colocated"
+    replicas: int = 1
+    router: str = "round_robin"
+
+    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request],
+              transfer_s: Callable[[Request], float]) -> Deployment:
+        replicas = [make_replica(i) for i in range(self.replicas)]
+        router = make_router(self.router, replicas)
+        known = router.arrival_times(requests)  # when known in advance, runs end at arrivals without interrupts
+        for replica, times in zip(replicas, known or []):
+            replica.arrival_times = times
+        return Deployment(router, replicas)
+
+
+@dataclass(frozen=True)
+class Disaggregated:
+    mode: ClassVar[str] = "disaggregated"
+    prefill_replicas: int = 1
+    decode_replicas: int = 1
+    router: str = "round_robin"
+
+    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request],
+              transfer_s: Callable[[Request], float]) -> Deployment:
+        decoders = [make_replica(self.prefill_replicas + i) for i in range(self.decode_replicas)]
+        decode_router = make_router(self.router, decoders)
+
+        def transfer(req: Request):
+            yield env.timeout(transfer_s(req))
+            req.hand_off_after_prefill, req.kv_arrived = False, True
+            decode_router.pick().submit(req)
+
+        prefillers = [make_replica(i, hand_off=lambda req: env.process(transfer(req)))
+                      for i in range(self.prefill_replicas)]
+        for req in requests:
+            req.hand_off_after_prefill = True
+        return Deployment(make_router(self.router, prefillers), prefillers + decoders)
+
+
+TOPOLOGIES = {t.mode: t for t in (Colocated, Disaggregated)}

@@ -1,0 +1,158 @@
+"""A simulation run: deploy a cluster from a run configuration, replay requests through it, and summarize."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from infersim.roofline.errors import SpecError, require_choice
+from infersim.roofline.hardware import HardwareSpec, Link
+from infersim.roofline.latency import StepTimer
+from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory
+from infersim.roofline.models import ModelSpec
+from infersim.roofline.step import StepOptions, utilization_peaks
+from infersim.roofline.timing import transfer_time_s
+
+from .cluster import Colocated, Disaggregated
+from .kv_cache import ALLOCATORS, KVCacheManager
+from .metrics import Metrics, Slo, request_table, summarize
+from .replica import EngineOverhead, Replica, ReplicaCosts
+from .request import Request
+from .router import ROUTERS
+from .schedulers import PREEMPTION_MODES, SCHEDULERS, Scheduler, SchedulerLimits
+from .workload import Workload
+
+
+@dataclass(frozen=True)
+class KVCacheSpec:
+    """How a replica's KV cache is laid out (vLLM's names where it has them)."""
+
+    block_size_tokens: int = 16
+    num_blocks: int | None = None  # override the memory plan (vLLM's num_gpu_blocks_override)
+    allocator: str | None = None  # default: the scheduler's first choice
+    prefix_caching: bool = False
+    watermark_fraction: float = 0.01
+    memory_utilization: float = 0.9
+    swap_space_gib: float = 4.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelSpec
+    hardware: HardwareSpec
+    options: StepOptions = field(default_factory=StepOptions)
+    scheduler: str = "vllm"
+    limits: SchedulerLimits = field(default_factory=SchedulerLimits)
+    kv_cache: KVCacheSpec = field(default_factory=KVCacheSpec)
+    overhead: EngineOverhead = field(default_factory=EngineOverhead)
+    cluster: Colocated | Disaggregated = field(default_factory=Colocated)
+    kv_link: Link | None = None  # between disaggregated pools; default: the hardware's interconnect
+    slo: Slo = field(default_factory=Slo)
+    jumps: bool = True  # advance fixed decode batches in one exact jump (False: one step at a time)
+
+    @property
+    def scheduler_class(self) -> type[Scheduler]:
+        require_choice("scheduler.name", self.scheduler, SCHEDULERS)
+        return SCHEDULERS[self.scheduler]
+
+    @property
+    def allocator(self) -> str:
+        """The KV allocator: the one asked for, if the scheduler runs on it, else the scheduler's default."""
+        allowed = self.scheduler_class.allocators
+        if self.kv_cache.allocator is None:
+            return allowed[0]
+        require_choice("kv_cache.allocator", self.kv_cache.allocator, ALLOCATORS)
+        if self.kv_cache.allocator not in allowed:
+            raise SpecError("kv_cache.allocator", f"the {self.scheduler} scheduler runs on {' or '.join(allowed)} "
+                            "KV blocks", self.kv_cache.allocator)
+        return self.kv_cache.allocator
+
+
+@dataclass
+class RunResult:
+    requests: list[Request]
+    metrics: Metrics
+    summary: dict
+    total_blocks: int
+    replicas: list[Replica]
+    table: dict  # metrics.request_table: one row per request
+    timeline: dict  # Metrics.timeline: one row per step
+
+
+def requests_from(workload: Workload, num_seqs=1, priority=None, prefix_id=None, prefix_tokens=0) -> list[Request]:
+    n = len(workload)
+    prio = np.zeros(n, dtype=np.int64) if priority is None else priority
+    prefix = np.full(n, -1) if prefix_id is None else prefix_id
+    seqs = np.broadcast_to(np.asarray(num_seqs), (n,))
+    return [Request(i, float(a), int(p), int(o), int(s), int(q), int(x), min(int(prefix_tokens), int(p)) if x >= 0 else 0)
+            for i, (a, p, o, s, q, x) in enumerate(zip(workload.arrival_s.tolist(), workload.prompt_tokens.tolist(),
+                                                        workload.output_tokens.tolist(), seqs.tolist(),
+                                                        prio.tolist(), prefix.tolist()))]
+
+
+def total_kv_blocks(cfg: RunConfig) -> int:
+    """Blocks one replica's KV cache holds (vLLM sizes it the same way at startup: see roofline.memory)."""
+    plan = plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
+                       cfg.kv_cache.memory_utilization, cfg.scheduler_class.step_token_budget(cfg.limits),
+                       cfg.limits.max_num_seqs)
+    return cfg.kv_cache.num_blocks or plan.max_kv_tokens // cfg.kv_cache.block_size_tokens
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Every name in the configuration is known and its parts fit together (a SpecError names the field)."""
+    require_choice("scheduler.preemption", cfg.limits.preemption, PREEMPTION_MODES)
+    require_choice("cluster.router", cfg.cluster.router, ROUTERS)
+    allocator = cfg.allocator
+    if cfg.kv_cache.prefix_caching and not ALLOCATORS[allocator].shares_prefixes:
+        raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", allocator)
+
+
+def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
+    """Run every request through the cluster; `progress(fraction of the arrival span, simulated seconds)`
+    is called as simulated time passes."""
+    check_config(cfg)
+    env = simpy.Environment()
+    metrics = Metrics()
+    kv_spec, block_size = cfg.kv_cache, cfg.kv_cache.block_size_tokens
+    blocks = total_kv_blocks(cfg)
+    kv_bytes_per_token = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel)
+    host_blocks = int(kv_spec.swap_space_gib * 2 ** 30 // (kv_bytes_per_token * block_size))
+    costs = ReplicaCosts(StepTimer(cfg.model, cfg.hardware, cfg.options), cfg.overhead, cfg.hardware.host_link,
+                         kv_bytes_per_token * block_size)
+    allocator = ALLOCATORS[cfg.allocator]
+
+    def make_replica(index: int, hand_off=None) -> Replica:
+        kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
+                            int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
+        scheduler = cfg.scheduler_class(cfg.limits, kv, max_decode_steps=4096 if cfg.jumps else 1)
+        return Replica(env, index, scheduler, costs, metrics, hand_off)
+
+    kv_link = cfg.kv_link or cfg.hardware.interconnect
+
+    def kv_transfer_s(req: Request) -> float:
+        """Each GPU sends its shard of the request's prompt KV cache to its peer in the decode replica."""
+        return float(transfer_time_s(kv_link, req.prompt_tokens * kv_bytes_per_token))
+
+    deployment = cfg.cluster.build(env, make_replica, requests, kv_transfer_s)
+
+    def arrivals():
+        for req in requests:
+            if req.arrival_s > env.now:
+                yield env.timeout(req.arrival_s - env.now)
+            deployment.entry.pick().submit(req)
+
+    env.process(arrivals())
+    horizon = requests[-1].arrival_s if requests else 0.0
+    if progress is not None and horizon > 0:
+        for i in range(1, 101):
+            env.run(until=horizon * i / 100)
+            progress(i / 100, env.now)
+    env.run()
+    replicas = deployment.replicas
+    table, timeline = request_table(requests), metrics.timeline()
+    summary = summarize(table, timeline, metrics, kv_blocks_per_replica=blocks, block_size_tokens=block_size,
+                        replicas=len(replicas), slo=cfg.slo, peaks=utilization_peaks(cfg.hardware, cfg.options))
+    summary["gpus"] = cfg.options.parallel.gpus * len(replicas)
+    summary["kv_blocks_per_replica"] = blocks
+    return RunResult(requests, metrics, summary, blocks, replicas, table, timeline)

@@ -1,0 +1,65 @@
+"""What a scheduler hands its replica (a plan for the next step, or for a run of identical decode steps)
+and what it hands back once the replica has executed it (the tokens' timing, the requests that left)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from .batch import DecodeBatch
+from .request import Request
+
+
+class PrefillChunk(NamedTuple):
+    """`tokens` more of a request's context computed in this step, after `cached_tokens` already cached."""
+
+    request: Request
+    tokens: int
+    cached_tokens: int
+
+    @property
+    def completes_prefill(self) -> bool:
+        """The last chunk of the context: the step samples the request's next token."""
+        return self.cached_tokens + self.tokens == self.request.prefill_tokens
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Prefill chunks and/or one decode token for every sequence of `decode`. A plan with only decoding
+    and no swap traffic covers `decode_steps` steps of that same batch: the scheduler would decide
+    nothing different before then unless a request arrives, which the replica watches for."""
+
+    prefills: tuple[PrefillChunk, ...] = ()
+    decode: DecodeBatch | None = None
+    decode_steps: int = 1
+    swap_in_blocks: tuple[int, ...] = ()  # blocks of each request brought back from host memory
+    swap_out_blocks: tuple[int, ...] = ()  # blocks of each request preempted to host memory
+    preempted: int = 0  # requests preempted to make room (by recomputation or swapping)
+
+    def __post_init__(self):
+        assert self.decode_steps == 1 or self.is_decode_run
+
+    @property
+    def decoding_seqs(self) -> int:
+        return len(self.decode) if self.decode is not None else 0
+
+    @property
+    def is_decode_run(self) -> bool:
+        return (not self.prefills and self.decode is not None and not self.swap_in_blocks
+                and not self.swap_out_blocks)
+
+
+class TokenGaps(NamedTuple):
+    """Gaps between consecutive tokens of a sequence: `tokens` tokens came after each gap (one count per
+    gap, or one count for all of them)."""
+
+    gaps_s: np.ndarray
+    tokens: np.ndarray | int
+
+
+@dataclass
+class StepOutcome:
+    gaps: list[TokenGaps] = field(default_factory=list)
+    completed: list[Request] = field(default_factory=list)  # done (their blocks are free)
+    handed_off: list[Request] = field(default_factory=list)  # prefilled, leaving for a decode replica
