@@ -39,6 +39,7 @@ class StepTimer:
         self._by_tokens: dict[int, list] = {}
         self._by_sampled: dict[int, tuple] = {}
         self._lines: dict[int, tuple] = {}
+        self._amounts: dict[int, tuple] = {}
         self._steps: dict[tuple, tuple] = {}
 
     def _token_part(self, tokens: int) -> tuple:
@@ -97,12 +98,21 @@ class StepTimer:
             _, flops, nbytes = self._decode_ops_run(batch_size, context_sum, context_max, steps)
             return float(np.sum(flops)), float(np.sum(nbytes))
         keys = steps * (context_sum + batch_size) + batch_size * steps * (steps - 1) / 2
-        fixed, per_key = ops.decode_attention_affine(batch_size, self._heads, self._kv_heads, self.model.head_dim,
-                                                     self.options.quant)
-        _, dense_flops, dense_bytes = self._combine(batch_size, batch_size, (0.0, 0.0, 0.0))
-        layers = self.model.num_layers
-        return (steps * (dense_flops + layers * fixed.total_flops) + layers * per_key.total_flops * keys,
-                steps * (dense_bytes + layers * fixed.bytes) + layers * per_key.bytes * keys)
+        flops, flops_per_key, nbytes, bytes_per_key = self._decode_amounts(batch_size)
+        return steps * flops + flops_per_key * keys, steps * nbytes + bytes_per_key * keys
+
+    def _decode_amounts(self, batch_size: int) -> tuple:
+        """(FLOPs, FLOPs per key, bytes, bytes per key) of a FlashAttention decode step of the whole model."""
+        cached = self._amounts.get(batch_size)
+        if cached is None:
+            fixed, per_key = ops.decode_attention_affine(batch_size, self._heads, self._kv_heads,
+                                                         self.model.head_dim, self.options.quant)
+            _, dense_flops, dense_bytes = self._combine(batch_size, batch_size, (0.0, 0.0, 0.0))
+            layers = self.model.num_layers
+            cached = (dense_flops + layers * fixed.total_flops, layers * per_key.total_flops,
+                      dense_bytes + layers * fixed.bytes, layers * per_key.bytes)
+            self._amounts[batch_size] = cached
+        return cached
 
     def _decode_ops_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> tuple:
         """(seconds, FLOPs, bytes) of each of `steps` decode steps, op by op."""

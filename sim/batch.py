@@ -104,6 +104,12 @@ class DecodeBatch:
             self._scan = BatchScan(*_scan(self._ints, self._n, block_size))
         return self._scan
 
+    def add_opened_blocks(self, block_size: int, steps: int, held_blocks: np.ndarray) -> int:
+        """Add to `held_blocks[request]` the blocks each row opens in its next `steps` steps (paged KV: one
+        at every multiple of `block_size`, plus a pending copy-on-write; see blocks.BlockGrowth); returns
+        how many in all."""
+        return _open_blocks(self._ints, self._n, steps, block_size, held_blocks)
+
     def advance(self, ends: np.ndarray, latency_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every row decoded one token in each step ending at `ends` (lasting `latency_s`). Returns the gaps
         before the rows' first new tokens as distinct values and how many rows had each (rows that decoded
@@ -180,6 +186,17 @@ def _scan(ints, n, block_size):
         copies += ints[COPY, i]
         crossings[(block_size - c % block_size) % block_size] += 1
     return fewest, total, longest, np.cumsum(crossings), copies
+
+
+@njit(cache=True)
+def _open_blocks(ints, n, steps, block_size, held):
+    added = 0
+    for i in range(n):
+        first = (block_size - ints[CONTEXT, i] % block_size) % block_size
+        grown = (steps - 1 + block_size - first) // block_size + ints[COPY, i]
+        held[ints[REQUEST, i]] += grown
+        added += grown
+    return added
 
 
 @njit(cache=True)

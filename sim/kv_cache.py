@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from infersim.roofline.errors import SpecError
 
@@ -59,7 +58,7 @@ class PagedAllocator:
 
     def grow(self, batch: DecodeBatch, steps: int, held_blocks: np.ndarray) -> int:
         """Add the blocks `steps` decode steps open to each row's request in `held_blocks`; returns how many."""
-        return _grow(batch.request, batch.context_tokens, batch.copy_on_write, steps, self.block_size, held_blocks)
+        return batch.add_opened_blocks(self.block_size, steps, held_blocks)
 
 
 class ContiguousAllocator:
@@ -97,19 +96,6 @@ class ContiguousAllocator:
 
 
 ALLOCATORS = {a.name: a for a in (PagedAllocator, ContiguousAllocator)}
-
-
-@njit(cache=True)
-def _grow(request, context, copy_on_write, steps, block_size, held):
-    """Row i writes positions c_i .. c_i + steps - 1 and opens a block at each multiple of the block size,
-    plus one for a pending copy-on-write (see blocks.BlockGrowth)."""
-    added = 0
-    for i in range(len(request)):
-        first = (block_size - context[i] % block_size) % block_size
-        grown = (steps - 1 + block_size - first) // block_size + copy_on_write[i]
-        held[request[i]] += grown
-        added += grown
-    return added
 
 
 class KVCacheManager:

@@ -72,6 +72,7 @@ class Replica:
         self._next_arrival = 0  # index of the first of them not before now
         self._wake: simpy.Event | None = None  # triggered by an arrival while idle
         self._in_run = False  # in a decode run that an arrival interrupts
+        self._end_s, self._latency_s = np.empty(1), np.empty(1)  # a single step's, reused
         self.process = env.process(self._serve())
 
     def submit(self, req: Request) -> None:
@@ -97,8 +98,9 @@ class Replica:
                 yield self._wake
                 self._wake = None
                 continue
-            self.metrics.preemptions += plan.preempted
-            self.metrics.swapped_blocks += sum(plan.swap_out_blocks)
+            if plan.preempted:
+                self.metrics.preemptions += plan.preempted
+                self.metrics.swapped_blocks += sum(plan.swap_out_blocks)
             if plan.is_decode_run:
                 yield from self._decode_run(plan, queued)
             else:
@@ -120,7 +122,8 @@ class Replica:
         end_s = self.env.now
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
-        self._record(self.scheduler.apply(plan, np.array([end_s]), np.array([latency_s])))
+        self._end_s[0], self._latency_s[0] = end_s, latency_s
+        self._record(self.scheduler.apply(plan, self._end_s, self._latency_s))
         self.metrics.step(StepRecord(start_s, latency_s, self.index, decoding + len(plan.prefills), sum(new) - decoding,
                                      decoding, self.kv.pool.used_blocks, queued, self.scheduler.cached_tokens()))
         if decoding:

@@ -24,11 +24,11 @@ class PrefillChunk(NamedTuple):
         return self.cached_tokens + self.tokens == self.request.prefill_tokens
 
 
-@dataclass(frozen=True)
-class StepPlan:
+class StepPlan(NamedTuple):
     """Prefill chunks and/or one decode token for every sequence of `decode`. A plan with only decoding
-    and no swap traffic covers `decode_steps` steps of that same batch: the scheduler would decide
-    nothing different before then unless a request arrives, which the replica watches for."""
+    and no swap traffic (`is_decode_run`) may cover `decode_steps` steps of that same batch: the
+    scheduler would decide nothing different before then unless a request arrives, which the replica
+    watches for."""
 
     prefills: tuple[PrefillChunk, ...] = ()
     decode: DecodeBatch | None = None
@@ -36,9 +36,6 @@ class StepPlan:
     swap_in_blocks: tuple[int, ...] = ()  # blocks of each request brought back from host memory
     swap_out_blocks: tuple[int, ...] = ()  # blocks of each request preempted to host memory
     preempted: int = 0  # requests preempted to make room (by recomputation or swapping)
-
-    def __post_init__(self):
-        assert self.decode_steps == 1 or self.is_decode_run
 
     @property
     def decoding_seqs(self) -> int:
@@ -58,7 +55,7 @@ class TokenGaps(NamedTuple):
     tokens: np.ndarray | int
 
 
-@dataclass
+@dataclass(slots=True)
 class StepOutcome:
     gaps: list[TokenGaps] = field(default_factory=list)
     completed: list[Request] = field(default_factory=list)  # done (their blocks are free)

@@ -7,18 +7,14 @@ import heapq
 from .request import Request
 
 
-class WaitingQueue:
-    def __init__(self):
-        self._heap: list = []  # (-priority, arrival_s, id, request)
-
-    def __len__(self) -> int:
-        return len(self._heap)
+class WaitingQueue(list):
+    """A heap of (-priority, arrival_s, id, request) entries; len() and truthiness are the list's."""
 
     def push(self, req: Request) -> None:
-        heapq.heappush(self._heap, (-req.priority, req.arrival_s, req.id, req))
+        heapq.heappush(self, (-req.priority, req.arrival_s, req.id, req))
 
     def peek(self) -> Request:
-        return self._heap[0][3]
+        return self[0][3]
 
     def pop(self) -> Request:
-        return heapq.heappop(self._heap)[3]
+        return heapq.heappop(self)[3]

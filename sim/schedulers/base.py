@@ -55,6 +55,7 @@ class Scheduler:
         self.running = DecodeBatch()  # the decoding sequences
         self.swapped: deque[tuple[Request, DecodeBatch]] = deque()  # oldest first, with their rows
         self._decoding: dict[int, Request] = {}  # requests with rows in `running`, by id
+        self._some_finished = False  # did the last steps run some sequence to its last token?
         self._now_s = 0.0
         self._swap_in: list[int] = []  # what the step being planned moves over the host link
         self._swap_out: list[int] = []
@@ -101,24 +102,23 @@ class Scheduler:
         outcome = StepOutcome()
         batch = plan.decode
         if batch is not None:
+            self._some_finished = len(ends_s) >= batch.scan(self.kv.block_size).fewest_remaining_tokens
             self.kv.grow(batch, len(ends_s))
             first_gaps_s, rows_per_gap = batch.advance(ends_s, latency_s)
             outcome.gaps.append(TokenGaps(first_gaps_s, rows_per_gap))
             if len(latency_s) > 1:
                 outcome.gaps.append(TokenGaps(latency_s[1:], len(batch)))
-        end_s = float(ends_s[-1])
-        for chunk in plan.prefills:
-            chunk.request.prefilled_tokens += chunk.tokens
-        for chunk in plan.prefills:
-            if chunk.completes_prefill:
-                self.prefilling.remove(chunk.request)
-                self._finish_prefill(chunk.request, end_s, outcome)
+        if plan.prefills:
+            self._progress_prefills(plan.prefills, float(ends_s[-1]), outcome)
         if self.pads_batch:
             self.running.pad_to_longest()
         return outcome
 
     def retire_finished(self, now_s: float) -> list[Request]:
         """Complete the requests whose sequences have generated all their tokens; frees their blocks."""
+        if not self._some_finished:
+            return []
+        self._some_finished = False
         finished = self.running.pop_finished()
         done = []
         for request_id, max_itl_s in zip(finished.request_ids, finished.max_itl_s):
@@ -129,6 +129,14 @@ class Scheduler:
             done.append(req)
         return done
 
+    def _progress_prefills(self, chunks: tuple[PrefillChunk, ...], end_s: float, outcome: StepOutcome) -> None:
+        for chunk in chunks:
+            chunk.request.prefilled_tokens += chunk.tokens
+        for chunk in chunks:
+            if chunk.completes_prefill:
+                self.prefilling.remove(chunk.request)
+                self._finish_prefill(chunk.request, end_s, outcome)
+
     # -- mechanisms the policies compose -----------------------------------------------------------------
     def plan(self, prefills=(), decode: bool = False) -> StepPlan | None:
         """The step: prefill `prefills` and, with `decode`, one token for every running sequence; a
@@ -136,13 +144,12 @@ class Scheduler:
         batch = self.running if decode and len(self.running) else None
         if not prefills and batch is None:
             return None
-        plan = StepPlan(prefills=tuple(prefills), decode=batch, swap_in_blocks=tuple(self._swap_in),
-                        swap_out_blocks=tuple(self._swap_out), preempted=self._preempted)
-        if not plan.is_decode_run or self._preempted:
-            return plan  # a preemption freed blocks: the next step may admit what waits
+        if prefills or self._swap_in or self._swap_out or self._preempted:
+            # a preemption freed blocks: the next step may admit what waits, so plan one step
+            return StepPlan(tuple(prefills), batch, 1, tuple(self._swap_in), tuple(self._swap_out), self._preempted)
         to_first_completion = batch.scan(self.kv.block_size).fewest_remaining_tokens
         steps = self.kv.steps_that_fit(batch, min(to_first_completion, self.max_decode_steps))
-        return StepPlan(decode=batch, decode_steps=steps, preempted=self._preempted)
+        return StepPlan(decode=batch, decode_steps=steps)
 
     def seqs_in_flight(self) -> int:
         return len(self.running) + sum(r.num_seqs for r in self.prefilling)
