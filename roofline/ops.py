@@ -76,6 +76,18 @@ _AMOUNTS = ("flops", "vector_flops", "exp_ops", "weight_bytes", "act_read_bytes"
             "kv_read_bytes", "kv_write_bytes", "l2_reread_bytes")
 
 
+def stack(op_list: list[OpCost]) -> OpCost:
+    """Instances of one op (the same name, kind, dtype) as one OpCost whose amounts, and GEMM shape, are
+    arrays with an entry per instance: what the timing functions evaluate in one vectorised call."""
+    first = op_list[0]
+    gemm = None
+    if first.gemm is not None:
+        gemm = GemmShape(*(np.array([getattr(op.gemm, f.name) for op in op_list], dtype=np.float64)
+                           for f in dataclasses.fields(GemmShape)))
+    return dataclasses.replace(first, gemm=gemm, **{f: np.array([getattr(op, f) for op in op_list], dtype=np.float64)
+                                                    for f in _AMOUNTS})
+
+
 def linear(name: str, tokens: int, in_features: int, out_features: int, quant: QuantSpec,
            bias: bool = False, count: int = 1, tokens_per_matrix: int | None = None) -> list[OpCost]:
     """y = x W (+ b) for `tokens` rows: 2 FLOPs per multiply-add, weights read once per call. `tokens` may

@@ -17,7 +17,7 @@ from .errors import SpecError
 from .hardware import HardwareSpec
 from .models import ModelSpec
 from .step import Batch, Parallelism, StepOptions, layer_ops
-from .timing import combine_s, gemm_tensor_time_s
+from .timing import op_time_s
 
 # Vidur op name -> infersim op name.
 VIDUR_OPS = {
@@ -34,26 +34,14 @@ FITTED_FACTORS = ("compute_efficiency", "memory_efficiency", "launch_overhead_s"
 
 @dataclass(frozen=True)
 class OpSamples:
-    """One profiled op over all rows: measured times and the roofline's inputs, as arrays."""
+    """One profiled op over all rows: measured times and the roofline op of each row, stacked."""
 
     measured_s: np.ndarray
-    kind: str
-    flops: np.ndarray
-    vector_flops: np.ndarray
-    bytes: np.ndarray
-    gemm: np.ndarray  # (rows, 5): m, n, k, count, b_bytes (zeros for non-GEMM ops)
-    dtype: str
+    work: ops.OpCost  # `ops.stack` of the rows' ops
 
     def predict_s(self, hw: HardwareSpec) -> np.ndarray:
-        peak = hw.peak(self.dtype)
-        if self.kind == "gemm":
-            tensor = gemm_tensor_time_s(hw, *self.gemm.T, peak_flops_per_s=peak)
-        else:
-            tensor = self.flops / (peak * hw.compute_efficiency)
-        compute = tensor + self.vector_flops / (hw.vector_flops_per_s * hw.compute_efficiency)
-        eff = hw.vector_bandwidth_efficiency if self.kind == "vector" else hw.memory_efficiency
-        memory = self.bytes / (hw.memory_bandwidth_bytes_per_s * eff)
-        return combine_s(hw, compute, memory)
+        """The roofline's own seconds (`timing.op_time_s`) for every row at once."""
+        return op_time_s(hw, self.work)
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -107,18 +95,9 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
         by_name = {op.name: op for op in layer_ops(model, Batch((tokens,), (0,)), _NO_SRAM, options)}
         by_name["embedding"] = ops.embedding(tokens, model.hidden_size)
         for op in present:
-            cost = by_name[VIDUR_OPS[op]]
-            g = cost.gemm
-            gemm = dataclasses.astuple(g) if g else (0,) * len(dataclasses.fields(ops.GemmShape))
-            table[op].append((float(row[f"time_stats.{op}.median"]) * 1e-3, cost.flops, cost.vector_flops,
-                              cost.bytes, gemm, cost.kind, cost.dtype))
-    samples = {}
-    for op, values in table.items():
-        measured, flops, vector_flops, nbytes, gemm, kinds, dtypes = zip(*values)
-        samples[op] = OpSamples(measured_s=np.array(measured), kind=kinds[0], flops=np.array(flops),
-                                vector_flops=np.array(vector_flops), bytes=np.array(nbytes),
-                                gemm=np.array(gemm, dtype=np.float64), dtype=dtypes[0])
-    return samples
+            table[op].append((float(row[f"time_stats.{op}.median"]) * 1e-3, by_name[VIDUR_OPS[op]]))
+    return {op: OpSamples(measured_s=np.array([m for m, _ in rows_of_op]), work=ops.stack([w for _, w in rows_of_op]))
+            for op, rows_of_op in table.items()}
 
 
 # Profiles hold no attention op, so the attention tiling parameters never matter here.

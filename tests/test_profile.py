@@ -53,3 +53,18 @@ def test_file_without_profile_columns_is_named(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(SpecError, match="bad.csv:num_tokens: missing column"):
         read_profile(path, get_model("llama-2-7b"))
+
+
+def test_profile_predictions_are_the_roofline_op_times_row_by_row(profile_dir):
+    # one cost path: the vectorised prediction equals timing each row's op on its own
+    from infersim.roofline.timing import time_op
+    samples = read_profile(profile_dir / FILES["llama-2-7b"], get_model("llama-2-7b"))
+    for name in ("mlp_up_proj", "input_layernorm", "attn_rope"):
+        work = samples[name].work
+        rows = [dataclasses.replace(work, gemm=work.gemm and type(work.gemm)(*(float(getattr(work.gemm, f.name)[i])
+                                     for f in dataclasses.fields(work.gemm))),
+                                    **{f: float(getattr(work, f)[i]) for f in ("flops", "vector_flops", "exp_ops",
+                                       "weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes",
+                                       "kv_write_bytes", "l2_reread_bytes")})
+                for i in range(0, len(samples[name].measured_s), 7)]
+        assert samples[name].predict_s(A100)[::7] == pytest.approx([time_op(A100, op).time_s for op in rows], rel=1e-12)
