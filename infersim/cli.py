@@ -169,8 +169,9 @@ def cmd_calibrate(args) -> int:
         spec = fitted
     elif args.device == "gpu":
         from infersim.kernels import gpu
+        from infersim.kernels.device import available
         from infersim.roofline import SpecError
-        if not gpu.available():
+        if not available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]')")
         spec = gpu.calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
     else:
@@ -249,11 +250,11 @@ def cmd_validate(args) -> int:
         say(f"timing {len(cases)} kernels")
         measure = functools.partial(interleaved_median_times_s, progress=say)
     else:
-        from infersim.kernels import gpu
-        if not gpu.available():
+        from infersim.kernels import device, gpu
+        if not device.available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]'); "
                             "use --device cpu here")
-        hw = get_hardware(args.hardware or gpu.registry_name())
+        hw = get_hardware(args.hardware or device.registry_name())
         from infersim.kernels.measure import gpu_median_time_s
         cases = gpu.gpu_cases(hw, args.quick)
 

@@ -71,8 +71,8 @@ def test_infersim_validate_on_the_cpu(tmp_path):
 
 
 def test_validate_on_a_gpu_less_machine_says_so_in_one_line(tmp_path):
-    from infersim.kernels import gpu
-    if gpu.available():
+    from infersim.kernels import device
+    if device.available():
         pytest.skip("this machine has a GPU")
     proc = subprocess.run([sys.executable, "-m", "infersim.cli", "validate", "--device", "gpu"],
                           capture_output=True, text=True, cwd=tmp_path)
@@ -129,10 +129,10 @@ def test_a_failing_kernel_keeps_its_row_and_the_sweep_goes_on(tmp_path):
 @pytest.mark.parametrize("call", ["attention", "paged", "w8a8", "w4a16", "logits"])
 def test_the_cupy_backend_without_a_gpu_says_so_in_one_line(call):
     from infersim.kernels import attention as att
-    from infersim.kernels import gpu
+    from infersim.kernels import device
     from infersim.kernels import quant as qk
     from infersim.kernels import sampling as smp
-    if gpu.available():
+    if device.available():
         pytest.skip("this machine has a GPU")
     x = np.ones((2, 128), dtype=np.float32)
     calls = {"attention": lambda: att.attention(np.ones((1, 1, 2, 32)), np.ones((1, 1, 2, 32)), np.ones((1, 1, 2, 32)),
