@@ -38,13 +38,13 @@ def main() -> None:
     import cupy as cp
 
     from infersim.kernels import attention as att
-    from infersim.kernels import gpu
     from infersim.kernels import quant as qk
     from infersim.kernels import sampling as smp
+    from infersim.kernels.calibrate import calibrate_gpu
     from infersim.kernels.cuda import quant as cuda_quant
     from infersim.kernels.device import to_device
     from infersim.kernels.measure import gpu_median_time_s
-    hw = gpu.calibrate_gpu(print)
+    hw = calibrate_gpu(print)
     peaks = {"fp16_tflops": hw.peak("fp16") * hw.compute_efficiency / 1e12,
              "fp32_tflops": hw.peak("fp32") * hw.compute_efficiency / 1e12,
              "bandwidth_tbs": hw.memory_bandwidth_bytes_per_s * hw.memory_efficiency / 1e12}

@@ -168,12 +168,12 @@ def cmd_calibrate(args) -> int:
               f"{100 * after['all_median_abs_err']:.1f}%")
         spec = fitted
     elif args.device == "gpu":
-        from infersim.kernels import gpu
+        from infersim.kernels.calibrate import calibrate_gpu
         from infersim.kernels.device import available
         from infersim.roofline import SpecError
         if not available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]')")
-        spec = gpu.calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
+        spec = calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
     else:
         from infersim.kernels.calibrate import calibrate_host
         spec = calibrate_host(progress=lambda text: print(text, file=sys.stderr))
