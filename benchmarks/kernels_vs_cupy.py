@@ -8,7 +8,7 @@ memory); paged decode attention vs gathering the blocks into dense K/V and the s
 the W8A8 path (cuBLAS int8 GEMM and our quantize/rescale kernels) and both W4A16 paths (the fused kernel,
 and dequantize + cuBLAS fp16) vs cuBLAS's fp16 GEMM on unquantized weights; sort-free top-p vs top-p by
 CuPy's sort and cumulative sum. The W4A16 rows at several token counts place the crossover that
-gpu.W4A16_FUSED_ROWS encodes.
+kernels.cuda.quant.W4A16_FUSED_ROWS encodes.
 """
 from __future__ import annotations
 
@@ -38,11 +38,13 @@ def main() -> None:
     import cupy as cp
 
     from infersim.kernels import attention as att
-    from infersim.kernels import gpu
     from infersim.kernels import quant as qk
     from infersim.kernels import sampling as smp
+    from infersim.kernels.calibrate import calibrate_gpu
+    from infersim.kernels.cuda import quant as cuda_quant
+    from infersim.kernels.device import to_device
     from infersim.kernels.measure import gpu_median_time_s
-    hw = gpu.calibrate_gpu(print)
+    hw = calibrate_gpu(print)
     peaks = {"fp16_tflops": hw.peak("fp16") * hw.compute_efficiency / 1e12,
              "fp32_tflops": hw.peak("fp32") * hw.compute_efficiency / 1e12,
              "bandwidth_tbs": hw.memory_bandwidth_bytes_per_s * hw.memory_efficiency / 1e12}
@@ -78,7 +80,7 @@ def main() -> None:
              "gather + cupy naive")
     k_in = n_out = 4096
     w = (np.random.default_rng(1).standard_normal((k_in, n_out)) / 64).astype(np.float32)
-    w8, w4 = gpu.to_device(qk.quantize(w, 8, True, "channel")), gpu.to_device(qk.quantize(w, 4, False, "group", 128))
+    w8, w4 = to_device(qk.quantize(w, 8, True, "channel")), to_device(qk.quantize(w, 4, False, "group", 128))
     w16 = cp.asarray(w, dtype=cp.float16)
     for m in (1, 2, 4, 8, 16, 64, 256, 1024):
         x = rng.standard_normal((m, k_in), dtype=cp.float32)
@@ -88,9 +90,9 @@ def main() -> None:
             pair("w8a8 gemm", shape, flops, k_in * n_out + 5 * m * (k_in + n_out),
                  lambda x=x: qk.w8a8_matmul(x, w8, backend="cupy"), lambda x16=x16: x16 @ w16, "cublas fp16")
         pair("w4a16 fused", shape, flops, k_in * n_out / 2 + 4 * m * (k_in + n_out),
-             lambda x=x: gpu.w4a16_matmul(x, w4, fused=True), lambda x16=x16: x16 @ w16, "cublas fp16")
+             lambda x=x: cuda_quant.w4a16_matmul(x, w4, fused=True), lambda x16=x16: x16 @ w16, "cublas fp16")
         pair("w4a16 dequant+cublas", shape, flops, k_in * n_out * 4.5 + 2 * m * k_in + 4 * m * n_out,
-             lambda x=x: gpu.w4a16_matmul(x, w4, fused=False), lambda x16=x16: x16 @ w16, "cublas fp16")
+             lambda x=x: cuda_quant.w4a16_matmul(x, w4, fused=False), lambda x16=x16: x16 @ w16, "cublas fp16")
     for batch in (1, 64, 256):
         logits = rng.standard_normal((batch, 128256), dtype=cp.float32) * 3
         pair("top-p", f"batch{batch} vocab128256", 0, 2 * batch * 128256 * 4,

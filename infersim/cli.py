@@ -168,11 +168,12 @@ def cmd_calibrate(args) -> int:
               f"{100 * after['all_median_abs_err']:.1f}%")
         spec = fitted
     elif args.device == "gpu":
-        from infersim.kernels import gpu
+        from infersim.kernels.calibrate import calibrate_gpu
+        from infersim.kernels.device import available
         from infersim.roofline import SpecError
-        if not gpu.available():
+        if not available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]')")
-        spec = gpu.calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
+        spec = calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
     else:
         from infersim.kernels.calibrate import calibrate_host
         spec = calibrate_host(progress=lambda text: print(text, file=sys.stderr))
@@ -228,7 +229,7 @@ def cmd_validate(args) -> int:
     import json
     from pathlib import Path
 
-    from infersim.kernels.validate import family_errors, validate, write_csv
+    from infersim.kernels.validate import family_errors, sweep, validate, write_csv
     from infersim.plots import plot_validation
     from infersim.report import table
     from infersim.roofline import SpecError, get_hardware
@@ -236,8 +237,9 @@ def cmd_validate(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     if args.device == "cpu":
+        import numpy as xp
+
         from infersim.kernels.measure import interleaved_median_times_s
-        from infersim.kernels.validate import cpu_cases
         if args.hardware:
             hw = get_hardware(args.hardware)
         else:
@@ -245,20 +247,20 @@ def cmd_validate(args) -> int:
             say("no --hardware given: calibrating this CPU first (infersim calibrate --out F.yaml saves it)")
             hw = calibrate_host(progress=say)
             (out / "hardware.yaml").write_text(hw.to_yaml())
-        cases = cpu_cases(hw, args.quick)
-        say(f"timing {len(cases)} kernels")
         measure = functools.partial(interleaved_median_times_s, progress=say)
     else:
-        from infersim.kernels import gpu
-        if not gpu.available():
+        from infersim.kernels import device
+        if not device.available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]'); "
                             "use --device cpu here")
-        hw = get_hardware(args.hardware or gpu.registry_name())
+        hw = get_hardware(args.hardware or device.registry_name())
+        xp = device.require()
         from infersim.kernels.measure import gpu_median_time_s
-        cases = gpu.gpu_cases(hw, args.quick)
 
         def measure(fns):
             return [gpu_median_time_s(fn) for fn in fns]
+    cases = sweep(hw, xp, args.quick)
+    say(f"timing {len(cases)} kernels")
     rows = validate(cases, hw, measure, progress=say)
     write_csv(rows, out / "validation.csv")
     errors = family_errors(rows)

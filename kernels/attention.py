@@ -1,7 +1,7 @@
 """Attention kernels: naive (the score matrix materialised), tiled with the online softmax
 (FlashAttention-2, Dao 2023, Algorithm 1) and paged decode attention reading K/V through a block table
 (PagedAttention, Kwon et al. 2023). Each has a NumPy reference and a Numba CPU kernel behind one function;
-the CuPy versions live in `gpu.py`.
+the CuPy versions live in `cuda/attention.py`.
 
 Shapes: q [batch, heads, q_len, head_dim], k and v [batch, kv_heads, kv_len, head_dim] with heads a
 multiple of kv_heads (grouped-query attention: query head h reads KV head h // (heads / kv_heads)). The
@@ -18,6 +18,7 @@ import numpy as np
 
 from ._numba_gemm import REORDER as _REORDER
 from ._numba_gemm import one_blas_thread
+from .cuda import attention as cuda_attention
 from .fast_exp import fast_exp
 
 BACKENDS = ("numpy", "numba", "cupy")
@@ -145,12 +146,10 @@ def attention(q, k, v, causal: bool = True, backend: str = "numpy", tiled: bool 
               block_q: int = 64, block_k: int = 64) -> np.ndarray:
     """Exact attention (see module docstring). numpy: the tiled reference (or the naive one when
     tiled=False); numba: a parallel tiled kernel, one (batch, head, query tile) per task, online softmax
-    over key tiles, the tile products on BLAS; cupy: the GPU kernel on CuPy arrays (`gpu.attention`, its
-    own 16-row, 32-key tiles)."""
+    over key tiles, the tile products on BLAS; cupy: the GPU kernel on CuPy arrays (`cuda.attention.attention`,
+    its own 16-row, 32-key tiles)."""
     if backend == "cupy":
-        from . import gpu
-        gpu.require()
-        return gpu.attention(q, k, v, causal)
+        return cuda_attention.attention(q, k, v, causal)
     if backend == "numpy":
         return (tiled_attention_reference(q, k, v, causal, block_q, block_k) if tiled
                 else naive_attention(q, k, v, causal))
@@ -258,13 +257,12 @@ def _paged_numba(q, k_cache, v_cache, block_tables, context_lens, split_tokens, 
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, backend: str = "numpy",
                            split_tokens: int = 512) -> np.ndarray:
     """Decode attention over a paged KV cache (see `paged_decode_attention_reference`); the numba and cupy
-    backends split each context into spans of split_tokens (see `_paged_numba`, `gpu.paged_decode_attention`)."""
+    backends split each context into spans of split_tokens (see `_paged_numba`,
+    `cuda.attention.paged_decode_attention`)."""
     if q.shape[1] % k_cache.shape[2]:
         raise ValueError(f"heads={q.shape[1]} must be a multiple of kv_heads={k_cache.shape[2]}")
     if backend == "cupy":
-        from . import gpu
-        gpu.require()
-        return gpu.paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, split_tokens)
+        return cuda_attention.paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, split_tokens)
     if backend == "numpy":
         return paged_decode_attention_reference(q, k_cache, v_cache, block_tables, context_lens)
     if backend == "numba":

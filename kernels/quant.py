@@ -17,6 +17,7 @@ import numpy as np
 
 from ._numba_gemm import REORDER as _REORDER
 from ._numba_gemm import int8_gemm
+from .cuda import quant as cuda_quant
 
 GRANULARITIES = ("tensor", "channel", "token", "group")
 BACKENDS = ("numpy", "numba", "cupy")
@@ -138,16 +139,14 @@ def codebook_quantize(w: np.ndarray, levels: int = 16, group_size: int = 64, ite
 def w8a8_matmul(x: np.ndarray, w_q: Quantized, x_granularity: str = "token", backend: str = "numba") -> np.ndarray:
     """int8 activations x int8 weights, accumulated in int32, rescaled by s_x s_w (LLM.int8()'s
     vector-wise quantization when activations are per token and weights per channel). numpy: NumPy's
-    integer matmul (the reference); numba: the parallel int8 kernel; cupy: the GPU kernel (`gpu.to_device`
-    the weights first)."""
+    integer matmul (the reference); numba: the parallel int8 kernel; cupy: the GPU kernel
+    (`device.to_device` the weights first)."""
     if w_q.bits != 8 or w_q.zero is not None or w_q.granularity not in ("tensor", "channel"):
         raise ValueError("w8a8_matmul wants symmetric int8 weights per tensor or per channel")
     if x_granularity not in ("tensor", "token"):
         raise ValueError(f"x_granularity must be 'tensor' or 'token', got {x_granularity!r}")
     if backend == "cupy":
-        from . import gpu
-        gpu.require()
-        return gpu.w8a8_matmul(x, w_q, x_granularity)
+        return cuda_quant.w8a8_matmul(x, w_q, x_granularity)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     x_q = quantize(x, 8, True, x_granularity)
@@ -198,13 +197,11 @@ def w4a16_matmul(x: np.ndarray, w_q: Quantized, backend: str = "numba") -> np.nd
     """fp activations x 4-bit group-quantized weights (GPTQ/AWQ-style). numpy: dequantize, then matmul
     (the reference); numba: dequantized inside the product for decode-sized inputs, as fused GPU kernels
     do, and once into a full matrix for prefill-sized ones, as they switch to dequantize-then-multiply;
-    cupy: the GPU kernel, dequantizing in its inner loop (`gpu.to_device` the weights first)."""
+    cupy: the GPU kernel, dequantizing in its inner loop (`device.to_device` the weights first)."""
     if not (w_q.bits == 4 and w_q.packed and w_q.granularity == "group" and w_q.codebook is None):
         raise ValueError("w4a16_matmul wants packed uniform int4 weights quantized per group")
     if backend == "cupy":
-        from . import gpu
-        gpu.require()
-        return gpu.w4a16_matmul(x, w_q)
+        return cuda_quant.w4a16_matmul(x, w_q)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "numpy":

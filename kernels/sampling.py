@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from ._numba_gemm import REORDER as _REORDER
+from .cuda import sampling as cuda_sampling
 from .fast_exp import fast_exp
 
 BACKENDS = ("numpy", "numba", "cupy")
@@ -64,15 +65,14 @@ def process_logits(logits: np.ndarray, context_ids: np.ndarray | None = None, *,
                    backend: str = "numpy") -> np.ndarray:
     """The processors above, in transformers' order; a neutral value (1.0, 0, 1.0) skips a processor.
     numpy: the functions above; numba: compiled passes, rows in parallel; cupy: CuPy arrays on the GPU
-    (`gpu.process_logits`)."""
+    (`cuda.sampling.process_logits`)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (use greedy for 0), got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if backend == "cupy":
-        from . import gpu
-        gpu.require()
-        return gpu.process_logits(logits, context_ids, repetition, temperature, top_k, top_p, min_tokens_to_keep)
+        return cuda_sampling.process_logits(logits, context_ids, repetition, temperature, top_k, top_p,
+                                            min_tokens_to_keep)
     logits = np.asarray(logits, dtype=np.float32)
     if context_ids is None:
         context_ids = np.full((logits.shape[0], 1), -1, dtype=np.int64)

@@ -22,6 +22,12 @@ from infersim.roofline.hardware import HardwareSpec
 from infersim.roofline.quant import QuantSpec, get_quant
 from infersim.roofline.timing import op_compute_s, op_memory_s, time_op
 
+from . import attention as att
+from . import quant as qk
+from . import sampling as smp
+from .cuda.quant import W4A16_FUSED_ROWS
+from .device import to_device
+
 FAMILIES = ("attention", "quant", "sampling")
 TOLERANCE = 0.25
 
@@ -70,11 +76,6 @@ def linear_work(scheme: str, m: int, k: int, n: int) -> list:
     return widen(ops.linear("w4a16", m, k, n, get_quant("w4a16")), 2, "fp32")
 
 
-def _qkv(rng, b, h, kv, s, t, d):
-    return (rng.standard_normal((b, h, s, d), dtype=np.float32), rng.standard_normal((b, kv, t, d), dtype=np.float32),
-            rng.standard_normal((b, kv, t, d), dtype=np.float32))
-
-
 def zipf_logits(batch: int, vocab: int, rng) -> np.ndarray:
     """Logits of a Zipf-like next-token distribution (probability ~ 1 / rank^1.1, ranks shuffled per
     row), as language models' are: top-p then keeps tens to hundreds of tokens, not most of them."""
@@ -82,55 +83,99 @@ def zipf_logits(batch: int, vocab: int, rng) -> np.ndarray:
     return (-1.1 * np.log(ranks)).astype(np.float32)
 
 
-def cpu_cases(hw: HardwareSpec, quick: bool = False) -> list[Case]:
-    from . import attention as att
-    from . import quant as qk
-    from . import sampling as smp
-    rng = np.random.default_rng(0)
+@dataclass(frozen=True)
+class Shapes:
+    """The shapes one sweep runs its kernels at."""
+    heads: int  # prefill attention: query heads, KV heads and head size
+    kv_heads: int
+    head_dim: int
+    prefill_tokens: tuple  # a causal prefill of each length
+    decode_batches: tuple  # paged decode attention: (sequences, cached tokens) pairs
+    features: int  # a square linear layer's in = out features
+    linear_tokens: tuple  # the token rows it multiplies
+    vocab: int
+    sampling_batches: tuple  # rows of logits
+
+
+_CPU_SHAPES = Shapes(heads=8, kv_heads=8, head_dim=64, prefill_tokens=(128, 256, 512, 1024),
+                     decode_batches=((1, 512), (1, 4096), (8, 1024), (32, 1024), (32, 4096)), features=2048,
+                     linear_tokens=(1, 16, 128, 512), vocab=32000, sampling_batches=(1, 16, 64))
+# Llama-3-8B's: 32 query heads, 8 KV heads of 128 dimensions, 4096 features, a 128256-token vocabulary
+_GPU_SHAPES = Shapes(heads=32, kv_heads=8, head_dim=128, prefill_tokens=(256, 512, 1024, 2048, 4096),
+                     decode_batches=((1, 4096), (8, 2048), (32, 2048), (64, 4096), (128, 1024)), features=4096,
+                     linear_tokens=(1, 16, 64, 256, 1024), vocab=128256, sampling_batches=(1, 16, 64, 256))
+# The sweep's shapes by array module, in full and for --quick
+SHAPES = {
+    "numpy": {False: _CPU_SHAPES,
+              True: dataclasses.replace(_CPU_SHAPES, prefill_tokens=(128, 256), decode_batches=((1, 1024), (8, 1024)),
+                                        features=1024, linear_tokens=(1, 64), sampling_batches=(1, 16))},
+    "cupy": {False: _GPU_SHAPES,
+             True: dataclasses.replace(_GPU_SHAPES, prefill_tokens=(512, 2048), decode_batches=((8, 2048), (64, 2048)),
+                                       linear_tokens=(1, 256), sampling_batches=(1, 64))},
+}
+
+
+def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
+    """The validation sweep on the arrays of `xp`: on NumPy arrays the Numba kernels, with the NumPy
+    references and greedy selection beside them; on CuPy arrays the CUDA kernels, with cuBLAS's fp16 GEMM
+    (the unquantized baseline engines run) beside them."""
+    on_gpu = xp is not np
+    backend = "cupy" if on_gpu else "numba"
+    shapes = SHAPES[xp.__name__][quick]
+    rng, host_rng = xp.random.default_rng(0), np.random.default_rng(0)
+
+    def normal(*shape):
+        return rng.standard_normal(shape, dtype=xp.float32)
     cases = []
-    for s in ((128, 256) if quick else (128, 256, 512, 1024)):
-        b, h, d = 1, 8, 64
-        q, k, v = _qkv(rng, b, h, h, s, s, d)
-        flash, naive = (prefill_attention_work(hw, s, h, h, d, f) for f in (True, False))
-        shape = f"b{b} h{h} s{s} d{d} causal"
-        cases.append(Case("attention_tiled_numba", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numba"),
-                          flash))
-        cases.append(Case("attention_tiled_numpy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numpy"),
-                          flash))
-        cases.append(Case("attention_naive_numpy", shape, lambda q=q, k=k, v=v: att.naive_attention(q, k, v, True),
-                          naive))
-    for b, ctx in ((1, 1024), (8, 1024)) if quick else ((1, 512), (1, 4096), (8, 1024), (32, 1024), (32, 4096)):
-        h, kv, d, block = 32, 8, 128, 16
-        blocks_per_seq = ctx // block
-        k_cache = rng.standard_normal((b * blocks_per_seq, block, kv, d), dtype=np.float32)
-        v_cache = rng.standard_normal((b * blocks_per_seq, block, kv, d), dtype=np.float32)
-        tables = rng.permutation(b * blocks_per_seq).reshape(b, blocks_per_seq)
-        lens = np.full(b, ctx)
-        qd = rng.standard_normal((b, h, d), dtype=np.float32)
-        cases.append(Case("attention_paged_numba", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
-                          lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(*a, backend="numba"),
+    h, kv, d = shapes.heads, shapes.kv_heads, shapes.head_dim
+    for s in shapes.prefill_tokens:
+        q, k, v = normal(1, h, s, d), normal(1, kv, s, d), normal(1, kv, s, d)
+        flash = prefill_attention_work(hw, s, h, kv, d, True)
+        shape = f"b1 h{h}{f' kv{kv}' if kv != h else ''} s{s} d{d} causal"
+        cases.append(Case(f"attention_tiled_{backend}", shape,
+                          lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend), flash))
+        if not on_gpu:
+            cases.append(Case("attention_tiled_numpy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numpy"),
+                              flash))
+            cases.append(Case("attention_naive_numpy", shape, lambda q=q, k=k, v=v: att.naive_attention(q, k, v, True),
+                              prefill_attention_work(hw, s, h, kv, d, False)))
+    h, kv, d, block = 32, 8, 128, 16
+    for b, ctx in shapes.decode_batches:
+        blocks = b * ctx // block
+        k_cache, v_cache = normal(blocks, block, kv, d), normal(blocks, block, kv, d)
+        tables = xp.asarray(host_rng.permutation(blocks).reshape(b, -1))
+        lens = xp.full(b, ctx, dtype=xp.int64)
+        qd = normal(b, h, d)
+        cases.append(Case(f"attention_paged_{backend}", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
+                          lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(*a, backend=backend),
                           paged_decode_work(b, ctx, h, kv, d)))
-    k_in = n_out = 1024 if quick else 2048
-    w = (rng.standard_normal((k_in, n_out)) / np.sqrt(k_in)).astype(np.float32)
-    w8 = qk.quantize(w, 8, True, "channel")
-    w4 = qk.quantize(w, 4, False, "group", 128)
-    for m in ((1, 64) if quick else (1, 16, 128, 512)):
-        x = rng.standard_normal((m, k_in), dtype=np.float32)
-        shape = f"m{m} k{k_in} n{n_out}"
-        cases.append(Case("quant_fp32_numpy", shape, lambda x=x: x @ w, linear_work("fp32", m, k_in, n_out)))
-        cases.append(Case("quant_w8a8_numba", shape, lambda x=x: qk.w8a8_matmul(x, w8),
-                          linear_work("w8a8", m, k_in, n_out)))
-        cases.append(Case("quant_w4a16_numba", shape, lambda x=x: qk.w4a16_matmul(x, w4),
-                          linear_work("w4a16-fp32", m, k_in, n_out)))
-    vocab = 32000
-    for batch in ((1, 16) if quick else (1, 16, 64)):
-        logits = zipf_logits(batch, vocab, rng)
-        shape = f"batch{batch} vocab{vocab}"
-        cases.append(Case("sampling_top_p_numba", shape,
-                          lambda lg=logits: smp.process_logits(lg, top_p=0.9, backend="numba"),
-                          [ops.sampling(batch, vocab, "top_p")]))
-        cases.append(Case("sampling_greedy_numpy", shape, lambda lg=logits: smp.greedy(lg),
-                          [ops.sampling(batch, vocab, "greedy")]))
+    n = shapes.features
+    w_host = (host_rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
+    w8, w4 = qk.quantize(w_host, 8, True, "channel"), qk.quantize(w_host, 4, False, "group", 128)
+    w = xp.asarray(w_host)
+    if on_gpu:
+        w8, w4, w_fp16 = to_device(w8), to_device(w4), w.astype(xp.float16)
+    for m in shapes.linear_tokens:
+        x = normal(m, n)
+        shape = f"m{m} k{n} n{n}"
+        cases.append(Case(f"quant_fp32_{xp.__name__}", shape, lambda x=x: x @ w, linear_work("fp32", m, n, n)))
+        if on_gpu:
+            cases.append(Case("quant_fp16_cublas", shape, lambda x=x.astype(xp.float16): x @ w_fp16,
+                              linear_work("fp16", m, n, n)))
+        cases.append(Case(f"quant_w8a8_{backend}", shape, lambda x=x: qk.w8a8_matmul(x, w8, backend=backend),
+                          linear_work("w8a8", m, n, n)))
+        fp16_gemm = on_gpu and m > W4A16_FUSED_ROWS  # the GPU dequantizes many rows' weights for cuBLAS fp16
+        cases.append(Case(f"quant_w4a16_{backend}", shape, lambda x=x: qk.w4a16_matmul(x, w4, backend=backend),
+                          linear_work("w4a16" if fp16_gemm else "w4a16-fp32", m, n, n)))
+    for batch in shapes.sampling_batches:
+        logits = xp.asarray(zipf_logits(batch, shapes.vocab, host_rng))
+        shape = f"batch{batch} vocab{shapes.vocab}"
+        cases.append(Case(f"sampling_top_p_{backend}", shape,
+                          lambda lg=logits: smp.process_logits(lg, top_p=0.9, backend=backend),
+                          [ops.sampling(batch, shapes.vocab, "top_p")]))
+        if not on_gpu:
+            cases.append(Case("sampling_greedy_numpy", shape, lambda lg=logits: smp.greedy(lg),
+                              [ops.sampling(batch, shapes.vocab, "greedy")]))
     return cases
 
 

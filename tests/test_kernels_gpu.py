@@ -2,22 +2,35 @@
 import numpy as np
 import pytest
 
-from infersim.kernels import gpu
+from infersim.kernels import device
+from infersim.kernels.cuda import attention as cuda_attention
+from infersim.kernels.cuda import quant as cuda_quant
 
-needs_gpu = pytest.mark.skipif(not gpu.available(), reason="needs CuPy and a CUDA GPU")
+needs_gpu = pytest.mark.skipif(not device.available(), reason="needs CuPy and a CUDA GPU")
 
 
 def test_gpu_attention_refuses_a_head_size_it_was_not_written_for():
     with pytest.raises(ValueError, match="head_dim 32, 64, 96 or 128"):
-        gpu.attention(np.zeros((1, 1, 1, 48)), np.zeros((1, 1, 1, 48)), np.zeros((1, 1, 1, 48)))
+        cuda_attention.attention(np.zeros((1, 1, 1, 48)), np.zeros((1, 1, 1, 48)), np.zeros((1, 1, 1, 48)))
     with pytest.raises(ValueError, match="head_dim"):
-        gpu.paged_decode_attention(np.zeros((1, 1, 256)), None, None, None, None)
+        cuda_attention.paged_decode_attention(np.zeros((1, 1, 256)), None, None, None, None)
 
 
 def test_paged_blocks_serve_the_largest_divisor_of_the_gqa_group_up_to_eight_heads():
     # worked by hand: Llama-3-8B 32/8 -> 4; a group of 12 -> two blocks of 6; MQA with 16 heads -> 8;
     # 7 (prime) -> 7; 9 -> 3; no sharing -> 1
-    assert [gpu._query_heads_per_block(g) for g in (4, 12, 16, 7, 9, 1)] == [4, 6, 8, 7, 3, 1]
+    assert [cuda_attention._query_heads_per_block(g) for g in (4, 12, 16, 7, 9, 1)] == [4, 6, 8, 7, 3, 1]
+
+
+def test_fused_w4a16_splits_k_until_the_grid_has_16_warps_per_sm():
+    # worked by hand for a 4096 x 4096 weight, 64 threads (2 warps) a block: one token row takes 4096 / 8
+    # / 64 = 8 column blocks; an H100's 132 SMs x 8 blocks = 1056 blocks want 132 splits, capped at
+    # 4096 / 32 = 128 splits of 32 rows; an L4's 58 SMs want 58 splits of 4096 / 58 = 70.6 -> 72 rows
+    # (whole pairs); 8 rows (2 row blocks of 4) on an H100: 66 splits of 62.1 -> 64 rows
+    assert cuda_quant._fused_k_rows_per_split(4096, 8, 132) == 32
+    assert cuda_quant._fused_k_rows_per_split(4096, 8, 58) == 72
+    assert cuda_quant._fused_k_rows_per_split(4096, 16, 132) == 64
+    assert cuda_quant._fused_k_rows_per_split(64, 4096, 132) == 64  # a grid already full: no split
 
 
 @needs_gpu
@@ -69,19 +82,19 @@ def test_gpu_quantized_gemms_match_the_cpu_kernels():
     for granularity in ("channel", "tensor"):
         w8 = qk.quantize(w, 8, True, granularity)
         for x_granularity in ("token", "tensor"):
-            got8 = cp.asnumpy(qk.w8a8_matmul(cp.asarray(x), gpu.to_device(w8), x_granularity, backend="cupy"))
+            got8 = cp.asnumpy(qk.w8a8_matmul(cp.asarray(x), device.to_device(w8), x_granularity, backend="cupy"))
             assert np.allclose(got8, qk.w8a8_matmul(x, w8, x_granularity), rtol=1e-5, atol=1e-4)
     for symmetric in (False, True):  # the fused kernel: fp32 activations and math
         w4 = qk.quantize(w, 4, symmetric, "group", 64)
-        for rows in (1, 3, gpu.W4A16_FUSED_ROWS):
-            got4 = cp.asnumpy(qk.w4a16_matmul(cp.asarray(x[:rows]), gpu.to_device(w4), backend="cupy"))
+        for rows in (1, 3, cuda_quant.W4A16_FUSED_ROWS):
+            got4 = cp.asnumpy(qk.w4a16_matmul(cp.asarray(x[:rows]), device.to_device(w4), backend="cupy"))
             assert np.allclose(got4, qk.w4a16_matmul(x[:rows], w4, backend="numpy"), rtol=1e-4, atol=1e-3), symmetric
     # more rows than the fused kernel takes: fp16 weights and activations, fp32 accumulation, so the
     # reference is the product of the fp16-rounded operands
-    xs = rng.standard_normal((gpu.W4A16_FUSED_ROWS + 13, 256)).astype(np.float32)
+    xs = rng.standard_normal((cuda_quant.W4A16_FUSED_ROWS + 13, 256)).astype(np.float32)
     w4 = qk.quantize(w, 4, False, "group", 64)
     rounded = xs.astype(np.float16).astype(np.float32) @ qk.dequantize(w4).astype(np.float16).astype(np.float32)
-    got = cp.asnumpy(qk.w4a16_matmul(cp.asarray(xs), gpu.to_device(w4), backend="cupy"))
+    got = cp.asnumpy(qk.w4a16_matmul(cp.asarray(xs), device.to_device(w4), backend="cupy"))
     assert np.allclose(got, rounded, rtol=1e-4, atol=1e-3)
 
 

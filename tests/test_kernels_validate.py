@@ -1,13 +1,16 @@
 """The validation harness: its explanations by hand, and `infersim validate` end to end on the CPU."""
 import csv
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
+from infersim.kernels import validate as sweeps
 from infersim.kernels.validate import Case, explain, family_errors, linear_work, predict, validate, widen, write_csv
 from infersim.roofline import ops
 from infersim.roofline.hardware import HardwareSpec
@@ -70,9 +73,35 @@ def test_infersim_validate_on_the_cpu(tmp_path):
     assert (out / "measured_vs_predicted.png").stat().st_size > 10_000 and (out / "roofline.png").exists()
 
 
+def test_the_sweep_on_cupy_arrays_times_the_cuda_kernels_and_cublas_fp16(monkeypatch):
+    # NumPy stands in for CuPy (building the cases runs no kernel), at small shapes, the weights left on
+    # the host
+    cupy = types.ModuleType("cupy")
+    cupy.__getattr__ = lambda name: getattr(np, name)
+    small = dataclasses.replace(sweeps.SHAPES["cupy"][True], prefill_tokens=(64,), decode_batches=((2, 64),),
+                                features=256, linear_tokens=(1, 16), vocab=1000, sampling_batches=(2,))
+    monkeypatch.setitem(sweeps.SHAPES["cupy"], True, small)
+    monkeypatch.setattr(sweeps, "to_device", lambda w_q: w_q)
+    cases = sweeps.sweep(CPU, cupy, quick=True)
+    assert [(c.kernel, c.shape) for c in cases] == [
+        ("attention_tiled_cupy", "b1 h32 kv8 s64 d128 causal"), ("attention_paged_cupy", "b2 h32 kv8 ctx64 d128"),
+        *[(kernel, f"m{m} k256 n256") for m in (1, 16)
+          for kernel in ("quant_fp32_cupy", "quant_fp16_cublas", "quant_w8a8_cupy", "quant_w4a16_cupy")],
+        ("sampling_top_p_cupy", "batch2 vocab1000")]
+    # W4A16 above 8 rows is cuBLAS's fp16 GEMM on dequantized weights; the fused kernel computes in fp32
+    assert [c.work[0].dtype for c in cases if c.kernel == "quant_w4a16_cupy"] == ["fp32", "fp16"]
+
+
+def test_the_sweep_on_numpy_arrays_times_the_numpy_references_beside_the_numba_kernels():
+    kernels = {c.kernel for c in sweeps.sweep(CPU, np, quick=True)}
+    assert kernels == {"attention_tiled_numba", "attention_tiled_numpy", "attention_naive_numpy",
+                       "attention_paged_numba", "quant_fp32_numpy", "quant_w8a8_numba", "quant_w4a16_numba",
+                       "sampling_top_p_numba", "sampling_greedy_numpy"}
+
+
 def test_validate_on_a_gpu_less_machine_says_so_in_one_line(tmp_path):
-    from infersim.kernels import gpu
-    if gpu.available():
+    from infersim.kernels import device
+    if device.available():
         pytest.skip("this machine has a GPU")
     proc = subprocess.run([sys.executable, "-m", "infersim.cli", "validate", "--device", "gpu"],
                           capture_output=True, text=True, cwd=tmp_path)
@@ -129,10 +158,10 @@ def test_a_failing_kernel_keeps_its_row_and_the_sweep_goes_on(tmp_path):
 @pytest.mark.parametrize("call", ["attention", "paged", "w8a8", "w4a16", "logits"])
 def test_the_cupy_backend_without_a_gpu_says_so_in_one_line(call):
     from infersim.kernels import attention as att
-    from infersim.kernels import gpu
+    from infersim.kernels import device
     from infersim.kernels import quant as qk
     from infersim.kernels import sampling as smp
-    if gpu.available():
+    if device.available():
         pytest.skip("this machine has a GPU")
     x = np.ones((2, 128), dtype=np.float32)
     calls = {"attention": lambda: att.attention(np.ones((1, 1, 2, 32)), np.ones((1, 1, 2, 32)), np.ones((1, 1, 2, 32)),

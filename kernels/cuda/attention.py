@@ -1,0 +1,67 @@
+"""CuPy GPU attention with the signatures of `kernels.attention`'s, fp32 on CUDA cores: tiled attention
+with FlashAttention-2's work split and online softmax (`attention.cu`), and split-KV paged decode
+attention (Flash-Decoding) whose blocks serve all the query heads of a GQA group (`paged_attention.cu`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..device import require
+from .compile import compiled
+
+
+def _check_head_dim(d: int) -> None:
+    if d % 32 or not 32 <= d <= 128:
+        raise ValueError(f"the GPU attention kernels take head_dim 32, 64, 96 or 128, got {d}")
+
+
+def attention(q, k, v, causal: bool = True):
+    """Exact attention of CuPy fp32 arrays (see kernels.attention): FlashAttention-2's split, a block per
+    16 query rows of one head walking 32-key tiles of K and V through shared memory, the online softmax
+    in registers; causal masks end-aligned."""
+    b, h, s, d = q.shape
+    kv_h, t = k.shape[1], k.shape[2]
+    _check_head_dim(d)
+    if h % kv_h:
+        raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
+    cp = require()
+    out = cp.empty((b, h, s, d), dtype=cp.float32)
+    compiled("attention.cu", "attention_tiles", f"HEAD_DIM={d}")(
+        ((s + 15) // 16, b * h), (128,),
+        (cp.ascontiguousarray(q, cp.float32), cp.ascontiguousarray(k, cp.float32), cp.ascontiguousarray(v, cp.float32),
+         out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t), np.int32(causal)))
+    return out
+
+
+def _query_heads_per_block(group: int) -> int:
+    """The query heads of one GQA group a paged_split block serves: the largest divisor of the group
+    size up to 8 (registers bound it: 8 heads of 128 dimensions use ~170 of a thread's 255)."""
+    return max(d for d in range(1, min(group, 8) + 1) if group % d == 0)
+
+
+def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, split_tokens: int = 256):
+    """Decode attention through a block table (see kernels.attention), split-KV as Flash-Decoding does:
+    a block per (sequence, kv head and the query heads that share it, span of split_tokens cached
+    tokens), then a pass merging the spans. The span count comes from the block table's width, so
+    nothing is read back from the GPU."""
+    b, h, d = q.shape
+    _check_head_dim(d)
+    cp = require()
+    block, kv_h = k_cache.shape[1], k_cache.shape[2]
+    if h % kv_h:
+        raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
+    per_block = _query_heads_per_block(h // kv_h)
+    spans = (block_tables.shape[1] * block + split_tokens - 1) // split_tokens
+    m_part = cp.empty(b * h * spans, dtype=cp.float32)
+    l_part = cp.empty_like(m_part)
+    acc_part = cp.empty(b * h * spans * d, dtype=cp.float32)
+    out = cp.empty((b, h, d), dtype=cp.float32)
+    compiled("paged_attention.cu", "paged_split", f"HEAD_DIM={d}", f"GROUP={per_block}")(
+        (b * h // per_block, spans), (128,),
+        (cp.ascontiguousarray(q, cp.float32), cp.ascontiguousarray(k_cache, cp.float32),
+         cp.ascontiguousarray(v_cache, cp.float32), cp.ascontiguousarray(block_tables, cp.int64),
+         cp.ascontiguousarray(context_lens, cp.int64), m_part, l_part, acc_part, np.int32(h), np.int32(kv_h),
+         np.int32(block), np.int32(block_tables.shape[1]), np.int32(split_tokens)))
+    compiled("paged_attention.cu", "paged_combine", f"HEAD_DIM={d}", f"GROUP={per_block}")(
+        (b * h,), (32,), (m_part, l_part, acc_part, out, np.int32(spans)))
+    return out
