@@ -25,7 +25,8 @@ class PrefillChunk(NamedTuple):
 
 
 class StepPlan(NamedTuple):
-    """Prefill chunks and/or one decode token for every sequence of `decode`. A plan with only decoding
+    """Prefill chunks and/or one decode token for every sequence of `decode` (the scheduler's running
+    batch itself, as it stands until the step is applied). A plan with only decoding
     and no swap traffic (`is_decode_run`) may cover `decode_steps` steps of that same batch: the
     scheduler would decide nothing different before then unless a request arrives, which the replica
     watches for."""

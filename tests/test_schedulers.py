@@ -1,0 +1,166 @@
+"""Each scheduler's distinctive behaviour, driven step by step without a replica or a clock: every step
+lasts one second here, so token times count steps."""
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+from infersim.sim.kv_cache import ContiguousAllocator, KVCacheManager, PagedAllocator
+from infersim.sim.request import DONE, SWAPPED, Request
+from infersim.sim.schedulers import SCHEDULERS, SchedulerLimits
+from infersim.sim.step_plan import StepPlan
+
+
+def scheduler(name, blocks=1000, block_size=4, host_blocks=0, **limits):
+    allocator = (ContiguousAllocator(block_size, limits.get("max_model_len", 8192)) if name == "static"
+                 else PagedAllocator(block_size))
+    kv = KVCacheManager(allocator, blocks, host_blocks=host_blocks)
+    return SCHEDULERS[name](SchedulerLimits(**limits), kv)
+
+
+def request(i, prompt, output, arrival=0.0):
+    return Request(i, arrival, prompt, output)
+
+
+class Step(NamedTuple):
+    plan: StepPlan
+    decoding_seqs: int  # when it was planned (plan.decode is the scheduler's live batch)
+    end_s: float
+
+
+def step(sched, now):
+    """Plan and run one step (a decode run is cut to its first step); None when there is nothing to run."""
+    plan = sched.schedule(now)
+    if plan is None:
+        return None
+    taken = Step(plan, plan.decoding_seqs, now + 1.0)
+    sched.apply(plan, np.array([taken.end_s]), np.array([1.0]))
+    sched.retire_finished(taken.end_s)
+    return taken
+
+
+def drive(sched, requests, steps=None):
+    """Add the requests, then run `steps` steps, or until nothing is left; returns the steps."""
+    for req in requests:
+        sched.add(req)
+    taken, now = [], 0.0
+    while steps is None or len(taken) < steps:
+        one = step(sched, now)
+        if one is None:
+            break
+        taken.append(one)
+        now = one.end_s
+        assert len(taken) < 1000, "did not finish"
+    return taken
+
+
+def test_sarathi_never_stalls_running_decodes_for_a_long_prompt():
+    sched = scheduler("sarathi", chunk_tokens=64)
+    short = request(0, 10, 50)
+    drive(sched, [short], steps=3)  # short is decoding now
+    sched.add(request(1, 400, 5))
+    steps = [step(sched, 10.0 + i) for i in range(8)]
+    for taken in steps[:7]:
+        assert taken.decoding_seqs == 1  # the short request decodes in every step
+        assert sum(chunk.tokens for chunk in taken.plan.prefills) <= 64 - 1
+    # 400 prompt tokens at 63 a step: 7 chunks (6 x 63 + 22), then the long request decodes too
+    assert [chunk.tokens for taken in steps[:7] for chunk in taken.plan.prefills] == [63] * 6 + [22]
+    assert steps[7].decoding_seqs == 2 and not steps[7].plan.prefills
+
+
+def test_orca_runs_whole_prompts_in_the_same_step_as_the_others_decodes():
+    sched = scheduler("orca")
+    drive(sched, [request(0, 10, 50)], steps=3)
+    sched.add(request(1, 300, 5))
+    taken = step(sched, 10.0)
+    assert taken.decoding_seqs == 1 and [(c.tokens, c.cached_tokens) for c in taken.plan.prefills] == [(300, 0)]
+
+
+def test_vllm_prefills_new_prompts_in_steps_of_their_own():
+    sched = scheduler("vllm")
+    drive(sched, [request(0, 10, 50)], steps=3)
+    sched.add(request(1, 300, 5))
+    taken = step(sched, 10.0)
+    assert taken.decoding_seqs == 0 and [c.tokens for c in taken.plan.prefills] == [300]
+    taken = step(sched, 11.0)
+    assert taken.decoding_seqs == 2 and not taken.plan.prefills
+
+
+def test_static_pads_finished_sequences_and_returns_every_response_at_the_batch_end():
+    sched = scheduler("static", blocks=100, max_model_len=64)
+    short, long_ = request(0, 10, 3), request(1, 10, 10)
+    late = request(2, 10, 2, arrival=0.5)
+    for req in (short, long_):
+        sched.add(req)
+    now = step(sched, 0.0).end_s  # prefills both: their first tokens at t = 1
+    sched.add(late)  # arrives during the batch: waits for the next one
+    while len(sched.running):
+        taken = step(sched, now)
+        assert taken.decoding_seqs == 2  # the short one keeps computing as padding
+        now = taken.end_s
+    # first token at t = 1, then 9 more decode steps: both return at t = 10
+    assert short.completion_s == long_.completion_s == 10.0
+    assert short.state == long_.state == DONE and late.first_token_s != late.first_token_s  # late: not yet
+    step(sched, now)
+    assert late.first_token_s == 11.0
+
+
+def test_vllm_preempts_the_newest_request_when_blocks_run_out_and_recomputes_it():
+    # 6 blocks of 4 tokens; two requests of 8-token prompts take 2 blocks each, then each step needs
+    # a new block every 4 tokens: the newest (request 1) is preempted when the 7th block is needed
+    sched = scheduler("vllm", blocks=6, block_size=4)
+    first, newest = request(0, 8, 12), request(1, 8, 12, arrival=0.1)
+    steps = drive(sched, [first, newest])
+    assert newest.preemptions >= 1 and first.preemptions == 0
+    assert any(taken.plan.preempted for taken in steps)
+    assert first.state == newest.state == DONE
+    assert first.completion_s < newest.completion_s
+    assert sched.kv.pool.used_blocks == 0
+
+
+def test_vllm_swaps_the_newest_request_out_and_brings_it_back_before_admitting_new_ones():
+    sched = scheduler("vllm", blocks=6, block_size=4, host_blocks=100, preemption="swap")
+    first, newest = request(0, 8, 12), request(1, 8, 12, arrival=0.1)
+    later = request(2, 4, 2, arrival=0.2)
+    for req in (first, newest):
+        sched.add(req)
+    now, swapped_out_s, swapped_in_s = 0.0, None, None
+    while swapped_in_s is None:
+        taken = step(sched, now)
+        now = taken.end_s
+        if taken.plan.swap_out_blocks:
+            assert newest.state == SWAPPED and sum(taken.plan.swap_out_blocks) == sched.kv.blocks_of(newest)
+            swapped_out_s = now
+            sched.add(later)  # arrives while request 1 is out: it must wait for request 1 to come back
+        if taken.plan.swap_in_blocks:
+            swapped_in_s = taken.end_s - 1.0
+        assert later.first_scheduled_s != later.first_scheduled_s or swapped_in_s is not None
+    assert swapped_out_s is not None and sched.kv.host_pool.used_blocks == 0
+    drive(sched, [])
+    assert later.first_scheduled_s >= swapped_in_s and all(r.state == DONE for r in (first, newest, later))
+
+
+def test_a_request_never_served_gets_its_reason():
+    sched = scheduler("vllm", blocks=10, block_size=4, max_model_len=100, max_num_batched_tokens=64)
+    assert "max_model_len=100" in sched.reject_reason(request(0, 90, 20))
+    assert "max_num_batched_tokens=64" in sched.reject_reason(request(1, 80, 5))
+    assert "KV blocks" in sched.reject_reason(request(2, 50, 40))
+    assert scheduler("sarathi", max_num_batched_tokens=64).reject_reason(request(1, 80, 5)) == ""
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_scheduler_serves_every_token_and_frees_every_block(name):
+    sched = scheduler(name, blocks=400, block_size=4, max_model_len=128, max_num_seqs=4)
+    rng = np.random.default_rng(3)
+    reqs = [request(i, int(rng.integers(1, 60)), int(rng.integers(1, 60)), arrival=0.01 * i) for i in range(12)]
+    drive(sched, reqs)
+    assert all(r.state == DONE and r.generated_tokens == r.output_tokens for r in reqs)
+    assert sched.kv.pool.used_blocks == 0 and not len(sched.running) and not len(sched.waiting)
+
+
+def test_adding_a_scheduler_is_one_class_in_the_registry():
+    # what a policy declares: nothing outside the registry needs its name
+    for name, cls in SCHEDULERS.items():
+        assert cls.name == name and cls.allocators and cls.step_token_budget(SchedulerLimits()) > 0
+    assert SCHEDULERS["sarathi"].step_token_budget(SchedulerLimits(chunk_tokens=256)) == 256
+    assert SCHEDULERS["static"].allocators == ("contiguous",) and SCHEDULERS["static"].pads_batch
