@@ -17,7 +17,6 @@ from .quant import QuantSpec
 
 ACT_BYTES = 2  # fp16/bf16 activations between kernels
 LOGIT_BYTES = 4  # sampling works on fp32 probabilities
-KINDS = ("gemm", "attention", "vector", "comm")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class GemmShape:
 @dataclass(frozen=True)
 class OpCost:
     name: str
-    kind: str
+    kind: str  # gemm, attention, vector (elementwise: streams at the vector bandwidth) or comm (a collective)
     flops: float = 0.0
     vector_flops: float = 0.0
     exp_ops: float = 0.0  # exponentials (softmax), timed at the spec's special-function rate

@@ -10,7 +10,7 @@ Every replica is the same model on the same hardware with the same parallelism.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, NamedTuple
+from typing import Callable, NamedTuple
 
 import simpy
 
@@ -29,7 +29,6 @@ class Deployment(NamedTuple):
 
 @dataclass(frozen=True)
 class Colocated:
-    mode: ClassVar[str] = "colocated"
     replicas: int = 1
     router: str = "round_robin"
 
@@ -45,7 +44,6 @@ class Colocated:
 
 @dataclass(frozen=True)
 class Disaggregated:
-    mode: ClassVar[str] = "disaggregated"
     prefill_replicas: int = 1
     decode_replicas: int = 1
     router: str = "round_robin"
@@ -66,5 +64,3 @@ class Disaggregated:
             req.hand_off_after_prefill = True
         return Deployment(make_router(self.router, prefillers), prefillers + decoders)
 
-
-TOPOLOGIES = {t.mode: t for t in (Colocated, Disaggregated)}
