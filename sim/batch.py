@@ -36,8 +36,14 @@ class FinishedRequests(NamedTuple):
     max_itl_s: list
 
 
+_NO_LEDGER = np.zeros(0, dtype=np.int64)
+
+
 class DecodeBatch:
-    def __init__(self, capacity: int = 64):
+    """Sequences in a KV cache of `block_size_tokens`-token blocks."""
+
+    def __init__(self, block_size_tokens: int, capacity: int = 64):
+        self.block_size = block_size_tokens
         self._ints = np.zeros((len(_INTS), capacity), dtype=np.int64)
         self._floats = np.zeros((len(_FLOATS), capacity))
         self._n = 0
@@ -76,6 +82,7 @@ class DecodeBatch:
     def pop(self, mask: np.ndarray) -> "DecodeBatch":
         """Remove the rows where `mask` is true (keeping the others in order) and return them."""
         out = DecodeBatch.__new__(DecodeBatch)
+        out.block_size = self.block_size
         out._ints, out._floats = self._ints[:, :self._n][:, mask], self._floats[:, :self._n][:, mask]
         out._n, out._scan = out._ints.shape[1], None
         self._n = _compact(mask, self._ints, self._floats)
@@ -99,23 +106,23 @@ class DecodeBatch:
             self.remaining_tokens[:] = self.remaining_tokens.max()
             self._scan = None
 
-    def scan(self, block_size: int) -> BatchScan:
-        if self._scan is None or len(self._scan.crossings_cdf) != block_size:
-            self._scan = BatchScan(*_scan(self._ints, self._n, block_size))
+    def scan(self) -> BatchScan:
+        if self._scan is None:
+            self._scan = BatchScan(*_scan(self._ints, self._n, self.block_size))
         return self._scan
 
-    def add_opened_blocks(self, block_size: int, steps: int, held_blocks: np.ndarray) -> int:
-        """Add to `held_blocks[request]` the blocks each row opens in its next `steps` steps (paged KV: one
-        at every multiple of `block_size`, plus a pending copy-on-write; see blocks.BlockGrowth); returns
-        how many in all."""
-        return _open_blocks(self._ints, self._n, steps, block_size, held_blocks)
-
-    def advance(self, ends: np.ndarray, latency_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every row decoded one token in each step ending at `ends` (lasting `latency_s`). Returns the gaps
-        before the rows' first new tokens as distinct values and how many rows had each (rows that decoded
-        together share their previous token's time)."""
+    def advance(self, ends: np.ndarray, latency_s: np.ndarray,
+                block_ledger: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+        """Every row decoded one token in each step ending at `ends` (lasting `latency_s`). With a
+        `block_ledger` (blocks held by request id, when blocks are taken as contexts grow), adds the blocks
+        each row opened: one at every multiple of the block size, plus a pending copy-on-write (see
+        blocks.BlockGrowth). Returns how many blocks were opened, and the gaps before the rows' first new
+        tokens as distinct values with how many rows had each (rows that decoded together share their
+        previous token's time)."""
         self._scan = None
-        return _advance(self._ints, self._floats, self._n, ends, latency_s)
+        grows = block_ledger is not None
+        return _advance(self._ints, self._floats, self._n, ends, latency_s, self.block_size, grows,
+                        block_ledger if grows else _NO_LEDGER)
 
 
 def _column(table: str, index: int) -> property:
@@ -189,17 +196,6 @@ def _scan(ints, n, block_size):
 
 
 @njit(cache=True)
-def _open_blocks(ints, n, steps, block_size, held):
-    added = 0
-    for i in range(n):
-        first = (block_size - ints[CONTEXT, i] % block_size) % block_size
-        grown = (steps - 1 + block_size - first) // block_size + ints[COPY, i]
-        held[ints[REQUEST, i]] += grown
-        added += grown
-    return added
-
-
-@njit(cache=True)
 def _add_request(ints, floats, n, request_id, seqs, context, remaining, others_copy, now_s):
     for i in range(n, n + seqs):
         ints[REQUEST, i], ints[CONTEXT, i], ints[REMAINING, i] = request_id, context, remaining
@@ -209,7 +205,7 @@ def _add_request(ints, floats, n, request_id, seqs, context, remaining, others_c
 
 
 @njit(cache=True)
-def _advance(ints, floats, n, ends, latency_s):
+def _advance(ints, floats, n, ends, latency_s, block_size, grows, ledger):
     steps = len(ends)
     first_end_s, last_end_s = ends[0], ends[steps - 1]
     later_gap_s = 0.0
@@ -218,7 +214,13 @@ def _advance(ints, floats, n, ends, latency_s):
     gaps = np.empty(n)
     counts = np.zeros(n, dtype=np.int64)
     distinct = 0
+    opened = 0
     for i in range(n):
+        if grows:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
+            first = (block_size - ints[CONTEXT, i] % block_size) % block_size
+            grown = (steps - 1 + block_size - first) // block_size + ints[COPY, i]
+            ledger[ints[REQUEST, i]] += grown
+            opened += grown
         gap = first_end_s - floats[LAST, i]
         j = 0
         while j < distinct and gaps[j] != gap:
@@ -232,4 +234,4 @@ def _advance(ints, floats, n, ends, latency_s):
         ints[REMAINING, i] -= steps
         ints[COPY, i] = 0
         floats[LAST, i] = last_end_s
-    return gaps[:distinct], counts[:distinct]
+    return opened, gaps[:distinct], counts[:distinct]

@@ -28,6 +28,7 @@ from .request import Request
 class PagedAllocator:
     name = "paged"
     shares_prefixes = True
+    grows = True  # blocks are taken as contexts grow
 
     def __init__(self, block_size_tokens: int):
         self.block_size = block_size_tokens
@@ -51,19 +52,16 @@ class PagedAllocator:
         return context_tokens % self.block_size != 0
 
     def growth(self, batch: DecodeBatch) -> BlockGrowth:
-        scan = batch.scan(self.block_size)
+        scan = batch.scan()
         if self._growth is None or self._growth[0] is not scan:
             self._growth = (scan, BlockGrowth(scan.crossings_cdf, len(batch), scan.pending_copies))
         return self._growth[1]
-
-    def grow(self, batch: DecodeBatch, steps: int, held_blocks: np.ndarray) -> int:
-        """Add the blocks `steps` decode steps open to each row's request in `held_blocks`; returns how many."""
-        return batch.add_opened_blocks(self.block_size, steps, held_blocks)
 
 
 class ContiguousAllocator:
     name = "contiguous"
     shares_prefixes = False
+    grows = False
 
     def __init__(self, block_size_tokens: int, max_model_len: int):
         self.block_size = block_size_tokens
@@ -90,9 +88,6 @@ class ContiguousAllocator:
     def growth(self, batch: DecodeBatch) -> None:
         """Reservations never grow."""
         return None
-
-    def grow(self, batch: DecodeBatch, steps: int, held_blocks: np.ndarray) -> int:
-        return 0
 
 
 ALLOCATORS = {a.name: a for a in (PagedAllocator, ContiguousAllocator)}
@@ -190,11 +185,13 @@ class KVCacheManager:
         batch.add_request(req.id, req.num_seqs, context_tokens, req.remaining_tokens,
                           self.allocator.copies_on_write(context_tokens), now_s)
 
-    def grow(self, batch: DecodeBatch, steps: int) -> int:
-        """`steps` decode steps of the batch ran (before it advanced): take the blocks they opened."""
-        added = self.allocator.grow(batch, steps, self._held)
-        self.pool.take(added)
-        return added
+    def block_ledger(self) -> np.ndarray | None:
+        """The blocks each request holds, by id, for `DecodeBatch.advance` to add those its decode steps
+        open in the same pass (None when blocks never grow); `take_opened` then takes them from the pool."""
+        return self._held if self.allocator.grows else None
+
+    def take_opened(self, blocks: int) -> None:
+        self.pool.take(blocks)
 
     def free(self, req: Request) -> None:
         self.pool.give(int(self._held[req.id]))

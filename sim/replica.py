@@ -127,19 +127,17 @@ class Replica:
         self.metrics.step(StepRecord(start_s, latency_s, self.index, decoding + len(plan.prefills), sum(new) - decoding,
                                      decoding, self.kv.pool.used_blocks, queued, self.scheduler.cached_tokens()))
         if decoding:
-            self._finished(self.scheduler.retire_finished(end_s))
+            self.outstanding -= len(self.scheduler.retire_finished(end_s))
 
     def _decode_run(self, plan: StepPlan, queued: int):
         """The plan's decode steps of one batch in one jump, cut short after the step an arrival lands in."""
         batch, now_s = plan.decode, self.env.now
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
-        scan = batch.scan(self.kv.block_size)
+        scan = batch.scan()
         growth = self.kv.growth(batch)
         steps = plan.decode_steps
-        latency_s = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
-                                                self.costs.overhead.step_s(seqs))
-        ends = np.cumsum(latency_s)
-        ends += now_s
+        latency_s, ends = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
+                                                      self.costs.overhead.step_s(seqs), now_s)
         if self.arrival_times is not None:  # the next arrival here is known: stop after the step it lands in
             times, upcoming = self.arrival_times, self._next_arrival
             while upcoming < len(times) and times[upcoming] < now_s:
@@ -167,15 +165,11 @@ class Replica:
         record = RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, growth.seqs if grows else 0,
                            growth.copies if grows else 0, scan.context_sum_tokens)
         self.metrics.run(ends, latency_s, record, growth)
-        self._finished(self.scheduler.retire_finished(float(ends[-1])))
+        self.outstanding -= len(self.scheduler.retire_finished(float(ends[-1])))
 
     def _record(self, outcome: StepOutcome) -> None:
         for gaps in outcome.gaps:
             self.metrics.token_gaps(gaps)
-        self._finished(outcome.completed)
+        self.outstanding -= len(outcome.completed) + len(outcome.handed_off)
         for req in outcome.handed_off:
-            self.outstanding -= 1
             self.hand_off(req)
-
-    def _finished(self, requests: list[Request]) -> None:
-        self.outstanding -= len(requests)

@@ -14,7 +14,8 @@ def paged(blocks=100, block_size=16, **kw):
 
 
 def test_a_paged_prompt_takes_its_blocks_and_its_parallel_sequences_copy_the_partial_one():
-    kv, batch = paged(), DecodeBatch()
+    kv = paged()
+    batch = DecodeBatch(kv.block_size)
     req = Request(0, 0.0, prompt_tokens=40, output_tokens=30, num_seqs=3)
     assert kv.blocks_to_admit(req, 40) == 3  # ceil(40 / 16): two full blocks and one partly filled
     kv.admit(req, 40)
@@ -22,10 +23,13 @@ def test_a_paged_prompt_takes_its_blocks_and_its_parallel_sequences_copy_the_par
     assert kv.blocks_of(req) == 3 and batch.copy_on_write.tolist() == [0, 1, 1]
     # first step: sequences 2 and 3 copy the partial block; position 40 is inside it, so none opens one
     assert kv.next_step_blocks(batch) == 2
-    assert kv.grow(batch, 1) == 2 and kv.blocks_of(req) == 5
-    batch.advance(np.array([1.0]), np.array([1.0]))
+    opened = batch.advance(np.array([1.0]), np.array([1.0]), kv.block_ledger())[0]
+    kv.take_opened(opened)
+    assert opened == 2 and kv.blocks_of(req) == 5
     # 8 more steps write positions 41..48: position 48 opens a fourth block for each sequence
-    assert kv.grow(batch, 8) == 3 and kv.blocks_of(req) == 8 == kv.pool.used_blocks
+    opened = batch.advance(np.arange(2.0, 10.0), np.ones(8), kv.block_ledger())[0]
+    kv.take_opened(opened)
+    assert opened == 3 and kv.blocks_of(req) == 8 == kv.pool.used_blocks
     kv.free(req)
     assert kv.pool.used_blocks == 0 and kv.blocks_of(req) == 0
 
@@ -41,9 +45,9 @@ def test_a_contiguous_allocator_reserves_max_model_len_per_sequence_and_never_gr
     req = Request(0, 0.0, 40, 30, num_seqs=2)
     assert kv.blocks_to_admit(req, 40) == 2 * 63 == kv.peak_blocks(req)  # ceil(1000 / 16) = 63 each
     kv.admit(req, 40)
-    batch = DecodeBatch()
+    batch = DecodeBatch(16)
     kv.start_decoding(batch, req, 40, 0.0)
-    assert kv.growth(batch) is None and kv.next_step_blocks(batch) == 0 and kv.grow(batch, 50) == 0
+    assert kv.growth(batch) is None and kv.next_step_blocks(batch) == 0 and kv.block_ledger() is None
     assert not batch.copy_on_write.any()
 
 
@@ -73,7 +77,7 @@ def test_swapping_moves_every_block_to_the_host_and_back():
     kv.admit(req, 70)  # 5 blocks
     assert kv.can_swap_out(req)
     assert kv.swap_out(req) == 5 and kv.pool.used_blocks == 0 and kv.host_pool.used_blocks == 5
-    assert kv.can_swap_in(req, DecodeBatch())
+    assert kv.can_swap_in(req, DecodeBatch(16))
     assert kv.swap_in(req) == 5 and kv.pool.used_blocks == 5 and kv.host_pool.used_blocks == 0
 
 
@@ -81,4 +85,4 @@ def test_admission_keeps_the_watermark_and_the_running_batch_next_blocks_free():
     kv = paged(blocks=10, watermark_blocks=2)
     req = Request(0, 0.0, 96, 5)  # 6 blocks
     assert kv.can_admit(req, 96) and not kv.can_admit(req, 96, reserve_blocks=3)
-    assert kv.steps_that_fit(DecodeBatch(), 5) == 5
+    assert kv.steps_that_fit(DecodeBatch(16), 5) == 5

@@ -6,8 +6,8 @@ from infersim.sim.blocks import BlockPool
 from infersim.sim.kv_cache import PagedAllocator
 
 
-def rows_of(contexts, copy_on_write):
-    rows = DecodeBatch(2)
+def rows_of(contexts, copy_on_write, block_size=4):
+    rows = DecodeBatch(block_size, capacity=2)
     for i, (c, cow) in enumerate(zip(contexts, copy_on_write)):
         rows.add_request(i, 1, c, 100, False, 0.0)
         rows.copy_on_write[-1] = cow
@@ -29,9 +29,9 @@ def test_block_growth_counts_block_boundaries_by_hand():
     assert growth.cumulative(6).tolist() == [1, 2, 2, 3, 4, 5]
     assert growth.next_step() == 1 and growth.at_most(6) >= 5
     held = np.zeros(3, dtype=np.int64)
-    assert allocator.grow(rows, 6, held) == 5 and held.tolist() == [2, 2, 1]
     # six steps: the first ends at 1.0, the others 0.1 apart, the last at 1.5
-    gaps, counts = rows.advance(np.array([1.0, 1.1, 1.2, 1.3, 1.4, 1.5]), np.array([1.0] + [0.1] * 5))
+    opened, gaps, counts = rows.advance(np.array([1.0, 1.1, 1.2, 1.3, 1.4, 1.5]), np.array([1.0] + [0.1] * 5), held)
+    assert opened == 5 and held.tolist() == [2, 2, 1]
     assert rows.context_tokens.tolist() == [9, 10, 11] and rows.remaining_tokens.tolist() == [94] * 3
     assert gaps.tolist() == [1.0] and counts.tolist() == [3]  # all three last decoded at time 0
     assert rows.last_token_s.tolist() == [1.5] * 3 and rows.max_itl_s.tolist() == [1.0] * 3
@@ -42,8 +42,7 @@ def test_copy_on_write_adds_one_block_at_the_first_write():
     rows = rows_of([5, 5], [False, True])
     assert growth_of(rows, 4).cumulative(4).tolist() == [1, 1, 1, 3]
     held = np.zeros(2, dtype=np.int64)
-    assert PagedAllocator(4).grow(rows, 4, held) == 3 and held.tolist() == [1, 2]
-    rows.advance(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4))
+    assert rows.advance(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4), held)[0] == 3 and held.tolist() == [1, 2]
     assert not rows.copy_on_write.any()
 
 
@@ -51,7 +50,7 @@ def test_rows_keep_order_when_some_are_popped():
     rows = rows_of([10, 20, 30, 40], [False] * 4)
     gone = rows.pop(np.array([False, True, False, True]))
     assert gone.context_tokens.tolist() == [20, 40] and rows.context_tokens.tolist() == [10, 30]
-    scan = rows.scan(4)
+    scan = rows.scan()
     assert (scan.fewest_remaining_tokens, scan.context_sum_tokens, scan.context_max_tokens) == (100, 40, 30)
 
 

@@ -52,7 +52,7 @@ class Scheduler:
         self.max_decode_steps = max_decode_steps  # how far a plan of identical decode steps may reach
         self.waiting = WaitingQueue()
         self.prefilling: list[Request] = []
-        self.running = DecodeBatch()  # the decoding sequences
+        self.running = DecodeBatch(kv.block_size)  # the decoding sequences
         self.swapped: deque[tuple[Request, DecodeBatch]] = deque()  # oldest first, with their rows
         self._decoding: dict[int, Request] = {}  # requests with rows in `running`, by id
         self._some_finished = False  # did the last steps run some sequence to its last token?
@@ -83,7 +83,7 @@ class Scheduler:
 
     def cached_tokens(self) -> int:
         """Tokens whose K/V its requests hold: decoding contexts and the prompt chunks prefilled so far."""
-        decoding = self.running.scan(self.kv.block_size).context_sum_tokens if len(self.running) else 0
+        decoding = self.running.scan().context_sum_tokens if len(self.running) else 0
         return decoding + sum(r.prefilled_tokens for r in self.prefilling)
 
     def schedule(self, now_s: float) -> StepPlan | None:
@@ -102,9 +102,9 @@ class Scheduler:
         outcome = StepOutcome()
         batch = plan.decode
         if batch is not None:
-            self._some_finished = len(ends_s) >= batch.scan(self.kv.block_size).fewest_remaining_tokens
-            self.kv.grow(batch, len(ends_s))
-            first_gaps_s, rows_per_gap = batch.advance(ends_s, latency_s)
+            self._some_finished = len(ends_s) >= batch.scan().fewest_remaining_tokens
+            opened, first_gaps_s, rows_per_gap = batch.advance(ends_s, latency_s, self.kv.block_ledger())
+            self.kv.take_opened(opened)
             outcome.gaps.append(TokenGaps(first_gaps_s, rows_per_gap))
             if len(latency_s) > 1:
                 outcome.gaps.append(TokenGaps(latency_s[1:], len(batch)))
@@ -147,7 +147,7 @@ class Scheduler:
         if prefills or self._swap_in or self._swap_out or self._preempted:
             # a preemption freed blocks: the next step may admit what waits, so plan one step
             return StepPlan(tuple(prefills), batch, 1, tuple(self._swap_in), tuple(self._swap_out), self._preempted)
-        to_first_completion = batch.scan(self.kv.block_size).fewest_remaining_tokens
+        to_first_completion = batch.scan().fewest_remaining_tokens
         steps = self.kv.steps_that_fit(batch, min(to_first_completion, self.max_decode_steps))
         return StepPlan(decode=batch, decode_steps=steps)
 
