@@ -63,15 +63,16 @@ class Metrics:
     def step(self, record: StepRecord) -> None:
         self._steps.append(record)
 
-    def run(self, end_s: np.ndarray, duration_s: np.ndarray, record: RunRecord, growth) -> None:
-        """A run of decode steps; the blocks in use after each step follow from `growth` (a BlockGrowth, or
-        None when they do not grow) and are counted for all runs at once in `timeline`; each step caches
-        one more token per sequence."""
+    def run(self, end_s: np.ndarray, duration_s: np.ndarray, record: RunRecord, crossings_cdf: np.ndarray | None) -> None:
+        """A run of decode steps; the blocks in use after each step follow from the running sum of the
+        histogram of its sequences' first block-boundary steps (see blocks.BlockGrowth; None when blocks
+        do not grow) and are counted for all runs at once in `timeline`; each step caches one more token
+        per sequence."""
         self._run_ends.append(end_s)
         self._run_durations.append(duration_s)
         self._runs.append(record)
-        if growth is not None:
-            self._run_crossings.append(growth.crossings_cdf)
+        if crossings_cdf is not None:
+            self._run_crossings.append(crossings_cdf)
 
     def token_gaps(self, gaps: TokenGaps) -> None:
         if isinstance(gaps.tokens, np.ndarray):

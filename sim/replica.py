@@ -52,6 +52,8 @@ class ReplicaCosts:
 
     def swap_s(self, plan: StepPlan) -> float:
         """Swapping blocks blocks the step it happens in (vLLM v0 swaps before running the model)."""
+        if not (plan.swap_in_blocks or plan.swap_out_blocks):
+            return 0.0
         return self._copies_s(plan.swap_in_blocks) + self._copies_s(plan.swap_out_blocks)
 
     def _copies_s(self, blocks_of_each: tuple[int, ...]) -> float:
@@ -134,7 +136,6 @@ class Replica:
         batch, now_s = plan.decode, self.env.now
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
         scan = batch.scan()
-        growth = self.kv.growth(batch)
         steps = plan.decode_steps
         latency_s, ends = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
                                                       self.costs.overhead.step_s(seqs), now_s)
@@ -161,10 +162,13 @@ class Replica:
         if steps < len(ends):
             ends, latency_s = ends[:steps], latency_s[:steps]
         self._record(self.scheduler.apply(plan, ends, latency_s))
-        grows = growth is not None
-        record = RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, growth.seqs if grows else 0,
-                           growth.copies if grows else 0, scan.context_sum_tokens)
-        self.metrics.run(ends, latency_s, record, growth)
+        if self.kv.allocator.grows:  # blocks after each step follow from the batch's block boundaries
+            record = RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, seqs, scan.pending_copies,
+                               scan.context_sum_tokens)
+            self.metrics.run(ends, latency_s, record, scan.crossings_cdf)
+        else:
+            self.metrics.run(ends, latency_s, RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, 0, 0,
+                                                        scan.context_sum_tokens), None)
         self.outstanding -= len(self.scheduler.retire_finished(float(ends[-1])))
 
     def _record(self, outcome: StepOutcome) -> None:

@@ -34,9 +34,9 @@ def test_least_outstanding_and_least_kv_pick_the_emptiest_with_deterministic_tie
 def test_a_run_of_decode_steps_becomes_one_timeline_row_per_step_with_its_blocks_and_tokens():
     metrics = Metrics()
     metrics.step(StepRecord(0.0, 0.5, 0, 2, 100, 0, 7, 3, 100))  # a prefill of two prompts
-    growth = type("Growth", (), {"crossings_cdf": np.array([1, 1, 2, 2]), "seqs": 2, "copies": 0})()
     # two sequences at contexts with first block boundaries after 0 and 2 steps (block size 4)
-    metrics.run(np.array([1.0, 1.5, 2.0]), np.array([0.5, 0.5, 0.5]), RunRecord(0, 2, 7, 3, 1, 2, 0, 100), growth)
+    metrics.run(np.array([1.0, 1.5, 2.0]), np.array([0.5, 0.5, 0.5]), RunRecord(0, 2, 7, 3, 1, 2, 0, 100),
+                np.array([1, 1, 2, 2]))
     tl = metrics.timeline()
     assert tl["start_s"].tolist() == [0.0, 0.5, 1.0, 1.5]
     assert tl["kv_blocks_used"].tolist() == [7, 8, 8, 9]  # +1 at step 0, +1 more at step 2
