@@ -7,8 +7,10 @@ work, softmax, dequantization) because they run on different units. A multiply-a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -234,8 +236,7 @@ class AttentionTotals:
     sequences: int
 
 
-@dataclass(frozen=True)
-class FlashAttentionRates:
+class FlashAttentionRates(NamedTuple):
     """FlashAttention's cost per unit of work (FlashAttention-2, Alg. 1): each query's Q is read and its
     O written once (`per_query`); each causal (query, key) pair costs QK^T and PV, 2 x head_dim FLOPs
     each, and softmax's exponential and ~4 vector FLOPs (`per_pair`); each key read from memory brings
@@ -246,14 +247,16 @@ class FlashAttentionRates:
     per_key_read: OpCost
 
 
-def flash_attention_rates(num_heads: int, num_kv_heads: int, head_dim: int, quant: QuantSpec) -> FlashAttentionRates:
+@functools.lru_cache(maxsize=64)
+def flash_attention_rates(num_heads: int, num_kv_heads: int, head_dim: int,
+                          kv_bytes_per_element: float) -> FlashAttentionRates:
     return FlashAttentionRates(
         per_query=OpCost(name="attention", kind="attention", act_read_bytes=num_heads * head_dim * ACT_BYTES,
                          act_write_bytes=num_heads * head_dim * ACT_BYTES),
         per_pair=OpCost(name="attention", kind="attention", flops=4.0 * head_dim * num_heads,
                         vector_flops=4.0 * num_heads, exp_ops=num_heads),
         per_key_read=OpCost(name="attention", kind="attention",
-                            kv_read_bytes=2 * num_kv_heads * head_dim * quant.kv_bytes_per_element(head_dim)))
+                            kv_read_bytes=2 * num_kv_heads * head_dim * kv_bytes_per_element))
 
 
 def decode_attention_affine(batch_size: int, num_heads: int, num_kv_heads: int, head_dim: int,
@@ -262,19 +265,22 @@ def decode_attention_affine(batch_size: int, num_heads: int, num_kv_heads: int, 
     (K = sum of c_i + 1) is fixed + K x per_key, since each of its B queries pairs with every key it
     reads once. Every term of `timing` is linear in an op's FLOPs and bytes, so its compute and memory
     seconds are affine in K too: what lets a simulator cost a whole run of decode steps at once."""
-    rates = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant)
+    rates = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant.kv_bytes_per_element(head_dim))
     return rates.per_query.scaled(batch_size), rates.per_pair.plus(rates.per_key_read)
 
 
 def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int, head_dim: int,
                           quant: QuantSpec, flash: bool) -> list[OpCost]:
     if flash:
-        rates = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant)
-        reads = rates.per_key_read.scaled(t.flash_kv_read_tokens)
-        op = rates.per_query.scaled(t.queries).plus(rates.per_pair.scaled(t.pairs_causal)).plus(reads)
-        # the reads beyond each key's first hit tiles the previous query tile just brought into L2
-        return [dataclasses.replace(op, l2_reread_bytes=rates.per_key_read.kv_read_bytes
-                                    * (t.flash_kv_read_tokens - t.kv_tokens))]
+        query, pair, read = flash_attention_rates(num_heads, num_kv_heads, head_dim,
+                                                  quant.kv_bytes_per_element(head_dim))
+        return [OpCost(
+            name="attention", kind="attention", flops=pair.flops * t.pairs_causal,
+            vector_flops=pair.vector_flops * t.pairs_causal, exp_ops=pair.exp_ops * t.pairs_causal,
+            act_read_bytes=query.act_read_bytes * t.queries, act_write_bytes=query.act_write_bytes * t.queries,
+            kv_read_bytes=read.kv_read_bytes * t.flash_kv_read_tokens,
+            # the reads beyond each key's first hit tiles the previous query tile just brought into L2
+            l2_reread_bytes=read.kv_read_bytes * (t.flash_kv_read_tokens - t.kv_tokens))]
     qo_bytes = 2 * t.queries * num_heads * head_dim * ACT_BYTES
     kv_elem_bytes = 2 * num_kv_heads * head_dim * quant.kv_bytes_per_element(head_dim)
     score_bytes = num_heads * t.pairs_full * ACT_BYTES

@@ -112,9 +112,12 @@ class Replica:
         """One step of prefill chunks and/or decodes."""
         start_s = self.env.now
         decoding = plan.decoding_seqs
-        new = [chunk.tokens for chunk in plan.prefills]
-        cached = [chunk.cached_tokens for chunk in plan.prefills]
-        sampled = sum(chunk.completes_prefill for chunk in plan.prefills) + decoding
+        new, cached, sampled = [], [], decoding
+        for chunk in plan.prefills:
+            new.append(chunk.tokens)
+            cached.append(chunk.cached_tokens)
+            sampled += chunk.completes_prefill
+        prefill_tokens = sum(new)
         if decoding:
             new += [1] * decoding
             cached += plan.decode.context_tokens.tolist()
@@ -126,7 +129,7 @@ class Replica:
         self.metrics.bytes += nbytes
         self._end_s[0], self._latency_s[0] = end_s, latency_s
         self._record(self.scheduler.apply(plan, self._end_s, self._latency_s))
-        self.metrics.step(StepRecord(start_s, latency_s, self.index, decoding + len(plan.prefills), sum(new) - decoding,
+        self.metrics.step(StepRecord(start_s, latency_s, self.index, decoding + len(plan.prefills), prefill_tokens,
                                      decoding, self.kv.pool.used_blocks, queued, self.scheduler.cached_tokens()))
         if decoding:
             self.outstanding -= len(self.scheduler.retire_finished(end_s))

@@ -12,16 +12,19 @@ from .request import Request
 
 
 class PrefillChunk(NamedTuple):
-    """`tokens` more of a request's context computed in this step, after `cached_tokens` already cached."""
+    """`tokens` more of a request's context computed in this step, after `cached_tokens` already cached;
+    the last chunk of the context `completes_prefill`: the step samples the request's next token."""
 
     request: Request
     tokens: int
     cached_tokens: int
+    completes_prefill: bool
 
-    @property
-    def completes_prefill(self) -> bool:
-        """The last chunk of the context: the step samples the request's next token."""
-        return self.cached_tokens + self.tokens == self.request.prefill_tokens
+
+def next_chunk(req: Request, token_budget: int) -> PrefillChunk:
+    """As much of the request's remaining context as the budget allows."""
+    tokens = min(req.prefill_tokens - req.prefilled_tokens, token_budget)
+    return PrefillChunk(req, tokens, req.prefilled_tokens, req.prefilled_tokens + tokens == req.prefill_tokens)
 
 
 class StepPlan(NamedTuple):

@@ -18,7 +18,7 @@ import numpy as np
 from ..batch import DecodeBatch
 from ..kv_cache import KVCacheManager
 from ..request import DECODING, DONE, SWAPPED, WAITING, Request
-from ..step_plan import PrefillChunk, StepOutcome, StepPlan, TokenGaps
+from ..step_plan import PrefillChunk, StepOutcome, StepPlan, TokenGaps, next_chunk
 from ..waiting_queue import WaitingQueue
 
 PREEMPTION_MODES = ("recompute", "swap")
@@ -55,6 +55,7 @@ class Scheduler:
         self.running = DecodeBatch(kv.block_size)  # the decoding sequences
         self.swapped: deque[tuple[Request, DecodeBatch]] = deque()  # oldest first, with their rows
         self._decoding: dict[int, Request] = {}  # requests with rows in `running`, by id
+        self._steps_to_first_completion = 0  # of the running batch, when the last plan was made
         self._some_finished = False  # did the last steps run some sequence to its last token?
         self._now_s = 0.0
         self._swap_in: list[int] = []  # what the step being planned moves over the host link
@@ -102,7 +103,7 @@ class Scheduler:
         outcome = StepOutcome()
         batch = plan.decode
         if batch is not None:
-            self._some_finished = len(ends_s) >= batch.scan().fewest_remaining_tokens
+            self._some_finished = len(ends_s) >= self._steps_to_first_completion
             opened, first_gaps_s, rows_per_gap = batch.advance(ends_s, latency_s, self.kv.block_ledger())
             self.kv.take_opened(opened)
             outcome.gaps.append(TokenGaps(first_gaps_s, rows_per_gap))
@@ -142,13 +143,14 @@ class Scheduler:
         """The step: prefill `prefills` and, with `decode`, one token for every running sequence; a
         decode-only step without swap traffic covers the steps until the batch would change."""
         batch = self.running if decode and len(self.running) else None
-        if not prefills and batch is None:
-            return None
+        if batch is None:
+            return StepPlan(tuple(prefills), None, 1, tuple(self._swap_in), tuple(self._swap_out),
+                            self._preempted) if prefills else None
+        self._steps_to_first_completion = batch.scan().fewest_remaining_tokens
         if prefills or self._swap_in or self._swap_out or self._preempted:
             # a preemption freed blocks: the next step may admit what waits, so plan one step
             return StepPlan(tuple(prefills), batch, 1, tuple(self._swap_in), tuple(self._swap_out), self._preempted)
-        to_first_completion = batch.scan().fewest_remaining_tokens
-        steps = self.kv.steps_that_fit(batch, min(to_first_completion, self.max_decode_steps))
+        steps = self.kv.steps_that_fit(batch, min(self._steps_to_first_completion, self.max_decode_steps))
         return StepPlan(decode=batch, decode_steps=steps)
 
     def seqs_in_flight(self) -> int:
@@ -179,9 +181,9 @@ class Scheduler:
                 continue
             req.start_prefill(cached)
             self.prefilling.append(req)
-            chunk = min(req.prefill_tokens - req.prefilled_tokens, token_budget)
-            chunks.append(PrefillChunk(req, chunk, req.prefilled_tokens))
-            token_budget -= chunk
+            chunk = next_chunk(req, token_budget)
+            chunks.append(chunk)
+            token_budget -= chunk.tokens
         return chunks
 
     def continue_prefills(self, token_budget: int) -> list[PrefillChunk]:
@@ -190,9 +192,9 @@ class Scheduler:
         for req in self.prefilling:
             if token_budget <= 0:
                 break
-            chunk = min(req.prefill_tokens - req.prefilled_tokens, token_budget)
-            chunks.append(PrefillChunk(req, chunk, req.prefilled_tokens))
-            token_budget -= chunk
+            chunk = next_chunk(req, token_budget)
+            chunks.append(chunk)
+            token_budget -= chunk.tokens
         return chunks
 
     def make_room_for_decode(self) -> None:
