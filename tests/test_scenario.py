@@ -76,7 +76,7 @@ def test_missing_sections_and_malformed_yaml(tmp_path):
 def test_a_missing_trace_file_is_named(tmp_path):
     text = BASE.replace("  arrival: {process: poisson, rate_per_s: 5}\n  prompt_tokens: 100\n  output_tokens: 20\n",
                         "  trace: {path: nowhere.csv}\n")
-    assert error_of(tmp_path, text).startswith("workload.trace: file not found")
+    assert error_of(tmp_path, text).startswith("workload.trace.path: no such file, got '")
 
 
 def test_shared_prefix_is_prepended_to_the_prompt(tmp_path):
