@@ -196,12 +196,13 @@ def cmd_run(args) -> int:
     from pathlib import Path
 
     from infersim.report import run_summary_table, write_run
-    from infersim.scenario import build_run, load_scenario
+    from infersim.roofline.errors import errors_in
+    from infersim.scenario import load_run
     from infersim.sim.run import simulate
-    scenario, base = load_scenario(args.scenario)
-    cfg, requests = build_run(scenario, base)
+    scenario, cfg, requests = load_run(args.scenario)
     show = args.progress or (sys.stderr.isatty() and not args.quiet)
-    result = simulate(cfg, requests, progress=_progress_bar if show else None)
+    with errors_in(Path(args.scenario).name):  # what the simulator finds wrong is the scenario's too
+        result = simulate(cfg, requests, progress=_progress_bar if show else None)
     out = Path(args.out or Path("runs") / Path(args.scenario).stem)
     paths = write_run(result, out)
     if not args.no_plot:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import yaml
@@ -92,3 +93,75 @@ def test_hardware_yaml_errors_name_the_field(capsys, tmp_path):
     bad.write_text("name: [unclosed\n")
     code, _, err = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", str(bad))
     assert code == 2 and "not valid YAML" in err
+
+
+def one_line_error(capsys, *argv) -> str:
+    """The one line a refused command prints (exit status 2), without its 'infersim ...: error: ' prefix."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_info:  # argparse refuses a flag's value before running anything
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err.split("error: ", 1)[1].strip()
+
+
+def test_calibrating_on_a_profile_with_negative_times_is_refused(capsys, tmp_path, profile_dir):
+    lines = (profile_dir / "Llama-2-7b-hf_linear_ops.csv").read_text().splitlines()[:3]
+    column = lines[0].split(",").index("time_stats.mlp_up_proj.median")
+    cells = lines[2].split(",")
+    cells[column] = "-0.5"
+    path = tmp_path / "neg.csv"
+    path.write_text("\n".join(lines[:2] + [",".join(cells)]) + "\n")
+    assert one_line_error(capsys, "calibrate", "--from-profile", str(path), "--hardware", "a100-sxm-80gb", "--out",
+                          str(tmp_path / "hw.yaml")).startswith("neg.csv:3: time_stats.mlp_up_proj.median: must be")
+    assert not (tmp_path / "hw.yaml").exists()
+
+
+def test_a_simulator_refusal_names_the_scenario_file(capsys, tmp_path):
+    scenario = tmp_path / "tp3.yaml"
+    scenario.write_text("model: tiny-llama\nhardware: l4\nparallelism: {tensor_parallel: 3}\nworkload:\n"
+                        "  arrival: {rate_per_s: 5}\n  prompt_tokens: 10\n  output_tokens: 2\n")
+    assert one_line_error(capsys, "run", str(scenario), "--no-plot", "--out", str(tmp_path / "o")) == \
+        "tp3.yaml: parallelism.tensor_parallel: must divide num_heads=4, got 3"
+
+
+@pytest.mark.filterwarnings("error")  # nor any warning (an empty legend in run.png)
+def test_a_run_where_nothing_completes_writes_strict_json_and_prints_no_nan(capsys, tmp_path):
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text("model: tiny-llama\nhardware: l4\nscheduler: {max_model_len: 50}\nworkload:\n"
+                        "  num_requests: 5\n  arrival: {rate_per_s: 5}\n  prompt_tokens: 100\n  output_tokens: 2\n")
+    assert main(["run", str(scenario), "--out", str(tmp_path / "o")]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"))
+    assert summary["requests_completed"] == 0 and summary["ttft_s"]["p50"] is None
+    assert not re.search(r"\bnan\b", out.lower()) and re.search(r"^TTFT +- +- +- +-$", out, re.MULTILINE)
+    assert "warning: 5 of 5 requests rejected" in out and err == ""
+
+
+SCENARIO = ("model: {model}\nhardware: {hardware}\nworkload:\n  num_requests: 5\n{source}")
+GENERATED = "  arrival: {rate_per_s: 5}\n  prompt_tokens: 10\n  output_tokens: 2\n"
+
+
+@pytest.mark.parametrize("kind", ["scenario", "trace", "lengths", "config", "hardware", "profile"])
+def test_files_that_are_not_utf8_are_named_in_one_line(capsys, tmp_path, profile_dir, kind):
+    latin1 = "caf\xe9".encode("latin-1")
+    files = {"scenario": "s.yaml", "trace": "t.csv", "lengths": "l.csv", "config": "config.json",
+             "hardware": "hw.yaml", "profile": "p.csv"}
+    fields = {"model": "tiny-llama", "hardware": "l4", "source": GENERATED}
+    if kind == "trace":
+        fields["source"] = "  trace: {path: t.csv}\n"
+    if kind == "lengths":
+        fields["source"] = "  arrival: {rate_per_s: 5}\n  lengths_file: l.csv\n"
+    if kind == "config":
+        fields["model"] = "config.json"
+    if kind == "hardware":
+        fields["hardware"] = "hw.yaml"
+    (tmp_path / "s.yaml").write_text(SCENARIO.format(**fields))
+    (tmp_path / files[kind]).write_bytes(b"# " + latin1 + b"\n")
+    argv = ["run", str(tmp_path / "s.yaml"), "--no-plot", "--out", str(tmp_path / "o")]
+    if kind == "profile":
+        argv = ["compare-profile", str(tmp_path / "p.csv"), "--hardware", "l4"]
+    message = one_line_error(capsys, *argv)
+    assert message.endswith(f"{files[kind]}: is not UTF-8 text (byte 0xe9 at offset 5); save it as UTF-8"), message
