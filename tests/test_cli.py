@@ -106,6 +106,36 @@ def one_line_error(capsys, *argv) -> str:
     return err.split("error: ", 1)[1].strip()
 
 
+def test_version_is_the_installed_package_version(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"infersim {version('infersim')}\n"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--batch", "1000000000"],
+     "argument --batch: must be <= 65,536, got 1,000,000,000"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--plot", "x.xyz"], "argument --plot: must end in one "
+                                                                                    "of .avif, .eps, .gif"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--plot", "nowhere/x.png"],
+     "argument --plot: its folder does not exist: 'nowhere/x.png'"),
+    (["compare-profile", "p.csv", "--hardware", "l4", "--plot", "x"], "argument --plot: must end in one of"),
+    (["calibrate", "--out", "cpu.txt"], "argument --out: must end in .yaml or .yml, got 'cpu.txt'"),
+    (["roofline", "--model", "nowhere.json", "--hardware", "l4"], "--model: no such file, got 'nowhere.json'"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--tp", "3"],
+     "parallelism.tensor_parallel: must divide num_heads=32, got 3"),
+])
+def test_bad_flags_are_refused_up_front_in_one_line(capsys, argv, message):
+    assert one_line_error(capsys, *argv).startswith(message)
+
+
+def test_an_output_folder_that_is_a_file_is_refused(capsys, tmp_path):
+    (tmp_path / "taken").write_text("")
+    assert one_line_error(capsys, "run", "s.yaml", "--out", str(tmp_path / "taken")).startswith(
+        "argument --out: is a file, not a folder")
+
+
 def test_calibrating_on_a_profile_with_negative_times_is_refused(capsys, tmp_path, profile_dir):
     lines = (profile_dir / "Llama-2-7b-hf_linear_ops.csv").read_text().splitlines()[:3]
     column = lines[0].split(",").index("time_stats.mlp_up_proj.median")
