@@ -7,8 +7,8 @@ import json
 import sys
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= `minimum`, refused in one line otherwise."""
+def _int_at_least(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer >= `minimum` (and <= `maximum`), refused in one line otherwise."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -16,12 +16,60 @@ def _int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:,}, got {value:,}")
         return value
     return parse
 
 
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
+MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seqs
+
+
+def _figure_path(text: str) -> str:
+    """An argparse type: a figure file whose extension matplotlib can write, in a folder that exists."""
+    from pathlib import Path
+
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if Path(text).suffix.lower().lstrip(".") not in formats:
+        raise argparse.ArgumentTypeError(f"must end in one of .{', .'.join(formats)}, got {text!r}")
+    return _file_in_existing_folder(text)
+
+
+def _yaml_path(text: str) -> str:
+    """An argparse type: a .yaml/.yml file to write, in a folder that exists."""
+    from pathlib import Path
+    if Path(text).suffix.lower() not in (".yaml", ".yml"):
+        raise argparse.ArgumentTypeError(f"must end in .yaml or .yml, got {text!r}")
+    return _file_in_existing_folder(text)
+
+
+def _file_in_existing_folder(text: str) -> str:
+    from pathlib import Path
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a folder, not a file: {text!r}")
+    if not path.resolve().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"its folder does not exist: {text!r}")
+    return text
+
+
+def _out_dir(text: str) -> str:
+    """An argparse type: a folder to write into (created if missing), not an existing file."""
+    from pathlib import Path
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"is a file, not a folder: {text!r}")
+    return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("infersim")
+    except PackageNotFoundError:
+        return "(not installed: run pip install . in the checkout)"
 
 
 def cmd_models(args) -> int:
@@ -57,7 +105,7 @@ def cmd_roofline(args) -> int:
     from infersim.report import si, step_table
     from infersim.roofline import (Parallelism, SpecError, StepOptions, decode_batch, get_hardware, get_model,
                                    get_quant, plan_memory, prefill_batch, step_cost)
-    model, hw = get_model(args.model), get_hardware(args.hardware)
+    model, hw = get_model(args.model, field="--model"), get_hardware(args.hardware, field="--hardware")
     quant = get_quant(args.quant, args.kv_bits)
     parallel = Parallelism(args.tp, args.pp)
     if args.phase == "decode":
@@ -116,26 +164,26 @@ def cmd_roofline(args) -> int:
 def _profile_model(args):
     from infersim.roofline import get_model
     from infersim.roofline.profile import model_from_profile
-    return get_model(args.model) if args.model else model_from_profile(args.profile)
+    return get_model(args.model, field="--model") if args.model else model_from_profile(args.profile)
 
 
 def cmd_compare_profile(args) -> int:
-    from infersim.report import table
+    from infersim.report import figure, json_safe, table
     from infersim.roofline import get_hardware
     from infersim.roofline.profile import VIDUR_OPS, compare, read_profile
-    model, hw = _profile_model(args), get_hardware(args.hardware)
+    model, hw = _profile_model(args), get_hardware(args.hardware, field="--hardware")
     samples = read_profile(args.profile, model)
     result = compare(samples, hw)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(json_safe(result), indent=2, allow_nan=False))
     else:
         print(f"{args.profile}: roofline ({hw.name}) vs measured, {model.name}")
         print(table(["op", "infersim op", "rows", "median |err|"],
-                    [[op, VIDUR_OPS[op], str(v["n"]), f"{100 * v['median_abs_err']:.1f}%"]
+                    [[op, VIDUR_OPS[op], str(v["n"]), f"{figure(v['median_abs_err'], '.1f', 100)}%"]
                      for op, v in result["ops"].items()]))
-        print(f"\nGEMMs: median {100 * result['gemm_median_abs_err']:.1f}%, "
-              f"p90 {100 * result['gemm_p90_abs_err']:.1f}%; all ops: median "
-              f"{100 * result['all_median_abs_err']:.1f}%")
+        print(f"\nGEMMs: median {figure(result['gemm_median_abs_err'], '.1f', 100)}%, "
+              f"p90 {figure(result['gemm_p90_abs_err'], '.1f', 100)}%; all ops: median "
+              f"{figure(result['all_median_abs_err'], '.1f', 100)}%")
     if args.plot:
         from infersim.plots import plot_profile
         plot_profile(samples, hw, args.plot, f"{model.name} on {hw.name}: roofline vs measured")
@@ -196,12 +244,13 @@ def cmd_run(args) -> int:
     from pathlib import Path
 
     from infersim.report import run_summary_table, write_run
-    from infersim.scenario import build_run, load_scenario
+    from infersim.roofline.errors import errors_in
+    from infersim.scenario import load_run
     from infersim.sim.run import simulate
-    scenario, base = load_scenario(args.scenario)
-    cfg, requests = build_run(scenario, base)
+    scenario, cfg, requests = load_run(args.scenario)
     show = args.progress or (sys.stderr.isatty() and not args.quiet)
-    result = simulate(cfg, requests, progress=_progress_bar if show else None)
+    with errors_in(Path(args.scenario).name):  # what the simulator finds wrong is the scenario's too
+        result = simulate(cfg, requests, progress=_progress_bar if show else None)
     out = Path(args.out or Path("runs") / Path(args.scenario).stem)
     paths = write_run(result, out)
     if not args.no_plot:
@@ -294,13 +343,14 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="infersim", description="LLM inference performance model and simulator")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=cmd_models)
 
     run = sub.add_parser("run", help="simulate a serving scenario (a YAML file, see scenarios/)")
     run.add_argument("scenario", metavar="SCENARIO.yaml")
-    run.add_argument("--out", metavar="DIR", help="where to write summary.json, requests.csv, timeline.csv and "
-                     "run.png (default runs/<scenario name>)")
+    run.add_argument("--out", metavar="DIR", type=_out_dir, help="where to write summary.json, requests.csv, "
+                     "timeline.csv and run.png (default runs/<scenario name>)")
     run.add_argument("--no-plot", action="store_true", help="skip run.png")
     run.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     run.add_argument("--quiet", action="store_true", help="print nothing")
@@ -311,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", required=True, help="registry name (see `infersim models`) or config.json path")
     r.add_argument("--hardware", required=True, help="registry name (see `infersim hardware`) or YAML path")
     r.add_argument("--phase", choices=("decode", "prefill"), default="decode")
-    r.add_argument("--batch", type=_positive_int, default=1, help="sequences in the batch (default 1)")
+    r.add_argument("--batch", type=_int_at_least(1, MAX_BATCH), default=1, help="sequences in the batch (default 1)")
     r.add_argument("--context", type=_nonnegative_int, default=1024,
                    help="decode: tokens already cached per sequence (default 1024)")
     r.add_argument("--prompt", type=_positive_int, default=1024, help="prefill: prompt tokens (default 1024)")
@@ -323,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pp", type=_positive_int, default=1, help="pipeline-parallel stages")
     r.add_argument("--sampling", choices=("greedy", "top_p"), default="top_p")
     r.add_argument("--json", action="store_true", help="print JSON (keys: ops, totals, memory)")
-    r.add_argument("--plot", metavar="FILE.png", help="draw the ops on the hardware's roofline chart")
+    r.add_argument("--plot", metavar="FILE.png", type=_figure_path,
+                   help="draw the ops on the hardware's roofline chart")
     r.set_defaults(func=cmd_roofline)
 
     c = sub.add_parser("compare-profile", help="roofline vs a measured per-op profile (Vidur CSV format)")
@@ -331,12 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", help="the profiled model (default: read its shape from the CSV columns)")
     c.add_argument("--hardware", required=True)
     c.add_argument("--json", action="store_true")
-    c.add_argument("--plot", metavar="FILE.png", help="predicted vs measured scatter plot")
+    c.add_argument("--plot", metavar="FILE.png", type=_figure_path, help="predicted vs measured scatter plot")
     c.set_defaults(func=cmd_compare_profile)
 
     v = sub.add_parser("validate", help="time the validating kernels and compare them with the roofline")
     v.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    v.add_argument("--out", metavar="DIR", default="validation", help="where to write validation.csv, "
+    v.add_argument("--out", metavar="DIR", default="validation", type=_out_dir, help="where to write validation.csv, "
                    "summary.json and the plots (default ./validation)")
     v.add_argument("--hardware", help="the device's hardware spec (default: calibrate this CPU, or the "
                    "registry entry of the GPU found)")
@@ -351,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--from-profile", metavar="FILE.csv", help="fit the efficiency factors to a Vidur profile")
     k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on")
     k.add_argument("--model", help="with --from-profile: the profiled model (default: from the CSV)")
-    k.add_argument("--out", metavar="FILE.yaml", help="where to write the spec (default NAME.yaml)")
+    k.add_argument("--out", metavar="FILE.yaml", type=_yaml_path, help="where to write the spec (default NAME.yaml)")
     k.set_defaults(func=cmd_calibrate)
     return parser
 

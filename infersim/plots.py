@@ -92,7 +92,10 @@ def plot_run(result, path: Path | str, title: str) -> None:
         if len(v):
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
     ax.set(xscale="log", xlabel="seconds", ylabel="fraction of requests", title="latency CDF")
-    ax.legend()
+    if done.any():
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no request completed", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,5 +1,11 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal, and a run's files. Nothing here prints or writes NaN or inf: a
+figure that has no value (no request completed, no SLO set) is "-" on the terminal, null in JSON and an
+empty cell in CSV."""
 from __future__ import annotations
+
+import math
+
+_CSV_CHUNK_ROWS = 65_536  # rows converted to Python objects at a time: a long timeline never is at once
 
 
 def si(value: float, unit: str = "") -> str:
@@ -27,43 +33,75 @@ def step_table(cost) -> str:
     return table(["op", "count", "FLOPs", "bytes", "FLOP/B", "time_ms", "%", "bound"], rows)
 
 
+def _cells(values) -> list:
+    """One column's cells: floats with full precision, NaN and inf as empty cells."""
+    cells = values.tolist()
+    if values.dtype.kind == "f":
+        return [v if math.isfinite(v) else "" for v in cells]
+    return cells
+
+
 def _csv(path, columns: dict) -> None:
-    """Write parallel arrays as CSV columns (floats with full precision)."""
+    """Write parallel arrays as CSV columns, a chunk of rows at a time."""
     import csv
     names = list(columns)
+    rows = len(columns[names[0]]) if names else 0
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(names)
-        w.writerows(zip(*(columns[n].tolist() for n in names)))
+        for start in range(0, rows, _CSV_CHUNK_ROWS):
+            w.writerows(zip(*(_cells(columns[n][start:start + _CSV_CHUNK_ROWS]) for n in names)))
+
+
+def json_safe(value):
+    """`value` with every NaN or infinite float replaced by None, so that it is strict JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_run(result, out_dir) -> dict:
-    """summary.json, requests.csv (one row per request) and timeline.csv (one row per step) under out_dir;
-    returns the paths written."""
+    """summary.json (strict JSON: a figure without a value is null), requests.csv (one row per request) and
+    timeline.csv (one row per step) under out_dir; returns the paths written."""
     import json
     from pathlib import Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"summary": out / "summary.json", "requests": out / "requests.csv", "timeline": out / "timeline.csv"}
-    paths["summary"].write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
+    paths["summary"].write_text(json.dumps(json_safe(result.summary), indent=2, allow_nan=False) + "\n")
     _csv(paths["requests"], result.table)
     _csv(paths["timeline"], result.timeline)
     return paths
 
 
+def figure(value, spec: str, scale: float = 1.0) -> str:
+    """`value * scale` formatted with `spec`, or "-" when there is no value (None, NaN, inf)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return format(value * scale, spec)
+
+
 def run_summary_table(summary: dict) -> str:
     """The latency percentiles and the headline figures of a run, for the terminal."""
-    rows = [[name, *("-" if summary[key][q] is None else f"{summary[key][q] * 1e3:.1f}" for q in ("mean", "p50", "p90", "p99"))]
+    rows = [[name, *(figure(summary[key][q], ".1f", 1e3) for q in ("mean", "p50", "p90", "p99"))]
             for name, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E", "e2e_s"),
                               ("queueing", "queueing_s"))]
     lines = [table(["latency (ms)", "mean", "p50", "p90", "p99"], rows), ""]
-    lines.append(f"completed {summary['requests_completed']}, rejected {summary['requests_rejected']}, "
-                 f"preemptions {summary['preemptions']}; simulated {summary['simulated_time_s']:.1f} s")
-    goodput = ("no SLO set" if summary["slo_attainment"] is None else
-               f"goodput {summary['goodput_requests_per_s']:.2f} requests/s ({100 * summary['slo_attainment']:.1f}% within SLO)")
-    lines.append(f"throughput {summary['throughput_tokens_per_s']:,.0f} tokens/s, "
-                 f"{summary['throughput_requests_per_s']:.2f} requests/s; {goodput}")
-    lines.append(f"batch {summary['batch_size_mean']:.1f} sequences on average; KV cache {100 * summary['kv_utilization_mean']:.1f}% "
-                 f"used on average, {100 * summary['kv_utilization_peak']:.1f}% at peak; MFU "
-                 f"{100 * summary['model_flops_utilization']:.1f}%, MBU {100 * summary['model_bandwidth_utilization']:.1f}%")
+    s = summary
+    lines.append(f"completed {s['requests_completed']}, rejected {s['requests_rejected']}, "
+                 f"preemptions {s['preemptions']}; simulated {figure(s['simulated_time_s'], '.1f')} s")
+    goodput = "no SLO set" if s["slo_attainment"] is None else (
+        f"goodput {figure(s['goodput_requests_per_s'], '.2f')} requests/s "
+        f"({figure(s['slo_attainment'], '.1f', 100)}% within SLO)")
+    lines.append(f"throughput {figure(s['throughput_tokens_per_s'], ',.0f')} tokens/s, "
+                 f"{figure(s['throughput_requests_per_s'], '.2f')} requests/s; {goodput}")
+    lines.append(f"batch {figure(s['batch_size_mean'], '.1f')} sequences on average; KV cache "
+                 f"{figure(s['kv_utilization_mean'], '.1f', 100)}% used on average, "
+                 f"{figure(s['kv_utilization_peak'], '.1f', 100)}% at peak; MFU "
+                 f"{figure(s['model_flops_utilization'], '.1f', 100)}%, MBU "
+                 f"{figure(s['model_bandwidth_utilization'], '.1f', 100)}%")
     return "\n".join(lines)

@@ -7,24 +7,30 @@ are resolved against the scenario file's folder. See scenarios/default.yaml for 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
-from infersim.roofline.errors import SpecError
+from infersim.budget import check_memory
+from infersim.roofline.boundary import load_yaml, read_text
+from infersim.roofline.errors import SpecError, errors_in
+from infersim.roofline.models import MAX_CONTEXT_TOKENS
+from infersim.schema import YamlFloat, YamlInt, spec_error
 
 Positive = Field(gt=0)
+Tokens = Annotated[YamlInt, Field(ge=1, le=MAX_CONTEXT_TOKENS)]
+MAX_REPLICAS = 10_000  # a cluster of more model replicas than this is not a deployment anyone plans
+DEFAULT_REQUESTS = 1000
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ParallelismSection(_Section):
-    tensor_parallel: int = Field(1, ge=1)
-    pipeline_parallel: int = Field(1, ge=1)
+    tensor_parallel: YamlInt = Field(1, ge=1)
+    pipeline_parallel: YamlInt = Field(1, ge=1)
 
 
 class QuantizationSection(_Section):
@@ -35,10 +41,10 @@ class QuantizationSection(_Section):
 class EngineSection(_Section):
     """What the serving engine does besides scheduling (see sim.replica.EngineOverhead)."""
 
-    flash_attention: bool = True
+    flash_attention: StrictBool = True
     sampling: Literal["greedy", "top_p"] = "top_p"
-    overhead_fixed_s: float = Field(1.0e-3, ge=0)
-    overhead_per_seq_s: float = Field(10e-6, ge=0)
+    overhead_fixed_s: YamlFloat = Field(1.0e-3, ge=0, le=10)
+    overhead_per_seq_s: YamlFloat = Field(10e-6, ge=0, le=1)
 
 
 def _registered(registry: str, field: str):
@@ -55,10 +61,11 @@ def _registered(registry: str, field: str):
 
 class SchedulerSection(_Section):
     name: str = "vllm"
-    max_num_seqs: int = Field(256, ge=1)
-    max_num_batched_tokens: int = Field(8192, ge=1)
-    max_model_len: Optional[int] = Field(None, ge=2, description="default: the model's context length")
-    chunk_tokens: int = Field(512, ge=1)
+    max_num_seqs: YamlInt = Field(256, ge=1, le=1 << 20)
+    max_num_batched_tokens: Tokens = 8192
+    max_model_len: Optional[Annotated[Tokens, Field(ge=2)]] = Field(
+        None, description="default: the model's context length")
+    chunk_tokens: Tokens = 512
     preemption: Literal["recompute", "swap"] = "recompute"
 
     @field_validator("name", mode="before")
@@ -73,31 +80,32 @@ class SchedulerSection(_Section):
 
 
 class KVCacheSection(_Section):
-    block_size: int = Field(16, ge=1)
-    num_blocks: Optional[int] = Field(None, ge=1, description="default: what the memory plan leaves for KV")
+    block_size: YamlInt = Field(16, ge=1, le=1024)
+    num_blocks: Optional[YamlInt] = Field(None, ge=1, le=1 << 40,
+                                          description="default: what the memory plan leaves for KV")
     allocator: Optional[Literal["paged", "contiguous"]] = Field(
         None, description="default: the scheduler's (contiguous for static and orca, paged otherwise)")
-    memory_utilization: float = Field(0.9, gt=0, le=1)
-    watermark: float = Field(0.01, ge=0, lt=1)
-    prefix_caching: bool = False
-    swap_space_gib: float = Field(4.0, ge=0)
+    memory_utilization: YamlFloat = Field(0.9, ge=0.01, le=1)
+    watermark: YamlFloat = Field(0.01, ge=0, lt=1)
+    prefix_caching: StrictBool = False
+    swap_space_gib: YamlFloat = Field(4.0, ge=0, le=1 << 20)
 
 
 class ArrivalSection(_Section):
     process: Literal["poisson", "gamma", "constant"] = "poisson"
-    rate_per_s: float = Positive
-    cv: float = Field(1.0, gt=0)
+    rate_per_s: YamlFloat = Positive
+    cv: YamlFloat = Field(1.0, ge=0.01, le=100)
 
 
 class LengthSection(_Section):
     kind: Literal["fixed", "uniform", "normal", "lognormal", "zipf"] = "fixed"
-    value: int = Field(0, ge=0)
-    low: int = Field(1, ge=1)
-    high: int = Field(1, ge=1)
-    mean: float = Field(0.0, ge=0)
-    std: float = Field(0.0, ge=0)
-    zipf_a: float = Field(1.5, gt=1)
-    max_tokens: int = Field(1 << 20, ge=1)
+    value: YamlInt = Field(0, ge=0, le=MAX_CONTEXT_TOKENS)
+    low: Tokens = 1
+    high: Tokens = 1
+    mean: YamlFloat = Field(0.0, ge=0, le=MAX_CONTEXT_TOKENS)
+    std: YamlFloat = Field(0.0, ge=0, le=MAX_CONTEXT_TOKENS)
+    zipf_a: YamlFloat = Field(1.5, gt=1, le=100)
+    max_tokens: Tokens = 1 << 20
 
     @model_validator(mode="after")
     def _complete(self):
@@ -110,30 +118,30 @@ class LengthSection(_Section):
             raise ValueError("value must be >= 1")
         if self.kind == "uniform" and self.high < self.low:
             raise ValueError(f"high must be >= low={self.low}")
-        if self.kind == "lognormal" and self.mean <= 0:
-            raise ValueError("mean must be > 0")
+        if self.kind == "lognormal" and self.mean < 1:
+            raise ValueError("mean must be >= 1 token")
         return self
 
 
 class TraceSection(_Section):
     path: str
-    rate_scale: float = Field(1.0, gt=0)
+    rate_scale: YamlFloat = Field(1.0, gt=0)
 
 
 class SharedPrefixSection(_Section):
-    tokens: int = Field(ge=1)
-    groups: int = Field(1, ge=1)
-    fraction: float = Field(1.0, ge=0, le=1)
+    tokens: Tokens
+    groups: YamlInt = Field(1, ge=1, le=1 << 31)
+    fraction: YamlFloat = Field(1.0, ge=0, le=1)
 
 
 class WorkloadSection(_Section):
-    num_requests: Optional[int] = Field(None, ge=1, description="default: 1000, or the whole trace")
+    num_requests: Optional[YamlInt] = Field(None, ge=1, description="default: 1000, or the whole trace")
     trace: Optional[TraceSection] = None
     arrival: Optional[ArrivalSection] = None
-    prompt_tokens: Optional[Union[int, LengthSection]] = None
-    output_tokens: Optional[Union[int, LengthSection]] = None
+    prompt_tokens: Optional[Union[Tokens, LengthSection]] = None
+    output_tokens: Optional[Union[Tokens, LengthSection]] = None
     lengths_file: Optional[str] = None
-    num_seqs: int = Field(1, ge=1)
+    num_seqs: YamlInt = Field(1, ge=1, le=1 << 16)
     shared_prefix: Optional[SharedPrefixSection] = None
 
     @model_validator(mode="after")
@@ -147,24 +155,24 @@ class WorkloadSection(_Section):
             raise ValueError("needs an arrival process (arrival: {process: poisson, rate_per_s: ...}) or a trace")
         if self.lengths_file is None and (self.prompt_tokens is None or self.output_tokens is None):
             raise ValueError("needs prompt_tokens and output_tokens, or a lengths_file")
-        for key in ("prompt_tokens", "output_tokens"):
-            if isinstance(getattr(self, key), int) and getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1")
+        if self.lengths_file is not None and (self.prompt_tokens is not None or self.output_tokens is not None):
+            raise ValueError("a lengths_file fixes prompt and output lengths; remove prompt_tokens and output_tokens")
         return self
 
 
 class SLOSection(_Section):
-    ttft_s: Optional[float] = Field(None, gt=0)
-    tpot_s: Optional[float] = Field(None, gt=0)
+    ttft_s: Optional[YamlFloat] = Field(None, gt=0)
+    tpot_s: Optional[YamlFloat] = Field(None, gt=0)
 
 
 class ClusterSection(_Section):
     mode: Literal["colocated", "disaggregated"] = "colocated"
-    replicas: Optional[int] = Field(None, ge=1, description="colocated: 1 by default")
+    replicas: Optional[YamlInt] = Field(None, ge=1, le=MAX_REPLICAS, description="colocated: 1 by default")
     router: str = "round_robin"
-    prefill_replicas: Optional[int] = Field(None, ge=1, description="disaggregated: 1 by default")
-    decode_replicas: Optional[int] = Field(None, ge=1, description="disaggregated: 1 by default")
-    kv_transfer_gb_per_s: Optional[float] = Field(None, gt=0, description="default: the GPU interconnect")
+    prefill_replicas: Optional[YamlInt] = Field(None, ge=1, le=MAX_REPLICAS, description="disaggregated: 1 by default")
+    decode_replicas: Optional[YamlInt] = Field(None, ge=1, le=MAX_REPLICAS, description="disaggregated: 1 by default")
+    kv_transfer_gb_per_s: Optional[YamlFloat] = Field(None, ge=1e-3, le=1e6,
+                                                      description="default: the GPU interconnect")
 
     _known = _registered("infersim.sim.router:ROUTERS", "router")
 
@@ -192,74 +200,46 @@ class Scenario(_Section):
     workload: WorkloadSection
     slo: SLOSection = SLOSection()
     cluster: ClusterSection = ClusterSection()
-    seed: int = 0
-
-
-def _problem(err: dict) -> str:
-    ctx = err.get("ctx", {})
-    kind = err["type"]
-    bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
-              "less_than_equal": "<= {le}"}
-    if kind in bounds:
-        return "must be " + bounds[kind].format(**{k: f"{v:g}" for k, v in ctx.items()})
-    if kind == "literal_error":
-        return "must be one of " + ctx.get("expected", "").replace("'", "")
-    if kind == "extra_forbidden":
-        return "is not a known key (check its spelling and section)"
-    if kind == "missing":
-        return "is required"
-    if kind in ("int_parsing", "int_from_float", "int_type"):
-        return "must be a whole number"
-    if kind in ("float_parsing", "float_type"):
-        return "must be a number"
-    if kind in ("bool_parsing", "bool_type"):
-        return "must be true or false"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return err["msg"][0].lower() + err["msg"][1:]
-
-
-def _error_line(error: ValidationError) -> SpecError:
-    """The most specific of pydantic's errors as one line. A union (`prompt_tokens: 512` or a mapping)
-    reports its branches separately; the branch matching the value's type is the one that explains it."""
-    errors = error.errors()
-    for err in errors:
-        loc = [str(p) for p in err["loc"]]
-        if any(p in ("int", "str") for p in loc[1:]) and isinstance(err.get("input"), dict):
-            continue  # the scalar branch of a union complaining about a mapping
-        if any(p.startswith(("LengthSection", "QuantizationSection")) for p in loc) and not isinstance(
-                err.get("input"), dict) and len(errors) > 1 and err["type"].endswith("_type"):
-            continue  # the mapping branch complaining about a scalar
-        path = ".".join(p for p in loc if p not in ("int", "str") and not p[0].isupper() and "[" not in p) or "scenario"
-        got = err.get("input")
-        return SpecError(path, _problem(err), got if not isinstance(got, dict) or err["type"] == "dict_type" else None)
-    err = errors[0]
-    return SpecError(".".join(str(p) for p in err["loc"]), _problem(err), err.get("input"))
+    seed: YamlInt = Field(0, ge=0, lt=1 << 64)
 
 
 def load_scenario(path: Path | str) -> tuple[Scenario, Path]:
     """The validated scenario and the folder its relative paths start from."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError("scenario", "file not found", str(path))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path.name}:{mark.line + 1}" if mark else path.name
-        raise SpecError(where, f"is not valid YAML ({getattr(e, 'problem', None) or e})")
+    data = load_yaml(path, "scenario")
     if not isinstance(data, dict):
-        raise SpecError(path.name, "must be a mapping of sections (model, hardware, workload, ...)", type(data).__name__)
+        raise SpecError("", "must be a mapping of sections (model, hardware, workload, ...)", type(data).__name__,
+                        file=path.name)
     try:
         return Scenario.model_validate(data), path.parent
     except ValidationError as e:
-        raise _error_line(e) from None
+        raise spec_error(e, file=path.name) from None
 
 
-def _resolve(base: Path, text: str) -> str:
-    """A registry name stays as it is; a path is taken relative to the scenario's folder."""
-    candidate = base / text
-    return str(candidate) if ("/" in text or text.endswith((".yaml", ".yml", ".json"))) else text
+def load_run(path: Path | str) -> tuple[Scenario, object, list]:
+    """A scenario file read, validated, checked against this machine's memory and built: (scenario,
+    RunConfig, requests). Every mistake is one line naming the file (or the trace that holds it)."""
+    path = Path(path)
+    scn, base = load_scenario(path)
+    with errors_in(path.name):
+        check_memory(_request_count(scn.workload, base), _replica_count(scn.cluster))
+        cfg, requests = build_run(scn, base)
+    return scn, cfg, requests
+
+
+def _request_count(w: WorkloadSection, base: Path) -> int:
+    """Requests the workload will hold: num_requests, or at most the trace's rows."""
+    if w.trace is None:
+        return w.num_requests or DEFAULT_REQUESTS
+    rows = read_text(base / w.trace.path, "workload.trace.path").count("\n")
+    return min(rows, w.num_requests or rows)
+
+
+def _replica_count(cluster: ClusterSection) -> int:
+    """Replicas the cluster runs (as build_run builds it)."""
+    if cluster.mode == "disaggregated":
+        return (cluster.prefill_replicas or 1) + (cluster.decode_replicas or 1)
+    return cluster.replicas or 1
 
 
 def build_run(scn: Scenario, base: Path):
@@ -272,8 +252,8 @@ def build_run(scn: Scenario, base: Path):
     from infersim.sim.run import KVCacheSpec, RunConfig, check_config
     from infersim.sim.schedulers import SchedulerLimits
 
-    model = get_model(_resolve(base, scn.model))
-    hardware = get_hardware(_resolve(base, scn.hardware))
+    model = get_model(scn.model, base)
+    hardware = get_hardware(scn.hardware, base)
     q = scn.quantization if isinstance(scn.quantization, QuantizationSection) else QuantizationSection(preset=scn.quantization)
     try:
         quant = get_quant(q.preset, q.kv_bits) if q.kv_bits else get_quant(q.preset)
@@ -322,7 +302,7 @@ def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
     if w.trace is not None:
         workload = read_trace(base / w.trace.path, w.trace.rate_scale, w.num_requests)
     else:
-        n = w.num_requests or 1000
+        n = w.num_requests or DEFAULT_REQUESTS
         arrivals = arrival_times(w.arrival.process, w.arrival.rate_per_s, n, rng, w.arrival.cv)
         if w.lengths_file:
             prompts, outputs = read_lengths(base / w.lengths_file)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .boundary import load_yaml, number, registry_or_file
 from .errors import SpecError, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -194,43 +195,107 @@ def hardware_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# The range of each figure a hardware file may give: wide enough for any real device (a CPU core to a
+# rack-scale GPU), narrow enough that no step time comes out 0, inf or years. (whole, minimum, maximum)
+_PER_S = (False, 1e6, 1e18)
+_FRACTION = (False, 0.01, 1.0)
+_LATENCY_S = (False, 0.0, 0.01)  # a kernel launch or a link hop: microseconds
+_RANGES = {
+    "vector_flops_per_s": _PER_S, "memory_bytes": (False, 1e6, 1e15), "memory_bandwidth_bytes_per_s": _PER_S,
+    "l2_bytes": (False, 0.0, 1e12), "sram_per_sm_bytes": (False, 0.0, 1e9), "sm_count": (True, 1, 1 << 20),
+    "interconnect_bandwidth_bytes_per_s": _PER_S, "host_link_bandwidth_bytes_per_s": _PER_S,
+    "l2_bandwidth_bytes_per_s": _PER_S, "special_function_per_s": _PER_S,
+    "attention_q_tile_tokens": (True, 1, 1 << 16),
+    "compute_efficiency": _FRACTION, "memory_efficiency": _FRACTION, "vector_bandwidth_efficiency": _FRACTION,
+    "overlap_exponent": (False, 1.0, 100.0), "launch_overhead_s": _LATENCY_S, "interconnect_efficiency": _FRACTION,
+    "interconnect_latency_s": _LATENCY_S, "host_link_efficiency": _FRACTION, "host_link_latency_s": _LATENCY_S,
+}
+_UNSET_BY_NULL = ("l2_bandwidth_bytes_per_s", "special_function_per_s")  # None: not modelled; 0 is an error
+_TILE_SIDE = (True, 1, 4096)
+_SPLIT_K = (True, 1, 1024)
+
+
+def _figure(origin: str, field: str, value, allowed: tuple) -> float:
+    """A figure within its range; YAML 1.1 reads 37.4e12 (no dot, no signed exponent) as text, which
+    `number` takes as the number it spells."""
+    whole, minimum, maximum = allowed
+    x = number(value, field, origin, whole=whole, minimum=minimum, maximum=maximum)
+    return int(x) if whole else x
+
+
+def _file_value(origin: str, field: str, value):
+    """One field of a hardware file, checked and converted."""
+    if field in ("name", "source"):
+        if not isinstance(value, str) or (field == "name" and not value.strip()):
+            raise SpecError(field, "must be text" + (" (not empty)" if field == "name" else ""), value, file=origin)
+        return value
+    if field == "sparse_tensor_cores":
+        if not isinstance(value, bool):
+            raise SpecError(field, "must be true or false", value, file=origin)
+        return value
+    if field == "peak_flops_per_s":
+        return _peaks(origin, value)
+    if field == "gemm_tiles":
+        return [[_figure(origin, f"{field}.{i}.{j}", side, _TILE_SIDE) for j, side in enumerate(tile)]
+                for i, tile in enumerate(_list(origin, field, value, pairs=True))]
+    if field == "gemm_split_k":
+        return [_figure(origin, f"{field}.{i}", k, _SPLIT_K) for i, k in enumerate(_list(origin, field, value))]
+    if value is None and field in _UNSET_BY_NULL:
+        return None
+    return _figure(origin, field, value, _RANGES[field])
+
+
+def _peaks(origin: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise SpecError("peak_flops_per_s", "must be a mapping of dtype to FLOP/s, e.g. {fp16: 312e12}", value,
+                        file=origin)
+    unknown = sorted(str(k) for k in value if k not in DTYPES)
+    if unknown:
+        raise SpecError(f"peak_flops_per_s.{unknown[0]}", f"unknown dtype; allowed: {', '.join(DTYPES)}",
+                        file=origin)
+    if "fp16" not in value and "bf16" not in value:
+        raise SpecError("peak_flops_per_s", "needs fp16 (or bf16): the dense tensor-core peak every model uses",
+                        file=origin)
+    return {k: _figure(origin, f"peak_flops_per_s.{k}", v, _PER_S) for k, v in value.items()}
+
+
+def _list(origin: str, field: str, value, pairs: bool = False) -> list:
+    """A non-empty list (of [rows, columns] pairs if `pairs`); gemm_tiles may be empty (no tile model)."""
+    items = value if isinstance(value, (list, tuple)) else None
+    if items is None or (not items and not pairs) or (pairs and any(
+            not isinstance(t, (list, tuple)) or len(t) != 2 for t in items)):
+        shape = "a list of [rows, columns] tile shapes" if pairs else "a list of at least one whole number"
+        raise SpecError(field, f"must be {shape}", value, file=origin)
+    return list(items)
+
+
 _FIELDS = {f.name for f in dataclasses.fields(HardwareSpec)}
+_REQUIRED = {f.name for f in dataclasses.fields(HardwareSpec)
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
 
 
 def hardware_from_dict(data: dict, origin: str = "hardware") -> HardwareSpec:
-    """Build a spec from a mapping (a YAML file's contents); unknown or missing keys are named."""
+    """Build a spec from a mapping (a YAML file's contents); every error names `origin` and the field."""
     if not isinstance(data, dict):
-        raise SpecError(origin, "must be a mapping of hardware fields")
-    unknown = sorted(set(data) - _FIELDS)
+        raise SpecError("", "must be a mapping of hardware fields (name, peak_flops_per_s, ...)",
+                        type(data).__name__, file=origin)
+    unknown = sorted(str(k) for k in data if k not in _FIELDS)
     if unknown:
-        raise SpecError(f"{origin}:{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(_FIELDS))}")
-    required = {f.name for f in dataclasses.fields(HardwareSpec)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    missing = sorted(required - set(data))
+        raise SpecError(unknown[0], f"is not a known field; allowed: {', '.join(sorted(_FIELDS))}", file=origin)
+    missing = sorted(_REQUIRED - set(data))
     if missing:
-        raise SpecError(f"{origin}:{missing[0]}", "is required")
-    try:
-        return HardwareSpec(**data)
-    except TypeError as err:
-        raise SpecError(origin, f"bad value ({err})") from None
+        raise SpecError(missing[0], "is required", file=origin)
+    return HardwareSpec(**{field: _file_value(origin, field, value) for field, value in data.items()})
 
 
 def load_hardware_yaml(path: Path | str) -> HardwareSpec:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError("hardware", "no such hardware file", str(path)) from None
-    except yaml.YAMLError as err:
-        raise SpecError(str(path), f"not valid YAML ({str(err).splitlines()[0]})") from None
-    return hardware_from_dict(data, origin=path.name)
+    return hardware_from_dict(load_yaml(path, "hardware"), origin=path.name)
 
 
-def get_hardware(name_or_path: str) -> HardwareSpec:
-    """A registry name, or a path to a hardware YAML file (e.g. written by `infersim calibrate`)."""
-    if name_or_path in _REGISTRY:
-        return _REGISTRY[name_or_path]
-    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
-        return load_hardware_yaml(name_or_path)
-    raise SpecError("hardware", f"unknown hardware; use a YAML path or one of {', '.join(hardware_names())}",
-                    name_or_path)
+def get_hardware(name_or_path: str, base: Path | None = None, field: str = "hardware") -> HardwareSpec:
+    """A registry name, or a path to a hardware YAML file (e.g. written by `infersim calibrate`; relative
+    paths from `base` if given)."""
+    found = registry_or_file(field, name_or_path, _REGISTRY, "hardware", "hardware YAML", (".yaml", ".yml"),
+                             base)
+    return found if isinstance(found, HardwareSpec) else load_hardware_yaml(found)

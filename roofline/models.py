@@ -1,7 +1,7 @@
 """Model specs: the shapes that decide what a forward pass costs.
 
 A `ModelSpec` is loaded from the built-in registry (names users type, e.g. ``llama-2-7b``) or from a
-Hugging Face ``config.json`` (Llama, Mistral, Qwen2, Mixtral, GPT-2, OPT).
+Hugging Face ``config.json`` (Llama, Mistral, Qwen-1, Qwen2, Mixtral, GPT-2, OPT).
 """
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SpecError, require_choice, require_positive
+from .boundary import number_cell, read_text, registry_or_file
+from .errors import SpecError, require_choice, require_count
 
 FFN_KINDS = ("swiglu", "gelu")
 NORM_KINDS = ("rmsnorm", "layernorm")
 POSITION_KINDS = ("rope", "learned")
+MAX_CONTEXT_TOKENS = 1 << 24  # above any model's context; bounds every token count a file may give
+MAX_MODEL_SIZE = 1 << 24  # above any width or count in a real config.json
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class ModelSpec:
     def __post_init__(self):
         for field in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "ffn_size",
                       "vocab_size", "max_context_tokens", "num_experts", "experts_per_token"):
-            require_positive(f"{self.name}.{field}", getattr(self, field))
+            require_count(f"{self.name}.{field}", getattr(self, field))
         require_choice(f"{self.name}.ffn_kind", self.ffn_kind, FFN_KINDS)
         require_choice(f"{self.name}.norm_kind", self.norm_kind, NORM_KINDS)
         require_choice(f"{self.name}.position", self.position, POSITION_KINDS)
@@ -138,70 +141,142 @@ def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_model(name_or_path: str) -> ModelSpec:
-    """A registry name, or a path to a Hugging Face config.json."""
-    if name_or_path in _REGISTRY:
-        return _REGISTRY[name_or_path]
-    path = Path(name_or_path)
-    if path.suffix == ".json" or path.is_file():
-        return load_hf_config(path)
-    raise SpecError("model", f"unknown model; use a config.json path or one of {', '.join(model_names())}",
-                    name_or_path)
+def get_model(name_or_path: str, base: Path | None = None, field: str = "model") -> ModelSpec:
+    """A registry name, or a path to a Hugging Face config.json (relative ones from `base` if given)."""
+    found = registry_or_file(field, name_or_path, _REGISTRY, "model", "config.json", (".json",), base)
+    return found if isinstance(found, ModelSpec) else load_hf_config(found)
 
 
-def _get(cfg: dict, path: Path, *keys, default=None):
-    for key in keys:
-        if cfg.get(key) is not None:
-            return cfg[key]
-    if default is not None:
+def _size(cfg: dict, path: Path, *keys: str, default: int | None = None) -> int:
+    """The first of `keys` that config.json sets: a whole number from 1 to MAX_MODEL_SIZE."""
+    key = next((k for k in keys if cfg.get(k) is not None), None)
+    if key is None:
+        if default is None:
+            raise SpecError(keys[0], "is missing from the config", file=path.name)
         return default
-    raise SpecError(f"{path.name}:{keys[0]}", "missing from the config")
+    return int(number_cell(cfg, key, path.name, whole=True, minimum=1, maximum=MAX_MODEL_SIZE, text=False))
+
+
+def _flag(cfg: dict, path: Path, key: str, default: bool) -> bool:
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise SpecError(key, "must be true or false", value, file=path.name)
+    return value
+
+
+def _head_dim(cfg: dict, path: Path, width: int, heads: int, heads_key: str, key: str = "head_dim") -> int:
+    """The head width where config.json gives it (as `key`), else hidden size / heads (which must then
+    divide it)."""
+    if cfg.get(key) is not None:
+        return _size(cfg, path, key)
+    if width % heads:
+        raise SpecError(heads_key, f"must divide the hidden size {width} (or config.json must give head_dim)",
+                        heads, file=path.name)
+    return width // heads
+
+
+def _heads(cfg: dict, path: Path, heads_key: str, width: int) -> tuple[int, int, int]:
+    """(query heads, KV heads, head_dim); KV heads default to the query heads (no GQA) and divide them."""
+    heads = _size(cfg, path, heads_key)
+    kv = _size(cfg, path, "num_key_value_heads", default=heads)
+    if heads % kv:
+        raise SpecError("num_key_value_heads", f"must divide {heads_key}={heads}", kv, file=path.name)
+    return heads, kv, _head_dim(cfg, path, width, heads, heads_key)
+
+
+def _llama(cfg: dict, path: Path, kind: str) -> dict:
+    """Llama, Mistral, Qwen2 and Mixtral share their config keys."""
+    d = _size(cfg, path, "hidden_size")
+    heads, kv, head_dim = _heads(cfg, path, "num_attention_heads", d)
+    experts = _size(cfg, path, "num_local_experts", default=1)
+    per_token = _size(cfg, path, "num_experts_per_tok", default=1)
+    if per_token > experts:
+        raise SpecError("num_experts_per_tok", f"must be <= num_local_experts={experts}", per_token, file=path.name)
+    return dict(num_layers=_size(cfg, path, "num_hidden_layers"), hidden_size=d, num_heads=heads, num_kv_heads=kv,
+                head_dim=head_dim, ffn_size=_size(cfg, path, "intermediate_size"),
+                vocab_size=_size(cfg, path, "vocab_size"),
+                max_context_tokens=_context(cfg, path, "max_position_embeddings"),
+                tied_embeddings=_flag(cfg, path, "tie_word_embeddings", False),
+                qkv_bias=kind == "qwen2" or _flag(cfg, path, "attention_bias", False),
+                num_experts=experts, experts_per_token=per_token)
+
+
+def _qwen(cfg: dict, path: Path, kind: str) -> dict:
+    """Qwen-1 (QWenLMHeadModel), as modeling_qwen.py in its Hugging Face repos builds it
+    (https://huggingface.co/Qwen/Qwen-72B/blob/main/modeling_qwen.py): head_dim is `kv_channels`; the QKV projection `c_attn` always has a bias, the other linears only
+    without `no_bias`; QWenMLP builds w1 and w2 at `intermediate_size // 2`, so its config's
+    intermediate_size is twice the width of each SwiGLU branch; lm_head is not tied to the embedding."""
+    d = _size(cfg, path, "hidden_size")
+    heads = _size(cfg, path, "num_attention_heads")
+    return dict(num_layers=_size(cfg, path, "num_hidden_layers"), hidden_size=d, num_heads=heads, num_kv_heads=heads,
+                head_dim=_head_dim(cfg, path, d, heads, "num_attention_heads", key="kv_channels"),
+                ffn_size=_ffn_half(cfg, path), vocab_size=_size(cfg, path, "vocab_size", "padded_vocab_size"),
+                max_context_tokens=_context(cfg, path, "max_position_embeddings", "seq_length"),
+                tied_embeddings=_flag(cfg, path, "tie_word_embeddings", False), qkv_bias=True,
+                linear_bias=not _flag(cfg, path, "no_bias", True))
+
+
+def _ffn_half(cfg: dict, path: Path) -> int:
+    both = _size(cfg, path, "intermediate_size")
+    if both % 2:
+        raise SpecError("intermediate_size", "must be even (Qwen-1 counts both SwiGLU branches in it)", both,
+                        file=path.name)
+    return both // 2
+
+
+def _gpt2(cfg: dict, path: Path, kind: str) -> dict:
+    d = _size(cfg, path, "n_embd", "hidden_size")
+    heads_key = "n_head" if cfg.get("n_head") is not None else "num_attention_heads"
+    heads = _size(cfg, path, heads_key)
+    return dict(num_layers=_size(cfg, path, "n_layer", "num_hidden_layers"), hidden_size=d, num_heads=heads,
+                num_kv_heads=heads, head_dim=_head_dim(cfg, path, d, heads, heads_key),
+                ffn_size=_size(cfg, path, "n_inner", default=4 * d), vocab_size=_size(cfg, path, "vocab_size"),
+                max_context_tokens=_context(cfg, path, "n_positions", "n_ctx"), ffn_kind="gelu",
+                norm_kind="layernorm", position="learned", tied_embeddings=True, linear_bias=True)
+
+
+def _opt(cfg: dict, path: Path, kind: str) -> dict:
+    d = _size(cfg, path, "hidden_size")
+    heads = _size(cfg, path, "num_attention_heads")
+    return dict(num_layers=_size(cfg, path, "num_hidden_layers"), hidden_size=d, num_heads=heads, num_kv_heads=heads,
+                head_dim=_head_dim(cfg, path, d, heads, "num_attention_heads"), ffn_size=_size(cfg, path, "ffn_dim"),
+                vocab_size=_size(cfg, path, "vocab_size"),
+                max_context_tokens=_context(cfg, path, "max_position_embeddings"), ffn_kind="gelu",
+                norm_kind="layernorm", position="learned",
+                tied_embeddings=_flag(cfg, path, "tie_word_embeddings", True), linear_bias=True)
+
+
+def _context(cfg: dict, path: Path, *keys: str) -> int:
+    tokens = _size(cfg, path, *keys)
+    if tokens > MAX_CONTEXT_TOKENS:
+        raise SpecError(keys[0], f"must be <= {MAX_CONTEXT_TOKENS:,} tokens", tokens, file=path.name)
+    return tokens
+
+
+# model_type -> the reader of its config.json keys
+_CONFIG_READERS = {"llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen": _qwen,
+                   "gpt2": _gpt2, "opt": _opt}
 
 
 def load_hf_config(path: Path | str) -> ModelSpec:
-    """Read a Hugging Face config.json (model_type llama, mistral, qwen2, mixtral, gpt2 or opt)."""
+    """Read a Hugging Face config.json (model_type llama, mistral, qwen, qwen2, mixtral, gpt2 or opt)."""
     path = Path(path)
     try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError("model", "no such config file", str(path)) from None
+        cfg = json.loads(read_text(path, "model"))
     except json.JSONDecodeError as err:
-        raise SpecError(str(path), f"not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise SpecError("", f"is not valid JSON ({err.msg} at line {err.lineno})", file=path.name) from None
+    except RecursionError:
+        raise SpecError("", "is nested too deeply to be a config", file=path.name) from None
     if not isinstance(cfg, dict):
-        raise SpecError(str(path), "must hold a JSON object")
+        raise SpecError("", "must hold a JSON object", file=path.name)
     kind = cfg.get("model_type")
-    name = cfg.get("_name_or_path") or path.parent.name or path.stem
-    if kind in ("llama", "mistral", "qwen2", "mixtral"):
-        d = _get(cfg, path, "hidden_size")
-        heads = _get(cfg, path, "num_attention_heads")
-        return ModelSpec(
-            name=name, num_layers=_get(cfg, path, "num_hidden_layers"), hidden_size=d, num_heads=heads,
-            num_kv_heads=_get(cfg, path, "num_key_value_heads", default=heads),
-            head_dim=_get(cfg, path, "head_dim", default=d // heads),
-            ffn_size=_get(cfg, path, "intermediate_size"), vocab_size=_get(cfg, path, "vocab_size"),
-            max_context_tokens=_get(cfg, path, "max_position_embeddings"),
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            qkv_bias=kind == "qwen2" or bool(cfg.get("attention_bias", False)),
-            num_experts=cfg.get("num_local_experts") or 1,
-            experts_per_token=cfg.get("num_experts_per_tok") or 1)
-    if kind == "gpt2":
-        d = _get(cfg, path, "n_embd", "hidden_size")
-        heads = _get(cfg, path, "n_head", "num_attention_heads")
-        return ModelSpec(
-            name=name, num_layers=_get(cfg, path, "n_layer", "num_hidden_layers"), hidden_size=d,
-            num_heads=heads, num_kv_heads=heads, head_dim=d // heads,
-            ffn_size=cfg.get("n_inner") or 4 * d, vocab_size=_get(cfg, path, "vocab_size"),
-            max_context_tokens=_get(cfg, path, "n_positions", "n_ctx"), ffn_kind="gelu",
-            norm_kind="layernorm", position="learned", tied_embeddings=True, linear_bias=True)
-    if kind == "opt":
-        d = _get(cfg, path, "hidden_size")
-        heads = _get(cfg, path, "num_attention_heads")
-        return ModelSpec(
-            name=name, num_layers=_get(cfg, path, "num_hidden_layers"), hidden_size=d, num_heads=heads,
-            num_kv_heads=heads, head_dim=d // heads, ffn_size=_get(cfg, path, "ffn_dim"),
-            vocab_size=_get(cfg, path, "vocab_size"),
-            max_context_tokens=_get(cfg, path, "max_position_embeddings"), ffn_kind="gelu",
-            norm_kind="layernorm", position="learned",
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), linear_bias=True)
-    raise SpecError(f"{path.name}:model_type", "unsupported; allowed: llama, mistral, qwen2, mixtral, gpt2, opt",
-                    kind)
+    if not isinstance(kind, str) or kind not in _CONFIG_READERS:
+        raise SpecError("model_type", f"unsupported; allowed: {', '.join(_CONFIG_READERS)}", kind, file=path.name)
+    named = cfg.get("_name_or_path")
+    name = named if isinstance(named, str) and named else path.parent.name or path.stem
+    try:
+        return ModelSpec(name=name, **_CONFIG_READERS[kind](cfg, path, kind))
+    except SpecError as err:
+        raise err.in_file(path.name) from None

@@ -5,7 +5,6 @@ split over `num_tensor_parallel_workers` GPUs and stores `time_stats.<op>.median
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
+from .boundary import number_cell, read_rows
 from .errors import SpecError
 from .hardware import HardwareSpec
-from .models import ModelSpec
+from .models import MAX_MODEL_SIZE, ModelSpec
 from .step import Batch, Parallelism, StepOptions, layer_ops
 from .timing import op_time_s
 
@@ -44,58 +44,77 @@ class OpSamples:
         return op_time_s(hw, self.work)
 
 
-def _read_rows(path: Path) -> list[dict]:
-    try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise SpecError("profile", "no such file", str(path)) from None
-    if not rows:
-        raise SpecError(str(path), "holds no rows")
-    return rows
+_MIN_MEDIAN_MS = 1e-6  # a nanosecond: no kernel is faster, so a smaller (or zero) median is a broken row
+_MAX_MEDIAN_MS = 1e6
+
+
+def _rows(path: Path) -> list[tuple[str, dict]]:
+    """The profile's rows, each with where it is (`file:line`) for error messages."""
+    return list(read_rows(path, "profile"))
+
+
+def _count(row: dict, column: str, where: str) -> int:
+    return int(number_cell(row, column, where, whole=True, minimum=1, maximum=MAX_MODEL_SIZE))
 
 
 def model_from_profile(path: Path | str) -> ModelSpec:
     """The layer shape a profile was measured on, from its n_head, n_kv_head, n_embd, ... columns."""
     path = Path(path)
-    row = _read_rows(path)[0]
+    where, row = _rows(path)[0]
     columns = list(_SHAPE_COLUMNS) + ["vocab_size"]
     missing = [c for c in columns if c not in row]
     if missing:
-        raise SpecError(f"{path.name}:{missing[0]}", "missing column; pass --model to name the profiled model")
-    heads, d = int(row["n_head"]), int(row["n_embd"])
-    return ModelSpec(name=path.stem, num_layers=1, hidden_size=d, num_heads=heads,
-                     num_kv_heads=int(row["n_kv_head"]), head_dim=d // heads, ffn_size=int(row["n_expanded_embd"]),
-                     vocab_size=int(row["vocab_size"]), max_context_tokens=2**20,
-                     ffn_kind="swiglu" if row.get("use_gated_mlp", "True") == "True" else "gelu")
+        raise SpecError(missing[0], "missing column; pass --model to name the profiled model", file=path.name)
+    heads, d, kv = _count(row, "n_head", where), _count(row, "n_embd", where), _count(row, "n_kv_head", where)
+    if d % heads:
+        raise SpecError("n_head", f"must divide n_embd={d}", heads, file=where)
+    if heads % kv:
+        raise SpecError("n_kv_head", f"must divide n_head={heads}", kv, file=where)
+    gated = row.get("use_gated_mlp", "True")
+    if gated not in ("True", "False"):
+        raise SpecError("use_gated_mlp", "must be True or False", gated, file=where)
+    return ModelSpec(name=path.stem, num_layers=1, hidden_size=d, num_heads=heads, num_kv_heads=kv, head_dim=d // heads,
+                     ffn_size=_count(row, "n_expanded_embd", where), vocab_size=_count(row, "vocab_size", where),
+                     max_context_tokens=2**20, ffn_kind="swiglu" if gated == "True" else "gelu")
+
+
+def _row_ops(model: ModelSpec, row: dict, where: str) -> dict:
+    """The roofline's ops of one profiled layer row, by infersim op name."""
+    tokens = _count(row, "num_tokens", where)
+    tp = _count(row, "num_tensor_parallel_workers", where)
+    try:
+        by_name = {op.name: op for op in layer_ops(model, Batch((tokens,), (0,)), _NO_SRAM,
+                                                   StepOptions(parallel=Parallelism(tensor_parallel=tp)))}
+    except SpecError as err:
+        raise SpecError("num_tensor_parallel_workers", err.problem, tp, file=where) from None
+    by_name["embedding"] = ops.embedding(tokens, model.hidden_size)
+    return by_name
 
 
 def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
     """Read a Vidur `*_linear_ops.csv` and build, for each op it holds, the samples to compare."""
     path = Path(path)
-    rows = _read_rows(path)
+    rows = _rows(path)
+    first_where, first = rows[0]
     needed = ["num_tokens", "num_tensor_parallel_workers"]
-    missing = [c for c in needed if c not in rows[0]]
+    missing = [c for c in needed if c not in first]
     if missing:
-        raise SpecError(f"{path.name}:{missing[0]}", "missing column; not a Vidur linear-ops profile")
+        raise SpecError(missing[0], "missing column; not a Vidur linear-ops profile", file=path.name)
     for column, attr in _SHAPE_COLUMNS.items():
-        if column in rows[0] and int(rows[0][column]) != getattr(model, attr):
-            raise SpecError("model", f"{path.name} profiles {column}={rows[0][column]} but {model.name} has "
+        if column in first and _count(first, column, first_where) != getattr(model, attr):
+            raise SpecError("model", f"{path.name} profiles {column}={first[column]} but {model.name} has "
                             f"{attr}={getattr(model, attr)}; pass the profiled model", model.name)
-    present = [op for op in VIDUR_OPS if f"time_stats.{op}.median" in rows[0]]
+    present = [op for op in VIDUR_OPS if f"time_stats.{op}.median" in first]
     if not present:
-        raise SpecError(path.name, f"has no time_stats.<op>.median column for any of {', '.join(VIDUR_OPS)}")
+        raise SpecError("", f"has no time_stats.<op>.median column for any of {', '.join(VIDUR_OPS)}",
+                        file=path.name)
     table: dict[str, list] = {op: [] for op in present}
-    for line, row in enumerate(rows, start=2):
-        try:
-            tokens, tp = int(row["num_tokens"]), int(row["num_tensor_parallel_workers"])
-        except ValueError:
-            raise SpecError(f"{path.name}:{line}", "num_tokens and num_tensor_parallel_workers must be integers") from None
-        options = StepOptions(parallel=Parallelism(tensor_parallel=tp))
-        by_name = {op.name: op for op in layer_ops(model, Batch((tokens,), (0,)), _NO_SRAM, options)}
-        by_name["embedding"] = ops.embedding(tokens, model.hidden_size)
+    for where, row in rows:
+        by_name = _row_ops(model, row, where)
         for op in present:
-            table[op].append((float(row[f"time_stats.{op}.median"]) * 1e-3, by_name[VIDUR_OPS[op]]))
+            median_ms = number_cell(row, f"time_stats.{op}.median", where, minimum=_MIN_MEDIAN_MS,
+                                    maximum=_MAX_MEDIAN_MS)
+            table[op].append((median_ms * 1e-3, by_name[VIDUR_OPS[op]]))
     return {op: OpSamples(measured_s=np.array([m for m, _ in rows_of_op]), work=ops.stack([w for _, w in rows_of_op]))
             for op, rows_of_op in table.items()}
 

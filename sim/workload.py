@@ -9,17 +9,18 @@ num_prefill_tokens, num_decode_tokens`). Everything is drawn from one seeded Num
 """
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from infersim.roofline.boundary import number_cell, read_rows
 from infersim.roofline.errors import SpecError
+from infersim.roofline.models import MAX_CONTEXT_TOKENS
 
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant")
+MAX_SPAN_S = 1e8  # at 1e8 s a float64 clock still resolves 15 ns, a thousandth of the shortest step
 LENGTH_KINDS = ("fixed", "uniform", "normal", "lognormal", "zipf")
 # (arrival, prompt, output) column names of each supported trace format
 TRACE_COLUMNS = (("arrival_time_s", "prompt_tokens", "output_tokens"),
@@ -52,7 +53,9 @@ def arrival_times(process: str, rate_per_s: float, count: int, rng: np.random.Ge
     else:
         raise SpecError("workload.arrival.process", f"must be one of {', '.join(ARRIVAL_PROCESSES)}", process)
     gaps[0] = 0.0
-    return np.cumsum(gaps)
+    times = np.cumsum(gaps)
+    check_span(times, "workload.arrival.rate_per_s", "raise the rate or simulate fewer requests")
+    return times
 
 
 def sample_lengths(kind: str, count: int, rng: np.random.Generator, *, value: int = 0, low: int = 1,
@@ -75,70 +78,74 @@ def sample_lengths(kind: str, count: int, rng: np.random.Generator, *, value: in
     return np.clip(np.rint(x), 1, max_tokens).astype(np.int64)
 
 
-def _rows(path: Path):
-    """Dict rows of a CSV or JSONL file, with their line numbers."""
-    if not path.is_file():
-        raise SpecError("workload.trace", "file not found (paths are relative to the scenario file)", str(path))
-    with path.open(newline="") as f:
-        if path.suffix in (".jsonl", ".json"):
-            for line_no, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield line_no, json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise SpecError(f"{path.name}:{line_no}", f"is not valid JSON ({e.msg})", line.strip()[:40])
-        else:
-            for line_no, row in enumerate(csv.DictReader(f), 2):
-                yield line_no, row
+def _arrival_s(row: dict, column: str, where: str) -> float:
+    """Seconds (a finite number >= 0) or an Azure-trace timestamp such as 2023-11-16 18:15:46.6805900."""
+    text = row.get(column)
+    if isinstance(text, str):
+        try:
+            float(text)
+        except ValueError:
+            return _timestamp_s(text, column, where)
+    return number_cell(row, column, where)
 
 
-def _timestamp_s(text) -> float:
-    """Seconds from a number or an Azure-trace timestamp such as 2023-11-16 18:15:46.6805900."""
+def _timestamp_s(text: str, column: str, where: str) -> float:
+    head, _, frac = text.strip().partition(".")
     try:
-        return float(text)
-    except ValueError:
-        head, _, frac = str(text).partition(".")
+        if frac and not frac.isdigit():
+            raise ValueError(frac)
         return datetime.fromisoformat(head).timestamp() + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        raise SpecError(column, "must be seconds (a finite number >= 0) or a timestamp such as "
+                        "2023-11-16 18:15:46.68", text, file=where) from None
 
 
-def _columns(path: Path, header, need_arrival: bool) -> tuple:
+def _columns(path: Path, where: str, header, need_arrival: bool) -> tuple:
     for arrival, prompt, output in TRACE_COLUMNS:
         if prompt in header and output in header and (arrival in header or not need_arrival):
             return arrival, prompt, output
     wanted = " or ".join(", ".join(c if need_arrival else c[1:]) for c in TRACE_COLUMNS)
-    raise SpecError(f"workload.trace ({path.name})", f"needs columns {wanted}", ", ".join(header))
+    raise SpecError("", f"needs columns {wanted}", ", ".join(map(str, header)), file=where)
 
 
-def _read(path: Path, need_arrival: bool) -> tuple[list, list, list]:
+def _read(path: Path, field: str, need_arrival: bool) -> tuple[list, list, list]:
+    """Arrival times, prompt and output tokens of every row; prompts hold >= 1 token, outputs >= 0."""
     arrivals, prompts, outputs = [], [], []
     cols = None
-    for line_no, row in _rows(path):
+    for where, row in read_rows(path, field):
         if cols is None:
-            cols = _columns(path, list(row), need_arrival)
-        try:
-            if need_arrival:
-                arrivals.append(_timestamp_s(row[cols[0]]))
-            prompts.append(int(float(row[cols[1]])))
-            outputs.append(int(float(row[cols[2]])))
-        except (ValueError, TypeError, KeyError):
-            raise SpecError(f"{path.name}:{line_no}", "needs numbers in " + ", ".join(cols[not need_arrival:]),
-                            {k: row.get(k) for k in cols if k in row})
-    if not prompts:
-        raise SpecError("workload.trace", "holds no requests", str(path))
+            cols = _columns(path, where, list(row), need_arrival)
+        if need_arrival:
+            arrivals.append(_arrival_s(row, cols[0], where))
+        prompts.append(int(number_cell(row, cols[1], where, whole=True, minimum=1, maximum=MAX_CONTEXT_TOKENS)))
+        outputs.append(int(number_cell(row, cols[2], where, whole=True, minimum=0, maximum=MAX_CONTEXT_TOKENS)))
     return arrivals, prompts, outputs
 
 
-def read_trace(path: Path | str, rate_scale: float = 1.0, max_requests: int | None = None) -> Workload:
+def check_span(arrival_s: np.ndarray, field: str, fix: str, file: str | None = None) -> None:
+    """Arrivals must fall within MAX_SPAN_S: beyond it float seconds no longer resolve a step's time."""
+    span_s = float(arrival_s[-1] - arrival_s[0]) if len(arrival_s) else 0.0
+    if not span_s <= MAX_SPAN_S:
+        raise SpecError(field, f"{len(arrival_s):,} arrivals span {span_s:.3g} s, beyond the {MAX_SPAN_S:.0e} s "
+                        f"(3 years) the simulated clock resolves; {fix}", file=file)
+
+
+def read_trace(path: Path | str, rate_scale: float = 1.0, max_requests: int | None = None,
+               field: str = "workload.trace.path") -> Workload:
     """A trace replayed from its first arrival; `rate_scale` = 2 replays it twice as fast (twice the load,
-    the same burstiness). Lengths below one token are raised to one."""
-    arrivals, prompts, outputs = _read(Path(path), need_arrival=True)
+    the same burstiness). Outputs of zero tokens are raised to one."""
+    path = Path(path)
+    arrivals, prompts, outputs = _read(path, field, need_arrival=True)
     t = np.asarray(arrivals, dtype=np.float64)
     order = np.argsort(t, kind="stable")[:max_requests]
-    t = (t[order] - t[order[0]]) / rate_scale
-    return Workload(t, np.maximum(1, np.asarray(prompts)[order]), np.maximum(1, np.asarray(outputs)[order]))
+    with np.errstate(over="ignore"):
+        t = (t[order] - t[order[0]]) / rate_scale
+    check_span(t, "", "replay it faster (workload.trace.rate_scale) or use fewer rows", file=path.name)
+    return Workload(t, np.asarray(prompts)[order], np.maximum(1, np.asarray(outputs)[order]))
 
 
-def read_lengths(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-    """(prompt, output) token counts of every row of a trace or lengths-only file."""
-    _, prompts, outputs = _read(Path(path), need_arrival=False)
-    return np.maximum(1, np.asarray(prompts)), np.maximum(1, np.asarray(outputs))
+def read_lengths(path: Path | str, field: str = "workload.lengths_file") -> tuple[np.ndarray, np.ndarray]:
+    """(prompt, output) token counts of every row of a trace or lengths-only file (outputs of zero tokens
+    are raised to one)."""
+    _, prompts, outputs = _read(Path(path), field, need_arrival=False)
+    return np.asarray(prompts), np.maximum(1, np.asarray(outputs))

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import yaml
@@ -88,7 +89,109 @@ def test_hardware_yaml_errors_name_the_field(capsys, tmp_path):
     bad = tmp_path / "hw.yaml"
     bad.write_text("name: x\nwarp_size: 32\n")
     code, _, err = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", str(bad))
-    assert code == 2 and "hw.yaml:warp_size: unknown field" in err
+    assert code == 2 and "hw.yaml: warp_size: is not a known field" in err
     bad.write_text("name: [unclosed\n")
     code, _, err = run(capsys, "roofline", "--model", "llama-2-7b", "--hardware", str(bad))
     assert code == 2 and "not valid YAML" in err
+
+
+def one_line_error(capsys, *argv) -> str:
+    """The one line a refused command prints (exit status 2), without its 'infersim ...: error: ' prefix."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_info:  # argparse refuses a flag's value before running anything
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err.split("error: ", 1)[1].strip()
+
+
+def test_version_is_the_installed_package_version(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"infersim {version('infersim')}\n"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--batch", "1000000000"],
+     "argument --batch: must be <= 65,536, got 1,000,000,000"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--plot", "x.xyz"], "argument --plot: must end in one "
+                                                                                    "of .avif, .eps, .gif"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--plot", "nowhere/x.png"],
+     "argument --plot: its folder does not exist: 'nowhere/x.png'"),
+    (["compare-profile", "p.csv", "--hardware", "l4", "--plot", "x"], "argument --plot: must end in one of"),
+    (["calibrate", "--out", "cpu.txt"], "argument --out: must end in .yaml or .yml, got 'cpu.txt'"),
+    (["roofline", "--model", "nowhere.json", "--hardware", "l4"], "--model: no such file, got 'nowhere.json'"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--tp", "3"],
+     "parallelism.tensor_parallel: must divide num_heads=32, got 3"),
+])
+def test_bad_flags_are_refused_up_front_in_one_line(capsys, argv, message):
+    assert one_line_error(capsys, *argv).startswith(message)
+
+
+def test_an_output_folder_that_is_a_file_is_refused(capsys, tmp_path):
+    (tmp_path / "taken").write_text("")
+    assert one_line_error(capsys, "run", "s.yaml", "--out", str(tmp_path / "taken")).startswith(
+        "argument --out: is a file, not a folder")
+
+
+def test_calibrating_on_a_profile_with_negative_times_is_refused(capsys, tmp_path, profile_dir):
+    lines = (profile_dir / "Llama-2-7b-hf_linear_ops.csv").read_text().splitlines()[:3]
+    column = lines[0].split(",").index("time_stats.mlp_up_proj.median")
+    cells = lines[2].split(",")
+    cells[column] = "-0.5"
+    path = tmp_path / "neg.csv"
+    path.write_text("\n".join(lines[:2] + [",".join(cells)]) + "\n")
+    assert one_line_error(capsys, "calibrate", "--from-profile", str(path), "--hardware", "a100-sxm-80gb", "--out",
+                          str(tmp_path / "hw.yaml")).startswith("neg.csv:3: time_stats.mlp_up_proj.median: must be")
+    assert not (tmp_path / "hw.yaml").exists()
+
+
+def test_a_simulator_refusal_names_the_scenario_file(capsys, tmp_path):
+    scenario = tmp_path / "tp3.yaml"
+    scenario.write_text("model: tiny-llama\nhardware: l4\nparallelism: {tensor_parallel: 3}\nworkload:\n"
+                        "  arrival: {rate_per_s: 5}\n  prompt_tokens: 10\n  output_tokens: 2\n")
+    assert one_line_error(capsys, "run", str(scenario), "--no-plot", "--out", str(tmp_path / "o")) == \
+        "tp3.yaml: parallelism.tensor_parallel: must divide num_heads=4, got 3"
+
+
+@pytest.mark.filterwarnings("error")  # nor any warning (an empty legend in run.png)
+def test_a_run_where_nothing_completes_writes_strict_json_and_prints_no_nan(capsys, tmp_path):
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text("model: tiny-llama\nhardware: l4\nscheduler: {max_model_len: 50}\nworkload:\n"
+                        "  num_requests: 5\n  arrival: {rate_per_s: 5}\n  prompt_tokens: 100\n  output_tokens: 2\n")
+    assert main(["run", str(scenario), "--out", str(tmp_path / "o")]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"))
+    assert summary["requests_completed"] == 0 and summary["ttft_s"]["p50"] is None
+    assert not re.search(r"\bnan\b", out.lower()) and re.search(r"^TTFT +- +- +- +-$", out, re.MULTILINE)
+    assert "warning: 5 of 5 requests rejected" in out and err == ""
+
+
+SCENARIO = ("model: {model}\nhardware: {hardware}\nworkload:\n  num_requests: 5\n{source}")
+GENERATED = "  arrival: {rate_per_s: 5}\n  prompt_tokens: 10\n  output_tokens: 2\n"
+
+
+@pytest.mark.parametrize("kind", ["scenario", "trace", "lengths", "config", "hardware", "profile"])
+def test_files_that_are_not_utf8_are_named_in_one_line(capsys, tmp_path, profile_dir, kind):
+    latin1 = "caf\xe9".encode("latin-1")
+    files = {"scenario": "s.yaml", "trace": "t.csv", "lengths": "l.csv", "config": "config.json",
+             "hardware": "hw.yaml", "profile": "p.csv"}
+    fields = {"model": "tiny-llama", "hardware": "l4", "source": GENERATED}
+    if kind == "trace":
+        fields["source"] = "  trace: {path: t.csv}\n"
+    if kind == "lengths":
+        fields["source"] = "  arrival: {rate_per_s: 5}\n  lengths_file: l.csv\n"
+    if kind == "config":
+        fields["model"] = "config.json"
+    if kind == "hardware":
+        fields["hardware"] = "hw.yaml"
+    (tmp_path / "s.yaml").write_text(SCENARIO.format(**fields))
+    (tmp_path / files[kind]).write_bytes(b"# " + latin1 + b"\n")
+    argv = ["run", str(tmp_path / "s.yaml"), "--no-plot", "--out", str(tmp_path / "o")]
+    if kind == "profile":
+        argv = ["compare-profile", str(tmp_path / "p.csv"), "--hardware", "l4"]
+    message = one_line_error(capsys, *argv)
+    assert message.endswith(f"{files[kind]}: is not UTF-8 text (byte 0xe9 at offset 5); save it as UTF-8"), message

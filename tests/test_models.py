@@ -96,7 +96,68 @@ def test_malformed_config_gives_one_line(tmp_path):
     path.write_text("{not json")
     with pytest.raises(SpecError, match="not valid JSON"):
         load_hf_config(path)
-    with pytest.raises(SpecError, match="config.json:hidden_size: missing"):
+    with pytest.raises(SpecError, match="^config.json: hidden_size: is missing from the config$"):
         load_hf_config(_write(tmp_path, {"model_type": "llama"}))
     with pytest.raises(SpecError, match="model_type: unsupported"):
         load_hf_config(_write(tmp_path, {"model_type": "bert"}))
+
+
+def test_qwen1_72b_config_json_has_its_published_72_3e9_params(tmp_path):
+    # Qwen/Qwen-72B's config.json (model_type "qwen"). Per layer: attention 4 x 8192^2 = 268,435,456 plus
+    # the c_attn bias 3 x 8192 = 24,576; SwiGLU at 49152 / 2 = 24576 wide: 3 x 8192 x 24576 = 603,979,776;
+    # two RMSNorms 16,384: 872,456,192 x 80 layers = 69,796,495,360. Embedding and untied lm_head
+    # 2 x 152064 x 8192 = 2,491,416,576, final norm 8192: 72,287,920,128 in all, the bf16 checkpoint's
+    # 144,575,840,256 bytes (model.safetensors.index.json) / 2.
+    cfg = {"model_type": "qwen", "hidden_size": 8192, "intermediate_size": 49152, "kv_channels": 128,
+           "num_attention_heads": 64, "num_hidden_layers": 80, "vocab_size": 152064, "max_position_embeddings": 8192,
+           "seq_length": 8192, "no_bias": True, "tie_word_embeddings": False}
+    spec = load_hf_config(_write(tmp_path, cfg))
+    assert (spec.ffn_size, spec.head_dim, spec.num_kv_heads, spec.qkv_bias) == (24576, 128, 64, True)
+    assert spec.num_params() == 72_287_920_128
+
+
+LLAMA = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+         "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 8192}
+WHOLE = "must be a finite whole number from 1 to 16,777,216"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("hidden_size", "4096", f"hidden_size: {WHOLE}, got '4096'"),
+    ("hidden_size", [4096], f"hidden_size: {WHOLE}, got [4096]"),
+    ("hidden_size", 32.5, f"hidden_size: {WHOLE}, got 32.5"),
+    ("hidden_size", True, f"hidden_size: {WHOLE}, got True"),
+    ("num_attention_heads", 0, f"num_attention_heads: {WHOLE}, got 0"),
+    ("num_key_value_heads", -8, f"num_key_value_heads: {WHOLE}, got -8"),
+    ("num_hidden_layers", 2**40, f"num_hidden_layers: {WHOLE}, got 1099511627776"),
+    ("hidden_size", 4097, "num_attention_heads: must divide the hidden size 4097 (or config.json must give "
+                          "head_dim), got 32"),
+    ("num_key_value_heads", 3, "num_key_value_heads: must divide num_attention_heads=32, got 3"),
+    ("vocab_size", None, "vocab_size: is missing from the config"),
+    ("tie_word_embeddings", "yes", "tie_word_embeddings: must be true or false, got 'yes'"),
+    ("num_experts_per_tok", 2, "num_experts_per_tok: must be <= num_local_experts=1, got 2"),
+    ("model_type", "bert", "model_type: unsupported; allowed: llama, mistral, qwen2, mixtral, qwen, gpt2, opt, "
+                           "got 'bert'"),
+])
+def test_config_json_mistakes_name_the_file_the_key_and_the_value(tmp_path, key, value, message):
+    with pytest.raises(SpecError) as info:
+        load_hf_config(_write(tmp_path, {**LLAMA, key: value}))
+    assert str(info.value) == f"config.json: {message}"
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(b'{"model_type": "llama", "name": "\xff"}')  # 0xff is the 34th byte
+    with pytest.raises(SpecError, match=r"^config.json: is not UTF-8 text \(byte 0xff at offset 33\)"):
+        get_model(str(path))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("nowhere/config.json", "model: no such file, got 'nowhere/config.json'"),
+    ("missing.json", "model: no such file, got 'missing.json'"),
+    ("llama-9", "model: unknown model; use a config.json path or one of gpt2, llama-2-13b"),
+    (".", "model: is a folder, not a file, got '.'"),
+])
+def test_one_rule_tells_a_registry_name_from_a_config_path(text, message):
+    with pytest.raises(SpecError) as info:
+        get_model(text)
+    assert str(info.value).startswith(message)

@@ -51,7 +51,7 @@ def test_profile_of_another_model_is_refused(profile_dir):
 def test_file_without_profile_columns_is_named(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(SpecError, match="bad.csv:num_tokens: missing column"):
+    with pytest.raises(SpecError, match="^bad.csv: num_tokens: missing column"):
         read_profile(path, get_model("llama-2-7b"))
 
 
@@ -68,3 +68,57 @@ def test_profile_predictions_are_the_roofline_op_times_row_by_row(profile_dir):
                                        "kv_write_bytes", "l2_reread_bytes")})
                 for i in range(0, len(samples[name].measured_s), 7)]
         assert samples[name].predict_s(A100)[::7] == pytest.approx([time_op(A100, op).time_s for op in rows], rel=1e-12)
+
+
+def profile_with(profile_dir, tmp_path, rows: int, column: str, value: str):
+    """The first `rows` rows of the Llama-2-7B profile with one cell of the last one replaced."""
+    lines = (profile_dir / FILES["llama-2-7b"]).read_text().splitlines()[:rows + 1]
+    cells = lines[-1].split(",")
+    cells[lines[0].split(",").index(column)] = value
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join(lines[:-1] + [",".join(cells)]) + "\n")
+    return path
+
+
+MEDIAN = "must be a finite number from 1e-06 to 1,000,000"
+
+
+@pytest.mark.parametrize("column,value,message", [
+    ("time_stats.mlp_up_proj.median", "fast", f"p.csv:3: time_stats.mlp_up_proj.median: {MEDIAN}, got 'fast'"),
+    ("time_stats.mlp_up_proj.median", "", "p.csv:3: time_stats.mlp_up_proj.median: is empty or missing"),
+    ("time_stats.mlp_up_proj.median", "nan", f"p.csv:3: time_stats.mlp_up_proj.median: {MEDIAN}, got 'nan'"),
+    ("time_stats.mlp_up_proj.median", "0", f"p.csv:3: time_stats.mlp_up_proj.median: {MEDIAN}, got '0'"),
+    ("time_stats.add.median", "-0.01", f"p.csv:3: time_stats.add.median: {MEDIAN}, got '-0.01'"),
+    ("num_tokens", "1.5", "p.csv:3: num_tokens: must be a finite whole number from 1 to 16,777,216, got '1.5'"),
+    ("num_tensor_parallel_workers", "3", "p.csv:3: num_tensor_parallel_workers: must divide num_heads=32, got 3"),
+])
+def test_bad_profile_cells_name_the_file_line_and_column(profile_dir, tmp_path, column, value, message):
+    with pytest.raises(SpecError) as info:
+        read_profile(profile_with(profile_dir, tmp_path, 2, column, value), get_model("llama-2-7b"))
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("column,value,message", [
+    ("n_head", "0", "p.csv:2: n_head: must be a finite whole number from 1 to 16,777,216, got '0'"),
+    ("n_head", "30", "p.csv:2: n_head: must divide n_embd=4096, got 30"),
+    ("n_kv_head", "5", "p.csv:2: n_kv_head: must divide n_head=32, got 5"),
+    ("use_gated_mlp", "maybe", "p.csv:2: use_gated_mlp: must be True or False, got 'maybe'"),
+])
+def test_a_bad_model_shape_in_a_profile_is_named(profile_dir, tmp_path, column, value, message):
+    with pytest.raises(SpecError) as info:
+        model_from_profile(profile_with(profile_dir, tmp_path, 1, column, value))
+    assert str(info.value).startswith(message)
+
+
+def test_short_rows_empty_files_and_other_encodings_are_named(profile_dir, tmp_path):
+    header, row = (profile_dir / FILES["llama-2-7b"]).read_text().splitlines()[:2]
+    path = tmp_path / "p.csv"
+    path.write_text(header + "\n" + ",".join(row.split(",")[:20]) + "\n")
+    with pytest.raises(SpecError, match=r"^p.csv:2: .*: is empty or missing$"):
+        read_profile(path, get_model("llama-2-7b"))
+    path.write_text("")
+    with pytest.raises(SpecError, match=r"^p.csv: holds no rows$"):
+        model_from_profile(path)
+    path.write_bytes(header.encode() + b"\n\x80\n")
+    with pytest.raises(SpecError, match=r"^p.csv: is not UTF-8 text \(byte 0x80"):
+        model_from_profile(path)

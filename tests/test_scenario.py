@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infersim.roofline.errors import SpecError
-from infersim.scenario import build_run, load_scenario
+from infersim.scenario import build_run, load_run, load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
@@ -29,21 +29,24 @@ def write(tmp_path, text: str) -> Path:
 
 
 def error_of(tmp_path, text: str) -> str:
+    """The error line of a scenario file, without the file's name it starts with."""
     with pytest.raises(SpecError) as info:
-        scn, base = load_scenario(write(tmp_path, text))
-        build_run(scn, base)
-    return str(info.value)
+        load_run(write(tmp_path, text))
+    message = str(info.value)
+    assert "\n" not in message
+    return message.removeprefix("s.yaml: ")
 
 
-def test_the_issue_example_names_the_key_path_value_and_bound(tmp_path):
-    assert error_of(tmp_path, BASE.replace("rate_per_s: 5", "rate_per_s: -3")) == \
-        "workload.arrival.rate_per_s: must be > 0, got -3"
+def test_the_issue_example_names_the_file_key_path_value_and_bound(tmp_path):
+    with pytest.raises(SpecError) as info:
+        load_run(write(tmp_path, BASE.replace("rate_per_s: 5", "rate_per_s: -3")))
+    assert str(info.value) == "s.yaml: workload.arrival.rate_per_s: must be > 0, got -3"
 
 
 @pytest.mark.parametrize("change,expected", [
     (("model: tiny-llama", "model: llama-9b"), "model: unknown model"),
     (("hardware: a100-sxm-80gb", "hardware: h900"), "hardware: unknown hardware"),
-    (("prompt_tokens: 100", "prompt_tokens: 0"), "workload: prompt_tokens must be >= 1"),
+    (("prompt_tokens: 100", "prompt_tokens: 0"), "workload.prompt_tokens: must be >= 1, got 0"),
     (("prompt_tokens: 100", "prompt_tokens: {kind: uniform, low: 10}"), "workload.prompt_tokens: kind uniform needs low and high"),
     (("num_requests: 20", "num_requests: twenty"), "workload.num_requests: must be a whole number, got 'twenty'"),
     (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: fifo}"), "scheduler.name: must be one of static, orca, vllm, sarathi, got 'fifo'"),
@@ -59,6 +62,33 @@ def test_the_issue_example_names_the_key_path_value_and_bound(tmp_path):
     (("model: tiny-llama", "model: tiny-llama\nkv_cache: {memory_utilization: 1.5}"), "kv_cache.memory_utilization: must be <= 1, got 1.5"),
     (("model: tiny-llama", "model: tiny-llama\nquantization: w5a16"), "quantization.preset: unknown scheme"),
     (("model: tiny-llama", "model: tiny-llama\nscheduler: {max_model_len: 99999999}"), "scheduler.max_model_len: must be <="),
+    (("model: tiny-llama", "model: tiny-llama\nseed: -1"), "seed: must be >= 0, got -1"),
+    (("model: tiny-llama", "model: tiny-llama\nengine: {overhead_fixed_s: .inf}"),
+     "engine.overhead_fixed_s: must be a finite number, got inf"),
+    (("model: tiny-llama", "model: tiny-llama\nslo: {ttft_s: .nan}"), "slo.ttft_s: must be a finite number, got nan"),
+    (("model: tiny-llama", "model: tiny-llama\ncluster: {kv_transfer_gb_per_s: .inf}"),
+     "cluster.kv_transfer_gb_per_s: must be a finite number, got inf"),
+    (("model: tiny-llama", "model: tiny-llama\nkv_cache: {block_size: 9223372036854775808}"),
+     "kv_cache.block_size: must be <= 1,024, got 9223372036854775808"),
+    (("model: tiny-llama", "model: tiny-llama\nkv_cache: {swap_space_gib: 1.0e+300}"),
+     "kv_cache.swap_space_gib: must be <= 1,048,576, got 1e+300"),
+    (("model: tiny-llama", "model: tiny-llama\ncluster: {replicas: 1000000}"),
+     "cluster.replicas: must be <= 10,000, got 1000000"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: lognormal, mean: 1.0e-300, std: 10}"),
+     "workload.prompt_tokens: mean must be >= 1 token"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: uniform, low: 1, high: 1e30}"),
+     "workload.prompt_tokens.high: is too large a whole number, got 1e+30"),
+    (("rate_per_s: 5", "rate_per_s: true"), "workload.arrival.rate_per_s: must be a number, not true/false, got True"),
+    (("rate_per_s: 5", "rate_per_s: 1.0e-300"), "workload.arrival.rate_per_s: 20 arrivals span"),
+    (("model: tiny-llama", "model: tiny-llama\nengine: {flash_attention: 1}"),
+     "engine.flash_attention: must be true or false, got 1"),
+    (("num_requests: 20", "num_requests: 20\n  num_seqs: 0"), "workload.num_seqs: must be >= 1, got 0"),
+    (("num_requests: 20", "num_requests: 20\n  lengths_file: x.csv"), "workload: a lengths_file fixes prompt and "
+                                                                        "output lengths; remove prompt_tokens"),
+    (("model: tiny-llama", "model: tiny-llama\nkv_cache: {memory_utilization: 0}"),
+     "kv_cache.memory_utilization: must be >= 0.01, got 0"),
+    (("model: tiny-llama", "model: nowhere/config.json"), "model: no such file (relative paths start at the "
+                                                           "scenario file's folder), got '"),
 ])
 def test_bad_values_get_one_line_naming_the_field(tmp_path, change, expected):
     message = error_of(tmp_path, BASE.replace(*change))
@@ -69,14 +99,14 @@ def test_bad_values_get_one_line_naming_the_field(tmp_path, change, expected):
 def test_missing_sections_and_malformed_yaml(tmp_path):
     assert error_of(tmp_path, "model: tiny-llama\nhardware: l4\n").startswith("workload: is required")
     assert error_of(tmp_path, BASE + "  trace: {path: x.csv}\n").startswith("workload: a trace fixes")
-    assert error_of(tmp_path, "model: [unclosed\n").startswith("s.yaml:")
+    assert error_of(tmp_path, "model: [unclosed\n").startswith("s.yaml:2: is not valid YAML")
     assert "must be a mapping" in error_of(tmp_path, "- a\n- b\n")
 
 
 def test_a_missing_trace_file_is_named(tmp_path):
     text = BASE.replace("  arrival: {process: poisson, rate_per_s: 5}\n  prompt_tokens: 100\n  output_tokens: 20\n",
                         "  trace: {path: nowhere.csv}\n")
-    assert error_of(tmp_path, text).startswith("workload.trace: file not found")
+    assert error_of(tmp_path, text).startswith("workload.trace.path: no such file, got '")
 
 
 def test_shared_prefix_is_prepended_to_the_prompt(tmp_path):
@@ -129,7 +159,7 @@ def test_infersim_run_reports_a_bad_file_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(scenario)], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == "infersim: error: workload.arrival.rate_per_s: must be > 0, got -3\n"
+    assert proc.stderr == "infersim: error: s.yaml: workload.arrival.rate_per_s: must be > 0, got -3\n"
 
 
 def test_infersim_run_warns_about_rejected_requests(tmp_path):
@@ -140,3 +170,39 @@ def test_infersim_run_warns_about_rejected_requests(tmp_path):
     # 100 + 20 tokens need 8 blocks of 16; the cache holds 4
     assert "warning: 20 of 20 requests rejected, e.g. request 0: needs 8 KV blocks at its longest but the " \
            "cache holds 4" in proc.stdout
+
+
+def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
+    # YAML 1.1 reads 1e3 and 5e0 (no dot, no signed exponent) as strings
+    scn, cfg, requests = load_run(write(tmp_path, BASE.replace("num_requests: 20", "num_requests: 1e1").replace(
+        "rate_per_s: 5", "rate_per_s: 5e0")))
+    assert (scn.workload.num_requests, scn.workload.arrival.rate_per_s, len(requests)) == (10, 5.0, 10)
+
+
+@pytest.mark.parametrize("text,message", [
+    (BASE + "seed: 1\nseed: 2\n", "s.yaml:10: seed: appears twice in one mapping; keep one"),
+    (BASE.replace("  num_requests: 20\n", "  num_requests: 20\n  num_requests: 30\n"),
+     "s.yaml:6: num_requests: appears twice in one mapping; keep one"),
+    ("- model\n- hardware\n", "s.yaml: must be a mapping of sections (model, hardware, workload, ...), got 'list'"),
+    ("[" * 5000, "s.yaml: is nested too deeply to be a spec"),
+])
+def test_malformed_scenario_files_are_one_line_naming_the_file(tmp_path, text, message):
+    with pytest.raises(SpecError) as info:
+        load_run(write(tmp_path, text))
+    assert str(info.value) == message
+
+
+def test_a_scenario_that_is_not_utf8_or_not_a_file_is_named(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(BASE.encode().replace(b"tiny-llama", b"tiny-llama # caf\xe9"))
+    with pytest.raises(SpecError, match=r"^s.yaml: is not UTF-8 text \(byte 0xe9 at offset 24\); save it as UTF-8$"):
+        load_run(path)
+    with pytest.raises(SpecError, match=r"^scenario: is a folder, not a file, got '"):
+        load_run(tmp_path)
+
+
+def test_a_trace_that_is_a_folder_is_named(tmp_path):
+    (tmp_path / "traces").mkdir()
+    text = BASE.replace("  arrival: {process: poisson, rate_per_s: 5}\n  prompt_tokens: 100\n  output_tokens: 20\n",
+                        "  trace: {path: traces}\n")
+    assert error_of(tmp_path, text).startswith("workload.trace.path: is a folder, not a file, got '")

@@ -86,5 +86,83 @@ def test_lengths_file_without_arrivals():
 def test_bad_trace_rows_are_named_by_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("arrival_time_s,prompt_tokens,output_tokens\n0,10,5\n1,ten,5\n")
-    with pytest.raises(SpecError, match=r"^bad.csv:3: needs numbers"):
+    with pytest.raises(SpecError, match=r"^bad.csv:3: prompt_tokens: must be a finite whole number from 1 to "
+                                         r"16,777,216, got 'ten'$"):
         read_trace(path)
+
+
+HEADER = "arrival_time_s,prompt_tokens,output_tokens\n"
+TOKENS = "must be a finite whole number from 1 to 16,777,216"
+
+
+@pytest.mark.parametrize("row,message", [
+    ("1,inf,5", f"trace.csv:3: prompt_tokens: {TOKENS}, got 'inf'"),
+    ("1,nan,5", f"trace.csv:3: prompt_tokens: {TOKENS}, got 'nan'"),
+    ("1,10,-5", "trace.csv:3: output_tokens: must be a finite whole number from 0 to 16,777,216, got '-5'"),
+    ("1,10.5,5", f"trace.csv:3: prompt_tokens: {TOKENS}, got '10.5'"),
+    ("1,0,5", f"trace.csv:3: prompt_tokens: {TOKENS}, got '0'"),
+    ("inf,10,5", "trace.csv:3: arrival_time_s: must be a finite number >= 0, got 'inf'"),
+    ("nan,10,5", "trace.csv:3: arrival_time_s: must be a finite number >= 0, got 'nan'"),
+    ("-1,10,5", "trace.csv:3: arrival_time_s: must be a finite number >= 0, got '-1'"),
+    ("9" * 400 + ",10,5", "trace.csv:3: arrival_time_s: must be a finite number >= 0, got '99999"),
+    ("yesterday,10,5", "trace.csv:3: arrival_time_s: must be seconds (a finite number >= 0) or a timestamp such as "
+                       "2023-11-16 18:15:46.68, got 'yesterday'"),
+    ("1,10", "trace.csv:3: output_tokens: is empty or missing"),
+    ("1,10,5,7", "trace.csv:3: has 4 cells but the header has 3"),
+])
+def test_bad_trace_cells_name_the_file_line_column_and_value(tmp_path, row, message):
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + "0,10,5\n" + row + "\n")
+    with pytest.raises(SpecError) as info:
+        read_trace(path)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("line,message", [
+    ("[1, 2, 3]", "t.jsonl:2: must be a JSON object of columns"),
+    ("7", "t.jsonl:2: must be a JSON object of columns"),
+    ('{"arrival_time_s": 1, "prompt_tokens": "ten", "output_tokens": 2}', f"t.jsonl:2: prompt_tokens: {TOKENS}"),
+    ('{"arrival_time_s": 1, "prompt_tokens": true, "output_tokens": 2}', f"t.jsonl:2: prompt_tokens: {TOKENS}"),
+    ('{"arrival_time_s": Infinity, "prompt_tokens": 1, "output_tokens": 2}', "t.jsonl:2: arrival_time_s: must be "
+                                                                             "a finite number >= 0, got inf"),
+    ('{"arrival_time_s": 1, "output_tokens": 2}', "t.jsonl:2: prompt_tokens: is empty or missing"),
+])
+def test_bad_jsonl_lines_name_the_file_and_line(tmp_path, line, message):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"arrival_time_s": 0, "prompt_tokens": 1, "output_tokens": 2}\n' + line + "\n")
+    with pytest.raises(SpecError) as info:
+        read_trace(path)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("empty.csv", b"", "empty.csv: holds no rows"),
+    ("header.csv", HEADER.encode(), "header.csv: holds no rows"),
+    ("empty.jsonl", b"\n\n", "empty.jsonl: holds no rows"),
+    ("cols.csv", b"a,b,c\n1,2,3\n", "cols.csv:2: needs columns arrival_time_s, prompt_tokens, output_tokens or"),
+    ("latin1.csv", HEADER.encode() + b"0,10,5 \xe9\n", "latin1.csv: is not UTF-8 text (byte 0xe9 at offset 50)"),
+])
+def test_unreadable_traces_are_one_line_naming_the_file(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(SpecError) as info:
+        read_trace(path)
+    assert str(info.value).startswith(message)
+
+
+def test_a_trace_path_that_is_a_folder_is_named(tmp_path):
+    with pytest.raises(SpecError, match=r"^workload.trace.path: is a folder, not a file, got '"):
+        read_trace(tmp_path)
+    with pytest.raises(SpecError, match=r"^workload.lengths_file: no such file, got '"):
+        read_lengths(tmp_path / "nowhere.csv")
+
+
+def test_arrivals_beyond_what_the_clock_resolves_are_refused(tmp_path):
+    # 1e-300 requests/s: two arrivals 1e300 s apart, where adding a millisecond step changes nothing
+    with pytest.raises(SpecError, match=r"^workload.arrival.rate_per_s: 2 arrivals span 1e\+300 s, beyond the "
+                                        r"1e\+08 s"):
+        arrival_times("constant", 1e-300, 2, np.random.default_rng(0))
+    path = tmp_path / "t.csv"
+    path.write_text(HEADER + "0,10,5\n1,10,5\n")
+    with pytest.raises(SpecError, match=r"^t.csv: 2 arrivals span 1e\+10 s"):
+        read_trace(path, rate_scale=1e-10)

@@ -1,0 +1,91 @@
+"""Pydantic at the scenario file's boundary: number fields as YAML writes them, and pydantic's errors as
+one line naming the key path, the value and what is allowed."""
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, ValidationError
+
+from infersim.roofline.boundary import bound_text
+from infersim.roofline.errors import SpecError
+
+def number_from_text(value):
+    """YAML 1.1 reads `37.4e12` (no dot, no signed exponent) as text: such text is the number it spells.
+    true/false are not numbers (Python would take them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    if isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value.strip())
+            except ValueError:
+                pass
+    return value
+
+
+# Number fields of YAML files; models using them set allow_inf_nan=False, so every float is finite.
+YamlFloat = Annotated[float, BeforeValidator(number_from_text)]
+YamlInt = Annotated[int, BeforeValidator(number_from_text)]
+
+
+def _problem(err: dict) -> str:
+    """What is wrong, in the words of a scenario file's reader."""
+    ctx = err.get("ctx", {})
+    kind = err["type"]
+    bounds = {"greater_than": ("> ", "gt"), "greater_than_equal": (">= ", "ge"), "less_than": ("< ", "lt"),
+              "less_than_equal": ("<= ", "le")}
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return "must be " + sign + bound_text(ctx[key])
+    simple = {"extra_forbidden": "is not a known key (check its spelling and section)", "missing": "is required",
+              "int_parsing": "must be a whole number", "int_from_float": "must be a whole number",
+              "int_type": "must be a whole number", "int_parsing_size": "is too large a whole number",
+              "float_parsing": "must be a number", "float_type": "must be a number",
+              "finite_number": "must be a finite number", "bool_parsing": "must be true or false",
+              "bool_type": "must be true or false", "string_type": "must be text",
+              "model_type": "must be a mapping of keys", "dict_type": "must be a mapping of keys",
+              "list_type": "must be a list", "tuple_type": "must be a list"}
+    if kind in simple:
+        return simple[kind]
+    if kind == "literal_error":
+        return "must be one of " + ctx.get("expected", "").replace("'", "")
+    if kind in ("too_short", "too_long"):
+        return f"must hold {ctx.get('min_length', ctx.get('max_length'))} items" if ctx.get(
+            "min_length") == ctx.get("max_length") else err["msg"][0].lower() + err["msg"][1:]
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][0].lower() + err["msg"][1:]
+
+
+def _is_branch(part) -> bool:
+    """Whether a pydantic error location part names a union branch (int, LengthSection, function-...)."""
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part or part in ("int", "float", "str", "bool"))
+
+
+def _names_a_class(branch: str) -> bool:
+    """Whether a union branch is a mapping's class (`LengthSection`, `function-after[_check(), LengthSection]`)
+    rather than a scalar type (`int`, `function-before[number_from_text(), int]`)."""
+    return re.findall(r"[A-Za-z_]\w*", branch)[-1][0].isupper()
+
+
+def spec_error(error: ValidationError, file: str | None = None) -> SpecError:
+    """The most specific of pydantic's errors as one line. A union (`prompt_tokens: 512` or a mapping)
+    reports its branches separately; the branch matching the value's type is the one that explains it.
+    An unknown key comes first: a misspelt key explains the missing one."""
+    errors = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+
+    def wrong_branch(err) -> bool:
+        loc = list(err["loc"])
+        branch = next((i for i, p in enumerate(loc) if _is_branch(p)), None)
+        if branch is None or len(errors) == 1:
+            return False
+        if _names_a_class(loc[branch]):  # a mapping branch: wrong if it only says "not a mapping"
+            return branch == len(loc) - 1 and err["type"] in ("model_type", "dict_type")
+        return isinstance(err.get("input"), dict)  # a scalar branch given a mapping
+
+    err = next((e for e in errors if not wrong_branch(e)), errors[0])
+    path = ".".join(str(p) for p in err["loc"] if not _is_branch(p))
+    got = err.get("input")
+    show = not isinstance(got, dict) or err["type"] in ("dict_type", "model_type")
+    return SpecError(path, _problem(err), got if show and err["type"] != "missing" else None, file)

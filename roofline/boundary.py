@@ -1,0 +1,186 @@
+"""The input boundary: reading the files users give (scenarios, traces, lengths files, config.json,
+hardware YAML, profiles) and turning every mistake in them into one `SpecError` line that names the file,
+the field, the value and what is allowed. Each reader validates its file once, here and in the spec's own
+module (a scenario's keys in infersim/schema.py's pydantic models); nothing past that sees text, NaN or a
+value out of range.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from .errors import SpecError
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why `path` is not a readable regular file, or None if it is one."""
+    try:
+        if path.is_dir():
+            return "is a folder, not a file"
+        if not path.exists():
+            return "no such file"
+        if not path.is_file():
+            return "is not a regular file"
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte
+        return f"is not a usable file path ({getattr(err, 'strerror', None) or err})"
+    return None
+
+
+def read_text(path: Path, field: str) -> str:
+    """A text file's contents (UTF-8; a byte-order mark is dropped), or one line saying why it cannot be
+    read. `field` is what named the file (a scenario key, a flag)."""
+    problem = _file_problem(path)
+    if problem:
+        raise SpecError(field, problem, str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SpecError(field, f"cannot be read ({err.strerror})", str(path)) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SpecError("", f"is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                        "save it as UTF-8", file=path.name) from None
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML silently
+    keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float)) or key == "<<":
+                continue  # merge keys override on purpose; an unhashable key is PyYAML's own error
+            if key in seen:
+                raise _DuplicateKey(problem=f"{key}: appears twice in one mapping; keep one",
+                                    problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: Path, field: str):
+    """A YAML file's data; a syntax error or a duplicate key is one line naming the file and line."""
+    text = read_text(path, field)
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as err:
+        raise SpecError("", err.problem, file=f"{path.name}:{err.problem_mark.line + 1}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError("", f"is not valid YAML ({problem})",
+                        file=f"{path.name}:{mark.line + 1}" if mark else path.name) from None
+    except RecursionError:
+        raise SpecError("", "is nested too deeply to be a spec", file=path.name) from None
+
+
+def bound_text(value) -> str:
+    """A bound as a reader writes it: 16,777,216 rather than 1.67772e+07; 0.01; 1e-06."""
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15)
+    return f"{int(value):,}" if whole else f"{value:g}"
+
+
+def registry_or_file(field: str, text, registry: dict, what: str, file_kind: str, suffixes: tuple,
+                     base: Path | None = None):
+    """The one rule for a value that is a registry name or a file path (`--model`, `--hardware`, a
+    scenario's model and hardware): a registry name wins; anything else names a file, relative paths
+    from `base` (the scenario's folder) or else the working directory. Returns the entry or the path."""
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError(field, f"must be a {what} name or a {file_kind} path", text)
+    if text in registry:
+        return registry[text]
+    path = Path(text) if base is None else base / text
+    problem = _file_problem(path)
+    if problem is None:
+        return path
+    if problem == "no such file" and not ("/" in text or os.sep in text or text.endswith(suffixes)):
+        raise SpecError(field, f"unknown {what}; use a {file_kind} path or one of "
+                        f"{', '.join(sorted(registry))}", text)
+    where = " (relative paths start at the scenario file's folder)" if base is not None else ""
+    raise SpecError(field, problem + where, str(path))
+
+
+def read_rows(path: Path, field: str) -> Iterator[tuple[str, dict]]:
+    """The rows of a CSV file (a header line, then one row a line) or a JSONL file (one object a line),
+    each with where it is (`file:line`) for error messages. Rows longer than the header and files without
+    rows are refused (a short row's missing cells are None)."""
+    text = read_text(path, field)
+    if path.suffix in (".jsonl", ".json"):
+        rows = _jsonl_rows(path, text)
+    else:
+        rows = _csv_rows(path, text)
+    empty = True
+    for where, row in rows:
+        empty = False
+        yield where, row
+    if empty:
+        raise SpecError("", "holds no rows", file=path.name)
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path.name}:{line_no}"
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise SpecError("", f"is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})",
+                            line.strip()[:40], file=where) from None
+        if not isinstance(row, dict):
+            raise SpecError("", "must be a JSON object of columns, e.g. {\"prompt_tokens\": 10, ...}",
+                            row, file=where)
+        yield where, row
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            where = f"{path.name}:{reader.line_num}"
+            if None in row:
+                raise SpecError("", f"has {len(reader.fieldnames) + len(row[None])} cells but the header has "
+                                f"{len(reader.fieldnames)}", file=where)
+            yield where, row
+    except csv.Error as err:
+        raise SpecError("", f"is not valid CSV ({err})", file=f"{path.name}:{reader.line_num}") from None
+
+
+def number_cell(row: dict, column: str, where: str, **allowed) -> float:
+    """A CSV or JSONL cell as a number (see `number`), the error naming file:line and column."""
+    return number(row.get(column), column, where, **allowed)
+
+
+def number(value, field: str, where: str, *, whole: bool = False, minimum: float = 0.0, maximum: float = math.inf,
+           text: bool = True) -> float:
+    """`value` as a finite number (a whole one if `whole`) from `minimum` to `maximum`, or one line naming
+    the file (`where`, with its line for a CSV row), the field, the value and what is allowed. Text that
+    spells a number is one (a CSV cell is text); `text=False` refuses it where a JSON file must hold a
+    number."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise SpecError(field, "is empty or missing", file=where)
+    parsed = math.nan
+    if (isinstance(value, str) and text) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        try:
+            parsed = float(value)
+        except (ValueError, OverflowError):
+            pass
+    if not (math.isfinite(parsed) and minimum <= parsed <= maximum) or (whole and parsed != int(parsed)):
+        kind = "finite whole number" if whole else "finite number"
+        allowed = (f">= {bound_text(minimum)}" if maximum == math.inf
+                   else f"from {bound_text(minimum)} to {bound_text(maximum)}")
+        raise SpecError(field, f"must be a {kind} {allowed}", value, file=where)
+    return parsed
