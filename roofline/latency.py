@@ -9,6 +9,8 @@ all steps at once. Latency is the whole forward pass (all pipeline stages one af
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -19,10 +21,36 @@ from .step import Batch, StepOptions, attention_ops, check_options, dense_layer_
 from .timing import kernel_time_s, op_compute_s, op_memory_s, op_time_s
 
 
-def _totals(hw: HardwareSpec, op_list: list) -> tuple:
-    """(seconds, FLOPs, bytes) of ops run one after another; arrays if the ops are array-valued."""
-    return (sum(op_time_s(hw, op) for op in op_list), sum(op.total_flops for op in op_list),
-            sum(op.bytes for op in op_list))
+class StepTotals(NamedTuple):
+    """Seconds, FLOPs and bytes of ops run one after another (floats, or arrays with an entry per step)."""
+
+    latency_s: float
+    flops: float
+    bytes: float
+
+
+def _totals(hw: HardwareSpec, op_list: list) -> StepTotals:
+    return StepTotals(sum(op_time_s(hw, op) for op in op_list), sum(op.total_flops for op in op_list),
+                      sum(op.bytes for op in op_list))
+
+
+_NOTHING = StepTotals(0.0, 0.0, 0.0)
+
+
+class DecodeLine(NamedTuple):
+    """A FlashAttention decode step of a batch against K, the keys it reads (`ops.decode_attention_affine`):
+    attention's compute and memory seconds per layer are fixed + per_key K, its FLOPs and bytes over all
+    layers likewise; `rest` is everything else in the step."""
+
+    rest: StepTotals
+    compute_fixed_s: float
+    compute_per_key_s: float
+    memory_fixed_s: float
+    memory_per_key_s: float
+    flops_fixed: float
+    flops_per_key: float
+    bytes_fixed: float
+    bytes_per_key: float
 
 
 _TABLE_BLOCK = 256
@@ -36,15 +64,14 @@ class StepTimer:
         self.model, self.hw, self.options = model, hw, options
         widths = layer_widths(model, options.parallel.tensor_parallel)
         self._heads, self._kv_heads = widths.heads, widths.kv_heads
-        self._by_tokens: dict[int, list] = {}
-        self._by_sampled: dict[int, tuple] = {}
-        self._lines: dict[int, tuple] = {}
-        self._amounts: dict[int, tuple] = {}
-        self._steps: dict[tuple, tuple] = {}
+        self._by_tokens: dict[int, StepTotals] = {}
+        self._by_sampled: dict[int, StepTotals] = {}
+        self._lines: dict[int, DecodeLine] = {}
+        self._steps: dict[tuple, StepTotals] = {}
 
-    def _token_part(self, tokens: int) -> tuple:
+    def _token_part(self, tokens: int) -> StepTotals:
         """Everything but attention, the LM head and sampling, for `tokens` new tokens; costed for a block
-        of `_TABLE_BLOCK` token counts at once, since a run meets many nearby counts."""
+        of `_TABLE_BLOCK` token counts at once (lists of each total), since a run meets many nearby counts."""
         block = self._by_tokens.get(tokens // _TABLE_BLOCK)
         if block is None:
             counts = np.maximum(1, np.arange(_TABLE_BLOCK) + tokens // _TABLE_BLOCK * _TABLE_BLOCK)
@@ -53,28 +80,28 @@ class StepTimer:
             layer, ends = _totals(self.hw, before + after), _totals(self.hw, front)
             layers, pp = self.model.num_layers, self.options.parallel.pipeline_parallel
             hand_off = _totals(self.hw, [ops.p2p_send(counts, self.model.hidden_size)] * (pp - 1))
-            block = [np.broadcast_to(layers * a + b + c, counts.shape).tolist()
-                     for a, b, c in zip(layer, ends, hand_off)]
+            block = StepTotals(*(np.broadcast_to(layers * a + b + c, counts.shape).tolist()
+                                 for a, b, c in zip(layer, ends, hand_off)))
             self._by_tokens[tokens // _TABLE_BLOCK] = block
         i = tokens % _TABLE_BLOCK
-        return block[0][i], block[1][i], block[2][i]
+        return StepTotals(block.latency_s[i], block.flops[i], block.bytes[i])
 
-    def _sampled_part(self, sampled: int) -> tuple:
+    def _sampled_part(self, sampled: int) -> StepTotals:
         cached = self._by_sampled.get(sampled)
         if cached is None:
-            cached = _totals(self.hw, end_ops(self.model, 1, sampled, self.options)[1]) if sampled else (0.0,) * 3
+            cached = _totals(self.hw, end_ops(self.model, 1, sampled, self.options)[1]) if sampled else _NOTHING
             self._by_sampled[sampled] = cached
         return cached
 
-    def step(self, new_tokens, cached_tokens, sampled: int) -> tuple[float, float, float]:
-        """(latency_s, flops, bytes) of one step of a ragged batch (see `roofline.step.Batch`); small
-        batches (prefill-only steps, which repeat) are remembered."""
+    def step(self, new_tokens, cached_tokens, sampled: int) -> StepTotals:
+        """One step of a ragged batch (see `roofline.step.Batch`); small batches (prefill-only steps, which
+        repeat) are remembered."""
         key = (tuple(new_tokens), tuple(cached_tokens), sampled) if len(new_tokens) <= 8 else None
         cached = self._steps.get(key) if key else None
         if cached is None:
             batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
             attn = _totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
-            cached = tuple(float(x) for x in self._combine(batch.num_tokens, sampled, attn))
+            cached = StepTotals(*(float(x) for x in self._combine(batch.num_tokens, sampled, attn)))
             if key and len(self._steps) < 1 << 16:
                 self._steps[key] = cached
         return cached
@@ -85,62 +112,54 @@ class StepTimer:
         more, run back to back from `start_s`; the batch's contexts (tokens already cached) sum to
         `context_sum` and peak at `context_max` at the first step."""
         if not self.options.flash_attention:  # materialised attention: its GEMM tiles follow the longest context
-            latency_s = self._decode_ops_run(batch_size, context_sum, context_max, steps)[0] + extra_s
+            latency_s = self._decode_ops_run(batch_size, context_sum, context_max, steps).latency_s + extra_s
             return latency_s, start_s + np.cumsum(latency_s)
-        dense_s, c0, c1, m0, m1 = self._decode_line(batch_size)
-        return _decode_line_run(float(context_sum + batch_size), float(batch_size), steps, c0, c1, m0, m1,
+        line = self._decode_line(batch_size)
+        return _decode_line_run(float(context_sum + batch_size), float(batch_size), steps, line.compute_fixed_s,
+                                line.compute_per_key_s, line.memory_fixed_s, line.memory_per_key_s,
                                 self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers,
-                                dense_s + extra_s, start_s)
+                                line.rest.latency_s + extra_s, start_s)
 
     def decode_totals(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> tuple[float, float]:
-        """(FLOPs, bytes) of the same `steps` decode steps. Every op's FLOPs and bytes are affine in the
-        keys a step reads (`ops.decode_attention_affine`; the materialised scores too), so their sums
-        follow from the keys read over all steps."""
+        """(FLOPs, bytes) of the same `steps` decode steps. With FlashAttention they are affine in the keys a
+        step reads, so their sums follow from the keys read over all steps; materialised attention is
+        costed step by step."""
         if not self.options.flash_attention:
-            _, flops, nbytes = self._decode_ops_run(batch_size, context_sum, context_max, steps)
-            return float(np.sum(flops)), float(np.sum(nbytes))
+            per_step = self._decode_ops_run(batch_size, context_sum, context_max, steps)
+            return float(np.sum(per_step.flops)), float(np.sum(per_step.bytes))
         keys = steps * (context_sum + batch_size) + batch_size * steps * (steps - 1) / 2
-        flops, flops_per_key, nbytes, bytes_per_key = self._decode_amounts(batch_size)
-        return steps * flops + flops_per_key * keys, steps * nbytes + bytes_per_key * keys
+        line = self._decode_line(batch_size)
+        return (steps * line.flops_fixed + line.flops_per_key * keys,
+                steps * line.bytes_fixed + line.bytes_per_key * keys)
 
-    def _decode_amounts(self, batch_size: int) -> tuple:
-        """(FLOPs, FLOPs per key, bytes, bytes per key) of a FlashAttention decode step of the whole model."""
-        cached = self._amounts.get(batch_size)
-        if cached is None:
-            fixed, per_key = ops.decode_attention_affine(batch_size, self._heads, self._kv_heads,
-                                                         self.model.head_dim, self.options.quant)
-            _, dense_flops, dense_bytes = self._combine(batch_size, batch_size, (0.0, 0.0, 0.0))
-            layers = self.model.num_layers
-            cached = (dense_flops + layers * fixed.total_flops, layers * per_key.total_flops,
-                      dense_bytes + layers * fixed.bytes, layers * per_key.bytes)
-            self._amounts[batch_size] = cached
-        return cached
-
-    def _decode_ops_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> tuple:
-        """(seconds, FLOPs, bytes) of each of `steps` decode steps, op by op."""
+    def _decode_ops_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> StepTotals:
+        """Each of `steps` decode steps, op by op (arrays over the steps)."""
         growth = np.arange(steps, dtype=np.float64)
         attn_ops = ops.decode_attention(batch_size, context_sum + batch_size * growth, context_max + growth,
                                         self._heads, self._kv_heads, self.model.head_dim, self.options.quant,
                                         self.options.flash_attention)
         return self._combine(batch_size, batch_size, _totals(self.hw, attn_ops))
 
-    def _decode_line(self, batch_size: int) -> tuple:
-        """(seconds outside attention, attention's compute intercept and slope, memory intercept and slope)
-        of a FlashAttention decode step against the keys it reads (`ops.decode_attention_affine`)."""
+    def _decode_line(self, batch_size: int) -> DecodeLine:
         cached = self._lines.get(batch_size)
         if cached is None:
             fixed, per_key = ops.decode_attention_affine(batch_size, self._heads, self._kv_heads,
                                                          self.model.head_dim, self.options.quant)
-            dense_s = self._token_part(batch_size)[0] + self._sampled_part(batch_size)[0]
-            cached = (dense_s, float(op_compute_s(self.hw, fixed)), float(op_compute_s(self.hw, per_key)),
-                      float(op_memory_s(self.hw, fixed)), float(op_memory_s(self.hw, per_key)))
+            rest = self._combine(batch_size, batch_size, _NOTHING)
+            layers = self.model.num_layers
+            cached = DecodeLine(rest, float(op_compute_s(self.hw, fixed)), float(op_compute_s(self.hw, per_key)),
+                                float(op_memory_s(self.hw, fixed)), float(op_memory_s(self.hw, per_key)),
+                                rest.flops + layers * fixed.total_flops, layers * per_key.total_flops,
+                                rest.bytes + layers * fixed.bytes, layers * per_key.bytes)
             self._lines[batch_size] = cached
         return cached
 
-    def _combine(self, tokens: int, sampled: int, attn: tuple) -> tuple:
+    def _combine(self, tokens: int, sampled: int, attn: StepTotals) -> StepTotals:
+        """The whole step: the dense part of `tokens` tokens, attention in every layer, the LM head and
+        sampling of `sampled` sequences."""
         dense, head = self._token_part(tokens), self._sampled_part(sampled)
         layers = self.model.num_layers
-        return tuple(d + layers * a + h for d, a, h in zip(dense, attn, head))
+        return StepTotals(*(d + layers * a + h for d, a, h in zip(dense, attn, head)))
 
 
 @numba.njit(cache=True)

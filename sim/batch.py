@@ -36,7 +36,7 @@ class FinishedRequests(NamedTuple):
     max_itl_s: list
 
 
-_NO_LEDGER = np.zeros(0, dtype=np.int64)
+_NOT_COUNTED = np.zeros(0, dtype=np.int64)  # held blocks when nothing grows
 
 
 class DecodeBatch:
@@ -111,18 +111,18 @@ class DecodeBatch:
             self._scan = BatchScan(*_scan(self._ints, self._n, self.block_size))
         return self._scan
 
-    def advance(self, ends: np.ndarray, latency_s: np.ndarray,
-                block_ledger: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
-        """Every row decoded one token in each step ending at `ends` (lasting `latency_s`). With a
-        `block_ledger` (blocks held by request id, when blocks are taken as contexts grow), adds the blocks
-        each row opened: one at every multiple of the block size, plus a pending copy-on-write (see
-        blocks.BlockGrowth). Returns how many blocks were opened, and the gaps before the rows' first new
-        tokens as distinct values with how many rows had each (rows that decoded together share their
+    def advance(self, ends_s: np.ndarray, latency_s: np.ndarray,
+                held_blocks: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+        """Every row decoded one token in each step ending at `ends_s` (lasting `latency_s`). Given the
+        blocks each request holds (by id; paged KV, whose blocks are taken as contexts grow), adds to them
+        the blocks each row opened: one at every multiple of the block size, plus a pending copy-on-write
+        (see blocks.BlockGrowth). Returns how many blocks were opened, and the gaps before the rows' first
+        new tokens as distinct values with how many rows had each (rows that decoded together share their
         previous token's time)."""
         self._scan = None
-        grows = block_ledger is not None
-        return _advance(self._ints, self._floats, self._n, ends, latency_s, self.block_size, grows,
-                        block_ledger if grows else _NO_LEDGER)
+        opens_blocks = held_blocks is not None
+        return _advance(self._ints, self._floats, self._n, ends_s, latency_s, self.block_size, opens_blocks,
+                        held_blocks if opens_blocks else _NOT_COUNTED)
 
 
 def _column(table: str, index: int) -> property:
@@ -205,9 +205,9 @@ def _add_request(ints, floats, n, request_id, seqs, context, remaining, others_c
 
 
 @njit(cache=True)
-def _advance(ints, floats, n, ends, latency_s, block_size, grows, ledger):
-    steps = len(ends)
-    first_end_s, last_end_s = ends[0], ends[steps - 1]
+def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held):
+    steps = len(ends_s)
+    first_end_s, last_end_s = ends_s[0], ends_s[steps - 1]
     later_gap_s = 0.0
     for j in range(1, steps):
         later_gap_s = max(later_gap_s, latency_s[j])
@@ -216,10 +216,10 @@ def _advance(ints, floats, n, ends, latency_s, block_size, grows, ledger):
     distinct = 0
     opened = 0
     for i in range(n):
-        if grows:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
+        if opens_blocks:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
             first = (block_size - ints[CONTEXT, i] % block_size) % block_size
             grown = (steps - 1 + block_size - first) // block_size + ints[COPY, i]
-            ledger[ints[REQUEST, i]] += grown
+            held[ints[REQUEST, i]] += grown
             opened += grown
         gap = first_end_s - floats[LAST, i]
         j = 0

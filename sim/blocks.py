@@ -8,14 +8,21 @@ evicted least-recently-used when blocks run short, as vLLM's prefix caching does
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
+
+@dataclass
+class CachedPrefix:
+    blocks: int
+    references: int  # requests using it; at 0 it stays cached but may be evicted
+
 
 class BlockPool:
     def __init__(self, total_blocks: int):
         self.total_blocks = total_blocks
         self.free_blocks = total_blocks
-        self._prefixes: dict[tuple, list] = {}  # prefix key -> [blocks, references]
+        self._prefixes: dict[tuple, CachedPrefix] = {}
         self._evictable: OrderedDict[tuple, int] = OrderedDict()  # unreferenced prefixes, oldest first
         self.evictable_blocks = 0
 
@@ -41,19 +48,15 @@ class BlockPool:
         self.free_blocks += blocks
         assert self.free_blocks + self.evictable_blocks <= self.total_blocks
 
-    @property
-    def used_fraction(self) -> float:
-        return self.used_blocks / self.total_blocks if self.total_blocks else 0.0
-
     def cached_prefix_blocks(self, prefix_key: tuple) -> int:
         entry = self._prefixes.get(prefix_key)
-        return entry[0] if entry else 0
+        return entry.blocks if entry else 0
 
     def prefix_cost_blocks(self, prefix_key: tuple, blocks: int) -> int:
         """What referencing a prefix of `blocks` blocks takes from `available_blocks`: nothing if another
         request holds it, its blocks if it must be cached or brought back from the evictable list."""
         entry = self._prefixes.get(prefix_key)
-        return 0 if entry is not None and entry[1] > 0 else blocks
+        return 0 if entry is not None and entry.references > 0 else blocks
 
     def acquire_prefix(self, prefix_key: tuple, blocks: int) -> int:
         """Reference the cached prefix, or cache `blocks` of it (taken from the pool). Returns the blocks
@@ -61,19 +64,19 @@ class BlockPool:
         entry = self._prefixes.get(prefix_key)
         if entry is None:
             self.take(blocks)
-            self._prefixes[prefix_key] = [blocks, 1]
+            self._prefixes[prefix_key] = CachedPrefix(blocks, 1)
             return blocks
-        if entry[1] == 0:
+        if entry.references == 0:
             self.evictable_blocks -= self._evictable.pop(prefix_key)
-        entry[1] += 1
-        return entry[0]
+        entry.references += 1
+        return entry.blocks
 
     def release_prefix(self, prefix_key: tuple) -> None:
         entry = self._prefixes[prefix_key]
-        entry[1] -= 1
-        if entry[1] == 0:
-            self._evictable[prefix_key] = entry[0]
-            self.evictable_blocks += entry[0]
+        entry.references -= 1
+        if entry.references == 0:
+            self._evictable[prefix_key] = entry.blocks
+            self.evictable_blocks += entry.blocks
 
 
 def cumulative_new_blocks(seqs, copies, crossings_cdf: np.ndarray, run, step, block_size: int) -> np.ndarray:

@@ -3,8 +3,8 @@
 - `Colocated`: `replicas` identical replicas, each prefilling and decoding, behind a router.
 - `Disaggregated`: `prefill_replicas` that hand each prompt's KV cache over a link to `decode_replicas`
   (Splitwise, Patel et al. ISCA 2024; DistServe, Zhong et al. OSDI 2024). Both pools run the run's
-  scheduler; a request leaves its prefill replica once its first token is out, and joins a decode
-  replica's batch when its KV cache has arrived.
+  scheduler; a request leaves its prefill replica once its first token is out (its scheduler hands off
+  prefilled requests), and joins a decode replica's batch when its KV cache has arrived.
 Every replica is the same model on the same hardware with the same parallelism.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Colocated:
         router = make_router(self.router, replicas)
         known = router.arrival_times(requests)  # when known in advance, runs end at arrivals without interrupts
         for replica, times in zip(replicas, known or []):
-            replica.arrival_times = times
+            replica.arrival_times_s = times
         return Deployment(router, replicas)
 
 
@@ -55,12 +55,10 @@ class Disaggregated:
 
         def transfer(req: Request):
             yield env.timeout(transfer_s(req))
-            req.hand_off_after_prefill, req.kv_arrived = False, True
+            req.kv_arrived = True
             decode_router.pick().submit(req)
 
         prefillers = [make_replica(i, hand_off=lambda req: env.process(transfer(req)))
                       for i in range(self.prefill_replicas)]
-        for req in requests:
-            req.hand_off_after_prefill = True
         return Deployment(make_router(self.router, prefillers), prefillers + decoders)
 

@@ -15,12 +15,13 @@ Swapped-out blocks move to a second pool in host memory.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from infersim.roofline.errors import SpecError
 
-from .batch import DecodeBatch
+from .batch import BatchScan, DecodeBatch
 from .blocks import BlockGrowth, BlockPool
 from .request import Request
 
@@ -28,11 +29,11 @@ from .request import Request
 class PagedAllocator:
     name = "paged"
     shares_prefixes = True
-    grows = True  # blocks are taken as contexts grow
 
     def __init__(self, block_size_tokens: int):
         self.block_size = block_size_tokens
-        self._growth: tuple | None = None  # (the batch scan it came from, its BlockGrowth)
+        self._growth_of: BatchScan | None = None  # the batch scan `_growth` was made from
+        self._growth: BlockGrowth | None = None
 
     @classmethod
     def for_cache(cls, block_size_tokens: int, max_model_len: int, total_blocks: int) -> "PagedAllocator":
@@ -51,11 +52,20 @@ class PagedAllocator:
         """Do sequences 2..n share a partly filled last block that they copy at their first write?"""
         return context_tokens % self.block_size != 0
 
+    def first_step_blocks(self, req: Request, context_tokens: int) -> int:
+        """Blocks the first decode step of a request with a cached context opens: one per sequence when the
+        context fills its blocks exactly, else a copy of the shared partly filled block for sequences 2..n."""
+        return req.num_seqs - self.copies_on_write(context_tokens)
+
     def growth(self, batch: DecodeBatch) -> BlockGrowth:
         scan = batch.scan()
-        if self._growth is None or self._growth[0] is not scan:
-            self._growth = (scan, BlockGrowth(scan.crossings_cdf, len(batch), scan.pending_copies))
-        return self._growth[1]
+        if self._growth_of is not scan:
+            self._growth_of, self._growth = scan, BlockGrowth(scan.crossings_cdf, len(batch), scan.pending_copies)
+        return self._growth
+
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray,
+                held_blocks: np.ndarray) -> Advanced:
+        return Advanced(*batch.advance(ends_s, latency_s, held_blocks))
 
 
 class ContiguousAllocator:
@@ -66,6 +76,7 @@ class ContiguousAllocator:
     def __init__(self, block_size_tokens: int, max_model_len: int):
         self.block_size = block_size_tokens
         self.reserve_blocks = math.ceil(max_model_len / block_size_tokens)
+        self._growth = BlockGrowth(np.zeros(block_size_tokens, dtype=np.int64), 0, 0)  # reservations never grow
 
     @classmethod
     def for_cache(cls, block_size_tokens: int, max_model_len: int, total_blocks: int) -> "ContiguousAllocator":
@@ -85,12 +96,32 @@ class ContiguousAllocator:
     def copies_on_write(self, context_tokens: int) -> bool:
         return False
 
-    def growth(self, batch: DecodeBatch) -> None:
-        """Reservations never grow."""
-        return None
+    def first_step_blocks(self, req: Request, context_tokens: int) -> int:
+        return 0
+
+    def growth(self, batch: DecodeBatch) -> BlockGrowth:
+        return self._growth
+
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray,
+                held_blocks: np.ndarray) -> Advanced:
+        return Advanced(*batch.advance(ends_s, latency_s))
 
 
 ALLOCATORS = {a.name: a for a in (PagedAllocator, ContiguousAllocator)}
+
+
+class Advanced(NamedTuple):
+    """What decode steps of a batch did: the blocks they opened, and the gaps before the rows' first new
+    tokens (distinct values, with how many rows had each)."""
+
+    opened_blocks: int
+    first_gaps_s: np.ndarray
+    rows_per_gap: np.ndarray
+
+
+class PrefixKey(NamedTuple):
+    prefix_id: int
+    blocks: int
 
 
 class KVCacheManager:
@@ -104,7 +135,7 @@ class KVCacheManager:
         self.watermark_blocks = watermark_blocks
         self.prefix_caching = prefix_caching
         self._held = np.zeros(64, dtype=np.int64)  # by request id: blocks it holds (on the GPU or swapped)
-        self._prefix: dict[int, tuple] = {}  # request id -> the cached prefix it borrows
+        self._prefix: dict[int, PrefixKey] = {}  # request id -> the cached prefix it borrows
 
     # -- questions --------------------------------------------------------------------------------------
     def peak_blocks(self, req: Request) -> int:
@@ -114,7 +145,7 @@ class KVCacheManager:
     def blocks_of(self, req: Request) -> int:
         """Blocks the request holds, a cached prefix it borrows included."""
         key = self._prefix.get(req.id)
-        return int(self._held[req.id]) + (key[1] if key else 0)
+        return int(self._held[req.id]) + (key.blocks if key else 0)
 
     def _prefix_blocks(self, req: Request, context_tokens: int) -> int:
         if not (self.prefix_caching and req.prefix_id >= 0) or req.prefix_tokens >= context_tokens:
@@ -131,7 +162,7 @@ class KVCacheManager:
         prefix = self._prefix_blocks(req, context_tokens)
         if not prefix:
             return blocks
-        return blocks - prefix + self.pool.prefix_cost_blocks((req.prefix_id, prefix), prefix)
+        return blocks - prefix + self.pool.prefix_cost_blocks(PrefixKey(req.prefix_id, prefix), prefix)
 
     def can_admit(self, req: Request, context_tokens: int, reserve_blocks: int = 0) -> bool:
         """Whether the blocks for the context fit above the watermark, `reserve_blocks` aside (those the
@@ -139,21 +170,28 @@ class KVCacheManager:
         return (self.pool.available_blocks - reserve_blocks - self.blocks_to_admit(req, context_tokens)
                 >= self.watermark_blocks)
 
-    def growth(self, batch: DecodeBatch) -> BlockGrowth | None:
-        """How the batch's blocks grow step by step (None: they never do)."""
+    def growth(self, batch: DecodeBatch) -> BlockGrowth:
+        """How the batch's blocks grow step by step."""
         return self.allocator.growth(batch)
 
     def next_step_blocks(self, batch: DecodeBatch) -> int:
         """New blocks the next decode step of `batch` opens."""
-        growth = self.allocator.growth(batch) if len(batch) else None
-        return growth.next_step() if growth is not None else 0
+        return self.allocator.growth(batch).next_step() if len(batch) else 0
+
+    def first_step_blocks(self, req: Request, context_tokens: int) -> int:
+        """New blocks the first decode step of a request whose context is cached opens."""
+        return self.allocator.first_step_blocks(req, context_tokens)
+
+    def copies_on_write(self, context_tokens: int) -> bool:
+        """Do a request's sequences 2..n copy a shared partly filled block at their first write?"""
+        return self.allocator.copies_on_write(context_tokens)
 
     def steps_that_fit(self, batch: DecodeBatch, steps: int) -> int:
         """Of the next `steps` decode steps of `batch`, how many fit in the free blocks (at least one: the
         scheduler makes room for the next step before it plans a run)."""
         growth = self.allocator.growth(batch)
         available = self.pool.available_blocks
-        if growth is None or growth.at_most(steps) <= available:
+        if growth.at_most(steps) <= available:
             return steps
         return max(1, int(np.searchsorted(growth.cumulative(steps), available, side="right")))
 
@@ -173,25 +211,19 @@ class KVCacheManager:
         blocks = self.allocator.context_blocks(req, context_tokens)
         prefix = self._prefix_blocks(req, context_tokens)
         if prefix:
-            key = (req.prefix_id, prefix)
+            key = PrefixKey(req.prefix_id, prefix)
             blocks -= self.pool.acquire_prefix(key, prefix)
             self._prefix[req.id] = key
         self.pool.take(blocks)
         self._held[req.id] = blocks
         return prefix * self.block_size
 
-    def start_decoding(self, batch: DecodeBatch, req: Request, context_tokens: int, now_s: float) -> None:
-        """Add the decode rows of a request whose context is cached."""
-        batch.add_request(req.id, req.num_seqs, context_tokens, req.remaining_tokens,
-                          self.allocator.copies_on_write(context_tokens), now_s)
-
-    def block_ledger(self) -> np.ndarray | None:
-        """The blocks each request holds, by id, for `DecodeBatch.advance` to add those its decode steps
-        open in the same pass (None when blocks never grow); `take_opened` then takes them from the pool."""
-        return self._held if self.allocator.grows else None
-
-    def take_opened(self, blocks: int) -> None:
-        self.pool.take(blocks)
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray) -> Advanced:
+        """The batch decoded a token per row in each step ending at `ends_s`: advance it and take the
+        blocks those steps opened for their requests (in the same compiled pass)."""
+        advanced = self.allocator.advance(batch, ends_s, latency_s, self._held)
+        self.pool.take(advanced.opened_blocks)
+        return advanced
 
     def free(self, req: Request) -> None:
         self.pool.give(int(self._held[req.id]))

@@ -24,7 +24,7 @@ class StepRecord(NamedTuple):
     prefill_tokens: int
     decode_tokens: int
     kv_blocks_used: int  # when it ended, before its finished requests freed theirs
-    queue_len: int  # requests waiting when the scheduler planned it
+    queue_len: int  # requests waiting when the scheduler planned it, before it admitted any
     kv_tokens: int  # tokens whose K/V those blocks hold (a prompt shared by n sequences counts n times)
 
 
@@ -63,16 +63,14 @@ class Metrics:
     def step(self, record: StepRecord) -> None:
         self._steps.append(record)
 
-    def run(self, end_s: np.ndarray, duration_s: np.ndarray, record: RunRecord, crossings_cdf: np.ndarray | None) -> None:
+    def run(self, end_s: np.ndarray, duration_s: np.ndarray, record: RunRecord, crossings_cdf: np.ndarray) -> None:
         """A run of decode steps; the blocks in use after each step follow from the running sum of the
-        histogram of its sequences' first block-boundary steps (see blocks.BlockGrowth; None when blocks
-        do not grow) and are counted for all runs at once in `timeline`; each step caches one more token
-        per sequence."""
+        histogram of its sequences' first block-boundary steps (see blocks.BlockGrowth) and are counted for
+        all runs at once in `timeline`; each step caches one more token per sequence."""
         self._run_ends.append(end_s)
         self._run_durations.append(duration_s)
         self._runs.append(record)
-        if crossings_cdf is not None:
-            self._run_crossings.append(crossings_cdf)
+        self._run_crossings.append(crossings_cdf)
 
     def token_gaps(self, gaps: TokenGaps) -> None:
         if isinstance(gaps.tokens, np.ndarray):

@@ -10,7 +10,7 @@ stepping one iteration at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import simpy
@@ -19,6 +19,7 @@ from infersim.roofline.hardware import Link
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.timing import transfer_time_s
 
+from .blocks import BlockGrowth
 from .metrics import Metrics, RunRecord, StepRecord
 from .request import REJECTED, Request
 from .schedulers import Scheduler
@@ -60,6 +61,12 @@ class ReplicaCosts:
         return sum(float(transfer_time_s(self.host_link, blocks * self.block_bytes)) for blocks in blocks_of_each)
 
 
+class _RunInFlight(NamedTuple):
+    used_blocks_before: int
+    growth: BlockGrowth
+    ends_s: np.ndarray
+
+
 class Replica:
     """`hand_off`, when given, takes each request whose prompt this replica prefilled and that still has
     tokens to generate elsewhere (a prefill replica of a disaggregated cluster)."""
@@ -70,12 +77,23 @@ class Replica:
         self.kv = scheduler.kv
         self.hand_off = hand_off
         self.outstanding = 0  # accepted and not yet finished here
-        self.arrival_times: list | None = None  # when known in advance, the times requests reach it
+        self.arrival_times_s: list | None = None  # when known in advance, the times requests reach it
         self._next_arrival = 0  # index of the first of them not before now
         self._wake: simpy.Event | None = None  # triggered by an arrival while idle
         self._in_run = False  # in a decode run that an arrival interrupts
         self._end_s, self._latency_s = np.empty(1), np.empty(1)  # a single step's, reused
+        self._run: _RunInFlight | None = None
         self.process = env.process(self._serve())
+
+    @property
+    def kv_usage(self) -> float:
+        """The share of the KV cache in use now; in a decode run, with the blocks its steps so far opened
+        (the pool is charged when the run ends)."""
+        used = self.kv.pool.used_blocks
+        if self._run is not None:
+            done = int(np.searchsorted(self._run.ends_s, self.env.now, side="right"))
+            used = self._run.used_blocks_before + (int(self._run.growth.cumulative(done)[-1]) if done else 0)
+        return used / self.kv.pool.total_blocks
 
     def submit(self, req: Request) -> None:
         reason = self.scheduler.reject_reason(req)
@@ -138,41 +156,39 @@ class Replica:
         """The plan's decode steps of one batch in one jump, cut short after the step an arrival lands in."""
         batch, now_s = plan.decode, self.env.now
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
-        scan = batch.scan()
+        scan, growth = batch.scan(), self.kv.growth(batch)
         steps = plan.decode_steps
-        latency_s, ends = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
+        latency_s, ends_s = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
                                                       self.costs.overhead.step_s(seqs), now_s)
-        if self.arrival_times is not None:  # the next arrival here is known: stop after the step it lands in
-            times, upcoming = self.arrival_times, self._next_arrival
+        used_blocks = self.kv.pool.used_blocks
+        self._run = _RunInFlight(used_blocks, growth, ends_s)
+        if self.arrival_times_s is not None:  # the next arrival here is known: stop after the step it lands in
+            times, upcoming = self.arrival_times_s, self._next_arrival
             while upcoming < len(times) and times[upcoming] < now_s:
                 upcoming += 1
             self._next_arrival = upcoming
-            if upcoming < len(times) and times[upcoming] < ends[-1]:
-                steps = int(np.searchsorted(ends, times[upcoming], side="left")) + 1
-            yield self.env.timeout(ends[steps - 1] - now_s)
+            if upcoming < len(times) and times[upcoming] < ends_s[-1]:
+                steps = int(np.searchsorted(ends_s, times[upcoming], side="left")) + 1
+            yield self.env.timeout(ends_s[steps - 1] - now_s)
         else:
             self._in_run = steps > 1
             try:
-                yield self.env.timeout(ends[-1] - now_s)
+                yield self.env.timeout(ends_s[-1] - now_s)
             except simpy.Interrupt:  # an arrival: finish the step in flight, then let the scheduler in
-                steps = int(np.searchsorted(ends, self.env.now, side="left")) + 1
-                yield self.env.timeout(ends[steps - 1] - self.env.now)
+                steps = int(np.searchsorted(ends_s, self.env.now, side="left")) + 1
+                yield self.env.timeout(ends_s[steps - 1] - self.env.now)
             self._in_run = False
-        used_blocks = self.kv.pool.used_blocks
+        self._run = None
         flops, nbytes = self.costs.timer.decode_totals(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
-        if steps < len(ends):
-            ends, latency_s = ends[:steps], latency_s[:steps]
-        self._record(self.scheduler.apply(plan, ends, latency_s))
-        if self.kv.allocator.grows:  # blocks after each step follow from the batch's block boundaries
-            record = RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, seqs, scan.pending_copies,
-                               scan.context_sum_tokens)
-            self.metrics.run(ends, latency_s, record, scan.crossings_cdf)
-        else:
-            self.metrics.run(ends, latency_s, RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, 0, 0,
-                                                        scan.context_sum_tokens), None)
-        self.outstanding -= len(self.scheduler.retire_finished(float(ends[-1])))
+        if steps < len(ends_s):
+            ends_s, latency_s = ends_s[:steps], latency_s[:steps]
+        self._record(self.scheduler.apply(plan, ends_s, latency_s))
+        record = RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, growth.seqs, growth.copies,
+                           scan.context_sum_tokens)
+        self.metrics.run(ends_s, latency_s, record, growth.crossings_cdf)  # blocks after each step follow from it
+        self.outstanding -= len(self.scheduler.retire_finished(float(ends_s[-1])))
 
     def _record(self, outcome: StepOutcome) -> None:
         for gaps in outcome.gaps:

@@ -1,4 +1,5 @@
-"""A request and its progress: waiting -> running -> (preempted -> waiting | swapped) -> done or rejected.
+"""A request and its progress: waiting -> prefilling -> decoding (-> preempted: waiting again, or swapped
+-> decoding) -> done; or rejected on arrival.
 
 A request asks for `output_tokens` tokens after a `prompt_tokens` prompt, in `num_seqs` parallel
 sequences (n samples or beams) that share the prompt's KV blocks. Its running sequences live as rows of
@@ -30,10 +31,7 @@ class Request:
     generated_tokens: int = 0  # per sequence
     prefill_tokens: int = 0  # tokens the current (re)computation of the context must process
     prefilled_tokens: int = 0  # of those, already in the KV cache
-    # disaggregated serving (sim.cluster.Disaggregated): leave the replica once the prompt is prefilled,
-    # and join a decode replica's batch with the prompt's KV cache already there
-    hand_off_after_prefill: bool = False
-    kv_arrived: bool = False
+    kv_arrived: bool = False  # its context's KV cache came with it (prefilled on another replica)
     first_scheduled_s: float = math.nan
     first_token_s: float = math.nan
     last_token_s: float = math.nan

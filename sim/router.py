@@ -56,7 +56,7 @@ class LeastKVRouter(Router):
     name = "least_kv"
 
     def pick(self):
-        return min(self.replicas, key=lambda r: (r.kv.pool.used_fraction, r.outstanding, r.index))
+        return min(self.replicas, key=lambda r: (r.kv_usage, r.outstanding, r.index))
 
 
 ROUTERS = {r.name: r for r in (RoundRobinRouter, LeastOutstandingRouter, LeastKVRouter)}

@@ -21,6 +21,7 @@ from .replica import EngineOverhead, Replica, ReplicaCosts
 from .request import Request
 from .router import ROUTERS
 from .schedulers import PREEMPTION_MODES, SCHEDULERS, Scheduler, SchedulerLimits
+from .schedulers.base import MAX_DECODE_STEPS
 from .workload import Workload
 
 
@@ -125,7 +126,8 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     def make_replica(index: int, hand_off=None) -> Replica:
         kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
                             int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
-        scheduler = cfg.scheduler_class(cfg.limits, kv, max_decode_steps=4096 if cfg.jumps else 1)
+        scheduler = cfg.scheduler_class(cfg.limits, kv, max_decode_steps=MAX_DECODE_STEPS if cfg.jumps else 1,
+                                        hands_off_prefilled=hand_off is not None)
         return Replica(env, index, scheduler, costs, metrics, hand_off)
 
     kv_link = cfg.kv_link or cfg.hardware.interconnect

@@ -10,9 +10,8 @@ from infersim.sim.step_plan import TokenGaps
 
 
 class FakeReplica:
-    def __init__(self, index, outstanding, used_fraction):
-        self.index, self.outstanding = index, outstanding
-        self.kv = type("KV", (), {"pool": type("Pool", (), {"used_fraction": used_fraction})()})()
+    def __init__(self, index, outstanding, kv_usage):
+        self.index, self.outstanding, self.kv_usage = index, outstanding, kv_usage
 
 
 def test_round_robin_goes_in_turn_and_knows_each_replicas_arrivals_in_advance():

@@ -164,3 +164,39 @@ def test_adding_a_scheduler_is_one_class_in_the_registry():
         assert cls.name == name and cls.allocators and cls.step_token_budget(SchedulerLimits()) > 0
     assert SCHEDULERS["sarathi"].step_token_budget(SchedulerLimits(chunk_tokens=256)) == 256
     assert SCHEDULERS["static"].allocators == ("contiguous",) and SCHEDULERS["static"].pads_batch
+
+
+def prefilled_elsewhere(i, prompt, output):
+    """A request whose prompt a prefill replica computed: its first token is out and its KV cache came along."""
+    req = request(i, prompt, output)
+    req.emit_token(0.0)
+    req.kv_arrived = True
+    return req
+
+
+def test_a_decode_replica_recomputes_the_context_of_a_request_it_preempts():
+    # 6 blocks of 4 tokens: two handed-off requests with 9 cached tokens take 3 blocks each, and their first
+    # decode steps need more, so the newest is preempted (after 3 steps: 4 tokens out); what arrived with it
+    # is gone, so it comes back through a prefill of its prompt and generated tokens (9 + 4), not straight
+    # to decoding
+    sched = scheduler("vllm", blocks=6, block_size=4)
+    first, newest = prefilled_elsewhere(0, 9, 10), prefilled_elsewhere(1, 9, 10)  # 5 blocks at their longest
+    steps = drive(sched, [first, newest])
+    assert newest.preemptions >= 1 and not newest.kv_arrived
+    recomputed = [chunk for taken in steps for chunk in taken.plan.prefills if chunk.request is newest]
+    assert recomputed and recomputed[0].tokens == 13 and recomputed[0].cached_tokens == 0
+    assert first.state == newest.state == DONE and sched.kv.pool.used_blocks == 0
+
+
+@pytest.mark.parametrize("name", ["orca", "sarathi"])
+def test_requests_joining_with_their_kv_cache_keep_the_next_step_blocks_free(name):
+    # a decode replica of a disaggregated cluster: three prefilled requests of 8 cached tokens (2 blocks
+    # each, full) arrive; each one's first decode step opens a block, so only two fit in 6 blocks at once
+    sched = scheduler(name, blocks=6, block_size=4, chunk_tokens=64)
+    reqs = [prefilled_elsewhere(i, 8, 5) for i in range(3)]
+    for req in reqs:
+        sched.add(req)
+    taken = step(sched, 0.0)
+    assert taken.decoding_seqs == 2 and len(sched.waiting) == 1
+    drive(sched, [])
+    assert all(r.state == DONE for r in reqs) and sched.kv.pool.used_blocks == 0

@@ -9,6 +9,7 @@ declares what it needs (`allocators`, `chunked_prompts`, `pads_batch`, `step_tok
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,6 +23,7 @@ from ..step_plan import PrefillChunk, StepOutcome, StepPlan, TokenGaps, next_chu
 from ..waiting_queue import WaitingQueue
 
 PREEMPTION_MODES = ("recompute", "swap")
+MAX_DECODE_STEPS = 4096  # the longest run of decode steps one plan covers (the run is costed as one array)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Scheduler:
     name: ClassVar[str] = ""
     allocators: ClassVar[tuple[str, ...]] = ("paged", "contiguous")  # the KV allocators it runs on; first: default
     chunked_prompts: ClassVar[bool] = False  # may one prompt be prefilled over several steps?
+    budget_counts_decodes: ClassVar[bool] = False  # does a step's token budget count its decode tokens too?
     pads_batch: ClassVar[bool] = False  # do finished sequences keep computing until the batch's longest is done?
 
     @classmethod
@@ -47,9 +50,11 @@ class Scheduler:
         """The most tokens one step computes: what the activation workspace is sized for."""
         return limits.max_num_batched_tokens
 
-    def __init__(self, limits: SchedulerLimits, kv: KVCacheManager, max_decode_steps: int = 4096):
+    def __init__(self, limits: SchedulerLimits, kv: KVCacheManager, max_decode_steps: int = MAX_DECODE_STEPS,
+                 hands_off_prefilled: bool = False):
         self.limits, self.kv = limits, kv
         self.max_decode_steps = max_decode_steps  # how far a plan of identical decode steps may reach
+        self.hands_off_prefilled = hands_off_prefilled  # a prefill pool's: requests leave once prefilled
         self.waiting = WaitingQueue()
         self.prefilling: list[Request] = []
         self.running = DecodeBatch(kv.block_size)  # the decoding sequences
@@ -104,9 +109,8 @@ class Scheduler:
         batch = plan.decode
         if batch is not None:
             self._some_finished = len(ends_s) >= self._steps_to_first_completion
-            opened, first_gaps_s, rows_per_gap = batch.advance(ends_s, latency_s, self.kv.block_ledger())
-            self.kv.take_opened(opened)
-            outcome.gaps.append(TokenGaps(first_gaps_s, rows_per_gap))
+            advanced = self.kv.advance(batch, ends_s, latency_s)
+            outcome.gaps.append(TokenGaps(advanced.first_gaps_s, advanced.rows_per_gap))
             if len(latency_s) > 1:
                 outcome.gaps.append(TokenGaps(latency_s[1:], len(batch)))
         if plan.prefills:
@@ -144,8 +148,10 @@ class Scheduler:
         decode-only step without swap traffic covers the steps until the batch would change."""
         batch = self.running if decode and len(self.running) else None
         if batch is None:
-            return StepPlan(tuple(prefills), None, 1, tuple(self._swap_in), tuple(self._swap_out),
-                            self._preempted) if prefills else None
+            if not prefills:
+                assert not (self._preempted or self._swap_in), "a plan that moves requests must run a step"
+                return None
+            return StepPlan(tuple(prefills), None, 1, tuple(self._swap_in), tuple(self._swap_out), self._preempted)
         self._steps_to_first_completion = batch.scan().fewest_remaining_tokens
         if prefills or self._swap_in or self._swap_out or self._preempted:
             # a preemption freed blocks: the next step may admit what waits, so plan one step
@@ -156,28 +162,39 @@ class Scheduler:
     def seqs_in_flight(self) -> int:
         return len(self.running) + sum(r.num_seqs for r in self.prefilling)
 
-    def admit(self, token_budget: int, reserve_blocks: int = 0, whole_prompts: bool = True) -> list[PrefillChunk]:
+    def admit(self, token_budget: int, reserve_next_step: bool = False) -> list[PrefillChunk]:
         """Admit waiting requests in priority/arrival order while sequences, tokens and blocks allow,
-        stopping at the first that does not fit, as vLLM's FCFS queue does. Returns this step's prefill
-        chunks; a request whose KV cache arrived with it (prefilled elsewhere) joins the batch directly."""
+        stopping at the first that does not fit, as vLLM's FCFS queue does; with `reserve_next_step`, the
+        blocks the running batch's next decode step opens stay free. Returns this step's prefill chunks
+        (whole prompts unless the policy chunks them); a request whose KV cache arrived with it (prefilled
+        elsewhere) joins the running batch directly, its decode token counting against the budget when the
+        policy's budget counts decodes."""
         chunks: list[PrefillChunk] = []
-        seqs = self.seqs_in_flight() if len(self.waiting) else 0
-        while len(self.waiting) and token_budget > 0:
+        if not self.waiting:
+            return chunks
+        seqs = self.seqs_in_flight()
+        reserve_blocks = self.kv.next_step_blocks(self.running) if reserve_next_step else 0
+        while self.waiting and token_budget > 0:
             req = self.waiting.peek()
-            tokens = req.cached_context_tokens if req.kv_arrived else req.prompt_tokens + req.generated_tokens
+            arrived = req.kv_arrived
+            tokens = req.cached_context_tokens if arrived else req.prompt_tokens + req.generated_tokens
+            first_step_blocks = self.kv.first_step_blocks(req, tokens) if arrived and reserve_next_step else 0
             if seqs + req.num_seqs > self.limits.max_num_seqs:
                 break
-            if not self.kv.can_admit(req, tokens, reserve_blocks):
+            if not self.kv.can_admit(req, tokens, reserve_blocks + first_step_blocks):
                 break
-            if whole_prompts and not req.kv_arrived and self.kv.tokens_to_compute(req, tokens) > token_budget:
+            if not (arrived or self.chunked_prompts) and self.kv.tokens_to_compute(req, tokens) > token_budget:
                 break
             self.waiting.pop()
             seqs += req.num_seqs
             cached = self.kv.admit(req, tokens)
-            if req.first_scheduled_s != req.first_scheduled_s:  # NaN: first time
+            if math.isnan(req.first_scheduled_s):
                 req.first_scheduled_s = self._now_s
-            if req.kv_arrived:
+            if arrived:
                 self._start_decoding(req, tokens, req.last_token_s)
+                reserve_blocks += first_step_blocks
+                if self.budget_counts_decodes:
+                    token_budget -= req.num_seqs
                 continue
             req.start_prefill(cached)
             self.prefilling.append(req)
@@ -237,8 +254,10 @@ class Scheduler:
         self.add(req)
 
     def _start_decoding(self, req: Request, context_tokens: int, now_s: float) -> None:
+        """Its context is cached: its sequences join the running batch."""
         req.state = DECODING
-        self.kv.start_decoding(self.running, req, context_tokens, now_s)
+        self.running.add_request(req.id, req.num_seqs, context_tokens, req.remaining_tokens,
+                                 self.kv.copies_on_write(context_tokens), now_s)
         self._decoding[req.id] = req
 
     def _finish_prefill(self, req: Request, now_s: float, outcome: StepOutcome) -> None:
@@ -249,7 +268,7 @@ class Scheduler:
         if req.remaining_tokens == 0:
             self._complete(req, now_s)
             outcome.completed.append(req)
-        elif req.hand_off_after_prefill:
+        elif self.hands_off_prefilled:
             self.kv.free(req)
             outcome.handed_off.append(req)
         else:

@@ -10,6 +10,7 @@ class SarathiScheduler(Scheduler):
     name = "sarathi"
     allocators = ("paged", "contiguous")
     chunked_prompts = True
+    budget_counts_decodes = True
 
     @classmethod
     def step_token_budget(cls, limits: SchedulerLimits) -> int:
@@ -22,5 +23,5 @@ class SarathiScheduler(Scheduler):
         chunks = self.continue_prefills(budget)
         budget -= sum(chunk.tokens for chunk in chunks)
         if not self.swapped and budget > 0:
-            chunks += self.admit(budget, reserve_blocks=self.kv.next_step_blocks(self.running), whole_prompts=False)
+            chunks += self.admit(budget, reserve_next_step=True)
         return self.plan(prefills=chunks, decode=True)

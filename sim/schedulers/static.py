@@ -17,4 +17,5 @@ class StaticScheduler(Scheduler):
         if len(self.running):
             self.make_room_for_decode()
             return self.plan(decode=True)
-        return self.plan(prefills=self.admit(self.limits.max_num_batched_tokens))
+        chunks = self.admit(self.limits.max_num_batched_tokens)
+        return self.plan(prefills=chunks, decode=not chunks)  # requests prefilled elsewhere start decoding
