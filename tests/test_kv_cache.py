@@ -83,3 +83,14 @@ def test_admission_keeps_the_watermark_and_the_running_batch_next_blocks_free():
     req = Request(0, 0.0, 96, 5)  # 6 blocks
     assert kv.can_admit(req, 96) and not kv.can_admit(req, 96, reserve_blocks=3)
     assert kv.steps_that_fit(DecodeBatch(16), 5) == 5
+
+
+def test_swapping_costs_a_host_link_transfer_per_request_moved():
+    from infersim.roofline import get_hardware
+    from infersim.sim.replica import EngineOverhead, ReplicaCosts
+    from infersim.sim.step_plan import StepPlan
+    # A100: PCIe 4.0 x16, 32 GB/s at 0.8 = 25.6 GB/s, 10 us to start a copy. Two requests of 10 blocks of
+    # 1 MB each: 2 x (10 us + 10 MB / 25.6 GB/s) = 2 x 400.625 us
+    costs = ReplicaCosts(None, EngineOverhead(), get_hardware("a100-sxm-80gb").host_link, block_bytes=1e6)
+    assert costs.swap_s(StepPlan(swap_in_blocks=(10,), swap_out_blocks=(10,))) == pytest.approx(801.25e-6)
+    assert costs.swap_s(StepPlan()) == 0.0
