@@ -64,8 +64,8 @@ class PagedAllocator:
         return self._growth
 
     def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray,
-                held_blocks: np.ndarray) -> Advanced:
-        return Advanced(*batch.advance(ends_s, latency_s, held_blocks))
+                held_blocks: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        return batch.advance(ends_s, latency_s, held_blocks)
 
 
 class ContiguousAllocator:
@@ -103,20 +103,11 @@ class ContiguousAllocator:
         return self._growth
 
     def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray,
-                held_blocks: np.ndarray) -> Advanced:
-        return Advanced(*batch.advance(ends_s, latency_s))
+                held_blocks: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        return batch.advance(ends_s, latency_s)
 
 
 ALLOCATORS = {a.name: a for a in (PagedAllocator, ContiguousAllocator)}
-
-
-class Advanced(NamedTuple):
-    """What decode steps of a batch did: the blocks they opened, and the gaps before the rows' first new
-    tokens (distinct values, with how many rows had each)."""
-
-    opened_blocks: int
-    first_gaps_s: np.ndarray
-    rows_per_gap: np.ndarray
 
 
 class PrefixKey(NamedTuple):
@@ -218,12 +209,13 @@ class KVCacheManager:
         self._held[req.id] = blocks
         return prefix * self.block_size
 
-    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray) -> Advanced:
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The batch decoded a token per row in each step ending at `ends_s`: advance it and take the
-        blocks those steps opened for their requests (in the same compiled pass)."""
-        advanced = self.allocator.advance(batch, ends_s, latency_s, self._held)
-        self.pool.take(advanced.opened_blocks)
-        return advanced
+        blocks those steps opened for their requests (in the same compiled pass). Returns the gaps before
+        the rows' first new tokens (distinct values) and how many rows had each."""
+        opened_blocks, first_gaps_s, rows_per_gap = self.allocator.advance(batch, ends_s, latency_s, self._held)
+        self.pool.take(opened_blocks)
+        return first_gaps_s, rows_per_gap
 
     def free(self, req: Request) -> None:
         self.pool.give(int(self._held[req.id]))

@@ -12,7 +12,6 @@ from infersim.roofline.step import UtilizationPeaks
 
 from .blocks import cumulative_new_blocks
 from .request import DONE, REJECTED, Request
-from .step_plan import TokenGaps
 
 class StepRecord(NamedTuple):
     """One step of the timeline."""
@@ -72,13 +71,15 @@ class Metrics:
         self._runs.append(record)
         self._run_crossings.append(crossings_cdf)
 
-    def token_gaps(self, gaps: TokenGaps) -> None:
-        if isinstance(gaps.tokens, np.ndarray):
-            self._itl_values.append(gaps.gaps_s)
-            self._itl_weights.append(gaps.tokens)
-        else:
-            self._itl_run_values.append(gaps.gaps_s)
-            self._itl_run_weights.append(gaps.tokens)
+    def inter_token_gaps(self, gaps_s: np.ndarray, tokens: np.ndarray) -> None:
+        """tokens[i] tokens each came gaps_s[i] after their sequence's previous token."""
+        self._itl_values.append(gaps_s)
+        self._itl_weights.append(tokens)
+
+    def step_gaps(self, gaps_s: np.ndarray, tokens: int) -> None:
+        """`tokens` tokens came after each of the gaps (every sequence of a batch, at each step)."""
+        self._itl_run_values.append(gaps_s)
+        self._itl_run_weights.append(tokens)
 
     def timeline(self) -> dict[str, np.ndarray]:
         """One row per step, ordered by start time (then replica)."""

@@ -10,7 +10,7 @@ stepping one iteration at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 import simpy
@@ -61,12 +61,6 @@ class ReplicaCosts:
         return sum(float(transfer_time_s(self.host_link, blocks * self.block_bytes)) for blocks in blocks_of_each)
 
 
-class _RunInFlight(NamedTuple):
-    used_blocks_before: int
-    growth: BlockGrowth
-    ends_s: np.ndarray
-
-
 class Replica:
     """`hand_off`, when given, takes each request whose prompt this replica prefilled and that still has
     tokens to generate elsewhere (a prefill replica of a disaggregated cluster)."""
@@ -82,7 +76,9 @@ class Replica:
         self._wake: simpy.Event | None = None  # triggered by an arrival while idle
         self._in_run = False  # in a decode run that an arrival interrupts
         self._end_s, self._latency_s = np.empty(1), np.empty(1)  # a single step's, reused
-        self._run: _RunInFlight | None = None
+        self._run_ends_s: np.ndarray | None = None  # of the decode run in flight, with its blocks before
+        self._run_blocks_before = 0  # and how they grow
+        self._run_growth: BlockGrowth | None = None
         self.process = env.process(self._serve())
 
     @property
@@ -90,9 +86,9 @@ class Replica:
         """The share of the KV cache in use now; in a decode run, with the blocks its steps so far opened
         (the pool is charged when the run ends)."""
         used = self.kv.pool.used_blocks
-        if self._run is not None:
-            done = int(np.searchsorted(self._run.ends_s, self.env.now, side="right"))
-            used = self._run.used_blocks_before + (int(self._run.growth.cumulative(done)[-1]) if done else 0)
+        if self._run_ends_s is not None:
+            done = int(np.searchsorted(self._run_ends_s, self.env.now, side="right"))
+            used = self._run_blocks_before + (int(self._run_growth.cumulative(done)[-1]) if done else 0)
         return used / self.kv.pool.total_blocks
 
     def submit(self, req: Request) -> None:
@@ -161,7 +157,7 @@ class Replica:
         latency_s, ends_s = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
                                                       self.costs.overhead.step_s(seqs), now_s)
         used_blocks = self.kv.pool.used_blocks
-        self._run = _RunInFlight(used_blocks, growth, ends_s)
+        self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
         if self.arrival_times_s is not None:  # the next arrival here is known: stop after the step it lands in
             times, upcoming = self.arrival_times_s, self._next_arrival
             while upcoming < len(times) and times[upcoming] < now_s:
@@ -178,7 +174,7 @@ class Replica:
                 steps = int(np.searchsorted(ends_s, self.env.now, side="left")) + 1
                 yield self.env.timeout(ends_s[steps - 1] - self.env.now)
             self._in_run = False
-        self._run = None
+        self._run_ends_s = None
         flops, nbytes = self.costs.timer.decode_totals(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
@@ -191,8 +187,12 @@ class Replica:
         self.outstanding -= len(self.scheduler.retire_finished(float(ends_s[-1])))
 
     def _record(self, outcome: StepOutcome) -> None:
-        for gaps in outcome.gaps:
-            self.metrics.token_gaps(gaps)
+        if outcome.first_gaps_s is not None:
+            self.metrics.inter_token_gaps(outcome.first_gaps_s, outcome.rows_per_gap)
+        if outcome.later_gaps_s is not None:
+            self.metrics.step_gaps(outcome.later_gaps_s, outcome.rows)
+        for resumed in outcome.resumed:
+            self.metrics.step_gaps(np.array([resumed.gap_s]), resumed.seqs)
         self.outstanding -= len(outcome.completed) + len(outcome.handed_off)
         for req in outcome.handed_off:
             self.hand_off(req)

@@ -29,10 +29,9 @@ def next_chunk(req: Request, token_budget: int) -> PrefillChunk:
 
 class StepPlan(NamedTuple):
     """Prefill chunks and/or one decode token for every sequence of `decode` (the scheduler's running
-    batch itself, as it stands until the step is applied). A plan with only decoding
-    and no swap traffic (`is_decode_run`) may cover `decode_steps` steps of that same batch: the
-    scheduler would decide nothing different before then unless a request arrives, which the replica
-    watches for."""
+    batch itself, as it stands until the step is applied). A decode run (only decoding, no swap traffic)
+    covers `decode_steps` steps of that same batch: the scheduler would decide nothing different before
+    then unless a request arrives, which the replica watches for."""
 
     prefills: tuple[PrefillChunk, ...] = ()
     decode: DecodeBatch | None = None
@@ -40,27 +39,30 @@ class StepPlan(NamedTuple):
     swap_in_blocks: tuple[int, ...] = ()  # blocks of each request brought back from host memory
     swap_out_blocks: tuple[int, ...] = ()  # blocks of each request preempted to host memory
     preempted: int = 0  # requests preempted to make room (by recomputation or swapping)
+    is_decode_run: bool = False
 
     @property
     def decoding_seqs(self) -> int:
         return len(self.decode) if self.decode is not None else 0
 
-    @property
-    def is_decode_run(self) -> bool:
-        return (not self.prefills and self.decode is not None and not self.swap_in_blocks
-                and not self.swap_out_blocks)
-
-
-class TokenGaps(NamedTuple):
-    """Gaps between consecutive tokens of a sequence: `tokens` tokens came after each gap (one count per
-    gap, or one count for all of them)."""
-
-    gaps_s: np.ndarray
-    tokens: np.ndarray | int
-
 
 @dataclass(slots=True)
 class StepOutcome:
-    gaps: list[TokenGaps] = field(default_factory=list)
+    """When the tokens of the executed steps came, and which requests left. Every row of the batch got its
+    first token of the steps `first_gaps_s` after its previous one (distinct values, `rows_per_gap` rows
+    each); in a run, each later step's token came its step's latency after the one before, for all `rows`
+    rows; a request prefilled again after preemption got its token `gap_s` after its last, for each of its
+    `seqs` sequences (`resumed`)."""
+
+    first_gaps_s: np.ndarray | None = None
+    rows_per_gap: np.ndarray | None = None
+    later_gaps_s: np.ndarray | None = None
+    rows: int = 0
+    resumed: list[ResumedRequest] = field(default_factory=list)
     completed: list[Request] = field(default_factory=list)  # done (their blocks are free)
     handed_off: list[Request] = field(default_factory=list)  # prefilled, leaving for a decode replica
+
+
+class ResumedRequest(NamedTuple):
+    gap_s: float
+    seqs: int

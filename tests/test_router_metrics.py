@@ -6,7 +6,6 @@ from infersim.roofline.step import UtilizationPeaks
 from infersim.sim.metrics import Metrics, RunRecord, Slo, StepRecord, request_table, stats, summarize
 from infersim.sim.request import DONE, Request
 from infersim.sim.router import ROUTERS, make_router
-from infersim.sim.step_plan import TokenGaps
 
 
 class FakeReplica:
@@ -46,8 +45,8 @@ def test_a_run_of_decode_steps_becomes_one_timeline_row_per_step_with_its_blocks
 
 def test_inter_token_gaps_are_weighted_by_the_tokens_after_them():
     metrics = Metrics()
-    metrics.token_gaps(TokenGaps(np.array([0.1, 0.3]), np.array([3, 1])))  # 3 tokens after 0.1 s, 1 after 0.3
-    metrics.token_gaps(TokenGaps(np.array([0.2]), 4))  # 4 tokens after 0.2 s
+    metrics.inter_token_gaps(np.array([0.1, 0.3]), np.array([3, 1]))  # 3 tokens after 0.1 s, 1 after 0.3
+    metrics.step_gaps(np.array([0.2]), 4)  # 4 tokens after 0.2 s
     gaps, weights = metrics.itl_gaps()
     result = stats(gaps, weights)
     # 8 tokens: 0.1 x 3, 0.2 x 4, 0.3 x 1 -> mean 1.4 / 8 = 0.175; 7 of 8 (87.5%) are <= 0.2, so the

@@ -19,7 +19,7 @@ import numpy as np
 from ..batch import DecodeBatch
 from ..kv_cache import KVCacheManager
 from ..request import DECODING, DONE, SWAPPED, WAITING, Request
-from ..step_plan import PrefillChunk, StepOutcome, StepPlan, TokenGaps, next_chunk
+from ..step_plan import PrefillChunk, ResumedRequest, StepOutcome, StepPlan, next_chunk
 from ..waiting_queue import WaitingQueue
 
 PREEMPTION_MODES = ("recompute", "swap")
@@ -109,10 +109,9 @@ class Scheduler:
         batch = plan.decode
         if batch is not None:
             self._some_finished = len(ends_s) >= self._steps_to_first_completion
-            advanced = self.kv.advance(batch, ends_s, latency_s)
-            outcome.gaps.append(TokenGaps(advanced.first_gaps_s, advanced.rows_per_gap))
+            outcome.first_gaps_s, outcome.rows_per_gap = self.kv.advance(batch, ends_s, latency_s)
             if len(latency_s) > 1:
-                outcome.gaps.append(TokenGaps(latency_s[1:], len(batch)))
+                outcome.later_gaps_s, outcome.rows = latency_s[1:], len(batch)
         if plan.prefills:
             self._progress_prefills(plan.prefills, float(ends_s[-1]), outcome)
         if self.pads_batch:
@@ -153,11 +152,13 @@ class Scheduler:
                 return None
             return StepPlan(tuple(prefills), None, 1, tuple(self._swap_in), tuple(self._swap_out), self._preempted)
         self._steps_to_first_completion = batch.scan().fewest_remaining_tokens
-        if prefills or self._swap_in or self._swap_out or self._preempted:
-            # a preemption freed blocks: the next step may admit what waits, so plan one step
+        swapping = self._swap_in or self._swap_out
+        if prefills or swapping:
             return StepPlan(tuple(prefills), batch, 1, tuple(self._swap_in), tuple(self._swap_out), self._preempted)
+        if self._preempted:  # it freed blocks: the next step may admit what waits, so plan one step
+            return StepPlan(decode=batch, preempted=self._preempted, is_decode_run=True)
         steps = self.kv.steps_that_fit(batch, min(self._steps_to_first_completion, self.max_decode_steps))
-        return StepPlan(decode=batch, decode_steps=steps)
+        return StepPlan(decode=batch, decode_steps=steps, is_decode_run=True)
 
     def seqs_in_flight(self) -> int:
         return len(self.running) + sum(r.num_seqs for r in self.prefilling)
@@ -263,7 +264,7 @@ class Scheduler:
     def _finish_prefill(self, req: Request, now_s: float, outcome: StepOutcome) -> None:
         """The last prompt chunk is in the cache: sample a token for each sequence."""
         if req.generated_tokens:  # a recomputation after preemption: the gap since the last token
-            outcome.gaps.append(TokenGaps(np.array([now_s - req.last_token_s]), req.num_seqs))
+            outcome.resumed.append(ResumedRequest(now_s - req.last_token_s, req.num_seqs))
         req.emit_token(now_s)
         if req.remaining_tokens == 0:
             self._complete(req, now_s)
