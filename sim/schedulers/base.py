@@ -78,8 +78,9 @@ class Scheduler:
                     f"{limits.max_num_batched_tokens} (raise it or use a chunked-prefill scheduler)")
         if req.num_seqs > limits.max_num_seqs:
             return f"num_seqs={req.num_seqs} exceeds scheduler.max_num_seqs={limits.max_num_seqs}"
-        if kv.peak_blocks(req) > kv.pool.total_blocks - kv.watermark_blocks:
-            return (f"needs {kv.peak_blocks(req)} KV blocks at its longest but the cache holds "
+        peak_blocks = kv.peak_blocks(req)
+        if peak_blocks > kv.pool.total_blocks - kv.watermark_blocks:
+            return (f"needs {peak_blocks} KV blocks at its longest but the cache holds "
                     f"{kv.pool.total_blocks} (watermark {kv.watermark_blocks})")
         return ""
 
