@@ -1,0 +1,190 @@
+"""Collectives as NCCL runs them: the all-reduce of tensor parallelism on one node.
+
+NCCL prices every algorithm (ring, tree, NVLink SHARP) and protocol (LL, LL128, Simple) with one cost model
+and runs the cheapest (NVIDIA/nccl 2.30.7, src/enqueue.cc `topoGetAlgoInfo` over the table
+src/graph/tuning.cc `ncclTopoTuneModel` fills; time = latency + bytes / algorithm bandwidth,
+`ncclTopoGetAlgoTime`). This module restates that model (constants cited where they are defined; no code
+copied) and adds the two things NCCL's choice leaves out, which a wall clock sees: a fixed cost per call
+(launching the kernel and waiting for the last rank to join) and the fraction of its modelled NVLink bandwidth
+a transfer reaches. Both were set once on Vidur's A100 NCCL measurements (data/profiles/a100) and are
+physical knobs, not per-size fits.
+
+Bus bandwidth (nccl-tests doc/PERFORMANCE.md): an all-reduce of S bytes in t seconds moves S / t "algorithm"
+bytes per second and 2 (n - 1) / n times that per link ("bus" bandwidth), whatever the algorithm.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import SpecError
+
+FABRICS = ("nvswitch", "nvlink", "pcie")  # every GPU on an NVSwitch; GPUs wired directly; peers over PCIe
+GENERATIONS = ("volta", "ampere", "hopper", "blackwell")  # NCCL's compute-capability index (tuning.cc)
+PROTOCOLS = ("LL", "LL128", "Simple")
+
+# tuning.cc `ncclTunerConstantsDefaults`: base latency per algorithm and protocol (us) ...
+_BASE_LATENCY_US = {"tree": (6.8, 14.0, 8.4), "ring": (6.6, 14.0, 8.4), "nvls": (0.0, 0.0, 0.0)}
+# ... and hardware latency per ring step / tree hop / NVLS call (us), for NVLink and PCIe paths
+_HW_LATENCY_US = {"nvlink": {"tree": (0.6, 1.25, 4.0), "ring": (0.6, 1.9, 3.4), "nvls": (0.0, 0.0, 25.0)},
+                  "pci": {"tree": (1.0, 1.9, 4.0), "ring": (1.0, 2.5, 5.7), "nvls": (0.0, 0.0, 0.0)}}
+# tuning.cc, one node, by generation: llMaxBws, perChMaxRingLL128Bws, perChMaxTreeBws (GB/s), nvlsEfficiency
+_LL_MAX_BW = (39.0, 87.7, 141.0, 282.0)
+_RING_LL128_MAX_BW_PER_CHANNEL = (20.0, 20.0, 36.7, 40.0)
+_TREE_MAX_BW_PER_CHANNEL = (26.5, 24.0, 38.7, 70.0)
+_NVLS_EFFICIENCY = (0.0, 0.0, 0.85, 0.74)
+# NCCL's bandwidth per NVLink (src/graph/topo.h SM70/SM80/SM90/SM100_NVLINK_BW) against the datasheet's
+# 25 GB/s per direction (NVLink 2-4) or 50 GB/s (NVLink 5)
+_NCCL_NVLINK_BW = (20.0, 20.0, 20.6, 40.1)
+_DATASHEET_NVLINK_BW = (25.0, 25.0, 25.0, 50.0)
+# PCIe: NCCL takes lanes x rate / 80 with the rate in 100 Mb/s (topo.cc `kvDictPciGen`: Gen4 x16 = 24 GB/s),
+# 0.75 of the datasheet's 32 GB/s
+_NCCL_PCIE_FRACTION = 0.75
+# search.cc `speedArrayIntra`, `sm90SpeedArrayIntra`, `sm100SpeedArrayIntra`: the channel speeds tried (GB/s)
+_SPEEDS = ((40.0, 30.0, 20.0, 18.0, 15.0, 12.0, 10.0, 9.0, 7.0, 6.0, 5.0, 4.0, 3.0),
+           (40.0, 30.0, 20.0, 18.0, 15.0, 12.0, 10.0, 9.0, 7.0, 6.0, 5.0, 4.0, 3.0),
+           (60.0, 50.0, 40.0, 30.0, 24.0, 20.0, 15.0, 12.0, 11.0, 6.0, 3.0),
+           (90.0, 80.0, 70.0, 60.0, 50.0, 45.0, 40.0, 30.0, 24.0, 20.0, 19.0, 18.0))
+_RING_MAX_CHANNELS = 32  # src/init.cc: MAXCHANNELS / 2 (src/include/device.h MAXCHANNELS 64)
+_NVLS_MAX_ARITY = 32  # device.h NCCL_MAX_NVLS_ARITY
+
+
+@dataclass(frozen=True)
+class Fabric:
+    """How a node's GPUs reach each other, as NCCL sees it.
+
+    `bandwidth_bytes_per_s` is one GPU's datasheet bandwidth each way (all its NVLinks, or its PCIe slot);
+    `efficiency` the fraction of NCCL's modelled NVLink bandwidth transfers below ~1 GB reach (0.8 on the A100
+    measurements: straight-line fits give 172-204 GB/s of NCCL's 240; PCIe reaches NCCL's own figure, so it
+    is not applied there); `call_s` the fixed cost of one call (30 us for eager PyTorch calls on the A100
+    measurements, which include waiting for the last rank; less inside a CUDA graph)."""
+
+    kind: str
+    generation: str
+    bandwidth_bytes_per_s: float
+    nvls: bool = False  # NVLink SHARP: reductions in the NVSwitch (Hopper and later)
+    efficiency: float = 0.8
+    call_s: float = 30e-6
+
+    def __post_init__(self):
+        if self.kind not in FABRICS:
+            raise SpecError("fabric.kind", f"must be one of {', '.join(FABRICS)}", self.kind)
+        if self.generation not in GENERATIONS:
+            raise SpecError("fabric.generation", f"must be one of {', '.join(GENERATIONS)}", self.generation)
+        if self.nvls and (self.kind != "nvswitch" or GENERATIONS.index(self.generation) < 2):
+            raise SpecError("fabric.nvls", "needs an NVSwitch of the Hopper generation or later", self.nvls)
+
+
+class Choice(NamedTuple):
+    """An algorithm and protocol NCCL could run, with its latency and algorithm bandwidth."""
+
+    algorithm: str
+    protocol: str
+    latency_s: float
+    algorithm_bandwidth_bytes_per_s: float
+
+
+def _ring_channels(total_gbs: float, gen: int) -> tuple[int, float]:
+    """(channels, GB/s each) NCCL's ring search settles on when each GPU has `total_gbs` each way
+    (search.cc `ncclTopoCompute`): from the fastest speed that fits, keep the largest channels x speed while
+    the speed stays above 0.49 of the first; then duplicate the channels at half speed
+    (`ncclTopoDupChannels`) and try faster speeds at that channel count."""
+    speeds = _SPEEDS[gen]
+    first = next((i for i, s in enumerate(speeds) if s <= total_gbs), len(speeds) - 1)
+    channels, speed = 0, 0.0
+    for s in speeds[first:]:
+        if channels and s / speed <= 0.49:
+            break
+        n = min(_RING_MAX_CHANNELS, int(total_gbs // s + 1e-9))
+        if n * s > channels * speed:
+            channels, speed = n, s
+        if channels * speed >= total_gbs:
+            break
+    if speed >= 25.0 and not (gen >= 2 and speed < 50.0 and channels > 4):
+        doubled = min(2 * channels, _RING_MAX_CHANNELS)
+        speed, channels = speed / math.ceil(doubled / channels), doubled
+    for faster in sorted(s for s in speeds if s > speed):
+        if faster * channels > total_gbs + 1e-9:
+            break
+        speed = faster
+    return channels, speed
+
+
+def _nvls_bus_gbs(total_gbs: float, gpus: int, gen: int) -> float:
+    """NVLS bus bandwidth on one node: a channel per GPU; the head's link carries two shares and every other
+    GPU's one, so each link carries (n + 1) x the channel speed (search.cc `ncclTopoSearchTryNvls`); the
+    inter speed then rises while below twice the intra (pass 2); all-reduce pipelines two operations
+    (tuning.cc)."""
+    speeds = _SPEEDS[gen]
+    n = min(_NVLS_MAX_ARITY, gpus)
+    fits = [i for i, s in enumerate(speeds) if s * (n + 1) <= total_gbs + 1e-9]
+    if not fits or n < 2:
+        return 0.0
+    i = fits[0]
+    intra = inter = speeds[i]
+    while i > 0 and inter < 2 * intra:
+        i -= 1
+        inter = speeds[i]
+    return n * min(2.0 * intra * _NVLS_EFFICIENCY[gen] * (n - 1) / n, inter)
+
+
+@functools.lru_cache(maxsize=256)
+def choices(fabric: Fabric, gpus: int) -> tuple[Choice, ...]:
+    """Every (algorithm, protocol) NCCL's tuner prices for an all-reduce over `gpus` GPUs of one node
+    (tuning.cc `ncclTopoTuneModel`), with NCCL's own algorithm bandwidth."""
+    gen = GENERATIONS.index(fabric.generation)
+    raw_gbs = fabric.bandwidth_bytes_per_s / 1e9
+    if fabric.kind == "pcie":
+        total, path = raw_gbs * _NCCL_PCIE_FRACTION, "pci"
+    else:  # topo.cc: links x NCCL's per-link bandwidth
+        total, path = round(raw_gbs / _DATASHEET_NVLINK_BW[gen]) * _NCCL_NVLINK_BW[gen], "nvlink"
+    steps = 2 * (gpus - 1)
+    channels, speed = _ring_channels(total, gen)
+    ring = channels * speed
+    tree = min(0.92 * ring, channels * _TREE_MAX_BW_PER_CHANNEL[gen])
+    bus_gbs = {("ring", "LL"): min(_LL_MAX_BW[gen], 0.5 * ring),
+               ("ring", "LL128"): min(0.92 * ring, channels * _RING_LL128_MAX_BW_PER_CHANNEL[gen]),
+               ("ring", "Simple"): ring,
+               ("tree", "LL"): min(tree / 3.8, _LL_MAX_BW[gen]), ("tree", "LL128"): tree * 7 / 9,
+               ("tree", "Simple"): tree}
+    if path == "pci":  # LL128 runs only on paths up to NVLink bridges (tuning.cc protoEnable)
+        del bus_gbs[("ring", "LL128")], bus_gbs[("tree", "LL128")]
+    out = []
+    for (algorithm, protocol), bus in bus_gbs.items():
+        p = PROTOCOLS.index(protocol)
+        latency_us = _BASE_LATENCY_US[algorithm][p] + steps * _HW_LATENCY_US[path][algorithm][p]
+        ratio = gpus / steps if algorithm == "ring" else 0.5  # bus to algorithm bandwidth
+        out.append(Choice(algorithm, protocol, latency_us * 1e-6, bus * ratio * 1e9))
+    if fabric.nvls:
+        nvls = _nvls_bus_gbs(total, gpus, gen)
+        if nvls > 0:
+            out.append(Choice("nvls", "Simple", _HW_LATENCY_US["nvlink"]["nvls"][2] * 1e-6, nvls * gpus / steps * 1e9))
+    return tuple(out)
+
+
+def all_reduce_s(fabric: Fabric, payload_bytes, gpus: int):
+    """Wall time of one all-reduce of `payload_bytes` per GPU (a number or an array) over `gpus` GPUs of a
+    node: the fixed call cost, plus the latency and the payload over the bandwidth (scaled by the fabric's
+    efficiency on NVLink) of the choice NCCL's own model finds cheapest. Tree choices' bandwidth also has a
+    size correction in NCCL (`treeCorrectionFactor`, at most 1), left out: on one node the ring is cheaper
+    anyway (lower latency, at least twice the bandwidth)."""
+    payload = np.asarray(payload_bytes, dtype=np.float64)
+    if gpus <= 1:
+        return np.zeros_like(payload) if payload.ndim else 0.0
+    options = choices(fabric, gpus)
+    latency_s = np.array([c.latency_s for c in options])[:, None]
+    bandwidth = np.array([c.algorithm_bandwidth_bytes_per_s for c in options])[:, None]
+    flat = payload.reshape(1, -1)
+    pick = np.argmin(latency_s + flat / bandwidth, axis=0)  # NCCL's choice, by its own model
+    efficiency = fabric.efficiency if fabric.kind != "pcie" else 1.0
+    seconds = fabric.call_s + latency_s[pick, 0] + flat[0] / (bandwidth[pick, 0] * efficiency)
+    return seconds.reshape(payload.shape) if payload.ndim else float(seconds[0])
+
+
+def chosen(fabric: Fabric, payload_bytes: float, gpus: int) -> Choice:
+    """The algorithm and protocol NCCL would run for this payload."""
+    return min(choices(fabric, gpus), key=lambda c: c.latency_s + payload_bytes / c.algorithm_bandwidth_bytes_per_s)
