@@ -103,6 +103,9 @@ def total_kv_blocks(cfg: RunConfig) -> int:
 def check_config(cfg: RunConfig) -> None:
     """Every name in the configuration is known and its parts fit together (a SpecError names the field)."""
     require_choice("scheduler.preemption", cfg.limits.preemption, PREEMPTION_MODES)
+    if cfg.limits.preemption not in cfg.scheduler_class.preemption_modes:
+        raise SpecError("scheduler.preemption", f"the {cfg.scheduler} scheduler preempts by "
+                        f"{' or '.join(cfg.scheduler_class.preemption_modes)}", cfg.limits.preemption)
     require_choice("cluster.router", cfg.cluster.router, ROUTERS)
     allocator = cfg.allocator
     if cfg.kv_cache.prefix_caching and not ALLOCATORS[allocator].shares_prefixes:

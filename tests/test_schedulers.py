@@ -200,3 +200,39 @@ def test_requests_joining_with_their_kv_cache_keep_the_next_step_blocks_free(nam
     assert taken.decoding_seqs == 2 and len(sched.waiting) == 1
     drive(sched, [])
     assert all(r.state == DONE for r in reqs) and sched.kv.pool.used_blocks == 0
+
+
+def test_vllm_v1_shares_one_token_budget_between_decodes_and_prompt_chunks():
+    # max_num_batched_tokens 64: one running decode takes 1 token, the 150-token prompt gets 63, then 63,
+    # then the last 24 -- every step also decodes the running request (V1 has no prefill-only steps)
+    sched = scheduler("vllm-v1", max_num_batched_tokens=64)
+    drive(sched, [request(0, 10, 50)], steps=2)
+    sched.add(request(1, 150, 5))
+    steps = [step(sched, 10.0 + i) for i in range(3)]
+    assert [taken.decoding_seqs for taken in steps] == [1, 1, 1]
+    assert [chunk.tokens for taken in steps for chunk in taken.plan.prefills] == [63, 63, 24]
+
+
+def test_vllm_v1_admits_no_one_in_a_step_that_preempted():
+    # 6 blocks of 4 tokens: two running requests outgrow them and the newer is preempted; the request waiting
+    # behind them (small enough to fit the freed blocks) must not be admitted in that same step
+    sched = scheduler("vllm-v1", blocks=6, block_size=4)
+    first, second = request(0, 8, 12), request(1, 8, 12, arrival=0.1)
+    small = request(2, 1, 2, arrival=0.2)
+    for req in (first, second):
+        sched.add(req)
+    now = step(sched, 0.0).end_s  # both prompts prefilled: 3 + 3 blocks, none free
+    sched.add(small)
+    preempting = None
+    for _ in range(30):
+        taken = step(sched, now)
+        now = taken.end_s
+        if taken.plan.preempted:
+            preempting = taken
+            break
+    # the step that preempted request 1 decoded request 0 alone and admitted nobody, though request 2's
+    # one block would have fitted in the three freed
+    assert preempting is not None and not preempting.plan.prefills and preempting.decoding_seqs == 1
+    assert small.state == "waiting"
+    drive(sched, [])
+    assert all(r.state == DONE for r in (first, second, small))

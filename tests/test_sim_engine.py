@@ -63,6 +63,7 @@ def test_engine_overhead_adds_its_fixed_and_per_sequence_parts_to_every_step():
     ("vllm", "paged", "recompute", "least_outstanding", False, 1),  # arrivals not known in advance: they interrupt
     ("vllm", "paged", "recompute", "least_kv", False, 1),  # the router sees blocks a run has opened so far
     ("sarathi", "paged", "recompute", "round_robin", False, 1), ("orca", "contiguous", "recompute", "least_kv", False, 1),
+    ("vllm-v1", "paged", "recompute", "round_robin", False, 2), ("vllm-v1", "paged", "recompute", "least_kv", True, 1),
     ("static", "contiguous", "recompute", "round_robin", False, 1),
     ("vllm", "paged", "recompute", "round_robin", True, 1), ("vllm", "paged", "swap", "least_kv", True, 2),
     ("sarathi", "paged", "recompute", "round_robin", True, 1), ("orca", "paged", "recompute", "round_robin", True, 3),
@@ -161,7 +162,7 @@ def test_same_seed_same_numbers():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scheduler=st.sampled_from(["static", "orca", "vllm", "sarathi"]), disaggregated=st.booleans(),
+@given(scheduler=st.sampled_from(["static", "orca", "vllm", "sarathi", "vllm-v1"]), disaggregated=st.booleans(),
        preemption=st.sampled_from(["recompute", "swap"]), block_size=st.sampled_from([1, 8, 16]),
        num_blocks=st.integers(40, 400), rate=st.floats(1.0, 500.0), seqs=st.integers(1, 3),
        prefix=st.booleans(), replicas=st.integers(1, 3), seed=st.integers(0, 1000),
@@ -169,6 +170,7 @@ def test_same_seed_same_numbers():
 def test_invariants_hold_on_random_scenarios(scheduler, disaggregated, preemption, block_size, num_blocks, rate, seqs,
                                              prefix, replicas, seed, router):
     allocator = "contiguous" if scheduler == "static" or (scheduler == "orca" and not prefix) else "paged"
+    preemption = "recompute" if scheduler == "vllm-v1" else preemption
     cfg = config(TINY, A100, scheduler=scheduler, allocator=allocator,
                  num_blocks=num_blocks, block_size_tokens=block_size, prefix_caching=prefix and allocator == "paged",
                  replicas=replicas, router=router, disaggregated=disaggregated,

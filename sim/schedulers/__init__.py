@@ -5,7 +5,8 @@ from .orca import OrcaScheduler
 from .sarathi import SarathiScheduler
 from .static import StaticScheduler
 from .vllm import VllmScheduler
+from .vllm_v1 import VllmV1Scheduler
 
-SCHEDULERS = {s.name: s for s in (StaticScheduler, OrcaScheduler, VllmScheduler, SarathiScheduler)}
+SCHEDULERS = {s.name: s for s in (StaticScheduler, OrcaScheduler, VllmScheduler, SarathiScheduler, VllmV1Scheduler)}
 
 __all__ = ["PREEMPTION_MODES", "SCHEDULERS", "Scheduler", "SchedulerLimits"]

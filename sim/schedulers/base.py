@@ -44,6 +44,7 @@ class Scheduler:
     chunked_prompts: ClassVar[bool] = False  # may one prompt be prefilled over several steps?
     budget_counts_decodes: ClassVar[bool] = False  # does a step's token budget count its decode tokens too?
     pads_batch: ClassVar[bool] = False  # do finished sequences keep computing until the batch's longest is done?
+    preemption_modes: ClassVar[tuple[str, ...]] = PREEMPTION_MODES  # how it may preempt
 
     @classmethod
     def step_token_budget(cls, limits: SchedulerLimits) -> int:

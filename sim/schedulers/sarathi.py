@@ -16,12 +16,16 @@ class SarathiScheduler(Scheduler):
     def step_token_budget(cls, limits: SchedulerLimits) -> int:
         return limits.chunk_tokens
 
+    def may_admit(self) -> bool:
+        """New requests wait while swapped ones are out (they come back first)."""
+        return not self.swapped
+
     def plan_step(self):
         self.swap_in()
         self.make_room_for_decode()
-        budget = self.limits.chunk_tokens - len(self.running)
+        budget = self.step_token_budget(self.limits) - len(self.running)
         chunks = self.continue_prefills(budget)
         budget -= sum(chunk.tokens for chunk in chunks)
-        if not self.swapped and budget > 0:
+        if self.may_admit() and budget > 0:
             chunks += self.admit(budget, reserve_next_step=True)
         return self.plan(prefills=chunks, decode=True)
