@@ -49,7 +49,7 @@ def test_the_issue_example_names_the_file_key_path_value_and_bound(tmp_path):
     (("prompt_tokens: 100", "prompt_tokens: 0"), "workload.prompt_tokens: must be >= 1, got 0"),
     (("prompt_tokens: 100", "prompt_tokens: {kind: uniform, low: 10}"), "workload.prompt_tokens: kind uniform needs low and high"),
     (("num_requests: 20", "num_requests: twenty"), "workload.num_requests: must be a whole number, got 'twenty'"),
-    (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: fifo}"), "scheduler.name: must be one of static, orca, vllm, sarathi, got 'fifo'"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: fifo}"), "scheduler.name: must be one of static, orca, vllm, sarathi"),
     (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: disaggregated}"),
      "scheduler.name: disaggregation is a cluster topology: set cluster: {mode: disaggregated"),
     (("model: tiny-llama", "model: tiny-llama\ncluster: {replicas: 2, prefill_replicas: 1}"),
