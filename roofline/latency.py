@@ -106,19 +106,21 @@ class StepTimer:
                 self._steps[key] = cached
         return cached
 
-    def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int, extra_s: float = 0.0,
-                   start_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """(per-step latencies, end times) of `steps` decode steps of a fixed batch, each taking `extra_s`
-        more, run back to back from `start_s`; the batch's contexts (tokens already cached) sum to
-        `context_sum` and peak at `context_max` at the first step."""
+    def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int, host_s: float = 0.0,
+                   host_overlaps: bool = False, start_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(per-step latencies, end times) of `steps` decode steps of a fixed batch run back to back from
+        `start_s`; the batch's contexts (tokens already cached) sum to `context_sum` and peak at `context_max`
+        at the first step. Each step also spends `host_s` on the host: after the GPU's work, or, when the
+        host `overlaps` it, alongside (the step then takes the longer of the two)."""
         if not self.options.flash_attention:  # materialised attention: its GEMM tiles follow the longest context
-            latency_s = self._decode_ops_run(batch_size, context_sum, context_max, steps).latency_s + extra_s
+            gpu_s = self._decode_ops_run(batch_size, context_sum, context_max, steps).latency_s
+            latency_s = np.maximum(gpu_s, host_s) if host_overlaps else gpu_s + host_s
             return latency_s, start_s + np.cumsum(latency_s)
         line = self._decode_line(batch_size)
         return _decode_line_run(float(context_sum + batch_size), float(batch_size), steps, line.compute_fixed_s,
                                 line.compute_per_key_s, line.memory_fixed_s, line.memory_per_key_s,
                                 self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers,
-                                line.rest.latency_s + extra_s, start_s)
+                                line.rest.latency_s, host_s, host_overlaps, start_s)
 
     def decode_totals(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> tuple[float, float]:
         """(FLOPs, bytes) of the same `steps` decode steps. With FlashAttention they are affine in the keys a
@@ -163,14 +165,17 @@ class StepTimer:
 
 
 @numba.njit(cache=True)
-def _decode_line_run(first_keys, keys_per_step, steps, c0, c1, m0, m1, p, launch_s, layers, other_s, start_s):
+def _decode_line_run(first_keys, keys_per_step, steps, c0, c1, m0, m1, p, launch_s, layers, other_s, host_s,
+                     host_overlaps, start_s):
     """Step j reads first_keys + j keys_per_step keys; its attention is compute c0 + c1 keys and memory
-    m0 + m1 keys timed by `timing.kernel_time_s`, once per layer, plus the rest of the step."""
+    m0 + m1 keys timed by `timing.kernel_time_s`, once per layer, plus the rest of the GPU's step, plus (or
+    at least, when overlapped) the host's time."""
     latency_s, end_s = np.empty(steps), np.empty(steps)
     elapsed_s = 0.0
     for j in range(steps):
         keys = first_keys + keys_per_step * j
-        latency_s[j] = layers * kernel_time_s(c0 + c1 * keys, m0 + m1 * keys, p, launch_s) + other_s
+        gpu_s = layers * kernel_time_s(c0 + c1 * keys, m0 + m1 * keys, p, launch_s) + other_s
+        latency_s[j] = max(gpu_s, host_s) if host_overlaps else gpu_s + host_s
         elapsed_s += latency_s[j]
         end_s[j] = start_s + elapsed_s
     return latency_s, end_s

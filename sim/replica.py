@@ -32,13 +32,21 @@ class EngineOverhead:
     book-keeping, detokenization and output processing. Defaults are an order-of-magnitude estimate of
     vLLM's CPU overhead (Vidur profiles it per step; the WukLab study "Can Scheduling Overhead Dominate LLM
     Inference Performance?", 2024, finds it can exceed half of vLLM's step time). Set both to 0 for the
-    pure roofline."""
+    pure roofline. An engine whose host `overlaps_gpu` prepares step n + 1 while the GPU runs step n (vLLM
+    V1's async scheduling, SGLang's and TensorRT-LLM's overlap schedulers, after NanoFlow): a step then
+    takes the longer of the two instead of their sum."""
 
     fixed_s: float = 1.0e-3
     per_seq_s: float = 10e-6
+    overlaps_gpu: bool = False
 
     def step_s(self, seqs: int):
         return self.fixed_s + self.per_seq_s * seqs
+
+    def wall_s(self, gpu_s: float, seqs: int) -> float:
+        """A step's wall time, its GPU part taking `gpu_s`."""
+        host_s = self.step_s(seqs)
+        return max(gpu_s, host_s) if self.overlaps_gpu else gpu_s + host_s
 
 
 @dataclass(frozen=True)
@@ -135,8 +143,8 @@ class Replica:
         if decoding:
             new += [1] * decoding
             cached += plan.decode.context_tokens.tolist()
-        latency_s, flops, nbytes = self.costs.timer.step(new, cached, sampled)
-        latency_s += self.costs.overhead.step_s(decoding + len(plan.prefills)) + self.costs.swap_s(plan)
+        gpu_s, flops, nbytes = self.costs.timer.step(new, cached, sampled)
+        latency_s = self.costs.overhead.wall_s(gpu_s + self.costs.swap_s(plan), decoding + len(plan.prefills))
         yield self.env.timeout(latency_s)
         end_s = self.env.now
         self.metrics.flops += flops
@@ -154,8 +162,9 @@ class Replica:
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
         scan, growth = batch.scan(), self.kv.growth(batch)
         steps = plan.decode_steps
+        overhead = self.costs.overhead
         latency_s, ends_s = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
-                                                      self.costs.overhead.step_s(seqs), now_s)
+                                                        overhead.step_s(seqs), overhead.overlaps_gpu, now_s)
         used_blocks = self.kv.pool.used_blocks
         self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
         if self.arrival_times_s is not None:  # the next arrival here is known: stop after the step it lands in

@@ -58,6 +58,16 @@ def test_engine_overhead_adds_its_fixed_and_per_sequence_parts_to_every_step():
     assert slow.completion_s - bare.completion_s == pytest.approx(11 * 2.1e-3, rel=1e-9)  # 1 prefill + 10 decodes
 
 
+def test_host_time_that_overlaps_the_gpu_hides_behind_it_until_it_is_the_longer():
+    wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
+    bare = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)), wl).requests[0]
+    decode_s = (bare.completion_s - bare.first_token_s) / 10  # Llama-2-7B decode on an A100: ~7 ms a step
+    hidden = run(config(LLAMA, A100, overhead=EngineOverhead(1e-3, 0.0, overlaps_gpu=True)), wl).requests[0]
+    assert hidden.completion_s == pytest.approx(bare.completion_s, rel=1e-9)
+    slow_host = run(config(LLAMA, A100, overhead=EngineOverhead(20e-3, 0.0, overlaps_gpu=True)), wl).requests[0]
+    assert decode_s < 20e-3 and slow_host.completion_s - slow_host.first_token_s == pytest.approx(10 * 20e-3, rel=1e-9)
+
+
 @pytest.mark.parametrize("scheduler,allocator,preemption,router,disaggregated,seqs", [
     ("vllm", "paged", "recompute", "round_robin", False, 1), ("vllm", "paged", "swap", "round_robin", False, 1),
     ("vllm", "paged", "recompute", "least_outstanding", False, 1),  # arrivals not known in advance: they interrupt

@@ -28,11 +28,13 @@ def test_a_decode_run_costs_what_step_cost_gives_each_of_its_steps(setup, contex
     timer = TIMERS[setup]
     c = np.array(contexts)
     latency_s, end_s = timer.decode_run(len(c), int(c.sum()), int(c.max()), steps, start_s=2.0)
+    overlapped_s, _ = timer.decode_run(len(c), int(c.sum()), int(c.max()), steps, 0.015, host_overlaps=True)
     flops, nbytes = timer.decode_totals(len(c), int(c.sum()), int(c.max()), steps)
     # step j of the run decodes every sequence once more: each context has grown by j
     costs = [step_cost(model, hw, decode_batch(c + j), options) for j in range(steps)]
     assert latency_s == pytest.approx([cost.time_s for cost in costs], rel=1e-9)
     assert end_s == pytest.approx(2.0 + np.cumsum([cost.time_s for cost in costs]), rel=1e-12)
+    assert overlapped_s == pytest.approx([max(cost.time_s, 0.015) for cost in costs], rel=1e-9)
     assert flops == pytest.approx(sum(cost.flops for cost in costs), rel=1e-9)
     assert nbytes == pytest.approx(sum(cost.bytes for cost in costs), rel=1e-9)
 
