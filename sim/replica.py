@@ -16,6 +16,7 @@ import numpy as np
 import simpy
 
 from infersim.roofline.hardware import Link
+from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.timing import transfer_time_s
 
@@ -51,13 +52,21 @@ class EngineOverhead:
 
 @dataclass(frozen=True)
 class ReplicaCosts:
-    """What turns a plan into seconds: the forward pass, the engine's host time, and swap traffic (each
+    """What turns a plan into seconds: the forward pass (`graph_timer` for the decode steps the engine
+    replays from a CUDA graph, `timer` for the rest), the engine's host time, and swap traffic (each
     request's KV blocks, `block_bytes` per GPU each, over the host link)."""
 
     timer: StepTimer
     overhead: EngineOverhead
     host_link: Link
     block_bytes: float
+    kernels: KernelSet = KernelSet()
+    graph_timer: StepTimer | None = None
+
+    def timer_for(self, plan: StepPlan) -> StepTimer:
+        if self.kernels.replays_graph(not plan.prefills, plan.decoding_seqs):
+            return self.graph_timer
+        return self.timer
 
     def swap_s(self, plan: StepPlan) -> float:
         """Swapping blocks blocks the step it happens in (vLLM v0 swaps before running the model)."""
@@ -143,7 +152,7 @@ class Replica:
         if decoding:
             new += [1] * decoding
             cached += plan.decode.context_tokens.tolist()
-        gpu_s, flops, nbytes = self.costs.timer.step(new, cached, sampled)
+        gpu_s, flops, nbytes = self.costs.timer_for(plan).step(new, cached, sampled)
         latency_s = self.costs.overhead.wall_s(gpu_s + self.costs.swap_s(plan), decoding + len(plan.prefills))
         yield self.env.timeout(latency_s)
         end_s = self.env.now
@@ -162,9 +171,9 @@ class Replica:
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
         scan, growth = batch.scan(), self.kv.growth(batch)
         steps = plan.decode_steps
-        overhead = self.costs.overhead
-        latency_s, ends_s = self.costs.timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
-                                                        overhead.step_s(seqs), overhead.overlaps_gpu, now_s)
+        overhead, timer = self.costs.overhead, self.costs.timer_for(plan)
+        latency_s, ends_s = timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
+                                             overhead.step_s(seqs), overhead.overlaps_gpu, now_s)
         used_blocks = self.kv.pool.used_blocks
         self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
         if self.arrival_times_s is not None:  # the next arrival here is known: stop after the step it lands in
@@ -184,7 +193,7 @@ class Replica:
                 yield self.env.timeout(ends_s[steps - 1] - self.env.now)
             self._in_run = False
         self._run_ends_s = None
-        flops, nbytes = self.costs.timer.decode_totals(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps)
+        flops, nbytes = timer.decode_totals(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         if steps < len(ends_s):

@@ -8,6 +8,7 @@ import simpy
 
 from infersim.roofline.errors import SpecError, require_choice
 from infersim.roofline.hardware import HardwareSpec, Link
+from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory
 from infersim.roofline.models import ModelSpec
@@ -47,6 +48,7 @@ class RunConfig:
     limits: SchedulerLimits = field(default_factory=SchedulerLimits)
     kv_cache: KVCacheSpec = field(default_factory=KVCacheSpec)
     overhead: EngineOverhead = field(default_factory=EngineOverhead)
+    kernels: KernelSet = field(default_factory=KernelSet)
     cluster: Colocated | Disaggregated = field(default_factory=Colocated)
     kv_link: Link | None = None  # between disaggregated pools; default: the hardware's interconnect
     slo: Slo = field(default_factory=Slo)
@@ -122,8 +124,10 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     blocks = total_kv_blocks(cfg)
     kv_bytes_per_token = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel)
     host_blocks = int(kv_spec.swap_space_gib * 2 ** 30 // (kv_bytes_per_token * block_size))
+    graph_timer = (StepTimer(cfg.model, cfg.kernels.in_graph(cfg.hardware), cfg.options)
+                   if cfg.kernels.graph_max_batch else None)
     costs = ReplicaCosts(StepTimer(cfg.model, cfg.hardware, cfg.options), cfg.overhead, cfg.hardware.host_link,
-                         kv_bytes_per_token * block_size)
+                         kv_bytes_per_token * block_size, cfg.kernels, graph_timer)
     allocator = ALLOCATORS[cfg.allocator]
 
     def make_replica(index: int, hand_off=None) -> Replica:

@@ -58,6 +58,19 @@ def test_engine_overhead_adds_its_fixed_and_per_sequence_parts_to_every_step():
     assert slow.completion_s - bare.completion_s == pytest.approx(11 * 2.1e-3, rel=1e-9)  # 1 prefill + 10 decodes
 
 
+def test_decode_steps_replayed_from_a_cuda_graph_pay_the_graph_floor_per_kernel():
+    from infersim.roofline.kernel_set import KernelSet
+    wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
+    eager = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)), wl).requests[0]
+    graphs = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0), kernels=KernelSet(graph_max_batch=8)),
+                 wl).requests[0]
+    # the prefill runs eagerly; each of the 10 decode steps launches 388 kernels (12 per layer x 32 layers +
+    # embedding, final norm, LM head, sampling) at 1.0 us instead of the A100's 4.6 us eager floor
+    assert graphs.first_token_s == pytest.approx(eager.first_token_s, rel=1e-12)
+    saved_s = (eager.completion_s - eager.first_token_s) - (graphs.completion_s - graphs.first_token_s)
+    assert saved_s == pytest.approx(10 * 388 * (4.6e-6 - 1.0e-6), rel=1e-6)
+
+
 def test_host_time_that_overlaps_the_gpu_hides_behind_it_until_it_is_the_longer():
     wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
     bare = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)), wl).requests[0]
