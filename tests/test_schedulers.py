@@ -236,3 +236,40 @@ def test_vllm_v1_admits_no_one_in_a_step_that_preempted():
     assert small.state == "waiting"
     drive(sched, [])
     assert all(r.state == DONE for r in (first, second, small))
+
+
+def test_sglang_prefills_first_in_chunks_and_decodes_in_steps_of_their_own():
+    sched = scheduler("sglang", chunk_tokens=64)
+    drive(sched, [request(0, 10, 50)], steps=2)
+    sched.add(request(1, 150, 5))
+    steps = [step(sched, 10.0 + i) for i in range(4)]
+    # 150 prompt tokens in chunks of 64, 64, 22, each step prefill only; then both decode
+    assert [taken.decoding_seqs for taken in steps] == [0, 0, 0, 2]
+    assert [chunk.tokens for taken in steps for chunk in taken.plan.prefills] == [64, 64, 22]
+
+
+def test_sglang_retracts_the_request_with_the_shortest_output_so_far_first():
+    # request 0 starts first and has generated more tokens when blocks run out: request 1 is retracted
+    sched = scheduler("sglang", blocks=6, block_size=4)
+    first, second = request(0, 8, 12), request(1, 8, 12)
+    sched.add(first)
+    step(sched, 0.0)
+    step(sched, 1.0)  # request 0 has two tokens now
+    sched.add(second)
+    drive(sched, [])
+    assert second.preemptions >= 1 and first.preemptions == 0
+
+
+def test_trtllm_admits_only_what_fits_at_its_longest_and_never_preempts():
+    # 6 blocks of 4 tokens; each request reaches 19 cached tokens (8 + 12 - 1): 5 blocks. The second must
+    # wait for the first to finish, where vLLM would admit both and preempt one
+    sched = scheduler("trtllm", blocks=6, block_size=4)
+    first, second = request(0, 8, 12), request(1, 8, 12)
+    steps = drive(sched, [first, second])
+    assert not any(taken.plan.preempted for taken in steps) and first.preemptions == second.preemptions == 0
+    assert second.first_scheduled_s >= first.completion_s
+    mixed = scheduler("trtllm", max_num_batched_tokens=64)
+    drive(mixed, [request(0, 10, 50)], steps=2)
+    mixed.add(request(1, 40, 5))
+    taken = step(mixed, 10.0)  # the whole prompt joins the running decode in one step
+    assert taken.decoding_seqs == 1 and [c.tokens for c in taken.plan.prefills] == [40]

@@ -12,7 +12,7 @@ from infersim.sim.cluster import Colocated, Disaggregated
 from infersim.sim.run import KVCacheSpec, RunConfig, requests_from, simulate
 from infersim.sim.replica import EngineOverhead
 from infersim.sim.request import DONE, REJECTED
-from infersim.sim.schedulers import SchedulerLimits
+from infersim.sim.schedulers import SCHEDULERS, SchedulerLimits
 from infersim.sim.workload import Workload, arrival_times
 
 LLAMA, A100 = get_model("llama-2-7b"), get_hardware("a100-sxm-80gb")
@@ -87,6 +87,7 @@ def test_host_time_that_overlaps_the_gpu_hides_behind_it_until_it_is_the_longer(
     ("vllm", "paged", "recompute", "least_kv", False, 1),  # the router sees blocks a run has opened so far
     ("sarathi", "paged", "recompute", "round_robin", False, 1), ("orca", "contiguous", "recompute", "least_kv", False, 1),
     ("vllm-v1", "paged", "recompute", "round_robin", False, 2), ("vllm-v1", "paged", "recompute", "least_kv", True, 1),
+    ("sglang", "paged", "recompute", "least_outstanding", False, 1), ("trtllm", "paged", "recompute", "round_robin", False, 2),
     ("static", "contiguous", "recompute", "round_robin", False, 1),
     ("vllm", "paged", "recompute", "round_robin", True, 1), ("vllm", "paged", "swap", "least_kv", True, 2),
     ("sarathi", "paged", "recompute", "round_robin", True, 1), ("orca", "paged", "recompute", "round_robin", True, 3),
@@ -185,7 +186,8 @@ def test_same_seed_same_numbers():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scheduler=st.sampled_from(["static", "orca", "vllm", "sarathi", "vllm-v1"]), disaggregated=st.booleans(),
+@given(scheduler=st.sampled_from(["static", "orca", "vllm", "sarathi", "vllm-v1", "sglang", "trtllm"]),
+       disaggregated=st.booleans(),
        preemption=st.sampled_from(["recompute", "swap"]), block_size=st.sampled_from([1, 8, 16]),
        num_blocks=st.integers(40, 400), rate=st.floats(1.0, 500.0), seqs=st.integers(1, 3),
        prefix=st.booleans(), replicas=st.integers(1, 3), seed=st.integers(0, 1000),
@@ -193,7 +195,7 @@ def test_same_seed_same_numbers():
 def test_invariants_hold_on_random_scenarios(scheduler, disaggregated, preemption, block_size, num_blocks, rate, seqs,
                                              prefix, replicas, seed, router):
     allocator = "contiguous" if scheduler == "static" or (scheduler == "orca" and not prefix) else "paged"
-    preemption = "recompute" if scheduler == "vllm-v1" else preemption
+    preemption = preemption if "swap" in SCHEDULERS[scheduler].preemption_modes else "recompute"
     cfg = config(TINY, A100, scheduler=scheduler, allocator=allocator,
                  num_blocks=num_blocks, block_size_tokens=block_size, prefix_caching=prefix and allocator == "paged",
                  replicas=replicas, router=router, disaggregated=disaggregated,

@@ -3,10 +3,13 @@ is one module and one entry here."""
 from .base import PREEMPTION_MODES, Scheduler, SchedulerLimits
 from .orca import OrcaScheduler
 from .sarathi import SarathiScheduler
+from .sglang import SglangScheduler
 from .static import StaticScheduler
+from .trtllm import TrtllmScheduler
 from .vllm import VllmScheduler
 from .vllm_v1 import VllmV1Scheduler
 
-SCHEDULERS = {s.name: s for s in (StaticScheduler, OrcaScheduler, VllmScheduler, SarathiScheduler, VllmV1Scheduler)}
+SCHEDULERS = {s.name: s for s in (StaticScheduler, OrcaScheduler, VllmScheduler, SarathiScheduler, VllmV1Scheduler,
+                                   SglangScheduler, TrtllmScheduler)}
 
 __all__ = ["PREEMPTION_MODES", "SCHEDULERS", "Scheduler", "SchedulerLimits"]

@@ -184,7 +184,7 @@ class Scheduler:
             first_step_blocks = self.kv.first_step_blocks(req, tokens) if arrived and reserve_next_step else 0
             if seqs + req.num_seqs > self.limits.max_num_seqs:
                 break
-            if not self.kv.can_admit(req, tokens, reserve_blocks + first_step_blocks):
+            if not self.kv.can_admit(req, tokens, reserve_blocks + first_step_blocks + self.admission_reserve(req, tokens)):
                 break
             if not (arrived or self.chunked_prompts) and self.kv.tokens_to_compute(req, tokens) > token_budget:
                 break
@@ -217,13 +217,20 @@ class Scheduler:
             token_budget -= chunk.tokens
         return chunks
 
+    def admission_reserve(self, req: Request, context_tokens: int) -> int:
+        """Blocks a policy keeps free beyond the request's context when admitting it (none: vLLM's)."""
+        return 0
+
+    def preemption_victim(self) -> Request:
+        """The running request to preempt first: the most recently admitted (vLLM's policy)."""
+        return self._decoding[int(self.running.request[-1])]
+
     def make_room_for_decode(self) -> None:
-        """Preempt the most recently admitted decoding requests until the next decode step's new blocks
-        fit (vLLM's policy: the newest running request goes first)."""
+        """Preempt running requests, `preemption_victim` first, until the next decode step's new blocks fit."""
         if self.kv.pool.available_blocks >= 2 * len(self.running):
             return  # a step opens at most one block per sequence, plus one copy-on-write
         while len(self.running) and self.kv.next_step_blocks(self.running) > self.kv.pool.available_blocks:
-            self._preempt(self._decoding[int(self.running.request[-1])])
+            self._preempt(self.preemption_victim())
 
     def swap_in(self) -> None:
         """Bring swapped requests back, oldest first, while their blocks fit above the watermark."""

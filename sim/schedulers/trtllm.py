@@ -1,0 +1,30 @@
+"""TensorRT-LLM's in-flight batching with its default capacity policy (NVIDIA/TensorRT-LLM
+tensorrt_llm/llmapi/llm_args.py: `max_num_tokens` 8192, `enable_chunked_prefill` False,
+`capacity_scheduler_policy` GUARANTEED_NO_EVICT): every step runs all generating requests and adds whole
+prompts (context requests) while the step's tokens stay within `max_num_batched_tokens`; a request is
+admitted only if blocks for its longest context (prompt plus every output token) stay free beside those the
+running requests will still take, so nothing is ever preempted. Whether decode tokens count against
+max_num_tokens is taken as yes (unconfirmed in the source)."""
+from __future__ import annotations
+
+from ..request import Request
+from .base import Scheduler
+
+
+class TrtllmScheduler(Scheduler):
+    name = "trtllm"
+    allocators = ("paged",)
+    budget_counts_decodes = True
+    preemption_modes = ("recompute",)
+
+    def admission_reserve(self, req: Request, context_tokens: int) -> int:
+        """What this request and every running one will still take to reach their longest contexts."""
+        running = list(self._decoding.values()) + self.prefilling
+        still_to_take = sum(self.kv.peak_blocks(r) - self.kv.blocks_of(r) for r in running)
+        return still_to_take + self.kv.peak_blocks(req) - self.kv.blocks_to_admit(req, context_tokens)
+
+    def plan_step(self):
+        self.make_room_for_decode()  # guaranteed no eviction: only requests its reserve let in can run short
+        budget = self.limits.max_num_batched_tokens - len(self.running)
+        chunks = self.admit(budget) if budget > 0 else []
+        return self.plan(prefills=chunks, decode=True)
