@@ -18,7 +18,8 @@ from .replica import Replica
 from .request import Request
 from .router import Router, make_router
 
-# make_replica(index, hand_off) -> Replica; transfer_s(request) -> seconds its KV cache takes to cross
+# make_replica(index, hand_off) -> Replica; transfer_s(request) -> seconds its KV cache takes to cross;
+# requests: the run's, when their arrival times are known in advance (None in a closed loop)
 MakeReplica = Callable[..., Replica]
 
 
@@ -32,11 +33,12 @@ class Colocated:
     replicas: int = 1
     router: str = "round_robin"
 
-    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request],
+    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request] | None,
               transfer_s: Callable[[Request], float]) -> Deployment:
         replicas = [make_replica(i) for i in range(self.replicas)]
         router = make_router(self.router, replicas)
-        known = router.arrival_times(requests)  # when known in advance, runs end at arrivals without interrupts
+        # when known in advance, runs end at arrivals without interrupts
+        known = router.arrival_times(requests) if requests is not None else None
         for replica, times in zip(replicas, known or []):
             replica.arrival_times_s = times
         return Deployment(router, replicas)
@@ -48,7 +50,7 @@ class Disaggregated:
     decode_replicas: int = 1
     router: str = "round_robin"
 
-    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request],
+    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request] | None,
               transfer_s: Callable[[Request], float]) -> Deployment:
         decoders = [make_replica(self.prefill_replicas + i) for i in range(self.decode_replicas)]
         decode_router = make_router(self.router, decoders)

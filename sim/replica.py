@@ -80,13 +80,15 @@ class ReplicaCosts:
 
 class Replica:
     """`hand_off`, when given, takes each request whose prompt this replica prefilled and that still has
-    tokens to generate elsewhere (a prefill replica of a disaggregated cluster)."""
+    tokens to generate elsewhere (a prefill replica of a disaggregated cluster); `on_done`, each request
+    that completes or is rejected here (a closed-loop client sends its next one then)."""
 
     def __init__(self, env: simpy.Environment, index: int, scheduler: Scheduler, costs: ReplicaCosts,
-                 metrics: Metrics, hand_off: Callable[[Request], None] | None = None):
+                 metrics: Metrics, hand_off: Callable[[Request], None] | None = None,
+                 on_done: Callable[[Request], None] | None = None):
         self.env, self.index, self.scheduler, self.costs, self.metrics = env, index, scheduler, costs, metrics
         self.kv = scheduler.kv
-        self.hand_off = hand_off
+        self.hand_off, self.on_done = hand_off, on_done
         self.outstanding = 0  # accepted and not yet finished here
         self.arrival_times_s: list | None = None  # when known in advance, the times requests reach it
         self._next_arrival = 0  # index of the first of them not before now
@@ -112,6 +114,8 @@ class Replica:
         reason = self.scheduler.reject_reason(req)
         if reason:
             req.state, req.reject_reason = REJECTED, reason
+            if self.on_done is not None:
+                self.on_done(req)
             return
         req.replica = self.index
         self.outstanding += 1
@@ -163,7 +167,7 @@ class Replica:
         self.metrics.step(StepRecord(start_s, latency_s, self.index, decoding + len(plan.prefills), prefill_tokens,
                                      decoding, self.kv.pool.used_blocks, queued, self.scheduler.cached_tokens()))
         if decoding:
-            self.outstanding -= len(self.scheduler.retire_finished(end_s))
+            self._done(self.scheduler.retire_finished(end_s))
 
     def _decode_run(self, plan: StepPlan, queued: int):
         """The plan's decode steps of one batch in one jump, cut short after the step an arrival lands in."""
@@ -202,7 +206,7 @@ class Replica:
         record = RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, growth.seqs, growth.copies,
                            scan.context_sum_tokens)
         self.metrics.run(ends_s, latency_s, record, growth.crossings_cdf)  # blocks after each step follow from it
-        self.outstanding -= len(self.scheduler.retire_finished(float(ends_s[-1])))
+        self._done(self.scheduler.retire_finished(float(ends_s[-1])))
 
     def _record(self, outcome: StepOutcome) -> None:
         if outcome.first_gaps_s is not None:
@@ -211,6 +215,13 @@ class Replica:
             self.metrics.step_gaps(outcome.later_gaps_s, outcome.rows)
         for resumed in outcome.resumed:
             self.metrics.step_gaps(np.array([resumed.gap_s]), resumed.seqs)
-        self.outstanding -= len(outcome.completed) + len(outcome.handed_off)
+        self._done(outcome.completed)
+        self.outstanding -= len(outcome.handed_off)
         for req in outcome.handed_off:
             self.hand_off(req)
+
+    def _done(self, requests: list[Request]) -> None:
+        self.outstanding -= len(requests)
+        if self.on_done is not None:
+            for req in requests:
+                self.on_done(req)

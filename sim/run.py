@@ -114,9 +114,12 @@ def check_config(cfg: RunConfig) -> None:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", allocator)
 
 
-def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
-    """Run every request through the cluster; `progress(fraction of the arrival span, simulated seconds)`
-    is called as simulated time passes."""
+def simulate(cfg: RunConfig, requests: list[Request], progress=None, concurrency: int | None = None) -> RunResult:
+    """Run every request through the cluster; `progress(fraction done, simulated seconds)` is called as
+    simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `concurrency`, from
+    that many clients that each send their next request when their last one completes or is refused
+    (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
+    arrival times are set as they are sent."""
     check_config(cfg)
     env = simpy.Environment()
     metrics = Metrics()
@@ -129,13 +132,27 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     costs = ReplicaCosts(StepTimer(cfg.model, cfg.hardware, cfg.options), cfg.overhead, cfg.hardware.host_link,
                          kv_bytes_per_token * block_size, cfg.kernels, graph_timer)
     allocator = ALLOCATORS[cfg.allocator]
+    unsent = iter(requests)
+    sent = 0
+
+    def send_next(now_s: float) -> None:
+        nonlocal sent
+        req = next(unsent, None)
+        if req is not None:
+            req.arrival_s = now_s
+            sent += 1
+            if progress is not None and sent * 100 // len(requests) != (sent - 1) * 100 // len(requests):
+                progress(sent / len(requests), now_s)
+            deployment.entry.pick().submit(req)
+
+    on_done = (lambda req: send_next(env.now)) if concurrency else None
 
     def make_replica(index: int, hand_off=None) -> Replica:
         kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
                             int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
         scheduler = cfg.scheduler_class(cfg.limits, kv, max_decode_steps=MAX_DECODE_STEPS if cfg.jumps else 1,
                                         hands_off_prefilled=hand_off is not None)
-        return Replica(env, index, scheduler, costs, metrics, hand_off)
+        return Replica(env, index, scheduler, costs, metrics, hand_off, on_done)
 
     kv_link = cfg.kv_link or cfg.hardware.interconnect
 
@@ -143,21 +160,25 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
         """Each GPU sends its shard of the request's prompt KV cache to its peer in the decode replica."""
         return float(transfer_time_s(kv_link, req.prompt_tokens * kv_bytes_per_token))
 
-    deployment = cfg.cluster.build(env, make_replica, requests, kv_transfer_s)
+    deployment = cfg.cluster.build(env, make_replica, None if concurrency else requests, kv_transfer_s)
+    if concurrency:
+        for _ in range(min(concurrency, len(requests))):
+            send_next(0.0)
+        env.run()
+    else:
+        def arrivals():
+            for req in requests:
+                if req.arrival_s > env.now:
+                    yield env.timeout(req.arrival_s - env.now)
+                deployment.entry.pick().submit(req)
 
-    def arrivals():
-        for req in requests:
-            if req.arrival_s > env.now:
-                yield env.timeout(req.arrival_s - env.now)
-            deployment.entry.pick().submit(req)
-
-    env.process(arrivals())
-    horizon = requests[-1].arrival_s if requests else 0.0
-    if progress is not None and horizon > 0:
-        for i in range(1, 101):
-            env.run(until=horizon * i / 100)
-            progress(i / 100, env.now)
-    env.run()
+        env.process(arrivals())
+        horizon = requests[-1].arrival_s if requests else 0.0
+        if progress is not None and horizon > 0:
+            for i in range(1, 101):
+                env.run(until=horizon * i / 100)
+                progress(i / 100, env.now)
+        env.run()
     replicas = deployment.replicas
     table, timeline = request_table(requests), metrics.timeline()
     summary = summarize(table, timeline, metrics, kv_blocks_per_replica=blocks, block_size_tokens=block_size,

@@ -246,3 +246,18 @@ def test_higher_priority_requests_are_admitted_first():
 def test_unknown_names_in_a_run_config_are_refused_by_field():
     with pytest.raises(Exception, match=r"^kv_cache.allocator: must be one of paged, contiguous, got 'pagd'"):
         run(config(TINY, A100, allocator="pagd"), Workload(np.array([0.0]), np.array([10]), np.array([2])))
+
+
+def test_closed_loop_clients_send_their_next_request_when_the_last_one_completes():
+    wl = Workload(np.zeros(12), np.full(12, 100), np.full(12, 20))
+    one = simulate(config(LLAMA, A100), requests_from(wl), concurrency=1).requests
+    # one client: every request arrives when the one before it completes, and runs alone
+    assert [r.arrival_s for r in one[1:]] == [r.completion_s for r in one[:-1]]
+    assert one[0].arrival_s == 0.0 and all(r.first_scheduled_s == r.arrival_s for r in one)
+    four = simulate(config(LLAMA, A100), requests_from(wl), concurrency=4)
+    times = sorted([(r.arrival_s, 1) for r in four.requests] + [(r.completion_s, -1) for r in four.requests])
+    in_flight = np.cumsum([change for _, change in times])
+    assert in_flight.max() == 4  # never more than the clients in flight
+    # Little's law over the whole run: throughput = clients / mean time in system, within the ramp-down
+    s = four.summary
+    assert s["throughput_requests_per_s"] == pytest.approx(4 / s["e2e_s"]["mean"], rel=0.25)
