@@ -8,10 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from infersim.roofline.errors import require_choice
 from infersim.roofline.hardware import GB, HardwareSpec
 from infersim.roofline.kernel_set import KernelSet
+from infersim.roofline.models import ModelSpec
+from infersim.roofline.step import StepOptions
 
 from .replica import EngineOverhead
+from .run import KVCacheSpec, RunConfig
+from .schedulers import SchedulerLimits
 
 GiB = 2 ** 30
 
@@ -99,3 +104,17 @@ ENGINES = {p.name: p for p in (
     EnginePreset("sglang", "SGLang 0.5", _sglang),
     EnginePreset("trtllm", "TensorRT-LLM 1.x, PyTorch backend", _trtllm),
 )}
+
+
+def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options: StepOptions,
+                  max_model_len: int, **run_fields) -> RunConfig:
+    """A run configuration with every knob at the preset's default for this GPU; `run_fields` (cluster,
+    slo, ...) go to RunConfig as they are."""
+    require_choice("engine.preset", preset, ENGINES)
+    d = ENGINES[preset].defaults(hardware)
+    return RunConfig(model, hardware, options, scheduler=d.scheduler,
+                     limits=SchedulerLimits(d.max_num_seqs, d.max_num_batched_tokens, max_model_len, d.chunk_tokens),
+                     kv_cache=KVCacheSpec(block_size_tokens=d.block_size_tokens, prefix_caching=d.prefix_caching,
+                                          watermark_fraction=d.watermark_fraction,
+                                          memory_utilization=d.memory_utilization),
+                     overhead=d.overhead, kernels=d.kernels, **run_fields)
