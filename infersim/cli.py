@@ -7,13 +7,19 @@ import json
 import sys
 
 
+def _quoted(text: str) -> str:
+    """A flag's bad value as an error quotes it (at most a line's worth)."""
+    from infersim.roofline.errors import excerpt
+    return excerpt(text)
+
+
 def _int_at_least(minimum: int, maximum: int | None = None):
     """An argparse type: an integer >= `minimum` (and <= `maximum`), refused in one line otherwise."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer, got {_quoted(text)}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -34,7 +40,7 @@ def _figure_path(text: str) -> str:
     from matplotlib.backend_bases import FigureCanvasBase
     formats = sorted(FigureCanvasBase.get_supported_filetypes())
     if Path(text).suffix.lower().lstrip(".") not in formats:
-        raise argparse.ArgumentTypeError(f"must end in one of .{', .'.join(formats)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must end in one of .{', .'.join(formats)}, got {_quoted(text)}")
     return _file_in_existing_folder(text)
 
 
@@ -42,7 +48,7 @@ def _yaml_path(text: str) -> str:
     """An argparse type: a .yaml/.yml file to write, in a folder that exists."""
     from pathlib import Path
     if Path(text).suffix.lower() not in (".yaml", ".yml"):
-        raise argparse.ArgumentTypeError(f"must end in .yaml or .yml, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must end in .yaml or .yml, got {_quoted(text)}")
     return _file_in_existing_folder(text)
 
 
@@ -50,9 +56,9 @@ def _file_in_existing_folder(text: str) -> str:
     from pathlib import Path
     path = Path(text)
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"is a folder, not a file: {text!r}")
+        raise argparse.ArgumentTypeError(f"is a folder, not a file: {_quoted(text)}")
     if not path.resolve().parent.is_dir():
-        raise argparse.ArgumentTypeError(f"its folder does not exist: {text!r}")
+        raise argparse.ArgumentTypeError(f"its folder does not exist: {_quoted(text)}")
     return text
 
 
@@ -60,7 +66,7 @@ def _out_dir(text: str) -> str:
     """An argparse type: a folder to write into (created if missing), not an existing file."""
     from pathlib import Path
     if Path(text).exists() and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"is a file, not a folder: {text!r}")
+        raise argparse.ArgumentTypeError(f"is a file, not a folder: {_quoted(text)}")
     return text
 
 

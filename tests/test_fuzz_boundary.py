@@ -242,3 +242,24 @@ def test_roofline_flags_give_a_one_line_refusal_or_finite_figures(tmp_path, monk
         return
     assert code == 0, err.getvalue()
     assert_finite_and_not_negative(json.loads(out.getvalue(), parse_constant=pytest.fail)["totals"])
+
+
+def test_an_alias_bomb_in_a_field_of_the_wrong_type_is_quoted_by_its_size_not_expanded(tmp_path):
+    # nine levels of anchors, each aliasing the previous one ten times: 10^9 strings once expanded
+    levels = ['&a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]'] + [
+        f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write_changed(str(tmp_path), "s.yaml", SCENARIO, [])
+    path.write_text(path.read_text() + f"description: [{', '.join(levels)}]\n")
+    with pytest.raises(SpecError) as info:
+        load_run(path)
+    assert str(info.value) == "s.yaml: description: must be text, got a list of 9 items"
+
+
+@pytest.mark.parametrize("value, quoted", [
+    (10 ** 5000, "a 5001-digit number"), (-(10 ** 100), "a 101-digit number"), (12345, "12345"),
+    ([[64]], "[[64]]"), ({"a": 1}, "{'a': 1}"), (list(range(100)), "a list of 100 items"),
+    ({"a": "x" * 100}, "a mapping of 1 key"), ("x" * 100, "'" + "x" * 76 + "..."), ("\ud800", "'\\ud800'")],
+    ids=lambda value: type(value).__name__)
+def test_a_bad_value_is_quoted_within_one_line(value, quoted):
+    from infersim.roofline.errors import excerpt
+    assert excerpt(value) == quoted
