@@ -16,8 +16,9 @@ def _quoted(text: str) -> str:
 def _int_at_least(minimum: int, maximum: int | None = None):
     """An argparse type: an integer >= `minimum` (and <= `maximum`), refused in one line otherwise."""
     def parse(text: str) -> int:
+        from infersim.roofline.boundary import whole_number
         try:
-            value = int(text)
+            value = whole_number(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer, got {_quoted(text)}") from None
         if value < minimum:
@@ -373,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prompt", type=_positive_int, default=1024, help="prefill: prompt tokens (default 1024)")
     r.add_argument("--quant", default="fp16", help="fp16, w8a16, w4a16, w3a16, w2a16, nf4, w8a8, w8a8-naive, "
                    "llm-int8, fp8, sparse-2:4 (default fp16)")
-    r.add_argument("--kv-bits", type=int, default=None, help="KV-cache bits: 16, 8 or 4")
+    r.add_argument("--kv-bits", type=_positive_int, default=None, help="KV-cache bits: 16, 8 or 4")
     r.add_argument("--no-flash", action="store_true", help="materialise attention scores (no FlashAttention)")
     r.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel GPUs")
     r.add_argument("--pp", type=_positive_int, default=1, help="pipeline-parallel stages")

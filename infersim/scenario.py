@@ -15,12 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from infersim.budget import check_memory
 from infersim.roofline.boundary import load_yaml, read_text
 from infersim.roofline.errors import SpecError, errors_in
-from infersim.roofline.models import MAX_CONTEXT_TOKENS
+from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
 from infersim.schema import YamlFloat, YamlInt, spec_error
 
 Positive = Field(gt=0)
 Tokens = Annotated[YamlInt, Field(ge=1, le=MAX_CONTEXT_TOKENS)]
 MAX_REPLICAS = 10_000  # a cluster of more model replicas than this is not a deployment anyone plans
+MAX_REQUESTS = 10 ** 9  # far above what fits in memory (infersim/budget.py refuses it with the estimate)
 DEFAULT_REQUESTS = 1000
 
 
@@ -29,8 +30,8 @@ class _Section(BaseModel):
 
 
 class ParallelismSection(_Section):
-    tensor_parallel: YamlInt = Field(1, ge=1)
-    pipeline_parallel: YamlInt = Field(1, ge=1)
+    tensor_parallel: YamlInt = Field(1, ge=1, le=MAX_MODEL_SIZE)  # it divides the heads, as pp the layers
+    pipeline_parallel: YamlInt = Field(1, ge=1, le=MAX_MODEL_SIZE)
 
 
 class QuantizationSection(_Section):
@@ -135,7 +136,8 @@ class SharedPrefixSection(_Section):
 
 
 class WorkloadSection(_Section):
-    num_requests: Optional[YamlInt] = Field(None, ge=1, description="default: 1000, or the whole trace")
+    num_requests: Optional[YamlInt] = Field(None, ge=1, le=MAX_REQUESTS,
+                                            description="default: 1000, or the whole trace")
     trace: Optional[TraceSection] = None
     arrival: Optional[ArrivalSection] = None
     prompt_tokens: Optional[Union[Tokens, LengthSection]] = None

@@ -11,12 +11,13 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
 import yaml
 
-from .errors import SpecError
+from .errors import HugeNumber, SpecError
 
 
 def _file_problem(path: Path) -> str | None:
@@ -50,6 +51,19 @@ def read_text(path: Path, field: str) -> str:
                         "save it as UTF-8", file=path.name) from None
 
 
+MAX_DIGITS = 4300  # Python converts no longer number (int_max_str_digits): such a number is described instead
+_WHOLE = re.compile(r"\s*([+-]?)0*([0-9]+)\s*")
+
+
+def whole_number(text: str) -> int:
+    """int(text), except that a number written with more than MAX_DIGITS digits is a HugeNumber (beyond
+    any field's range, and quoted as "a 5001-digit number") rather than Python's ValueError."""
+    match = _WHOLE.fullmatch(text)
+    if match and len(match[2]) > MAX_DIGITS:
+        return HugeNumber(len(match[2]), match[1] == "-")
+    return int(text)
+
+
 class _DuplicateKey(yaml.MarkedYAMLError):
     pass
 
@@ -69,6 +83,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                     problem_mark=key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node).replace("_", "")
+        if text.lstrip("+-").isdigit() and not text.lstrip("+-").startswith("0"):  # decimal, not octal
+            return whole_number(text)
+        return super().construct_yaml_int(node)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+
+
+def parse_json(text: str):
+    """JSON text's data, whole numbers of any length included (see `whole_number`)."""
+    return json.loads(text, parse_int=whole_number)
 
 
 def load_yaml(path: Path, field: str):
@@ -136,7 +164,7 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
             continue
         where = f"{path.name}:{line_no}"
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except (json.JSONDecodeError, RecursionError) as err:
             raise SpecError("", f"is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})",
                             line.strip()[:40], file=where) from None

@@ -10,11 +10,31 @@ _CONTAINERS = ((dict, "mapping", "key"), (list, "list", "item"), (tuple, "list",
                (frozenset, "set", "item"))
 
 
+class HugeNumber(int):
+    """A whole number written with more digits than Python converts (4,300): held as +-10^4300, beyond the
+    range of every field, and quoted by how many digits it was written with."""
+
+    def __new__(cls, digits: int, negative: bool = False):
+        number = super().__new__(cls, -10 ** 4300 if negative else 10 ** 4300)
+        number.digits = digits
+        return number
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit {'negative ' if self < 0 else ''}number"
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    __str__ = __repr__
+
+
 def excerpt(value, limit: int = _MAX_GOT_CHARS) -> str:
     """`value` as an error quotes it: its repr, cut to `limit` characters. The excerpt costs no more than
     itself to build, however large the value (a YAML alias bomb expands to 10^9 items, Python refuses to
     print a 5,000-digit number): a number too long to show is "a 5001-digit number", a container "a list of
     10 items"."""
+    if isinstance(value, HugeNumber):
+        return repr(value)
     if isinstance(value, str):
         quoted = repr(value[:limit])
     else:

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .boundary import number_cell, read_text, registry_or_file
+from .boundary import number_cell, parse_json, read_text, registry_or_file
 from .errors import SpecError, require_choice, require_count
 
 FFN_KINDS = ("swiglu", "gelu")
@@ -264,7 +264,7 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     """Read a Hugging Face config.json (model_type llama, mistral, qwen, qwen2, mixtral, gpt2 or opt)."""
     path = Path(path)
     try:
-        cfg = json.loads(read_text(path, "model"))
+        cfg = parse_json(read_text(path, "model"))
     except json.JSONDecodeError as err:
         raise SpecError("", f"is not valid JSON ({err.msg} at line {err.lineno})", file=path.name) from None
     except RecursionError:

@@ -263,3 +263,29 @@ def test_an_alias_bomb_in_a_field_of_the_wrong_type_is_quoted_by_its_size_not_ex
 def test_a_bad_value_is_quoted_within_one_line(value, quoted):
     from infersim.roofline.errors import excerpt
     assert excerpt(value) == quoted
+
+
+HUGE = "1" + "0" * 5000  # more digits than Python converts to an int (4,300)
+
+
+@pytest.mark.parametrize("name, text, load, message", [
+    ("s.yaml", yaml.safe_dump(SCENARIO) + f"seed: {HUGE}\n", load_run,
+     "s.yaml: seed: must be < 18,446,744,073,709,551,616, got a 5001-digit number"),
+    ("s.yaml", yaml.safe_dump(SCENARIO) + f"seed: '{HUGE}'\n", load_run,
+     "s.yaml: seed: must be < 18,446,744,073,709,551,616, got a 5001-digit number"),
+    ("s.yaml", yaml.safe_dump(SCENARIO).replace("rate_per_s: 5", f"rate_per_s: -{HUGE}"), load_run,
+     "s.yaml: workload.arrival.rate_per_s: must be a finite number, got a 5001-digit negative number"),
+    ("hw.yaml", yaml.safe_dump({**HARDWARE, "sm_count": 1}).replace("sm_count: 1", f"sm_count: {HUGE}"),
+     lambda path: get_hardware(str(path)),
+     "hw.yaml: sm_count: must be a finite whole number from 1 to 1,048,576, got a 5001-digit number"),
+    ("config.json", json.dumps({**LLAMA, "vocab_size": 1}).replace('"vocab_size": 1', f'"vocab_size": {HUGE}'),
+     load_hf_config, "config.json: vocab_size: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
+    ("t.jsonl", f'{{"arrival_time_s": 0, "prompt_tokens": {HUGE}, "output_tokens": 5}}\n', read_trace,
+     "t.jsonl:1: prompt_tokens: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
+], ids=["yaml-int", "yaml-text", "yaml-float-field", "hardware", "config.json", "jsonl"])
+def test_a_number_of_5001_digits_is_refused_by_its_length(tmp_path, name, text, load, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load(path)
+    assert str(info.value) == message
