@@ -95,8 +95,18 @@ _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.const
 
 
 def parse_json(text: str):
-    """JSON text's data, whole numbers of any length included (see `whole_number`)."""
-    return json.loads(text, parse_int=whole_number)
+    """JSON text's data, whole numbers of any length included (see `whole_number`); a key given twice in
+    one object is a SpecError naming it (json.loads would keep the last)."""
+    return json.loads(text, parse_int=whole_number, object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list) -> dict:
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise SpecError(twice, "appears twice in one object; keep one")
+    return data
 
 
 def load_yaml(path: Path, field: str):
@@ -168,6 +178,8 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
         except (json.JSONDecodeError, RecursionError) as err:
             raise SpecError("", f"is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})",
                             line.strip()[:40], file=where) from None
+        except SpecError as err:
+            raise err.in_file(where) from None
         if not isinstance(row, dict):
             raise SpecError("", "must be a JSON object of columns, e.g. {\"prompt_tokens\": 10, ...}",
                             row, file=where)
@@ -177,6 +189,9 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
+        twice = [name for i, name in enumerate(reader.fieldnames or ()) if name and name in reader.fieldnames[:i]]
+        if twice:  # DictReader would keep the last column of the name
+            raise SpecError(twice[0], "appears twice in the header; keep one", file=f"{path.name}:{reader.line_num}")
         for row in reader:
             where = f"{path.name}:{reader.line_num}"
             if None in row:

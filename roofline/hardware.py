@@ -257,6 +257,9 @@ def _peaks(origin: str, value) -> dict:
     if unknown:
         raise SpecError(f"peak_flops_per_s.{unknown[0]}", f"unknown dtype; allowed: {', '.join(DTYPES)}",
                         file=origin)
+    if "fp16" in value and "bf16" in value:  # bf16 runs at the fp16 rate: the spec keeps one peak for both
+        raise SpecError("peak_flops_per_s.bf16", "is the fp16 peak under another name; give fp16 or bf16, not both",
+                        file=origin)
     if "fp16" not in value and "bf16" not in value:
         raise SpecError("peak_flops_per_s", "needs fp16 (or bf16): the dense tensor-core peak every model uses",
                         file=origin)

@@ -269,6 +269,8 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         raise SpecError("", f"is not valid JSON ({err.msg} at line {err.lineno})", file=path.name) from None
     except RecursionError:
         raise SpecError("", "is nested too deeply to be a config", file=path.name) from None
+    except SpecError as err:
+        raise err.in_file(path.name) from None
     if not isinstance(cfg, dict):
         raise SpecError("", "must hold a JSON object", file=path.name)
     kind = cfg.get("model_type")

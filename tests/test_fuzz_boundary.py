@@ -289,3 +289,25 @@ def test_a_number_of_5001_digits_is_refused_by_its_length(tmp_path, name, text, 
     with pytest.raises(SpecError) as info:
         load(path)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("name, text, load, message", [
+    ("t.csv", "arrival_time_s,prompt_tokens,output_tokens,prompt_tokens\n0,10,5,99999\n", read_trace,
+     "t.csv:1: prompt_tokens: appears twice in the header; keep one"),
+    ("t.jsonl", '{"arrival_time_s": 0, "prompt_tokens": 10, "output_tokens": 5}\n'
+                '{"arrival_time_s": 1, "prompt_tokens": 10, "output_tokens": 5, "prompt_tokens": 99999}\n', read_trace,
+     "t.jsonl:2: prompt_tokens: appears twice in one object; keep one"),
+    ("config.json", json.dumps(LLAMA)[:-1] + ', "hidden_size": 128}', load_hf_config,
+     "config.json: hidden_size: appears twice in one object; keep one"),
+    ("p.csv", "\n".join([PROFILE[0] + ",n_embd", *(line + ",1" for line in PROFILE[1:])]),
+     lambda path: read_profile(path, get_model("llama-2-7b")), "p.csv:1: n_embd: appears twice in the header; keep one"),
+    ("hw.yaml", yaml.safe_dump({**HARDWARE, "peak_flops_per_s": {"fp16": 312e12, "bf16": 100e12}}),
+     lambda path: get_hardware(str(path)),
+     "hw.yaml: peak_flops_per_s.bf16: is the fp16 peak under another name; give fp16 or bf16, not both"),
+], ids=["csv-trace", "jsonl-trace", "config.json", "profile", "hardware-bf16"])
+def test_a_column_or_key_given_twice_is_refused_not_the_last_one_kept(tmp_path, name, text, load, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load(path)
+    assert str(info.value) == message
