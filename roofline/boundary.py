@@ -70,14 +70,17 @@ class _DuplicateKey(yaml.MarkedYAMLError):
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML silently
-    keeps the last one)."""
+    keeps the last one). Merge keys (`<<: *defaults`) merge as YAML says: a key set beside them overrides
+    the merged one, and is no duplicate."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # PyYAML's flatten_mapping (in the safe loader's construct_mapping) merges them
             key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, (str, int, float)) or key == "<<":
-                continue  # merge keys override on purpose; an unhashable key is PyYAML's own error
+            if not isinstance(key, (str, int, float)):
+                continue  # an unhashable key is PyYAML's own error
             if key in seen:
                 raise _DuplicateKey(problem=f"{key}: appears twice in one mapping; keep one",
                                     problem_mark=key_node.start_mark)

@@ -311,3 +311,18 @@ def test_a_column_or_key_given_twice_is_refused_not_the_last_one_kept(tmp_path, 
     with pytest.raises(SpecError) as info:
         load(path)
     assert str(info.value) == message
+
+
+def test_a_yaml_merge_key_merges_and_a_key_beside_it_overrides(tmp_path):
+    from infersim.scenario import load_scenario
+    lengths = ("  prompt_tokens: &lengths {kind: uniform, low: 10, high: 20}\n"
+               "  output_tokens: {<<: *lengths, high: 30}\n")
+    text = yaml.safe_dump({**SCENARIO, "workload": {"num_requests": 6, "arrival": {"rate_per_s": 5}}}) + lengths
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    workload = load_scenario(path)[0].workload
+    assert (workload.prompt_tokens.low, workload.prompt_tokens.high) == (10, 20)
+    assert (workload.output_tokens.low, workload.output_tokens.high) == (10, 30)
+    path.write_text(text.replace("high: 30}", "high: 30, high: 40}"))
+    with pytest.raises(SpecError, match=r"^s.yaml:\d+: high: appears twice in one mapping; keep one$"):
+        load_scenario(path)
