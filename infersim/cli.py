@@ -13,6 +13,12 @@ def _quoted(text: str) -> str:
     return excerpt(text)
 
 
+def _shown(path) -> str:
+    """A file name as the terminal shows it (see roofline.boundary.shown)."""
+    from infersim.roofline.boundary import shown
+    return shown(str(path))
+
+
 def _int_at_least(minimum: int, maximum: int | None = None):
     """An argparse type: an integer >= `minimum` (and <= `maximum`), refused in one line otherwise."""
     def parse(text: str) -> int:
@@ -164,7 +170,7 @@ def cmd_roofline(args) -> int:
     if args.plot:
         from infersim.plots import plot_roofline
         plot_roofline(cost, hw, args.plot, f"{model.name} on {hw.name}: {shape}", quant.gemm_dtype())
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -184,7 +190,7 @@ def cmd_compare_profile(args) -> int:
     if args.json:
         print(json.dumps(json_safe(result), indent=2, allow_nan=False))
     else:
-        print(f"{args.profile}: roofline ({hw.name}) vs measured, {model.name}")
+        print(f"{_shown(args.profile)}: roofline ({hw.name}) vs measured, {model.name}")
         print(table(["op", "infersim op", "rows", "median |err|"],
                     [[op, VIDUR_OPS[op], str(v["n"]), f"{figure(v['median_abs_err'], '.1f', 100)}%"]
                      for op, v in result["ops"].items()]))
@@ -194,7 +200,7 @@ def cmd_compare_profile(args) -> int:
     if args.plot:
         from infersim.plots import plot_profile
         plot_profile(samples, hw, args.plot, f"{model.name} on {hw.name}: roofline vs measured")
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -235,7 +241,7 @@ def cmd_calibrate(args) -> int:
     out = args.out or f"{spec.name}.yaml"
     with open(out, "w") as f:
         f.write(spec.to_yaml())
-    print(f"wrote {out}")
+    print(f"wrote {_shown(out)}")
     return 0
 
 
@@ -259,15 +265,16 @@ def cmd_run(args) -> int:
     with errors_in(Path(args.scenario).name):  # what the simulator finds wrong is the scenario's too
         result = simulate(cfg, requests, progress=_progress_bar if show else None)
     out = Path(args.out or Path("runs") / Path(args.scenario).stem)
+    name = scenario.name or _shown(Path(args.scenario).stem)
     paths = write_run(result, out)
     if not args.no_plot:
         from infersim.plots import plot_run
         paths["plot"] = out / "run.png"
-        plot_run(result, paths["plot"], scenario.name or Path(args.scenario).stem)
+        plot_run(result, paths["plot"], name)
     if not args.quiet:
         p = cfg.options.parallel
         quant = scenario.quantization if isinstance(scenario.quantization, str) else scenario.quantization.preset
-        print(f"{scenario.name or Path(args.scenario).stem}: {cfg.model.name} on {cfg.hardware.name} "
+        print(f"{name}: {cfg.model.name} on {cfg.hardware.name} "
               f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {cfg.scheduler} "
               f"scheduler, {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.kv_cache.block_size_tokens} tokens "
               f"per replica, {len(requests):,} requests")
@@ -276,7 +283,7 @@ def cmd_run(args) -> int:
         if rejected:
             print(f"warning: {len(rejected)} of {len(requests)} requests rejected, e.g. request {rejected[0].id}: "
                   f"{rejected[0].reject_reason} (requests.csv lists each reason)")
-        print("wrote " + ", ".join(str(v) for v in paths.values()))
+        print("wrote " + ", ".join(_shown(v) for v in paths.values()))
     return 0
 
 
@@ -337,7 +344,7 @@ def cmd_validate(args) -> int:
         print()
         print(table(["quantization scheme (activations with outlier channels)", "relative output error"],
                     [[k, f"{v:.4f}"] for k, v in quant_errors.items()]))
-        print("wrote " + ", ".join(str(p) for p in [out / "validation.csv", out / "summary.json", *plots]))
+        print("wrote " + ", ".join(_shown(p) for p in [out / "validation.csv", out / "summary.json", *plots]))
     return 0
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from infersim.budget import check_memory
-from infersim.roofline.boundary import load_yaml, read_text
+from infersim.roofline.boundary import UNPRINTABLE_NAME, load_yaml, read_text, unprintable
 from infersim.roofline.errors import SpecError, errors_in
 from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
 from infersim.schema import YamlFloat, YamlInt, spec_error
@@ -124,8 +124,17 @@ class LengthSection(_Section):
         return self
 
 
+def _a_path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must name a file (it is empty)")
+    return value
+
+
+FilePath = Annotated[str, AfterValidator(_a_path)]
+
+
 class TraceSection(_Section):
-    path: str
+    path: FilePath
     rate_scale: YamlFloat = Field(1.0, gt=0)
 
 
@@ -142,14 +151,15 @@ class WorkloadSection(_Section):
     arrival: Optional[ArrivalSection] = None
     prompt_tokens: Optional[Union[Tokens, LengthSection]] = None
     output_tokens: Optional[Union[Tokens, LengthSection]] = None
-    lengths_file: Optional[str] = None
+    lengths_file: Optional[FilePath] = None
     num_seqs: YamlInt = Field(1, ge=1, le=1 << 16)
     shared_prefix: Optional[SharedPrefixSection] = None
 
     @model_validator(mode="after")
     def _one_source(self):
         if self.trace is not None:
-            extra = [k for k in ("arrival", "prompt_tokens", "output_tokens", "lengths_file") if getattr(self, k)]
+            extra = [k for k in ("arrival", "prompt_tokens", "output_tokens", "lengths_file")
+                     if getattr(self, k) is not None]
             if extra:
                 raise ValueError(f"a trace fixes arrivals and lengths; remove {', '.join(extra)}")
             return self
@@ -203,6 +213,13 @@ class Scenario(_Section):
     slo: SLOSection = SLOSection()
     cluster: ClusterSection = ClusterSection()
     seed: YamlInt = Field(0, ge=0, lt=1 << 64)
+
+    @field_validator("name", "description")
+    @classmethod
+    def _printable(cls, text, info):
+        if text is not None and unprintable(text, lines=info.field_name == "description"):
+            raise ValueError(UNPRINTABLE_NAME)
+        return text
 
 
 def load_scenario(path: Path | str) -> tuple[Scenario, Path]:
@@ -306,7 +323,7 @@ def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
     else:
         n = w.num_requests or DEFAULT_REQUESTS
         arrivals = arrival_times(w.arrival.process, w.arrival.rate_per_s, n, rng, w.arrival.cv)
-        if w.lengths_file:
+        if w.lengths_file is not None:
             prompts, outputs = read_lengths(base / w.lengths_file)
             rows = rng.integers(0, len(prompts), n)
             prompt, output = prompts[rows], outputs[rows]

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Iterator
 
@@ -132,6 +133,25 @@ def bound_text(value) -> str:
     """A bound as a reader writes it: 16,777,216 rather than 1.67772e+07; 0.01; 1e-06."""
     whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15)
     return f"{int(value):,}" if whole else f"{value:g}"
+
+
+# What infersim prints must print as itself. A name inside a file (a scenario's, a model's, a GPU's) that
+# holds a control character (ESC would restyle the terminal, a newline forge a line) or a lone surrogate
+# (which no encoding writes) is refused where it is read; a file's own name, which the user's system chose,
+# is shown with such characters escaped.
+_UNPRINTABLE = ("Cc", "Cs")
+UNPRINTABLE_NAME = "must be printable text (no control characters or lone surrogates)"
+
+
+def unprintable(text: str, lines: bool = False) -> bool:
+    """Whether `text` holds a control character (besides line breaks and tabs if `lines`, as a description
+    may) or a lone surrogate."""
+    return any(unicodedata.category(c) in _UNPRINTABLE and not (lines and c in "\n\t") for c in text)
+
+
+def shown(name: str) -> str:
+    """A file's name as infersim prints it: control characters and undecodable bytes escaped."""
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in _UNPRINTABLE else c for c in name)
 
 
 def registry_or_file(field: str, text, registry: dict, what: str, file_kind: str, suffixes: tuple,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .boundary import load_yaml, number, registry_or_file
+from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unprintable
 from .errors import SpecError, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -232,6 +232,8 @@ def _file_value(origin: str, field: str, value):
     if field in ("name", "source"):
         if not isinstance(value, str) or (field == "name" and not value.strip()):
             raise SpecError(field, "must be text" + (" (not empty)" if field == "name" else ""), value, file=origin)
+        if unprintable(value, lines=field == "source"):
+            raise SpecError(field, UNPRINTABLE_NAME, value, file=origin)
         return value
     if field == "sparse_tensor_cores":
         if not isinstance(value, bool):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from .boundary import number_cell, read_rows
+from .boundary import number_cell, read_rows, shown
 from .errors import SpecError
 from .hardware import HardwareSpec
 from .models import MAX_MODEL_SIZE, ModelSpec
@@ -73,7 +73,7 @@ def model_from_profile(path: Path | str) -> ModelSpec:
     gated = row.get("use_gated_mlp", "True")
     if gated not in ("True", "False"):
         raise SpecError("use_gated_mlp", "must be True or False", gated, file=where)
-    return ModelSpec(name=path.stem, num_layers=1, hidden_size=d, num_heads=heads, num_kv_heads=kv, head_dim=d // heads,
+    return ModelSpec(name=shown(path.stem), num_layers=1, hidden_size=d, num_heads=heads, num_kv_heads=kv, head_dim=d // heads,
                      ffn_size=_count(row, "n_expanded_embd", where), vocab_size=_count(row, "vocab_size", where),
                      max_context_tokens=2**20, ffn_kind="swiglu" if gated == "True" else "gelu")
 

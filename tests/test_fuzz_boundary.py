@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -326,3 +327,43 @@ def test_a_yaml_merge_key_merges_and_a_key_beside_it_overrides(tmp_path):
     path.write_text(text.replace("high: 30}", "high: 30, high: 40}"))
     with pytest.raises(SpecError, match=r"^s.yaml:\d+: high: appears twice in one mapping; keep one$"):
         load_scenario(path)
+
+
+@pytest.mark.parametrize("name, text, load, message", [
+    ("s.yaml", yaml.safe_dump({**SCENARIO, "name": "a\x1b[31mred\nline"}), load_run,
+     "s.yaml: name: must be printable text (no control characters or lone surrogates), got 'a\\x1b[31mred\\nline'"),
+    ("s.yaml", yaml.safe_dump(SCENARIO) + 'name: "\\ud800"\n', load_run,
+     "s.yaml: name: must be printable text (no control characters or lone surrogates), got '\\ud800'"),
+    ("s.yaml", yaml.safe_dump({**SCENARIO, "description": "two\nlines, then \x1b[2J"}), load_run,
+     "s.yaml: description: must be printable text (no control characters or lone surrogates), got "
+     "'two\\nlines, then \\x1b[2J'"),
+    ("config.json", json.dumps({**LLAMA, "_name_or_path": "\ud800"}), load_hf_config,
+     "config.json: _name_or_path: must be printable text (no control characters or lone surrogates), got '\\ud800'"),
+    ("hw.yaml", yaml.safe_dump({**HARDWARE, "name": "gpu\x1b[31m"}), lambda path: get_hardware(str(path)),
+     "hw.yaml: name: must be printable text (no control characters or lone surrogates), got 'gpu\\x1b[31m'"),
+    ("s.yaml", yaml.safe_dump({**SCENARIO, "workload": {**SCENARIO["workload"], "prompt_tokens": None,
+                                                        "output_tokens": None, "lengths_file": ""}}), load_run,
+     "s.yaml: workload.lengths_file: must name a file (it is empty), got ''"),
+], ids=["control-name", "surrogate-name", "control-description", "config-name", "hardware-name", "empty-path"])
+def test_a_name_that_would_not_print_as_itself_or_an_empty_path_is_refused(tmp_path, name, text, load, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load(path)
+    assert str(info.value) == message
+
+
+def test_a_description_may_hold_lines(tmp_path):
+    path = write_changed(str(tmp_path), "s.yaml", SCENARIO, [("description", "two\nlines\twith a tab")])
+    assert load_run(path)[0].description == "two\nlines\twith a tab"
+
+
+def test_a_scenario_file_name_that_is_not_utf8_and_a_name_with_dollars_are_printed_and_plotted(tmp_path, capsys):
+    folder = str(tmp_path).encode()
+    path = Path(os.fsdecode(folder + b"/r\xe9sultat.yaml"))  # Latin-1 bytes: not UTF-8
+    path.write_text(yaml.safe_dump({**SCENARIO, "workload": {**SCENARIO["workload"], "num_requests": 2}}))
+    assert main(["run", str(path), "--out", str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().out.startswith("r\\udce9sultat: tiny-llama on a100-sxm-80gb")
+    path.write_text(yaml.safe_dump({**SCENARIO, "name": "cost $^$ of $\\frac$"}))
+    assert main(["run", str(path), "--out", str(tmp_path / "b"), "--quiet"]) == 0  # no TeX parsed in the title
+    assert (tmp_path / "b" / "run.png").stat().st_size > 0
