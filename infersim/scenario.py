@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from infersim.budget import check_memory
-from infersim.roofline.boundary import UNPRINTABLE_NAME, load_yaml, read_text, unprintable
+from infersim.roofline.boundary import UNPRINTABLE_NAME, bound_text, load_yaml, read_text, unprintable
 from infersim.roofline.errors import SpecError, errors_in
 from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
 from infersim.schema import YamlFloat, YamlInt, spec_error
@@ -110,18 +110,33 @@ class LengthSection(_Section):
 
     @model_validator(mode="after")
     def _complete(self):
-        needs = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
-                 "lognormal": ("mean", "std"), "zipf": ("value",)}[self.kind]
+        needs, optional, clipped = _LENGTH_KEYS[self.kind]
         for key in needs:
             if key not in self.model_fields_set:
                 raise ValueError(f"kind {self.kind} needs {' and '.join(needs)}")
+        stray = sorted(self.model_fields_set - {"kind", *needs, *optional})
+        if stray:
+            raise ValueError(f"{stray[0]} does not apply to kind {self.kind} (it takes "
+                             f"{', '.join((*needs, *optional))})")
         if self.kind == "fixed" and self.value < 1:
             raise ValueError("value must be >= 1")
         if self.kind == "uniform" and self.high < self.low:
             raise ValueError(f"high must be >= low={self.low}")
         if self.kind == "lognormal" and self.mean < 1:
             raise ValueError("mean must be >= 1 token")
+        if clipped and self.max_tokens < getattr(self, clipped):
+            raise ValueError(f"max_tokens={bound_text(self.max_tokens)} is below {clipped}="
+                             f"{bound_text(getattr(self, clipped))}, so lengths would pile up at max_tokens; raise "
+                             f"max_tokens or lower {clipped}")
         return self
+
+
+# kind -> (keys it needs, keys it may take, the key max_tokens must not be below: clipping more would
+# change the distribution rather than trim its tail)
+_LENGTH_KEYS = {"fixed": (("value",), (), None), "uniform": (("low", "high"), ("max_tokens",), "high"),
+                "normal": (("mean", "std"), ("max_tokens",), "mean"),
+                "lognormal": (("mean", "std"), ("max_tokens",), "mean"),
+                "zipf": (("value",), ("zipf_a", "max_tokens"), "value")}
 
 
 def _a_path(value: str) -> str:
@@ -302,7 +317,17 @@ def build_run(scn: Scenario, base: Path):
         overhead=EngineOverhead(scn.engine.overhead_fixed_s, scn.engine.overhead_per_seq_s),
         cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s))
     check_config(cfg)
+    _check_swap_space(cfg, s.preemption, kv)
     return cfg, build_requests(scn.workload, scn.seed, base)
+
+
+def _check_swap_space(cfg, preemption: str, kv: KVCacheSection) -> None:
+    """Swap preemption needs host memory for at least one KV block (the simulator would recompute instead)."""
+    from infersim.roofline.memory import kv_bytes_per_token_per_gpu
+    block_gib = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel) * kv.block_size / 2 ** 30
+    if preemption == "swap" and kv.swap_space_gib < block_gib:
+        raise SpecError("kv_cache.swap_space_gib", f"holds no KV block ({block_gib:.3g} GiB each here) for "
+                        "scheduler.preemption swap; give swap space or use preemption: recompute", kv.swap_space_gib)
 
 
 def _lengths(spec, count: int, rng) -> np.ndarray:
