@@ -38,6 +38,7 @@ def _int_at_least(minimum: int, maximum: int | None = None):
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
 MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seqs
+FIT_STILL_OFF = 0.5  # a fitted profile's median GEMM error above 50% (a factor 2 too slow or 1.5 too fast): not this GPU's
 
 
 def _figure_path(text: str) -> str:
@@ -227,6 +228,10 @@ def cmd_calibrate(args) -> int:
               f"{100 * after['gemm_median_abs_err']:.1f}%, p90 {100 * before['gemm_p90_abs_err']:.1f}% -> "
               f"{100 * after['gemm_p90_abs_err']:.1f}%; all ops {100 * before['all_median_abs_err']:.1f}% -> "
               f"{100 * after['all_median_abs_err']:.1f}%")
+        if after["gemm_median_abs_err"] > FIT_STILL_OFF:
+            print(f"warning: fitted, the GEMMs are still off by a median {100 * after['gemm_median_abs_err']:,.0f}%: "
+                  f"{_shown(args.from_profile)} does not look measured on {base.name} (check --hardware and "
+                  "--model); the spec is written all the same", file=sys.stderr)
         spec = fitted
     elif args.device == "gpu":
         from infersim.kernels.calibrate import calibrate_gpu

@@ -28,6 +28,7 @@ VIDUR_OPS = {
 GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
 _SHAPE_COLUMNS = {"n_head": "num_heads", "n_kv_head": "num_kv_heads", "n_embd": "hidden_size",
                   "n_expanded_embd": "ffn_size"}
+_PROFILE_SHAPE = (*_SHAPE_COLUMNS, "vocab_size", "use_gated_mlp")  # the same in every row of a profile
 FITTED_FACTORS = ("compute_efficiency", "memory_efficiency", "launch_overhead_s", "overlap_exponent",
                   "vector_bandwidth_efficiency")
 
@@ -55,6 +56,12 @@ def _rows(path: Path) -> list[tuple[str, dict]]:
 
 def _count(row: dict, column: str, where: str) -> int:
     return int(number_cell(row, column, where, whole=True, minimum=1, maximum=MAX_MODEL_SIZE))
+
+
+def _shape(row: dict, where: str) -> dict:
+    """The profiled model's shape columns that the profile has, as one row gives them."""
+    return {column: row[column] if column == "use_gated_mlp" else _count(row, column, where)
+            for column in _PROFILE_SHAPE if column in row}
 
 
 def model_from_profile(path: Path | str) -> ModelSpec:
@@ -100,8 +107,9 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
     missing = [c for c in needed if c not in first]
     if missing:
         raise SpecError(missing[0], "missing column; not a Vidur linear-ops profile", file=path.name)
+    shape = _shape(first, first_where)
     for column, attr in _SHAPE_COLUMNS.items():
-        if column in first and _count(first, column, first_where) != getattr(model, attr):
+        if column in shape and shape[column] != getattr(model, attr):
             raise SpecError("model", f"{path.name} profiles {column}={first[column]} but {model.name} has "
                             f"{attr}={getattr(model, attr)}; pass the profiled model", model.name)
     present = [op for op in VIDUR_OPS if f"time_stats.{op}.median" in first]
@@ -110,6 +118,10 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
                         file=path.name)
     table: dict[str, list] = {op: [] for op in present}
     for where, row in rows:
+        for column, value in _shape(row, where).items():
+            if value != shape[column]:
+                raise SpecError(column, f"must be the first row's {first[column]} ({first_where}): a profile "
+                                "measures one model's layers", row[column], file=where)
         by_name = _row_ops(model, row, where)
         for op in present:
             median_ms = number_cell(row, f"time_stats.{op}.median", where, minimum=_MIN_MEDIAN_MS,

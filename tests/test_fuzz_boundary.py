@@ -367,3 +367,32 @@ def test_a_scenario_file_name_that_is_not_utf8_and_a_name_with_dollars_are_print
     path.write_text(yaml.safe_dump({**SCENARIO, "name": "cost $^$ of $\\frac$"}))
     assert main(["run", str(path), "--out", str(tmp_path / "b"), "--quiet"]) == 0  # no TeX parsed in the title
     assert (tmp_path / "b" / "run.png").stat().st_size > 0
+
+
+def test_a_profile_whose_rows_profile_different_shapes_is_refused(tmp_path):
+    rows = [line.split(",") for line in PROFILE[1:]]
+    rows[1][PROFILE_COLUMNS.index("n_embd")] = "8192"
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join(",".join(row) for row in [PROFILE_COLUMNS] + rows) + "\n")
+    first = PROFILE[1].split(",")[PROFILE_COLUMNS.index("n_embd")]
+    with pytest.raises(SpecError) as info:
+        read_profile(path, model_from_profile(path))
+    assert str(info.value) == (f"p.csv:3: n_embd: must be the first row's {first} (p.csv:2): a profile measures one "
+                               "model's layers, got '8192'")
+
+
+def test_a_profile_still_far_off_after_fitting_is_written_with_a_warning(tmp_path, capsys):
+    medians = [i for i, c in enumerate(PROFILE_COLUMNS) if c.startswith("time_stats.") and c.endswith(".median")]
+    rows = [line.split(",") for line in PROFILE[1:]]
+    for row in rows:  # a thousand times slower than any A100 runs these ops
+        for i in medians:
+            row[i] = str(float(row[i]) * 1000)
+    path = tmp_path / "slow.csv"
+    path.write_text("\n".join(",".join(row) for row in [PROFILE_COLUMNS] + rows) + "\n")
+    out = tmp_path / "fitted.yaml"
+    assert main(["calibrate", "--from-profile", str(path), "--hardware", "a100-sxm-80gb", "--out", str(out)]) == 0
+    warning = capsys.readouterr().err
+    assert warning.startswith("warning: fitted, the GEMMs are still off by a median 98%: ") and warning.endswith(
+        "slow.csv does not look measured on a100-sxm-80gb (check --hardware and --model); the spec is written all "
+        "the same\n")
+    assert get_hardware(str(out)).name == "a100-sxm-80gb-fitted"
