@@ -3,7 +3,9 @@ and a machine without the simulator's dependencies can still run the roofline an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 
@@ -41,12 +43,17 @@ MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seq
 FIT_STILL_OFF = 0.5  # a fitted profile's median GEMM error above 50% (a factor 2 too slow or 1.5 too fast): not this GPU's
 
 
+# Figure formats matplotlib writes by itself (Agg, through Pillow for the bitmaps, and its pdf, ps and svg
+# backends); pgf needs a LaTeX installation, so a run would fail at its very end.
+FIGURE_FORMATS = ("eps", "gif", "jpeg", "jpg", "pdf", "png", "ps", "raw", "rgba", "svg", "svgz", "tif", "tiff", "webp")
+
+
 def _figure_path(text: str) -> str:
-    """An argparse type: a figure file whose extension matplotlib can write, in a folder that exists."""
+    """An argparse type: a figure file whose extension matplotlib writes without LaTeX, in a folder that exists."""
     from pathlib import Path
 
     from matplotlib.backend_bases import FigureCanvasBase
-    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    formats = sorted(set(FIGURE_FORMATS) & set(FigureCanvasBase.get_supported_filetypes()))
     if Path(text).suffix.lower().lstrip(".") not in formats:
         raise argparse.ArgumentTypeError(f"must end in one of .{', .'.join(formats)}, got {_quoted(text)}")
     return _file_in_existing_folder(text)
@@ -73,9 +80,38 @@ def _file_in_existing_folder(text: str) -> str:
 def _out_dir(text: str) -> str:
     """An argparse type: a folder to write into (created if missing), not an existing file."""
     from pathlib import Path
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder (it is empty)")
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"is a file, not a folder: {_quoted(text)}")
     return text
+
+
+def _writable_folder(folder, flag: str, given=None) -> None:
+    """Create `folder` (and its parents) and check that a file can be written there, before the work whose
+    results go there; one line naming `flag` and what it was `given` (default: the folder) otherwise."""
+    import tempfile
+    from pathlib import Path
+
+    from infersim.roofline import SpecError
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise SpecError(flag, f"cannot be written ({err.strerror})", _shown(given or folder)) from None
+
+
+@contextlib.contextmanager
+def _named_by_flags(flags: dict):
+    """Errors about the spec fields that flags set name the flags (`--kv-bits`, not quantization.kv_bits)."""
+    from infersim.roofline import SpecError
+    try:
+        yield
+    except SpecError as err:
+        if err.field not in flags:
+            raise
+        raise SpecError(flags[err.field], err.problem, err.got, err.file) from None
 
 
 def _version() -> str:
@@ -116,6 +152,16 @@ def cmd_hardware(args) -> int:
 
 
 def cmd_roofline(args) -> int:
+    with _named_by_flags(ROOFLINE_FLAGS):
+        return _roofline(args)
+
+
+# The spec fields that `infersim roofline`'s flags set.
+ROOFLINE_FLAGS = {"quant": "--quant", "quantization": "--quant", "quantization.kv_bits": "--kv-bits",
+                  "parallelism.tensor_parallel": "--tp", "parallelism.pipeline_parallel": "--pp"}
+
+
+def _roofline(args) -> int:
     from infersim.report import si, step_table
     from infersim.roofline import (Parallelism, SpecError, StepOptions, decode_batch, get_hardware, get_model,
                                    get_quant, plan_memory, prefill_batch, step_cost)
@@ -206,13 +252,22 @@ def cmd_compare_profile(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from infersim.roofline import SpecError
+    if args.from_profile and args.device:
+        raise SpecError("--device", "does not apply with --from-profile (which fits a profile measured already; "
+                        "--hardware names its GPU)", args.device)
+    for flag, value in (("--hardware", args.hardware), ("--model", args.model)):
+        if value and not args.from_profile:
+            raise SpecError(flag, "applies with --from-profile only (--device measures the device in use)", value)
+    _writable_folder(Path(args.out).parent if args.out else Path.cwd(), "--out", args.out)
     if args.from_profile:
         import dataclasses
 
         from infersim.roofline import get_hardware
         from infersim.roofline.profile import FITTED_FACTORS, compare, fit_factors, read_profile
         if not args.hardware:
-            from infersim.roofline import SpecError
             raise SpecError("--hardware", "is required with --from-profile (the GPU the profile ran on)")
         args.profile = args.from_profile
         model, base = _profile_model(args), get_hardware(args.hardware)
@@ -236,7 +291,6 @@ def cmd_calibrate(args) -> int:
     elif args.device == "gpu":
         from infersim.kernels.calibrate import calibrate_gpu
         from infersim.kernels.device import available
-        from infersim.roofline import SpecError
         if not available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]')")
         spec = calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
@@ -266,10 +320,11 @@ def cmd_run(args) -> int:
     from infersim.scenario import load_run
     from infersim.sim.run import simulate
     scenario, cfg, requests = load_run(args.scenario)
+    out = Path(args.out or Path("runs") / Path(args.scenario).stem)
+    _writable_folder(out, "--out")
     show = args.progress or (sys.stderr.isatty() and not args.quiet)
     with errors_in(Path(args.scenario).name):  # what the simulator finds wrong is the scenario's too
         result = simulate(cfg, requests, progress=_progress_bar if show else None)
-    out = Path(args.out or Path("runs") / Path(args.scenario).stem)
     name = scenario.name or _shown(Path(args.scenario).stem)
     paths = write_run(result, out)
     if not args.no_plot:
@@ -292,6 +347,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _validating_hardware(name: str):
+    """`--hardware` for `infersim validate`: its spec needs the fp32 peak, at which the kernels compute."""
+    from infersim.roofline import SpecError, get_hardware
+    hw = get_hardware(name, field="--hardware")
+    if "fp32" not in hw.peak_flops_per_s:
+        raise SpecError("--hardware", f"has no fp32 tensor-core peak (peak_flops_per_s.fp32), which the validating "
+                        f"kernels compute at; it has {', '.join(sorted(hw.peak_flops_per_s))}", _shown(name))
+    return hw
+
+
 def cmd_validate(args) -> int:
     import functools
     import json
@@ -302,15 +367,14 @@ def cmd_validate(args) -> int:
     from infersim.report import table
     from infersim.roofline import SpecError, get_hardware
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    hw = _validating_hardware(args.hardware) if args.hardware else None
+    _writable_folder(out, "--out")
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     if args.device == "cpu":
         import numpy as xp
 
         from infersim.kernels.measure import interleaved_median_times_s
-        if args.hardware:
-            hw = get_hardware(args.hardware)
-        else:
+        if hw is None:
             from infersim.kernels.calibrate import calibrate_host
             say("no --hardware given: calibrating this CPU first (infersim calibrate --out F.yaml saves it)")
             hw = calibrate_host(progress=say)
@@ -321,7 +385,7 @@ def cmd_validate(args) -> int:
         if not device.available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]'); "
                             "use --device cpu here")
-        hw = get_hardware(args.hardware or device.registry_name())
+        hw = hw or get_hardware(device.registry_name())
         xp = device.require()
         from infersim.kernels.measure import gpu_median_time_s
 
@@ -416,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("calibrate", help="measure this machine, or fit efficiency factors to a profile; "
                        "writes a hardware YAML")
-    k.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+    k.add_argument("--device", choices=("cpu", "gpu"),
                    help="measure this CPU (default) or the GPU in use (its registry entry with measured factors)")
     k.add_argument("--from-profile", metavar="FILE.csv", help="fit the efficiency factors to a Vidur profile")
     k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on")
@@ -433,7 +497,12 @@ def main(argv=None) -> int:
         quiet_idle_blas_threads()
     from infersim.roofline.errors import SpecError
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader gone (| head) is seen here, not at exit
+        return code
+    except BrokenPipeError:  # the reader left: stop quietly, as Python's documentation on SIGPIPE does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush finds nowhere to fail
+        return 1
     except SpecError as err:
         print(f"infersim: error: {err}", file=sys.stderr)
         return 2
