@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional, Union
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
-from infersim.budget import check_memory
+from infersim.budget import RunSize, check_memory, max_steps
 from infersim.roofline.boundary import UNPRINTABLE_NAME, bound_text, load_yaml, read_text, unprintable
 from infersim.roofline.errors import SpecError, errors_in
 from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
@@ -256,7 +256,7 @@ def load_run(path: Path | str) -> tuple[Scenario, object, list]:
     path = Path(path)
     scn, base = load_scenario(path)
     with errors_in(path.name):
-        check_memory(_request_count(scn.workload, base), _replica_count(scn.cluster))
+        check_memory(RunSize(_request_count(scn.workload, base), _replica_count(scn.cluster)))  # before sampling
         cfg, requests = build_run(scn, base)
     return scn, cfg, requests
 
@@ -277,13 +277,13 @@ def _replica_count(cluster: ClusterSection) -> int:
 
 
 def build_run(scn: Scenario, base: Path):
-    """(RunConfig, requests) for the simulator."""
+    """(RunConfig, requests) for the simulator; a run too large for this machine's memory is refused first."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
     from infersim.roofline.hardware import Link
     from infersim.sim.cluster import Colocated, Disaggregated
     from infersim.sim.metrics import Slo
     from infersim.sim.replica import EngineOverhead
-    from infersim.sim.run import KVCacheSpec, RunConfig, check_config
+    from infersim.sim.run import KVCacheSpec, RunConfig, check_config, requests_from
     from infersim.sim.schedulers import SchedulerLimits
 
     model = get_model(scn.model, base)
@@ -318,7 +318,14 @@ def build_run(scn: Scenario, base: Path):
         cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s))
     check_config(cfg)
     _check_swap_space(cfg, s.preemption, kv)
-    return cfg, build_requests(scn.workload, scn.seed, base)
+    w = scn.workload
+    workload, prefix_id = build_workload(w, scn.seed, base)
+    steps = max_steps(workload.prompt_tokens, workload.output_tokens, min(s.chunk_tokens, s.max_num_batched_tokens),
+                      max_model_len)
+    check_memory(RunSize(len(workload), _replica_count(c), steps, len(workload) * w.num_seqs),
+                 lengths_field=_lengths_field(w))
+    return cfg, requests_from(workload, w.num_seqs, prefix_id=prefix_id,
+                              prefix_tokens=w.shared_prefix.tokens if w.shared_prefix else 0)
 
 
 def _check_swap_space(cfg, preemption: str, kv: KVCacheSection) -> None:
@@ -338,8 +345,15 @@ def _lengths(spec, count: int, rng) -> np.ndarray:
                           std=spec.std, zipf_a=spec.zipf_a, max_tokens=spec.max_tokens)
 
 
-def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
-    from infersim.sim.run import requests_from
+def _lengths_field(w: WorkloadSection) -> str:
+    """The key where the workload's lengths come from."""
+    return ("workload.trace.path" if w.trace is not None else "workload.lengths_file" if w.lengths_file is not None
+            else "workload.output_tokens")
+
+
+def build_workload(w: WorkloadSection, seed: int, base: Path):
+    """The requests' arrivals and lengths (shared prefixes included), and each one's prefix group (-1 for
+    none; None without shared prefixes)."""
     from infersim.sim.workload import Workload, arrival_times, read_lengths, read_trace
 
     rng = np.random.default_rng(seed)
@@ -355,12 +369,11 @@ def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
         else:
             prompt, output = _lengths(w.prompt_tokens, n, rng), _lengths(w.output_tokens, n, rng)
         workload = Workload(arrivals, prompt, output)
-    prefix_id = prefix_tokens = None
+    prefix_id = None
     if w.shared_prefix is not None:
         n = len(workload)
         groups = rng.integers(0, w.shared_prefix.groups, n)
         prefix_id = np.where(rng.random(n) < w.shared_prefix.fraction, groups, -1)
-        prefix_tokens = w.shared_prefix.tokens
-        workload = Workload(workload.arrival_s, np.where(prefix_id >= 0, workload.prompt_tokens + prefix_tokens,
-                                                         workload.prompt_tokens), workload.output_tokens)
-    return requests_from(workload, w.num_seqs, prefix_id=prefix_id, prefix_tokens=prefix_tokens or 0)
+        prompt = np.where(prefix_id >= 0, workload.prompt_tokens + w.shared_prefix.tokens, workload.prompt_tokens)
+        workload = Workload(workload.arrival_s, prompt, workload.output_tokens)
+    return workload, prefix_id
