@@ -266,6 +266,15 @@ def test_a_bad_value_is_quoted_within_one_line(value, quoted):
     assert excerpt(value) == quoted
 
 
+def refusal(folder: Path, name: str, text: str, load) -> str:
+    """The line `load` refuses the file `name` holding `text` with."""
+    path = folder / name
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load(path)
+    return str(info.value)
+
+
 HUGE = "1" + "0" * 5000  # more digits than Python converts to an int (4,300)
 
 
@@ -285,11 +294,7 @@ HUGE = "1" + "0" * 5000  # more digits than Python converts to an int (4,300)
      "t.jsonl:1: prompt_tokens: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
 ], ids=["yaml-int", "yaml-text", "yaml-float-field", "hardware", "config.json", "jsonl"])
 def test_a_number_of_5001_digits_is_refused_by_its_length(tmp_path, name, text, load, message):
-    path = tmp_path / name
-    path.write_text(text)
-    with pytest.raises(SpecError) as info:
-        load(path)
-    assert str(info.value) == message
+    assert refusal(tmp_path, name, text, load) == message
 
 
 @pytest.mark.parametrize("name, text, load, message", [
@@ -307,11 +312,7 @@ def test_a_number_of_5001_digits_is_refused_by_its_length(tmp_path, name, text, 
      "hw.yaml: peak_flops_per_s.bf16: is the fp16 peak under another name; give fp16 or bf16, not both"),
 ], ids=["csv-trace", "jsonl-trace", "config.json", "profile", "hardware-bf16"])
 def test_a_column_or_key_given_twice_is_refused_not_the_last_one_kept(tmp_path, name, text, load, message):
-    path = tmp_path / name
-    path.write_text(text)
-    with pytest.raises(SpecError) as info:
-        load(path)
-    assert str(info.value) == message
+    assert refusal(tmp_path, name, text, load) == message
 
 
 def test_a_yaml_merge_key_merges_and_a_key_beside_it_overrides(tmp_path):
@@ -346,11 +347,7 @@ def test_a_yaml_merge_key_merges_and_a_key_beside_it_overrides(tmp_path):
      "s.yaml: workload.lengths_file: must name a file (it is empty), got ''"),
 ], ids=["control-name", "surrogate-name", "control-description", "config-name", "hardware-name", "empty-path"])
 def test_a_name_that_would_not_print_as_itself_or_an_empty_path_is_refused(tmp_path, name, text, load, message):
-    path = tmp_path / name
-    path.write_text(text)
-    with pytest.raises(SpecError) as info:
-        load(path)
-    assert str(info.value) == message
+    assert refusal(tmp_path, name, text, load) == message
 
 
 def test_a_description_may_hold_lines(tmp_path):
