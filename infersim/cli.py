@@ -3,17 +3,32 @@ and a machine without the simulator's dependencies can still run the roofline an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+
+
+def _quoted(text: str) -> str:
+    """A flag's bad value as an error quotes it (at most a line's worth)."""
+    from infersim.roofline.errors import excerpt
+    return excerpt(text)
+
+
+def _shown(path) -> str:
+    """A file name as the terminal shows it (see roofline.boundary.shown)."""
+    from infersim.roofline.boundary import shown
+    return shown(str(path))
 
 
 def _int_at_least(minimum: int, maximum: int | None = None):
     """An argparse type: an integer >= `minimum` (and <= `maximum`), refused in one line otherwise."""
     def parse(text: str) -> int:
+        from infersim.roofline.boundary import whole_number
         try:
-            value = int(text)
+            value = whole_number(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer, got {_quoted(text)}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -25,16 +40,22 @@ def _int_at_least(minimum: int, maximum: int | None = None):
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
 MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seqs
+FIT_STILL_OFF = 0.5  # a fitted profile's median GEMM error above 50% (a factor 2 too slow or 1.5 too fast): not this GPU's
+
+
+# Figure formats matplotlib writes by itself (Agg, through Pillow for the bitmaps, and its pdf, ps and svg
+# backends); pgf needs a LaTeX installation, so a run would fail at its very end.
+FIGURE_FORMATS = ("eps", "gif", "jpeg", "jpg", "pdf", "png", "ps", "raw", "rgba", "svg", "svgz", "tif", "tiff", "webp")
 
 
 def _figure_path(text: str) -> str:
-    """An argparse type: a figure file whose extension matplotlib can write, in a folder that exists."""
+    """An argparse type: a figure file whose extension matplotlib writes without LaTeX, in a folder that exists."""
     from pathlib import Path
 
     from matplotlib.backend_bases import FigureCanvasBase
-    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    formats = sorted(set(FIGURE_FORMATS) & set(FigureCanvasBase.get_supported_filetypes()))
     if Path(text).suffix.lower().lstrip(".") not in formats:
-        raise argparse.ArgumentTypeError(f"must end in one of .{', .'.join(formats)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must end in one of .{', .'.join(formats)}, got {_quoted(text)}")
     return _file_in_existing_folder(text)
 
 
@@ -42,7 +63,7 @@ def _yaml_path(text: str) -> str:
     """An argparse type: a .yaml/.yml file to write, in a folder that exists."""
     from pathlib import Path
     if Path(text).suffix.lower() not in (".yaml", ".yml"):
-        raise argparse.ArgumentTypeError(f"must end in .yaml or .yml, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must end in .yaml or .yml, got {_quoted(text)}")
     return _file_in_existing_folder(text)
 
 
@@ -50,18 +71,47 @@ def _file_in_existing_folder(text: str) -> str:
     from pathlib import Path
     path = Path(text)
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"is a folder, not a file: {text!r}")
+        raise argparse.ArgumentTypeError(f"is a folder, not a file: {_quoted(text)}")
     if not path.resolve().parent.is_dir():
-        raise argparse.ArgumentTypeError(f"its folder does not exist: {text!r}")
+        raise argparse.ArgumentTypeError(f"its folder does not exist: {_quoted(text)}")
     return text
 
 
 def _out_dir(text: str) -> str:
     """An argparse type: a folder to write into (created if missing), not an existing file."""
     from pathlib import Path
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder (it is empty)")
     if Path(text).exists() and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"is a file, not a folder: {text!r}")
+        raise argparse.ArgumentTypeError(f"is a file, not a folder: {_quoted(text)}")
     return text
+
+
+def _writable_folder(folder, flag: str, given=None) -> None:
+    """Create `folder` (and its parents) and check that a file can be written there, before the work whose
+    results go there; one line naming `flag` and what it was `given` (default: the folder) otherwise."""
+    import tempfile
+    from pathlib import Path
+
+    from infersim.roofline import SpecError
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise SpecError(flag, f"cannot be written ({err.strerror})", _shown(given or folder)) from None
+
+
+@contextlib.contextmanager
+def _named_by_flags(flags: dict):
+    """Errors about the spec fields that flags set name the flags (`--kv-bits`, not quantization.kv_bits)."""
+    from infersim.roofline import SpecError
+    try:
+        yield
+    except SpecError as err:
+        if err.field not in flags:
+            raise
+        raise SpecError(flags[err.field], err.problem, err.got, err.file) from None
 
 
 def _version() -> str:
@@ -102,6 +152,16 @@ def cmd_hardware(args) -> int:
 
 
 def cmd_roofline(args) -> int:
+    with _named_by_flags(ROOFLINE_FLAGS):
+        return _roofline(args)
+
+
+# The spec fields that `infersim roofline`'s flags set.
+ROOFLINE_FLAGS = {"quant": "--quant", "quantization": "--quant", "quantization.kv_bits": "--kv-bits",
+                  "parallelism.tensor_parallel": "--tp", "parallelism.pipeline_parallel": "--pp"}
+
+
+def _roofline(args) -> int:
     from infersim.report import si, step_table
     from infersim.roofline import (Parallelism, SpecError, StepOptions, decode_batch, get_hardware, get_model,
                                    get_quant, plan_memory, prefill_batch, step_cost)
@@ -157,7 +217,7 @@ def cmd_roofline(args) -> int:
     if args.plot:
         from infersim.plots import plot_roofline
         plot_roofline(cost, hw, args.plot, f"{model.name} on {hw.name}: {shape}", quant.gemm_dtype())
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -177,7 +237,7 @@ def cmd_compare_profile(args) -> int:
     if args.json:
         print(json.dumps(json_safe(result), indent=2, allow_nan=False))
     else:
-        print(f"{args.profile}: roofline ({hw.name}) vs measured, {model.name}")
+        print(f"{_shown(args.profile)}: roofline ({hw.name}) vs measured, {model.name}")
         print(table(["op", "infersim op", "rows", "median |err|"],
                     [[op, VIDUR_OPS[op], str(v["n"]), f"{figure(v['median_abs_err'], '.1f', 100)}%"]
                      for op, v in result["ops"].items()]))
@@ -187,18 +247,27 @@ def cmd_compare_profile(args) -> int:
     if args.plot:
         from infersim.plots import plot_profile
         plot_profile(samples, hw, args.plot, f"{model.name} on {hw.name}: roofline vs measured")
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 
 
 def cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from infersim.roofline import SpecError
+    if args.from_profile and args.device:
+        raise SpecError("--device", "does not apply with --from-profile (which fits a profile measured already; "
+                        "--hardware names its GPU)", args.device)
+    for flag, value in (("--hardware", args.hardware), ("--model", args.model)):
+        if value and not args.from_profile:
+            raise SpecError(flag, "applies with --from-profile only (--device measures the device in use)", value)
+    _writable_folder(Path(args.out).parent if args.out else Path.cwd(), "--out", args.out)
     if args.from_profile:
         import dataclasses
 
         from infersim.roofline import get_hardware
         from infersim.roofline.profile import FITTED_FACTORS, compare, fit_factors, read_profile
         if not args.hardware:
-            from infersim.roofline import SpecError
             raise SpecError("--hardware", "is required with --from-profile (the GPU the profile ran on)")
         args.profile = args.from_profile
         model, base = _profile_model(args), get_hardware(args.hardware)
@@ -214,11 +283,14 @@ def cmd_calibrate(args) -> int:
               f"{100 * after['gemm_median_abs_err']:.1f}%, p90 {100 * before['gemm_p90_abs_err']:.1f}% -> "
               f"{100 * after['gemm_p90_abs_err']:.1f}%; all ops {100 * before['all_median_abs_err']:.1f}% -> "
               f"{100 * after['all_median_abs_err']:.1f}%")
+        if after["gemm_median_abs_err"] > FIT_STILL_OFF:
+            print(f"warning: fitted, the GEMMs are still off by a median {100 * after['gemm_median_abs_err']:,.0f}%: "
+                  f"{_shown(args.from_profile)} does not look measured on {base.name} (check --hardware and "
+                  "--model); the spec is written all the same", file=sys.stderr)
         spec = fitted
     elif args.device == "gpu":
         from infersim.kernels.calibrate import calibrate_gpu
         from infersim.kernels.device import available
-        from infersim.roofline import SpecError
         if not available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]')")
         spec = calibrate_gpu(progress=lambda text: print(text, file=sys.stderr))
@@ -228,7 +300,7 @@ def cmd_calibrate(args) -> int:
     out = args.out or f"{spec.name}.yaml"
     with open(out, "w") as f:
         f.write(spec.to_yaml())
-    print(f"wrote {out}")
+    print(f"wrote {_shown(out)}")
     return 0
 
 
@@ -248,19 +320,21 @@ def cmd_run(args) -> int:
     from infersim.scenario import load_run
     from infersim.sim.run import simulate
     scenario, cfg, requests = load_run(args.scenario)
+    out = Path(args.out or Path("runs") / Path(args.scenario).stem)
+    _writable_folder(out, "--out")
     show = args.progress or (sys.stderr.isatty() and not args.quiet)
     with errors_in(Path(args.scenario).name):  # what the simulator finds wrong is the scenario's too
         result = simulate(cfg, requests, progress=_progress_bar if show else None)
-    out = Path(args.out or Path("runs") / Path(args.scenario).stem)
+    name = scenario.name or _shown(Path(args.scenario).stem)
     paths = write_run(result, out)
     if not args.no_plot:
         from infersim.plots import plot_run
         paths["plot"] = out / "run.png"
-        plot_run(result, paths["plot"], scenario.name or Path(args.scenario).stem)
+        plot_run(result, paths["plot"], name)
     if not args.quiet:
         p = cfg.options.parallel
         quant = scenario.quantization if isinstance(scenario.quantization, str) else scenario.quantization.preset
-        print(f"{scenario.name or Path(args.scenario).stem}: {cfg.model.name} on {cfg.hardware.name} "
+        print(f"{name}: {cfg.model.name} on {cfg.hardware.name} "
               f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {cfg.scheduler} "
               f"scheduler, {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.kv_cache.block_size_tokens} tokens "
               f"per replica, {len(requests):,} requests")
@@ -269,8 +343,18 @@ def cmd_run(args) -> int:
         if rejected:
             print(f"warning: {len(rejected)} of {len(requests)} requests rejected, e.g. request {rejected[0].id}: "
                   f"{rejected[0].reject_reason} (requests.csv lists each reason)")
-        print("wrote " + ", ".join(str(v) for v in paths.values()))
+        print("wrote " + ", ".join(_shown(v) for v in paths.values()))
     return 0
+
+
+def _validating_hardware(name: str):
+    """`--hardware` for `infersim validate`: its spec needs the fp32 peak, at which the kernels compute."""
+    from infersim.roofline import SpecError, get_hardware
+    hw = get_hardware(name, field="--hardware")
+    if "fp32" not in hw.peak_flops_per_s:
+        raise SpecError("--hardware", f"has no fp32 tensor-core peak (peak_flops_per_s.fp32), which the validating "
+                        f"kernels compute at; it has {', '.join(sorted(hw.peak_flops_per_s))}", _shown(name))
+    return hw
 
 
 def cmd_validate(args) -> int:
@@ -283,15 +367,14 @@ def cmd_validate(args) -> int:
     from infersim.report import table
     from infersim.roofline import SpecError, get_hardware
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    hw = _validating_hardware(args.hardware) if args.hardware else None
+    _writable_folder(out, "--out")
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     if args.device == "cpu":
         import numpy as xp
 
         from infersim.kernels.measure import interleaved_median_times_s
-        if args.hardware:
-            hw = get_hardware(args.hardware)
-        else:
+        if hw is None:
             from infersim.kernels.calibrate import calibrate_host
             say("no --hardware given: calibrating this CPU first (infersim calibrate --out F.yaml saves it)")
             hw = calibrate_host(progress=say)
@@ -302,7 +385,7 @@ def cmd_validate(args) -> int:
         if not device.available():
             raise SpecError("--device gpu", "needs CuPy and a CUDA GPU (pip install 'infersim[gpu]'); "
                             "use --device cpu here")
-        hw = get_hardware(args.hardware or device.registry_name())
+        hw = hw or get_hardware(device.registry_name())
         xp = device.require()
         from infersim.kernels.measure import gpu_median_time_s
 
@@ -330,7 +413,7 @@ def cmd_validate(args) -> int:
         print()
         print(table(["quantization scheme (activations with outlier channels)", "relative output error"],
                     [[k, f"{v:.4f}"] for k, v in quant_errors.items()]))
-        print("wrote " + ", ".join(str(p) for p in [out / "validation.csv", out / "summary.json", *plots]))
+        print("wrote " + ", ".join(_shown(p) for p in [out / "validation.csv", out / "summary.json", *plots]))
     return 0
 
 
@@ -367,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prompt", type=_positive_int, default=1024, help="prefill: prompt tokens (default 1024)")
     r.add_argument("--quant", default="fp16", help="fp16, w8a16, w4a16, w3a16, w2a16, nf4, w8a8, w8a8-naive, "
                    "llm-int8, fp8, sparse-2:4 (default fp16)")
-    r.add_argument("--kv-bits", type=int, default=None, help="KV-cache bits: 16, 8 or 4")
+    r.add_argument("--kv-bits", type=_positive_int, default=None, help="KV-cache bits: 16, 8 or 4")
     r.add_argument("--no-flash", action="store_true", help="materialise attention scores (no FlashAttention)")
     r.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel GPUs")
     r.add_argument("--pp", type=_positive_int, default=1, help="pipeline-parallel stages")
@@ -397,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("calibrate", help="measure this machine, or fit efficiency factors to a profile; "
                        "writes a hardware YAML")
-    k.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+    k.add_argument("--device", choices=("cpu", "gpu"),
                    help="measure this CPU (default) or the GPU in use (its registry entry with measured factors)")
     k.add_argument("--from-profile", metavar="FILE.csv", help="fit the efficiency factors to a Vidur profile")
     k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on")
@@ -414,7 +497,12 @@ def main(argv=None) -> int:
         quiet_idle_blas_threads()
     from infersim.roofline.errors import SpecError
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader gone (| head) is seen here, not at exit
+        return code
+    except BrokenPipeError:  # the reader left: stop quietly, as Python's documentation on SIGPIPE does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush finds nowhere to fail
+        return 1
     except SpecError as err:
         print(f"infersim: error: {err}", file=sys.stderr)
         return 2

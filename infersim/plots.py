@@ -1,4 +1,5 @@
-"""Figures: the roofline chart of a step's ops, and predicted vs measured times of a profile."""
+"""Figures: the roofline chart of a step's ops, and predicted vs measured times of a profile. Titles carry
+names users wrote, so they are drawn as plain text (`parse_math=False`: a `$` starts no TeX formula)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,7 +40,7 @@ def plot_roofline(cost, hw, path: Path | str, title: str, dtype: str = "fp16") -
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("attained FLOP/s")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, parse_math=False)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
@@ -63,7 +64,7 @@ def plot_profile(samples: dict, hw, path: Path | str, title: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("measured (ms)")
     ax.set_ylabel("roofline prediction (ms)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, parse_math=False)
     ax.legend(fontsize=7, markerscale=2, ncol=2)
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
@@ -96,7 +97,7 @@ def plot_run(result, path: Path | str, title: str) -> None:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no request completed", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle(title)
+    fig.suptitle(title, parse_math=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -120,7 +121,8 @@ def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Pat
         sel = [r for r in rows if r["kernel"] == kernel]
         ax.scatter([r["predicted_s"] for r in sel], [r["measured_s"] for r in sel], s=24, label=kernel,
                    marker="osD^v<>p"[i % 8])
-    ax.set(xscale="log", yscale="log", xlabel="roofline prediction (s)", ylabel="measured (s)", title=title)
+    ax.set(xscale="log", yscale="log", xlabel="roofline prediction (s)", ylabel="measured (s)")
+    ax.set_title(title, parse_math=False)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths[0], dpi=110)
@@ -140,8 +142,8 @@ def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Pat
         sel = [r for r in rows if r["kernel"] == kernel]
         ax.scatter([r["flops"] / r["bytes"] for r in sel], [r["achieved_flops_per_s"] for r in sel], s=24,
                    label=kernel, marker="osD^v<>p"[i % 8])
-    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s",
-           title=f"kernels on the roofline of {hw.name}")
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s")
+    ax.set_title(f"kernels on the roofline of {hw.name}", parse_math=False)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths[1], dpi=110)

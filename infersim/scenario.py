@@ -10,17 +10,18 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
-from infersim.budget import check_memory
-from infersim.roofline.boundary import load_yaml, read_text
+from infersim.budget import RunSize, check_memory, max_steps
+from infersim.roofline.boundary import UNPRINTABLE_NAME, bound_text, load_yaml, read_text, unprintable
 from infersim.roofline.errors import SpecError, errors_in
-from infersim.roofline.models import MAX_CONTEXT_TOKENS
+from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
 from infersim.schema import YamlFloat, YamlInt, spec_error
 
 Positive = Field(gt=0)
 Tokens = Annotated[YamlInt, Field(ge=1, le=MAX_CONTEXT_TOKENS)]
 MAX_REPLICAS = 10_000  # a cluster of more model replicas than this is not a deployment anyone plans
+MAX_REQUESTS = 10 ** 9  # far above what fits in memory (infersim/budget.py refuses it with the estimate)
 DEFAULT_REQUESTS = 1000
 
 
@@ -29,8 +30,8 @@ class _Section(BaseModel):
 
 
 class ParallelismSection(_Section):
-    tensor_parallel: YamlInt = Field(1, ge=1)
-    pipeline_parallel: YamlInt = Field(1, ge=1)
+    tensor_parallel: YamlInt = Field(1, ge=1, le=MAX_MODEL_SIZE)  # it divides the heads, as pp the layers
+    pipeline_parallel: YamlInt = Field(1, ge=1, le=MAX_MODEL_SIZE)
 
 
 class QuantizationSection(_Section):
@@ -109,22 +110,46 @@ class LengthSection(_Section):
 
     @model_validator(mode="after")
     def _complete(self):
-        needs = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
-                 "lognormal": ("mean", "std"), "zipf": ("value",)}[self.kind]
+        needs, optional, clipped = _LENGTH_KEYS[self.kind]
         for key in needs:
             if key not in self.model_fields_set:
                 raise ValueError(f"kind {self.kind} needs {' and '.join(needs)}")
+        stray = sorted(self.model_fields_set - {"kind", *needs, *optional})
+        if stray:
+            raise ValueError(f"{stray[0]} does not apply to kind {self.kind} (it takes "
+                             f"{', '.join((*needs, *optional))})")
         if self.kind == "fixed" and self.value < 1:
             raise ValueError("value must be >= 1")
         if self.kind == "uniform" and self.high < self.low:
             raise ValueError(f"high must be >= low={self.low}")
         if self.kind == "lognormal" and self.mean < 1:
             raise ValueError("mean must be >= 1 token")
+        if clipped and self.max_tokens < getattr(self, clipped):
+            raise ValueError(f"max_tokens={bound_text(self.max_tokens)} is below {clipped}="
+                             f"{bound_text(getattr(self, clipped))}, so lengths would pile up at max_tokens; raise "
+                             f"max_tokens or lower {clipped}")
         return self
 
 
+# kind -> (keys it needs, keys it may take, the key max_tokens must not be below: clipping more would
+# change the distribution rather than trim its tail)
+_LENGTH_KEYS = {"fixed": (("value",), (), None), "uniform": (("low", "high"), ("max_tokens",), "high"),
+                "normal": (("mean", "std"), ("max_tokens",), "mean"),
+                "lognormal": (("mean", "std"), ("max_tokens",), "mean"),
+                "zipf": (("value",), ("zipf_a", "max_tokens"), "value")}
+
+
+def _a_path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must name a file (it is empty)")
+    return value
+
+
+FilePath = Annotated[str, AfterValidator(_a_path)]
+
+
 class TraceSection(_Section):
-    path: str
+    path: FilePath
     rate_scale: YamlFloat = Field(1.0, gt=0)
 
 
@@ -135,19 +160,21 @@ class SharedPrefixSection(_Section):
 
 
 class WorkloadSection(_Section):
-    num_requests: Optional[YamlInt] = Field(None, ge=1, description="default: 1000, or the whole trace")
+    num_requests: Optional[YamlInt] = Field(None, ge=1, le=MAX_REQUESTS,
+                                            description="default: 1000, or the whole trace")
     trace: Optional[TraceSection] = None
     arrival: Optional[ArrivalSection] = None
     prompt_tokens: Optional[Union[Tokens, LengthSection]] = None
     output_tokens: Optional[Union[Tokens, LengthSection]] = None
-    lengths_file: Optional[str] = None
+    lengths_file: Optional[FilePath] = None
     num_seqs: YamlInt = Field(1, ge=1, le=1 << 16)
     shared_prefix: Optional[SharedPrefixSection] = None
 
     @model_validator(mode="after")
     def _one_source(self):
         if self.trace is not None:
-            extra = [k for k in ("arrival", "prompt_tokens", "output_tokens", "lengths_file") if getattr(self, k)]
+            extra = [k for k in ("arrival", "prompt_tokens", "output_tokens", "lengths_file")
+                     if getattr(self, k) is not None]
             if extra:
                 raise ValueError(f"a trace fixes arrivals and lengths; remove {', '.join(extra)}")
             return self
@@ -202,6 +229,13 @@ class Scenario(_Section):
     cluster: ClusterSection = ClusterSection()
     seed: YamlInt = Field(0, ge=0, lt=1 << 64)
 
+    @field_validator("name", "description")
+    @classmethod
+    def _printable(cls, text, info):
+        if text is not None and unprintable(text, lines=info.field_name == "description"):
+            raise ValueError(UNPRINTABLE_NAME)
+        return text
+
 
 def load_scenario(path: Path | str) -> tuple[Scenario, Path]:
     """The validated scenario and the folder its relative paths start from."""
@@ -222,7 +256,7 @@ def load_run(path: Path | str) -> tuple[Scenario, object, list]:
     path = Path(path)
     scn, base = load_scenario(path)
     with errors_in(path.name):
-        check_memory(_request_count(scn.workload, base), _replica_count(scn.cluster))
+        check_memory(RunSize(_request_count(scn.workload, base), _replica_count(scn.cluster)))  # before sampling
         cfg, requests = build_run(scn, base)
     return scn, cfg, requests
 
@@ -243,13 +277,13 @@ def _replica_count(cluster: ClusterSection) -> int:
 
 
 def build_run(scn: Scenario, base: Path):
-    """(RunConfig, requests) for the simulator."""
+    """(RunConfig, requests) for the simulator; a run too large for this machine's memory is refused first."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
     from infersim.roofline.hardware import Link
     from infersim.sim.cluster import Colocated, Disaggregated
     from infersim.sim.metrics import Slo
     from infersim.sim.replica import EngineOverhead
-    from infersim.sim.run import KVCacheSpec, RunConfig, check_config
+    from infersim.sim.run import KVCacheSpec, RunConfig, check_config, requests_from
     from infersim.sim.schedulers import SchedulerLimits
 
     model = get_model(scn.model, base)
@@ -283,7 +317,24 @@ def build_run(scn: Scenario, base: Path):
         overhead=EngineOverhead(scn.engine.overhead_fixed_s, scn.engine.overhead_per_seq_s),
         cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s))
     check_config(cfg)
-    return cfg, build_requests(scn.workload, scn.seed, base)
+    _check_swap_space(cfg, s.preemption, kv)
+    w = scn.workload
+    workload, prefix_id = build_workload(w, scn.seed, base)
+    steps = max_steps(workload.prompt_tokens, workload.output_tokens, min(s.chunk_tokens, s.max_num_batched_tokens),
+                      max_model_len)
+    check_memory(RunSize(len(workload), _replica_count(c), steps, len(workload) * w.num_seqs),
+                 lengths_field=_lengths_field(w))
+    return cfg, requests_from(workload, w.num_seqs, prefix_id=prefix_id,
+                              prefix_tokens=w.shared_prefix.tokens if w.shared_prefix else 0)
+
+
+def _check_swap_space(cfg, preemption: str, kv: KVCacheSection) -> None:
+    """Swap preemption needs host memory for at least one KV block (the simulator would recompute instead)."""
+    from infersim.roofline.memory import kv_bytes_per_token_per_gpu
+    block_gib = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel) * kv.block_size / 2 ** 30
+    if preemption == "swap" and kv.swap_space_gib < block_gib:
+        raise SpecError("kv_cache.swap_space_gib", f"holds no KV block ({block_gib:.3g} GiB each here) for "
+                        "scheduler.preemption swap; give swap space or use preemption: recompute", kv.swap_space_gib)
 
 
 def _lengths(spec, count: int, rng) -> np.ndarray:
@@ -294,8 +345,15 @@ def _lengths(spec, count: int, rng) -> np.ndarray:
                           std=spec.std, zipf_a=spec.zipf_a, max_tokens=spec.max_tokens)
 
 
-def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
-    from infersim.sim.run import requests_from
+def _lengths_field(w: WorkloadSection) -> str:
+    """The key where the workload's lengths come from."""
+    return ("workload.trace.path" if w.trace is not None else "workload.lengths_file" if w.lengths_file is not None
+            else "workload.output_tokens")
+
+
+def build_workload(w: WorkloadSection, seed: int, base: Path):
+    """The requests' arrivals and lengths (shared prefixes included), and each one's prefix group (-1 for
+    none; None without shared prefixes)."""
     from infersim.sim.workload import Workload, arrival_times, read_lengths, read_trace
 
     rng = np.random.default_rng(seed)
@@ -304,19 +362,18 @@ def build_requests(w: WorkloadSection, seed: int, base: Path) -> list:
     else:
         n = w.num_requests or DEFAULT_REQUESTS
         arrivals = arrival_times(w.arrival.process, w.arrival.rate_per_s, n, rng, w.arrival.cv)
-        if w.lengths_file:
+        if w.lengths_file is not None:
             prompts, outputs = read_lengths(base / w.lengths_file)
             rows = rng.integers(0, len(prompts), n)
             prompt, output = prompts[rows], outputs[rows]
         else:
             prompt, output = _lengths(w.prompt_tokens, n, rng), _lengths(w.output_tokens, n, rng)
         workload = Workload(arrivals, prompt, output)
-    prefix_id = prefix_tokens = None
+    prefix_id = None
     if w.shared_prefix is not None:
         n = len(workload)
         groups = rng.integers(0, w.shared_prefix.groups, n)
         prefix_id = np.where(rng.random(n) < w.shared_prefix.fraction, groups, -1)
-        prefix_tokens = w.shared_prefix.tokens
-        workload = Workload(workload.arrival_s, np.where(prefix_id >= 0, workload.prompt_tokens + prefix_tokens,
-                                                         workload.prompt_tokens), workload.output_tokens)
-    return requests_from(workload, w.num_seqs, prefix_id=prefix_id, prefix_tokens=prefix_tokens or 0)
+        prompt = np.where(prefix_id >= 0, workload.prompt_tokens + w.shared_prefix.tokens, workload.prompt_tokens)
+        workload = Workload(workload.arrival_s, prompt, workload.output_tokens)
+    return workload, prefix_id

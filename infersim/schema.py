@@ -3,20 +3,23 @@ one line naming the key path, the value and what is allowed."""
 from __future__ import annotations
 
 import re
+import sys
 from typing import Annotated
 
 from pydantic import BeforeValidator, ValidationError
 
-from infersim.roofline.boundary import bound_text
+from infersim.roofline.boundary import bound_text, whole_number
 from infersim.roofline.errors import SpecError
 
+
 def number_from_text(value):
-    """YAML 1.1 reads `37.4e12` (no dot, no signed exponent) as text: such text is the number it spells.
-    true/false are not numbers (Python would take them as 1 and 0)."""
+    """YAML 1.1 reads `37.4e12` (no dot, no signed exponent) as text: such text is the number it spells
+    (a whole one of any length: see `whole_number`). true/false are not numbers (Python would take them as
+    1 and 0)."""
     if isinstance(value, bool):
         raise ValueError("must be a number, not true/false")
     if isinstance(value, str):
-        for parse in (int, float):
+        for parse in (whole_number, float):
             try:
                 return parse(value.strip())
             except ValueError:
@@ -24,8 +27,16 @@ def number_from_text(value):
     return value
 
 
+def float_from_text(value):
+    """A number as `number_from_text` reads it; a whole number beyond a float's range is not finite."""
+    value = number_from_text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        raise ValueError("must be a finite number")
+    return value
+
+
 # Number fields of YAML files; models using them set allow_inf_nan=False, so every float is finite.
-YamlFloat = Annotated[float, BeforeValidator(number_from_text)]
+YamlFloat = Annotated[float, BeforeValidator(float_from_text)]
 YamlInt = Annotated[int, BeforeValidator(number_from_text)]
 
 

@@ -11,12 +11,14 @@ import io
 import json
 import math
 import os
+import re
+import unicodedata
 from pathlib import Path
 from typing import Iterator
 
 import yaml
 
-from .errors import SpecError
+from .errors import HugeNumber, SpecError
 
 
 def _file_problem(path: Path) -> str | None:
@@ -50,25 +52,65 @@ def read_text(path: Path, field: str) -> str:
                         "save it as UTF-8", file=path.name) from None
 
 
+MAX_DIGITS = 4300  # Python converts no longer number (int_max_str_digits): such a number is described instead
+_WHOLE = re.compile(r"\s*([+-]?)0*([0-9]+)\s*")
+
+
+def whole_number(text: str) -> int:
+    """int(text), except that a number written with more than MAX_DIGITS digits is a HugeNumber (beyond
+    any field's range, and quoted as "a 5001-digit number") rather than Python's ValueError."""
+    match = _WHOLE.fullmatch(text)
+    if match and len(match[2]) > MAX_DIGITS:
+        return HugeNumber(len(match[2]), match[1] == "-")
+    return int(text)
+
+
 class _DuplicateKey(yaml.MarkedYAMLError):
     pass
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML silently
-    keeps the last one)."""
+    keeps the last one). Merge keys (`<<: *defaults`) merge as YAML says: a key set beside them overrides
+    the merged one, and is no duplicate."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # PyYAML's flatten_mapping (in the safe loader's construct_mapping) merges them
             key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, (str, int, float)) or key == "<<":
-                continue  # merge keys override on purpose; an unhashable key is PyYAML's own error
+            if not isinstance(key, (str, int, float)):
+                continue  # an unhashable key is PyYAML's own error
             if key in seen:
                 raise _DuplicateKey(problem=f"{key}: appears twice in one mapping; keep one",
                                     problem_mark=key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node).replace("_", "")
+        if text.lstrip("+-").isdigit() and not text.lstrip("+-").startswith("0"):  # decimal, not octal
+            return whole_number(text)
+        return super().construct_yaml_int(node)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+
+
+def parse_json(text: str):
+    """JSON text's data, whole numbers of any length included (see `whole_number`); a key given twice in
+    one object is a SpecError naming it (json.loads would keep the last)."""
+    return json.loads(text, parse_int=whole_number, object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list) -> dict:
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise SpecError(twice, "appears twice in one object; keep one")
+    return data
 
 
 def load_yaml(path: Path, field: str):
@@ -91,6 +133,25 @@ def bound_text(value) -> str:
     """A bound as a reader writes it: 16,777,216 rather than 1.67772e+07; 0.01; 1e-06."""
     whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15)
     return f"{int(value):,}" if whole else f"{value:g}"
+
+
+# What infersim prints must print as itself. A name inside a file (a scenario's, a model's, a GPU's) that
+# holds a control character (ESC would restyle the terminal, a newline forge a line) or a lone surrogate
+# (which no encoding writes) is refused where it is read; a file's own name, which the user's system chose,
+# is shown with such characters escaped.
+_UNPRINTABLE = ("Cc", "Cs")
+UNPRINTABLE_NAME = "must be printable text (no control characters or lone surrogates)"
+
+
+def unprintable(text: str, lines: bool = False) -> bool:
+    """Whether `text` holds a control character (besides line breaks and tabs if `lines`, as a description
+    may) or a lone surrogate."""
+    return any(unicodedata.category(c) in _UNPRINTABLE and not (lines and c in "\n\t") for c in text)
+
+
+def shown(name: str) -> str:
+    """A file's name as infersim prints it: control characters and undecodable bytes escaped."""
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in _UNPRINTABLE else c for c in name)
 
 
 def registry_or_file(field: str, text, registry: dict, what: str, file_kind: str, suffixes: tuple,
@@ -136,10 +197,12 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
             continue
         where = f"{path.name}:{line_no}"
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except (json.JSONDecodeError, RecursionError) as err:
             raise SpecError("", f"is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})",
                             line.strip()[:40], file=where) from None
+        except SpecError as err:
+            raise err.in_file(where) from None
         if not isinstance(row, dict):
             raise SpecError("", "must be a JSON object of columns, e.g. {\"prompt_tokens\": 10, ...}",
                             row, file=where)
@@ -149,6 +212,9 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
+        twice = [name for i, name in enumerate(reader.fieldnames or ()) if name and name in reader.fieldnames[:i]]
+        if twice:  # DictReader would keep the last column of the name
+            raise SpecError(twice[0], "appears twice in the header; keep one", file=f"{path.name}:{reader.line_num}")
         for row in reader:
             where = f"{path.name}:{reader.line_num}"
             if None in row:

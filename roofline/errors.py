@@ -6,6 +6,82 @@ import numbers
 from contextlib import contextmanager
 
 _MAX_GOT_CHARS = 80  # a bad value is quoted, not dumped: the message stays one readable line
+_CONTAINERS = ((dict, "mapping", "key"), (list, "list", "item"), (tuple, "list", "item"), (set, "set", "item"),
+               (frozenset, "set", "item"))
+
+
+class HugeNumber(int):
+    """A whole number written with more digits than Python converts (4,300): held as +-10^4300, beyond the
+    range of every field, and quoted by how many digits it was written with."""
+
+    def __new__(cls, digits: int, negative: bool = False):
+        number = super().__new__(cls, -10 ** 4300 if negative else 10 ** 4300)
+        number.digits = digits
+        return number
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit {'negative ' if self < 0 else ''}number"
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    __str__ = __repr__
+
+
+def excerpt(value, limit: int = _MAX_GOT_CHARS) -> str:
+    """`value` as an error quotes it: its repr, cut to `limit` characters. The excerpt costs no more than
+    itself to build, however large the value (a YAML alias bomb expands to 10^9 items, Python refuses to
+    print a 5,000-digit number): a number too long to show is "a 5001-digit number", a container "a list of
+    10 items"."""
+    if isinstance(value, HugeNumber):
+        return repr(value)
+    if isinstance(value, str):
+        quoted = repr(value[:limit])
+    else:
+        shown = _bounded_repr(value, limit)
+        if shown is not None:
+            return shown
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"a {decimal_digits(value)}-digit number"
+        for cls, kind, item in _CONTAINERS:
+            if isinstance(value, cls):
+                return f"a {kind} of {len(value)} {item}{'' if len(value) == 1 else 's'}"
+        quoted = repr(value)
+    return quoted if len(quoted) <= limit else quoted[:limit - 3] + "..."
+
+
+def _bounded_repr(value, budget: int) -> str | None:
+    """repr(value) if it takes at most `budget` characters, else None; never built further than that."""
+    if isinstance(value, (dict, list, tuple)) or (isinstance(value, (set, frozenset)) and value):
+        pairs = value.items() if isinstance(value, dict) else ((item,) for item in value)
+        parts, used = [], 2
+        for pair in pairs:
+            shown = [_bounded_repr(part, budget - used) for part in pair]
+            if None in shown or used > budget:
+                return None
+            parts.append(": ".join(shown))
+            used += len(parts[-1]) + 2
+        text = ", ".join(parts) + ("," if isinstance(value, tuple) and len(parts) == 1 else "")
+        opening, closing = {list: "[]", tuple: "()"}.get(type(value), "{}")
+        shown = opening + text + closing
+    elif isinstance(value, int) and not isinstance(value, bool) and decimal_digits(value) > budget:
+        return None
+    elif isinstance(value, str) and len(value) > budget:
+        return None
+    else:
+        shown = repr(value)
+    return shown if len(shown) <= budget else None
+
+
+def decimal_digits(n: int) -> int:
+    """Decimal digits of |n|, without printing n (Python refuses to print more than 4,300 digits)."""
+    n = abs(n)
+    digits = max(1, int(n.bit_length() * 0.30102999566398120))  # log10(2): within one of the answer
+    while 10 ** digits <= n:
+        digits += 1
+    while digits > 1 and 10 ** (digits - 1) > n:
+        digits -= 1
+    return digits
 
 
 class SpecError(ValueError):
@@ -18,8 +94,7 @@ class SpecError(ValueError):
         where = ": ".join(part for part in (file, field) if part)
         text = f"{where}: {problem}" if where else problem
         if got is not None:
-            quoted = repr(got)
-            text += ", got " + (quoted if len(quoted) <= _MAX_GOT_CHARS else quoted[:_MAX_GOT_CHARS - 3] + "...")
+            text += ", got " + excerpt(got)
         self.text = text.replace("\r", "\\r").replace("\n", "\\n")
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .boundary import load_yaml, number, registry_or_file
+from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unprintable
 from .errors import SpecError, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -232,6 +232,8 @@ def _file_value(origin: str, field: str, value):
     if field in ("name", "source"):
         if not isinstance(value, str) or (field == "name" and not value.strip()):
             raise SpecError(field, "must be text" + (" (not empty)" if field == "name" else ""), value, file=origin)
+        if unprintable(value, lines=field == "source"):
+            raise SpecError(field, UNPRINTABLE_NAME, value, file=origin)
         return value
     if field == "sparse_tensor_cores":
         if not isinstance(value, bool):
@@ -256,6 +258,9 @@ def _peaks(origin: str, value) -> dict:
     unknown = sorted(str(k) for k in value if k not in DTYPES)
     if unknown:
         raise SpecError(f"peak_flops_per_s.{unknown[0]}", f"unknown dtype; allowed: {', '.join(DTYPES)}",
+                        file=origin)
+    if "fp16" in value and "bf16" in value:  # bf16 runs at the fp16 rate: the spec keeps one peak for both
+        raise SpecError("peak_flops_per_s.bf16", "is the fp16 peak under another name; give fp16 or bf16, not both",
                         file=origin)
     if "fp16" not in value and "bf16" not in value:
         raise SpecError("peak_flops_per_s", "needs fp16 (or bf16): the dense tensor-core peak every model uses",

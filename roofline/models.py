@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .boundary import number_cell, read_text, registry_or_file
+from .boundary import UNPRINTABLE_NAME, number_cell, parse_json, read_text, registry_or_file, shown, unprintable
 from .errors import SpecError, require_choice, require_count
 
 FFN_KINDS = ("swiglu", "gelu")
@@ -264,18 +264,22 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     """Read a Hugging Face config.json (model_type llama, mistral, qwen, qwen2, mixtral, gpt2 or opt)."""
     path = Path(path)
     try:
-        cfg = json.loads(read_text(path, "model"))
+        cfg = parse_json(read_text(path, "model"))
     except json.JSONDecodeError as err:
         raise SpecError("", f"is not valid JSON ({err.msg} at line {err.lineno})", file=path.name) from None
     except RecursionError:
         raise SpecError("", "is nested too deeply to be a config", file=path.name) from None
+    except SpecError as err:
+        raise err.in_file(path.name) from None
     if not isinstance(cfg, dict):
         raise SpecError("", "must hold a JSON object", file=path.name)
     kind = cfg.get("model_type")
     if not isinstance(kind, str) or kind not in _CONFIG_READERS:
         raise SpecError("model_type", f"unsupported; allowed: {', '.join(_CONFIG_READERS)}", kind, file=path.name)
     named = cfg.get("_name_or_path")
-    name = named if isinstance(named, str) and named else path.parent.name or path.stem
+    if isinstance(named, str) and unprintable(named):
+        raise SpecError("_name_or_path", UNPRINTABLE_NAME, named, file=path.name)
+    name = named if isinstance(named, str) and named else shown(path.parent.name or path.stem)
     try:
         return ModelSpec(name=name, **_CONFIG_READERS[kind](cfg, path, kind))
     except SpecError as err:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from .boundary import number_cell, read_rows
+from .boundary import number_cell, read_rows, shown
 from .errors import SpecError
 from .hardware import HardwareSpec
 from .models import MAX_MODEL_SIZE, ModelSpec
@@ -28,6 +28,7 @@ VIDUR_OPS = {
 GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
 _SHAPE_COLUMNS = {"n_head": "num_heads", "n_kv_head": "num_kv_heads", "n_embd": "hidden_size",
                   "n_expanded_embd": "ffn_size"}
+_PROFILE_SHAPE = (*_SHAPE_COLUMNS, "vocab_size", "use_gated_mlp")  # the same in every row of a profile
 FITTED_FACTORS = ("compute_efficiency", "memory_efficiency", "launch_overhead_s", "overlap_exponent",
                   "vector_bandwidth_efficiency")
 
@@ -57,6 +58,12 @@ def _count(row: dict, column: str, where: str) -> int:
     return int(number_cell(row, column, where, whole=True, minimum=1, maximum=MAX_MODEL_SIZE))
 
 
+def _shape(row: dict, where: str) -> dict:
+    """The profiled model's shape columns that the profile has, as one row gives them."""
+    return {column: row[column] if column == "use_gated_mlp" else _count(row, column, where)
+            for column in _PROFILE_SHAPE if column in row}
+
+
 def model_from_profile(path: Path | str) -> ModelSpec:
     """The layer shape a profile was measured on, from its n_head, n_kv_head, n_embd, ... columns."""
     path = Path(path)
@@ -73,7 +80,7 @@ def model_from_profile(path: Path | str) -> ModelSpec:
     gated = row.get("use_gated_mlp", "True")
     if gated not in ("True", "False"):
         raise SpecError("use_gated_mlp", "must be True or False", gated, file=where)
-    return ModelSpec(name=path.stem, num_layers=1, hidden_size=d, num_heads=heads, num_kv_heads=kv, head_dim=d // heads,
+    return ModelSpec(name=shown(path.stem), num_layers=1, hidden_size=d, num_heads=heads, num_kv_heads=kv, head_dim=d // heads,
                      ffn_size=_count(row, "n_expanded_embd", where), vocab_size=_count(row, "vocab_size", where),
                      max_context_tokens=2**20, ffn_kind="swiglu" if gated == "True" else "gelu")
 
@@ -100,8 +107,9 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
     missing = [c for c in needed if c not in first]
     if missing:
         raise SpecError(missing[0], "missing column; not a Vidur linear-ops profile", file=path.name)
+    shape = _shape(first, first_where)
     for column, attr in _SHAPE_COLUMNS.items():
-        if column in first and _count(first, column, first_where) != getattr(model, attr):
+        if column in shape and shape[column] != getattr(model, attr):
             raise SpecError("model", f"{path.name} profiles {column}={first[column]} but {model.name} has "
                             f"{attr}={getattr(model, attr)}; pass the profiled model", model.name)
     present = [op for op in VIDUR_OPS if f"time_stats.{op}.median" in first]
@@ -110,6 +118,10 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
                         file=path.name)
     table: dict[str, list] = {op: [] for op in present}
     for where, row in rows:
+        for column, value in _shape(row, where).items():
+            if value != shape[column]:
+                raise SpecError(column, f"must be the first row's {first[column]} ({first_where}): a profile "
+                                "measures one model's layers", row[column], file=where)
         by_name = _row_ops(model, row, where)
         for op in present:
             median_ms = number_cell(row, f"time_stats.{op}.median", where, minimum=_MIN_MEDIAN_MS,

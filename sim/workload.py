@@ -4,13 +4,14 @@ Arrivals: Poisson (exponential gaps), Gamma gaps with a coefficient of variation
 Poisson, cv < 1 smoother; cv = 1 is Poisson) or a constant rate. Lengths: fixed, uniform, normal,
 lognormal (given the mean and standard deviation of the tokens themselves), Zipf, or rows sampled from a
 lengths file. Traces: CSV or JSONL with `arrival_time_s, prompt_tokens, output_tokens`, the Azure LLM
-inference trace (`TIMESTAMP, ContextTokens, GeneratedTokens`) and Vidur's processed traces (`arrived_at,
+inference trace (`TIMESTAMP, ContextTokens, GeneratedTokens`; timestamps without a zone are UTC) and Vidur's processed traces (`arrived_at,
 num_prefill_tokens, num_decode_tokens`). Everything is drawn from one seeded NumPy generator.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -78,26 +79,37 @@ def sample_lengths(kind: str, count: int, rng: np.random.Generator, *, value: in
     return np.clip(np.rint(x), 1, max_tokens).astype(np.int64)
 
 
-def _arrival_s(row: dict, column: str, where: str) -> float:
-    """Seconds (a finite number >= 0) or an Azure-trace timestamp such as 2023-11-16 18:15:46.6805900."""
+SECONDS, NAIVE, ZONED = "seconds", "a timestamp without a time zone", "a timestamp with a time zone"
+_FRACTION = re.compile(r"(?<=:[0-9][0-9])\.([0-9]+)")  # the fraction of a second after hh:mm:ss
+
+
+def _arrival_s(row: dict, column: str, where: str) -> tuple[float, str]:
+    """(seconds, which of SECONDS, NAIVE, ZONED the cell held): seconds (a finite number >= 0) or a
+    timestamp such as the Azure trace's 2023-11-16 18:15:46.6805900, read as UTC unless it names its zone."""
     text = row.get(column)
     if isinstance(text, str):
         try:
             float(text)
         except ValueError:
             return _timestamp_s(text, column, where)
-    return number_cell(row, column, where)
+    return number_cell(row, column, where), SECONDS
 
 
-def _timestamp_s(text: str, column: str, where: str) -> float:
-    head, _, frac = text.strip().partition(".")
+def _timestamp_s(text: str, column: str, where: str) -> tuple[float, str]:
+    """Seconds since the epoch; the fraction of a second is read here, as fromisoformat keeps microseconds only
+    (and Python 3.10's takes no other count of digits, nor a Z)."""
+    stamp = text.strip()
+    fraction = _FRACTION.search(stamp)
+    if fraction:
+        stamp = stamp[:fraction.start()] + stamp[fraction.end():]
     try:
-        if frac and not frac.isdigit():
-            raise ValueError(frac)
-        return datetime.fromisoformat(head).timestamp() + (float("0." + frac) if frac else 0.0)
+        moment = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith("Z") else stamp)
     except ValueError:
         raise SpecError(column, "must be seconds (a finite number >= 0) or a timestamp such as "
                         "2023-11-16 18:15:46.68", text, file=where) from None
+    kind = NAIVE if moment.tzinfo is None else ZONED
+    seconds = moment.replace(tzinfo=moment.tzinfo or timezone.utc).timestamp()
+    return seconds + (float("0." + fraction[1]) if fraction else 0.0), kind
 
 
 def _columns(path: Path, where: str, header, need_arrival: bool) -> tuple:
@@ -111,12 +123,17 @@ def _columns(path: Path, where: str, header, need_arrival: bool) -> tuple:
 def _read(path: Path, field: str, need_arrival: bool) -> tuple[list, list, list]:
     """Arrival times, prompt and output tokens of every row; prompts hold >= 1 token, outputs >= 0."""
     arrivals, prompts, outputs = [], [], []
-    cols = None
+    cols = first = None
     for where, row in read_rows(path, field):
         if cols is None:
             cols = _columns(path, where, list(row), need_arrival)
         if need_arrival:
-            arrivals.append(_arrival_s(row, cols[0], where))
+            seconds, kind = _arrival_s(row, cols[0], where)
+            first = first or (kind, where)
+            if kind != first[0]:  # a naive timestamp beside a zoned one is hours off, or seconds beside dates
+                raise SpecError(cols[0], f"is {kind} but {first[1]} holds {first[0]}; give every row the same kind",
+                                row[cols[0]], file=where)
+            arrivals.append(seconds)
         prompts.append(int(number_cell(row, cols[1], where, whole=True, minimum=1, maximum=MAX_CONTEXT_TOKENS)))
         outputs.append(int(number_cell(row, cols[2], where, whole=True, minimum=0, maximum=MAX_CONTEXT_TOKENS)))
     return arrivals, prompts, outputs

@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -36,9 +37,12 @@ def test_roofline_table_and_plot(capsys, tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["--model", "nope", "--hardware", "a100-sxm-80gb"], "model: unknown model"),
     (["--model", "llama-2-7b", "--hardware", "tpu"], "hardware: unknown hardware"),
-    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--kv-bits", "5"], "kv_bits: must be one of 16, 8, 4"),
+    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--kv-bits", "5"], "--kv-bits: must be one of 16, 8, 4"),
     (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--context", "9000"], "allows at most 4095"),
-    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "w5"], "quant: unknown scheme"),
+    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "w5"], "--quant: unknown scheme"),
+    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "fp8"],
+     "--quant: a100-sxm-80gb has no fp8 tensor-core peak"),
+    (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--pp", "33"], "--pp: must be <= num_layers=32, got 33"),
 ])
 def test_bad_input_is_one_line(capsys, argv, message):
     code, _, err = run(capsys, "roofline", *argv)
@@ -117,14 +121,20 @@ def test_version_is_the_installed_package_version(capsys):
     (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--batch", "1000000000"],
      "argument --batch: must be <= 65,536, got 1,000,000,000"),
     (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--plot", "x.xyz"], "argument --plot: must end in one "
-                                                                                    "of .avif, .eps, .gif"),
+                                                                                    "of .eps, .gif"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--plot", "x.pgf"], "argument --plot: must end in one "
+                                                                                    "of .eps, .gif"),  # needs LaTeX
     (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--plot", "nowhere/x.png"],
      "argument --plot: its folder does not exist: 'nowhere/x.png'"),
     (["compare-profile", "p.csv", "--hardware", "l4", "--plot", "x"], "argument --plot: must end in one of"),
     (["calibrate", "--out", "cpu.txt"], "argument --out: must end in .yaml or .yml, got 'cpu.txt'"),
     (["roofline", "--model", "nowhere.json", "--hardware", "l4"], "--model: no such file, got 'nowhere.json'"),
-    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--tp", "3"],
-     "parallelism.tensor_parallel: must divide num_heads=32, got 3"),
+    (["roofline", "--model", "llama-2-7b", "--hardware", "l4", "--tp", "3"], "--tp: must divide num_heads=32, got 3"),
+    (["run", "s.yaml", "--out", ""], "argument --out: must name a folder (it is empty)"),
+    (["calibrate", "--from-profile", "p.csv", "--hardware", "l4", "--device", "gpu"],
+     "--device: does not apply with --from-profile (which fits a profile measured already; --hardware names its "
+     "GPU), got 'gpu'"),
+    (["calibrate", "--hardware", "l4"], "--hardware: applies with --from-profile only"),
 ])
 def test_bad_flags_are_refused_up_front_in_one_line(capsys, argv, message):
     assert one_line_error(capsys, *argv).startswith(message)
@@ -134,6 +144,41 @@ def test_an_output_folder_that_is_a_file_is_refused(capsys, tmp_path):
     (tmp_path / "taken").write_text("")
     assert one_line_error(capsys, "run", "s.yaml", "--out", str(tmp_path / "taken")).startswith(
         "argument --out: is a file, not a folder")
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_simulating(capsys, tmp_path, monkeypatch):
+    import infersim.sim.run
+    monkeypatch.setattr(infersim.sim.run, "simulate", lambda *args, **kw: pytest.fail("simulated first"))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO.format(model="tiny-llama", hardware="l4", source=GENERATED))
+    (tmp_path / "file").write_text("")
+    assert one_line_error(capsys, "run", str(scenario), "--out", str(tmp_path / "file" / "out")) == (
+        f"--out: cannot be written (Not a directory), got '{tmp_path / 'file' / 'out'}'")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be created")
+def test_calibrate_refuses_an_output_it_cannot_write_before_measuring(capsys):
+    assert one_line_error(capsys, "calibrate", "--out", "/proc/hw.yaml") == (
+        "--out: cannot be written (No such file or directory), got '/proc/hw.yaml'")
+
+
+def test_validate_names_the_flag_of_a_hardware_file_without_an_fp32_peak(capsys, tmp_path):
+    from infersim.roofline import get_hardware
+    spec = {**get_hardware("l4").to_dict(), "peak_flops_per_s": {"fp16": 1e14}}
+    (tmp_path / "hw.yaml").write_text(yaml.safe_dump(spec))
+    assert one_line_error(capsys, "validate", "--hardware", str(tmp_path / "hw.yaml"), "--out", str(tmp_path / "v")) \
+        == (f"--hardware: has no fp32 tensor-core peak (peak_flops_per_s.fp32), which the validating kernels compute "
+            f"at; it has fp16, got '{tmp_path / 'hw.yaml'}'")
+    assert not (tmp_path / "v").exists()
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "infersim.cli", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # as `infersim models | head -0` would, before anything is printed
+    assert proc.stderr.read() == b"" and proc.wait() == 1
 
 
 def test_calibrating_on_a_profile_with_negative_times_is_refused(capsys, tmp_path, profile_dir):

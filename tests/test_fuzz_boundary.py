@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -242,3 +243,153 @@ def test_roofline_flags_give_a_one_line_refusal_or_finite_figures(tmp_path, monk
         return
     assert code == 0, err.getvalue()
     assert_finite_and_not_negative(json.loads(out.getvalue(), parse_constant=pytest.fail)["totals"])
+
+
+def test_an_alias_bomb_in_a_field_of_the_wrong_type_is_quoted_by_its_size_not_expanded(tmp_path):
+    # nine levels of anchors, each aliasing the previous one ten times: 10^9 strings once expanded
+    levels = ['&a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]'] + [
+        f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write_changed(str(tmp_path), "s.yaml", SCENARIO, [])
+    path.write_text(path.read_text() + f"description: [{', '.join(levels)}]\n")
+    with pytest.raises(SpecError) as info:
+        load_run(path)
+    assert str(info.value) == "s.yaml: description: must be text, got a list of 9 items"
+
+
+@pytest.mark.parametrize("value, quoted", [
+    (10 ** 5000, "a 5001-digit number"), (-(10 ** 100), "a 101-digit number"), (12345, "12345"),
+    ([[64]], "[[64]]"), ({"a": 1}, "{'a': 1}"), (list(range(100)), "a list of 100 items"),
+    ({"a": "x" * 100}, "a mapping of 1 key"), ("x" * 100, "'" + "x" * 76 + "..."), ("\ud800", "'\\ud800'")],
+    ids=lambda value: type(value).__name__)
+def test_a_bad_value_is_quoted_within_one_line(value, quoted):
+    from infersim.roofline.errors import excerpt
+    assert excerpt(value) == quoted
+
+
+def refusal(folder: Path, name: str, text: str, load) -> str:
+    """The line `load` refuses the file `name` holding `text` with."""
+    path = folder / name
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load(path)
+    return str(info.value)
+
+
+HUGE = "1" + "0" * 5000  # more digits than Python converts to an int (4,300)
+
+
+@pytest.mark.parametrize("name, text, load, message", [
+    ("s.yaml", yaml.safe_dump(SCENARIO) + f"seed: {HUGE}\n", load_run,
+     "s.yaml: seed: must be < 18,446,744,073,709,551,616, got a 5001-digit number"),
+    ("s.yaml", yaml.safe_dump(SCENARIO) + f"seed: '{HUGE}'\n", load_run,
+     "s.yaml: seed: must be < 18,446,744,073,709,551,616, got a 5001-digit number"),
+    ("s.yaml", yaml.safe_dump(SCENARIO).replace("rate_per_s: 5", f"rate_per_s: -{HUGE}"), load_run,
+     "s.yaml: workload.arrival.rate_per_s: must be a finite number, got a 5001-digit negative number"),
+    ("hw.yaml", yaml.safe_dump({**HARDWARE, "sm_count": 1}).replace("sm_count: 1", f"sm_count: {HUGE}"),
+     lambda path: get_hardware(str(path)),
+     "hw.yaml: sm_count: must be a finite whole number from 1 to 1,048,576, got a 5001-digit number"),
+    ("config.json", json.dumps({**LLAMA, "vocab_size": 1}).replace('"vocab_size": 1', f'"vocab_size": {HUGE}'),
+     load_hf_config, "config.json: vocab_size: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
+    ("t.jsonl", f'{{"arrival_time_s": 0, "prompt_tokens": {HUGE}, "output_tokens": 5}}\n', read_trace,
+     "t.jsonl:1: prompt_tokens: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
+], ids=["yaml-int", "yaml-text", "yaml-float-field", "hardware", "config.json", "jsonl"])
+def test_a_number_of_5001_digits_is_refused_by_its_length(tmp_path, name, text, load, message):
+    assert refusal(tmp_path, name, text, load) == message
+
+
+@pytest.mark.parametrize("name, text, load, message", [
+    ("t.csv", "arrival_time_s,prompt_tokens,output_tokens,prompt_tokens\n0,10,5,99999\n", read_trace,
+     "t.csv:1: prompt_tokens: appears twice in the header; keep one"),
+    ("t.jsonl", '{"arrival_time_s": 0, "prompt_tokens": 10, "output_tokens": 5}\n'
+                '{"arrival_time_s": 1, "prompt_tokens": 10, "output_tokens": 5, "prompt_tokens": 99999}\n', read_trace,
+     "t.jsonl:2: prompt_tokens: appears twice in one object; keep one"),
+    ("config.json", json.dumps(LLAMA)[:-1] + ', "hidden_size": 128}', load_hf_config,
+     "config.json: hidden_size: appears twice in one object; keep one"),
+    ("p.csv", "\n".join([PROFILE[0] + ",n_embd", *(line + ",1" for line in PROFILE[1:])]),
+     lambda path: read_profile(path, get_model("llama-2-7b")), "p.csv:1: n_embd: appears twice in the header; keep one"),
+    ("hw.yaml", yaml.safe_dump({**HARDWARE, "peak_flops_per_s": {"fp16": 312e12, "bf16": 100e12}}),
+     lambda path: get_hardware(str(path)),
+     "hw.yaml: peak_flops_per_s.bf16: is the fp16 peak under another name; give fp16 or bf16, not both"),
+], ids=["csv-trace", "jsonl-trace", "config.json", "profile", "hardware-bf16"])
+def test_a_column_or_key_given_twice_is_refused_not_the_last_one_kept(tmp_path, name, text, load, message):
+    assert refusal(tmp_path, name, text, load) == message
+
+
+def test_a_yaml_merge_key_merges_and_a_key_beside_it_overrides(tmp_path):
+    from infersim.scenario import load_scenario
+    lengths = ("  prompt_tokens: &lengths {kind: uniform, low: 10, high: 20}\n"
+               "  output_tokens: {<<: *lengths, high: 30}\n")
+    text = yaml.safe_dump({**SCENARIO, "workload": {"num_requests": 6, "arrival": {"rate_per_s": 5}}}) + lengths
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    workload = load_scenario(path)[0].workload
+    assert (workload.prompt_tokens.low, workload.prompt_tokens.high) == (10, 20)
+    assert (workload.output_tokens.low, workload.output_tokens.high) == (10, 30)
+    path.write_text(text.replace("high: 30}", "high: 30, high: 40}"))
+    with pytest.raises(SpecError, match=r"^s.yaml:\d+: high: appears twice in one mapping; keep one$"):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize("name, text, load, message", [
+    ("s.yaml", yaml.safe_dump({**SCENARIO, "name": "a\x1b[31mred\nline"}), load_run,
+     "s.yaml: name: must be printable text (no control characters or lone surrogates), got 'a\\x1b[31mred\\nline'"),
+    ("s.yaml", yaml.safe_dump(SCENARIO) + 'name: "\\ud800"\n', load_run,
+     "s.yaml: name: must be printable text (no control characters or lone surrogates), got '\\ud800'"),
+    ("s.yaml", yaml.safe_dump({**SCENARIO, "description": "two\nlines, then \x1b[2J"}), load_run,
+     "s.yaml: description: must be printable text (no control characters or lone surrogates), got "
+     "'two\\nlines, then \\x1b[2J'"),
+    ("config.json", json.dumps({**LLAMA, "_name_or_path": "\ud800"}), load_hf_config,
+     "config.json: _name_or_path: must be printable text (no control characters or lone surrogates), got '\\ud800'"),
+    ("hw.yaml", yaml.safe_dump({**HARDWARE, "name": "gpu\x1b[31m"}), lambda path: get_hardware(str(path)),
+     "hw.yaml: name: must be printable text (no control characters or lone surrogates), got 'gpu\\x1b[31m'"),
+    ("s.yaml", yaml.safe_dump({**SCENARIO, "workload": {**SCENARIO["workload"], "prompt_tokens": None,
+                                                        "output_tokens": None, "lengths_file": ""}}), load_run,
+     "s.yaml: workload.lengths_file: must name a file (it is empty), got ''"),
+], ids=["control-name", "surrogate-name", "control-description", "config-name", "hardware-name", "empty-path"])
+def test_a_name_that_would_not_print_as_itself_or_an_empty_path_is_refused(tmp_path, name, text, load, message):
+    assert refusal(tmp_path, name, text, load) == message
+
+
+def test_a_description_may_hold_lines(tmp_path):
+    path = write_changed(str(tmp_path), "s.yaml", SCENARIO, [("description", "two\nlines\twith a tab")])
+    assert load_run(path)[0].description == "two\nlines\twith a tab"
+
+
+def test_a_scenario_file_name_that_is_not_utf8_and_a_name_with_dollars_are_printed_and_plotted(tmp_path, capsys):
+    folder = str(tmp_path).encode()
+    path = Path(os.fsdecode(folder + b"/r\xe9sultat.yaml"))  # Latin-1 bytes: not UTF-8
+    path.write_text(yaml.safe_dump({**SCENARIO, "workload": {**SCENARIO["workload"], "num_requests": 2}}))
+    assert main(["run", str(path), "--out", str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().out.startswith("r\\udce9sultat: tiny-llama on a100-sxm-80gb")
+    path.write_text(yaml.safe_dump({**SCENARIO, "name": "cost $^$ of $\\frac$"}))
+    assert main(["run", str(path), "--out", str(tmp_path / "b"), "--quiet"]) == 0  # no TeX parsed in the title
+    assert (tmp_path / "b" / "run.png").stat().st_size > 0
+
+
+def test_a_profile_whose_rows_profile_different_shapes_is_refused(tmp_path):
+    rows = [line.split(",") for line in PROFILE[1:]]
+    rows[1][PROFILE_COLUMNS.index("n_embd")] = "8192"
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join(",".join(row) for row in [PROFILE_COLUMNS] + rows) + "\n")
+    first = PROFILE[1].split(",")[PROFILE_COLUMNS.index("n_embd")]
+    with pytest.raises(SpecError) as info:
+        read_profile(path, model_from_profile(path))
+    assert str(info.value) == (f"p.csv:3: n_embd: must be the first row's {first} (p.csv:2): a profile measures one "
+                               "model's layers, got '8192'")
+
+
+def test_a_profile_still_far_off_after_fitting_is_written_with_a_warning(tmp_path, capsys):
+    medians = [i for i, c in enumerate(PROFILE_COLUMNS) if c.startswith("time_stats.") and c.endswith(".median")]
+    rows = [line.split(",") for line in PROFILE[1:]]
+    for row in rows:  # a thousand times slower than any A100 runs these ops
+        for i in medians:
+            row[i] = str(float(row[i]) * 1000)
+    path = tmp_path / "slow.csv"
+    path.write_text("\n".join(",".join(row) for row in [PROFILE_COLUMNS] + rows) + "\n")
+    out = tmp_path / "fitted.yaml"
+    assert main(["calibrate", "--from-profile", str(path), "--hardware", "a100-sxm-80gb", "--out", str(out)]) == 0
+    warning = capsys.readouterr().err
+    assert warning.startswith("warning: fitted, the GEMMs are still off by a median 98%: ") and warning.endswith(
+        "slow.csv does not look measured on a100-sxm-80gb (check --hardware and --model); the spec is written all "
+        "the same\n")
+    assert get_hardware(str(out)).name == "a100-sxm-80gb-fitted"

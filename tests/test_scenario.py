@@ -89,6 +89,23 @@ def test_the_issue_example_names_the_file_key_path_value_and_bound(tmp_path):
      "kv_cache.memory_utilization: must be >= 0.01, got 0"),
     (("model: tiny-llama", "model: nowhere/config.json"), "model: no such file (relative paths start at the "
                                                            "scenario file's folder), got '"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: fixed, value: 10, mean: 500}"),
+     "workload.prompt_tokens: mean does not apply to kind fixed (it takes value)"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: normal, mean: 100, std: 10, low: 5}"),
+     "workload.prompt_tokens: low does not apply to kind normal (it takes mean, std, max_tokens)"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: uniform, low: 100, high: 200, max_tokens: 10}"),
+     "workload.prompt_tokens: max_tokens=10 is below high=200, so lengths would pile up at max_tokens; raise "
+     "max_tokens or lower high"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: lognormal, mean: 500, std: 100, max_tokens: 400}"),
+     "workload.prompt_tokens: max_tokens=400 is below mean=500"),
+    (("prompt_tokens: 100", "prompt_tokens: {kind: zipf, value: 2000000}"),
+     "workload.prompt_tokens: max_tokens=1,048,576 is below value=2,000,000"),
+    # tiny-llama's KV block: 2 x 2 layers x 2 KV heads x 16 dims x 2 bytes x 16 tokens = 4 KiB = 3.81e-06 GiB
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {preemption: swap}\nkv_cache: {swap_space_gib: 0}"),
+     "kv_cache.swap_space_gib: holds no KV block (3.81e-06 GiB each here) for scheduler.preemption swap; give swap "
+     "space or use preemption: recompute, got 0.0"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {preemption: swap}\nkv_cache: {swap_space_gib: 1.0e-9}"),
+     "kv_cache.swap_space_gib: holds no KV block"),
 ])
 def test_bad_values_get_one_line_naming_the_field(tmp_path, change, expected):
     message = error_of(tmp_path, BASE.replace(*change))

@@ -68,6 +68,51 @@ def test_azure_trace_format_with_timestamps(tmp_path):
     assert wl.output_tokens.tolist() == [44, 1, 109]  # zero generated tokens becomes one
 
 
+def _local_zone(zone: str):
+    """Run with the machine's time zone set to `zone` (restored afterwards)."""
+    import contextlib
+    import os
+    import time
+
+    @contextlib.contextmanager
+    def zone_set():
+        old = os.environ.get("TZ")
+        os.environ["TZ"] = zone
+        time.tzset()
+        try:
+            yield
+        finally:
+            os.environ.pop("TZ") if old is None else os.environ.__setitem__("TZ", old)
+            time.tzset()
+    return zone_set()
+
+
+def test_timestamps_without_a_zone_are_utc_whatever_this_machine_s_zone(tmp_path):
+    # New York turns its clocks back an hour at 2 am on 2023-11-05: read as local times, 0:30 to 3:30 would be 4 h
+    path = tmp_path / "azure.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-05 00:30:00,10,5\n2023-11-05 03:30:00,10,5\n")
+    with _local_zone("America/New_York"):
+        assert read_trace(path).arrival_s.tolist() == [0.0, 3 * 3600.0]
+
+
+def test_timestamps_with_a_zone_and_a_fraction_of_a_second(tmp_path):
+    path = tmp_path / "azure.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.5+00:00,10,5\n"
+                    "2023-11-16 19:15:47.25+01:00,10,5\n2023-11-16 18:15:48.2500000Z,10,5\n")
+    assert read_trace(path).arrival_s.tolist() == [0.0, 0.75, 1.75]
+
+
+def test_a_trace_mixing_timestamps_with_and_without_a_zone_is_refused(tmp_path):
+    path = tmp_path / "azure.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,5\n"
+                    "2023-11-16 18:15:47+01:00,10,5\n")
+    with pytest.raises(SpecError) as info:
+        read_trace(path)
+    assert str(info.value) == ("azure.csv:3: TIMESTAMP: is a timestamp with a time zone but azure.csv:2 holds a "
+                               "timestamp without a time zone; give every row the same kind, got "
+                               "'2023-11-16 18:15:47+01:00'")
+
+
 def test_jsonl_trace(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps({"arrival_time_s": t, "prompt_tokens": p, "output_tokens": o})
