@@ -335,8 +335,8 @@ def cmd_run(args) -> int:
         p = cfg.options.parallel
         quant = scenario.quantization if isinstance(scenario.quantization, str) else scenario.quantization.preset
         print(f"{name}: {cfg.model.name} on {cfg.hardware.name} "
-              f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {cfg.scheduler} "
-              f"scheduler, {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.kv_cache.block_size_tokens} tokens "
+              f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {scenario.engine.preset} engine "
+              f"({cfg.scheduler} scheduler), {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.kv_cache.block_size_tokens} tokens "
               f"per replica, {len(requests):,} requests")
         print(run_summary_table(result.summary))
         rejected = [r for r in requests if r.reject_reason]

@@ -39,15 +39,6 @@ class QuantizationSection(_Section):
     kv_bits: Optional[Literal[16, 8, 4]] = None
 
 
-class EngineSection(_Section):
-    """What the serving engine does besides scheduling (see sim.replica.EngineOverhead)."""
-
-    flash_attention: StrictBool = True
-    sampling: Literal["greedy", "top_p"] = "top_p"
-    overhead_fixed_s: YamlFloat = Field(1.0e-3, ge=0, le=10)
-    overhead_per_seq_s: YamlFloat = Field(10e-6, ge=0, le=1)
-
-
 def _registered(registry: str, field: str):
     """A validator: the value must name an entry of the simulator's registry `registry` (module:variable)."""
     def check(value: str) -> str:
@@ -60,13 +51,30 @@ def _registered(registry: str, field: str):
     return field_validator(field)(check)
 
 
+class EngineSection(_Section):
+    """The serving engine (sim.engines): a preset sets the scheduler, its limits, the KV cache layout, which
+    decode steps replay a CUDA graph and the host's time per step; every key left out here, in `scheduler`
+    or in `kv_cache` takes the preset's value for the GPU."""
+
+    preset: str = "vllm-v1"
+    flash_attention: StrictBool = True
+    sampling: Literal["greedy", "top_p"] = "top_p"
+    overhead_fixed_s: Optional[YamlFloat] = Field(None, ge=0, le=10)
+    overhead_per_seq_s: Optional[YamlFloat] = Field(None, ge=0, le=1)
+    host_overlaps_gpu: Optional[StrictBool] = None
+    cuda_graph_max_batch: Optional[YamlInt] = Field(None, ge=0, le=1 << 20)
+    cuda_graph_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
+
+    _known = _registered("infersim.sim.engines:ENGINES", "preset")
+
+
 class SchedulerSection(_Section):
-    name: str = "vllm"
-    max_num_seqs: YamlInt = Field(256, ge=1, le=1 << 20)
-    max_num_batched_tokens: Tokens = 8192
+    name: Optional[str] = None
+    max_num_seqs: Optional[YamlInt] = Field(None, ge=1, le=1 << 20)
+    max_num_batched_tokens: Optional[Tokens] = None
     max_model_len: Optional[Annotated[Tokens, Field(ge=2)]] = Field(
         None, description="default: the model's context length")
-    chunk_tokens: Tokens = 512
+    chunk_tokens: Optional[Tokens] = None
     preemption: Literal["recompute", "swap"] = "recompute"
 
     @field_validator("name", mode="before")
@@ -81,21 +89,38 @@ class SchedulerSection(_Section):
 
 
 class KVCacheSection(_Section):
-    block_size: YamlInt = Field(16, ge=1, le=1024)
+    block_size: Optional[YamlInt] = Field(None, ge=1, le=1024)
     num_blocks: Optional[YamlInt] = Field(None, ge=1, le=1 << 40,
                                           description="default: what the memory plan leaves for KV")
     allocator: Optional[Literal["paged", "contiguous"]] = Field(
         None, description="default: the scheduler's (contiguous for static and orca, paged otherwise)")
-    memory_utilization: YamlFloat = Field(0.9, ge=0.01, le=1)
-    watermark: YamlFloat = Field(0.01, ge=0, lt=1)
-    prefix_caching: StrictBool = False
+    memory_utilization: Optional[YamlFloat] = Field(None, ge=0.01, le=1)
+    watermark: Optional[YamlFloat] = Field(None, ge=0, lt=1)
+    prefix_caching: Optional[StrictBool] = None
     swap_space_gib: YamlFloat = Field(4.0, ge=0, le=1 << 20)
 
 
 class ArrivalSection(_Section):
-    process: Literal["poisson", "gamma", "constant"] = "poisson"
-    rate_per_s: YamlFloat = Positive
+    """Open loop (poisson, gamma, constant at `rate_per_s`; burst: every request at once) or closed loop
+    (concurrency: that many clients, each sending its next request when its last one completes)."""
+
+    process: Literal["poisson", "gamma", "constant", "burst", "concurrency"] = "poisson"
+    rate_per_s: Optional[YamlFloat] = Field(None, gt=0)
     cv: YamlFloat = Field(1.0, ge=0.01, le=100)
+    concurrency: Optional[YamlInt] = Field(None, ge=1, le=1 << 20)
+
+    @model_validator(mode="after")
+    def _keys_of_its_process(self):
+        rated = self.process in ("poisson", "gamma", "constant")
+        if rated and self.rate_per_s is None:
+            raise ValueError(f"process {self.process} needs rate_per_s")
+        if self.process == "concurrency" and self.concurrency is None:
+            raise ValueError("process concurrency needs concurrency (the number of clients)")
+        stray = [k for k, wanted in (("rate_per_s", rated), ("concurrency", self.process == "concurrency"),
+                                     ("cv", self.process == "gamma")) if k in self.model_fields_set and not wanted]
+        if stray:
+            raise ValueError(f"{stray[0]} does not apply to process {self.process}")
+        return self
 
 
 class LengthSection(_Section):
@@ -280,7 +305,9 @@ def build_run(scn: Scenario, base: Path):
     """(RunConfig, requests) for the simulator; a run too large for this machine's memory is refused first."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
     from infersim.roofline.hardware import Link
+    from infersim.roofline.kernel_set import KernelSet
     from infersim.sim.cluster import Colocated, Disaggregated
+    from infersim.sim.engines import ENGINES
     from infersim.sim.metrics import Slo
     from infersim.sim.replica import EngineOverhead
     from infersim.sim.run import KVCacheSpec, RunConfig, check_config, requests_from
@@ -293,7 +320,7 @@ def build_run(scn: Scenario, base: Path):
         quant = get_quant(q.preset, q.kv_bits) if q.kv_bits else get_quant(q.preset)
     except SpecError as e:
         raise SpecError("quantization.preset", str(e).split(": ", 1)[1]) from None
-    s, kv, c = scn.scheduler, scn.kv_cache, scn.cluster
+    s, kv, c, e = scn.scheduler, scn.kv_cache, scn.cluster, scn.engine
     max_model_len = s.max_model_len or model.max_context_tokens
     if max_model_len > model.max_context_tokens:
         raise SpecError("scheduler.max_model_len", f"must be <= {model.name}'s context of {model.max_context_tokens}",
@@ -304,37 +331,53 @@ def build_run(scn: Scenario, base: Path):
         cluster = Colocated(c.replicas or 1, c.router)
     kv_link = (Link(c.kv_transfer_gb_per_s * 1e9, 1.0, hardware.interconnect_latency_s)
                if c.kv_transfer_gb_per_s else None)
+    d = ENGINES[e.preset].defaults(hardware)
+    limits = SchedulerLimits(_given(s.max_num_seqs, d.max_num_seqs),
+                             _given(s.max_num_batched_tokens, d.max_num_batched_tokens), max_model_len,
+                             _given(s.chunk_tokens, d.chunk_tokens), s.preemption)
+    overhead = EngineOverhead(_given(e.overhead_fixed_s, d.overhead.fixed_s),
+                              _given(e.overhead_per_seq_s, d.overhead.per_seq_s),
+                              _given(e.host_overlaps_gpu, d.overhead.overlaps_gpu))
+    kernels = KernelSet(_given(e.cuda_graph_max_batch, d.kernels.graph_max_batch),
+                        _given(e.cuda_graph_kernel_s, d.kernels.graph_kernel_floor_s))
+    block_size = _given(kv.block_size, d.block_size_tokens)
     cfg = RunConfig(
         model=model, hardware=hardware,
         options=StepOptions(quant=quant, parallel=Parallelism(scn.parallelism.tensor_parallel,
                                                               scn.parallelism.pipeline_parallel),
-                            flash_attention=scn.engine.flash_attention, sampling=scn.engine.sampling),
-        scheduler=s.name,
-        limits=SchedulerLimits(s.max_num_seqs, s.max_num_batched_tokens, max_model_len, s.chunk_tokens, s.preemption),
-        kv_cache=KVCacheSpec(block_size_tokens=kv.block_size, num_blocks=kv.num_blocks, allocator=kv.allocator,
-                             prefix_caching=kv.prefix_caching, watermark_fraction=kv.watermark,
-                             memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib),
-        overhead=EngineOverhead(scn.engine.overhead_fixed_s, scn.engine.overhead_per_seq_s),
-        cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s))
+                            flash_attention=e.flash_attention, sampling=e.sampling),
+        scheduler=_given(s.name, d.scheduler), limits=limits,
+        kv_cache=KVCacheSpec(block_size_tokens=block_size, num_blocks=kv.num_blocks, allocator=kv.allocator,
+                             prefix_caching=_given(kv.prefix_caching, d.prefix_caching),
+                             watermark_fraction=_given(kv.watermark, d.watermark_fraction),
+                             memory_utilization=_given(kv.memory_utilization, d.memory_utilization),
+                             swap_space_gib=kv.swap_space_gib),
+        overhead=overhead, kernels=kernels, cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s),
+        concurrency=scn.workload.arrival.concurrency if scn.workload.arrival else None)
     check_config(cfg)
-    _check_swap_space(cfg, s.preemption, kv)
+    _check_swap_space(cfg, s.preemption, block_size, kv.swap_space_gib)
     w = scn.workload
     workload, prefix_id = build_workload(w, scn.seed, base)
-    steps = max_steps(workload.prompt_tokens, workload.output_tokens, min(s.chunk_tokens, s.max_num_batched_tokens),
-                      max_model_len)
+    steps = max_steps(workload.prompt_tokens, workload.output_tokens,
+                      min(limits.chunk_tokens, limits.max_num_batched_tokens), max_model_len)
     check_memory(RunSize(len(workload), _replica_count(c), steps, len(workload) * w.num_seqs),
                  lengths_field=_lengths_field(w))
     return cfg, requests_from(workload, w.num_seqs, prefix_id=prefix_id,
                               prefix_tokens=w.shared_prefix.tokens if w.shared_prefix else 0)
 
 
-def _check_swap_space(cfg, preemption: str, kv: KVCacheSection) -> None:
+def _given(value, preset_value):
+    """A key the scenario sets wins over the engine preset's default."""
+    return preset_value if value is None else value
+
+
+def _check_swap_space(cfg, preemption: str, block_size: int, swap_space_gib: float) -> None:
     """Swap preemption needs host memory for at least one KV block (the simulator would recompute instead)."""
     from infersim.roofline.memory import kv_bytes_per_token_per_gpu
-    block_gib = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel) * kv.block_size / 2 ** 30
-    if preemption == "swap" and kv.swap_space_gib < block_gib:
+    block_gib = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel) * block_size / 2 ** 30
+    if preemption == "swap" and swap_space_gib < block_gib:
         raise SpecError("kv_cache.swap_space_gib", f"holds no KV block ({block_gib:.3g} GiB each here) for "
-                        "scheduler.preemption swap; give swap space or use preemption: recompute", kv.swap_space_gib)
+                        "scheduler.preemption swap; give swap space or use preemption: recompute", swap_space_gib)
 
 
 def _lengths(spec, count: int, rng) -> np.ndarray:
@@ -361,7 +404,10 @@ def build_workload(w: WorkloadSection, seed: int, base: Path):
         workload = read_trace(base / w.trace.path, w.trace.rate_scale, w.num_requests)
     else:
         n = w.num_requests or DEFAULT_REQUESTS
-        arrivals = arrival_times(w.arrival.process, w.arrival.rate_per_s, n, rng, w.arrival.cv)
+        if w.arrival.process in ("burst", "concurrency"):  # all at once, or sent by clients as they finish
+            arrivals = np.zeros(n)
+        else:
+            arrivals = arrival_times(w.arrival.process, w.arrival.rate_per_s, n, rng, w.arrival.cv)
         if w.lengths_file is not None:
             prompts, outputs = read_lengths(base / w.lengths_file)
             rows = rng.integers(0, len(prompts), n)

@@ -52,6 +52,7 @@ class RunConfig:
     cluster: Colocated | Disaggregated = field(default_factory=Colocated)
     kv_link: Link | None = None  # between disaggregated pools; default: the hardware's interconnect
     slo: Slo = field(default_factory=Slo)
+    concurrency: int | None = None  # closed loop: this many clients, each sending a request when its last is done
     jumps: bool = True  # advance fixed decode batches in one exact jump (False: one step at a time)
 
     @property
@@ -114,13 +115,14 @@ def check_config(cfg: RunConfig) -> None:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", allocator)
 
 
-def simulate(cfg: RunConfig, requests: list[Request], progress=None, concurrency: int | None = None) -> RunResult:
+def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
     """Run every request through the cluster; `progress(fraction done, simulated seconds)` is called as
-    simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `concurrency`, from
+    simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `cfg.concurrency`, from
     that many clients that each send their next request when their last one completes or is refused
     (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
     arrival times are set as they are sent."""
     check_config(cfg)
+    concurrency = cfg.concurrency
     env = simpy.Environment()
     metrics = Metrics()
     kv_spec, block_size = cfg.kv_cache, cfg.kv_cache.block_size_tokens

@@ -101,10 +101,19 @@ def test_the_issue_example_names_the_file_key_path_value_and_bound(tmp_path):
     (("prompt_tokens: 100", "prompt_tokens: {kind: zipf, value: 2000000}"),
      "workload.prompt_tokens: max_tokens=1,048,576 is below value=2,000,000"),
     # tiny-llama's KV block: 2 x 2 layers x 2 KV heads x 16 dims x 2 bytes x 16 tokens = 4 KiB = 3.81e-06 GiB
-    (("model: tiny-llama", "model: tiny-llama\nscheduler: {preemption: swap}\nkv_cache: {swap_space_gib: 0}"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: vllm, preemption: swap}\nkv_cache: {swap_space_gib: 0}"),
      "kv_cache.swap_space_gib: holds no KV block (3.81e-06 GiB each here) for scheduler.preemption swap; give swap "
      "space or use preemption: recompute, got 0.0"),
-    (("model: tiny-llama", "model: tiny-llama\nscheduler: {preemption: swap}\nkv_cache: {swap_space_gib: 1.0e-9}"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: vllm, preemption: swap}\nkv_cache: {swap_space_gib: 1.0e-9}"),
+     "kv_cache.swap_space_gib: holds no KV block"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {preemption: swap}"),
+     "scheduler.preemption: the vllm-v1 scheduler preempts by recompute, got 'swap'"),
+    (("model: tiny-llama", "model: tiny-llama\nengine: {preset: tgi}"), "engine.preset: must be one of vllm-v1, vllm-v0"),
+    (("arrival: {process: poisson, rate_per_s: 5}", "arrival: {process: concurrency}"),
+     "workload.arrival: process concurrency needs concurrency"),
+    (("arrival: {process: poisson, rate_per_s: 5}", "arrival: {process: burst, rate_per_s: 5}"),
+     "workload.arrival: rate_per_s does not apply to process burst"),
+    (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: vllm, preemption: swap}\nkv_cache: {swap_space_gib: 1.0e-9}"),
      "kv_cache.swap_space_gib: holds no KV block"),
 ])
 def test_bad_values_get_one_line_naming_the_field(tmp_path, change, expected):
@@ -223,3 +232,16 @@ def test_a_trace_that_is_a_folder_is_named(tmp_path):
     text = BASE.replace("  arrival: {process: poisson, rate_per_s: 5}\n  prompt_tokens: 100\n  output_tokens: 20\n",
                         "  trace: {path: traces}\n")
     assert error_of(tmp_path, text).startswith("workload.trace.path: is a folder, not a file, got '")
+
+
+def test_the_engine_preset_fills_every_key_the_scenario_leaves_out(tmp_path):
+    text = BASE.replace("model: tiny-llama", "model: tiny-llama\nengine: {preset: trtllm, cuda_graph_max_batch: 64}\n"
+                                             "kv_cache: {block_size: 8}")
+    cfg, _ = build_run(*load_scenario(write(tmp_path, text)))
+    # TensorRT-LLM's defaults (max_num_tokens 8192, 2048 sequences, overlap scheduler) but the two keys set
+    assert (cfg.scheduler, cfg.limits.max_num_batched_tokens, cfg.limits.max_num_seqs) == ("trtllm", 8192, 2048)
+    assert cfg.kernels.graph_max_batch == 64 and cfg.kv_cache.block_size_tokens == 8 and cfg.overhead.overlaps_gpu
+    default, _ = build_run(*load_scenario(write(tmp_path, BASE)))
+    # vLLM V1 on an A100: 2048 batched tokens and 256 sequences (get_batch_defaults), prefix caching on
+    assert (default.scheduler, default.limits.max_num_batched_tokens, default.limits.max_num_seqs) == ("vllm-v1", 2048, 256)
+    assert default.kv_cache.prefix_caching

@@ -250,11 +250,11 @@ def test_unknown_names_in_a_run_config_are_refused_by_field():
 
 def test_closed_loop_clients_send_their_next_request_when_the_last_one_completes():
     wl = Workload(np.zeros(12), np.full(12, 100), np.full(12, 20))
-    one = simulate(config(LLAMA, A100), requests_from(wl), concurrency=1).requests
+    one = simulate(config(LLAMA, A100, concurrency=1), requests_from(wl)).requests
     # one client: every request arrives when the one before it completes, and runs alone
     assert [r.arrival_s for r in one[1:]] == [r.completion_s for r in one[:-1]]
     assert one[0].arrival_s == 0.0 and all(r.first_scheduled_s == r.arrival_s for r in one)
-    four = simulate(config(LLAMA, A100), requests_from(wl), concurrency=4)
+    four = simulate(config(LLAMA, A100, concurrency=4), requests_from(wl))
     times = sorted([(r.arrival_s, 1) for r in four.requests] + [(r.completion_s, -1) for r in four.requests])
     in_flight = np.cumsum([change for _, change in times])
     assert in_flight.max() == 4  # never more than the clients in flight
