@@ -3,7 +3,9 @@
 Workloads (issue 4): Vidur's reference point, Llama-2-7B on one A100 with 512 prompt / 128 output tokens
 at 5 requests/s under the vLLM scheduler (Vidur needs about 2.1 ms of wall time per request on this
 machine; the target is <= 0.1 ms), and 100,000 requests of mean 512 prompt / 256 output tokens (target:
-under 10 s and 2 GB). Each run is timed in its own process so that peak memory is its own, after a
+under 10 s and 2 GB), on the `vllm` scheduler with eager kernels and host time in series (the engine of
+those figures), then the reference workload under the vllm-v0 and vllm-v1 presets (CUDA graphs, and V1's
+chunked mixed steps with overlapped host time). Each run is timed in its own process so that peak memory is its own, after a
 two-request warm-up; importing (which loads the compiled Numba code) and the warm-up are reported as
 start-up.
 
@@ -22,9 +24,17 @@ from pathlib import Path
 import numpy as np
 
 CASES = {
-    "vidur-reference-10k": dict(requests=10_000, rate=5.0, prompt=("fixed", 512), output=("fixed", 128)),
-    "mixed-lengths-10k": dict(requests=10_000, rate=8.0, prompt=("lognormal", 512), output=("lognormal", 256)),
-    "mixed-lengths-100k": dict(requests=100_000, rate=8.0, prompt=("lognormal", 512), output=("lognormal", 256)),
+    "vidur-reference-10k": dict(requests=10_000, rate=5.0, prompt=("fixed", 512), output=("fixed", 128), engine="eager"),
+    "mixed-lengths-10k": dict(requests=10_000, rate=8.0, prompt=("lognormal", 512), output=("lognormal", 256),
+                              engine="eager"),
+    "mixed-lengths-100k": dict(requests=100_000, rate=8.0, prompt=("lognormal", 512), output=("lognormal", 256),
+                               engine="eager"),
+    "vidur-reference-10k-vllm-v0": dict(requests=10_000, rate=5.0, prompt=("fixed", 512), output=("fixed", 128),
+                                        engine="vllm-v0"),
+    "vidur-reference-10k-vllm-v1": dict(requests=10_000, rate=5.0, prompt=("fixed", 512), output=("fixed", 128),
+                                        engine="vllm-v1"),
+    "mixed-lengths-10k-vllm-v1": dict(requests=10_000, rate=8.0, prompt=("lognormal", 512), output=("lognormal", 256),
+                                      engine="vllm-v1"),
 }
 
 
@@ -40,7 +50,8 @@ def _run(case: dict, queue) -> None:
     started = time.perf_counter()
     import infersim.sim.run  # noqa: F401  (imports, and loads the compiled Numba code)
     import_s = time.perf_counter() - started
-    from infersim.roofline import get_hardware, get_model
+    from infersim.roofline import StepOptions, get_hardware, get_model
+    from infersim.sim.engines import preset_config
     from infersim.sim.run import RunConfig, requests_from, simulate
     from infersim.sim.schedulers import SchedulerLimits
     from infersim.sim.workload import Workload, arrival_times
@@ -49,8 +60,11 @@ def _run(case: dict, queue) -> None:
     n = case["requests"]
     wl = Workload(arrival_times("poisson", case["rate"], n, rng), _lengths(case["prompt"], n, rng),
                   _lengths(case["output"], n, rng))
-    cfg = RunConfig(get_model("llama-2-7b"), get_hardware("a100-sxm-80gb"), scheduler="vllm",
-                    limits=SchedulerLimits(max_model_len=4096))
+    model, hardware = get_model("llama-2-7b"), get_hardware("a100-sxm-80gb")
+    if case["engine"] == "eager":  # the vllm scheduler, eager kernels, host time in series: the figures of issue 4
+        cfg = RunConfig(model, hardware, scheduler="vllm", limits=SchedulerLimits(max_model_len=4096))
+    else:
+        cfg = preset_config(case["engine"], model, hardware, StepOptions(), max_model_len=4096)
     warm = time.perf_counter()  # one-time start-up: first calls of the compiled kernels, first cost tables
     simulate(cfg, requests_from(Workload(np.array([0.0, 0.1]), np.array([100, 200]), np.array([20, 3]))))
     startup_s = time.perf_counter() - warm
