@@ -70,13 +70,13 @@ class Fabric:
     efficiency: float = 0.8
     call_s: float = 30e-6
 
-    def __post_init__(self):
+    def __post_init__(self):  # errors name the HardwareSpec fields a fabric is made of
         if self.kind not in FABRICS:
-            raise SpecError("fabric.kind", f"must be one of {', '.join(FABRICS)}", self.kind)
+            raise SpecError("gpu_fabric", f"must be one of {', '.join(FABRICS)}", self.kind)
         if self.generation not in GENERATIONS:
-            raise SpecError("fabric.generation", f"must be one of {', '.join(GENERATIONS)}", self.generation)
+            raise SpecError("architecture", f"must be one of {', '.join(GENERATIONS)}", self.generation)
         if self.nvls and (self.kind != "nvswitch" or GENERATIONS.index(self.generation) < 2):
-            raise SpecError("fabric.nvls", "needs an NVSwitch of the Hopper generation or later", self.nvls)
+            raise SpecError("nvlink_sharp", "needs an NVSwitch of the Hopper generation or later", self.nvls)
 
 
 class Choice(NamedTuple):

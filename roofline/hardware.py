@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unprintable
+from .collectives import FABRICS, GENERATIONS, Fabric
 from .errors import SpecError, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -78,6 +79,14 @@ class HardwareSpec:
     # The latency is an order of magnitude for starting one copy, as for the interconnect.
     host_link_efficiency: float = 0.8
     host_link_latency_s: float = 10e-6
+    # How the GPUs of a node reach each other for collectives (roofline/collectives.py): every GPU on an
+    # NVSwitch, GPUs wired directly by NVLink (bridges, a mesh), or peers over PCIe; the generation whose
+    # NCCL tuning tables apply; NVLink SHARP in the switches; and the fixed cost of one eager collective
+    # call (30 us: NCCL all-reduces called from PyTorch on A100s, data/profiles/a100).
+    gpu_fabric: str = "nvswitch"
+    architecture: str = "ampere"
+    nvlink_sharp: bool = False
+    collective_call_s: float = 30e-6
     source: str = ""
 
     def __post_init__(self):
@@ -101,6 +110,9 @@ class HardwareSpec:
                      "interconnect_efficiency", "host_link_efficiency"):
             if getattr(self, name) > 1:
                 raise SpecError(f"{self.name}.{name}", "is a fraction of peak and must be <= 1", getattr(self, name))
+        object.__setattr__(self, "_fabric", Fabric(  # which checks the fabric's kind, generation and SHARP
+            self.gpu_fabric, self.architecture, self.interconnect_bandwidth_bytes_per_s, self.nvlink_sharp,
+            self.interconnect_efficiency, self.collective_call_s))
         if self.launch_overhead_s < 0:
             raise SpecError(f"{self.name}.launch_overhead_s", "must be >= 0", self.launch_overhead_s)
 
@@ -125,6 +137,12 @@ class HardwareSpec:
     def host_link(self) -> Link:
         """The GPU-to-host link (PCIe), over which KV blocks are swapped."""
         return Link(self.host_link_bandwidth_bytes_per_s, self.host_link_efficiency, self.host_link_latency_s)
+
+    @property
+    def fabric(self) -> Fabric:
+        """The node's GPU fabric as NCCL sees it; transfers reach `interconnect_efficiency` of NCCL's
+        modelled NVLink bandwidth (0.8 on the A100 measurements)."""
+        return self._fabric
 
     def ridge_point_flops_per_byte(self, dtype: str = "fp16") -> float:
         """Arithmetic intensity where the effective compute and bandwidth roofs meet (Williams et al. 2009)."""
@@ -165,33 +183,42 @@ _H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepa
 _REGISTRY = {h.name: h for h in (
     _gpu("a100-sxm-40gb", _A100_SOURCE, _A100_PEAKS, 19.5, 40, 1555, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
     _gpu("a100-sxm-80gb", _A100_SOURCE, _A100_PEAKS, 19.5, 80, 2039, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
-    _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5),
+    # HGX H100: 8 GPUs on NVSwitch 3, which reduces in the switch (NVLink SHARP)
+    _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
+         architecture="hopper", nvlink_sharp=True),
+    # H100 PCIe: NVLink bridges join pairs of cards (600 GB/s); collectives over more than two go over PCIe,
+    # which this one fabric does not model
     _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 80, 2000,
-         50, 228, 114, 300, 64, l2_bw_tbs=6.5),
+         50, 228, 114, 300, 64, l2_bw_tbs=6.5, architecture="hopper", gpu_fabric="nvlink"),
     # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s. Efficiencies and the exp
     # rate measured on an H200 by `infersim calibrate --device gpu` (benchmarks/results/h200): an 8192^3
     # fp16 GEMM at 0.89 of the peak, a 1 GiB device copy at 0.87 of the bandwidth, 3.9e12 exp/s (MUFU).
     _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM; efficiencies measured "
          "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
-         compute_efficiency=0.89, memory_efficiency=0.87, special_function_per_s=3.9e12),
+         compute_efficiency=0.89, memory_efficiency=0.87, special_function_per_s=3.9e12, architecture="hopper",
+         nvlink_sharp=True),
     # NVIDIA L40S datasheet (2023): 142 SMs, 48 GB GDDR6 at 864 GB/s, 96 MB L2, no NVLink.
     _gpu("l40s", "NVIDIA L40S datasheet (2023), Ada AD102: 142 SMs, 96 MB L2, PCIe Gen4 only",
-         dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 48, 864, 96, 128, 142, 32, 32),
+         dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 48, 864, 96, 128, 142, 32, 32,
+         gpu_fabric="pcie"),
     # NVIDIA L4 datasheet (2023): 58 SMs, 24 GB GDDR6 at 300 GB/s, 48 MB L2.
     _gpu("l4", "NVIDIA L4 Tensor Core GPU datasheet (2023), Ada AD104: 58 SMs, 48 MB L2, PCIe Gen4 only",
-         dict(fp32=30.3, tf32=60, fp16=121, fp8=242.5, int8=242.5), 30.3, 24, 300, 48, 128, 58, 32, 32),
+         dict(fp32=30.3, tf32=60, fp16=121, fp8=242.5, int8=242.5), 30.3, 24, 300, 48, 128, 58, 32, 32,
+         gpu_fabric="pcie"),
     # NVIDIA A10 datasheet (2021) tensor figures; A10G is AWS's variant: 80 SMs, 24 GB at 600 GB/s, 6 MB L2.
     _gpu("a10g", "NVIDIA A10 datasheet (2021) figures for AWS A10G: 80 SMs, 6 MB L2, 600 GB/s",
-         dict(fp32=31.2, tf32=62.5, fp16=125, int8=250, int4=500), 31.2, 24, 600, 6, 128, 80, 32, 32),
+         dict(fp32=31.2, tf32=62.5, fp16=125, int8=250, int4=500), 31.2, 24, 600, 6, 128, 80, 32, 32,
+         gpu_fabric="pcie"),
     # NVIDIA Ada whitepaper (RTX 4090): fp16 tensor with fp32 accumulate 165.2 TFLOPS dense, 1008 GB/s.
     _gpu("rtx-4090", "NVIDIA Ada Lovelace architecture whitepaper v2.1, RTX 4090: 128 SMs, 72 MB L2",
          dict(fp32=82.6, tf32=82.6, fp16=165.2, fp8=330.3, int8=660.6, int4=1321.2), 82.6, 24, 1008, 72, 128,
-         128, 32, 32),
+         128, 32, 32, gpu_fabric="pcie"),
     # AMD Instinct MI300X datasheet (2023): 304 CUs, 192 GB HBM3 at 5.3 TB/s, 256 MB Infinity Cache,
-    # 7 Infinity Fabric links x 64 GB/s each way, 64 KB LDS per CU.
+    # 7 Infinity Fabric links x 64 GB/s each way, 64 KB LDS per CU. Collectives: RCCL derives from NCCL; its
+    # tuning tables are taken as NCCL's Hopper ones over the direct links of the 8-GPU mesh.
     _gpu("mi300x", "AMD Instinct MI300X accelerator datasheet (2023): 304 CUs, 256 MB Infinity Cache",
          dict(fp32=163.4, tf32=653.7, fp16=1307.4, fp8=2614.9, int8=2614.9), 81.7, 192, 5300, 256, 64, 304,
-         448, 64),
+         448, 64, architecture="hopper", gpu_fabric="nvlink"),
 )}
 
 
@@ -213,6 +240,7 @@ _RANGES = {
     "compute_efficiency": _FRACTION, "memory_efficiency": _FRACTION, "vector_bandwidth_efficiency": _FRACTION,
     "overlap_exponent": (False, 1.0, 100.0), "launch_overhead_s": _LATENCY_S, "interconnect_efficiency": _FRACTION,
     "interconnect_latency_s": _LATENCY_S, "host_link_efficiency": _FRACTION, "host_link_latency_s": _LATENCY_S,
+    "collective_call_s": _LATENCY_S,
 }
 _UNSET_BY_NULL = ("l2_bandwidth_bytes_per_s", "special_function_per_s")  # None: not modelled; 0 is an error
 _TILE_SIDE = (True, 1, 4096)
@@ -235,7 +263,12 @@ def _file_value(origin: str, field: str, value):
         if unprintable(value, lines=field == "source"):
             raise SpecError(field, UNPRINTABLE_NAME, value, file=origin)
         return value
-    if field == "sparse_tensor_cores":
+    if field in ("gpu_fabric", "architecture"):
+        allowed = FABRICS if field == "gpu_fabric" else GENERATIONS
+        if value not in allowed:
+            raise SpecError(field, f"must be one of {', '.join(allowed)}", value, file=origin)
+        return value
+    if field in ("sparse_tensor_cores", "nvlink_sharp"):
         if not isinstance(value, bool):
             raise SpecError(field, "must be true or false", value, file=origin)
         return value

@@ -27,5 +27,7 @@ class KernelSet:
         return decode_only and 0 < seqs <= self.graph_max_batch
 
     def in_graph(self, hw: HardwareSpec) -> HardwareSpec:
-        """The hardware as a graph replay sees it: the same chip, with a kernel's floor in a replay."""
-        return dataclasses.replace(hw, name=f"{hw.name} (CUDA graph)", launch_overhead_s=self.graph_kernel_floor_s)
+        """The hardware as a graph replay sees it: the same chip, with a kernel's floor in a replay for every
+        kernel, collectives' included (no eager call waiting on the slowest rank's launch)."""
+        return dataclasses.replace(hw, name=f"{hw.name} (CUDA graph)", launch_overhead_s=self.graph_kernel_floor_s,
+                                   collective_call_s=self.graph_kernel_floor_s)

@@ -49,6 +49,7 @@ class OpCost:
     gemm: GemmShape | None = None
     sparse_24: bool = False
     comm_peers: int = 1
+    collective: str = ""  # comm ops: "all_reduce" over the peers, or "send" to the next pipeline stage
     l2_reread_bytes: float = 0.0  # the part of kv_read_bytes that re-reads tiles still held in L2
 
     def scaled(self, factor) -> "OpCost":
@@ -328,9 +329,11 @@ def experts_touched(tokens: int, num_experts: int, experts_per_token: int) -> fl
 def all_reduce(name: str, tokens: int, hidden: int, peers: int) -> OpCost:
     """Sum a tokens x hidden fp16 tensor over `peers` tensor-parallel ranks (Megatron-LM, Shoeybi et al.
     2019, §3: one all-reduce after attention, one after the MLP). Bytes are the payload per rank."""
-    return OpCost(name=name, kind="comm", act_read_bytes=tokens * hidden * ACT_BYTES, comm_peers=peers)
+    return OpCost(name=name, kind="comm", act_read_bytes=tokens * hidden * ACT_BYTES, comm_peers=peers,
+                  collective="all_reduce")
 
 
 def p2p_send(tokens: int, hidden: int) -> OpCost:
     """Pipeline-parallel hand-off of the hidden states to the next stage."""
-    return OpCost(name="pp_send", kind="comm", act_read_bytes=tokens * hidden * ACT_BYTES, comm_peers=2)
+    return OpCost(name="pp_send", kind="comm", act_read_bytes=tokens * hidden * ACT_BYTES, comm_peers=2,
+                  collective="send")

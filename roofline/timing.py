@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .collectives import all_reduce_s
 from .hardware import HardwareSpec, Link
 from .ops import ACT_BYTES, OpCost
 
@@ -68,12 +69,13 @@ def transfer_time_s(link: Link, payload_bytes):
     return link.latency_s + np.asarray(payload_bytes, dtype=np.float64) / (link.bandwidth_bytes_per_s * link.efficiency)
 
 
-def comm_time_s(hw: HardwareSpec, payload_bytes, peers):
-    """Ring all-reduce: each rank sends and receives 2 (n-1)/n of the payload (Patarasuk & Yuan 2009),
-    after a fixed latency; with 2 peers and `pp_send` this is one point-to-point copy."""
-    peers = np.asarray(peers, dtype=np.float64)
-    factor = np.where(peers > 2, 2 * (peers - 1) / peers, 1.0)
-    return np.where(peers > 1, transfer_time_s(hw.interconnect, factor * np.asarray(payload_bytes)), 0.0)
+def comm_time_s(hw: HardwareSpec, op: OpCost):
+    """A collective: an all-reduce over the op's peers as NCCL runs it on the node's fabric
+    (`collectives.all_reduce_s`), or the hand-off of activations to the next pipeline stage, one copy over
+    the interconnect."""
+    if op.collective == "send":
+        return transfer_time_s(hw.interconnect, op.bytes)
+    return all_reduce_s(hw.fabric, op.bytes, op.comm_peers)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def op_memory_s(hw: HardwareSpec, op: OpCost):
 def op_time_s(hw: HardwareSpec, op: OpCost):
     """Seconds of one op; array-valued when the op's FLOPs and bytes are arrays (one entry per step)."""
     if op.kind == "comm":
-        return comm_time_s(hw, op.bytes, op.comm_peers)
+        return comm_time_s(hw, op)
     return combine_s(hw, op_compute_s(hw, op), op_memory_s(hw, op))
 
 

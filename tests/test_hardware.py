@@ -61,7 +61,7 @@ FRACTION = "must be a finite number from 0.01 to 1"
     ("sparse_tensor_cores", "yes", "sparse_tensor_cores: must be true or false, got 'yes'"),
     ("name", "", "name: must be text (not empty), got ''"),
     ("name", "<absent>", "name: is required"),
-    ("warp_size", 32, "warp_size: is not a known field; allowed: attention_q_tile_tokens, compute_efficiency"),
+    ("warp_size", 32, "warp_size: is not a known field; allowed: architecture, attention_q_tile_tokens"),
 ])
 def test_bad_fields_name_the_file_field_and_value(tmp_path, field, value, message):
     with pytest.raises(SpecError) as info:
