@@ -151,6 +151,76 @@ def cmd_hardware(args) -> int:
     return 0
 
 
+def cmd_engines(args) -> int:
+    from infersim.report import table
+    from infersim.roofline import get_hardware
+    from infersim.sim.engines import ENGINES
+    hw = get_hardware(args.hardware, field="--hardware")
+    rows = []
+    for name, preset in ENGINES.items():
+        d = preset.defaults(hw)
+        rows.append([name, d.scheduler, str(d.max_num_batched_tokens), str(d.max_num_seqs), str(d.chunk_tokens),
+                     str(d.block_size_tokens), f"{d.memory_utilization:.2f}", "on" if d.prefix_caching else "off",
+                     str(d.kernels.graph_max_batch), "overlapped" if d.overhead.overlaps_gpu else "in series",
+                     preset.stands_for])
+    print(f"engine presets on {hw.name}:")
+    print(table(["preset", "scheduler", "batched tokens", "seqs", "chunk", "block", "memory", "prefix cache",
+                 "graphs up to", "host", "stands for"], rows))
+    return 0
+
+
+def cmd_compare_serving(args) -> int:
+    from pathlib import Path
+
+    from infersim.report import json_safe, table
+    from infersim.roofline import SpecError
+    from infersim.serving import error_summary, highest_rate_within, read_csv_runs, read_vllm_bench_json, simulate_run
+    path = Path(args.runs)
+    if path.suffix == ".json":
+        if not (args.model and args.hardware):
+            raise SpecError("--model", "and --hardware are needed with a vllm bench serve JSON (it does not say "
+                            "which model and GPU it measured)")
+        runs = read_vllm_bench_json(path, args.model, args.hardware, args.tp)
+    else:
+        runs = read_csv_runs(path)
+    show = args.progress or (sys.stderr.isatty() and not args.json)
+    comparisons = []
+    for i, run in enumerate(runs, 1):
+        comparisons.append(simulate_run(run, args.engine))
+        if show:
+            print(f"\rsimulating run {i} of {len(runs)}", end="\n" if i == len(runs) else "", file=sys.stderr,
+                  flush=True)
+    errors = error_summary(comparisons)
+    rates = {"measured": highest_rate_within(comparisons, args.ttft_ms, measured=True),
+             "simulated": highest_rate_within(comparisons, args.ttft_ms, measured=False)}
+    if args.json:
+        print(json.dumps(json_safe({"engine": args.engine, "errors": errors, "rate_within_ttft": rates,
+                                    "runs": [{**c.run.__dict__, "predicted_ttft_ms": c.ttft_ms,
+                                              "predicted_itl_ms": c.itl_ms,
+                                              "predicted_output_tokens_per_s": c.output_tokens_per_s}
+                                             for c in comparisons]}), indent=2, allow_nan=False))
+    else:
+        print(f"{_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
+        print(table(["run", "model", "TP", "in/out", "rate", "TTFT ms (sim/meas)", "ITL ms (sim/meas)",
+                     "out tok/s (sim/meas)"],
+                    [[c.run.where, c.run.model, str(c.run.tensor_parallel), f"{c.run.input_tokens}/{c.run.output_tokens}",
+                      f"{c.run.request_rate_per_s:g}", f"{c.ttft_ms:.0f} / {c.run.mean_ttft_ms:.0f}",
+                      f"{c.itl_ms:.1f} / {c.run.mean_itl_ms:.1f}",
+                      f"{c.output_tokens_per_s:.0f} / {c.run.output_tokens_per_s:.0f}"] for c in comparisons]))
+        print()
+        print(table(["figure", "runs", "median |error|", "p90 |error|"],
+                    [[k, str(v["runs"]), f"{100 * v['median_abs_err']:.1f}%", f"{100 * v['p90_abs_err']:.1f}%"]
+                     for k, v in errors.items()]))
+        print(f"\nhighest request rate with mean TTFT under {args.ttft_ms:g} ms (simulated / measured):")
+        for key in rates["measured"]:
+            print(f"  {key}: {rates['simulated'][key]:g} / {rates['measured'][key]:g} requests/s")
+    if args.plot:
+        from infersim.plots import plot_serving
+        plot_serving(comparisons, args.plot, f"{_shown(args.runs)}: {args.engine} preset vs measured")
+        print(f"wrote {_shown(args.plot)}", file=sys.stderr)
+    return 0
+
+
 def cmd_roofline(args) -> int:
     with _named_by_flags(ROOFLINE_FLAGS):
         return _roofline(args)
@@ -439,6 +509,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.set_defaults(func=cmd_run)
     sub.add_parser("hardware", help="list the built-in hardware").set_defaults(func=cmd_hardware)
+    e = sub.add_parser("engines", help="list the engine presets and the defaults each picks on a GPU")
+    e.add_argument("--hardware", default="h100-sxm", help="the GPU whose defaults to show (default h100-sxm)")
+    e.set_defaults(func=cmd_engines)
+
+    cs = sub.add_parser("compare-serving", help="simulate measured serving runs and compare (CSV table or a "
+                        "vllm bench serve --save-result JSON)")
+    cs.add_argument("runs", metavar="FILE.csv|FILE.json")
+    cs.add_argument("--engine", default="vllm-v1", help="engine preset to simulate with (see infersim engines)")
+    cs.add_argument("--model", help="with a JSON file: the model it measured")
+    cs.add_argument("--hardware", help="with a JSON file: the GPU it ran on")
+    cs.add_argument("--tp", type=_positive_int, default=1, help="with a JSON file: its tensor parallelism")
+    cs.add_argument("--ttft-ms", type=float, default=200.0,
+                    help="the mean TTFT bound for the highest sustainable rate (default 200)")
+    cs.add_argument("--json", action="store_true")
+    cs.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    cs.add_argument("--plot", metavar="FILE.png", type=_figure_path,
+                    help="measured and simulated latency against request rate per configuration")
+    cs.set_defaults(func=cmd_compare_serving)
 
     r = sub.add_parser("roofline", help="per-op cost of one prefill or decode step")
     r.add_argument("--model", required=True, help="registry name (see `infersim models`) or config.json path")

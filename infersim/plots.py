@@ -149,3 +149,34 @@ def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Pat
     fig.savefig(paths[1], dpi=110)
     plt.close(fig)
     return paths
+
+
+def plot_serving(comparisons: list, path: Path | str, title: str) -> None:
+    """Mean TTFT and ITL against request rate per configuration, measured (dots) and simulated (lines);
+    runs of unbounded rate are drawn at twice the highest finite rate."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    configs: dict = {}
+    for c in comparisons:
+        r = c.run
+        configs.setdefault(f"{r.model} TP{r.tensor_parallel} {r.input_tokens}/{r.output_tokens}", []).append(c)
+    finite = [c.run.request_rate_per_s for c in comparisons if np.isfinite(c.run.request_rate_per_s)]
+    unbounded_at = 2 * max(finite) if finite else 1.0
+    for i, (label, runs) in enumerate(sorted(configs.items())):
+        runs = sorted(runs, key=lambda c: c.run.request_rate_per_s)
+        rates = [c.run.request_rate_per_s if np.isfinite(c.run.request_rate_per_s) else unbounded_at for c in runs]
+        color = f"C{i % 10}"
+        for ax, measured, predicted in ((axes[0], "mean_ttft_ms", "ttft_ms"), (axes[1], "mean_itl_ms", "itl_ms")):
+            ax.plot(rates, [getattr(c, predicted) for c in runs], "-", color=color, lw=1.2, label=label)
+            ax.plot(rates, [getattr(c.run, measured) for c in runs], "o", color=color, ms=4)
+    for ax, name in ((axes[0], "mean TTFT (ms)"), (axes[1], "mean ITL (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("request rate (requests/s; rightmost: all at once)")
+        ax.set_ylabel(name)
+        ax.grid(True, which="both", alpha=0.2)
+    axes[0].legend(fontsize=7, title="lines: simulated, dots: measured", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

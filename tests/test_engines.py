@@ -28,3 +28,13 @@ def test_every_preset_names_a_registered_scheduler_and_only_vllm_v0_runs_the_hos
         assert d.scheduler in SCHEDULERS
         assert d.overhead.overlaps_gpu == (name != "vllm-v0")
     assert ENGINES["trtllm"].defaults(get_hardware("h100-sxm")).kernels.graph_max_batch == 128
+
+
+def test_infersim_engines_lists_each_preset_with_its_defaults_on_the_gpu():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "infersim.cli", "engines", "--hardware", "a100-sxm-80gb"],
+                         capture_output=True, text=True, check=True).stdout
+    v1 = next(line for line in out.splitlines() if line.startswith("vllm-v1"))
+    assert "2048" in v1 and "256" in v1 and "overlapped" in v1  # V1 on an A100: 2048 tokens, 256 sequences
+    assert all(name in out for name in ENGINES)

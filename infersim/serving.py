@@ -1,0 +1,149 @@
+"""Measured serving runs against the simulator: each run's workload (model, GPU, tensor parallelism, prompt and
+output lengths, request rate) simulated under an engine preset, and predicted against measured mean TTFT,
+mean inter-token latency and output tokens/s.
+
+Measurements come as a CSV table with one run a row (the columns of NVIDIA's TensorRT-LLM online-serving
+table: model, hardware, tensor_parallel, input_tokens, output_tokens, num_requests, request_rate_per_s
+(`inf`: every request at once), mean_ttft_ms, mean_itl_ms, output_tokens_per_s), or as the JSON `vllm bench
+serve --save-result` writes (one run; its model, GPU and tensor parallelism given on the command line).
+Arrivals of a finite rate are Poisson, as benchmark clients send them; lengths are fixed at the run's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from infersim.roofline.boundary import number, number_cell, parse_json, read_rows, read_text
+from infersim.roofline.errors import SpecError
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    where: str  # file:line, for messages
+    model: str
+    hardware: str
+    tensor_parallel: int
+    input_tokens: int
+    output_tokens: int
+    num_requests: int
+    request_rate_per_s: float  # inf: every request at once
+    mean_ttft_ms: float
+    mean_itl_ms: float
+    output_tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    run: ServingRun
+    ttft_ms: float
+    itl_ms: float
+    output_tokens_per_s: float
+
+    def errors(self) -> dict:
+        """Relative error of each prediction: (predicted - measured) / measured."""
+        r = self.run
+        return {"ttft": self.ttft_ms / r.mean_ttft_ms - 1, "itl": self.itl_ms / r.mean_itl_ms - 1,
+                "output_tokens_per_s": self.output_tokens_per_s / r.output_tokens_per_s - 1}
+
+
+_TOKENS = dict(whole=True, minimum=1, maximum=1 << 24)
+_POSITIVE = dict(minimum=1e-9, maximum=1e12)
+
+
+def _rate(text, where: str) -> float:
+    if isinstance(text, str) and text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    return number(text, "request_rate_per_s", where, minimum=1e-6, maximum=1e9)
+
+
+def read_csv_runs(path: Path) -> list[ServingRun]:
+    runs = []
+    for where, row in read_rows(path, "serving runs"):
+        for column in ("model", "hardware"):
+            if not isinstance(row.get(column), str) or not row[column].strip():
+                raise SpecError(column, "must name a model or GPU (infersim models, infersim hardware)",
+                                row.get(column), file=where)
+        runs.append(ServingRun(
+            where, row["model"], row["hardware"],
+            int(number_cell(row, "tensor_parallel", where, whole=True, minimum=1, maximum=1024)),
+            int(number_cell(row, "input_tokens", where, **_TOKENS)),
+            int(number_cell(row, "output_tokens", where, **_TOKENS)),
+            int(number_cell(row, "num_requests", where, whole=True, minimum=1, maximum=10_000_000)),
+            _rate(row.get("request_rate_per_s"), where),
+            number_cell(row, "mean_ttft_ms", where, **_POSITIVE), number_cell(row, "mean_itl_ms", where, **_POSITIVE),
+            number_cell(row, "output_tokens_per_s", where, **_POSITIVE)))
+    return runs
+
+
+def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel: int) -> list[ServingRun]:
+    """One `vllm bench serve --save-result` file: its mean lengths (total tokens over completed requests),
+    request rate and measured means."""
+    data = parse_json(read_text(path, "serving runs"))
+    if not isinstance(data, dict):
+        raise SpecError("", "must hold the JSON object vllm bench serve --save-result writes", file=path.name)
+    where = path.name
+    completed = number(data.get("completed"), "completed", where, whole=True, minimum=1, maximum=10_000_000)
+    rate = data.get("request_rate", "inf")
+    return [ServingRun(
+        where, model, hardware, tensor_parallel,
+        max(1, round(number(data.get("total_input_tokens"), "total_input_tokens", where, minimum=1) / completed)),
+        max(1, round(number(data.get("total_output_tokens"), "total_output_tokens", where, minimum=1) / completed)),
+        int(completed), _rate(rate if isinstance(rate, str) else str(rate), where),
+        number(data.get("mean_ttft_ms"), "mean_ttft_ms", where, **_POSITIVE),
+        number(data.get("mean_itl_ms", data.get("mean_tpot_ms")), "mean_itl_ms", where, **_POSITIVE),
+        number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE))]
+
+
+def simulate_run(run: ServingRun, preset: str, seed: int = 0) -> Comparison:
+    """The run's workload through the preset's engine on the run's model, GPU and tensor parallelism."""
+    from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
+    from infersim.sim.engines import preset_config
+    from infersim.sim.run import requests_from, simulate
+    from infersim.sim.workload import Workload, arrival_times
+
+    try:
+        model, hardware = get_model(run.model), get_hardware(run.hardware)
+        n = run.num_requests
+        arrivals = (np.zeros(n) if math.isinf(run.request_rate_per_s)
+                    else arrival_times("poisson", run.request_rate_per_s, n, np.random.default_rng(seed)))
+        workload = Workload(arrivals, np.full(n, run.input_tokens), np.full(n, run.output_tokens))
+        max_model_len = min(model.max_context_tokens, run.input_tokens + run.output_tokens)
+        cfg = preset_config(preset, model, hardware, StepOptions(parallel=Parallelism(run.tensor_parallel)),
+                            max_model_len)
+        summary = simulate(cfg, requests_from(workload)).summary
+    except SpecError as err:
+        raise err.in_file(run.where) from None
+    if summary["ttft_s"]["mean"] is None:
+        raise SpecError("", "no request of this run could be served (see infersim run for the reason)", file=run.where)
+    itl_s = summary["tpot_s"]["mean"] if summary["tpot_s"]["mean"] is not None else math.nan
+    return Comparison(run, summary["ttft_s"]["mean"] * 1e3, itl_s * 1e3, summary["throughput_tokens_per_s"])
+
+
+def error_summary(comparisons: list[Comparison]) -> dict:
+    """Median and 90th-percentile |relative error| of each figure, over the runs that have it."""
+    out = {}
+    for key in ("ttft", "itl", "output_tokens_per_s"):
+        errors = np.abs([c.errors()[key] for c in comparisons])
+        errors = errors[np.isfinite(errors)]
+        out[key] = {"median_abs_err": float(np.median(errors)), "p90_abs_err": float(np.percentile(errors, 90)),
+                    "runs": int(errors.size)}
+    return out
+
+
+def highest_rate_within(comparisons: list[Comparison], ttft_ms: float, measured: bool) -> dict:
+    """Per configuration (model, GPU, TP, lengths), the highest finite request rate whose mean TTFT, measured
+    or simulated, stays under `ttft_ms`."""
+    best: dict = {}
+    for c in comparisons:
+        r = c.run
+        if math.isinf(r.request_rate_per_s):
+            continue
+        key = f"{r.model} {r.hardware} TP{r.tensor_parallel} {r.input_tokens}/{r.output_tokens}"
+        if (r.mean_ttft_ms if measured else c.ttft_ms) < ttft_ms:
+            best[key] = max(best.get(key, 0.0), r.request_rate_per_s)
+        else:
+            best.setdefault(key, 0.0)
+    return best

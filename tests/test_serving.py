@@ -1,0 +1,64 @@
+"""Measured serving runs against the simulator (infersim compare-serving)."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infersim.roofline import SpecError
+from infersim.serving import (Comparison, ServingRun, error_summary, highest_rate_within, read_csv_runs,
+                              read_vllm_bench_json, simulate_run)
+
+RUNS = Path(__file__).resolve().parent.parent / "data" / "serving" / "trtllm-v0.14-online-h100.csv"
+
+
+def run_at(rate, ttft_ms, model="m"):
+    return ServingRun("f.csv:2", model, "h100-sxm", 1, 100, 10, 50, rate, ttft_ms, 10.0, 100.0)
+
+
+def test_nvidias_published_table_reads_as_36_runs_with_unbounded_rates():
+    runs = read_csv_runs(RUNS)
+    assert len(runs) == 36 and sum(math.isinf(r.request_rate_per_s) for r in runs) == 6
+    first = runs[0]
+    assert (first.model, first.tensor_parallel, first.input_tokens, first.output_tokens, first.mean_ttft_ms) == \
+        ("llama-3.1-70b", 4, 467, 256, 62.0)
+
+
+def test_errors_are_relative_to_the_measurement():
+    c = Comparison(run_at(2.0, 50.0), ttft_ms=60.0, itl_ms=8.0, output_tokens_per_s=110.0)
+    assert c.errors() == pytest.approx({"ttft": 0.2, "itl": -0.2, "output_tokens_per_s": 0.1})
+    summary = error_summary([c, Comparison(run_at(4.0, 50.0), 45.0, 10.0, 100.0)])
+    assert summary["ttft"]["median_abs_err"] == pytest.approx(0.15)  # |+0.2| and |-0.1|
+
+
+def test_the_highest_sustainable_rate_is_read_per_configuration():
+    comparisons = [Comparison(run_at(rate, measured), simulated, 10.0, 100.0) for rate, measured, simulated in
+                   ((2, 50, 60), (8, 150, 250), (16, 400, 900), (math.inf, 5000, 6000))]
+    assert highest_rate_within(comparisons, 200.0, measured=True) == {"m h100-sxm TP1 100/10": 8}
+    assert highest_rate_within(comparisons, 200.0, measured=False) == {"m h100-sxm TP1 100/10": 2}
+
+
+def test_a_light_load_run_is_simulated_close_to_what_tensorrt_llm_measured():
+    # Llama-3.1-8B, 467/16 tokens at 2 requests/s: measured TTFT 19 ms, ITL 7 ms
+    run = next(r for r in read_csv_runs(RUNS) if r.model == "llama-3.1-8b" and r.output_tokens == 16
+               and r.request_rate_per_s == 2)
+    c = simulate_run(run, "trtllm")
+    assert abs(c.errors()["ttft"]) < 0.2 and abs(c.errors()["itl"]) < 0.2
+
+
+def test_bad_measurement_files_get_one_line(tmp_path):
+    bad = tmp_path / "runs.csv"
+    bad.write_text(RUNS.read_text().replace(",2,2.0,62.0,", ",fast,2.0,62.0,", 1))
+    with pytest.raises(SpecError, match=r"runs.csv:2: request_rate_per_s: must be a finite number"):
+        read_csv_runs(bad)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"completed": 100, "total_input_tokens": 51200, "total_output_tokens": 12800,
+                                 "request_rate": 4, "mean_ttft_ms": 30.0, "mean_itl_ms": 9.0,
+                                 "output_throughput": 480.0}))
+    (run,) = read_vllm_bench_json(bench, "llama-3.1-8b", "h100-sxm", 1)
+    assert (run.input_tokens, run.output_tokens, run.request_rate_per_s) == (512, 128, 4.0)
+    out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(bench)], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--model" in out.stderr
