@@ -321,10 +321,40 @@ def cmd_compare_profile(args) -> int:
     return 0
 
 
+def _calibrate_from_serving(args) -> int:
+    """Fit a preset's host time per step to measured runs and write it as a scenario's engine block."""
+    from pathlib import Path
+
+    import yaml
+
+    from infersim.roofline import SpecError
+    from infersim.serving import fit_host_overhead, read_csv_runs
+    for flag, value in (("--from-profile", args.from_profile), ("--device", args.device),
+                        ("--hardware", args.hardware), ("--model", args.model)):
+        if value:
+            raise SpecError(flag, "does not apply with --from-serving (the runs name their model and GPU)", value)
+    out = Path(args.out or f"{args.engine}-engine.yaml")
+    _writable_folder(out.parent, "--out", args.out)
+    fit = fit_host_overhead(read_csv_runs(Path(args.from_serving)), args.engine,
+                            progress=lambda text: print(text, file=sys.stderr))
+    for name in ("ttft", "itl", "output_tokens_per_s"):
+        before, after = fit.errors_before[name], fit.errors_after[name]
+        print(f"{name:20s} median |error| {100 * before['median_abs_err']:.1f}% -> {100 * after['median_abs_err']:.1f}%,"
+              f" p90 {100 * before['p90_abs_err']:.1f}% -> {100 * after['p90_abs_err']:.1f}%")
+    block = {"engine": {"preset": args.engine, "overhead_fixed_s": float(f"{fit.fixed_s:.4g}"),
+                        "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}")}}
+    out.write_text(f"# host time per step fitted on {Path(args.from_serving).name} by infersim calibrate "
+                   f"--from-serving\n" + yaml.safe_dump(block, sort_keys=False))
+    print(f"wrote {_shown(str(out))} (paste its engine block into a scenario)")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from infersim.roofline import SpecError
+    if args.from_serving:
+        return _calibrate_from_serving(args)
     if args.from_profile and args.device:
         raise SpecError("--device", "does not apply with --from-profile (which fits a profile measured already; "
                         "--hardware names its GPU)", args.device)
@@ -573,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--from-profile", metavar="FILE.csv", help="fit the efficiency factors to a Vidur profile")
     k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on")
     k.add_argument("--model", help="with --from-profile: the profiled model (default: from the CSV)")
+    k.add_argument("--from-serving", metavar="FILE.csv", help="fit an engine preset's host time per step to "
+                   "measured serving runs (the CSV of compare-serving); writes a scenario engine block")
+    k.add_argument("--engine", default="vllm-v1", help="with --from-serving: the preset to fit (default vllm-v1)")
     k.add_argument("--out", metavar="FILE.yaml", type=_yaml_path, help="where to write the spec (default NAME.yaml)")
     k.set_defaults(func=cmd_calibrate)
     return parser

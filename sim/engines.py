@@ -109,12 +109,12 @@ ENGINES = {p.name: p for p in (
 def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options: StepOptions,
                   max_model_len: int, **run_fields) -> RunConfig:
     """A run configuration with every knob at the preset's default for this GPU; `run_fields` (cluster,
-    slo, ...) go to RunConfig as they are."""
+    slo, overhead, ...) go to RunConfig as they are, over the preset's."""
     require_choice("engine.preset", preset, ENGINES)
     d = ENGINES[preset].defaults(hardware)
+    fields = {"overhead": d.overhead, "kernels": d.kernels, **run_fields}
     return RunConfig(model, hardware, options, scheduler=d.scheduler,
                      limits=SchedulerLimits(d.max_num_seqs, d.max_num_batched_tokens, max_model_len, d.chunk_tokens),
                      kv_cache=KVCacheSpec(block_size_tokens=d.block_size_tokens, prefix_caching=d.prefix_caching,
                                           watermark_fraction=d.watermark_fraction,
-                                          memory_utilization=d.memory_utilization),
-                     overhead=d.overhead, kernels=d.kernels, **run_fields)
+                                          memory_utilization=d.memory_utilization), **fields)

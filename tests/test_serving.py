@@ -1,6 +1,7 @@
 """Measured serving runs against the simulator (infersim compare-serving)."""
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,20 @@ def test_bad_measurement_files_get_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(bench)], capture_output=True,
                          text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--model" in out.stderr
+
+
+def test_calibrate_from_serving_fits_the_host_time_and_writes_an_engine_block(tmp_path):
+    import yaml
+    lines = RUNS.read_text().splitlines()
+    runs = tmp_path / "runs.csv"
+    runs.write_text("\n".join([lines[0], lines[19], lines[25]]) + "\n")  # 8B at 2 req/s, two shapes
+    out = tmp_path / "engine.yaml"
+    done = subprocess.run([sys.executable, "-m", "infersim.cli", "calibrate", "--from-serving", str(runs),
+                           "--engine", "trtllm", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    engine = yaml.safe_load(out.read_text())["engine"]
+    assert engine["preset"] == "trtllm" and 1e-4 <= engine["overhead_fixed_s"] <= 3e-2
+    # the fit never predicts worse than the preset it started from (the mean of the TTFT and ITL medians)
+    medians = {line.split()[0]: [float(x) for x in re.findall(r"median \|error\| ([\d.]+)% -> ([\d.]+)%", line)[0]]
+               for line in done.stdout.splitlines() if line.startswith(("ttft", "itl"))}
+    assert medians["ttft"][1] + medians["itl"][1] <= medians["ttft"][0] + medians["itl"][0] + 1e-9
