@@ -98,11 +98,25 @@ def _trtllm(hw: HardwareSpec) -> EngineDefaults:
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), KernelSet(graph_max_batch=128))
 
 
+def _trtllm_cpp(hw: HardwareSpec) -> EngineDefaults:
+    """TensorRT-LLM's C++ executor over TensorRT engines (the runtime before the PyTorch backend of 0.17, e.g.
+    0.14 behind Triton's tensorrtllm_backend): the same batching, capacity policy (GUARANTEED_NO_EVICT is
+    the documented default, performance-tuning-guide/useful-runtime-flags) and limits as `trtllm`, but no
+    overlap scheduler, a PyTorch-backend feature (docs torch.md: "available in version 0.17 and later",
+    Overlap Scheduler among its features): the host's per-step work runs in series with the GPU's."""
+    d = _trtllm(hw)
+    return EngineDefaults(d.scheduler, d.max_num_seqs, d.max_num_batched_tokens, d.chunk_tokens,
+                          d.block_size_tokens, d.memory_utilization, d.watermark_fraction, d.prefix_caching,
+                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False), d.kernels)
+
+
 ENGINES = {p.name: p for p in (
     EnginePreset("vllm-v1", "vLLM V1 engine (0.8 and later; defaults of 0.14-0.33)", _vllm_v1),
     EnginePreset("vllm-v0", "vLLM V0 engine (0.6.6)", _vllm_v0),
     EnginePreset("sglang", "SGLang 0.5", _sglang),
     EnginePreset("trtllm", "TensorRT-LLM 1.x, PyTorch backend", _trtllm),
+    EnginePreset("trtllm-cpp", "TensorRT-LLM C++ executor over TensorRT engines (before 0.17, e.g. 0.14)",
+                 _trtllm_cpp),
 )}
 
 

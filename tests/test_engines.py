@@ -22,11 +22,11 @@ def test_sglang_chunks_by_gpu_memory_and_keeps_a_fixed_reserve():
     assert l4.chunk_tokens == 4096
 
 
-def test_every_preset_names_a_registered_scheduler_and_only_vllm_v0_runs_the_host_in_series():
+def test_every_preset_names_a_registered_scheduler_and_only_the_pre_overlap_engines_run_the_host_in_series():
     for name, preset in ENGINES.items():
         d = preset.defaults(get_hardware("h100-sxm"))
         assert d.scheduler in SCHEDULERS
-        assert d.overhead.overlaps_gpu == (name != "vllm-v0")
+        assert d.overhead.overlaps_gpu == (name not in ("vllm-v0", "trtllm-cpp"))
     assert ENGINES["trtllm"].defaults(get_hardware("h100-sxm")).kernels.graph_max_batch == 128
 
 
