@@ -154,18 +154,22 @@ def cmd_hardware(args) -> int:
 def cmd_engines(args) -> int:
     from infersim.report import table
     from infersim.roofline import get_hardware
+    from infersim.roofline.errors import require_positive
     from infersim.sim.engines import ENGINES
     hw = get_hardware(args.hardware, field="--hardware")
+    require_positive("--max-model-len", args.max_model_len)
+    require_positive("--tp", args.tp)
     rows = []
     for name, preset in ENGINES.items():
-        d = preset.defaults(hw)
+        d = preset.defaults(hw, args.max_model_len, args.tp)
+        graphs = d.kernels.graph_max_batch
         rows.append([name, d.scheduler, str(d.max_num_batched_tokens), str(d.max_num_seqs), str(d.chunk_tokens),
                      str(d.block_size_tokens), f"{d.memory_utilization:.2f}", "on" if d.prefix_caching else "off",
-                     str(d.kernels.graph_max_batch), "overlapped" if d.overhead.overlaps_gpu else "in series",
-                     preset.stands_for])
-    print(f"engine presets on {hw.name}:")
+                     ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs) if graphs else "off",
+                     "overlapped" if d.overhead.overlaps_gpu else "in series", preset.stands_for])
+    print(f"engine presets on {hw.name}, max_model_len {args.max_model_len}, TP{args.tp}:")
     print(table(["preset", "scheduler", "batched tokens", "seqs", "chunk", "block", "memory", "prefix cache",
-                 "graphs up to", "host", "stands for"], rows))
+                 "decode graphs", "host", "stands for"], rows))
     return 0
 
 
@@ -541,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("hardware", help="list the built-in hardware").set_defaults(func=cmd_hardware)
     e = sub.add_parser("engines", help="list the engine presets and the defaults each picks on a GPU")
     e.add_argument("--hardware", default="h100-sxm", help="the GPU whose defaults to show (default h100-sxm)")
+    e.add_argument("--max-model-len", type=int, default=8192, help="the longest context served (default 8192)")
+    e.add_argument("--tp", type=int, default=1, help="tensor-parallel size (default 1)")
     e.set_defaults(func=cmd_engines)
 
     cs = sub.add_parser("compare-serving", help="simulate measured serving runs and compare (CSV table or a "

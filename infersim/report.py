@@ -94,6 +94,9 @@ def run_summary_table(summary: dict) -> str:
     s = summary
     lines.append(f"completed {s['requests_completed']}, rejected {s['requests_rejected']}, "
                  f"preemptions {s['preemptions']}; simulated {figure(s['simulated_time_s'], '.1f')} s")
+    if s["requests_unfinished"]:
+        lines.append(f"warning: {s['requests_unfinished']} requests never finished (the scheduler could not "
+                     "place them again; the latency figures leave them out)")
     goodput = "no SLO set" if s["slo_attainment"] is None else (
         f"goodput {figure(s['goodput_requests_per_s'], '.2f')} requests/s "
         f"({figure(s['slo_attainment'], '.1f', 100)}% within SLO)")

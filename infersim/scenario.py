@@ -6,6 +6,7 @@ are resolved against the scenario file's folder. See scenarios/default.yaml for 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
@@ -305,13 +306,10 @@ def build_run(scn: Scenario, base: Path):
     """(RunConfig, requests) for the simulator; a run too large for this machine's memory is refused first."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
     from infersim.roofline.hardware import Link
-    from infersim.roofline.kernel_set import KernelSet
     from infersim.sim.cluster import Colocated, Disaggregated
-    from infersim.sim.engines import ENGINES
+    from infersim.sim.engines import preset_config
     from infersim.sim.metrics import Slo
-    from infersim.sim.replica import EngineOverhead
-    from infersim.sim.run import KVCacheSpec, RunConfig, check_config, requests_from
-    from infersim.sim.schedulers import SchedulerLimits
+    from infersim.sim.run import check_config, requests_from
 
     model = get_model(scn.model, base)
     hardware = get_hardware(scn.hardware, base)
@@ -331,35 +329,29 @@ def build_run(scn: Scenario, base: Path):
         cluster = Colocated(c.replicas or 1, c.router)
     kv_link = (Link(c.kv_transfer_gb_per_s * 1e9, 1.0, hardware.interconnect_latency_s)
                if c.kv_transfer_gb_per_s else None)
-    d = ENGINES[e.preset].defaults(hardware)
-    limits = SchedulerLimits(_given(s.max_num_seqs, d.max_num_seqs),
-                             _given(s.max_num_batched_tokens, d.max_num_batched_tokens), max_model_len,
-                             _given(s.chunk_tokens, d.chunk_tokens), s.preemption)
-    overhead = EngineOverhead(_given(e.overhead_fixed_s, d.overhead.fixed_s),
-                              _given(e.overhead_per_seq_s, d.overhead.per_seq_s),
-                              _given(e.host_overlaps_gpu, d.overhead.overlaps_gpu))
-    kernels = KernelSet(_given(e.cuda_graph_max_batch, d.kernels.graph_max_batch),
-                        _given(e.cuda_graph_kernel_s, d.kernels.graph_kernel_floor_s))
-    block_size = _given(kv.block_size, d.block_size_tokens)
-    cfg = RunConfig(
-        model=model, hardware=hardware,
-        options=StepOptions(quant=quant, parallel=Parallelism(scn.parallelism.tensor_parallel,
-                                                              scn.parallelism.pipeline_parallel),
-                            flash_attention=e.flash_attention, sampling=e.sampling),
-        scheduler=_given(s.name, d.scheduler), limits=limits,
-        kv_cache=KVCacheSpec(block_size_tokens=block_size, num_blocks=kv.num_blocks, allocator=kv.allocator,
-                             prefix_caching=_given(kv.prefix_caching, d.prefix_caching),
-                             watermark_fraction=_given(kv.watermark, d.watermark_fraction),
-                             memory_utilization=_given(kv.memory_utilization, d.memory_utilization),
-                             swap_space_gib=kv.swap_space_gib),
-        overhead=overhead, kernels=kernels, cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s),
-        concurrency=scn.workload.arrival.concurrency if scn.workload.arrival else None)
+    options = StepOptions(quant=quant, parallel=Parallelism(scn.parallelism.tensor_parallel,
+                                                            scn.parallelism.pipeline_parallel),
+                          flash_attention=e.flash_attention, sampling=e.sampling)
+    preset = preset_config(e.preset, model, hardware, options, max_model_len, cluster=cluster, kv_link=kv_link,
+                           slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s),
+                           concurrency=scn.workload.arrival.concurrency if scn.workload.arrival else None)
+    cfg = replace(
+        preset, scheduler=_given(s.name, preset.scheduler),
+        limits=_over(preset.limits, max_num_seqs=s.max_num_seqs, max_num_batched_tokens=s.max_num_batched_tokens,
+                     chunk_tokens=s.chunk_tokens, preemption=s.preemption),
+        kv_cache=_over(preset.kv_cache, block_size_tokens=kv.block_size, num_blocks=kv.num_blocks,
+                       allocator=kv.allocator, prefix_caching=kv.prefix_caching, watermark_fraction=kv.watermark,
+                       memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib),
+        overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
+                       overlaps_gpu=e.host_overlaps_gpu),
+        kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
+                      graph_kernel_floor_s=e.cuda_graph_kernel_s))
     check_config(cfg)
-    _check_swap_space(cfg, s.preemption, block_size, kv.swap_space_gib)
+    _check_swap_space(cfg)
     w = scn.workload
     workload, prefix_id = build_workload(w, scn.seed, base)
     steps = max_steps(workload.prompt_tokens, workload.output_tokens,
-                      min(limits.chunk_tokens, limits.max_num_batched_tokens), max_model_len)
+                      min(cfg.limits.chunk_tokens, cfg.limits.max_num_batched_tokens), max_model_len)
     check_memory(RunSize(len(workload), _replica_count(c), steps, len(workload) * w.num_seqs),
                  lengths_field=_lengths_field(w))
     return cfg, requests_from(workload, w.num_seqs, prefix_id=prefix_id,
@@ -371,10 +363,18 @@ def _given(value, preset_value):
     return preset_value if value is None else value
 
 
-def _check_swap_space(cfg, preemption: str, block_size: int, swap_space_gib: float) -> None:
+def _over(spec, **given):
+    """The preset's `spec` with the fields the scenario sets (those not None) in place of its values."""
+    return replace(spec, **{name: value for name, value in given.items() if value is not None})
+
+
+def _check_swap_space(cfg) -> None:
     """Swap preemption needs host memory for at least one KV block (the simulator would recompute instead)."""
     from infersim.roofline.memory import kv_bytes_per_token_per_gpu
-    block_gib = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel) * block_size / 2 ** 30
+    kv_cache = cfg.kv_cache
+    block_gib = (kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel)
+                 * kv_cache.block_size_tokens / 2 ** 30)
+    preemption, swap_space_gib = cfg.limits.preemption, kv_cache.swap_space_gib
     if preemption == "swap" and swap_space_gib < block_gib:
         raise SpecError("kv_cache.swap_space_gib", f"holds no KV block ({block_gib:.3g} GiB each here) for "
                         "scheduler.preemption swap; give swap space or use preemption: recompute", swap_space_gib)

@@ -169,7 +169,9 @@ def fit_host_overhead(runs: list[ServingRun], preset: str, progress=lambda text:
     from infersim.roofline import get_hardware
     from infersim.sim.engines import ENGINES
 
-    start = ENGINES[preset].defaults(get_hardware(runs[0].hardware)).overhead
+    first = runs[0]
+    start = ENGINES[preset].defaults(get_hardware(first.hardware), first.input_tokens + first.output_tokens,
+                                     first.tensor_parallel).overhead
 
     def loss_of(overhead) -> tuple[float, dict]:
         errors = error_summary([simulate_run(run, preset, overhead=overhead) for run in runs])

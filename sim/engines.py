@@ -5,7 +5,7 @@ version named (file and field cited beside them); every one can be overridden in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from infersim.roofline.errors import require_choice
@@ -41,7 +41,7 @@ class EngineDefaults:
 class EnginePreset:
     name: str
     stands_for: str  # the engine and version its defaults are read from
-    defaults: Callable[[HardwareSpec], EngineDefaults]
+    defaults: Callable[[HardwareSpec, int, int], EngineDefaults]  # (GPU, max_model_len, tensor-parallel size)
 
 
 # Host time per step: the order of magnitude vLLM's own profiles show (v0.6.0 blog: scheduling and the API
@@ -50,70 +50,90 @@ class EnginePreset:
 _HOST_S, _HOST_PER_SEQ_S = 1.0e-3, 10e-6
 
 
-def _vllm_v0(hw: HardwareSpec) -> EngineDefaults:
+def _vllm_v0(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """vLLM 0.6.6 (the V0 engine, default until 0.8): vllm/core/scheduler.py; vllm/config.py SchedulerConfig
-    (max_num_seqs 256, max_num_batched_tokens max(max_model_len, 2048) without chunked prefill: taken as
-    8192, the scenario's max_model_len cap), CacheConfig (block_size 16, gpu_memory_utilization 0.90);
-    decode CUDA graphs up to batch 256 (_BATCH_SIZES_TO_CAPTURE); host work serial with the GPU but for
-    async output processing."""
-    return EngineDefaults("vllm", 256, 8192, 512, 16, 0.90, 0.01, False,
-                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False), KernelSet(graph_max_batch=256))
+    (max_num_seqs 256, max_num_batched_tokens max(max_model_len, 2048) without chunked prefill, which
+    `_verify_args` requires to be at least max_model_len), CacheConfig (block_size 16,
+    gpu_memory_utilization 0.90); decode CUDA graphs up to batch 256 (_BATCH_SIZES_TO_CAPTURE, padded up);
+    host work serial with the GPU but for async output processing. Beyond 32768 tokens of context V0 turns
+    chunked prefill on by itself (engine/arg_utils.py `use_long_context`) with a 2048-token budget:
+    decode-first mixed steps, which the `sarathi` scheduler models."""
+    long_context = max_model_len > 32768
+    return EngineDefaults("sarathi" if long_context else "vllm", 256,
+                          2048 if long_context else max(max_model_len, 2048), 2048 if long_context else 512,
+                          16, 0.90, 0.01, False, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False),
+                          KernelSet(graph_max_batch=256))
 
 
-def _vllm_v1(hw: HardwareSpec) -> EngineDefaults:
+def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """vLLM's V1 engine (default from 0.8; values of 0.14-0.33): vllm/engine/arg_utils.py `get_batch_defaults`
-    for online serving: GPUs of >= 160 GiB take 16384 batched tokens and 1024 sequences, >= 70 GiB (not the
-    A100) 8192 and 1024, others 2048 and 256; vllm/config/cache.py block_size 16, gpu_memory_utilization 0.92
-    (0.20+), prefix caching on; no watermark (config/scheduler.py); async scheduling on (0.14+); full CUDA
-    graphs for decode steps up to 512 sequences (config/compilation.py max_cudagraph_capture_size)."""
+    for online serving: GPUs of >= 160 GiB take 16384 batched tokens and 1024 sequences, >= 70 GiB but for
+    the A100 (a device-name check there; the 80 GB A100 is the only Ampere GPU that large, so it is read
+    from the architecture here) 8192 and 1024, others 2048 and 256; vllm/config/cache.py block_size 16,
+    gpu_memory_utilization 0.92 (0.20+), prefix caching on; no watermark (config/scheduler.py); async
+    scheduling on (0.14+); full CUDA graphs for decode steps up to 512 sequences, padded up to a captured
+    size (config/compilation.py max_cudagraph_capture_size)."""
     memory = hw.memory_bytes
-    big, a100 = memory >= 160 * GiB, hw.name.startswith("a100")
-    tokens = 16384 if big else 8192 if memory >= 70 * GiB and not a100 else 2048
-    seqs = 1024 if big or (memory >= 70 * GiB and not a100) else 256
+    big, hopper_class = memory >= 160 * GiB, memory >= 70 * GiB and hw.architecture != "ampere"
+    tokens = 16384 if big else 8192 if hopper_class else 2048
+    seqs = 1024 if big or hopper_class else 256
     return EngineDefaults("vllm-v1", seqs, tokens, tokens, 16, 0.92, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
                           KernelSet(graph_max_batch=min(512, 2 * seqs)))
 
 
-def _sglang(hw: HardwareSpec) -> EngineDefaults:
-    """SGLang 0.5 (sgl-project/sglang python/sglang/srt/arg_groups/memory_hook.py
-    `handle_gpu_memory_settings`): chunked_prefill_size 2048 below 20 GB, 4096 below 60 GB, 8192 below
-    160 GB, 16384 above; max_prefill_tokens 16384; decode CUDA graphs up to 256 sequences (512 from 160 GB);
-    page size 1 (radix cache on); mem_fraction_static leaves ~10-14 GB for graphs and activations on an
-    80 GB GPU (taken as 12 GB); max_running_requests derived from the KV pool (taken as 2048, the pool's
-    lower bound in 0.5.2); overlap scheduler on."""
-    memory_gb = hw.memory_bytes / GB
-    chunk = 2048 if memory_gb < 20 else 4096 if memory_gb < 60 else 8192 if memory_gb < 160 else 16384
-    graphs = 512 if memory_gb >= 160 else 256
-    return EngineDefaults("sglang", 2048, 16384, chunk, 1, max(0.5, 1 - 12 * GB / hw.memory_bytes), 0.0, True,
-                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), KernelSet(graph_max_batch=graphs))
+# SGLang 0.5.23 arg_groups/memory_hook.py `handle_gpu_memory_settings`, by the GPU's memory in MiB:
+# (below this much, chunked_prefill_size, decode graph max_bs below tp 4, from tp 4)
+_SGLANG_TIERS_MIB = ((20 * 1024, 2048, 8, 8), (35 * 1024, 4096, 48, 160), (60 * 1024, 4096, 32, 160),
+                     (160 * 1024, 8192, 256, 512), (float("inf"), 16384, 512, 512))
 
 
-def _trtllm(hw: HardwareSpec) -> EngineDefaults:
+def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
+    """SGLang 0.5.23 (sgl-project/sglang python/sglang/srt/arg_groups/memory_hook.py
+    `handle_gpu_memory_settings`): chunked_prefill_size and the decode CUDA graphs' largest batch by GPU
+    memory and tensor parallelism (`_SGLANG_TIERS_MIB`; batches padded up to a captured size);
+    mem_fraction_static leaves (512 + 1.5 max(chunk, 2048) + 1024 tp/8 + 2 per graph batch size) MiB for
+    activations and graphs, at least 10 GiB on GPUs over 60 GiB; page size 1 (radix cache on); every
+    prefill step is one chunk (max_prefill_tokens 16384 is larger); max_running_requests derived from the
+    KV pool (taken as 2048, the pool's lower bound in 0.5.2); overlap scheduler on."""
+    memory_mib = hw.memory_bytes / 2 ** 20
+    _, chunk, small_tp_graphs, large_tp_graphs = next(t for t in _SGLANG_TIERS_MIB if memory_mib < t[0])
+    graphs = small_tp_graphs if tp < 4 else large_tp_graphs
+    reserved_mib = 512 + 1.5 * max(chunk, 2048) + tp / 8 * 1024 + 2 * graphs
+    if memory_mib > 60 * 1024:
+        reserved_mib = max(reserved_mib, 10 * 1024)
+    return EngineDefaults("sglang", 2048, chunk, chunk, 1, round((memory_mib - reserved_mib) / memory_mib, 3),
+                          0.0, True, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
+                          KernelSet(graph_max_batch=graphs))
+
+
+def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """TensorRT-LLM 1.x, PyTorch backend (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm_args.py): max_batch_size
     2048, max_num_tokens 8192, chunked prefill off, KvCacheConfig tokens_per_block 32 and
     free_gpu_memory_fraction 0.9 (of the memory free after loading: taken as 0.9 of all), block reuse on,
-    CUDA graphs for decode-only batches up to 128 (CudaGraphConfig), overlap scheduler on."""
+    CUDA graphs for decode-only batches of 1-32, 64 and 128 sequences, not padded (CudaGraphConfig
+    batch sizes with enable_padding off: other sizes run eagerly), overlap scheduler on."""
+    graphs = KernelSet(graph_max_batch=128, captured_sizes=frozenset(range(1, 33)) | {64, 128})
     return EngineDefaults("trtllm", 2048, 8192, 8192, 32, 0.9, 0.0, True,
-                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), KernelSet(graph_max_batch=128))
+                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), graphs)
 
 
-def _trtllm_cpp(hw: HardwareSpec) -> EngineDefaults:
+def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """TensorRT-LLM's C++ executor over TensorRT engines (the runtime before the PyTorch backend of 0.17, e.g.
     0.14 behind Triton's tensorrtllm_backend): the same batching, capacity policy (GUARANTEED_NO_EVICT is
     the documented default, performance-tuning-guide/useful-runtime-flags) and limits as `trtllm`, but no
     overlap scheduler, a PyTorch-backend feature (docs torch.md: "available in version 0.17 and later",
-    Overlap Scheduler among its features): the host's per-step work runs in series with the GPU's."""
-    d = _trtllm(hw)
-    return EngineDefaults(d.scheduler, d.max_num_seqs, d.max_num_batched_tokens, d.chunk_tokens,
-                          d.block_size_tokens, d.memory_utilization, d.watermark_fraction, d.prefix_caching,
-                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False), d.kernels)
+    Overlap Scheduler among its features): the host's per-step work runs in series with the GPU's; no CUDA
+    graphs (executor ExtendedRuntimePerfKnobConfig cudaGraphMode off by default) and no KV block reuse
+    (executor KvCacheConfig enableBlockReuse off by default)."""
+    return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False, kernels=KernelSet(),
+                   overhead=EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False))
 
 
 ENGINES = {p.name: p for p in (
     EnginePreset("vllm-v1", "vLLM V1 engine (0.8 and later; defaults of 0.14-0.33)", _vllm_v1),
     EnginePreset("vllm-v0", "vLLM V0 engine (0.6.6)", _vllm_v0),
-    EnginePreset("sglang", "SGLang 0.5", _sglang),
+    EnginePreset("sglang", "SGLang 0.5 (defaults of 0.5.23)", _sglang),
     EnginePreset("trtllm", "TensorRT-LLM 1.x, PyTorch backend", _trtllm),
     EnginePreset("trtllm-cpp", "TensorRT-LLM C++ executor over TensorRT engines (before 0.17, e.g. 0.14)",
                  _trtllm_cpp),
@@ -125,7 +145,7 @@ def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options
     """A run configuration with every knob at the preset's default for this GPU; `run_fields` (cluster,
     slo, overhead, ...) go to RunConfig as they are, over the preset's."""
     require_choice("engine.preset", preset, ENGINES)
-    d = ENGINES[preset].defaults(hardware)
+    d = ENGINES[preset].defaults(hardware, max_model_len, options.parallel.tensor_parallel)
     fields = {"overhead": d.overhead, "kernels": d.kernels, **run_fields}
     return RunConfig(model, hardware, options, scheduler=d.scheduler,
                      limits=SchedulerLimits(d.max_num_seqs, d.max_num_batched_tokens, max_model_len, d.chunk_tokens),

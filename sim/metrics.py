@@ -207,6 +207,8 @@ def summarize(t: dict, tl: dict, metrics: Metrics, *, kv_blocks_per_replica: int
         "slo_attainment": float(ok.sum()) / max(1, len(done)) if slo.is_set else None,
         "requests_completed": int(done.sum()),
         "requests_rejected": int(np.sum(t["state"] == REJECTED)),
+        # neither: the run ended with them still queued, which a configuration check should have refused
+        "requests_unfinished": int(np.sum((t["state"] != DONE) & (t["state"] != REJECTED))),
         "preemptions": metrics.preemptions,
         "kv_blocks_swapped": metrics.swapped_blocks,
         "kv_utilization_mean": kv_util,

@@ -109,6 +109,14 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.limits.preemption not in cfg.scheduler_class.preemption_modes:
         raise SpecError("scheduler.preemption", f"the {cfg.scheduler} scheduler preempts by "
                         f"{' or '.join(cfg.scheduler_class.preemption_modes)}", cfg.limits.preemption)
+    scheduler, limits = cfg.scheduler_class, cfg.limits
+    if not (scheduler.chunked_prompts or scheduler.never_evicts) and limits.max_num_batched_tokens < limits.max_model_len:
+        # vLLM V0's SchedulerConfig._verify_args refuses the same: a preempted request is prefilled again
+        # whole, prompt and output so far, and one longer than the budget could never be
+        raise SpecError("scheduler.max_num_batched_tokens", f"must be >= scheduler.max_model_len="
+                        f"{limits.max_model_len} for the {cfg.scheduler} scheduler, which prefills whole prompts "
+                        "(a preempted request is prefilled again, output and all); raise it, lower max_model_len "
+                        "or use a chunked-prefill scheduler", limits.max_num_batched_tokens)
     require_choice("cluster.router", cfg.cluster.router, ROUTERS)
     allocator = cfg.allocator
     if cfg.kv_cache.prefix_caching and not ALLOCATORS[allocator].shares_prefixes:
@@ -136,16 +144,24 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     allocator = ALLOCATORS[cfg.allocator]
     unsent = iter(requests)
     sent = 0
+    owed = 0  # requests clients are owed; a refusal inside submit() adds one rather than recursing
 
     def send_next(now_s: float) -> None:
-        nonlocal sent
-        req = next(unsent, None)
-        if req is not None:
+        nonlocal sent, owed
+        owed += 1
+        if owed > 1:
+            return  # an outer call is sending: it will send this one too
+        while owed:
+            req = next(unsent, None)
+            if req is None:
+                owed = 0
+                return
             req.arrival_s = now_s
             sent += 1
             if progress is not None and sent * 100 // len(requests) != (sent - 1) * 100 // len(requests):
                 progress(sent / len(requests), now_s)
             deployment.entry.pick().submit(req)
+            owed -= 1
 
     on_done = (lambda req: send_next(env.now)) if concurrency else None
 

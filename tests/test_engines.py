@@ -10,24 +10,48 @@ from infersim.sim.schedulers import SCHEDULERS
                                               ("a100-sxm-80gb", 2048, 256), ("l40s", 2048, 256)])
 def test_vllm_v1_sizes_its_token_budget_by_the_gpu_as_get_batch_defaults_does(gpu, tokens, seqs):
     # >= 70 GiB and not an A100: 8192 tokens and 1024 sequences; the A100 and smaller GPUs: 2048 and 256
-    d = ENGINES["vllm-v1"].defaults(get_hardware(gpu))
+    d = ENGINES["vllm-v1"].defaults(get_hardware(gpu), 8192, 1)
     assert (d.max_num_batched_tokens, d.max_num_seqs) == (tokens, seqs)
     assert d.kernels.graph_max_batch == min(512, 2 * seqs) and d.overhead.overlaps_gpu
 
 
-def test_sglang_chunks_by_gpu_memory_and_keeps_a_fixed_reserve():
-    # 80 GB H100: chunk 8192, (80 - 12) / 80 = 0.85 of memory; 24 GB L4: chunk 4096
-    h100, l4 = (ENGINES["sglang"].defaults(get_hardware(g)) for g in ("h100-sxm", "l4"))
-    assert (h100.chunk_tokens, h100.memory_utilization, h100.block_size_tokens) == (8192, pytest.approx(0.85), 1)
-    assert l4.chunk_tokens == 4096
+def test_sglang_chunks_and_reserves_memory_by_gpu_memory_as_its_memory_hook_does():
+    # H100, 80e9 B = 76294 MiB (60-160 GiB tier): chunk 8192, graphs to 256 below TP4; reserve 512 + 1.5 * 8192
+    # + 1024 / 8 + 2 * 256 = 13440 MiB (over the 10 GiB floor): (76294 - 13440) / 76294 = 0.824
+    h100 = ENGINES["sglang"].defaults(get_hardware("h100-sxm"), 8192, 1)
+    assert (h100.chunk_tokens, h100.max_num_batched_tokens, h100.kernels.graph_max_batch) == (8192, 8192, 256)
+    assert (h100.memory_utilization, h100.block_size_tokens) == (0.824, 1)
+    # L4, 24e9 B = 22888 MiB (20-35 GiB tier): chunk 4096, graphs to 48 below TP4 and 160 from it;
+    # TP1 reserve 512 + 6144 + 128 + 96 = 6880 MiB: (22888 - 6880) / 22888 = 0.699
+    l4 = ENGINES["sglang"].defaults(get_hardware("l4"), 8192, 1)
+    assert (l4.chunk_tokens, l4.kernels.graph_max_batch, l4.memory_utilization) == (4096, 48, 0.699)
+    assert ENGINES["sglang"].defaults(get_hardware("l4"), 8192, 4).kernels.graph_max_batch == 160
+
+
+def test_vllm_v0_budgets_a_whole_longest_prompt_and_chunks_long_contexts_by_itself():
+    # SchedulerConfig: max(max_model_len, 2048) without chunked prefill; beyond 32768 tokens of context
+    # chunked prefill comes on with a 2048-token budget
+    v0 = ENGINES["vllm-v0"].defaults
+    h100 = get_hardware("h100-sxm")
+    assert [v0(h100, n, 1).max_num_batched_tokens for n in (1000, 4096, 32768)] == [2048, 4096, 32768]
+    long = v0(h100, 65536, 1)
+    assert (long.scheduler, long.max_num_batched_tokens, long.chunk_tokens) == ("sarathi", 2048, 2048)
+
+
+def test_trtllm_replays_only_the_batch_sizes_it_captured_and_its_cpp_executor_none():
+    # CudaGraphConfig without padding: 1-32, 64 and 128; a batch of 33 or 100 runs eagerly
+    graphs = ENGINES["trtllm"].defaults(get_hardware("h100-sxm"), 8192, 1).kernels
+    assert [n for n in (1, 32, 33, 64, 100, 128, 129) if graphs.replays_graph(True, n)] == [1, 32, 64, 128]
+    assert not graphs.replays_graph(False, 32)  # a step with a prompt in it is never a graph
+    cpp = ENGINES["trtllm-cpp"].defaults(get_hardware("h100-sxm"), 8192, 1)
+    assert not cpp.kernels.replays_graph(True, 1) and not cpp.prefix_caching and not cpp.overhead.overlaps_gpu
 
 
 def test_every_preset_names_a_registered_scheduler_and_only_the_pre_overlap_engines_run_the_host_in_series():
     for name, preset in ENGINES.items():
-        d = preset.defaults(get_hardware("h100-sxm"))
+        d = preset.defaults(get_hardware("h100-sxm"), 8192, 1)
         assert d.scheduler in SCHEDULERS
         assert d.overhead.overlaps_gpu == (name not in ("vllm-v0", "trtllm-cpp"))
-    assert ENGINES["trtllm"].defaults(get_hardware("h100-sxm")).kernels.graph_max_batch == 128
 
 
 def test_infersim_engines_lists_each_preset_with_its_defaults_on_the_gpu():

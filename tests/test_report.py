@@ -12,7 +12,7 @@ EMPTY_STATS = {"mean": NAN, "p50": NAN, "p90": NAN, "p99": NAN}
 
 def summary(**changes) -> dict:
     base = {key: dict(EMPTY_STATS) for key in ("ttft_s", "tpot_s", "itl_s", "e2e_s", "queueing_s")}
-    base.update(requests_completed=0, requests_rejected=3, preemptions=0, simulated_time_s=0.0,
+    base.update(requests_completed=0, requests_rejected=3, requests_unfinished=0, preemptions=0, simulated_time_s=0.0,
                 throughput_tokens_per_s=0.0, throughput_requests_per_s=0.0, goodput_requests_per_s=None,
                 slo_attainment=None, batch_size_mean=0.0, kv_utilization_mean=0.0, kv_utilization_peak=0.0,
                 model_flops_utilization=0.0, model_bandwidth_utilization=0.0)

@@ -273,3 +273,13 @@ def test_trtllm_admits_only_what_fits_at_its_longest_and_never_preempts():
     mixed.add(request(1, 40, 5))
     taken = step(mixed, 10.0)  # the whole prompt joins the running decode in one step
     assert taken.decoding_seqs == 1 and [c.tokens for c in taken.plan.prefills] == [40]
+
+
+def test_trtllm_in_a_prefill_pool_reserves_no_output_blocks():
+    # a disaggregated prefill replica hands requests off once prefilled: the same two requests (8-token
+    # prompts, 2 blocks each) are prefilled together in the first step, not one after the other
+    kv = KVCacheManager(PagedAllocator(4), 6)
+    sched = SCHEDULERS["trtllm"](SchedulerLimits(), kv, hands_off_prefilled=True)
+    sched.add(request(0, 8, 12))
+    sched.add(request(1, 8, 12))
+    assert [c.tokens for c in sched.schedule(0.0).prefills] == [8, 8]

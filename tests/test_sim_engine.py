@@ -248,6 +248,19 @@ def test_unknown_names_in_a_run_config_are_refused_by_field():
         run(config(TINY, A100, allocator="pagd"), Workload(np.array([0.0]), np.array([10]), np.array([2])))
 
 
+def test_a_whole_prompt_scheduler_needs_a_budget_for_the_longest_context():
+    # a preempted request is prefilled again, prompt and output so far: with 4096 tokens of budget and
+    # 8192 of context it could never be (vLLM V0 refuses this configuration too)
+    limits = SchedulerLimits(max_num_batched_tokens=4096, max_model_len=8192)
+    for name in ("vllm", "orca", "static"):
+        with pytest.raises(Exception, match=r"^scheduler.max_num_batched_tokens: must be >= scheduler.max_model_len="
+                                            r"8192 for the " + name):
+            run(config(TINY, A100, scheduler=name, limits=limits), Workload(np.array([0.0]), np.array([10]), np.array([2])))
+    for name in ("sarathi", "trtllm"):  # chunks prompts; reserves every block up front and never preempts
+        res = run(config(TINY, A100, scheduler=name, limits=limits), Workload(np.array([0.0]), np.array([10]), np.array([2])))
+        assert res.summary["requests_completed"] == 1
+
+
 def test_closed_loop_clients_send_their_next_request_when_the_last_one_completes():
     wl = Workload(np.zeros(12), np.full(12, 100), np.full(12, 20))
     one = simulate(config(LLAMA, A100, concurrency=1), requests_from(wl)).requests
@@ -261,3 +274,13 @@ def test_closed_loop_clients_send_their_next_request_when_the_last_one_completes
     # Little's law over the whole run: throughput = clients / mean time in system, within the ramp-down
     s = four.summary
     assert s["throughput_requests_per_s"] == pytest.approx(4 / s["e2e_s"]["mean"], rel=0.25)
+
+
+def test_a_closed_loop_of_refused_requests_sends_them_all_without_recursing():
+    # each too-long request is refused inside submit(), which sends the next: 3000 in a row must not
+    # nest 3000 calls deep (they once raised RecursionError)
+    wl = Workload(np.zeros(3000), np.full(3000, 5000), np.full(3000, 10))
+    cfg = config(TINY, A100, concurrency=2, limits=SchedulerLimits(max_model_len=1024))
+    res = simulate(cfg, requests_from(wl))
+    assert res.summary["requests_rejected"] == 3000
+    assert all(r.state == REJECTED and r.arrival_s == 0.0 for r in res.requests)

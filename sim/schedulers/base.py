@@ -4,8 +4,10 @@ A scheduler owns the requests its replica has accepted (waiting, prefilling, dec
 decides, as vLLM's `Scheduler.schedule()` does: which to admit, how to chunk their prompts, whom to preempt
 and whether by recomputation or by swapping, asking the KV cache manager for blocks. It returns a
 `StepPlan`; the replica executes it and hands the timing back to `apply`, as vLLM's
-`update_from_output`. A policy is a subclass that composes the mechanisms below in `plan_step` and
-declares what it needs (`allocators`, `chunked_prompts`, `pads_batch`, `step_token_budget`).
+`update_from_output`. A policy is a subclass that composes the mechanisms below in `plan_step`, declares
+what it needs (`allocators`, `chunked_prompts`, `budget_counts_decodes`, `pads_batch`, `preemption_modes`,
+`never_evicts`, `step_token_budget`) and may override two hooks: `admission_reserve` (blocks kept free
+when admitting) and `preemption_victim` (whom to preempt first).
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class Scheduler:
     budget_counts_decodes: ClassVar[bool] = False  # does a step's token budget count its decode tokens too?
     pads_batch: ClassVar[bool] = False  # do finished sequences keep computing until the batch's longest is done?
     preemption_modes: ClassVar[tuple[str, ...]] = PREEMPTION_MODES  # how it may preempt
+    never_evicts: ClassVar[bool] = False  # does its admission reserve every block a request will take?
 
     @classmethod
     def step_token_budget(cls, limits: SchedulerLimits) -> int:

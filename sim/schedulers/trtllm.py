@@ -16,9 +16,13 @@ class TrtllmScheduler(Scheduler):
     allocators = ("paged",)
     budget_counts_decodes = True
     preemption_modes = ("recompute",)
+    never_evicts = True
 
     def admission_reserve(self, req: Request, context_tokens: int) -> int:
-        """What this request and every running one will still take to reach their longest contexts."""
+        """What this request and every running one will still take to reach their longest contexts; none in
+        a disaggregated prefill pool, whose requests leave once prefilled."""
+        if self.hands_off_prefilled:
+            return 0
         running = list(self._decoding.values()) + self.prefilling
         still_to_take = sum(self.kv.peak_blocks(r) - self.kv.blocks_of(r) for r in running)
         return still_to_take + self.kv.peak_blocks(req) - self.kv.blocks_to_admit(req, context_tokens)
