@@ -19,7 +19,7 @@ from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unp
 from .collectives import FABRICS, GENERATIONS, Fabric
 from .errors import SpecError, require_positive
 
-DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
+DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "fp4", "int8", "int4")  # fp4: E2M1 with block scales (NVFP4, MXFP4)
 GB = 1e9
 TB = 1e12
 GiB = 2**30

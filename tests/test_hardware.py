@@ -40,7 +40,7 @@ FRACTION = "must be a finite number from 0.01 to 1"
     ("peak_flops_per_s", {"fp16": 0}, f"peak_flops_per_s.fp16: {PER_S}, got 0"),
     ("peak_flops_per_s", {"fp32": 1e12}, "peak_flops_per_s: needs fp16 (or bf16)"),
     ("peak_flops_per_s", {"fp16": 1e14, "fp64": 1e13},
-     "peak_flops_per_s.fp64: unknown dtype; allowed: fp32, tf32, fp16, bf16, fp8, int8, int4"),
+     "peak_flops_per_s.fp64: unknown dtype; allowed: fp32, tf32, fp16, bf16, fp8, fp4, int8, int4"),
     ("peak_flops_per_s", [1e14], "peak_flops_per_s: must be a mapping of dtype to FLOP/s"),
     ("sm_count", 0, "sm_count: must be a finite whole number from 1 to 1,048,576, got 0"),
     ("sm_count", 107.5, "sm_count: must be a finite whole number from 1 to 1,048,576, got 107.5"),
@@ -67,6 +67,11 @@ def test_bad_fields_name_the_file_field_and_value(tmp_path, field, value, messag
     with pytest.raises(SpecError) as info:
         get_hardware(str(write(tmp_path, **{field: value})))
     assert str(info.value).startswith(f"hw.yaml: {message}")
+
+
+def test_an_fp4_peak_loads_from_a_hardware_file(tmp_path):
+    spec = get_hardware(str(write(tmp_path, peak_flops_per_s={"fp16": 2.25e15, "fp8": 4.5e15, "fp4": 9e15})))
+    assert spec.peak("fp4") == 9e15
 
 
 def test_absent_optional_figures_are_unset(tmp_path):
