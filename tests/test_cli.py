@@ -42,6 +42,8 @@ def test_roofline_table_and_plot(capsys, tmp_path):
     (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "w5"], "--quant: unknown scheme"),
     (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "fp8"],
      "--quant: a100-sxm-80gb has no fp8 tensor-core peak"),
+    (["--model", "llama-2-7b", "--hardware", "h100-sxm", "--quant", "nvfp4"],
+     "--quant: h100-sxm has no fp4 tensor-core peak"),
     (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--pp", "33"], "--pp: must be <= num_layers=32, got 33"),
 ])
 def test_bad_input_is_one_line(capsys, argv, message):
