@@ -19,7 +19,7 @@ from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unp
 from .collectives import FABRICS, GENERATIONS, Fabric
 from .errors import SpecError, require_positive
 
-DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
+DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "fp4", "int8", "int4")  # fp4: E2M1 with block scales (NVFP4, MXFP4)
 GB = 1e9
 TB = 1e12
 GiB = 2**30
@@ -173,6 +173,7 @@ def _gpu(name, source, peaks, vector, mem_gb, bw_gbs, l2_mb, sram_kb, sms, link_
 
 _A100_PEAKS = dict(fp32=19.5, tf32=156, fp16=312, int8=624, int4=1248)
 _H100_SXM_PEAKS = dict(fp32=67, tf32=494.7, fp16=989.4, fp8=1978.9, int8=1978.9)
+_MI300X_PEAKS = dict(fp32=163.4, tf32=653.7, fp16=1307.4, fp8=2614.9, int8=2614.9)
 _A100_SOURCE = ("NVIDIA A100 Tensor Core GPU datasheet (2021) and Ampere GA100 whitepaper: 108 SMs, "
                 "192 KB L1/shared per SM, 40 MB L2, NVLink 600 GB/s (300 GB/s each way), PCIe Gen4 x16")
 _H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepaper: 132 SMs (SXM) / 114 (PCIe), "
@@ -197,6 +198,47 @@ _REGISTRY = {h.name: h for h in (
          "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
          compute_efficiency=0.89, memory_efficiency=0.87, special_function_per_s=3.9e12, architecture="hopper",
          nvlink_sharp=True),
+    # NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: the H100 SXM's GPU
+    # (132 SMs, 50 MB L2, 228 KB shared per SM; dense = the datasheet's sparse fp8 3958 TFLOPS halved) with
+    # 96 GB HBM3 at 4 TB/s (the 144 GB HBM3e part has 4.9 TB/s); NVLink 4 900 GB/s (450 each way) on the
+    # NVLink Switch System of DGX GH200 (a quad-GH200 node wired directly is gpu_fabric: nvlink in a YAML);
+    # KV swaps cross NVLink-C2C to the Grace CPU's memory, 900 GB/s (450 each way), not PCIe.
+    _gpu("gh200", "NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: H100 GPU, "
+         "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 96, 4000, 50, 228, 132,
+         450, 450, l2_bw_tbs=7.5, architecture="hopper", nvlink_sharp=True),
+    # NVIDIA H20 (HGX H20, 2024): a cut-down Hopper for China with no public NVIDIA datasheet; figures from
+    # NVIDIA's partner spec sheet as reported (SemiAnalysis, Nov 2023): dense fp16 148, fp8 and int8 296,
+    # tf32 74, fp32 44 TFLOPS, 96 GB HBM3 at 4.0 TB/s, 60 MB L2, NVLink 900 GB/s (450 each way) on
+    # NVSwitch, PCIe Gen5 x16; 78 SMs as the device reports them (Geekbench 6 listing).
+    _gpu("h20", "NVIDIA HGX H20 partner spec sheet (2024, as reported by SemiAnalysis): 78 SMs, 60 MB L2, 96 GB "
+         "HBM3 at 4.0 TB/s, NVLink 900 GB/s, PCIe Gen5 x16", dict(fp32=44, tf32=74, fp16=148, fp8=296, int8=296), 44,
+         96, 4000, 60, 228, 78, 450, 64, architecture="hopper", nvlink_sharp=True),
+    # Blackwell: NVIDIA's datasheets print fp4-tf32 peaks with 2:4 sparsity; the dense ones here are half.
+    # NVLink 5 gives each GPU 1.8 TB/s (900 GB/s each way) through NVSwitch, which reduces in the switch
+    # (SHARP). SMs, L2 and shared memory per SM as cudaGetDeviceProperties reports them on each part
+    # (OpenXLA's GPU specs, xla/backends/gpu/target_config/specs/{b200,gb200,b300}.txtpb).
+    # HGX B200 (NVIDIA HGX B200 datasheet, 2024-25; per GPU of 8): fp4 144, fp8 and int8 72, fp16 36, tf32 18
+    # PFLOPS sparse; fp32 600 TFLOPS; 1.44 TB HBM3e; 8 TB/s per GPU (NVIDIA's B200 figure; the device
+    # reports 7.67); PCIe Gen5 x16 to the host.
+    _gpu("b200", "NVIDIA HGX B200 datasheet (2024-25): 148 SMs, 126.5 MiB L2, 180 GB HBM3e at 8 TB/s, "
+         "NVLink 5 1.8 TB/s (900 GB/s each way), PCIe Gen5 x16",
+         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=9000, int8=4500), 75, 180, 8000, 126.5, 228, 148, 900,
+         64, architecture="blackwell", nvlink_sharp=True),
+    # GB200 NVL72 (NVIDIA GB200 NVL72 datasheet, 2024; one GPU of 72): fp4 1,440, fp8 and int8 720, fp16 360,
+    # tf32 180 PFLOPS sparse; fp32 5,760 TFLOPS; 13.4 TB HBM3e at 576 TB/s; NVLink 130 TB/s; 152 SMs at
+    # the GB200's higher clocks; NVLink-C2C to its Grace CPU, 900 GB/s (450 each way), carries KV swaps.
+    _gpu("gb200", "NVIDIA GB200 NVL72 datasheet (2024): one Blackwell GPU of 72, 152 SMs, 129 MiB L2, 186 GB HBM3e "
+         "at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way), NVLink-C2C 900 GB/s",
+         dict(fp32=80, tf32=1250, fp16=2500, fp8=5000, fp4=10000, int8=5000), 80, 186, 8000, 129.25, 228, 152,
+         900, 450, architecture="blackwell", nvlink_sharp=True),
+    # HGX B300 (NVIDIA HGX B300 datasheet, 2025; per GPU of 8): Blackwell Ultra, whose fp4 rises to 105
+    # PFLOPS dense (144 sparse) while int8 falls to 2 POPS sparse; fp8 72, fp16 36, tf32 18 PFLOPS sparse;
+    # fp32 600 TFLOPS; up to 2.3 TB HBM3e; 8 TB/s per GPU ("Inside NVIDIA Blackwell Ultra", NVIDIA technical
+    # blog, 2025). The GPU's PCIe Gen6 port runs at Gen5 x16 behind today's x86 hosts.
+    _gpu("b300", "NVIDIA HGX B300 datasheet (2025) and \"Inside NVIDIA Blackwell Ultra\" (NVIDIA, 2025): 158 SMs, "
+         "129 MiB L2, 288 GB HBM3e at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way)",
+         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=13125, int8=125), 75, 288, 8000, 129.25, 228, 158, 900,
+         64, architecture="blackwell", nvlink_sharp=True),
     # NVIDIA L40S datasheet (2023): 142 SMs, 48 GB GDDR6 at 864 GB/s, 96 MB L2, no NVLink.
     _gpu("l40s", "NVIDIA L40S datasheet (2023), Ada AD102: 142 SMs, 96 MB L2, PCIe Gen4 only",
          dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 48, 864, 96, 128, 142, 32, 32,
@@ -217,8 +259,22 @@ _REGISTRY = {h.name: h for h in (
     # 7 Infinity Fabric links x 64 GB/s each way, 64 KB LDS per CU. Collectives: RCCL derives from NCCL; its
     # tuning tables are taken as NCCL's Hopper ones over the direct links of the 8-GPU mesh.
     _gpu("mi300x", "AMD Instinct MI300X accelerator datasheet (2023): 304 CUs, 256 MB Infinity Cache",
-         dict(fp32=163.4, tf32=653.7, fp16=1307.4, fp8=2614.9, int8=2614.9), 81.7, 192, 5300, 256, 64, 304,
-         448, 64, architecture="hopper", gpu_fabric="nvlink"),
+         _MI300X_PEAKS, 81.7, 192, 5300, 256, 64, 304, 448, 64, architecture="hopper", gpu_fabric="nvlink"),
+    # AMD Instinct MI325X datasheet (2024): the MI300X's compute (dense fp16 1307.4, fp8 2614.9 TFLOPS: the
+    # datasheet's sparse 5229.8 halved) with 256 GB HBM3E at 6 TB/s; 304 CUs, 64 KB LDS per CU and 256 MB
+    # Infinity Cache as ROCm's GPU specifications table lists them; the MI300X's Infinity Fabric mesh.
+    _gpu("mi325x", "AMD Instinct MI325X accelerator datasheet (2024): 304 CUs, 256 GB HBM3E at 6 TB/s, 256 MB "
+         "Infinity Cache, 7 Infinity Fabric links x 128 GB/s (64 each way), PCIe Gen5 x16", _MI300X_PEAKS, 81.7, 256,
+         6000, 256, 64, 304, 448, 64, architecture="hopper", gpu_fabric="nvlink"),
+    # AMD Instinct MI355X datasheet (2025) and CDNA 4 whitepaper: 256 CUs at 2.4 GHz, dense fp16 2516.6, fp8
+    # and int8 5033.2 (8,192 FP8 FLOP per CU per clock), MXFP4 10066.3 TFLOPS; CDNA 4 has no TF32 matrix math
+    # (ROCm Compute Profiler's CDNA table). 288 GB HBM3E at 8 TB/s; 160 KB LDS per CU and 256 MB Infinity
+    # Cache (ROCm GPU specifications); 7 Infinity Fabric links x 153.6 GB/s (76.8 each way). The vector rate
+    # leaves out packed FP32 math, as for the MI300X: half the datasheet's 157.3 TFLOPS.
+    _gpu("mi355x", "AMD Instinct MI355X accelerator datasheet (2025) and CDNA 4 whitepaper: 256 CUs, 288 GB "
+         "HBM3E at 8 TB/s, 256 MB Infinity Cache, 7 Infinity Fabric links x 153.6 GB/s, PCIe Gen5 x16",
+         dict(fp32=157.3, fp16=2516.6, fp8=5033.2, fp4=10066.3, int8=5033.2), 78.6, 288, 8000, 256, 160, 256,
+         537.6, 64, architecture="hopper", gpu_fabric="nvlink"),
 )}
 
 

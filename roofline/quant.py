@@ -1,7 +1,8 @@
 """Quantization and sparsity of weights, activations and the KV cache: bytes per element and which peak.
 
 Scales and zero points are fp16 (2 bytes each) per group; a weight matrix of K inputs x N outputs has
-ceil(K / group) x N groups (group-wise, GPTQ/AWQ), N groups (per-channel) or 1 (per-tensor).
+ceil(K / group) x N groups (group-wise, GPTQ/AWQ), N groups (per-channel) or 1 (per-tensor). The
+microscaling FP4 formats keep one 8-bit scale per block of 16 or 32 elements instead.
 """
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from dataclasses import dataclass
 from .errors import SpecError, require_choice
 
 WEIGHT_BITS = (16, 8, 4, 3, 2)
-ACT_BITS = (16, 8)
+ACT_BITS = (16, 8, 4)
 KV_BITS = (16, 8, 4)
 GRANULARITIES = ("tensor", "channel", "group")
 ACT_GRANULARITIES = ("tensor", "token")
 WEIGHT_FORMATS = ("int", "float", "codebook")
 SPARSITY_PATTERNS = ("none", "unstructured", "2:4")
-SCALE_BYTES = 2
+SCALE_BYTES = 2  # fp16 scales and zero points (GPTQ/AWQ, KIVI)
+SCALE_SIZES_BYTES = (2, 1)  # fp16, or an 8-bit block scale (FP8 E4M3 for NVFP4, E8M0 for MXFP4)
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class QuantSpec:
     `outlier_fraction` is LLM.int8()'s mixed-precision decomposition (Dettmers et al. 2022, §3.2): that
     fraction of input features stays fp16. `smoothing` is SmoothQuant's difficulty migration (Xiao et al.
     2023, §4): folded into the weights offline, free at run time, it is what makes per-tensor/per-token
-    W8A8 accurate on models with activation outliers.
+    W8A8 accurate on models with activation outliers. `scale_bytes` is the size of one weight scale (and zero
+    point): fp16, or the 8-bit block scale of the microscaling formats, which scale 4-bit activations too.
     """
 
     weight_bits: int = 16
@@ -35,6 +38,7 @@ class QuantSpec:
     weight_group_size: int = 128
     weight_symmetric: bool = True
     weight_format: str = "int"
+    scale_bytes: int = SCALE_BYTES
     act_bits: int = 16
     act_granularity: str = "token"
     kv_bits: int = 16
@@ -50,6 +54,7 @@ class QuantSpec:
         require_choice("quantization.weight_granularity", self.weight_granularity, GRANULARITIES)
         require_choice("quantization.act_granularity", self.act_granularity, ACT_GRANULARITIES)
         require_choice("quantization.weight_format", self.weight_format, WEIGHT_FORMATS)
+        require_choice("quantization.scale_bytes", self.scale_bytes, SCALE_SIZES_BYTES)
         require_choice("quantization.sparsity_pattern", self.sparsity_pattern, SPARSITY_PATTERNS)
         if self.weight_group_size <= 0:
             raise SpecError("quantization.weight_group_size", "must be > 0", self.weight_group_size)
@@ -57,6 +62,11 @@ class QuantSpec:
             raise SpecError("quantization.outlier_fraction", "must be in [0, 1)", self.outlier_fraction)
         if self.act_bits == 8 and self.weight_bits != 8:
             raise SpecError("quantization.act_bits", "8-bit activations need 8-bit weights (W8A8)",
+                            self.act_bits)
+        block_scaled_fp4 = (self.weight_bits, self.weight_format, self.weight_granularity) == (4, "float", "group")
+        if self.act_bits == 4 and not block_scaled_fp4:
+            raise SpecError("quantization.act_bits", "4-bit activations need FP4 weights with block scales "
+                            "(weight_bits 4, weight_format float, weight_granularity group: NVFP4, MXFP4)",
                             self.act_bits)
         if self.outlier_fraction and self.act_bits != 8:
             raise SpecError("quantization.outlier_fraction", "applies to W8A8 only (LLM.int8())",
@@ -77,10 +87,14 @@ class QuantSpec:
         return 1.0 - self.sparsity
 
     def gemm_dtype(self) -> str:
-        """The tensor-core peak a GEMM runs at: W8A8 -> int8 (fp8 for float weights); else fp16.
+        """The tensor-core peak a GEMM runs at: W8A8 -> int8 (fp8 for float weights); FP4 weights and
+        activations with block scales (NVFP4, MXFP4) -> fp4, the scales applied inside the tensor core
+        (Blackwell's block-scaled MMA, CDNA 4's scaled MFMA); else fp16.
 
         Weight-only schemes (W4A16, W8A16) dequantize to fp16 and use the fp16 peak.
         """
+        if self.act_bits == 4:
+            return "fp4"
         if self.act_bits == 8:
             return "fp8" if self.weight_format == "float" else "int8"
         return "fp16"
@@ -101,7 +115,7 @@ class QuantSpec:
             scale_groups = out_features
         else:
             scale_groups = math.ceil(in_features / self.weight_group_size) * out_features
-        per_group = SCALE_BYTES * (1 if self.weight_symmetric else 2)
+        per_group = self.scale_bytes * (1 if self.weight_symmetric else 2)
         if self.sparsity_pattern == "unstructured":
             meta = elements / 8
         elif self.sparsity_pattern == "2:4":
@@ -111,12 +125,17 @@ class QuantSpec:
         return value_bytes + scale_groups * per_group + meta
 
     def dequant_flops_per_weight(self) -> float:
-        """Vector FLOPs to turn one stored weight into fp16: (q - z) * s, or a table lookup and a scale."""
-        if self.weight_bits == 16 or self.act_bits == 8:
+        """Vector FLOPs to turn one stored weight into fp16: (q - z) * s, or a table lookup and a scale; none
+        when the tensor cores take the quantized weights (W8A8, FP4)."""
+        if self.weight_bits == 16 or self.act_bits < 16:
             return 0.0
         return 1.0 if (self.weight_symmetric or self.weight_format == "codebook") else 2.0
 
     def act_bytes_per_element(self) -> float:
+        """Bytes per activation element a GEMM reads; FP4 activations carry a block scale per group, as the
+        weights do."""
+        if self.act_bits == 4:
+            return 0.5 + self.scale_bytes / self.weight_group_size
         return self.act_bits / 8
 
     def kv_bytes_per_element(self, head_dim: int) -> float:
@@ -138,6 +157,13 @@ class QuantSpec:
         return notes
 
 
+def _microscaled_fp4(block_elements: int) -> QuantSpec:
+    """FP4 (E2M1) weights and activations with one 8-bit scale per `block_elements`, GEMMs at the fp4 peak;
+    the KV cache stays fp8, as NVFP4/MXFP4 checkpoints are served (TensorRT-LLM, vLLM)."""
+    return QuantSpec(weight_bits=4, weight_format="float", weight_granularity="group",
+                     weight_group_size=block_elements, scale_bytes=1, act_bits=4, kv_bits=8)
+
+
 PRESETS = {
     "fp16": QuantSpec(),
     "bf16": QuantSpec(),
@@ -151,6 +177,10 @@ PRESETS = {
     "llm-int8": QuantSpec(weight_bits=8, act_bits=8, outlier_fraction=0.001),
     "fp8": QuantSpec(weight_bits=8, act_bits=8, weight_format="float", kv_bits=8),
     "sparse-2:4": QuantSpec(sparsity_pattern="2:4"),
+    # NVIDIA's NVFP4 (Blackwell): an FP8 E4M3 scale per 16 values (and one FP32 scale per tensor, 4 bytes,
+    # left out); OCP Microscaling Formats (MX) v1.0 MXFP4: a power-of-two E8M0 scale per 32 values.
+    "nvfp4": _microscaled_fp4(16),
+    "mxfp4": _microscaled_fp4(32),
 }
 
 

@@ -42,6 +42,8 @@ def test_roofline_table_and_plot(capsys, tmp_path):
     (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "w5"], "--quant: unknown scheme"),
     (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--quant", "fp8"],
      "--quant: a100-sxm-80gb has no fp8 tensor-core peak"),
+    (["--model", "llama-2-7b", "--hardware", "h100-sxm", "--quant", "nvfp4"],
+     "--quant: h100-sxm has no fp4 tensor-core peak"),
     (["--model", "llama-2-7b", "--hardware", "a100-sxm-80gb", "--pp", "33"], "--pp: must be <= num_layers=32, got 33"),
 ])
 def test_bad_input_is_one_line(capsys, argv, message):
@@ -58,7 +60,11 @@ def test_batch_zero_is_refused_in_one_line(capsys):
 
 def test_listings(capsys):
     assert "llama-3.1-405b" in run(capsys, "models")[1]
-    assert "mi300x" in run(capsys, "hardware")[1]
+    hardware = run(capsys, "hardware")[1].splitlines()
+    assert hardware[0].split()[:5] == ["hardware", "fp16", "int8", "fp8", "fp4"]
+    rows = {line.split()[0]: line for line in hardware[2:]}
+    assert {"mi300x", "gh200", "h20", "b200", "gb200", "b300", "mi325x", "mi355x"} <= set(rows)
+    assert "9 PFLOP/s" in rows["b200"] and "0 FLOP/s" in rows["h100-sxm"]  # HGX B200: 18 sparse / 2
 
 
 def test_compare_profile_json(capsys, profile_dir):

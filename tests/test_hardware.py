@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from infersim.roofline import SpecError, decode_batch, get_hardware, get_model, step_cost
+from infersim.roofline.hardware import GB, TB
 
 A100 = get_hardware("a100-sxm-80gb")
 
@@ -40,7 +41,7 @@ FRACTION = "must be a finite number from 0.01 to 1"
     ("peak_flops_per_s", {"fp16": 0}, f"peak_flops_per_s.fp16: {PER_S}, got 0"),
     ("peak_flops_per_s", {"fp32": 1e12}, "peak_flops_per_s: needs fp16 (or bf16)"),
     ("peak_flops_per_s", {"fp16": 1e14, "fp64": 1e13},
-     "peak_flops_per_s.fp64: unknown dtype; allowed: fp32, tf32, fp16, bf16, fp8, int8, int4"),
+     "peak_flops_per_s.fp64: unknown dtype; allowed: fp32, tf32, fp16, bf16, fp8, fp4, int8, int4"),
     ("peak_flops_per_s", [1e14], "peak_flops_per_s: must be a mapping of dtype to FLOP/s"),
     ("sm_count", 0, "sm_count: must be a finite whole number from 1 to 1,048,576, got 0"),
     ("sm_count", 107.5, "sm_count: must be a finite whole number from 1 to 1,048,576, got 107.5"),
@@ -69,6 +70,11 @@ def test_bad_fields_name_the_file_field_and_value(tmp_path, field, value, messag
     assert str(info.value).startswith(f"hw.yaml: {message}")
 
 
+def test_an_fp4_peak_loads_from_a_hardware_file(tmp_path):
+    spec = get_hardware(str(write(tmp_path, peak_flops_per_s={"fp16": 2.25e15, "fp8": 4.5e15, "fp4": 9e15})))
+    assert spec.peak("fp4") == 9e15
+
+
 def test_absent_optional_figures_are_unset(tmp_path):
     spec = get_hardware(str(write(tmp_path, l2_bandwidth_bytes_per_s=None, special_function_per_s="<absent>")))
     assert spec.l2_bandwidth_bytes_per_s is None and spec.special_function_per_s is None
@@ -95,3 +101,59 @@ def test_unreadable_hardware_files_are_one_line(tmp_path):
         get_hardware(str(path))
     with pytest.raises(SpecError, match=r"^hardware: no such file, got 'gpus/h900.yaml'$"):
         get_hardware("gpus/h900.yaml")
+
+
+# Each figure worked from the datasheet the registry entry cites; NVIDIA prints its Blackwell and Hopper
+# tensor peaks with 2:4 sparsity, so the dense peak is half the printed one, and NVLink "900 GB/s" or
+# "1.8 TB/s" is both directions together.
+@pytest.mark.parametrize("name,dtype,dense_flops_per_s,memory_bytes,bandwidth_bytes_per_s,link_bytes_per_s", [
+    # GH200 datasheet: FP8 3,958 TFLOPS with sparsity; 96 GB HBM3 at 4 TB/s; NVLink 900 GB/s
+    ("gh200", "fp8", 3958e12 / 2, 96 * GB, 4 * TB, 900 * GB / 2),
+    # HGX H20: FP16 148 TFLOPS dense; 96 GB HBM3 at 4.0 TB/s; NVLink 900 GB/s
+    ("h20", "fp16", 148e12, 96 * GB, 4 * TB, 900 * GB / 2),
+    # HGX B200: FP4 144 PFLOPS with sparsity and 1.44 TB for 8 GPUs; 8 TB/s and NVLink 1.8 TB/s per GPU
+    ("b200", "fp4", 144e15 / 8 / 2, 1440 * GB / 8, 8 * TB, 1.8 * TB / 2),
+    # GB200 NVL72: FP4 1,440 PFLOPS with sparsity, 13.4 TB at 576 TB/s, NVLink 130 TB/s for 72 GPUs
+    ("gb200", "fp4", 1440e15 / 72 / 2, 13.4 * TB / 72, 576 * TB / 72, 130 * TB / 72 / 2),
+    # HGX B300: FP4 105 PFLOPS dense and 2.3 TB for 8 GPUs; 8 TB/s and NVLink 1.8 TB/s per GPU
+    ("b300", "fp4", 105e15 / 8, 2.3 * TB / 8, 8 * TB, 1.8 * TB / 2),
+    # MI325X datasheet: FP8 5,229.8 TFLOPS with sparsity; 256 GB HBM3E at 6 TB/s; 7 links x 128 GB/s
+    ("mi325x", "fp8", 5229.8e12 / 2, 256 * GB, 6 * TB, 7 * 128 * GB / 2),
+    # MI355X (CDNA 4 whitepaper, ISSCC 2026): 256 CUs x 8,192 FP8 FLOP per clock x 2.4 GHz; 288 GB HBM3E at
+    # 8 TB/s; 7 links x 153.6 GB/s
+    ("mi355x", "fp8", 256 * 8192 * 2.4e9, 288 * GB, 8 * TB, 7 * 153.6 * GB / 2),
+])
+def test_new_registry_gpus_carry_their_datasheet_figures(name, dtype, dense_flops_per_s, memory_bytes,
+                                                         bandwidth_bytes_per_s, link_bytes_per_s):
+    hw = get_hardware(name)
+    assert hw.peak(dtype) == pytest.approx(dense_flops_per_s, rel=0.01)
+    assert hw.memory_bytes == pytest.approx(memory_bytes, rel=0.01)
+    assert hw.memory_bandwidth_bytes_per_s == pytest.approx(bandwidth_bytes_per_s, rel=0.01)
+    assert hw.interconnect_bandwidth_bytes_per_s == pytest.approx(link_bytes_per_s, rel=0.01)
+
+
+def test_fp4_runs_at_twice_fp8_on_blackwell_and_cdna4_but_not_at_all_on_hopper():
+    # HGX B200 and GB200 NVL72: FP4 = 2 x FP8; MI355X: MXFP4 10.1 PFLOPS = 2 x FP8 5.0
+    for name in ("b200", "gb200", "mi355x"):
+        assert get_hardware(name).peak("fp4") == pytest.approx(2 * get_hardware(name).peak("fp8"), rel=1e-3)
+    # Blackwell Ultra: 105 PFLOPS dense FP4 against 72 sparse FP8 for 8 GPUs, ~2.9x
+    assert get_hardware("b300").peak("fp4") / get_hardware("b300").peak("fp8") == pytest.approx(105 / 36)
+    for name in ("gh200", "h20", "mi325x"):
+        with pytest.raises(SpecError, match=f"^quantization: {name} has no fp4 tensor-core peak"):
+            get_hardware(name).peak("fp4")
+
+
+@pytest.mark.parametrize("name,fabric,architecture,sharp,host_link_bytes_per_s", [
+    ("gh200", "nvswitch", "hopper", True, 450 * GB),  # NVLink-C2C 900 GB/s to the Grace CPU
+    ("h20", "nvswitch", "hopper", True, 64 * GB),  # PCIe Gen5 x16
+    ("b200", "nvswitch", "blackwell", True, 64 * GB),
+    ("gb200", "nvswitch", "blackwell", True, 450 * GB),
+    ("b300", "nvswitch", "blackwell", True, 64 * GB),
+    ("mi325x", "nvlink", "hopper", False, 64 * GB),  # xGMI mesh on NCCL's Hopper tables, as mi300x
+    ("mi355x", "nvlink", "hopper", False, 64 * GB),
+])
+def test_new_registry_gpus_reach_each_other_and_the_host_as_their_systems_do(name, fabric, architecture, sharp,
+                                                                             host_link_bytes_per_s):
+    hw = get_hardware(name)
+    assert (hw.gpu_fabric, hw.architecture, hw.nvlink_sharp) == (fabric, architecture, sharp)
+    assert hw.host_link_bandwidth_bytes_per_s == host_link_bytes_per_s

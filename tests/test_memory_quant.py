@@ -47,6 +47,22 @@ def test_group_per_channel_and_per_tensor_scales():
     assert asym_g128.weight_bytes(k, n) == k * n / 2 + (k // 128) * n * 4
 
 
+def test_nvfp4_and_mxfp4_store_half_a_byte_per_weight_plus_one_byte_scale_per_block():
+    k, n = 4096, 4096
+    # NVFP4: 4-bit E2M1 values + one FP8 E4M3 scale per 16 along K: 4096 x 4096 / 2 + 256 x 4096 x 1 B
+    assert get_quant("nvfp4").weight_bytes(k, n) == 8_388_608 + 1_048_576 == k * n * (0.5 + 1 / 16)
+    # MXFP4: + one E8M0 scale per 32: 4096 x 4096 / 2 + 128 x 4096 x 1 B
+    assert get_quant("mxfp4").weight_bytes(k, n) == 8_388_608 + 524_288 == k * n * (0.5 + 1 / 32)
+    # activations carry the same block scales; the KV cache stays fp8
+    assert get_quant("nvfp4").act_bytes_per_element() == 0.5625
+    assert get_quant("mxfp4").kv_bytes_per_element(128) == 1.0
+
+
+def test_fp4_presets_run_at_the_fp4_peak_without_dequantizing():
+    for name in ("nvfp4", "mxfp4"):
+        assert get_quant(name).gemm_dtype() == "fp4" and get_quant(name).dequant_flops_per_weight() == 0
+
+
 def test_unstructured_sparsity_stores_kept_values_and_a_bitmap():
     q = QuantSpec(sparsity=0.5, sparsity_pattern="unstructured")
     assert q.weight_bytes(1024, 1024) == 1024 * 1024 * (0.5 * 2 + 1 / 8)
@@ -60,6 +76,8 @@ def test_naive_w8a8_is_flagged_and_smoothed_is_not():
 @pytest.mark.parametrize("kwargs,field", [
     ({"weight_bits": 5}, "weight_bits"), ({"act_bits": 4}, "act_bits"), ({"kv_bits": 2}, "kv_bits"),
     ({"act_bits": 8}, "act_bits"), ({"outlier_fraction": 0.1}, "outlier_fraction"),
+    ({"weight_bits": 4, "weight_granularity": "group", "act_bits": 4}, "act_bits"),  # int4 weights: not FP4
+    ({"scale_bytes": 4}, "scale_bytes"),
     ({"sparsity": 0.3, "sparsity_pattern": "2:4"}, "sparsity"),
 ])
 def test_bad_quant_settings_name_the_field(kwargs, field):

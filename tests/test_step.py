@@ -210,3 +210,30 @@ def test_softmax_exponentials_run_at_the_special_function_rate_when_the_spec_has
     # without a rate an exp counts as one vector FLOP; with one, it takes 1 / rate
     expected = op.exp_ops * (1 / 1e12 - 1 / hw.vector_flops_per_s) / hw.compute_efficiency
     assert extra == pytest.approx(expected, rel=1e-9)
+
+
+def test_nvfp4_decode_on_b200_reads_a_quarter_of_the_fp16_layer_weights_plus_scales():
+    # Llama-3.1-8B's 32 layers hold 4096 x (6144 + 4096 + 28672) + 14336 x 4096 = 218,103,808 linear weights
+    # each: 6,979,321,856 in all, at 2 B in fp16 and 0.5 + 1/16 B in NVFP4 (0.28125 = 1/4 + 1/32 of fp16).
+    # Norms, embedding rows and the LM head stay fp16, so they cancel in the difference.
+    model, b200, batch = get_model("llama-3.1-8b"), get_hardware("b200"), decode_batch([1024] * 8)
+    fp16 = step_cost(model, b200, batch)
+    nvfp4 = step_cost(model, b200, batch, StepOptions(quant=get_quant("nvfp4")))
+    layer_weights = 32 * (4096 * (6144 + 4096 + 28672) + 14336 * 4096)
+    assert fp16.weight_bytes - nvfp4.weight_bytes == layer_weights * (2 - 0.5625)
+    assert nvfp4.time_s < fp16.time_s
+
+
+def test_fp4_prefill_gemms_on_b200_run_twice_as_fast_as_fp8():
+    # HGX B200: 9 PFLOPS dense fp4 against 4.5 fp8; an 8192-token prefill's GEMMs are compute-bound.
+    model, b200, batch = get_model("llama-3.1-8b"), get_hardware("b200"), prefill_batch([8192])
+    fp8 = rows(step_cost(model, b200, batch, StepOptions(quant=get_quant("fp8"))))["ffn_up"][0].timed
+    fp4 = rows(step_cost(model, b200, batch, StepOptions(quant=get_quant("nvfp4"))))["ffn_up"][0].timed
+    assert fp4.bound == fp8.bound == "compute"
+    assert fp8.compute_s / fp4.compute_s == pytest.approx(2.0, rel=1e-9)
+    assert 1.9 < fp8.time_s / fp4.time_s < 2.0  # the smoother roofline adds the (smaller) memory time
+
+
+def test_fp4_presets_on_a_gpu_without_fp4_name_the_dtype():
+    with pytest.raises(SpecError, match="^quantization: h100-sxm has no fp4 tensor-core peak"):
+        step_cost(LLAMA7, get_hardware("h100-sxm"), decode_batch([16]), StepOptions(quant=get_quant("mxfp4")))
