@@ -574,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode: tokens already cached per sequence (default 1024)")
     r.add_argument("--prompt", type=_positive_int, default=1024, help="prefill: prompt tokens (default 1024)")
     r.add_argument("--quant", default="fp16", help="fp16, w8a16, w4a16, w3a16, w2a16, nf4, w8a8, w8a8-naive, "
-                   "llm-int8, fp8, sparse-2:4 (default fp16)")
+                   "llm-int8, fp8, nvfp4, mxfp4, sparse-2:4 (default fp16)")
     r.add_argument("--kv-bits", type=_positive_int, default=None, help="KV-cache bits: 16, 8 or 4")
     r.add_argument("--no-flash", action="store_true", help="materialise attention scores (no FlashAttention)")
     r.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel GPUs")
