@@ -158,8 +158,7 @@ def plot_serving(comparisons: list, path: Path | str, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     configs: dict = {}
     for c in comparisons:
-        r = c.run
-        configs.setdefault(f"{r.model} TP{r.tensor_parallel} {r.input_tokens}/{r.output_tokens}", []).append(c)
+        configs.setdefault(c.run.config_key, []).append(c)
     finite = [c.run.request_rate_per_s for c in comparisons if np.isfinite(c.run.request_rate_per_s)]
     unbounded_at = 2 * max(finite) if finite else 1.0
     for i, (label, runs) in enumerate(sorted(configs.items())):

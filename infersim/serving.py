@@ -31,8 +31,15 @@ class ServingRun:
     num_requests: int
     request_rate_per_s: float  # inf: every request at once
     mean_ttft_ms: float
+    # GenAI-Perf's inter-token latency: per request (end-to-end - TTFT) / (output tokens - 1), averaged over
+    # requests; vllm bench serve calls it mean_tpot_ms (its mean_itl_ms weights every gap alike instead)
     mean_itl_ms: float
     output_tokens_per_s: float
+
+    @property
+    def config_key(self) -> str:
+        """What a series of runs at different request rates shares: model, GPU, parallelism and lengths."""
+        return f"{self.model} {self.hardware} TP{self.tensor_parallel} {self.input_tokens}/{self.output_tokens}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,8 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
 
 def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel: int) -> list[ServingRun]:
     """One `vllm bench serve --save-result` file: its mean lengths (total tokens over completed requests),
-    request rate and measured means."""
+    request rate and measured means (TPOT as the inter-token latency, the per-request mean the simulator's
+    TPOT and GenAI-Perf's ITL are)."""
     data = parse_json(read_text(path, "serving runs"))
     if not isinstance(data, dict):
         raise SpecError("", "must hold the JSON object vllm bench serve --save-result writes", file=path.name)
@@ -93,7 +101,7 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         max(1, round(number(data.get("total_output_tokens"), "total_output_tokens", where, minimum=1) / completed)),
         int(completed), _rate(rate if isinstance(rate, str) else str(rate), where),
         number(data.get("mean_ttft_ms"), "mean_ttft_ms", where, **_POSITIVE),
-        number(data.get("mean_itl_ms", data.get("mean_tpot_ms")), "mean_itl_ms", where, **_POSITIVE),
+        number(data.get("mean_tpot_ms"), "mean_tpot_ms", where, **_POSITIVE),
         number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE))]
 
 
@@ -142,11 +150,10 @@ def highest_rate_within(comparisons: list[Comparison], ttft_ms: float, measured:
         r = c.run
         if math.isinf(r.request_rate_per_s):
             continue
-        key = f"{r.model} {r.hardware} TP{r.tensor_parallel} {r.input_tokens}/{r.output_tokens}"
         if (r.mean_ttft_ms if measured else c.ttft_ms) < ttft_ms:
-            best[key] = max(best.get(key, 0.0), r.request_rate_per_s)
+            best[r.config_key] = max(best.get(r.config_key, 0.0), r.request_rate_per_s)
         else:
-            best.setdefault(key, 0.0)
+            best.setdefault(r.config_key, 0.0)
     return best
 
 

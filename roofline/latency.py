@@ -111,7 +111,7 @@ class StepTimer:
         """(per-step latencies, end times) of `steps` decode steps of a fixed batch run back to back from
         `start_s`; the batch's contexts (tokens already cached) sum to `context_sum` and peak at `context_max`
         at the first step. Each step also spends `host_s` on the host: after the GPU's work, or, when the
-        host `overlaps` it, alongside (the step then takes the longer of the two)."""
+        host overlaps it (`host_overlaps`), alongside (the step then takes the longer of the two)."""
         if not self.options.flash_attention:  # materialised attention: its GEMM tiles follow the longest context
             gpu_s = self._decode_ops_run(batch_size, context_sum, context_max, steps).latency_s
             latency_s = np.maximum(gpu_s, host_s) if host_overlaps else gpu_s + host_s

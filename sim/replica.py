@@ -1,8 +1,9 @@
 """One serving replica (a model on one or more GPUs) as a SimPy process.
 
 The story of a replica is a loop: ask its scheduler for the next plan, cost it with the roofline
-(`StepTimer` for the forward pass, the host link for swapped KV blocks) plus the engine's host-side time,
-let that much simulated time pass, hand the timing back to the scheduler, record what happened. A plan of
+(`StepTimer` for the forward pass, eager or replayed from a CUDA graph as the engine's `KernelSet` says;
+the host link for swapped KV blocks) and the engine's host-side time (after the GPU's, or overlapped with
+it), let that much simulated time pass, hand the timing back to the scheduler, record what happened. A plan of
 identical decode steps is run in one exact jump (each step still has its own latency); an arrival cuts
 the jump at the end of the step in flight, so that the scheduler sees it exactly when it would have
 stepping one iteration at a time.

@@ -57,9 +57,10 @@ def test_bad_measurement_files_get_one_line(tmp_path):
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"completed": 100, "total_input_tokens": 51200, "total_output_tokens": 12800,
                                  "request_rate": 4, "mean_ttft_ms": 30.0, "mean_itl_ms": 9.0,
-                                 "output_throughput": 480.0}))
+                                 "mean_tpot_ms": 9.5, "output_throughput": 480.0}))
     (run,) = read_vllm_bench_json(bench, "llama-3.1-8b", "h100-sxm", 1)
     assert (run.input_tokens, run.output_tokens, run.request_rate_per_s) == (512, 128, 4.0)
+    assert run.mean_itl_ms == 9.5  # the per-request mean (TPOT), as GenAI-Perf's ITL and the simulator's TPOT
     out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(bench)], capture_output=True,
                          text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--model" in out.stderr
