@@ -65,6 +65,7 @@ class EngineSection(_Section):
     host_overlaps_gpu: Optional[StrictBool] = None
     cuda_graph_max_batch: Optional[YamlInt] = Field(None, ge=0, le=1 << 20)
     cuda_graph_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
+    eager_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
 
     _known = _registered("infersim.sim.engines:ENGINES", "preset")
 
@@ -345,7 +346,7 @@ def build_run(scn: Scenario, base: Path):
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
-                      graph_kernel_floor_s=e.cuda_graph_kernel_s))
+                      graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s))
     check_config(cfg)
     _check_swap_space(cfg)
     w = scn.workload

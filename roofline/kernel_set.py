@@ -4,7 +4,15 @@ where a kernel costs only what the GPU needs to start it (1.0 us measured on an 
 --device gpu`, benchmarks/results/h200). Engines capture decode steps up to a batch size (vLLM V1 512, SGLang
 and vLLM V0 256, TensorRT-LLM 128) and run larger or mixed steps eagerly. vLLM and SGLang pad a batch up to
 the next captured size (the padded rows' cost is not modelled); TensorRT-LLM does not pad by default, so
-only the batch sizes it captured replay a graph."""
+only the batch sizes it captured replay a graph.
+
+Outside a graph, PyTorch-based engines launch each kernel from Python, and their collectives are NCCL calls
+(`HardwareSpec.collective_call_s`). A TensorRT engine enqueues its fused kernels and its all-reduce plugin
+from C++, asynchronously: the host stays ahead of the GPU whenever a layer's kernels run longer than their
+enqueue (a decode layer of an 8B model reads ~0.5 GB, ~0.2 ms on an H100), so the GPU sees them back to back
+and each costs what a kernel queued behind another costs it (`eager_floor_s`). NVIDIA's "Getting Started
+with CUDA Graphs" (Gray, 2019) measures that: 3.8 us per 2.9 us kernel queued on a stream against 3.4 us
+replayed from a graph, so 0.4 us above a graph's floor (1.4 us on the H200's 1.0)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,12 +27,14 @@ class KernelSet:
     graph_max_batch: int = 0  # decode-only steps of at most this many sequences replay a CUDA graph (0: never)
     graph_kernel_floor_s: float = 1.0e-6
     captured_sizes: frozenset[int] = frozenset()  # unpadded capture: only these sizes replay (empty: all, padded)
+    eager_floor_s: float | None = None  # a kernel outside a graph: None, the hardware's (launched from Python)
 
     def __post_init__(self):
         if self.graph_max_batch < 0:
             raise SpecError("engine.cuda_graph_max_batch", "must be >= 0", self.graph_max_batch)
-        if not 0 <= self.graph_kernel_floor_s <= 1e-3:
-            raise SpecError("engine.cuda_graph_kernel_s", "must be in [0, 1 ms]", self.graph_kernel_floor_s)
+        for field, value in (("cuda_graph_kernel_s", self.graph_kernel_floor_s), ("eager_kernel_s", self.eager_floor_s)):
+            if value is not None and not 0 <= value <= 1e-3:
+                raise SpecError(f"engine.{field}", "must be in [0, 1 ms]", value)
 
     def replays_graph(self, decode_only: bool, seqs: int) -> bool:
         return (decode_only and 0 < seqs <= self.graph_max_batch
@@ -33,5 +43,13 @@ class KernelSet:
     def in_graph(self, hw: HardwareSpec) -> HardwareSpec:
         """The hardware as a graph replay sees it: the same chip, with a kernel's floor in a replay for every
         kernel, collectives' included (no eager call waiting on the slowest rank's launch)."""
-        return dataclasses.replace(hw, name=f"{hw.name} (CUDA graph)", launch_overhead_s=self.graph_kernel_floor_s,
-                                   collective_call_s=self.graph_kernel_floor_s)
+        return _with_floor(hw, "CUDA graph", self.graph_kernel_floor_s)
+
+    def eager(self, hw: HardwareSpec) -> HardwareSpec:
+        """The hardware as the engine's kernels outside a graph see it: as it is for kernels launched from
+        Python, or with `eager_floor_s` for every kernel and collective an engine enqueues from C++."""
+        return hw if self.eager_floor_s is None else _with_floor(hw, "enqueued from C++", self.eager_floor_s)
+
+
+def _with_floor(hw: HardwareSpec, how: str, floor_s: float) -> HardwareSpec:
+    return dataclasses.replace(hw, name=f"{hw.name} ({how})", launch_overhead_s=floor_s, collective_call_s=floor_s)

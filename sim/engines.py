@@ -124,9 +124,10 @@ def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults
     the documented default, performance-tuning-guide/useful-runtime-flags) and limits as `trtllm`, but no
     overlap scheduler, a PyTorch-backend feature (docs torch.md: "available in version 0.17 and later",
     Overlap Scheduler among its features): the host's per-step work runs in series with the GPU's; no CUDA
-    graphs (executor ExtendedRuntimePerfKnobConfig cudaGraphMode off by default) and no KV block reuse
+    graphs (executor ExtendedRuntimePerfKnobConfig cudaGraphMode off by default), but kernels and the
+    all-reduce plugin enqueued from C++ ahead of the GPU (roofline/kernel_set.py); no KV block reuse
     (executor KvCacheConfig enableBlockReuse off by default)."""
-    return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False, kernels=KernelSet(),
+    return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False, kernels=KernelSet(eager_floor_s=1.4e-6),
                    overhead=EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False))
 
 

@@ -139,7 +139,8 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     host_blocks = int(kv_spec.swap_space_gib * 2 ** 30 // (kv_bytes_per_token * block_size))
     graph_timer = (StepTimer(cfg.model, cfg.kernels.in_graph(cfg.hardware), cfg.options)
                    if cfg.kernels.graph_max_batch else None)
-    costs = ReplicaCosts(StepTimer(cfg.model, cfg.hardware, cfg.options), cfg.overhead, cfg.hardware.host_link,
+    costs = ReplicaCosts(StepTimer(cfg.model, cfg.kernels.eager(cfg.hardware), cfg.options), cfg.overhead,
+                         cfg.hardware.host_link,
                          kv_bytes_per_token * block_size, cfg.kernels, graph_timer)
     allocator = ALLOCATORS[cfg.allocator]
     unsent = iter(requests)

@@ -71,6 +71,21 @@ def test_decode_steps_replayed_from_a_cuda_graph_pay_the_graph_floor_per_kernel(
     assert saved_s == pytest.approx(10 * 388 * (4.6e-6 - 1.0e-6), rel=1e-6)
 
 
+def test_kernels_enqueued_from_cpp_pay_their_own_floor_in_every_step():
+    from infersim.roofline.kernel_set import KernelSet
+    wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
+    eager = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)), wl).requests[0]
+    cpp = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0), kernels=KernelSet(eager_floor_s=1.4e-6)),
+              wl).requests[0]
+    # the prefill and each of the 10 decode steps launch 388 kernels at 1.4 us instead of 4.6 us
+    assert eager.first_token_s - cpp.first_token_s == pytest.approx(388 * 3.2e-6, rel=1e-6)
+    saved_s = (eager.completion_s - eager.first_token_s) - (cpp.completion_s - cpp.first_token_s)
+    assert saved_s == pytest.approx(10 * 388 * 3.2e-6, rel=1e-6)
+    # an all-reduce the engine enqueues costs the same floor, not the 30 us of an eager NCCL call
+    assert KernelSet(eager_floor_s=1.4e-6).eager(A100).collective_call_s == 1.4e-6
+    assert KernelSet().eager(A100) is A100
+
+
 def test_host_time_that_overlaps_the_gpu_hides_behind_it_until_it_is_the_longer():
     wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
     bare = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)), wl).requests[0]
