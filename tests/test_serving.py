@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from infersim.roofline import SpecError
@@ -81,3 +82,14 @@ def test_calibrate_from_serving_fits_the_host_time_and_writes_an_engine_block(tm
     medians = {line.split()[0]: [float(x) for x in re.findall(r"median \|error\| ([\d.]+)% -> ([\d.]+)%", line)[0]]
                for line in done.stdout.splitlines() if line.startswith(("ttft", "itl"))}
     assert medians["ttft"][1] + medians["itl"][1] <= medians["ttft"][0] + medians["itl"][0] + 1e-9
+
+
+def test_a_run_at_a_finite_rate_sends_its_requests_at_exactly_that_rate():
+    from dataclasses import replace
+
+    from infersim.serving import arrivals_of
+    run = read_csv_runs(RUNS)[0]  # 500 requests at 2 requests/s
+    arrivals = arrivals_of(run, seed=0)
+    # the first at 0, then 499 gaps of 0.5 s on average: the last at 249.5 s
+    assert arrivals[-1] == pytest.approx(249.5, rel=1e-12) and arrivals[0] == 0 and np.all(np.diff(arrivals) >= 0)
+    assert not np.any(arrivals_of(replace(run, request_rate_per_s=float("inf")), seed=0))
