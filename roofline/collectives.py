@@ -2,12 +2,12 @@
 
 NCCL prices every algorithm (ring, tree, NVLink SHARP) and protocol (LL, LL128, Simple) with one cost model
 and runs the cheapest (NVIDIA/nccl 2.30.7, src/enqueue.cc `topoGetAlgoInfo` over the table
-src/graph/tuning.cc `ncclTopoTuneModel` fills; time = latency + bytes / algorithm bandwidth,
-`ncclTopoGetAlgoTime`). This module restates that model (constants cited where they are defined; no code
-copied) and adds the two things NCCL's choice leaves out, which a wall clock sees: a fixed cost per call
-(launching the kernel and waiting for the last rank to join) and the fraction of its modelled NVLink bandwidth
-a transfer reaches. Both were set once on Vidur's A100 NCCL measurements (data/profiles/a100) and are
-physical knobs, not per-size fits.
+src/graph/tuning.cc `ncclTopoTuneModel` fills; time = latency + bytes / algorithm bandwidth, a tree's bandwidth
+scaled by a factor for the payload's size, `ncclTopoGetAlgoTime`). This module restates that model (constants
+cited where they are defined; no code copied) and adds the two things NCCL's choice leaves out, which a wall
+clock sees: a fixed cost per call (launching the kernel and waiting for the last rank to join) and the fraction
+of its modelled NVLink bandwidth a transfer reaches. Both were set once on Vidur's A100 NCCL measurements
+(data/profiles/a100) and are physical knobs, not per-size fits.
 
 Bus bandwidth (nccl-tests doc/PERFORMANCE.md): an all-reduce of S bytes in t seconds moves S / t "algorithm"
 bytes per second and 2 (n - 1) / n times that per link ("bus" bandwidth), whatever the algorithm.
@@ -32,11 +32,20 @@ _BASE_LATENCY_US = {"tree": (6.8, 14.0, 8.4), "ring": (6.6, 14.0, 8.4), "nvls": 
 # ... and hardware latency per ring step / tree hop / NVLS call (us), for NVLink and PCIe paths
 _HW_LATENCY_US = {"nvlink": {"tree": (0.6, 1.25, 4.0), "ring": (0.6, 1.9, 3.4), "nvls": (0.0, 0.0, 25.0)},
                   "pci": {"tree": (1.0, 1.9, 4.0), "ring": (1.0, 2.5, 5.7), "nvls": (0.0, 0.0, 0.0)}}
-# tuning.cc, one node, by generation: llMaxBws, perChMaxRingLL128Bws, perChMaxTreeBws (GB/s), nvlsEfficiency
+# tuning.cc, one node, by generation: llMaxBws, perChMaxRingLL128Bws, perChMaxTreeBws, perChMaxTreeLL128Bws
+# (GB/s), nvlsEfficiency. The last cap binds on one node only on Volta; elsewhere perChMaxTreeBws x 7/9 is lower
 _LL_MAX_BW = (39.0, 87.7, 141.0, 282.0)
 _RING_LL128_MAX_BW_PER_CHANNEL = (20.0, 20.0, 36.7, 40.0)
 _TREE_MAX_BW_PER_CHANNEL = (26.5, 24.0, 38.7, 70.0)
+_TREE_LL128_MAX_BW_PER_CHANNEL = (20.0, 20.0, 36.7, 55.6)
 _NVLS_EFFICIENCY = (0.0, 0.0, 0.85, 0.74)
+# tuning.cc `treeCorrectionFactor`, rows LL, LL128, Simple, a column per power of two of the payload from 64 B:
+# the factor on a tree all-reduce's bandwidth. `ncclTopoGetAlgoTime` reads columns 0-22 (64 B to 512 MiB); the
+# 24th, added in NCCL 2.29, serves only NVLS trees on Blackwell, which this module does not model
+_TREE_CORRECTION = (
+    (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0),
+    (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0),
+    (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9))
 # NCCL's bandwidth per NVLink (src/graph/topo.h SM70/SM80/SM90/SM100_NVLINK_BW) against the datasheet's
 # 25 GB/s per direction (NVLink 2-4) or 50 GB/s (NVLink 5)
 _NCCL_NVLINK_BW = (20.0, 20.0, 20.6, 40.1)
@@ -149,7 +158,8 @@ def choices(fabric: Fabric, gpus: int) -> tuple[Choice, ...]:
     bus_gbs = {("ring", "LL"): min(_LL_MAX_BW[gen], 0.5 * ring),
                ("ring", "LL128"): min(0.92 * ring, channels * _RING_LL128_MAX_BW_PER_CHANNEL[gen]),
                ("ring", "Simple"): ring,
-               ("tree", "LL"): min(tree / 3.8, _LL_MAX_BW[gen]), ("tree", "LL128"): tree * 7 / 9,
+               ("tree", "LL"): min(tree / 3.8, _LL_MAX_BW[gen]),
+               ("tree", "LL128"): min(tree * 7 / 9, channels * _TREE_LL128_MAX_BW_PER_CHANNEL[gen]),
                ("tree", "Simple"): tree}
     if path == "pci":  # LL128 runs only on paths up to NVLink bridges (tuning.cc protoEnable)
         del bus_gbs[("ring", "LL128")], bus_gbs[("tree", "LL128")]
@@ -166,25 +176,48 @@ def choices(fabric: Fabric, gpus: int) -> tuple[Choice, ...]:
     return tuple(out)
 
 
+def size_correction(choice: Choice, payload_bytes):
+    """The factor NCCL puts on a choice's bandwidth for a payload (a number or an array): a tree all-reduce of
+    64 B to 512 MiB takes `treeCorrectionFactor[protocol][log2i(bytes >> 6)]`, anything else 1 (tuning.cc
+    `ncclTopoGetAlgoTime`)."""
+    payload = np.asarray(payload_bytes, dtype=np.float64)
+    if choice.algorithm != "tree":
+        return np.ones_like(payload)
+    row = np.array(_TREE_CORRECTION[PROTOCOLS.index(choice.protocol)])
+    # log2i exactly: frexp's exponent is floor(log2) + 1, and 0 for 0 (under 64 B), where log2i gives -1 too
+    log_size = np.frexp(np.floor(payload / 64))[1] - 1
+    inside = (log_size >= 0) & (log_size < row.size)
+    return np.where(inside, row[np.clip(log_size, 0, row.size - 1)], 1.0)
+
+
+def _cheapest(options: tuple[Choice, ...], payload_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each payload of a flat array, the option NCCL's model finds cheapest (src/enqueue.cc
+    `topoGetAlgoInfo`: the least latency + bytes / size-corrected bandwidth, `ncclTopoGetAlgoTime`): its index
+    in `options`, its latency (s) and its corrected algorithm bandwidth (bytes/s)."""
+    latency_s = np.array([c.latency_s for c in options])
+    bandwidth = np.stack([c.algorithm_bandwidth_bytes_per_s * size_correction(c, payload_bytes) for c in options])
+    pick = np.argmin(latency_s[:, None] + payload_bytes / bandwidth, axis=0)
+    return pick, latency_s[pick], bandwidth[pick, np.arange(payload_bytes.size)]
+
+
 def all_reduce_s(fabric: Fabric, payload_bytes, gpus: int):
     """Wall time of one all-reduce of `payload_bytes` per GPU (a number or an array) over `gpus` GPUs of a
-    node: the fixed call cost, plus the latency and the payload over the bandwidth (scaled by the fabric's
-    efficiency on NVLink) of the choice NCCL's own model finds cheapest. Tree choices' bandwidth also has a
-    size correction in NCCL (`treeCorrectionFactor`, at most 1), left out: on one node the ring is cheaper
-    anyway (lower latency, at least twice the bandwidth)."""
+    node: the fixed call cost, plus the latency and the payload over the bandwidth (size-corrected for trees,
+    scaled by the fabric's efficiency on NVLink) of the choice NCCL's own model finds cheapest. The correction
+    decides whether trees run: without it tree/LL128 would win around 2 MB on 8 A100s and tree/Simple around
+    1 MB on 8 PCIe GPUs; with it no GPU of the registry runs a tree on one node."""
     payload = np.asarray(payload_bytes, dtype=np.float64)
     if gpus <= 1:
         return np.zeros_like(payload) if payload.ndim else 0.0
-    options = choices(fabric, gpus)
-    latency_s = np.array([c.latency_s for c in options])[:, None]
-    bandwidth = np.array([c.algorithm_bandwidth_bytes_per_s for c in options])[:, None]
-    flat = payload.reshape(1, -1)
-    pick = np.argmin(latency_s + flat / bandwidth, axis=0)  # NCCL's choice, by its own model
+    flat = payload.reshape(-1)
+    _, latency_s, bandwidth = _cheapest(choices(fabric, gpus), flat)
     efficiency = fabric.efficiency if fabric.kind != "pcie" else 1.0
-    seconds = fabric.call_s + latency_s[pick, 0] + flat[0] / (bandwidth[pick, 0] * efficiency)
+    seconds = fabric.call_s + latency_s + flat / (bandwidth * efficiency)
     return seconds.reshape(payload.shape) if payload.ndim else float(seconds[0])
 
 
 def chosen(fabric: Fabric, payload_bytes: float, gpus: int) -> Choice:
     """The algorithm and protocol NCCL would run for this payload."""
-    return min(choices(fabric, gpus), key=lambda c: c.latency_s + payload_bytes / c.algorithm_bandwidth_bytes_per_s)
+    options = choices(fabric, gpus)
+    pick, _, _ = _cheapest(options, np.array([payload_bytes], dtype=np.float64))
+    return options[pick[0]]

@@ -5,16 +5,21 @@ import csv
 import numpy as np
 import pytest
 
-from infersim.roofline.collectives import Fabric, all_reduce_s, choices, chosen
+from infersim.roofline import get_hardware
+from infersim.roofline.collectives import Choice, Fabric, all_reduce_s, choices, chosen, size_correction
+from infersim.roofline.hardware import hardware_names
 
 A100_NODE = Fabric("nvswitch", "ampere", 300e9)
 H100_NODE = Fabric("nvswitch", "hopper", 450e9, nvls=True)
 
 
+def choice(fabric, algorithm, protocol, gpus):
+    return next(c for c in choices(fabric, gpus) if (c.algorithm, c.protocol) == (algorithm, protocol))
+
+
 def bus_gbs(fabric, algorithm, protocol, gpus):
     """NCCL's bus bandwidth of a choice: its algorithm bandwidth x 2 (n - 1) / n (ring, NVLS)."""
-    c = next(c for c in choices(fabric, gpus) if (c.algorithm, c.protocol) == (algorithm, protocol))
-    return c.algorithm_bandwidth_bytes_per_s * 2 * (gpus - 1) / gpus / 1e9
+    return choice(fabric, algorithm, protocol, gpus).algorithm_bandwidth_bytes_per_s * 2 * (gpus - 1) / gpus / 1e9
 
 
 def test_nccl_channels_and_bandwidths_as_its_search_finds_them():
@@ -40,6 +45,57 @@ def test_a_large_all_reduce_moves_at_the_efficiency_of_nccls_bandwidth():
     # 30 us + 8.4 us + 14 x 3.4 us + 2^30 B / 109.7e9 B/s = 9.83 ms
     assert all_reduce_s(A100_NODE, 2 ** 30, 8) == pytest.approx(30e-6 + 8.4e-6 + 47.6e-6 + 2 ** 30 / (192e9 * 8 / 14))
     assert all_reduce_s(A100_NODE, np.array([1e3, 1e6]), 1).tolist() == [0.0, 0.0]
+
+
+def test_nccl_scales_tree_bandwidth_by_its_correction_for_the_payload_size():
+    # tuning.cc treeCorrectionFactor, column log2i(bytes >> 6): 1 MiB >> 6 = 2^14, column 14, where the rows
+    # LL, LL128, Simple read .5, .6, .5. 64 B is column 0 (Simple .9); 2^29 - 1 B, 1 B short of 512 MiB,
+    # is column 22 (Simple .9); under 64 B (log2i(0) = -1) and from 512 MiB (column 23) NCCL applies none
+    tree = {p: Choice("tree", p, 0.0, 1.0) for p in ("LL", "LL128", "Simple")}
+    assert [size_correction(tree[p], 2 ** 20) for p in ("LL", "LL128", "Simple")] == [.5, .6, .5]
+    sizes = np.array([63, 64, 2 ** 20, 2 ** 29 - 1, 2 ** 29])
+    assert size_correction(tree["Simple"], sizes).tolist() == [1.0, .9, .5, .9, 1.0]
+    assert size_correction(Choice("ring", "LL", 0.0, 1.0), sizes).tolist() == [1.0] * 5
+
+
+def test_tree_ll128_bandwidth_is_capped_per_channel_as_nccl_caps_it():
+    # 8 H100s, 12 channels x 30 GB/s: tree = min(0.92 x 360, 12 x 38.7) = 331.2; tree/LL128 = min(331.2 x 7/9,
+    # 12 x perChMaxTreeLL128Bw 36.7) = min(257.6, 440.4) = 257.6 GB/s bus, half that algorithm (tree ratio .5)
+    h100 = choice(H100_NODE, "tree", "LL128", 8)
+    assert h100.algorithm_bandwidth_bytes_per_s == pytest.approx(128.8e9)
+    assert h100.latency_s == pytest.approx(31.5e-6)  # 14 + 14 hops x 1.25 us
+    # The cap binds on one node only on Volta, from 28 GB/s a channel (0.92 x 7/9 x 28 > 20), as on a made-up
+    # node of 48 NVLinks x 20 = 960 GB/s: 24 channels of 40 duplicated to 32 of 20, raised to 30 at 32 channels;
+    # tree = min(0.92 x 960, 32 x 26.5) = 848; tree/LL128 = min(848 x 7/9 = 659.6, 32 x 20) = 640 GB/s bus, 320
+    # algorithm
+    volta = Fabric("nvswitch", "volta", 48 * 25e9)
+    capped = choice(volta, "tree", "LL128", 8)
+    assert capped.algorithm_bandwidth_bytes_per_s == pytest.approx(320e9)
+
+
+def test_eight_a100s_run_ring_ll_at_2_mb_once_trees_are_size_corrected():
+    # 8 A100s (12 channels x 20 GB/s), 2 MB, by NCCL's model (latency + bytes / algorithm bandwidth):
+    #   ring/LL:    6.6 + 14 x 0.6 = 15.0 us,  min(87.7, 120) x 8/14 = 50.11 GB/s:  15.0 + 39.91 = 54.91 us
+    #   ring/LL128: 14 + 14 x 1.9 = 40.6 us,   220.8 x 8/14 = 126.17 GB/s:          40.6 + 15.85 = 56.45 us
+    #   tree/LL128: 14 + 14 x 1.25 = 31.5 us,  171.73 / 2 = 85.87 GB/s:              31.5 + 23.29 = 54.79 us,
+    # the cheapest uncorrected; but 2e6 >> 6 = 31250 is column 14 (2^14 <= 31250 < 2^15), LL128 factor .6:
+    #   tree/LL128 corrected: 85.87 x .6 = 51.52 GB/s: 31.5 + 38.82 = 70.32 us, so ring/LL runs.
+    # tree/LL (15.2 us, 58.1 / 2 x .5 GB/s) and the Simple protocols (56 us and more) are further off.
+    a100 = get_hardware("a100-sxm-80gb").fabric
+    tree = choice(a100, "tree", "LL128", 8)
+    assert tree.latency_s == pytest.approx(31.5e-6)
+    assert tree.algorithm_bandwidth_bytes_per_s == pytest.approx(85.87e9, rel=1e-4)
+    assert chosen(a100, 2e6, 8)[:2] == ("ring", "LL")
+    # wall time: 30 us call + 15 us + 2 MB at 0.8 of 50.11 GB/s
+    assert all_reduce_s(a100, 2e6, 8) == pytest.approx(30e-6 + 15e-6 + 2e6 / (0.8 * 87.7e9 * 8 / 14))
+
+
+@pytest.mark.parametrize("name", hardware_names())
+def test_no_gpu_of_the_registry_runs_a_tree_on_one_node(name):
+    fabric = get_hardware(name).fabric
+    for gpus in (2, 4, 8):
+        algorithms = {chosen(fabric, s, gpus).algorithm for s in np.geomspace(16, 2 ** 31, 300)}
+        assert algorithms <= {"ring", "nvls"}, (gpus, algorithms)
 
 
 def _measured(path, fabric_of):
