@@ -221,7 +221,7 @@ def cmd_compare_serving(args) -> int:
             print(f"  {key}: {rates['simulated'][key]:g} / {rates['measured'][key]:g} requests/s")
     if args.plot:
         from infersim.plots import plot_serving
-        plot_serving(comparisons, args.plot, f"{_shown(args.runs)}: {args.engine} preset vs measured")
+        plot_serving(comparisons, args.plot, f"{_shown(path.name)}: {args.engine} preset vs measured")
         print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 
