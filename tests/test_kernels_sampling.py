@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from infersim.kernels.attention import naive_attention
 from infersim.kernels.sampling import (beam_search, contrastive_search, greedy, process_logits, sample,
                                        speculative_accept, top_k_filter, top_p_filter)
+from infersim.kernels.tiny_transformer import TinyTransformer, greedy_decode
 
 NEG = -np.inf
 
@@ -76,45 +76,8 @@ def test_greedy_takes_the_first_maximum_and_sampling_follows_the_softmax():
     assert counts == pytest.approx([0.1, 0.6, 0.3], abs=0.01)
 
 
-class TinyModel:
-    """A one-layer decoder-only transformer with fixed random weights: token + position embeddings, causal
-    two-head self-attention (the attention kernel's NumPy reference), a residual ReLU MLP and a tied LM
-    head. Returns the next-token logits and every position's final hidden state."""
-
-    def __init__(self, vocab=12, dim=8, heads=2, max_len=64, seed=0):
-        rng = np.random.default_rng(seed)
-        self.embed = rng.standard_normal((vocab, dim)).astype(np.float32)
-        self.pos = 0.1 * rng.standard_normal((max_len, dim)).astype(np.float32)
-        self.qkv = (rng.standard_normal((dim, 3 * dim)) / np.sqrt(dim)).astype(np.float32)
-        self.mlp_in = (rng.standard_normal((dim, 4 * dim)) / np.sqrt(dim)).astype(np.float32)
-        self.mlp_out = (rng.standard_normal((4 * dim, dim)) / np.sqrt(4 * dim)).astype(np.float32)
-        self.heads = heads
-
-    def hidden(self, tokens):
-        x = self.embed[tokens] + self.pos[:len(tokens)]
-        n, d = x.shape
-        q, k, v = (t.reshape(n, self.heads, d // self.heads).transpose(1, 0, 2)[None]
-                   for t in np.split(x @ self.qkv, 3, axis=1))
-        x = x + naive_attention(q, k, v, causal=True)[0].transpose(1, 0, 2).reshape(n, d)
-        return x + np.maximum(x @ self.mlp_in, 0) @ self.mlp_out
-
-    def __call__(self, tokens):
-        h = self.hidden(tokens)
-        return h[-1] @ self.embed.T, h
-
-    def logits(self, sequences):
-        return np.stack([self(s)[0] for s in sequences])
-
-
-def greedy_decode(model, prompt, n):
-    tokens = list(prompt)
-    for _ in range(n):
-        tokens.append(int(np.argmax(model(tokens)[0])))
-    return tokens
-
-
 def test_beam_search_with_one_beam_is_greedy_and_wider_beams_score_at_least_as_well():
-    model = TinyModel()
+    model = TinyTransformer()
     one, _ = beam_search(model.logits, [1, 2], beams=1, max_new_tokens=6)
     assert one == greedy_decode(model, [1, 2], 6)
 
@@ -144,10 +107,10 @@ def test_length_penalty_decides_between_a_short_and_a_long_finished_beam():
 
 
 def test_contrastive_search_is_greedy_at_alpha_zero_and_avoids_repeats_with_a_penalty():
-    model = TinyModel(seed=3)
+    model = TinyTransformer(seed=3)
     assert contrastive_search(model, [4, 5], top_k=4, alpha=0.0, max_new_tokens=8) == greedy_decode(model, [4, 5], 8)
     for seed in range(4):  # greedy decoding of these fixed models falls into a one-token loop ...
-        model = TinyModel(seed=seed)
+        model = TinyTransformer(seed=seed)
         plain = greedy_decode(model, [4, 5], 12)[2:]
         penalised = contrastive_search(model, [4, 5], top_k=5, alpha=0.9, max_new_tokens=12)[2:]
         assert len(set(plain)) == 1 and len(set(penalised)) >= 5  # ... which the degeneration penalty breaks
