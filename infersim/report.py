@@ -107,4 +107,7 @@ def run_summary_table(summary: dict) -> str:
                  f"{figure(s['kv_utilization_peak'], '.1f', 100)}% at peak; MFU "
                  f"{figure(s['model_flops_utilization'], '.1f', 100)}%, MBU "
                  f"{figure(s['model_bandwidth_utilization'], '.1f', 100)}%")
+    if "speculative_tokens_per_step" in s:
+        lines.append(f"speculative decoding: {figure(s['speculative_tokens_per_step'], '.2f')} tokens per sequence "
+                     "per decode step on average")
     return "\n".join(lines)

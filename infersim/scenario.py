@@ -214,6 +214,37 @@ class WorkloadSection(_Section):
         return self
 
 
+class SpeculativeSection(_Section):
+    """Speculative decoding (roofline/speculative.py): a preset (infersim.roofline.speculative.PRESETS) and/or
+    the method, how many tokens to draft per step, and the acceptance rate (one for every position, or
+    one per position, each given that the positions before it were accepted)."""
+
+    preset: Optional[str] = None
+    method: Optional[Literal["model", "eagle", "mtp", "medusa"]] = None
+    num_speculative_tokens: Optional[YamlInt] = Field(None, ge=1, le=16)
+    acceptance_rate: Optional[Union[Annotated[YamlFloat, Field(ge=0, le=1)],
+                                    list[Annotated[YamlFloat, Field(ge=0, le=1)]]]] = None
+    draft_model: Optional[str] = None
+
+    _known = _registered("infersim.roofline.speculative:PRESETS", "preset")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.preset is None:
+            missing = [k for k in ("method", "num_speculative_tokens", "acceptance_rate") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"needs a preset or {', '.join(missing)}")
+        method = self.method or (self.preset and _speculative_preset(self.preset).method)
+        if (method == "model") != (self.draft_model is not None):
+            raise ValueError("draft_model is needed by method model (a registry name or config.json) and only by it")
+        return self
+
+
+def _speculative_preset(name: str):
+    from infersim.roofline.speculative import PRESETS
+    return PRESETS[name]
+
+
 class SLOSection(_Section):
     ttft_s: Optional[YamlFloat] = Field(None, gt=0)
     tpot_s: Optional[YamlFloat] = Field(None, gt=0)
@@ -254,6 +285,7 @@ class Scenario(_Section):
     workload: WorkloadSection
     slo: SLOSection = SLOSection()
     cluster: ClusterSection = ClusterSection()
+    speculative: Optional[SpeculativeSection] = None
     seed: YamlInt = Field(0, ge=0, lt=1 << 64)
 
     @field_validator("name", "description")
@@ -346,7 +378,8 @@ def build_run(scn: Scenario, base: Path):
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
-                      graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s))
+                      graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s),
+        speculative=_speculative(scn.speculative, base), seed=scn.seed)
     check_config(cfg)
     _check_swap_space(cfg)
     w = scn.workload
@@ -357,6 +390,20 @@ def build_run(scn: Scenario, base: Path):
                  lengths_field=_lengths_field(w))
     return cfg, requests_from(workload, w.num_seqs, prefix_id=prefix_id,
                               prefix_tokens=w.shared_prefix.tokens if w.shared_prefix else 0)
+
+
+def _speculative(section: SpeculativeSection | None, base: Path):
+    """The drafter and its acceptance model: the preset's, with the keys the scenario sets in their place."""
+    if section is None:
+        return None
+    from infersim.roofline import get_model
+    from infersim.roofline.speculative import AcceptanceModel, SpeculativeSpec
+    preset = _speculative_preset(section.preset) if section.preset else None
+    rate = _given(section.acceptance_rate, preset and preset.acceptance_rate)
+    draft = get_model(section.draft_model, base, field="speculative.draft_model") if section.draft_model else None
+    return SpeculativeSpec(_given(section.method, preset and preset.method),
+                           _given(section.num_speculative_tokens, preset and preset.num_speculative_tokens),
+                           AcceptanceModel(tuple(rate) if isinstance(rate, list) else (rate,)), draft)
 
 
 def _given(value, preset_value):

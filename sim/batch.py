@@ -111,18 +111,20 @@ class DecodeBatch:
             self._scan = BatchScan(*_scan(self._ints, self._n, self.block_size))
         return self._scan
 
-    def advance(self, ends_s: np.ndarray, latency_s: np.ndarray,
-                held_blocks: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
-        """Every row decoded one token in each step ending at `ends_s` (lasting `latency_s`). Given the
-        blocks each request holds (by id; paged KV, whose blocks are taken as contexts grow), adds to them
-        the blocks each row opened: one at every multiple of the block size, plus a pending copy-on-write
-        (see blocks.BlockGrowth). Returns how many blocks were opened, and the gaps before the rows' first
-        new tokens as distinct values with how many rows had each (rows that decoded together share their
-        previous token's time)."""
+    def advance(self, ends_s: np.ndarray, latency_s: np.ndarray, held_blocks: np.ndarray | None = None,
+                emitted: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+        """Every row decoded one token in each step ending at `ends_s` (lasting `latency_s`), or, given
+        `emitted` (one step, speculative decoding), row i that many tokens at once (at most what it has left).
+        Given the blocks each request holds (by id; paged KV, whose blocks are taken as contexts grow), adds
+        to them the blocks each row opened: one at every multiple of the block size, plus a pending
+        copy-on-write (see blocks.BlockGrowth). Returns how many blocks were opened, and the gaps before the
+        rows' first new tokens as distinct values with how many rows had each (rows that decoded together
+        share their previous token's time)."""
         self._scan = None
         opens_blocks = held_blocks is not None
         return _advance(self._ints, self._floats, self._n, ends_s, latency_s, self.block_size, opens_blocks,
-                        held_blocks if opens_blocks else _NOT_COUNTED)
+                        held_blocks if opens_blocks else _NOT_COUNTED,
+                        _NOT_COUNTED if emitted is None else emitted)
 
 
 def _column(table: str, index: int) -> property:
@@ -205,8 +207,9 @@ def _add_request(ints, floats, n, request_id, seqs, context, remaining, others_c
 
 
 @njit(cache=True)
-def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held):
+def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held, emitted):
     steps = len(ends_s)
+    per_row = len(emitted) > 0  # one step in which row i wrote emitted[i] tokens, else `steps` each
     first_end_s, last_end_s = ends_s[0], ends_s[steps - 1]
     later_gap_s = 0.0
     for j in range(1, steps):
@@ -216,9 +219,10 @@ def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held)
     distinct = 0
     opened = 0
     for i in range(n):
-        if opens_blocks:  # boundaries at r_i, r_i + B, ... below `steps`, plus a pending copy (blocks.BlockGrowth)
+        tokens = min(emitted[i], ints[REMAINING, i]) if per_row else steps
+        if opens_blocks:  # boundaries at r_i, r_i + B, ... below `tokens`, plus a pending copy (blocks.BlockGrowth)
             first = (block_size - ints[CONTEXT, i] % block_size) % block_size
-            grown = (steps - 1 + block_size - first) // block_size + ints[COPY, i]
+            grown = (tokens - 1 + block_size - first) // block_size + ints[COPY, i]
             held[ints[REQUEST, i]] += grown
             opened += grown
         gap = first_end_s - floats[LAST, i]
@@ -230,8 +234,8 @@ def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held)
             distinct += 1
         counts[j] += 1
         floats[MAX_ITL, i] = max(floats[MAX_ITL, i], gap, later_gap_s)
-        ints[CONTEXT, i] += steps
-        ints[REMAINING, i] -= steps
+        ints[CONTEXT, i] += tokens
+        ints[REMAINING, i] -= tokens
         ints[COPY, i] = 0
         floats[LAST, i] = last_end_s
     return opened, gaps[:distinct], counts[:distinct]

@@ -63,9 +63,9 @@ class PagedAllocator:
             self._growth_of, self._growth = scan, BlockGrowth(scan.crossings_cdf, len(batch), scan.pending_copies)
         return self._growth
 
-    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray,
-                held_blocks: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        return batch.advance(ends_s, latency_s, held_blocks)
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held_blocks: np.ndarray,
+                emitted: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+        return batch.advance(ends_s, latency_s, held_blocks, emitted)
 
 
 class ContiguousAllocator:
@@ -102,9 +102,9 @@ class ContiguousAllocator:
     def growth(self, batch: DecodeBatch) -> BlockGrowth:
         return self._growth
 
-    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray,
-                held_blocks: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        return batch.advance(ends_s, latency_s)
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held_blocks: np.ndarray,
+                emitted: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+        return batch.advance(ends_s, latency_s, None, emitted)
 
 
 ALLOCATORS = {a.name: a for a in (PagedAllocator, ContiguousAllocator)}
@@ -165,9 +165,13 @@ class KVCacheManager:
         """How the batch's blocks grow step by step."""
         return self.allocator.growth(batch)
 
-    def next_step_blocks(self, batch: DecodeBatch) -> int:
-        """New blocks the next decode step of `batch` opens."""
-        return self.allocator.growth(batch).next_step() if len(batch) else 0
+    def next_step_blocks(self, batch: DecodeBatch, tokens: int = 1) -> int:
+        """New blocks the next decode step of `batch` opens when each row writes `tokens` tokens (a
+        speculative step's verification writes the k drafted tokens and one more)."""
+        if not len(batch):
+            return 0
+        growth = self.allocator.growth(batch)
+        return growth.next_step() if tokens == 1 else int(growth.cumulative(tokens)[-1])
 
     def first_step_blocks(self, req: Request, context_tokens: int) -> int:
         """New blocks the first decode step of a request whose context is cached opens."""
@@ -209,11 +213,14 @@ class KVCacheManager:
         self._held[req.id] = blocks
         return prefix * self.block_size
 
-    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The batch decoded a token per row in each step ending at `ends_s`: advance it and take the
-        blocks those steps opened for their requests (in the same compiled pass). Returns the gaps before
-        the rows' first new tokens (distinct values) and how many rows had each."""
-        opened_blocks, first_gaps_s, rows_per_gap = self.allocator.advance(batch, ends_s, latency_s, self._held)
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray,
+                emitted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The batch decoded a token per row in each step ending at `ends_s` (or `emitted[i]` tokens in row
+        i, one speculative step): advance it and take the blocks those steps opened for their requests (in
+        the same compiled pass). Returns the gaps before the rows' first new tokens (distinct values) and
+        how many rows had each."""
+        opened_blocks, first_gaps_s, rows_per_gap = self.allocator.advance(batch, ends_s, latency_s, self._held,
+                                                                           emitted)
         self.pool.take(opened_blocks)
         return first_gaps_s, rows_per_gap
 

@@ -58,6 +58,8 @@ class Metrics:
         self.bytes = 0.0
         self.preemptions = 0
         self.swapped_blocks = 0
+        self.speculating_rows = 0  # decoding rows of speculative steps, and the tokens they emitted
+        self.speculated_tokens = 0
 
     def step(self, record: StepRecord) -> None:
         self._steps.append(record)
@@ -195,7 +197,9 @@ def summarize(t: dict, tl: dict, metrics: Metrics, *, kv_blocks_per_replica: int
     frag = float(np.sum(busy * (slots - held)) / slot_time) if slot_time else 0.0
     gaps, weights = metrics.itl_gaps()
     output_tokens = float(np.sum(t["output_tokens"][done] * t["num_seqs"][done]))
-    return {
+    speculative = ({"speculative_tokens_per_step": metrics.speculated_tokens / metrics.speculating_rows}
+                   if metrics.speculating_rows else {})
+    return speculative | {
         "ttft_s": stats(t["ttft_s"][done]),
         "tpot_s": stats(t["tpot_s"][done & (t["output_tokens"] > 1)]),
         "itl_s": stats(gaps, weights),

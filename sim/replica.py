@@ -25,6 +25,7 @@ from .blocks import BlockGrowth
 from .metrics import Metrics, RunRecord, StepRecord
 from .request import REJECTED, Request
 from .schedulers import Scheduler
+from .speculation import Speculation
 from .step_plan import StepOutcome, StepPlan
 
 
@@ -63,6 +64,7 @@ class ReplicaCosts:
     block_bytes: float
     kernels: KernelSet = KernelSet()
     graph_timer: StepTimer | None = None
+    speculation: Speculation | None = None  # every decode step drafts and verifies
 
     def timer_for(self, plan: StepPlan) -> StepTimer:
         if self.kernels.replays_graph(not plan.prefills, plan.decoding_seqs):
@@ -86,8 +88,9 @@ class Replica:
 
     def __init__(self, env: simpy.Environment, index: int, scheduler: Scheduler, costs: ReplicaCosts,
                  metrics: Metrics, hand_off: Callable[[Request], None] | None = None,
-                 on_done: Callable[[Request], None] | None = None):
+                 on_done: Callable[[Request], None] | None = None, seed: int = 0):
         self.env, self.index, self.scheduler, self.costs, self.metrics = env, index, scheduler, costs, metrics
+        self.rng = np.random.default_rng([seed, index])  # what this replica's speculative steps accept
         self.kv = scheduler.kv
         self.hand_off, self.on_done = hand_off, on_done
         self.outstanding = 0  # accepted and not yet finished here
@@ -139,32 +142,40 @@ class Replica:
             if plan.preempted:
                 self.metrics.preemptions += plan.preempted
                 self.metrics.swapped_blocks += sum(plan.swap_out_blocks)
-            if plan.is_decode_run:
+            if plan.is_decode_run and self.costs.speculation is None:
                 yield from self._decode_run(plan, queued)
             else:
                 yield from self._step(plan, queued)
 
     def _step(self, plan: StepPlan, queued: int):
-        """One step of prefill chunks and/or decodes."""
+        """One step of prefill chunks and/or decodes (each decode drafting and verifying when speculating)."""
         start_s = self.env.now
-        decoding = plan.decoding_seqs
-        new, cached, sampled = [], [], decoding
+        decoding, speculation = plan.decoding_seqs, self.costs.speculation
+        per_seq = speculation.tokens_per_seq if speculation is not None and decoding else 1
+        new, cached, sampled = [], [], decoding * per_seq  # verification reads logits at every drafted position
         for chunk in plan.prefills:
             new.append(chunk.tokens)
             cached.append(chunk.cached_tokens)
             sampled += chunk.completes_prefill
         prefill_tokens = sum(new)
+        emitted = None
         if decoding:
-            new += [1] * decoding
+            new += [per_seq] * decoding
             cached += plan.decode.context_tokens.tolist()
         gpu_s, flops, nbytes = self.costs.timer_for(plan).step(new, cached, sampled)
+        if per_seq > 1:
+            draft_s, draft_flops, draft_bytes = speculation.drafter.step(plan.decode.context_tokens)
+            gpu_s, flops, nbytes = gpu_s + draft_s, flops + draft_flops, nbytes + draft_bytes
+            emitted = speculation.draw_emitted(decoding, self.rng)
+            self.metrics.speculating_rows += decoding
+            self.metrics.speculated_tokens += int(np.minimum(emitted, plan.decode.remaining_tokens).sum())
         latency_s = self.costs.overhead.wall_s(gpu_s + self.costs.swap_s(plan), decoding + len(plan.prefills))
         yield self.env.timeout(latency_s)
         end_s = self.env.now
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         self._end_s[0], self._latency_s[0] = end_s, latency_s
-        self._record(self.scheduler.apply(plan, self._end_s, self._latency_s))
+        self._record(self.scheduler.apply(plan, self._end_s, self._latency_s, emitted))
         self.metrics.step(StepRecord(start_s, latency_s, self.index, decoding + len(plan.prefills), prefill_tokens,
                                      decoding, self.kv.pool.used_blocks, queued, self.scheduler.cached_tokens()))
         if decoding:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import simpy
@@ -12,6 +13,8 @@ from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory
 from infersim.roofline.models import ModelSpec
+from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv_bytes_per_token_per_gpu,
+                                           draft_weight_bytes_per_gpu)
 from infersim.roofline.step import StepOptions, utilization_peaks
 from infersim.roofline.timing import transfer_time_s
 
@@ -23,6 +26,7 @@ from .request import Request
 from .router import ROUTERS
 from .schedulers import PREEMPTION_MODES, SCHEDULERS, Scheduler, SchedulerLimits
 from .schedulers.base import MAX_DECODE_STEPS
+from .speculation import Speculation
 from .workload import Workload
 
 
@@ -54,6 +58,8 @@ class RunConfig:
     slo: Slo = field(default_factory=Slo)
     concurrency: int | None = None  # closed loop: this many clients, each sending a request when its last is done
     jumps: bool = True  # advance fixed decode batches in one exact jump (False: one step at a time)
+    speculative: SpeculativeSpec | None = None  # speculative decoding: draft k tokens, verify them in one pass
+    seed: int = 0  # of what speculative steps accept (the workload has its own)
 
     @property
     def scheduler_class(self) -> type[Scheduler]:
@@ -95,11 +101,31 @@ def requests_from(workload: Workload, num_seqs=1, priority=None, prefix_id=None,
                                                         prio.tolist(), prefix.tolist()))]
 
 
+class DraftBytes(NamedTuple):
+    weight_bytes: float
+    kv_bytes_per_token: float
+
+
+def _draft_bytes(cfg: RunConfig) -> DraftBytes:
+    """What a speculative drafter adds on each GPU."""
+    spec, o = cfg.speculative, cfg.options
+    if spec is None:
+        return DraftBytes(0.0, 0.0)
+    return DraftBytes(draft_weight_bytes_per_gpu(spec, cfg.model, o.quant, o.parallel),
+                      draft_kv_bytes_per_token_per_gpu(spec, cfg.model, o.quant, o.parallel))
+
+
+def kv_bytes_per_token(cfg: RunConfig) -> float:
+    """K and V one token of context takes on each GPU: the model's, and its drafter's when speculating."""
+    return kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel) + _draft_bytes(cfg).kv_bytes_per_token
+
+
 def total_kv_blocks(cfg: RunConfig) -> int:
     """Blocks one replica's KV cache holds (vLLM sizes it the same way at startup: see roofline.memory)."""
+    draft = _draft_bytes(cfg)
     plan = plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
                        cfg.kv_cache.memory_utilization, cfg.scheduler_class.step_token_budget(cfg.limits),
-                       cfg.limits.max_num_seqs)
+                       cfg.limits.max_num_seqs, draft.weight_bytes, draft.kv_bytes_per_token)
     return cfg.kv_cache.num_blocks or plan.max_kv_tokens // cfg.kv_cache.block_size_tokens
 
 
@@ -118,9 +144,23 @@ def check_config(cfg: RunConfig) -> None:
                         "(a preempted request is prefilled again, output and all); raise it, lower max_model_len "
                         "or use a chunked-prefill scheduler", limits.max_num_batched_tokens)
     require_choice("cluster.router", cfg.cluster.router, ROUTERS)
+    if cfg.speculative is not None:
+        cfg.speculative.check_target(cfg.model)
+        if cfg.options.parallel.pipeline_parallel > 1:  # as vLLM refuses it
+            raise SpecError("speculative", "does not run with pipeline parallelism; set pipeline_parallel: 1",
+                            cfg.options.parallel.pipeline_parallel)
     allocator = cfg.allocator
     if cfg.kv_cache.prefix_caching and not ALLOCATORS[allocator].shares_prefixes:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", allocator)
+
+
+def _speculation(cfg: RunConfig) -> Speculation | None:
+    """The drafter's costs, on the kernels the engine's decode steps use (a CUDA graph where it captures
+    them, as vLLM V1 and SGLang capture their drafters')."""
+    if cfg.speculative is None:
+        return None
+    hw = cfg.kernels.in_graph(cfg.hardware) if cfg.kernels.graph_max_batch else cfg.kernels.eager(cfg.hardware)
+    return Speculation(cfg.speculative, DraftTimer(cfg.speculative, cfg.model, hw, cfg.options))
 
 
 def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
@@ -135,13 +175,13 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     metrics = Metrics()
     kv_spec, block_size = cfg.kv_cache, cfg.kv_cache.block_size_tokens
     blocks = total_kv_blocks(cfg)
-    kv_bytes_per_token = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel)
-    host_blocks = int(kv_spec.swap_space_gib * 2 ** 30 // (kv_bytes_per_token * block_size))
+    token_kv_bytes = kv_bytes_per_token(cfg)
+    host_blocks = int(kv_spec.swap_space_gib * 2 ** 30 // (token_kv_bytes * block_size))
     graph_timer = (StepTimer(cfg.model, cfg.kernels.in_graph(cfg.hardware), cfg.options)
                    if cfg.kernels.graph_max_batch else None)
     costs = ReplicaCosts(StepTimer(cfg.model, cfg.kernels.eager(cfg.hardware), cfg.options), cfg.overhead,
                          cfg.hardware.host_link,
-                         kv_bytes_per_token * block_size, cfg.kernels, graph_timer)
+                         token_kv_bytes * block_size, cfg.kernels, graph_timer, _speculation(cfg))
     allocator = ALLOCATORS[cfg.allocator]
     unsent = iter(requests)
     sent = 0
@@ -169,15 +209,18 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     def make_replica(index: int, hand_off=None) -> Replica:
         kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
                             int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
-        scheduler = cfg.scheduler_class(cfg.limits, kv, max_decode_steps=MAX_DECODE_STEPS if cfg.jumps else 1,
-                                        hands_off_prefilled=hand_off is not None)
-        return Replica(env, index, scheduler, costs, metrics, hand_off, on_done)
+        speculating = costs.speculation is not None  # each step's tokens are drawn: no runs of identical steps
+        scheduler = cfg.scheduler_class(cfg.limits, kv,
+                                        max_decode_steps=MAX_DECODE_STEPS if cfg.jumps and not speculating else 1,
+                                        hands_off_prefilled=hand_off is not None,
+                                        decode_tokens=costs.speculation.tokens_per_seq if speculating else 1)
+        return Replica(env, index, scheduler, costs, metrics, hand_off, on_done, cfg.seed)
 
     kv_link = cfg.kv_link or cfg.hardware.interconnect
 
     def kv_transfer_s(req: Request) -> float:
         """Each GPU sends its shard of the request's prompt KV cache to its peer in the decode replica."""
-        return float(transfer_time_s(kv_link, req.prompt_tokens * kv_bytes_per_token))
+        return float(transfer_time_s(kv_link, req.prompt_tokens * token_kv_bytes))
 
     deployment = cfg.cluster.build(env, make_replica, None if concurrency else requests, kv_transfer_s)
     if concurrency:

@@ -55,9 +55,10 @@ class Scheduler:
         return limits.max_num_batched_tokens
 
     def __init__(self, limits: SchedulerLimits, kv: KVCacheManager, max_decode_steps: int = MAX_DECODE_STEPS,
-                 hands_off_prefilled: bool = False):
+                 hands_off_prefilled: bool = False, decode_tokens: int = 1):
         self.limits, self.kv = limits, kv
         self.max_decode_steps = max_decode_steps  # how far a plan of identical decode steps may reach
+        self.decode_tokens = decode_tokens  # tokens a decoding sequence computes per step (k + 1 speculating)
         self.hands_off_prefilled = hands_off_prefilled  # a prefill pool's: requests leave once prefilled
         self.waiting = WaitingQueue()
         self.prefilling: list[Request] = []
@@ -107,14 +108,16 @@ class Scheduler:
         """The policy: compose the mechanisms below and return `self.plan(...)`."""
         raise NotImplementedError
 
-    def apply(self, plan: StepPlan, ends_s: np.ndarray, latency_s: np.ndarray) -> StepOutcome:
-        """The replica ran `plan` for len(ends_s) steps ending at `ends_s`: hand out the tokens, move the
-        requests whose prefill is done, and say when their tokens came."""
+    def apply(self, plan: StepPlan, ends_s: np.ndarray, latency_s: np.ndarray,
+              emitted: np.ndarray | None = None) -> StepOutcome:
+        """The replica ran `plan` for len(ends_s) steps ending at `ends_s` (one step in which decoding row i
+        emitted `emitted[i]` tokens, when speculating): hand out the tokens, move the requests whose prefill
+        is done, and say when their tokens came."""
         outcome = StepOutcome()
         batch = plan.decode
         if batch is not None:
-            self._some_finished = len(ends_s) >= self._steps_to_first_completion
-            outcome.first_gaps_s, outcome.rows_per_gap = self.kv.advance(batch, ends_s, latency_s)
+            self._some_finished = emitted is not None or len(ends_s) >= self._steps_to_first_completion
+            outcome.first_gaps_s, outcome.rows_per_gap = self.kv.advance(batch, ends_s, latency_s, emitted)
             if len(latency_s) > 1:
                 outcome.later_gaps_s, outcome.rows = latency_s[1:], len(batch)
         if plan.prefills:
@@ -179,7 +182,7 @@ class Scheduler:
         if not self.waiting:
             return chunks
         seqs = self.seqs_in_flight()
-        reserve_blocks = self.kv.next_step_blocks(self.running) if reserve_next_step else 0
+        reserve_blocks = self.kv.next_step_blocks(self.running, self.decode_tokens) if reserve_next_step else 0
         while self.waiting and token_budget > 0:
             req = self.waiting.peek()
             arrived = req.kv_arrived
@@ -200,7 +203,7 @@ class Scheduler:
                 self._start_decoding(req, tokens, req.last_token_s)
                 reserve_blocks += first_step_blocks
                 if self.budget_counts_decodes:
-                    token_budget -= req.num_seqs
+                    token_budget -= req.num_seqs * self.decode_tokens
                 continue
             req.start_prefill(cached)
             self.prefilling.append(req)
@@ -230,9 +233,11 @@ class Scheduler:
 
     def make_room_for_decode(self) -> None:
         """Preempt running requests, `preemption_victim` first, until the next decode step's new blocks fit."""
-        if self.kv.pool.available_blocks >= 2 * len(self.running):
-            return  # a step opens at most one block per sequence, plus one copy-on-write
-        while len(self.running) and self.kv.next_step_blocks(self.running) > self.kv.pool.available_blocks:
+        most_per_seq = 1 + math.ceil(self.decode_tokens / self.kv.block_size)  # boundaries crossed, plus a copy
+        if self.kv.pool.available_blocks >= most_per_seq * len(self.running):
+            return
+        while (len(self.running)
+               and self.kv.next_step_blocks(self.running, self.decode_tokens) > self.kv.pool.available_blocks):
             self._preempt(self.preemption_victim())
 
     def swap_in(self) -> None:

@@ -23,7 +23,7 @@ class SarathiScheduler(Scheduler):
     def plan_step(self):
         self.swap_in()
         self.make_room_for_decode()
-        budget = self.step_token_budget(self.limits) - len(self.running)
+        budget = self.step_token_budget(self.limits) - self.decode_tokens * len(self.running)
         chunks = self.continue_prefills(budget)
         budget -= sum(chunk.tokens for chunk in chunks)
         if self.may_admit() and budget > 0:

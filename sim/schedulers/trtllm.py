@@ -29,6 +29,6 @@ class TrtllmScheduler(Scheduler):
 
     def plan_step(self):
         self.make_room_for_decode()  # guaranteed no eviction: only requests its reserve let in can run short
-        budget = self.limits.max_num_batched_tokens - len(self.running)
+        budget = self.limits.max_num_batched_tokens - self.decode_tokens * len(self.running)
         chunks = self.admit(budget) if budget > 0 else []
         return self.plan(prefills=chunks, decode=True)

@@ -1,0 +1,22 @@
+"""Speculative decoding as a replica runs it: every decode step drafts k tokens per sequence, verifies them
+in one target pass, and each sequence keeps the drafted tokens up to its first rejection plus one of the
+target's (roofline.speculative prices the passes). Which tokens a step accepts is drawn per sequence from
+the acceptance model, with the replica's own seeded generator, so a run is reproducible."""
+from __future__ import annotations
+
+import numpy as np
+
+from infersim.roofline.speculative import DraftTimer, SpeculativeSpec
+
+
+class Speculation:
+    def __init__(self, spec: SpeculativeSpec, drafter: DraftTimer):
+        self.spec, self.drafter = spec, drafter
+        self.tokens_per_seq = spec.tokens_per_seq
+        self._rates = spec.acceptance.position_rates(spec.num_speculative_tokens)
+
+    def draw_emitted(self, seqs: int, rng: np.random.Generator) -> np.ndarray:
+        """Tokens each of `seqs` sequences emits this step: 1 + its run of accepted draft tokens, where
+        draft token i is accepted with its position's rate given that those before it were."""
+        accepted = rng.random((seqs, len(self._rates))) < self._rates
+        return 1 + np.cumprod(accepted, axis=1).sum(axis=1)
