@@ -452,6 +452,34 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _scenarios_done(done: int, total: int) -> None:
+    width = 40
+    filled = width * done // total
+    print(f"\rsimulating [{'#' * filled}{'.' * (width - filled)}] {done} of {total} scenarios done",
+          end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def cmd_compare(args) -> int:
+    from infersim.compare import build_rows, comparison_json, legend, simulate_files, text_table, write_comparison
+    from infersim.roofline import SpecError
+    if len(args.scenarios) < 2:
+        raise SpecError("SCENARIO.yaml", "compare needs at least 2 scenario files (the first is the baseline)",
+                        _shown(args.scenarios[0]))
+    _writable_folder(args.out, "--out")
+    jobs = min(args.jobs or os.cpu_count() or 1, len(args.scenarios))
+    show = args.progress or sys.stderr.isatty()
+    rows = build_rows(simulate_files(args.scenarios, jobs, _scenarios_done if show else None))
+    paths = write_comparison(rows, args.out, plot=not args.no_plot)
+    if args.json:
+        print(json.dumps(comparison_json(rows), indent=2, allow_nan=False))
+    else:
+        print("\n".join(legend(rows)))
+        print(f"ratios in brackets are to the first scenario, {rows[0].result.name}\n")
+        print(text_table(rows))
+    print("wrote " + ", ".join(_shown(p) for p in paths), file=sys.stderr)
+    return 0
+
+
 def _validating_hardware(name: str):
     """`--hardware` for `infersim validate`: its spec needs the fp32 peak, at which the kernels compute."""
     from infersim.roofline import SpecError, get_hardware
@@ -543,6 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.set_defaults(func=cmd_run)
+    cm = sub.add_parser("compare", help="simulate scenarios side by side (in parallel), with ratios to the first")
+    cm.add_argument("scenarios", metavar="SCENARIO.yaml", nargs="+", help="two or more; the first is the baseline")
+    cm.add_argument("--out", metavar="DIR", type=_out_dir, default="runs/compare",
+                    help="where to write compare.json, compare.md and compare.png (default runs/compare)")
+    cm.add_argument("--jobs", type=_positive_int, help="scenarios simulated at once, one process each (default: "
+                    "the CPU count, at most the number of scenarios; 1 runs them one after another here)")
+    cm.add_argument("--json", action="store_true", help="print compare.json instead of the table")
+    cm.add_argument("--no-plot", action="store_true", help="skip compare.png")
+    cm.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    cm.set_defaults(func=cmd_compare)
     sub.add_parser("hardware", help="list the built-in hardware").set_defaults(func=cmd_hardware)
     e = sub.add_parser("engines", help="list the engine presets and the defaults each picks on a GPU")
     e.add_argument("--hardware", default="h100-sxm", help="the GPU whose defaults to show (default h100-sxm)")

@@ -179,3 +179,46 @@ def plot_serving(comparisons: list, path: Path | str, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_ratios(names: list[str], panels: dict, path: Path | str, title: str) -> None:
+    """Grouped bars of each scenario's figures as ratios to the first scenario's (`names[0]`), a panel per
+    entry of `panels` (panel title -> {figure label -> a ratio per scenario after the first, None where
+    there is none}). Bars start at 1 on a log axis, so 2x and 0.5x stand out equally."""
+    plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    others = names[1:]
+    bars_across = sum(len(figures) for figures in panels.values()) * (1 + 0.3 * len(others))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2 + 0.75 * bars_across, 5), squeeze=False,
+                             width_ratios=[len(figures) for figures in panels.values()])
+    width = 0.8 / len(others)
+    for ax, (panel, figures) in zip(axes[0], panels.items()):
+        ratios = np.array([[np.nan if r is None else r for r in per] for per in figures.values()], dtype=float)
+        x = np.arange(len(figures))
+        for i, name in enumerate(others):
+            bars = ax.bar(x + (i - (len(others) - 1) / 2) * width, ratios[:, i] - 1, width, bottom=1,
+                          color=f"C{(i + 1) % 10}", label=_plain(name))
+            ax.bar_label(bars, labels=["" if np.isnan(r) else f"{r:.3g}x" if r < 1000 else f"{r:,.0f}x"
+                                                 for r in ratios[:, i]], fontsize=7)
+        shown = ratios[np.isfinite(ratios) & (ratios > 0)]
+        spread = max(1.25, *(np.maximum(shown, 1 / shown) if len(shown) else [1])) ** 1.25
+        ax.set_yscale("log")
+        ax.set_ylim(1 / spread, spread)
+        as_ratio = FuncFormatter(lambda v, _: f"{v:g}x")
+        ax.yaxis.set_major_formatter(as_ratio)
+        ax.yaxis.set_minor_formatter(as_ratio if spread < 10 else NullFormatter())  # within a decade: 2x, 5x too
+        ax.axhline(1, color="k", lw=1)
+        ax.set_xticks(x, list(figures), fontsize=7)
+        ax.set_ylabel(f"ratio to {_plain(names[0])}")
+        ax.set_title(panel, fontsize=10)
+        ax.grid(True, axis="y", which="both", alpha=0.2)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10, parse_math=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plain(text: str) -> str:
+    """A name drawn as itself in a legend or axis label, where a pair of `$` would start a TeX formula."""
+    return text.replace("$", r"\$")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -191,57 +192,113 @@ def sample(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((np.cumsum(probs, axis=-1) < u).sum(axis=-1), probs.shape[-1] - 1)
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis in float64, shifted by the row maximum so no exponential overflows."""
     x = np.asarray(x, dtype=np.float64)
     shifted = x - x.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def beam_search(next_logits, prompt: list[int], beams: int, max_new_tokens: int, length_penalty: float = 1.0,
-                eos_id: int | None = None) -> tuple[list[int], float]:
-    """Beam search with transformers' semantics: each step extends every open beam by its 2 x beams best
-    tokens and keeps the `beams` best by summed log-probability; a candidate ending in `eos_id` among the
-    top `beams` is finished, scored sum_logprob / generated_length ** length_penalty (> 0 favours longer
-    sequences); the search stops when no open beam can beat the worst kept finished one, or after
-    `max_new_tokens` (open beams are then finished as they are). `next_logits(list of token lists) ->
-    [n, vocab]`. Returns the best (tokens, score)."""
-    open_beams = [(list(prompt), 0.0)]
-    finished: list[tuple[list[int], float]] = []
+class _Beam(NamedTuple):
+    """An open beam: its tokens and the sum of its generated tokens' (processed) log-probabilities."""
+    tokens: list[int]
+    logprob: float
 
-    def finish(tokens: list[int], total: float) -> None:
-        finished.append((tokens, total / (len(tokens) - len(prompt)) ** length_penalty))
-        finished.sort(key=lambda f: -f[1])
+
+class Hypothesis(NamedTuple):
+    """A finished beam: the prompt, the generated tokens (ending in EOS when EOS finished it) and its score,
+    sum of (processed) log-probabilities / generated_length ** length_penalty, EOS counted in the length."""
+    tokens: list[int]
+    score: float
+
+
+def _search_is_done(finished: list[Hypothesis], best_open_logprob: float, step: int, beams: int,
+                    max_new_tokens: int, length_penalty: float, early_stopping: bool | str) -> bool:
+    """transformers' stopping rule (`BeamHypotheses.is_done` in `generation/beam_search.py`,
+    `_check_early_stop_heuristic` in `generation/utils.py`): never before `beams` hypotheses are finished;
+    then True stops at once; False stops once the best open beam, scored at the current length, cannot beat
+    the worst finished one; "never" makes that bound exact by scoring it at the longest length it could
+    reach when length_penalty > 0 (a longer divisor lifts a negative sum), at the current one otherwise."""
+    if len(finished) < beams:
+        return False
+    if early_stopping is True:
+        return True
+    length = max_new_tokens if early_stopping == "never" and length_penalty > 0 else step
+    return finished[-1].score >= best_open_logprob / length ** length_penalty
+
+
+def beam_search_all(next_logits, prompt: list[int], beams: int, max_new_tokens: int, length_penalty: float = 1.0,
+                    eos_id: int | None = None, early_stopping: bool | str = False, num_return_sequences: int = 1,
+                    process=None) -> list[Hypothesis]:
+    """Beam search with transformers' semantics (`generation/utils.py` `_beam_search`, `generation/beam_search.py`
+    `BeamSearchScorer` and `BeamHypotheses`). Each step takes log_softmax of every open beam's logits, passes
+    it through `process(logprobs [n, vocab], sequences) -> logprobs` if given, adds the beams' running sums,
+    extends every beam by its 2 x beams best tokens and keeps the `beams` best non-EOS candidates open; a
+    candidate ending in `eos_id` among the top `beams` is finished (EOS kept, counted in the length). The
+    `beams` best finished hypotheses are kept; the search stops by `_search_is_done`'s rule for
+    `early_stopping` (True, False or "never"), or after `max_new_tokens`, when the open beams are finished as
+    they are (not after an early stop: then they cannot win). Returns the `num_return_sequences` best, best
+    first.
+
+    `process` stands for transformers' logits processors, which beam search applies to the log-probabilities
+    and does not renormalise; without sampling transformers builds no temperature, top-k or top-p warpers, so
+    the processors that matter are penalties such as `repetition_penalty`: pass
+    `lambda logprobs, seqs: repetition_penalty(logprobs, np.array(seqs), 1.3)` (open beams share one length).
+    `next_logits(list of token lists) -> [n, vocab]`."""
+    if not (isinstance(early_stopping, bool) or early_stopping == "never"):
+        raise ValueError(f"early_stopping must be one of True, False, 'never', got {early_stopping!r}")
+    if not 1 <= num_return_sequences <= beams:
+        raise ValueError(f"num_return_sequences must be between 1 and beams ({beams}), got {num_return_sequences}")
+    open_beams = [_Beam(list(prompt), 0.0)]
+    finished: list[Hypothesis] = []
+
+    def finish(beam: _Beam) -> None:
+        score = beam.logprob / (len(beam.tokens) - len(prompt)) ** length_penalty
+        finished.append(Hypothesis(beam.tokens, float(score)))
+        finished.sort(key=lambda h: -h.score)
         del finished[beams:]
 
     for step in range(1, max_new_tokens + 1):
-        logp = _log_softmax(next_logits([tokens for tokens, _ in open_beams]))
-        candidates = [(score + logp[i, v], i, int(v)) for i, (_, score) in enumerate(open_beams)
+        sequences = [beam.tokens for beam in open_beams]
+        logp = log_softmax(next_logits(sequences))
+        if process is not None:
+            logp = process(logp, sequences)
+        candidates = [_Beam(beam.tokens + [int(v)], beam.logprob + logp[i, v]) for i, beam in enumerate(open_beams)
                       for v in np.argsort(-logp[i], kind="stable")[:2 * beams]]
-        candidates.sort(key=lambda c: -c[0])
+        candidates.sort(key=lambda c: -c.logprob)
         kept = []
-        for rank, (total, i, v) in enumerate(candidates):
-            tokens = open_beams[i][0] + [v]
-            if v == eos_id:
+        for rank, candidate in enumerate(candidates):
+            if candidate.tokens[-1] == eos_id:
                 if rank < beams:
-                    finish(tokens, total)
+                    finish(candidate)
             else:
-                kept.append((tokens, total))
+                kept.append(candidate)
             if len(kept) == beams:
                 break
         open_beams = kept
-        best_open = max(score for _, score in open_beams) / step ** length_penalty
-        if len(finished) == beams and finished[-1][1] >= best_open:
+        if _search_is_done(finished, open_beams[0].logprob, step, beams, max_new_tokens, length_penalty,
+                           early_stopping):
             break
-    for tokens, total in open_beams:
-        finish(tokens, total)
-    return finished[0]
+    else:
+        for beam in open_beams:
+            finish(beam)
+    return finished[:num_return_sequences]
 
 
-def contrastive_search(model, prompt: list[int], top_k: int, alpha: float, max_new_tokens: int) -> list[int]:
+def beam_search(next_logits, prompt: list[int], beams: int, max_new_tokens: int, length_penalty: float = 1.0,
+                eos_id: int | None = None, early_stopping: bool | str = False, process=None) -> Hypothesis:
+    """The best hypothesis of `beam_search_all`: (tokens, score)."""
+    return beam_search_all(next_logits, prompt, beams, max_new_tokens, length_penalty, eos_id, early_stopping,
+                           process=process)[0]
+
+
+def contrastive_search(model, prompt: list[int], top_k: int, alpha: float, max_new_tokens: int,
+                       eos_id: int | None = None) -> list[int]:
     """Contrastive search (Su et al. 2022, Eq. 5): among the top-k next tokens pick
     argmax (1 - alpha) p(v | x) - alpha max_j cos(h_v, h_j), where h_v is the model's hidden state with v
-    appended and h_j those of the tokens so far; alpha = 0 is greedy decoding. `model(tokens) ->
-    (next-token logits [vocab], hidden states [len(tokens), d])`."""
+    appended and h_j those of the tokens so far; alpha = 0 is greedy decoding. A chosen `eos_id` is appended
+    and ends the search (transformers' `_contrastive_search` with its EOS stopping criterion).
+    `model(tokens) -> (next-token logits [vocab], hidden states [len(tokens), d])`."""
     tokens = list(prompt)
     for _ in range(max_new_tokens):
         logits, hidden = model(tokens)
@@ -256,6 +313,8 @@ def contrastive_search(model, prompt: list[int], top_k: int, alpha: float, max_n
             if score > best_score:
                 best, best_score = int(v), score
         tokens.append(best)
+        if best == eos_id:
+            break
     return tokens
 
 

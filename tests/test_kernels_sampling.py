@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from infersim.kernels.sampling import (beam_search, contrastive_search, greedy, process_logits, sample,
-                                       speculative_accept, top_k_filter, top_p_filter)
+from infersim.kernels.sampling import (beam_search, beam_search_all, contrastive_search, greedy, process_logits,
+                                       repetition_penalty, sample, speculative_accept, top_k_filter, top_p_filter)
 from infersim.kernels.tiny_transformer import TinyTransformer, greedy_decode
 
 NEG = -np.inf
@@ -106,6 +106,79 @@ def test_length_penalty_decides_between_a_short_and_a_long_finished_beam():
     assert long_ == [2, 1, 0] and short == [2, 0]
 
 
+# Vocabulary 0 = EOS, 1, 2, 3; prompt [3]. Next-token probabilities by the tokens generated so far (a
+# missing key raises KeyError, so a search that asks past the step it should stop at fails).
+EARLY_STOPPING_TABLE = {(): [0.4, 0.35, 0.15, 0.10], (1,): [0.3, 0.6, 0.06, 0.04], (2,): [0.15, 0.5, 0.25, 0.10],
+                        (1, 1): [0.4, 0.25, 0.2, 0.15], (2, 1): [0.1, 0.5, 0.25, 0.15],
+                        (1, 1, 1): [0.9, 0.05, 0.03, 0.02], (1, 1, 2): [0.05, 0.6, 0.2, 0.15]}
+
+
+def _table_logits(sequences):
+    return np.log([EARLY_STOPPING_TABLE[tuple(s[1:])] for s in sequences])
+
+
+@pytest.mark.parametrize("early_stopping, expected", [
+    (True, [([3, 0], -0.9163), ([3, 1, 0], -1.1269)]),
+    (False, [([3, 1, 1, 0], -0.8256), ([3, 0], -0.9163)]),
+    ("never", [([3, 1, 1, 1, 0], -0.7631), ([3, 1, 1, 0], -0.8256)]),
+])
+def test_early_stopping_modes_stop_at_different_steps(early_stopping, expected):
+    # beams = 2, length_penalty = 1, max_new_tokens = 4; sums of ln p, score = sum / generated length (EOS in it)
+    # step 1: EOS ln .4 = -0.9163 finishes [3,0] (score -0.9163); open [1] -1.0498, [2] -1.8971
+    # step 2: [1,1] -1.5606 (open), [1,EOS] -2.2538 (rank 1 < beams: finished, -1.1269), [2,1] -2.5903 (open).
+    #   Two finished: True stops here, returning the finished ones only, although the open [1,1] would
+    #   score -1.5606 / 2 = -0.78. False: -0.78 > worst finished -1.1269, go on; "never": -1.5606 / 4 too.
+    # step 3: [1,1,EOS] -2.4769 (rank 0, finished -0.8256 replaces -1.1269), [1,1,1] -2.9469, [1,1,2] -3.1700.
+    #   Worst finished -0.9163. False: -2.9469 / 3 = -0.9823 <= -0.9163, stop. "never" bounds the open beam
+    #   at the longest length: -2.9469 / 4 = -0.7367 > -0.9163, go on.
+    # step 4: [1,1,1,EOS] -3.0523 finished at -0.7631; best open [1,1,2,1] -3.6808 / 4 = -0.92 cannot enter.
+    hyps = beam_search_all(_table_logits, [3], beams=2, max_new_tokens=4, eos_id=0, early_stopping=early_stopping,
+                           num_return_sequences=2)
+    assert [h.tokens for h in hyps] == [tokens for tokens, _ in expected]
+    assert [h.score for h in hyps] == pytest.approx([score for _, score in expected], abs=1e-4)
+    assert beam_search(_table_logits, [3], 2, 4, eos_id=0, early_stopping=early_stopping) == hyps[0]
+
+
+def test_num_return_sequences_are_the_best_finished_beams_best_first():
+    model = TinyTransformer(seed=2)
+
+    def logprob(tokens):  # the sequence's summed log-probability, one full pass per prefix
+        lg = [model(tokens[:i])[0] for i in range(2, len(tokens))]
+        return sum(g[t] - g.max() - np.log(np.exp(g - g.max()).sum()) for g, t in zip(lg, tokens[2:]))
+    hyps = beam_search_all(model.logits, [1, 2], beams=4, max_new_tokens=5, num_return_sequences=3)
+    assert len(hyps) == 3 and len({tuple(h.tokens) for h in hyps}) == 3
+    assert [h.score for h in hyps] == pytest.approx([logprob(h.tokens) / 5 for h in hyps])
+    assert hyps[0].score >= hyps[1].score >= hyps[2].score
+    assert beam_search(model.logits, [1, 2], beams=4, max_new_tokens=5) == hyps[0]
+
+
+@pytest.mark.parametrize("kwargs, field", [(dict(early_stopping="sometimes"), "early_stopping"),
+                                           (dict(num_return_sequences=3), "num_return_sequences"),
+                                           (dict(num_return_sequences=0), "num_return_sequences")])
+def test_beam_search_rejects_unknown_modes_and_more_sequences_than_beams(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        beam_search_all(_table_logits, [3], beams=2, max_new_tokens=4, eos_id=0, **kwargs)
+
+
+def test_processors_act_on_log_probabilities_which_are_not_renormalised():
+    # vocab 0, 1, 2 with probabilities .2, .5, .3 after prompt [1]. Repetition penalty 2 on the log-probabilities
+    # (as transformers' beam search applies it) multiplies token 1's ln .5 = -0.693 by 2: -1.386, below
+    # token 2's ln .3 = -1.204, which now wins with score -1.204 (renormalised it would be ln(.3 / .75) = -0.92)
+    def next_logits(sequences):
+        return np.log([[0.2, 0.5, 0.3]] * len(sequences))
+    seen = []
+
+    def penalise(logprobs, sequences):
+        seen.append(sequences)
+        return repetition_penalty(logprobs, np.array(sequences), 2.0)
+    plain = beam_search_all(next_logits, [1], beams=2, max_new_tokens=1, num_return_sequences=2)
+    hyps = beam_search_all(next_logits, [1], beams=2, max_new_tokens=1, num_return_sequences=2, process=penalise)
+    assert [h.tokens for h in plain] == [[1, 1], [1, 2]]
+    assert [h.tokens for h in hyps] == [[1, 2], [1, 1]]
+    assert [h.score for h in hyps] == pytest.approx([np.log(0.3), 2 * np.log(0.5)])
+    assert seen == [[[1]]]
+
+
 def test_contrastive_search_is_greedy_at_alpha_zero_and_avoids_repeats_with_a_penalty():
     model = TinyTransformer(seed=3)
     assert contrastive_search(model, [4, 5], top_k=4, alpha=0.0, max_new_tokens=8) == greedy_decode(model, [4, 5], 8)
@@ -135,3 +208,14 @@ def test_speculative_sampling_emits_the_target_distribution(gamma):
     # acceptance rate per token is sum_x min(p, q) = 0.05 + 0.1 + 0.1 + 0.1 + 0.2 = 0.55
     if gamma == 1:
         assert accepted / n == pytest.approx(0.55, abs=0.02)
+
+
+def test_contrastive_search_appends_eos_and_stops():
+    # a chain model: the next token is (last + 1) mod 4 with probability ~1, and every hidden state is the
+    # same vector, so the degeneration penalty is equal for all candidates and the chain is followed
+    def model(tokens):
+        logits = np.full(4, -5.0)
+        logits[(tokens[-1] + 1) % 4] = 5.0
+        return logits, np.ones((len(tokens), 2))
+    assert contrastive_search(model, [1], top_k=2, alpha=0.5, max_new_tokens=5, eos_id=0) == [1, 2, 3, 0]
+    assert contrastive_search(model, [1], top_k=2, alpha=0.5, max_new_tokens=5) == [1, 2, 3, 0, 1, 2]
