@@ -245,6 +245,15 @@ def _speculative_preset(name: str):
     return PRESETS[name]
 
 
+class EarlyExitSection(_Section):
+    """Early exit (roofline/early_exit.py): tokens leave after `exit_fractions[i]` of the layers with
+    `probabilities[i]`; skipped layers' K/V are filled by `kv_fill` (copy or recompute)."""
+
+    exit_fractions: list[Annotated[YamlFloat, Field(gt=0, le=1)]] = Field(min_length=1, max_length=1024)
+    probabilities: list[Annotated[YamlFloat, Field(ge=0, le=1)]] = Field(min_length=1, max_length=1024)
+    kv_fill: Literal["copy", "recompute"] = "copy"
+
+
 class SLOSection(_Section):
     ttft_s: Optional[YamlFloat] = Field(None, gt=0)
     tpot_s: Optional[YamlFloat] = Field(None, gt=0)
@@ -286,6 +295,7 @@ class Scenario(_Section):
     slo: SLOSection = SLOSection()
     cluster: ClusterSection = ClusterSection()
     speculative: Optional[SpeculativeSection] = None
+    early_exit: Optional[EarlyExitSection] = None
     seed: YamlInt = Field(0, ge=0, lt=1 << 64)
 
     @field_validator("name", "description")
@@ -379,7 +389,7 @@ def build_run(scn: Scenario, base: Path):
                        overlaps_gpu=e.host_overlaps_gpu),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s),
-        speculative=_speculative(scn.speculative, base), seed=scn.seed)
+        speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit), seed=scn.seed)
     check_config(cfg)
     _check_swap_space(cfg)
     w = scn.workload
@@ -404,6 +414,13 @@ def _speculative(section: SpeculativeSection | None, base: Path):
     return SpeculativeSpec(_given(section.method, preset and preset.method),
                            _given(section.num_speculative_tokens, preset and preset.num_speculative_tokens),
                            AcceptanceModel(tuple(rate) if isinstance(rate, list) else (rate,)), draft)
+
+
+def _early_exit(section: EarlyExitSection | None):
+    if section is None:
+        return None
+    from infersim.roofline.early_exit import EarlyExitSpec
+    return EarlyExitSpec(tuple(section.exit_fractions), tuple(section.probabilities), section.kv_fill)
 
 
 def _given(value, preset_value):

@@ -15,8 +15,8 @@ states. Two policies fill them:
   reaches the layer), one layer-pass per (position, layer); every state is then the full model's, and only
   the exit decisions differ from full-depth decoding.
 
-A batch runs as deep as its deepest token: `batched_exit_depth` and `expected_batch_depth` give that depth
-and its mean under i.i.d. exits, the reason batching erodes early exit's saving.
+A batch runs as deep as its deepest token: `batched_exit_depth` gives that depth, and
+infersim.roofline.early_exit.expected_batch_depth its mean under i.i.d. exits, the reason batching erodes early exit's saving.
 """
 from __future__ import annotations
 
@@ -105,17 +105,3 @@ def batched_exit_depth(exit_layers) -> int:
     if not len(exit_layers) or min(exit_layers) < 1:
         raise ValueError(f"exit_layers must be a non-empty list of layers >= 1, got {list(exit_layers)}")
     return int(max(exit_layers))
-
-
-def expected_batch_depth(exit_probabilities, batch_size: int) -> float:
-    """E[max of batch_size i.i.d. exit layers] = sum_l (1 - F(l - 1) ** b), l = 1..L, where F is the CDF
-    of the per-token exit layer with probabilities `exit_probabilities[l - 1]` (E[X] = sum_l P(X >= l) for
-    X in 1..L, and P(max < l) = F(l - 1) ** b)."""
-    pmf = np.asarray(exit_probabilities, dtype=np.float64)
-    if pmf.ndim != 1 or not len(pmf) or (pmf < 0).any() or not np.isclose(pmf.sum(), 1.0):
-        raise ValueError(f"exit_probabilities must be non-negative per-layer probabilities summing to 1, "
-                         f"got {pmf.tolist()}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    below = np.concatenate(([0.0], np.cumsum(pmf)[:-1]))  # F(l - 1) for l = 1..L
-    return float(np.sum(1.0 - below ** batch_size))

@@ -60,6 +60,8 @@ class Metrics:
         self.swapped_blocks = 0
         self.speculating_rows = 0  # decoding rows of speculative steps, and the tokens they emitted
         self.speculated_tokens = 0
+        self.exit_steps = 0  # decode steps of an early-exit model, and the share of its layers each ran
+        self.exit_layers = 0.0
 
     def step(self, record: StepRecord) -> None:
         self._steps.append(record)
@@ -197,9 +199,12 @@ def summarize(t: dict, tl: dict, metrics: Metrics, *, kv_blocks_per_replica: int
     frag = float(np.sum(busy * (slots - held)) / slot_time) if slot_time else 0.0
     gaps, weights = metrics.itl_gaps()
     output_tokens = float(np.sum(t["output_tokens"][done] * t["num_seqs"][done]))
-    speculative = ({"speculative_tokens_per_step": metrics.speculated_tokens / metrics.speculating_rows}
-                   if metrics.speculating_rows else {})
-    return speculative | {
+    techniques = {}
+    if metrics.speculating_rows:
+        techniques["speculative_tokens_per_step"] = metrics.speculated_tokens / metrics.speculating_rows
+    if metrics.exit_steps:
+        techniques["early_exit_depth_mean"] = metrics.exit_layers / metrics.exit_steps
+    return techniques | {
         "ttft_s": stats(t["ttft_s"][done]),
         "tpot_s": stats(t["tpot_s"][done & (t["output_tokens"] > 1)]),
         "itl_s": stats(gaps, weights),

@@ -25,6 +25,7 @@ from .blocks import BlockGrowth
 from .metrics import Metrics, RunRecord, StepRecord
 from .request import REJECTED, Request
 from .schedulers import Scheduler
+from .early_exit import EarlyExit
 from .speculation import Speculation
 from .step_plan import StepOutcome, StepPlan
 
@@ -64,7 +65,7 @@ class ReplicaCosts:
     block_bytes: float
     kernels: KernelSet = KernelSet()
     graph_timer: StepTimer | None = None
-    speculation: Speculation | None = None  # every decode step drafts and verifies
+    decoding: Speculation | EarlyExit | None = None  # what every decode step does beyond one plain token
 
     def timer_for(self, plan: StepPlan) -> StepTimer:
         if self.kernels.replays_graph(not plan.prefills, plan.decoding_seqs):
@@ -90,7 +91,7 @@ class Replica:
                  metrics: Metrics, hand_off: Callable[[Request], None] | None = None,
                  on_done: Callable[[Request], None] | None = None, seed: int = 0):
         self.env, self.index, self.scheduler, self.costs, self.metrics = env, index, scheduler, costs, metrics
-        self.rng = np.random.default_rng([seed, index])  # what this replica's speculative steps accept
+        self.rng = np.random.default_rng([seed, index])  # what its speculative steps accept, how deep exits go
         self.kv = scheduler.kv
         self.hand_off, self.on_done = hand_off, on_done
         self.outstanding = 0  # accepted and not yet finished here
@@ -142,16 +143,17 @@ class Replica:
             if plan.preempted:
                 self.metrics.preemptions += plan.preempted
                 self.metrics.swapped_blocks += sum(plan.swap_out_blocks)
-            if plan.is_decode_run and self.costs.speculation is None:
+            if plan.is_decode_run and self.costs.decoding is None:
                 yield from self._decode_run(plan, queued)
             else:
                 yield from self._step(plan, queued)
 
     def _step(self, plan: StepPlan, queued: int):
-        """One step of prefill chunks and/or decodes (each decode drafting and verifying when speculating)."""
+        """One step of prefill chunks and/or decodes (drafting and verifying, or exiting early, as the costs'
+        decoding technique says)."""
         start_s = self.env.now
-        decoding, speculation = plan.decoding_seqs, self.costs.speculation
-        per_seq = speculation.tokens_per_seq if speculation is not None and decoding else 1
+        decoding, technique = plan.decoding_seqs, self.costs.decoding
+        per_seq = technique.tokens_per_seq if technique is not None and decoding else 1
         new, cached, sampled = [], [], decoding * per_seq  # verification reads logits at every drafted position
         for chunk in plan.prefills:
             new.append(chunk.tokens)
@@ -162,13 +164,12 @@ class Replica:
         if decoding:
             new += [per_seq] * decoding
             cached += plan.decode.context_tokens.tolist()
-        gpu_s, flops, nbytes = self.costs.timer_for(plan).step(new, cached, sampled)
-        if per_seq > 1:
-            draft_s, draft_flops, draft_bytes = speculation.drafter.step(plan.decode.context_tokens)
-            gpu_s, flops, nbytes = gpu_s + draft_s, flops + draft_flops, nbytes + draft_bytes
-            emitted = speculation.draw_emitted(decoding, self.rng)
-            self.metrics.speculating_rows += decoding
-            self.metrics.speculated_tokens += int(np.minimum(emitted, plan.decode.remaining_tokens).sum())
+        timer = self.costs.timer_for(plan)
+        if technique is not None and decoding:
+            (gpu_s, flops, nbytes), emitted = technique.decode_step(timer, plan, new, cached, sampled, self.rng,
+                                                                    self.metrics)
+        else:
+            gpu_s, flops, nbytes = timer.step(new, cached, sampled)
         latency_s = self.costs.overhead.wall_s(gpu_s + self.costs.swap_s(plan), decoding + len(plan.prefills))
         yield self.env.timeout(latency_s)
         end_s = self.env.now

@@ -12,6 +12,7 @@ from infersim.roofline.hardware import HardwareSpec, Link
 from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory
+from infersim.roofline.early_exit import EarlyExitSpec
 from infersim.roofline.models import ModelSpec
 from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv_bytes_per_token_per_gpu,
                                            draft_weight_bytes_per_gpu)
@@ -26,6 +27,7 @@ from .request import Request
 from .router import ROUTERS
 from .schedulers import PREEMPTION_MODES, SCHEDULERS, Scheduler, SchedulerLimits
 from .schedulers.base import MAX_DECODE_STEPS
+from .early_exit import EarlyExit
 from .speculation import Speculation
 from .workload import Workload
 
@@ -59,7 +61,8 @@ class RunConfig:
     concurrency: int | None = None  # closed loop: this many clients, each sending a request when its last is done
     jumps: bool = True  # advance fixed decode batches in one exact jump (False: one step at a time)
     speculative: SpeculativeSpec | None = None  # speculative decoding: draft k tokens, verify them in one pass
-    seed: int = 0  # of what speculative steps accept (the workload has its own)
+    early_exit: EarlyExitSpec | None = None  # decode steps stop at their deepest token's exit layer
+    seed: int = 0  # of what speculative steps accept and how deep early exits go (the workload has its own)
 
     @property
     def scheduler_class(self) -> type[Scheduler]:
@@ -144,19 +147,26 @@ def check_config(cfg: RunConfig) -> None:
                         "(a preempted request is prefilled again, output and all); raise it, lower max_model_len "
                         "or use a chunked-prefill scheduler", limits.max_num_batched_tokens)
     require_choice("cluster.router", cfg.cluster.router, ROUTERS)
+    if cfg.speculative is not None and cfg.early_exit is not None:
+        raise SpecError("early_exit", "is modelled on its own, not with speculative decoding (LayerSkip's "
+                        "self-speculation is a draft of the model's first layers: use speculative)", "both set")
+    for technique in ("speculative", "early_exit"):
+        if getattr(cfg, technique) is not None and cfg.options.parallel.pipeline_parallel > 1:  # vLLM refuses it
+            raise SpecError(technique, "does not run with pipeline parallelism; set pipeline_parallel: 1",
+                            cfg.options.parallel.pipeline_parallel)
     if cfg.speculative is not None:
         cfg.speculative.check_target(cfg.model)
-        if cfg.options.parallel.pipeline_parallel > 1:  # as vLLM refuses it
-            raise SpecError("speculative", "does not run with pipeline parallelism; set pipeline_parallel: 1",
-                            cfg.options.parallel.pipeline_parallel)
     allocator = cfg.allocator
     if cfg.kv_cache.prefix_caching and not ALLOCATORS[allocator].shares_prefixes:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", allocator)
 
 
-def _speculation(cfg: RunConfig) -> Speculation | None:
-    """The drafter's costs, on the kernels the engine's decode steps use (a CUDA graph where it captures
-    them, as vLLM V1 and SGLang capture their drafters')."""
+def _decode_technique(cfg: RunConfig) -> Speculation | EarlyExit | None:
+    """What decode steps do beyond one plain token: exit early, or draft and verify (the drafter's costs on
+    the kernels the engine's decode steps use: a CUDA graph where it captures them, as vLLM V1 and SGLang
+    capture their drafters')."""
+    if cfg.early_exit is not None:
+        return EarlyExit(cfg.early_exit, cfg.model)
     if cfg.speculative is None:
         return None
     hw = cfg.kernels.in_graph(cfg.hardware) if cfg.kernels.graph_max_batch else cfg.kernels.eager(cfg.hardware)
@@ -181,7 +191,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
                    if cfg.kernels.graph_max_batch else None)
     costs = ReplicaCosts(StepTimer(cfg.model, cfg.kernels.eager(cfg.hardware), cfg.options), cfg.overhead,
                          cfg.hardware.host_link,
-                         token_kv_bytes * block_size, cfg.kernels, graph_timer, _speculation(cfg))
+                         token_kv_bytes * block_size, cfg.kernels, graph_timer, _decode_technique(cfg))
     allocator = ALLOCATORS[cfg.allocator]
     unsent = iter(requests)
     sent = 0
@@ -209,11 +219,11 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     def make_replica(index: int, hand_off=None) -> Replica:
         kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
                             int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
-        speculating = costs.speculation is not None  # each step's tokens are drawn: no runs of identical steps
+        technique = costs.decoding  # each step draws what it emits or how deep it goes: no runs of identical steps
         scheduler = cfg.scheduler_class(cfg.limits, kv,
-                                        max_decode_steps=MAX_DECODE_STEPS if cfg.jumps and not speculating else 1,
+                                        max_decode_steps=MAX_DECODE_STEPS if cfg.jumps and technique is None else 1,
                                         hands_off_prefilled=hand_off is not None,
-                                        decode_tokens=costs.speculation.tokens_per_seq if speculating else 1)
+                                        decode_tokens=technique.tokens_per_seq if technique is not None else 1)
         return Replica(env, index, scheduler, costs, metrics, hand_off, on_done, cfg.seed)
 
     kv_link = cfg.kv_link or cfg.hardware.interconnect

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from infersim.roofline.latency import StepTimer, StepTotals
 from infersim.roofline.speculative import DraftTimer, SpeculativeSpec
+
+from .metrics import Metrics
+from .step_plan import StepPlan
 
 
 class Speculation:
@@ -20,3 +24,14 @@ class Speculation:
         draft token i is accepted with its position's rate given that those before it were."""
         accepted = rng.random((seqs, len(self._rates))) < self._rates
         return 1 + np.cumprod(accepted, axis=1).sum(axis=1)
+
+    def decode_step(self, timer: StepTimer, plan: StepPlan, new, cached, sampled: int, rng: np.random.Generator,
+                    metrics: Metrics) -> tuple[StepTotals, np.ndarray]:
+        """The step's totals (the target's verification pass over every sequence's k + 1 tokens, and the
+        drafting) and the tokens each decoding row emits."""
+        verify = timer.step(new, cached, sampled)
+        draft = self.drafter.step(plan.decode.context_tokens)
+        emitted = self.draw_emitted(plan.decoding_seqs, rng)
+        metrics.speculating_rows += plan.decoding_seqs
+        metrics.speculated_tokens += int(np.minimum(emitted, plan.decode.remaining_tokens).sum())
+        return StepTotals(*(a + b for a, b in zip(verify, draft))), emitted

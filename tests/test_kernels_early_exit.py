@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from infersim.kernels.early_exit import batched_exit_depth, early_exit_decode, expected_batch_depth
+from infersim.kernels.early_exit import batched_exit_depth, early_exit_decode
+from infersim.roofline.early_exit import expected_batch_depth
 from infersim.kernels.tiny_transformer import TinyTransformer, greedy_decode
 
 PROMPT = [3, 1, 4, 1, 5]
