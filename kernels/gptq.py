@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .quant import (Quantized, asymmetric_codes, asymmetric_grid, check_bits, dequantize, outlier_activations,
-                    pack_int4, quantize)
+                    pack_int4, quantize, relative_error)
 
 AWQ_ALPHAS = np.linspace(0.0, 1.0, 21)  # the AWQ reference searches a grid of 20 ratios in [0, 1)
 
@@ -82,8 +82,8 @@ def awq_channel_scale(x: np.ndarray, alpha: float) -> np.ndarray:
 def awq_quantize(w: np.ndarray, x: np.ndarray, bits: int = 4, group_size: int = 128,
                  alphas: np.ndarray = AWQ_ALPHAS) -> ActivationAware:
     """AWQ: the alpha of `alphas` whose scaled, rounded weights give the smallest ||X W - X Q(W s)/s||
-    (AWQ §3.2, Eq. 4-5). The reference also divides s by sqrt(max s min s); a constant factor leaves a
-    per-group min-max grid unchanged, so it is left out."""
+    (AWQ §3.2, Eq. 4-5). The reference also divides s by sqrt(max s min s); a constant factor on s scales
+    each group's min-max grid with the weights and leaves Q(W s)/s as it was, so it is left out."""
     w, x = np.asarray(w, dtype=np.float32), np.asarray(x, dtype=np.float32)
     _check_shapes(w, bits, group_size, x.shape[1])
     y = x @ w
@@ -91,7 +91,7 @@ def awq_quantize(w: np.ndarray, x: np.ndarray, bits: int = 4, group_size: int = 
     for alpha in alphas:
         s = awq_channel_scale(x, alpha).astype(np.float32)
         candidate = ActivationAware(quantize(w * s[:, None], bits, False, "group", group_size), s, float(alpha))
-        error = np.linalg.norm(y - x @ candidate.dequantized())
+        error = relative_error(x @ candidate.dequantized(), y)
         if error < best_error:
             best, best_error = candidate, error
     return best
@@ -106,12 +106,6 @@ def correlated_activations(tokens: int, features: int, rng: np.random.Generator,
     return x + (factor_scale * factors).astype(np.float32)
 
 
-def relative_output_error(x: np.ndarray, w: np.ndarray, w_q: np.ndarray) -> float:
-    """||X W - X W_q|| / ||X W|| (Frobenius)."""
-    y = x @ w
-    return float(np.linalg.norm(y - x @ w_q) / np.linalg.norm(y))
-
-
 def weight_quant_report(tokens: int = 512, features: int = 256, out_features: int = 128, group_size: int = 64,
                         seed: int = 0) -> dict:
     """{activations: {bits: {method: relative output error}}} for round to nearest, AWQ and GPTQ at 4 and 3
@@ -123,10 +117,10 @@ def weight_quant_report(tokens: int = 512, features: int = 256, out_features: in
     w = (rng.standard_normal((features, out_features)) / np.sqrt(features)).astype(np.float32)
     report = {}
     for name, x in inputs.items():
-        h = gptq_hessian(x)
+        y, h = x @ w, gptq_hessian(x)
         report[name] = {bits: {
-            "round to nearest": relative_output_error(x, w, dequantize(quantize(w, bits, False, "group", group_size))),
-            "awq": relative_output_error(x, w, awq_quantize(w, x, bits, group_size).dequantized()),
-            "gptq": relative_output_error(x, w, dequantize(gptq_quantize(w, h, bits, group_size))),
+            "round to nearest": relative_error(x @ dequantize(quantize(w, bits, False, "group", group_size)), y),
+            "awq": relative_error(x @ awq_quantize(w, x, bits, group_size).dequantized(), y),
+            "gptq": relative_error(x @ dequantize(gptq_quantize(w, h, bits, group_size)), y),
         } for bits in (4, 3)}
     return report

@@ -268,6 +268,11 @@ def outlier_activations(tokens: int, features: int, rng: np.random.Generator, ou
     return x
 
 
+def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
+    """||approx - exact|| / ||exact|| (Frobenius), the error every report here quotes."""
+    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+
+
 def error_report(tokens: int = 256, features: int = 1024, out_features: int = 1024, seed: int = 0) -> dict:
     """Relative error ||Y_q - Y|| / ||Y|| of each scheme on activations with outlier channels: per-tensor
     int8 activations are ruined by the outliers, decomposition and smoothing recover them."""
@@ -277,7 +282,7 @@ def error_report(tokens: int = 256, features: int = 1024, out_features: int = 10
     y = x @ w
 
     def err(y_q):
-        return float(np.linalg.norm(y_q - y) / np.linalg.norm(y))
+        return relative_error(y_q, y)
     w_channel = quantize(w, 8, True, "channel")
     return {
         "w8a16 per-channel": err(x @ dequantize(w_channel)),

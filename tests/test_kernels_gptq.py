@@ -5,8 +5,8 @@ import pytest
 from scipy.linalg import hadamard
 
 from infersim.kernels.gptq import (awq_quantize, correlated_activations, gptq_hessian, gptq_quantize,
-                                   relative_output_error, weight_quant_report)
-from infersim.kernels.quant import dequantize, outlier_activations, quantize, w4a16_matmul
+                                   weight_quant_report)
+from infersim.kernels.quant import dequantize, outlier_activations, quantize, relative_error, w4a16_matmul
 
 
 def _weights(rng, features, out_features):
@@ -55,8 +55,8 @@ def test_gptq_output_error_is_below_round_to_nearest_on_correlated_activations(b
     rng = np.random.default_rng(2)
     x = correlated_activations(256, 128, rng)
     w = _weights(rng, 128, 32)
-    rtn = relative_output_error(x, w, dequantize(quantize(w, bits, False, "group", 32)))
-    gptq = relative_output_error(x, w, dequantize(gptq_quantize(w, gptq_hessian(x), bits, 32)))
+    rtn = relative_error(x @ dequantize(quantize(w, bits, False, "group", 32)), x @ w)
+    gptq = relative_error(x @ dequantize(gptq_quantize(w, gptq_hessian(x), bits, 32)), x @ w)
     assert gptq < 0.85 * rtn
 
 
@@ -73,8 +73,8 @@ def test_awq_protects_outlier_channels():
     rng = np.random.default_rng(5)
     x, w = outlier_activations(128, 128, rng), _weights(rng, 128, 32)
     awq = awq_quantize(w, x, 4, 32)
-    rtn = relative_output_error(x, w, dequantize(quantize(w, 4, False, "group", 32)))
-    assert awq.alpha > 0 and relative_output_error(x, w, awq.dequantized()) < 0.7 * rtn
+    rtn = relative_error(x @ dequantize(quantize(w, 4, False, "group", 32)), x @ w)
+    assert awq.alpha > 0 and relative_error(x @ awq.dequantized(), x @ w) < 0.7 * rtn
 
 
 @pytest.mark.parametrize("bits", [1, 9])
