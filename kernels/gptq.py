@@ -14,10 +14,10 @@ import numpy as np
 from .quant import (Quantized, asymmetric_codes, asymmetric_grid, check_bits, dequantize, outlier_activations,
                     pack_int4, quantize, relative_error)
 
-AWQ_ALPHAS = np.linspace(0.0, 1.0, 21)  # the AWQ reference searches a grid of 20 ratios in [0, 1)
+AWQ_ALPHAS = np.linspace(0.0, 1.0, 21)  # 0, 0.05, ..., 1; the AWQ reference searches 0, 0.05, ..., 0.95
 
 
-def _check_shapes(w: np.ndarray, bits: int, group_size: int, in_features: int) -> None:
+def _check_arguments(w: np.ndarray, bits: int, group_size: int, in_features: int) -> None:
     check_bits(bits)
     if w.ndim != 2:
         raise ValueError(f"w must be [in_features, out_features], got shape {w.shape}")
@@ -42,7 +42,7 @@ def gptq_quantize(w: np.ndarray, hessian: np.ndarray, bits: int = 4, group_size:
     the loop reaches the group's first row (the reference code's grouping). Returns quant.py's layout, so
     dequantize() and w4a16_matmul() take the result."""
     w = np.asarray(w, dtype=np.float32)
-    _check_shapes(w, bits, group_size, hessian.shape[0])
+    _check_arguments(w, bits, group_size, hessian.shape[0])
     k, n = w.shape
     upper = np.linalg.cholesky(np.linalg.inv(hessian)).T
     work = w.copy()
@@ -85,7 +85,7 @@ def awq_quantize(w: np.ndarray, x: np.ndarray, bits: int = 4, group_size: int = 
     (AWQ §3.2, Eq. 4-5). The reference also divides s by sqrt(max s min s); a constant factor on s scales
     each group's min-max grid with the weights and leaves Q(W s)/s as it was, so it is left out."""
     w, x = np.asarray(w, dtype=np.float32), np.asarray(x, dtype=np.float32)
-    _check_shapes(w, bits, group_size, x.shape[1])
+    _check_arguments(w, bits, group_size, x.shape[1])
     y = x @ w
     best, best_error = None, np.inf
     for alpha in alphas:

@@ -1,6 +1,6 @@
-"""Quantization kernels: uniform (symmetric or asymmetric) 2- to 8-bit (int8/int4 for the GEMMs) at per-tensor, per-channel, per-token
-and group granularity, a non-uniform 16-level codebook, W8A8 int8 GEMM with int32 accumulation, W4A16 GEMM
-that dequantizes on the fly, LLM.int8() outlier decomposition and SmoothQuant difficulty migration.
+"""Quantization kernels: uniform (symmetric or asymmetric) 2- to 8-bit rounding at per-tensor, per-channel,
+per-token and group granularity, a non-uniform 16-level codebook, W8A8 int8 GEMM with int32 accumulation,
+W4A16 GEMM that dequantizes on the fly, LLM.int8() outlier decomposition and SmoothQuant difficulty migration.
 
 Conventions: activations X are [tokens, features]; weights W are [in_features, out_features] (y = X W).
 "token" scales are per row of X, "channel" scales per output column of W, "group" scales per

@@ -99,7 +99,8 @@ def test_a_group_that_does_not_divide_the_inputs_is_refused():
 def test_report_shows_awq_on_outliers_and_gptq_on_correlated_features():
     report = weight_quant_report(tokens=128, features=128, out_features=32, group_size=32)
     for bits in (4, 3):
-        independent, correlated = report["outlier channels"][bits], report["outlier channels + correlated features"][bits]
+        independent = report["outlier channels"][bits]
+        correlated = report["outlier channels + correlated features"][bits]
         assert independent["awq"] < independent["round to nearest"]
         assert correlated["gptq"] < correlated["round to nearest"]
     assert report["outlier channels"][3]["round to nearest"] > report["outlier channels"][4]["round to nearest"]
