@@ -1,6 +1,6 @@
-"""Quantization kernels: uniform (symmetric or asymmetric) int8/int4 at per-tensor, per-channel, per-token
-and group granularity, a non-uniform 16-level codebook, W8A8 int8 GEMM with int32 accumulation, W4A16 GEMM
-that dequantizes on the fly, LLM.int8() outlier decomposition and SmoothQuant difficulty migration.
+"""Quantization kernels: uniform (symmetric or asymmetric) 2- to 8-bit rounding at per-tensor, per-channel,
+per-token and group granularity, a non-uniform 16-level codebook, W8A8 int8 GEMM with int32 accumulation,
+W4A16 GEMM that dequantizes on the fly, LLM.int8() outlier decomposition and SmoothQuant difficulty migration.
 
 Conventions: activations X are [tokens, features]; weights W are [in_features, out_features] (y = X W).
 "token" scales are per row of X, "channel" scales per output column of W, "group" scales per
@@ -21,6 +21,7 @@ from .cuda import quant as cuda_quant
 
 GRANULARITIES = ("tensor", "channel", "token", "group")
 BACKENDS = ("numpy", "numba", "cupy")
+BITS = range(2, 9)  # quantize() rounds to any of these widths; the GEMM kernels take 8 and 4
 GEMV_ROWS = 4  # up to this many token rows W4A16 dequantizes inside the product; beyond, once, then BLAS
 
 
@@ -67,21 +68,35 @@ def _ungrouped(g: np.ndarray, shape: tuple, granularity: str, group_size: int) -
     return g.reshape(n, k).T
 
 
+def check_bits(bits: int) -> None:
+    if bits not in BITS:
+        raise ValueError(f"bits must be an integer from {BITS.start} to {BITS.stop - 1}, got {bits!r}")
+
+
+def asymmetric_grid(g: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero) for each row of g: the grid spans [min(row, 0), max(row, 0)] in 2^bits - 1 steps."""
+    lo, hi = np.minimum(g.min(axis=1, keepdims=True), 0), np.maximum(g.max(axis=1, keepdims=True), 0)
+    scale = np.maximum(hi - lo, 1e-12) / (2 ** bits - 1)
+    return scale, np.rint(-lo / scale)
+
+
+def asymmetric_codes(g: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int) -> np.ndarray:
+    """The nearest point of the grid (scale, zero), as a code in [0, 2^bits - 1]."""
+    return np.clip(np.rint(g / scale) + zero, 0, 2 ** bits - 1).astype(np.uint8)
+
+
 def quantize(x: np.ndarray, bits: int = 8, symmetric: bool = True, granularity: str = "tensor",
              group_size: int = 128) -> Quantized:
-    if bits not in (8, 4):
-        raise ValueError(f"bits must be 8 or 4, got {bits}")
+    """Round to nearest at any width from 2 to 8 bits; 4-bit codes are packed two per byte."""
+    check_bits(bits)
     g = _grouped(np.asarray(x, dtype=np.float32), granularity, group_size)
     if symmetric:
         qmax = 2 ** (bits - 1) - 1
         scale = np.maximum(np.abs(g).max(axis=1, keepdims=True), 1e-12) / qmax
         codes, zero = np.clip(np.rint(g / scale), -qmax, qmax).astype(np.int8), None
     else:
-        top = 2 ** bits - 1
-        lo, hi = np.minimum(g.min(axis=1, keepdims=True), 0), np.maximum(g.max(axis=1, keepdims=True), 0)
-        scale = np.maximum(hi - lo, 1e-12) / top
-        zero = np.rint(-lo / scale)
-        codes = np.clip(np.rint(g / scale) + zero, 0, top).astype(np.uint8)
+        scale, zero = asymmetric_grid(g, bits)
+        codes = asymmetric_codes(g, scale, zero, bits)
     codes = _ungrouped(codes, x.shape, granularity, group_size)
     packed = bits == 4
     if packed:
@@ -253,6 +268,11 @@ def outlier_activations(tokens: int, features: int, rng: np.random.Generator, ou
     return x
 
 
+def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
+    """||approx - exact|| / ||exact|| (Frobenius), the error every report here quotes."""
+    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+
+
 def error_report(tokens: int = 256, features: int = 1024, out_features: int = 1024, seed: int = 0) -> dict:
     """Relative error ||Y_q - Y|| / ||Y|| of each scheme on activations with outlier channels: per-tensor
     int8 activations are ruined by the outliers, decomposition and smoothing recover them."""
@@ -262,7 +282,7 @@ def error_report(tokens: int = 256, features: int = 1024, out_features: int = 10
     y = x @ w
 
     def err(y_q):
-        return float(np.linalg.norm(y_q - y) / np.linalg.norm(y))
+        return relative_error(y_q, y)
     w_channel = quantize(w, 8, True, "channel")
     return {
         "w8a16 per-channel": err(x @ dequantize(w_channel)),

@@ -110,9 +110,10 @@ class ModelSpec:
         return max(1, self.num_kv_heads // tensor_parallel)
 
 
-def _llama(name, layers, d, heads, kv, ffn, vocab, ctx, **kw) -> ModelSpec:
+def _llama(name, layers, d, heads, kv, ffn, vocab, ctx, head_dim=None, **kw) -> ModelSpec:
+    """A Llama-shaped spec; head_dim defaults to d / heads, as config.json leaves it unless pruning changed d."""
     return ModelSpec(name=name, num_layers=layers, hidden_size=d, num_heads=heads, num_kv_heads=kv,
-                     head_dim=d // heads, ffn_size=ffn, vocab_size=vocab, max_context_tokens=ctx, **kw)
+                     head_dim=head_dim or d // heads, ffn_size=ffn, vocab_size=vocab, max_context_tokens=ctx, **kw)
 
 
 # Shapes from each model's published config.json on the Hugging Face Hub.
@@ -120,10 +121,24 @@ _REGISTRY = {m.name: m for m in (
     _llama("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, 4096),
     _llama("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, 4096),
     _llama("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, 4096),
+    # Llama-2-7B pruned to a target shape and trained on (Xia et al. 2023, "Sheared LLaMA"):
+    # princeton-nlp/Sheared-LLaMA-2.7B.
+    _llama("sheared-llama-2.7b", 32, 2560, 20, 20, 6912, 32000, 4096),
     _llama("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, 8192),
     _llama("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, 131072),
     _llama("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, 131072),
     _llama("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256, 131072),
+    # Draft-sized Llamas, embedding tied to the LM head: meta-llama/Llama-3.2-1B, meta-llama/Llama-3.2-3B.
+    _llama("llama-3.2-1b", 16, 2048, 32, 8, 8192, 128256, 131072, tied_embeddings=True),
+    _llama("llama-3.2-3b", 28, 3072, 24, 8, 8192, 128256, 131072, tied_embeddings=True),
+    # Llama-3.1-8B structured-pruned and distilled (Sreenivas et al. 2024, "LLM Pruning and Distillation in
+    # Practice: The Minitron Approach"). nvidia/Llama-3.1-Minitron-4B-Width-Base: hidden 4096 -> 3072, MLP
+    # 14336 -> 9216, all 32 heads kept at head_dim 128 (config.json gives head_dim; 3072 / 32 would be 96).
+    # nvidia/Llama-3.1-Minitron-4B-Depth-Base: 16 of the 32 layers dropped, widths kept (its model card's "32
+    # layers" is the teacher's; the checkpoint's 9.08 GB of bf16 is 4.54e9 parameters, which 16 layers give).
+    # Both were distilled at 8192 tokens of context ("works well within 8k").
+    _llama("llama-3.1-minitron-4b-width", 32, 3072, 32, 8, 9216, 128256, 8192, head_dim=128),
+    _llama("llama-3.1-minitron-4b-depth", 16, 4096, 32, 8, 14336, 128256, 8192),
     _llama("mistral-7b", 32, 4096, 32, 8, 14336, 32000, 32768),
     _llama("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, 32768, num_experts=8, experts_per_token=2),
     _llama("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, 32768, qkv_bias=True),

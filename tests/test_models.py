@@ -13,6 +13,8 @@ PUBLISHED = {
     "llama-3.1-8b": 8_030_261_248,
     "llama-3.1-70b": 70_553_706_496,
     "llama-3.1-405b": 405_853_388_800,
+    "llama-3.2-1b": 1_235_814_400,  # tied embedding counted once
+    "llama-3.2-3b": 3_212_749_824,
     "mistral-7b": 7_241_732_096,
     "mixtral-8x7b": 46_702_792_704,
     "qwen2.5-7b": 7_615_616_512,
@@ -24,6 +26,23 @@ PUBLISHED = {
 @pytest.mark.parametrize("name,params", PUBLISHED.items())
 def test_parameter_counts_match_published(name, params):
     assert get_model(name).num_params() == pytest.approx(params, rel=1e-3)
+
+
+# Pruned models whose papers give rounded sizes: Minitron (Sreenivas et al. 2024, table 1: 4.5B total for both
+# 4B-Width and 4B-Depth; the Width checkpoint page says 4.51B); Sheared LLaMA (Xia et al. 2023: 2.7B).
+@pytest.mark.parametrize("name,params", [("llama-3.1-minitron-4b-width", 4.51e9),
+                                         ("llama-3.1-minitron-4b-depth", 4.5e9),
+                                         ("sheared-llama-2.7b", 2.7e9)])
+def test_pruned_models_have_their_published_size(name, params):
+    assert get_model(name).num_params() == pytest.approx(params, rel=0.02)
+
+
+def test_minitron_depth_keeps_the_teachers_layers_whole_and_drops_half():
+    # Llama-3.1-8B has 32 layers of 218,112,000 parameters (attention 4096 x (4096 + 2 x 1024) + 4096^2 =
+    # 41,943,040; SwiGLU 3 x 4096 x 14336 = 176,160,768; two norms 8,192): dropping 16 of them removes
+    # 3,489,792,000 and leaves the 1,050,677,248 of embedding, LM head and final norm as they were.
+    teacher, student = get_model("llama-3.1-8b"), get_model("llama-3.1-minitron-4b-depth")
+    assert teacher.num_params() - student.num_params() == 16 * 218_112_000
 
 
 def test_llama2_7b_is_6_74e9_params():
