@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sampling import _log_softmax as log_softmax
+from .sampling import log_softmax
 
 
 def _check(student_logits: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, temperature: float,
