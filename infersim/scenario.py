@@ -220,7 +220,7 @@ class SpeculativeSection(_Section):
     one per position, each given that the positions before it were accepted)."""
 
     preset: Optional[str] = None
-    method: Optional[Literal["model", "eagle", "mtp", "medusa"]] = None
+    method: Optional[Literal["model", "eagle", "mtp", "medusa", "ngram"]] = None
     num_speculative_tokens: Optional[YamlInt] = Field(None, ge=1, le=16)
     acceptance_rate: Optional[Union[Annotated[YamlFloat, Field(ge=0, le=1)],
                                     list[Annotated[YamlFloat, Field(ge=0, le=1)]]]] = None

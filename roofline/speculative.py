@@ -9,7 +9,10 @@ The drafter is one of:
   layer of the target's width reading the target's hidden states and sharing its embedding and LM head,
   run k times;
 - `medusa` (Cai et al. ICML 2024): k heads on the target's last hidden state, each a residual block and an
-  LM head of its own, all run in one pass.
+  LM head of its own, all run in one pass;
+- `ngram`: no model at all: the draft is looked up in the prompt and the output so far (prompt lookup
+  decoding, vLLM's `ngram` method; Jacobi and lookahead decoding, Santilli et al. 2023 and Fu et al. 2024,
+  also guess without a drafter); it costs the host a lookup and the GPU nothing but the verification.
 
 How many drafted tokens survive is an acceptance model: a rate per draft position, conditional on the
 positions before it being accepted (one rate for all, or one per position). A step then emits
@@ -35,7 +38,7 @@ from .quant import QuantSpec
 from .step import Parallelism, StepOptions
 from .timing import op_time_s
 
-DRAFT_METHODS = ("model", "eagle", "mtp", "medusa")
+DRAFT_METHODS = ("model", "eagle", "mtp", "medusa", "ngram")
 MAX_SPECULATIVE_TOKENS = 16
 
 
@@ -124,10 +127,11 @@ class SpeculativeSpec:
 
 def draft_layers_model(spec: SpeculativeSpec, target: ModelSpec) -> ModelSpec | None:
     """The model the drafter runs autoregressively: the draft model, or for EAGLE/MTP one decoder layer of
-    the target's shape (its embedding and LM head are the target's); None for Medusa's parallel heads."""
+    the target's shape (its embedding and LM head are the target's); None for Medusa's parallel heads and
+    n-gram lookup."""
     if spec.method == "model":
         return spec.draft_model
-    if spec.method == "medusa":
+    if spec.method in ("medusa", "ngram"):
         return None
     return dataclasses.replace(target, name=f"{target.name}-{spec.method}-head", num_layers=1)
 
@@ -142,6 +146,8 @@ def draft_weight_bytes_per_gpu(spec: SpeculativeSpec, target: ModelSpec, quant: 
     if spec.method == "model":
         return weight_bytes_per_gpu(spec.draft_model, fp16, Parallelism(tp, 1))
     d = target.hidden_size
+    if spec.method == "ngram":
+        return 0.0
     if spec.method == "medusa":
         per_head = d * d + d * math.ceil(target.vocab_size / tp)
         return spec.num_speculative_tokens * per_head * ops.ACT_BYTES
@@ -157,7 +163,7 @@ def _ends_bytes(model: ModelSpec, tp: int) -> float:
 
 def draft_kv_bytes_per_token_per_gpu(spec: SpeculativeSpec, target: ModelSpec, quant: QuantSpec,
                                      parallel: Parallelism) -> float:
-    """KV the drafter caches per token of context on each GPU (none for Medusa's heads)."""
+    """KV the drafter caches per token of context on each GPU (none for Medusa's heads or n-gram lookup)."""
     layers = draft_layers_model(spec, target)
     if layers is None:
         return 0.0
@@ -185,6 +191,8 @@ class DraftTimer:
     def step(self, context_tokens: np.ndarray) -> tuple[float, float, float]:
         """(seconds, FLOPs, bytes) of drafting k tokens for sequences with these cached contexts."""
         k, seqs = self.spec.num_speculative_tokens, len(context_tokens)
+        if self.spec.method == "ngram":
+            return 0.0, 0.0, 0.0
         if self._timer is None:
             return self._medusa(seqs)
         m = self._catch_up_tokens
@@ -195,6 +203,15 @@ class DraftTimer:
         latency_s, _ = self._timer.decode_run(seqs, context_sum, context_max, k - 1)
         flops, nbytes = self._timer.decode_totals(seqs, context_sum, context_max, k - 1)
         return first.latency_s + float(latency_s.sum()), first.flops + flops, first.bytes + nbytes
+
+    def prefill(self, new_tokens: list, cached_tokens: list) -> tuple[float, float, float]:
+        """(seconds, FLOPs, bytes) of the drafter taking in prompt chunks: a draft model or an EAGLE/MTP layer
+        caches its own K/V of every prompt token (vLLM runs the drafter over the prefill too); Medusa's heads
+        and n-gram lookup cache nothing."""
+        if self._timer is None or self.spec.method == "ngram":
+            return 0.0, 0.0, 0.0
+        totals = self._timer.step(new_tokens, cached_tokens, 0)
+        return totals.latency_s, totals.flops, totals.bytes
 
     def _medusa(self, seqs: int) -> tuple[float, float, float]:
         cached = self._heads_by_seqs.get(seqs)

@@ -32,11 +32,13 @@ class EarlyExit:
         u = rng.random()
         return int(np.searchsorted(self._cdf ** seqs, u, side="left")) + 1
 
-    def decode_step(self, timer: StepTimer, plan: StepPlan, new, cached, sampled: int, rng: np.random.Generator,
-                    metrics: Metrics) -> tuple[StepTotals, None]:
+    def step(self, timer: StepTimer, plan: StepPlan, new, cached, sampled: int, rng: np.random.Generator,
+             metrics: Metrics) -> tuple[StepTotals, None]:
         """The step's totals, every layer when it prefills or when skipped layers are recomputed; each row
         emits its one token (None: no per-row counts)."""
         layers = self.model.num_layers
+        if not plan.decoding_seqs:
+            return timer.step(new, cached, sampled), None
         depth = layers if plan.prefills or self.spec.kv_fill == "recompute" else self.draw_depth(len(new), rng)
         metrics.exit_steps += 1
         metrics.exit_layers += depth / layers

@@ -165,9 +165,8 @@ class Replica:
             new += [per_seq] * decoding
             cached += plan.decode.context_tokens.tolist()
         timer = self.costs.timer_for(plan)
-        if technique is not None and decoding:
-            (gpu_s, flops, nbytes), emitted = technique.decode_step(timer, plan, new, cached, sampled, self.rng,
-                                                                    self.metrics)
+        if technique is not None:
+            (gpu_s, flops, nbytes), emitted = technique.step(timer, plan, new, cached, sampled, self.rng, self.metrics)
         else:
             gpu_s, flops, nbytes = timer.step(new, cached, sampled)
         latency_s = self.costs.overhead.wall_s(gpu_s + self.costs.swap_s(plan), decoding + len(plan.prefills))

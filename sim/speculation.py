@@ -25,13 +25,18 @@ class Speculation:
         accepted = rng.random((seqs, len(self._rates))) < self._rates
         return 1 + np.cumprod(accepted, axis=1).sum(axis=1)
 
-    def decode_step(self, timer: StepTimer, plan: StepPlan, new, cached, sampled: int, rng: np.random.Generator,
-                    metrics: Metrics) -> tuple[StepTotals, np.ndarray]:
-        """The step's totals (the target's verification pass over every sequence's k + 1 tokens, and the
-        drafting) and the tokens each decoding row emits."""
-        verify = timer.step(new, cached, sampled)
-        draft = self.drafter.step(plan.decode.context_tokens)
-        emitted = self.draw_emitted(plan.decoding_seqs, rng)
-        metrics.speculating_rows += plan.decoding_seqs
-        metrics.speculated_tokens += int(np.minimum(emitted, plan.decode.remaining_tokens).sum())
-        return StepTotals(*(a + b for a, b in zip(verify, draft))), emitted
+    def step(self, timer: StepTimer, plan: StepPlan, new, cached, sampled: int, rng: np.random.Generator,
+             metrics: Metrics) -> tuple[StepTotals, np.ndarray | None]:
+        """The step's totals (the target's pass, verifying every decoding sequence's k + 1 tokens; the drafter
+        taking in the step's prompt chunks and drafting for the decoding sequences) and the tokens each
+        decoding row emits (None without decodes)."""
+        prompts = len(plan.prefills)
+        parts = [timer.step(new, cached, sampled), self.drafter.prefill(new[:prompts], cached[:prompts])
+                 if prompts else (0.0, 0.0, 0.0)]
+        emitted = None
+        if plan.decoding_seqs:
+            parts.append(self.drafter.step(plan.decode.context_tokens))
+            emitted = self.draw_emitted(plan.decoding_seqs, rng)
+            metrics.speculating_rows += plan.decoding_seqs
+            metrics.speculated_tokens += int(np.minimum(emitted, plan.decode.remaining_tokens).sum())
+        return StepTotals(*(sum(values) for values in zip(*parts))), emitted

@@ -120,3 +120,20 @@ def test_speculation_refuses_pipeline_parallelism():
                               speculative=SpeculativeSpec("eagle", 3, AcceptanceModel((0.8,))))
     with pytest.raises(SpecError, match="pipeline parallelism"):
         simulate(cfg, [])
+
+
+def test_ngram_lookup_drafts_for_free_and_holds_no_memory():
+    spec = SpeculativeSpec("ngram", 4, AcceptanceModel((0.5,)))
+    assert draft_weight_bytes_per_gpu(spec, LLAMA_8B, QuantSpec(), Parallelism()) == 0
+    assert draft_kv_bytes_per_token_per_gpu(spec, LLAMA_8B, QuantSpec(), Parallelism()) == 0
+    assert DraftTimer(spec, LLAMA_8B, H100, StepOptions()).step(np.full(8, 512)) == (0.0, 0.0, 0.0)
+
+
+def test_an_eagle_layer_takes_in_the_prompt_as_one_more_layer_of_the_target_would():
+    spec = SpeculativeSpec("eagle", 3, AcceptanceModel((0.8,)))
+    draft = DraftTimer(spec, LLAMA_8B, H100, StepOptions()).prefill([1000], [0])
+    target = StepTimer(LLAMA_8B, H100, StepOptions()).step([1000], [0], 0)
+    # no LM head (nothing is sampled) and an embedding lookup of no FLOPs: one of the target's 32 layers
+    assert draft[1] == pytest.approx(target.flops / 32, rel=1e-6)
+    assert DraftTimer(SpeculativeSpec("medusa", 3, AcceptanceModel((0.6,))), LLAMA_8B, H100,
+                      StepOptions()).prefill([1000], [0]) == (0.0, 0.0, 0.0)

@@ -1,4 +1,4 @@
-"""The technique scenario pairs in scenarios/techniques/ (quantization, pruning, distillation): every file loads
+"""The technique scenario pairs in scenarios/techniques/ (quantization, pruning, distillation, decoding): every file loads
 and builds a run, every variant differs from its baseline only in the keys it is about, and each technique
 changes the model's memory as worked out by hand below. No file is simulated here (each takes seconds; the
 README in that folder quotes their results).
@@ -34,6 +34,11 @@ VARIANTS = {
     "pruning-minitron-width": ("pruning-baseline", {"model"}),
     "pruning-minitron-depth": ("pruning-baseline", {"model"}),
     "distillation-8b": ("distillation-baseline", {"model", "parallelism"}),
+    "decoding-eagle": ("decoding-baseline", {"speculative"}),
+    "decoding-draft-model": ("decoding-baseline", {"speculative"}),
+    "decoding-ngram": ("decoding-baseline", {"speculative"}),
+    "decoding-early-exit": ("decoding-baseline", {"early_exit"}),
+    "decoding-parallel-sampling": ("decoding-baseline", {"workload"}),
 }
 BASELINES = sorted({baseline for baseline, _ in VARIANTS.values()})
 
