@@ -67,3 +67,22 @@ def test_recomputing_skipped_layers_gives_the_saving_back():
     plain = _run(None, 0.2)
     assert recompute["early_exit_depth_mean"] == 1.0
     assert recompute["tpot_s"]["mean"] == pytest.approx(plain["tpot_s"]["mean"], rel=0.02)
+
+
+def test_an_exit_that_never_comes_early_reproduces_plain_decoding():
+    """Every token at full depth: the early-exit path (one step at a time, each costed as a ragged batch)
+    gives the plain run's numbers, stepped one iteration at a time."""
+    rng = np.random.default_rng(1)
+    n = 80
+    workload = Workload(np.cumsum(rng.exponential(1 / 4.0, n)), rng.integers(50, 400, n), rng.integers(20, 200, n))
+    base = preset_config("vllm-v1", LLAMA_8B, H100, StepOptions(), 4096)
+    plain = simulate(dataclasses.replace(base, jumps=False), requests_from(workload)).summary
+    full_depth = simulate(dataclasses.replace(base, early_exit=EarlyExitSpec((1.0,), (1.0,))),
+                          requests_from(workload)).summary
+    assert full_depth.pop("early_exit_depth_mean") == 1.0
+    assert full_depth.keys() == plain.keys()
+    for key, value in plain.items():
+        if value is None:  # no SLO set: no goodput
+            assert full_depth[key] is None
+        else:
+            assert full_depth[key] == pytest.approx(value, rel=1e-9), key
