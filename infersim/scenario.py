@@ -233,7 +233,8 @@ class SpeculativeSection(_Section):
         if self.preset is None:
             missing = [k for k in ("method", "num_speculative_tokens", "acceptance_rate") if getattr(self, k) is None]
             if missing:
-                raise ValueError(f"needs a preset or {', '.join(missing)}")
+                raise ValueError(f"needs a preset, or method, num_speculative_tokens and acceptance_rate "
+                                 f"(missing: {', '.join(missing)})")
         method = self.method or (self.preset and _speculative_preset(self.preset).method)
         if (method == "model") != (self.draft_model is not None):
             raise ValueError("draft_model is needed by method model (a registry name or config.json) and only by it")

@@ -1,16 +1,19 @@
 """Speculative decoding: the acceptance formula, the drafter's memory, the step's cost in both regimes, and the
 simulator's draws against the formula."""
 import dataclasses
+import re
 
 import numpy as np
 import pytest
+import yaml
 
 from infersim.roofline import SpecError, StepOptions, get_hardware, get_model
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.speculative import (AcceptanceModel, DraftTimer, SpeculativeSpec,
                                            draft_kv_bytes_per_token_per_gpu, draft_weight_bytes_per_gpu)
-from infersim.roofline.step import Parallelism
 from infersim.roofline.quant import QuantSpec
+from infersim.roofline.step import Parallelism
+from infersim.scenario import load_run
 from infersim.sim.engines import preset_config
 from infersim.sim.run import requests_from, simulate
 from infersim.sim.speculation import Speculation
@@ -137,3 +140,32 @@ def test_an_eagle_layer_takes_in_the_prompt_as_one_more_layer_of_the_target_woul
     assert draft[1] == pytest.approx(target.flops / 32, rel=1e-6)
     assert DraftTimer(SpeculativeSpec("medusa", 3, AcceptanceModel((0.6,))), LLAMA_8B, H100,
                       StepOptions()).prefill([1000], [0]) == (0.0, 0.0, 0.0)
+
+
+SCENARIO = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "scheduler": {"max_model_len": 4096},
+            "workload": {"num_requests": 10, "arrival": {"process": "poisson", "rate_per_s": 1},
+                         "prompt_tokens": 100, "output_tokens": 10}}
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"num_speculative_tokens": 3}, "needs a preset, or method, num_speculative_tokens and acceptance_rate "
+                                    "(missing: method, acceptance_rate)"),
+    ({"method": "eagle", "num_speculative_tokens": 3, "acceptance_rate": 0.8, "draft_model": "llama-3.2-1b"},
+     "draft_model is needed by method model"),
+    ({"method": "eagle", "num_speculative_tokens": 3, "acceptance_rate": [0.9, 0.8]},
+     "speculative.acceptance_rate: gives 2 per-position rates for num_speculative_tokens=3"),
+])
+def test_a_bad_speculative_section_is_one_line_naming_the_key(tmp_path, section, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SCENARIO, "speculative": section}))
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_run(path)
+
+
+def test_a_preset_can_be_overridden_key_by_key(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SCENARIO, "speculative": {"preset": "eagle",
+                                                                             "num_speculative_tokens": 5}}))
+    _, cfg, _ = load_run(path)
+    assert (cfg.speculative.method, cfg.speculative.num_speculative_tokens) == ("eagle", 5)
+    assert cfg.speculative.acceptance.rates == (0.8,)
