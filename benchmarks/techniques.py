@@ -39,6 +39,7 @@ PAIRS = [
     Pair("speculative decoding, Llama-3.2-1B draft (k=4, a=0.7)", "decoding-baseline", "decoding-draft-model", 2, 16),
     Pair("prompt-lookup n-gram speculation (k=4, a=0.4)", "decoding-baseline", "decoding-ngram", 2, 16),
     Pair("early exit (copy), mean exit at 61% of the layers", "decoding-baseline", "decoding-early-exit", 2, 16),
+    Pair("contrastive decoding, Llama-3.2-1B amateur", "decoding-baseline", "decoding-contrastive", 2, 16),
     Pair("parallel sampling n=4", "decoding-baseline", "decoding-parallel-sampling", 0.5, 6),
     Pair("W8A8 (SmoothQuant)", "quantization-baseline", "quantization-w8a8", 1, 4.5),
     Pair("W4A16 (group 128)", "quantization-baseline", "quantization-w4a16", 1, 4.5),

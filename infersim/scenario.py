@@ -255,6 +255,12 @@ class EarlyExitSection(_Section):
     kv_fill: Literal["copy", "recompute"] = "copy"
 
 
+class ContrastiveSection(_Section):
+    """Contrastive decoding (roofline/contrastive.py): an amateur model runs beside the served one."""
+
+    amateur_model: str
+
+
 class SLOSection(_Section):
     ttft_s: Optional[YamlFloat] = Field(None, gt=0)
     tpot_s: Optional[YamlFloat] = Field(None, gt=0)
@@ -297,6 +303,7 @@ class Scenario(_Section):
     cluster: ClusterSection = ClusterSection()
     speculative: Optional[SpeculativeSection] = None
     early_exit: Optional[EarlyExitSection] = None
+    contrastive: Optional[ContrastiveSection] = None
     seed: YamlInt = Field(0, ge=0, lt=1 << 64)
 
     @field_validator("name", "description")
@@ -390,7 +397,8 @@ def build_run(scn: Scenario, base: Path):
                        overlaps_gpu=e.host_overlaps_gpu),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s),
-        speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit), seed=scn.seed)
+        speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit),
+        contrastive=_contrastive(scn.contrastive, base), seed=scn.seed)
     check_config(cfg)
     _check_swap_space(cfg)
     w = scn.workload
@@ -422,6 +430,14 @@ def _early_exit(section: EarlyExitSection | None):
         return None
     from infersim.roofline.early_exit import EarlyExitSpec
     return EarlyExitSpec(tuple(section.exit_fractions), tuple(section.probabilities), section.kv_fill)
+
+
+def _contrastive(section: ContrastiveSection | None, base: Path):
+    if section is None:
+        return None
+    from infersim.roofline import get_model
+    from infersim.roofline.contrastive import ContrastiveSpec
+    return ContrastiveSpec(get_model(section.amateur_model, base, field="contrastive.amateur_model"))
 
 
 def _given(value, preset_value):

@@ -7,16 +7,18 @@ from typing import NamedTuple
 import numpy as np
 import simpy
 
+from infersim.roofline.contrastive import ContrastiveSpec
+from infersim.roofline.early_exit import EarlyExitSpec
 from infersim.roofline.errors import SpecError, require_choice
 from infersim.roofline.hardware import HardwareSpec, Link
 from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.latency import StepTimer
-from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory
-from infersim.roofline.early_exit import EarlyExitSpec
+from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory, weight_bytes_per_gpu
 from infersim.roofline.models import ModelSpec
+from infersim.roofline.quant import QuantSpec
 from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv_bytes_per_token_per_gpu,
                                            draft_weight_bytes_per_gpu)
-from infersim.roofline.step import StepOptions, utilization_peaks
+from infersim.roofline.step import Parallelism, StepOptions, utilization_peaks
 from infersim.roofline.timing import transfer_time_s
 
 from .cluster import Colocated, Disaggregated
@@ -27,6 +29,7 @@ from .request import Request
 from .router import ROUTERS
 from .schedulers import PREEMPTION_MODES, SCHEDULERS, Scheduler, SchedulerLimits
 from .schedulers.base import MAX_DECODE_STEPS
+from .contrastive import Contrastive
 from .early_exit import EarlyExit
 from .speculation import Speculation
 from .workload import Workload
@@ -62,6 +65,7 @@ class RunConfig:
     jumps: bool = True  # advance fixed decode batches in one exact jump (False: one step at a time)
     speculative: SpeculativeSpec | None = None  # speculative decoding: draft k tokens, verify them in one pass
     early_exit: EarlyExitSpec | None = None  # decode steps stop at their deepest token's exit layer
+    contrastive: ContrastiveSpec | None = None  # every step also runs an amateur model (contrastive decoding)
     seed: int = 0  # of what speculative steps accept and how deep early exits go (the workload has its own)
 
     @property
@@ -110,8 +114,13 @@ class DraftBytes(NamedTuple):
 
 
 def _draft_bytes(cfg: RunConfig) -> DraftBytes:
-    """What a speculative drafter adds on each GPU."""
+    """What a speculative drafter, or a contrastive decoder's amateur, adds on each GPU (the amateur in
+    fp16 at the expert's tensor parallelism)."""
     spec, o = cfg.speculative, cfg.options
+    if cfg.contrastive is not None:
+        amateur, parallel = cfg.contrastive.amateur, Parallelism(o.parallel.tensor_parallel, 1)
+        return DraftBytes(weight_bytes_per_gpu(amateur, QuantSpec(kv_bits=o.quant.kv_bits), parallel),
+                          kv_bytes_per_token_per_gpu(amateur, o.quant, parallel))
     if spec is None:
         return DraftBytes(0.0, 0.0)
     return DraftBytes(draft_weight_bytes_per_gpu(spec, cfg.model, o.quant, o.parallel),
@@ -147,29 +156,37 @@ def check_config(cfg: RunConfig) -> None:
                         "(a preempted request is prefilled again, output and all); raise it, lower max_model_len "
                         "or use a chunked-prefill scheduler", limits.max_num_batched_tokens)
     require_choice("cluster.router", cfg.cluster.router, ROUTERS)
-    if cfg.speculative is not None and cfg.early_exit is not None:
-        raise SpecError("early_exit", "is modelled on its own, not with speculative decoding (LayerSkip's "
+    techniques = [t for t in ("speculative", "early_exit", "contrastive") if getattr(cfg, t) is not None]
+    if len(techniques) > 1:
+        raise SpecError(techniques[1], f"is modelled on its own, not together with {techniques[0]} (LayerSkip's "
                         "self-speculation is a draft of the model's first layers: use speculative)", "both set")
-    for technique in ("speculative", "early_exit"):
+    for technique in techniques:
         if getattr(cfg, technique) is not None and cfg.options.parallel.pipeline_parallel > 1:  # vLLM refuses it
             raise SpecError(technique, "does not run with pipeline parallelism; set pipeline_parallel: 1",
                             cfg.options.parallel.pipeline_parallel)
     if cfg.speculative is not None:
         cfg.speculative.check_target(cfg.model)
+    if cfg.contrastive is not None:
+        cfg.contrastive.check_expert(cfg.model)
     allocator = cfg.allocator
     if cfg.kv_cache.prefix_caching and not ALLOCATORS[allocator].shares_prefixes:
         raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", allocator)
 
 
-def _decode_technique(cfg: RunConfig) -> Speculation | EarlyExit | None:
-    """What decode steps do beyond one plain token: exit early, or draft and verify (the drafter's costs on
-    the kernels the engine's decode steps use: a CUDA graph where it captures them, as vLLM V1 and SGLang
-    capture their drafters')."""
+def _decode_technique(cfg: RunConfig) -> Speculation | EarlyExit | Contrastive | None:
+    """What steps do beyond one plain token: exit early, run an amateur model beside, or draft and verify
+    (the drafter's or amateur's costs on the kernels the engine's decode steps use: a CUDA graph where it
+    captures them, as vLLM V1 and SGLang capture their drafters')."""
     if cfg.early_exit is not None:
         return EarlyExit(cfg.early_exit, cfg.model)
+    hw = cfg.kernels.in_graph(cfg.hardware) if cfg.kernels.graph_max_batch else cfg.kernels.eager(cfg.hardware)
+    if cfg.contrastive is not None:
+        o = cfg.options
+        amateur_options = StepOptions(QuantSpec(kv_bits=o.quant.kv_bits), Parallelism(o.parallel.tensor_parallel, 1),
+                                      o.flash_attention, o.sampling)
+        return Contrastive(cfg.contrastive, StepTimer(cfg.contrastive.amateur, hw, amateur_options))
     if cfg.speculative is None:
         return None
-    hw = cfg.kernels.in_graph(cfg.hardware) if cfg.kernels.graph_max_batch else cfg.kernels.eager(cfg.hardware)
     return Speculation(cfg.speculative, DraftTimer(cfg.speculative, cfg.model, hw, cfg.options))
 
 

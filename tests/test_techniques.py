@@ -39,6 +39,7 @@ VARIANTS = {
     "decoding-ngram": ("decoding-baseline", {"speculative"}),
     "decoding-early-exit": ("decoding-baseline", {"early_exit"}),
     "decoding-parallel-sampling": ("decoding-baseline", {"workload"}),
+    "decoding-contrastive": ("decoding-baseline", {"contrastive"}),
 }
 BASELINES = sorted({baseline for baseline, _ in VARIANTS.values()})
 
