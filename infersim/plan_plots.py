@@ -39,7 +39,6 @@ def plot_latency_vs_load(candidates: list[dict], slo: dict, colour: dict[str, st
     in the candidate's colour marks its maximum sustainable rate."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     panels = [p for p in LATENCY_PANELS if p[0] != "e2e" or slo_bounds_s(slo, "e2e_s")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
     for ax, (metric, label, unit, scale, quantiles) in zip(axes[0], panels):
@@ -54,12 +53,10 @@ def plot_latency_vs_load(candidates: list[dict], slo: dict, colour: dict[str, st
                 ax.axvline(max_rate, color=colour[c["name"]], ls=":", lw=0.9)
         for q, bound_s in slo_bounds_s(slo, f"{metric}_s").items():
             ax.axhline(bound_s * scale, color="k", ls=":", lw=1.2)
-            ax.annotate(f"SLO {q} {label} {duration_text(bound_s)}", (0.01, bound_s * scale),
-                        xycoords=("axes fraction", "data"), xytext=(2, 3), textcoords="offset points", fontsize=7)
+            ax.annotate(f"SLO {q} {label} {duration_text(bound_s)}", (0.99, bound_s * scale), ha="right",
+                        xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points", fontsize=7)
         ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 50, not 5x10^1
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        _plain_log_ticks(ax.yaxis)
         ax.set_xlabel("offered load per replica (requests/s)")
         ax.set_ylabel(f"{label} ({unit})")
         ax.set_title(f"{label} vs offered load", fontsize=10)
@@ -67,7 +64,7 @@ def plot_latency_vs_load(candidates: list[dict], slo: dict, colour: dict[str, st
     handles = [Line2D([], [], color=colour[c["name"]], lw=2, label=_plain(c["name"])) for c in candidates]
     handles += [Line2D([], [], color="grey", ls=style, label=q) for q, style in QUANTILE_STYLE.items()]
     handles += [Line2D([], [], color="grey", ls=":", label="max sustainable rate")]
-    axes[0][0].legend(handles=handles, fontsize=7, loc="upper left")
+    axes[0][0].legend(handles=handles, fontsize=7)
     fig.suptitle("latency vs offered load per replica (dotted black: the SLO)", fontsize=11)
     _save(fig, path)
 
@@ -94,6 +91,7 @@ def plot_frontier(candidates: list[dict], slo: dict, colour: dict[str, str], pat
         ax.axvline(1 / bound_s, color="k", ls=":", lw=1.2,
                    label=f"SLO {q} TPOT {duration_text(bound_s)}: at least {1 / bound_s:.3g} tokens/s per user")
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("interactivity: output tokens/s per user")
     ax.set_ylabel("throughput: output tokens/s per GPU")
     ax.set_title("throughput vs interactivity (filled: meets the SLOs; numbers: concurrency)", fontsize=10)
@@ -204,6 +202,14 @@ def write_plots(plan: dict, focus: dict | None, out_dir: Path) -> dict[str, Path
         paths["roofline"] = out_dir / "roofline.png"
         plot_roofline(focus, paths["roofline"])
     return paths
+
+
+def _plain_log_ticks(axis) -> None:
+    """Ticks at 1, 2 and 5 times each power of ten on a log axis, written plainly (50, not 5x10^1)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _or_nan(value) -> float:
