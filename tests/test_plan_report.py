@@ -38,8 +38,7 @@ def by_name(plan: dict) -> dict:
 def markdown_table(text: str, section: str) -> list[dict]:
     """The pipe table under `## section` as a dict per row, keyed by heading."""
     lines = text.split(f"## {section}\n", 1)[1].splitlines()
-    is_row = lambda line: line.startswith("|")  # noqa: E731
-    rows = list(takewhile(is_row, dropwhile(lambda line: not is_row(line), lines)))
+    rows = list(takewhile(lambda line: line.startswith("|"), dropwhile(lambda line: not line.startswith("|"), lines)))
     split = [[cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
     return [dict(zip(split[0], cells)) for cells in split[2:]]
 
@@ -222,7 +221,7 @@ def chromium() -> str:
 def dom(report, tmp_path_factory) -> Tables:
     """report.html as headless Chromium leaves it after the load event (its DOM, dumped)."""
     profile = tmp_path_factory.mktemp("chromium-profile")
-    done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
                            f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
                            report["html"].as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
