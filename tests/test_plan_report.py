@@ -221,9 +221,10 @@ def chromium() -> str:
 def dom(report, tmp_path_factory) -> Tables:
     """report.html as headless Chromium leaves it after the load event (its DOM, dumped)."""
     profile = tmp_path_factory.mktemp("chromium-profile")
-    done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                           f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
-                           report["html"].as_uri()], capture_output=True, text=True, timeout=120)
+    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start; the budget lets onload run
+    done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+                           "--dump-dom", report["html"].as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     tables = Tables()
     tables.feed(done.stdout)
