@@ -476,8 +476,8 @@ def _cascade_lines(name: str, cascade, summary: dict) -> str:
              f"GPUs, {figure(summary['gpu_seconds'], ',.0f')} GPU-seconds"]
     for k, tier in enumerate(summary["tiers"]):
         lines.append(f"  tier {k} {tier['model']} x{tier['replicas']} ({tier['gpus']} GPUs): served "
-                     f"{tier['requests_served']:,}, escalated {tier['requests_escalated']:,}, answered "
-                     f"{tier['requests_answered']:,}; busy {figure(tier['busy_fraction'], '.1f', 100)}%, "
+                     f"{tier['requests_served']:,}, escalated {tier['requests_escalated']:,}, final "
+                     f"{tier['requests_final']:,}; busy {figure(tier['busy_fraction'], '.1f', 100)}%, "
                      f"{figure(tier['gpu_seconds'], ',.0f')} GPU-seconds")
     return "\n".join(lines)
 

@@ -35,7 +35,7 @@ from .run import RunConfig, RunResult, check_config, deploy, pool_result, replay
 _ESCALATION_STREAM = 0xCA5CADE  # keeps the judge's draws apart from the workload's (seed) and the replicas' ([seed, i])
 
 # summarize's figures of one pool's steps: a cascade has them per tier (the tiers' models, GPUs and KV blocks differ)
-POOL_FIGURES = ("kv_utilization_mean", "kv_utilization_peak", "kv_fragmentation_mean", "batch_size_mean",
+_POOL_FIGURES = ("kv_utilization_mean", "kv_utilization_peak", "kv_fragmentation_mean", "batch_size_mean",
                 "busy_fraction", "model_flops_utilization", "model_bandwidth_utilization")
 
 
@@ -127,20 +127,20 @@ def simulate_cascade(cascade: CascadeConfig, requests: list[Request], progress=N
     origin = {req: i for i, req in enumerate(requests)}  # attempt -> index of the request it answers
     latest = list(requests)  # each request's latest attempt
     attempts: list[list[Request]] = [list(requests)] + [[] for _ in cascade.tiers[1:]]
-    preemptions = np.zeros(len(requests), dtype=np.int64)
     metrics = [Metrics() for _ in cascade.tiers]
     pools = []
 
     def answered_at(tier: int):
         def on_done(attempt: Request) -> None:
             i = origin[attempt]
-            preemptions[i] += attempt.preemptions
             if attempt.state != DONE or not escalates[i, tier]:
                 return
             original = requests[i]
             prompt_tokens = policy.next_prompt_tokens(original, attempt)
-            escalated = Request(original.id, env.now, prompt_tokens, original.output_tokens, original.num_seqs,
-                                original.priority, original.prefix_id, original.prefix_tokens)
+            escalated = Request(id=original.id, arrival_s=env.now, prompt_tokens=prompt_tokens,
+                                output_tokens=original.output_tokens, num_seqs=original.num_seqs,
+                                priority=original.priority, prefix_id=original.prefix_id,
+                                prefix_tokens=original.prefix_tokens)
             origin[escalated], latest[i] = i, escalated
             attempts[tier + 1].append(escalated)
             pools[tier + 1].deployment.entry.pick().submit(escalated)
@@ -151,6 +151,9 @@ def simulate_cascade(cascade: CascadeConfig, requests: list[Request], progress=N
     replay_arrivals(env, requests, pools[0].deployment.entry, progress)
     tiers = [pool_result(tier.run, attempts[k], metrics[k], pools[k]) for k, tier in enumerate(cascade.tiers)]
     tier_of = {attempt: k for k, tier_attempts in enumerate(attempts) for attempt in tier_attempts}
+    preemptions = np.zeros(len(requests), dtype=np.int64)
+    for attempt, i in origin.items():
+        preemptions[i] += attempt.preemptions
     final = [replace(answer, arrival_s=first.arrival_s, prompt_tokens=first.prompt_tokens,
                      first_scheduled_s=first.first_scheduled_s, preemptions=int(count))
              for first, answer, count in zip(requests, latest, preemptions)]
@@ -173,14 +176,14 @@ def _summary(cascade: CascadeConfig, table: dict, tiers: list[RunResult]) -> dic
     gaps = [result.metrics.itl_gaps() for result in tiers]
     summary["itl_s"] = stats(np.concatenate([values for values, _ in gaps]),
                              np.concatenate([weights for _, weights in gaps]))
-    summary |= {key: None for key in POOL_FIGURES}
+    summary |= {key: None for key in _POOL_FIGURES}
     for key in ("preemptions", "kv_blocks_swapped", "steps"):
         summary[key] = sum(result.summary[key] for result in tiers)
     run_s = summary["simulated_time_s"]
     summary["policy"] = cascade.policy
     escalated = [len(result.requests) for result in tiers[1:]] + [0]  # each escalation is an attempt one tier up
-    answered = np.bincount(table["tier"], minlength=len(tiers))
-    summary["tiers"] = [_tier_figures(tier, result, run_s, escalated[k], int(answered[k]))
+    final = np.bincount(table["tier"], minlength=len(tiers))
+    summary["tiers"] = [_tier_figures(tier, result, run_s, escalated[k], int(final[k]))
                         for k, (tier, result) in enumerate(zip(cascade.tiers, tiers))]
     summary["gpus"] = sum(tier["gpus"] for tier in summary["tiers"])
     summary["gpu_seconds"] = sum(tier["gpu_seconds"] for tier in summary["tiers"])
@@ -188,16 +191,17 @@ def _summary(cascade: CascadeConfig, table: dict, tiers: list[RunResult]) -> dic
     return summary
 
 
-def _tier_figures(tier: Tier, result: RunResult, run_s: float, escalated: int, answered: int) -> dict:
-    """What one tier served (`escalated` of its answers went on, `answered` were final) and what it cost over
-    the whole run."""
+def _tier_figures(tier: Tier, result: RunResult, run_s: float, escalated: int, final: int) -> dict:
+    """What one tier served (`escalated` of its attempts went on; `final` requests ended here: answered,
+    refused or unfinished) and what it cost over the whole run (`busy_fraction` too, where its summary's is
+    over its own span)."""
     t = result.table
     replicas, gpus = len(result.replicas), result.summary["gpus"]
     busy_s = float(np.sum(result.timeline["duration_s"]))
     done = t["state"] == DONE
     return {"model": tier.run.model.name, "hardware": tier.run.hardware.name, "replicas": replicas, "gpus": gpus,
             "escalate": tier.escalate, "requests_served": len(result.requests), "requests_escalated": escalated,
-            "requests_answered": answered, "prompt_tokens": int(np.sum(t["prompt_tokens"])),
+            "requests_final": final, "prompt_tokens": int(np.sum(t["prompt_tokens"])),
             "output_tokens": int(np.sum(t["output_tokens"][done] * t["num_seqs"][done])),
             "busy_s": busy_s, "busy_fraction": busy_s / (replicas * run_s) if run_s else 0.0,
             "gpu_seconds": gpus * run_s, "kv_blocks_per_replica": result.total_blocks, "summary": result.summary}
