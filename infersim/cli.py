@@ -423,33 +423,63 @@ def cmd_run(args) -> int:
     from infersim.report import run_summary_table, write_run
     from infersim.roofline.errors import errors_in
     from infersim.scenario import load_run
+    from infersim.sim.cascade import CascadeConfig, simulate_cascade
     from infersim.sim.run import simulate
     scenario, cfg, requests = load_run(args.scenario)
+    cascade = isinstance(cfg, CascadeConfig)
     out = Path(args.out or Path("runs") / Path(args.scenario).stem)
     _writable_folder(out, "--out")
     show = args.progress or (sys.stderr.isatty() and not args.quiet)
     with errors_in(Path(args.scenario).name):  # what the simulator finds wrong is the scenario's too
-        result = simulate(cfg, requests, progress=_progress_bar if show else None)
+        result = (simulate_cascade if cascade else simulate)(cfg, requests, progress=_progress_bar if show else None)
     name = scenario.name or _shown(Path(args.scenario).stem)
     paths = write_run(result, out)
     if not args.no_plot:
         from infersim.plots import plot_run
-        paths["plot"] = out / "run.png"
-        plot_run(result, paths["plot"], name)
+        pools = ([(f"run-tier{k}", run, f"{name}, tier {k}") for k, run in enumerate(result.tiers)] if cascade
+                 else [("run", result, name)])  # a plot per pool
+        for stem, run, title in pools:
+            paths[stem] = out / f"{stem}.png"
+            plot_run(run, paths[stem], title)
     if not args.quiet:
-        p = cfg.options.parallel
-        quant = scenario.quantization if isinstance(scenario.quantization, str) else scenario.quantization.preset
-        print(f"{name}: {cfg.model.name} on {cfg.hardware.name} "
-              f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {scenario.engine.preset} engine "
-              f"({cfg.scheduler} scheduler), {cfg.allocator} KV cache of {result.total_blocks:,} blocks x {cfg.kv_cache.block_size_tokens} tokens "
-              f"per replica, {len(requests):,} requests")
+        if cascade:
+            for k, (tier, section, run) in enumerate(zip(cfg.tiers, scenario.cascade.tiers, result.tiers)):
+                print(_deployment_line(f"tier {k}", tier.run, section.quantization or scenario.quantization,
+                                       (section.engine or scenario.engine).preset, run))
+        else:
+            print(_deployment_line(name, cfg, scenario.quantization, scenario.engine.preset, result))
         print(run_summary_table(result.summary))
-        rejected = [r for r in requests if r.reject_reason]
+        if cascade:
+            print(_cascade_lines(name, cfg, result.summary))
+        rejected = [r for r in result.requests if r.reject_reason]
         if rejected:
             print(f"warning: {len(rejected)} of {len(requests)} requests rejected, e.g. request {rejected[0].id}: "
                   f"{rejected[0].reject_reason} (requests.csv lists each reason)")
         print("wrote " + ", ".join(_shown(v) for v in paths.values()))
     return 0
+
+
+def _deployment_line(label: str, cfg, quantization, engine: str, result) -> str:
+    """What a pool runs: model, GPU, parallelism, quantization, engine, KV cache, and the requests it got."""
+    p = cfg.options.parallel
+    quant = quantization if isinstance(quantization, str) else quantization.preset
+    return (f"{label}: {cfg.model.name} on {cfg.hardware.name} "
+            f"(TP={p.tensor_parallel}, PP={p.pipeline_parallel}, {quant}), {engine} engine "
+            f"({cfg.scheduler} scheduler), {cfg.allocator} KV cache of {result.total_blocks:,} blocks x "
+            f"{cfg.kv_cache.block_size_tokens} tokens per replica, {len(result.requests):,} requests")
+
+
+def _cascade_lines(name: str, cascade, summary: dict) -> str:
+    """A cascade's cost and each tier's share of the work, under the summary table."""
+    from infersim.report import figure
+    lines = [f"{name}: cascade of {len(cascade.tiers)} tiers ({cascade.policy} on escalation), {summary['gpus']} "
+             f"GPUs, {figure(summary['gpu_seconds'], ',.0f')} GPU-seconds"]
+    for k, tier in enumerate(summary["tiers"]):
+        lines.append(f"  tier {k} {tier['model']} x{tier['replicas']} ({tier['gpus']} GPUs): served "
+                     f"{tier['requests_served']:,}, escalated {tier['requests_escalated']:,}, final "
+                     f"{tier['requests_final']:,}; busy {figure(tier['busy_fraction'], '.1f', 100)}%, "
+                     f"{figure(tier['gpu_seconds'], ',.0f')} GPU-seconds")
+    return "\n".join(lines)
 
 
 def _scenarios_done(done: int, total: int) -> None:

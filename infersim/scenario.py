@@ -288,6 +288,53 @@ class ClusterSection(_Section):
         return self
 
 
+MAX_TIERS = 16  # a cascade longer than this is not one anyone deploys
+
+
+class TierSection(_Section):
+    """One pool of a cascade. A key left out takes the scenario's top-level value (a section given replaces
+    the top-level one whole; `replicas` defaults to cluster.replicas), so the last tier is usually `{}`: the
+    scenario's own deployment. `escalate` is the probability that an answer of this tier is judged
+    inadequate and the request goes on to the next tier: every tier but the last has one."""
+
+    model: Optional[str] = None
+    hardware: Optional[str] = None
+    parallelism: Optional[ParallelismSection] = None
+    quantization: Optional[Union[str, QuantizationSection]] = None
+    engine: Optional[EngineSection] = None
+    replicas: Optional[YamlInt] = Field(None, ge=1, le=MAX_REPLICAS, description="default: cluster.replicas")
+    escalate: Optional[YamlFloat] = Field(None, ge=0, le=1)
+
+
+class CascadeSection(_Section):
+    """Cascade serving (sim/cascade.py): `tiers` from the smallest model to the largest, every request
+    answered by tier 0 and escalated up while its answer is judged inadequate (a probability per tier: the
+    stated model of difficulty). `policy` restart: the next tier answers the original prompt (the rejected
+    answer is wasted work); keep: it reads the rejected attempt's prompt and answer as context. The
+    top-level model, hardware, parallelism, quantization and engine are the tiers' defaults (the last
+    tier's, as a rule); scheduler, kv_cache, slo, speculative and early_exit apply to every tier. Tiers are
+    colocated pools driven open loop: neither cluster.mode disaggregated nor arrival concurrency applies."""
+
+    policy: str = "restart"
+    tiers: list[TierSection] = Field(max_length=MAX_TIERS)
+
+    _known = _registered("infersim.sim.cascade:ESCALATIONS", "policy")
+
+    @field_validator("tiers")
+    @classmethod
+    def _escalate_on_every_tier_but_the_last(cls, tiers):
+        if len(tiers) < 2:
+            raise ValueError(f"a cascade needs at least 2 tiers, smallest model first; got {len(tiers)}")
+        missing = next((i for i, tier in enumerate(tiers[:-1]) if tier.escalate is None), None)
+        if missing is not None:
+            raise ValueError(f"tier {missing} needs escalate (the probability that its answer goes on to tier "
+                             f"{missing + 1}): every tier but the last has one")
+        if tiers[-1].escalate is not None:
+            raise ValueError(f"tier {len(tiers) - 1}, the last, gives final answers: remove its escalate "
+                             f"({bound_text(tiers[-1].escalate)})")
+        return tiers
+
+
 class Scenario(_Section):
     name: Optional[str] = None
     description: Optional[str] = None
@@ -304,6 +351,7 @@ class Scenario(_Section):
     speculative: Optional[SpeculativeSection] = None
     early_exit: Optional[EarlyExitSection] = None
     contrastive: Optional[ContrastiveSection] = None
+    cascade: Optional[CascadeSection] = None
     seed: YamlInt = Field(0, ge=0, lt=1 << 64)
 
     @field_validator("name", "description")
@@ -328,13 +376,18 @@ def load_scenario(path: Path | str) -> tuple[Scenario, Path]:
 
 
 def load_run(path: Path | str) -> tuple[Scenario, object, list]:
-    """A scenario file read, validated, checked against this machine's memory and built: (scenario,
-    RunConfig, requests). Every mistake is one line naming the file (or the trace that holds it)."""
+    """A scenario file read, validated, checked against this machine's memory and built: (scenario, what
+    to simulate: a RunConfig for sim.run.simulate, or with a cascade section a CascadeConfig for
+    sim.cascade.simulate_cascade, requests). Every mistake is one line naming the file (or the trace that
+    holds it)."""
     path = Path(path)
     scn, base = load_scenario(path)
     with errors_in(path.name):
-        check_memory(RunSize(_request_count(scn.workload, base), _replica_count(scn.cluster)))  # before sampling
+        check_memory(RunSize(_request_count(scn.workload, base) * _attempts_per_request(scn),
+                             _replica_count(scn)))  # before sampling
         cfg, requests = build_run(scn, base)
+        if scn.cascade is not None:
+            return scn, build_cascade(scn, base), requests
     return scn, cfg, requests
 
 
@@ -346,21 +399,71 @@ def _request_count(w: WorkloadSection, base: Path) -> int:
     return min(rows, w.num_requests or rows)
 
 
-def _replica_count(cluster: ClusterSection) -> int:
-    """Replicas the cluster runs (as build_run builds it)."""
+def _replica_count(scn: Scenario) -> int:
+    """Replicas the scenario runs (as build_run and build_cascade build them)."""
+    cluster = scn.cluster
+    if scn.cascade is not None:
+        return sum(tier.replicas or cluster.replicas or 1 for tier in scn.cascade.tiers)
     if cluster.mode == "disaggregated":
         return (cluster.prefill_replicas or 1) + (cluster.decode_replicas or 1)
     return cluster.replicas or 1
 
 
+def _attempts_per_request(scn: Scenario) -> int:
+    """The most times a request is served: once, or once per tier of a cascade."""
+    return 1 if scn.cascade is None else len(scn.cascade.tiers)
+
+
 def build_run(scn: Scenario, base: Path):
-    """(RunConfig, requests) for the simulator; a run too large for this machine's memory is refused first."""
+    """(RunConfig, requests) for the simulator (the top-level deployment's, a cascade's too: see
+    build_cascade); a run too large for this machine's memory is refused first."""
+    from infersim.sim.run import requests_from
+    cfg = _run_config(scn, base)
+    w = scn.workload
+    workload, prefix_id = build_workload(w, scn.seed, base)
+    steps = max_steps(workload.prompt_tokens, workload.output_tokens,
+                      min(cfg.limits.chunk_tokens, cfg.limits.max_num_batched_tokens), cfg.limits.max_model_len)
+    attempts = _attempts_per_request(scn)
+    check_memory(RunSize(len(workload) * attempts, _replica_count(scn), steps * attempts,
+                         len(workload) * w.num_seqs * attempts), lengths_field=_lengths_field(w))
+    return cfg, requests_from(workload, w.num_seqs, prefix_id=prefix_id,
+                              prefix_tokens=w.shared_prefix.tokens if w.shared_prefix else 0)
+
+
+_TIER_KEYS = ("model", "hardware", "parallelism", "quantization", "engine")  # a tier's own, over the top level's
+
+
+def build_cascade(scn: Scenario, base: Path):
+    """The scenario's CascadeConfig: each tier deployed as the scenario with the tier's keys in place of the
+    top-level ones; a mistake in a tier's key is named by its path under cascade.tiers."""
+    from infersim.sim.cascade import CascadeConfig, Tier, check_cascade
+    if scn.cluster.mode == "disaggregated":
+        raise SpecError("cluster.mode", "a cascade's tiers are colocated pools; remove the cascade or set mode "
+                        "colocated", scn.cluster.mode)
+    tiers = []
+    for i, tier in enumerate(scn.cascade.tiers):
+        given = {key: getattr(tier, key) for key in _TIER_KEYS if getattr(tier, key) is not None}
+        cluster = scn.cluster.model_copy(update={"replicas": tier.replicas or scn.cluster.replicas})
+        try:
+            run = _run_config(scn.model_copy(update={**given, "cluster": cluster}), base)
+        except SpecError as e:
+            if e.field.split(".")[0] not in given:
+                raise
+            raise SpecError(f"cascade.tiers.{i}.{e.field}", e.problem, e.got) from None
+        tiers.append(Tier(run, tier.escalate or 0.0))
+    cascade = CascadeConfig(tuple(tiers), scn.cascade.policy, scn.seed)
+    check_cascade(cascade)
+    return cascade
+
+
+def _run_config(scn: Scenario, base: Path):
+    """The RunConfig of the scenario's deployment: the engine preset's, with the keys the scenario sets."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
     from infersim.roofline.hardware import Link
     from infersim.sim.cluster import Colocated, Disaggregated
     from infersim.sim.engines import preset_config
     from infersim.sim.metrics import Slo
-    from infersim.sim.run import check_config, requests_from
+    from infersim.sim.run import check_config
 
     model = get_model(scn.model, base)
     hardware = get_hardware(scn.hardware, base)
@@ -401,14 +504,7 @@ def build_run(scn: Scenario, base: Path):
         contrastive=_contrastive(scn.contrastive, base), seed=scn.seed)
     check_config(cfg)
     _check_swap_space(cfg)
-    w = scn.workload
-    workload, prefix_id = build_workload(w, scn.seed, base)
-    steps = max_steps(workload.prompt_tokens, workload.output_tokens,
-                      min(cfg.limits.chunk_tokens, cfg.limits.max_num_batched_tokens), max_model_len)
-    check_memory(RunSize(len(workload), _replica_count(c), steps, len(workload) * w.num_seqs),
-                 lengths_field=_lengths_field(w))
-    return cfg, requests_from(workload, w.num_seqs, prefix_id=prefix_id,
-                              prefix_tokens=w.shared_prefix.tokens if w.shared_prefix else 0)
+    return cfg
 
 
 def _speculative(section: SpeculativeSection | None, base: Path):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import simpy
@@ -21,12 +21,12 @@ from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv
 from infersim.roofline.step import Parallelism, StepOptions, utilization_peaks
 from infersim.roofline.timing import transfer_time_s
 
-from .cluster import Colocated, Disaggregated
+from .cluster import Colocated, Deployment, Disaggregated
 from .kv_cache import ALLOCATORS, KVCacheManager
 from .metrics import Metrics, Slo, request_table, summarize
 from .replica import EngineOverhead, Replica, ReplicaCosts
 from .request import Request
-from .router import ROUTERS
+from .router import ROUTERS, Router
 from .schedulers import PREEMPTION_MODES, SCHEDULERS, Scheduler, SchedulerLimits
 from .schedulers.base import MAX_DECODE_STEPS
 from .contrastive import Contrastive
@@ -190,16 +190,19 @@ def _decode_technique(cfg: RunConfig) -> Speculation | EarlyExit | Contrastive |
     return Speculation(cfg.speculative, DraftTimer(cfg.speculative, cfg.model, hw, cfg.options))
 
 
-def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
-    """Run every request through the cluster; `progress(fraction done, simulated seconds)` is called as
-    simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `cfg.concurrency`, from
-    that many clients that each send their next request when their last one completes or is refused
-    (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
-    arrival times are set as they are sent."""
-    check_config(cfg)
-    concurrency = cfg.concurrency
-    env = simpy.Environment()
-    metrics = Metrics()
+class Pool(NamedTuple):
+    """A run configuration's cluster deployed in a simulation: its replicas behind their router, and the KV
+    blocks each replica holds."""
+
+    deployment: Deployment
+    kv_blocks_per_replica: int
+
+
+def deploy(cfg: RunConfig, env: simpy.Environment, metrics: Metrics, requests: list[Request] | None,
+           on_done: Callable[[Request], None] | None = None) -> Pool:
+    """`cfg.cluster`'s replicas of `cfg`'s model, recording into `metrics`; `requests` are those that will
+    reach it, when their arrival times are known in advance (None when only their arrival tells: a closed
+    loop, a pool behind another); `on_done` takes each request that completes or is refused."""
     kv_spec, block_size = cfg.kv_cache, cfg.kv_cache.block_size_tokens
     blocks = total_kv_blocks(cfg)
     token_kv_bytes = kv_bytes_per_token(cfg)
@@ -210,6 +213,66 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
                          cfg.hardware.host_link,
                          token_kv_bytes * block_size, cfg.kernels, graph_timer, _decode_technique(cfg))
     allocator = ALLOCATORS[cfg.allocator]
+
+    def make_replica(index: int, hand_off=None) -> Replica:
+        kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
+                            int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
+        technique = costs.decoding  # each step draws what it emits or how deep it goes: no runs of identical steps
+        scheduler = cfg.scheduler_class(cfg.limits, kv,
+                                        max_decode_steps=MAX_DECODE_STEPS if cfg.jumps and technique is None else 1,
+                                        hands_off_prefilled=hand_off is not None,
+                                        decode_tokens=technique.tokens_per_seq if technique is not None else 1)
+        return Replica(env, index, scheduler, costs, metrics, hand_off, on_done, cfg.seed)
+
+    kv_link = cfg.kv_link or cfg.hardware.interconnect
+
+    def kv_transfer_s(req: Request) -> float:
+        """Each GPU sends its shard of the request's prompt KV cache to its peer in the decode replica."""
+        return float(transfer_time_s(kv_link, req.prompt_tokens * token_kv_bytes))
+
+    return Pool(cfg.cluster.build(env, make_replica, requests, kv_transfer_s), blocks)
+
+
+def replay_arrivals(env: simpy.Environment, requests: list[Request], entry: Router, progress=None) -> None:
+    """Open loop: each request reaches `entry` at its `arrival_s`; run until every one is done, calling
+    `progress(fraction of the arrivals' span, simulated seconds)` as simulated time passes."""
+    def arrivals():
+        for req in requests:
+            if req.arrival_s > env.now:
+                yield env.timeout(req.arrival_s - env.now)
+            entry.pick().submit(req)
+
+    env.process(arrivals())
+    horizon = requests[-1].arrival_s if requests else 0.0
+    if progress is not None and horizon > 0:
+        for i in range(1, 101):
+            env.run(until=horizon * i / 100)
+            progress(i / 100, env.now)
+    env.run()
+
+
+def pool_result(cfg: RunConfig, requests: list[Request], metrics: Metrics, pool: Pool) -> RunResult:
+    """What a pool measured serving `requests`: their table, its timeline and their summary."""
+    blocks, block_size = pool.kv_blocks_per_replica, cfg.kv_cache.block_size_tokens
+    replicas = pool.deployment.replicas
+    table, timeline = request_table(requests), metrics.timeline()
+    summary = summarize(table, timeline, metrics, kv_blocks_per_replica=blocks, block_size_tokens=block_size,
+                        replicas=len(replicas), slo=cfg.slo, peaks=utilization_peaks(cfg.hardware, cfg.options))
+    summary["gpus"] = cfg.options.parallel.gpus * len(replicas)
+    summary["kv_blocks_per_replica"] = blocks
+    return RunResult(requests, metrics, summary, blocks, replicas, table, timeline)
+
+
+def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
+    """Run every request through the cluster; `progress(fraction done, simulated seconds)` is called as
+    simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `cfg.concurrency`, from
+    that many clients that each send their next request when their last one completes or is refused
+    (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
+    arrival times are set as they are sent."""
+    check_config(cfg)
+    concurrency = cfg.concurrency
+    env = simpy.Environment()
+    metrics = Metrics()
     unsent = iter(requests)
     sent = 0
     owed = 0  # requests clients are owed; a refusal inside submit() adds one rather than recursing
@@ -228,50 +291,15 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
             sent += 1
             if progress is not None and sent * 100 // len(requests) != (sent - 1) * 100 // len(requests):
                 progress(sent / len(requests), now_s)
-            deployment.entry.pick().submit(req)
+            pool.deployment.entry.pick().submit(req)
             owed -= 1
 
     on_done = (lambda req: send_next(env.now)) if concurrency else None
-
-    def make_replica(index: int, hand_off=None) -> Replica:
-        kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
-                            int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
-        technique = costs.decoding  # each step draws what it emits or how deep it goes: no runs of identical steps
-        scheduler = cfg.scheduler_class(cfg.limits, kv,
-                                        max_decode_steps=MAX_DECODE_STEPS if cfg.jumps and technique is None else 1,
-                                        hands_off_prefilled=hand_off is not None,
-                                        decode_tokens=technique.tokens_per_seq if technique is not None else 1)
-        return Replica(env, index, scheduler, costs, metrics, hand_off, on_done, cfg.seed)
-
-    kv_link = cfg.kv_link or cfg.hardware.interconnect
-
-    def kv_transfer_s(req: Request) -> float:
-        """Each GPU sends its shard of the request's prompt KV cache to its peer in the decode replica."""
-        return float(transfer_time_s(kv_link, req.prompt_tokens * token_kv_bytes))
-
-    deployment = cfg.cluster.build(env, make_replica, None if concurrency else requests, kv_transfer_s)
+    pool = deploy(cfg, env, metrics, None if concurrency else requests, on_done)
     if concurrency:
         for _ in range(min(concurrency, len(requests))):
             send_next(0.0)
         env.run()
     else:
-        def arrivals():
-            for req in requests:
-                if req.arrival_s > env.now:
-                    yield env.timeout(req.arrival_s - env.now)
-                deployment.entry.pick().submit(req)
-
-        env.process(arrivals())
-        horizon = requests[-1].arrival_s if requests else 0.0
-        if progress is not None and horizon > 0:
-            for i in range(1, 101):
-                env.run(until=horizon * i / 100)
-                progress(i / 100, env.now)
-        env.run()
-    replicas = deployment.replicas
-    table, timeline = request_table(requests), metrics.timeline()
-    summary = summarize(table, timeline, metrics, kv_blocks_per_replica=blocks, block_size_tokens=block_size,
-                        replicas=len(replicas), slo=cfg.slo, peaks=utilization_peaks(cfg.hardware, cfg.options))
-    summary["gpus"] = cfg.options.parallel.gpus * len(replicas)
-    summary["kv_blocks_per_replica"] = blocks
-    return RunResult(requests, metrics, summary, blocks, replicas, table, timeline)
+        replay_arrivals(env, requests, pool.deployment.entry, progress)
+    return pool_result(cfg, requests, metrics, pool)
