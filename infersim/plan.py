@@ -291,7 +291,7 @@ def check_slo(slo: PlanSlo, result) -> SloCheck:
     t = result.table
     done = t["state"] == DONE
     n = max(1, len(done))
-    checks = [(n / max(done.sum(), 1e-9), f"{n - int(done.sum())} of {n} requests not served")]
+    checks = [] if done.all() else [(n / max(done.sum(), 1e-9), f"{n - int(done.sum())} of {n} requests not served")]
     for metric, bounds in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s),
                            ("itl_s", slo.itl_s)):
         if not bounds:
@@ -727,8 +727,8 @@ def _limit_text(row: dict) -> str:
         "kv_capacity": f"KV cache full (peak {op['kv_utilization_peak']:.0%} used, {op['preemptions']} preemptions)",
         "latency": f"the SLOs bind at {rate / row['ceiling_rate_per_replica']:.0%} of the roofline ceiling"
                    + (f" ({row['limiting_slo']} just above)" if row["limiting_slo"] else ""),
-        "compute": f"compute-bound (MFU {op['model_flops_utilization']:.0%})",
-        "memory": f"memory-bound (MBU {op['model_bandwidth_utilization']:.0%})"}[row["bound"]]
+        "compute": f"compute-bound at its ceiling (MFU {op['model_flops_utilization']:.0%} at this rate)",
+        "memory": f"memory-bound at its ceiling (MBU {op['model_bandwidth_utilization']:.0%} at this rate)"}[row["bound"]]
     return f"{rate:.3g} req/s per replica, {detail}"
 
 
