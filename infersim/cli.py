@@ -510,6 +510,36 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    import importlib.util
+    from pathlib import Path
+
+    from infersim.executors import make_executor, progress_bar
+    from infersim.plan import load_plan, ranking_table, run_plan
+    from infersim.report import json_safe
+    ctx = load_plan(args.plan)
+    out = Path(args.out)
+    _writable_folder(out, "--out")
+    executor = make_executor(args.executor, args.jobs or os.cpu_count() or 1, args.address)
+    show = args.progress or sys.stderr.isatty()
+    result = run_plan(ctx, executor, progress_bar if show else None)
+    paths = {"plan": out / "plan.json"}
+    paths["plan"].write_text(json.dumps(json_safe(result), indent=1, allow_nan=False) + "\n")
+    if importlib.util.find_spec("infersim.plan_report") is None:
+        print("infersim: note: no infersim.plan_report module here, so no report.html/report.md (plan.json "
+              "holds every number)", file=sys.stderr)
+    else:
+        from infersim.plan_report import write_reports
+        paths |= write_reports(result, out)
+    print(ranking_table(result))
+    if result["feasible"]:
+        print(f"\nchosen: {result['chosen']}")
+    else:
+        print(f"\nno candidate meets the SLOs; closest: {result['closest'] or 'none (none could run)'}")
+    print("wrote " + ", ".join(_shown(p) for p in paths.values()), file=sys.stderr)
+    return 0
+
+
 def _validating_hardware(name: str):
     """`--hardware` for `infersim validate`: its spec needs the fp32 peak, at which the kernels compute."""
     from infersim.roofline import SpecError, get_hardware
@@ -612,6 +642,17 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     cm.set_defaults(func=cmd_compare)
     sub.add_parser("hardware", help="list the built-in hardware").set_defaults(func=cmd_hardware)
+    pl = sub.add_parser("plan", help="capacity planning: the cheapest deployment meeting SLOs at a target rate "
+                        "(a plan YAML, see scenarios/plans/)")
+    pl.add_argument("plan", metavar="PLAN.yaml")
+    pl.add_argument("--out", metavar="DIR", type=_out_dir, required=True,
+                    help="where to write plan.json (and report.html, report.md)")
+    pl.add_argument("--jobs", type=_positive_int, help="local worker processes (default: the CPU count)")
+    pl.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="local processes (default) or a Ray cluster (pip install 'infersim[ray]')")
+    pl.add_argument("--address", help="with --executor ray: the cluster's address (default: start a local one)")
+    pl.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    pl.set_defaults(func=cmd_plan)
     e = sub.add_parser("engines", help="list the engine presets and the defaults each picks on a GPU")
     e.add_argument("--hardware", default="h100-sxm", help="the GPU whose defaults to show (default h100-sxm)")
     e.add_argument("--max-model-len", type=int, default=8192, help="the longest context served (default 8192)")

@@ -1,0 +1,764 @@
+"""Capacity planning (`infersim plan PLAN.yaml`): from traffic and latency targets to a deployment, its cost
+and the reasons behind the choice.
+
+A plan names models, candidate GPUs (with a price per GPU-hour and, optionally, a power draw), candidate
+configurations (the scenario file's sections: parallelism, quantization, engine, scheduler, KV cache,
+cluster), a workload (a generator or a trace) and SLOs as teams write them (percentile bounds, a goodput
+fraction). Every model x GPU x configuration is a candidate, deployed in units of one *replica*: the
+configuration's cluster (one engine by default; a prefill pool and a decode pool when disaggregated). For
+each candidate the planner finds the highest Poisson arrival rate one replica sustains within the SLOs
+(a search over rate, each point simulated over several seeds), beside the roofline's steady-state ceiling;
+then the replicas, GPUs and cost that serve the target rate, and a line on what limits it. Candidates are
+ranked by cost per hour among those that meet the SLOs. See scenarios/plans/ for examples and plan.json's
+keys in `plan_json`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Callable, NamedTuple, Optional, Union
+
+import numpy as np
+from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
+
+from infersim.roofline.boundary import load_yaml
+from infersim.roofline.errors import SpecError
+from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _replica_count, _Section
+from infersim.schema import YamlFloat, YamlInt, spec_error
+
+# The scenario sections a configuration may set; each is validated exactly as in a scenario file.
+CONFIGURATION_KEYS = ("parallelism", "quantization", "engine", "scheduler", "kv_cache", "cluster", "speculative",
+                      "early_exit")
+RATED_PROCESSES = ("poisson", "gamma", "constant")
+DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+TIMELINE_POINTS = 500  # the operating point's timeline is subsampled to at most this many steps
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
+
+
+def _percentile_keys(bounds: dict) -> dict:
+    for key in bounds:
+        match = _PERCENTILE.fullmatch(key)
+        if key != "mean" and not (match and 0 < float(match[1]) < 100):
+            raise ValueError(f"{key!r} is not a percentile: write mean, p50, p90, p99 or p99.9")
+    if not bounds:
+        raise ValueError("needs at least one bound, e.g. {p99: 2.0}")
+    return bounds
+
+
+LatencyBounds = Annotated[dict[str, Annotated[YamlFloat, Field(gt=0, le=1e6)]], AfterValidator(_percentile_keys)]
+
+
+class PlanSlo(_Section):
+    """Percentile bounds in seconds per metric (`ttft_s: {p99: 2.0}`) and/or a goodput fraction: at least
+    that share of the requests each meet the TTFT and TPOT bounds (the largest value given for each),
+    DistServe's goodput (Zhong et al. OSDI 2024, §2)."""
+
+    ttft_s: Optional[LatencyBounds] = None
+    tpot_s: Optional[LatencyBounds] = None
+    itl_s: Optional[LatencyBounds] = None
+    e2e_s: Optional[LatencyBounds] = None
+    goodput_fraction: Optional[YamlFloat] = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _something_to_meet(self):
+        if not any(getattr(self, k) for k in ("ttft_s", "tpot_s", "itl_s", "e2e_s")):
+            raise ValueError("needs at least one latency bound (ttft_s, tpot_s, itl_s or e2e_s), e.g. "
+                             "ttft_s: {p99: 2.0}")
+        if self.goodput_fraction is not None and not (self.ttft_s or self.tpot_s):
+            raise ValueError("goodput_fraction counts requests within the ttft_s and tpot_s bounds: give one")
+        return self
+
+
+class HardwareCandidate(_Section):
+    name: str
+    price_per_gpu_hour: YamlFloat = Field(gt=0, le=1e4)
+    power_w: Optional[YamlFloat] = Field(None, gt=0, le=1e5)
+
+
+Configuration = create_model(
+    "Configuration", __base__=_Section, name=(Optional[str], None),
+    **{key: (Scenario.model_fields[key].annotation, Scenario.model_fields[key]) for key in CONFIGURATION_KEYS})
+
+
+class SearchSection(_Section):
+    seeds: YamlInt = Field(2, ge=1, le=64)
+    num_requests: YamlInt = Field(DEFAULT_REQUESTS // 2, ge=10, le=1_000_000, description="per simulation")
+    rate_low_per_s: Optional[YamlFloat] = Field(None, gt=0, le=1e7, description="default: the ceiling / 1000")
+    rate_high_per_s: Optional[YamlFloat] = Field(None, gt=0, le=1e7, description="default: the ceiling")
+    relative_tolerance: YamlFloat = Field(0.05, ge=0.001, le=1)
+    concurrency: list[Annotated[YamlInt, Field(ge=1, le=1 << 16)]] = Field(list(DEFAULT_CONCURRENCY),
+                                                                            max_length=64)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.rate_low_per_s and self.rate_high_per_s and self.rate_low_per_s >= self.rate_high_per_s:
+            raise ValueError(f"rate_low_per_s={self.rate_low_per_s:g} must be below rate_high_per_s="
+                             f"{self.rate_high_per_s:g}")
+        return self
+
+
+class Plan(_Section):
+    name: str
+    description: Optional[str] = None
+    models: Annotated[list[str], Field(min_length=1, max_length=64)]
+    hardware: Annotated[list[HardwareCandidate], Field(min_length=1, max_length=64)]
+    configurations: Annotated[list[Configuration], Field(min_length=1, max_length=256)] = [Configuration()]
+    workload: WorkloadSection
+    slo: PlanSlo
+    target_rate_per_s: YamlFloat = Field(gt=0, le=1e7)
+    search: SearchSection = SearchSection()
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _one_or_several(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("workload", mode="before")
+    @classmethod
+    def _rate_is_searched(cls, value):
+        """The search sets the arrival rate (a trace's rate_scale) and search.num_requests the size."""
+        if not isinstance(value, dict):
+            return value
+        if "num_requests" in value:
+            raise ValueError("num_requests is set per simulation by search.num_requests; move it there")
+        if "trace" in value:
+            if isinstance(value["trace"], dict) and "rate_scale" in value["trace"]:
+                raise ValueError("trace.rate_scale is what the plan searches; remove it (target_rate_per_s is "
+                                 "the traffic to serve)")
+            return value
+        arrival = dict(value.get("arrival") or {"process": "poisson"})
+        if arrival.get("process", "poisson") not in RATED_PROCESSES:
+            raise ValueError(f"arrival.process must be one of {', '.join(RATED_PROCESSES)} (the plan searches over "
+                             f"the arrival rate; it sweeps concurrency itself), got {arrival['process']!r}")
+        if "rate_per_s" in arrival:
+            raise ValueError("arrival.rate_per_s is what the plan searches; remove it (target_rate_per_s is the "
+                             "traffic to serve)")
+        return {**value, "arrival": {**arrival, "rate_per_s": 1.0}}  # a placeholder: every run sets its own
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """A validated plan and what every task needs beside it: the folder its paths start from, the mean
+    lengths of its workload and, for a trace, the trace's own arrival rate (rate_scale 1)."""
+
+    plan: Plan
+    base: Path
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+    trace_rate_per_s: float | None
+    description: str
+
+
+def load_plan(path: Path | str) -> PlanContext:
+    """The plan file read and validated; every mistake is one line naming the file and the key."""
+    from infersim.roofline import get_hardware, get_model
+    from infersim.roofline.errors import errors_in
+    path = Path(path)
+    data = load_yaml(path, "plan")
+    if not isinstance(data, dict):
+        raise SpecError("", "must be a mapping (name, models, hardware, configurations, workload, slo, "
+                        "target_rate_per_s)", type(data).__name__, file=path.name)
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as e:
+        raise spec_error(e, file=path.name) from None
+    base = path.parent
+    with errors_in(path.name):
+        for i, model in enumerate(plan.models):
+            get_model(model, base, field=f"models.{i}")
+        for i, hw in enumerate(plan.hardware):
+            get_hardware(hw.name, base, field=f"hardware.{i}.name")
+        return _context(plan, base)
+
+
+def _context(plan: Plan, base: Path) -> PlanContext:
+    from infersim.scenario import build_workload
+    w = plan.workload
+    template = WorkloadSection.model_validate({**_dump(w), "num_requests": plan.search.num_requests})
+    workload, _ = build_workload(template, 0, base)
+    trace_rate = None
+    if w.trace is not None:
+        span_s = float(workload.arrival_s[-1] - workload.arrival_s[0])
+        if len(workload) < 2 or span_s <= 0:
+            raise SpecError("workload.trace.path", "needs at least two requests at different times to have a rate",
+                            w.trace.path)
+        trace_rate = (len(workload) - 1) / span_s
+        description = (f"trace {w.trace.path} (its first {len(workload):,} requests: {trace_rate:.3g} requests/s "
+                       f"as recorded, replayed faster or slower)")
+    else:
+        description = (f"{w.arrival.process} arrivals; prompts {_lengths_text(w.prompt_tokens, w.lengths_file)}, "
+                       f"outputs {_lengths_text(w.output_tokens, w.lengths_file)}")
+    return PlanContext(plan, base, float(np.mean(workload.prompt_tokens)), float(np.mean(workload.output_tokens)),
+                       trace_rate, description + f"; mean {np.mean(workload.prompt_tokens):.0f} prompt / "
+                       f"{np.mean(workload.output_tokens):.0f} output tokens")
+
+
+def _lengths_text(spec, lengths_file) -> str:
+    if lengths_file is not None:
+        return f"from {lengths_file}"
+    if isinstance(spec, int):
+        return f"{spec} tokens"
+    shown = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
+             "lognormal": ("mean", "std"), "zipf": ("value", "zipf_a")}[spec.kind]
+    return f"{spec.kind} ({', '.join(f'{k} {getattr(spec, k):g}' for k in shown)})"
+
+
+def _dump(section) -> dict:
+    return section.model_dump(exclude_unset=True)
+
+
+# --- candidates ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    model: str
+    hardware: HardwareCandidate
+    configuration: Configuration
+
+    @property
+    def quantization(self) -> str:
+        q = self.configuration.quantization
+        return q if isinstance(q, str) else q.preset
+
+    @property
+    def gpus_per_replica(self) -> int:
+        p = self.configuration.parallelism
+        return p.tensor_parallel * p.pipeline_parallel * _replica_count(self.configuration.cluster)
+
+    def scenario(self, workload: dict, seed: int) -> Scenario:
+        """The scenario this candidate runs with `workload` (a scenario workload mapping)."""
+        data = {"name": self.name, "model": self.model, "hardware": self.hardware.name,
+                **{k: v for k, v in _dump(self.configuration).items() if k != "name"},
+                "workload": workload, "seed": seed}
+        return Scenario.model_validate(data)
+
+
+def configuration_label(c: Configuration) -> str:
+    """A configuration's name: the one given, else its parallelism, quantization, engine and topology."""
+    if c.name:
+        return c.name
+    p, q = c.parallelism, c.quantization if isinstance(c.quantization, str) else c.quantization.preset
+    parts = [f"tp{p.tensor_parallel}"] + ([f"pp{p.pipeline_parallel}"] if p.pipeline_parallel > 1 else [])
+    parts += [q, c.engine.preset]
+    if c.scheduler.chunk_tokens:
+        parts.append(f"chunk{c.scheduler.chunk_tokens}")
+    if c.cluster.mode == "disaggregated":
+        parts.append(f"{c.cluster.prefill_replicas or 1}p{c.cluster.decode_replicas or 1}d")
+    return "-".join(parts)
+
+
+def candidates(plan: Plan) -> list[Candidate]:
+    """Every model x hardware x configuration, in the plan's order."""
+    return [Candidate(f"{model} {hw.name} {configuration_label(c)}", model, hw, c)
+            for model in plan.models for hw in plan.hardware for c in plan.configurations]
+
+
+def open_loop(ctx: PlanContext, rate_per_s: float) -> dict:
+    """The plan's workload arriving at `rate_per_s` (a trace replayed at that mean rate)."""
+    w = _dump(ctx.plan.workload) | {"num_requests": ctx.plan.search.num_requests}
+    if ctx.trace_rate_per_s is not None:
+        return w | {"trace": w["trace"] | {"rate_scale": rate_per_s / ctx.trace_rate_per_s}}
+    return w | {"arrival": w["arrival"] | {"rate_per_s": rate_per_s}}
+
+
+def closed_loop(ctx: PlanContext, clients: int) -> dict:
+    """The plan's lengths sent by `clients` clients, each sending its next request when its last one is done
+    (a trace's lengths sampled row by row); 8 requests per client (at least 64), at most search.num_requests."""
+    w = _dump(ctx.plan.workload)
+    if ctx.trace_rate_per_s is not None:
+        w = {k: v for k, v in w.items() if k != "trace"} | {"lengths_file": w["trace"]["path"]}
+    requests = min(ctx.plan.search.num_requests, max(8 * clients, 64))
+    return w | {"arrival": {"process": "concurrency", "concurrency": clients}, "num_requests": requests}
+
+
+# --- SLO ----------------------------------------------------------------------------------------------------
+
+class SloCheck(NamedTuple):
+    meets: bool
+    worst_ratio: float  # the largest observed / bound (for goodput and served requests: required / achieved)
+    worst: str  # that bound, in words
+
+
+def check_slo(slo: PlanSlo, result) -> SloCheck:
+    """Whether a run (sim.run.RunResult) meets every bound. Percentiles are over completed requests (TPOT:
+    those of more than one output token; ITL: every gap between tokens, as summary.json's itl_s); a
+    request refused or left unfinished fails the run."""
+    from infersim.sim.metrics import weighted_percentiles
+    from infersim.sim.request import DONE
+    t = result.table
+    done = t["state"] == DONE
+    n = max(1, len(done))
+    checks = [] if done.all() else [(n / max(done.sum(), 1e-9), f"{n - int(done.sum())} of {n} requests not served")]
+    for metric, bounds in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s),
+                           ("itl_s", slo.itl_s)):
+        if not bounds:
+            continue
+        if metric == "itl_s":
+            values, weights = result.metrics.itl_gaps()
+        else:
+            values = t[metric][done & ((t["output_tokens"] > 1) if metric == "tpot_s" else True)].astype(float)
+            weights = np.ones(len(values))
+        for key, bound in bounds.items():
+            if len(values) == 0:
+                observed = math.inf
+            elif key == "mean":
+                observed = float(np.average(values, weights=weights))
+            elif metric == "itl_s":
+                observed = float(weighted_percentiles(values, weights, [float(key[1:]) / 100])[0])
+            else:
+                observed = float(np.percentile(values, float(key[1:])))
+            checks.append((observed / bound, f"{metric[:-2].upper()} {key} {observed:.4g} s > {bound:g} s" if observed > bound
+                           else f"{metric[:-2].upper()} {key} {observed:.4g} s <= {bound:g} s"))
+    if slo.goodput_fraction is not None:
+        ok = done.copy()
+        for metric, bounds in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s)):
+            if bounds:
+                ok &= np.nan_to_num(t[metric].astype(float), nan=0.0) <= max(bounds.values())
+        achieved = float(ok.sum()) / n
+        checks.append((slo.goodput_fraction / max(achieved, 1e-9),
+                       f"goodput {achieved:.1%} of requests within bounds (required {slo.goodput_fraction:.0%})"))
+    ratio, worst = max(checks, key=lambda c: c[0])
+    return SloCheck(bool(ratio <= 1.0), float(ratio), worst)
+
+
+# --- the search over rate -----------------------------------------------------------------------------------
+
+def highest_rate(meets: Callable[[float], bool], start_per_s: float, low_per_s: float,
+                 relative_tolerance: float) -> float:
+    """The highest rate meeting the SLOs, assuming that meeting them is monotone in rate: `start_per_s` if
+    it does; else halve from there until a rate does (0.0 when none down to `low_per_s` does), then bisect
+    in log space until the failing and passing rates are within `relative_tolerance` of each other.
+    Returns the highest passing rate seen."""
+    if meets(start_per_s):
+        return start_per_s
+    high = start_per_s
+    while True:
+        low = max(high / 2, low_per_s)
+        if meets(low):
+            break
+        if low <= low_per_s:
+            return 0.0
+        high = low
+    while high / low > 1 + relative_tolerance:
+        mid = math.sqrt(low * high)
+        if meets(mid):
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One simulated rate: its latencies, throughput, SLO check and what the engine did."""
+
+    rate_per_s: float
+    ttft_p50_s: float | None
+    ttft_p99_s: float | None
+    tpot_p50_s: float | None
+    tpot_p99_s: float | None
+    e2e_p99_s: float | None
+    output_tokens_per_s: float
+    meets_slo: bool
+    worst_slo_ratio: float
+    worst_slo: str
+    model_flops_utilization: float
+    model_bandwidth_utilization: float
+    preemptions: int
+    kv_utilization_peak: float
+    batch_size_mean: float
+    reject_reason: str
+
+    def curve_row(self) -> dict:
+        """plan.json's load_curve row."""
+        return {k: getattr(self, k) for k in ("rate_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
+                                              "tpot_p99_s", "e2e_p99_s", "output_tokens_per_s", "meets_slo",
+                                              "worst_slo_ratio", "worst_slo")}
+
+
+def _simulate(ctx: PlanContext, cand: Candidate, workload: dict, seed: int):
+    """(RunResult, SloCheck) of the candidate on `workload`."""
+    from infersim.roofline.errors import errors_in
+    from infersim.scenario import build_run
+    from infersim.sim.run import simulate
+    with errors_in(cand.name):
+        cfg, requests = build_run(cand.scenario(workload, seed), ctx.base)
+        result = simulate(cfg, requests)
+    return result, check_slo(ctx.plan.slo, result)
+
+
+def _point(rate_per_s: float, result, check: SloCheck) -> RatePoint:
+    s = result.summary
+    rejected = [r.reject_reason for r in result.requests if r.reject_reason]
+    return RatePoint(rate_per_s, s["ttft_s"]["p50"], s["ttft_s"]["p99"], s["tpot_s"]["p50"], s["tpot_s"]["p99"],
+                     s["e2e_s"]["p99"], s["throughput_tokens_per_s"], check.meets, check.worst_ratio, check.worst,
+                     s["model_flops_utilization"], s["model_bandwidth_utilization"], s["preemptions"],
+                     s["kv_utilization_peak"], s["batch_size_mean"], rejected[0] if rejected else "")
+
+
+@dataclass(frozen=True)
+class SeedSearch:
+    seed: int
+    max_rate_per_s: float
+    points: list  # RatePoint, in the order simulated
+
+
+@dataclass(frozen=True)
+class SearchTask:
+    """One seed's search for a candidate's highest sustainable rate per replica."""
+
+    ctx: PlanContext
+    candidate: Candidate
+    seed: int
+    start_per_s: float
+    low_per_s: float
+
+    def __call__(self) -> SeedSearch:
+        points = []
+
+        def meets(rate_per_s: float) -> bool:
+            result, check = _simulate(self.ctx, self.candidate, open_loop(self.ctx, rate_per_s), self.seed)
+            points.append(_point(rate_per_s, result, check))
+            return check.meets
+
+        best = highest_rate(meets, self.start_per_s, self.low_per_s, self.ctx.plan.search.relative_tolerance)
+        return SeedSearch(self.seed, best, points)
+
+
+@dataclass(frozen=True)
+class FrontierTask:
+    """One point of the throughput-interactivity frontier: `clients` closed-loop clients."""
+
+    ctx: PlanContext
+    candidate: Candidate
+    clients: int
+
+    def __call__(self) -> dict:
+        result, check = _simulate(self.ctx, self.candidate, closed_loop(self.ctx, self.clients), 0)
+        s = result.summary
+        tpot = s["tpot_s"]["mean"]
+        return {"concurrency": self.clients,
+                "output_tokens_per_s_per_gpu": s["throughput_tokens_per_s"] / s["gpus"],
+                "output_tokens_per_s_per_user": 1.0 / tpot if tpot else None,
+                "meets_slo": check.meets, "ttft_p99_s": s["ttft_s"]["p99"]}
+
+
+# --- the roofline's ceiling ---------------------------------------------------------------------------------
+
+class Work(NamedTuple):
+    """Seconds of a step's (or a request's) compute and memory traffic, each summed over its ops as
+    roofline.timing prices them (collectives left out)."""
+
+    compute_s: float
+    memory_s: float
+
+
+class Pool(NamedTuple):
+    """Replicas that share one kind of work, and that work per request."""
+
+    replicas: int
+    work: Work
+
+
+def step_work(cost) -> Work:
+    """A StepCost's compute and memory seconds (op by op, times its count)."""
+    return Work(sum(r.timed.compute_s * r.count for r in cost.rows), sum(r.timed.memory_s * r.count for r in cost.rows))
+
+
+def pools_per_request(prefill_step: Work, prompts_per_step: int, decode_step: Work, batch: int,
+                      output_tokens: float, prefill_replicas: int, decode_replicas: int | None) -> list[Pool]:
+    """The work each request brings: its share of a prefill step of `prompts_per_step` prompts, and
+    output_tokens / batch decode steps of `batch` sequences. Colocated (`decode_replicas` None), one pool
+    does both, and a prompt's weight reads ride on the decode steps (a chunked or mixed step reads the
+    weights once for both), so only its compute counts; disaggregated, each pool does its own part."""
+    prefill = Work(prefill_step.compute_s / prompts_per_step, prefill_step.memory_s / prompts_per_step)
+    decode = Work(output_tokens * decode_step.compute_s / batch, output_tokens * decode_step.memory_s / batch)
+    if decode_replicas is None:
+        return [Pool(prefill_replicas, Work(prefill.compute_s + decode.compute_s, decode.memory_s))]
+    return [Pool(prefill_replicas, prefill), Pool(decode_replicas, decode)]
+
+
+class Ceiling(NamedTuple):
+    rate_per_s: float
+    bound: str  # compute or memory: the larger term of the binding pool
+    batch: int  # decode sequences the KV cache holds in steady state
+
+
+def ceiling_rate(pools: list[Pool], pipeline_stages: int) -> tuple[float, str]:
+    """(requests/s, compute or memory) the pools sustain at most: each pool's replicas x stages / the larger
+    of its compute and memory seconds per request (the roofline, Williams et al. 2009, applied per request;
+    a pipeline's stages work on different micro-batches at once), and the smallest over the pools."""
+    rates = [(p.replicas * pipeline_stages / max(p.work), "compute" if p.work.compute_s >= p.work.memory_s
+              else "memory") for p in pools]
+    return min(rates)
+
+
+def steady_state_ceiling(cfg, prompt_tokens: float, output_tokens: float) -> Ceiling:
+    """An upper bound on a replica's request rate. By Little's law a steady state holds on average
+    KV tokens / (prompt + output / 2) sequences (each holds its prompt and, on average, half its output),
+    at most max_num_seqs: decode steps run at that batch B with that context; a prompt is prefilled in steps
+    of max_num_batched_tokens // prompt prompts. Per request: compute = prefill compute / prompts +
+    output x decode compute / B, memory = output x decode memory / B; rate <= replicas x pp / max(compute,
+    memory) (`ceiling_rate`). Host time, queueing and steps below the batch are left out, so the simulator
+    stays below it."""
+    from infersim.roofline import decode_batch, prefill_batch, step_cost
+    from infersim.sim.cluster import Disaggregated
+    from infersim.sim.run import total_kv_blocks
+    prompt, output = max(1, round(prompt_tokens)), max(1.0, output_tokens)
+    context = min(prompt + round(output / 2), cfg.limits.max_model_len)
+    kv_tokens = total_kv_blocks(cfg) * cfg.kv_cache.block_size_tokens
+    batch = max(1, min(cfg.limits.max_num_seqs, kv_tokens // context))
+    prompts = max(1, min(cfg.limits.max_num_batched_tokens // prompt, cfg.limits.max_num_seqs))
+    prefill = step_work(step_cost(cfg.model, cfg.hardware, prefill_batch([prompt] * prompts), cfg.options))
+    decode = step_work(step_cost(cfg.model, cfg.hardware, decode_batch([context] * batch), cfg.options))
+    c = cfg.cluster
+    pools = (pools_per_request(prefill, prompts, decode, batch, output, c.prefill_replicas, c.decode_replicas)
+             if isinstance(c, Disaggregated) else pools_per_request(prefill, prompts, decode, batch, output,
+                                                                   c.replicas, None))
+    rate, bound = ceiling_rate(pools, cfg.options.parallel.pipeline_parallel)
+    return Ceiling(rate, bound, batch)
+
+
+def roofline_ops(cfg, prompt_tokens: float, output_tokens: float, batch: int) -> dict:
+    """plan.json's roofline: each op of a prefill step and of a decode step of `batch` sequences at the
+    mean context, as (intensity, achieved FLOP/s) on the GPU's roofline; collectives left out."""
+    from infersim.roofline import decode_batch, prefill_batch, step_cost
+    prompt = max(1, round(prompt_tokens))
+    context = min(prompt + round(output_tokens / 2), cfg.limits.max_model_len)
+    prompts = max(1, min(cfg.limits.max_num_batched_tokens // prompt, cfg.limits.max_num_seqs))
+    rows = []
+    for phase, b in (("prefill", prefill_batch([prompt] * prompts)), ("decode", decode_batch([context] * batch))):
+        for r in step_cost(cfg.model, cfg.hardware, b, cfg.options).rows:
+            if r.timed.op.kind == "comm" or r.bytes <= 0 or r.time_s <= 0:
+                continue
+            rows.append({"name": r.name, "phase": phase, "intensity_flops_per_byte": r.flops / r.bytes,
+                         "achieved_flops_per_s": r.flops / r.time_s})
+    return {"ops": rows, "peak_flops_per_s": cfg.hardware.peak(cfg.options.quant.gemm_dtype()),
+            "bandwidth_bytes_per_s": cfg.hardware.memory_bandwidth_bytes_per_s}
+
+
+def network_share(cfg, prompt_tokens: float, output_tokens: float, batch: int) -> float:
+    """The share of a decode step (at the steady-state batch) spent in collectives."""
+    from infersim.roofline import decode_batch, step_cost
+    context = min(max(1, round(prompt_tokens)) + round(output_tokens / 2), cfg.limits.max_model_len)
+    cost = step_cost(cfg.model, cfg.hardware, decode_batch([context] * batch), cfg.options)
+    return sum(r.time_s for r in cost.rows if r.timed.op.kind == "comm") / cost.time_s
+
+
+@dataclass(frozen=True)
+class OperatingTask:
+    """The run at a candidate's chosen rate (seed 0): its timeline and what bounds it."""
+
+    ctx: PlanContext
+    candidate: Candidate
+    rate_per_s: float
+
+    def __call__(self) -> dict:
+        from infersim.roofline.errors import errors_in
+        from infersim.scenario import build_run
+        from infersim.sim.run import simulate
+        with errors_in(self.candidate.name):
+            cfg, requests = build_run(self.candidate.scenario(open_loop(self.ctx, self.rate_per_s), 0), self.ctx.base)
+            result = simulate(cfg, requests)
+        tl, s = result.timeline, result.summary
+        keep = np.unique(np.linspace(0, len(tl["start_s"]) - 1, min(TIMELINE_POINTS, len(tl["start_s"]))).astype(int))
+        batch = max(1, round(s["batch_size_mean"]))
+        return {"rate_per_s": self.rate_per_s,
+                "timeline": {"time_s": (tl["start_s"][keep] + tl["duration_s"][keep]).tolist(),
+                             "kv_utilization": (tl["kv_blocks_used"][keep] / result.total_blocks).tolist(),
+                             "batch_size": tl["batch_seqs"][keep].tolist()},
+                "kv_utilization_peak": s["kv_utilization_peak"], "preemptions": s["preemptions"],
+                "model_flops_utilization": s["model_flops_utilization"],
+                "model_bandwidth_utilization": s["model_bandwidth_utilization"],
+                "batch_size_mean": s["batch_size_mean"],
+                "roofline": roofline_ops(cfg, self.ctx.mean_prompt_tokens, self.ctx.mean_output_tokens, batch)}
+
+
+# --- the plan -----------------------------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """A candidate before its simulations: its ceiling, or why it cannot run."""
+
+    candidate: Candidate
+    ceiling: Ceiling | None = None
+    network_share: float = 0.0
+    reason: str = ""
+    searches: list = field(default_factory=list)
+    frontier: list = field(default_factory=list)
+
+
+def prepare(ctx: PlanContext, cand: Candidate) -> Prepared:
+    """The candidate built at the target rate: a SpecError (it does not fit the GPU, the GPU has no fp8, TP
+    does not divide the heads...) makes it infeasible, with that error as the reason."""
+    from infersim.scenario import build_run
+    try:
+        cfg, _ = build_run(cand.scenario(open_loop(ctx, ctx.plan.target_rate_per_s), 0), ctx.base)
+        ceiling = steady_state_ceiling(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens)
+        share = network_share(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens, ceiling.batch)
+    except (SpecError, ValidationError) as err:
+        return Prepared(cand, reason=str(spec_error(err) if isinstance(err, ValidationError) else err))
+    return Prepared(cand, ceiling, share)
+
+
+def run_plan(ctx: PlanContext, executor, progress=None) -> dict:
+    """Every candidate searched, swept and priced: plan.json's content (see `plan_json`)."""
+    prepared = [prepare(ctx, cand) for cand in candidates(ctx.plan)]
+    runnable = [p for p in prepared if p.ceiling is not None]
+    s = ctx.plan.search
+    searches = [SearchTask(ctx, p.candidate, seed, s.rate_high_per_s or p.ceiling.rate_per_s,
+                           s.rate_low_per_s or p.ceiling.rate_per_s / 1000) for p in runnable for seed in range(s.seeds)]
+    sweeps = [FrontierTask(ctx, p.candidate, c) for p in runnable for c in s.concurrency]
+    results = executor.map(searches + sweeps, progress)
+    for p in runnable:
+        p.searches = [r for t, r in zip(searches, results) if t.candidate is p.candidate]
+        p.frontier = [r for t, r in zip(sweeps, results[len(searches):]) if t.candidate is p.candidate]
+    operating = [OperatingTask(ctx, p.candidate, _operating_rate(p)) for p in runnable]
+    points = executor.map(operating, progress)
+    return plan_json(ctx, prepared, dict(zip((p.candidate.name for p in runnable), points)))
+
+
+def _operating_rate(p: Prepared) -> float:
+    """The rate every seed sustains, or (none sustains any) the lowest rate seed 0 tried."""
+    best = min(r.max_rate_per_s for r in p.searches)
+    return best if best > 0 else min(point.rate_per_s for point in p.searches[0].points)
+
+
+def plan_json(ctx: PlanContext, prepared: list[Prepared], operating: dict) -> dict:
+    """The plan's result. Per candidate: max_rate_per_replica is the rate every seed sustains (value, the
+    smallest of the seeds' answers: low; the largest: high); replicas = ceil(target / value); cost per
+    million output tokens at the target rate; energy per output token = GPUs x power / (target x mean
+    output tokens), every provisioned GPU drawing its power; memory headroom = 1 - peak KV-cache use at
+    the operating point. Numbers a candidate does not have (it cannot run, or meets the SLOs at no rate) are
+    null. Ranked by cost per hour among those meeting the SLOs."""
+    plan = ctx.plan
+    rows = [_candidate_json(ctx, p, operating.get(p.candidate.name)) for p in prepared]
+    meeting = sorted((r for r in rows if r["meets_slo"]),
+                     key=lambda r: (r["cost_per_hour"], -r["max_rate_per_replica"]["value"], r["name"]))
+    for rank, row in enumerate(meeting, 1):
+        row["rank"] = rank
+    chosen = meeting[0] if meeting else None
+    for row in rows:
+        if row["status"] == "ok":
+            row["reason"] = _why(row, chosen)
+            row["limit"] = _limit_text(row) if row["meets_slo"] else None
+    tried = [r for r in rows if r["status"] == "ok"]
+    closest = None if chosen or not tried else min(tried, key=lambda r: r["best_worst_slo_ratio"])
+    return {"name": plan.name, "description": plan.description, "target_rate_per_s": plan.target_rate_per_s,
+            "slo": _dump(plan.slo),
+            "workload": {"description": ctx.description, "num_requests": plan.search.num_requests,
+                         "mean_prompt_tokens": ctx.mean_prompt_tokens,
+                         "mean_output_tokens": ctx.mean_output_tokens},
+            "search": _dump(plan.search) | {"seeds": plan.search.seeds},
+            "chosen": chosen["name"] if chosen else None, "feasible": chosen is not None,
+            "closest": closest["name"] if closest else None, "candidates": rows}
+
+
+def _candidate_json(ctx: PlanContext, p: Prepared, op: dict | None) -> dict:
+    cand, plan = p.candidate, ctx.plan
+    cfg = cand.configuration
+    row = {"name": cand.name, "model": cand.model, "hardware": cand.hardware.name,
+           "tensor_parallel": cfg.parallelism.tensor_parallel, "pipeline_parallel": cfg.parallelism.pipeline_parallel,
+           "quantization": cand.quantization, "engine": cfg.engine.preset, "mode": cfg.cluster.mode,
+           "gpus_per_replica": cand.gpus_per_replica, "price_per_gpu_hour": cand.hardware.price_per_gpu_hour,
+           "power_w": cand.hardware.power_w, "status": "ok" if p.ceiling else "infeasible", "reason": p.reason,
+           "meets_slo": False, "rank": None, "max_rate_per_replica": None,
+           "ceiling_rate_per_replica": p.ceiling.rate_per_s if p.ceiling else None, "replicas": None, "gpus": None,
+           "cost_per_hour": None, "cost_per_million_output_tokens": None, "energy_j_per_output_token": None,
+           "memory_headroom_fraction": None, "bound": None, "limiting_slo": None, "best_worst_slo_ratio": None,
+           "load_curve": [], "frontier": p.frontier, "operating_point": None, "roofline": None}
+    if p.ceiling is None:
+        return row
+    per_seed = [s.max_rate_per_s for s in p.searches]
+    value = min(per_seed)
+    curve = sorted(p.searches[0].points, key=lambda q: q.rate_per_s)
+    every_point = [q for s in p.searches for q in s.points]
+    above = [q for q in curve if not q.meets_slo and q.rate_per_s > value]
+    row |= {"max_rate_per_replica": {"value": value, "low": min(per_seed), "high": max(per_seed),
+                                     "per_seed": per_seed,
+                                     "search_capped": any(s.max_rate_per_s == s.points[0].rate_per_s for s in p.searches
+                                                          if s.max_rate_per_s > 0)},
+            "meets_slo": value > 0, "load_curve": [q.curve_row() for q in curve],
+            "limiting_slo": above[0].worst_slo if above else None,
+            "best_worst_slo_ratio": min(q.worst_slo_ratio for q in every_point),
+            "operating_point": {"rate_per_s": op["rate_per_s"], "timeline": op["timeline"]},
+            "roofline": op["roofline"], "memory_headroom_fraction": 1.0 - op["kv_utilization_peak"],
+            "operating": {k: op[k] for k in ("kv_utilization_peak", "preemptions", "model_flops_utilization",
+                                              "model_bandwidth_utilization", "batch_size_mean")},
+            "ceiling_bound": p.ceiling.bound, "network_share": p.network_share}
+    row["bound"] = _bound(row, p)
+    if value > 0:
+        replicas = math.ceil(plan.target_rate_per_s / value)
+        gpus = replicas * cand.gpus_per_replica
+        cost = gpus * cand.hardware.price_per_gpu_hour
+        tokens_per_s = plan.target_rate_per_s * ctx.mean_output_tokens
+        row |= {"replicas": replicas, "gpus": gpus, "cost_per_hour": cost,
+                "cost_per_million_output_tokens": cost / (tokens_per_s * 3600) * 1e6,
+                "energy_j_per_output_token": gpus * cand.hardware.power_w / tokens_per_s if cand.hardware.power_w
+                else None}
+    return row
+
+
+KV_FULL = 0.95  # peak KV-cache use at or above this: the cache, not the GPU's speed, limits the batch
+INTERCONNECT_SHARE = 0.3  # collectives take at least this share of a decode step
+LATENCY_BOUND = 0.5  # the SLOs bind below this fraction of the roofline ceiling
+
+
+def _bound(row: dict, p: Prepared) -> str:
+    """What limits the candidate's rate: collectives, the KV cache's capacity, latency (the SLOs bind well
+    below the roofline ceiling: TTFT under load) or the ceiling's own bound (compute or memory)."""
+    op = row["operating"]
+    if p.network_share >= INTERCONNECT_SHARE:
+        return "interconnect"
+    if op["preemptions"] > 0 or op["kv_utilization_peak"] >= KV_FULL:
+        return "kv_capacity"
+    if row["max_rate_per_replica"]["value"] < LATENCY_BOUND * p.ceiling.rate_per_s:
+        return "latency"
+    return p.ceiling.bound
+
+
+def _limit_text(row: dict) -> str:
+    op, rate = row["operating"], row["max_rate_per_replica"]["value"]
+    detail = {
+        "interconnect": f"collectives take {row['network_share']:.0%} of a decode step",
+        "kv_capacity": f"KV cache full (peak {op['kv_utilization_peak']:.0%} used, {op['preemptions']} preemptions)",
+        "latency": f"the SLOs bind at {rate / row['ceiling_rate_per_replica']:.0%} of the roofline ceiling"
+                   + (f" ({row['limiting_slo']} just above)" if row["limiting_slo"] else ""),
+        "compute": f"compute-bound at its ceiling (MFU {op['model_flops_utilization']:.0%} at this rate)",
+        "memory": f"memory-bound at its ceiling (MBU {op['model_bandwidth_utilization']:.0%} at this rate)"}[row["bound"]]
+    return f"{rate:.3g} req/s per replica, {detail}"
+
+
+def ranking_table(result: dict) -> str:
+    """The candidates as `infersim plan` prints them: ranked ones first, cheapest on top."""
+    from infersim.report import table
+    order = sorted(result["candidates"], key=lambda r: (r["rank"] is None, r["rank"] or 0))
+
+    def number(value, spec):
+        return "-" if value is None else format(value, spec)
+    rows = [[str(r["rank"] or "-"), r["name"], r["status"],
+             number(r["max_rate_per_replica"] and r["max_rate_per_replica"]["value"], ".3g"),
+             number(r["ceiling_rate_per_replica"], ".3g"), number(r["replicas"], "d"), number(r["gpus"], "d"),
+             number(r["cost_per_hour"], ",.2f"), number(r["cost_per_million_output_tokens"], ",.3f"),
+             number(r["memory_headroom_fraction"], ".0%"), r["bound"] or "-"] for r in order]
+    why = [f"{r['name']}: {'chosen, ' + r['limit'] if r['name'] == result['chosen'] else r['reason']}" for r in order]
+    return "\n".join([table(["rank", "candidate", "status", "req/s/replica", "ceiling", "replicas", "GPUs", "$/h",
+                              "$/M out tok", "KV free", "bound"], rows), ""] + why)
+
+
+def _why(row: dict, chosen: dict | None) -> str:
+    """One line: why this candidate loses to the chosen one (empty for the chosen)."""
+    if not row["meets_slo"]:
+        lowest = row["load_curve"][0] if row["load_curve"] else None
+        return (f"misses the SLOs even at {lowest['rate_per_s']:.3g} req/s per replica: {lowest['worst_slo']}"
+                if lowest else "misses the SLOs")
+    if row is chosen:
+        return ""
+    more = row["cost_per_hour"] / chosen["cost_per_hour"] - 1
+    if more < 0.005:
+        return f"costs the same, with less headroom per replica than {chosen['name']}: {_limit_text(row)}"
+    return (f"costs {more:.0%} more (${row['cost_per_hour']:,.2f}/h for {row['gpus']} GPUs vs "
+            f"${chosen['cost_per_hour']:,.2f}/h): {_limit_text(row)}")

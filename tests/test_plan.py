@@ -1,0 +1,173 @@
+"""Capacity planning (infersim/plan.py): the rate search, the roofline ceiling, costs, ranking, executors and
+the plan file's errors."""
+import json
+import math
+
+import pytest
+import yaml
+
+from infersim.executors import LocalExecutor
+from infersim.plan import (Pool, Work, ceiling_rate, candidates, highest_rate, load_plan, open_loop,
+                           pools_per_request, run_plan, SearchTask, _simulate)
+from infersim.roofline.errors import SpecError
+
+TINY = {
+    "name": "tiny",
+    "models": "tiny-llama",
+    "hardware": [{"name": "l4", "price_per_gpu_hour": 0.8, "power_w": 72}],
+    "configurations": [{"parallelism": {"tensor_parallel": 2}, "scheduler": {"max_model_len": 512}}],
+    "workload": {"prompt_tokens": {"kind": "uniform", "low": 32, "high": 128},
+                 "output_tokens": {"kind": "uniform", "low": 16, "high": 64}},
+    "slo": {"ttft_s": {"p99": 0.01}, "tpot_s": {"p99": 0.002}},
+    "target_rate_per_s": 5000,
+    "search": {"seeds": 2, "num_requests": 200, "rate_high_per_s": 40000, "relative_tolerance": 0.05,
+               "concurrency": [1, 4]},
+}
+
+
+def write_plan(tmp_path, plan: dict, name="plan.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    ctx = load_plan(write_plan(tmp_path_factory.mktemp("plan"), TINY))
+    return ctx, run_plan(ctx, LocalExecutor(1))
+
+
+def test_highest_rate_brackets_a_threshold_within_the_tolerance():
+    # a system that meets its SLO up to 3.7 req/s: from 100, halving reaches 3.125 (meets), then bisection
+    # narrows [3.125, 6.25] until the ratio is <= 1.05; the answer is a passing rate within 5% of 3.7
+    tried = []
+
+    def meets(rate):
+        tried.append(rate)
+        return rate <= 3.7
+    found = highest_rate(meets, 100.0, 0.1, 0.05)
+    assert 3.7 / 1.05 <= found <= 3.7
+    assert tried[:6] == [100.0, 50.0, 25.0, 12.5, 6.25, 3.125]
+
+
+def test_highest_rate_is_zero_when_even_the_lowest_rate_fails():
+    assert highest_rate(lambda rate: False, 8.0, 1.0, 0.05) == 0.0
+
+
+def test_found_rate_meets_the_slo_and_ten_percent_more_does_not(tiny_result):
+    ctx, result = tiny_result
+    cand = candidates(ctx.plan)[0]
+    found = SearchTask(ctx, cand, 0, 40000.0, 40.0)().max_rate_per_s
+    assert found > 0
+    _, at = _simulate(ctx, cand, open_loop(ctx, found), 0)
+    _, above = _simulate(ctx, cand, open_loop(ctx, 1.1 * found), 0)
+    assert at.meets and not above.meets
+    assert result["candidates"][0]["max_rate_per_replica"]["per_seed"][0] == found
+
+
+def test_costs_add_up(tiny_result):
+    _, result = tiny_result
+    row = result["candidates"][0]
+    rate = row["max_rate_per_replica"]["value"]
+    replicas = math.ceil(5000 / rate)  # target 5000 req/s over what one replica sustains
+    assert row["replicas"] == replicas
+    assert row["gpus_per_replica"] == 2 and row["gpus"] == 2 * replicas  # TP2
+    assert row["cost_per_hour"] == pytest.approx(row["gpus"] * 0.8)
+    # output tokens uniform in [16, 64]: their mean (over the 200 requests of seed 0) times the target rate
+    tokens_per_s = 5000 * result["workload"]["mean_output_tokens"]
+    assert 30 < result["workload"]["mean_output_tokens"] < 50
+    assert row["cost_per_million_output_tokens"] == pytest.approx(row["cost_per_hour"] / (tokens_per_s * 3600) * 1e6)
+    assert row["energy_j_per_output_token"] == pytest.approx(row["gpus"] * 72 / tokens_per_s)
+
+
+def test_the_only_candidate_meeting_the_slo_is_chosen_and_ranked_first(tiny_result):
+    _, result = tiny_result
+    row = result["candidates"][0]
+    assert result["feasible"] and result["chosen"] == row["name"] and row["rank"] == 1 and row["reason"] == ""
+    assert 0 <= row["memory_headroom_fraction"] <= 1
+    assert len(row["operating_point"]["timeline"]["time_s"]) <= 500
+    assert [p["concurrency"] for p in row["frontier"]] == [1, 4]
+    assert row["load_curve"] == sorted(row["load_curve"], key=lambda p: p["rate_per_s"])
+    json.dumps(result, allow_nan=False)
+
+
+def test_candidates_run_in_parallel_give_the_same_numbers_as_serially(tiny_result):
+    ctx, serial = tiny_result
+    assert run_plan(ctx, LocalExecutor(2)) == serial
+
+
+def test_ray_executor_gives_the_same_numbers_as_the_local_one(tiny_result):
+    ray = pytest.importorskip("ray")
+    from infersim.executors import RayExecutor
+    ctx, local = tiny_result
+    ray.init(num_cpus=2, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+    try:
+        assert run_plan(ctx, RayExecutor()) == local
+    finally:
+        ray.shutdown()
+
+
+def test_an_impossible_plan_is_reported_infeasible_with_the_closest_candidate(tmp_path):
+    plan = TINY | {"hardware": [{"name": "l4", "price_per_gpu_hour": 0.8}, {"name": "a10g", "price_per_gpu_hour": 1.0}],
+                   "configurations": [{"scheduler": {"max_model_len": 512}}],
+                   "slo": {"ttft_s": {"p99": 1e-6}},  # a microsecond: below one step's launch overhead
+                   "search": TINY["search"] | {"seeds": 1, "rate_high_per_s": 100, "rate_low_per_s": 50,
+                                               "concurrency": [1]}}
+    result = run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))
+    assert not result["feasible"] and result["chosen"] is None
+    assert result["closest"] in [c["name"] for c in result["candidates"]]
+    for row in result["candidates"]:
+        assert not row["meets_slo"] and row["rank"] is None and row["cost_per_hour"] is None
+        assert row["reason"].startswith("misses the SLOs even at 50 req/s") and "TTFT p99" in row["reason"]
+
+
+def test_a_candidate_that_cannot_run_is_infeasible_with_the_reason(tmp_path):
+    plan = TINY | {"hardware": [{"name": "a10g", "price_per_gpu_hour": 1.0}],
+                   "configurations": [{"quantization": "fp8", "scheduler": {"max_model_len": 512}}]}
+    row = run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))["candidates"][0]
+    assert row["status"] == "infeasible" and not row["meets_slo"]
+    assert "a10g has no fp8 tensor-core peak" in row["reason"]
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"hardware": [{"name": "l4", "price_per_gpu_hour": -1}]},
+     "plan.yaml: hardware.0.price_per_gpu_hour: must be > 0, got -1"),
+    ({"slo": {"ttft_s": {"p101": 2.0}}}, "plan.yaml: slo.ttft_s: 'p101' is not a percentile"),
+    ({"workload": TINY["workload"] | {"arrival": {"process": "poisson", "rate_per_s": 3}}},
+     "plan.yaml: workload: arrival.rate_per_s is what the plan searches"),
+    ({"configurations": [{"parallelism": {"tensor_paralel": 2}}]},
+     "plan.yaml: configurations.0.parallelism.tensor_paralel: is not a known key"),
+    ({"models": ["llama-9"]}, "plan.yaml: models.0:"),
+])
+def test_a_bad_plan_file_gives_one_clear_line(tmp_path, change, expected):
+    with pytest.raises(SpecError) as err:
+        load_plan(write_plan(tmp_path, TINY | change))
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+
+
+def test_ceiling_of_hand_worked_pools():
+    # prefill step: 0.08 s compute, 0.02 s memory for 4 prompts -> 0.02 s / 0.005 s per request.
+    # decode step at batch 10: 0.01 s compute, 0.03 s memory; 100 output tokens = 10 steps per request's share
+    # -> 0.1 s compute, 0.3 s memory per request.
+    prefill, decode = Work(0.08, 0.02), Work(0.01, 0.03)
+    colocated = pools_per_request(prefill, 4, decode, 10, 100, 1, None)
+    assert colocated == [Pool(1, Work(pytest.approx(0.12), pytest.approx(0.3)))]
+    assert ceiling_rate(colocated, 1) == (pytest.approx(1 / 0.3), "memory")  # max(0.12, 0.3) s per request
+    assert ceiling_rate(colocated, 2)[0] == pytest.approx(2 / 0.3)  # two pipeline stages at once
+    # disaggregated, 1 prefill + 2 decode replicas: prefill pool 1 / 0.02 = 50 req/s, decode 2 / 0.3 = 6.67
+    split = pools_per_request(prefill, 4, decode, 10, 100, 1, 2)
+    assert ceiling_rate(split, 1) == (pytest.approx(2 / 0.3), "memory")
+    # prefill-heavy: prompts of 1 per step at 0.5 s compute bind the prefill pool: 1 / 0.5 = 2 req/s
+    assert ceiling_rate(pools_per_request(Work(0.5, 0.01), 1, decode, 10, 100, 1, 2), 1) == (pytest.approx(2.0),
+                                                                                              "compute")
+
+
+def test_ceiling_is_above_the_found_rate_on_a_real_model(tmp_path):
+    plan = TINY | {"models": "llama-3.1-8b", "hardware": [{"name": "h100-sxm", "price_per_gpu_hour": 3.0}],
+                   "configurations": [{"scheduler": {"max_model_len": 4096}}],
+                   "workload": {"prompt_tokens": 512, "output_tokens": 64},
+                   "slo": {"ttft_s": {"p99": 1.0}, "tpot_s": {"p99": 0.05}},
+                   "search": {"seeds": 1, "num_requests": 200, "relative_tolerance": 0.1, "concurrency": [8]}}
+    row = run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))["candidates"][0]
+    assert 0 < row["max_rate_per_replica"]["value"] < row["ceiling_rate_per_replica"]
+    assert not row["max_rate_per_replica"]["search_capped"]
