@@ -50,6 +50,7 @@ PAIRS = [
     Pair("2:4 sparsity", "pruning-baseline", "pruning-sparse-2-4", 1, 4.5),
     Pair("structured pruning: Minitron-4B-Width", "pruning-baseline", "pruning-minitron-width", 1, 4.5),
     Pair("distillation: 70B on 4 GPUs -> 8B on 1", "distillation-baseline", "distillation-8b", 1, 5),
+    Pair("cascade: 8B first, 30% escalated to the 70B (restart)", "cascade-baseline", "cascade-8b-70b", 5, 20),
 ]
 FIGURES = (("TTFT p50", "ttft_s", "p50", 1e3, "ms"), ("TPOT p50", "tpot_s", "p50", 1e3, "ms"),
            ("TPOT p99", "tpot_s", "p99", 1e3, "ms"), ("output tok/s", "throughput_tokens_per_s", None, 1, ""),

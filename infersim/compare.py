@@ -29,10 +29,17 @@ def simulate_file(path: str) -> ScenarioResult:
     from infersim.roofline.boundary import shown
     from infersim.roofline.errors import errors_in
     from infersim.scenario import load_run
+    from infersim.sim.cascade import CascadeConfig, simulate_cascade
     from infersim.sim.run import simulate
     scenario, cfg, requests = load_run(path)
+    cascade = isinstance(cfg, CascadeConfig)
     with errors_in(Path(path).name):  # what the simulator finds wrong is the scenario's too
-        result = simulate(cfg, requests)
+        result = (simulate_cascade if cascade else simulate)(cfg, requests)
+    if cascade:
+        tiers = " -> ".join(f"{t['model']} x{t['replicas']} ({t['gpus']} GPUs)" for t in result.summary["tiers"])
+        return ScenarioResult(str(path), scenario.name or shown(Path(path).stem),
+                              f"cascade ({cfg.policy}): {tiers}, {len(requests):,} requests", result.summary,
+                              cfg.tiers[-1].run.kv_cache.block_size_tokens)
     p = cfg.options.parallel
     deployment = (f"{cfg.model.name} on {cfg.hardware.name} (TP={p.tensor_parallel}, PP={p.pipeline_parallel}), "
                   f"{scenario.engine.preset} engine, {cfg.scheduler} scheduler, {len(requests):,} requests")
@@ -94,9 +101,10 @@ def _latency_ms(metric: str, quantile: str) -> Callable[[ScenarioResult], float 
     return value
 
 
-def _kv_capacity_tokens(result: ScenarioResult) -> int:
+def _kv_capacity_tokens(result: ScenarioResult) -> int | None:
     """Tokens one replica's KV cache holds: its blocks times the tokens a block holds."""
-    return result.summary["kv_blocks_per_replica"] * result.block_size_tokens
+    blocks = result.summary["kv_blocks_per_replica"]  # None for a cascade: its tiers' caches differ
+    return None if blocks is None else blocks * result.block_size_tokens
 
 
 COLUMNS = (

@@ -25,7 +25,7 @@ from pydantic import AfterValidator, Field, ValidationError, create_model, field
 
 from infersim.roofline.boundary import load_yaml
 from infersim.roofline.errors import SpecError
-from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _replica_count, _Section
+from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _Section, cluster_replicas
 from infersim.schema import YamlFloat, YamlInt, spec_error
 
 # The scenario sections a configuration may set; each is validated exactly as in a scenario file.
@@ -226,7 +226,7 @@ class Candidate:
     @property
     def gpus_per_replica(self) -> int:
         p = self.configuration.parallelism
-        return p.tensor_parallel * p.pipeline_parallel * _replica_count(self.configuration.cluster)
+        return p.tensor_parallel * p.pipeline_parallel * cluster_replicas(self.configuration.cluster)
 
     def scenario(self, workload: dict, seed: int) -> Scenario:
         """The scenario this candidate runs with `workload` (a scenario workload mapping)."""

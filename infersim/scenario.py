@@ -401,9 +401,13 @@ def _request_count(w: WorkloadSection, base: Path) -> int:
 
 def _replica_count(scn: Scenario) -> int:
     """Replicas the scenario runs (as build_run and build_cascade build them)."""
-    cluster = scn.cluster
     if scn.cascade is not None:
-        return sum(tier.replicas or cluster.replicas or 1 for tier in scn.cascade.tiers)
+        return sum(tier.replicas or scn.cluster.replicas or 1 for tier in scn.cascade.tiers)
+    return cluster_replicas(scn.cluster)
+
+
+def cluster_replicas(cluster: ClusterSection) -> int:
+    """Replicas a cluster section runs: its colocated replicas, or both disaggregated pools."""
     if cluster.mode == "disaggregated":
         return (cluster.prefill_replicas or 1) + (cluster.decode_replicas or 1)
     return cluster.replicas or 1

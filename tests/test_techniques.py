@@ -40,6 +40,7 @@ VARIANTS = {
     "decoding-early-exit": ("decoding-baseline", {"early_exit"}),
     "decoding-parallel-sampling": ("decoding-baseline", {"workload"}),
     "decoding-contrastive": ("decoding-baseline", {"contrastive"}),
+    "cascade-8b-70b": ("cascade-baseline", {"cascade"}),
 }
 BASELINES = sorted({baseline for baseline, _ in VARIANTS.values()})
 
