@@ -50,32 +50,15 @@ def simulate_file(path: str) -> ScenarioResult:
 def simulate_files(paths: list[str], jobs: int, progress: Callable[[int, int], None] | None = None) \
         -> list[ScenarioResult]:
     """Every file simulated, results in the order of `paths`. With `jobs` > 1 the runs spread over that many
-    worker processes; each run depends on its file alone (its seed included), so the numbers are those of
-    one run after another. `progress(done, total)` is called as runs finish."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    worker processes (the planner's local executor); each run depends on its file alone (its seed included),
+    so the numbers are those of one run after another. `progress(done, total)` is called as runs finish."""
+    from functools import partial
 
+    from infersim.executors import LocalExecutor
     from infersim.scenario import load_scenario
     for path in paths:  # every file read and validated before any run: a typo in the last one fails at once
         load_scenario(path)
-    report = progress or (lambda done, total: None)
-    report(0, len(paths))
-    if jobs == 1:
-        results = []
-        for path in paths:
-            results.append(simulate_file(path))
-            report(len(results), len(paths))
-        return results
-    results: list[ScenarioResult | None] = [None] * len(paths)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(simulate_file, path): i for i, path in enumerate(paths)}
-        try:
-            for done, future in enumerate(as_completed(futures), 1):
-                results[futures[future]] = future.result()  # a worker's exception is raised here
-                report(done, len(paths))
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # runs not started are dropped; those under way finish
-            raise
-    return results
+    return LocalExecutor(jobs).map([partial(simulate_file, path) for path in paths], progress)
 
 
 @dataclass(frozen=True)
