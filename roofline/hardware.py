@@ -63,6 +63,10 @@ class HardwareSpec:
     sparse_tensor_cores: bool = True
     gemm_tiles: tuple = DEFAULT_GEMM_TILES
     gemm_split_k: tuple = DEFAULT_SPLIT_K
+    # Thread blocks of a cluster that share one operand tile through TMA multicast, each tile read from L2
+    # once for all of them (Hopper and Blackwell; CUTLASS's sm90 GEMMs default to 2x1 clusters, NVIDIA
+    # Hopper tuning guide "Thread Block Clusters" / "Tensor Memory Accelerator"); 1 where there are none.
+    gemm_cluster_ctas: int = 1
     attention_q_tile_tokens: int = 128
     # Efficiency factors: `infersim calibrate --from-profile` on Vidur's A100 Llama-2-7B profile, rounded
     # (see module docstring); they predict the held-out Llama-3-8B and Llama-2-70B profiles (README).
@@ -104,7 +108,7 @@ class HardwareSpec:
                      "compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
                      "overlap_exponent", "interconnect_efficiency", "interconnect_bandwidth_bytes_per_s",
                      "host_link_efficiency",
-                     "host_link_bandwidth_bytes_per_s", "attention_q_tile_tokens"):
+                     "host_link_bandwidth_bytes_per_s", "attention_q_tile_tokens", "gemm_cluster_ctas"):
             require_positive(f"{self.name}.{name}", getattr(self, name))
         for name in ("compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
                      "interconnect_efficiency", "host_link_efficiency"):
@@ -185,34 +189,38 @@ _REGISTRY = {h.name: h for h in (
     _gpu("a100-sxm-40gb", _A100_SOURCE, _A100_PEAKS, 19.5, 40, 1555, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
     _gpu("a100-sxm-80gb", _A100_SOURCE, _A100_PEAKS, 19.5, 80, 2039, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
     # HGX H100: 8 GPUs on NVSwitch 3, which reduces in the switch (NVLink SHARP)
+    # Its compute efficiency is the one measured on the H200 (below), the same GH100 die at the same clocks
+    # and power; its HBM3's efficiency stays the A100-fitted one (the H200's HBM3e measured 0.87).
     _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
-         architecture="hopper", nvlink_sharp=True),
+         compute_efficiency=0.89, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
     # H100 PCIe: NVLink bridges join pairs of cards (600 GB/s); collectives over more than two go over PCIe,
     # which this one fabric does not model
     _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 80, 2000,
-         50, 228, 114, 300, 64, l2_bw_tbs=6.5, architecture="hopper", gpu_fabric="nvlink"),
+         50, 228, 114, 300, 64, l2_bw_tbs=6.5, architecture="hopper", gpu_fabric="nvlink", gemm_cluster_ctas=2),
     # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s. Efficiencies and the exp
     # rate measured on an H200 by `infersim calibrate --device gpu` (benchmarks/results/h200): an 8192^3
     # fp16 GEMM at 0.89 of the peak, a 1 GiB device copy at 0.87 of the bandwidth, 3.9e12 exp/s (MUFU).
     _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM; efficiencies measured "
          "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
          compute_efficiency=0.89, memory_efficiency=0.87, special_function_per_s=3.9e12, architecture="hopper",
-         nvlink_sharp=True),
+         nvlink_sharp=True, gemm_cluster_ctas=2),
     # NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: the H100 SXM's GPU
     # (132 SMs, 50 MB L2, 228 KB shared per SM; dense = the datasheet's sparse fp8 3958 TFLOPS halved) with
     # 96 GB HBM3 at 4 TB/s (the 144 GB HBM3e part has 4.9 TB/s); NVLink 4 900 GB/s (450 each way) on the
     # NVLink Switch System of DGX GH200 (a quad-GH200 node wired directly is gpu_fabric: nvlink in a YAML);
-    # KV swaps cross NVLink-C2C to the Grace CPU's memory, 900 GB/s (450 each way), not PCIe.
+    # KV swaps cross NVLink-C2C to the Grace CPU's memory, 900 GB/s (450 each way), not PCIe. Compute
+    # efficiency as the H100 SXM's (the same die).
     _gpu("gh200", "NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: H100 GPU, "
          "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 96, 4000, 50, 228, 132,
-         450, 450, l2_bw_tbs=7.5, architecture="hopper", nvlink_sharp=True),
+         450, 450, l2_bw_tbs=7.5, compute_efficiency=0.89, architecture="hopper", nvlink_sharp=True,
+         gemm_cluster_ctas=2),
     # NVIDIA H20 (HGX H20, 2024): a cut-down Hopper for China with no public NVIDIA datasheet; figures from
     # NVIDIA's partner spec sheet as reported (SemiAnalysis, Nov 2023): dense fp16 148, fp8 and int8 296,
     # tf32 74, fp32 44 TFLOPS, 96 GB HBM3 at 4.0 TB/s, 60 MB L2, NVLink 900 GB/s (450 each way) on
     # NVSwitch, PCIe Gen5 x16; 78 SMs as the device reports them (Geekbench 6 listing).
     _gpu("h20", "NVIDIA HGX H20 partner spec sheet (2024, as reported by SemiAnalysis): 78 SMs, 60 MB L2, 96 GB "
          "HBM3 at 4.0 TB/s, NVLink 900 GB/s, PCIe Gen5 x16", dict(fp32=44, tf32=74, fp16=148, fp8=296, int8=296), 44,
-         96, 4000, 60, 228, 78, 450, 64, architecture="hopper", nvlink_sharp=True),
+         96, 4000, 60, 228, 78, 450, 64, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
     # Blackwell: NVIDIA's datasheets print fp4-tf32 peaks with 2:4 sparsity; the dense ones here are half.
     # NVLink 5 gives each GPU 1.8 TB/s (900 GB/s each way) through NVSwitch, which reduces in the switch
     # (SHARP). SMs, L2 and shared memory per SM as cudaGetDeviceProperties reports them on each part
@@ -223,14 +231,14 @@ _REGISTRY = {h.name: h for h in (
     _gpu("b200", "NVIDIA HGX B200 datasheet (2024-25): 148 SMs, 126.5 MiB L2, 180 GB HBM3e at 8 TB/s, "
          "NVLink 5 1.8 TB/s (900 GB/s each way), PCIe Gen5 x16",
          dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=9000, int8=4500), 75, 180, 8000, 126.5, 228, 148, 900,
-         64, architecture="blackwell", nvlink_sharp=True),
+         64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
     # GB200 NVL72 (NVIDIA GB200 NVL72 datasheet, 2024; one GPU of 72): fp4 1,440, fp8 and int8 720, fp16 360,
     # tf32 180 PFLOPS sparse; fp32 5,760 TFLOPS; 13.4 TB HBM3e at 576 TB/s; NVLink 130 TB/s; 152 SMs at
     # the GB200's higher clocks; NVLink-C2C to its Grace CPU, 900 GB/s (450 each way), carries KV swaps.
     _gpu("gb200", "NVIDIA GB200 NVL72 datasheet (2024): one Blackwell GPU of 72, 152 SMs, 129 MiB L2, 186 GB HBM3e "
          "at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way), NVLink-C2C 900 GB/s",
          dict(fp32=80, tf32=1250, fp16=2500, fp8=5000, fp4=10000, int8=5000), 80, 186, 8000, 129.25, 228, 152,
-         900, 450, architecture="blackwell", nvlink_sharp=True),
+         900, 450, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
     # HGX B300 (NVIDIA HGX B300 datasheet, 2025; per GPU of 8): Blackwell Ultra, whose fp4 rises to 105
     # PFLOPS dense (144 sparse) while int8 falls to 2 POPS sparse; fp8 72, fp16 36, tf32 18 PFLOPS sparse;
     # fp32 600 TFLOPS; up to 2.3 TB HBM3e; 8 TB/s per GPU ("Inside NVIDIA Blackwell Ultra", NVIDIA technical
@@ -238,7 +246,7 @@ _REGISTRY = {h.name: h for h in (
     _gpu("b300", "NVIDIA HGX B300 datasheet (2025) and \"Inside NVIDIA Blackwell Ultra\" (NVIDIA, 2025): 158 SMs, "
          "129 MiB L2, 288 GB HBM3e at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way)",
          dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=13125, int8=125), 75, 288, 8000, 129.25, 228, 158, 900,
-         64, architecture="blackwell", nvlink_sharp=True),
+         64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
     # NVIDIA L40S datasheet (2023): 142 SMs, 48 GB GDDR6 at 864 GB/s, 96 MB L2, no NVLink.
     _gpu("l40s", "NVIDIA L40S datasheet (2023), Ada AD102: 142 SMs, 96 MB L2, PCIe Gen4 only",
          dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 48, 864, 96, 128, 142, 32, 32,
@@ -292,7 +300,7 @@ _RANGES = {
     "l2_bytes": (False, 0.0, 1e12), "sram_per_sm_bytes": (False, 0.0, 1e9), "sm_count": (True, 1, 1 << 20),
     "interconnect_bandwidth_bytes_per_s": _PER_S, "host_link_bandwidth_bytes_per_s": _PER_S,
     "l2_bandwidth_bytes_per_s": _PER_S, "special_function_per_s": _PER_S,
-    "attention_q_tile_tokens": (True, 1, 1 << 16),
+    "attention_q_tile_tokens": (True, 1, 1 << 16), "gemm_cluster_ctas": (True, 1, 16),
     "compute_efficiency": _FRACTION, "memory_efficiency": _FRACTION, "vector_bandwidth_efficiency": _FRACTION,
     "overlap_exponent": (False, 1.0, 100.0), "launch_overhead_s": _LATENCY_S, "interconnect_efficiency": _FRACTION,
     "interconnect_latency_s": _LATENCY_S, "host_link_efficiency": _FRACTION, "host_link_latency_s": _LATENCY_S,

@@ -11,8 +11,10 @@ its math near the ridge point (p = 2 fits the A100 profiles best; p = 1 would be
 GEMMs run in whole thread-block tiles over whole waves of SMs (tile and wave quantization, as modelled by
 LLMCompass, Zhang et al. ISCA 2024): an (m x n) output in (tm x tn) tiles needs ceil(m/tm) ceil(n/tn)
 tiles, run in ceil(tiles x splits / SMs) waves; each tile's K loop is bound by its tensor-core time or by
-its operand traffic from L2. The library is assumed to pick the fastest tile and split-K, as cuBLAS'
-heuristics try to. All functions take NumPy arrays so that sweeps and profile fits are vectorised.
+its operand traffic from L2. On Hopper and Blackwell a cluster of `gemm_cluster_ctas` thread blocks
+shares one operand's tile through TMA multicast, so that operand is read from L2 once per cluster (the
+library multicasts whichever operand saves more). The library is assumed to pick the fastest tile and
+split-K, as cuBLAS' heuristics try to. All functions take NumPy arrays so that sweeps and profile fits are vectorised.
 """
 from __future__ import annotations
 
@@ -35,13 +37,15 @@ def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, p
         return 2 * m * n * k * count / (peak_flops_per_s * hw.compute_efficiency)
     per_sm_flops = peak_flops_per_s * hw.compute_efficiency / hw.sm_count
     per_sm_l2 = (hw.l2_bandwidth_bytes_per_s or np.inf) / hw.sm_count
+    shared = hw.gemm_cluster_ctas
     best = np.full(np.broadcast(m, n, k, count).shape, np.inf)
     for tm, tn in hw.gemm_tiles:
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * count
+        a_bytes, w_bytes = tm * ACT_BYTES, tn * b_bytes  # per step of k, per thread block
+        l2_bytes_per_k = np.minimum(a_bytes / shared + w_bytes, a_bytes + w_bytes / shared)
         for splits in hw.gemm_split_k:
             k_part = np.ceil(k / splits)
-            tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops,
-                                (tm * ACT_BYTES + tn * b_bytes) * k_part / per_sm_l2)
+            tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops, l2_bytes_per_k * k_part / per_sm_l2)
             best = np.minimum(best, np.ceil(tiles * splits / hw.sm_count) * tile_s)
     return best
 

@@ -157,3 +157,24 @@ def test_new_registry_gpus_reach_each_other_and_the_host_as_their_systems_do(nam
     hw = get_hardware(name)
     assert (hw.gpu_fabric, hw.architecture, hw.nvlink_sharp) == (fabric, architecture, sharp)
     assert hw.host_link_bandwidth_bytes_per_s == host_link_bytes_per_s
+
+
+def test_hopper_clusters_multicast_an_operand_so_a_large_gemm_is_compute_bound():
+    """An 8192^3 fp16 GEMM on the H200 spec. Best plan: 128 x 256 tiles, 64 x 32 = 2,048 tiles, split-K 8:
+    16,384 work units in ceil(16,384 / 132) = 125 waves, so 16,384 / (125 x 132) = 0.993 of the SMs' time
+    does work. Per step of k a unit multiplies 2 x 128 x 256 = 65,536 FLOPs at 989e12 x 0.89 / 132 =
+    6.67e12 FLOP/s per SM: 9.83 ns. Its operands, 128 x 2 B of A and 256 x 2 B of B, come from L2 at
+    7.5e12 / 132 = 56.8 GB/s per SM: 768 B take 13.5 ns (L2-bound), but a 2-CTA cluster multicasting B reads
+    256 + 512 / 2 = 512 B per CTA, 9.0 ns: compute-bound. So 0.89 x 0.993 = 0.8837 of the peak, as
+    `infersim calibrate --device gpu` measured 0.89 on an H200 (benchmarks/results/h200); without clusters
+    the L2 bound would hold it near 0.64."""
+    import dataclasses
+
+    from infersim.roofline.timing import gemm_tensor_time_s
+    h200 = get_hardware("h200")
+    peak = h200.peak("fp16")
+    seconds = float(gemm_tensor_time_s(h200, 8192, 8192, 8192, 1, peak_flops_per_s=peak))
+    assert 2 * 8192 ** 3 / seconds / peak == pytest.approx(0.89 * 16384 / (125 * 132))
+    unclustered = dataclasses.replace(h200, gemm_cluster_ctas=1)
+    seconds = float(gemm_tensor_time_s(unclustered, 8192, 8192, 8192, 1, peak_flops_per_s=peak))
+    assert 2 * 8192 ** 3 / seconds / peak < 0.7

@@ -43,11 +43,15 @@ def test_the_highest_sustainable_rate_is_read_per_configuration():
 
 
 def test_a_light_load_run_is_simulated_close_to_what_tensorrt_llm_measured():
-    # Llama-3.1-8B, 467/16 tokens at 2 requests/s: measured TTFT 19 ms, ITL 7 ms
+    # Llama-3.1-8B, 467/16 tokens at 2 requests/s on the engine measured (0.14's C++ executor): measured TTFT
+    # 19 ms, ITL 7 ms. Decode is right within 10%; TTFT comes out ~4 ms low, as for every light-load row of
+    # both models: NVIDIA's TTFT includes Triton's front end (tokenizing, the ensemble, gRPC streaming),
+    # which the simulator does not model (README, "Checking against measured serving runs")
     run = next(r for r in read_csv_runs(RUNS) if r.model == "llama-3.1-8b" and r.output_tokens == 16
                and r.request_rate_per_s == 2)
-    c = simulate_run(run, "trtllm")
-    assert abs(c.errors()["ttft"]) < 0.2 and abs(c.errors()["itl"]) < 0.2
+    c = simulate_run(run, "trtllm-cpp")
+    assert abs(c.errors()["itl"]) < 0.1
+    assert -0.3 < c.errors()["ttft"] < 0
 
 
 def test_bad_measurement_files_get_one_line(tmp_path):
