@@ -616,7 +616,9 @@ def plan_json(ctx: PlanContext, prepared: list[Prepared], operating: dict) -> di
     million output tokens at the target rate; energy per output token = GPUs x power / (target x mean
     output tokens), every provisioned GPU drawing its power; memory headroom = 1 - peak KV-cache use at
     the operating point. Numbers a candidate does not have (it cannot run, or meets the SLOs at no rate) are
-    null. Ranked by cost per hour among those meeting the SLOs."""
+    null; so are the latencies of a load_curve rate whose run stopped once it certainly missed the SLOs
+    (stopped_early: its worst_slo_ratio is a lower bound). Ranked by cost per hour among those meeting the
+    SLOs."""
     plan = ctx.plan
     rows = [_candidate_json(ctx, p, operating.get(p.candidate.name)) for p in prepared]
     meeting = sorted((r for r in rows if r["meets_slo"]),
