@@ -378,6 +378,7 @@ class SeedSearch:
     max_rate_per_s: float
     points: list  # RatePoint, in the order simulated
     operating: dict  # `operating_point` of its run at max_rate_per_s (none there: at its lowest rate)
+    capped: bool  # the search's highest rate (the ceiling, or search.rate_high_per_s) met the SLOs
 
 
 @dataclass(frozen=True)
@@ -417,12 +418,13 @@ class SearchTask:
         best = highest_rate(meets, self.start_per_s, self.low_per_s, self.ctx.plan.search.relative_tolerance,
                             guess_per_s)
         if best > 0:
-            return SeedSearch(seed, best, points, operating_point(self.ctx, best, passing[best]))
+            return SeedSearch(seed, best, points, operating_point(self.ctx, best, passing[best]),
+                              best == self.start_per_s)
         lowest = min(range(len(points)), key=lambda i: points[i].rate_per_s)
         rate = points[lowest].rate_per_s
         whole = run(rate, stop_early=False)
         points[lowest] = _point(rate, whole)
-        return SeedSearch(seed, best, points, operating_point(self.ctx, rate, whole))
+        return SeedSearch(seed, best, points, operating_point(self.ctx, rate, whole), False)
 
 
 @dataclass(frozen=True)
@@ -664,8 +666,7 @@ def _candidate_json(ctx: PlanContext, p: Prepared, op: dict | None) -> dict:
     above = [q for q in curve if not q.meets_slo and q.rate_per_s > value]
     row |= {"max_rate_per_replica": {"value": value, "low": min(per_seed), "high": max(per_seed),
                                      "per_seed": per_seed,
-                                     "search_capped": any(s.max_rate_per_s == s.points[0].rate_per_s for s in p.searches
-                                                          if s.max_rate_per_s > 0)},
+                                     "search_capped": any(s.capped for s in p.searches)},
             "meets_slo": value > 0, "load_curve": [q.curve_row() for q in curve],
             "limiting_slo": above[0].worst_slo if above else None,
             "best_worst_slo_ratio": min(q.worst_slo_ratio for q in every_point if not q.stopped_early),

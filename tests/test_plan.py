@@ -106,7 +106,16 @@ def test_the_only_candidate_meeting_the_slo_is_chosen_and_ranked_first(tiny_resu
     assert len(row["operating_point"]["timeline"]["time_s"]) <= 500
     assert [p["concurrency"] for p in row["frontier"]] == [1, 4]
     assert row["load_curve"] == sorted(row["load_curve"], key=lambda p: p["rate_per_s"])
+    assert not row["max_rate_per_replica"]["search_capped"]  # 40,000 req/s misses the SLOs
     json.dumps(result, allow_nan=False)
+
+
+def test_a_search_whose_highest_rate_meets_the_slo_says_it_was_capped(tmp_path):
+    # TINY meets its SLOs up to ~1,500 req/s (its load curve): at 500, both seeds pass at the top at once
+    plan = TINY | {"search": TINY["search"] | {"rate_high_per_s": 500, "concurrency": [1]}}
+    row = run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))["candidates"][0]
+    assert row["max_rate_per_replica"]["per_seed"] == [500, 500] and row["max_rate_per_replica"]["search_capped"]
+    assert [p["rate_per_s"] for p in row["load_curve"]] == [500]
 
 
 def test_candidates_run_in_parallel_give_the_same_numbers_as_serially(tiny_result):
