@@ -18,7 +18,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Callable, NamedTuple, Optional, Union
 
 import numpy as np
 from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
@@ -28,6 +28,9 @@ from infersim.roofline.boundary import load_yaml
 from infersim.roofline.errors import SpecError
 from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _Section, cluster_replicas
 from infersim.schema import YamlFloat, YamlInt, spec_error
+
+if TYPE_CHECKING:
+    from infersim.sim.run import RunConfig, RunResult
 
 # The scenario sections a configuration may set; each is validated exactly as in a scenario file.
 CONFIGURATION_KEYS = ("parallelism", "quantization", "engine", "scheduler", "kv_cache", "cluster", "speculative",
@@ -341,8 +344,8 @@ class Simulated(NamedTuple):
     """A candidate's run: its configuration, result and SLO check; stopped_early: the run ended as soon as
     an SloWatch saw it miss the SLOs (the check is the watch's, the result partial)."""
 
-    cfg: object  # sim.run.RunConfig
-    result: object  # sim.run.RunResult
+    cfg: RunConfig
+    result: RunResult
     check: SloCheck
     stopped_early: bool
 
@@ -403,22 +406,22 @@ class SearchTask:
         return searches
 
     def _search(self, seed: int, guess_per_s: float | None) -> SeedSearch:
-        points, passing = [], {}
+        points, met = [], {}  # met: each rate that met the SLOs, and its run
 
         def run(rate_per_s: float, stop_early: bool) -> Simulated:
             return _simulate(self.ctx, self.candidate, open_loop(self.ctx, rate_per_s), seed, stop_early)
 
         def meets(rate_per_s: float) -> bool:
-            result = run(rate_per_s, stop_early=True)
-            points.append(_point(rate_per_s, result))
-            if result.check.meets:
-                passing[rate_per_s] = result
-            return result.check.meets
+            simulated = run(rate_per_s, stop_early=True)
+            points.append(_point(rate_per_s, simulated))
+            if simulated.check.meets:
+                met[rate_per_s] = simulated
+            return simulated.check.meets
 
         best = highest_rate(meets, self.start_per_s, self.low_per_s, self.ctx.plan.search.relative_tolerance,
                             guess_per_s)
         if best > 0:
-            return SeedSearch(seed, best, points, operating_point(self.ctx, best, passing[best]),
+            return SeedSearch(seed, best, points, operating_point(self.ctx, best, met[best]),
                               best == self.start_per_s)
         lowest = min(range(len(points)), key=lambda i: points[i].rate_per_s)
         rate = points[lowest].rate_per_s
