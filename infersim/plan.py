@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, NamedTuple, Optional, Union
 
 import numpy as np
-from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (AfterValidator, Field, StrictBool, ValidationError, create_model, field_validator,
+                      model_validator)
 
 from infersim.plan_slo import SloCheck, SloWatch, check_slo
 from infersim.roofline.boundary import load_yaml
@@ -94,6 +95,9 @@ class SearchSection(_Section):
     relative_tolerance: YamlFloat = Field(0.05, ge=0.001, le=1)
     concurrency: list[Annotated[YamlInt, Field(ge=1, le=1 << 16)]] = Field(list(DEFAULT_CONCURRENCY),
                                                                             max_length=64)
+    stop_early: StrictBool = Field(True, description="end a search run once it certainly misses the SLOs (false: "
+                                                     "every rate run to its end, the load curve's latencies "
+                                                     "above the sustainable rate included)")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -389,9 +393,9 @@ class SearchTask:
     """A candidate's search for its highest sustainable rate per replica, seed after seed: seed 0 from the
     ceiling, every other seed from seed 0's answer (`highest_rate`'s guess), which its own answer is
     usually within a step or two of. A run is stopped as soon as it certainly misses the SLOs (the search
-    needs only its verdict); where no rate meets them, the lowest is simulated to its end, so that the
-    candidate's closest approach to the SLOs is measured, not bounded, and its operating point is a whole
-    run."""
+    needs only its verdict; search.stop_early: false runs each to its end); where no rate meets them, the
+    lowest is simulated to its end, so that the candidate's closest approach to the SLOs is measured, not
+    bounded, and its operating point is a whole run."""
 
     ctx: PlanContext
     candidate: Candidate
@@ -412,7 +416,7 @@ class SearchTask:
             return _simulate(self.ctx, self.candidate, open_loop(self.ctx, rate_per_s), seed, stop_early)
 
         def meets(rate_per_s: float) -> bool:
-            simulated = run(rate_per_s, stop_early=True)
+            simulated = run(rate_per_s, stop_early=self.ctx.plan.search.stop_early)
             points.append(_point(rate_per_s, simulated))
             if simulated.check.meets:
                 met[rate_per_s] = simulated

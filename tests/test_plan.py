@@ -243,3 +243,17 @@ def test_simulate_stops_when_told(tiny_result):
     cfg, requests = build_run(candidates(ctx.plan)[0].scenario(open_loop(ctx, 1000.0), 0), ctx.base)
     simulate(cfg, requests, stop_when=stop_at_the_fifth)
     assert len(seen) == 5 and sum(r.state == "done" for r in requests) < len(requests) == 200
+
+
+def test_stopping_runs_early_changes_no_answer_only_the_latencies_it_skips(tmp_path, tiny_result):
+    _, stopped = tiny_result
+    whole = run_plan(load_plan(write_plan(tmp_path, TINY | {"search": TINY["search"] | {"stop_early": False}})),
+                     LocalExecutor(1))
+    a, b = stopped["candidates"][0], whole["candidates"][0]
+    assert a["max_rate_per_replica"] == b["max_rate_per_replica"] and a["operating_point"] == b["operating_point"]
+    assert [(p["rate_per_s"], p["meets_slo"]) for p in a["load_curve"]] == [(p["rate_per_s"], p["meets_slo"])
+                                                                            for p in b["load_curve"]]
+    # every rate above the answer (1,552 req/s, seed 0) was stopped early: no p99 TTFT there, only in the whole runs
+    above = [p for p in a["load_curve"] if not p["meets_slo"]]
+    assert above and all(p["stopped_early"] and p["ttft_p99_s"] is None for p in above)
+    assert not any(p["stopped_early"] for p in b["load_curve"]) and all(p["ttft_p99_s"] for p in b["load_curve"])
