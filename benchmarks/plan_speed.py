@@ -1,9 +1,11 @@
 """How fast `infersim plan` runs: a 24-candidate plan (Llama-3.1-8B and Llama-3.2-3B x A100 / H100 / L40S /
 H200 x fp16 / fp8 / w4a16; fp8 on the A100 is refused, so 22 candidates are simulated) over a 2,000-request
 workload per simulation, 2 seeds, and the concurrency sweep 1..256, on the local cores (target, issue 14:
-under 60 s on 2 cores). Prints the wall time and writes it as JSON.
+under 60 s on 2 cores). Prints the wall time, the CPU time of this process and its workers (the steadier
+figure on a shared machine) and the load average at the end, and writes them as JSON. Run from the checkout's
+root:
 
-    python benchmarks/plan_speed.py [--jobs 2] [--out benchmarks/results/plan_speed.json]
+    PYTHONPATH=. python benchmarks/plan_speed.py [--jobs 2] [--out benchmarks/results/plan_speed.json]
 """
 from __future__ import annotations
 
@@ -32,6 +34,12 @@ PLAN = {
 }
 
 
+def _cpu_s() -> float:
+    """User and system seconds of this process and of its finished workers."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -42,17 +50,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "plan.yaml"
         path.write_text(yaml.safe_dump(PLAN))
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _cpu_s()
         ctx = load_plan(path)
         result = run_plan(ctx, LocalExecutor(args.jobs))
-        wall_s = time.perf_counter() - started
+        wall_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_before
     rows = result["candidates"]
     simulations = sum(len(r["load_curve"]) for r in rows)  # seed 0's search points only
     report = {"machine": platform.machine(), "python": platform.python_version(), "jobs": args.jobs,
               "cpus": os.cpu_count(), "candidates": len(candidates(ctx.plan)),
               "simulated_candidates": sum(r["status"] == "ok" for r in rows),
               "requests_per_simulation": PLAN["search"]["num_requests"], "seeds": PLAN["search"]["seeds"],
-              "seed0_search_points": simulations, "wall_s": wall_s, "target_s": 60.0, "chosen": result["chosen"]}
+              "seed0_search_points": simulations, "wall_s": wall_s, "cpu_s": cpu_s,
+              "load_average_1min": os.getloadavg()[0], "target_s": 60.0, "chosen": result["chosen"]}
     print(json.dumps(report, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

@@ -13,10 +13,11 @@ Progress = Callable[[int, int], None]  # (tasks done, tasks in all)
 
 
 def progress_bar(done: int, total: int) -> None:
-    """The `infersim run` progress bar's style on stderr, counting simulations rather than arrivals."""
+    """The `infersim run` progress bar's style on stderr, counting tasks (a candidate's rate search, one
+    concurrency point) rather than arrivals."""
     width = 40
     filled = width * done // max(total, 1)
-    print(f"\rplanning [{'#' * filled}{'.' * (width - filled)}] {done} of {total} simulations",
+    print(f"\rplanning [{'#' * filled}{'.' * (width - filled)}] {done} of {total} tasks",
           end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Callable, NamedTuple, Optional, Union
 
 import numpy as np
-from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (AfterValidator, Field, StrictBool, ValidationError, create_model, field_validator,
+                      model_validator)
 
+from infersim.plan_slo import SloCheck, SloWatch, check_slo
 from infersim.roofline.boundary import load_yaml
 from infersim.roofline.errors import SpecError
 from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _Section, cluster_replicas
 from infersim.schema import YamlFloat, YamlInt, spec_error
+
+if TYPE_CHECKING:
+    from infersim.sim.run import RunConfig, RunResult
 
 # The scenario sections a configuration may set; each is validated exactly as in a scenario file.
 CONFIGURATION_KEYS = ("parallelism", "quantization", "engine", "scheduler", "kv_cache", "cluster", "speculative",
@@ -90,6 +95,9 @@ class SearchSection(_Section):
     relative_tolerance: YamlFloat = Field(0.05, ge=0.001, le=1)
     concurrency: list[Annotated[YamlInt, Field(ge=1, le=1 << 16)]] = Field(list(DEFAULT_CONCURRENCY),
                                                                             max_length=64)
+    stop_early: StrictBool = Field(True, description="end a search run once it certainly misses the SLOs (false: "
+                                                     "every rate run to its end, the load curve's latencies "
+                                                     "above the sustainable rate included)")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -274,74 +282,36 @@ def closed_loop(ctx: PlanContext, clients: int) -> dict:
     return w | {"arrival": {"process": "concurrency", "concurrency": clients}, "num_requests": requests}
 
 
-# --- SLO ----------------------------------------------------------------------------------------------------
-
-class SloCheck(NamedTuple):
-    meets: bool
-    worst_ratio: float  # the largest observed / bound (for goodput and served requests: required / achieved)
-    worst: str  # that bound, in words
-
-
-def check_slo(slo: PlanSlo, result) -> SloCheck:
-    """Whether a run (sim.run.RunResult) meets every bound. Percentiles are over completed requests (TPOT:
-    those of more than one output token; ITL: every gap between tokens, as summary.json's itl_s); a
-    request refused or left unfinished fails the run."""
-    from infersim.sim.metrics import weighted_percentiles
-    from infersim.sim.request import DONE
-    t = result.table
-    done = t["state"] == DONE
-    n = max(1, len(done))
-    checks = [] if done.all() else [(n / max(done.sum(), 1e-9), f"{n - int(done.sum())} of {n} requests not served")]
-    for metric, bounds in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s),
-                           ("itl_s", slo.itl_s)):
-        if not bounds:
-            continue
-        if metric == "itl_s":
-            values, weights = result.metrics.itl_gaps()
-        else:
-            values = t[metric][done & ((t["output_tokens"] > 1) if metric == "tpot_s" else True)].astype(float)
-            weights = np.ones(len(values))
-        for key, bound in bounds.items():
-            if len(values) == 0:
-                observed = math.inf
-            elif key == "mean":
-                observed = float(np.average(values, weights=weights))
-            elif metric == "itl_s":
-                observed = float(weighted_percentiles(values, weights, [float(key[1:]) / 100])[0])
-            else:
-                observed = float(np.percentile(values, float(key[1:])))
-            checks.append((observed / bound, f"{metric[:-2].upper()} {key} {observed:.4g} s > {bound:g} s" if observed > bound
-                           else f"{metric[:-2].upper()} {key} {observed:.4g} s <= {bound:g} s"))
-    if slo.goodput_fraction is not None:
-        ok = done.copy()
-        for metric, bounds in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s)):
-            if bounds:
-                ok &= np.nan_to_num(t[metric].astype(float), nan=0.0) <= max(bounds.values())
-        achieved = float(ok.sum()) / n
-        checks.append((slo.goodput_fraction / max(achieved, 1e-9),
-                       f"goodput {achieved:.1%} of requests within bounds (required {slo.goodput_fraction:.0%})"))
-    ratio, worst = max(checks, key=lambda c: c[0])
-    return SloCheck(bool(ratio <= 1.0), float(ratio), worst)
-
-
 # --- the search over rate -----------------------------------------------------------------------------------
 
 def highest_rate(meets: Callable[[float], bool], start_per_s: float, low_per_s: float,
-                 relative_tolerance: float) -> float:
-    """The highest rate meeting the SLOs, assuming that meeting them is monotone in rate: `start_per_s` if
-    it does; else halve from there until a rate does (0.0 when none down to `low_per_s` does), then bisect
-    in log space until the failing and passing rates are within `relative_tolerance` of each other.
-    Returns the highest passing rate seen."""
-    if meets(start_per_s):
-        return start_per_s
-    high = start_per_s
-    while True:
-        low = max(high / 2, low_per_s)
-        if meets(low):
-            break
-        if low <= low_per_s:
+                 relative_tolerance: float, guess_per_s: float | None = None) -> float:
+    """The highest rate meeting the SLOs, assuming that meeting them is monotone in rate. Without a guess:
+    `start_per_s` if it meets them, else halve from there until a rate does (0.0 when none down to
+    `low_per_s` does). From a guess (another seed's answer, likely close): step up from it while rates meet
+    them (up to `start_per_s`), or down while they do not, by 1 + relative_tolerance and then by the square
+    of the last step, until the verdict flips. Then bisect in log space until the failing and passing rates
+    are within `relative_tolerance` of each other. Returns the highest passing rate seen."""
+    if guess_per_s is None:
+        rate, step, growth = start_per_s, 2.0, 1
+    else:
+        rate, step, growth = min(max(guess_per_s, low_per_s), start_per_s), 1 + relative_tolerance, 2
+    low, high = (rate, None) if meets(rate) else (None, rate)
+    while high is None:
+        if low >= start_per_s:
+            return start_per_s
+        rate = min(low * step, start_per_s)
+        low, high = (rate, None) if meets(rate) else (low, rate)
+        step **= growth
+    while low is None:
+        rate = max(high / step, low_per_s)
+        if meets(rate):
+            low = rate
+        elif rate <= low_per_s:
             return 0.0
-        high = low
+        else:
+            high = rate
+        step **= growth
     while high / low > 1 + relative_tolerance:
         mid = math.sqrt(low * high)
         if meets(mid):
@@ -353,7 +323,9 @@ def highest_rate(meets: Callable[[float], bool], start_per_s: float, low_per_s: 
 
 @dataclass(frozen=True)
 class RatePoint:
-    """One simulated rate: its latencies, throughput, SLO check and what the engine did."""
+    """One simulated rate: its latencies and throughput, and its SLO check. A run stopped as soon as it
+    certainly missed the SLOs (`stopped_early`) has no latencies or throughput, and its worst_slo_ratio is
+    a lower bound."""
 
     rate_per_s: float
     ttft_p50_s: float | None
@@ -361,42 +333,50 @@ class RatePoint:
     tpot_p50_s: float | None
     tpot_p99_s: float | None
     e2e_p99_s: float | None
-    output_tokens_per_s: float
+    output_tokens_per_s: float | None
     meets_slo: bool
     worst_slo_ratio: float
     worst_slo: str
-    model_flops_utilization: float
-    model_bandwidth_utilization: float
-    preemptions: int
-    kv_utilization_peak: float
-    batch_size_mean: float
-    reject_reason: str
+    stopped_early: bool
 
     def curve_row(self) -> dict:
         """plan.json's load_curve row."""
-        return {k: getattr(self, k) for k in ("rate_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
-                                              "tpot_p99_s", "e2e_p99_s", "output_tokens_per_s", "meets_slo",
-                                              "worst_slo_ratio", "worst_slo")}
+        return asdict(self)
 
 
-def _simulate(ctx: PlanContext, cand: Candidate, workload: dict, seed: int):
-    """(RunResult, SloCheck) of the candidate on `workload`."""
+class Simulated(NamedTuple):
+    """A candidate's run: its configuration, result and SLO check; stopped_early: the run ended as soon as
+    an SloWatch saw it miss the SLOs (the check is the watch's, the result partial)."""
+
+    cfg: RunConfig
+    result: RunResult
+    check: SloCheck
+    stopped_early: bool
+
+
+def _simulate(ctx: PlanContext, cand: Candidate, workload: dict, seed: int, stop_early: bool = False) -> Simulated:
+    """The candidate run on `workload`; with `stop_early`, only until it certainly misses the SLOs."""
     from infersim.roofline.errors import errors_in
     from infersim.scenario import build_run
     from infersim.sim.run import simulate
     with errors_in(cand.name):
         cfg, requests = build_run(cand.scenario(workload, seed), ctx.base)
-        result = simulate(cfg, requests)
-    return result, check_slo(ctx.plan.slo, result)
+        watch = SloWatch(ctx.plan.slo, requests) if stop_early else None
+        result = simulate(cfg, requests, stop_when=watch)
+    if watch is not None and watch.missed is not None:
+        return Simulated(cfg, result, watch.missed, True)
+    return Simulated(cfg, result, check_slo(ctx.plan.slo, result), False)
 
 
-def _point(rate_per_s: float, result, check: SloCheck) -> RatePoint:
-    s = result.summary
-    rejected = [r.reject_reason for r in result.requests if r.reject_reason]
+def _point(rate_per_s: float, run: Simulated) -> RatePoint:
+    check = run.check
+    if run.stopped_early:
+        return RatePoint(rate_per_s, None, None, None, None, None, None, check.meets, check.worst_ratio, check.worst,
+                         True)
+    s = run.result.summary
     return RatePoint(rate_per_s, s["ttft_s"]["p50"], s["ttft_s"]["p99"], s["tpot_s"]["p50"], s["tpot_s"]["p99"],
                      s["e2e_s"]["p99"], s["throughput_tokens_per_s"], check.meets, check.worst_ratio, check.worst,
-                     s["model_flops_utilization"], s["model_bandwidth_utilization"], s["preemptions"],
-                     s["kv_utilization_peak"], s["batch_size_mean"], rejected[0] if rejected else "")
+                     False)
 
 
 @dataclass(frozen=True)
@@ -404,28 +384,54 @@ class SeedSearch:
     seed: int
     max_rate_per_s: float
     points: list  # RatePoint, in the order simulated
+    operating: dict  # `operating_point` of its run at max_rate_per_s (none there: at its lowest rate)
+    capped: bool  # the search's highest rate (the ceiling, or search.rate_high_per_s) met the SLOs
 
 
 @dataclass(frozen=True)
 class SearchTask:
-    """One seed's search for a candidate's highest sustainable rate per replica."""
+    """A candidate's search for its highest sustainable rate per replica, seed after seed: seed 0 from the
+    ceiling, every other seed from seed 0's answer (`highest_rate`'s guess), which its own answer is
+    usually within a step or two of. A run is stopped as soon as it certainly misses the SLOs (the search
+    needs only its verdict; search.stop_early: false runs each to its end); where no rate meets them, the
+    lowest is simulated to its end, so that the candidate's closest approach to the SLOs is measured, not
+    bounded, and its operating point is a whole run."""
 
     ctx: PlanContext
     candidate: Candidate
-    seed: int
     start_per_s: float
     low_per_s: float
 
-    def __call__(self) -> SeedSearch:
-        points = []
+    def __call__(self) -> list[SeedSearch]:
+        searches = []
+        for seed in range(self.ctx.plan.search.seeds):
+            guess = searches[0].max_rate_per_s if searches and searches[0].max_rate_per_s > 0 else None
+            searches.append(self._search(seed, guess))
+        return searches
+
+    def _search(self, seed: int, guess_per_s: float | None) -> SeedSearch:
+        points, met = [], {}  # met: each rate that met the SLOs, and its run
+
+        def run(rate_per_s: float, stop_early: bool) -> Simulated:
+            return _simulate(self.ctx, self.candidate, open_loop(self.ctx, rate_per_s), seed, stop_early)
 
         def meets(rate_per_s: float) -> bool:
-            result, check = _simulate(self.ctx, self.candidate, open_loop(self.ctx, rate_per_s), self.seed)
-            points.append(_point(rate_per_s, result, check))
-            return check.meets
+            simulated = run(rate_per_s, stop_early=self.ctx.plan.search.stop_early)
+            points.append(_point(rate_per_s, simulated))
+            if simulated.check.meets:
+                met[rate_per_s] = simulated
+            return simulated.check.meets
 
-        best = highest_rate(meets, self.start_per_s, self.low_per_s, self.ctx.plan.search.relative_tolerance)
-        return SeedSearch(self.seed, best, points)
+        best = highest_rate(meets, self.start_per_s, self.low_per_s, self.ctx.plan.search.relative_tolerance,
+                            guess_per_s)
+        if best > 0:
+            return SeedSearch(seed, best, points, operating_point(self.ctx, best, met[best]),
+                              best == self.start_per_s)
+        lowest = min(range(len(points)), key=lambda i: points[i].rate_per_s)
+        rate = points[lowest].rate_per_s
+        whole = run(rate, stop_early=False)
+        points[lowest] = _point(rate, whole)
+        return SeedSearch(seed, best, points, operating_point(self.ctx, rate, whole), False)
 
 
 @dataclass(frozen=True)
@@ -437,13 +443,13 @@ class FrontierTask:
     clients: int
 
     def __call__(self) -> dict:
-        result, check = _simulate(self.ctx, self.candidate, closed_loop(self.ctx, self.clients), 0)
-        s = result.summary
+        run = _simulate(self.ctx, self.candidate, closed_loop(self.ctx, self.clients), 0)
+        s = run.result.summary
         tpot = s["tpot_s"]["mean"]
         return {"concurrency": self.clients,
                 "output_tokens_per_s_per_gpu": s["throughput_tokens_per_s"] / s["gpus"],
                 "output_tokens_per_s_per_user": 1.0 / tpot if tpot else None,
-                "meets_slo": check.meets, "ttft_p99_s": s["ttft_s"]["p99"]}
+                "meets_slo": run.check.meets, "ttft_p99_s": s["ttft_s"]["p99"]}
 
 
 # --- the roofline's ceiling ---------------------------------------------------------------------------------
@@ -548,33 +554,21 @@ def network_share(cfg, prompt_tokens: float, output_tokens: float, batch: int) -
     return sum(r.time_s for r in cost.rows if r.timed.op.kind == "comm") / cost.time_s
 
 
-@dataclass(frozen=True)
-class OperatingTask:
-    """The run at a candidate's chosen rate (seed 0): its timeline and what bounds it."""
-
-    ctx: PlanContext
-    candidate: Candidate
-    rate_per_s: float
-
-    def __call__(self) -> dict:
-        from infersim.roofline.errors import errors_in
-        from infersim.scenario import build_run
-        from infersim.sim.run import simulate
-        with errors_in(self.candidate.name):
-            cfg, requests = build_run(self.candidate.scenario(open_loop(self.ctx, self.rate_per_s), 0), self.ctx.base)
-            result = simulate(cfg, requests)
-        tl, s = result.timeline, result.summary
-        keep = np.unique(np.linspace(0, len(tl["start_s"]) - 1, min(TIMELINE_POINTS, len(tl["start_s"]))).astype(int))
-        batch = max(1, round(s["batch_size_mean"]))
-        return {"rate_per_s": self.rate_per_s,
-                "timeline": {"time_s": (tl["start_s"][keep] + tl["duration_s"][keep]).tolist(),
-                             "kv_utilization": (tl["kv_blocks_used"][keep] / result.total_blocks).tolist(),
-                             "batch_size": tl["batch_seqs"][keep].tolist()},
-                "kv_utilization_peak": s["kv_utilization_peak"], "preemptions": s["preemptions"],
-                "model_flops_utilization": s["model_flops_utilization"],
-                "model_bandwidth_utilization": s["model_bandwidth_utilization"],
-                "batch_size_mean": s["batch_size_mean"],
-                "roofline": roofline_ops(cfg, self.ctx.mean_prompt_tokens, self.ctx.mean_output_tokens, batch)}
+def operating_point(ctx: PlanContext, rate_per_s: float, run: Simulated) -> dict:
+    """A whole run at a candidate's chosen rate: its timeline and what bounds it."""
+    result, cfg = run.result, run.cfg
+    tl, s = result.timeline, result.summary
+    keep = np.unique(np.linspace(0, len(tl["start_s"]) - 1, min(TIMELINE_POINTS, len(tl["start_s"]))).astype(int))
+    batch = max(1, round(s["batch_size_mean"]))
+    return {"rate_per_s": rate_per_s,
+            "timeline": {"time_s": (tl["start_s"][keep] + tl["duration_s"][keep]).tolist(),
+                         "kv_utilization": (tl["kv_blocks_used"][keep] / result.total_blocks).tolist(),
+                         "batch_size": tl["batch_seqs"][keep].tolist()},
+            "kv_utilization_peak": s["kv_utilization_peak"], "preemptions": s["preemptions"],
+            "model_flops_utilization": s["model_flops_utilization"],
+            "model_bandwidth_utilization": s["model_bandwidth_utilization"],
+            "batch_size_mean": s["batch_size_mean"],
+            "roofline": roofline_ops(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens, batch)}
 
 
 # --- the plan -----------------------------------------------------------------------------------------------
@@ -609,22 +603,20 @@ def run_plan(ctx: PlanContext, executor, progress=None) -> dict:
     prepared = [prepare(ctx, cand) for cand in candidates(ctx.plan)]
     runnable = [p for p in prepared if p.ceiling is not None]
     s = ctx.plan.search
-    searches = [SearchTask(ctx, p.candidate, seed, s.rate_high_per_s or p.ceiling.rate_per_s,
-                           s.rate_low_per_s or p.ceiling.rate_per_s / 1000) for p in runnable for seed in range(s.seeds)]
+    searches = [SearchTask(ctx, p.candidate, s.rate_high_per_s or p.ceiling.rate_per_s,
+                           s.rate_low_per_s or p.ceiling.rate_per_s / 1000) for p in runnable]
     sweeps = [FrontierTask(ctx, p.candidate, c) for p in runnable for c in s.concurrency]
     results = executor.map(searches + sweeps, progress)
-    for p in runnable:
-        p.searches = [r for t, r in zip(searches, results) if t.candidate is p.candidate]
+    for p, seeds in zip(runnable, results):
+        p.searches = seeds
         p.frontier = [r for t, r in zip(sweeps, results[len(searches):]) if t.candidate is p.candidate]
-    operating = [OperatingTask(ctx, p.candidate, _operating_rate(p)) for p in runnable]
-    points = executor.map(operating, progress)
-    return plan_json(ctx, prepared, dict(zip((p.candidate.name for p in runnable), points)))
+    return plan_json(ctx, prepared, {p.candidate.name: _operating(p) for p in runnable})
 
 
-def _operating_rate(p: Prepared) -> float:
-    """The rate every seed sustains, or (none sustains any) the lowest rate seed 0 tried."""
-    best = min(r.max_rate_per_s for r in p.searches)
-    return best if best > 0 else min(point.rate_per_s for point in p.searches[0].points)
+def _operating(p: Prepared) -> dict:
+    """The operating point: the run at the rate every seed sustains, by the seed whose answer that is; or,
+    where a seed sustains none, that seed's run at its lowest rate."""
+    return min(p.searches, key=lambda r: r.max_rate_per_s).operating
 
 
 def plan_json(ctx: PlanContext, prepared: list[Prepared], operating: dict) -> dict:
@@ -633,7 +625,9 @@ def plan_json(ctx: PlanContext, prepared: list[Prepared], operating: dict) -> di
     million output tokens at the target rate; energy per output token = GPUs x power / (target x mean
     output tokens), every provisioned GPU drawing its power; memory headroom = 1 - peak KV-cache use at
     the operating point. Numbers a candidate does not have (it cannot run, or meets the SLOs at no rate) are
-    null. Ranked by cost per hour among those meeting the SLOs."""
+    null; so are the latencies of a load_curve rate whose run stopped once it certainly missed the SLOs
+    (stopped_early: its worst_slo_ratio is a lower bound). Ranked by cost per hour among those meeting the
+    SLOs."""
     plan = ctx.plan
     rows = [_candidate_json(ctx, p, operating.get(p.candidate.name)) for p in prepared]
     meeting = sorted((r for r in rows if r["meets_slo"]),
@@ -679,11 +673,10 @@ def _candidate_json(ctx: PlanContext, p: Prepared, op: dict | None) -> dict:
     above = [q for q in curve if not q.meets_slo and q.rate_per_s > value]
     row |= {"max_rate_per_replica": {"value": value, "low": min(per_seed), "high": max(per_seed),
                                      "per_seed": per_seed,
-                                     "search_capped": any(s.max_rate_per_s == s.points[0].rate_per_s for s in p.searches
-                                                          if s.max_rate_per_s > 0)},
+                                     "search_capped": any(s.capped for s in p.searches)},
             "meets_slo": value > 0, "load_curve": [q.curve_row() for q in curve],
             "limiting_slo": above[0].worst_slo if above else None,
-            "best_worst_slo_ratio": min(q.worst_slo_ratio for q in every_point),
+            "best_worst_slo_ratio": min(q.worst_slo_ratio for q in every_point if not q.stopped_early),
             "operating_point": {"rate_per_s": op["rate_per_s"], "timeline": op["timeline"]},
             "roofline": op["roofline"], "memory_headroom_fraction": 1.0 - op["kv_utilization_peak"],
             "operating": {k: op[k] for k in ("kv_utilization_peak", "preemptions", "model_flops_utilization",

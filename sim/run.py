@@ -263,12 +263,23 @@ def pool_result(cfg: RunConfig, requests: list[Request], metrics: Metrics, pool:
     return RunResult(requests, metrics, summary, blocks, replicas, table, timeline)
 
 
-def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResult:
+class _Stopped(Exception):
+    """Raised out of the event loop when `simulate`'s stop_when says the run has shown what it had to."""
+
+
+def _raise_stopped(event: simpy.Event) -> None:
+    raise _Stopped
+
+
+def simulate(cfg: RunConfig, requests: list[Request], progress=None,
+             stop_when: Callable[[Request], bool] | None = None) -> RunResult:
     """Run every request through the cluster; `progress(fraction done, simulated seconds)` is called as
     simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `cfg.concurrency`, from
     that many clients that each send their next request when their last one completes or is refused
     (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
-    arrival times are set as they are sent."""
+    arrival times are set as they are sent. `stop_when`, when given, sees each request as it completes or is
+    refused; once it returns True the run ends at that moment, its result holding the requests as they
+    stand (some unfinished)."""
     check_config(cfg)
     concurrency = cfg.concurrency
     env = simpy.Environment()
@@ -294,12 +305,24 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
             pool.deployment.entry.pick().submit(req)
             owed -= 1
 
-    on_done = (lambda req: send_next(env.now)) if concurrency else None
-    pool = deploy(cfg, env, metrics, None if concurrency else requests, on_done)
-    if concurrency:
-        for _ in range(min(concurrency, len(requests))):
-            send_next(0.0)
-        env.run()
-    else:
-        replay_arrivals(env, requests, pool.deployment.entry, progress)
+    stop = env.event()  # succeeds when stop_when says so; processing it leaves the event loop
+    stop.callbacks.append(_raise_stopped)
+
+    def on_done(req: Request) -> None:
+        if concurrency:
+            send_next(env.now)
+        if stop_when is not None and not stop.triggered and stop_when(req):
+            stop.succeed()
+
+    pool = deploy(cfg, env, metrics, None if concurrency else requests,
+                  on_done if concurrency or stop_when is not None else None)
+    try:
+        if concurrency:
+            for _ in range(min(concurrency, len(requests))):
+                send_next(0.0)
+            env.run()
+        else:
+            replay_arrivals(env, requests, pool.deployment.entry, progress)
+    except _Stopped:
+        pass
     return pool_result(cfg, requests, metrics, pool)

@@ -3,12 +3,15 @@ the plan file's errors."""
 import json
 import math
 
+import numpy as np
 import pytest
 import yaml
 
 from infersim.executors import LocalExecutor
 from infersim.plan import (Pool, Work, ceiling_rate, candidates, highest_rate, load_plan, open_loop,
                            pools_per_request, run_plan, SearchTask, _simulate)
+from infersim.plan_slo import over_bound_to_miss
+from infersim.sim.run import simulate
 from infersim.roofline.errors import SpecError
 
 TINY = {
@@ -50,6 +53,21 @@ def test_highest_rate_brackets_a_threshold_within_the_tolerance():
     assert tried[:6] == [100.0, 50.0, 25.0, 12.5, 6.25, 3.125]
 
 
+def test_highest_rate_from_a_close_guess_takes_two_runs():
+    tried = []
+
+    def meets(rate):
+        tried.append(rate)
+        return rate <= 3.7
+    # 3.6 meets, 3.6 x 1.05 = 3.78 does not: within 5% already
+    assert highest_rate(meets, 100.0, 0.1, 0.05, guess_per_s=3.6) == 3.6 and tried == [3.6, 3.6 * 1.05]
+    tried.clear()
+    # from 3.0 up by 1.05, then 1.05^2, 1.05^4: 3.0, 3.15, 3.47 meet, 4.22 does not; bisection closes in
+    found = highest_rate(meets, 100.0, 0.1, 0.05, guess_per_s=3.0)
+    assert tried[:4] == pytest.approx([3.0, 3.15, 3.15 * 1.1025, 3.15 * 1.1025 * 1.21550625])
+    assert 3.7 / 1.05 <= found <= 3.7
+
+
 def test_highest_rate_is_zero_when_even_the_lowest_rate_fails():
     assert highest_rate(lambda rate: False, 8.0, 1.0, 0.05) == 0.0
 
@@ -57,10 +75,10 @@ def test_highest_rate_is_zero_when_even_the_lowest_rate_fails():
 def test_found_rate_meets_the_slo_and_ten_percent_more_does_not(tiny_result):
     ctx, result = tiny_result
     cand = candidates(ctx.plan)[0]
-    found = SearchTask(ctx, cand, 0, 40000.0, 40.0)().max_rate_per_s
+    found = SearchTask(ctx, cand, 40000.0, 40.0)()[0].max_rate_per_s
     assert found > 0
-    _, at = _simulate(ctx, cand, open_loop(ctx, found), 0)
-    _, above = _simulate(ctx, cand, open_loop(ctx, 1.1 * found), 0)
+    at = _simulate(ctx, cand, open_loop(ctx, found), 0).check
+    above = _simulate(ctx, cand, open_loop(ctx, 1.1 * found), 0).check
     assert at.meets and not above.meets
     assert result["candidates"][0]["max_rate_per_replica"]["per_seed"][0] == found
 
@@ -88,7 +106,16 @@ def test_the_only_candidate_meeting_the_slo_is_chosen_and_ranked_first(tiny_resu
     assert len(row["operating_point"]["timeline"]["time_s"]) <= 500
     assert [p["concurrency"] for p in row["frontier"]] == [1, 4]
     assert row["load_curve"] == sorted(row["load_curve"], key=lambda p: p["rate_per_s"])
+    assert not row["max_rate_per_replica"]["search_capped"]  # 40,000 req/s misses the SLOs
     json.dumps(result, allow_nan=False)
+
+
+def test_a_search_whose_highest_rate_meets_the_slo_says_it_was_capped(tmp_path):
+    # TINY meets its SLOs up to ~1,500 req/s (its load curve): at 500, both seeds pass at the top at once
+    plan = TINY | {"search": TINY["search"] | {"rate_high_per_s": 500, "concurrency": [1]}}
+    row = run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))["candidates"][0]
+    assert row["max_rate_per_replica"]["per_seed"] == [500, 500] and row["max_rate_per_replica"]["search_capped"]
+    assert [p["rate_per_s"] for p in row["load_curve"]] == [500]
 
 
 def test_candidates_run_in_parallel_give_the_same_numbers_as_serially(tiny_result):
@@ -172,3 +199,62 @@ def test_ceiling_is_above_the_found_rate_on_a_real_model(tmp_path):
     row = run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))["candidates"][0]
     assert 0 < row["max_rate_per_replica"]["value"] < row["ceiling_rate_per_replica"]
     assert not row["max_rate_per_replica"]["search_capped"]
+
+
+def test_a_percentile_is_over_its_bound_once_enough_values_are():
+    # p99 of 2,000 (np.percentile, linear): h = 1999 x 0.99 = 1979.01, p99 = v[1979] + 0.01 (v[1980] - v[1979]);
+    # it exceeds a bound of 1 once v[1979] does, i.e. once the top 2000 - 1979 = 21 values do
+    assert over_bound_to_miss(2000, 99) == 21
+    assert np.percentile([0.0] * 1979 + [2.0] * 21, 99) > 1.0  # 21 over: 2.0
+    assert np.percentile([0.0] * 1980 + [2.0] * 20, 99) <= 1.0  # 20 over: 0 + 0.01 x 2 = 0.02
+    # p50 of 5: h = 2, the median is v[2]: the top 3 values must exceed it; p90 of 11: h = 9, the top 2
+    assert over_bound_to_miss(5, 50) == 3 and over_bound_to_miss(11, 90) == 2
+
+
+@pytest.mark.parametrize("slo", [
+    {"ttft_s": {"p99": 0.01}, "tpot_s": {"p99": 0.002}},  # TINY's: TPOT p99 binds near 1,550 req/s
+    {"ttft_s": {"mean": 0.003}},  # the mean TTFT: 2.5 ms at 1,500 req/s, 4.4 ms at 20,000 (stopped at 3.0)
+    {"ttft_s": {"p99": 0.01}, "tpot_s": {"p99": 0.002}, "goodput_fraction": 0.995},
+])
+def test_a_run_stopped_early_gets_the_verdict_of_the_full_run(tmp_path, slo):
+    ctx = load_plan(write_plan(tmp_path, TINY | {"slo": slo}))
+    cand = candidates(ctx.plan)[0]
+    verdicts, unfinished = [], 0
+    for rate in (1000, 20000):
+        full = _simulate(ctx, cand, open_loop(ctx, rate), 0)
+        early = _simulate(ctx, cand, open_loop(ctx, rate), 0, stop_early=True)
+        assert early.check.meets == full.check.meets
+        assert not full.stopped_early and early.stopped_early == (not full.check.meets)
+        if early.stopped_early:  # the watch's ratio bounds the full run's from below, and is past 1
+            assert 1 < early.check.worst_ratio <= full.check.worst_ratio
+            unfinished += sum(r.state != "done" for r in early.result.requests)
+        verdicts.append(full.check.meets)
+    assert verdicts[0] and not verdicts[-1]  # both verdicts were tried
+    assert unfinished > 0  # and stopping saved work: requests were still in flight
+
+
+def test_simulate_stops_when_told(tiny_result):
+    from infersim.scenario import build_run
+    ctx, _ = tiny_result
+    seen = []
+
+    def stop_at_the_fifth(req):
+        seen.append(req.id)
+        return len(seen) == 5
+    cfg, requests = build_run(candidates(ctx.plan)[0].scenario(open_loop(ctx, 1000.0), 0), ctx.base)
+    simulate(cfg, requests, stop_when=stop_at_the_fifth)
+    assert len(seen) == 5 and sum(r.state == "done" for r in requests) < len(requests) == 200
+
+
+def test_stopping_runs_early_changes_no_answer_only_the_latencies_it_skips(tmp_path, tiny_result):
+    _, stopped = tiny_result
+    whole = run_plan(load_plan(write_plan(tmp_path, TINY | {"search": TINY["search"] | {"stop_early": False}})),
+                     LocalExecutor(1))
+    a, b = stopped["candidates"][0], whole["candidates"][0]
+    assert a["max_rate_per_replica"] == b["max_rate_per_replica"] and a["operating_point"] == b["operating_point"]
+    assert [(p["rate_per_s"], p["meets_slo"]) for p in a["load_curve"]] == [(p["rate_per_s"], p["meets_slo"])
+                                                                            for p in b["load_curve"]]
+    # every rate above the answer (1,552 req/s, seed 0) was stopped early: no p99 TTFT there, only in the whole runs
+    above = [p for p in a["load_curve"] if not p["meets_slo"]]
+    assert above and all(p["stopped_early"] and p["ttft_p99_s"] is None for p in above)
+    assert not any(p["stopped_early"] for p in b["load_curve"]) and all(p["ttft_p99_s"] for p in b["load_curve"])
