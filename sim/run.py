@@ -272,7 +272,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     check_config(cfg)
     concurrency = cfg.concurrency
     env = simpy.Environment()
-    metrics = Metrics()
+    metrics = Metrics(cfg.kv_cache.block_size_tokens)
     unsent = iter(requests)
     sent = 0
     owed = 0  # requests clients are owed; a refusal inside submit() adds one rather than recursing
