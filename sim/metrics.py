@@ -1,4 +1,4 @@
-"""What a run measured: per-step timeline and inter-token gaps kept in growing NumPy arrays (never one
+"""What a run measured: per-step timeline and inter-token gaps gathered into NumPy arrays (never one
 Python object per step or token), and the summary statistics computed from them and from the requests."""
 from __future__ import annotations
 
@@ -46,38 +46,51 @@ class RunRecord(NamedTuple):
 
 _STEP_DTYPE = np.dtype([(c, np.float64 if c.endswith("_s") else np.int64) for c in TIMELINE_COLUMNS])
 _RUN_DTYPE = np.dtype([(c, np.int64) for c in RunRecord._fields])
+GATHER = 4096  # appended rows or arrays made into one NumPy array at a time
 CHUNK_ROWS = 1 << 20  # timeline rows sealed into one compact chunk
 STREAM_AFTER_ROWS = 1 << 24  # a longer timeline is not kept: its totals are summed chunk by chunk instead
 
 
-class Growable:
-    """A NumPy array appended to in place, its capacity doubling as it fills: rows cost no Python object
-    each. `width` > 0 makes it two-dimensional (rows of that many entries)."""
+class Rows:
+    """Rows (scalars, tuples of a structured dtype, or arrays of one width) appended one call at a time: a
+    call costs a list append, and every `GATHER` rows become one NumPy array, so no Python object per row
+    lives for long."""
 
-    def __init__(self, dtype, width: int = 0):
-        self._dtype, self._width, self.n = np.dtype(dtype), width, 0
-        self._data = np.empty((64, width) if width else 64, dtype=self._dtype)
-
-    def _room(self, extra: int) -> None:
-        if self.n + extra > len(self._data):
-            grown = np.empty((max(2 * len(self._data), self.n + extra),) + self._data.shape[1:], dtype=self._dtype)
-            grown[:self.n] = self._data[:self.n]
-            self._data = grown
+    def __init__(self, dtype):
+        self._dtype, self._pending, self._gathered, self.n = np.dtype(dtype), [], [], 0
 
     def append(self, row) -> None:
-        if self.n == len(self._data):
-            self._room(1)
-        self._data[self.n] = row
+        self._pending.append(row)
         self.n += 1
+        if len(self._pending) == GATHER:
+            self._gather()
 
-    def extend(self, rows: np.ndarray) -> None:
-        self._room(len(rows))
-        self._data[self.n:self.n + len(rows)] = rows
-        self.n += len(rows)
+    def _gather(self) -> None:
+        self._gathered.append(np.array(self._pending, dtype=self._dtype))
+        self._pending = []
 
     @property
     def values(self) -> np.ndarray:
-        return self._data[:self.n]
+        if self._pending or not self._gathered:
+            self._gather()
+        if len(self._gathered) > 1:
+            self._gathered = [np.concatenate(self._gathered)]
+        return self._gathered[0]
+
+
+class Arrays(Rows):
+    """One-dimensional arrays appended one call at a time, read as their concatenation."""
+
+    def extend(self, values: np.ndarray) -> None:
+        self._pending.append(values)
+        self.n += len(values)
+        if len(self._pending) == GATHER:
+            self._gather()
+
+    def _gather(self) -> None:
+        self._gathered.append(np.concatenate(self._pending, dtype=self._dtype) if self._pending
+                              else np.zeros(0, dtype=self._dtype))
+        self._pending = []
 
 
 class _Records:
@@ -85,19 +98,16 @@ class _Records:
     decode run one row (`runs`), its steps' end times and durations, and its block growth."""
 
     def __init__(self):
-        self.steps, self.runs = Growable(_STEP_DTYPE), Growable(_RUN_DTYPE)
-        self.run_ends_s, self.run_durations_s = Growable(np.float64), Growable(np.float64)
-        self.run_lengths = Growable(np.int64)
-        self.crossings: Growable | None = None  # (see blocks.BlockGrowth), as wide as a block: made by the first run
+        self.steps, self.runs = Rows(_STEP_DTYPE), Rows(_RUN_DTYPE)
+        self.run_ends_s, self.run_durations_s = Arrays(np.float64), Arrays(np.float64)
+        self.run_lengths = Rows(np.int64)
+        self.crossings = Rows(np.int64)  # (see blocks.BlockGrowth), rows as wide as a block
 
     @property
     def rows(self) -> int:
         return self.steps.n + self.run_ends_s.n
 
     def add_run(self, end_s: np.ndarray, duration_s: np.ndarray, record: RunRecord, crossings_cdf: np.ndarray) -> None:
-        if self.crossings is None:
-            self.crossings = Growable(np.int64, len(crossings_cdf))
-        assert len(crossings_cdf) == self.crossings.values.shape[1]  # one allocator, one block size per simulation
         self.runs.append(record)
         self.run_ends_s.extend(end_s)
         self.run_durations_s.extend(duration_s)
@@ -124,9 +134,9 @@ class _Records:
 
     def _run_growth(self, of_run: dict, run_of_step: np.ndarray, step_in_run: np.ndarray) -> np.ndarray:
         """Blocks each run had added by the end of each of its steps, for all runs at once."""
-        if self.crossings is None:
+        if not self.crossings.n:
             return np.zeros(len(run_of_step), dtype=np.int64)
-        cdf = self.crossings.values
+        cdf = self.crossings.values  # rows of one width: one allocator, one block size per simulation
         return cumulative_new_blocks(of_run["growing_seqs"], of_run["pending_copies"], cdf, run_of_step,
                                      step_in_run, cdf.shape[1])
 
@@ -158,8 +168,8 @@ class TimelineTotals(NamedTuple):
 
 
 class Metrics:
-    """Compact records of the timeline (sealed every `chunk_rows` rows) and the inter-token gaps, as growing
-    NumPy arrays. Given the KV block size (which the totals need), a run whose timeline outgrows
+    """Compact records of the timeline (sealed every `chunk_rows` rows) and the inter-token gaps, gathered
+    into NumPy arrays. Given the KV block size (which the totals need), a run whose timeline outgrows
     `stream_after_rows` rows keeps only its totals: each chunk is summed as it is sealed and dropped, and
     `timeline()` is None."""
 
@@ -171,9 +181,9 @@ class Metrics:
         self._open = _Records()
         self._rows = 0  # in the sealed chunks
         self._streamed: TimelineTotals | None = None  # the sealed chunks' totals, once streaming
-        self._itl_values, self._itl_weights = Growable(np.float64), Growable(np.int64)
-        self._itl_run_values = Growable(np.float64)  # gaps that all stand for the same number of tokens
-        self._itl_run_weights, self._itl_run_lengths = Growable(np.int64), Growable(np.int64)
+        self._itl_values, self._itl_weights = Arrays(np.float64), Arrays(np.int64)
+        self._itl_run_values = Arrays(np.float64)  # gaps that all stand for the same number of tokens
+        self._itl_run_weights, self._itl_run_lengths = Rows(np.int64), Rows(np.int64)
         self.flops = 0.0
         self.bytes = 0.0
         self.preemptions = 0
