@@ -43,6 +43,28 @@ class Colocated:
             replica.arrival_times_s = times
         return Deployment(router, replicas)
 
+    def split(self, requests: list[Request]) -> list[list[Request]] | None:
+        """The requests each replica serves, when the router fixes them in advance (else None)."""
+        return make_router(self.router, list(range(self.replicas))).split(requests)
+
+
+@dataclass(frozen=True)
+class SoleReplica:
+    """Replica `index` of a colocated cluster whose router fixes every replica's requests in advance,
+    deployed alone (`sim.shards`): it keeps its index, so its records and its random draws are those it
+    makes in the whole cluster."""
+
+    index: int
+    router: str = "round_robin"
+
+    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request] | None,
+              transfer_s: Callable[[Request], float]) -> Deployment:
+        replica = make_replica(self.index)
+        router = make_router(self.router, [replica])
+        if requests is not None:
+            replica.arrival_times_s = router.arrival_times(requests)[0]
+        return Deployment(router, [replica])
+
 
 @dataclass(frozen=True)
 class Disaggregated:

@@ -66,15 +66,21 @@ class Rows:
             self._gather()
 
     def _gather(self) -> None:
-        self._gathered.append(np.array(self._pending, dtype=self._dtype))
-        self._pending = []
+        if self._pending:
+            self._gathered.append(np.array(self._pending, dtype=self._dtype))
+            self._pending = []
+
+    def absorb(self, other: "Rows") -> None:
+        """Append another's rows (or arrays) after these."""
+        self._gather()
+        self._gathered.append(other.values)
+        self.n += other.n
 
     @property
     def values(self) -> np.ndarray:
-        if self._pending or not self._gathered:
-            self._gather()
-        if len(self._gathered) > 1:
-            self._gathered = [np.concatenate(self._gathered)]
+        self._gather()
+        if len(self._gathered) != 1:
+            self._gathered = [np.concatenate(self._gathered) if self._gathered else np.zeros(0, dtype=self._dtype)]
         return self._gathered[0]
 
 
@@ -88,9 +94,9 @@ class Arrays(Rows):
             self._gather()
 
     def _gather(self) -> None:
-        self._gathered.append(np.concatenate(self._pending, dtype=self._dtype) if self._pending
-                              else np.zeros(0, dtype=self._dtype))
-        self._pending = []
+        if self._pending:
+            self._gathered.append(np.concatenate(self._pending, dtype=self._dtype))
+            self._pending = []
 
 
 class _Records:
@@ -170,7 +176,7 @@ class TimelineTotals(NamedTuple):
 class Metrics:
     """Compact records of the timeline (sealed every `chunk_rows` rows) and the inter-token gaps, gathered
     into NumPy arrays. Given the KV block size (which the totals need), a run whose timeline outgrows
-    `stream_after_rows` rows keeps only its totals: each chunk is summed as it is sealed and dropped, and
+    `stream_after_rows` rows keeps only its totals: each chunk is summed once sealed and dropped, and
     `timeline()` is None."""
 
     def __init__(self, block_size_tokens: int | None = None, stream_after_rows: int = STREAM_AFTER_ROWS,
@@ -180,7 +186,7 @@ class Metrics:
         self._chunks: list[_Records] = []
         self._open = _Records()
         self._rows = 0  # in the sealed chunks
-        self._streamed: TimelineTotals | None = None  # the sealed chunks' totals, once streaming
+        self._folded: TimelineTotals | None = None  # of the chunks dropped once streaming
         self._itl_values, self._itl_weights = Arrays(np.float64), Arrays(np.int64)
         self._itl_run_values = Arrays(np.float64)  # gaps that all stand for the same number of tokens
         self._itl_run_weights, self._itl_run_lengths = Rows(np.int64), Rows(np.int64)
@@ -207,25 +213,46 @@ class Metrics:
             self._seal()
 
     def _seal(self) -> None:
-        """Close the open chunk; past `stream_after_rows` rows, fold every sealed chunk into the totals."""
         self._rows += self._open.rows
         self._chunks.append(self._open)
         self._open = _Records()
-        if self._block_size is not None and self._rows > self._stream_after_rows:
+        self._fold_if_streamed()
+
+    def _fold_if_streamed(self) -> None:
+        """Once the timeline is too long to keep, sum every sealed chunk into the totals and drop it."""
+        if self.streamed:
             for chunk in self._chunks:
                 totals = TimelineTotals.of(chunk.rows_by_column(), self._block_size)
-                self._streamed = totals if self._streamed is None else self._streamed + totals
+                self._folded = totals if self._folded is None else self._folded + totals
             self._chunks = []
 
     @property
     def streamed(self) -> bool:
-        """Did the timeline outgrow what is kept (only its totals are)?"""
-        return self._streamed is not None
+        """Has the timeline outgrown what is kept (only its totals are)?"""
+        return self._block_size is not None and self._rows + self._open.rows > self._stream_after_rows
 
     def streamed_totals(self) -> TimelineTotals:
-        """The totals of a streamed timeline, its open chunk included."""
-        assert self._streamed is not None and self._block_size is not None
-        return self._streamed + TimelineTotals.of(self._open.rows_by_column(), self._block_size)
+        """The totals of a streamed timeline."""
+        assert self.streamed
+        self._fold_if_streamed()
+        totals = TimelineTotals.of(self._open.rows_by_column(), self._block_size)
+        return totals if self._folded is None else self._folded + totals
+
+    def absorb(self, other: "Metrics") -> None:
+        """Add what `other` measured (replicas simulated apart from these: `sim.shards`)."""
+        self._chunks += other._chunks + [other._open]
+        self._rows += other._rows + other._open.rows
+        if other._folded is not None:
+            self._folded = other._folded if self._folded is None else self._folded + other._folded
+        for mine, theirs in ((self._itl_values, other._itl_values), (self._itl_weights, other._itl_weights),
+                             (self._itl_run_values, other._itl_run_values),
+                             (self._itl_run_weights, other._itl_run_weights),
+                             (self._itl_run_lengths, other._itl_run_lengths)):
+            mine.absorb(theirs)
+        for counter in ("flops", "bytes", "preemptions", "swapped_blocks", "speculating_rows", "speculated_tokens",
+                        "exit_steps", "exit_layers"):
+            setattr(self, counter, getattr(self, counter) + getattr(other, counter))
+        self._fold_if_streamed()
 
     def inter_token_gaps(self, gaps_s: np.ndarray, tokens: np.ndarray) -> None:
         """tokens[i] tokens each came gaps_s[i] after their sequence's previous token."""

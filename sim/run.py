@@ -268,8 +268,12 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `cfg.concurrency`, from
     that many clients that each send their next request when their last one completes or is refused
     (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
-    arrival times are set as they are sent."""
+    arrival times are set as they are sent. A large open-loop run whose router fixes each replica's
+    requests is simulated replica by replica over the CPUs (`sim.shards`)."""
     check_config(cfg)
+    from .shards import simulate_sharded, worth_sharding  # shards deploy replicas with this module's `deploy`
+    if worth_sharding(cfg, requests, progress):
+        return simulate_sharded(cfg, requests)
     concurrency = cfg.concurrency
     env = simpy.Environment()
     metrics = Metrics(cfg.kv_cache.block_size_tokens)
