@@ -64,6 +64,28 @@ class LeastKVRouter(Router):
         return min(self.replicas, key=lambda r: (r.kv_usage, r.outstanding, r.index))
 
 
+class FixedRouter(Router):
+    """The k-th arrival to replica `serves[k]`: an order another policy fixed in advance (`sim.shards`
+    deploys part of a cluster with it). Not a policy a run can name."""
+
+    name = "fixed"
+
+    def __init__(self, replicas: list, serves: tuple[int, ...]):
+        super().__init__(replicas)
+        self.serves, self._next = serves, 0
+
+    def pick(self):
+        replica = self.replicas[self.serves[self._next]]
+        self._next += 1
+        return replica
+
+    def split(self, requests: list) -> list[list]:
+        mine = [[] for _ in self.replicas]
+        for req, replica in zip(requests, self.serves[self._next:]):
+            mine[replica].append(req)
+        return mine
+
+
 ROUTERS = {r.name: r for r in (RoundRobinRouter, LeastOutstandingRouter, LeastKVRouter)}
 
 

@@ -1,8 +1,8 @@
 """Replicas simulated apart, on several CPUs. When a colocated cluster's router fixes in advance which
-requests each replica serves (round robin), its replicas never act on one another: each can run in a SimPy
-environment of its own (`cluster.SoleReplica`, keeping its index, hence its random draws) and what they
-measured be merged (`Metrics.absorb`). A large open-loop run is split so: the replicas are dealt out in
-contiguous blocks, the first block simulated in this process and each other one in a forked worker.
+requests each replica serves (round robin), its replicas never act on one another: each block of them
+can run in a SimPy environment of its own (`cluster.Shard`: the replicas keep their indices, hence their
+random draws) and what they measured be merged (`Metrics.absorb`). A large open-loop run is split so into
+`SHARDS` contiguous blocks of replicas, simulated in forked workers as far as there are CPUs for them.
 
 Each replica sees the same arrivals at the same times, and steps of the same cost, as in one environment,
 so the request table and the timeline are the same; of the summary, the three figures summed in the order
@@ -16,14 +16,17 @@ import os
 from dataclasses import replace
 from typing import NamedTuple
 
+import numpy as np
 import simpy
 
-from .cluster import Colocated, Deployment, SoleReplica
+from .cluster import Colocated, Deployment, Shard
 from .metrics import Metrics
 from .request import Request
 from .run import Pool, RunConfig, RunResult, deploy, pool_result, replay_arrivals
 
 SHARD_MIN_REQUESTS = 50_000  # smaller runs take a few seconds: not worth forking
+SHARDS = 2  # blocks of replicas: as many as the CI machine's CPUs, fixed so that a run's figures never
+# depend on the machine (the order of the sums across replicas follows the blocks)
 
 
 class ShardedReplica(NamedTuple):
@@ -33,60 +36,74 @@ class ShardedReplica(NamedTuple):
 
 
 def worth_sharding(cfg: RunConfig, requests: list[Request], progress) -> bool:
-    """A large open-loop run on a colocated cluster whose router fixes each replica's requests, on a
-    machine with more than one CPU (and fork, to share the requests with the workers)."""
+    """A large open-loop run on a colocated cluster whose router fixes each replica's requests."""
     return (progress is None and cfg.concurrency is None and isinstance(cfg.cluster, Colocated)
-            and cfg.cluster.replicas > 1 and len(requests) >= SHARD_MIN_REQUESTS and _workers(cfg) > 1
-            and "fork" in mp.get_all_start_methods() and cfg.cluster.split(requests[:0]) is not None)
-
-
-def _workers(cfg: RunConfig) -> int:
-    return min(len(os.sched_getaffinity(0)), cfg.cluster.replicas)
+            and cfg.cluster.replicas > 1 and len(requests) >= SHARD_MIN_REQUESTS
+            and cfg.cluster.split(requests[:0]) is not None)
 
 
 def simulate_sharded(cfg: RunConfig, requests: list[Request], workers: int | None = None) -> RunResult:
-    """`run.simulate` of a run that `worth_sharding`, over `workers` processes (default: one a CPU)."""
-    workers = workers or _workers(cfg)
-    positions = cfg.cluster.split(list(range(len(requests))))
-    shares = [[requests[i] for i in mine] for mine in positions]
-    indices = list(range(cfg.cluster.replicas))
-    blocks = [indices[w * len(indices) // workers:(w + 1) * len(indices) // workers] for w in range(workers)]
-    context = mp.get_context("fork")
-    pipes, children = [], []
-    for block in blocks[1:]:
-        receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_serve_in_worker, args=(cfg, block, shares, send), daemon=True)
-        child.start()
-        send.close()
-        pipes.append(receive)
-        children.append(child)
-    metrics, kv_blocks = _serve(cfg, blocks[0], shares)
-    for block, receive, child in zip(blocks[1:], pipes, children):
-        theirs, served = receive.recv()
+    """`run.simulate` of a run that `worth_sharding`: `SHARDS` blocks of replicas, each but the first in a
+    forked worker while `workers` processes allow (default: one a CPU), the others in this one."""
+    replicas = cfg.cluster.replicas
+    serves = np.empty(len(requests), dtype=np.int64)  # the replica of each request
+    for index, mine in enumerate(cfg.cluster.split(list(range(len(requests))))):
+        serves[mine] = index
+    blocks = [tuple(range(s * replicas // SHARDS, (s + 1) * replicas // SHARDS)) for s in range(SHARDS)]
+    shards = [_shard(block, serves, cfg.cluster.router) for block in blocks if block]
+    workers = min(workers or _cpus(), len(shards))
+    forked = [_fork(cfg, shard, requests) for shard in shards[len(shards) - workers + 1:]]
+    metrics, kv_blocks = Metrics(cfg.kv_cache.block_size_tokens), 0
+    for shard in shards[:len(shards) - workers + 1]:
+        measured, kv_blocks = _serve(cfg, shard, requests)
+        metrics.absorb(measured)
+    for shard, (receive, child) in zip(shards[len(shards) - workers + 1:], forked):
+        measured, served = receive.recv()
         child.join()
-        metrics.absorb(theirs)
-        for index, done in zip(block, served):
-            for i, req in zip(positions[index], done):
-                requests[i] = req
-    pool = Pool(Deployment(None, [ShardedReplica(i) for i in indices]), kv_blocks)
+        metrics.absorb(measured)
+        for i, req in zip(shard.positions, served):
+            requests[i] = req
+    pool = Pool(Deployment(None, [ShardedReplica(i) for i in range(replicas)]), kv_blocks)
     return pool_result(cfg, requests, metrics, pool)
 
 
-def _serve(cfg: RunConfig, indices: list[int], shares: list[list[Request]]) -> tuple[Metrics, int]:
-    """Each of the replicas `indices`, alone in an environment with its share of the requests, one after
-    the other; what they measured, merged, and the KV blocks a replica holds."""
-    metrics, kv_blocks = Metrics(cfg.kv_cache.block_size_tokens), 0
-    for index in indices:
-        env, measured = simpy.Environment(), Metrics(cfg.kv_cache.block_size_tokens)
-        pool = deploy(replace(cfg, cluster=SoleReplica(index, cfg.cluster.router)), env, measured, shares[index])
-        replay_arrivals(env, shares[index], pool.deployment.entry)
-        metrics.absorb(measured)
-        kv_blocks = pool.kv_blocks_per_replica
-    return metrics, kv_blocks
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if "fork" in mp.get_all_start_methods() else 1
 
 
-def _serve_in_worker(cfg: RunConfig, indices: list[int], shares: list[list[Request]], send) -> None:
+def _fork(cfg: RunConfig, shard: "_ShardPlan", requests: list[Request]):
+    """A worker serving the shard (it shares the requests with this process until it writes them): the
+    end of a pipe its results will come through, and the worker."""
+    receive, send = mp.get_context("fork").Pipe(duplex=False)
+    child = mp.get_context("fork").Process(target=_serve_in_worker, args=(cfg, shard, requests, send), daemon=True)
+    child.start()
+    send.close()
+    return receive, child
+
+
+class _ShardPlan(NamedTuple):
+    cluster: Shard
+    positions: list[int]  # of its requests in the run's list, in arrival order
+
+
+def _shard(indices: tuple[int, ...], serves: np.ndarray, router: str) -> _ShardPlan:
+    """The replicas `indices` (contiguous) with the requests they serve."""
+    positions = np.flatnonzero((serves >= indices[0]) & (serves <= indices[-1]))
+    return _ShardPlan(Shard(indices, tuple((serves[positions] - indices[0]).tolist()), router), positions.tolist())
+
+
+def _serve(cfg: RunConfig, shard: _ShardPlan, requests: list[Request]) -> tuple[Metrics, int]:
+    """The shard's replicas in an environment of their own, with their requests: what they measured, and
+    the KV blocks a replica holds."""
+    mine = [requests[i] for i in shard.positions]
+    env, metrics = simpy.Environment(), Metrics(cfg.kv_cache.block_size_tokens)
+    pool = deploy(replace(cfg, cluster=shard.cluster), env, metrics, mine)
+    replay_arrivals(env, mine, pool.deployment.entry)
+    return metrics, pool.kv_blocks_per_replica
+
+
+def _serve_in_worker(cfg: RunConfig, shard: _ShardPlan, requests: list[Request], send) -> None:
     """A forked worker's `_serve`: sends back what its replicas measured and their requests as they ended."""
-    metrics, _ = _serve(cfg, indices, shares)
-    send.send((metrics, [shares[index] for index in indices]))
+    metrics, _ = _serve(cfg, shard, requests)
+    send.send((metrics, [requests[i] for i in shard.positions]))
     send.close()

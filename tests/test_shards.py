@@ -19,12 +19,13 @@ def _workload(n: int) -> Workload:
     return Workload(np.cumsum(rng.exponential(1 / 40.0, n)), rng.integers(20, 900, n), rng.integers(1, 120, n))
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_replicas_simulated_apart_give_the_table_timeline_and_summary_of_one_environment(workers):
+def test_replicas_simulated_apart_give_the_table_timeline_and_summary_of_one_environment():
     cfg = RunConfig(get_model("tiny-llama"), get_hardware("a100-sxm-80gb"), cluster=Colocated(5, "round_robin"))
     wl = _workload(300)
     whole = simulate(cfg, requests_from(wl))
-    apart = simulate_sharded(cfg, requests_from(wl), workers=workers)
+    apart = simulate_sharded(cfg, requests_from(wl), workers=2)
+    in_one_process = simulate_sharded(cfg, requests_from(wl), workers=1)
+    assert in_one_process.summary == apart.summary  # the same blocks, merged in the same order, wherever run
     for name, column in whole.table.items():
         assert np.array_equal(apart.table[name], column, equal_nan=column.dtype.kind == "f"), name
     for name, column in whole.timeline.items():
@@ -40,8 +41,7 @@ def test_replicas_simulated_apart_give_the_table_timeline_and_summary_of_one_env
 def test_only_large_open_loop_runs_behind_a_router_that_fixes_each_replicas_requests_are_split():
     cfg = RunConfig(get_model("tiny-llama"), get_hardware("a100-sxm-80gb"), cluster=Colocated(4, "round_robin"))
     large = [None] * SHARD_MIN_REQUESTS
-    can_fork = len(__import__("os").sched_getaffinity(0)) > 1
-    assert worth_sharding(cfg, large, None) == can_fork
+    assert worth_sharding(cfg, large, None)  # on any machine: the figures must not depend on its CPUs
     assert not worth_sharding(cfg, large[:-1], None)  # small
     assert not worth_sharding(cfg, large, lambda done, now_s: None)  # progress is reported as the run goes
     assert not worth_sharding(dataclasses.replace(cfg, concurrency=8), large, None)  # closed loop
