@@ -68,7 +68,11 @@ def simulate_sharded(cfg: RunConfig, requests: list[Request], workers: int | Non
 
 
 def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if "fork" in mp.get_all_start_methods() else 1
+    """CPUs to fork workers onto: one where fork is missing or this process may have no children (a
+    multiprocessing pool's worker is a daemon)."""
+    if "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
+        return 1
+    return len(os.sched_getaffinity(0))
 
 
 def _fork(cfg: RunConfig, shard: "_ShardPlan", requests: list[Request]):
