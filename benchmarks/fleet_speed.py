@@ -7,7 +7,8 @@ lengths (median 800 prompt / 200 output tokens, sigma 0.8, clipped to 16-6000 an
 The run is timed in its own process, after a 500-request warm-up (loading the compiled Numba code, the
 first cost tables), so that its peak RSS is its own; building the request list is not timed. Round robin
 fixes each replica's requests, so the simulator splits the replicas over the CPUs (`sim.shards`): the
-largest worker's peak RSS is reported beside the main process's.
+largest worker's peak RSS is reported beside the main process's, and their sum over time, sampled every
+0.2 s, is what the 4 GB target is checked against.
 
     python benchmarks/fleet_speed.py [--quick] [--preset vllm-v1] [--out benchmarks/results/fleet_speed.json]
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +39,24 @@ def fleet_workload(n: int, seed: int = 0):
     return Workload(np.cumsum(rng.exponential(1 / (REPLICAS * RATE_PER_REPLICA), n)), prompt, output)
 
 
+def _tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants now (Linux /proc; 0 for one that just ended)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except (OSError, StopIteration):
+        return 0
+    return rss + sum(_tree_rss_bytes(c) for c in children)
+
+
+def _sample_peak(peak: list, stop: threading.Event) -> None:
+    """Keep peak[0] at the largest resident memory of this process and its workers together, every 0.2 s."""
+    while not stop.wait(0.2):
+        peak[0] = max(peak[0], _tree_rss_bytes(os.getpid()))
+
+
 def _run(n: int, preset: str, queue) -> None:
     import dataclasses
 
@@ -51,14 +72,20 @@ def _run(n: int, preset: str, queue) -> None:
     warm = Workload(wl.arrival_s[:500], wl.prompt_tokens[:500], wl.output_tokens[:500])
     simulate(cfg, requests_from(warm))
     requests = requests_from(wl)
+    peak, stop = [0], threading.Event()
+    sampler = threading.Thread(target=_sample_peak, args=(peak, stop), daemon=True)
+    sampler.start()
     start, cpu_start = time.perf_counter(), time.process_time()
     result = simulate(cfg, requests)
     wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    stop.set()
     s = result.summary
     queue.put({"requests": n, "replicas": REPLICAS, "preset": preset, "wall_s": wall_s, "cpu_s": cpu_s,
                "ms_per_request": 1e3 * wall_s / n, "steps": s["steps"],
                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+               # the samples miss short peaks: at least the process's own
+               "together_peak_rss_bytes": max(peak[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
                "timeline_kept": result.timeline is not None, "simulated_time_s": s["simulated_time_s"],
                "requests_completed": s["requests_completed"], "ttft_p50_s": s["ttft_s"]["p50"],
                "tpot_p50_s": s["tpot_s"]["p50"], "itl_p99_s": s["itl_s"]["p99"],
@@ -77,11 +104,11 @@ def main() -> None:
     proc.start()
     r = queue.get()
     proc.join()
-    together_bytes = r["peak_rss_bytes"] + r["worker_peak_rss_bytes"]  # at most, all at once
-    r["meets_target"] = n < 1_000_000 or (r["wall_s"] < TARGET_S and together_bytes < TARGET_BYTES)
+    r["meets_target"] = n < 1_000_000 or (r["wall_s"] < TARGET_S and r["together_peak_rss_bytes"] < TARGET_BYTES)
     print(f"{n:,} requests x {REPLICAS} replicas ({args.preset}): {r['wall_s']:.1f} s wall ({r['cpu_s']:.1f} s CPU), "
           f"{r['ms_per_request']:.3f} ms/request, {r['steps']:,} steps, peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB "
-          f"(a worker's: {r['worker_peak_rss_bytes'] / 1e9:.2f} GB), "
+          f"(a worker's: {r['worker_peak_rss_bytes'] / 1e9:.2f} GB; all together, sampled: "
+          f"{r['together_peak_rss_bytes'] / 1e9:.2f} GB), "
           f"timeline {'kept' if r['timeline_kept'] else 'streamed (totals only)'}"
           + ("" if args.quick else f"; target {TARGET_S:.0f} s / {TARGET_BYTES / 1e9:.0f} GB: "
              f"{'met' if r['meets_target'] else 'not met'}"))

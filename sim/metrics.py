@@ -47,7 +47,7 @@ class RunRecord(NamedTuple):
 _STEP_DTYPE = np.dtype([(c, np.float64 if c.endswith("_s") else np.int64) for c in TIMELINE_COLUMNS])
 _RUN_DTYPE = np.dtype([(c, np.int64) for c in RunRecord._fields])
 GATHER = 4096  # appended rows or arrays made into one NumPy array at a time
-CHUNK_ROWS = 1 << 20  # timeline rows sealed into one compact chunk
+CHUNK_ROWS = 1 << 18  # timeline rows sealed into one compact chunk (summing one takes ~25 B a row)
 STREAM_AFTER_ROWS = 1 << 24  # a longer timeline is not kept: its totals are summed chunk by chunk instead
 
 
