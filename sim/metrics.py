@@ -187,9 +187,10 @@ class Metrics:
         self._open = _Records()
         self._rows = 0  # in the sealed chunks
         self._folded: TimelineTotals | None = None  # of the chunks dropped once streaming
-        self._itl_values, self._itl_weights = Arrays(np.float64), Arrays(np.int64)
+        # tokens per gap (a batch's rows at most) as int32: a long run has tens of millions of gaps
+        self._itl_values, self._itl_weights = Arrays(np.float64), Arrays(np.int32)
         self._itl_run_values = Arrays(np.float64)  # gaps that all stand for the same number of tokens
-        self._itl_run_weights, self._itl_run_lengths = Rows(np.int64), Rows(np.int64)
+        self._itl_run_weights, self._itl_run_lengths = Rows(np.int32), Rows(np.int64)
         self.flops = 0.0
         self.bytes = 0.0
         self.preemptions = 0
@@ -284,16 +285,16 @@ class Metrics:
 def weighted_percentiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:
     """The smallest value with at least q of the total weight at or below it (inverted weighted CDF), found
     by selection rather than by sorting (a long run has tens of millions of gaps)."""
-    weights = np.asarray(weights, dtype=np.int64)
-    total = int(weights.sum())
+    values, weights = np.array(values), np.array(weights)  # one copy, reordered by each selection in turn
+    total = int(weights.sum(dtype=np.int64))
     return np.array([_weighted_select(values, weights, q * total) for q in quantiles])
 
 
 @njit(cache=True)
 def _weighted_select(values, weights, target):
-    """Quickselect with a three-way partition: the smallest v with sum(weights[values <= v]) >= target
-    (the largest value when the whole weight falls short of it)."""
-    v, w = values.copy(), weights.copy()
+    """Quickselect with a three-way partition, in place (it reorders the pairs): the smallest v with
+    sum(weights[values <= v]) >= target (the largest value when the whole weight falls short of it)."""
+    v, w = values, weights
     lo, hi, below = 0, len(v), 0
     while hi - lo > 1:
         a, b, c = v[lo], v[(lo + hi) // 2], v[hi - 1]

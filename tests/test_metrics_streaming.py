@@ -64,3 +64,10 @@ def test_a_streamed_timeline_gives_the_summary_of_the_whole_timeline(monkeypatch
     for key, value in whole.summary.items():
         # the same sums, added chunk by chunk: equal but for rounding
         assert streamed.summary[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
+
+
+def test_weighted_percentiles_sum_int32_weights_past_two_to_the_31():
+    # four gaps of 2^30 tokens each: 2^32 in all, which an int32 sum would wrap; the median (2^31 tokens)
+    # is reached at the second smallest gap
+    weights = np.full(4, 1 << 30, dtype=np.int32)
+    assert weighted_percentiles(np.array([0.4, 0.1, 0.3, 0.2]), weights, [0.5]).tolist() == [0.2]
