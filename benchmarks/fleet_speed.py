@@ -7,8 +7,9 @@ lengths (median 800 prompt / 200 output tokens, sigma 0.8, clipped to 16-6000 an
 The run is timed in its own process, after a 500-request warm-up (loading the compiled Numba code, the
 first cost tables), so that its peak RSS is its own; building the request list is not timed. Round robin
 fixes each replica's requests, so the simulator splits the replicas over the CPUs (`sim.shards`): the
-largest worker's peak RSS is reported beside the main process's, and their sum over time, sampled every
-0.2 s, is what the 4 GB target is checked against.
+largest worker's peak RSS is reported beside the main process's, and the most memory they held together
+(proportional set sizes, sampled every 0.2 s; at least the main process's peak RSS) is what the 4 GB
+target is checked against.
 
     python benchmarks/fleet_speed.py [--quick] [--preset vllm-v1] [--out benchmarks/results/fleet_speed.json]
 """
@@ -39,22 +40,24 @@ def fleet_workload(n: int, seed: int = 0):
     return Workload(np.cumsum(rng.exponential(1 / (REPLICAS * RATE_PER_REPLICA), n)), prompt, output)
 
 
-def _tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants now (Linux /proc; 0 for one that just ended)."""
+def _tree_memory_bytes(pid: int) -> int:
+    """Memory of a process and all its descendants now: their proportional set sizes (Linux /proc), which
+    count the pages a forked worker still shares with its parent once, not once in each as RSS does (0 for
+    a process that just ended)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            pss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             children = [int(c) for c in f.read().split()]
     except (OSError, StopIteration):
         return 0
-    return rss + sum(_tree_rss_bytes(c) for c in children)
+    return pss + sum(_tree_memory_bytes(c) for c in children)
 
 
 def _sample_peak(peak: list, stop: threading.Event) -> None:
-    """Keep peak[0] at the largest resident memory of this process and its workers together, every 0.2 s."""
+    """Keep peak[0] at the most memory this process and its workers held together, sampled every 0.2 s."""
     while not stop.wait(0.2):
-        peak[0] = max(peak[0], _tree_rss_bytes(os.getpid()))
+        peak[0] = max(peak[0], _tree_memory_bytes(os.getpid()))
 
 
 def _run(n: int, preset: str, queue) -> None:
@@ -107,7 +110,7 @@ def main() -> None:
     r["meets_target"] = n < 1_000_000 or (r["wall_s"] < TARGET_S and r["together_peak_rss_bytes"] < TARGET_BYTES)
     print(f"{n:,} requests x {REPLICAS} replicas ({args.preset}): {r['wall_s']:.1f} s wall ({r['cpu_s']:.1f} s CPU), "
           f"{r['ms_per_request']:.3f} ms/request, {r['steps']:,} steps, peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB "
-          f"(a worker's: {r['worker_peak_rss_bytes'] / 1e9:.2f} GB; all together, sampled: "
+          f"(a worker's: {r['worker_peak_rss_bytes'] / 1e9:.2f} GB; together, PSS sampled: "
           f"{r['together_peak_rss_bytes'] / 1e9:.2f} GB), "
           f"timeline {'kept' if r['timeline_kept'] else 'streamed (totals only)'}"
           + ("" if args.quick else f"; target {TARGET_S:.0f} s / {TARGET_BYTES / 1e9:.0f} GB: "
