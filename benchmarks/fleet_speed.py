@@ -8,7 +8,7 @@ The run is timed in its own process, after a 500-request warm-up (loading the co
 first cost tables), so that its peak RSS is its own; building the request list is not timed. Round robin
 fixes each replica's requests, so the simulator splits the replicas over the CPUs (`sim.shards`): the
 largest worker's peak RSS is reported beside the main process's, and the most memory they held together
-(proportional set sizes, sampled every 0.2 s; at least the main process's peak RSS) is what the 4 GB
+(proportional set sizes, sampled every 0.5 s; at least the main process's peak RSS) is what the 4 GB
 target is checked against.
 
     python benchmarks/fleet_speed.py [--quick] [--preset vllm-v1] [--out benchmarks/results/fleet_speed.json]
@@ -55,8 +55,9 @@ def _tree_memory_bytes(pid: int) -> int:
 
 
 def _sample_peak(peak: list, stop: threading.Event) -> None:
-    """Keep peak[0] at the most memory this process and its workers held together, sampled every 0.2 s."""
-    while not stop.wait(0.2):
+    """Keep peak[0] at the most memory this process and its workers held together, sampled every 0.5 s
+    (reading a process's PSS walks its page tables: not free)."""
+    while not stop.wait(0.5):
         peak[0] = max(peak[0], _tree_memory_bytes(os.getpid()))
 
 
