@@ -269,7 +269,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None) -> RunResul
     that many clients that each send their next request when their last one completes or is refused
     (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
     arrival times are set as they are sent. A large open-loop run whose router fixes each replica's
-    requests is simulated replica by replica over the CPUs (`sim.shards`)."""
+    requests is simulated in blocks of replicas over the CPUs (`sim.shards`)."""
     check_config(cfg)
     from .shards import simulate_sharded, worth_sharding  # shards deploy replicas with this module's `deploy`
     if worth_sharding(cfg, requests, progress):
