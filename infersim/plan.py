@@ -558,12 +558,14 @@ def operating_point(ctx: PlanContext, rate_per_s: float, run: Simulated) -> dict
     """A whole run at a candidate's chosen rate: its timeline and what bounds it."""
     result, cfg = run.result, run.cfg
     tl, s = result.timeline, result.summary
-    keep = np.unique(np.linspace(0, len(tl["start_s"]) - 1, min(TIMELINE_POINTS, len(tl["start_s"]))).astype(int))
     batch = max(1, round(s["batch_size_mean"]))
-    return {"rate_per_s": rate_per_s,
-            "timeline": {"time_s": (tl["start_s"][keep] + tl["duration_s"][keep]).tolist(),
-                         "kv_utilization": (tl["kv_blocks_used"][keep] / result.total_blocks).tolist(),
-                         "batch_size": tl["batch_seqs"][keep].tolist()},
+    timeline = {"time_s": [], "kv_utilization": [], "batch_size": []}  # none kept of a very long run
+    if tl is not None:
+        keep = np.unique(np.linspace(0, len(tl["start_s"]) - 1, min(TIMELINE_POINTS, len(tl["start_s"]))).astype(int))
+        timeline = {"time_s": (tl["start_s"][keep] + tl["duration_s"][keep]).tolist(),
+                    "kv_utilization": (tl["kv_blocks_used"][keep] / result.total_blocks).tolist(),
+                    "batch_size": tl["batch_seqs"][keep].tolist()}
+    return {"rate_per_s": rate_per_s, "timeline": timeline,
             "kv_utilization_peak": s["kv_utilization_peak"], "preemptions": s["preemptions"],
             "model_flops_utilization": s["model_flops_utilization"],
             "model_bandwidth_utilization": s["model_bandwidth_utilization"],

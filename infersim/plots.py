@@ -78,15 +78,17 @@ def plot_run(result, path: Path | str, title: str) -> None:
     tl, t = result.timeline, result.table
     done = t["state"] == "done"
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    ax = axes[0, 0]
-    ax.plot(tl["start_s"], tl["batch_seqs"], lw=0.6, drawstyle="steps-post")
-    ax.set(xlabel="simulated time (s)", ylabel="sequences in the step", title="batch size")
-    ax = axes[0, 1]
-    ax.plot(tl["start_s"], 100 * tl["kv_blocks_used"] / result.total_blocks, lw=0.6, drawstyle="steps-post")
-    ax.set(xlabel="simulated time (s)", ylabel="% of KV blocks in use", title="KV cache", ylim=(0, 105))
-    ax = axes[1, 0]
-    ax.plot(tl["start_s"], tl["queue_len"], lw=0.6, drawstyle="steps-post", color="C3")
-    ax.set(xlabel="simulated time (s)", ylabel="waiting requests", title="queue")
+    over_time = ((axes[0, 0], "batch_seqs", 1, "sequences in the step", "batch size", "C0"),
+                 (axes[0, 1], "kv_blocks_used", 100 / result.total_blocks, "% of KV blocks in use", "KV cache", "C0"),
+                 (axes[1, 0], "queue_len", 1, "waiting requests", "queue", "C3"))
+    for ax, column, scale, ylabel, title_text, color in over_time:
+        ax.set(xlabel="simulated time (s)", ylabel=ylabel, title=title_text)
+        if tl is None:  # too many steps to keep (sim.metrics): the summary still has the means and peaks
+            ax.text(0.5, 0.5, "run too long to keep\na per-step timeline", ha="center", va="center",
+                    transform=ax.transAxes)
+            continue
+        ax.plot(tl["start_s"], scale * tl[column], lw=0.6, drawstyle="steps-post", color=color)
+    axes[0, 1].set_ylim(0, 105)
     ax = axes[1, 1]
     for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         v = np.sort(t[key][done & np.isfinite(t[key])])

@@ -66,15 +66,18 @@ def json_safe(value):
 
 def write_run(result, out_dir) -> dict:
     """summary.json (strict JSON: a figure without a value is null), requests.csv (one row per request) and
-    timeline.csv (one row per step) under out_dir; returns the paths written."""
+    timeline.csv (one row per step, unless the run was too long to keep one: sim.metrics) under out_dir;
+    returns the paths written."""
     import json
     from pathlib import Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"summary": out / "summary.json", "requests": out / "requests.csv", "timeline": out / "timeline.csv"}
+    paths = {"summary": out / "summary.json", "requests": out / "requests.csv"}
     paths["summary"].write_text(json.dumps(json_safe(result.summary), indent=2, allow_nan=False) + "\n")
     _csv(paths["requests"], result.table)
-    _csv(paths["timeline"], result.timeline)
+    if result.timeline is not None:
+        paths["timeline"] = out / "timeline.csv"
+        _csv(paths["timeline"], result.timeline)
     return paths
 
 

@@ -112,18 +112,18 @@ class DecodeBatch:
         return self._scan
 
     def advance(self, ends_s: np.ndarray, latency_s: np.ndarray, held_blocks: np.ndarray | None = None,
-                emitted: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+                emitted: np.ndarray | None = None, held_base: int = 0) -> tuple[int, np.ndarray, np.ndarray]:
         """Every row decoded one token in each step ending at `ends_s` (lasting `latency_s`), or, given
         `emitted` (one step, speculative decoding), row i that many tokens at once (at most what it has left).
-        Given the blocks each request holds (by id; paged KV, whose blocks are taken as contexts grow), adds
-        to them the blocks each row opened: one at every multiple of the block size, plus a pending
-        copy-on-write (see blocks.BlockGrowth). Returns how many blocks were opened, and the gaps before the
+        Given the blocks each request holds (by id, `held_blocks[id - held_base]`; paged KV, whose blocks are
+        taken as contexts grow), adds to them the blocks each row opened: one at every multiple of the block
+        size, plus a pending copy-on-write (see blocks.BlockGrowth). Returns how many blocks were opened, and the gaps before the
         rows' first new tokens as distinct values with how many rows had each (rows that decoded together
         share their previous token's time)."""
         self._scan = None
         opens_blocks = held_blocks is not None
         return _advance(self._ints, self._floats, self._n, ends_s, latency_s, self.block_size, opens_blocks,
-                        held_blocks if opens_blocks else _NOT_COUNTED,
+                        held_blocks if opens_blocks else _NOT_COUNTED, held_base,
                         _NOT_COUNTED if emitted is None else emitted)
 
 
@@ -207,7 +207,7 @@ def _add_request(ints, floats, n, request_id, seqs, context, remaining, others_c
 
 
 @njit(cache=True)
-def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held, emitted):
+def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held, held_base, emitted):
     steps = len(ends_s)
     per_row = len(emitted) > 0  # one step in which row i wrote emitted[i] tokens, else `steps` each
     first_end_s, last_end_s = ends_s[0], ends_s[steps - 1]
@@ -223,7 +223,7 @@ def _advance(ints, floats, n, ends_s, latency_s, block_size, opens_blocks, held,
         if opens_blocks:  # boundaries at r_i, r_i + B, ... below `tokens`, plus a pending copy (blocks.BlockGrowth)
             first = (block_size - ints[CONTEXT, i] % block_size) % block_size
             grown = (tokens - 1 + block_size - first) // block_size + ints[COPY, i]
-            held[ints[REQUEST, i]] += grown
+            held[ints[REQUEST, i] - held_base] += grown
             opened += grown
         gap = first_end_s - floats[LAST, i]
         j = 0

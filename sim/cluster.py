@@ -16,7 +16,7 @@ import simpy
 
 from .replica import Replica
 from .request import Request
-from .router import Router, make_router
+from .router import FixedRouter, Router, make_router
 
 # make_replica(index, hand_off) -> Replica; transfer_s(request) -> seconds its KV cache takes to cross;
 # requests: the run's, when their arrival times are known in advance (None in a closed loop)
@@ -40,6 +40,30 @@ class Colocated:
         # when known in advance, runs end at arrivals without interrupts
         known = router.arrival_times(requests) if requests is not None else None
         for replica, times in zip(replicas, known or []):
+            replica.arrival_times_s = times
+        return Deployment(router, replicas)
+
+    def split(self, requests: list[Request]) -> list[list[Request]] | None:
+        """The requests each replica serves, when the router fixes them in advance (else None)."""
+        return make_router(self.router, list(range(self.replicas))).split(requests)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Replicas `indices` of a colocated cluster whose `router` fixes each replica's requests in advance,
+    deployed apart from the others (`sim.shards`): the k-th request reaching the shard goes to replica
+    `indices[serves[k]]`. The replicas keep their indices in the whole cluster, and so their records and
+    random draws."""
+
+    indices: tuple[int, ...]
+    serves: tuple[int, ...]
+    router: str = "round_robin"  # the whole cluster's (a run's configuration names one)
+
+    def build(self, env: simpy.Environment, make_replica: MakeReplica, requests: list[Request] | None,
+              transfer_s: Callable[[Request], float]) -> Deployment:
+        replicas = [make_replica(i) for i in self.indices]
+        router = FixedRouter(replicas, self.serves)
+        for replica, times in zip(replicas, router.arrival_times(requests) if requests is not None else []):
             replica.arrival_times_s = times
         return Deployment(router, replicas)
 

@@ -63,9 +63,9 @@ class PagedAllocator:
             self._growth_of, self._growth = scan, BlockGrowth(scan.crossings_cdf, len(batch), scan.pending_copies)
         return self._growth
 
-    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held_blocks: np.ndarray,
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held: HeldBlocks,
                 emitted: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
-        return batch.advance(ends_s, latency_s, held_blocks, emitted)
+        return batch.advance(ends_s, latency_s, held.counts, emitted, held.base)
 
 
 class ContiguousAllocator:
@@ -102,12 +102,40 @@ class ContiguousAllocator:
     def growth(self, batch: DecodeBatch) -> BlockGrowth:
         return self._growth
 
-    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held_blocks: np.ndarray,
+    def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held: HeldBlocks,
                 emitted: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
         return batch.advance(ends_s, latency_s, None, emitted)
 
 
 ALLOCATORS = {a.name: a for a in (PagedAllocator, ContiguousAllocator)}
+
+
+class HeldBlocks:
+    """Blocks each request holds, by request id, in an array that spans only the ids of requests holding
+    some (`counts[id - base]`): a replica of a large cluster sees ids spread over the whole run, so an array
+    indexed by the id itself would take a slot for every request of the run."""
+
+    def __init__(self):
+        self.counts, self.base = np.zeros(64, dtype=np.int64), 0
+
+    def __getitem__(self, request_id: int) -> int:
+        i = request_id - self.base
+        return int(self.counts[i]) if 0 <= i < len(self.counts) else 0
+
+    def __setitem__(self, request_id: int, blocks: int) -> None:
+        if not 0 <= request_id - self.base < len(self.counts):
+            self._span(request_id)
+        self.counts[request_id - self.base] = blocks
+
+    def _span(self, request_id: int) -> None:
+        """Lay the array anew over the ids holding blocks and `request_id`, with as much room again."""
+        live = np.flatnonzero(self.counts)
+        low, high = request_id, request_id
+        if len(live):
+            low, high = min(low, self.base + int(live[0])), max(high, self.base + int(live[-1]))
+        counts = np.zeros(max(64, 2 * (high - low + 1)), dtype=np.int64)
+        counts[live + self.base - low] = self.counts[live]
+        self.counts, self.base = counts, low
 
 
 class PrefixKey(NamedTuple):
@@ -125,7 +153,7 @@ class KVCacheManager:
         self.host_pool = BlockPool(host_blocks)  # swap space
         self.watermark_blocks = watermark_blocks
         self.prefix_caching = prefix_caching
-        self._held = np.zeros(64, dtype=np.int64)  # by request id: blocks it holds (on the GPU or swapped)
+        self._held = HeldBlocks()  # by request id: blocks it holds (on the GPU or swapped)
         self._prefix: dict[int, PrefixKey] = {}  # request id -> the cached prefix it borrows
 
     # -- questions --------------------------------------------------------------------------------------
@@ -136,7 +164,7 @@ class KVCacheManager:
     def blocks_of(self, req: Request) -> int:
         """Blocks the request holds, a cached prefix it borrows included."""
         key = self._prefix.get(req.id)
-        return int(self._held[req.id]) + (key.blocks if key else 0)
+        return self._held[req.id] + (key.blocks if key else 0)
 
     def _prefix_blocks(self, req: Request, context_tokens: int) -> int:
         if not (self.prefix_caching and req.prefix_id >= 0) or req.prefix_tokens >= context_tokens:
@@ -192,7 +220,7 @@ class KVCacheManager:
 
     def can_swap_in(self, req: Request, rows: DecodeBatch) -> bool:
         """Whether a swapped request's blocks and its rows' next step fit above the watermark."""
-        return (self.pool.available_blocks - int(self._held[req.id]) - self.next_step_blocks(rows)
+        return (self.pool.available_blocks - self._held[req.id] - self.next_step_blocks(rows)
                 >= self.watermark_blocks)
 
     def can_swap_out(self, req: Request) -> bool:
@@ -201,8 +229,6 @@ class KVCacheManager:
     # -- what happened ----------------------------------------------------------------------------------
     def admit(self, req: Request, context_tokens: int) -> int:
         """Take the blocks for a context; returns the tokens a prefix cache already holds."""
-        if req.id >= len(self._held):
-            self._held = np.concatenate((self._held, np.zeros(max(len(self._held), req.id + 1), np.int64)))
         blocks = self.allocator.context_blocks(req, context_tokens)
         prefix = self._prefix_blocks(req, context_tokens)
         if prefix:
@@ -225,7 +251,7 @@ class KVCacheManager:
         return first_gaps_s, rows_per_gap
 
     def free(self, req: Request) -> None:
-        self.pool.give(int(self._held[req.id]))
+        self.pool.give(self._held[req.id])
         self._held[req.id] = 0
         key = self._prefix.pop(req.id, None)
         if key:
@@ -241,7 +267,7 @@ class KVCacheManager:
         return blocks
 
     def swap_in(self, req: Request) -> int:
-        blocks = int(self._held[req.id])
+        blocks = self._held[req.id]
         self.host_pool.give(blocks)
         self.pool.take(blocks)
         return blocks

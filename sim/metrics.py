@@ -1,5 +1,5 @@
-"""What a run measured: per-step timeline and inter-token gaps kept as NumPy chunks (never one Python
-object per token), and the summary statistics computed from them and from the requests."""
+"""What a run measured: per-step timeline and inter-token gaps gathered into NumPy arrays (never one
+Python object per step or token), and the summary statistics computed from them and from the requests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +7,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from infersim.roofline.step import UtilizationPeaks
 
@@ -43,17 +44,153 @@ class RunRecord(NamedTuple):
     kv_tokens_before: int
 
 
-class Metrics:
+_STEP_DTYPE = np.dtype([(c, np.float64 if c.endswith("_s") else np.int64) for c in TIMELINE_COLUMNS])
+_RUN_DTYPE = np.dtype([(c, np.int64) for c in RunRecord._fields])
+GATHER = 4096  # appended rows or arrays made into one NumPy array at a time
+CHUNK_ROWS = 1 << 18  # timeline rows sealed into one compact chunk (summing one takes ~25 B a row)
+STREAM_AFTER_ROWS = 1 << 24  # a longer timeline is not kept: its totals are summed chunk by chunk instead
+
+
+class Rows:
+    """Rows (scalars, tuples of a structured dtype, or arrays of one width) appended one call at a time: a
+    call costs a list append, and every `GATHER` rows become one NumPy array, so no Python object per row
+    lives for long."""
+
+    def __init__(self, dtype):
+        self._dtype, self._pending, self._gathered, self.n = np.dtype(dtype), [], [], 0
+
+    def append(self, row) -> None:
+        self._pending.append(row)
+        self.n += 1
+        if len(self._pending) == GATHER:
+            self._gather()
+
+    def _gather(self) -> None:
+        if self._pending:
+            self._gathered.append(np.array(self._pending, dtype=self._dtype))
+            self._pending = []
+
+    def absorb(self, other: "Rows") -> None:
+        """Append another's rows (or arrays) after these."""
+        self._gather()
+        self._gathered.append(other.values)
+        self.n += other.n
+
+    @property
+    def values(self) -> np.ndarray:
+        self._gather()
+        if len(self._gathered) != 1:
+            self._gathered = [np.concatenate(self._gathered) if self._gathered else np.zeros(0, dtype=self._dtype)]
+        return self._gathered[0]
+
+
+class Arrays(Rows):
+    """One-dimensional arrays appended one call at a time, read as their concatenation."""
+
+    def extend(self, values: np.ndarray) -> None:
+        self._pending.append(values)
+        self.n += len(values)
+        if len(self._pending) == GATHER:
+            self._gather()
+
+    def _gather(self) -> None:
+        if self._pending:
+            self._gathered.append(np.concatenate(self._pending, dtype=self._dtype))
+            self._pending = []
+
+
+class _Records:
+    """Compact records of a stretch of the timeline: one row per step planned alone (`steps`), and per
+    decode run one row (`runs`), its steps' end times and durations, and its block growth."""
+
     def __init__(self):
-        self._steps: list[StepRecord] = []
-        self._runs: list[RunRecord] = []
-        self._run_ends: list[np.ndarray] = []  # each run's per-step end times and durations
-        self._run_durations: list[np.ndarray] = []
-        self._run_crossings: list[np.ndarray] = []  # and how its blocks grow (see blocks.BlockGrowth)
-        self._itl_values: list[np.ndarray] = []
-        self._itl_weights: list[np.ndarray] = []
-        self._itl_run_values: list[np.ndarray] = []  # gaps that all stand for the same number of tokens
-        self._itl_run_weights: list[int] = []
+        self.steps, self.runs = Rows(_STEP_DTYPE), Rows(_RUN_DTYPE)
+        self.run_ends_s, self.run_durations_s = Arrays(np.float64), Arrays(np.float64)
+        self.run_lengths = Rows(np.int64)
+        self.crossings = Rows(np.int64)  # (see blocks.BlockGrowth), rows as wide as a block
+
+    @property
+    def rows(self) -> int:
+        return self.steps.n + self.run_ends_s.n
+
+    def add_run(self, end_s: np.ndarray, duration_s: np.ndarray, record: RunRecord, crossings_cdf: np.ndarray) -> None:
+        self.runs.append(record)
+        self.run_ends_s.extend(end_s)
+        self.run_durations_s.extend(duration_s)
+        self.run_lengths.append(len(end_s))
+        self.crossings.append(crossings_cdf)
+
+    def rows_by_column(self) -> dict[str, np.ndarray]:
+        """Its timeline rows, unordered: the steps planned alone, then every run's steps."""
+        steps = self.steps.values
+        runs = {name: self.runs.values[name] for name in RunRecord._fields}
+        lengths = self.run_lengths.values
+        run_of_step = np.repeat(np.arange(len(lengths)), lengths)
+        step_in_run = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        of_run = {name: column[run_of_step] for name, column in runs.items()}
+        durations_s = self.run_durations_s.values
+        from_runs = {
+            "start_s": self.run_ends_s.values - durations_s, "duration_s": durations_s,
+            "replica": of_run["replica"], "batch_seqs": of_run["batch_seqs"],
+            "prefill_tokens": np.zeros(len(run_of_step), dtype=np.int64), "decode_tokens": of_run["batch_seqs"],
+            "kv_blocks_used": of_run["kv_blocks_before"] + self._run_growth(of_run, run_of_step, step_in_run),
+            "queue_len": np.where(step_in_run == 0, of_run["queue_len"], of_run["queue_len_after_plan"]),
+            "kv_tokens": of_run["kv_tokens_before"] + of_run["batch_seqs"] * (step_in_run + 1)}
+        return {c: np.concatenate((steps[c], from_runs[c])) for c in TIMELINE_COLUMNS}
+
+    def _run_growth(self, of_run: dict, run_of_step: np.ndarray, step_in_run: np.ndarray) -> np.ndarray:
+        """Blocks each run had added by the end of each of its steps, for all runs at once."""
+        if not self.crossings.n:
+            return np.zeros(len(run_of_step), dtype=np.int64)
+        cdf = self.crossings.values  # rows of one width: one allocator, one block size per simulation
+        return cumulative_new_blocks(of_run["growing_seqs"], of_run["pending_copies"], cdf, run_of_step,
+                                     step_in_run, cdf.shape[1])
+
+
+class TimelineTotals(NamedTuple):
+    """What the summary needs of the timeline: its steps, sums weighted by each step's duration (KV blocks
+    used, their token slots, the slots no token fills, batch sequences) and the most blocks in use."""
+
+    steps: int
+    busy_s: float
+    block_s: float
+    slot_s: float
+    empty_slot_s: float
+    seq_s: float
+    peak_blocks: int
+
+    @classmethod
+    def of(cls, tl: dict, block_size_tokens: int) -> "TimelineTotals":
+        busy = tl["duration_s"]
+        if not len(busy):
+            return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+        slots = tl["kv_blocks_used"] * block_size_tokens
+        held = np.minimum(tl["kv_tokens"], slots)
+        return cls(len(busy), busy.sum(), np.sum(busy * tl["kv_blocks_used"]), np.sum(busy * slots),
+                   np.sum(busy * (slots - held)), np.sum(busy * tl["batch_seqs"]), int(tl["kv_blocks_used"].max()))
+
+    def __add__(self, other: "TimelineTotals") -> "TimelineTotals":
+        return TimelineTotals(*(a + b for a, b in zip(self[:-1], other[:-1])), max(self.peak_blocks, other.peak_blocks))
+
+
+class Metrics:
+    """Compact records of the timeline (sealed every `chunk_rows` rows) and the inter-token gaps, gathered
+    into NumPy arrays. Given the KV block size (which the totals need), a run whose timeline outgrows
+    `stream_after_rows` rows keeps only its totals: each chunk is summed once sealed and dropped, and
+    `timeline()` is None."""
+
+    def __init__(self, block_size_tokens: int | None = None, stream_after_rows: int = STREAM_AFTER_ROWS,
+                 chunk_rows: int = CHUNK_ROWS):
+        self._block_size = block_size_tokens
+        self._stream_after_rows, self._chunk_rows = stream_after_rows, chunk_rows
+        self._chunks: list[_Records] = []
+        self._open = _Records()
+        self._rows = 0  # in the sealed chunks
+        self._folded: TimelineTotals | None = None  # of the chunks dropped once streaming
+        # tokens per gap (a batch's rows at most) as int32: a long run has tens of millions of gaps
+        self._itl_values, self._itl_weights = Arrays(np.float64), Arrays(np.int32)
+        self._itl_run_values = Arrays(np.float64)  # gaps that all stand for the same number of tokens
+        self._itl_run_weights, self._itl_run_lengths = Rows(np.int32), Rows(np.int64)
         self.flops = 0.0
         self.bytes = 0.0
         self.preemptions = 0
@@ -64,74 +201,124 @@ class Metrics:
         self.exit_layers = 0.0
 
     def step(self, record: StepRecord) -> None:
-        self._steps.append(record)
+        self._open.steps.append(record)
+        if self._open.steps.n >= self._chunk_rows:
+            self._seal()
 
     def run(self, end_s: np.ndarray, duration_s: np.ndarray, record: RunRecord, crossings_cdf: np.ndarray) -> None:
         """A run of decode steps; the blocks in use after each step follow from the running sum of the
         histogram of its sequences' first block-boundary steps (see blocks.BlockGrowth) and are counted for
         all runs at once in `timeline`; each step caches one more token per sequence."""
-        self._run_ends.append(end_s)
-        self._run_durations.append(duration_s)
-        self._runs.append(record)
-        self._run_crossings.append(crossings_cdf)
+        self._open.add_run(end_s, duration_s, record, crossings_cdf)
+        if self._open.rows >= self._chunk_rows:
+            self._seal()
+
+    def _seal(self) -> None:
+        self._rows += self._open.rows
+        self._chunks.append(self._open)
+        self._open = _Records()
+        self._fold_if_streamed()
+
+    def _fold_if_streamed(self) -> None:
+        """Once the timeline is too long to keep, sum every sealed chunk into the totals and drop it."""
+        if self.streamed:
+            for chunk in self._chunks:
+                totals = TimelineTotals.of(chunk.rows_by_column(), self._block_size)
+                self._folded = totals if self._folded is None else self._folded + totals
+            self._chunks = []
+
+    @property
+    def streamed(self) -> bool:
+        """Has the timeline outgrown what is kept (only its totals are)?"""
+        return self._block_size is not None and self._rows + self._open.rows > self._stream_after_rows
+
+    def streamed_totals(self) -> TimelineTotals:
+        """The totals of a streamed timeline."""
+        assert self.streamed
+        self._fold_if_streamed()
+        totals = TimelineTotals.of(self._open.rows_by_column(), self._block_size)
+        return totals if self._folded is None else self._folded + totals
+
+    def absorb(self, other: "Metrics") -> None:
+        """Add what `other` measured (replicas simulated apart from these: `sim.shards`)."""
+        self._chunks += other._chunks + [other._open]
+        self._rows += other._rows + other._open.rows
+        if other._folded is not None:
+            self._folded = other._folded if self._folded is None else self._folded + other._folded
+        for mine, theirs in ((self._itl_values, other._itl_values), (self._itl_weights, other._itl_weights),
+                             (self._itl_run_values, other._itl_run_values),
+                             (self._itl_run_weights, other._itl_run_weights),
+                             (self._itl_run_lengths, other._itl_run_lengths)):
+            mine.absorb(theirs)
+        for counter in ("flops", "bytes", "preemptions", "swapped_blocks", "speculating_rows", "speculated_tokens",
+                        "exit_steps", "exit_layers"):
+            setattr(self, counter, getattr(self, counter) + getattr(other, counter))
+        self._fold_if_streamed()
 
     def inter_token_gaps(self, gaps_s: np.ndarray, tokens: np.ndarray) -> None:
         """tokens[i] tokens each came gaps_s[i] after their sequence's previous token."""
-        self._itl_values.append(gaps_s)
-        self._itl_weights.append(tokens)
+        self._itl_values.extend(gaps_s)
+        self._itl_weights.extend(tokens)
 
     def step_gaps(self, gaps_s: np.ndarray, tokens: int) -> None:
         """`tokens` tokens came after each of the gaps (every sequence of a batch, at each step)."""
-        self._itl_run_values.append(gaps_s)
+        self._itl_run_values.extend(gaps_s)
         self._itl_run_weights.append(tokens)
+        self._itl_run_lengths.append(len(gaps_s))
 
-    def timeline(self) -> dict[str, np.ndarray]:
-        """One row per step, ordered by start time (then replica)."""
-        steps = np.array(self._steps, dtype=np.float64).reshape(-1, len(TIMELINE_COLUMNS))
-        runs = dict(zip(RunRecord._fields, np.array(self._runs, dtype=np.int64).reshape(-1, len(RunRecord._fields)).T))
-        lengths = np.array([len(ends) for ends in self._run_ends], dtype=np.int64)
-        run_of_step = np.repeat(np.arange(len(lengths)), lengths)
-        step_in_run = np.arange(len(run_of_step)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        of_run = {name: column[run_of_step] for name, column in runs.items()}
-        from_runs = {
-            "duration_s": np.concatenate(self._run_durations) if self._run_durations else np.zeros(0),
-            "replica": of_run["replica"], "batch_seqs": of_run["batch_seqs"],
-            "prefill_tokens": np.zeros(len(run_of_step)), "decode_tokens": of_run["batch_seqs"],
-            "kv_blocks_used": of_run["kv_blocks_before"] + self._run_growth(of_run, run_of_step, step_in_run),
-            "queue_len": np.where(step_in_run == 0, of_run["queue_len"], of_run["queue_len_after_plan"]),
-            "kv_tokens": of_run["kv_tokens_before"] + of_run["batch_seqs"] * (step_in_run + 1)}
-        from_runs["start_s"] = (np.concatenate(self._run_ends) if self._run_ends else np.zeros(0)) - from_runs["duration_s"]
-        out = {c: np.concatenate((steps[:, i], from_runs[c])) for i, c in enumerate(TIMELINE_COLUMNS)}
-        for c in TIMELINE_COLUMNS[2:]:
-            out[c] = out[c].astype(np.int64)
+    def timeline(self) -> dict[str, np.ndarray] | None:
+        """One row per step, ordered by start time (then replica); None when the run kept only totals."""
+        if self.streamed:
+            return None
+        parts = [chunk.rows_by_column() for chunk in self._chunks + [self._open]]
+        out = {c: np.concatenate([p[c] for p in parts]) for c in TIMELINE_COLUMNS}
         order = np.lexsort((out["replica"], out["start_s"]))
         return {c: v[order] for c, v in out.items()}
 
-    def _run_growth(self, of_run: dict, run_of_step: np.ndarray, step_in_run: np.ndarray) -> np.ndarray:
-        """Blocks each run had added by the end of each of its steps, for all runs at once."""
-        if not self._run_crossings:
-            return np.zeros(len(run_of_step), dtype=np.int64)
-        assert len(self._run_crossings) == len(self._runs)  # one allocator, one block size per simulation
-        block_size = len(self._run_crossings[0])
-        cdf = np.concatenate(self._run_crossings).reshape(-1, block_size)
-        return cumulative_new_blocks(of_run["growing_seqs"], of_run["pending_copies"], cdf, run_of_step,
-                                     step_in_run, block_size)
-
     def itl_gaps(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self._itl_values and not self._itl_run_values:
-            return np.zeros(0), np.zeros(0, dtype=np.int64)
-        lengths = [len(gaps) for gaps in self._itl_run_values]
-        values = np.concatenate(self._itl_values + self._itl_run_values)
-        weights = np.concatenate(self._itl_weights + [np.repeat(np.asarray(self._itl_run_weights, dtype=np.int64), lengths)])
+        values = np.concatenate((self._itl_values.values, self._itl_run_values.values))
+        weights = np.concatenate((self._itl_weights.values,
+                                  np.repeat(self._itl_run_weights.values, self._itl_run_lengths.values)))
         return values, weights
 
 
 def weighted_percentiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:
-    """The smallest value with at least q of the total weight at or below it (inverted weighted CDF)."""
-    order = np.argsort(values, kind="stable")
-    cdf = np.cumsum(weights[order])
-    idx = np.searchsorted(cdf, np.asarray(quantiles) * cdf[-1], side="left")
-    return values[order][np.minimum(idx, len(values) - 1)]
+    """The smallest value with at least q of the total weight at or below it (inverted weighted CDF), found
+    by selection rather than by sorting (a long run has tens of millions of gaps)."""
+    values, weights = np.array(values), np.array(weights)  # one copy, reordered by each selection in turn
+    total = int(weights.sum(dtype=np.int64))
+    return np.array([_weighted_select(values, weights, q * total) for q in quantiles])
+
+
+@njit(cache=True)
+def _weighted_select(values, weights, target):
+    """Quickselect with a three-way partition, in place (it reorders the pairs): the smallest v with
+    sum(weights[values <= v]) >= target (the largest value when the whole weight falls short of it)."""
+    v, w = values, weights
+    lo, hi, below = 0, len(v), 0
+    while hi - lo > 1:
+        a, b, c = v[lo], v[(lo + hi) // 2], v[hi - 1]
+        pivot = max(min(a, b), min(max(a, b), c))  # median of three
+        lt, i, gt = lo, lo, hi  # [lo, lt) < pivot, [lt, i) == pivot, [gt, hi) > pivot
+        while i < gt:
+            if v[i] < pivot:
+                v[lt], v[i], w[lt], w[i] = v[i], v[lt], w[i], w[lt]
+                lt += 1
+                i += 1
+            elif v[i] > pivot:
+                gt -= 1
+                v[gt], v[i], w[gt], w[i] = v[i], v[gt], w[i], w[gt]
+            else:
+                i += 1
+        less = below + w[lo:lt].sum()
+        at_most = less + w[lt:gt].sum()
+        if less >= target:
+            hi = lt
+        elif at_most >= target or gt == hi:
+            return pivot
+        else:
+            lo, below = gt, at_most
+    return v[lo]
 
 
 def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict:
@@ -179,7 +366,8 @@ def summarize(t: dict, tl: dict, metrics: Metrics, *, kv_blocks_per_replica: int
     """The aggregate figures of summary.json (see README, "What comes out"). KV fragmentation is the
     time-weighted share of the slots of blocks in use that hold no token (the rest of each sequence's last
     block when paged, the unused part of each reservation when contiguous). `t` is the request table,
-    `tl` the timeline. Goodput and SLO attainment are None when no SLO is set."""
+    `tl` the timeline (None when `metrics` streamed it: its totals then come from there). Goodput and SLO
+    attainment are None when no SLO is set."""
     done = t["state"] == DONE
     start = float(t["arrival_s"].min()) if len(t["arrival_s"]) else 0.0
     end = float(np.nanmax(t["completion_s"])) if done.any() else start
@@ -189,14 +377,11 @@ def summarize(t: dict, tl: dict, metrics: Metrics, *, kv_blocks_per_replica: int
         ok &= t["ttft_s"] <= slo.ttft_s
     if slo.tpot_s is not None:
         ok &= np.nan_to_num(t["tpot_s"], nan=0.0) <= slo.tpot_s
-    total_blocks, block_size = kv_blocks_per_replica, block_size_tokens
-    busy = tl["duration_s"]
+    totals = TimelineTotals.of(tl, block_size_tokens) if tl is not None else metrics.streamed_totals()
+    total_blocks, stepped = kv_blocks_per_replica, totals.steps > 0
     per_replica_time = elapsed * replicas
-    kv_util = float(np.sum(busy * tl["kv_blocks_used"]) / (total_blocks * per_replica_time)) if len(busy) else 0.0
-    slots = tl["kv_blocks_used"] * block_size
-    held = np.minimum(tl["kv_tokens"], slots)
-    slot_time = np.sum(busy * slots)
-    frag = float(np.sum(busy * (slots - held)) / slot_time) if slot_time else 0.0
+    kv_util = float(totals.block_s / (total_blocks * per_replica_time)) if stepped else 0.0
+    frag = float(totals.empty_slot_s / totals.slot_s) if totals.slot_s else 0.0
     gaps, weights = metrics.itl_gaps()
     output_tokens = float(np.sum(t["output_tokens"][done] * t["num_seqs"][done]))
     techniques = {}
@@ -221,12 +406,12 @@ def summarize(t: dict, tl: dict, metrics: Metrics, *, kv_blocks_per_replica: int
         "preemptions": metrics.preemptions,
         "kv_blocks_swapped": metrics.swapped_blocks,
         "kv_utilization_mean": kv_util,
-        "kv_utilization_peak": float(tl["kv_blocks_used"].max() / total_blocks) if len(busy) else 0.0,
+        "kv_utilization_peak": totals.peak_blocks / total_blocks if stepped else 0.0,
         "kv_fragmentation_mean": frag,
-        "batch_size_mean": float(np.sum(busy * tl["batch_seqs"]) / busy.sum()) if len(busy) else 0.0,
-        "busy_fraction": float(busy.sum() / per_replica_time),
+        "batch_size_mean": float(totals.seq_s / totals.busy_s) if stepped else 0.0,
+        "busy_fraction": float(totals.busy_s / per_replica_time),
         "model_flops_utilization": metrics.flops / (per_replica_time * peaks.flops_per_s),
         "model_bandwidth_utilization": metrics.bytes / (per_replica_time * peaks.bytes_per_s),
         "simulated_time_s": end,
-        "steps": int(len(busy)),
+        "steps": totals.steps,
     }

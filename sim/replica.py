@@ -192,21 +192,22 @@ class Replica:
                                              overhead.step_s(seqs), overhead.overlaps_gpu, now_s)
         used_blocks = self.kv.pool.used_blocks
         self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
+        # times as Python floats (`item`): NumPy scalars would make the clock one, and every sum on it slower
         if self.arrival_times_s is not None:  # the next arrival here is known: stop after the step it lands in
             times, upcoming = self.arrival_times_s, self._next_arrival
             while upcoming < len(times) and times[upcoming] < now_s:
                 upcoming += 1
             self._next_arrival = upcoming
-            if upcoming < len(times) and times[upcoming] < ends_s[-1]:
-                steps = int(np.searchsorted(ends_s, times[upcoming], side="left")) + 1
-            yield self.env.timeout(ends_s[steps - 1] - now_s)
+            if upcoming < len(times) and times[upcoming] < ends_s.item(-1):
+                steps = int(ends_s.searchsorted(times[upcoming], side="left")) + 1
+            yield self.env.timeout(ends_s.item(steps - 1) - now_s)
         else:
             self._in_run = steps > 1
             try:
-                yield self.env.timeout(ends_s[-1] - now_s)
+                yield self.env.timeout(ends_s.item(-1) - now_s)
             except simpy.Interrupt:  # an arrival: finish the step in flight, then let the scheduler in
-                steps = int(np.searchsorted(ends_s, self.env.now, side="left")) + 1
-                yield self.env.timeout(ends_s[steps - 1] - self.env.now)
+                steps = int(ends_s.searchsorted(self.env.now, side="left")) + 1
+                yield self.env.timeout(ends_s.item(steps - 1) - self.env.now)
             self._in_run = False
         self._run_ends_s = None
         flops, nbytes = timer.decode_totals(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps)
@@ -218,7 +219,7 @@ class Replica:
         record = RunRecord(self.index, seqs, used_blocks, queued, queued_after_plan, growth.seqs, growth.copies,
                            scan.context_sum_tokens)
         self.metrics.run(ends_s, latency_s, record, growth.crossings_cdf)  # blocks after each step follow from it
-        self._done(self.scheduler.retire_finished(float(ends_s[-1])))
+        self._done(self.scheduler.retire_finished(ends_s.item(-1)))
 
     def _record(self, outcome: StepOutcome) -> None:
         if outcome.first_gaps_s is not None:

@@ -14,10 +14,16 @@ class Router:
         """The replica the next arrival goes to."""
         raise NotImplementedError
 
-    def arrival_times(self, requests: list) -> list[list[float]] | None:
-        """The arrival times each replica will see, when the policy fixes them regardless of the replicas'
-        state; None when only the moment of arrival can tell."""
+    def split(self, requests: list) -> list[list] | None:
+        """The requests each replica will serve, in order, when the policy fixes them regardless of the
+        replicas' state (the replicas are then independent: `sim.shards`); None when only the moment of
+        arrival can tell."""
         return None
+
+    def arrival_times(self, requests: list) -> list[list[float]] | None:
+        """The arrival times each replica will see, when `split` fixes them."""
+        split = self.split(requests)
+        return None if split is None else [[r.arrival_s for r in mine] for mine in split]
 
 
 class RoundRobinRouter(Router):
@@ -34,10 +40,9 @@ class RoundRobinRouter(Router):
         self._next += 1
         return replica
 
-    def arrival_times(self, requests: list) -> list[list[float]]:
-        times = [r.arrival_s for r in requests]
+    def split(self, requests: list) -> list[list]:
         n = len(self.replicas)
-        return [times[(i - self._next) % n::n] for i in range(n)]
+        return [requests[(i - self._next) % n::n] for i in range(n)]
 
 
 class LeastOutstandingRouter(Router):
@@ -57,6 +62,28 @@ class LeastKVRouter(Router):
 
     def pick(self):
         return min(self.replicas, key=lambda r: (r.kv_usage, r.outstanding, r.index))
+
+
+class FixedRouter(Router):
+    """The k-th arrival to replica `serves[k]`: an order another policy fixed in advance (`sim.shards`
+    deploys part of a cluster with it). Not a policy a run can name."""
+
+    name = "fixed"
+
+    def __init__(self, replicas: list, serves: tuple[int, ...]):
+        super().__init__(replicas)
+        self.serves, self._next = serves, 0
+
+    def pick(self):
+        replica = self.replicas[self.serves[self._next]]
+        self._next += 1
+        return replica
+
+    def split(self, requests: list) -> list[list]:
+        mine = [[] for _ in self.replicas]
+        for req, replica in zip(requests, self.serves[self._next:]):
+            mine[replica].append(req)
+        return mine
 
 
 ROUTERS = {r.name: r for r in (RoundRobinRouter, LeastOutstandingRouter, LeastKVRouter)}

@@ -279,11 +279,15 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
     (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
     arrival times are set as they are sent. `stop_when`, when given, sees each request as it completes or is
     refused; once it returns True the run ends at that moment, its result holding the requests as they
-    stand (some unfinished)."""
+    stand (some unfinished). A large open-loop run whose router fixes each replica's requests is simulated
+    in blocks of replicas over the CPUs (`sim.shards`)."""
     check_config(cfg)
+    from .shards import simulate_sharded, worth_sharding  # shards deploy replicas with this module's `deploy`
+    if stop_when is None and worth_sharding(cfg, requests, progress):
+        return simulate_sharded(cfg, requests)
     concurrency = cfg.concurrency
     env = simpy.Environment()
-    metrics = Metrics()
+    metrics = Metrics(cfg.kv_cache.block_size_tokens)
     unsent = iter(requests)
     sent = 0
     owed = 0  # requests clients are owed; a refusal inside submit() adds one rather than recursing

@@ -246,3 +246,23 @@ def test_files_that_are_not_utf8_are_named_in_one_line(capsys, tmp_path, profile
         argv = ["compare-profile", str(tmp_path / "p.csv"), "--hardware", "l4"]
     message = one_line_error(capsys, *argv)
     assert message.endswith(f"{files[kind]}: is not UTF-8 text (byte 0xe9 at offset 5); save it as UTF-8"), message
+
+
+def test_a_run_too_long_for_a_timeline_writes_its_summary_and_plot_without_one(tmp_path):
+    """A run past sim.metrics.STREAM_AFTER_ROWS steps keeps no per-step timeline (RunResult.timeline is None):
+    write_run leaves out timeline.csv and plot_run says so in the panels over time."""
+    import dataclasses
+
+    from infersim.plots import plot_run
+    from infersim.report import write_run
+    from infersim.scenario import load_run
+    from infersim.sim.run import simulate
+    path = tmp_path / "s.yaml"
+    path.write_text("model: tiny-llama\nhardware: l4\nworkload: {num_requests: 20, arrival: {process: poisson, "
+                    "rate_per_s: 5}, prompt_tokens: 32, output_tokens: 8}\n")
+    _, cfg, requests = load_run(path)
+    result = dataclasses.replace(simulate(cfg, requests), timeline=None)
+    paths = write_run(result, tmp_path / "out")
+    assert sorted(paths) == ["requests", "summary"] and not (tmp_path / "out" / "timeline.csv").exists()
+    plot_run(result, tmp_path / "out" / "run.png", "no timeline")
+    assert (tmp_path / "out" / "run.png").stat().st_size > 0
