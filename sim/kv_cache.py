@@ -63,6 +63,14 @@ class PagedAllocator:
             self._growth_of, self._growth = scan, BlockGrowth(scan.crossings_cdf, len(batch), scan.pending_copies)
         return self._growth
 
+    def blocks_for_tokens(self, batch: DecodeBatch, tokens: int) -> int:
+        """Blocks the rows open writing min(tokens, what each has left) positions from their contexts: the
+        block boundaries crossed (as blocks.BlockGrowth counts them) plus each pending copy-on-write."""
+        written = np.minimum(tokens, batch.remaining_tokens)
+        first = (self.block_size - batch.context_tokens % self.block_size) % self.block_size
+        crossed = np.where(written > 0, (written - 1 + self.block_size - first) // self.block_size, 0)
+        return int(crossed.sum() + batch.copy_on_write.sum())
+
     def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held: HeldBlocks,
                 emitted: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
         return batch.advance(ends_s, latency_s, held.counts, emitted, held.base)
@@ -101,6 +109,9 @@ class ContiguousAllocator:
 
     def growth(self, batch: DecodeBatch) -> BlockGrowth:
         return self._growth
+
+    def blocks_for_tokens(self, batch: DecodeBatch, tokens: int) -> int:
+        return 0  # reservations never grow
 
     def advance(self, batch: DecodeBatch, ends_s: np.ndarray, latency_s: np.ndarray, held: HeldBlocks,
                 emitted: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
@@ -194,12 +205,14 @@ class KVCacheManager:
         return self.allocator.growth(batch)
 
     def next_step_blocks(self, batch: DecodeBatch, tokens: int = 1) -> int:
-        """New blocks the next decode step of `batch` opens when each row writes `tokens` tokens (a
-        speculative step's verification writes the k drafted tokens and one more)."""
+        """New blocks the next decode step of `batch` opens when each row writes up to `tokens` tokens (a
+        speculative step's verification writes the k drafted tokens and one more, but no row more than it
+        has left to generate)."""
         if not len(batch):
             return 0
-        growth = self.allocator.growth(batch)
-        return growth.next_step() if tokens == 1 else int(growth.cumulative(tokens)[-1])
+        if tokens == 1:
+            return self.allocator.growth(batch).next_step()
+        return self.allocator.blocks_for_tokens(batch, tokens)
 
     def first_step_blocks(self, req: Request, context_tokens: int) -> int:
         """New blocks the first decode step of a request whose context is cached opens."""
@@ -218,9 +231,10 @@ class KVCacheManager:
             return steps
         return max(1, int(np.searchsorted(growth.cumulative(steps), available, side="right")))
 
-    def can_swap_in(self, req: Request, rows: DecodeBatch) -> bool:
-        """Whether a swapped request's blocks and its rows' next step fit above the watermark."""
-        return (self.pool.available_blocks - self._held[req.id] - self.next_step_blocks(rows)
+    def can_swap_in(self, req: Request, rows: DecodeBatch, tokens: int = 1) -> bool:
+        """Whether a swapped request's blocks and its rows' next step (`tokens` per row) fit above the
+        watermark."""
+        return (self.pool.available_blocks - self._held[req.id] - self.next_step_blocks(rows, tokens)
                 >= self.watermark_blocks)
 
     def can_swap_out(self, req: Request) -> bool:

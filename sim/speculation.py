@@ -25,6 +25,13 @@ class Speculation:
         accepted = rng.random((seqs, len(self._rates))) < self._rates
         return 1 + np.cumprod(accepted, axis=1).sum(axis=1)
 
+    def draw_per_request(self, request_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`draw_emitted` for a batch's rows, one draw per request shared by its sequences (adjacent rows):
+        a request's samples advance together, so they finish in the same step as the batch requires (their
+        mean is the acceptance model's; their spread between siblings is not modelled)."""
+        starts = np.flatnonzero(np.r_[True, request_ids[1:] != request_ids[:-1]])
+        return np.repeat(self.draw_emitted(len(starts), rng), np.diff(np.r_[starts, len(request_ids)]))
+
     def step(self, timer: StepTimer, plan: StepPlan, new, cached, sampled: int, rng: np.random.Generator,
              metrics: Metrics) -> tuple[StepTotals, np.ndarray | None]:
         """The step's totals (the target's pass, verifying every decoding sequence's k + 1 tokens; the drafter
@@ -36,7 +43,7 @@ class Speculation:
         emitted = None
         if plan.decoding_seqs:
             parts.append(self.drafter.step(plan.decode.context_tokens))
-            emitted = self.draw_emitted(plan.decoding_seqs, rng)
+            emitted = self.draw_per_request(plan.decode.request, rng)
             metrics.speculating_rows += plan.decoding_seqs
             metrics.speculated_tokens += int(np.minimum(emitted, plan.decode.remaining_tokens).sum())
         return StepTotals(*(sum(values) for values in zip(*parts))), emitted

@@ -169,3 +169,26 @@ def test_a_preset_can_be_overridden_key_by_key(tmp_path):
     _, cfg, _ = load_run(path)
     assert (cfg.speculative.method, cfg.speculative.num_speculative_tokens) == ("eagle", 5)
     assert cfg.speculative.acceptance.rates == (0.8,)
+
+
+@pytest.mark.parametrize("preset", ["vllm-v1", "vllm-v0", "sglang", "trtllm"])
+def test_samples_of_one_request_finish_together_under_speculation(preset):
+    """n = 2 samples draw one accepted run per step between them, so they finish in the same step."""
+    cfg = dataclasses.replace(preset_config(preset, LLAMA_8B, H100, StepOptions(), 4096),
+                              speculative=SpeculativeSpec("eagle", 4, AcceptanceModel((0.8,))))
+    result = simulate(cfg, requests_from(Workload(np.array([0.0, 0.1]), np.array([100, 90]), np.array([50, 70])),
+                                         num_seqs=2))
+    assert [r.generated_tokens for r in result.requests] == [50, 70]
+    assert result.replicas[0].kv.pool.used_blocks == 0
+
+
+@pytest.mark.parametrize("preset", ["vllm-v1", "vllm-v0", "sglang", "trtllm"])
+def test_a_request_near_its_end_reserves_only_the_blocks_it_can_still_fill(preset):
+    """One request (100 prompt + 60 output tokens) in a cache of exactly its peak blocks: drafting 4 tokens
+    per step must not reserve positions past its last token, so it never preempts itself."""
+    base = preset_config(preset, LLAMA_8B, H100, StepOptions(), 4096)
+    block = base.kv_cache.block_size_tokens
+    kv_cache = dataclasses.replace(base.kv_cache, num_blocks=-(-159 // block), watermark_fraction=0.0)
+    cfg = dataclasses.replace(base, kv_cache=kv_cache, speculative=SpeculativeSpec("eagle", 4, AcceptanceModel((0.8,))))
+    result = simulate(cfg, requests_from(Workload(np.array([0.0]), np.array([100]), np.array([60]))))
+    assert result.summary["requests_completed"] == 1 and result.summary["preemptions"] == 0

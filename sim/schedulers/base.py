@@ -244,7 +244,7 @@ class Scheduler:
         """Bring swapped requests back, oldest first, while their blocks fit above the watermark."""
         while self.swapped:
             req, rows = self.swapped[0]
-            if not self.kv.can_swap_in(req, rows):
+            if not self.kv.can_swap_in(req, rows, self.decode_tokens):
                 break
             self.swapped.popleft()
             self._swap_in.append(self.kv.swap_in(req))
