@@ -347,8 +347,9 @@ def _calibrate_from_serving(args) -> int:
         print(f"{name:20s} median |error| {100 * before['median_abs_err']:.1f}% -> {100 * after['median_abs_err']:.1f}%,"
               f" p90 {100 * before['p90_abs_err']:.1f}% -> {100 * after['p90_abs_err']:.1f}%")
     block = {"engine": {"preset": args.engine, "overhead_fixed_s": float(f"{fit.fixed_s:.4g}"),
-                        "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}")}}
-    out.write_text(f"# host time per step fitted on {Path(args.from_serving).name} by infersim calibrate "
+                        "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}"),
+                        "frontend_s": float(f"{fit.frontend_s:.4g}")}}
+    out.write_text(f"# host time per step and the front end's per request fitted on {Path(args.from_serving).name} by infersim calibrate "
                    f"--from-serving\n" + yaml.safe_dump(block, sort_keys=False))
     print(f"wrote {_shown(str(out))} (paste its engine block into a scenario)")
     return 0

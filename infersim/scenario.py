@@ -66,6 +66,7 @@ class EngineSection(_Section):
     cuda_graph_max_batch: Optional[YamlInt] = Field(None, ge=0, le=1 << 20)
     cuda_graph_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
     eager_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
+    frontend_s: Optional[YamlFloat] = Field(None, ge=0, le=60)
 
     _known = _registered("infersim.sim.engines:ENGINES", "preset")
 
@@ -501,7 +502,7 @@ def _run_config(scn: Scenario, base: Path):
                        allocator=kv.allocator, prefix_caching=kv.prefix_caching, watermark_fraction=kv.watermark,
                        memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib),
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
-                       overlaps_gpu=e.host_overlaps_gpu),
+                       overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s),
         speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit),

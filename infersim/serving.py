@@ -173,16 +173,17 @@ def highest_rate_within(comparisons: list[Comparison], ttft_ms: float, measured:
 class HostFit:
     fixed_s: float
     per_seq_s: float
+    frontend_s: float
     errors_before: dict
     errors_after: dict
 
 
 def fit_host_overhead(runs: list[ServingRun], preset: str, progress=lambda text: None) -> HostFit:
     """The preset's host time per step (fixed and per sequence; whether it overlaps the GPU stays the
-    preset's) that best predicts the runs' mean TTFT and ITL: the mean of their median |relative errors|.
-    Overlapped host time changes nothing until it outlasts the GPU's step, so the search is a grid, not a
-    descent: the fixed part over 0.1-30 ms, then the per-sequence part over 1-300 us (each trial simulates
-    every run)."""
+    preset's) and the front end's time per request that best predict the runs' mean TTFT and ITL: the mean
+    of their median |relative errors|. Overlapped host time changes nothing until it outlasts the GPU's
+    step, so the search is a grid, not a descent: the fixed part over 0.1-30 ms, the per-sequence part over
+    1-300 us, then the front end over 0.5-50 ms (each trial simulates every run)."""
     from dataclasses import replace
 
     from infersim.roofline import get_hardware
@@ -198,11 +199,12 @@ def fit_host_overhead(runs: list[ServingRun], preset: str, progress=lambda text:
 
     best_loss, before = loss_of(start)
     best, errors = start, before
-    for name, grid in (("fixed_s", np.geomspace(1e-4, 3e-2, 10)), ("per_seq_s", np.geomspace(1e-6, 3e-4, 6))):
+    for name, grid in (("fixed_s", np.geomspace(1e-4, 3e-2, 10)), ("per_seq_s", np.geomspace(1e-6, 3e-4, 6)),
+                       ("frontend_s", np.geomspace(5e-4, 5e-2, 9))):
         for value in grid:
             trial = replace(best, **{name: float(value)})
             loss, trial_errors = loss_of(trial)
             progress(f"{name} {value:.3g}: loss {loss:.4f}")
             if loss < best_loss - 1e-6:
                 best, best_loss, errors = trial, loss, trial_errors
-    return HostFit(best.fixed_s, best.per_seq_s, before, errors)
+    return HostFit(best.fixed_s, best.per_seq_s, best.frontend_s, before, errors)

@@ -157,7 +157,7 @@ def simulate_cascade(cascade: CascadeConfig, requests: list[Request], progress=N
     final = [replace(answer, arrival_s=first.arrival_s, prompt_tokens=first.prompt_tokens,
                      first_scheduled_s=first.first_scheduled_s, preemptions=int(count))
              for first, answer, count in zip(requests, latest, preemptions)]
-    table = request_table(final)
+    table = request_table(final, cascade.tiers[0].run.overhead.frontend_s)  # a request meets the front end once
     table["tier"] = np.array([tier_of[answer] for answer in latest], dtype=np.int64)
     summary = _summary(cascade, table, tiers)
     return CascadeResult(final, summary, table, _timeline(tiers), tiers)

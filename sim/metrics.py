@@ -334,15 +334,16 @@ def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict:
             "p99": float(p99)}
 
 
-def request_table(requests: list[Request]) -> dict[str, np.ndarray]:
-    """One row per request: what it asked for and when each stage happened."""
+def request_table(requests: list[Request], frontend_s: float = 0.0) -> dict[str, np.ndarray]:
+    """One row per request: what it asked for and when each stage happened. `frontend_s` is each request's
+    time outside the engine (replica.EngineOverhead.frontend_s): its TTFT and E2E count it."""
     cols = ("id", "replica", "arrival_s", "prompt_tokens", "output_tokens", "num_seqs", "state",
             "first_scheduled_s", "first_token_s", "completion_s", "preemptions", "max_itl_s", "reject_reason")
     values = list(zip(*map(attrgetter(*cols), requests))) or [()] * len(cols)
     table = {c: np.array(v) for c, v in zip(cols, values)}
     table["queueing_s"] = table["first_scheduled_s"] - table["arrival_s"]
-    table["ttft_s"] = table["first_token_s"] - table["arrival_s"]
-    table["e2e_s"] = table["completion_s"] - table["arrival_s"]
+    table["ttft_s"] = table["first_token_s"] - table["arrival_s"] + frontend_s
+    table["e2e_s"] = table["completion_s"] - table["arrival_s"] + frontend_s
     with np.errstate(invalid="ignore", divide="ignore"):
         table["tpot_s"] = np.where(table["output_tokens"] > 1, (table["completion_s"] - table["first_token_s"])
                                    / (table["output_tokens"] - 1), np.nan)

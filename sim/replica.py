@@ -43,6 +43,11 @@ class EngineOverhead:
     fixed_s: float = 1.0e-3
     per_seq_s: float = 10e-6
     overlaps_gpu: bool = False
+    # Per request, outside the engine: an API server's or Triton's tokenizing, routing and streaming back.
+    # Arrivals are when requests reach the engine; a constant before them is only latency (TTFT and E2E),
+    # exactly so in an open loop (a closed loop's clients would also send their next request that much
+    # later, which is not modelled). No preset sets it: no engine publishes it; measure yours.
+    frontend_s: float = 0.0
 
     def step_s(self, seqs: int):
         return self.fixed_s + self.per_seq_s * seqs

@@ -255,7 +255,7 @@ def pool_result(cfg: RunConfig, requests: list[Request], metrics: Metrics, pool:
     """What a pool measured serving `requests`: their table, its timeline and their summary."""
     blocks, block_size = pool.kv_blocks_per_replica, cfg.kv_cache.block_size_tokens
     replicas = pool.deployment.replicas
-    table, timeline = request_table(requests), metrics.timeline()
+    table, timeline = request_table(requests, cfg.overhead.frontend_s), metrics.timeline()
     summary = summarize(table, timeline, metrics, kv_blocks_per_replica=blocks, block_size_tokens=block_size,
                         replicas=len(replicas), slo=cfg.slo, peaks=utilization_peaks(cfg.hardware, cfg.options))
     summary["gpus"] = cfg.options.parallel.gpus * len(replicas)

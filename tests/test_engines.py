@@ -63,3 +63,28 @@ def test_infersim_engines_lists_each_preset_with_its_defaults_on_the_gpu():
     v1 = next(line for line in out.splitlines() if line.startswith("vllm-v1"))
     assert "2048" in v1 and "256" in v1 and "overlapped" in v1  # V1 on an A100: 2048 tokens, 256 sequences
     assert all(name in out for name in ENGINES)
+
+
+def test_a_front_end_adds_its_time_to_each_requests_ttft_and_e2e_and_nothing_else(tmp_path):
+    """engine.frontend_s: a constant before each request reaches the engine is, in an open loop, only
+    latency: TTFT and E2E grow by exactly it, the engine's figures stay as they were."""
+    import yaml
+
+    from infersim.scenario import load_run
+    from infersim.sim.run import simulate
+    scenario = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "scheduler": {"max_model_len": 4096},
+                "workload": {"num_requests": 60, "arrival": {"process": "poisson", "rate_per_s": 4},
+                             "prompt_tokens": 300, "output_tokens": 40}}
+    summaries = []
+    for frontend_s in (0.0, 0.005):
+        path = tmp_path / f"s{frontend_s}.yaml"
+        path.write_text(yaml.safe_dump({**scenario, "engine": {"frontend_s": frontend_s}}))
+        _, cfg, requests = load_run(path)
+        summaries.append(simulate(cfg, requests).summary)
+    plain, fronted = summaries
+    for key in ("ttft_s", "e2e_s"):
+        assert fronted[key]["mean"] == pytest.approx(plain[key]["mean"] + 0.005, rel=1e-9)
+        assert fronted[key]["p99"] == pytest.approx(plain[key]["p99"] + 0.005, rel=1e-9)
+    for key in ("tpot_s", "itl_s", "queueing_s"):
+        assert fronted[key] == plain[key]
+    assert fronted["throughput_tokens_per_s"] == plain["throughput_tokens_per_s"]
