@@ -28,13 +28,22 @@ class StepTotals(NamedTuple):
     flops: float
     bytes: float
 
+    def plus(self, other: "StepTotals") -> "StepTotals":
+        """Both run one after the other."""
+        return StepTotals(*(a + b for a, b in zip(self, other)))
 
-def _totals(hw: HardwareSpec, op_list: list) -> StepTotals:
+    def scaled(self, factor) -> "StepTotals":
+        """The same work done `factor` times over."""
+        return StepTotals(*(factor * a for a in self))
+
+
+def op_totals(hw: HardwareSpec, op_list: list) -> StepTotals:
+    """Ops run one after another on `hw`."""
     return StepTotals(sum(op_time_s(hw, op) for op in op_list), sum(op.total_flops for op in op_list),
                       sum(op.bytes for op in op_list))
 
 
-_NOTHING = StepTotals(0.0, 0.0, 0.0)
+NO_WORK = StepTotals(0.0, 0.0, 0.0)
 
 
 class DecodeLine(NamedTuple):
@@ -77,9 +86,9 @@ class StepTimer:
             counts = np.maximum(1, np.arange(_TABLE_BLOCK) + tokens // _TABLE_BLOCK * _TABLE_BLOCK)
             before, after = dense_layer_ops(self.model, counts, self.options)
             front, _ = end_ops(self.model, counts, 0, self.options)
-            layer, ends = _totals(self.hw, before + after), _totals(self.hw, front)
+            layer, ends = op_totals(self.hw, before + after), op_totals(self.hw, front)
             layers, pp = self.model.num_layers, self.options.parallel.pipeline_parallel
-            hand_off = _totals(self.hw, [ops.p2p_send(counts, self.model.hidden_size)] * (pp - 1))
+            hand_off = op_totals(self.hw, [ops.p2p_send(counts, self.model.hidden_size)] * (pp - 1))
             block = StepTotals(*(np.broadcast_to(layers * a + b + c, counts.shape).tolist()
                                  for a, b, c in zip(layer, ends, hand_off)))
             self._by_tokens[tokens // _TABLE_BLOCK] = block
@@ -89,7 +98,7 @@ class StepTimer:
     def _sampled_part(self, sampled: int) -> StepTotals:
         cached = self._by_sampled.get(sampled)
         if cached is None:
-            cached = _totals(self.hw, end_ops(self.model, 1, sampled, self.options)[1]) if sampled else _NOTHING
+            cached = op_totals(self.hw, end_ops(self.model, 1, sampled, self.options)[1]) if sampled else NO_WORK
             self._by_sampled[sampled] = cached
         return cached
 
@@ -100,7 +109,7 @@ class StepTimer:
         cached = self._steps.get(key) if key else None
         if cached is None:
             batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
-            attn = _totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
+            attn = op_totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
             cached = StepTotals(*(float(x) for x in self._combine(batch.num_tokens, sampled, attn)))
             if key and len(self._steps) < 1 << 16:
                 self._steps[key] = cached
@@ -140,14 +149,14 @@ class StepTimer:
         attn_ops = ops.decode_attention(batch_size, context_sum + batch_size * growth, context_max + growth,
                                         self._heads, self._kv_heads, self.model.head_dim, self.options.quant,
                                         self.options.flash_attention)
-        return self._combine(batch_size, batch_size, _totals(self.hw, attn_ops))
+        return self._combine(batch_size, batch_size, op_totals(self.hw, attn_ops))
 
     def _decode_line(self, batch_size: int) -> DecodeLine:
         cached = self._lines.get(batch_size)
         if cached is None:
             fixed, per_key = ops.decode_attention_affine(batch_size, self._heads, self._kv_heads,
                                                          self.model.head_dim, self.options.quant)
-            rest = self._combine(batch_size, batch_size, _NOTHING)
+            rest = self._combine(batch_size, batch_size, NO_WORK)
             layers = self.model.num_layers
             cached = DecodeLine(rest, float(op_compute_s(self.hw, fixed)), float(op_compute_s(self.hw, per_key)),
                                 float(op_memory_s(self.hw, fixed)), float(op_memory_s(self.hw, per_key)),

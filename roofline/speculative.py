@@ -31,12 +31,11 @@ import numpy as np
 from . import ops
 from .errors import SpecError
 from .hardware import HardwareSpec
-from .latency import StepTimer
+from .latency import NO_WORK, StepTimer, StepTotals, op_totals
 from .memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 from .models import ModelSpec
 from .quant import QuantSpec
-from .step import Parallelism, StepOptions
-from .timing import op_time_s
+from .step import Parallelism, StepOptions, companion_options
 
 DRAFT_METHODS = ("model", "eagle", "mtp", "medusa", "ngram")
 MAX_SPECULATIVE_TOKENS = 16
@@ -142,9 +141,9 @@ def draft_weight_bytes_per_gpu(spec: SpeculativeSpec, target: ModelSpec, quant: 
     runs the drafter at the target's TP); one target-shaped layer for EAGLE/MTP (embedding and LM head
     shared); for Medusa, k residual blocks (d x d) and k LM heads (d x vocab / tp) in fp16."""
     tp = parallel.tensor_parallel
-    fp16 = QuantSpec(kv_bits=quant.kv_bits)
+    companion = companion_options(StepOptions(quant, parallel))
     if spec.method == "model":
-        return weight_bytes_per_gpu(spec.draft_model, fp16, Parallelism(tp, 1))
+        return weight_bytes_per_gpu(spec.draft_model, companion.quant, companion.parallel)
     d = target.hidden_size
     if spec.method == "ngram":
         return 0.0
@@ -152,7 +151,7 @@ def draft_weight_bytes_per_gpu(spec: SpeculativeSpec, target: ModelSpec, quant: 
         per_head = d * d + d * math.ceil(target.vocab_size / tp)
         return spec.num_speculative_tokens * per_head * ops.ACT_BYTES
     layer = draft_layers_model(spec, target)
-    return weight_bytes_per_gpu(layer, fp16, Parallelism(tp, 1)) - _ends_bytes(layer, tp)
+    return weight_bytes_per_gpu(layer, companion.quant, companion.parallel) - _ends_bytes(layer, tp)
 
 
 def _ends_bytes(model: ModelSpec, tp: int) -> float:
@@ -167,7 +166,8 @@ def draft_kv_bytes_per_token_per_gpu(spec: SpeculativeSpec, target: ModelSpec, q
     layers = draft_layers_model(spec, target)
     if layers is None:
         return 0.0
-    return kv_bytes_per_token_per_gpu(layers, quant, Parallelism(parallel.tensor_parallel, 1))
+    companion = companion_options(StepOptions(quant, parallel))
+    return kv_bytes_per_token_per_gpu(layers, companion.quant, companion.parallel)
 
 
 class DraftTimer:
@@ -181,46 +181,42 @@ class DraftTimer:
     def __init__(self, spec: SpeculativeSpec, target: ModelSpec, hw: HardwareSpec, options: StepOptions):
         self.spec, self.hw = spec, hw
         layers = draft_layers_model(spec, target)
-        draft_options = dataclasses.replace(options, quant=QuantSpec(kv_bits=options.quant.kv_bits),
-                                            parallel=Parallelism(options.parallel.tensor_parallel, 1))
-        self._timer = StepTimer(layers, hw, draft_options) if layers is not None else None
+        self._timer = StepTimer(layers, hw, companion_options(options)) if layers is not None else None
         self._catch_up_tokens = max(1, round(spec.expected_tokens_per_step))
         self._target, self._tp = target, options.parallel.tensor_parallel
-        self._heads_by_seqs: dict[int, tuple[float, float, float]] = {}
+        self._heads_by_seqs: dict[int, StepTotals] = {}
 
-    def step(self, context_tokens: np.ndarray) -> tuple[float, float, float]:
-        """(seconds, FLOPs, bytes) of drafting k tokens for sequences with these cached contexts."""
+    def step(self, context_tokens: np.ndarray) -> StepTotals:
+        """Seconds, FLOPs and bytes of drafting k tokens for sequences with these cached contexts."""
         k, seqs = self.spec.num_speculative_tokens, len(context_tokens)
         if self.spec.method == "ngram":
-            return 0.0, 0.0, 0.0
+            return NO_WORK
         if self._timer is None:
             return self._medusa(seqs)
         m = self._catch_up_tokens
         first = self._timer.step([m] * seqs, context_tokens.tolist(), seqs)
         if k == 1:
-            return first.latency_s, first.flops, first.bytes
+            return first
         context_sum, context_max = int(context_tokens.sum()) + m * seqs, int(context_tokens.max()) + m
         latency_s, _ = self._timer.decode_run(seqs, context_sum, context_max, k - 1)
         flops, nbytes = self._timer.decode_totals(seqs, context_sum, context_max, k - 1)
-        return first.latency_s + float(latency_s.sum()), first.flops + flops, first.bytes + nbytes
+        return first.plus(StepTotals(float(latency_s.sum()), flops, nbytes))
 
-    def prefill(self, new_tokens: list, cached_tokens: list) -> tuple[float, float, float]:
-        """(seconds, FLOPs, bytes) of the drafter taking in prompt chunks: a draft model or an EAGLE/MTP layer
-        caches its own K/V of every prompt token (vLLM runs the drafter over the prefill too); Medusa's heads
-        and n-gram lookup cache nothing."""
-        if self._timer is None or self.spec.method == "ngram":
-            return 0.0, 0.0, 0.0
-        totals = self._timer.step(new_tokens, cached_tokens, 0)
-        return totals.latency_s, totals.flops, totals.bytes
+    def prefill(self, new_tokens: list, cached_tokens: list) -> StepTotals:
+        """Seconds, FLOPs and bytes of the drafter taking in prompt chunks: a draft model or an EAGLE/MTP
+        layer caches its own K/V of every prompt token (vLLM runs the drafter over the prefill too); Medusa's
+        heads and n-gram lookup (no layers to run) cache nothing."""
+        if self._timer is None:
+            return NO_WORK
+        return self._timer.step(new_tokens, cached_tokens, 0)
 
-    def _medusa(self, seqs: int) -> tuple[float, float, float]:
+    def _medusa(self, seqs: int) -> StepTotals:
         cached = self._heads_by_seqs.get(seqs)
         if cached is None:
             d, vocab = self._target.hidden_size, math.ceil(self._target.vocab_size / self._tp)
             fp16, k = QuantSpec(), self.spec.num_speculative_tokens
             heads = (ops.linear("medusa_block", seqs, d, d, fp16, count=k)
                      + ops.linear("medusa_lm_head", seqs, d, vocab, fp16, count=k))
-            cached = (sum(float(op_time_s(self.hw, op)) for op in heads), sum(op.total_flops for op in heads),
-                      sum(op.bytes for op in heads))
+            cached = op_totals(self.hw, heads)
             self._heads_by_seqs[seqs] = cached
         return cached

@@ -89,6 +89,14 @@ class StepOptions:
     sampling: str = "top_p"
 
 
+def companion_options(options: StepOptions) -> StepOptions:
+    """How a second model beside the served one runs (a speculative drafter, a contrastive decoder's
+    amateur): fp16 weights and activations at the served model's KV precision, split over its
+    tensor-parallel GPUs in one stage (vLLM runs a drafter at the target's TP)."""
+    return StepOptions(QuantSpec(kv_bits=options.quant.kv_bits), Parallelism(options.parallel.tensor_parallel, 1),
+                       options.flash_attention, options.sampling)
+
+
 @dataclass(frozen=True)
 class OpRow:
     """One op in the step table: per-GPU cost of one instance, run `count` times (layers) per step."""

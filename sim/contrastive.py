@@ -21,5 +21,4 @@ class Contrastive:
     def step(self, timer: StepTimer, plan: StepPlan, new, cached, sampled: int, rng: np.random.Generator,
              metrics: Metrics) -> tuple[StepTotals, None]:
         """Both models' passes over the step's batch, one after the other; each row emits its one token."""
-        expert, amateur = timer.step(new, cached, sampled), self._amateur.step(new, cached, sampled)
-        return StepTotals(*(a + b for a, b in zip(expert, amateur))), None
+        return timer.step(new, cached, sampled).plus(self._amateur.step(new, cached, sampled)), None

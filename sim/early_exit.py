@@ -10,9 +10,8 @@ import numpy as np
 
 from infersim.roofline import ops
 from infersim.roofline.early_exit import EarlyExitSpec
-from infersim.roofline.latency import StepTimer, StepTotals
+from infersim.roofline.latency import StepTimer, StepTotals, op_totals
 from infersim.roofline.models import ModelSpec
-from infersim.roofline.timing import op_time_s
 
 from .metrics import Metrics
 from .step_plan import StepPlan
@@ -45,8 +44,7 @@ class EarlyExit:
         if depth == layers:
             return timer.step(new, cached, sampled), None
         ran = self._timer(timer, depth).step(new, cached, sampled)
-        fill = self._kv_fill(timer, len(new), layers - depth)
-        return StepTotals(*(a + b for a, b in zip(ran, fill))), None
+        return ran.plus(self._kv_fill(timer, len(new), layers - depth)), None
 
     def _timer(self, full: StepTimer, depth: int) -> StepTimer:
         key = (id(full), depth)
@@ -61,7 +59,5 @@ class EarlyExit:
             model, tp = full.model, full.options.parallel.tensor_parallel
             kv_width = 2 * model.kv_heads_per_gpu(tp) * model.head_dim
             op_list = ops.linear("kv_fill", tokens, model.hidden_size, kv_width, full.options.quant)
-            self._fills[key] = StepTotals(skipped_layers * sum(float(op_time_s(full.hw, op)) for op in op_list),
-                                          skipped_layers * sum(op.total_flops for op in op_list),
-                                          skipped_layers * sum(op.bytes for op in op_list))
+            self._fills[key] = op_totals(full.hw, op_list).scaled(skipped_layers)
         return self._fills[key]

@@ -15,10 +15,9 @@ from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory, weight_bytes_per_gpu
 from infersim.roofline.models import ModelSpec
-from infersim.roofline.quant import QuantSpec
 from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv_bytes_per_token_per_gpu,
                                            draft_weight_bytes_per_gpu)
-from infersim.roofline.step import Parallelism, StepOptions, utilization_peaks
+from infersim.roofline.step import StepOptions, companion_options, utilization_peaks
 from infersim.roofline.timing import transfer_time_s
 
 from .cluster import Colocated, Deployment, Disaggregated
@@ -118,9 +117,9 @@ def _draft_bytes(cfg: RunConfig) -> DraftBytes:
     fp16 at the expert's tensor parallelism)."""
     spec, o = cfg.speculative, cfg.options
     if cfg.contrastive is not None:
-        amateur, parallel = cfg.contrastive.amateur, Parallelism(o.parallel.tensor_parallel, 1)
-        return DraftBytes(weight_bytes_per_gpu(amateur, QuantSpec(kv_bits=o.quant.kv_bits), parallel),
-                          kv_bytes_per_token_per_gpu(amateur, o.quant, parallel))
+        amateur, companion = cfg.contrastive.amateur, companion_options(o)
+        return DraftBytes(weight_bytes_per_gpu(amateur, companion.quant, companion.parallel),
+                          kv_bytes_per_token_per_gpu(amateur, companion.quant, companion.parallel))
     if spec is None:
         return DraftBytes(0.0, 0.0)
     return DraftBytes(draft_weight_bytes_per_gpu(spec, cfg.model, o.quant, o.parallel),
@@ -129,7 +128,8 @@ def _draft_bytes(cfg: RunConfig) -> DraftBytes:
 
 def kv_bytes_per_token(cfg: RunConfig) -> float:
     """K and V one token of context takes on each GPU: the model's, and its drafter's when speculating."""
-    return kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel) + _draft_bytes(cfg).kv_bytes_per_token
+    own = kv_bytes_per_token_per_gpu(cfg.model, cfg.options.quant, cfg.options.parallel)
+    return own + _draft_bytes(cfg).kv_bytes_per_token
 
 
 def total_kv_blocks(cfg: RunConfig) -> int:
@@ -181,10 +181,7 @@ def _decode_technique(cfg: RunConfig) -> Speculation | EarlyExit | Contrastive |
         return EarlyExit(cfg.early_exit, cfg.model)
     hw = cfg.kernels.in_graph(cfg.hardware) if cfg.kernels.graph_max_batch else cfg.kernels.eager(cfg.hardware)
     if cfg.contrastive is not None:
-        o = cfg.options
-        amateur_options = StepOptions(QuantSpec(kv_bits=o.quant.kv_bits), Parallelism(o.parallel.tensor_parallel, 1),
-                                      o.flash_attention, o.sampling)
-        return Contrastive(cfg.contrastive, StepTimer(cfg.contrastive.amateur, hw, amateur_options))
+        return Contrastive(cfg.contrastive, StepTimer(cfg.contrastive.amateur, hw, companion_options(cfg.options)))
     if cfg.speculative is None:
         return None
     return Speculation(cfg.speculative, DraftTimer(cfg.speculative, cfg.model, hw, cfg.options))

@@ -38,12 +38,13 @@ class Speculation:
         taking in the step's prompt chunks and drafting for the decoding sequences) and the tokens each
         decoding row emits (None without decodes)."""
         prompts = len(plan.prefills)
-        parts = [timer.step(new, cached, sampled), self.drafter.prefill(new[:prompts], cached[:prompts])
-                 if prompts else (0.0, 0.0, 0.0)]
+        totals = timer.step(new, cached, sampled)
+        if prompts:
+            totals = totals.plus(self.drafter.prefill(new[:prompts], cached[:prompts]))
         emitted = None
         if plan.decoding_seqs:
-            parts.append(self.drafter.step(plan.decode.context_tokens))
+            totals = totals.plus(self.drafter.step(plan.decode.context_tokens))
             emitted = self.draw_per_request(plan.decode.request, rng)
             metrics.speculating_rows += plan.decoding_seqs
             metrics.speculated_tokens += int(np.minimum(emitted, plan.decode.remaining_tokens).sum())
-        return StepTotals(*(sum(values) for values in zip(*parts))), emitted
+        return totals, emitted
