@@ -4,10 +4,13 @@ mean inter-token latency and output tokens/s.
 
 Measurements come as a CSV table with one run a row (the columns of NVIDIA's TensorRT-LLM online-serving
 table: model, hardware, tensor_parallel, input_tokens, output_tokens, num_requests, request_rate_per_s
-(`inf`: every request at once), mean_ttft_ms, mean_itl_ms, output_tokens_per_s), or as the JSON `vllm bench
-serve --save-result` writes (one run; its model, GPU and tensor parallelism given on the command line).
-Arrivals of a finite rate are Poisson, as benchmark clients send them, drawn given that their gaps average
-1 / rate (the run's nominal rate exactly, not a seed's luck); lengths are fixed at the run's.
+(`inf`: every request at once), mean_ttft_ms, mean_itl_ms, output_tokens_per_s, and optionally
+max_concurrency), or as the JSON `vllm bench serve --save-result` writes (one run; its model, GPU and tensor
+parallelism given on the command line). Arrivals of a finite rate are Poisson, as benchmark clients send them,
+drawn given that their gaps average 1 / rate (the run's nominal rate exactly, not a seed's luck); lengths are
+fixed at the run's. A run with max_concurrency at an unbounded rate is a closed loop (`vllm bench serve
+--max-concurrency`): that many clients, each sending its next request when it has its last, the engine's
+front-end time (frontend_s) apart.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class ServingRun:
     # requests; vllm bench serve calls it mean_tpot_ms (its mean_itl_ms weights every gap alike instead)
     mean_itl_ms: float
     output_tokens_per_s: float
+    max_concurrency: int | None = None  # closed loop: this many clients (the rate is then inf); None: open loop
 
     @property
     def config_key(self) -> str:
@@ -67,6 +71,21 @@ def _rate(text, where: str) -> float:
     return number(text, "request_rate_per_s", where, minimum=1e-6, maximum=1e9)
 
 
+def _clients(value, rate_per_s: float, where: str) -> int | None:
+    """A run's max_concurrency: None (missing, null or an empty cell) for an open loop, else its clients,
+    which drive a closed loop only at an unbounded rate: vllm bench serve at a finite rate with
+    --max-concurrency sends at the rate and holds each send while that many are in flight, which the
+    simulator does not drive."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    clients = int(number(value, "max_concurrency", where, whole=True, minimum=1, maximum=1 << 20))
+    if not math.isinf(rate_per_s):
+        raise SpecError("max_concurrency", f"is simulated as a closed loop, at request_rate_per_s inf only (this "
+                        f"run's is {rate_per_s:g}: requests sent at a rate and capped in flight is not modelled)",
+                        clients, file=where)
+    return clients
+
+
 def read_csv_runs(path: Path) -> list[ServingRun]:
     runs = []
     for where, row in read_rows(path, "serving runs"):
@@ -74,36 +93,40 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
             if not isinstance(row.get(column), str) or not row[column].strip():
                 raise SpecError(column, "must name a model or GPU (infersim models, infersim hardware)",
                                 row.get(column), file=where)
+        rate_per_s = _rate(row.get("request_rate_per_s"), where)
         runs.append(ServingRun(
             where, row["model"], row["hardware"],
             int(number_cell(row, "tensor_parallel", where, whole=True, minimum=1, maximum=1024)),
             int(number_cell(row, "input_tokens", where, **_TOKENS)),
             int(number_cell(row, "output_tokens", where, **_TOKENS)),
             int(number_cell(row, "num_requests", where, whole=True, minimum=1, maximum=10_000_000)),
-            _rate(row.get("request_rate_per_s"), where),
+            rate_per_s,
             number_cell(row, "mean_ttft_ms", where, **_POSITIVE), number_cell(row, "mean_itl_ms", where, **_POSITIVE),
-            number_cell(row, "output_tokens_per_s", where, **_POSITIVE)))
+            number_cell(row, "output_tokens_per_s", where, **_POSITIVE),
+            _clients(row.get("max_concurrency"), rate_per_s, where)))
     return runs
 
 
 def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel: int) -> list[ServingRun]:
     """One `vllm bench serve --save-result` file: its mean lengths (total tokens over completed requests),
-    request rate and measured means (TPOT as the inter-token latency, the per-request mean the simulator's
-    TPOT and GenAI-Perf's ITL are)."""
+    request rate, its clients if it had --max-concurrency, and measured means (TPOT as the inter-token
+    latency, the per-request mean the simulator's TPOT and GenAI-Perf's ITL are)."""
     data = parse_json(read_text(path, "serving runs"))
     if not isinstance(data, dict):
         raise SpecError("", "must hold the JSON object vllm bench serve --save-result writes", file=path.name)
     where = path.name
     completed = number(data.get("completed"), "completed", where, whole=True, minimum=1, maximum=10_000_000)
     rate = data.get("request_rate", "inf")
+    rate_per_s = _rate(rate if isinstance(rate, str) else str(rate), where)
     return [ServingRun(
         where, model, hardware, tensor_parallel,
         max(1, round(number(data.get("total_input_tokens"), "total_input_tokens", where, minimum=1) / completed)),
         max(1, round(number(data.get("total_output_tokens"), "total_output_tokens", where, minimum=1) / completed)),
-        int(completed), _rate(rate if isinstance(rate, str) else str(rate), where),
+        int(completed), rate_per_s,
         number(data.get("mean_ttft_ms"), "mean_ttft_ms", where, **_POSITIVE),
         number(data.get("mean_tpot_ms"), "mean_tpot_ms", where, **_POSITIVE),
-        number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE))]
+        number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE),
+        _clients(data.get("max_concurrency"), rate_per_s, where))]
 
 
 def arrivals_of(run: ServingRun, seed: int) -> np.ndarray:
@@ -121,7 +144,7 @@ def arrivals_of(run: ServingRun, seed: int) -> np.ndarray:
 
 def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> Comparison:
     """The run's workload through the preset's engine on the run's model, GPU and tensor parallelism (with
-    another host model than the preset's, if given)."""
+    another host model than the preset's, if given), driven by its clients when it had max_concurrency."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
     from infersim.sim.engines import preset_config
     from infersim.sim.run import requests_from, simulate
@@ -133,7 +156,8 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
         workload = Workload(arrivals_of(run, seed), np.full(n, run.input_tokens), np.full(n, run.output_tokens))
         max_model_len = min(model.max_context_tokens, run.input_tokens + run.output_tokens)
         cfg = preset_config(preset, model, hardware, StepOptions(parallel=Parallelism(run.tensor_parallel)),
-                            max_model_len, **({"overhead": overhead} if overhead is not None else {}))
+                            max_model_len, concurrency=run.max_concurrency,
+                            **({"overhead": overhead} if overhead is not None else {}))
         summary = simulate(cfg, requests_from(workload)).summary
     except SpecError as err:
         raise err.in_file(run.where) from None

@@ -44,9 +44,11 @@ class EngineOverhead:
     per_seq_s: float = 10e-6
     overlaps_gpu: bool = False
     # Per request, outside the engine: an API server's or Triton's tokenizing, routing and streaming back.
-    # Arrivals are when requests reach the engine; a constant before them is only latency (TTFT and E2E),
-    # exactly so in an open loop (a closed loop's clients would also send their next request that much
-    # later, which is not modelled). No preset sets it: no engine publishes it; measure yours.
+    # Arrivals are when requests reach the engine. Each request's TTFT and E2E count it whole, however it
+    # splits before and after the engine; in an open loop that is all it changes. A closed loop's client
+    # sends its next request when it has its last: the next reaches the engine frontend_s after the engine
+    # gave the last back (sim.run.simulate), so throughput falls with it. No preset sets it: no engine
+    # publishes it; measure yours.
     frontend_s: float = 0.0
 
     def step_s(self, seqs: int):

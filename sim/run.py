@@ -274,7 +274,8 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
     simulated time passes. Requests arrive at their `arrival_s` (open loop) or, with `cfg.concurrency`, from
     that many clients that each send their next request when their last one completes or is refused
     (closed loop, as `vllm bench serve --max-concurrency` and NVIDIA's GenAI-Perf drive a server): their
-    arrival times are set as they are sent. `stop_when`, when given, sees each request as it completes or is
+    arrival times are set as they are sent, each the front end's time (`cfg.overhead.frontend_s`) after the
+    engine gave back the client's last. `stop_when`, when given, sees each request as it completes or is
     refused; once it returns True the run ends at that moment, its result holding the requests as they
     stand (some unfinished). A large open-loop run whose router fixes each replica's requests is simulated
     in blocks of replicas over the CPUs (`sim.shards`)."""
@@ -282,7 +283,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
     from .shards import simulate_sharded, worth_sharding  # shards deploy replicas with this module's `deploy`
     if stop_when is None and worth_sharding(cfg, requests, progress):
         return simulate_sharded(cfg, requests)
-    concurrency = cfg.concurrency
+    concurrency, frontend_s = cfg.concurrency, cfg.overhead.frontend_s
     env = simpy.Environment()
     metrics = Metrics(cfg.kv_cache.block_size_tokens)
     unsent = iter(requests)
@@ -309,9 +310,19 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
     stop = env.event()  # succeeds when stop_when says so; processing it leaves the event loop
     stop.callbacks.append(_raise_stopped)
 
+    def client_answered() -> None:
+        """A closed-loop client's next request reaches the engine `frontend_s` after the engine gave its last
+        back, completed or refused: the front end's time after the engine (streaming the answer, or the
+        refusal, back) plus its time before it (tokenizing and routing the next request), however
+        `frontend_s` splits between the two."""
+        if frontend_s:
+            env.timeout(frontend_s).callbacks.append(lambda _: send_next(env.now))
+        else:
+            send_next(env.now)  # in this instant, before the engine plans its next step
+
     def on_done(req: Request) -> None:
         if concurrency:
-            send_next(env.now)
+            client_answered()
         if stop_when is not None and not stop.triggered and stop_when(req):
             stop.succeed()
 
