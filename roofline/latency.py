@@ -9,6 +9,7 @@ all steps at once. Latency is the whole forward pass (all pipeline stages one af
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import numba
@@ -62,6 +63,43 @@ class DecodeLine(NamedTuple):
     bytes_per_key: float
 
 
+class FlashRates(NamedTuple):
+    """FlashAttention over a ragged batch, per layer, as affine in `ops.attention`'s sums (every term of
+    `timing` is linear in an op's FLOPs and bytes): compute seconds per causal pair; memory seconds per
+    query (its Q read and O written), per key read from DRAM and per key re-read from L2 (FlashAttention's
+    later query tiles); FLOPs per pair; bytes per query and per key read."""
+
+    compute_per_pair_s: float
+    memory_per_query_s: float
+    memory_per_key_s: float
+    memory_per_reread_s: float
+    flops_per_pair: float
+    bytes_per_query: float
+    bytes_per_key_read: float
+
+
+class CostTables(NamedTuple):
+    """A `StepTimer`'s costs as arrays, for compiled code that plans and costs steps itself (the simulator's
+    compiled replica): every field that `StepTimer.step`, `decode_run` and `decode_totals` read, so both
+    compute the same seconds. `token_*[t]`: all but attention, the LM head and sampling, for t new tokens;
+    `sampled_*[s]`: the LM head and sampling of s sequences; `lines[b]`: `DecodeLine` of a batch of b
+    (its fields in order, `rest` as its latency only: its FLOPs and bytes are in the fixed terms)."""
+
+    token_latency_s: np.ndarray
+    token_flops: np.ndarray
+    token_bytes: np.ndarray
+    sampled_latency_s: np.ndarray
+    sampled_flops: np.ndarray
+    sampled_bytes: np.ndarray
+    lines: np.ndarray
+    flash: np.ndarray  # FlashRates, in order
+    q_tile_tokens: float
+    sram_tokens: float  # a head's K/V tokens that fit in SRAM (FlashAttention then reads them once)
+    overlap_exponent: float
+    launch_s: float
+    layers: int
+
+
 _TABLE_BLOCK = 256
 
 
@@ -73,34 +111,46 @@ class StepTimer:
         self.model, self.hw, self.options = model, hw, options
         widths = layer_widths(model, options.parallel.tensor_parallel)
         self._heads, self._kv_heads = widths.heads, widths.kv_heads
-        self._by_tokens: dict[int, StepTotals] = {}
+        self._by_tokens: dict[int, StepTotals] = {}  # blocks of `_TABLE_BLOCK` counts: lists of each total
         self._by_sampled: dict[int, StepTotals] = {}
         self._lines: dict[int, DecodeLine] = {}
         self._steps: dict[tuple, StepTotals] = {}
+        self._flash = self._flash_rates() if options.flash_attention else None
+        self._sram_tokens = hw.sram_per_sm_bytes / (2 * model.head_dim * options.quant.kv_bytes_per_element(model.head_dim))
+
+    def _flash_rates(self) -> FlashRates:
+        query, pair, read = ops.flash_attention_rates(self._heads, self._kv_heads, self.model.head_dim,
+                                                      self.options.quant.kv_bytes_per_element(self.model.head_dim))
+        reread = dataclasses.replace(read, l2_reread_bytes=read.kv_read_bytes)
+        return FlashRates(float(op_compute_s(self.hw, pair)), float(op_memory_s(self.hw, query)),
+                          float(op_memory_s(self.hw, read)), float(op_memory_s(self.hw, reread)),
+                          pair.total_flops, query.bytes, read.bytes)
 
     def _token_part(self, tokens: int) -> StepTotals:
-        """Everything but attention, the LM head and sampling, for `tokens` new tokens; costed for a block
-        of `_TABLE_BLOCK` token counts at once (lists of each total), since a run meets many nearby counts."""
-        block = self._by_tokens.get(tokens // _TABLE_BLOCK)
-        if block is None:
-            counts = np.maximum(1, np.arange(_TABLE_BLOCK) + tokens // _TABLE_BLOCK * _TABLE_BLOCK)
-            before, after = dense_layer_ops(self.model, counts, self.options)
-            front, _ = end_ops(self.model, counts, 0, self.options)
-            layer, ends = op_totals(self.hw, before + after), op_totals(self.hw, front)
-            layers, pp = self.model.num_layers, self.options.parallel.pipeline_parallel
-            hand_off = op_totals(self.hw, [ops.p2p_send(counts, self.model.hidden_size)] * (pp - 1))
-            block = StepTotals(*(np.broadcast_to(layers * a + b + c, counts.shape).tolist()
-                                 for a, b, c in zip(layer, ends, hand_off)))
-            self._by_tokens[tokens // _TABLE_BLOCK] = block
-        i = tokens % _TABLE_BLOCK
-        return StepTotals(block.latency_s[i], block.flops[i], block.bytes[i])
+        """Everything but attention, the LM head and sampling, for `tokens` new tokens."""
+        return _looked_up(self._by_tokens, self._token_block, tokens)
 
     def _sampled_part(self, sampled: int) -> StepTotals:
-        cached = self._by_sampled.get(sampled)
-        if cached is None:
-            cached = op_totals(self.hw, end_ops(self.model, 1, sampled, self.options)[1]) if sampled else NO_WORK
-            self._by_sampled[sampled] = cached
-        return cached
+        """The LM head and sampling of `sampled` sequences."""
+        return _looked_up(self._by_sampled, self._sampled_block, sampled)
+
+    def _token_block(self, counts: np.ndarray) -> StepTotals:
+        counts = np.maximum(1, counts)
+        before, after = dense_layer_ops(self.model, counts, self.options)
+        front, _ = end_ops(self.model, counts, 0, self.options)
+        layer, ends = op_totals(self.hw, before + after), op_totals(self.hw, front)
+        layers, pp = self.model.num_layers, self.options.parallel.pipeline_parallel
+        hand_off = op_totals(self.hw, [ops.p2p_send(counts, self.model.hidden_size)] * (pp - 1))
+        return StepTotals(*(np.broadcast_to(layers * a + b + c, counts.shape) for a, b, c in zip(layer, ends, hand_off)))
+
+    def _sampled_block(self, counts: np.ndarray) -> StepTotals:
+        head = op_totals(self.hw, end_ops(self.model, 1, np.maximum(1, counts), self.options)[1])
+        return StepTotals(*(np.where(counts > 0, np.broadcast_to(x, counts.shape), 0.0) for x in head))
+
+    def _table(self, cache: dict, build, largest: int) -> tuple[np.ndarray, ...]:
+        """Entries 0..largest of a block table, one array per total."""
+        blocks = [_block(cache, build, b) for b in range(largest // _TABLE_BLOCK + 1)]
+        return tuple(np.array([x for block in blocks for x in block[i]])[:largest + 1] for i in range(3))
 
     def step(self, new_tokens, cached_tokens, sampled: int) -> StepTotals:
         """One step of a ragged batch (see `roofline.step.Batch`); small batches (prefill-only steps, which
@@ -108,9 +158,16 @@ class StepTimer:
         key = (tuple(new_tokens), tuple(cached_tokens), sampled) if len(new_tokens) <= 8 else None
         cached = self._steps.get(key) if key else None
         if cached is None:
-            batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
-            attn = op_totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
-            cached = StepTotals(*(float(x) for x in self._combine(batch.num_tokens, sampled, attn)))
+            if self._flash is not None:
+                attn = StepTotals(*ragged_flash_attention(
+                    np.asarray(new_tokens, dtype=np.float64), np.asarray(cached_tokens, dtype=np.float64),
+                    float(self.hw.attention_q_tile_tokens), self._sram_tokens, np.array(self._flash),
+                    self.hw.overlap_exponent, self.hw.launch_overhead_s))
+                tokens = sum(new_tokens)
+            else:
+                batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
+                attn, tokens = op_totals(self.hw, attention_ops(self.model, batch, self.hw, self.options)), batch.num_tokens
+            cached = StepTotals(*(float(x) for x in self._combine(tokens, sampled, attn)))
             if key and len(self._steps) < 1 << 16:
                 self._steps[key] = cached
         return cached
@@ -138,10 +195,9 @@ class StepTimer:
         if not self.options.flash_attention:
             per_step = self._decode_ops_run(batch_size, context_sum, context_max, steps)
             return float(np.sum(per_step.flops)), float(np.sum(per_step.bytes))
-        keys = steps * (context_sum + batch_size) + batch_size * steps * (steps - 1) / 2
         line = self._decode_line(batch_size)
-        return (steps * line.flops_fixed + line.flops_per_key * keys,
-                steps * line.bytes_fixed + line.bytes_per_key * keys)
+        return decode_run_totals(steps, context_sum, batch_size, line.flops_fixed, line.flops_per_key,
+                                 line.bytes_fixed, line.bytes_per_key)
 
     def _decode_ops_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> StepTotals:
         """Each of `steps` decode steps, op by op (arrays over the steps)."""
@@ -165,12 +221,59 @@ class StepTimer:
             self._lines[batch_size] = cached
         return cached
 
+    def tables(self, max_tokens: int, max_seqs: int) -> CostTables:
+        """The costs of steps of up to `max_tokens` new tokens and decode batches (and sampled sequences) of up
+        to `max_seqs`, as arrays (FlashAttention only)."""
+        assert self._flash is not None, "compiled steps are costed with FlashAttention's affine rates"
+        token = self._table(self._by_tokens, self._token_block, max_tokens)
+        sampled = self._table(self._by_sampled, self._sampled_block, max_seqs)
+        lines = np.zeros((max_seqs + 1, len(DecodeLine._fields)))
+        for b in range(1, max_seqs + 1):
+            line = self._decode_line(b)
+            lines[b] = (line.rest.latency_s,) + tuple(line[1:])
+        return CostTables(*token, *sampled, lines,
+                          np.array(self._flash), float(self.hw.attention_q_tile_tokens), self._sram_tokens,
+                          self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers)
+
     def _combine(self, tokens: int, sampled: int, attn: StepTotals) -> StepTotals:
         """The whole step: the dense part of `tokens` tokens, attention in every layer, the LM head and
         sampling of `sampled` sequences."""
         dense, head = self._token_part(tokens), self._sampled_part(sampled)
         layers = self.model.num_layers
         return StepTotals(*(d + layers * a + h for d, a, h in zip(dense, attn, head)))
+
+
+def _block(cache: dict, build, block: int) -> StepTotals:
+    """A block of a table costed `_TABLE_BLOCK` counts at once (a simulation meets many nearby counts), as
+    lists of Python floats."""
+    entry = cache.get(block)
+    if entry is None:
+        entry = StepTotals(*(x.tolist() for x in build(np.arange(_TABLE_BLOCK) + block * _TABLE_BLOCK)))
+        cache[block] = entry
+    return entry
+
+
+def _looked_up(cache: dict, build, count: int) -> StepTotals:
+    block, i = _block(cache, build, count // _TABLE_BLOCK), count % _TABLE_BLOCK
+    return StepTotals(block.latency_s[i], block.flops[i], block.bytes[i])
+
+
+@numba.njit(cache=True)
+def ragged_flash_attention(new_tokens, cached_tokens, q_tile_tokens, sram_tokens, rates, p, launch_s):
+    """(seconds, FLOPs, bytes) of one layer's FlashAttention over a ragged batch (`ops.attention`'s sums
+    with `FlashRates`, in order, as `rates`)."""
+    queries, pairs, _, keys, reads, _, _ = ops.attention_sums(new_tokens, cached_tokens, q_tile_tokens, sram_tokens)
+    compute_s = pairs * rates[0]
+    memory_s = queries * rates[1] + keys * rates[2] + (reads - keys) * rates[3]
+    return kernel_time_s(compute_s, memory_s, p, launch_s), pairs * rates[4], queries * rates[5] + reads * rates[6]
+
+
+@numba.njit(cache=True)
+def decode_run_totals(steps, context_sum, batch_size, flops_fixed, flops_per_key, bytes_fixed, bytes_per_key):
+    """(FLOPs, bytes) of `steps` FlashAttention decode steps of a batch whose contexts sum to `context_sum`
+    at the first: step j reads context_sum + batch_size (j + 1) keys, and every cost is affine in them."""
+    keys = steps * (context_sum + batch_size) + batch_size * steps * (steps - 1) / 2
+    return steps * flops_fixed + flops_per_key * keys, steps * bytes_fixed + bytes_per_key * keys
 
 
 @numba.njit(cache=True)

@@ -187,7 +187,7 @@ def attention(new_tokens: np.ndarray, cached_tokens: np.ndarray, num_heads: int,
     so the timing serves them from L2. Without it the full q x (c+q)
     score matrix S is computed, written, read and written again as P by softmax, and read by PV.
     """
-    sums = _attention_sums(np.asarray(new_tokens, dtype=np.float64), np.asarray(cached_tokens, dtype=np.float64),
+    sums = attention_sums(np.asarray(new_tokens, dtype=np.float64), np.asarray(cached_tokens, dtype=np.float64),
                            float(q_tile_tokens), sram_bytes / (2 * head_dim * quant.kv_bytes_per_element(head_dim)))
     totals = AttentionTotals(*sums[:5], max_queries=int(sums[5]), max_kv_tokens=int(sums[6]),
                              sequences=len(new_tokens))
@@ -195,7 +195,7 @@ def attention(new_tokens: np.ndarray, cached_tokens: np.ndarray, num_heads: int,
 
 
 @numba.njit(cache=True)
-def _attention_sums(q, c, tile, sram_tokens):
+def attention_sums(q, c, tile, sram_tokens):
     """The sums of `attention`'s docstring in one pass: queries, causal pairs, full pairs, keys, keys read
     with FlashAttention's re-reads (none when a head's K/V fit in `sram_tokens`), longest q and q + c."""
     queries = pairs_causal = pairs_full = keys = flash_reads = longest_q = longest_kv = 0.0

@@ -255,7 +255,7 @@ def end_ops(model: ModelSpec, tokens: int, sampled: int, options: StepOptions) -
     front = [ops.embedding(tokens, d)]
     if tp > 1:
         front.append(ops.all_reduce("embedding_all_reduce", tokens, d, tp))
-    if not sampled:
+    if np.ndim(sampled) == 0 and not sampled:
         return front, []
     vocab_shard = math.ceil(model.vocab_size / tp)
     head_quant = QuantSpec(kv_bits=options.quant.kv_bits)  # LM head stays fp16, as in memory.py

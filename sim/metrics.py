@@ -72,9 +72,13 @@ class Rows:
 
     def absorb(self, other: "Rows") -> None:
         """Append another's rows (or arrays) after these."""
+        self.add_array(other.values)
+
+    def add_array(self, values: np.ndarray) -> None:
+        """Append rows already made into an array (of this dtype)."""
         self._gather()
-        self._gathered.append(other.values)
-        self.n += other.n
+        self._gathered.append(values)
+        self.n += len(values)
 
     @property
     def values(self) -> np.ndarray:
@@ -213,6 +217,21 @@ class Metrics:
         if self._open.rows >= self._chunk_rows:
             self._seal()
 
+    def add_records(self, steps: np.ndarray, runs: np.ndarray, run_ends_s: np.ndarray, run_durations_s: np.ndarray,
+                    run_lengths: np.ndarray, crossings_cdf: np.ndarray) -> None:
+        """`step` and `run` for many at once, as arrays: rows of the steps planned alone and of the runs (in
+        their dtypes), the runs' steps' end times and durations one run after another, how many steps each
+        run has, and each run's crossings histogram (a row each)."""
+        records = self._open
+        records.steps.add_array(steps)
+        records.runs.add_array(runs)
+        records.run_ends_s.add_array(run_ends_s)
+        records.run_durations_s.add_array(run_durations_s)
+        records.run_lengths.add_array(run_lengths)
+        records.crossings.add_array(crossings_cdf)
+        if records.rows >= self._chunk_rows:
+            self._seal()
+
     def _seal(self) -> None:
         self._rows += self._open.rows
         self._chunks.append(self._open)
@@ -259,6 +278,16 @@ class Metrics:
         """tokens[i] tokens each came gaps_s[i] after their sequence's previous token."""
         self._itl_values.extend(gaps_s)
         self._itl_weights.extend(tokens)
+
+    def add_gaps(self, gaps_s: np.ndarray, tokens: np.ndarray, run_gaps_s: np.ndarray, run_tokens: np.ndarray,
+                 run_lengths: np.ndarray) -> None:
+        """`inter_token_gaps` and `step_gaps` for many at once: the latter's gaps one call after another, with
+        each call's tokens and how many gaps it had."""
+        self._itl_values.add_array(gaps_s)
+        self._itl_weights.add_array(tokens.astype(np.int32))
+        self._itl_run_values.add_array(run_gaps_s)
+        self._itl_run_weights.add_array(run_tokens.astype(np.int32))
+        self._itl_run_lengths.add_array(run_lengths)
 
     def step_gaps(self, gaps_s: np.ndarray, tokens: int) -> None:
         """`tokens` tokens came after each of the gaps (every sequence of a batch, at each step)."""

@@ -280,9 +280,15 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
     stand (some unfinished). A large open-loop run whose router fixes each replica's requests is simulated
     in blocks of replicas over the CPUs (`sim.shards`)."""
     check_config(cfg)
-    from .shards import simulate_sharded, worth_sharding  # shards deploy replicas with this module's `deploy`
+    from . import compiled_replica
+    from .shards import ShardedReplica, simulate_sharded, worth_sharding  # shards deploy with this module's `deploy`
     if stop_when is None and worth_sharding(cfg, requests, progress):
         return simulate_sharded(cfg, requests)
+    if stop_when is None and compiled_replica.applies(cfg, requests):
+        metrics, blocks = Metrics(cfg.kv_cache.block_size_tokens), total_kv_blocks(cfg)
+        compiled_replica.serve(cfg, requests, metrics, blocks, progress)
+        replicas = [ShardedReplica(i) for i in range(cfg.cluster.replicas)]
+        return pool_result(cfg, requests, metrics, Pool(Deployment(None, replicas), blocks))
     concurrency, frontend_s = cfg.concurrency, cfg.overhead.frontend_s
     env = simpy.Environment()
     metrics = Metrics(cfg.kv_cache.block_size_tokens)

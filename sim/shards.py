@@ -22,7 +22,8 @@ import simpy
 from .cluster import Colocated, Deployment, Shard
 from .metrics import Metrics
 from .request import Request
-from .run import Pool, RunConfig, RunResult, deploy, pool_result, replay_arrivals
+from . import compiled_replica
+from .run import Pool, RunConfig, RunResult, deploy, pool_result, replay_arrivals, total_kv_blocks
 
 SHARD_MIN_REQUESTS = 50_000  # smaller runs take a few seconds: not worth forking
 SHARDS = 2  # blocks of replicas: as many as the CI machine's CPUs, fixed so that a run's figures never
@@ -100,8 +101,13 @@ def _serve(cfg: RunConfig, shard: _ShardPlan, requests: list[Request]) -> tuple[
     """The shard's replicas in an environment of their own, with their requests: what they measured, and
     the KV blocks a replica holds."""
     mine = [requests[i] for i in shard.positions]
-    env, metrics = simpy.Environment(), Metrics(cfg.kv_cache.block_size_tokens)
-    pool = deploy(replace(cfg, cluster=shard.cluster), env, metrics, mine)
+    metrics, cfg = Metrics(cfg.kv_cache.block_size_tokens), replace(cfg, cluster=shard.cluster)
+    if compiled_replica.applies(cfg, mine):
+        blocks = total_kv_blocks(cfg)
+        compiled_replica.serve(cfg, mine, metrics, blocks)
+        return metrics, blocks
+    env = simpy.Environment()
+    pool = deploy(cfg, env, metrics, mine)
     replay_arrivals(env, mine, pool.deployment.entry)
     return metrics, pool.kv_blocks_per_replica
 

@@ -1,0 +1,438 @@
+"""A replica's whole story as one compiled loop, for the runs where it is the common case and Python's time
+per event is the cost: an open loop (arrivals known in advance, each replica's fixed by a round-robin
+router), a stall-free scheduler (`vllm-v1`, `sarathi`: decode every running sequence, then fill the step's
+token budget with prompt chunks), paged KV blocks, recomputation on preemption, one sequence per request,
+no prefix-cache hits and no decoding technique (speculation, early exit, contrastive decoding).
+
+It is the SimPy `replica.Replica` driving `schedulers.SarathiScheduler` (or `VllmV1Scheduler`) over a
+`kv_cache.KVCacheManager`, told once more without the event queue: the same plan (`make_room_for_decode`,
+`continue_prefills`, `admit` with the next step's blocks reserved, `plan`), the same execution (a mixed step,
+or a run of decode steps cut after the step an arrival lands in) and the same records. The decode batch is
+`batch.DecodeBatch`'s table, updated by its compiled functions; the steps are costed from the replica's
+`StepTimer`s' tables (`roofline.latency.CostTables`) by the compiled functions those timers use themselves,
+so both tell the same seconds. Waiting requests are a queue in arrival order (a request's index in its
+replica's list): a preempted request waits again at its place, ahead of every later arrival.
+
+tests/test_compiled_replica.py holds its request table, timeline and summary to the SimPy replica's, under
+load, under KV pressure (preemptions) and with CUDA graphs. An arrival at the very instant a step ends is
+seen by the scheduler's next plan here; in SimPy that depends on which event was queued first (a tie that
+random arrival times never produce).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from infersim.roofline.latency import CostTables, StepTimer, _decode_line_run, decode_run_totals, ragged_flash_attention
+
+from .batch import CONTEXT, MAX_ITL, REMAINING, REQUEST, _add_request, _advance, _pop_finished, _scan
+from .cluster import Colocated, Shard
+from .kv_cache import KVCacheManager, PagedAllocator
+from .metrics import _RUN_DTYPE, _STEP_DTYPE, Metrics
+from .request import DECODING, DONE, PREFILLING, REJECTED, WAITING, Request
+from .router import make_router
+
+SCHEDULERS = {"vllm-v1": False, "sarathi": True}  # the stall-free schedulers, and whether a step that preempted admits
+_STATES = (WAITING, PREFILLING, DECODING, DONE)
+_NO_EMITTED = np.zeros(0, dtype=np.int64)
+
+
+def applies(cfg, requests: list[Request]) -> bool:
+    """Whether `cfg` and `requests` are a run this loop tells exactly as the SimPy replicas would."""
+    cluster = cfg.cluster
+    if not (cfg.scheduler in SCHEDULERS and cfg.limits.preemption == "recompute" and cfg.allocator == "paged"
+            and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None
+            and cfg.speculative is None and cfg.early_exit is None and cfg.contrastive is None):
+        return False
+    if isinstance(cluster, Colocated):
+        if cluster.split(requests[:0]) is None:
+            return False
+    elif not isinstance(cluster, Shard):
+        return False
+    arrivals = np.fromiter((r.arrival_s for r in requests), dtype=np.float64, count=len(requests))
+    ids = np.fromiter((r.id for r in requests), dtype=np.int64, count=len(requests))
+    return bool(np.all(np.diff(arrivals) >= 0) and np.all(np.diff(ids) > 0)
+                and all(r.num_seqs == 1 and r.priority == requests[0].priority and not r.kv_arrived
+                        and r.state == WAITING and r.generated_tokens == 0
+                        and (r.prefix_id < 0 or not cfg.kv_cache.prefix_caching) for r in requests))
+
+
+class ReplicaTables(NamedTuple):
+    """What every replica of a run shares: its limits, its cache's size and its costs."""
+
+    limits: np.ndarray  # max_num_seqs, step token budget, max decode steps, admits after preempting (0/1)
+    kv: np.ndarray  # total blocks, watermark blocks, block size
+    host: np.ndarray  # host seconds per step, per sequence, overlapped with the GPU (0/1)
+    replays: np.ndarray  # per decode batch size: does it replay a CUDA graph?
+    eager: CostTables
+    graph: CostTables
+
+
+def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
+    from .schedulers.base import MAX_DECODE_STEPS
+    limits, kernels = cfg.limits, cfg.kernels
+    budget = cfg.scheduler_class.step_token_budget(limits)
+    eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
+                                                                                  limits.max_num_seqs)
+    graph = (StepTimer(cfg.model, kernels.in_graph(cfg.hardware), cfg.options).tables(0, limits.max_num_seqs)
+             if kernels.graph_max_batch else eager)
+    overhead = cfg.overhead
+    return ReplicaTables(
+        np.array([limits.max_num_seqs, budget, MAX_DECODE_STEPS, SCHEDULERS[cfg.scheduler]], dtype=np.int64),
+        np.array([total_blocks, int(cfg.kv_cache.watermark_fraction * total_blocks), cfg.kv_cache.block_size_tokens],
+                 dtype=np.int64),
+        np.array([overhead.fixed_s, overhead.per_seq_s, float(overhead.overlaps_gpu)]),
+        np.array([kernels.replays_graph(True, b) for b in range(limits.max_num_seqs + 1)]), eager, graph)
+
+
+def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, progress=None) -> None:
+    """Every replica of `cfg.cluster` (a colocated cluster or a shard of one) over the requests its router
+    sends it: their outcome written into the requests, what was measured into `metrics`."""
+    from .schedulers import SCHEDULERS as ALL
+    cluster = cfg.cluster
+    if isinstance(cluster, Shard):
+        indices, split = cluster.indices, [[] for _ in cluster.indices]
+        for req, position in zip(requests, cluster.serves):
+            split[position].append(req)
+    else:
+        indices = range(cluster.replicas)
+        split = make_router(cluster.router, list(indices)).split(requests)
+    tables = replica_tables(cfg, total_blocks)
+    block_size = cfg.kv_cache.block_size_tokens
+    kv = KVCacheManager(PagedAllocator(block_size), total_blocks, int(tables.kv[1]))
+    admission = ALL[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
+    for done, (index, mine) in enumerate(zip(indices, split)):
+        _serve_replica(index, mine, admission, tables, metrics)
+        if progress is not None:
+            progress((done + 1) / len(split), max((r.completion_s for r in mine if r.state == DONE), default=0.0))
+
+
+def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTables, metrics: Metrics) -> None:
+    accepted = []
+    for req in mine:
+        reason = admission.reject_reason(req)
+        if reason:
+            req.state, req.reject_reason = REJECTED, reason
+        else:
+            accepted.append(req)
+    column = lambda name, dtype: np.fromiter((getattr(r, name) for r in accepted), dtype=dtype, count=len(accepted))
+    cut_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
+    out = _serve(column("arrival_s", np.float64), column("prompt_tokens", np.int64), column("output_tokens", np.int64),
+                 cut_s, tables.limits, tables.kv, tables.host, tables.replays, tables.eager, tables.graph)
+    (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
+     run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
+     group_lengths, n_gaps, n_groups, totals) = out
+    for i, req in enumerate(accepted):
+        req.state, req.replica, req.generated_tokens, req.preemptions = (_STATES[state[i]], index, int(generated[i]),
+                                                                         int(preemptions[i]))
+        req.first_scheduled_s, req.first_token_s, req.last_token_s, req.completion_s, req.max_itl_s = times[i].tolist()
+    steps = np.empty(n_steps, dtype=_STEP_DTYPE)
+    steps["start_s"], steps["duration_s"], steps["replica"] = steps_f[:n_steps, 0], steps_f[:n_steps, 1], index
+    for k, name in enumerate(("batch_seqs", "prefill_tokens", "decode_tokens", "kv_blocks_used", "queue_len",
+                              "kv_tokens")):
+        steps[name] = steps_i[:n_steps, k]
+    runs = np.empty(n_runs, dtype=_RUN_DTYPE)
+    runs["replica"] = index
+    for k, name in enumerate(_RUN_DTYPE.names[1:]):
+        runs[name] = runs_i[:n_runs, k]
+    metrics.add_records(steps, runs, run_ends_s[:n_run_steps], run_durations_s[:n_run_steps], run_lengths[:n_runs],
+                        crossings[:n_runs])
+    metrics.add_gaps(first_gaps[:n_first], first_weights[:n_first], step_gaps[:n_gaps], group_weights[:n_groups],
+                     group_lengths[:n_groups])
+    metrics.flops += totals[0]
+    metrics.bytes += totals[1]
+    metrics.preemptions += int(totals[2])
+
+
+# -- the compiled loop ---------------------------------------------------------------------------------------
+_WAITING, _PREFILLING, _DECODING, _DONE = range(4)  # indices into _STATES
+
+
+@njit(cache=True)
+def _room(a, n):
+    """`a`, or a copy twice as long, so that it has a row n."""
+    if n < len(a):
+        return a
+    return np.concatenate((a, np.empty_like(a)))
+
+
+@njit(cache=True)
+def _heap_push(heap, n, value):
+    i = n
+    heap[i] = value
+    while i > 0 and heap[(i - 1) // 2] > heap[i]:
+        parent = (i - 1) // 2
+        heap[i], heap[parent] = heap[parent], heap[i]
+        i = parent
+    return n + 1
+
+
+@njit(cache=True)
+def _heap_pop(heap, n):
+    """Drop the smallest; returns the new size."""
+    n -= 1
+    heap[0] = heap[n]
+    i = 0
+    while True:
+        small, left, right = i, 2 * i + 1, 2 * i + 2
+        if left < n and heap[left] < heap[small]:
+            small = left
+        if right < n and heap[right] < heap[small]:
+            small = right
+        if small == i:
+            return n
+        heap[i], heap[small] = heap[small], heap[i]
+        i = small
+
+
+@njit(cache=True)
+def _next_step_blocks(ints, n, block_size):
+    """Blocks the batch's next decode step opens: one per sequence whose blocks are full
+    (`blocks.BlockGrowth.next_step`; one sequence per request, so no copy-on-write)."""
+    full = 0
+    for i in range(n):
+        full += ints[CONTEXT, i] % block_size == 0
+    return full
+
+
+@njit(cache=True)
+def _steps_that_fit(cdf, seqs, copies, steps, available, block_size):
+    """`kv_cache.KVCacheManager.steps_that_fit` from the batch's crossings histogram (`blocks.BlockGrowth`)."""
+    if seqs * -(-steps // block_size) + copies <= available:
+        return steps
+    fit = 0
+    while fit < steps and seqs * (fit // block_size) + cdf[fit % block_size] + copies <= available:
+        fit += 1
+    return max(1, fit)
+
+
+@njit(cache=True)
+def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, graph):
+    n = len(arrival_s)
+    max_seqs, step_budget, max_decode_steps, admits_after_preempting = limits[0], limits[1], limits[2], limits[3]
+    total_blocks, watermark, block_size = kv[0], kv[1], kv[2]
+    host_fixed_s, host_per_seq_s, overlaps = host[0], host[1], host[2] > 0
+    # each request: its state and counters; when it was first scheduled, got its first and last tokens, was
+    # completed, and its longest gap between tokens
+    state = np.zeros(n, dtype=np.int64)
+    generated, prefill_tokens, prefilled = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    held, preemptions = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    times = np.full((n, 5), np.nan)
+    FIRST_SCHEDULED, FIRST_TOKEN, LAST_TOKEN, COMPLETION, LONGEST_GAP = 0, 1, 2, 3, 4
+    times[:, LONGEST_GAP] = 0.0
+    # waiting: preempted requests (a heap of indices), then the arrivals [fresh, arrived) in order
+    heap, heap_n, fresh, arrived = np.empty(max(n, 1), np.int64), 0, 0, 0
+    prefilling, n_prefilling = np.empty(max_seqs + 1, np.int64), 0
+    ints, floats, running = np.zeros((4, max_seqs + 1), np.int64), np.zeros((2, max_seqs + 1)), 0
+    chunk_request, chunk_tokens = np.empty(max_seqs + 1, np.int64), np.empty(max_seqs + 1, np.int64)
+    chunk_cached = np.empty(max_seqs + 1, np.int64)
+    new, cached = np.empty(2 * max_seqs + 2), np.empty(2 * max_seqs + 2)
+    one_end, one_latency = np.empty(1), np.empty(1)
+    free = total_blocks
+    # records (see metrics.StepRecord, RunRecord, Metrics.inter_token_gaps and step_gaps)
+    steps_f, steps_i, n_steps = np.empty((1024, 2)), np.empty((1024, 6), np.int64), 0
+    runs_i, crossings, n_runs = np.empty((1024, 7), np.int64), np.empty((1024, block_size), np.int64), 0
+    run_ends_s, run_durations_s, run_lengths, n_run_steps = np.empty(4096), np.empty(4096), np.empty(1024, np.int64), 0
+    first_gaps, first_weights, n_first = np.empty(4096), np.empty(4096, np.int64), 0
+    step_gaps, group_weights, group_lengths, n_gaps, n_groups = np.empty(4096), np.empty(1024, np.int64), \
+        np.empty(1024, np.int64), 0, 0
+    flops, nbytes, preempted_total = 0.0, 0.0, 0
+    cut = 0
+    now = 0.0
+    while True:
+        while arrived < n and arrival_s[arrived] <= now:
+            arrived += 1
+        queued = heap_n + arrived - fresh
+        # -- the plan (SarathiScheduler.plan_step) --
+        preempted = 0
+        if running and free < 2 * running:  # make_room_for_decode
+            while running and _next_step_blocks(ints, running, block_size) > free:
+                r = ints[REQUEST, running - 1]
+                generated[r] = output[r] - ints[REMAINING, running - 1]
+                times[r, LONGEST_GAP] = max(times[r, LONGEST_GAP], floats[MAX_ITL, running - 1])
+                preemptions[r] += 1
+                preempted += 1
+                free += held[r]
+                held[r] = 0
+                state[r] = _WAITING
+                running -= 1
+                heap_n = _heap_push(heap, heap_n, r)
+        budget = step_budget - running
+        chunks = 0
+        for k in range(n_prefilling):  # continue_prefills
+            if budget <= 0:
+                break
+            r = prefilling[k]
+            chunk_request[chunks], chunk_cached[chunks] = r, prefilled[r]
+            chunk_tokens[chunks] = min(prefill_tokens[r] - prefilled[r], budget)
+            budget -= chunk_tokens[chunks]
+            chunks += 1
+        if (admits_after_preempting or not preempted) and budget > 0 and (heap_n or fresh < arrived):  # admit
+            seqs = running + n_prefilling
+            reserve = _next_step_blocks(ints, running, block_size)
+            while budget > 0 and (heap_n or fresh < arrived):
+                r = heap[0] if heap_n else fresh
+                context = prompt[r] + generated[r]
+                blocks = -(-context // block_size)
+                if seqs + 1 > max_seqs or free - reserve - blocks < watermark:
+                    break
+                if heap_n:
+                    heap_n = _heap_pop(heap, heap_n)
+                else:
+                    fresh += 1
+                seqs += 1
+                free -= blocks
+                held[r] = blocks
+                if np.isnan(times[r, FIRST_SCHEDULED]):
+                    times[r, FIRST_SCHEDULED] = now
+                prefill_tokens[r], prefilled[r], state[r] = context, 0, _PREFILLING
+                prefilling[n_prefilling] = r
+                n_prefilling += 1
+                chunk_request[chunks], chunk_cached[chunks], chunk_tokens[chunks] = r, 0, min(context, budget)
+                budget -= chunk_tokens[chunks]
+                chunks += 1
+        if not running and not chunks:  # nothing to run until the next arrival
+            if arrived == n:
+                break
+            now = arrival_s[arrived]
+            continue
+        preempted_total += preempted
+        fewest, context_sum, _, cdf, copies = _scan(ints, running, block_size)
+        if chunks:  # -- a step of prompt chunks and one token for each running sequence (Replica._step) --
+            start_s, decoding, seqs = now, running, running + chunks
+            sampled, prompt_tokens = decoding, 0
+            for k in range(chunks):
+                new[k], cached[k] = chunk_tokens[k], chunk_cached[k]
+                prompt_tokens += chunk_tokens[k]
+                sampled += prefilled[chunk_request[k]] + chunk_tokens[k] == prefill_tokens[chunk_request[k]]
+            for i in range(decoding):
+                new[chunks + i], cached[chunks + i] = 1.0, ints[CONTEXT, i]
+            attn_s, attn_flops, attn_bytes = ragged_flash_attention(
+                new[:seqs], cached[:seqs], eager.q_tile_tokens, eager.sram_tokens, eager.flash,
+                eager.overlap_exponent, eager.launch_s)
+            tokens = prompt_tokens + decoding
+            gpu_s = eager.token_latency_s[tokens] + eager.layers * attn_s + eager.sampled_latency_s[sampled]
+            flops += eager.token_flops[tokens] + eager.layers * attn_flops + eager.sampled_flops[sampled]
+            nbytes += eager.token_bytes[tokens] + eager.layers * attn_bytes + eager.sampled_bytes[sampled]
+            host_s = host_fixed_s + host_per_seq_s * seqs
+            latency_s = max(gpu_s, host_s) if overlaps else gpu_s + host_s
+            now = now + latency_s
+            end_s = now
+            if decoding:  # Scheduler.apply
+                one_end[0], one_latency[0] = end_s, latency_s
+                opened, gaps, weights = _advance(ints, floats, decoding, one_end, one_latency, block_size, True, held, 0,
+                                                 _NO_EMITTED)
+                free -= opened
+                while n_first + len(gaps) > len(first_gaps):
+                    first_gaps, first_weights = _room(first_gaps, len(first_gaps)), _room(first_weights, len(first_weights))
+                first_gaps[n_first:n_first + len(gaps)] = gaps
+                first_weights[n_first:n_first + len(gaps)] = weights
+                n_first += len(gaps)
+            for k in range(chunks):
+                prefilled[chunk_request[k]] += chunk_tokens[k]
+            for k in range(chunks):
+                r = chunk_request[k]
+                if prefilled[r] != prefill_tokens[r]:
+                    continue
+                at = 0  # the prompt is in: it leaves the prefilling list and samples its token (_finish_prefill)
+                while prefilling[at] != r:
+                    at += 1
+                prefilling[at:n_prefilling - 1] = prefilling[at + 1:n_prefilling].copy()
+                n_prefilling -= 1
+                if generated[r]:  # recomputed after preemption: the gap since its last token
+                    step_gaps = _room(step_gaps, n_gaps)
+                    group_weights, group_lengths = _room(group_weights, n_groups), _room(group_lengths, n_groups)
+                    step_gaps[n_gaps], group_weights[n_groups], group_lengths[n_groups] = end_s - times[r, LAST_TOKEN], 1, 1
+                    n_gaps += 1
+                    n_groups += 1
+                    times[r, LONGEST_GAP] = max(times[r, LONGEST_GAP], end_s - times[r, LAST_TOKEN])
+                else:
+                    times[r, FIRST_TOKEN] = end_s
+                generated[r] += 1
+                times[r, LAST_TOKEN] = end_s
+                if generated[r] == output[r]:
+                    state[r], times[r, COMPLETION] = _DONE, end_s
+                    free += held[r]
+                    held[r] = 0
+                else:
+                    _add_request(ints, floats, running, r, 1, prefill_tokens[r], output[r] - generated[r], 0, end_s)
+                    running += 1
+                    state[r] = _DECODING
+            context_now = 0
+            for i in range(running):
+                context_now += ints[CONTEXT, i]
+            for k in range(n_prefilling):
+                context_now += prefilled[prefilling[k]]
+            steps_f, steps_i = _room(steps_f, n_steps), _room(steps_i, n_steps)
+            steps_f[n_steps, 0], steps_f[n_steps, 1] = start_s, latency_s
+            steps_i[n_steps, 0], steps_i[n_steps, 1], steps_i[n_steps, 2] = seqs, prompt_tokens, decoding
+            steps_i[n_steps, 3], steps_i[n_steps, 4], steps_i[n_steps, 5] = total_blocks - free, queued, context_now
+            n_steps += 1
+            finished = decoding > 0 and 1 >= fewest
+        else:  # -- a run of decode steps of the same batch, cut after the step an arrival lands in --
+            seqs = running
+            queued_after_plan = heap_n + arrived - fresh
+            steps = 1 if preempted else _steps_that_fit(cdf, seqs, copies, min(fewest, max_decode_steps), free,
+                                                        block_size)
+            timer = graph if replays[seqs] else eager
+            line = timer.lines[seqs]
+            latency_all, ends_all = _decode_line_run(float(context_sum + seqs), float(seqs), steps, line[1], line[2],
+                                                     line[3], line[4], timer.overlap_exponent, timer.launch_s,
+                                                     timer.layers, line[0], host_fixed_s + host_per_seq_s * seqs,
+                                                     overlaps, now)
+            used_blocks = total_blocks - free
+            while cut < len(cut_s) and cut_s[cut] < now:
+                cut += 1
+            if cut < len(cut_s) and cut_s[cut] < ends_all[steps - 1]:
+                steps = np.searchsorted(ends_all, cut_s[cut]) + 1
+            now = now + (ends_all[steps - 1] - now)
+            run_flops, run_bytes = decode_run_totals(steps, context_sum, seqs, line[5], line[6], line[7], line[8])
+            flops += run_flops
+            nbytes += run_bytes
+            ends_s, latencies_s = ends_all[:steps], latency_all[:steps]
+            opened, gaps, weights = _advance(ints, floats, seqs, ends_s, latencies_s, block_size, True, held, 0,
+                                             _NO_EMITTED)
+            free -= opened
+            while n_first + len(gaps) > len(first_gaps):
+                first_gaps, first_weights = _room(first_gaps, len(first_gaps)), _room(first_weights, len(first_weights))
+            first_gaps[n_first:n_first + len(gaps)] = gaps
+            first_weights[n_first:n_first + len(gaps)] = weights
+            n_first += len(gaps)
+            if steps > 1:
+                while n_gaps + steps - 1 > len(step_gaps):
+                    step_gaps = _room(step_gaps, len(step_gaps))
+                group_weights, group_lengths = _room(group_weights, n_groups), _room(group_lengths, n_groups)
+                step_gaps[n_gaps:n_gaps + steps - 1] = latencies_s[1:]
+                group_weights[n_groups], group_lengths[n_groups] = seqs, steps - 1
+                n_gaps += steps - 1
+                n_groups += 1
+            runs_i, crossings = _room(runs_i, n_runs), _room(crossings, n_runs)
+            run_lengths = _room(run_lengths, n_runs)
+            runs_i[n_runs, 0], runs_i[n_runs, 1], runs_i[n_runs, 2], runs_i[n_runs, 3] = seqs, used_blocks, queued, \
+                queued_after_plan
+            runs_i[n_runs, 4], runs_i[n_runs, 5], runs_i[n_runs, 6] = seqs, copies, context_sum
+            crossings[n_runs] = cdf
+            run_lengths[n_runs] = steps
+            n_runs += 1
+            while n_run_steps + steps > len(run_ends_s):
+                run_ends_s, run_durations_s = _room(run_ends_s, len(run_ends_s)), _room(run_durations_s, len(run_durations_s))
+            run_ends_s[n_run_steps:n_run_steps + steps] = ends_s
+            run_durations_s[n_run_steps:n_run_steps + steps] = latencies_s
+            n_run_steps += steps
+            end_s = ends_s[steps - 1]
+            finished = steps >= fewest
+        if finished:  # Scheduler.retire_finished
+            done, longest_gap, running = _pop_finished(ints, floats, running)
+            for k in range(len(done)):
+                r = done[k]
+                times[r, LONGEST_GAP] = max(times[r, LONGEST_GAP], longest_gap[k])
+                times[r, LAST_TOKEN], times[r, COMPLETION] = end_s, end_s
+                state[r], generated[r] = _DONE, output[r]
+                free += held[r]
+                held[r] = 0
+    return (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
+            run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
+            group_lengths, n_gaps, n_groups, np.array([flops, nbytes, preempted_total]))
