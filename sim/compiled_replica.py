@@ -111,24 +111,30 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
 
 
 def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTables, metrics: Metrics) -> None:
-    accepted = []
-    for req in mine:
-        reason = admission.reject_reason(req)
+    asked = np.array([(r.arrival_s, r.prompt_tokens, r.output_tokens) for r in mine], dtype=np.float64).reshape(-1, 3)
+    # what the scheduler refuses on arrival: too long for the model or, at its longest, for the cache
+    total_blocks, watermark, block_size = tables.kv.tolist()
+    total_tokens = asked[:, 1] + asked[:, 2]
+    maybe_refused = np.flatnonzero((total_tokens > admission.limits.max_model_len)
+                                   | (total_tokens - 1 > (total_blocks - watermark) * block_size))
+    refused = np.zeros(len(mine), dtype=bool)
+    for i in maybe_refused:
+        reason = admission.reject_reason(mine[i])
         if reason:
-            req.state, req.reject_reason = REJECTED, reason
-        else:
-            accepted.append(req)
-    column = lambda name, dtype: np.fromiter((getattr(r, name) for r in accepted), dtype=dtype, count=len(accepted))
-    cut_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
-    out = _serve(column("arrival_s", np.float64), column("prompt_tokens", np.int64), column("output_tokens", np.int64),
-                 cut_s, tables.limits, tables.kv, tables.host, tables.replays, tables.eager, tables.graph)
+            mine[i].state, mine[i].reject_reason, refused[i] = REJECTED, reason, True
+    accepted = [r for r, no in zip(mine, refused) if not no] if maybe_refused.size else mine
+    kept = asked[~refused]
+    out = _serve(kept[:, 0].copy(), kept[:, 1].astype(np.int64), kept[:, 2].astype(np.int64), asked[:, 0].copy(),
+                 tables.limits, tables.kv, tables.host, tables.replays, tables.eager, tables.graph)
     (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
      run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
      group_lengths, n_gaps, n_groups, totals) = out
-    for i, req in enumerate(accepted):
-        req.state, req.replica, req.generated_tokens, req.preemptions = (_STATES[state[i]], index, int(generated[i]),
-                                                                         int(preemptions[i]))
-        req.first_scheduled_s, req.first_token_s, req.last_token_s, req.completion_s, req.max_itl_s = times[i].tolist()
+    states = [_STATES[s] for s in state.tolist()]
+    for req, s, g, p, (scheduled, first, last, completed, longest) in zip(accepted, states, generated.tolist(),
+                                                                          preemptions.tolist(), times.tolist()):
+        req.state, req.replica, req.generated_tokens, req.preemptions = s, index, g, p
+        req.first_scheduled_s, req.first_token_s, req.last_token_s, req.completion_s, req.max_itl_s = (
+            scheduled, first, last, completed, longest)
     steps = np.empty(n_steps, dtype=_STEP_DTYPE)
     steps["start_s"], steps["duration_s"], steps["replica"] = steps_f[:n_steps, 0], steps_f[:n_steps, 1], index
     for k, name in enumerate(("batch_seqs", "prefill_tokens", "decode_tokens", "kv_blocks_used", "queue_len",

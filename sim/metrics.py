@@ -312,20 +312,30 @@ class Metrics:
 
 
 def weighted_percentiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:
-    """The smallest value with at least q of the total weight at or below it (inverted weighted CDF), found
-    by selection rather than by sorting (a long run has tens of millions of gaps)."""
-    values, weights = np.array(values), np.array(weights)  # one copy, reordered by each selection in turn
+    """The smallest value with at least q of the total weight at or below it (inverted weighted CDF), for
+    each q in `quantiles` (ascending), found by selection rather than by sorting (a long run has tens of
+    millions of gaps)."""
+    values, weights = np.array(values), np.array(weights)  # one copy, reordered by the selection
     total = int(weights.sum(dtype=np.int64))
-    return np.array([_weighted_select(values, weights, q * total) for q in quantiles])
+    return _weighted_select(values, weights, np.asarray(quantiles, dtype=np.float64) * total)
 
 
 @njit(cache=True)
-def _weighted_select(values, weights, target):
-    """Quickselect with a three-way partition, in place (it reorders the pairs): the smallest v with
-    sum(weights[values <= v]) >= target (the largest value when the whole weight falls short of it)."""
+def _weighted_select(values, weights, targets):
+    """Quickselect with a three-way partition for several ascending targets at once, in place (it reorders
+    the pairs): for each target, the smallest v with sum(weights[values <= v]) >= target (the largest value
+    when the whole weight falls short of it). A partition sends each target to the side it lies in, so the
+    targets share the passes over the whole array."""
     v, w = values, weights
-    lo, hi, below = 0, len(v), 0
-    while hi - lo > 1:
+    out = np.empty(len(targets))
+    stack = [(0, len(v), 0, 0, len(targets))]  # ranges [lo, hi) of the pairs, their weight before lo, targets
+    while stack:
+        lo, hi, below, first, last = stack.pop()
+        if first == last:
+            continue
+        if hi - lo <= 1:
+            out[first:last] = v[lo]
+            continue
         a, b, c = v[lo], v[(lo + hi) // 2], v[hi - 1]
         pivot = max(min(a, b), min(max(a, b), c))  # median of three
         lt, i, gt = lo, lo, hi  # [lo, lt) < pivot, [lt, i) == pivot, [gt, hi) > pivot
@@ -341,13 +351,16 @@ def _weighted_select(values, weights, target):
                 i += 1
         less = below + w[lo:lt].sum()
         at_most = less + w[lt:gt].sum()
-        if less >= target:
-            hi = lt
-        elif at_most >= target or gt == hi:
-            return pivot
-        else:
-            lo, below = gt, at_most
-    return v[lo]
+        left = first
+        while left < last and targets[left] <= less:
+            left += 1
+        right = left
+        while right < last and (targets[right] <= at_most or gt == hi):
+            out[right] = pivot
+            right += 1
+        stack.append((lo, lt, below, first, left))
+        stack.append((gt, hi, at_most, right, last))
+    return out
 
 
 def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict:
@@ -363,13 +376,19 @@ def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict:
             "p99": float(p99)}
 
 
+_REQUEST_COLUMNS = {"id": np.int64, "replica": np.int64, "arrival_s": np.float64, "prompt_tokens": np.int64,
+                    "output_tokens": np.int64, "num_seqs": np.int64, "first_scheduled_s": np.float64,
+                    "first_token_s": np.float64, "completion_s": np.float64, "preemptions": np.int64,
+                    "max_itl_s": np.float64}
+
+
 def request_table(requests: list[Request], frontend_s: float = 0.0) -> dict[str, np.ndarray]:
     """One row per request: what it asked for and when each stage happened. `frontend_s` is each request's
     time outside the engine (replica.EngineOverhead.frontend_s): its TTFT and E2E count it."""
-    cols = ("id", "replica", "arrival_s", "prompt_tokens", "output_tokens", "num_seqs", "state",
-            "first_scheduled_s", "first_token_s", "completion_s", "preemptions", "max_itl_s", "reject_reason")
-    values = list(zip(*map(attrgetter(*cols), requests))) or [()] * len(cols)
-    table = {c: np.array(v) for c, v in zip(cols, values)}
+    table = {c: np.fromiter(map(attrgetter(c), requests), dtype=dtype, count=len(requests))
+             for c, dtype in _REQUEST_COLUMNS.items()}
+    for c in ("state", "reject_reason"):
+        table[c] = np.array([getattr(r, c) for r in requests], dtype=str)
     table["queueing_s"] = table["first_scheduled_s"] - table["arrival_s"]
     table["ttft_s"] = table["first_token_s"] - table["arrival_s"] + frontend_s
     table["e2e_s"] = table["completion_s"] - table["arrival_s"] + frontend_s

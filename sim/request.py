@@ -69,3 +69,22 @@ class Request:
             self.max_itl_s = max(self.max_itl_s, now_s - self.last_token_s)
         self.generated_tokens += 1
         self.last_token_s = now_s
+
+
+# What serving a request changes in it (the rest is what it asked for)
+OUTCOME_FIELDS = ("state", "replica", "generated_tokens", "prefill_tokens", "prefilled_tokens", "kv_arrived",
+                  "first_scheduled_s", "first_token_s", "last_token_s", "completion_s", "max_itl_s", "preemptions",
+                  "reject_reason")
+
+
+def outcomes(requests: list[Request]) -> dict[str, list]:
+    """The outcome fields of the requests, a list each (cheap to send to another process, unlike the
+    requests themselves)."""
+    return {name: [getattr(r, name) for r in requests] for name in OUTCOME_FIELDS}
+
+
+def set_outcomes(requests: list[Request], columns: dict[str, list]) -> None:
+    """Write `outcomes` of copies of the requests back into them."""
+    for name, values in columns.items():
+        for req, value in zip(requests, values):
+            setattr(req, name, value)

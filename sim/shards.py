@@ -7,8 +7,9 @@ random draws) and what they measured be merged (`Metrics.absorb`). A large open-
 Each replica sees the same arrivals at the same times, and steps of the same cost, as in one environment,
 so the request table and the timeline are the same; of the summary, the three figures summed in the order
 events happened across replicas (the ITL mean, model FLOPs and bandwidth utilization) may differ in their
-last bits. The requests of the workers' replicas come back as copies: the list passed in holds them
-afterwards, in place of the originals."""
+last bits. A worker sends back what its requests' service changed in them (`request.outcomes`), which is
+written into the originals. Each block runs its replicas in compiled loops where those tell the run exactly
+(`sim.compiled_replica`), else as SimPy processes."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -21,7 +22,7 @@ import simpy
 
 from .cluster import Colocated, Deployment, Shard
 from .metrics import Metrics
-from .request import Request
+from .request import Request, outcomes, set_outcomes
 from . import compiled_replica
 from .run import Pool, RunConfig, RunResult, deploy, pool_result, replay_arrivals, total_kv_blocks
 
@@ -62,8 +63,7 @@ def simulate_sharded(cfg: RunConfig, requests: list[Request], workers: int | Non
         measured, served = receive.recv()
         child.join()
         metrics.absorb(measured)
-        for i, req in zip(shard.positions, served):
-            requests[i] = req
+        set_outcomes([requests[i] for i in shard.positions], served)
     pool = Pool(Deployment(None, [ShardedReplica(i) for i in range(replicas)]), kv_blocks)
     return pool_result(cfg, requests, metrics, pool)
 
@@ -113,7 +113,7 @@ def _serve(cfg: RunConfig, shard: _ShardPlan, requests: list[Request]) -> tuple[
 
 
 def _serve_in_worker(cfg: RunConfig, shard: _ShardPlan, requests: list[Request], send) -> None:
-    """A forked worker's `_serve`: sends back what its replicas measured and their requests as they ended."""
+    """A forked worker's `_serve`: sends back what its replicas measured and their requests' outcomes."""
     metrics, _ = _serve(cfg, shard, requests)
-    send.send((metrics, [requests[i] for i in shard.positions]))
+    send.send((metrics, outcomes([requests[i] for i in shard.positions])))
     send.close()
