@@ -5,8 +5,9 @@ lengths (median 800 prompt / 200 output tokens, sigma 0.8, clipped to 16-6000 an
 30 s and 4 GB on the 2-core CI machine. `--quick` runs the first 100,000 requests.
 
 The run is timed in its own process, after a 500-request warm-up (loading the compiled Numba code, the
-first cost tables), so that its peak RSS is its own; building the request list is not timed. Round robin
-fixes each replica's requests, so the simulator splits the replicas over the CPUs (`sim.shards`): the
+first cost tables), so that its peak RSS is its own; building the request list is not timed. Each replica
+runs as one compiled loop (`sim.compiled_replica`: an open loop under a stall-free scheduler), and round
+robin fixes each replica's requests, so the simulator splits the replicas over the CPUs (`sim.shards`): the
 largest worker's peak RSS is reported beside the main process's, and the most memory they held together
 (proportional set sizes, sampled every 0.5 s; at least the main process's peak RSS) is what the 4 GB
 target is checked against.

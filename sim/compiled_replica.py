@@ -20,7 +20,6 @@ random arrival times never produce).
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -34,8 +33,10 @@ from .kv_cache import KVCacheManager, PagedAllocator
 from .metrics import _RUN_DTYPE, _STEP_DTYPE, Metrics
 from .request import DECODING, DONE, PREFILLING, REJECTED, WAITING, Request
 from .router import make_router
+from .schedulers import SCHEDULERS as SCHEDULER_CLASSES
+from .schedulers.base import MAX_DECODE_STEPS
 
-SCHEDULERS = {"vllm-v1": False, "sarathi": True}  # the stall-free schedulers, and whether a step that preempted admits
+STALL_FREE = {"vllm-v1": False, "sarathi": True}  # the stall-free schedulers, and whether a step that preempted admits
 _STATES = (WAITING, PREFILLING, DECODING, DONE)
 _NO_EMITTED = np.zeros(0, dtype=np.int64)
 
@@ -43,7 +44,7 @@ _NO_EMITTED = np.zeros(0, dtype=np.int64)
 def applies(cfg, requests: list[Request]) -> bool:
     """Whether `cfg` and `requests` are a run this loop tells exactly as the SimPy replicas would."""
     cluster = cfg.cluster
-    if not (cfg.scheduler in SCHEDULERS and cfg.limits.preemption == "recompute" and cfg.allocator == "paged"
+    if not (cfg.scheduler in STALL_FREE and cfg.limits.preemption == "recompute" and cfg.allocator == "paged"
             and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None
             and cfg.speculative is None and cfg.early_exit is None and cfg.contrastive is None):
         return False
@@ -72,7 +73,6 @@ class ReplicaTables(NamedTuple):
 
 
 def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
-    from .schedulers.base import MAX_DECODE_STEPS
     limits, kernels = cfg.limits, cfg.kernels
     budget = cfg.scheduler_class.step_token_budget(limits)
     eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
@@ -81,7 +81,7 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
              if kernels.graph_max_batch else eager)
     overhead = cfg.overhead
     return ReplicaTables(
-        np.array([limits.max_num_seqs, budget, MAX_DECODE_STEPS, SCHEDULERS[cfg.scheduler]], dtype=np.int64),
+        np.array([limits.max_num_seqs, budget, MAX_DECODE_STEPS, STALL_FREE[cfg.scheduler]], dtype=np.int64),
         np.array([total_blocks, int(cfg.kv_cache.watermark_fraction * total_blocks), cfg.kv_cache.block_size_tokens],
                  dtype=np.int64),
         np.array([overhead.fixed_s, overhead.per_seq_s, float(overhead.overlaps_gpu)]),
@@ -91,7 +91,6 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
 def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, progress=None) -> None:
     """Every replica of `cfg.cluster` (a colocated cluster or a shard of one) over the requests its router
     sends it: their outcome written into the requests, what was measured into `metrics`."""
-    from .schedulers import SCHEDULERS as ALL
     cluster = cfg.cluster
     if isinstance(cluster, Shard):
         indices, split = cluster.indices, [[] for _ in cluster.indices]
@@ -103,7 +102,7 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
     tables = replica_tables(cfg, total_blocks)
     block_size = cfg.kv_cache.block_size_tokens
     kv = KVCacheManager(PagedAllocator(block_size), total_blocks, int(tables.kv[1]))
-    admission = ALL[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
+    admission = SCHEDULER_CLASSES[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
     for done, (index, mine) in enumerate(zip(indices, split)):
         _serve_replica(index, mine, admission, tables, metrics)
         if progress is not None:
