@@ -15,6 +15,11 @@ def _quoted(text: str) -> str:
     return excerpt(text)
 
 
+def _load(run) -> str:
+    """How a measured run was driven: its request rate, or its closed loop's clients."""
+    return f"{run.max_concurrency} clients" if run.max_concurrency else f"{run.request_rate_per_s:g}/s"
+
+
 def _shown(path) -> str:
     """A file name as the terminal shows it (see roofline.boundary.shown)."""
     from infersim.roofline.boundary import shown
@@ -206,10 +211,10 @@ def cmd_compare_serving(args) -> int:
                                              for c in comparisons]}), indent=2, allow_nan=False))
     else:
         print(f"{_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
-        print(table(["run", "model", "TP", "in/out", "rate", "TTFT ms (sim/meas)", "ITL ms (sim/meas)",
+        print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)", "ITL ms (sim/meas)",
                      "out tok/s (sim/meas)"],
                     [[c.run.where, c.run.model, str(c.run.tensor_parallel), f"{c.run.input_tokens}/{c.run.output_tokens}",
-                      f"{c.run.request_rate_per_s:g}", f"{c.ttft_ms:.0f} / {c.run.mean_ttft_ms:.0f}",
+                      _load(c.run), f"{c.ttft_ms:.0f} / {c.run.mean_ttft_ms:.0f}",
                       f"{c.itl_ms:.1f} / {c.run.mean_itl_ms:.1f}",
                       f"{c.output_tokens_per_s:.0f} / {c.run.output_tokens_per_s:.0f}"] for c in comparisons]))
         print()
