@@ -67,8 +67,10 @@ class EngineSection(_Section):
     cuda_graph_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
     eager_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
     frontend_s: Optional[YamlFloat] = Field(None, ge=0, le=60)
+    all_reduce: Optional[str] = None  # the engine's all-reduce rule (roofline/custom_all_reduce.py)
 
     _known = _registered("infersim.sim.engines:ENGINES", "preset")
+    _known_all_reduce = _registered("infersim.roofline.custom_all_reduce:ALL_REDUCES", "all_reduce")
 
 
 class SchedulerSection(_Section):
@@ -504,7 +506,8 @@ def _run_config(scn: Scenario, base: Path):
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
-                      graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s),
+                      graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s,
+                      all_reduce=e.all_reduce),
         speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit),
         contrastive=_contrastive(scn.contrastive, base), seed=scn.seed)
     check_config(cfg)

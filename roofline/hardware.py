@@ -17,7 +17,8 @@ import yaml
 
 from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unprintable
 from .collectives import FABRICS, GENERATIONS, Fabric
-from .errors import SpecError, require_positive
+from .custom_all_reduce import ALL_REDUCES
+from .errors import SpecError, require_choice, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "fp4", "int8", "int4")  # fp4: E2M1 with block scales (NVFP4, MXFP4)
 GB = 1e9
@@ -91,6 +92,10 @@ class HardwareSpec:
     architecture: str = "ampere"
     nvlink_sharp: bool = False
     collective_call_s: float = 30e-6
+    # Which all-reduce the tensor-parallel sums run (roofline/custom_all_reduce.py ALL_REDUCES): NCCL, or an
+    # engine's own kernel where its rule picks it. The engine's choice, not the chip's: a kernel set
+    # (roofline/kernel_set.py) sets it on the spec its timer sees; hardware files do not take it.
+    all_reduce: str = "nccl"
     source: str = ""
 
     def __post_init__(self):
@@ -117,6 +122,7 @@ class HardwareSpec:
         object.__setattr__(self, "_fabric", Fabric(  # which checks the fabric's kind, generation and SHARP
             self.gpu_fabric, self.architecture, self.interconnect_bandwidth_bytes_per_s, self.nvlink_sharp,
             self.interconnect_efficiency, self.collective_call_s))
+        require_choice("engine.all_reduce", self.all_reduce, ALL_REDUCES)
         if self.launch_overhead_s < 0:
             raise SpecError(f"{self.name}.launch_overhead_s", "must be >= 0", self.launch_overhead_s)
 
@@ -155,6 +161,7 @@ class HardwareSpec:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        del d["all_reduce"]  # the engine's choice, not a figure of the hardware file
         d["gemm_tiles"] = [list(t) for t in self.gemm_tiles]
         d["gemm_split_k"] = list(self.gemm_split_k)
         return d
@@ -375,7 +382,7 @@ def _list(origin: str, field: str, value, pairs: bool = False) -> list:
     return list(items)
 
 
-_FIELDS = {f.name for f in dataclasses.fields(HardwareSpec)}
+_FIELDS = {f.name for f in dataclasses.fields(HardwareSpec)} - {"all_reduce"}  # the engine's (engine.all_reduce)
 _REQUIRED = {f.name for f in dataclasses.fields(HardwareSpec)
              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
 

@@ -12,13 +12,18 @@ from C++, asynchronously: the host stays ahead of the GPU whenever a layer's ker
 enqueue (a decode layer of an 8B model reads ~0.5 GB, ~0.2 ms on an H100), so the GPU sees them back to back
 and each costs what a kernel queued behind another costs it (`eager_floor_s`). NVIDIA's "Getting Started
 with CUDA Graphs" (Gray, 2019) measures that: 3.8 us per 2.9 us kernel queued on a stream against 3.4 us
-replayed from a graph, so 0.4 us above a graph's floor (1.4 us on the H200's 1.0)."""
+replayed from a graph, so 0.4 us above a graph's floor (1.4 us on the H200's 1.0).
+
+Engines also choose how their all-reduces run (`all_reduce`, a rule of roofline/custom_all_reduce.py): vLLM
+and SGLang their custom peer-to-peer kernel, TensorRT-LLM its AUTO strategy, both falling back to NCCL
+beyond their payload limits, GPU counts and fabrics; the rule holds inside and outside a graph."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import SpecError
+from .custom_all_reduce import ALL_REDUCES
+from .errors import SpecError, require_choice
 from .hardware import HardwareSpec
 
 
@@ -28,6 +33,7 @@ class KernelSet:
     graph_kernel_floor_s: float = 1.0e-6
     captured_sizes: frozenset[int] = frozenset()  # unpadded capture: only these sizes replay (empty: all, padded)
     eager_floor_s: float | None = None  # a kernel outside a graph: None, the hardware's (launched from Python)
+    all_reduce: str = "nccl"  # the engine's rule for its all-reduces (a key of custom_all_reduce.ALL_REDUCES)
 
     def __post_init__(self):
         if self.graph_max_batch < 0:
@@ -35,6 +41,7 @@ class KernelSet:
         for field, value in (("cuda_graph_kernel_s", self.graph_kernel_floor_s), ("eager_kernel_s", self.eager_floor_s)):
             if value is not None and not 0 <= value <= 1e-3:
                 raise SpecError(f"engine.{field}", "must be in [0, 1 ms]", value)
+        require_choice("engine.all_reduce", self.all_reduce, ALL_REDUCES)
 
     def replays_graph(self, decode_only: bool, seqs: int) -> bool:
         return (decode_only and 0 < seqs <= self.graph_max_batch
@@ -42,14 +49,19 @@ class KernelSet:
 
     def in_graph(self, hw: HardwareSpec) -> HardwareSpec:
         """The hardware as a graph replay sees it: the same chip, with a kernel's floor in a replay for every
-        kernel, collectives' included (no eager call waiting on the slowest rank's launch)."""
-        return _with_floor(hw, "CUDA graph", self.graph_kernel_floor_s)
+        kernel, collectives' included (no eager call waiting on the slowest rank's launch), and the engine's
+        all-reduce."""
+        return _with_floor(hw, "CUDA graph", self.graph_kernel_floor_s, self.all_reduce)
 
     def eager(self, hw: HardwareSpec) -> HardwareSpec:
         """The hardware as the engine's kernels outside a graph see it: as it is for kernels launched from
-        Python, or with `eager_floor_s` for every kernel and collective an engine enqueues from C++."""
-        return hw if self.eager_floor_s is None else _with_floor(hw, "enqueued from C++", self.eager_floor_s)
+        Python, or with `eager_floor_s` for every kernel and collective an engine enqueues from C++; either
+        way with the engine's all-reduce."""
+        if self.eager_floor_s is None:
+            return hw if hw.all_reduce == self.all_reduce else dataclasses.replace(hw, all_reduce=self.all_reduce)
+        return _with_floor(hw, "enqueued from C++", self.eager_floor_s, self.all_reduce)
 
 
-def _with_floor(hw: HardwareSpec, how: str, floor_s: float) -> HardwareSpec:
-    return dataclasses.replace(hw, name=f"{hw.name} ({how})", launch_overhead_s=floor_s, collective_call_s=floor_s)
+def _with_floor(hw: HardwareSpec, how: str, floor_s: float, all_reduce: str) -> HardwareSpec:
+    return dataclasses.replace(hw, name=f"{hw.name} ({how})", launch_overhead_s=floor_s, collective_call_s=floor_s,
+                               all_reduce=all_reduce)

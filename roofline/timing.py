@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .collectives import all_reduce_s
+from .custom_all_reduce import all_reduce_s
 from .hardware import HardwareSpec, Link
 from .ops import ACT_BYTES, OpCost
 
@@ -74,12 +74,12 @@ def transfer_time_s(link: Link, payload_bytes):
 
 
 def comm_time_s(hw: HardwareSpec, op: OpCost):
-    """A collective: an all-reduce over the op's peers as NCCL runs it on the node's fabric
-    (`collectives.all_reduce_s`), or the hand-off of activations to the next pipeline stage, one copy over
+    """A collective: an all-reduce over the op's peers as the engine runs it on the node's fabric (its own
+    kernel or NCCL's, `custom_all_reduce.all_reduce_s`), or the hand-off of activations to the next pipeline stage, one copy over
     the interconnect."""
     if op.collective == "send":
         return transfer_time_s(hw.interconnect, op.bytes)
-    return all_reduce_s(hw.fabric, op.bytes, op.comm_peers)
+    return all_reduce_s(hw.fabric, hw.all_reduce, op.bytes, op.comm_peers)
 
 
 @dataclass(frozen=True)

@@ -57,12 +57,13 @@ def _vllm_v0(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     gpu_memory_utilization 0.90); decode CUDA graphs up to batch 256 (_BATCH_SIZES_TO_CAPTURE, padded up);
     host work serial with the GPU but for async output processing. Beyond 32768 tokens of context V0 turns
     chunked prefill on by itself (engine/arg_utils.py `use_long_context`) with a 2048-token budget:
-    decode-first mixed steps, which the `sarathi` scheduler models."""
+    decode-first mixed steps, which the `sarathi` scheduler models. All-reduces: the custom kernel
+    (ParallelConfig disable_custom_all_reduce False; roofline/custom_all_reduce.py)."""
     long_context = max_model_len > 32768
     return EngineDefaults("sarathi" if long_context else "vllm", 256,
                           2048 if long_context else max(max_model_len, 2048), 2048 if long_context else 512,
                           16, 0.90, 0.01, False, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False),
-                          KernelSet(graph_max_batch=256))
+                          KernelSet(graph_max_batch=256, all_reduce="vllm-custom"))
 
 
 def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -72,14 +73,15 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     from the architecture here) 8192 and 1024, others 2048 and 256; vllm/config/cache.py block_size 16,
     gpu_memory_utilization 0.92 (0.20+), prefix caching on; no watermark (config/scheduler.py); async
     scheduling on (0.14+); full CUDA graphs for decode steps up to 512 sequences, padded up to a captured
-    size (config/compilation.py max_cudagraph_capture_size)."""
+    size (config/compilation.py max_cudagraph_capture_size); the custom all-reduce kernel
+    (disable_custom_all_reduce False)."""
     memory = hw.memory_bytes
     big, hopper_class = memory >= 160 * GiB, memory >= 70 * GiB and hw.architecture != "ampere"
     tokens = 16384 if big else 8192 if hopper_class else 2048
     seqs = 1024 if big or hopper_class else 256
     return EngineDefaults("vllm-v1", seqs, tokens, tokens, 16, 0.92, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=min(512, 2 * seqs)))
+                          KernelSet(graph_max_batch=min(512, 2 * seqs), all_reduce="vllm-custom"))
 
 
 # SGLang 0.5.23 arg_groups/memory_hook.py `handle_gpu_memory_settings`, by the GPU's memory in MiB:
@@ -95,7 +97,9 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     mem_fraction_static leaves (512 + 1.5 max(chunk, 2048) + 1024 tp/8 + 2 per graph batch size) MiB for
     activations and graphs, at least 10 GiB on GPUs over 60 GiB; page size 1 (radix cache on); every
     prefill step is one chunk (max_prefill_tokens 16384 is larger); max_running_requests derived from the
-    KV pool (taken as 2048, the pool's lower bound in 0.5.2); overlap scheduler on."""
+    KV pool (taken as 2048, the pool's lower bound in 0.5.2); overlap scheduler on; vLLM's custom all-reduce
+    (python/sglang/srt/distributed/device_communicators/custom_all_reduce.py, disable_custom_all_reduce
+    False)."""
     memory_mib = hw.memory_bytes / 2 ** 20
     _, chunk, small_tp_graphs, large_tp_graphs = next(t for t in _SGLANG_TIERS_MIB if memory_mib < t[0])
     graphs = small_tp_graphs if tp < 4 else large_tp_graphs
@@ -104,7 +108,7 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
         reserved_mib = max(reserved_mib, 10 * 1024)
     return EngineDefaults("sglang", 2048, chunk, chunk, 1, round((memory_mib - reserved_mib) / memory_mib, 3),
                           0.0, True, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=graphs))
+                          KernelSet(graph_max_batch=graphs, all_reduce="vllm-custom"))
 
 
 def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -112,8 +116,9 @@ def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     2048, max_num_tokens 8192, chunked prefill off, KvCacheConfig tokens_per_block 32 and
     free_gpu_memory_fraction 0.9 (of the memory free after loading: taken as 0.9 of all), block reuse on,
     CUDA graphs for decode-only batches of 1-32, 64 and 128 sequences, not padded (CudaGraphConfig
-    batch sizes with enable_padding off: other sizes run eagerly), overlap scheduler on."""
-    graphs = KernelSet(graph_max_batch=128, captured_sizes=frozenset(range(1, 33)) | {64, 128})
+    batch sizes with enable_padding off: other sizes run eagerly), overlap scheduler on; all-reduces by
+    AllReduceStrategy AUTO, its default (roofline/custom_all_reduce.py)."""
+    graphs = KernelSet(graph_max_batch=128, captured_sizes=frozenset(range(1, 33)) | {64, 128}, all_reduce="trtllm")
     return EngineDefaults("trtllm", 2048, 8192, 8192, 32, 0.9, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), graphs)
 
@@ -126,8 +131,10 @@ def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults
     Overlap Scheduler among its features): the host's per-step work runs in series with the GPU's; no CUDA
     graphs (executor ExtendedRuntimePerfKnobConfig cudaGraphMode off by default), but kernels and the
     all-reduce plugin enqueued from C++ ahead of the GPU (roofline/kernel_set.py); no KV block reuse
-    (executor KvCacheConfig enableBlockReuse off by default)."""
-    return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False, kernels=KernelSet(eager_floor_s=1.4e-6),
+    (executor KvCacheConfig enableBlockReuse off by default); the all-reduce plugin's strategy AUTO
+    (trtllm-build's default)."""
+    return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False,
+                   kernels=KernelSet(eager_floor_s=1.4e-6, all_reduce="trtllm"),
                    overhead=EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False))
 
 
