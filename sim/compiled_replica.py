@@ -165,6 +165,15 @@ def _room(a, n):
 
 
 @njit(cache=True)
+def _appended(buffer, n, values):
+    """`buffer` (grown as needed) with `values` written from row n on."""
+    while n + len(values) > len(buffer):
+        buffer = _room(buffer, len(buffer))
+    buffer[n:n + len(values)] = values
+    return buffer
+
+
+@njit(cache=True)
 def _heap_push(heap, n, value):
     i = n
     heap[i] = value
@@ -331,10 +340,7 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
                 opened, gaps, weights = _advance(ints, floats, decoding, one_end, one_latency, block_size, True, held, 0,
                                                  _NO_EMITTED)
                 free -= opened
-                while n_first + len(gaps) > len(first_gaps):
-                    first_gaps, first_weights = _room(first_gaps, len(first_gaps)), _room(first_weights, len(first_weights))
-                first_gaps[n_first:n_first + len(gaps)] = gaps
-                first_weights[n_first:n_first + len(gaps)] = weights
+                first_gaps, first_weights = _appended(first_gaps, n_first, gaps), _appended(first_weights, n_first, weights)
                 n_first += len(gaps)
             for k in range(chunks):
                 prefilled[chunk_request[k]] += chunk_tokens[k]
@@ -401,16 +407,11 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
             opened, gaps, weights = _advance(ints, floats, seqs, ends_s, latencies_s, block_size, True, held, 0,
                                              _NO_EMITTED)
             free -= opened
-            while n_first + len(gaps) > len(first_gaps):
-                first_gaps, first_weights = _room(first_gaps, len(first_gaps)), _room(first_weights, len(first_weights))
-            first_gaps[n_first:n_first + len(gaps)] = gaps
-            first_weights[n_first:n_first + len(gaps)] = weights
+            first_gaps, first_weights = _appended(first_gaps, n_first, gaps), _appended(first_weights, n_first, weights)
             n_first += len(gaps)
             if steps > 1:
-                while n_gaps + steps - 1 > len(step_gaps):
-                    step_gaps = _room(step_gaps, len(step_gaps))
+                step_gaps = _appended(step_gaps, n_gaps, latencies_s[1:])
                 group_weights, group_lengths = _room(group_weights, n_groups), _room(group_lengths, n_groups)
-                step_gaps[n_gaps:n_gaps + steps - 1] = latencies_s[1:]
                 group_weights[n_groups], group_lengths[n_groups] = seqs, steps - 1
                 n_gaps += steps - 1
                 n_groups += 1
@@ -422,10 +423,8 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
             crossings[n_runs] = cdf
             run_lengths[n_runs] = steps
             n_runs += 1
-            while n_run_steps + steps > len(run_ends_s):
-                run_ends_s, run_durations_s = _room(run_ends_s, len(run_ends_s)), _room(run_durations_s, len(run_durations_s))
-            run_ends_s[n_run_steps:n_run_steps + steps] = ends_s
-            run_durations_s[n_run_steps:n_run_steps + steps] = latencies_s
+            run_ends_s = _appended(run_ends_s, n_run_steps, ends_s)
+            run_durations_s = _appended(run_durations_s, n_run_steps, latencies_s)
             n_run_steps += steps
             end_s = ends_s[steps - 1]
             finished = steps >= fewest
