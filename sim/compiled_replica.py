@@ -61,6 +61,15 @@ def applies(cfg, requests: list[Request]) -> bool:
                         and (r.prefix_id < 0 or not cfg.kv_cache.prefix_caching) for r in requests))
 
 
+class CompiledReplica(NamedTuple):
+    """What a replica run as a compiled loop leaves behind: its index, the KV blocks still in use and the
+    requests it accepted but did not complete when the run ended (both 0 once every request is served)."""
+
+    index: int
+    kv_blocks_in_use: int
+    unfinished: int
+
+
 class ReplicaTables(NamedTuple):
     """What every replica of a run shares: its limits, its cache's size and its costs."""
 
@@ -88,9 +97,10 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
         np.array([kernels.replays_graph(True, b) for b in range(limits.max_num_seqs + 1)]), eager, graph)
 
 
-def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, progress=None) -> None:
+def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, progress=None) -> list[CompiledReplica]:
     """Every replica of `cfg.cluster` (a colocated cluster or a shard of one) over the requests its router
-    sends it: their outcome written into the requests, what was measured into `metrics`."""
+    sends it: their outcome written into the requests, what was measured into `metrics`; what each replica
+    left behind."""
     cluster = cfg.cluster
     if isinstance(cluster, Shard):
         indices, split = cluster.indices, [[] for _ in cluster.indices]
@@ -103,13 +113,16 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
     block_size = cfg.kv_cache.block_size_tokens
     kv = KVCacheManager(PagedAllocator(block_size), total_blocks, int(tables.kv[1]))
     admission = SCHEDULER_CLASSES[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
+    replicas = []
     for done, (index, mine) in enumerate(zip(indices, split)):
-        _serve_replica(index, mine, admission, tables, metrics)
+        replicas.append(_serve_replica(index, mine, admission, tables, metrics))
         if progress is not None:
             progress((done + 1) / len(split), max((r.completion_s for r in mine if r.state == DONE), default=0.0))
+    return replicas
 
 
-def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTables, metrics: Metrics) -> None:
+def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTables,
+                   metrics: Metrics) -> CompiledReplica:
     asked = np.array([(r.arrival_s, r.prompt_tokens, r.output_tokens) for r in mine], dtype=np.float64).reshape(-1, 3)
     # what the scheduler refuses on arrival: too long for the model or, at its longest, for the cache
     total_blocks, watermark, block_size = tables.kv.tolist()
@@ -127,7 +140,7 @@ def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTa
                  tables.limits, tables.kv, tables.host, tables.replays, tables.eager, tables.graph)
     (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
      run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
-     group_lengths, n_gaps, n_groups, totals) = out
+     group_lengths, n_gaps, n_groups, totals, blocks_in_use) = out
     states = [_STATES[s] for s in state.tolist()]
     for req, s, g, p, (scheduled, first, last, completed, longest) in zip(accepted, states, generated.tolist(),
                                                                           preemptions.tolist(), times.tolist()):
@@ -150,6 +163,7 @@ def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTa
     metrics.flops += totals[0]
     metrics.bytes += totals[1]
     metrics.preemptions += int(totals[2])
+    return CompiledReplica(index, int(blocks_in_use), int(np.count_nonzero(state != _DONE)))
 
 
 # -- the compiled loop ---------------------------------------------------------------------------------------
@@ -439,4 +453,4 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
                 held[r] = 0
     return (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
             run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
-            group_lengths, n_gaps, n_groups, np.array([flops, nbytes, preempted_total]))
+            group_lengths, n_gaps, n_groups, np.array([flops, nbytes, preempted_total]), total_blocks - free)

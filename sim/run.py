@@ -91,7 +91,7 @@ class RunResult:
     metrics: Metrics
     summary: dict
     total_blocks: int
-    replicas: list[Replica]
+    replicas: list  # what each replica left: a Replica (SimPy), CompiledReplica, or ShardedReplica (sim.shards)
     table: dict  # metrics.request_table: one row per request
     timeline: dict  # Metrics.timeline: one row per step
 
@@ -281,13 +281,12 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
     in blocks of replicas over the CPUs (`sim.shards`)."""
     check_config(cfg)
     from . import compiled_replica
-    from .shards import ShardedReplica, simulate_sharded, worth_sharding  # shards deploy with this module's `deploy`
+    from .shards import simulate_sharded, worth_sharding  # shards deploy replicas with this module's `deploy`
     if stop_when is None and worth_sharding(cfg, requests, progress):
         return simulate_sharded(cfg, requests)
     if stop_when is None and compiled_replica.applies(cfg, requests):
         metrics, blocks = Metrics(cfg.kv_cache.block_size_tokens), total_kv_blocks(cfg)
-        compiled_replica.serve(cfg, requests, metrics, blocks, progress)
-        replicas = [ShardedReplica(i) for i in range(cfg.cluster.replicas)]
+        replicas = compiled_replica.serve(cfg, requests, metrics, blocks, progress)
         return pool_result(cfg, requests, metrics, Pool(Deployment(None, replicas), blocks))
     concurrency, frontend_s = cfg.concurrency, cfg.overhead.frontend_s
     env = simpy.Environment()

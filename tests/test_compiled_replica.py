@@ -4,13 +4,18 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infersim.roofline import StepOptions, get_hardware, get_model
+from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.speculative import AcceptanceModel, SpeculativeSpec
 from infersim.sim import compiled_replica
 from infersim.sim.cluster import Colocated
 from infersim.sim.engines import preset_config
-from infersim.sim.run import requests_from, simulate
+from infersim.sim.replica import EngineOverhead
+from infersim.sim.run import KVCacheSpec, RunConfig, requests_from, simulate
+from infersim.sim.schedulers import SchedulerLimits
 from infersim.sim.workload import Workload
 
 MODEL, GPU = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
@@ -125,3 +130,26 @@ def test_runs_it_does_not_tell_exactly_go_to_the_simpy_replicas(change):
         cfg = dataclasses.replace(cfg, cluster=Colocated(2, "least_outstanding"))
     assert not compiled_replica.applies(cfg, requests)
     assert compiled_replica.applies(_vllm_v1(), requests_from(workload))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scheduler=st.sampled_from(["vllm-v1", "sarathi"]), block_size=st.sampled_from([1, 8, 16]),
+       num_blocks=st.integers(40, 400), budget=st.integers(16, 1024), max_seqs=st.integers(1, 16),
+       rate=st.floats(1.0, 500.0), replicas=st.integers(1, 3), graphs=st.integers(0, 8),
+       overlapped=st.booleans(), seed=st.integers(0, 1000))
+def test_random_small_runs_are_told_alike(scheduler, block_size, num_blocks, budget, max_seqs, rate, replicas, graphs,
+                                          overlapped, seed):
+    """Tiny caches, budgets and batch limits on a tiny model: preemptions, chunked prompts, refusals and
+    CUDA graphs in every mix."""
+    cfg = RunConfig(get_model("tiny-llama"), get_hardware("a100-sxm-80gb"), scheduler=scheduler,
+                    limits=SchedulerLimits(max_num_seqs=max_seqs, max_num_batched_tokens=budget, max_model_len=512,
+                                           chunk_tokens=budget),
+                    kv_cache=KVCacheSpec(block_size_tokens=block_size, num_blocks=num_blocks),
+                    overhead=EngineOverhead(1e-4, 5e-6, overlaps_gpu=overlapped),
+                    kernels=KernelSet(graph_max_batch=graphs), cluster=Colocated(replicas))
+    rng = np.random.default_rng(seed)
+    workload = Workload(np.cumsum(rng.exponential(1 / rate, 60)), rng.integers(1, 300, 60, endpoint=True),
+                        rng.integers(1, 200, 60, endpoint=True))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, simpy_run = _both(cfg, workload, monkeypatch)
+    _assert_same(compiled, simpy_run)
