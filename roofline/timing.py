@@ -97,7 +97,10 @@ class OpTime:
 
 
 def op_compute_s(hw: HardwareSpec, op: OpCost):
-    peak = hw.peak(op.dtype) * (2 if op.sparse_24 and hw.sparse_tensor_cores else 1)
+    """Tensor-core seconds at the op's dtype peak (doubled by 2:4 sparsity) times compute_efficiency and the
+    dtype's share of it (`HardwareSpec.dtype_efficiency`), plus vector and exponential seconds."""
+    sparse_speedup = 2 if op.sparse_24 and hw.sparse_tensor_cores else 1
+    peak = hw.peak(op.dtype) * hw.dtype_efficiency_of(op.dtype) * sparse_speedup
     if op.gemm is not None:
         g = op.gemm
         # The tile model sees the GEMM's own shape; FLOPs outside it (ragged attention) scale the result.
