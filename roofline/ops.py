@@ -24,13 +24,15 @@ LOGIT_BYTES = 4  # sampling works on fp32 probabilities
 @dataclass(frozen=True)
 class GemmShape:
     """`count` independent (m x k) @ (k x n) products in one kernel (MoE experts, attention heads);
-    the (k x n) operand is stored at `b_bytes` per element (0.5 for 4-bit weights)."""
+    the (k x n) operand is stored at `b_bytes` per element (0.5 for 4-bit weights), the (m x k) one at
+    `a_bytes` (1 for the fp8 or int8 activations of W8A8)."""
 
     m: int
     n: int
     k: int
     count: int = 1
     b_bytes: float = ACT_BYTES
+    a_bytes: float = ACT_BYTES
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def linear(name: str, tokens: int, in_features: int, out_features: int, quant: Q
         act_read_bytes=count * rows * k_main * main_quant.act_bytes_per_element(),
         act_write_bytes=count * rows * out_features * ACT_BYTES,
         dtype=quant.gemm_dtype(), gemm=GemmShape(rows, out_features, k_main, count,
-                                                  w_bytes / (count * k_main * out_features)),
+                                                  w_bytes / (count * k_main * out_features),
+                                                  main_quant.act_bytes_per_element()),
         sparse_24=quant.sparsity_pattern == "2:4")]
     if k_outlier:
         ops.append(OpCost(

@@ -8,7 +8,7 @@ from infersim.roofline import SpecError, get_hardware, get_quant
 from infersim.roofline.hardware import hardware_from_dict, load_hardware_yaml
 from infersim.roofline.ops import attention, flash_attention_rates, linear
 from infersim.roofline.quant import QuantSpec
-from infersim.roofline.timing import op_compute_s
+from infersim.roofline.timing import gemm_tensor_time_s, op_compute_s
 
 H100 = get_hardware("h100-sxm")
 H100_NO_TILES = dataclasses.replace(H100, gemm_tiles=())  # FLOPs / (peak x efficiencies), no tile quantization
@@ -32,6 +32,21 @@ def test_an_fp8_gemm_takes_its_flops_over_the_fp8_peak_times_both_efficiencies()
     assert fp8_s == pytest.approx(0.713474e-3, rel=1e-6)
     assert fp16_s == pytest.approx(1.248642e-3, rel=1e-6)
     assert fp16_s / fp8_s == pytest.approx(1.75, rel=1e-4)
+
+
+def test_fp8_activations_halve_the_l2_traffic_that_can_bind_a_prefill_tile():
+    # One 128 x 256 tile per SM (m = 128, n = 132 x 256 = 33,792, k = 4096: 132 tiles, one wave), operands
+    # multicast over clusters of 2. Tensor side: 2 x 128 x 256 x 4096 = 268,435,456 FLOPs at 1978.9e12 x 0.89
+    # x 0.875 / 132 SMs = 11.6748 TFLOP/s per SM -> 22.9928 us. L2 side per k step, at 7.5e12 / 132 B/s per
+    # SM: fp8 activations (1 B) read 128 + 256 / 2 = 256 B -> 4096 x 256 B = 18.4549 us, so the tile is
+    # compute-bound; at 2 B they would read 256 + 128 = 384 B -> 27.6824 us, L2-bound.
+    one_tile = dataclasses.replace(H100, gemm_tiles=((128, 256),), gemm_split_k=(1,))
+    [op] = linear("ffn_up", 128, 4096, 33792, get_quant("fp8"))
+    assert op.gemm.a_bytes == 1.0
+    assert op_compute_s(one_tile, op) == pytest.approx(22.9928e-6, rel=1e-5)
+    fp8_peak = H100.peak("fp8") * 0.875
+    assert gemm_tensor_time_s(one_tile, 128, 33792, 4096, 1, 1.0, peak_flops_per_s=fp8_peak,
+                              a_bytes=2.0) == pytest.approx(27.6824e-6, rel=1e-5)
 
 
 def test_a_yaml_share_of_one_gives_fp8_gemms_twice_the_fp16_rate(tmp_path):
