@@ -6,8 +6,10 @@ Source: NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md at commit 2
 table below was generated using version 0.17"; https://nvidia.github.io/TensorRT-LLM/0.17.0/performance/
 perf-overview.html), Apache License 2.0, Copyright (c) NVIDIA Corporation. Engines built by `trtllm-bench
 build --quantization FP8` ("the KV cache will automatically be set to FP8 as well") and run by `trtllm-bench
-throughput` over the C++ executor (the `trtllm-cpp` preset), the requests' counts of that page's table.
-The A100 row (FP16) is the reference the FP8 rows are read against.
+throughput` over the C++ executor: simulated under the `trtllm-cpp` preset as it stands (its max batch of
+2048 and KV-cache share of 0.9, where trtllm-bench tunes the batch to the dataset and the page used 0.95),
+with the requests' counts of that page's table. The A100 row (FP16) is the reference the FP8 rows are read
+against. Output: benchmarks/results/fp8_max_throughput.txt.
 
     /tmp/venv/bin/python benchmarks/fp8_max_throughput.py [--quick]
 """
