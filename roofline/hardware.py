@@ -18,7 +18,7 @@ import yaml
 from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unprintable
 from .collectives import FABRICS, GENERATIONS, Fabric
 from .custom_all_reduce import ALL_REDUCES
-from .errors import SpecError, require_choice, require_positive
+from .errors import SpecError, errors_in, require_choice, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "fp4", "int8", "int4")  # fp4: E2M1 with block scales (NVFP4, MXFP4)
 GB = 1e9
@@ -72,6 +72,10 @@ class HardwareSpec:
     # Efficiency factors: `infersim calibrate --from-profile` on Vidur's A100 Llama-2-7B profile, rounded
     # (see module docstring); they predict the held-out Llama-3-8B and Llama-2-70B profiles (README).
     compute_efficiency: float = 0.76
+    # How much of compute_efficiency a GEMM in another tensor dtype sustains, where published paired figures
+    # show it differs from fp16's: {"fp8": 0.875} runs fp8 GEMMs at 0.875 x compute_efficiency of the fp8
+    # peak. A dtype left out sustains fp16's (the values per GPU are cited in the registry below).
+    dtype_efficiency: dict = field(default_factory=dict, hash=False)
     memory_efficiency: float = 0.91
     vector_bandwidth_efficiency: float = 0.46
     overlap_exponent: float = 2.0
@@ -119,6 +123,7 @@ class HardwareSpec:
                      "interconnect_efficiency", "host_link_efficiency"):
             if getattr(self, name) > 1:
                 raise SpecError(f"{self.name}.{name}", "is a fraction of peak and must be <= 1", getattr(self, name))
+        object.__setattr__(self, "dtype_efficiency", self._checked_dtype_efficiency())
         object.__setattr__(self, "_fabric", Fabric(  # which checks the fabric's kind, generation and SHARP
             self.gpu_fabric, self.architecture, self.interconnect_bandwidth_bytes_per_s, self.nvlink_sharp,
             self.interconnect_efficiency, self.collective_call_s))
@@ -126,9 +131,30 @@ class HardwareSpec:
         if self.launch_overhead_s < 0:
             raise SpecError(f"{self.name}.launch_overhead_s", "must be >= 0", self.launch_overhead_s)
 
+    def _checked_dtype_efficiency(self) -> dict:
+        """`dtype_efficiency` with bf16 read as fp16's name, each dtype one with a peak here, fp16 itself left
+        out (it is the reference) and every product with compute_efficiency a fraction of the peak."""
+        factors = {}
+        for dtype, factor in dict(self.dtype_efficiency).items():
+            field_name = f"{self.name}.dtype_efficiency.{dtype}"
+            key = "fp16" if dtype == "bf16" else dtype
+            if key == "fp16":
+                raise SpecError(field_name, "fp16 (bf16) is the reference: its efficiency is compute_efficiency")
+            if key not in self.peak_flops_per_s:
+                raise SpecError(field_name, f"names a dtype without a peak here; peaks: "
+                                f"{', '.join(sorted(self.peak_flops_per_s))}", dtype)
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
+                    0 < factor * self.compute_efficiency <= 1):
+                raise SpecError(field_name, f"must be > 0 and at most 1 / compute_efficiency "
+                                f"({1 / self.compute_efficiency:.3g}): the dtype's share of its peak is "
+                                f"compute_efficiency x this", factor)
+            factors[key] = float(factor)
+        return factors
+
     def __hash__(self):
         return hash((self.name, tuple(sorted(self.peak_flops_per_s.items())), self.memory_bandwidth_bytes_per_s,
-                     self.compute_efficiency, self.memory_efficiency, self.launch_overhead_s))
+                     self.compute_efficiency, tuple(sorted(self.dtype_efficiency.items())), self.memory_efficiency,
+                     self.launch_overhead_s))
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for a compute dtype; a missing one is an error naming the ones it has."""
@@ -137,6 +163,11 @@ class HardwareSpec:
             raise SpecError("quantization", f"{self.name} has no {dtype} tensor-core peak; it has "
                             f"{', '.join(sorted(self.peak_flops_per_s))}", dtype)
         return self.peak_flops_per_s[key]
+
+    def dtype_efficiency_of(self, dtype: str) -> float:
+        """How much of compute_efficiency a tensor-core op in `dtype` sustains (1 for fp16 and any dtype
+        without a figure of its own)."""
+        return self.dtype_efficiency.get("fp16" if dtype == "bf16" else dtype, 1.0)
 
     @property
     def interconnect(self) -> Link:
@@ -156,7 +187,7 @@ class HardwareSpec:
 
     def ridge_point_flops_per_byte(self, dtype: str = "fp16") -> float:
         """Arithmetic intensity where the effective compute and bandwidth roofs meet (Williams et al. 2009)."""
-        return (self.peak(dtype) * self.compute_efficiency) / (
+        return (self.peak(dtype) * self.compute_efficiency * self.dtype_efficiency_of(dtype)) / (
             self.memory_bandwidth_bytes_per_s * self.memory_efficiency)
 
     def to_dict(self) -> dict:
@@ -190,6 +221,14 @@ _A100_SOURCE = ("NVIDIA A100 Tensor Core GPU datasheet (2021) and Ampere GA100 w
 _H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepaper: 132 SMs (SXM) / 114 (PCIe), "
                 "228 KB shared per SM, 50 MB L2, NVLink 900 GB/s (450 each way), PCIe Gen5 x16")
 
+# FP8 GEMMs on GH100 (H100, H200, GH200) sustain a smaller share of their (doubled) peak than fp16 ones: NVIDIA's
+# "Boosting Matrix Multiplication Speed and Flexibility with NVIDIA cuBLAS 12.9" (technical blog, 2025) measures
+# Hopper's scaled FP8 matmuls at up to 1.75x the BF16 baseline on large shapes, 1.75 / 2 = 0.875 of BF16's share;
+# DeepGEMM (README, 2025-04) reaches 1550 TFLOPS FP8 on an H800 (1979 dense): 0.78 of the peak, 0.88 of the
+# 0.89 fp16 measured here on an H200; FlashAttention-3 (Shah et al. 2024, abstract) 740 TFLOPS fp16 (0.75) and
+# ~1.2 PFLOPS FP8 (0.61): 0.81 of fp16's share. Other GPUs' fp8 and fp4 keep fp16's share: no paired figure.
+_GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
+
 # Link figures are per direction. L2 bandwidth: measured figures from microbenchmark studies
 # (A100 ~5 TB/s, Jia et al. style; H100 ~ 7.5 TB/s), used only by the GEMM tile model.
 _REGISTRY = {h.name: h for h in (
@@ -199,18 +238,20 @@ _REGISTRY = {h.name: h for h in (
     # Its compute efficiency is the one measured on the H200 (below), the same GH100 die at the same clocks
     # and power; its HBM3's efficiency stays the A100-fitted one (the H200's HBM3e measured 0.87).
     _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
-         compute_efficiency=0.89, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
+         compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, architecture="hopper",
+         nvlink_sharp=True, gemm_cluster_ctas=2),
     # H100 PCIe: NVLink bridges join pairs of cards (600 GB/s); collectives over more than two go over PCIe,
     # which this one fabric does not model
     _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 80, 2000,
-         50, 228, 114, 300, 64, l2_bw_tbs=6.5, architecture="hopper", gpu_fabric="nvlink", gemm_cluster_ctas=2),
+         50, 228, 114, 300, 64, l2_bw_tbs=6.5, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, architecture="hopper",
+         gpu_fabric="nvlink", gemm_cluster_ctas=2),
     # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s. Efficiencies and the exp
     # rate measured on an H200 by `infersim calibrate --device gpu` (benchmarks/results/h200): an 8192^3
     # fp16 GEMM at 0.89 of the peak, a 1 GiB device copy at 0.87 of the bandwidth, 3.9e12 exp/s (MUFU).
     _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM; efficiencies measured "
          "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
-         compute_efficiency=0.89, memory_efficiency=0.87, special_function_per_s=3.9e12, architecture="hopper",
-         nvlink_sharp=True, gemm_cluster_ctas=2),
+         compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, memory_efficiency=0.87,
+         special_function_per_s=3.9e12, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
     # NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: the H100 SXM's GPU
     # (132 SMs, 50 MB L2, 228 KB shared per SM; dense = the datasheet's sparse fp8 3958 TFLOPS halved) with
     # 96 GB HBM3 at 4 TB/s (the 144 GB HBM3e part has 4.9 TB/s); NVLink 4 900 GB/s (450 each way) on the
@@ -219,8 +260,8 @@ _REGISTRY = {h.name: h for h in (
     # efficiency as the H100 SXM's (the same die).
     _gpu("gh200", "NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: H100 GPU, "
          "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 96, 4000, 50, 228, 132,
-         450, 450, l2_bw_tbs=7.5, compute_efficiency=0.89, architecture="hopper", nvlink_sharp=True,
-         gemm_cluster_ctas=2),
+         450, 450, l2_bw_tbs=7.5, compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
+         architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
     # NVIDIA H20 (HGX H20, 2024): a cut-down Hopper for China with no public NVIDIA datasheet; figures from
     # NVIDIA's partner spec sheet as reported (SemiAnalysis, Nov 2023): dense fp16 148, fp8 and int8 296,
     # tf32 74, fp32 44 TFLOPS, 96 GB HBM3 at 4.0 TB/s, 60 MB L2, NVLink 900 GB/s (450 each way) on
@@ -313,6 +354,7 @@ _RANGES = {
     "interconnect_latency_s": _LATENCY_S, "host_link_efficiency": _FRACTION, "host_link_latency_s": _LATENCY_S,
     "collective_call_s": _LATENCY_S,
 }
+_DTYPE_SHARE = (False, 0.01, 100.0)  # of compute_efficiency; HardwareSpec caps the product at 1
 _UNSET_BY_NULL = ("l2_bandwidth_bytes_per_s", "special_function_per_s")  # None: not modelled; 0 is an error
 _TILE_SIDE = (True, 1, 4096)
 _SPLIT_K = (True, 1, 1024)
@@ -345,6 +387,8 @@ def _file_value(origin: str, field: str, value):
         return value
     if field == "peak_flops_per_s":
         return _peaks(origin, value)
+    if field == "dtype_efficiency":
+        return _dtype_efficiency(origin, value)
     if field == "gemm_tiles":
         return [[_figure(origin, f"{field}.{i}.{j}", side, _TILE_SIDE) for j, side in enumerate(tile)]
                 for i, tile in enumerate(_list(origin, field, value, pairs=True))]
@@ -370,6 +414,19 @@ def _peaks(origin: str, value) -> dict:
         raise SpecError("peak_flops_per_s", "needs fp16 (or bf16): the dense tensor-core peak every model uses",
                         file=origin)
     return {k: _figure(origin, f"peak_flops_per_s.{k}", v, _PER_S) for k, v in value.items()}
+
+
+def _dtype_efficiency(origin: str, value) -> dict:
+    """A mapping of tensor dtype to its share of compute_efficiency; `HardwareSpec` checks each dtype has a
+    peak and each product with compute_efficiency is a fraction."""
+    if not isinstance(value, dict):
+        raise SpecError("dtype_efficiency", "must be a mapping of dtype to a share of compute_efficiency, "
+                        "e.g. {fp8: 0.875}", value, file=origin)
+    unknown = sorted(str(k) for k in value if k not in DTYPES)
+    if unknown:
+        raise SpecError(f"dtype_efficiency.{unknown[0]}", f"unknown dtype; allowed: {', '.join(DTYPES)}",
+                        file=origin)
+    return {k: _figure(origin, f"dtype_efficiency.{k}", v, _DTYPE_SHARE) for k, v in value.items()}
 
 
 def _list(origin: str, field: str, value, pairs: bool = False) -> list:
@@ -398,7 +455,9 @@ def hardware_from_dict(data: dict, origin: str = "hardware") -> HardwareSpec:
     missing = sorted(_REQUIRED - set(data))
     if missing:
         raise SpecError(missing[0], "is required", file=origin)
-    return HardwareSpec(**{field: _file_value(origin, field, value) for field, value in data.items()})
+    fields = {field: _file_value(origin, field, value) for field, value in data.items()}
+    with errors_in(origin):
+        return HardwareSpec(**fields)
 
 
 def load_hardware_yaml(path: Path | str) -> HardwareSpec:

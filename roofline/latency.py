@@ -120,7 +120,7 @@ class StepTimer:
 
     def _flash_rates(self) -> FlashRates:
         query, pair, read = ops.flash_attention_rates(self._heads, self._kv_heads, self.model.head_dim,
-                                                      self.options.quant.kv_bytes_per_element(self.model.head_dim))
+                                                      self.options.quant)
         reread = dataclasses.replace(read, l2_reread_bytes=read.kv_read_bytes)
         return FlashRates(float(op_compute_s(self.hw, pair)), float(op_memory_s(self.hw, query)),
                           float(op_memory_s(self.hw, read)), float(op_memory_s(self.hw, reread)),

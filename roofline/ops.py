@@ -24,13 +24,15 @@ LOGIT_BYTES = 4  # sampling works on fp32 probabilities
 @dataclass(frozen=True)
 class GemmShape:
     """`count` independent (m x k) @ (k x n) products in one kernel (MoE experts, attention heads);
-    the (k x n) operand is stored at `b_bytes` per element (0.5 for 4-bit weights)."""
+    the (k x n) operand is stored at `b_bytes` per element (0.5 for 4-bit weights), the (m x k) one at
+    `a_bytes` (1 for the fp8 or int8 activations of W8A8)."""
 
     m: int
     n: int
     k: int
     count: int = 1
     b_bytes: float = ACT_BYTES
+    a_bytes: float = ACT_BYTES
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def linear(name: str, tokens: int, in_features: int, out_features: int, quant: Q
         act_read_bytes=count * rows * k_main * main_quant.act_bytes_per_element(),
         act_write_bytes=count * rows * out_features * ACT_BYTES,
         dtype=quant.gemm_dtype(), gemm=GemmShape(rows, out_features, k_main, count,
-                                                  w_bytes / (count * k_main * out_features)),
+                                                  w_bytes / (count * k_main * out_features),
+                                                  main_quant.act_bytes_per_element()),
         sparse_24=quant.sparsity_pattern == "2:4")]
     if k_outlier:
         ops.append(OpCost(
@@ -249,15 +252,17 @@ class FlashAttentionRates(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def flash_attention_rates(num_heads: int, num_kv_heads: int, head_dim: int,
-                          kv_bytes_per_element: float) -> FlashAttentionRates:
+def flash_attention_rates(num_heads: int, num_kv_heads: int, head_dim: int, quant: QuantSpec) -> FlashAttentionRates:
+    """The rates at the KV cache's bytes per element; QK^T and PV run at the peak of `quant.attention_dtype`."""
+    dtype = quant.attention_dtype
     return FlashAttentionRates(
         per_query=OpCost(name="attention", kind="attention", act_read_bytes=num_heads * head_dim * ACT_BYTES,
-                         act_write_bytes=num_heads * head_dim * ACT_BYTES),
+                         act_write_bytes=num_heads * head_dim * ACT_BYTES, dtype=dtype),
         per_pair=OpCost(name="attention", kind="attention", flops=4.0 * head_dim * num_heads,
-                        vector_flops=4.0 * num_heads, exp_ops=num_heads),
+                        vector_flops=4.0 * num_heads, exp_ops=num_heads, dtype=dtype),
         per_key_read=OpCost(name="attention", kind="attention",
-                            kv_read_bytes=2 * num_kv_heads * head_dim * kv_bytes_per_element))
+                            kv_read_bytes=2 * num_kv_heads * head_dim * quant.kv_bytes_per_element(head_dim),
+                            dtype=dtype))
 
 
 def decode_attention_affine(batch_size: int, num_heads: int, num_kv_heads: int, head_dim: int,
@@ -266,17 +271,16 @@ def decode_attention_affine(batch_size: int, num_heads: int, num_kv_heads: int, 
     (K = sum of c_i + 1) is fixed + K x per_key, since each of its B queries pairs with every key it
     reads once. Every term of `timing` is linear in an op's FLOPs and bytes, so its compute and memory
     seconds are affine in K too: what lets a simulator cost a whole run of decode steps at once."""
-    rates = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant.kv_bytes_per_element(head_dim))
+    rates = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant)
     return rates.per_query.scaled(batch_size), rates.per_pair.plus(rates.per_key_read)
 
 
 def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int, head_dim: int,
                           quant: QuantSpec, flash: bool) -> list[OpCost]:
     if flash:
-        query, pair, read = flash_attention_rates(num_heads, num_kv_heads, head_dim,
-                                                  quant.kv_bytes_per_element(head_dim))
+        query, pair, read = flash_attention_rates(num_heads, num_kv_heads, head_dim, quant)
         return [OpCost(
-            name="attention", kind="attention", flops=pair.flops * t.pairs_causal,
+            name="attention", kind="attention", dtype=pair.dtype, flops=pair.flops * t.pairs_causal,
             vector_flops=pair.vector_flops * t.pairs_causal, exp_ops=pair.exp_ops * t.pairs_causal,
             act_read_bytes=query.act_read_bytes * t.queries, act_write_bytes=query.act_write_bytes * t.queries,
             kv_read_bytes=read.kv_read_bytes * t.flash_kv_read_tokens,
@@ -289,13 +293,13 @@ def attention_from_totals(t: AttentionTotals, num_heads: int, num_kv_heads: int,
     return [
         OpCost(name="attn_scores", kind="gemm", flops=2.0 * head_dim * num_heads * t.pairs_full,
                act_read_bytes=qo_bytes / 2, act_write_bytes=score_bytes,
-               kv_read_bytes=t.kv_tokens * kv_elem_bytes / 2, gemm=batched),
+               kv_read_bytes=t.kv_tokens * kv_elem_bytes / 2, dtype=quant.attention_dtype, gemm=batched),
         OpCost(name="attn_softmax", kind="vector", vector_flops=4.0 * num_heads * t.pairs_full,
                exp_ops=num_heads * t.pairs_full,
                act_read_bytes=score_bytes, act_write_bytes=score_bytes),
         OpCost(name="attn_context", kind="gemm", flops=2.0 * head_dim * num_heads * t.pairs_full,
                act_read_bytes=score_bytes, act_write_bytes=qo_bytes / 2,
-               kv_read_bytes=t.kv_tokens * kv_elem_bytes / 2,
+               kv_read_bytes=t.kv_tokens * kv_elem_bytes / 2, dtype=quant.attention_dtype,
                gemm=GemmShape(batched.m, head_dim, batched.n, batched.count)),
     ]
 

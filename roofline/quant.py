@@ -6,6 +6,7 @@ microscaling FP4 formats keep one 8-bit scale per block of 16 or 32 elements ins
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ GRANULARITIES = ("tensor", "channel", "group")
 ACT_GRANULARITIES = ("tensor", "token")
 WEIGHT_FORMATS = ("int", "float", "codebook")
 SPARSITY_PATTERNS = ("none", "unstructured", "2:4")
+ATTENTION_DTYPES = ("fp16", "fp8")
 SCALE_BYTES = 2  # fp16 scales and zero points (GPTQ/AWQ, KIVI)
 SCALE_SIZES_BYTES = (2, 1)  # fp16, or an 8-bit block scale (FP8 E4M3 for NVFP4, E8M0 for MXFP4)
 
@@ -31,6 +33,9 @@ class QuantSpec:
     2023, §4): folded into the weights offline, free at run time, it is what makes per-tensor/per-token
     W8A8 accurate on models with activation outliers. `scale_bytes` is the size of one weight scale (and zero
     point): fp16, or the 8-bit block scale of the microscaling formats, which scale 4-bit activations too.
+    `attention_dtype` is the tensor-core dtype of attention's QK^T and PV: fp8 where the engine quantizes Q
+    and runs them on the FP8 K/V it reads (TensorRT-LLM's FP8 context FMHA and XQA, FlashAttention-3's FP8
+    path), which needs the FP8 KV cache.
     """
 
     weight_bits: int = 16
@@ -46,6 +51,7 @@ class QuantSpec:
     smoothing: bool = False
     sparsity: float = 0.0
     sparsity_pattern: str = "none"
+    attention_dtype: str = "fp16"
 
     def __post_init__(self):
         require_choice("quantization.weight_bits", self.weight_bits, WEIGHT_BITS)
@@ -56,6 +62,10 @@ class QuantSpec:
         require_choice("quantization.weight_format", self.weight_format, WEIGHT_FORMATS)
         require_choice("quantization.scale_bytes", self.scale_bytes, SCALE_SIZES_BYTES)
         require_choice("quantization.sparsity_pattern", self.sparsity_pattern, SPARSITY_PATTERNS)
+        require_choice("quantization.attention_dtype", self.attention_dtype, ATTENTION_DTYPES)
+        if self.attention_dtype == "fp8" and self.kv_bits != 8:
+            raise SpecError("quantization.attention_dtype", "fp8 attention reads an FP8 KV cache (kv_bits 8)",
+                            self.attention_dtype)
         if self.weight_group_size <= 0:
             raise SpecError("quantization.weight_group_size", "must be > 0", self.weight_group_size)
         if not 0 <= self.outlier_fraction < 1:
@@ -159,9 +169,9 @@ class QuantSpec:
 
 def _microscaled_fp4(block_elements: int) -> QuantSpec:
     """FP4 (E2M1) weights and activations with one 8-bit scale per `block_elements`, GEMMs at the fp4 peak;
-    the KV cache stays fp8, as NVFP4/MXFP4 checkpoints are served (TensorRT-LLM, vLLM)."""
+    the KV cache and attention stay fp8, as NVFP4/MXFP4 checkpoints are served (TensorRT-LLM, vLLM)."""
     return QuantSpec(weight_bits=4, weight_format="float", weight_granularity="group",
-                     weight_group_size=block_elements, scale_bytes=1, act_bits=4, kv_bits=8)
+                     weight_group_size=block_elements, scale_bytes=1, act_bits=4, kv_bits=8, attention_dtype="fp8")
 
 
 PRESETS = {
@@ -175,7 +185,11 @@ PRESETS = {
     "w8a8": QuantSpec(weight_bits=8, act_bits=8, smoothing=True),
     "w8a8-naive": QuantSpec(weight_bits=8, act_bits=8, act_granularity="tensor"),
     "llm-int8": QuantSpec(weight_bits=8, act_bits=8, outlier_fraction=0.001),
-    "fp8": QuantSpec(weight_bits=8, act_bits=8, weight_format="float", kv_bits=8),
+    # FP8 (E4M3) checkpoints as TensorRT-LLM and vLLM serve them (NVIDIA ModelOpt's, vLLM's `fp8`): one scale per
+    # weight tensor and one static scale per activation tensor, the FP8 KV cache, and attention in fp8 on it
+    # (`trtllm-bench build --quantization FP8` sets use_fp8_context_fmha, tensorrt_llm/bench/build/build.py).
+    "fp8": QuantSpec(weight_bits=8, weight_granularity="tensor", act_bits=8, act_granularity="tensor",
+                     weight_format="float", kv_bits=8, attention_dtype="fp8"),
     "sparse-2:4": QuantSpec(sparsity_pattern="2:4"),
     # NVIDIA's NVFP4 (Blackwell): an FP8 E4M3 scale per 16 values (and one FP32 scale per tensor, 4 bytes,
     # left out); OCP Microscaling Formats (MX) v1.0 MXFP4: a power-of-two E8M0 scale per 32 values.
@@ -185,10 +199,13 @@ PRESETS = {
 
 
 def get_quant(name: str, kv_bits: int | None = None) -> QuantSpec:
-    """A preset by name, with an optional KV-cache bit width on top."""
+    """A preset by name, with an optional KV-cache bit width on top; a KV cache other than FP8 turns FP8
+    attention back to fp16, as TensorRT-LLM's builder does ("FP8 Paged Context FMHA is disabled because it
+    must be used together with fp8 KV Cache", tensorrt_llm/builder.py)."""
     if name not in PRESETS:
         raise SpecError("quant", f"unknown scheme; allowed: {', '.join(PRESETS)}", name)
     spec = PRESETS[name]
     if kv_bits is not None:
-        spec = QuantSpec(**{**spec.__dict__, "kv_bits": kv_bits})
+        spec = dataclasses.replace(spec, kv_bits=kv_bits,
+                                   attention_dtype=spec.attention_dtype if kv_bits == 8 else "fp16")
     return spec

@@ -29,10 +29,12 @@ from .hardware import HardwareSpec, Link
 from .ops import ACT_BYTES, OpCost
 
 
-def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flops_per_s: float):
+def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flops_per_s: float,
+                       a_bytes=ACT_BYTES):
     """Tensor-core time of `count` (m x k)(k x n) products under tile and wave quantization; the
-    (k x n) operand moves `b_bytes` per element from L2 (quantized weights move fewer)."""
-    m, n, k, count, b_bytes = (np.asarray(x, dtype=np.float64) for x in (m, n, k, count, b_bytes))
+    (k x n) operand moves `b_bytes` per element from L2 (quantized weights move fewer), the (m x k) one
+    `a_bytes` (fp8 activations move one)."""
+    m, n, k, count, b_bytes, a_bytes = (np.asarray(x, dtype=np.float64) for x in (m, n, k, count, b_bytes, a_bytes))
     if not hw.gemm_tiles:
         return 2 * m * n * k * count / (peak_flops_per_s * hw.compute_efficiency)
     per_sm_flops = peak_flops_per_s * hw.compute_efficiency / hw.sm_count
@@ -41,8 +43,8 @@ def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, p
     best = np.full(np.broadcast(m, n, k, count).shape, np.inf)
     for tm, tn in hw.gemm_tiles:
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * count
-        a_bytes, w_bytes = tm * ACT_BYTES, tn * b_bytes  # per step of k, per thread block
-        l2_bytes_per_k = np.minimum(a_bytes / shared + w_bytes, a_bytes + w_bytes / shared)
+        x_bytes, w_bytes = tm * a_bytes, tn * b_bytes  # per step of k, per thread block
+        l2_bytes_per_k = np.minimum(x_bytes / shared + w_bytes, x_bytes + w_bytes / shared)
         for splits in hw.gemm_split_k:
             k_part = np.ceil(k / splits)
             tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops, l2_bytes_per_k * k_part / per_sm_l2)
@@ -97,12 +99,16 @@ class OpTime:
 
 
 def op_compute_s(hw: HardwareSpec, op: OpCost):
-    peak = hw.peak(op.dtype) * (2 if op.sparse_24 and hw.sparse_tensor_cores else 1)
+    """Tensor-core seconds at the op's dtype peak (doubled by 2:4 sparsity) times compute_efficiency and the
+    dtype's share of it (`HardwareSpec.dtype_efficiency`), plus vector and exponential seconds."""
+    sparse_speedup = 2 if op.sparse_24 and hw.sparse_tensor_cores else 1
+    peak = hw.peak(op.dtype) * hw.dtype_efficiency_of(op.dtype) * sparse_speedup
     if op.gemm is not None:
         g = op.gemm
         # The tile model sees the GEMM's own shape; FLOPs outside it (ragged attention) scale the result.
         dense_flops = 2.0 * np.asarray(g.m * g.n * g.k * g.count, dtype=np.float64)
-        tile_s = gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, g.b_bytes, peak_flops_per_s=peak)
+        tile_s = gemm_tensor_time_s(hw, g.m, g.n, g.k, g.count, g.b_bytes, peak_flops_per_s=peak,
+                                    a_bytes=g.a_bytes)
         tensor = np.where(dense_flops > 0, tile_s * op.flops / np.where(dense_flops > 0, dense_flops, 1.0), 0.0)
     else:
         tensor = op.flops / (peak * hw.compute_efficiency)

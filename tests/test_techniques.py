@@ -95,12 +95,12 @@ def test_kv_bits_8_doubles_and_kv_bits_4_nearly_quadruples_the_kv_blocks():
 
 
 def test_fp8_halves_the_weights_and_the_kv_bytes_together():
-    # fp8 weights, one fp16 scale per output channel: 6,979,321,856 B + 32 x (6144 + 4096 + 28672 + 4096) x 2 B
-    # = 2,752,512 B of scales, plus the fp16 rest: 9,083,953,152 B. KV: 73.6e9 - 9,083,953,152 - 2,677,538,816
-    # = 61,838,508,032 B over 65,536 B per token -> 943,580 tokens -> 58,973 blocks.
+    # fp8 weights, one fp16 scale per weight tensor (qkv, o, gate-up, down): 6,979,321,856 B + 32 x 4 x 2 B
+    # = 256 B of scales, plus the fp16 rest: 9,081,200,896 B. KV: 73.6e9 - 9,081,200,896 - 2,677,538,816
+    # = 61,841,260,288 B over 65,536 B per token -> 943,622 tokens -> 58,976 blocks.
     cfg = _config("quantization-fp8")
-    assert weight_bytes_per_gpu(cfg.model, cfg.options.quant, Parallelism()) == 9_083_953_152
-    assert total_kv_blocks(cfg) == 58_973
+    assert weight_bytes_per_gpu(cfg.model, cfg.options.quant, Parallelism()) == 9_081_200_896
+    assert total_kv_blocks(cfg) == 58_976
 
 
 def test_w4a16_weights_are_a_quarter_of_fp16_plus_group_scales():
