@@ -35,6 +35,9 @@ from .hardware import HardwareSpec, Link
 from .ops import ACT_BYTES, OpCost
 
 
+_TIE = 1e-9  # relative: tile and split-K choices this close in time are equally fast
+
+
 class GemmTiling(NamedTuple):
     """The tile and split-K a library picks for a GEMM (the fastest on the tensor side; between equally fast
     ones, the one with most thread blocks): its tensor-core time and how many thread blocks it launches."""
@@ -67,9 +70,6 @@ def gemm_tiling(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flo
     best = time_s.min(axis=0)
     blocks = np.where(time_s <= best * (1 + _TIE), tiles * splits, 0.0).max(axis=0)
     return GemmTiling(best, blocks)
-
-
-_TIE = 1e-9  # relative: configurations this close in time are equally fast
 
 
 def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flops_per_s: float):
