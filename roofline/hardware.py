@@ -68,6 +68,10 @@ class HardwareSpec:
     # once for all of them (Hopper and Blackwell; CUTLASS's sm90 GEMMs default to 2x1 clusters, NVIDIA
     # Hopper tuning guide "Thread Block Clusters" / "Tensor Memory Accelerator"); 1 where there are none.
     gemm_cluster_ctas: int = 1
+    # The DRAM bandwidth one SM draws at most: the bytes its loads keep in flight over the DRAM latency
+    # (Little's law), which caps a GEMM whose thread blocks occupy few SMs (roofline/timing.py). None: not
+    # modelled (every kernel may reach the chip's bandwidth). Registry values: see _SM_IN_FLIGHT_BYTES.
+    sm_dram_bandwidth_bytes_per_s: float | None = None
     attention_q_tile_tokens: int = 128
     # Efficiency factors: `infersim calibrate --from-profile` on Vidur's A100 Llama-2-7B profile, rounded
     # (see module docstring); they predict the held-out Llama-3-8B and Llama-2-70B profiles (README).
@@ -130,6 +134,8 @@ class HardwareSpec:
         require_choice("engine.all_reduce", self.all_reduce, ALL_REDUCES)
         if self.launch_overhead_s < 0:
             raise SpecError(f"{self.name}.launch_overhead_s", "must be >= 0", self.launch_overhead_s)
+        if self.sm_dram_bandwidth_bytes_per_s is not None:
+            require_positive(f"{self.name}.sm_dram_bandwidth_bytes_per_s", self.sm_dram_bandwidth_bytes_per_s)
 
     def _checked_dtype_efficiency(self) -> dict:
         """`dtype_efficiency` with bf16 read as fp16's name, each dtype one with a peak here, fp16 itself left
@@ -228,30 +234,50 @@ _H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepa
 # 0.89 fp16 measured here on an H200; FlashAttention-3 (Shah et al. 2024, abstract) 740 TFLOPS fp16 (0.75) and
 # ~1.2 PFLOPS FP8 (0.61): 0.81 of fp16's share. Other GPUs' fp8 and fp4 keep fp16's share: no paired figure.
 _GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
+# Per-SM DRAM bandwidth by Little's law: bytes in flight per SM / DRAM latency. In flight: a full SM's 2048
+# resident threads (CUDA C++ Programming Guide, "Technical Specifications per Compute Capability": 2048 per
+# SM on 8.0 and 9.0) each with one 16-byte vector load outstanding, 32 KiB. Latency: what a streaming read
+# sees, from the `read` column of te42kyfo/gpu-benches' stream benchmark (cuda-stream/a100_80.txt,
+# cuda-stream/h100_pcie.txt, gpu-stream/h200.txt) at its lowest occupancy, where DRAM is far from busy:
+# 2 blocks x 32 threads x 8 bytes in flight on every SM give 85 GB/s on an A100-SXM4-80GB (108 SMs, 55.3 KB
+# in flight: 650 ns), 96 GB/s on an H100 PCIe (114 SMs: 610 ns), 123 GB/s on an H200 (132 SMs: 550 ns). The
+# same repository's pointer chase measures 571 cycles at 1.41 GHz (405 ns) on the A100 and 650 at 1.755 GHz
+# (370 ns) on the H100 PCIe (cuda-latency/a100_80.txt, gpu-latency/h100_pcie.txt), the rest being the
+# threads' issue and retirement. So one SM draws 50 GB/s on an A100, 54 on GH100 parts with HBM3/HBM2e, 60
+# on the H200: an A100-80GB needs 37 of its 108 SMs to reach 0.91 of 2039 GB/s, an H100 SXM 57 of 132, an
+# H200 71 of 132 (BulletServe's authors see an H100 PCIe's bandwidth saturate near 40 SMs,
+# zejia-lin/BulletServe#1; this gives 34). Not given for GPUs without such a measurement (Ada, Blackwell, AMD).
+_SM_IN_FLIGHT_BYTES = 2048 * 16
+_AMPERE_SM_DRAM_BW = _SM_IN_FLIGHT_BYTES / 650e-9
+_GH100_SM_DRAM_BW = _SM_IN_FLIGHT_BYTES / 610e-9
+_H200_SM_DRAM_BW = _SM_IN_FLIGHT_BYTES / 550e-9
 
 # Link figures are per direction. L2 bandwidth: measured figures from microbenchmark studies
 # (A100 ~5 TB/s, Jia et al. style; H100 ~ 7.5 TB/s), used only by the GEMM tile model.
 _REGISTRY = {h.name: h for h in (
-    _gpu("a100-sxm-40gb", _A100_SOURCE, _A100_PEAKS, 19.5, 40, 1555, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
-    _gpu("a100-sxm-80gb", _A100_SOURCE, _A100_PEAKS, 19.5, 80, 2039, 40, 192, 108, 300, 32, l2_bw_tbs=5.0),
+    _gpu("a100-sxm-40gb", _A100_SOURCE, _A100_PEAKS, 19.5, 40, 1555, 40, 192, 108, 300, 32, l2_bw_tbs=5.0,
+         sm_dram_bandwidth_bytes_per_s=_AMPERE_SM_DRAM_BW),
+    _gpu("a100-sxm-80gb", _A100_SOURCE, _A100_PEAKS, 19.5, 80, 2039, 40, 192, 108, 300, 32, l2_bw_tbs=5.0,
+         sm_dram_bandwidth_bytes_per_s=_AMPERE_SM_DRAM_BW),
     # HGX H100: 8 GPUs on NVSwitch 3, which reduces in the switch (NVLink SHARP)
     # Its compute efficiency is the one measured on the H200 (below), the same GH100 die at the same clocks
     # and power; its HBM3's efficiency stays the A100-fitted one (the H200's HBM3e measured 0.87).
     _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
          compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, architecture="hopper",
-         nvlink_sharp=True, gemm_cluster_ctas=2),
+         nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # H100 PCIe: NVLink bridges join pairs of cards (600 GB/s); collectives over more than two go over PCIe,
     # which this one fabric does not model
     _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 80, 2000,
          50, 228, 114, 300, 64, l2_bw_tbs=6.5, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, architecture="hopper",
-         gpu_fabric="nvlink", gemm_cluster_ctas=2),
+         gpu_fabric="nvlink", gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s. Efficiencies and the exp
     # rate measured on an H200 by `infersim calibrate --device gpu` (benchmarks/results/h200): an 8192^3
     # fp16 GEMM at 0.89 of the peak, a 1 GiB device copy at 0.87 of the bandwidth, 3.9e12 exp/s (MUFU).
     _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM; efficiencies measured "
          "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
          compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, memory_efficiency=0.87,
-         special_function_per_s=3.9e12, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
+         special_function_per_s=3.9e12, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2,
+         sm_dram_bandwidth_bytes_per_s=_H200_SM_DRAM_BW),
     # NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: the H100 SXM's GPU
     # (132 SMs, 50 MB L2, 228 KB shared per SM; dense = the datasheet's sparse fp8 3958 TFLOPS halved) with
     # 96 GB HBM3 at 4 TB/s (the 144 GB HBM3e part has 4.9 TB/s); NVLink 4 900 GB/s (450 each way) on the
@@ -261,14 +287,15 @@ _REGISTRY = {h.name: h for h in (
     _gpu("gh200", "NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: H100 GPU, "
          "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 96, 4000, 50, 228, 132,
          450, 450, l2_bw_tbs=7.5, compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
-         architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
+         architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # NVIDIA H20 (HGX H20, 2024): a cut-down Hopper for China with no public NVIDIA datasheet; figures from
     # NVIDIA's partner spec sheet as reported (SemiAnalysis, Nov 2023): dense fp16 148, fp8 and int8 296,
     # tf32 74, fp32 44 TFLOPS, 96 GB HBM3 at 4.0 TB/s, 60 MB L2, NVLink 900 GB/s (450 each way) on
     # NVSwitch, PCIe Gen5 x16; 78 SMs as the device reports them (Geekbench 6 listing).
     _gpu("h20", "NVIDIA HGX H20 partner spec sheet (2024, as reported by SemiAnalysis): 78 SMs, 60 MB L2, 96 GB "
          "HBM3 at 4.0 TB/s, NVLink 900 GB/s, PCIe Gen5 x16", dict(fp32=44, tf32=74, fp16=148, fp8=296, int8=296), 44,
-         96, 4000, 60, 228, 78, 450, 64, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2),
+         96, 4000, 60, 228, 78, 450, 64, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2,
+         sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # Blackwell: NVIDIA's datasheets print fp4-tf32 peaks with 2:4 sparsity; the dense ones here are half.
     # NVLink 5 gives each GPU 1.8 TB/s (900 GB/s each way) through NVSwitch, which reduces in the switch
     # (SHARP). SMs, L2 and shared memory per SM as cudaGetDeviceProperties reports them on each part
@@ -347,7 +374,7 @@ _RANGES = {
     "vector_flops_per_s": _PER_S, "memory_bytes": (False, 1e6, 1e15), "memory_bandwidth_bytes_per_s": _PER_S,
     "l2_bytes": (False, 0.0, 1e12), "sram_per_sm_bytes": (False, 0.0, 1e9), "sm_count": (True, 1, 1 << 20),
     "interconnect_bandwidth_bytes_per_s": _PER_S, "host_link_bandwidth_bytes_per_s": _PER_S,
-    "l2_bandwidth_bytes_per_s": _PER_S, "special_function_per_s": _PER_S,
+    "l2_bandwidth_bytes_per_s": _PER_S, "special_function_per_s": _PER_S, "sm_dram_bandwidth_bytes_per_s": _PER_S,
     "attention_q_tile_tokens": (True, 1, 1 << 16), "gemm_cluster_ctas": (True, 1, 16),
     "compute_efficiency": _FRACTION, "memory_efficiency": _FRACTION, "vector_bandwidth_efficiency": _FRACTION,
     "overlap_exponent": (False, 1.0, 100.0), "launch_overhead_s": _LATENCY_S, "interconnect_efficiency": _FRACTION,
@@ -355,7 +382,8 @@ _RANGES = {
     "collective_call_s": _LATENCY_S,
 }
 _DTYPE_SHARE = (False, 0.01, 100.0)  # of compute_efficiency; HardwareSpec caps the product at 1
-_UNSET_BY_NULL = ("l2_bandwidth_bytes_per_s", "special_function_per_s")  # None: not modelled; 0 is an error
+_UNSET_BY_NULL = ("l2_bandwidth_bytes_per_s", "special_function_per_s",  # None: not modelled; 0 is an error
+                  "sm_dram_bandwidth_bytes_per_s")
 _TILE_SIDE = (True, 1, 4096)
 _SPLIT_K = (True, 1, 1024)
 

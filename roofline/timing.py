@@ -15,11 +15,17 @@ its operand traffic from L2. On Hopper and Blackwell a cluster of `gemm_cluster_
 shares one operand's tile through TMA multicast, so that operand is read from L2 once per cluster (the
 library multicasts whichever operand saves more). The library is assumed to pick the fastest tile and
 split-K, as cuBLAS' heuristics try to. All functions take NumPy arrays so that sweeps and profile fits are vectorised.
+
+An SM keeps only so many bytes in flight, so it draws at most that over the DRAM latency (Little's law;
+`HardwareSpec.sm_dram_bandwidth_bytes_per_s`): a GEMM whose tiles x splits occupy few SMs reaches less than
+the chip's bandwidth, its memory time being bytes / min(bandwidth x efficiency, occupied SMs x per-SM
+bandwidth). Elementwise kernels and attention keep the chip's bandwidth: they launch enough blocks to fill it.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -29,27 +35,49 @@ from .hardware import HardwareSpec, Link
 from .ops import ACT_BYTES, OpCost
 
 
-def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flops_per_s: float,
-                       a_bytes=ACT_BYTES):
-    """Tensor-core time of `count` (m x k)(k x n) products under tile and wave quantization; the
-    (k x n) operand moves `b_bytes` per element from L2 (quantized weights move fewer), the (m x k) one
-    `a_bytes` (fp8 activations move one)."""
+_TIE = 1e-9  # relative: tile and split-K choices this close in time are equally fast
+
+
+class GemmTiling(NamedTuple):
+    """The tile and split-K a library picks for a GEMM (the fastest on the tensor side; between equally fast
+    ones, the one with most thread blocks): its tensor-core time and how many thread blocks it launches."""
+
+    tensor_s: np.ndarray
+    thread_blocks: np.ndarray
+
+
+def gemm_tiling(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flops_per_s: float,
+                a_bytes=ACT_BYTES) -> GemmTiling:
+    """Tensor-core time of `count` (m x k)(k x n) products under tile and wave quantization, and the thread
+    blocks (tiles x splits) of the chosen configuration; the (k x n) operand moves `b_bytes` per element from
+    L2 (quantized weights move fewer), the (m x k) one `a_bytes` (fp8 activations move one). Without tiles
+    the GEMM fills every SM."""
     m, n, k, count, b_bytes, a_bytes = (np.asarray(x, dtype=np.float64) for x in (m, n, k, count, b_bytes, a_bytes))
+    shape = np.broadcast(m, n, k, count, b_bytes, a_bytes).shape
     if not hw.gemm_tiles:
-        return 2 * m * n * k * count / (peak_flops_per_s * hw.compute_efficiency)
+        return GemmTiling(2 * m * n * k * count / (peak_flops_per_s * hw.compute_efficiency),
+                          np.full(shape, float(hw.sm_count)))
     per_sm_flops = peak_flops_per_s * hw.compute_efficiency / hw.sm_count
     per_sm_l2 = (hw.l2_bandwidth_bytes_per_s or np.inf) / hw.sm_count
     shared = hw.gemm_cluster_ctas
-    best = np.full(np.broadcast(m, n, k, count).shape, np.inf)
-    for tm, tn in hw.gemm_tiles:
-        tiles = np.ceil(m / tm) * np.ceil(n / tn) * count
-        x_bytes, w_bytes = tm * a_bytes, tn * b_bytes  # per step of k, per thread block
-        l2_bytes_per_k = np.minimum(x_bytes / shared + w_bytes, x_bytes + w_bytes / shared)
-        for splits in hw.gemm_split_k:
-            k_part = np.ceil(k / splits)
-            tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops, l2_bytes_per_k * k_part / per_sm_l2)
-            best = np.minimum(best, np.ceil(tiles * splits / hw.sm_count) * tile_s)
-    return best
+    # every (tile, split) candidate along a leading axis, against the shapes' own axes
+    plans = np.array([(tm, tn, splits) for tm, tn in hw.gemm_tiles for splits in hw.gemm_split_k], dtype=np.float64)
+    tm, tn, splits = (plans[:, i].reshape((-1,) + (1,) * len(shape)) for i in range(3))
+    tiles = np.ceil(m / tm) * np.ceil(n / tn) * count
+    x_bytes, w_bytes = tm * a_bytes, tn * b_bytes  # per step of k, per thread block
+    l2_bytes_per_k = np.minimum(x_bytes / shared + w_bytes, x_bytes + w_bytes / shared)
+    k_part = np.ceil(k / splits)
+    tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops, l2_bytes_per_k * k_part / per_sm_l2)
+    time_s = np.ceil(tiles * splits / hw.sm_count) * tile_s
+    best = time_s.min(axis=0)
+    blocks = np.where(time_s <= best * (1 + _TIE), tiles * splits, 0.0).max(axis=0)
+    return GemmTiling(best, blocks)
+
+
+def gemm_tensor_time_s(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flops_per_s: float,
+                       a_bytes=ACT_BYTES):
+    """Tensor-core time of `count` (m x k)(k x n) products (`gemm_tiling`)."""
+    return gemm_tiling(hw, m, n, k, count, b_bytes, peak_flops_per_s=peak_flops_per_s, a_bytes=a_bytes).tensor_s
 
 
 @numba.vectorize(["float64(float64, float64, float64, float64)"], cache=True)
@@ -101,8 +129,7 @@ class OpTime:
 def op_compute_s(hw: HardwareSpec, op: OpCost):
     """Tensor-core seconds at the op's dtype peak (doubled by 2:4 sparsity) times compute_efficiency and the
     dtype's share of it (`HardwareSpec.dtype_efficiency`), plus vector and exponential seconds."""
-    sparse_speedup = 2 if op.sparse_24 and hw.sparse_tensor_cores else 1
-    peak = hw.peak(op.dtype) * hw.dtype_efficiency_of(op.dtype) * sparse_speedup
+    peak = tensor_peak_flops_per_s(hw, op)
     if op.gemm is not None:
         g = op.gemm
         # The tile model sees the GEMM's own shape; FLOPs outside it (ragged attention) scale the result.
@@ -117,10 +144,33 @@ def op_compute_s(hw: HardwareSpec, op: OpCost):
 
 
 def op_memory_s(hw: HardwareSpec, op: OpCost):
+    """DRAM bytes over the bandwidth the op reaches, plus FlashAttention's re-reads served from L2."""
     efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
     dram_bw = hw.memory_bandwidth_bytes_per_s * efficiency
     l2_bw = hw.l2_bandwidth_bytes_per_s * efficiency if hw.l2_bandwidth_bytes_per_s else dram_bw
+    if op.gemm is not None and hw.sm_dram_bandwidth_bytes_per_s is not None:
+        dram_bw = np.minimum(dram_bw, sms_dram_bandwidth_bytes_per_s(hw, gemm_thread_blocks(hw, op)))
     return (op.bytes - op.l2_reread_bytes) / dram_bw + op.l2_reread_bytes / l2_bw
+
+
+def gemm_thread_blocks(hw: HardwareSpec, op: OpCost):
+    """Thread blocks of the tile and split-K the GEMM runs with (`gemm_tiling`: the choice `op_compute_s` makes)."""
+    g = op.gemm
+    return gemm_tiling(hw, g.m, g.n, g.k, g.count, g.b_bytes, peak_flops_per_s=tensor_peak_flops_per_s(hw, op),
+                       a_bytes=g.a_bytes).thread_blocks
+
+
+def tensor_peak_flops_per_s(hw: HardwareSpec, op: OpCost) -> float:
+    """The dense tensor-core peak of the op's dtype (doubled for 2:4 sparsity where the chip has sparse cores)
+    times that dtype's share of compute_efficiency (`HardwareSpec.dtype_efficiency`)."""
+    return hw.peak(op.dtype) * hw.dtype_efficiency_of(op.dtype) * (2 if op.sparse_24 and hw.sparse_tensor_cores else 1)
+
+
+def sms_dram_bandwidth_bytes_per_s(hw: HardwareSpec, thread_blocks):
+    """The DRAM bandwidth the SMs a kernel's `thread_blocks` occupy can draw: each SM's loads in flight over
+    the DRAM latency (Little's law; `HardwareSpec.sm_dram_bandwidth_bytes_per_s`), on one SM at least and
+    every SM at most."""
+    return np.clip(np.asarray(thread_blocks, dtype=np.float64), 1, hw.sm_count) * hw.sm_dram_bandwidth_bytes_per_s
 
 
 def op_time_s(hw: HardwareSpec, op: OpCost):
