@@ -13,7 +13,9 @@ LLMCompass, Zhang et al. ISCA 2024): an (m x n) output in (tm x tn) tiles needs 
 tiles, run in ceil(tiles x splits / SMs) waves; each tile's K loop is bound by its tensor-core time or by
 its operand traffic from L2. On Hopper and Blackwell a cluster of `gemm_cluster_ctas` thread blocks
 shares one operand's tile through TMA multicast, so that operand is read from L2 once per cluster (the
-library multicasts whichever operand saves more). The library is assumed to pick the fastest tile and
+library multicasts whichever operand saves more): the weight tile among blocks computing other rows of the
+output, the activation tile among blocks computing other columns, so a decode GEMM, one row of tiles,
+multicasts only its activations. The library is assumed to pick the fastest tile and
 split-K, as cuBLAS' heuristics try to. All functions take NumPy arrays so that sweeps and profile fits are vectorised.
 
 An SM keeps only so many bytes in flight, so it draws at most that over the DRAM latency (Little's law;
@@ -63,9 +65,13 @@ def gemm_tiling(hw: HardwareSpec, m, n, k, count, b_bytes=ACT_BYTES, *, peak_flo
     # every (tile, split) candidate along a leading axis, against the shapes' own axes
     plans = np.array([(tm, tn, splits) for tm, tn in hw.gemm_tiles for splits in hw.gemm_split_k], dtype=np.float64)
     tm, tn, splits = (plans[:, i].reshape((-1,) + (1,) * len(shape)) for i in range(3))
-    tiles = np.ceil(m / tm) * np.ceil(n / tn) * count
+    rows, columns = np.ceil(m / tm), np.ceil(n / tn)  # of tiles, in one product
+    tiles = rows * columns * count
     x_bytes, w_bytes = tm * a_bytes, tn * b_bytes  # per step of k, per thread block
-    l2_bytes_per_k = np.minimum(x_bytes / shared + w_bytes, x_bytes + w_bytes / shared)
+    # a cluster shares the (k x n) tile among blocks of one tile column (other rows: needs >= 2 of them) or
+    # the (m x k) tile among blocks of one tile row (other columns)
+    l2_bytes_per_k = np.minimum(x_bytes / np.minimum(shared, columns) + w_bytes,
+                                x_bytes + w_bytes / np.minimum(shared, rows))
     k_part = np.ceil(k / splits)
     tile_s = np.maximum(2 * tm * tn * k_part / per_sm_flops, l2_bytes_per_k * k_part / per_sm_l2)
     time_s = np.ceil(tiles * splits / hw.sm_count) * tile_s

@@ -35,18 +35,30 @@ def test_an_fp8_gemm_takes_its_flops_over_the_fp8_peak_times_both_efficiencies()
 
 
 def test_fp8_activations_halve_the_l2_traffic_that_can_bind_a_prefill_tile():
-    # One 128 x 256 tile per SM (m = 128, n = 132 x 256 = 33,792, k = 4096: 132 tiles, one wave), operands
-    # multicast over clusters of 2. Tensor side: 2 x 128 x 256 x 4096 = 268,435,456 FLOPs at 1978.9e12 x 0.89
-    # x 0.875 / 132 SMs = 11.6748 TFLOP/s per SM -> 22.9928 us. L2 side per k step, at 7.5e12 / 132 B/s per
-    # SM: fp8 activations (1 B) read 128 + 256 / 2 = 256 B -> 4096 x 256 B = 18.4549 us, so the tile is
-    # compute-bound; at 2 B they would read 256 + 128 = 384 B -> 27.6824 us, L2-bound.
+    # One 128 x 256 tile per SM (m = 256, n = 66 x 256 = 16,896, k = 4096: 2 rows x 66 columns = 132 tiles,
+    # one wave), operands multicast over clusters of 2 (two rows, so the weight tile can be shared). Tensor
+    # side: 2 x 128 x 256 x 4096 = 268,435,456 FLOPs at 1978.9e12 x 0.89 x 0.875 / 132 SMs = 11.6748 TFLOP/s per
+    # SM -> 22.9928 us. L2 side per k step, at 7.5e12 / 132 B/s per SM: fp8 activations (1 B) read
+    # min(128 / 2 + 256, 128 + 256 / 2) = 256 B -> 4096 x 256 B = 18.4549 us, so the tile is compute-bound; at
+    # 2 B they would read min(256 / 2 + 256, 256 + 256 / 2) = 384 B -> 27.6824 us, L2-bound.
     one_tile = dataclasses.replace(H100, gemm_tiles=((128, 256),), gemm_split_k=(1,))
-    [op] = linear("ffn_up", 128, 4096, 33792, get_quant("fp8"))
+    [op] = linear("ffn_up", 256, 4096, 16896, get_quant("fp8"))
     assert op.gemm.a_bytes == 1.0
     assert op_compute_s(one_tile, op) == pytest.approx(22.9928e-6, rel=1e-5)
     fp8_peak = H100.peak("fp8") * 0.875
-    assert gemm_tensor_time_s(one_tile, 128, 33792, 4096, 1, 1.0, peak_flops_per_s=fp8_peak,
+    assert gemm_tensor_time_s(one_tile, 256, 16896, 4096, 1, 1.0, peak_flops_per_s=fp8_peak,
                               a_bytes=2.0) == pytest.approx(27.6824e-6, rel=1e-5)
+
+
+def test_a_decode_gemm_multicasts_only_its_activations():
+    # m = 8 (one row of 128 x 256 tiles), n = 132 x 256 = 33,792, k = 4096, fp16: the weight tile has no other
+    # row to share it with, so a cluster of 2 shares the activation tile: 128 x 2 / 2 + 256 x 2 = 640 B per k
+    # step -> 4096 x 640 B / (7.5e12 / 132 B/s) = 46.1373 us (the tensor side, 2 x 128 x 256 x 4096 at
+    # 989.4e12 x 0.89 / 132 per SM, is 40.2259 us). Sharing the weights would have read 128 x 2 + 256 = 512 B
+    # (36.9098 us), less than one read of each weight byte.
+    one_tile = dataclasses.replace(H100, gemm_tiles=((128, 256),), gemm_split_k=(1,))
+    assert gemm_tensor_time_s(one_tile, 8, 33792, 4096, 1, 2.0, peak_flops_per_s=H100.peak("fp16")) == \
+        pytest.approx(46.1373e-6, rel=1e-5)
 
 
 def test_a_yaml_share_of_one_gives_fp8_gemms_twice_the_fp16_rate(tmp_path):
