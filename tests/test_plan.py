@@ -11,6 +11,7 @@ from infersim.executors import LocalExecutor
 from infersim.plan import (Pool, Work, ceiling_rate, candidates, highest_rate, load_plan, open_loop,
                            pools_per_request, run_plan, SearchTask, _simulate)
 from infersim.plan_slo import over_bound_to_miss
+from infersim.sim import compiled_replica
 from infersim.sim.run import simulate
 from infersim.roofline.errors import SpecError
 
@@ -216,9 +217,10 @@ def test_a_percentile_is_over_its_bound_once_enough_values_are():
     {"ttft_s": {"mean": 0.003}},  # the mean TTFT: 2.5 ms at 1,500 req/s, 4.4 ms at 20,000 (stopped at 3.0)
     {"ttft_s": {"p99": 0.01}, "tpot_s": {"p99": 0.002}, "goodput_fraction": 0.995},
 ])
-def test_a_run_stopped_early_gets_the_verdict_of_the_full_run(tmp_path, slo):
+def test_a_run_stopped_early_gets_the_verdict_of_the_full_run(tmp_path, slo, monkeypatch):
     ctx = load_plan(write_plan(tmp_path, TINY | {"slo": slo}))
     cand = candidates(ctx.plan)[0]
+    monkeypatch.setattr(compiled_replica, "applies", lambda cfg, requests: False)  # SimPy replicas, which stop
     verdicts, unfinished = [], 0
     for rate in (1000, 20000):
         full = _simulate(ctx, cand, open_loop(ctx, rate), 0)
@@ -246,8 +248,9 @@ def test_simulate_stops_when_told(tiny_result):
     assert len(seen) == 5 and sum(r.state == "done" for r in requests) < len(requests) == 200
 
 
-def test_stopping_runs_early_changes_no_answer_only_the_latencies_it_skips(tmp_path, tiny_result):
-    _, stopped = tiny_result
+def test_stopping_runs_early_changes_no_answer_only_the_latencies_it_skips(tmp_path, monkeypatch):
+    monkeypatch.setattr(compiled_replica, "applies", lambda cfg, requests: False)  # SimPy replicas, which stop
+    stopped = run_plan(load_plan(write_plan(tmp_path, TINY)), LocalExecutor(1))
     whole = run_plan(load_plan(write_plan(tmp_path, TINY | {"search": TINY["search"] | {"stop_early": False}})),
                      LocalExecutor(1))
     a, b = stopped["candidates"][0], whole["candidates"][0]
@@ -258,3 +261,14 @@ def test_stopping_runs_early_changes_no_answer_only_the_latencies_it_skips(tmp_p
     above = [p for p in a["load_curve"] if not p["meets_slo"]]
     assert above and all(p["stopped_early"] and p["ttft_p99_s"] is None for p in above)
     assert not any(p["stopped_early"] for p in b["load_curve"]) and all(p["ttft_p99_s"] for p in b["load_curve"])
+
+
+def test_a_run_the_compiled_loop_tells_is_told_whole(tmp_path):
+    """Compiled replica loops tell a whole run faster than SimPy replicas tell the part before a stop, so a
+    search run they apply to is not stopped: it keeps its latencies, with the stopped run's verdict."""
+    ctx = load_plan(write_plan(tmp_path, TINY | {"slo": {"ttft_s": {"p99": 0.01}, "tpot_s": {"p99": 0.002}}}))
+    cand = candidates(ctx.plan)[0]
+    run = _simulate(ctx, cand, open_loop(ctx, 20000), 0, stop_early=True)
+    assert all(isinstance(r, compiled_replica.CompiledReplica) for r in run.result.replicas)
+    assert not run.stopped_early and not run.check.meets
+    assert all(r.state == "done" for r in run.result.requests)
