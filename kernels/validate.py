@@ -27,6 +27,7 @@ from . import quant as qk
 from . import sampling as smp
 from .cuda.quant import W4A16_FUSED_ROWS
 from .device import to_device
+from .launch import Launch, launch_predict
 
 FAMILIES = ("attention", "quant", "sampling")
 TOLERANCE = 0.25
@@ -38,6 +39,7 @@ class Case:
     shape: str
     run: object  # a callable doing the work once
     work: list  # roofline OpCosts of the same work
+    launch: Launch | None = None  # the GPU kernel's grid and units; None: as the roofline times the ops
 
 
 def widen(op_list: list, factor: float, dtype: str) -> list:
@@ -179,16 +181,19 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
     return cases
 
 
-def predict(hw: HardwareSpec, work: list) -> dict:
+def predict(hw: HardwareSpec, work: list, launch: Launch | None = None) -> dict:
     """Roofline seconds of the ops, the three terms that make them up, and the dtype whose peak bounds
-    the largest matrix product ("" for work without one)."""
+    the largest matrix product ("" for work without one). With the kernel's `launch`, the ops are timed on
+    the SMs its grid occupies and the units it uses, one launch overhead per kernel (`kernels.launch`)."""
+    products = [op for op in work if op.flops > 0]
+    amounts = {"flops": sum(op.total_flops for op in work), "bytes": sum(op.bytes for op in work),
+               "dtype": max(products, key=lambda op: op.flops).dtype if products else ""}
+    if launch is not None:
+        return {**launch_predict(hw, work, launch), **amounts}
     compute = sum(float(op_compute_s(hw, op)) for op in work)
     memory = sum(float(op_memory_s(hw, op)) for op in work)
-    products = [op for op in work if op.flops > 0]
     return {"predicted_s": sum(time_op(hw, op).time_s for op in work), "compute_s": compute, "memory_s": memory,
-            "launch_s": hw.launch_overhead_s * len(work), "flops": sum(op.total_flops for op in work),
-            "bytes": sum(op.bytes for op in work),
-            "dtype": max(products, key=lambda op: op.flops).dtype if products else ""}
+            "launch_s": hw.launch_overhead_s * len(work), **amounts}
 
 
 def explain(row: dict) -> str:
@@ -218,7 +223,7 @@ def validate(cases: list[Case], hw: HardwareSpec, measure, progress=lambda text:
     for i, case in enumerate(cases):
         measured = seconds.get(id(case), float("nan"))
         row = {"kernel": case.kernel, "family": case.kernel.split("_")[0], "shape": case.shape,
-               **predict(hw, case.work), "measured_s": measured}
+               **predict(hw, case.work, case.launch), "measured_s": measured}
         row["error"] = row["measured_s"] / row["predicted_s"] - 1
         row["achieved_flops_per_s"] = row["flops"] / measured
         row["achieved_bytes_per_s"] = row["bytes"] / measured
