@@ -1,12 +1,15 @@
-"""CuPy GPU attention with the signatures of `kernels.attention`'s, fp32 on CUDA cores: tiled attention
-with FlashAttention-2's work split and online softmax (`attention.cu`), and split-KV paged decode
-attention (Flash-Decoding) whose blocks serve all the query heads of a GQA group (`paged_attention.cu`).
+"""CuPy GPU attention with the signatures of `kernels.attention`'s: tiled attention with FlashAttention-2's
+work split and online softmax, on tensor cores for fp16 inputs (`attention_mma.cu`, not yet run on a GPU,
+emulated by `kernels.tensor_core_attention`) and fp32 on CUDA cores for fp32 ones (`attention.cu`); and
+split-KV paged decode attention (Flash-Decoding) whose blocks serve all the query heads of a GQA group
+(`paged_attention.cu`, fp32).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..device import require
+from ..tensor_core_attention import BLOCK_M, check_head_dim
 from .compile import compiled
 
 
@@ -15,10 +18,20 @@ def _check_head_dim(d: int) -> None:
         raise ValueError(f"the GPU attention kernels take head_dim 32, 64, 96 or 128, got {d}")
 
 
+def attention_thread_blocks(batch: int, heads: int, q_len: int, dtype) -> int:
+    """The grid `attention` launches: a block per (batch, head, tile of query rows), BLOCK_M rows a tile on
+    tensor cores (fp16), 16 on CUDA cores (fp32)."""
+    rows = BLOCK_M if np.dtype(dtype) == np.float16 else 16
+    return batch * heads * -(-q_len // rows)
+
+
 def attention(q, k, v, causal: bool = True):
-    """Exact attention of CuPy fp32 arrays (see kernels.attention): FlashAttention-2's split, a block per
-    16 query rows of one head walking 32-key tiles of K and V through shared memory, the online softmax
-    in registers; causal masks end-aligned."""
+    """Exact attention of CuPy arrays (see kernels.attention): fp16 ones on tensor cores
+    (`tensor_core_attention`), fp32 ones on CUDA cores: FlashAttention-2's split, a block per 16 query rows
+    of one head walking 32-key tiles of K and V through shared memory, the online softmax in registers;
+    causal masks end-aligned."""
+    if np.dtype(q.dtype) == np.float16:
+        return tensor_core_attention(q, k, v, causal)
     b, h, s, d = q.shape
     kv_h, t = k.shape[1], k.shape[2]
     _check_head_dim(d)
@@ -29,6 +42,24 @@ def attention(q, k, v, causal: bool = True):
     compiled("attention.cu", "attention_tiles", f"HEAD_DIM={d}")(
         ((s + 15) // 16, b * h), (128,),
         (cp.ascontiguousarray(q, cp.float32), cp.ascontiguousarray(k, cp.float32), cp.ascontiguousarray(v, cp.float32),
+         out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t), np.int32(causal)))
+    return out
+
+
+def tensor_core_attention(q, k, v, causal: bool = True):
+    """Exact attention of CuPy fp16 arrays on tensor cores (WMMA, fp32 accumulation), fp16 out:
+    FlashAttention-2's Algorithm 1, a block per 64 query rows of one head (`attention_mma.cu`; its
+    arithmetic is `kernels.tensor_core_attention.tensor_core_attention_emulated`'s)."""
+    b, h, s, d = q.shape
+    kv_h, t = k.shape[1], k.shape[2]
+    check_head_dim(d)
+    if h % kv_h:
+        raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
+    cp = require()
+    out = cp.empty((b, h, s, d), dtype=cp.float16)
+    compiled("attention_mma.cu", "attention_mma", f"HEAD_DIM={d}")(
+        (-(-s // BLOCK_M), b * h), (128,),
+        (cp.ascontiguousarray(q, cp.float16), cp.ascontiguousarray(k, cp.float16), cp.ascontiguousarray(v, cp.float16),
          out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t), np.int32(causal)))
     return out
 
