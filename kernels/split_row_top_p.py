@@ -55,15 +55,21 @@ def _lane_scan(per_lane: np.ndarray) -> np.ndarray:
     return x
 
 
+def _lane_sums(amounts: np.ndarray) -> np.ndarray:
+    """Each lane's sum of its BUCKETS / LANES consecutive buckets, added in order as one thread adds them."""
+    lanes = amounts.reshape(LANES, BUCKETS // LANES)
+    per_lane = lanes[:, 0].copy()
+    for b in range(1, lanes.shape[1]):
+        per_lane = per_lane + lanes[:, b]
+    return per_lane
+
+
 def pick_bucket(amounts: np.ndarray, counts: np.ndarray, below, cut):
     """The first non-empty bucket where below + the amounts up to it pass `cut`, or the last non-empty one
     if none does (rounding); returns it and the amount below it. The amounts are fp32 masses or integer
     counts, summed as the kernel's warp sums them (module docstring)."""
     lanes = amounts.reshape(LANES, BUCKETS // LANES)
-    per_lane = lanes[:, 0].copy()
-    for b in range(1, lanes.shape[1]):
-        per_lane = per_lane + lanes[:, b]
-    inclusive = _lane_scan(per_lane)
+    inclusive = _lane_scan(_lane_sums(amounts))
     nonempty = counts.reshape(LANES, -1).sum(axis=1) > 0
     crossing = np.nonzero((below + inclusive > cut) & nonempty)[0]
     lane = crossing[0] if len(crossing) else np.nonzero(nonempty)[0][-1]
@@ -111,7 +117,7 @@ def _filter_row(row: np.ndarray, p: float, min_keep: int, slices: int) -> None:
         count_p = np.bincount(digits[in_p], minlength=BUCKETS)
         count_c = np.bincount(digits[in_c], minlength=BUCKETS)
         if level == 0:
-            total = _lane_scan(w.reshape(LANES, -1).sum(axis=1, dtype=np.float32))[-1]
+            total = _lane_scan(_lane_sums(w))[-1]
             cut = np.float32(1 - p) * total
         digit_p, under_mass = pick_bucket(w, count_p, under_mass, cut)
         digit_c, under_count_c = pick_bucket(count_c, count_c, under_count_c, target)
