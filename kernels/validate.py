@@ -4,7 +4,9 @@ roofline on the device's hardware spec, and say how far apart they are and why.
 Each case names its kernel `<family>_<kernel>_<backend>` (families: attention, quant, sampling), runs a
 real kernel, and lists the roofline ops (`infersim.roofline.ops`) that describe the same work. The CPU
 kernels compute in fp32, so their ops' bytes are widened from the fp16 the roofline assumes for
-activations. Where prediction and measurement differ by more than 25%, the row names the term that
+activations. On a GPU, prefill attention runs the tensor-core kernel on fp16 (the roofline's own bytes and
+peak), and the CUDA kernels' cases carry their launch (`kernels.launch`: grid, units, kernels launched), so
+that a kernel on fewer blocks than SMs is predicted on the share of the chip it occupies. Where prediction and measurement differ by more than 25%, the row names the term that
 dominates the prediction (compute, memory or launch overhead) and the efficiency of that term the
 measurement implies, which is what to feed back into the hardware spec.
 """
@@ -25,11 +27,14 @@ from infersim.roofline.timing import op_compute_s, op_memory_s, time_op
 from . import attention as att
 from . import quant as qk
 from . import sampling as smp
+from .cuda.attention import attention_thread_blocks, paged_decode_thread_blocks
 from .cuda.quant import W4A16_FUSED_ROWS
+from .cuda.sampling import top_p_grid
 from .device import to_device
 from .launch import Launch, launch_predict
 
 FAMILIES = ("attention", "quant", "sampling")
+PAGED_SPLIT_TOKENS = 512  # cached tokens per span of split-KV decode attention
 TOLERANCE = 0.25
 
 
@@ -48,11 +53,18 @@ def widen(op_list: list, factor: float, dtype: str) -> list:
     return [dataclasses.replace(op, dtype=dtype, **{f: getattr(op, f) * factor for f in fields}) for op in op_list]
 
 
+def causal_attention_work(hw: HardwareSpec, tokens: int, heads: int, kv_heads: int, head_dim: int,
+                          flash: bool) -> list:
+    """One sequence's causal attention over its own `tokens`, fp16 as the roofline has it (the tensor-core
+    kernel's)."""
+    return ops.attention(np.array([tokens]), np.array([0]), heads, kv_heads, head_dim, QuantSpec(), flash,
+                         hw.attention_q_tile_tokens, hw.sram_per_sm_bytes)
+
+
 def prefill_attention_work(hw: HardwareSpec, tokens: int, heads: int, kv_heads: int, head_dim: int,
                            flash: bool) -> list:
     """One sequence's causal attention over its own `tokens` (fp32 kernels)."""
-    return widen(ops.attention(np.array([tokens]), np.array([0]), heads, kv_heads, head_dim, QuantSpec(), flash,
-                               hw.attention_q_tile_tokens, hw.sram_per_sm_bytes), 2, "fp32")
+    return widen(causal_attention_work(hw, tokens, heads, kv_heads, head_dim, flash), 2, "fp32")
 
 
 def paged_decode_work(batch: int, context: int, heads: int, kv_heads: int, head_dim: int) -> list:
@@ -132,11 +144,16 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
     h, kv, d = shapes.heads, shapes.kv_heads, shapes.head_dim
     for s in shapes.prefill_tokens:
         q, k, v = normal(1, h, s, d), normal(1, kv, s, d), normal(1, kv, s, d)
-        flash = prefill_attention_work(hw, s, h, kv, d, True)
         shape = f"b1 h{h}{f' kv{kv}' if kv != h else ''} s{s} d{d} causal"
-        cases.append(Case(f"attention_tiled_{backend}", shape,
-                          lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend), flash))
-        if not on_gpu:
+        if on_gpu:  # fp16 on tensor cores, as FlashAttention runs and the roofline assumes
+            q, k, v = (x.astype(xp.float16) for x in (q, k, v))
+            cases.append(Case("attention_mma_cupy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend),
+                              causal_attention_work(hw, s, h, kv, d, True),
+                              Launch(attention_thread_blocks(1, h, s, np.float16), tensor_cores=True)))
+        else:
+            flash = prefill_attention_work(hw, s, h, kv, d, True)
+            cases.append(Case("attention_tiled_numba", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend),
+                              flash))
             cases.append(Case("attention_tiled_numpy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numpy"),
                               flash))
             cases.append(Case("attention_naive_numpy", shape, lambda q=q, k=k, v=v: att.naive_attention(q, k, v, True),
@@ -148,9 +165,11 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
         tables = xp.asarray(host_rng.permutation(blocks).reshape(b, -1))
         lens = xp.full(b, ctx, dtype=xp.int64)
         qd = normal(b, h, d)
+        grid = Launch(paged_decode_thread_blocks(b, h, kv, ctx, PAGED_SPLIT_TOKENS), tensor_cores=False, launches=2)
         cases.append(Case(f"attention_paged_{backend}", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
-                          lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(*a, backend=backend),
-                          paged_decode_work(b, ctx, h, kv, d)))
+                          lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(
+                              *a, backend=backend, split_tokens=PAGED_SPLIT_TOKENS),
+                          paged_decode_work(b, ctx, h, kv, d), grid if on_gpu else None))
     n = shapes.features
     w_host = (host_rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
     w8, w4 = qk.quantize(w_host, 8, True, "channel"), qk.quantize(w_host, 4, False, "group", 128)
@@ -172,9 +191,12 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
     for batch in shapes.sampling_batches:
         logits = xp.asarray(zipf_logits(batch, shapes.vocab, host_rng))
         shape = f"batch{batch} vocab{shapes.vocab}"
+        blocks, kernels = top_p_grid(batch, shapes.vocab, hw.sm_count)
         cases.append(Case(f"sampling_top_p_{backend}", shape,
                           lambda lg=logits: smp.process_logits(lg, top_p=0.9, backend=backend),
-                          [ops.sampling(batch, shapes.vocab, "top_p")]))
+                          [ops.sampling(batch, shapes.vocab, "top_p")],
+                          # one more launch: process_logits copies the logits before filtering them in place
+                          Launch(blocks, tensor_cores=False, launches=kernels + 1) if on_gpu else None))
         if not on_gpu:
             cases.append(Case("sampling_greedy_numpy", shape, lambda lg=logits: smp.greedy(lg),
                               [ops.sampling(batch, shapes.vocab, "greedy")]))

@@ -70,6 +70,17 @@ def _query_heads_per_block(group: int) -> int:
     return max(d for d in range(1, min(group, 8) + 1) if group % d == 0)
 
 
+def _spans(table_tokens: int, split_tokens: int) -> int:
+    """Spans of split_tokens cached tokens covering a block table of table_tokens slots."""
+    return -(-table_tokens // split_tokens)
+
+
+def paged_decode_thread_blocks(batch: int, heads: int, kv_heads: int, table_tokens: int, split_tokens: int) -> int:
+    """The grid of `paged_decode_attention`'s split pass: a block per (sequence, query heads sharing a KV
+    head, span)."""
+    return batch * heads // _query_heads_per_block(heads // kv_heads) * _spans(table_tokens, split_tokens)
+
+
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, split_tokens: int = 256):
     """Decode attention through a block table (see kernels.attention), split-KV as Flash-Decoding does:
     a block per (sequence, kv head and the query heads that share it, span of split_tokens cached
@@ -82,7 +93,7 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, spli
     if h % kv_h:
         raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
     per_block = _query_heads_per_block(h // kv_h)
-    spans = (block_tables.shape[1] * block + split_tokens - 1) // split_tokens
+    spans = _spans(block_tables.shape[1] * block, split_tokens)
     m_part = cp.empty(b * h * spans, dtype=cp.float32)
     l_part = cp.empty_like(m_part)
     acc_part = cp.empty(b * h * spans * d, dtype=cp.float32)
