@@ -1,9 +1,10 @@
 """What share of the chip a kernel's launch occupies, and the roofline seconds of its work on that share.
 
 The roofline (`infersim.roofline.timing`) times an op as if it filled every SM. A real kernel launches a
-grid of thread blocks, which the SMs run in waves of one block per SM (wave quantization, as LLMCompass
-models GEMM tiles, Zhang et al. ISCA 2024): `thread_blocks` blocks on S SMs run floor(blocks / S) full
-waves, then a last wave on the blocks left, each block doing an equal share of the work. A wave on n SMs
+grid of thread blocks, which the SMs run in waves of R blocks per SM, R the blocks one SM holds at once
+(wave quantization, as LLMCompass models GEMM tiles, Zhang et al. ISCA 2024): `thread_blocks` blocks on S
+SMs run floor(blocks / (R S)) full waves, then a last wave on the blocks left, spread over min(left, S)
+SMs, each block doing an equal share of the work. A wave on n SMs
 computes at n / S of the chip's rate and draws min(the chip's bandwidth, n SMs' DRAM bandwidth) (Little's
 law, `roofline.timing.sms_dram_bandwidth_bytes_per_s`), so a kernel of fewer blocks than SMs, compute- or
 memory-bound, is timed on the SMs it occupies. Its products run on tensor cores at the dtype's peak, or on
@@ -24,17 +25,19 @@ from infersim.roofline.timing import (kernel_time_s, op_compute_s, op_memory_s, 
 @dataclass(frozen=True)
 class Launch:
     """How a measured kernel runs: the thread blocks of the launch that does its work, whether its matrix
-    products run on tensor cores, and how many kernels it launches one after another (each pays the
-    spec's launch overhead)."""
+    products run on tensor cores, how many kernels it launches one after another (each pays the spec's
+    launch overhead) and how many of its blocks one SM holds at once (its threads, registers and shared
+    memory allow)."""
 
     thread_blocks: int
     tensor_cores: bool
     launches: int = 1
+    blocks_per_sm: int = 1
 
     def __post_init__(self):
-        if self.thread_blocks < 1 or self.launches < 1:
-            raise ValueError(f"a launch has >= 1 thread block and >= 1 kernel, got thread_blocks="
-                             f"{self.thread_blocks}, launches={self.launches}")
+        if min(self.thread_blocks, self.launches, self.blocks_per_sm) < 1:
+            raise ValueError(f"a launch has >= 1 thread block, kernel and block per SM, got thread_blocks="
+                             f"{self.thread_blocks}, launches={self.launches}, blocks_per_sm={self.blocks_per_sm}")
 
 
 class Wave(NamedTuple):
@@ -44,11 +47,13 @@ class Wave(NamedTuple):
     sms: int
 
 
-def waves(thread_blocks: int, sm_count: int) -> list[Wave]:
-    """The full waves (as one) and the last, partial one, of `thread_blocks` blocks on `sm_count` SMs."""
-    full, last = divmod(thread_blocks, sm_count)
-    out = [Wave(full * sm_count / thread_blocks, sm_count)] if full else []
-    return out + ([Wave(last / thread_blocks, last)] if last else [])
+def waves(thread_blocks: int, sm_count: int, blocks_per_sm: int = 1) -> list[Wave]:
+    """The full waves (as one) and the last, partial one, of `thread_blocks` blocks on `sm_count` SMs that
+    hold `blocks_per_sm` each."""
+    wave = sm_count * blocks_per_sm
+    full, last = divmod(thread_blocks, wave)
+    out = [Wave(full * wave / thread_blocks, sm_count)] if full else []
+    return out + ([Wave(last / thread_blocks, min(last, sm_count))] if last else [])
 
 
 def product_flops_per_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
@@ -70,7 +75,7 @@ def launch_compute_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
     """Compute seconds of the op in the launch's waves: each wave's share of the work at its SMs' share of
     the chip's rate."""
     chip_s = chip_compute_s(hw, op, launch)
-    return sum(w.work_share * chip_s * hw.sm_count / w.sms for w in waves(launch.thread_blocks, hw.sm_count))
+    return sum(w.work_share * chip_s * hw.sm_count / w.sms for w in waves(launch.thread_blocks, hw.sm_count, launch.blocks_per_sm))
 
 
 def launch_memory_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
@@ -83,7 +88,7 @@ def launch_memory_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
     l2_s = float(op_memory_s(hw, dataclasses.replace(op, gemm=None))) - dram_bytes / chip_bw
     per_wave_bw = (lambda sms: chip_bw) if hw.sm_dram_bandwidth_bytes_per_s is None else (
         lambda sms: min(chip_bw, float(sms_dram_bandwidth_bytes_per_s(hw, sms))))
-    return l2_s + sum(w.work_share * dram_bytes / per_wave_bw(w.sms) for w in waves(launch.thread_blocks, hw.sm_count))
+    return l2_s + sum(w.work_share * dram_bytes / per_wave_bw(w.sms) for w in waves(launch.thread_blocks, hw.sm_count, launch.blocks_per_sm))
 
 
 def launch_predict(hw: HardwareSpec, work: list[OpCost], launch: Launch) -> dict:

@@ -27,7 +27,8 @@ from infersim.roofline.timing import op_compute_s, op_memory_s, time_op
 from . import attention as att
 from . import quant as qk
 from . import sampling as smp
-from .cuda.attention import attention_thread_blocks, paged_decode_thread_blocks
+from .cuda.attention import (MMA_BLOCKS_PER_SM, PAGED_BLOCKS_PER_SM, paged_decode_thread_blocks,
+                             tensor_core_attention_thread_blocks)
 from .cuda.quant import W4A16_FUSED_ROWS
 from .cuda.sampling import top_p_grid
 from .device import to_device
@@ -149,7 +150,8 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
             q, k, v = (x.astype(xp.float16) for x in (q, k, v))
             cases.append(Case("attention_mma_cupy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend),
                               causal_attention_work(hw, s, h, kv, d, True),
-                              Launch(attention_thread_blocks(1, h, s, np.float16), tensor_cores=True)))
+                              Launch(tensor_core_attention_thread_blocks(1, h, s), tensor_cores=True,
+                                     blocks_per_sm=MMA_BLOCKS_PER_SM)))
         else:
             flash = prefill_attention_work(hw, s, h, kv, d, True)
             cases.append(Case("attention_tiled_numba", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend),
@@ -165,7 +167,8 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
         tables = xp.asarray(host_rng.permutation(blocks).reshape(b, -1))
         lens = xp.full(b, ctx, dtype=xp.int64)
         qd = normal(b, h, d)
-        grid = Launch(paged_decode_thread_blocks(b, h, kv, ctx, PAGED_SPLIT_TOKENS), tensor_cores=False, launches=2)
+        grid = Launch(paged_decode_thread_blocks(b, h, kv, ctx, PAGED_SPLIT_TOKENS), tensor_cores=False, launches=2,
+                      blocks_per_sm=PAGED_BLOCKS_PER_SM)
         cases.append(Case(f"attention_paged_{backend}", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
                           lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(
                               *a, backend=backend, split_tokens=PAGED_SPLIT_TOKENS),
@@ -191,12 +194,13 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
     for batch in shapes.sampling_batches:
         logits = xp.asarray(zipf_logits(batch, shapes.vocab, host_rng))
         shape = f"batch{batch} vocab{shapes.vocab}"
-        blocks, kernels = top_p_grid(batch, shapes.vocab, hw.sm_count)
+        grid = top_p_grid(batch, shapes.vocab, hw.sm_count)
         cases.append(Case(f"sampling_top_p_{backend}", shape,
                           lambda lg=logits: smp.process_logits(lg, top_p=0.9, backend=backend),
                           [ops.sampling(batch, shapes.vocab, "top_p")],
                           # one more launch: process_logits copies the logits before filtering them in place
-                          Launch(blocks, tensor_cores=False, launches=kernels + 1) if on_gpu else None))
+                          Launch(grid.thread_blocks, tensor_cores=False, launches=grid.launches + 1,
+                                 blocks_per_sm=grid.blocks_per_sm) if on_gpu else None))
         if not on_gpu:
             cases.append(Case("sampling_greedy_numpy", shape, lambda lg=logits: smp.greedy(lg),
                               [ops.sampling(batch, shapes.vocab, "greedy")]))

@@ -24,6 +24,9 @@ def test_waves_are_the_full_ones_and_the_partial_last_one():
     assert waves(64, 132) == [Wave(1.0, 64)]  # fewer blocks than SMs: one wave on 64 SMs
     assert waves(264, 132) == [Wave(1.0, 132)]  # two full waves
     assert waves(133, 132) == [Wave(132 / 133, 132), Wave(1 / 133, 1)]  # one block spills into a second wave
+    # SMs holding 8 blocks each: 144 blocks run at once on all 132 SMs; 1100 = 1056 (a full wave) + 44
+    assert waves(144, 132, 8) == [Wave(1.0, 132)]
+    assert waves(1100, 132, 8) == [Wave(1056 / 1100, 132), Wave(44 / 1100, 44)]
 
 
 def test_a_grid_on_fewer_sms_than_the_chip_computes_at_their_share():
@@ -32,6 +35,8 @@ def test_a_grid_on_fewer_sms_than_the_chip_computes_at_their_share():
     assert launch_compute_s(GPU, PRODUCTS, Launch(4, tensor_cores=True)) == pytest.approx(4e-3)
     assert launch_compute_s(GPU, PRODUCTS, Launch(1, tensor_cores=True)) == pytest.approx(16e-3)
     assert launch_compute_s(GPU, PRODUCTS, Launch(5, tensor_cores=True)) == pytest.approx(6.4e-3)
+    # two blocks a SM: the 5 blocks run in one wave on all 4 SMs, 4 ms
+    assert launch_compute_s(GPU, PRODUCTS, Launch(5, tensor_cores=True, blocks_per_sm=2)) == pytest.approx(4e-3)
 
 
 def test_products_on_cuda_cores_run_at_the_vector_rate_and_fp16_at_twice_it():

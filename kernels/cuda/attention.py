@@ -18,11 +18,16 @@ def _check_head_dim(d: int) -> None:
         raise ValueError(f"the GPU attention kernels take head_dim 32, 64, 96 or 128, got {d}")
 
 
-def attention_thread_blocks(batch: int, heads: int, q_len: int, dtype) -> int:
-    """The grid `attention` launches: a block per (batch, head, tile of query rows), BLOCK_M rows a tile on
-    tensor cores (fp16), 16 on CUDA cores (fp32)."""
-    rows = BLOCK_M if np.dtype(dtype) == np.float16 else 16
-    return batch * heads * -(-q_len // rows)
+# Blocks one H100/H200 SM holds at once, estimated from each kernel's threads, registers and shared memory
+# (65536 registers, 228 KB, 2048 threads an SM): tensor-core attention, 128 threads of ~140 registers and
+# 36 KB -> 3; paged decode, 128 threads -> 8. The GPU run can check them against CuPy's RawKernel.num_regs
+# and shared_size_bytes.
+MMA_BLOCKS_PER_SM, PAGED_BLOCKS_PER_SM = 3, 8
+
+
+def tensor_core_attention_thread_blocks(batch: int, heads: int, q_len: int) -> int:
+    """The grid `tensor_core_attention` launches: a block per (batch, head, BLOCK_M query rows)."""
+    return batch * heads * -(-q_len // BLOCK_M)
 
 
 def attention(q, k, v, causal: bool = True):
@@ -58,7 +63,7 @@ def tensor_core_attention(q, k, v, causal: bool = True):
     cp = require()
     out = cp.empty((b, h, s, d), dtype=cp.float16)
     compiled("attention_mma.cu", "attention_mma", f"HEAD_DIM={d}")(
-        (-(-s // BLOCK_M), b * h), (128,),
+        (tensor_core_attention_thread_blocks(1, 1, s), b * h), (128,),
         (cp.ascontiguousarray(q, cp.float16), cp.ascontiguousarray(k, cp.float16), cp.ascontiguousarray(v, cp.float16),
          out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t), np.int32(causal)))
     return out

@@ -4,6 +4,8 @@ for batches that fill the SMs, each row split over many blocks (`top_p_split.cu`
 emulated by `kernels.split_row_top_p`) for smaller ones."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..device import require, sm_count
@@ -11,15 +13,23 @@ from ..split_row_top_p import BUCKETS, LEVELS, THREADS, slices_for
 from .compile import compiled
 
 _SELECT_WORDS = 8  # 4-byte fields of top_p_split.cu's struct Select
+# Blocks an H100/H200 SM holds at once (2048 threads): the split kernels' 256 threads -> 8, top_p.cu's 1024 -> 2
+SPLIT_BLOCKS_PER_SM, ROW_BLOCKS_PER_SM = 8, 2
 
 
-def top_p_grid(batch: int, vocab: int, sms: int) -> tuple[int, int]:
+class TopPGrid(NamedTuple):
+    thread_blocks: int
+    launches: int
+    blocks_per_sm: int
+
+
+def top_p_grid(batch: int, vocab: int, sms: int) -> TopPGrid:
     """The thread blocks and kernel launches of top-p on `sms` SMs: a block per row in one launch when the
     batch fills the SMs; else (slices, rows) blocks in seven launches (zeroing the scratch, row maximum, four
     levels, mask)."""
     if batch >= sms:
-        return batch, 1
-    return batch * slices_for(batch, vocab, sms), 3 + LEVELS
+        return TopPGrid(batch, 1, ROW_BLOCKS_PER_SM)
+    return TopPGrid(batch * slices_for(batch, vocab, sms), 3 + LEVELS, SPLIT_BLOCKS_PER_SM)
 
 
 def split_row_top_p(out, p: float, min_keep: int) -> None:
