@@ -5,6 +5,11 @@
 # simulator's simpy and pydantic are not needed. Runs from the repository root without an install.
 # It calibrates the GPU, then validates against the registry spec and against the calibrated one, on the
 # quick sweep (under 8 minutes on an H100); pass --full as the second argument for the full sweeps.
+# Attention is timed on the tensor-core kernel (kernels/cuda/attention_mma.cu, fp16) and top-p below the SM
+# count on the split-row kernel (top_p_split.cu); both were written without a GPU (issue 12), so their
+# correctness tests run first, against the references and the kernels' NumPy emulations: a kernel that
+# fails to compile keeps its validation rows with the error as their explanation, and the run goes on.
+# Each CUDA kernel's prediction is on the SMs its grid occupies (kernels/launch.py).
 # It writes 14 files; where only a few files come back from a remote GPU machine, pack them, e.g.
 #   benchmarks/gpu_validate.sh /tmp/h100 && tar -czf "$OUT/h100.tgz" -C /tmp h100
 set -euo pipefail

@@ -146,8 +146,9 @@ def attention(q, k, v, causal: bool = True, backend: str = "numpy", tiled: bool 
               block_q: int = 64, block_k: int = 64) -> np.ndarray:
     """Exact attention (see module docstring). numpy: the tiled reference (or the naive one when
     tiled=False); numba: a parallel tiled kernel, one (batch, head, query tile) per task, online softmax
-    over key tiles, the tile products on BLAS; cupy: the GPU kernel on CuPy arrays (`cuda.attention.attention`,
-    its own 16-row, 32-key tiles)."""
+    over key tiles, the tile products on BLAS; cupy: the GPU kernels on CuPy arrays (`cuda.attention.attention`,
+    their own tiles): fp16 arrays on tensor cores (fp16 products, fp32 accumulation, fp16 out), fp32 ones
+    on CUDA cores."""
     if backend == "cupy":
         return cuda_attention.attention(q, k, v, causal)
     if backend == "numpy":

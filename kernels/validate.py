@@ -4,7 +4,9 @@ roofline on the device's hardware spec, and say how far apart they are and why.
 Each case names its kernel `<family>_<kernel>_<backend>` (families: attention, quant, sampling), runs a
 real kernel, and lists the roofline ops (`infersim.roofline.ops`) that describe the same work. The CPU
 kernels compute in fp32, so their ops' bytes are widened from the fp16 the roofline assumes for
-activations. Where prediction and measurement differ by more than 25%, the row names the term that
+activations. On a GPU, prefill attention runs the tensor-core kernel on fp16 (the roofline's own bytes and
+peak), and the CUDA kernels' cases carry their launch (`kernels.launch`: grid, units, kernels launched), so
+that a kernel on fewer blocks than SMs is predicted on the share of the chip it occupies. Where prediction and measurement differ by more than 25%, the row names the term that
 dominates the prediction (compute, memory or launch overhead) and the efficiency of that term the
 measurement implies, which is what to feed back into the hardware spec.
 """
@@ -25,10 +27,15 @@ from infersim.roofline.timing import op_compute_s, op_memory_s, time_op
 from . import attention as att
 from . import quant as qk
 from . import sampling as smp
+from .cuda.attention import (MMA_BLOCKS_PER_SM, PAGED_BLOCKS_PER_SM, paged_decode_thread_blocks,
+                             tensor_core_attention_thread_blocks)
 from .cuda.quant import W4A16_FUSED_ROWS
+from .cuda.sampling import top_p_grid
 from .device import to_device
+from .launch import Launch, launch_predict
 
 FAMILIES = ("attention", "quant", "sampling")
+PAGED_SPLIT_TOKENS = 512  # cached tokens per span of split-KV decode attention
 TOLERANCE = 0.25
 
 
@@ -38,6 +45,7 @@ class Case:
     shape: str
     run: object  # a callable doing the work once
     work: list  # roofline OpCosts of the same work
+    launch: Launch | None = None  # the GPU kernel's grid and units; None: as the roofline times the ops
 
 
 def widen(op_list: list, factor: float, dtype: str) -> list:
@@ -46,11 +54,18 @@ def widen(op_list: list, factor: float, dtype: str) -> list:
     return [dataclasses.replace(op, dtype=dtype, **{f: getattr(op, f) * factor for f in fields}) for op in op_list]
 
 
+def causal_attention_work(hw: HardwareSpec, tokens: int, heads: int, kv_heads: int, head_dim: int,
+                          flash: bool) -> list:
+    """One sequence's causal attention over its own `tokens`, fp16 as the roofline has it (the tensor-core
+    kernel's)."""
+    return ops.attention(np.array([tokens]), np.array([0]), heads, kv_heads, head_dim, QuantSpec(), flash,
+                         hw.attention_q_tile_tokens, hw.sram_per_sm_bytes)
+
+
 def prefill_attention_work(hw: HardwareSpec, tokens: int, heads: int, kv_heads: int, head_dim: int,
                            flash: bool) -> list:
     """One sequence's causal attention over its own `tokens` (fp32 kernels)."""
-    return widen(ops.attention(np.array([tokens]), np.array([0]), heads, kv_heads, head_dim, QuantSpec(), flash,
-                               hw.attention_q_tile_tokens, hw.sram_per_sm_bytes), 2, "fp32")
+    return widen(causal_attention_work(hw, tokens, heads, kv_heads, head_dim, flash), 2, "fp32")
 
 
 def paged_decode_work(batch: int, context: int, heads: int, kv_heads: int, head_dim: int) -> list:
@@ -130,11 +145,17 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
     h, kv, d = shapes.heads, shapes.kv_heads, shapes.head_dim
     for s in shapes.prefill_tokens:
         q, k, v = normal(1, h, s, d), normal(1, kv, s, d), normal(1, kv, s, d)
-        flash = prefill_attention_work(hw, s, h, kv, d, True)
         shape = f"b1 h{h}{f' kv{kv}' if kv != h else ''} s{s} d{d} causal"
-        cases.append(Case(f"attention_tiled_{backend}", shape,
-                          lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend), flash))
-        if not on_gpu:
+        if on_gpu:  # fp16 on tensor cores, as FlashAttention runs and the roofline assumes
+            q, k, v = (x.astype(xp.float16) for x in (q, k, v))
+            cases.append(Case("attention_mma_cupy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend),
+                              causal_attention_work(hw, s, h, kv, d, True),
+                              Launch(tensor_core_attention_thread_blocks(1, h, s), tensor_cores=True,
+                                     blocks_per_sm=MMA_BLOCKS_PER_SM)))
+        else:
+            flash = prefill_attention_work(hw, s, h, kv, d, True)
+            cases.append(Case("attention_tiled_numba", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, backend),
+                              flash))
             cases.append(Case("attention_tiled_numpy", shape, lambda q=q, k=k, v=v: att.attention(q, k, v, True, "numpy"),
                               flash))
             cases.append(Case("attention_naive_numpy", shape, lambda q=q, k=k, v=v: att.naive_attention(q, k, v, True),
@@ -146,9 +167,12 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
         tables = xp.asarray(host_rng.permutation(blocks).reshape(b, -1))
         lens = xp.full(b, ctx, dtype=xp.int64)
         qd = normal(b, h, d)
+        grid = Launch(paged_decode_thread_blocks(b, h, kv, ctx, PAGED_SPLIT_TOKENS), tensor_cores=False, launches=2,
+                      blocks_per_sm=PAGED_BLOCKS_PER_SM)
         cases.append(Case(f"attention_paged_{backend}", f"b{b} h{h} kv{kv} ctx{ctx} d{d}",
-                          lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(*a, backend=backend),
-                          paged_decode_work(b, ctx, h, kv, d)))
+                          lambda a=(qd, k_cache, v_cache, tables, lens): att.paged_decode_attention(
+                              *a, backend=backend, split_tokens=PAGED_SPLIT_TOKENS),
+                          paged_decode_work(b, ctx, h, kv, d), grid if on_gpu else None))
     n = shapes.features
     w_host = (host_rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
     w8, w4 = qk.quantize(w_host, 8, True, "channel"), qk.quantize(w_host, 4, False, "group", 128)
@@ -170,25 +194,32 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
     for batch in shapes.sampling_batches:
         logits = xp.asarray(zipf_logits(batch, shapes.vocab, host_rng))
         shape = f"batch{batch} vocab{shapes.vocab}"
+        grid = top_p_grid(batch, shapes.vocab, hw.sm_count)
         cases.append(Case(f"sampling_top_p_{backend}", shape,
                           lambda lg=logits: smp.process_logits(lg, top_p=0.9, backend=backend),
-                          [ops.sampling(batch, shapes.vocab, "top_p")]))
+                          [ops.sampling(batch, shapes.vocab, "top_p")],
+                          # one more launch: process_logits copies the logits before filtering them in place
+                          Launch(grid.thread_blocks, tensor_cores=False, launches=grid.launches + 1,
+                                 blocks_per_sm=grid.blocks_per_sm) if on_gpu else None))
         if not on_gpu:
             cases.append(Case("sampling_greedy_numpy", shape, lambda lg=logits: smp.greedy(lg),
                               [ops.sampling(batch, shapes.vocab, "greedy")]))
     return cases
 
 
-def predict(hw: HardwareSpec, work: list) -> dict:
+def predict(hw: HardwareSpec, work: list, launch: Launch | None = None) -> dict:
     """Roofline seconds of the ops, the three terms that make them up, and the dtype whose peak bounds
-    the largest matrix product ("" for work without one)."""
+    the largest matrix product ("" for work without one). With the kernel's `launch`, the ops are timed on
+    the SMs its grid occupies and the units it uses, one launch overhead per kernel (`kernels.launch`)."""
+    products = [op for op in work if op.flops > 0]
+    amounts = {"flops": sum(op.total_flops for op in work), "bytes": sum(op.bytes for op in work),
+               "dtype": max(products, key=lambda op: op.flops).dtype if products else ""}
+    if launch is not None:
+        return {**launch_predict(hw, work, launch), **amounts}
     compute = sum(float(op_compute_s(hw, op)) for op in work)
     memory = sum(float(op_memory_s(hw, op)) for op in work)
-    products = [op for op in work if op.flops > 0]
     return {"predicted_s": sum(time_op(hw, op).time_s for op in work), "compute_s": compute, "memory_s": memory,
-            "launch_s": hw.launch_overhead_s * len(work), "flops": sum(op.total_flops for op in work),
-            "bytes": sum(op.bytes for op in work),
-            "dtype": max(products, key=lambda op: op.flops).dtype if products else ""}
+            "launch_s": hw.launch_overhead_s * len(work), **amounts}
 
 
 def explain(row: dict) -> str:
@@ -218,7 +249,7 @@ def validate(cases: list[Case], hw: HardwareSpec, measure, progress=lambda text:
     for i, case in enumerate(cases):
         measured = seconds.get(id(case), float("nan"))
         row = {"kernel": case.kernel, "family": case.kernel.split("_")[0], "shape": case.shape,
-               **predict(hw, case.work), "measured_s": measured}
+               **predict(hw, case.work, case.launch), "measured_s": measured}
         row["error"] = row["measured_s"] / row["predicted_s"] - 1
         row["achieved_flops_per_s"] = row["flops"] / measured
         row["achieved_bytes_per_s"] = row["bytes"] / measured

@@ -115,3 +115,47 @@ def test_gpu_processors_match_the_reference():
         expected = process_logits(x, context, **kwargs)
         assert np.array_equal(np.isneginf(got), np.isneginf(expected)), kwargs
         assert np.allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], rtol=1e-6), kwargs
+
+
+@needs_gpu
+def test_gpu_tensor_core_attention_matches_its_emulation_and_the_reference():
+    import cupy as cp
+
+    from infersim.kernels.attention import attention, naive_attention
+    from infersim.kernels.tensor_core_attention import tensor_core_attention_emulated
+    rng = np.random.default_rng(4)
+    # rows padding the 64-row blocks, keys padding the 32-key tiles and beyond the queries, GQA, d 64 and 128
+    for b, h, kv_h, s, t, d in ((2, 8, 2, 70, 90, 64), (1, 4, 4, 5, 5, 128), (1, 2, 1, 3, 257, 128),
+                                (1, 32, 8, 512, 512, 128)):
+        q = rng.standard_normal((b, h, s, d)).astype(np.float16)
+        k = rng.standard_normal((b, kv_h, t, d)).astype(np.float16)
+        v = rng.standard_normal((b, kv_h, t, d)).astype(np.float16)
+        for causal in (True, False):
+            got = cp.asnumpy(attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal, backend="cupy"))
+            assert got.dtype == np.float16
+            # the emulation: the same fp16 roundings, sums in another order (fp32): within a few fp16 ulps
+            np.testing.assert_allclose(got.astype(np.float32), tensor_core_attention_emulated(q, k, v, causal)
+                                       .astype(np.float32), rtol=4e-3, atol=2e-3, err_msg=str((b, h, s, t, d, causal)))
+            np.testing.assert_allclose(got.astype(np.float32), naive_attention(q, k, v, causal).astype(np.float32),
+                                       rtol=1e-2, atol=4e-3, err_msg=str((b, h, s, t, d, causal)))
+
+
+@needs_gpu
+def test_gpu_top_p_keeps_the_references_tokens_split_over_blocks_and_a_block_a_row():
+    import cupy as cp
+
+    from infersim.kernels.sampling import process_logits
+    from infersim.kernels.validate import zipf_logits
+    rng = np.random.default_rng(5)
+    sms = device.sm_count()
+    cases = [(zipf_logits(1, 128256, rng), dict(top_p=0.9)),  # batch 1: a row over every SM
+             (zipf_logits(3, 128256, rng), dict(top_p=0.5)),
+             (np.round(rng.standard_normal((2, 5000)) * 2).astype(np.float32), dict(top_p=0.7)),  # ties across blocks
+             (np.round(rng.standard_normal((2, 5000))).astype(np.float32), dict(top_p=0.01, min_tokens_to_keep=700)),
+             (np.where(np.arange(3000) % 2, -0.0, 0.0)[None].astype(np.float32), dict(top_p=0.5)),
+             (rng.standard_normal((sms + 3, 1000)).astype(np.float32) * 3, dict(top_p=0.9))]  # a block a row
+    for logits, kwargs in cases:
+        got = cp.asnumpy(process_logits(cp.asarray(logits), backend="cupy", **kwargs))
+        expected = process_logits(logits, **kwargs)
+        assert np.array_equal(np.isneginf(got), np.isneginf(expected)), (logits.shape, kwargs)
+        assert np.array_equal(got[np.isfinite(got)], expected[np.isfinite(expected)]), (logits.shape, kwargs)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from infersim.kernels import validate as sweeps
+from infersim.kernels.launch import Launch
 from infersim.kernels.validate import Case, explain, family_errors, linear_work, predict, validate, widen, write_csv
 from infersim.roofline import ops
 from infersim.roofline.hardware import HardwareSpec
@@ -84,12 +85,30 @@ def test_the_sweep_on_cupy_arrays_times_the_cuda_kernels_and_cublas_fp16(monkeyp
     monkeypatch.setattr(sweeps, "to_device", lambda w_q: w_q)
     cases = sweeps.sweep(CPU, cupy, quick=True)
     assert [(c.kernel, c.shape) for c in cases] == [
-        ("attention_tiled_cupy", "b1 h32 kv8 s64 d128 causal"), ("attention_paged_cupy", "b2 h32 kv8 ctx64 d128"),
+        ("attention_mma_cupy", "b1 h32 kv8 s64 d128 causal"), ("attention_paged_cupy", "b2 h32 kv8 ctx64 d128"),
         *[(kernel, f"m{m} k256 n256") for m in (1, 16)
           for kernel in ("quant_fp32_cupy", "quant_fp16_cublas", "quant_w8a8_cupy", "quant_w4a16_cupy")],
         ("sampling_top_p_cupy", "batch2 vocab1000")]
     # W4A16 above 8 rows is cuBLAS's fp16 GEMM on dequantized weights; the fused kernel computes in fp32
     assert [c.work[0].dtype for c in cases if c.kernel == "quant_w4a16_cupy"] == ["fp32", "fp16"]
+    launches = {c.kernel: c.launch for c in cases}
+    # 64 query rows: one 64-row block per head, 32 heads, fp16 products on tensor cores, the roofline's fp16 bytes
+    assert launches["attention_mma_cupy"] == Launch(32, tensor_cores=True, blocks_per_sm=3)
+    assert cases[0].work[0].dtype == "fp16" and cases[0].work[0].act_read_bytes == 32 * 64 * 128 * 2
+    # 2 sequences x 32 heads in blocks of 4 (a GQA group) x 1 span of 512 tokens; then the merging launch
+    assert launches["attention_paged_cupy"] == Launch(16, tensor_cores=False, launches=2, blocks_per_sm=8)
+    # 2 rows on the test spec's 2 SMs fill them: a block a row; the copy of the logits and the kernel
+    assert launches["sampling_top_p_cupy"] == Launch(2, tensor_cores=False, launches=2, blocks_per_sm=2)
+    assert launches["quant_fp16_cublas"] is None  # cuBLAS: the roofline's own tile model
+
+
+def test_a_batch_1_top_p_on_an_h200_splits_its_row_over_every_sm():
+    from infersim.kernels.cuda.sampling import top_p_grid
+    # 132 slices of 972 tokens, launched 7 times (zeroing, row max, 4 levels, mask); 256 rows: a block each
+    # (8 of its 256-thread blocks fit an SM; 2 of top_p.cu's 1024-thread ones)
+    assert top_p_grid(1, 128256, 132) == (132, 7, 8)
+    assert top_p_grid(16, 128256, 132) == (16 * 9, 7, 8)
+    assert top_p_grid(256, 128256, 132) == (256, 1, 2)
 
 
 def test_the_sweep_on_numpy_arrays_times_the_numpy_references_beside_the_numba_kernels():

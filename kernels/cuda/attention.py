@@ -1,12 +1,15 @@
-"""CuPy GPU attention with the signatures of `kernels.attention`'s, fp32 on CUDA cores: tiled attention
-with FlashAttention-2's work split and online softmax (`attention.cu`), and split-KV paged decode
-attention (Flash-Decoding) whose blocks serve all the query heads of a GQA group (`paged_attention.cu`).
+"""CuPy GPU attention with the signatures of `kernels.attention`'s: tiled attention with FlashAttention-2's
+work split and online softmax, on tensor cores for fp16 inputs (`attention_mma.cu`, not yet run on a GPU,
+emulated by `kernels.tensor_core_attention`) and fp32 on CUDA cores for fp32 ones (`attention.cu`); and
+split-KV paged decode attention (Flash-Decoding) whose blocks serve all the query heads of a GQA group
+(`paged_attention.cu`, fp32).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..device import require
+from ..tensor_core_attention import BLOCK_M, check_head_dim
 from .compile import compiled
 
 
@@ -15,10 +18,25 @@ def _check_head_dim(d: int) -> None:
         raise ValueError(f"the GPU attention kernels take head_dim 32, 64, 96 or 128, got {d}")
 
 
+# Blocks one H100/H200 SM holds at once, estimated from each kernel's threads, registers and shared memory
+# (65536 registers, 228 KB, 2048 threads an SM): tensor-core attention, 128 threads of ~140 registers and
+# 36 KB -> 3; paged decode, 128 threads -> 8. The GPU run can check them against CuPy's RawKernel.num_regs
+# and shared_size_bytes.
+MMA_BLOCKS_PER_SM, PAGED_BLOCKS_PER_SM = 3, 8
+
+
+def tensor_core_attention_thread_blocks(batch: int, heads: int, q_len: int) -> int:
+    """The grid `tensor_core_attention` launches: a block per (batch, head, BLOCK_M query rows)."""
+    return batch * heads * -(-q_len // BLOCK_M)
+
+
 def attention(q, k, v, causal: bool = True):
-    """Exact attention of CuPy fp32 arrays (see kernels.attention): FlashAttention-2's split, a block per
-    16 query rows of one head walking 32-key tiles of K and V through shared memory, the online softmax
-    in registers; causal masks end-aligned."""
+    """Exact attention of CuPy arrays (see kernels.attention): fp16 ones on tensor cores
+    (`tensor_core_attention`), fp32 ones on CUDA cores: FlashAttention-2's split, a block per 16 query rows
+    of one head walking 32-key tiles of K and V through shared memory, the online softmax in registers;
+    causal masks end-aligned."""
+    if np.dtype(q.dtype) == np.float16:
+        return tensor_core_attention(q, k, v, causal)
     b, h, s, d = q.shape
     kv_h, t = k.shape[1], k.shape[2]
     _check_head_dim(d)
@@ -33,10 +51,39 @@ def attention(q, k, v, causal: bool = True):
     return out
 
 
+def tensor_core_attention(q, k, v, causal: bool = True):
+    """Exact attention of CuPy fp16 arrays on tensor cores (WMMA, fp32 accumulation), fp16 out:
+    FlashAttention-2's Algorithm 1, a block per 64 query rows of one head (`attention_mma.cu`; its
+    arithmetic is `kernels.tensor_core_attention.tensor_core_attention_emulated`'s)."""
+    b, h, s, d = q.shape
+    kv_h, t = k.shape[1], k.shape[2]
+    check_head_dim(d)
+    if h % kv_h:
+        raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
+    cp = require()
+    out = cp.empty((b, h, s, d), dtype=cp.float16)
+    compiled("attention_mma.cu", "attention_mma", f"HEAD_DIM={d}")(
+        (tensor_core_attention_thread_blocks(1, 1, s), b * h), (128,),
+        (cp.ascontiguousarray(q, cp.float16), cp.ascontiguousarray(k, cp.float16), cp.ascontiguousarray(v, cp.float16),
+         out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t), np.int32(causal)))
+    return out
+
+
 def _query_heads_per_block(group: int) -> int:
     """The query heads of one GQA group a paged_split block serves: the largest divisor of the group
     size up to 8 (registers bound it: 8 heads of 128 dimensions use ~170 of a thread's 255)."""
     return max(d for d in range(1, min(group, 8) + 1) if group % d == 0)
+
+
+def _spans(table_tokens: int, split_tokens: int) -> int:
+    """Spans of split_tokens cached tokens covering a block table of table_tokens slots."""
+    return -(-table_tokens // split_tokens)
+
+
+def paged_decode_thread_blocks(batch: int, heads: int, kv_heads: int, table_tokens: int, split_tokens: int) -> int:
+    """The grid of `paged_decode_attention`'s split pass: a block per (sequence, query heads sharing a KV
+    head, span)."""
+    return batch * heads // _query_heads_per_block(heads // kv_heads) * _spans(table_tokens, split_tokens)
 
 
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, split_tokens: int = 256):
@@ -51,7 +98,7 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, spli
     if h % kv_h:
         raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
     per_block = _query_heads_per_block(h // kv_h)
-    spans = (block_tables.shape[1] * block + split_tokens - 1) // split_tokens
+    spans = _spans(block_tables.shape[1] * block, split_tokens)
     m_part = cp.empty(b * h * spans, dtype=cp.float32)
     l_part = cp.empty_like(m_part)
     acc_part = cp.empty(b * h * spans * d, dtype=cp.float32)
