@@ -116,7 +116,7 @@ class StepTimer:
         self._lines: dict[int, DecodeLine] = {}
         self._steps: dict[tuple, StepTotals] = {}
         self._flash = self._flash_rates() if options.flash_attention else None
-        self._sram_tokens = hw.sram_per_sm_bytes / (2 * model.head_dim * options.quant.kv_bytes_per_element(model.head_dim))
+        self._sram_tokens = ops.sram_kv_tokens(hw.sram_per_sm_bytes, model.head_dim, options.quant)
 
     def _flash_rates(self) -> FlashRates:
         query, pair, read = ops.flash_attention_rates(self._heads, self._kv_heads, self.model.head_dim,

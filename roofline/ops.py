@@ -191,10 +191,15 @@ def attention(new_tokens: np.ndarray, cached_tokens: np.ndarray, num_heads: int,
     score matrix S is computed, written, read and written again as P by softmax, and read by PV.
     """
     sums = attention_sums(np.asarray(new_tokens, dtype=np.float64), np.asarray(cached_tokens, dtype=np.float64),
-                           float(q_tile_tokens), sram_bytes / (2 * head_dim * quant.kv_bytes_per_element(head_dim)))
+                          float(q_tile_tokens), sram_kv_tokens(sram_bytes, head_dim, quant))
     totals = AttentionTotals(*sums[:5], max_queries=int(sums[5]), max_kv_tokens=int(sums[6]),
                              sequences=len(new_tokens))
     return attention_from_totals(totals, num_heads, num_kv_heads, head_dim, quant, flash)
+
+
+def sram_kv_tokens(sram_bytes: float, head_dim: int, quant: QuantSpec) -> float:
+    """How many tokens of one head's K and V fit in `sram_bytes` (FlashAttention then reads them once)."""
+    return sram_bytes / (2 * head_dim * quant.kv_bytes_per_element(head_dim))
 
 
 @numba.njit(cache=True)

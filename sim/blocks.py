@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 @dataclass
 class CachedPrefix:
@@ -85,6 +86,20 @@ def cumulative_new_blocks(seqs, copies, crossings_cdf: np.ndarray, run, step, bl
     return seqs * (step // block_size) + crossings_cdf[run, step % block_size] + copies
 
 
+@njit(cache=True)
+def steps_within(crossings_cdf, seqs, copies, steps, available_blocks):
+    """`BlockGrowth.steps_within` from its parts (compiled code calls it too): all `steps` when even their
+    bound (`at_most`) fits, else the steps before the first whose running total of new blocks exceeds what is
+    available, at least one."""
+    block_size = len(crossings_cdf)
+    if seqs * -(-steps // block_size) + copies <= available_blocks:
+        return steps
+    fit = 0
+    while fit < steps and seqs * (fit // block_size) + crossings_cdf[fit % block_size] + copies <= available_blocks:
+        fit += 1
+    return max(1, fit)
+
+
 class BlockGrowth:
     """How the blocks of a decode batch grow, step by step.
 
@@ -106,6 +121,10 @@ class BlockGrowth:
     def next_step(self) -> int:
         """Blocks the next step adds: sequences whose blocks are full (r_i = 0) and pending copies."""
         return int(self.crossings_cdf[0]) + self.copies
+
+    def steps_within(self, steps: int, available_blocks: int) -> int:
+        """Of the next `steps` steps, how many open no more than `available_blocks` blocks (at least one)."""
+        return steps_within(self.crossings_cdf, self.seqs, self.copies, steps, available_blocks)
 
     def cumulative(self, steps: int) -> np.ndarray:
         """Blocks added by the end of each of the next `steps` steps."""

@@ -14,9 +14,10 @@ so both tell the same seconds. Waiting requests are a queue in arrival order (a 
 replica's list): a preempted request waits again at its place, ahead of every later arrival.
 
 tests/test_compiled_replica.py holds its request table, timeline and summary to the SimPy replica's, under
-load, under KV pressure (preemptions) and with CUDA graphs. An arrival at the very instant a step ends is
-seen by the scheduler's next plan here; in SimPy that depends on which event was queued first (a tie that
-random arrival times never produce).
+load, under KV pressure (preemptions) and with CUDA graphs. Requests reach a replica when SimPy's arrival
+process would submit them (its clock can be a bit off their arrival times: `_replay_clock`). An arrival at
+the very instant a step ends is seen by the scheduler's next plan here; in SimPy that depends on which event
+was queued first (a tie that random arrival times never produce).
 """
 from __future__ import annotations
 
@@ -28,15 +29,16 @@ from numba import njit
 from infersim.roofline.latency import CostTables, StepTimer, _decode_line_run, decode_run_totals, ragged_flash_attention
 
 from .batch import CONTEXT, MAX_ITL, REMAINING, REQUEST, _add_request, _advance, _pop_finished, _scan
+from .blocks import steps_within
 from .cluster import Colocated, Shard
 from .kv_cache import KVCacheManager, PagedAllocator
 from .metrics import _RUN_DTYPE, _STEP_DTYPE, Metrics
 from .request import DECODING, DONE, PREFILLING, REJECTED, WAITING, Request
 from .router import make_router
 from .schedulers import SCHEDULERS as SCHEDULER_CLASSES
-from .schedulers.base import MAX_DECODE_STEPS
+from .schedulers.base import MAX_DECODE_STEPS, most_new_blocks_per_seq
+from .schedulers.sarathi import SarathiScheduler
 
-STALL_FREE = {"vllm-v1": False, "sarathi": True}  # the stall-free schedulers, and whether a step that preempted admits
 _STATES = (WAITING, PREFILLING, DECODING, DONE)
 _NO_EMITTED = np.zeros(0, dtype=np.int64)
 
@@ -44,7 +46,7 @@ _NO_EMITTED = np.zeros(0, dtype=np.int64)
 def applies(cfg, requests: list[Request]) -> bool:
     """Whether `cfg` and `requests` are a run this loop tells exactly as the SimPy replicas would."""
     cluster = cfg.cluster
-    if not (cfg.scheduler in STALL_FREE and cfg.limits.preemption == "recompute" and cfg.allocator == "paged"
+    if not (issubclass(cfg.scheduler_class, SarathiScheduler) and cfg.limits.preemption == "recompute" and cfg.allocator == "paged"
             and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None
             and cfg.speculative is None and cfg.early_exit is None and cfg.contrastive is None):
         return False
@@ -73,7 +75,8 @@ class CompiledReplica(NamedTuple):
 class ReplicaTables(NamedTuple):
     """What every replica of a run shares: its limits, its cache's size and its costs."""
 
-    limits: np.ndarray  # max_num_seqs, step token budget, max decode steps, admits after preempting (0/1)
+    limits: np.ndarray  # max_num_seqs, step token budget, max decode steps, admits after preempting (0/1),
+    # most blocks a sequence's decode step opens
     kv: np.ndarray  # total blocks, watermark blocks, block size
     host: np.ndarray  # host seconds per step, per sequence, overlapped with the GPU (0/1)
     replays: np.ndarray  # per decode batch size: does it replay a CUDA graph?
@@ -90,7 +93,8 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
              if kernels.graph_max_batch else eager)
     overhead = cfg.overhead
     return ReplicaTables(
-        np.array([limits.max_num_seqs, budget, MAX_DECODE_STEPS, STALL_FREE[cfg.scheduler]], dtype=np.int64),
+        np.array([limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
+                  most_new_blocks_per_seq(1, cfg.kv_cache.block_size_tokens)], dtype=np.int64),
         np.array([total_blocks, int(cfg.kv_cache.watermark_fraction * total_blocks), cfg.kv_cache.block_size_tokens],
                  dtype=np.int64),
         np.array([overhead.fixed_s, overhead.per_seq_s, float(overhead.overlaps_gpu)]),
@@ -110,41 +114,41 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
         indices = range(cluster.replicas)
         split = make_router(cluster.router, list(indices)).split(requests)
     tables = replica_tables(cfg, total_blocks)
+    reached_s = dict(zip(map(id, requests), _replay_clock(np.fromiter(
+        (r.arrival_s for r in requests), dtype=np.float64, count=len(requests))).tolist()))
     block_size = cfg.kv_cache.block_size_tokens
     kv = KVCacheManager(PagedAllocator(block_size), total_blocks, int(tables.kv[1]))
     admission = SCHEDULER_CLASSES[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
     replicas = []
     for done, (index, mine) in enumerate(zip(indices, split)):
-        replicas.append(_serve_replica(index, mine, admission, tables, metrics))
+        replicas.append(_serve_replica(index, mine, [reached_s[id(r)] for r in mine], admission, tables, metrics))
         if progress is not None:
             progress((done + 1) / len(split), max((r.completion_s for r in mine if r.state == DONE), default=0.0))
     return replicas
 
 
-def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTables,
+def _serve_replica(index: int, mine: list[Request], reached_s: list[float], admission, tables: ReplicaTables,
                    metrics: Metrics) -> CompiledReplica:
-    asked = np.array([(r.arrival_s, r.prompt_tokens, r.output_tokens) for r in mine], dtype=np.float64).reshape(-1, 3)
-    # what the scheduler refuses on arrival: too long for the model or, at its longest, for the cache
-    total_blocks, watermark, block_size = tables.kv.tolist()
-    total_tokens = asked[:, 1] + asked[:, 2]
-    maybe_refused = np.flatnonzero((total_tokens > admission.limits.max_model_len)
-                                   | (total_tokens - 1 > (total_blocks - watermark) * block_size))
+    """One replica over its requests, which reach it at `reached_s` (`_replay_clock`)."""
     refused = np.zeros(len(mine), dtype=bool)
-    for i in maybe_refused:
-        reason = admission.reject_reason(mine[i])
+    for i, req in enumerate(mine):  # what the scheduler refuses on arrival
+        reason = admission.reject_reason(req)
         if reason:
-            mine[i].state, mine[i].reject_reason, refused[i] = REJECTED, reason, True
-    accepted = [r for r, no in zip(mine, refused) if not no] if maybe_refused.size else mine
-    kept = asked[~refused]
-    out = _serve(kept[:, 0].copy(), kept[:, 1].astype(np.int64), kept[:, 2].astype(np.int64), asked[:, 0].copy(),
-                 tables.limits, tables.kv, tables.host, tables.replays, tables.eager, tables.graph)
+            req.state, req.reject_reason, refused[i] = REJECTED, reason, True
+    accepted = [r for r, no in zip(mine, refused) if not no]
+    asked = np.array([(r.prompt_tokens, r.output_tokens) for r in accepted], dtype=np.int64).reshape(-1, 2)
+    arrival_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
+    out = _serve(np.asarray(reached_s, dtype=np.float64)[~refused], asked[:, 0].copy(), asked[:, 1].copy(),
+                 arrival_s, tables.limits, tables.kv, tables.host, tables.replays, tables.eager, tables.graph)
     (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
      run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
-     group_lengths, n_gaps, n_groups, totals, blocks_in_use) = out
+     group_lengths, n_gaps, n_groups, totals, blocks_in_use, prefill_tokens, prefilled) = out
     states = [_STATES[s] for s in state.tolist()]
-    for req, s, g, p, (scheduled, first, last, completed, longest) in zip(accepted, states, generated.tolist(),
-                                                                          preemptions.tolist(), times.tolist()):
+    for req, s, g, p, (scheduled, first, last, completed, longest), to_fill, filled in zip(
+            accepted, states, generated.tolist(), preemptions.tolist(), times.tolist(), prefill_tokens.tolist(),
+            prefilled.tolist()):
         req.state, req.replica, req.generated_tokens, req.preemptions = s, index, g, p
+        req.prefill_tokens, req.prefilled_tokens = to_fill, filled
         req.first_scheduled_s, req.first_token_s, req.last_token_s, req.completion_s, req.max_itl_s = (
             scheduled, first, last, completed, longest)
     steps = np.empty(n_steps, dtype=_STEP_DTYPE)
@@ -156,10 +160,10 @@ def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTa
     runs["replica"] = index
     for k, name in enumerate(_RUN_DTYPE.names[1:]):
         runs[name] = runs_i[:n_runs, k]
-    metrics.add_records(steps, runs, run_ends_s[:n_run_steps], run_durations_s[:n_run_steps], run_lengths[:n_runs],
-                        crossings[:n_runs])
-    metrics.add_gaps(first_gaps[:n_first], first_weights[:n_first], step_gaps[:n_gaps], group_weights[:n_groups],
-                     group_lengths[:n_groups])
+    metrics.add_records(steps, runs, run_ends_s[:n_run_steps].copy(), run_durations_s[:n_run_steps].copy(),
+                        run_lengths[:n_runs].copy(), crossings[:n_runs].copy())
+    metrics.add_gaps(first_gaps[:n_first].copy(), first_weights[:n_first], step_gaps[:n_gaps].copy(),
+                     group_weights[:n_groups], group_lengths[:n_groups].copy())
     metrics.flops += totals[0]
     metrics.bytes += totals[1]
     metrics.preemptions += int(totals[2])
@@ -168,6 +172,20 @@ def _serve_replica(index: int, mine: list[Request], admission, tables: ReplicaTa
 
 # -- the compiled loop ---------------------------------------------------------------------------------------
 _WAITING, _PREFILLING, _DECODING, _DONE = range(4)  # indices into _STATES
+
+
+@njit(cache=True)
+def _replay_clock(arrival_s):
+    """When each request reaches its replica as `run.replay_arrivals` replays them in order: SimPy's clock
+    advances by timeouts, so a request arriving after the last reaches it at last + (arrival - last), which
+    can differ from its arrival time in the last bit."""
+    reached_s = np.empty(len(arrival_s))
+    now = 0.0
+    for i in range(len(arrival_s)):
+        if arrival_s[i] > now:
+            now = now + (arrival_s[i] - now)
+        reached_s[i] = now
+    return reached_s
 
 
 @njit(cache=True)
@@ -218,29 +236,18 @@ def _heap_pop(heap, n):
 
 @njit(cache=True)
 def _next_step_blocks(ints, n, block_size):
-    """Blocks the batch's next decode step opens: one per sequence whose blocks are full
-    (`blocks.BlockGrowth.next_step`; one sequence per request, so no copy-on-write)."""
-    full = 0
-    for i in range(n):
-        full += ints[CONTEXT, i] % block_size == 0
-    return full
+    """Blocks the batch's next decode step opens (`blocks.BlockGrowth.next_step` of its scan)."""
+    _, _, _, crossings_cdf, copies = _scan(ints, n, block_size)
+    return crossings_cdf[0] + copies
 
 
 @njit(cache=True)
-def _steps_that_fit(cdf, seqs, copies, steps, available, block_size):
-    """`kv_cache.KVCacheManager.steps_that_fit` from the batch's crossings histogram (`blocks.BlockGrowth`)."""
-    if seqs * -(-steps // block_size) + copies <= available:
-        return steps
-    fit = 0
-    while fit < steps and seqs * (fit // block_size) + cdf[fit % block_size] + copies <= available:
-        fit += 1
-    return max(1, fit)
-
-
-@njit(cache=True)
-def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, graph):
-    n = len(arrival_s)
-    max_seqs, step_budget, max_decode_steps, admits_after_preempting = limits[0], limits[1], limits[2], limits[3]
+def _serve(reached_s, prompt, output, cut_s, limits, kv, host, replays, eager, graph):
+    """The replica's story: its accepted requests reach it at `reached_s` (sorted); `cut_s` are the arrival times
+    of every request routed to it, refused ones included, which cut decode runs (`Replica._decode_run`)."""
+    n = len(reached_s)
+    max_seqs, step_budget, max_decode_steps, admits_after_preempting, most_per_seq = limits[0], limits[1], limits[2], \
+        limits[3], limits[4]
     total_blocks, watermark, block_size = kv[0], kv[1], kv[2]
     host_fixed_s, host_per_seq_s, overlaps = host[0], host[1], host[2] > 0
     # each request: its state and counters; when it was first scheduled, got its first and last tokens, was
@@ -271,12 +278,12 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
     cut = 0
     now = 0.0
     while True:
-        while arrived < n and arrival_s[arrived] <= now:
+        while arrived < n and reached_s[arrived] <= now:
             arrived += 1
         queued = heap_n + arrived - fresh
         # -- the plan (SarathiScheduler.plan_step) --
         preempted = 0
-        if running and free < 2 * running:  # make_room_for_decode
+        if running and free < most_per_seq * running:  # make_room_for_decode
             while running and _next_step_blocks(ints, running, block_size) > free:
                 r = ints[REQUEST, running - 1]
                 generated[r] = output[r] - ints[REMAINING, running - 1]
@@ -325,7 +332,7 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
         if not running and not chunks:  # nothing to run until the next arrival
             if arrived == n:
                 break
-            now = arrival_s[arrived]
+            now = reached_s[arrived]
             continue
         preempted_total += preempted
         fewest, context_sum, _, cdf, copies = _scan(ints, running, block_size)
@@ -400,8 +407,7 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
         else:  # -- a run of decode steps of the same batch, cut after the step an arrival lands in --
             seqs = running
             queued_after_plan = heap_n + arrived - fresh
-            steps = 1 if preempted else _steps_that_fit(cdf, seqs, copies, min(fewest, max_decode_steps), free,
-                                                        block_size)
+            steps = 1 if preempted else steps_within(cdf, seqs, copies, min(fewest, max_decode_steps), free)
             timer = graph if replays[seqs] else eager
             line = timer.lines[seqs]
             latency_all, ends_all = _decode_line_run(float(context_sum + seqs), float(seqs), steps, line[1], line[2],
@@ -413,7 +419,7 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
                 cut += 1
             if cut < len(cut_s) and cut_s[cut] < ends_all[steps - 1]:
                 steps = np.searchsorted(ends_all, cut_s[cut]) + 1
-            now = now + (ends_all[steps - 1] - now)
+            now = now + (ends_all[steps - 1] - now)  # as SimPy's clock adds the timeout: the same bits
             run_flops, run_bytes = decode_run_totals(steps, context_sum, seqs, line[5], line[6], line[7], line[8])
             flops += run_flops
             nbytes += run_bytes
@@ -453,4 +459,5 @@ def _serve(arrival_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
                 held[r] = 0
     return (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
             run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
-            group_lengths, n_gaps, n_groups, np.array([flops, nbytes, preempted_total]), total_blocks - free)
+            group_lengths, n_gaps, n_groups, np.array([flops, nbytes, preempted_total]), total_blocks - free,
+            prefill_tokens, prefilled)

@@ -225,11 +225,7 @@ class KVCacheManager:
     def steps_that_fit(self, batch: DecodeBatch, steps: int) -> int:
         """Of the next `steps` decode steps of `batch`, how many fit in the free blocks (at least one: the
         scheduler makes room for the next step before it plans a run)."""
-        growth = self.allocator.growth(batch)
-        available = self.pool.available_blocks
-        if growth.at_most(steps) <= available:
-            return steps
-        return max(1, int(np.searchsorted(growth.cumulative(steps), available, side="right")))
+        return int(self.allocator.growth(batch).steps_within(steps, self.pool.available_blocks))
 
     def can_swap_in(self, req: Request, rows: DecodeBatch, tokens: int = 1) -> bool:
         """Whether a swapped request's blocks and its rows' next step (`tokens` per row) fit above the

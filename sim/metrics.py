@@ -315,9 +315,11 @@ def weighted_percentiles(values: np.ndarray, weights: np.ndarray, quantiles) -> 
     """The smallest value with at least q of the total weight at or below it (inverted weighted CDF), for
     each q in `quantiles` (ascending), found by selection rather than by sorting (a long run has tens of
     millions of gaps)."""
+    quantiles = np.asarray(quantiles, dtype=np.float64)
+    assert np.all(np.diff(quantiles) >= 0), f"quantiles must be ascending: {quantiles}"
     values, weights = np.array(values), np.array(weights)  # one copy, reordered by the selection
     total = int(weights.sum(dtype=np.int64))
-    return _weighted_select(values, weights, np.asarray(quantiles, dtype=np.float64) * total)
+    return _weighted_select(values, weights, quantiles * total)
 
 
 @njit(cache=True)

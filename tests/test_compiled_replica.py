@@ -136,11 +136,12 @@ def test_runs_it_does_not_tell_exactly_go_to_the_simpy_replicas(change):
 @given(scheduler=st.sampled_from(["vllm-v1", "sarathi"]), block_size=st.sampled_from([1, 8, 16]),
        num_blocks=st.integers(40, 400), budget=st.integers(16, 1024), max_seqs=st.integers(1, 16),
        rate=st.floats(1.0, 500.0), replicas=st.integers(1, 3), graphs=st.integers(0, 8),
-       overlapped=st.booleans(), seed=st.integers(0, 1000))
+       overlapped=st.booleans(), millisecond_stamps=st.booleans(), seed=st.integers(0, 1000))
 def test_random_small_runs_are_told_alike(scheduler, block_size, num_blocks, budget, max_seqs, rate, replicas, graphs,
-                                          overlapped, seed):
+                                          overlapped, millisecond_stamps, seed):
     """Tiny caches, budgets and batch limits on a tiny model: preemptions, chunked prompts, refusals and
-    CUDA graphs in every mix."""
+    CUDA graphs in every mix; arrivals stamped to the millisecond, as traces are, reach an idle replica when
+    SimPy's clock gets there (a bit off the stamp: `_replay_clock`)."""
     cfg = RunConfig(get_model("tiny-llama"), get_hardware("a100-sxm-80gb"), scheduler=scheduler,
                     limits=SchedulerLimits(max_num_seqs=max_seqs, max_num_batched_tokens=budget, max_model_len=512,
                                            chunk_tokens=budget),
@@ -148,8 +149,20 @@ def test_random_small_runs_are_told_alike(scheduler, block_size, num_blocks, bud
                     overhead=EngineOverhead(1e-4, 5e-6, overlaps_gpu=overlapped),
                     kernels=KernelSet(graph_max_batch=graphs), cluster=Colocated(replicas))
     rng = np.random.default_rng(seed)
-    workload = Workload(np.cumsum(rng.exponential(1 / rate, 60)), rng.integers(1, 300, 60, endpoint=True),
-                        rng.integers(1, 200, 60, endpoint=True))
+    arrival_s = np.cumsum(rng.exponential(1 / rate, 60))
+    workload = Workload(np.round(arrival_s, 3) if millisecond_stamps else arrival_s,
+                        rng.integers(1, 300, 60, endpoint=True), rng.integers(1, 200, 60, endpoint=True))
     with pytest.MonkeyPatch.context() as monkeypatch:
         compiled, simpy_run = _both(cfg, workload, monkeypatch)
     _assert_same(compiled, simpy_run)
+
+
+def test_an_idle_replica_wakes_when_simpys_clock_reaches_the_arrival():
+    # SimPy's arrival process reaches 0.965 from 0.059 by a timeout of 0.965 - 0.059 = 0.906: 0.059 + 0.906 is
+    # 0.9649999999999999 in doubles, and the idle replica is first scheduled then, as SimPy's is
+    assert 0.059 + (0.965 - 0.059) == 0.9649999999999999
+    cfg = RunConfig(get_model("tiny-llama"), get_hardware("a100-sxm-80gb"), scheduler="vllm-v1")
+    workload = Workload(np.array([0.059, 0.965]), np.array([20, 20]), np.array([3, 3]))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, simpy_run = _both(cfg, workload, monkeypatch)
+    assert compiled.table["first_scheduled_s"][1] == simpy_run.table["first_scheduled_s"][1] == 0.9649999999999999

@@ -60,13 +60,23 @@ def tensor_core_attention(q, k, v, causal: bool = True):
     check_head_dim(d)
     if h % kv_h:
         raise ValueError(f"heads={h} must be a multiple of kv_heads={kv_h}")
+    if causal and s > t:
+        raise ValueError(f"causal attention needs at most as many queries as keys, got {s} queries and {t} keys "
+                         "(a query before the first key sees nothing)")
     cp = require()
     out = cp.empty((b, h, s, d), dtype=cp.float16)
     compiled("attention_mma.cu", "attention_mma", f"HEAD_DIM={d}")(
         (tensor_core_attention_thread_blocks(1, 1, s), b * h), (128,),
-        (cp.ascontiguousarray(q, cp.float16), cp.ascontiguousarray(k, cp.float16), cp.ascontiguousarray(v, cp.float16),
-         out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t), np.int32(causal)))
+        (*(_aligned16(cp, x) for x in (q, k, v)), out, np.int32(h), np.int32(kv_h), np.int32(s), np.int32(t),
+         np.int32(causal)))
     return out
+
+
+def _aligned16(cp, x):
+    """A contiguous fp16 array whose data starts on 16 bytes (the kernel loads 16-byte vectors); a contiguous
+    view at an odd offset is copied."""
+    x = cp.ascontiguousarray(x, cp.float16)
+    return x if x.data.ptr % 16 == 0 else x.copy()
 
 
 def _query_heads_per_block(group: int) -> int:

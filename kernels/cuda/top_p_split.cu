@@ -173,8 +173,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) top_p_level(const float* l
 
 // The most n of `tied` tokens of mass e each that keep below + n e <= cut (split_row_top_p.removed_ties)
 __device__ unsigned int removed_ties(float below, float e, float cut, unsigned int tied) {
-    float guess = fminf(fmaxf((cut - below) / e, 0.f), (float)tied);  // fminf(NaN, x) = x: massless ties all go
-    unsigned int n = (unsigned int)guess;
+    float guess = (cut - below) / e;  // NaN for massless ties at the cut: they all go (as the emulation)
+    unsigned int n = isnan(guess) ? tied : (unsigned int)fminf(fmaxf(guess, 0.f), (float)tied);
     while (n < tied && below + (float)(n + 1) * e <= cut) ++n;
     while (n > 0 && below + (float)n * e > cut) --n;
     return n;

@@ -28,6 +28,11 @@ PREEMPTION_MODES = ("recompute", "swap")
 MAX_DECODE_STEPS = 4096  # the longest run of decode steps one plan covers (the run is costed as one array)
 
 
+def most_new_blocks_per_seq(decode_tokens: int, block_size: int) -> int:
+    """The most blocks one sequence's next decode step opens: the boundaries its tokens cross, plus a copy."""
+    return 1 + math.ceil(decode_tokens / block_size)
+
+
 @dataclass(frozen=True)
 class SchedulerLimits:
     """vLLM's names and defaults: at most `max_num_seqs` sequences in a batch and
@@ -233,8 +238,7 @@ class Scheduler:
 
     def make_room_for_decode(self) -> None:
         """Preempt running requests, `preemption_victim` first, until the next decode step's new blocks fit."""
-        most_per_seq = 1 + math.ceil(self.decode_tokens / self.kv.block_size)  # boundaries crossed, plus a copy
-        if self.kv.pool.available_blocks >= most_per_seq * len(self.running):
+        if self.kv.pool.available_blocks >= most_new_blocks_per_seq(self.decode_tokens, self.kv.block_size) * len(self.running):
             return
         while (len(self.running)
                and self.kv.next_step_blocks(self.running, self.decode_tokens) > self.kv.pool.available_blocks):

@@ -3,6 +3,8 @@ sequences, then fills what is left of a token budget (`chunk_tokens`) with prefi
 partly prefilled prompts before admitting new ones, so a long prompt never stalls the decodes."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .base import Scheduler, SchedulerLimits
 
 
@@ -16,9 +18,12 @@ class SarathiScheduler(Scheduler):
     def step_token_budget(cls, limits: SchedulerLimits) -> int:
         return limits.chunk_tokens
 
+    admits_after_preempting: ClassVar[bool] = True  # may a step that preempted admit waiting requests?
+
     def may_admit(self) -> bool:
-        """New requests wait while swapped ones are out (they come back first)."""
-        return not self.swapped
+        """New requests wait while swapped ones are out (they come back first), and in a step that preempted
+        unless the policy `admits_after_preempting`."""
+        return not self.swapped and (self.admits_after_preempting or not self._preempted)
 
     def plan_step(self):
         self.swap_in()

@@ -15,10 +15,8 @@ class VllmV1Scheduler(SarathiScheduler):
     name = "vllm-v1"
     allocators = ("paged",)
     preemption_modes = ("recompute",)
+    admits_after_preempting = False
 
     @classmethod
     def step_token_budget(cls, limits: SchedulerLimits) -> int:
         return limits.max_num_batched_tokens
-
-    def may_admit(self) -> bool:
-        return not self._preempted
