@@ -355,17 +355,14 @@ class Simulated(NamedTuple):
 
 
 def _simulate(ctx: PlanContext, cand: Candidate, workload: dict, seed: int, stop_early: bool = False) -> Simulated:
-    """The candidate run on `workload`; with `stop_early`, only until it certainly misses the SLOs, unless it
-    runs as compiled replica loops (`sim.compiled_replica`), which tell the whole run faster than SimPy
-    replicas tell the part before a stop."""
+    """The candidate run on `workload`; with `stop_early`, only until it certainly misses the SLOs (where
+    `simulate` stops runs: not those compiled replica loops tell, which are told whole)."""
     from infersim.roofline.errors import errors_in
     from infersim.scenario import build_run
-    from infersim.sim import compiled_replica
     from infersim.sim.run import simulate
     with errors_in(cand.name):
         cfg, requests = build_run(cand.scenario(workload, seed), ctx.base)
-        stops = stop_early and not compiled_replica.applies(cfg, requests)
-        watch = SloWatch(ctx.plan.slo, requests) if stops else None
+        watch = SloWatch(ctx.plan.slo, requests) if stop_early else None
         result = simulate(cfg, requests, stop_when=watch)
     if watch is not None and watch.missed is not None:
         return Simulated(cfg, result, watch.missed, True)

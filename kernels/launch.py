@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from infersim.roofline.hardware import HardwareSpec
 from infersim.roofline.ops import OpCost
-from infersim.roofline.timing import (kernel_time_s, op_compute_s, op_memory_s, sms_dram_bandwidth_bytes_per_s,
-                                      tensor_peak_flops_per_s)
+from infersim.roofline.timing import (chip_dram_bandwidth_bytes_per_s, kernel_time_s, l2_reread_s, op_compute_s,
+                                       sms_dram_bandwidth_bytes_per_s, tensor_peak_flops_per_s)
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ def waves(thread_blocks: int, sm_count: int, blocks_per_sm: int = 1) -> list[Wav
 
 def product_flops_per_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
     """The peak the op's matrix products run at: the tensor-core peak of its dtype (with the dtype's share of
-    compute_efficiency), or the CUDA cores' vector rate, doubled for fp16."""
+    compute_efficiency), or the CUDA cores' vector rate, doubled for 16-bit floats (paired half2 math)."""
     if launch.tensor_cores:
         return tensor_peak_flops_per_s(hw, op)
-    return hw.vector_flops_per_s * (2 if op.dtype == "fp16" else 1)
+    return hw.vector_flops_per_s * (2 if op.dtype in ("fp16", "bf16") else 1)
 
 
 def chip_compute_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
@@ -75,20 +75,23 @@ def launch_compute_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
     """Compute seconds of the op in the launch's waves: each wave's share of the work at its SMs' share of
     the chip's rate."""
     chip_s = chip_compute_s(hw, op, launch)
-    return sum(w.work_share * chip_s * hw.sm_count / w.sms for w in waves(launch.thread_blocks, hw.sm_count, launch.blocks_per_sm))
+    return sum(w.work_share * chip_s * hw.sm_count / w.sms
+               for w in waves(launch.thread_blocks, hw.sm_count, launch.blocks_per_sm))
 
 
 def launch_memory_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
     """Memory seconds of the op in the launch's waves: each wave's share of the DRAM bytes over the bandwidth
     its SMs draw (the chip's, at the efficiency the roofline gives the op's kind, or fewer SMs' own); the
     re-reads served from L2 as the roofline times them."""
-    efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
-    chip_bw = hw.memory_bandwidth_bytes_per_s * efficiency
+    chip_bw = chip_dram_bandwidth_bytes_per_s(hw, op)
     dram_bytes = op.bytes - op.l2_reread_bytes
-    l2_s = float(op_memory_s(hw, dataclasses.replace(op, gemm=None))) - dram_bytes / chip_bw
-    per_wave_bw = (lambda sms: chip_bw) if hw.sm_dram_bandwidth_bytes_per_s is None else (
-        lambda sms: min(chip_bw, float(sms_dram_bandwidth_bytes_per_s(hw, sms))))
-    return l2_s + sum(w.work_share * dram_bytes / per_wave_bw(w.sms) for w in waves(launch.thread_blocks, hw.sm_count, launch.blocks_per_sm))
+
+    def wave_bw(sms: int) -> float:
+        if hw.sm_dram_bandwidth_bytes_per_s is None:
+            return chip_bw
+        return min(chip_bw, float(sms_dram_bandwidth_bytes_per_s(hw, sms)))
+    return float(l2_reread_s(hw, op)) + sum(w.work_share * dram_bytes / wave_bw(w.sms)
+                                             for w in waves(launch.thread_blocks, hw.sm_count, launch.blocks_per_sm))
 
 
 def launch_predict(hw: HardwareSpec, work: list[OpCost], launch: Launch) -> dict:

@@ -247,6 +247,8 @@ _GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
 # on the H200: an A100-80GB needs 37 of its 108 SMs to reach 0.91 of 2039 GB/s, an H100 SXM 57 of 132, an
 # H200 71 of 132 (BulletServe's authors see an H100 PCIe's bandwidth saturate near 40 SMs,
 # zejia-lin/BulletServe#1; this gives 34). Not given for GPUs without such a measurement (Ada, Blackwell, AMD).
+# It covers loads that threads issue; a Hopper GEMM's TMA pipeline keeps more in flight per SM (its stages'
+# tiles, ~100-200 KB), so there the cap is conservative (it binds on no GEMM of the checked models).
 _SM_IN_FLIGHT_BYTES = 2048 * 16
 _AMPERE_SM_DRAM_BW = _SM_IN_FLIGHT_BYTES / 650e-9
 _GH100_SM_DRAM_BW = _SM_IN_FLIGHT_BYTES / 610e-9

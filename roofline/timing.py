@@ -151,12 +151,23 @@ def op_compute_s(hw: HardwareSpec, op: OpCost):
 
 def op_memory_s(hw: HardwareSpec, op: OpCost):
     """DRAM bytes over the bandwidth the op reaches, plus FlashAttention's re-reads served from L2."""
-    efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
-    dram_bw = hw.memory_bandwidth_bytes_per_s * efficiency
-    l2_bw = hw.l2_bandwidth_bytes_per_s * efficiency if hw.l2_bandwidth_bytes_per_s else dram_bw
+    dram_bw = chip_dram_bandwidth_bytes_per_s(hw, op)
     if op.gemm is not None and hw.sm_dram_bandwidth_bytes_per_s is not None:
         dram_bw = np.minimum(dram_bw, sms_dram_bandwidth_bytes_per_s(hw, gemm_thread_blocks(hw, op)))
-    return (op.bytes - op.l2_reread_bytes) / dram_bw + op.l2_reread_bytes / l2_bw
+    return (op.bytes - op.l2_reread_bytes) / dram_bw + l2_reread_s(hw, op)
+
+
+def chip_dram_bandwidth_bytes_per_s(hw: HardwareSpec, op: OpCost) -> float:
+    """The DRAM bandwidth an op filling the chip reaches: elementwise kernels at their own efficiency."""
+    efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
+    return hw.memory_bandwidth_bytes_per_s * efficiency
+
+
+def l2_reread_s(hw: HardwareSpec, op: OpCost):
+    """Seconds of the op's re-reads served from L2 (at DRAM's rate where the spec has no L2 figure)."""
+    efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
+    l2_bw = hw.l2_bandwidth_bytes_per_s * efficiency if hw.l2_bandwidth_bytes_per_s else None
+    return op.l2_reread_bytes / (l2_bw or chip_dram_bandwidth_bytes_per_s(hw, op))
 
 
 def gemm_thread_blocks(hw: HardwareSpec, op: OpCost):

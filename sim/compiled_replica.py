@@ -46,7 +46,8 @@ _NO_EMITTED = np.zeros(0, dtype=np.int64)
 def applies(cfg, requests: list[Request]) -> bool:
     """Whether `cfg` and `requests` are a run this loop tells exactly as the SimPy replicas would."""
     cluster = cfg.cluster
-    if not (issubclass(cfg.scheduler_class, SarathiScheduler) and cfg.limits.preemption == "recompute" and cfg.allocator == "paged"
+    if not (issubclass(cfg.scheduler_class, SarathiScheduler) and cfg.limits.preemption == "recompute"
+            and cfg.allocator == "paged"
             and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None
             and cfg.speculative is None and cfg.early_exit is None and cfg.contrastive is None):
         return False
@@ -72,16 +73,70 @@ class CompiledReplica(NamedTuple):
     unfinished: int
 
 
+class LoopSpec(NamedTuple):
+    """The scheduler's limits, the cache's size and the host's time, as the compiled loop reads them."""
+
+    max_seqs: int
+    step_token_budget: int
+    max_decode_steps: int  # the longest decode run one plan covers
+    admits_after_preempting: bool  # may a step that preempted admit (SarathiScheduler.admits_after_preempting)
+    most_blocks_per_seq: int  # what one sequence's decode step opens at most (most_new_blocks_per_seq)
+    total_blocks: int
+    watermark_blocks: int
+    block_size: int
+    host_fixed_s: float  # the engine's host time per step, per sequence, and whether it overlaps the GPU
+    host_per_seq_s: float
+    host_overlaps: bool
+
+
 class ReplicaTables(NamedTuple):
     """What every replica of a run shares: its limits, its cache's size and its costs."""
 
-    limits: np.ndarray  # max_num_seqs, step token budget, max decode steps, admits after preempting (0/1),
-    # most blocks a sequence's decode step opens
-    kv: np.ndarray  # total blocks, watermark blocks, block size
-    host: np.ndarray  # host seconds per step, per sequence, overlapped with the GPU (0/1)
+    spec: LoopSpec
     replays: np.ndarray  # per decode batch size: does it replay a CUDA graph?
     eager: CostTables
     graph: CostTables
+
+
+class LoopOutput(NamedTuple):
+    """What the compiled loop tells of one replica. Per accepted request (in order): its state (an index
+    into `_STATES`), tokens generated, preemptions, prefill progress, and `times` (first scheduled, first
+    token, last token, completion, longest gap between tokens). Then its records, in buffers longer than
+    what they hold (the `n_*` rows are written): the steps planned alone (`metrics.StepRecord`: start and
+    duration; batch sequences, prefill tokens, decode tokens, KV blocks used, queue length, KV tokens), the
+    decode runs (`metrics.RunRecord` from its batch_seqs on, with their crossings histograms), the runs' steps'
+    end times and durations, the gaps before each row's first token of a step (values and how many rows
+    had each) and the later gaps of runs and resumed requests (`Metrics.step_gaps`: values, then per call its
+    tokens and how many gaps). Last, the model FLOPs and bytes, the preemptions, and the blocks still held."""
+
+    state: np.ndarray
+    generated: np.ndarray
+    preemptions: np.ndarray
+    prefill_tokens: np.ndarray
+    prefilled: np.ndarray
+    times: np.ndarray
+    steps_f: np.ndarray
+    steps_i: np.ndarray
+    n_steps: int
+    runs_i: np.ndarray
+    crossings: np.ndarray
+    n_runs: int
+    run_ends_s: np.ndarray
+    run_durations_s: np.ndarray
+    run_lengths: np.ndarray
+    n_run_steps: int
+    first_gaps: np.ndarray
+    first_weights: np.ndarray
+    n_first: int
+    step_gaps: np.ndarray
+    group_weights: np.ndarray
+    group_lengths: np.ndarray
+    n_gaps: int
+    n_groups: int
+    flops: float
+    bytes: float
+    preempted: int
+    blocks_in_use: int
 
 
 def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
@@ -91,14 +146,13 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
                                                                                   limits.max_num_seqs)
     graph = (StepTimer(cfg.model, kernels.in_graph(cfg.hardware), cfg.options).tables(0, limits.max_num_seqs)
              if kernels.graph_max_batch else eager)
-    overhead = cfg.overhead
-    return ReplicaTables(
-        np.array([limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
-                  most_new_blocks_per_seq(1, cfg.kv_cache.block_size_tokens)], dtype=np.int64),
-        np.array([total_blocks, int(cfg.kv_cache.watermark_fraction * total_blocks), cfg.kv_cache.block_size_tokens],
-                 dtype=np.int64),
-        np.array([overhead.fixed_s, overhead.per_seq_s, float(overhead.overlaps_gpu)]),
-        np.array([kernels.replays_graph(True, b) for b in range(limits.max_num_seqs + 1)]), eager, graph)
+    overhead, block_size = cfg.overhead, cfg.kv_cache.block_size_tokens
+    spec = LoopSpec(limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
+                    most_new_blocks_per_seq(1, block_size), total_blocks,
+                    int(cfg.kv_cache.watermark_fraction * total_blocks), block_size, float(overhead.fixed_s),
+                    float(overhead.per_seq_s), bool(overhead.overlaps_gpu))
+    return ReplicaTables(spec, np.array([kernels.replays_graph(True, b) for b in range(limits.max_num_seqs + 1)]),
+                         eager, graph)
 
 
 def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, progress=None) -> list[CompiledReplica]:
@@ -117,7 +171,7 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
     reached_s = dict(zip(map(id, requests), _replay_clock(np.fromiter(
         (r.arrival_s for r in requests), dtype=np.float64, count=len(requests))).tolist()))
     block_size = cfg.kv_cache.block_size_tokens
-    kv = KVCacheManager(PagedAllocator(block_size), total_blocks, int(tables.kv[1]))
+    kv = KVCacheManager(PagedAllocator(block_size), total_blocks, tables.spec.watermark_blocks)
     admission = SCHEDULER_CLASSES[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
     replicas = []
     for done, (index, mine) in enumerate(zip(indices, split)):
@@ -138,36 +192,36 @@ def _serve_replica(index: int, mine: list[Request], reached_s: list[float], admi
     accepted = [r for r, no in zip(mine, refused) if not no]
     asked = np.array([(r.prompt_tokens, r.output_tokens) for r in accepted], dtype=np.int64).reshape(-1, 2)
     arrival_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
-    out = _serve(np.asarray(reached_s, dtype=np.float64)[~refused], asked[:, 0].copy(), asked[:, 1].copy(),
-                 arrival_s, tables.limits, tables.kv, tables.host, tables.replays, tables.eager, tables.graph)
-    (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
-     run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
-     group_lengths, n_gaps, n_groups, totals, blocks_in_use, prefill_tokens, prefilled) = out
-    states = [_STATES[s] for s in state.tolist()]
+    out: LoopOutput = _serve(np.asarray(reached_s, dtype=np.float64)[~refused], asked[:, 0].copy(), asked[:, 1].copy(),
+                 arrival_s, tables.spec, tables.replays, tables.eager, tables.graph)
+    states = [_STATES[s] for s in out.state.tolist()]
     for req, s, g, p, (scheduled, first, last, completed, longest), to_fill, filled in zip(
-            accepted, states, generated.tolist(), preemptions.tolist(), times.tolist(), prefill_tokens.tolist(),
-            prefilled.tolist()):
+            accepted, states, out.generated.tolist(), out.preemptions.tolist(), out.times.tolist(),
+            out.prefill_tokens.tolist(), out.prefilled.tolist()):
         req.state, req.replica, req.generated_tokens, req.preemptions = s, index, g, p
         req.prefill_tokens, req.prefilled_tokens = to_fill, filled
         req.first_scheduled_s, req.first_token_s, req.last_token_s, req.completion_s, req.max_itl_s = (
             scheduled, first, last, completed, longest)
-    steps = np.empty(n_steps, dtype=_STEP_DTYPE)
-    steps["start_s"], steps["duration_s"], steps["replica"] = steps_f[:n_steps, 0], steps_f[:n_steps, 1], index
+    steps = np.empty(out.n_steps, dtype=_STEP_DTYPE)
+    steps["start_s"], steps["duration_s"] = out.steps_f[:out.n_steps, 0], out.steps_f[:out.n_steps, 1]
+    steps["replica"] = index
     for k, name in enumerate(("batch_seqs", "prefill_tokens", "decode_tokens", "kv_blocks_used", "queue_len",
                               "kv_tokens")):
-        steps[name] = steps_i[:n_steps, k]
-    runs = np.empty(n_runs, dtype=_RUN_DTYPE)
+        steps[name] = out.steps_i[:out.n_steps, k]
+    runs = np.empty(out.n_runs, dtype=_RUN_DTYPE)
     runs["replica"] = index
     for k, name in enumerate(_RUN_DTYPE.names[1:]):
-        runs[name] = runs_i[:n_runs, k]
-    metrics.add_records(steps, runs, run_ends_s[:n_run_steps].copy(), run_durations_s[:n_run_steps].copy(),
-                        run_lengths[:n_runs].copy(), crossings[:n_runs].copy())
-    metrics.add_gaps(first_gaps[:n_first].copy(), first_weights[:n_first], step_gaps[:n_gaps].copy(),
-                     group_weights[:n_groups], group_lengths[:n_groups].copy())
-    metrics.flops += totals[0]
-    metrics.bytes += totals[1]
-    metrics.preemptions += int(totals[2])
-    return CompiledReplica(index, int(blocks_in_use), int(np.count_nonzero(state != _DONE)))
+        runs[name] = out.runs_i[:out.n_runs, k]
+    metrics.add_records(steps, runs, out.run_ends_s[:out.n_run_steps].copy(),
+                        out.run_durations_s[:out.n_run_steps].copy(), out.run_lengths[:out.n_runs].copy(),
+                        out.crossings[:out.n_runs].copy())
+    metrics.add_gaps(out.first_gaps[:out.n_first].copy(), out.first_weights[:out.n_first],
+                     out.step_gaps[:out.n_gaps].copy(), out.group_weights[:out.n_groups],
+                     out.group_lengths[:out.n_groups].copy())
+    metrics.flops += out.flops
+    metrics.bytes += out.bytes
+    metrics.preemptions += out.preempted
+    return CompiledReplica(index, out.blocks_in_use, int(np.count_nonzero(out.state != _DONE)))
 
 
 # -- the compiled loop ---------------------------------------------------------------------------------------
@@ -242,14 +296,14 @@ def _next_step_blocks(ints, n, block_size):
 
 
 @njit(cache=True)
-def _serve(reached_s, prompt, output, cut_s, limits, kv, host, replays, eager, graph):
+def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
     """The replica's story: its accepted requests reach it at `reached_s` (sorted); `cut_s` are the arrival times
     of every request routed to it, refused ones included, which cut decode runs (`Replica._decode_run`)."""
     n = len(reached_s)
-    max_seqs, step_budget, max_decode_steps, admits_after_preempting, most_per_seq = limits[0], limits[1], limits[2], \
-        limits[3], limits[4]
-    total_blocks, watermark, block_size = kv[0], kv[1], kv[2]
-    host_fixed_s, host_per_seq_s, overlaps = host[0], host[1], host[2] > 0
+    max_seqs, step_budget, max_decode_steps = spec.max_seqs, spec.step_token_budget, spec.max_decode_steps
+    admits_after_preempting, most_per_seq = spec.admits_after_preempting, spec.most_blocks_per_seq
+    total_blocks, watermark, block_size = spec.total_blocks, spec.watermark_blocks, spec.block_size
+    host_fixed_s, host_per_seq_s, overlaps = spec.host_fixed_s, spec.host_per_seq_s, spec.host_overlaps
     # each request: its state and counters; when it was first scheduled, got its first and last tokens, was
     # completed, and its longest gap between tokens
     state = np.zeros(n, dtype=np.int64)
@@ -361,7 +415,8 @@ def _serve(reached_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
                 opened, gaps, weights = _advance(ints, floats, decoding, one_end, one_latency, block_size, True, held, 0,
                                                  _NO_EMITTED)
                 free -= opened
-                first_gaps, first_weights = _appended(first_gaps, n_first, gaps), _appended(first_weights, n_first, weights)
+                first_gaps = _appended(first_gaps, n_first, gaps)
+                first_weights = _appended(first_weights, n_first, weights)
                 n_first += len(gaps)
             for k in range(chunks):
                 prefilled[chunk_request[k]] += chunk_tokens[k]
@@ -377,7 +432,8 @@ def _serve(reached_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
                 if generated[r]:  # recomputed after preemption: the gap since its last token
                     step_gaps = _room(step_gaps, n_gaps)
                     group_weights, group_lengths = _room(group_weights, n_groups), _room(group_lengths, n_groups)
-                    step_gaps[n_gaps], group_weights[n_groups], group_lengths[n_groups] = end_s - times[r, LAST_TOKEN], 1, 1
+                    step_gaps[n_gaps] = end_s - times[r, LAST_TOKEN]
+                    group_weights[n_groups], group_lengths[n_groups] = 1, 1
                     n_gaps += 1
                     n_groups += 1
                     times[r, LONGEST_GAP] = max(times[r, LONGEST_GAP], end_s - times[r, LAST_TOKEN])
@@ -457,7 +513,7 @@ def _serve(reached_s, prompt, output, cut_s, limits, kv, host, replays, eager, g
                 state[r], generated[r] = _DONE, output[r]
                 free += held[r]
                 held[r] = 0
-    return (state, generated, preemptions, times, steps_f, steps_i, n_steps, runs_i, crossings, n_runs, run_ends_s,
-            run_durations_s, run_lengths, n_run_steps, first_gaps, first_weights, n_first, step_gaps, group_weights,
-            group_lengths, n_gaps, n_groups, np.array([flops, nbytes, preempted_total]), total_blocks - free,
-            prefill_tokens, prefilled)
+    return LoopOutput(state, generated, preemptions, prefill_tokens, prefilled, times, steps_f, steps_i, n_steps,
+                      runs_i, crossings, n_runs, run_ends_s, run_durations_s, run_lengths, n_run_steps, first_gaps,
+                      first_weights, n_first, step_gaps, group_weights, group_lengths, n_gaps, n_groups, flops,
+                      nbytes, preempted_total, total_blocks - free)

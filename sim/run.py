@@ -277,14 +277,15 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
     arrival times are set as they are sent, each the front end's time (`cfg.overhead.frontend_s`) after the
     engine gave back the client's last. `stop_when`, when given, sees each request as it completes or is
     refused; once it returns True the run ends at that moment, its result holding the requests as they
-    stand (some unfinished). A large open-loop run whose router fixes each replica's requests is simulated
+    stand (some unfinished). A run told by compiled replica loops (`sim.compiled_replica`) is told whole,
+    which costs less than SimPy replicas' part before a stop, and never calls it. A large open-loop run whose router fixes each replica's requests is simulated
     in blocks of replicas over the CPUs (`sim.shards`)."""
     check_config(cfg)
     from . import compiled_replica
     from .shards import simulate_sharded, worth_sharding  # shards deploy replicas with this module's `deploy`
     if stop_when is None and worth_sharding(cfg, requests, progress):
         return simulate_sharded(cfg, requests)
-    if stop_when is None and compiled_replica.applies(cfg, requests):
+    if compiled_replica.applies(cfg, requests):  # told whole: faster than SimPy's part before a stop
         metrics, blocks = Metrics(cfg.kv_cache.block_size_tokens), total_kv_blocks(cfg)
         replicas = compiled_replica.serve(cfg, requests, metrics, blocks, progress)
         return pool_result(cfg, requests, metrics, Pool(Deployment(None, replicas), blocks))

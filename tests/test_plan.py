@@ -235,9 +235,10 @@ def test_a_run_stopped_early_gets_the_verdict_of_the_full_run(tmp_path, slo, mon
     assert unfinished > 0  # and stopping saved work: requests were still in flight
 
 
-def test_simulate_stops_when_told(tiny_result):
+def test_simulate_stops_when_told(tiny_result, monkeypatch):
     from infersim.scenario import build_run
     ctx, _ = tiny_result
+    monkeypatch.setattr(compiled_replica, "applies", lambda cfg, requests: False)  # SimPy replicas, which stop
     seen = []
 
     def stop_at_the_fifth(req):

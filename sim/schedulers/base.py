@@ -238,7 +238,8 @@ class Scheduler:
 
     def make_room_for_decode(self) -> None:
         """Preempt running requests, `preemption_victim` first, until the next decode step's new blocks fit."""
-        if self.kv.pool.available_blocks >= most_new_blocks_per_seq(self.decode_tokens, self.kv.block_size) * len(self.running):
+        most_per_seq = most_new_blocks_per_seq(self.decode_tokens, self.kv.block_size)
+        if self.kv.pool.available_blocks >= most_per_seq * len(self.running):
             return
         while (len(self.running)
                and self.kv.next_step_blocks(self.running, self.decode_tokens) > self.kv.pool.available_blocks):
