@@ -68,9 +68,19 @@ class EngineSection(_Section):
     eager_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
     frontend_s: Optional[YamlFloat] = Field(None, ge=0, le=60)
     all_reduce: Optional[str] = None  # the engine's all-reduce rule (roofline/custom_all_reduce.py)
+    fusions: Optional[list[str]] = None  # ops it runs as one kernel (roofline.step.FUSIONS); [] for none
 
     _known = _registered("infersim.sim.engines:ENGINES", "preset")
     _known_all_reduce = _registered("infersim.roofline.custom_all_reduce:ALL_REDUCES", "all_reduce")
+
+    @field_validator("fusions")
+    @classmethod
+    def _known_fusions(cls, names: list[str] | None) -> list[str] | None:
+        from infersim.roofline.step import FUSIONS
+        unknown = [n for n in names or [] if n not in FUSIONS]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a fusion; the fusions are {', '.join(FUSIONS)}")
+        return names
 
 
 class SchedulerSection(_Section):
@@ -498,6 +508,7 @@ def _run_config(scn: Scenario, base: Path):
                            concurrency=scn.workload.arrival.concurrency if scn.workload.arrival else None)
     cfg = replace(
         preset, scheduler=_given(s.name, preset.scheduler),
+        options=preset.options if e.fusions is None else replace(preset.options, fusions=frozenset(e.fusions)),
         limits=_over(preset.limits, max_num_seqs=s.max_num_seqs, max_num_batched_tokens=s.max_num_batched_tokens,
                      chunk_tokens=s.chunk_tokens, preemption=s.preemption),
         kv_cache=_over(preset.kv_cache, block_size_tokens=kv.block_size, num_blocks=kv.num_blocks,

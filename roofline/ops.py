@@ -152,6 +152,15 @@ def residual_add(tokens: int, hidden: int) -> OpCost:
     return elementwise("residual_add", tokens * hidden, 2, 1, 1)
 
 
+def fused(name: str, first: OpCost, second: OpCost, unread_bytes: float = 0.0, unwritten_bytes: float = 0.0) -> OpCost:
+    """Two ops run as one kernel: their work and traffic, less what the first wrote for the second to read
+    back (`unread_bytes`: no longer read from memory; `unwritten_bytes`: no longer written, as nothing after
+    the kernel reads it), and one launch instead of two."""
+    both = first.plus(second)
+    return dataclasses.replace(both, name=name, act_read_bytes=both.act_read_bytes - unread_bytes,
+                               act_write_bytes=both.act_write_bytes - unwritten_bytes)
+
+
 def activation(tokens: int, ffn_width: int, kind: str) -> OpCost:
     """SwiGLU: silu(gate) * up, reading both halves (~5 FLOPs/output); GELU (tanh form) ~8 FLOPs/element."""
     if kind == "swiglu":

@@ -81,12 +81,25 @@ def chunked_prefill_batch(chunk_tokens: int, cached_tokens: int, last_chunk: boo
     return Batch((int(chunk_tokens),), (int(cached_tokens),), (last_chunk,))
 
 
+# Ops an engine runs as one kernel (StepOptions.fusions; the engine presets say which, sim/engines.py):
+FUSIONS = {
+    # a residual add and the RMSNorm after it: the sum is written once (it is the residual stream) and not read
+    # back (vLLM `fused_add_rms_norm`, SGLang `fused_add_rmsnorm`, TensorRT-LLM's RMSNorm with residual)
+    "add_norm": "residual add + the next norm",
+    # rotary embedding and the K/V cache write: K is rotated on its way into the cache, so the rotated K is
+    # neither written out nor read back (TensorRT-LLM's attention preprocessing,
+    # `invokeApplyBiasRopeUpdateKVCache`)
+    "rope_kv_write": "RoPE on Q and K + appending K and V to the cache",
+}
+
+
 @dataclass(frozen=True)
 class StepOptions:
     quant: QuantSpec = field(default_factory=QuantSpec)
     parallel: Parallelism = field(default_factory=Parallelism)
     flash_attention: bool = True
     sampling: str = "top_p"
+    fusions: frozenset = frozenset()  # names in FUSIONS
 
 
 def companion_options(options: StepOptions) -> StepOptions:
@@ -206,16 +219,24 @@ def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tupl
     t, d, hd = tokens, model.hidden_size, model.head_dim
     heads, kv_heads, ffn = layer_widths(model, tp)
     q_width, kv_width = heads * hd, kv_heads * hd
-    before = [ops.norm("input_norm", t, d, model.norm_kind)]
+    add_norm = "add_norm" in options.fusions
+    # fused, every layer's input norm takes the residual add before it: the previous layer's last (the first
+    # layer has none, but the last layer's add runs into the final norm: as many adds, one kernel each)
+    before = ([_add_and_norm("input_norm", t, d, model.norm_kind)] if add_norm
+              else [ops.norm("input_norm", t, d, model.norm_kind)])
     before += ops.linear("qkv_proj", t, d, q_width + 2 * kv_width, quant, bias=model.qkv_bias or model.linear_bias)
-    if model.position == "rope":
-        before.append(ops.rope(t, q_width, kv_width, hd))
-    before.append(ops.kv_cache_write(t, kv_width, quant, hd))
+    kv_write = ops.kv_cache_write(t, kv_width, quant, hd)
+    if model.position == "rope" and "rope_kv_write" in options.fusions:
+        rotated_k_bytes = t * kv_width * ops.ACT_BYTES
+        before.append(ops.fused("rope_kv_write", ops.rope(t, q_width, kv_width, hd), kv_write,
+                                unread_bytes=rotated_k_bytes, unwritten_bytes=rotated_k_bytes))
+    else:
+        before += ([ops.rope(t, q_width, kv_width, hd)] if model.position == "rope" else []) + [kv_write]
     after = ops.linear("o_proj", t, q_width, d, quant, bias=model.linear_bias)
     if tp > 1:
         after.append(ops.all_reduce("attn_all_reduce", t, d, tp))
-    after.append(ops.residual_add(t, d))
-    after.append(ops.norm("post_attn_norm", t, d, model.norm_kind))
+    after += ([_add_and_norm("post_attn_norm", t, d, model.norm_kind)] if add_norm
+              else [ops.residual_add(t, d), ops.norm("post_attn_norm", t, d, model.norm_kind)])
     up_width = ffn * (2 if model.ffn_kind == "swiglu" else 1)
     if model.is_moe:
         after += ops.moe_router(t, d, model.num_experts, model.experts_per_token, quant)
@@ -232,8 +253,16 @@ def dense_layer_ops(model: ModelSpec, tokens: int, options: StepOptions) -> tupl
         after += ops.linear("ffn_down", t, ffn, d, quant, bias=model.linear_bias)
     if tp > 1:
         after.append(ops.all_reduce("mlp_all_reduce", t, d, tp))
-    after.append(ops.residual_add(t, d))
+    if not add_norm:
+        after.append(ops.residual_add(t, d))
     return before, after
+
+
+def _add_and_norm(name: str, tokens, hidden: int, norm_kind: str) -> ops.OpCost:
+    """A residual add and the norm after it in one kernel, which writes the sum (the residual stream) but
+    does not read it back."""
+    return ops.fused(f"add_{name}", ops.residual_add(tokens, hidden), ops.norm(name, tokens, hidden, norm_kind),
+                     unread_bytes=tokens * hidden * ops.ACT_BYTES)
 
 
 def attention_ops(model: ModelSpec, batch: Batch, hw: HardwareSpec, options: StepOptions) -> list[ops.OpCost]:
@@ -268,6 +297,9 @@ def end_ops(model: ModelSpec, tokens: int, sampled: int, options: StepOptions) -
 
 
 def check_options(model: ModelSpec, options: StepOptions) -> None:
+    unknown = sorted(set(options.fusions) - set(FUSIONS))
+    if unknown:
+        raise SpecError("engine.fusions", f"must name fusions among {', '.join(FUSIONS)}", unknown[0])
     if options.sampling not in SAMPLING_METHODS:
         raise SpecError("sampling", f"must be one of {', '.join(SAMPLING_METHODS)}", options.sampling)
     if options.parallel.pipeline_parallel > model.num_layers:

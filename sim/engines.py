@@ -35,6 +35,18 @@ class EngineDefaults:
     prefix_caching: bool
     overhead: EngineOverhead
     kernels: KernelSet
+    fusions: frozenset = frozenset()  # ops it runs as one kernel (roofline.step.FUSIONS)
+
+
+# vLLM (vllm/model_executor/layers/layernorm.py `RMSNorm.forward_cuda`: `fused_add_rms_norm` when given the
+# residual) and SGLang (sgl-kernel `fused_add_rmsnorm`) add the residual inside the next norm; RoPE
+# (`rotary_embedding`) and the cache write (`reshape_and_cache_flash`, SGLang's `set_kv_buffer`) stay apart.
+_ADD_NORM = frozenset({"add_norm"})
+# TensorRT-LLM's attention rotates Q and K and appends K and V to the cache in one preprocessing kernel
+# (cpp/tensorrt_llm/plugins/gptAttentionCommon/gptAttentionCommon.cpp calls
+# `invokeApplyBiasRopeUpdateKVCache` before its context FMHA and XQA kernels); the PyTorch backend also
+# adds the residual in the norm (tensorrt_llm/_torch/modules/rms_norm.py: flashinfer `fused_add_rmsnorm`).
+_TRTLLM_ATTENTION = frozenset({"rope_kv_write"})
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ def _vllm_v0(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     return EngineDefaults("sarathi" if long_context else "vllm", 256,
                           2048 if long_context else max(max_model_len, 2048), 2048 if long_context else 512,
                           16, 0.90, 0.01, False, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False),
-                          KernelSet(graph_max_batch=256, all_reduce="vllm-custom"))
+                          KernelSet(graph_max_batch=256, all_reduce="vllm-custom"), _ADD_NORM)
 
 
 def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -81,7 +93,7 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     seqs = 1024 if big or hopper_class else 256
     return EngineDefaults("vllm-v1", seqs, tokens, tokens, 16, 0.92, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=min(512, 2 * seqs), all_reduce="vllm-custom"))
+                          KernelSet(graph_max_batch=min(512, 2 * seqs), all_reduce="vllm-custom"), _ADD_NORM)
 
 
 # SGLang 0.5.23 arg_groups/memory_hook.py `handle_gpu_memory_settings`, by the GPU's memory in MiB:
@@ -108,7 +120,7 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
         reserved_mib = max(reserved_mib, 10 * 1024)
     return EngineDefaults("sglang", 2048, chunk, chunk, 1, round((memory_mib - reserved_mib) / memory_mib, 3),
                           0.0, True, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=graphs, all_reduce="vllm-custom"))
+                          KernelSet(graph_max_batch=graphs, all_reduce="vllm-custom"), _ADD_NORM)
 
 
 def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -120,7 +132,8 @@ def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     AllReduceStrategy AUTO, its default (roofline/custom_all_reduce.py)."""
     graphs = KernelSet(graph_max_batch=128, captured_sizes=frozenset(range(1, 33)) | {64, 128}, all_reduce="trtllm")
     return EngineDefaults("trtllm", 2048, 8192, 8192, 32, 0.9, 0.0, True,
-                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), graphs)
+                          EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), graphs,
+                          _ADD_NORM | _TRTLLM_ATTENTION)
 
 
 def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -132,9 +145,10 @@ def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults
     graphs (executor ExtendedRuntimePerfKnobConfig cudaGraphMode off by default), but kernels and the
     all-reduce plugin enqueued from C++ ahead of the GPU (roofline/kernel_set.py); no KV block reuse
     (executor KvCacheConfig enableBlockReuse off by default); the all-reduce plugin's strategy AUTO
-    (trtllm-build's default)."""
+    (trtllm-build's default); RoPE and the cache write in the attention plugin's one preprocessing kernel
+    (whether TensorRT folds the residual add into the norm is not documented: they are costed apart)."""
     return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False,
-                   kernels=KernelSet(eager_floor_s=1.4e-6, all_reduce="trtllm"),
+                   kernels=KernelSet(eager_floor_s=1.4e-6, all_reduce="trtllm"), fusions=_TRTLLM_ATTENTION,
                    overhead=EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False))
 
 
@@ -155,7 +169,7 @@ def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options
     require_choice("engine.preset", preset, ENGINES)
     d = ENGINES[preset].defaults(hardware, max_model_len, options.parallel.tensor_parallel)
     fields = {"overhead": d.overhead, "kernels": d.kernels, **run_fields}
-    return RunConfig(model, hardware, options, scheduler=d.scheduler,
+    return RunConfig(model, hardware, replace(options, fusions=d.fusions), scheduler=d.scheduler,
                      limits=SchedulerLimits(d.max_num_seqs, d.max_num_batched_tokens, max_model_len, d.chunk_tokens),
                      kv_cache=KVCacheSpec(block_size_tokens=d.block_size_tokens, prefix_caching=d.prefix_caching,
                                           watermark_fraction=d.watermark_fraction,
