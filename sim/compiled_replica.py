@@ -160,28 +160,29 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
     sends it: their outcome written into the requests, what was measured into `metrics`; what each replica
     left behind."""
     cluster = cfg.cluster
+    positions = list(range(len(requests)))
     if isinstance(cluster, Shard):
         indices, split = cluster.indices, [[] for _ in cluster.indices]
-        for req, position in zip(requests, cluster.serves):
-            split[position].append(req)
+        for position, replica in zip(positions, cluster.serves):
+            split[replica].append(position)
     else:
         indices = range(cluster.replicas)
-        split = make_router(cluster.router, list(indices)).split(requests)
+        split = make_router(cluster.router, list(indices)).split(positions)
     tables = replica_tables(cfg, total_blocks)
-    reached_s = dict(zip(map(id, requests), _replay_clock(np.fromiter(
-        (r.arrival_s for r in requests), dtype=np.float64, count=len(requests))).tolist()))
+    reached_s = _replay_clock(np.fromiter((r.arrival_s for r in requests), dtype=np.float64, count=len(requests)))
     block_size = cfg.kv_cache.block_size_tokens
     kv = KVCacheManager(PagedAllocator(block_size), total_blocks, tables.spec.watermark_blocks)
     admission = SCHEDULER_CLASSES[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
     replicas = []
     for done, (index, mine) in enumerate(zip(indices, split)):
-        replicas.append(_serve_replica(index, mine, [reached_s[id(r)] for r in mine], admission, tables, metrics))
+        served = [requests[i] for i in mine]
+        replicas.append(_serve_replica(index, served, reached_s[mine], admission, tables, metrics))
         if progress is not None:
-            progress((done + 1) / len(split), max((r.completion_s for r in mine if r.state == DONE), default=0.0))
+            progress((done + 1) / len(split), max((r.completion_s for r in served if r.state == DONE), default=0.0))
     return replicas
 
 
-def _serve_replica(index: int, mine: list[Request], reached_s: list[float], admission, tables: ReplicaTables,
+def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, admission, tables: ReplicaTables,
                    metrics: Metrics) -> CompiledReplica:
     """One replica over its requests, which reach it at `reached_s` (`_replay_clock`)."""
     refused = np.zeros(len(mine), dtype=bool)
@@ -192,7 +193,7 @@ def _serve_replica(index: int, mine: list[Request], reached_s: list[float], admi
     accepted = [r for r, no in zip(mine, refused) if not no]
     asked = np.array([(r.prompt_tokens, r.output_tokens) for r in accepted], dtype=np.int64).reshape(-1, 2)
     arrival_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
-    out: LoopOutput = _serve(np.asarray(reached_s, dtype=np.float64)[~refused], asked[:, 0].copy(), asked[:, 1].copy(),
+    out: LoopOutput = _serve(reached_s[~refused], asked[:, 0].copy(), asked[:, 1].copy(),
                  arrival_s, tables.spec, tables.replays, tables.eager, tables.graph)
     states = [_STATES[s] for s in out.state.tolist()]
     for req, s, g, p, (scheduled, first, last, completed, longest), to_fill, filled in zip(
