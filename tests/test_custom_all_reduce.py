@@ -87,18 +87,9 @@ def test_a_kernel_set_names_the_bad_all_reduce_and_the_allowed_ones():
         KernelSet(all_reduce="gloo")
 
 
-def _scenario(tmp_path, engine: str):
-    path = tmp_path / "s.yaml"
-    path.write_text("model: tiny-llama\nhardware: a100-sxm-80gb\nparallelism: {tensor_parallel: 2}\n"
-                    "workload: {num_requests: 2, arrival: {process: poisson, rate_per_s: 1}, prompt_tokens: 10, "
-                    "output_tokens: 2}\n"
-                    f"engine: {{preset: vllm-v1{engine}}}\n")
-    return path
-
-
-def test_a_scenario_overrides_the_presets_all_reduce_and_rejects_an_unknown_one(tmp_path):
+def test_a_scenario_overrides_the_presets_all_reduce_and_rejects_an_unknown_one(engine_scenario):
     from infersim.scenario import load_run
-    assert load_run(_scenario(tmp_path, ", all_reduce: nccl"))[1].kernels.all_reduce == "nccl"
-    assert load_run(_scenario(tmp_path, ""))[1].kernels.all_reduce == "vllm-custom"
+    assert load_run(engine_scenario(", all_reduce: nccl", tensor_parallel=2))[1].kernels.all_reduce == "nccl"
+    assert load_run(engine_scenario("", tensor_parallel=2))[1].kernels.all_reduce == "vllm-custom"
     with pytest.raises(SpecError, match=r"engine\.all_reduce.*must be one of nccl, vllm-custom, trtllm"):
-        load_run(_scenario(tmp_path, ", all_reduce: custom"))
+        load_run(engine_scenario(", all_reduce: custom", tensor_parallel=2))

@@ -58,23 +58,14 @@ def test_an_unknown_fusion_is_one_clear_error():
         check_options(LLAMA7, StepOptions(fusions=frozenset({"swiglu_gemm"})))
 
 
-def _scenario(tmp_path, engine: str):
-    path = tmp_path / "s.yaml"
-    path.write_text("model: tiny-llama\nhardware: a100-sxm-80gb\n"
-                    "workload: {num_requests: 2, arrival: {process: poisson, rate_per_s: 1}, prompt_tokens: 10, "
-                    "output_tokens: 2}\n"
-                    f"engine: {{preset: vllm-v1{engine}}}\n")
-    return path
-
-
-def test_a_scenario_sets_the_fusions_and_names_a_wrong_one(tmp_path):
+def test_a_scenario_sets_the_fusions_and_names_a_wrong_one(engine_scenario):
     from infersim.scenario import load_run
-    assert load_run(_scenario(tmp_path, ""))[1].options.fusions == {"add_norm"}
-    assert load_run(_scenario(tmp_path, ", fusions: []"))[1].options.fusions == frozenset()
-    assert load_run(_scenario(tmp_path, ", fusions: [add_norm, rope_kv_write]"))[1].options.fusions == {
+    assert load_run(engine_scenario(""))[1].options.fusions == {"add_norm"}
+    assert load_run(engine_scenario(", fusions: []"))[1].options.fusions == frozenset()
+    assert load_run(engine_scenario(", fusions: [add_norm, rope_kv_write]"))[1].options.fusions == {
         "add_norm", "rope_kv_write"}
     with pytest.raises(SpecError, match=r"engine\.fusions.*'swiglu_gemm' is not a fusion; the fusions are add_norm"):
-        load_run(_scenario(tmp_path, ", fusions: [swiglu_gemm]"))
+        load_run(engine_scenario(", fusions: [swiglu_gemm]"))
 
 
 def test_a_fused_step_is_faster_by_its_launches_and_saved_traffic():

@@ -33,22 +33,29 @@ def test_fused_w4a16_splits_k_until_the_grid_has_16_warps_per_sm():
     assert cuda_quant._fused_k_rows_per_split(64, 4096, 132) == 64  # a grid already full: no split
 
 
-@needs_gpu
-def test_gpu_attention_matches_the_reference():
+def _attention_runs(seed: int, shapes, dtype):
+    """For each (b, h, kv_h, s, t, d) and both masks: standard-normal Q (b, h, s, d), K and V (b, kv_h, t, d)
+    in `dtype`, the mask, and what the CuPy backend computes of them."""
     import cupy as cp
 
-    from infersim.kernels.attention import attention, naive_attention
-    rng = np.random.default_rng(0)
-    # query rows not a multiple of the 16-row blocks, keys beyond the queries (a chunk after a prefix),
-    # fewer keys than one 32-key tile, every head size the kernel is compiled for
-    for b, h, kv_h, s, t, d in ((2, 8, 2, 70, 90, 64), (1, 4, 4, 5, 5, 32), (1, 2, 1, 3, 257, 128),
-                                (1, 2, 2, 40, 40, 96)):
-        q = rng.standard_normal((b, h, s, d)).astype(np.float32)
-        k = rng.standard_normal((b, kv_h, t, d)).astype(np.float32)
-        v = rng.standard_normal((b, kv_h, t, d)).astype(np.float32)
+    from infersim.kernels.attention import attention
+    rng = np.random.default_rng(seed)
+    for b, h, kv_h, s, t, d in shapes:
+        q = rng.standard_normal((b, h, s, d)).astype(dtype)
+        k, v = (rng.standard_normal((b, kv_h, t, d)).astype(dtype) for _ in range(2))
         for causal in (True, False):
             got = cp.asnumpy(attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal, backend="cupy"))
-            assert np.allclose(got, naive_attention(q, k, v, causal), rtol=1e-3, atol=1e-4), (b, h, s, t, d, causal)
+            yield q, k, v, causal, got
+
+
+@needs_gpu
+def test_gpu_attention_matches_the_reference():
+    from infersim.kernels.attention import naive_attention
+    # query rows not a multiple of the 16-row blocks, keys beyond the queries (a chunk after a prefix),
+    # fewer keys than one 32-key tile, every head size the kernel is compiled for
+    shapes = ((2, 8, 2, 70, 90, 64), (1, 4, 4, 5, 5, 32), (1, 2, 1, 3, 257, 128), (1, 2, 2, 40, 40, 96))
+    for q, k, v, causal, got in _attention_runs(0, shapes, np.float32):
+        assert np.allclose(got, naive_attention(q, k, v, causal), rtol=1e-3, atol=1e-4), (q.shape, k.shape, causal)
 
 
 @needs_gpu
@@ -119,25 +126,18 @@ def test_gpu_processors_match_the_reference():
 
 @needs_gpu
 def test_gpu_tensor_core_attention_matches_its_emulation_and_the_reference():
-    import cupy as cp
-
-    from infersim.kernels.attention import attention, naive_attention
+    from infersim.kernels.attention import naive_attention
     from infersim.kernels.tensor_core_attention import tensor_core_attention_emulated
-    rng = np.random.default_rng(4)
     # rows padding the 64-row blocks, keys padding the 32-key tiles and beyond the queries, GQA, d 64 and 128
-    for b, h, kv_h, s, t, d in ((2, 8, 2, 70, 90, 64), (1, 4, 4, 5, 5, 128), (1, 2, 1, 3, 257, 128),
-                                (1, 32, 8, 512, 512, 128)):
-        q = rng.standard_normal((b, h, s, d)).astype(np.float16)
-        k = rng.standard_normal((b, kv_h, t, d)).astype(np.float16)
-        v = rng.standard_normal((b, kv_h, t, d)).astype(np.float16)
-        for causal in (True, False):
-            got = cp.asnumpy(attention(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal, backend="cupy"))
-            assert got.dtype == np.float16
-            # the emulation: the same fp16 roundings, sums in another order (fp32): within a few fp16 ulps
-            np.testing.assert_allclose(got.astype(np.float32), tensor_core_attention_emulated(q, k, v, causal)
-                                       .astype(np.float32), rtol=4e-3, atol=2e-3, err_msg=str((b, h, s, t, d, causal)))
-            np.testing.assert_allclose(got.astype(np.float32), naive_attention(q, k, v, causal).astype(np.float32),
-                                       rtol=1e-2, atol=4e-3, err_msg=str((b, h, s, t, d, causal)))
+    shapes = ((2, 8, 2, 70, 90, 64), (1, 4, 4, 5, 5, 128), (1, 2, 1, 3, 257, 128), (1, 32, 8, 512, 512, 128))
+    for q, k, v, causal, got in _attention_runs(4, shapes, np.float16):
+        where = str((q.shape, k.shape, causal))
+        assert got.dtype == np.float16
+        # the emulation: the same fp16 roundings, sums in another order (fp32): within a few fp16 ulps
+        np.testing.assert_allclose(got.astype(np.float32), tensor_core_attention_emulated(q, k, v, causal)
+                                   .astype(np.float32), rtol=4e-3, atol=2e-3, err_msg=where)
+        np.testing.assert_allclose(got.astype(np.float32), naive_attention(q, k, v, causal).astype(np.float32),
+                                   rtol=1e-2, atol=4e-3, err_msg=where)
 
 
 @needs_gpu
