@@ -115,7 +115,7 @@ class StepTimer:
         self._by_sampled: dict[int, StepTotals] = {}
         self._lines: dict[int, DecodeLine] = {}
         self._steps: dict[tuple, StepTotals] = {}
-        self._flash = self._flash_rates() if options.flash_attention else None
+        self._flash = np.array(self._flash_rates()) if options.flash_attention else None  # FlashRates, in order
         self._sram_tokens = ops.sram_kv_tokens(hw.sram_per_sm_bytes, model.head_dim, options.quant)
 
     def _flash_rates(self) -> FlashRates:
@@ -141,7 +141,8 @@ class StepTimer:
         layer, ends = op_totals(self.hw, before + after), op_totals(self.hw, front)
         layers, pp = self.model.num_layers, self.options.parallel.pipeline_parallel
         hand_off = op_totals(self.hw, [ops.p2p_send(counts, self.model.hidden_size)] * (pp - 1))
-        return StepTotals(*(np.broadcast_to(layers * a + b + c, counts.shape) for a, b, c in zip(layer, ends, hand_off)))
+        return StepTotals(*(np.broadcast_to(layers * a + b + c, counts.shape)
+                            for a, b, c in zip(layer, ends, hand_off)))
 
     def _sampled_block(self, counts: np.ndarray) -> StepTotals:
         head = op_totals(self.hw, end_ops(self.model, 1, np.maximum(1, counts), self.options)[1])
@@ -161,12 +162,13 @@ class StepTimer:
             if self._flash is not None:
                 attn = StepTotals(*ragged_flash_attention(
                     np.asarray(new_tokens, dtype=np.float64), np.asarray(cached_tokens, dtype=np.float64),
-                    float(self.hw.attention_q_tile_tokens), self._sram_tokens, np.array(self._flash),
+                    float(self.hw.attention_q_tile_tokens), self._sram_tokens, self._flash,
                     self.hw.overlap_exponent, self.hw.launch_overhead_s))
                 tokens = sum(new_tokens)
             else:
                 batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
-                attn, tokens = op_totals(self.hw, attention_ops(self.model, batch, self.hw, self.options)), batch.num_tokens
+                attn = op_totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
+                tokens = batch.num_tokens
             cached = StepTotals(*(float(x) for x in self._combine(tokens, sampled, attn)))
             if key and len(self._steps) < 1 << 16:
                 self._steps[key] = cached
@@ -232,7 +234,7 @@ class StepTimer:
             line = self._decode_line(b)
             lines[b] = (line.rest.latency_s,) + tuple(line[1:])
         return CostTables(*token, *sampled, lines,
-                          np.array(self._flash), float(self.hw.attention_q_tile_tokens), self._sram_tokens,
+                          self._flash, float(self.hw.attention_q_tile_tokens), self._sram_tokens,
                           self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers)
 
     def _combine(self, tokens: int, sampled: int, attn: StepTotals) -> StepTotals:

@@ -193,8 +193,8 @@ def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, admis
     accepted = [r for r, no in zip(mine, refused) if not no]
     asked = np.array([(r.prompt_tokens, r.output_tokens) for r in accepted], dtype=np.int64).reshape(-1, 2)
     arrival_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
-    out: LoopOutput = _serve(reached_s[~refused], asked[:, 0].copy(), asked[:, 1].copy(),
-                 arrival_s, tables.spec, tables.replays, tables.eager, tables.graph)
+    out: LoopOutput = _serve(reached_s[~refused], asked[:, 0].copy(), asked[:, 1].copy(), arrival_s, tables.spec,
+                             tables.replays, tables.eager, tables.graph)
     states = [_STATES[s] for s in out.state.tolist()]
     for req, s, g, p, (scheduled, first, last, completed, longest), to_fill, filled in zip(
             accepted, states, out.generated.tolist(), out.preemptions.tolist(), out.times.tolist(),
@@ -206,8 +206,7 @@ def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, admis
     steps = np.empty(out.n_steps, dtype=_STEP_DTYPE)
     steps["start_s"], steps["duration_s"] = out.steps_f[:out.n_steps, 0], out.steps_f[:out.n_steps, 1]
     steps["replica"] = index
-    for k, name in enumerate(("batch_seqs", "prefill_tokens", "decode_tokens", "kv_blocks_used", "queue_len",
-                              "kv_tokens")):
+    for k, name in enumerate(_STEP_DTYPE.names[3:]):  # after start_s, duration_s and replica
         steps[name] = out.steps_i[:out.n_steps, k]
     runs = np.empty(out.n_runs, dtype=_RUN_DTYPE)
     runs["replica"] = index
@@ -227,6 +226,7 @@ def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, admis
 
 # -- the compiled loop ---------------------------------------------------------------------------------------
 _WAITING, _PREFILLING, _DECODING, _DONE = range(4)  # indices into _STATES
+FIRST_SCHEDULED, FIRST_TOKEN, LAST_TOKEN, COMPLETION, LONGEST_GAP = range(5)  # columns of a request's times
 
 
 @njit(cache=True)
@@ -258,6 +258,28 @@ def _appended(buffer, n, values):
         buffer = _room(buffer, len(buffer))
     buffer[n:n + len(values)] = values
     return buffer
+
+
+@njit(cache=True)
+def _gaps_appended(values, weights, n, gaps, rows):
+    """`Metrics.inter_token_gaps` into the loop's buffers: `rows[i]` tokens came `gaps[i]` after their last."""
+    return _appended(values, n, gaps), _appended(weights, n, rows), n + len(gaps)
+
+
+@njit(cache=True)
+def _step_gaps_appended(values, tokens, lengths, n_values, n_calls, gaps, rows):
+    """`Metrics.step_gaps` into the loop's buffers: `rows` tokens came after each of `gaps`."""
+    tokens, lengths = _room(tokens, n_calls), _room(lengths, n_calls)
+    tokens[n_calls], lengths[n_calls] = rows, len(gaps)
+    return _appended(values, n_values, gaps), tokens, lengths, n_values + len(gaps), n_calls + 1
+
+
+@njit(cache=True)
+def _complete(r, end_s, state, generated, output, times, held):
+    """`Scheduler._complete`: the request's tokens are all out at `end_s`; returns the blocks it frees."""
+    state[r], generated[r], times[r, COMPLETION] = _DONE, output[r], end_s
+    freed, held[r] = held[r], 0
+    return freed
 
 
 @njit(cache=True)
@@ -311,7 +333,6 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
     generated, prefill_tokens, prefilled = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     held, preemptions = np.zeros(n, np.int64), np.zeros(n, np.int64)
     times = np.full((n, 5), np.nan)
-    FIRST_SCHEDULED, FIRST_TOKEN, LAST_TOKEN, COMPLETION, LONGEST_GAP = 0, 1, 2, 3, 4
     times[:, LONGEST_GAP] = 0.0
     # waiting: preempted requests (a heap of indices), then the arrivals [fresh, arrived) in order
     heap, heap_n, fresh, arrived = np.empty(max(n, 1), np.int64), 0, 0, 0
@@ -413,12 +434,10 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
             end_s = now
             if decoding:  # Scheduler.apply
                 one_end[0], one_latency[0] = end_s, latency_s
-                opened, gaps, weights = _advance(ints, floats, decoding, one_end, one_latency, block_size, True, held, 0,
-                                                 _NO_EMITTED)
+                opened, gaps, rows = _advance(ints, floats, decoding, one_end, one_latency, block_size, True, held, 0,
+                                              _NO_EMITTED)
                 free -= opened
-                first_gaps = _appended(first_gaps, n_first, gaps)
-                first_weights = _appended(first_weights, n_first, weights)
-                n_first += len(gaps)
+                first_gaps, first_weights, n_first = _gaps_appended(first_gaps, first_weights, n_first, gaps, rows)
             for k in range(chunks):
                 prefilled[chunk_request[k]] += chunk_tokens[k]
             for k in range(chunks):
@@ -431,21 +450,16 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
                 prefilling[at:n_prefilling - 1] = prefilling[at + 1:n_prefilling].copy()
                 n_prefilling -= 1
                 if generated[r]:  # recomputed after preemption: the gap since its last token
-                    step_gaps = _room(step_gaps, n_gaps)
-                    group_weights, group_lengths = _room(group_weights, n_groups), _room(group_lengths, n_groups)
-                    step_gaps[n_gaps] = end_s - times[r, LAST_TOKEN]
-                    group_weights[n_groups], group_lengths[n_groups] = 1, 1
-                    n_gaps += 1
-                    n_groups += 1
+                    one_latency[0] = end_s - times[r, LAST_TOKEN]
+                    step_gaps, group_weights, group_lengths, n_gaps, n_groups = _step_gaps_appended(
+                        step_gaps, group_weights, group_lengths, n_gaps, n_groups, one_latency, 1)
                     times[r, LONGEST_GAP] = max(times[r, LONGEST_GAP], end_s - times[r, LAST_TOKEN])
                 else:
                     times[r, FIRST_TOKEN] = end_s
                 generated[r] += 1
                 times[r, LAST_TOKEN] = end_s
                 if generated[r] == output[r]:
-                    state[r], times[r, COMPLETION] = _DONE, end_s
-                    free += held[r]
-                    held[r] = 0
+                    free += _complete(r, end_s, state, generated, output, times, held)
                 else:
                     _add_request(ints, floats, running, r, 1, prefill_tokens[r], output[r] - generated[r], 0, end_s)
                     running += 1
@@ -481,17 +495,13 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
             flops += run_flops
             nbytes += run_bytes
             ends_s, latencies_s = ends_all[:steps], latency_all[:steps]
-            opened, gaps, weights = _advance(ints, floats, seqs, ends_s, latencies_s, block_size, True, held, 0,
-                                             _NO_EMITTED)
+            opened, gaps, rows = _advance(ints, floats, seqs, ends_s, latencies_s, block_size, True, held, 0,
+                                          _NO_EMITTED)
             free -= opened
-            first_gaps, first_weights = _appended(first_gaps, n_first, gaps), _appended(first_weights, n_first, weights)
-            n_first += len(gaps)
+            first_gaps, first_weights, n_first = _gaps_appended(first_gaps, first_weights, n_first, gaps, rows)
             if steps > 1:
-                step_gaps = _appended(step_gaps, n_gaps, latencies_s[1:])
-                group_weights, group_lengths = _room(group_weights, n_groups), _room(group_lengths, n_groups)
-                group_weights[n_groups], group_lengths[n_groups] = seqs, steps - 1
-                n_gaps += steps - 1
-                n_groups += 1
+                step_gaps, group_weights, group_lengths, n_gaps, n_groups = _step_gaps_appended(
+                    step_gaps, group_weights, group_lengths, n_gaps, n_groups, latencies_s[1:], seqs)
             runs_i, crossings = _room(runs_i, n_runs), _room(crossings, n_runs)
             run_lengths = _room(run_lengths, n_runs)
             runs_i[n_runs, 0], runs_i[n_runs, 1], runs_i[n_runs, 2], runs_i[n_runs, 3] = seqs, used_blocks, queued, \
@@ -510,10 +520,8 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
             for k in range(len(done)):
                 r = done[k]
                 times[r, LONGEST_GAP] = max(times[r, LONGEST_GAP], longest_gap[k])
-                times[r, LAST_TOKEN], times[r, COMPLETION] = end_s, end_s
-                state[r], generated[r] = _DONE, output[r]
-                free += held[r]
-                held[r] = 0
+                times[r, LAST_TOKEN] = end_s
+                free += _complete(r, end_s, state, generated, output, times, held)
     return LoopOutput(state, generated, preemptions, prefill_tokens, prefilled, times, steps_f, steps_i, n_steps,
                       runs_i, crossings, n_runs, run_ends_s, run_durations_s, run_lengths, n_run_steps, first_gaps,
                       first_weights, n_first, step_gaps, group_weights, group_lengths, n_gaps, n_groups, flops,
