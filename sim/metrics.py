@@ -60,15 +60,21 @@ class Rows:
         self._dtype, self._pending, self._gathered, self.n = np.dtype(dtype), [], [], 0
 
     def append(self, row) -> None:
-        self._pending.append(row)
-        self.n += 1
+        self._pend(row, 1)
+
+    def _pend(self, item, rows: int) -> None:
+        self._pending.append(item)
+        self.n += rows
         if len(self._pending) == GATHER:
             self._gather()
 
     def _gather(self) -> None:
         if self._pending:
-            self._gathered.append(np.array(self._pending, dtype=self._dtype))
+            self._gathered.append(self._joined(self._pending))
             self._pending = []
+
+    def _joined(self, pending: list) -> np.ndarray:
+        return np.array(pending, dtype=self._dtype)
 
     def absorb(self, other: "Rows") -> None:
         """Append another's rows (or arrays) after these."""
@@ -92,15 +98,10 @@ class Arrays(Rows):
     """One-dimensional arrays appended one call at a time, read as their concatenation."""
 
     def extend(self, values: np.ndarray) -> None:
-        self._pending.append(values)
-        self.n += len(values)
-        if len(self._pending) == GATHER:
-            self._gather()
+        self._pend(values, len(values))
 
-    def _gather(self) -> None:
-        if self._pending:
-            self._gathered.append(np.concatenate(self._pending, dtype=self._dtype))
-            self._pending = []
+    def _joined(self, pending: list) -> np.ndarray:
+        return np.concatenate(pending, dtype=self._dtype)
 
 
 class _Records:
