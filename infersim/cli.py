@@ -179,6 +179,21 @@ def cmd_engines(args) -> int:
     return 0
 
 
+def _against(predicted: float, measured: float | None, spec: str) -> str:
+    """'predicted / measured', the measurement a dash where the run has none."""
+    return f"{predicted:{spec}} / " + ("-" if measured is None else f"{measured:{spec}}")
+
+
+def _compared_run(c) -> dict:
+    """A compared run for --json: what was measured (the own requests' count, not their lengths) and what the
+    simulator predicts."""
+    measured = {k: v for k, v in c.run.__dict__.items() if k != "requests"}
+    return {**measured, "own_requests": None if c.run.requests is None else len(c.run.requests.input_tokens),
+            "predicted_ttft_ms": c.ttft_ms, "predicted_itl_ms": c.itl_ms,
+            "predicted_output_tokens_per_s": c.output_tokens_per_s, "predicted_p99_ttft_ms": c.p99_ttft_ms,
+            "predicted_p99_itl_ms": c.p99_itl_ms}
+
+
 def cmd_compare_serving(args) -> int:
     from pathlib import Path
 
@@ -205,18 +220,20 @@ def cmd_compare_serving(args) -> int:
              "simulated": highest_rate_within(comparisons, args.ttft_ms, measured=False)}
     if args.json:
         print(json.dumps(json_safe({"engine": args.engine, "errors": errors, "rate_within_ttft": rates,
-                                    "runs": [{**c.run.__dict__, "predicted_ttft_ms": c.ttft_ms,
-                                              "predicted_itl_ms": c.itl_ms,
-                                              "predicted_output_tokens_per_s": c.output_tokens_per_s}
-                                             for c in comparisons]}), indent=2, allow_nan=False))
+                                    "runs": [_compared_run(c) for c in comparisons]}), indent=2, allow_nan=False))
     else:
         print(f"{_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
         print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)", "ITL ms (sim/meas)",
-                     "out tok/s (sim/meas)"],
-                    [[c.run.where, c.run.model, str(c.run.tensor_parallel), f"{c.run.input_tokens}/{c.run.output_tokens}",
+                     "out tok/s (sim/meas)", "p99 TTFT ms", "p99 ITL ms"],
+                    [[c.run.where, c.run.model, str(c.run.tensor_parallel),
+                      f"{c.run.input_tokens}/{c.run.output_tokens}" + (" (own)" if c.run.requests else ""),
                       _load(c.run), f"{c.ttft_ms:.0f} / {c.run.mean_ttft_ms:.0f}",
                       f"{c.itl_ms:.1f} / {c.run.mean_itl_ms:.1f}",
-                      f"{c.output_tokens_per_s:.0f} / {c.run.output_tokens_per_s:.0f}"] for c in comparisons]))
+                      f"{c.output_tokens_per_s:.0f} / {c.run.output_tokens_per_s:.0f}",
+                      _against(c.p99_ttft_ms, c.run.p99_ttft_ms, ".0f"), _against(c.p99_itl_ms, c.run.p99_itl_ms, ".1f")]
+                     for c in comparisons]))
+        if any(c.run.requests for c in comparisons):
+            print("(own): the run's own requests, as --save-detailed lists them (in/out: their means)")
         print()
         print(table(["figure", "runs", "median |error|", "p90 |error|"],
                     [[k, str(v["runs"]), f"{100 * v['median_abs_err']:.1f}%", f"{100 * v['p90_abs_err']:.1f}%"]

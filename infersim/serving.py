@@ -6,11 +6,15 @@ Measurements come as a CSV table with one run a row (the columns of NVIDIA's Ten
 table: model, hardware, tensor_parallel, input_tokens, output_tokens, num_requests, request_rate_per_s
 (`inf`: every request at once), mean_ttft_ms, mean_itl_ms, output_tokens_per_s, and optionally
 max_concurrency), or as the JSON `vllm bench serve --save-result` writes (one run; its model, GPU and tensor
-parallelism given on the command line). Arrivals of a finite rate are Poisson, as benchmark clients send them,
-drawn given that their gaps average 1 / rate (the run's nominal rate exactly, not a seed's luck); lengths are
-fixed at the run's. A run with max_concurrency at an unbounded rate is a closed loop (`vllm bench serve
---max-concurrency`): that many clients, each sending its next request when it has its last, the engine's
-front-end time (frontend_s) apart.
+parallelism given on the command line). Arrivals of a finite rate are Poisson, as benchmark clients send them
+(Gamma with the run's shape where vllm bench serve had --burstiness), drawn given that their gaps average
+1 / rate (the run's nominal rate exactly, not a seed's luck); lengths are fixed at the run's means. A JSON
+saved with --save-detailed lists every request: those completed are simulated with their own prompt and
+output lengths, sent when they were sent (`start_times`) where the file records it. A run with
+max_concurrency at an unbounded rate is a closed loop (`vllm bench serve --max-concurrency`): that many
+clients, each sending its next request when it has its last, the engine's front-end time (frontend_s) apart.
+Where a run gives its 99th percentiles (vllm bench serve's p99_ttft_ms and p99_tpot_ms; CSV columns
+p99_ttft_ms and p99_itl_ms), they are predicted and compared too.
 """
 from __future__ import annotations
 
@@ -22,6 +26,17 @@ import numpy as np
 
 from infersim.roofline.boundary import number, number_cell, parse_json, read_rows, read_text
 from infersim.roofline.errors import SpecError
+
+
+@dataclass(frozen=True)
+class MeasuredRequests:
+    """A run's own completed requests, as `vllm bench serve --save-detailed` lists them, in the order sent:
+    prompt and output tokens of each, and when each was sent, in seconds from the first (None where the file
+    does not record it)."""
+
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    sent_s: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,10 @@ class ServingRun:
     mean_itl_ms: float
     output_tokens_per_s: float
     max_concurrency: int | None = None  # closed loop: this many clients (the rate is then inf); None: open loop
+    p99_ttft_ms: float | None = None  # None: not measured
+    p99_itl_ms: float | None = None  # of the per-request figure mean_itl_ms averages (vllm bench serve's TPOT)
+    burstiness: float = 1.0  # vllm bench serve --burstiness: the Gamma shape of the gaps (1: Poisson)
+    requests: MeasuredRequests | None = None  # the run's own requests, where the file lists them
 
     @property
     def config_key(self) -> str:
@@ -53,12 +72,20 @@ class Comparison:
     ttft_ms: float
     itl_ms: float
     output_tokens_per_s: float
+    p99_ttft_ms: float = math.nan
+    p99_itl_ms: float = math.nan
 
     def errors(self) -> dict:
-        """Relative error of each prediction: (predicted - measured) / measured."""
+        """Relative error of each prediction: (predicted - measured) / measured; the 99th percentiles only
+        where the run measured them."""
         r = self.run
-        return {"ttft": self.ttft_ms / r.mean_ttft_ms - 1, "itl": self.itl_ms / r.mean_itl_ms - 1,
-                "output_tokens_per_s": self.output_tokens_per_s / r.output_tokens_per_s - 1}
+        errors = {"ttft": self.ttft_ms / r.mean_ttft_ms - 1, "itl": self.itl_ms / r.mean_itl_ms - 1,
+                  "output_tokens_per_s": self.output_tokens_per_s / r.output_tokens_per_s - 1}
+        if r.p99_ttft_ms is not None:
+            errors["p99_ttft"] = self.p99_ttft_ms / r.p99_ttft_ms - 1
+        if r.p99_itl_ms is not None:
+            errors["p99_itl"] = self.p99_itl_ms / r.p99_itl_ms - 1
+        return errors
 
 
 _TOKENS = dict(whole=True, minimum=1, maximum=1 << 24)
@@ -86,6 +113,52 @@ def _clients(value, rate_per_s: float, where: str) -> int | None:
     return clients
 
 
+def _optional(value, field: str, where: str) -> float | None:
+    """A measured figure a run may leave out: None where missing, null or an empty cell."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return number(value, field, where, **_POSITIVE)
+
+
+def _per_request(data: dict, field: str, where: str, count: int | None, *, whole: bool = True,
+                 minimum: float = 0.0) -> np.ndarray:
+    """`data[field]` as a list of finite (whole, if `whole`) numbers >= `minimum`, one per request (`count` of
+    them if given)."""
+    values = data.get(field)
+    if not isinstance(values, list) or not values:
+        raise SpecError(field, "must be a list with one number per request (as vllm bench serve --save-detailed "
+                        "writes it)", type(values).__name__ if values is not None else None, file=where)
+    if count is not None and len(values) != count:
+        raise SpecError(field, f"must list as many requests as input_lens ({count}), not {len(values)}", file=where)
+    for i, v in enumerate(values):
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < minimum
+                or (whole and v != int(v))):
+            kind = "whole numbers" if whole else "finite numbers"
+            raise SpecError(field, f"must hold {kind} >= {minimum:g} only (request {i} has {v!r})", file=where)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _measured_requests(data: dict, where: str) -> MeasuredRequests | None:
+    """The completed requests of a --save-detailed file (output_lens >= 1; a failed request has 0), sorted by
+    when they were sent; None where the file lists no requests."""
+    if data.get("input_lens") is None and data.get("output_lens") is None:
+        return None
+    inputs = _per_request(data, "input_lens", where, None)
+    outputs = _per_request(data, "output_lens", where, len(inputs))
+    sent = None if data.get("start_times") is None else _per_request(data, "start_times", where, len(inputs),
+                                                                      whole=False, minimum=-math.inf)
+    done = (outputs >= 1) & (inputs >= 1)
+    if not done.any():
+        raise SpecError("output_lens", "lists no completed request (each has 0 output tokens or 0 prompt tokens)",
+                        file=where)
+    inputs, outputs = inputs[done].astype(np.int64), outputs[done].astype(np.int64)
+    if sent is not None:
+        sent = sent[done]
+        order = np.argsort(sent, kind="stable")
+        inputs, outputs, sent = inputs[order], outputs[order], sent[order] - sent[order][0]
+    return MeasuredRequests(inputs, outputs, sent)
+
+
 def read_csv_runs(path: Path) -> list[ServingRun]:
     runs = []
     for where, row in read_rows(path, "serving runs"):
@@ -103,14 +176,17 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
             rate_per_s,
             number_cell(row, "mean_ttft_ms", where, **_POSITIVE), number_cell(row, "mean_itl_ms", where, **_POSITIVE),
             number_cell(row, "output_tokens_per_s", where, **_POSITIVE),
-            _clients(row.get("max_concurrency"), rate_per_s, where)))
+            _clients(row.get("max_concurrency"), rate_per_s, where),
+            _optional(row.get("p99_ttft_ms"), "p99_ttft_ms", where),
+            _optional(row.get("p99_itl_ms"), "p99_itl_ms", where)))
     return runs
 
 
 def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel: int) -> list[ServingRun]:
     """One `vllm bench serve --save-result` file: its mean lengths (total tokens over completed requests),
-    request rate, its clients if it had --max-concurrency, and measured means (TPOT as the inter-token
-    latency, the per-request mean the simulator's TPOT and GenAI-Perf's ITL are)."""
+    request rate and burstiness, its clients if it had --max-concurrency, measured means and 99th percentiles
+    (TPOT as the inter-token latency, the per-request figure the simulator's TPOT and GenAI-Perf's ITL are),
+    and, saved with --save-detailed, its own requests (`_measured_requests`)."""
     data = parse_json(read_text(path, "serving runs"))
     if not isinstance(data, dict):
         raise SpecError("", "must hold the JSON object vllm bench serve --save-result writes", file=path.name)
@@ -118,6 +194,12 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
     completed = number(data.get("completed"), "completed", where, whole=True, minimum=1, maximum=10_000_000)
     rate = data.get("request_rate", "inf")
     rate_per_s = _rate(rate if isinstance(rate, str) else str(rate), where)
+    requests = _measured_requests(data, where)
+    if data.get("ramp_up_strategy") is not None and (requests is None or requests.sent_s is None):
+        raise SpecError("ramp_up_strategy", "sends at a changing rate, which only the send times of --save-detailed "
+                        "(start_times) tell: save the run with --save-detailed or at a fixed --request-rate",
+                        data["ramp_up_strategy"], file=where)
+    burstiness = data.get("burstiness")
     return [ServingRun(
         where, model, hardware, tensor_parallel,
         max(1, round(number(data.get("total_input_tokens"), "total_input_tokens", where, minimum=1) / completed)),
@@ -126,20 +208,42 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         number(data.get("mean_ttft_ms"), "mean_ttft_ms", where, **_POSITIVE),
         number(data.get("mean_tpot_ms"), "mean_tpot_ms", where, **_POSITIVE),
         number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE),
-        _clients(data.get("max_concurrency"), rate_per_s, where))]
+        _clients(data.get("max_concurrency"), rate_per_s, where),
+        _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where), _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where),
+        1.0 if burstiness is None else number(burstiness, "burstiness", where, minimum=1e-3, maximum=1e3, text=False),
+        requests)]
 
 
-def arrivals_of(run: ServingRun, seed: int) -> np.ndarray:
-    """When the run's requests are sent: all at once (rate `inf`, or a single request), or a Poisson draw from
-    0 whose n - 1 gaps are scaled to average 1 / rate. One draw of 500 misses its rate by 4.5% (1 sigma),
-    where a benchmark achieves its nominal rate at light load (NVIDIA's table: 2.0 requests/s at 2)."""
+def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:
+    """When `n` requests (the run's count if None) are sent: all at once (rate `inf`, or a single request),
+    or a Poisson draw from 0 whose n - 1 gaps are scaled to average 1 / rate; Gamma gaps of shape
+    `run.burstiness` where that is not 1 (vllm bench serve draws its gaps so: coefficient of variation
+    1 / sqrt(burstiness)). One draw of 500 misses its rate by 4.5% (1 sigma), where a benchmark achieves its
+    nominal rate at light load (NVIDIA's table: 2.0 requests/s at 2)."""
     from infersim.sim.workload import arrival_times
 
-    n = run.num_requests
+    n = run.num_requests if n is None else n
     if math.isinf(run.request_rate_per_s) or n == 1:
         return np.zeros(n)
-    arrivals = arrival_times("poisson", run.request_rate_per_s, n, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if run.burstiness == 1.0:
+        arrivals = arrival_times("poisson", run.request_rate_per_s, n, rng)
+    else:
+        arrivals = arrival_times("gamma", run.request_rate_per_s, n, rng, cv=1 / math.sqrt(run.burstiness))
     return arrivals * ((n - 1) / run.request_rate_per_s / arrivals[-1])
+
+
+def workload_of(run: ServingRun, seed: int):
+    """The run's requests: its own where the file lists them (sent when they were, where it says so, else at
+    `arrivals_of`), otherwise `num_requests` of its mean lengths sent at `arrivals_of`."""
+    from infersim.sim.workload import Workload
+
+    own = run.requests
+    if own is None:
+        n = run.num_requests
+        return Workload(arrivals_of(run, seed), np.full(n, run.input_tokens), np.full(n, run.output_tokens))
+    sent_s = own.sent_s if own.sent_s is not None else arrivals_of(run, seed, len(own.input_tokens))
+    return Workload(sent_s, own.input_tokens, own.output_tokens)
 
 
 def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> Comparison:
@@ -148,13 +252,11 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
     from infersim.sim.engines import preset_config
     from infersim.sim.run import requests_from, simulate
-    from infersim.sim.workload import Workload
 
     try:
         model, hardware = get_model(run.model), get_hardware(run.hardware)
-        n = run.num_requests
-        workload = Workload(arrivals_of(run, seed), np.full(n, run.input_tokens), np.full(n, run.output_tokens))
-        max_model_len = min(model.max_context_tokens, run.input_tokens + run.output_tokens)
+        workload = workload_of(run, seed)
+        max_model_len = min(model.max_context_tokens, int((workload.prompt_tokens + workload.output_tokens).max()))
         cfg = preset_config(preset, model, hardware, StepOptions(parallel=Parallelism(run.tensor_parallel)),
                             max_model_len, concurrency=run.max_concurrency,
                             **({"overhead": overhead} if overhead is not None else {}))
@@ -163,16 +265,23 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
         raise err.in_file(run.where) from None
     if summary["ttft_s"]["mean"] is None:
         raise SpecError("", "no request of this run could be served (see infersim run for the reason)", file=run.where)
-    itl_s = summary["tpot_s"]["mean"] if summary["tpot_s"]["mean"] is not None else math.nan
-    return Comparison(run, summary["ttft_s"]["mean"] * 1e3, itl_s * 1e3, summary["throughput_tokens_per_s"])
+    def ms(figure: str, stat: str) -> float:
+        value = summary[figure][stat]
+        return math.nan if value is None else value * 1e3
+
+    return Comparison(run, ms("ttft_s", "mean"), ms("tpot_s", "mean"), summary["throughput_tokens_per_s"],
+                      ms("ttft_s", "p99"), ms("tpot_s", "p99"))
 
 
 def error_summary(comparisons: list[Comparison]) -> dict:
-    """Median and 90th-percentile |relative error| of each figure, over the runs that have it."""
+    """Median and 90th-percentile |relative error| of each figure, over the runs that have it (the 99th
+    percentiles only where some run measured them)."""
     out = {}
-    for key in ("ttft", "itl", "output_tokens_per_s"):
-        errors = np.abs([c.errors()[key] for c in comparisons])
+    for key in ("ttft", "itl", "output_tokens_per_s", "p99_ttft", "p99_itl"):
+        errors = np.abs([e[key] for e in (c.errors() for c in comparisons) if key in e])
         errors = errors[np.isfinite(errors)]
+        if key.startswith("p99") and not errors.size:
+            continue
         out[key] = {"median_abs_err": float(np.median(errors)), "p90_abs_err": float(np.percentile(errors, 90)),
                     "runs": int(errors.size)}
     return out

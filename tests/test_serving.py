@@ -97,3 +97,79 @@ def test_a_run_at_a_finite_rate_sends_its_requests_at_exactly_that_rate():
     # the first at 0, then 499 gaps of 0.5 s on average: the last at 249.5 s
     assert arrivals[-1] == pytest.approx(249.5, rel=1e-12) and arrivals[0] == 0 and np.all(np.diff(arrivals) >= 0)
     assert not np.any(arrivals_of(replace(run, request_rate_per_s=float("inf")), seed=0))
+
+
+def test_99th_percentiles_are_compared_where_a_run_measured_them(tmp_path):
+    lines = RUNS.read_text().splitlines()
+    with_p99 = tmp_path / "runs.csv"
+    with_p99.write_text("\n".join([lines[0] + ",p99_ttft_ms,p99_itl_ms", lines[19] + ",40,", lines[25] + ",,"]) + "\n")
+    first, second = read_csv_runs(with_p99)
+    assert (first.p99_ttft_ms, first.p99_itl_ms, second.p99_ttft_ms) == (40.0, None, None)
+    # predicted p99 TTFT 50 ms against 40 measured: +25%; a run that did not measure it adds no error
+    measured = Comparison(first, 20.0, 7.0, 500.0, p99_ttft_ms=50.0, p99_itl_ms=9.0)
+    assert measured.errors()["p99_ttft"] == pytest.approx(0.25) and "p99_itl" not in measured.errors()
+    summary = error_summary([measured, Comparison(second, 20.0, 7.0, 30.0, p99_ttft_ms=90.0, p99_itl_ms=9.0)])
+    assert summary["p99_ttft"] == {"median_abs_err": pytest.approx(0.25), "p90_abs_err": pytest.approx(0.25), "runs": 1}
+    assert "p99_itl" not in summary  # no run measured it
+
+
+def bench_json(tmp_path, **fields):
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"completed": 3, "total_input_tokens": 350, "total_output_tokens": 45,
+                                 "request_rate": 2, "mean_ttft_ms": 30.0, "mean_tpot_ms": 9.5,
+                                 "output_throughput": 480.0, **fields}))
+    return bench
+
+
+def test_vllm_bench_percentiles_and_burstiness_are_read(tmp_path):
+    (run,) = read_vllm_bench_json(bench_json(tmp_path, p99_ttft_ms=80.0, p99_tpot_ms=12.0, burstiness=0.5),
+                                  "llama-3.1-8b", "h100-sxm", 1)
+    assert (run.p99_ttft_ms, run.p99_itl_ms, run.burstiness, run.requests) == (80.0, 12.0, 0.5, None)
+
+
+def test_burstiness_sends_gamma_gaps_of_its_shape():
+    from dataclasses import replace
+
+    from infersim.serving import arrivals_of
+    run = replace(read_csv_runs(RUNS)[0], request_rate_per_s=10.0, num_requests=20001, burstiness=4.0)
+    gaps = np.diff(arrivals_of(run, seed=0))
+    # vllm bench serve draws Gamma(shape=burstiness) gaps: coefficient of variation 1/sqrt(4) = 0.5; the gaps
+    # are scaled to average exactly 1/rate = 0.1 s
+    assert gaps.mean() == pytest.approx(0.1, rel=1e-12)
+    assert gaps.std() / gaps.mean() == pytest.approx(0.5, rel=0.03)
+
+
+def test_a_detailed_vllm_bench_run_is_simulated_with_its_own_requests(tmp_path):
+    from infersim.serving import workload_of
+    # four requests; the second failed (0 output tokens); sent out of list order at 12.0, 12.5, 13.25, 12.25 s
+    bench = bench_json(tmp_path, input_lens=[100, 300, 200, 50], output_lens=[10, 0, 30, 5],
+                       start_times=[12.0, 12.5, 13.25, 12.25])
+    (run,) = read_vllm_bench_json(bench, "llama-3.1-8b", "h100-sxm", 1)
+    w = workload_of(run, seed=0)
+    # the three completed, by send time: 100/10 at 0 s, 50/5 at 0.25 s, 200/30 at 1.25 s
+    assert w.arrival_s.tolist() == [0.0, 0.25, 1.25]
+    assert (w.prompt_tokens.tolist(), w.output_tokens.tolist()) == ([100, 50, 200], [10, 5, 30])
+    c = simulate_run(run, "vllm-v1")
+    assert c.output_tokens_per_s > 0 and c.p99_ttft_ms >= c.ttft_ms
+    out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(bench), "--model",
+                          "llama-3.1-8b", "--hardware", "h100-sxm"], capture_output=True, text=True)
+    assert out.returncode == 0 and "(own)" in out.stdout, out.stderr
+    # without send times, the lengths are sent at the run's rate (2/s): 0, 0.5, 1.0 s on average
+    (unsent,) = read_vllm_bench_json(bench_json(tmp_path, input_lens=[100, 50, 200], output_lens=[10, 5, 30]),
+                                     "llama-3.1-8b", "h100-sxm", 1)
+    assert workload_of(unsent, seed=0).arrival_s[-1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"input_lens": [100, 200], "output_lens": [10]}, r"output_lens: must list as many requests as input_lens \(2\)"),
+    ({"input_lens": [100, "x"], "output_lens": [10, 5]}, r"input_lens: must hold whole numbers >= 0 only \(request 1"),
+    ({"input_lens": [100, 2.5], "output_lens": [10, 5]}, r"input_lens: must hold whole numbers"),
+    ({"input_lens": [100], "output_lens": [0]}, r"output_lens: lists no completed request"),
+    ({"input_lens": [100], "output_lens": [3], "start_times": [None]}, r"start_times: must hold finite numbers"),
+    ({"ramp_up_strategy": "linear"}, r"ramp_up_strategy: sends at a changing rate"),
+    ({"burstiness": "high"}, r"burstiness: must be a finite number"),
+    ({"p99_ttft_ms": -1}, r"p99_ttft_ms: must be a finite number"),
+])
+def test_bad_detailed_vllm_bench_files_get_one_line(tmp_path, fields, message):
+    with pytest.raises(SpecError, match=r"bench.json: " + message):
+        read_vllm_bench_json(bench_json(tmp_path, **fields), "llama-3.1-8b", "h100-sxm", 1)
