@@ -154,8 +154,9 @@ def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Pat
 
 
 def plot_serving(comparisons: list, path: Path | str, title: str) -> None:
-    """Mean TTFT and ITL against request rate per configuration, measured (dots) and simulated (lines);
-    runs of unbounded rate are drawn at twice the highest finite rate."""
+    """Mean TTFT and ITL against request rate per configuration, measured (dots) and simulated (lines), and
+    their 99th percentiles (hollow dots, dashed lines) where the runs measured them; runs of unbounded rate
+    are drawn at twice the highest finite rate."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     configs: dict = {}
@@ -170,13 +171,20 @@ def plot_serving(comparisons: list, path: Path | str, title: str) -> None:
         for ax, measured, predicted in ((axes[0], "mean_ttft_ms", "ttft_ms"), (axes[1], "mean_itl_ms", "itl_ms")):
             ax.plot(rates, [getattr(c, predicted) for c in runs], "-", color=color, lw=1.2, label=label)
             ax.plot(rates, [getattr(c.run, measured) for c in runs], "o", color=color, ms=4)
-    for ax, name in ((axes[0], "mean TTFT (ms)"), (axes[1], "mean ITL (ms)")):
+            tail = [getattr(c.run, f"p99_{predicted}") for c in runs]
+            if any(t is not None for t in tail):
+                ax.plot(rates, [getattr(c, f"p99_{predicted}") for c in runs], "--", color=color, lw=1)
+                ax.plot(rates, [np.nan if t is None else t for t in tail], "o", color=color, ms=5, mfc="none")
+    tails = any(c.run.p99_ttft_ms is not None or c.run.p99_itl_ms is not None for c in comparisons)
+    for ax, name in ((axes[0], "TTFT (ms)"), (axes[1], "ITL (ms)")):
+        name = f"{name}: mean, p99 dashed" if tails else f"mean {name}"
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("request rate (requests/s; rightmost: all at once)")
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.2)
-    axes[0].legend(fontsize=7, title="lines: simulated, dots: measured", title_fontsize=7)
+    axes[0].legend(fontsize=7, title="lines: simulated, dots: measured" + ("; dashed, hollow: p99" if tails else ""),
+                   title_fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
