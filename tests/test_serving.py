@@ -173,3 +173,13 @@ def test_a_detailed_vllm_bench_run_is_simulated_with_its_own_requests(tmp_path):
 def test_bad_detailed_vllm_bench_files_get_one_line(tmp_path, fields, message):
     with pytest.raises(SpecError, match=r"bench.json: " + message):
         read_vllm_bench_json(bench_json(tmp_path, **fields), "llama-3.1-8b", "h100-sxm", 1)
+
+
+def test_the_plot_draws_99th_percentiles_where_runs_measured_them(tmp_path):
+    from dataclasses import replace
+
+    from infersim.plots import plot_serving
+    comparisons = [Comparison(replace(run_at(rate, 50.0), p99_ttft_ms=120.0), 60.0, 8.0, 100.0, 130.0, 11.0)
+                   for rate in (2.0, 4.0, math.inf)]
+    plot_serving(comparisons, tmp_path / "serving.png", "runs")
+    assert (tmp_path / "serving.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
