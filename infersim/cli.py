@@ -150,7 +150,7 @@ def cmd_hardware(args) -> int:
         h = get_hardware(name)
         rows.append([name, si(h.peak("fp16"), "FLOP/s"), si(h.peak_flops_per_s.get("int8", 0), "OP/s"),
                      si(h.peak_flops_per_s.get("fp8", 0), "FLOP/s"), si(h.peak_flops_per_s.get("fp4", 0), "FLOP/s"),
-                     si(h.memory_bytes, "B"),
+                     f"{h.memory_bytes / 2 ** 30:.4g} GiB",
                      si(h.memory_bandwidth_bytes_per_s, "B/s"), si(h.interconnect_bandwidth_bytes_per_s, "B/s"),
                      str(h.sm_count), f"{h.ridge_point_flops_per_byte():.0f}"])
     print(table(["hardware", "fp16", "int8", "fp8", "fp4", "memory", "bandwidth", "link/dir", "SMs", "ridge"], rows))

@@ -207,10 +207,16 @@ class HardwareSpec:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _gpu(name, source, peaks, vector, mem_gb, bw_gbs, l2_mb, sram_kb, sms, link_gbs, host_gbs,
+# Device memory as the driver reports it (nvidia-smi's total), which is what an engine sizes its KV cache
+# from: a datasheet's "80 GB" is binary, 80 GiB of HBM less ~0.4% the driver keeps (A100 80GB 81920 MiB,
+# H100 80GB HBM3 81559, H200 143771, GH200 96GB and H20 97871, B200 183359, GB200 189471), except the
+# B300's "288 GB", decimal (275040 MiB). GDDR6 with ECC on, the default on data-center Ada and Ampere cards,
+# keeps its check bits in the same chips, 1/16 of them: the L40S reports 46068 MiB of 48 GiB, the L4 23034
+# and A10G 23028 of 24 GiB; the RTX 4090 (no ECC) 24564. AMD parts: the datasheet's GB as GiB.
+def _gpu(name, source, peaks, vector, mem_mib, bw_gbs, l2_mb, sram_kb, sms, link_gbs, host_gbs,
          l2_bw_tbs=None, sparse=True, **kw) -> HardwareSpec:
     return HardwareSpec(name=name, source=source, peak_flops_per_s={k: v * TB for k, v in peaks.items()},
-                        vector_flops_per_s=vector * TB, memory_bytes=mem_gb * GB,
+                        vector_flops_per_s=vector * TB, memory_bytes=mem_mib * MiB,
                         memory_bandwidth_bytes_per_s=bw_gbs * GB, l2_bytes=l2_mb * MiB,
                         sram_per_sm_bytes=sram_kb * KiB, sm_count=sms,
                         interconnect_bandwidth_bytes_per_s=link_gbs * GB,
@@ -257,26 +263,26 @@ _H200_SM_DRAM_BW = _SM_IN_FLIGHT_BYTES / 550e-9
 # Link figures are per direction. L2 bandwidth: measured figures from microbenchmark studies
 # (A100 ~5 TB/s, Jia et al. style; H100 ~ 7.5 TB/s), used only by the GEMM tile model.
 _REGISTRY = {h.name: h for h in (
-    _gpu("a100-sxm-40gb", _A100_SOURCE, _A100_PEAKS, 19.5, 40, 1555, 40, 192, 108, 300, 32, l2_bw_tbs=5.0,
+    _gpu("a100-sxm-40gb", _A100_SOURCE, _A100_PEAKS, 19.5, 40960, 1555, 40, 192, 108, 300, 32, l2_bw_tbs=5.0,
          sm_dram_bandwidth_bytes_per_s=_AMPERE_SM_DRAM_BW),
-    _gpu("a100-sxm-80gb", _A100_SOURCE, _A100_PEAKS, 19.5, 80, 2039, 40, 192, 108, 300, 32, l2_bw_tbs=5.0,
+    _gpu("a100-sxm-80gb", _A100_SOURCE, _A100_PEAKS, 19.5, 81920, 2039, 40, 192, 108, 300, 32, l2_bw_tbs=5.0,
          sm_dram_bandwidth_bytes_per_s=_AMPERE_SM_DRAM_BW),
     # HGX H100: 8 GPUs on NVSwitch 3, which reduces in the switch (NVLink SHARP)
     # Its compute efficiency is the one measured on the H200 (below), the same GH100 die at the same clocks
     # and power; its HBM3's efficiency stays the A100-fitted one (the H200's HBM3e measured 0.87).
-    _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 80, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
+    _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 81559, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
          compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, architecture="hopper",
          nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # H100 PCIe: NVLink bridges join pairs of cards (600 GB/s); collectives over more than two go over PCIe,
     # which this one fabric does not model
-    _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 80, 2000,
+    _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 81559, 2000,
          50, 228, 114, 300, 64, l2_bw_tbs=6.5, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, architecture="hopper",
          gpu_fabric="nvlink", gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # NVIDIA H200 datasheet (2024): H100 SXM compute, 141 GB HBM3e at 4.8 TB/s. Efficiencies and the exp
     # rate measured on an H200 by `infersim calibrate --device gpu` (benchmarks/results/h200): an 8192^3
     # fp16 GEMM at 0.89 of the peak, a 1 GiB device copy at 0.87 of the bandwidth, 3.9e12 exp/s (MUFU).
     _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM; efficiencies measured "
-         "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 141, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
+         "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 143771, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
          compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, memory_efficiency=0.87,
          special_function_per_s=3.9e12, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2,
          sm_dram_bandwidth_bytes_per_s=_H200_SM_DRAM_BW),
@@ -287,7 +293,7 @@ _REGISTRY = {h.name: h for h in (
     # KV swaps cross NVLink-C2C to the Grace CPU's memory, 900 GB/s (450 each way), not PCIe. Compute
     # efficiency as the H100 SXM's (the same die).
     _gpu("gh200", "NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: H100 GPU, "
-         "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 96, 4000, 50, 228, 132,
+         "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 97871, 4000, 50, 228, 132,
          450, 450, l2_bw_tbs=7.5, compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
          architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # NVIDIA H20 (HGX H20, 2024): a cut-down Hopper for China with no public NVIDIA datasheet; figures from
@@ -296,7 +302,7 @@ _REGISTRY = {h.name: h for h in (
     # NVSwitch, PCIe Gen5 x16; 78 SMs as the device reports them (Geekbench 6 listing).
     _gpu("h20", "NVIDIA HGX H20 partner spec sheet (2024, as reported by SemiAnalysis): 78 SMs, 60 MB L2, 96 GB "
          "HBM3 at 4.0 TB/s, NVLink 900 GB/s, PCIe Gen5 x16", dict(fp32=44, tf32=74, fp16=148, fp8=296, int8=296), 44,
-         96, 4000, 60, 228, 78, 450, 64, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2,
+         97871, 4000, 60, 228, 78, 450, 64, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2,
          sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # Blackwell: NVIDIA's datasheets print fp4-tf32 peaks with 2:4 sparsity; the dense ones here are half.
     # NVLink 5 gives each GPU 1.8 TB/s (900 GB/s each way) through NVSwitch, which reduces in the switch
@@ -307,14 +313,14 @@ _REGISTRY = {h.name: h for h in (
     # reports 7.67); PCIe Gen5 x16 to the host.
     _gpu("b200", "NVIDIA HGX B200 datasheet (2024-25): 148 SMs, 126.5 MiB L2, 180 GB HBM3e at 8 TB/s, "
          "NVLink 5 1.8 TB/s (900 GB/s each way), PCIe Gen5 x16",
-         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=9000, int8=4500), 75, 180, 8000, 126.5, 228, 148, 900,
+         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=9000, int8=4500), 75, 183359, 8000, 126.5, 228, 148, 900,
          64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
     # GB200 NVL72 (NVIDIA GB200 NVL72 datasheet, 2024; one GPU of 72): fp4 1,440, fp8 and int8 720, fp16 360,
     # tf32 180 PFLOPS sparse; fp32 5,760 TFLOPS; 13.4 TB HBM3e at 576 TB/s; NVLink 130 TB/s; 152 SMs at
     # the GB200's higher clocks; NVLink-C2C to its Grace CPU, 900 GB/s (450 each way), carries KV swaps.
     _gpu("gb200", "NVIDIA GB200 NVL72 datasheet (2024): one Blackwell GPU of 72, 152 SMs, 129 MiB L2, 186 GB HBM3e "
          "at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way), NVLink-C2C 900 GB/s",
-         dict(fp32=80, tf32=1250, fp16=2500, fp8=5000, fp4=10000, int8=5000), 80, 186, 8000, 129.25, 228, 152,
+         dict(fp32=80, tf32=1250, fp16=2500, fp8=5000, fp4=10000, int8=5000), 80, 189471, 8000, 129.25, 228, 152,
          900, 450, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
     # HGX B300 (NVIDIA HGX B300 datasheet, 2025; per GPU of 8): Blackwell Ultra, whose fp4 rises to 105
     # PFLOPS dense (144 sparse) while int8 falls to 2 POPS sparse; fp8 72, fp16 36, tf32 18 PFLOPS sparse;
@@ -322,34 +328,34 @@ _REGISTRY = {h.name: h for h in (
     # blog, 2025). The GPU's PCIe Gen6 port runs at Gen5 x16 behind today's x86 hosts.
     _gpu("b300", "NVIDIA HGX B300 datasheet (2025) and \"Inside NVIDIA Blackwell Ultra\" (NVIDIA, 2025): 158 SMs, "
          "129 MiB L2, 288 GB HBM3e at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way)",
-         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=13125, int8=125), 75, 288, 8000, 129.25, 228, 158, 900,
+         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=13125, int8=125), 75, 275040, 8000, 129.25, 228, 158, 900,
          64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
     # NVIDIA L40S datasheet (2023): 142 SMs, 48 GB GDDR6 at 864 GB/s, 96 MB L2, no NVLink.
     _gpu("l40s", "NVIDIA L40S datasheet (2023), Ada AD102: 142 SMs, 96 MB L2, PCIe Gen4 only",
-         dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 48, 864, 96, 128, 142, 32, 32,
+         dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 46068, 864, 96, 128, 142, 32, 32,
          gpu_fabric="pcie"),
     # NVIDIA L4 datasheet (2023): 58 SMs, 24 GB GDDR6 at 300 GB/s, 48 MB L2.
     _gpu("l4", "NVIDIA L4 Tensor Core GPU datasheet (2023), Ada AD104: 58 SMs, 48 MB L2, PCIe Gen4 only",
-         dict(fp32=30.3, tf32=60, fp16=121, fp8=242.5, int8=242.5), 30.3, 24, 300, 48, 128, 58, 32, 32,
+         dict(fp32=30.3, tf32=60, fp16=121, fp8=242.5, int8=242.5), 30.3, 23034, 300, 48, 128, 58, 32, 32,
          gpu_fabric="pcie"),
     # NVIDIA A10 datasheet (2021) tensor figures; A10G is AWS's variant: 80 SMs, 24 GB at 600 GB/s, 6 MB L2.
     _gpu("a10g", "NVIDIA A10 datasheet (2021) figures for AWS A10G: 80 SMs, 6 MB L2, 600 GB/s",
-         dict(fp32=31.2, tf32=62.5, fp16=125, int8=250, int4=500), 31.2, 24, 600, 6, 128, 80, 32, 32,
+         dict(fp32=31.2, tf32=62.5, fp16=125, int8=250, int4=500), 31.2, 23028, 600, 6, 128, 80, 32, 32,
          gpu_fabric="pcie"),
     # NVIDIA Ada whitepaper (RTX 4090): fp16 tensor with fp32 accumulate 165.2 TFLOPS dense, 1008 GB/s.
     _gpu("rtx-4090", "NVIDIA Ada Lovelace architecture whitepaper v2.1, RTX 4090: 128 SMs, 72 MB L2",
-         dict(fp32=82.6, tf32=82.6, fp16=165.2, fp8=330.3, int8=660.6, int4=1321.2), 82.6, 24, 1008, 72, 128,
+         dict(fp32=82.6, tf32=82.6, fp16=165.2, fp8=330.3, int8=660.6, int4=1321.2), 82.6, 24564, 1008, 72, 128,
          128, 32, 32, gpu_fabric="pcie"),
     # AMD Instinct MI300X datasheet (2023): 304 CUs, 192 GB HBM3 at 5.3 TB/s, 256 MB Infinity Cache,
     # 7 Infinity Fabric links x 64 GB/s each way, 64 KB LDS per CU. Collectives: RCCL derives from NCCL; its
     # tuning tables are taken as NCCL's Hopper ones over the direct links of the 8-GPU mesh.
     _gpu("mi300x", "AMD Instinct MI300X accelerator datasheet (2023): 304 CUs, 256 MB Infinity Cache",
-         _MI300X_PEAKS, 81.7, 192, 5300, 256, 64, 304, 448, 64, architecture="hopper", gpu_fabric="nvlink"),
+         _MI300X_PEAKS, 81.7, 196608, 5300, 256, 64, 304, 448, 64, architecture="hopper", gpu_fabric="nvlink"),
     # AMD Instinct MI325X datasheet (2024): the MI300X's compute (dense fp16 1307.4, fp8 2614.9 TFLOPS: the
     # datasheet's sparse 5229.8 halved) with 256 GB HBM3E at 6 TB/s; 304 CUs, 64 KB LDS per CU and 256 MB
     # Infinity Cache as ROCm's GPU specifications table lists them; the MI300X's Infinity Fabric mesh.
     _gpu("mi325x", "AMD Instinct MI325X accelerator datasheet (2024): 304 CUs, 256 GB HBM3E at 6 TB/s, 256 MB "
-         "Infinity Cache, 7 Infinity Fabric links x 128 GB/s (64 each way), PCIe Gen5 x16", _MI300X_PEAKS, 81.7, 256,
+         "Infinity Cache, 7 Infinity Fabric links x 128 GB/s (64 each way), PCIe Gen5 x16", _MI300X_PEAKS, 81.7, 262144,
          6000, 256, 64, 304, 448, 64, architecture="hopper", gpu_fabric="nvlink"),
     # AMD Instinct MI355X datasheet (2025) and CDNA 4 whitepaper: 256 CUs at 2.4 GHz, dense fp16 2516.6, fp8
     # and int8 5033.2 (8,192 FP8 FLOP per CU per clock), MXFP4 10066.3 TFLOPS; CDNA 4 has no TF32 matrix math
@@ -358,7 +364,7 @@ _REGISTRY = {h.name: h for h in (
     # leaves out packed FP32 math, as for the MI300X: half the datasheet's 157.3 TFLOPS.
     _gpu("mi355x", "AMD Instinct MI355X accelerator datasheet (2025) and CDNA 4 whitepaper: 256 CUs, 288 GB "
          "HBM3E at 8 TB/s, 256 MB Infinity Cache, 7 Infinity Fabric links x 153.6 GB/s, PCIe Gen5 x16",
-         dict(fp32=157.3, fp16=2516.6, fp8=5033.2, fp4=10066.3, int8=5033.2), 78.6, 288, 8000, 256, 160, 256,
+         dict(fp32=157.3, fp16=2516.6, fp8=5033.2, fp4=10066.3, int8=5033.2), 78.6, 294912, 8000, 256, 160, 256,
          537.6, 64, architecture="hopper", gpu_fabric="nvlink"),
 )}
 

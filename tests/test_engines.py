@@ -16,15 +16,15 @@ def test_vllm_v1_sizes_its_token_budget_by_the_gpu_as_get_batch_defaults_does(gp
 
 
 def test_sglang_chunks_and_reserves_memory_by_gpu_memory_as_its_memory_hook_does():
-    # H100, 80e9 B = 76294 MiB (60-160 GiB tier): chunk 8192, graphs to 256 below TP4; reserve 512 + 1.5 * 8192
-    # + 1024 / 8 + 2 * 256 = 13440 MiB (over the 10 GiB floor): (76294 - 13440) / 76294 = 0.824
+    # H100, 81559 MiB as nvidia-smi reports it (60-160 GiB tier): chunk 8192, graphs to 256 below TP4; reserve
+    # 512 + 1.5 * 8192 + 1024 / 8 + 2 * 256 = 13440 MiB (over the 10 GiB floor): (81559 - 13440) / 81559 = 0.835
     h100 = ENGINES["sglang"].defaults(get_hardware("h100-sxm"), 8192, 1)
     assert (h100.chunk_tokens, h100.max_num_batched_tokens, h100.kernels.graph_max_batch) == (8192, 8192, 256)
-    assert (h100.memory_utilization, h100.block_size_tokens) == (0.824, 1)
-    # L4, 24e9 B = 22888 MiB (20-35 GiB tier): chunk 4096, graphs to 48 below TP4 and 160 from it;
-    # TP1 reserve 512 + 6144 + 128 + 96 = 6880 MiB: (22888 - 6880) / 22888 = 0.699
+    assert (h100.memory_utilization, h100.block_size_tokens) == (0.835, 1)
+    # L4, 23034 MiB (20-35 GiB tier): chunk 4096, graphs to 48 below TP4 and 160 from it; TP1 reserve
+    # 512 + 6144 + 128 + 96 = 6880 MiB: (23034 - 6880) / 23034 = 0.701
     l4 = ENGINES["sglang"].defaults(get_hardware("l4"), 8192, 1)
-    assert (l4.chunk_tokens, l4.kernels.graph_max_batch, l4.memory_utilization) == (4096, 48, 0.699)
+    assert (l4.chunk_tokens, l4.kernels.graph_max_batch, l4.memory_utilization) == (4096, 48, 0.701)
     assert ENGINES["sglang"].defaults(get_hardware("l4"), 8192, 4).kernels.graph_max_batch == 160
 
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from infersim.roofline import SpecError, decode_batch, get_hardware, get_model, step_cost
-from infersim.roofline.hardware import GB, TB
+from infersim.roofline.hardware import GB, TB, GiB, MiB
 
 A100 = get_hardware("a100-sxm-80gb")
 
@@ -105,23 +105,24 @@ def test_unreadable_hardware_files_are_one_line(tmp_path):
 
 # Each figure worked from the datasheet the registry entry cites; NVIDIA prints its Blackwell and Hopper
 # tensor peaks with 2:4 sparsity, so the dense peak is half the printed one, and NVLink "900 GB/s" or
-# "1.8 TB/s" is both directions together.
+# "1.8 TB/s" is both directions together. Memory is the capacity nvidia-smi reports (MiB): the datasheets'
+# GB are GiB, but for the B300's (a decimal 288 GB), less the driver's ~0.4%.
 @pytest.mark.parametrize("name,dtype,dense_flops_per_s,memory_bytes,bandwidth_bytes_per_s,link_bytes_per_s", [
     # GH200 datasheet: FP8 3,958 TFLOPS with sparsity; 96 GB HBM3 at 4 TB/s; NVLink 900 GB/s
-    ("gh200", "fp8", 3958e12 / 2, 96 * GB, 4 * TB, 900 * GB / 2),
+    ("gh200", "fp8", 3958e12 / 2, 97871 * MiB, 4 * TB, 900 * GB / 2),
     # HGX H20: FP16 148 TFLOPS dense; 96 GB HBM3 at 4.0 TB/s; NVLink 900 GB/s
-    ("h20", "fp16", 148e12, 96 * GB, 4 * TB, 900 * GB / 2),
+    ("h20", "fp16", 148e12, 97871 * MiB, 4 * TB, 900 * GB / 2),
     # HGX B200: FP4 144 PFLOPS with sparsity and 1.44 TB for 8 GPUs; 8 TB/s and NVLink 1.8 TB/s per GPU
-    ("b200", "fp4", 144e15 / 8 / 2, 1440 * GB / 8, 8 * TB, 1.8 * TB / 2),
+    ("b200", "fp4", 144e15 / 8 / 2, 183359 * MiB, 8 * TB, 1.8 * TB / 2),
     # GB200 NVL72: FP4 1,440 PFLOPS with sparsity, 13.4 TB at 576 TB/s, NVLink 130 TB/s for 72 GPUs
-    ("gb200", "fp4", 1440e15 / 72 / 2, 13.4 * TB / 72, 576 * TB / 72, 130 * TB / 72 / 2),
+    ("gb200", "fp4", 1440e15 / 72 / 2, 189471 * MiB, 576 * TB / 72, 130 * TB / 72 / 2),
     # HGX B300: FP4 105 PFLOPS dense and 2.3 TB for 8 GPUs; 8 TB/s and NVLink 1.8 TB/s per GPU
-    ("b300", "fp4", 105e15 / 8, 2.3 * TB / 8, 8 * TB, 1.8 * TB / 2),
+    ("b300", "fp4", 105e15 / 8, 275040 * MiB, 8 * TB, 1.8 * TB / 2),
     # MI325X datasheet: FP8 5,229.8 TFLOPS with sparsity; 256 GB HBM3E at 6 TB/s; 7 links x 128 GB/s
-    ("mi325x", "fp8", 5229.8e12 / 2, 256 * GB, 6 * TB, 7 * 128 * GB / 2),
+    ("mi325x", "fp8", 5229.8e12 / 2, 256 * GiB, 6 * TB, 7 * 128 * GB / 2),
     # MI355X (CDNA 4 whitepaper, ISSCC 2026): 256 CUs x 8,192 FP8 FLOP per clock x 2.4 GHz; 288 GB HBM3E at
     # 8 TB/s; 7 links x 153.6 GB/s
-    ("mi355x", "fp8", 256 * 8192 * 2.4e9, 288 * GB, 8 * TB, 7 * 153.6 * GB / 2),
+    ("mi355x", "fp8", 256 * 8192 * 2.4e9, 288 * GiB, 8 * TB, 7 * 153.6 * GB / 2),
 ])
 def test_new_registry_gpus_carry_their_datasheet_figures(name, dtype, dense_flops_per_s, memory_bytes,
                                                          bandwidth_bytes_per_s, link_bytes_per_s):
@@ -178,3 +179,12 @@ def test_hopper_clusters_multicast_an_operand_so_a_large_gemm_is_compute_bound()
     unclustered = dataclasses.replace(h200, gemm_cluster_ctas=1)
     seconds = float(gemm_tensor_time_s(unclustered, 8192, 8192, 8192, 1, peak_flops_per_s=peak))
     assert 2 * 8192 ** 3 / seconds / peak < 0.7
+
+
+def test_device_memory_is_binary_and_gddr_ecc_keeps_a_sixteenth():
+    # "80GB" of HBM is 80 GiB (the driver keeps ~0.4%: 81559 MiB on an H100), not 80e9 bytes
+    assert get_hardware("h100-sxm").memory_bytes == pytest.approx(80 * GiB, rel=0.005)
+    assert get_hardware("a100-sxm-80gb").memory_bytes == 80 * GiB
+    # GDDR6 with ECC on stores check bits in 1/16 of the chips: 48 GiB x 15/16 = 46080 MiB (nvidia-smi: 46068)
+    assert get_hardware("l40s").memory_bytes == pytest.approx(48 * GiB * 15 / 16, rel=1e-3)
+    assert get_hardware("rtx-4090").memory_bytes == pytest.approx(24 * GiB, rel=1e-3)  # no ECC

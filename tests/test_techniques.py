@@ -85,22 +85,23 @@ def test_variant_differs_from_its_baseline_only_in_the_technique_keys(variant):
 
 
 def test_kv_bits_8_doubles_and_kv_bits_4_nearly_quadruples_the_kv_blocks():
-    # KV cache: 73.6e9 - 16,060,522,496 weights - 2,677,538,816 workspace = 54,861,938,688 B. Per token
-    # 2 x 32 layers x 8 KV heads x 128 x bytes: fp16 131,072 B -> 418,563 tokens -> 26,160 blocks; 8-bit
-    # 65,536 B -> 837,126 tokens -> 52,320 blocks; 4-bit 0.5 B + a 2 B scale and 2 B zero per 128-wide head
-    # (0.53125 B) = 34,816 B -> 1,575,768 tokens -> 98,485 blocks (3.76x: 2 / 0.53125).
+    # KV cache: 0.92 x the H100's 81,559 MiB (78,679,145,185 B) - 16,060,522,496 weights - 2,677,538,816
+    # workspace = 59,941,083,873 B. Per token 2 x 32 layers x 8 KV heads x 128 x bytes: fp16 131,072 B ->
+    # 457,314 tokens -> 28,582 blocks; 8-bit 65,536 B -> 914,628 tokens -> 57,164 blocks; 4-bit 0.5 B + a 2 B
+    # scale and 2 B zero per 128-wide head (0.53125 B) = 34,816 B -> 1,721,653 tokens -> 107,603 blocks
+    # (3.76x: 2 / 0.53125).
     blocks = {stem: total_kv_blocks(_config(stem)) for stem in ("quantization-baseline", "quantization-kv8",
                                                                 "quantization-kv4")}
-    assert blocks == {"quantization-baseline": 26_160, "quantization-kv8": 52_320, "quantization-kv4": 98_485}
+    assert blocks == {"quantization-baseline": 28_582, "quantization-kv8": 57_164, "quantization-kv4": 107_603}
 
 
 def test_fp8_halves_the_weights_and_the_kv_bytes_together():
     # fp8 weights, one fp16 scale per weight tensor (qkv, o, gate-up, down): 6,979,321,856 B + 32 x 4 x 2 B
-    # = 256 B of scales, plus the fp16 rest: 9,081,200,896 B. KV: 73.6e9 - 9,081,200,896 - 2,677,538,816
-    # = 61,841,260,288 B over 65,536 B per token -> 943,622 tokens -> 58,976 blocks.
+    # = 256 B of scales, plus the fp16 rest: 9,081,200,896 B. KV: 78,679,145,185 (as above) - 9,081,200,896
+    # - 2,677,538,816 = 66,920,405,473 B over 65,536 B per token -> 1,021,124 tokens -> 63,820 blocks.
     cfg = _config("quantization-fp8")
     assert weight_bytes_per_gpu(cfg.model, cfg.options.quant, Parallelism()) == 9_081_200_896
-    assert total_kv_blocks(cfg) == 58_976
+    assert total_kv_blocks(cfg) == 63_820
 
 
 def test_w4a16_weights_are_a_quarter_of_fp16_plus_group_scales():
@@ -135,11 +136,12 @@ def test_minitron_width_keeps_the_8b_kv_per_token_and_depth_halves_it():
 
 def test_minitron_blocks_come_from_freed_weights_for_width_and_halved_kv_for_depth():
     # Width: weights 4,512,746,496 x 2 = 9,025,492,992 B; workspace 8192 x (18432 + 9216 + 6144) x 2 =
-    # 553,648,128 + the 1,838,678,016 of logits = 2,392,326,144 B; KV 62,182,180,864 B / 131,072 = 474,412
-    # tokens -> 29,650 blocks (1.13x the 8B's 26,160). Depth: weights 4,540,469,248 x 2 = 9,080,938,496 B,
-    # the 8B's workspace (widths unchanged), KV 61,841,522,688 B / 65,536 = 943,627 tokens -> 58,976 blocks.
-    assert total_kv_blocks(_config("pruning-minitron-width")) == 29_650
-    assert total_kv_blocks(_config("pruning-minitron-depth")) == 58_976
+    # 553,648,128 + the 1,838,678,016 of logits = 2,392,326,144 B; KV (of 0.92 x the H100's 81,559 MiB,
+    # 78,679,145,185 B) 67,261,326,049 B / 131,072 = 513,163 tokens -> 32,072 blocks (1.12x the 8B's 28,582).
+    # Depth: weights 4,540,469,248 x 2 = 9,080,938,496 B, the 8B's workspace (widths unchanged), KV
+    # 66,920,667,873 B / 65,536 = 1,021,128 tokens -> 63,820 blocks.
+    assert total_kv_blocks(_config("pruning-minitron-width")) == 32_072
+    assert total_kv_blocks(_config("pruning-minitron-depth")) == 63_820
 
 
 def test_the_teacher_needs_four_gpus_where_the_student_needs_one():
@@ -147,11 +149,11 @@ def test_the_teacher_needs_four_gpus_where_the_student_needs_one():
     # (2560 QKV + 2048 O + 14336 gate/up) + 7168 x 8192 down) x 2 B + 32,768 B of norms) = 34,228,142,080 B;
     # vocabulary 32064 of 128256 rows x 8192 x 2 B, twice (embedding, head), + 16,384 B final norm =
     # 1,050,689,536 B: 35,278,831,616 B. Workspace 8192 x (14336 + 7168 + 16384) x 2 + 1024 x 32064 x 14 =
-    # 1,080,426,496 B; KV 37,240,741,888 B / (2 x 80 x 2 KV heads x 128 x 2 B = 81,920) = 454,598 tokens ->
-    # 28,412 blocks per replica.
+    # 1,080,426,496 B; KV (of 0.92 x 81,559 MiB = 78,679,145,185 B) 42,319,887,073 B / (2 x 80 x 2 KV heads
+    # x 128 x 2 B = 81,920) = 516,600 tokens -> 32,287 blocks per replica.
     with pytest.raises(SpecError, match="does not fit"):
         plan_memory(get_model("llama-3.1-70b"), get_hardware("h100-sxm"))
     teacher, student = _config("distillation-baseline"), _config("distillation-8b")
     assert (teacher.options.parallel.tensor_parallel, student.options.parallel.tensor_parallel) == (4, 1)
-    assert total_kv_blocks(teacher) == 28_412
-    assert total_kv_blocks(student) == 26_160
+    assert total_kv_blocks(teacher) == 32_287
+    assert total_kv_blocks(student) == 28_582
