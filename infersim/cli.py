@@ -170,7 +170,9 @@ def cmd_engines(args) -> int:
         d = preset.defaults(hw, args.max_model_len, args.tp)
         graphs = d.kernels.graph_max_batch
         rows.append([name, d.scheduler, str(d.max_num_batched_tokens), str(d.max_num_seqs), str(d.chunk_tokens),
-                     str(d.block_size_tokens), f"{d.memory_utilization:.2f}", "on" if d.prefix_caching else "off",
+                     str(d.block_size_tokens),
+                     f"{d.memory_utilization:.2f}" + (" of free" if d.memory_share_of_free else ""),
+                     "on" if d.prefix_caching else "off",
                      ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs) if graphs else "off",
                      "overlapped" if d.overhead.overlaps_gpu else "in series", preset.stands_for])
     print(f"engine presets on {hw.name}, max_model_len {args.max_model_len}, TP{args.tp}:")

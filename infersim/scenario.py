@@ -110,6 +110,9 @@ class KVCacheSection(_Section):
     allocator: Optional[Literal["paged", "contiguous"]] = Field(
         None, description="default: the scheduler's (contiguous for static and orca, paged otherwise)")
     memory_utilization: Optional[YamlFloat] = Field(None, ge=0.01, le=1)
+    memory_utilization_of: Optional[Literal["total", "free"]] = Field(
+        None, description="total: a share of the GPU's memory (vLLM, SGLang); free: the KV cache's share of what "
+                          "weights and activations leave (TensorRT-LLM); default: the engine's")
     watermark: Optional[YamlFloat] = Field(None, ge=0, lt=1)
     prefix_caching: Optional[StrictBool] = None
     swap_space_gib: YamlFloat = Field(4.0, ge=0, le=1 << 20)
@@ -513,7 +516,8 @@ def _run_config(scn: Scenario, base: Path):
                      chunk_tokens=s.chunk_tokens, preemption=s.preemption),
         kv_cache=_over(preset.kv_cache, block_size_tokens=kv.block_size, num_blocks=kv.num_blocks,
                        allocator=kv.allocator, prefix_caching=kv.prefix_caching, watermark_fraction=kv.watermark,
-                       memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib),
+                       memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib,
+                       share_of_free=None if kv.memory_utilization_of is None else kv.memory_utilization_of == "free"),
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,

@@ -80,15 +80,24 @@ class MemoryPlan:
 def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec(),
                 parallel: Parallelism = Parallelism(), utilization: float = 0.9,
                 max_batched_tokens: int = 8192, max_sequences: int = 256, draft_weight_bytes: float = 0.0,
-                draft_kv_bytes_per_token: float = 0.0) -> MemoryPlan:
+                draft_kv_bytes_per_token: float = 0.0, share_of_free: bool = False) -> MemoryPlan:
     """Split one GPU's memory (defaults as vLLM's: gpu_memory_utilization 0.9, 8192 batched tokens). A
     speculative drafter's weights come off the top and its KV cache shares the blocks (each block holds
-    both models' K and V for its tokens, as vLLM's spec-decode KV groups do)."""
+    both models' K and V for its tokens, as vLLM's spec-decode KV groups do).
+
+    `utilization` is a share of the whole memory (vLLM's gpu_memory_utilization, SGLang's
+    mem_fraction_static), or with `share_of_free` of what weights and activations leave free, the KV cache's
+    own share (TensorRT-LLM's free_gpu_memory_fraction: cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp
+    takes the free memory cudaMemGetInfo reports once the engine is loaded, times the fraction)."""
     if not 0 < utilization <= 1:
         raise SpecError("kv_cache.memory_utilization", "must be in (0, 1]", utilization)
-    plan = MemoryPlan(capacity_bytes=hw.memory_bytes, usable_bytes=hw.memory_bytes * utilization,
-                      weight_bytes=weight_bytes_per_gpu(model, quant, parallel) + draft_weight_bytes,
-                      activation_bytes=activation_bytes_per_gpu(model, parallel, max_batched_tokens, max_sequences),
+    weight_bytes = weight_bytes_per_gpu(model, quant, parallel) + draft_weight_bytes
+    activation_bytes = activation_bytes_per_gpu(model, parallel, max_batched_tokens, max_sequences)
+    taken_bytes = weight_bytes + activation_bytes
+    usable_bytes = (taken_bytes + utilization * max(hw.memory_bytes - taken_bytes, 0.0) if share_of_free
+                    else hw.memory_bytes * utilization)
+    plan = MemoryPlan(capacity_bytes=hw.memory_bytes, usable_bytes=usable_bytes, weight_bytes=weight_bytes,
+                      activation_bytes=activation_bytes,
                       kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token)
     if plan.kv_cache_bytes <= 0:
         raise SpecError("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "

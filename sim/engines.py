@@ -36,6 +36,8 @@ class EngineDefaults:
     overhead: EngineOverhead
     kernels: KernelSet
     fusions: frozenset = frozenset()  # ops it runs as one kernel (roofline.step.FUSIONS)
+    # memory_utilization is the KV cache's share of what weights and activations leave (TensorRT-LLM's)
+    memory_share_of_free: bool = False
 
 
 # vLLM (vllm/model_executor/layers/layernorm.py `RMSNorm.forward_cuda`: `fused_add_rms_norm` when given the
@@ -126,14 +128,14 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
 def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """TensorRT-LLM 1.x, PyTorch backend (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm_args.py): max_batch_size
     2048, max_num_tokens 8192, chunked prefill off, KvCacheConfig tokens_per_block 32 and
-    free_gpu_memory_fraction 0.9 (of the memory free after loading: taken as 0.9 of all), block reuse on,
+    free_gpu_memory_fraction 0.9 (of the memory free once weights and activations are loaded), block reuse on,
     CUDA graphs for decode-only batches of 1-32, 64 and 128 sequences, not padded (CudaGraphConfig
     batch sizes with enable_padding off: other sizes run eagerly), overlap scheduler on; all-reduces by
     AllReduceStrategy AUTO, its default (roofline/custom_all_reduce.py)."""
     graphs = KernelSet(graph_max_batch=128, captured_sizes=frozenset(range(1, 33)) | {64, 128}, all_reduce="trtllm")
     return EngineDefaults("trtllm", 2048, 8192, 8192, 32, 0.9, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), graphs,
-                          _ADD_NORM | _TRTLLM_ATTENTION)
+                          _ADD_NORM | _TRTLLM_ATTENTION, memory_share_of_free=True)
 
 
 def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -173,4 +175,5 @@ def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options
                      limits=SchedulerLimits(d.max_num_seqs, d.max_num_batched_tokens, max_model_len, d.chunk_tokens),
                      kv_cache=KVCacheSpec(block_size_tokens=d.block_size_tokens, prefix_caching=d.prefix_caching,
                                           watermark_fraction=d.watermark_fraction,
-                                          memory_utilization=d.memory_utilization), **fields)
+                                          memory_utilization=d.memory_utilization,
+                                          share_of_free=d.memory_share_of_free), **fields)

@@ -44,6 +44,9 @@ class KVCacheSpec:
     prefix_caching: bool = False
     watermark_fraction: float = 0.01
     memory_utilization: float = 0.9
+    # memory_utilization of the memory weights and activations leave (TensorRT-LLM's
+    # free_gpu_memory_fraction), not of all of it (vLLM's gpu_memory_utilization): roofline.memory.plan_memory
+    share_of_free: bool = False
     swap_space_gib: float = 4.0
 
 
@@ -137,7 +140,8 @@ def total_kv_blocks(cfg: RunConfig) -> int:
     draft = _draft_bytes(cfg)
     plan = plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
                        cfg.kv_cache.memory_utilization, cfg.scheduler_class.step_token_budget(cfg.limits),
-                       cfg.limits.max_num_seqs, draft.weight_bytes, draft.kv_bytes_per_token)
+                       cfg.limits.max_num_seqs, draft.weight_bytes, draft.kv_bytes_per_token,
+                       cfg.kv_cache.share_of_free)
     return cfg.kv_cache.num_blocks or plan.max_kv_tokens // cfg.kv_cache.block_size_tokens
 
 

@@ -88,3 +88,25 @@ def test_a_front_end_adds_its_time_to_each_requests_ttft_and_e2e_and_nothing_els
     for key in ("tpot_s", "itl_s", "queueing_s"):
         assert fronted[key] == plain[key]
     assert fronted["throughput_tokens_per_s"] == plain["throughput_tokens_per_s"]
+
+
+def test_tensorrt_llm_sizes_its_kv_cache_from_free_memory_and_a_scenario_can_say_otherwise(tmp_path):
+    """TensorRT-LLM's 0.9 is of the memory weights and workspace leave, vLLM's of all of it: under the trtllm
+    preset an 8B on an H100 gets 0.1 x (weights + workspace) more KV bytes, and memory_utilization_of: total
+    gives it vLLM's plan back."""
+    import yaml
+
+    from infersim.scenario import load_run
+    from infersim.sim.run import total_kv_blocks
+    blocks = {}
+    for name, kv_cache in (("free", {}), ("total", {"memory_utilization_of": "total"})):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"model": "llama-3.1-8b", "hardware": "h100-sxm",
+                                        "engine": {"preset": "trtllm"}, "scheduler": {"max_model_len": 4096},
+                                        "kv_cache": kv_cache, "workload": {"num_requests": 1, "arrival": {"process": "burst"},
+                                                     "prompt_tokens": 100, "output_tokens": 10}}))
+        blocks[name] = total_kv_blocks(load_run(path)[1])
+    # the difference: 0.1 x (16,060,522,496 B of weights + a workspace of 8192 tokens x (2 x 14336 + 14336 +
+    # 2 x 4096) x 2 B + 2048 sequences x 128,256 logits x 14 B = 4,516,216,832 B) = 2,057,673,933 B: 15,698
+    # tokens of 131,072 B, 490.6 blocks of 32
+    assert blocks["free"] - blocks["total"] == pytest.approx(490.6, abs=1)
