@@ -100,13 +100,20 @@ def test_validate_on_the_cpu_refuses_a_gpus_spec(tmp_path, capsys):
                                                      "kernels")
 
 
-def test_an_empty_list_of_plan_configurations_says_how_many_it_needs(tmp_path, capsys):
+PLAN = ("name: p\nmodels: llama-3.1-8b\nhardware: [{name: h100-sxm, price_per_gpu_hour: 3}]\n"
+        "configurations: [{quantization: fp16}]\nworkload: {prompt_tokens: 100, output_tokens: 10}\n"
+        "slo: {ttft_s: {p99: 1.0}}\ntarget_rate_per_s: 1\n")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("configurations: [{quantization: fp16}]", "configurations: []",
+     "p.yaml: configurations: must hold at least 1 item, got []"),
+    ("{p99: 1.0}", "{99: 1.0}", "p.yaml: slo.ttft_s: 99 is not a percentile: write mean, p50, p90, p99 or p99.9"),
+])
+def test_plan_lists_and_percentiles_say_what_to_write(tmp_path, capsys, old, new, message):
     plan = tmp_path / "p.yaml"
-    plan.write_text("name: p\nmodels: llama-3.1-8b\nhardware: [{name: h100-sxm, price_per_gpu_hour: 3}]\n"
-                    "configurations: []\nworkload: {prompt_tokens: 100, output_tokens: 10}\n"
-                    "slo: {ttft_s: {p99: 1.0}}\ntarget_rate_per_s: 1\n")
-    assert one_line_error(capsys, "plan", plan, "--out", tmp_path / "out") == \
-        "p.yaml: configurations: must hold at least 1 item, got []"
+    plan.write_text(PLAN.replace(old, new))
+    assert one_line_error(capsys, "plan", plan, "--out", tmp_path / "out") == message
 
 
 def test_a_config_json_without_model_type_says_it_is_required(tmp_path, capsys):
