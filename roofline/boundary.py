@@ -128,10 +128,11 @@ def load_json(path: Path, field: str, what: str):
 
 
 def load_yaml(path: Path, field: str):
-    """A YAML file's data; a syntax error or a duplicate key is one line naming the file and line."""
+    """A YAML file's data; a syntax error, a duplicate key or no data at all is one line naming the file (and
+    line)."""
     text = read_text(path, field)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKey as err:
         raise SpecError("", err.problem, file=f"{path.name}:{err.problem_mark.line + 1}") from None
     except yaml.YAMLError as err:
@@ -141,6 +142,9 @@ def load_yaml(path: Path, field: str):
                         file=f"{path.name}:{mark.line + 1}" if mark else path.name) from None
     except RecursionError:
         raise SpecError("", "is nested too deeply to be a spec", file=path.name) from None
+    if data is None:  # every spec file is a mapping; say why there is none rather than "got NoneType"
+        raise SpecError("", "is empty (it holds no YAML data, only blank lines or comments)", file=path.name)
+    return data
 
 
 def bound_text(value) -> str:

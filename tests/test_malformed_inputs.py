@@ -132,3 +132,12 @@ def test_roofline_notes_a_batch_the_kv_cache_cannot_hold(capsys):
     assert "note: the KV cache holds " in out and " sequences at context 131001, not 65536" in out
     assert main(["roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "1"]) == 0
     assert "the KV cache holds" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [("run",), ("plan",), ("roofline", "--model", "llama-3.1-8b", "--hardware")])
+def test_an_empty_yaml_file_is_said_to_be_empty(tmp_path, capsys, command):
+    empty = tmp_path / "e.yaml"
+    empty.write_text("# nothing here yet\n\n")
+    flags = ("--out", tmp_path / "out") if command[0] in ("run", "plan") else ()
+    assert one_line_error(capsys, *command, empty, *flags) == \
+        "e.yaml: is empty (it holds no YAML data, only blank lines or comments)"
