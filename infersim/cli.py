@@ -44,6 +44,18 @@ def _int_at_least(minimum: int, maximum: int | None = None):
 
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
+
+
+def _positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (no nan, inf or 0), refused in one line otherwise."""
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {_quoted(text)}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {_quoted(text)}")
+    return value
 MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seqs
 FIT_STILL_OFF = 0.5  # a fitted profile's median GEMM error above 50% (a factor 2 too slow or 1.5 too fast): not this GPU's
 
@@ -119,6 +131,14 @@ def _named_by_flags(flags: dict):
         raise SpecError(flags[err.field], err.problem, err.got, err.file) from None
 
 
+def _engine_preset(name: str) -> str:
+    """`--engine`: an engine preset's name (infersim engines lists them)."""
+    from infersim.roofline.errors import require_choice
+    from infersim.sim.engines import ENGINES
+    require_choice("--engine", name, ENGINES)
+    return name
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -160,11 +180,14 @@ def cmd_hardware(args) -> int:
 def cmd_engines(args) -> int:
     from infersim.report import table
     from infersim.roofline import get_hardware
-    from infersim.roofline.errors import require_positive
+    from infersim.roofline import SpecError
+    from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
     from infersim.sim.engines import ENGINES
     hw = get_hardware(args.hardware, field="--hardware")
-    require_positive("--max-model-len", args.max_model_len)
-    require_positive("--tp", args.tp)
+    if args.max_model_len > MAX_CONTEXT_TOKENS:  # as a scenario's scheduler.max_model_len
+        raise SpecError("--max-model-len", f"must be <= {MAX_CONTEXT_TOKENS:,} tokens", args.max_model_len)
+    if args.tp > MAX_MODEL_SIZE:
+        raise SpecError("--tp", f"must be <= {MAX_MODEL_SIZE:,}", args.tp)
     rows = []
     for name, preset in ENGINES.items():
         d = preset.defaults(hw, args.max_model_len, args.tp)
@@ -203,12 +226,17 @@ def cmd_compare_serving(args) -> int:
     from infersim.roofline import SpecError
     from infersim.serving import error_summary, highest_rate_within, read_csv_runs, read_vllm_bench_json, simulate_run
     path = Path(args.runs)
-    if path.suffix == ".json":
+    _engine_preset(args.engine)
+    if path.suffix.lower() == ".json":
         if not (args.model and args.hardware):
             raise SpecError("--model", "and --hardware are needed with a vllm bench serve JSON (it does not say "
                             "which model and GPU it measured)")
-        runs = read_vllm_bench_json(path, args.model, args.hardware, args.tp)
+        runs = read_vllm_bench_json(path, args.model, args.hardware, args.tp or 1)
     else:
+        for flag, value in (("--model", args.model), ("--hardware", args.hardware), ("--tp", args.tp)):
+            if value is not None:
+                raise SpecError(flag, "applies to a vllm bench serve JSON only (each row of a CSV names its model, "
+                                "hardware and tensor_parallel)", value)
         runs = read_csv_runs(path)
     show = args.progress or (sys.stderr.isatty() and not args.json)
     comparisons = []
@@ -241,6 +269,8 @@ def cmd_compare_serving(args) -> int:
                     [[k, str(v["runs"]), f"{100 * v['median_abs_err']:.1f}%", f"{100 * v['p90_abs_err']:.1f}%"]
                      for k, v in errors.items()]))
         print(f"\nhighest request rate with mean TTFT under {args.ttft_ms:g} ms (simulated / measured):")
+        if not rates["measured"]:
+            print("  none to compare: every run sent its requests at once (request rate inf)")
         for key in rates["measured"]:
             print(f"  {key}: {rates['simulated'][key]:g} / {rates['measured'][key]:g} requests/s")
     if args.plot:
@@ -311,6 +341,9 @@ def _roofline(args) -> int:
         print(f"ridge point {hw.ridge_point_flops_per_byte(quant.gemm_dtype()):.0f} FLOP/B; memory per GPU: "
               f"weights {si(memory.weight_bytes, 'B')}, KV cache {si(memory.kv_cache_bytes, 'B')} = "
               f"{memory.max_kv_tokens:,} tokens, max batch {memory.max_batch(context)} at context {context}")
+        if memory.max_batch(context) < args.batch:
+            print(f"note: the KV cache holds {memory.max_batch(context)} sequences at context {context}, not "
+                  f"{args.batch}: a server would not run this batch at once (the costs above assume it could)")
         for note in quant.accuracy_notes():
             print(f"note: {note}")
     if args.plot:
@@ -362,6 +395,10 @@ def _calibrate_from_serving(args) -> int:
                         ("--hardware", args.hardware), ("--model", args.model)):
         if value:
             raise SpecError(flag, "does not apply with --from-serving (the runs name their model and GPU)", value)
+    if Path(args.from_serving).suffix.lower() == ".json":
+        raise SpecError("--from-serving", "takes a CSV of runs (the table compare-serving reads): a vllm bench "
+                        "serve JSON is a single run", _shown(args.from_serving))
+    _engine_preset(args.engine)
     out = Path(args.out or f"{args.engine}-engine.yaml")
     _writable_folder(out.parent, "--out", args.out)
     fit = fit_host_overhead(read_csv_runs(Path(args.from_serving)), args.engine,
@@ -565,10 +602,14 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _validating_hardware(name: str):
-    """`--hardware` for `infersim validate`: its spec needs the fp32 peak, at which the kernels compute."""
-    from infersim.roofline import SpecError, get_hardware
+def _validating_hardware(name: str, device: str):
+    """`--hardware` for `infersim validate` on `device`: a CPU's spec for the CPU (the registry holds GPUs), and
+    its spec needs the fp32 peak, at which the kernels compute."""
+    from infersim.roofline import SpecError, get_hardware, hardware_names
     hw = get_hardware(name, field="--hardware")
+    if device == "cpu" and name in hardware_names():
+        raise SpecError("--hardware", "names a GPU, but --device cpu times this CPU's kernels: give the CPU's spec "
+                        "(infersim calibrate --out cpu.yaml writes it) or leave --hardware out", name)
     if "fp32" not in hw.peak_flops_per_s:
         raise SpecError("--hardware", f"has no fp32 tensor-core peak (peak_flops_per_s.fp32), which the validating "
                         f"kernels compute at; it has {', '.join(sorted(hw.peak_flops_per_s))}", _shown(name))
@@ -585,7 +626,7 @@ def cmd_validate(args) -> int:
     from infersim.report import table
     from infersim.roofline import SpecError, get_hardware
     out = Path(args.out)
-    hw = _validating_hardware(args.hardware) if args.hardware else None
+    hw = _validating_hardware(args.hardware, args.device) if args.hardware else None
     _writable_folder(out, "--out")
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     if args.device == "cpu":
@@ -680,8 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plan)
     e = sub.add_parser("engines", help="list the engine presets and the defaults each picks on a GPU")
     e.add_argument("--hardware", default="h100-sxm", help="the GPU whose defaults to show (default h100-sxm)")
-    e.add_argument("--max-model-len", type=int, default=8192, help="the longest context served (default 8192)")
-    e.add_argument("--tp", type=int, default=1, help="tensor-parallel size (default 1)")
+    e.add_argument("--max-model-len", type=_int_at_least(2), default=8192,
+                   help="the longest context served (default 8192)")
+    e.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel size (default 1)")
     e.set_defaults(func=cmd_engines)
 
     cs = sub.add_parser("compare-serving", help="simulate measured serving runs and compare (CSV table or a "
@@ -690,8 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--engine", default="vllm-v1", help="engine preset to simulate with (see infersim engines)")
     cs.add_argument("--model", help="with a JSON file: the model it measured")
     cs.add_argument("--hardware", help="with a JSON file: the GPU it ran on")
-    cs.add_argument("--tp", type=_positive_int, default=1, help="with a JSON file: its tensor parallelism")
-    cs.add_argument("--ttft-ms", type=float, default=200.0,
+    cs.add_argument("--tp", type=_positive_int, help="with a JSON file: its tensor parallelism (default 1)")
+    cs.add_argument("--ttft-ms", type=_positive_number, default=200.0,
                     help="the mean TTFT bound for the highest sustainable rate (default 200)")
     cs.add_argument("--json", action="store_true")
     cs.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")

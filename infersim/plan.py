@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, NamedTuple, Optional, Union
 
 import numpy as np
-from pydantic import (AfterValidator, Field, StrictBool, ValidationError, create_model, field_validator,
+from pydantic import (BeforeValidator, Field, StrictBool, ValidationError, create_model, field_validator,
                       model_validator)
 
 from infersim.plan_slo import SloCheck, SloWatch, check_slo
@@ -42,9 +42,13 @@ TIMELINE_POINTS = 500  # the operating point's timeline is subsampled to at most
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
 
 
-def _percentile_keys(bounds: dict) -> dict:
+def _percentile_keys(bounds):
+    """Bounds keyed by mean or pNN; checked before pydantic reads the keys as text, so that a key `99` is
+    told to be p99 (not that it must be text)."""
+    if not isinstance(bounds, dict):
+        return bounds  # pydantic's own error: it must be a mapping
     for key in bounds:
-        match = _PERCENTILE.fullmatch(key)
+        match = isinstance(key, str) and _PERCENTILE.fullmatch(key)
         if key != "mean" and not (match and 0 < float(match[1]) < 100):
             raise ValueError(f"{key!r} is not a percentile: write mean, p50, p90, p99 or p99.9")
     if not bounds:
@@ -52,7 +56,7 @@ def _percentile_keys(bounds: dict) -> dict:
     return bounds
 
 
-LatencyBounds = Annotated[dict[str, Annotated[YamlFloat, Field(gt=0, le=1e6)]], AfterValidator(_percentile_keys)]
+LatencyBounds = Annotated[dict[str, Annotated[YamlFloat, Field(gt=0, le=1e6)]], BeforeValidator(_percentile_keys)]
 
 
 class PlanSlo(_Section):

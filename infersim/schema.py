@@ -62,8 +62,11 @@ def _problem(err: dict) -> str:
     if kind == "literal_error":
         return "must be one of " + ctx.get("expected", "").replace("'", "")
     if kind in ("too_short", "too_long"):
-        return f"must hold {ctx.get('min_length', ctx.get('max_length'))} items" if ctx.get(
-            "min_length") == ctx.get("max_length") else err["msg"][0].lower() + err["msg"][1:]
+        least, most = ctx.get("min_length"), ctx.get("max_length")
+        if least is not None and least == most:
+            return f"must hold {least} items"
+        count = least if kind == "too_short" else most
+        return f"must hold at {'least' if kind == 'too_short' else 'most'} {count} item{'' if count == 1 else 's'}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     return err["msg"][0].lower() + err["msg"][1:]

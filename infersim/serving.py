@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infersim.roofline.boundary import number, number_cell, parse_json, read_rows, read_text
+from infersim.roofline.boundary import load_json, number, number_cell, read_rows
 from infersim.roofline.errors import SpecError
 
 
@@ -90,12 +90,18 @@ class Comparison:
 
 _TOKENS = dict(whole=True, minimum=1, maximum=1 << 24)
 _POSITIVE = dict(minimum=1e-9, maximum=1e12)
+# The columns of a CSV of runs (max_concurrency is optional).
+RUN_COLUMNS = ("model", "hardware", "tensor_parallel", "input_tokens", "output_tokens", "num_requests",
+               "request_rate_per_s", "mean_ttft_ms", "mean_itl_ms", "output_tokens_per_s")
+# A measured inter-token latency needs two output tokens a request: one has no gap between tokens.
+_NO_ITL = "a run of one output token a request has no inter-token latency to compare"
 
 
-def _rate(text, where: str) -> float:
-    if isinstance(text, str) and text.strip().lower() in ("inf", "infinity"):
+def _rate(value, field: str, where: str) -> float:
+    """A request rate: a number, or inf (the text `inf`, or JSON's Infinity) for every request at once."""
+    if (isinstance(value, str) and value.strip().lower() in ("inf", "infinity")) or value == math.inf:
         return math.inf
-    return number(text, "request_rate_per_s", where, minimum=1e-6, maximum=1e9)
+    return number(value, field, where, minimum=1e-6, maximum=1e9)
 
 
 def _clients(value, rate_per_s: float, where: str) -> int | None:
@@ -162,16 +168,26 @@ def _measured_requests(data: dict, where: str) -> MeasuredRequests | None:
 def read_csv_runs(path: Path) -> list[ServingRun]:
     runs = []
     for where, row in read_rows(path, "serving runs"):
+        missing = [column for column in RUN_COLUMNS if column not in row]
+        if len(missing) == len(RUN_COLUMNS):  # cells split on another delimiter than the comma, or another table
+            raise SpecError("", f"names none of the columns of serving runs ({', '.join(RUN_COLUMNS)}): is it "
+                            "comma-separated?", ", ".join(map(str, row)), file=where)
+        if missing:
+            raise SpecError(missing[0], "is not a column of this file (is it misspelt?)", ", ".join(map(str, row)),
+                            file=where)
         for column in ("model", "hardware"):
             if not isinstance(row.get(column), str) or not row[column].strip():
-                raise SpecError(column, "must name a model or GPU (infersim models, infersim hardware)",
+                raise SpecError(column, "is empty or missing: it must name a model or GPU (infersim models, "
+                                "infersim hardware)",
                                 row.get(column), file=where)
-        rate_per_s = _rate(row.get("request_rate_per_s"), where)
+        rate_per_s = _rate(row["request_rate_per_s"], "request_rate_per_s", where)
+        output_tokens = int(number_cell(row, "output_tokens", where, **_TOKENS))
+        if output_tokens < 2:
+            raise SpecError("output_tokens", f"must be >= 2 ({_NO_ITL}, mean_itl_ms)", row["output_tokens"], file=where)
         runs.append(ServingRun(
             where, row["model"], row["hardware"],
             int(number_cell(row, "tensor_parallel", where, whole=True, minimum=1, maximum=1024)),
-            int(number_cell(row, "input_tokens", where, **_TOKENS)),
-            int(number_cell(row, "output_tokens", where, **_TOKENS)),
+            int(number_cell(row, "input_tokens", where, **_TOKENS)), output_tokens,
             int(number_cell(row, "num_requests", where, whole=True, minimum=1, maximum=10_000_000)),
             rate_per_s,
             number_cell(row, "mean_ttft_ms", where, **_POSITIVE), number_cell(row, "mean_itl_ms", where, **_POSITIVE),
@@ -187,13 +203,16 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
     request rate and burstiness, its clients if it had --max-concurrency, measured means and 99th percentiles
     (TPOT as the inter-token latency, the per-request figure the simulator's TPOT and GenAI-Perf's ITL are),
     and, saved with --save-detailed, its own requests (`_measured_requests`)."""
-    data = parse_json(read_text(path, "serving runs"))
+    data = load_json(path, "serving runs", "a vllm bench serve result")
     if not isinstance(data, dict):
         raise SpecError("", "must hold the JSON object vllm bench serve --save-result writes", file=path.name)
     where = path.name
     completed = number(data.get("completed"), "completed", where, whole=True, minimum=1, maximum=10_000_000)
-    rate = data.get("request_rate", "inf")
-    rate_per_s = _rate(rate if isinstance(rate, str) else str(rate), where)
+    rate_per_s = _rate(data.get("request_rate", "inf"), "request_rate", where)
+    total_output = number(data.get("total_output_tokens"), "total_output_tokens", where, minimum=1)
+    if round(total_output / completed) < 2:
+        raise SpecError("total_output_tokens", f"averages {total_output / completed:.3g} tokens over the "
+                        f"{completed:g} completed requests; {_NO_ITL} (mean_tpot_ms)", total_output, file=where)
     requests = _measured_requests(data, where)
     if data.get("ramp_up_strategy") is not None and (requests is None or requests.sent_s is None):
         raise SpecError("ramp_up_strategy", "sends at a changing rate, which only the send times of --save-detailed "
@@ -203,8 +222,7 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
     return [ServingRun(
         where, model, hardware, tensor_parallel,
         max(1, round(number(data.get("total_input_tokens"), "total_input_tokens", where, minimum=1) / completed)),
-        max(1, round(number(data.get("total_output_tokens"), "total_output_tokens", where, minimum=1) / completed)),
-        int(completed), rate_per_s,
+        round(total_output / completed), int(completed), rate_per_s,
         number(data.get("mean_ttft_ms"), "mean_ttft_ms", where, **_POSITIVE),
         number(data.get("mean_tpot_ms"), "mean_tpot_ms", where, **_POSITIVE),
         number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE),
@@ -256,7 +274,11 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
     try:
         model, hardware = get_model(run.model), get_hardware(run.hardware)
         workload = workload_of(run, seed)
-        max_model_len = min(model.max_context_tokens, int((workload.prompt_tokens + workload.output_tokens).max()))
+        longest = int((workload.prompt_tokens + workload.output_tokens).max())
+        if longest > model.max_context_tokens:
+            raise SpecError("input_tokens", f"+ output_tokens = {longest:,} tokens exceeds {model.name}'s context of "
+                            f"{model.max_context_tokens:,}, so no request could be served", run.input_tokens)
+        max_model_len = longest
         cfg = preset_config(preset, model, hardware, StepOptions(parallel=Parallelism(run.tensor_parallel)),
                             max_model_len, concurrency=run.max_concurrency,
                             **({"overhead": overhead} if overhead is not None else {}))

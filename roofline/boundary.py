@@ -113,11 +113,26 @@ def _unique_keys(pairs: list) -> dict:
     return data
 
 
+def load_json(path: Path, field: str, what: str):
+    """A JSON file's data (see `parse_json`); a syntax error (a truncated or empty file) or a duplicate key
+    is one line naming the file. `field` is what named the file, `what` the kind of file it should be."""
+    try:
+        return parse_json(read_text(path, field))
+    except json.JSONDecodeError as err:
+        raise SpecError("", f"is not valid JSON ({err.msg}: line {err.lineno}, column {err.colno})",
+                        file=path.name) from None
+    except RecursionError:
+        raise SpecError("", f"is nested too deeply to be {what}", file=path.name) from None
+    except SpecError as err:
+        raise err.in_file(path.name) from None
+
+
 def load_yaml(path: Path, field: str):
-    """A YAML file's data; a syntax error or a duplicate key is one line naming the file and line."""
+    """A YAML file's data; a syntax error, a duplicate key or no data at all is one line naming the file (and
+    line)."""
     text = read_text(path, field)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKey as err:
         raise SpecError("", err.problem, file=f"{path.name}:{err.problem_mark.line + 1}") from None
     except yaml.YAMLError as err:
@@ -127,6 +142,9 @@ def load_yaml(path: Path, field: str):
                         file=f"{path.name}:{mark.line + 1}" if mark else path.name) from None
     except RecursionError:
         raise SpecError("", "is nested too deeply to be a spec", file=path.name) from None
+    if data is None:  # every spec file is a mapping; say why there is none rather than "got NoneType"
+        raise SpecError("", "is empty (it holds no YAML data, only blank lines or comments)", file=path.name)
+    return data
 
 
 def bound_text(value) -> str:
@@ -179,7 +197,7 @@ def read_rows(path: Path, field: str) -> Iterator[tuple[str, dict]]:
     each with where it is (`file:line`) for error messages. Rows longer than the header and files without
     rows are refused (a short row's missing cells are None)."""
     text = read_text(path, field)
-    if path.suffix in (".jsonl", ".json"):
+    if path.suffix.lower() in (".jsonl", ".json"):
         rows = _jsonl_rows(path, text)
     else:
         rows = _csv_rows(path, text)
@@ -210,19 +228,27 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    """A CSV file's rows; spaces around a column name or a cell (`model, hardware` as people type it) are
+    not part of it. A quote left open or text after a closing quote is an error (strict), not a row that
+    swallows the lines below it."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    lines_read = 0  # before the row being parsed: a csv.Error's line_num is not always that row's
     try:
+        if reader.fieldnames:
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]
         twice = [name for i, name in enumerate(reader.fieldnames or ()) if name and name in reader.fieldnames[:i]]
         if twice:  # DictReader would keep the last column of the name
             raise SpecError(twice[0], "appears twice in the header; keep one", file=f"{path.name}:{reader.line_num}")
+        lines_read = reader.line_num
         for row in reader:
             where = f"{path.name}:{reader.line_num}"
             if None in row:
                 raise SpecError("", f"has {len(reader.fieldnames) + len(row[None])} cells but the header has "
                                 f"{len(reader.fieldnames)}", file=where)
-            yield where, row
+            yield where, {column: cell.strip() if isinstance(cell, str) else cell for column, cell in row.items()}
+            lines_read = reader.line_num
     except csv.Error as err:
-        raise SpecError("", f"is not valid CSV ({err})", file=f"{path.name}:{reader.line_num}") from None
+        raise SpecError("", f"is not valid CSV ({err})", file=f"{path.name}:{lines_read + 1}") from None
 
 
 def number_cell(row: dict, column: str, where: str, **allowed) -> float:

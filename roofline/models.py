@@ -5,11 +5,10 @@ Hugging Face ``config.json`` (Llama, Mistral, Qwen-1, Qwen2, Mixtral, GPT-2, OPT
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .boundary import UNPRINTABLE_NAME, number_cell, parse_json, read_text, registry_or_file, shown, unprintable
+from .boundary import UNPRINTABLE_NAME, load_json, number_cell, registry_or_file, shown, unprintable
 from .errors import SpecError, require_choice, require_count
 
 FFN_KINDS = ("swiglu", "gelu")
@@ -278,17 +277,13 @@ _CONFIG_READERS = {"llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral
 def load_hf_config(path: Path | str) -> ModelSpec:
     """Read a Hugging Face config.json (model_type llama, mistral, qwen, qwen2, mixtral, gpt2 or opt)."""
     path = Path(path)
-    try:
-        cfg = parse_json(read_text(path, "model"))
-    except json.JSONDecodeError as err:
-        raise SpecError("", f"is not valid JSON ({err.msg} at line {err.lineno})", file=path.name) from None
-    except RecursionError:
-        raise SpecError("", "is nested too deeply to be a config", file=path.name) from None
-    except SpecError as err:
-        raise err.in_file(path.name) from None
+    cfg = load_json(path, "model", "a config")
     if not isinstance(cfg, dict):
         raise SpecError("", "must hold a JSON object", file=path.name)
     kind = cfg.get("model_type")
+    if kind is None:
+        raise SpecError("model_type", f"is required (one of {', '.join(_CONFIG_READERS)}), as every Hugging Face "
+                        "config.json gives it", file=path.name)
     if not isinstance(kind, str) or kind not in _CONFIG_READERS:
         raise SpecError("model_type", f"unsupported; allowed: {', '.join(_CONFIG_READERS)}", kind, file=path.name)
     named = cfg.get("_name_or_path")

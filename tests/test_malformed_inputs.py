@@ -1,0 +1,143 @@
+"""Malformed inputs at the front door, as a user gives them: each is refused with one line naming the file,
+the field, the value and what is allowed (never a traceback, NaN or a silent answer). One case per hole
+found by the malformed-input sweep; the scenario file's own cases are in test_scenario.py."""
+import json
+
+import pytest
+
+from infersim.cli import main
+from infersim.serving import read_csv_runs
+
+HEADER = ("engine,engine_version,model,hardware,tensor_parallel,precision,input_tokens,output_tokens,num_requests,"
+          "request_rate_per_s,achieved_requests_per_s,mean_ttft_ms,mean_itl_ms,total_tokens_per_s,"
+          "output_tokens_per_s\n")
+ROW = "tensorrt-llm,0.14.0,llama-3.1-8b,h100-sxm,1,bf16,128,16,20,2,2.0,62.0,21.0,1406.0,498.0\n"
+BENCH = {"completed": 20, "request_rate": 2, "total_input_tokens": 2560, "total_output_tokens": 320,
+         "mean_ttft_ms": 30.0, "mean_tpot_ms": 8.0, "output_throughput": 200.0}
+JSON_FLAGS = ("--model", "llama-3.1-8b", "--hardware", "h100-sxm")
+
+
+def one_line_error(capsys, *argv) -> str:
+    """The one line a refused command prints (exit status 2), without its 'infersim ...: error: ' prefix."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_info:  # argparse refuses a flag's value before running anything
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err.split("error: ", 1)[1].strip()
+
+
+@pytest.mark.parametrize("name, text, flags, message", [
+    ("r.json", json.dumps(BENCH)[:-10], JSON_FLAGS, "r.json: is not valid JSON (Unterminated string starting at: "
+     "line 1, column "),
+    ("r.json", "", JSON_FLAGS, "r.json: is not valid JSON (Expecting value: line 1, column 1)"),
+    ("r.json", json.dumps(BENCH | {"request_rate": None}), JSON_FLAGS, "r.json: request_rate: is empty or missing"),
+    # 5 output tokens over 20 requests: 0.25 a request, rounded to 0; one token a request has no gap to time
+    ("r.json", json.dumps(BENCH | {"total_output_tokens": 5}), JSON_FLAGS,
+     "r.json: total_output_tokens: averages 0.25 tokens over the 20 completed requests; a run of one output token "
+     "a request has no inter-token latency to compare (mean_tpot_ms), got 5.0"),
+    ("r.JSON", json.dumps(BENCH), (), "--model: and --hardware are needed with a vllm bench serve JSON"),
+    ("r.csv", HEADER + ROW.replace(",128,16,", ",128,1,"), (),
+     "r.csv:2: output_tokens: must be >= 2 (a run of one output token a request has no inter-token latency to "
+     "compare, mean_itl_ms), got '1'"),
+    ("r.csv", (HEADER + ROW).replace(",", ";"), (), "r.csv:2: names none of the columns of serving runs (model, "),
+    ("r.csv", HEADER.replace("mean_itl_ms,", "mean_itl,") + ROW, (),
+     "r.csv:2: mean_itl_ms: is not a column of this file (is it misspelt?), got 'engine, engine_version, "),
+    ("r.csv", HEADER + ROW.replace("tensorrt-llm", '"tensorrt-llm'), (),
+     "r.csv:2: is not valid CSV (unexpected end of data)"),
+    # Llama-3.1's context is 128K = 131,072 tokens; 200,000 + 16 = 200,016 exceed it
+    ("r.csv", HEADER + ROW.replace(",128,16,", ",200000,16,"), (),
+     "r.csv:2: input_tokens: + output_tokens = 200,016 tokens exceeds llama-3.1-8b's context of 131,072, so no "
+     "request could be served, got 200000"),
+    ("r.csv", HEADER + ROW, ("--ttft-ms", "-5"), "argument --ttft-ms: must be a finite number > 0, got '-5'"),
+    ("r.csv", HEADER + ROW, ("--ttft-ms", "nan"), "argument --ttft-ms: must be a finite number > 0, got 'nan'"),
+    ("r.csv", HEADER + ROW, ("--ttft-ms", "0"), "argument --ttft-ms: must be a finite number > 0, got '0'"),
+    ("r.csv", HEADER + ROW, ("--engine", "vllm-v9"), "--engine: must be one of vllm-v1, vllm-v0, sglang, trtllm, "
+     "trtllm-cpp, got 'vllm-v9'"),
+    ("r.csv", HEADER + ROW, ("--model", "llama-3.1-70b"), "--model: applies to a vllm bench serve JSON only (each "
+     "row of a CSV names its model, hardware and tensor_parallel), got 'llama-3.1-70b'"),
+    ("r.csv", HEADER + ROW, ("--tp", "1"), "--tp: applies to a vllm bench serve JSON only"),
+])
+def test_bad_measured_runs_are_one_line_before_any_simulation(tmp_path, capsys, name, text, flags, message):
+    (tmp_path / name).write_text(text)
+    assert one_line_error(capsys, "compare-serving", tmp_path / name, *flags).startswith(message)
+
+
+def test_spaces_around_csv_column_names_and_cells_are_not_part_of_them(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER.replace(",mean_ttft_ms,", ", mean_ttft_ms ,")
+                    + ROW.replace(",llama-3.1-8b,h100-sxm,", ", llama-3.1-8b , h100-sxm,"))
+    (run,) = read_csv_runs(path)
+    assert (run.model, run.hardware, run.mean_ttft_ms) == ("llama-3.1-8b", "h100-sxm", 62.0)
+
+
+@pytest.mark.parametrize("name, text, flags, message", [
+    ("r.csv", HEADER + ROW, ("--engine", "nope"), "--engine: must be one of vllm-v1, "),
+    ("r.json", json.dumps(BENCH), (), "--from-serving: takes a CSV of runs (the table compare-serving reads): a vllm "
+     "bench serve JSON is a single run, got "),
+])
+def test_calibrate_from_serving_refuses_what_it_cannot_fit(tmp_path, capsys, name, text, flags, message):
+    (tmp_path / name).write_text(text)
+    assert one_line_error(capsys, "calibrate", "--from-serving", tmp_path / name, "--out", tmp_path / "o.yaml",
+                          *flags).startswith(message)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--max-model-len", "1"), "argument --max-model-len: must be >= 2, got 1"),
+    (("--max-model-len", "100000000000"), "--max-model-len: must be <= 16,777,216 tokens, got 100000000000"),
+    (("--max-model-len", "nan"), "argument --max-model-len: must be an integer, got 'nan'"),
+    (("--tp", "x"), "argument --tp: must be an integer, got 'x'"),
+    (("--tp", str((1 << 24) + 1)), "--tp: must be <= 16,777,216, got 16777217"),
+])
+def test_engines_flags_are_bounded_as_a_scenarios_keys(capsys, flags, message):
+    assert one_line_error(capsys, "engines", *flags).startswith(message)
+
+
+def test_validate_on_the_cpu_refuses_a_gpus_spec(tmp_path, capsys):
+    assert one_line_error(capsys, "validate", "--device", "cpu", "--hardware", "h100-sxm", "--out",
+                          tmp_path / "v").startswith("--hardware: names a GPU, but --device cpu times this CPU's "
+                                                     "kernels")
+
+
+PLAN = ("name: p\nmodels: llama-3.1-8b\nhardware: [{name: h100-sxm, price_per_gpu_hour: 3}]\n"
+        "configurations: [{quantization: fp16}]\nworkload: {prompt_tokens: 100, output_tokens: 10}\n"
+        "slo: {ttft_s: {p99: 1.0}}\ntarget_rate_per_s: 1\n")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("configurations: [{quantization: fp16}]", "configurations: []",
+     "p.yaml: configurations: must hold at least 1 item, got []"),
+    ("{p99: 1.0}", "{99: 1.0}", "p.yaml: slo.ttft_s: 99 is not a percentile: write mean, p50, p90, p99 or p99.9"),
+])
+def test_plan_lists_and_percentiles_say_what_to_write(tmp_path, capsys, old, new, message):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace(old, new))
+    assert one_line_error(capsys, "plan", plan, "--out", tmp_path / "out") == message
+
+
+def test_a_config_json_without_model_type_says_it_is_required(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2}))
+    assert one_line_error(capsys, "roofline", "--model", config, "--hardware", "h100-sxm").startswith(
+        "config.json: model_type: is required (one of llama, ")
+
+
+def test_roofline_notes_a_batch_the_kv_cache_cannot_hold(capsys):
+    # Llama-3.1-8B keeps 32 layers x 8 KV heads x 128 dims x 2 (K and V) x 2 bytes = 128 KiB a token: 65,536
+    # sequences of 131,001 tokens need ~1.1 PB, far beyond an 80 GB H100; one of 1,025 tokens needs 134 MB
+    assert main(["roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "65536",
+                 "--context", "131000"]) == 0
+    out = capsys.readouterr().out
+    assert "note: the KV cache holds " in out and " sequences at context 131001, not 65536" in out
+    assert main(["roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "1"]) == 0
+    assert "the KV cache holds" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [("run",), ("plan",), ("roofline", "--model", "llama-3.1-8b", "--hardware")])
+def test_an_empty_yaml_file_is_said_to_be_empty(tmp_path, capsys, command):
+    empty = tmp_path / "e.yaml"
+    empty.write_text("# nothing here yet\n\n")
+    flags = ("--out", tmp_path / "out") if command[0] in ("run", "plan") else ()
+    assert one_line_error(capsys, *command, empty, *flags) == \
+        "e.yaml: is empty (it holds no YAML data, only blank lines or comments)"
