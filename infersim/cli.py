@@ -204,6 +204,11 @@ def cmd_engines(args) -> int:
     return 0
 
 
+def _files_shown(names: list[str]) -> str:
+    """One file's name, or the first's and how many more."""
+    return _shown(names[0]) + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
 def _against(predicted: float, measured: float | None, spec: str) -> str:
     """'predicted / measured', the measurement a dash where the run has none."""
     return f"{predicted:{spec}} / " + ("-" if measured is None else f"{measured:{spec}}")
@@ -224,20 +229,10 @@ def cmd_compare_serving(args) -> int:
 
     from infersim.report import json_safe, table
     from infersim.roofline import SpecError
-    from infersim.serving import error_summary, highest_rate_within, read_csv_runs, read_vllm_bench_json, simulate_run
-    path = Path(args.runs)
+    from infersim.serving import error_summary, highest_rate_within, read_runs, simulate_run
+    paths = [Path(name) for name in args.runs]
     _engine_preset(args.engine)
-    if path.suffix.lower() == ".json":
-        if not (args.model and args.hardware):
-            raise SpecError("--model", "and --hardware are needed with a vllm bench serve JSON (it does not say "
-                            "which model and GPU it measured)")
-        runs = read_vllm_bench_json(path, args.model, args.hardware, args.tp or 1)
-    else:
-        for flag, value in (("--model", args.model), ("--hardware", args.hardware), ("--tp", args.tp)):
-            if value is not None:
-                raise SpecError(flag, "applies to a vllm bench serve JSON only (each row of a CSV names its model, "
-                                "hardware and tensor_parallel)", value)
-        runs = read_csv_runs(path)
+    runs = read_runs(paths, args.model, args.hardware, args.tp)
     show = args.progress or (sys.stderr.isatty() and not args.json)
     comparisons = []
     for i, run in enumerate(runs, 1):
@@ -252,7 +247,7 @@ def cmd_compare_serving(args) -> int:
         print(json.dumps(json_safe({"engine": args.engine, "errors": errors, "rate_within_ttft": rates,
                                     "runs": [_compared_run(c) for c in comparisons]}), indent=2, allow_nan=False))
     else:
-        print(f"{_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
+        print(f"{_files_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
         print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)", "ITL ms (sim/meas)",
                      "out tok/s (sim/meas)", "p99 TTFT ms", "p99 ITL ms"],
                     [[c.run.where, c.run.model, str(c.run.tensor_parallel),
@@ -275,7 +270,7 @@ def cmd_compare_serving(args) -> int:
             print(f"  {key}: {rates['simulated'][key]:g} / {rates['measured'][key]:g} requests/s")
     if args.plot:
         from infersim.plots import plot_serving
-        plot_serving(comparisons, args.plot, f"{_shown(path.name)}: {args.engine} preset vs measured")
+        plot_serving(comparisons, args.plot, f"{_files_shown([p.name for p in paths])}: {args.engine} preset vs measured")
         print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 
@@ -390,18 +385,15 @@ def _calibrate_from_serving(args) -> int:
     import yaml
 
     from infersim.roofline import SpecError
-    from infersim.serving import fit_host_overhead, read_csv_runs
-    for flag, value in (("--from-profile", args.from_profile), ("--device", args.device),
-                        ("--hardware", args.hardware), ("--model", args.model)):
+    from infersim.serving import fit_host_overhead, read_runs
+    for flag, value in (("--from-profile", args.from_profile), ("--device", args.device)):
         if value:
-            raise SpecError(flag, "does not apply with --from-serving (the runs name their model and GPU)", value)
-    if Path(args.from_serving).suffix.lower() == ".json":
-        raise SpecError("--from-serving", "takes a CSV of runs (the table compare-serving reads): a vllm bench "
-                        "serve JSON is a single run", _shown(args.from_serving))
+            raise SpecError(flag, "does not apply with --from-serving", value)
     _engine_preset(args.engine)
     out = Path(args.out or f"{args.engine}-engine.yaml")
     _writable_folder(out.parent, "--out", args.out)
-    fit = fit_host_overhead(read_csv_runs(Path(args.from_serving)), args.engine,
+    paths = [Path(name) for name in args.from_serving]
+    fit = fit_host_overhead(read_runs(paths, args.model, args.hardware, args.tp), args.engine,
                             progress=lambda text: print(text, file=sys.stderr))
     for name in ("ttft", "itl", "output_tokens_per_s"):
         before, after = fit.errors_before[name], fit.errors_after[name]
@@ -410,8 +402,9 @@ def _calibrate_from_serving(args) -> int:
     block = {"engine": {"preset": args.engine, "overhead_fixed_s": float(f"{fit.fixed_s:.4g}"),
                         "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}"),
                         "frontend_s": float(f"{fit.frontend_s:.4g}")}}
-    out.write_text(f"# host time per step and the front end's per request fitted on {Path(args.from_serving).name} by infersim calibrate "
-                   f"--from-serving\n" + yaml.safe_dump(block, sort_keys=False))
+    out.write_text(f"# host time per step and the front end's per request fitted on "
+                   f"{_files_shown([p.name for p in paths])} by infersim calibrate --from-serving\n"
+                   + yaml.safe_dump(block, sort_keys=False))
     print(f"wrote {_shown(str(out))} (paste its engine block into a scenario)")
     return 0
 
@@ -428,6 +421,8 @@ def cmd_calibrate(args) -> int:
     for flag, value in (("--hardware", args.hardware), ("--model", args.model)):
         if value and not args.from_profile:
             raise SpecError(flag, "applies with --from-profile only (--device measures the device in use)", value)
+    if args.tp is not None:
+        raise SpecError("--tp", "applies with --from-serving only (the tensor parallelism of its JSON files)", args.tp)
     _writable_folder(Path(args.out).parent if args.out else Path.cwd(), "--out", args.out)
     if args.from_profile:
         import dataclasses
@@ -728,11 +723,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cs = sub.add_parser("compare-serving", help="simulate measured serving runs and compare (CSV table or a "
                         "vllm bench serve --save-result JSON)")
-    cs.add_argument("runs", metavar="FILE.csv|FILE.json")
+    cs.add_argument("runs", metavar="FILE.csv|FILE.json", nargs="+",
+                    help="CSV tables of runs and/or vllm bench serve JSON files (a run each)")
     cs.add_argument("--engine", default="vllm-v1", help="engine preset to simulate with (see infersim engines)")
-    cs.add_argument("--model", help="with a JSON file: the model it measured")
-    cs.add_argument("--hardware", help="with a JSON file: the GPU it ran on")
-    cs.add_argument("--tp", type=_positive_int, help="with a JSON file: its tensor parallelism (default 1)")
+    cs.add_argument("--model", help="with JSON files: the model they measured")
+    cs.add_argument("--hardware", help="with JSON files: the GPU they ran on")
+    cs.add_argument("--tp", type=_positive_int, help="with JSON files: their tensor parallelism (default 1)")
     cs.add_argument("--ttft-ms", type=_positive_number, default=200.0,
                     help="the mean TTFT bound for the highest sustainable rate (default 200)")
     cs.add_argument("--json", action="store_true")
@@ -784,10 +780,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--device", choices=("cpu", "gpu"),
                    help="measure this CPU (default) or the GPU in use (its registry entry with measured factors)")
     k.add_argument("--from-profile", metavar="FILE.csv", help="fit the efficiency factors to a Vidur profile")
-    k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on")
-    k.add_argument("--model", help="with --from-profile: the profiled model (default: from the CSV)")
-    k.add_argument("--from-serving", metavar="FILE.csv", help="fit an engine preset's host time per step to "
-                   "measured serving runs (the CSV of compare-serving); writes a scenario engine block")
+    k.add_argument("--hardware", help="with --from-profile: the registry GPU the profile was measured on; with "
+                   "--from-serving JSON files: the GPU they ran on")
+    k.add_argument("--model", help="with --from-profile: the profiled model (default: from the CSV); with "
+                   "--from-serving JSON files: the model they measured")
+    k.add_argument("--tp", type=_positive_int, help="with --from-serving JSON files: their tensor parallelism "
+                   "(default 1)")
+    k.add_argument("--from-serving", metavar="FILE", nargs="+", help="fit an engine preset's host time per step "
+                   "to measured serving runs (the CSV tables or vllm bench serve JSON files compare-serving "
+                   "reads); writes a scenario engine block")
     k.add_argument("--engine", default="vllm-v1", help="with --from-serving: the preset to fit (default vllm-v1)")
     k.add_argument("--out", metavar="FILE.yaml", type=_yaml_path, help="where to write the spec (default NAME.yaml)")
     k.set_defaults(func=cmd_calibrate)

@@ -5,8 +5,8 @@ mean inter-token latency and output tokens/s.
 Measurements come as a CSV table with one run a row (the columns of NVIDIA's TensorRT-LLM online-serving
 table: model, hardware, tensor_parallel, input_tokens, output_tokens, num_requests, request_rate_per_s
 (`inf`: every request at once), mean_ttft_ms, mean_itl_ms, output_tokens_per_s, and optionally
-max_concurrency), or as the JSON `vllm bench serve --save-result` writes (one run; its model, GPU and tensor
-parallelism given on the command line). Arrivals of a finite rate are Poisson, as benchmark clients send them
+max_concurrency), or as the JSON `vllm bench serve --save-result` writes (one run a file, so a rate sweep is one file per
+rate; its model, GPU and tensor parallelism given on the command line). Arrivals of a finite rate are Poisson, as benchmark clients send them
 (Gamma with the run's shape where vllm bench serve had --burstiness), drawn given that their gaps average
 1 / rate (the run's nominal rate exactly, not a seed's luck); lengths are fixed at the run's means. A JSON
 saved with --save-detailed lists every request: those completed are simulated with their own prompt and
@@ -230,6 +230,25 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where), _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where),
         1.0 if burstiness is None else number(burstiness, "burstiness", where, minimum=1e-3, maximum=1e3, text=False),
         requests)]
+
+
+def read_runs(paths: list[Path], model: str | None = None, hardware: str | None = None,
+              tensor_parallel: int | None = None) -> list[ServingRun]:
+    """Every run of `paths`, in order: the rows of CSV tables (each naming its model, GPU and parallelism) and
+    `vllm bench serve --save-result` files, a run each (one per request rate of a sweep), on the `model`,
+    `hardware` and `tensor_parallel` given, which the files do not say and which apply to them only."""
+    given = {"--model": model, "--hardware": hardware, "--tp": tensor_parallel}
+    if not any(path.suffix.lower() == ".json" for path in paths):
+        for flag, value in given.items():
+            if value is not None:
+                raise SpecError(flag, "applies to a vllm bench serve JSON only (each row of a CSV names its model, "
+                                "hardware and tensor_parallel)", value)
+    elif not (model and hardware):
+        raise SpecError("--model", "and --hardware are needed with a vllm bench serve JSON (it does not say which "
+                        "model and GPU it measured)")
+    return [run for path in paths
+            for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1)
+                        if path.suffix.lower() == ".json" else read_csv_runs(path))]
 
 
 def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:

@@ -74,8 +74,8 @@ def test_spaces_around_csv_column_names_and_cells_are_not_part_of_them(tmp_path)
 
 @pytest.mark.parametrize("name, text, flags, message", [
     ("r.csv", HEADER + ROW, ("--engine", "nope"), "--engine: must be one of vllm-v1, "),
-    ("r.json", json.dumps(BENCH), (), "--from-serving: takes a CSV of runs (the table compare-serving reads): a vllm "
-     "bench serve JSON is a single run, got "),
+    ("r.json", json.dumps(BENCH), (), "--model: and --hardware are needed with a vllm bench serve JSON"),
+    ("r.csv", HEADER + ROW, ("--tp", "2"), "--tp: applies to a vllm bench serve JSON only"),
 ])
 def test_calibrate_from_serving_refuses_what_it_cannot_fit(tmp_path, capsys, name, text, flags, message):
     (tmp_path / name).write_text(text)

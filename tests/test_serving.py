@@ -183,3 +183,20 @@ def test_the_plot_draws_99th_percentiles_where_runs_measured_them(tmp_path):
                    for rate in (2.0, 4.0, math.inf)]
     plot_serving(comparisons, tmp_path / "serving.png", "runs")
     assert (tmp_path / "serving.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rate_sweep_of_vllm_bench_files_is_compared_as_one_series(tmp_path):
+    # vllm bench serve writes one JSON per request rate: given together they make one configuration's series
+    files = []
+    for rate, ttft_ms in ((2, 20.0), (8, 40.0)):
+        path = tmp_path / f"rate{rate}.json"
+        path.write_text(json.dumps({"completed": 40, "total_input_tokens": 40 * 200, "total_output_tokens": 40 * 20,
+                                    "request_rate": rate, "mean_ttft_ms": ttft_ms, "mean_tpot_ms": 8.0,
+                                    "output_throughput": 20.0 * rate}))
+        files.append(str(path))
+    out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", *files, "--model", "llama-3.1-8b",
+                          "--hardware", "h100-sxm", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert [r["request_rate_per_s"] for r in result["runs"]] == [2.0, 8.0]
+    assert list(result["rate_within_ttft"]["measured"].values()) == [8.0]  # one configuration, both under 200 ms
