@@ -527,6 +527,7 @@ def _run_config(scn: Scenario, base: Path):
         contrastive=_contrastive(scn.contrastive, base), seed=scn.seed)
     check_config(cfg)
     _check_swap_space(cfg)
+    _check_num_blocks(cfg)
     return cfg
 
 
@@ -579,6 +580,20 @@ def _check_swap_space(cfg) -> None:
     if preemption == "swap" and swap_space_gib < block_gib:
         raise SpecError("kv_cache.swap_space_gib", f"holds no KV block ({block_gib:.3g} GiB each here) for "
                         "scheduler.preemption swap; give swap space or use preemption: recompute", swap_space_gib)
+
+
+def _check_num_blocks(cfg) -> None:
+    """A KV-block override (vLLM's num_gpu_blocks_override) may shrink the cache, not make it larger than the
+    memory the weights and activations leave: such a cache could not be allocated."""
+    from infersim.sim.run import total_kv_blocks
+    given = cfg.kv_cache.num_blocks
+    if given is None:
+        return
+    most = total_kv_blocks(replace(cfg, kv_cache=replace(cfg.kv_cache, num_blocks=None)))
+    if given > most:
+        raise SpecError("kv_cache.num_blocks", f"is more than {cfg.hardware.name} holds: {most:,} blocks of "
+                        f"{cfg.kv_cache.block_size_tokens} tokens fit beside {cfg.model.name}'s weights and "
+                        "activations at this memory_utilization; give at most that", given)
 
 
 def _lengths(spec, count: int, rng) -> np.ndarray:

@@ -59,6 +59,8 @@ def test_the_issue_example_names_the_file_key_path_value_and_bound(tmp_path):
     (("model: tiny-llama", "model: tiny-llama\nscheduler: {name: static}\nkv_cache: {allocator: paged}"),
      "kv_cache.allocator: the static scheduler runs on contiguous KV blocks, got 'paged'"),
     (("model: tiny-llama", "model: tiny-llama\nkv_cache: {blocksize: 16}"), "kv_cache.blocksize: is not a known key"),
+    (("model: tiny-llama", "model: tiny-llama\nkv_cache: {num_blocks: 1000000000000}"),
+     "kv_cache.num_blocks: is more than"),
     (("model: tiny-llama", "model: tiny-llama\nkv_cache: {memory_utilization: 1.5}"), "kv_cache.memory_utilization: must be <= 1, got 1.5"),
     (("model: tiny-llama", "model: tiny-llama\nquantization: w5a16"), "quantization.preset: unknown scheme"),
     (("model: tiny-llama", "model: tiny-llama\nscheduler: {max_model_len: 99999999}"), "scheduler.max_model_len: must be <="),
