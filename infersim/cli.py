@@ -15,6 +15,13 @@ def _quoted(text: str) -> str:
     return excerpt(text)
 
 
+def _peak(hw, dtype: str, unit: str) -> str:
+    """A dtype's dense peak, or '-' where the chip has no tensor cores for it."""
+    from infersim.report import si
+    value = hw.peak_flops_per_s.get(dtype, 0)
+    return si(value, unit) if value else "-"
+
+
 def _load(run) -> str:
     """How a measured run was driven: its request rate, or its closed loop's clients."""
     return f"{run.max_concurrency} clients" if run.max_concurrency else f"{run.request_rate_per_s:g}/s"
@@ -168,8 +175,8 @@ def cmd_hardware(args) -> int:
     rows = []
     for name in hardware_names():
         h = get_hardware(name)
-        rows.append([name, si(h.peak("fp16"), "FLOP/s"), si(h.peak_flops_per_s.get("int8", 0), "OP/s"),
-                     si(h.peak_flops_per_s.get("fp8", 0), "FLOP/s"), si(h.peak_flops_per_s.get("fp4", 0), "FLOP/s"),
+        rows.append([name, si(h.peak("fp16"), "FLOP/s"), _peak(h, "int8", "OP/s"),
+                     _peak(h, "fp8", "FLOP/s"), _peak(h, "fp4", "FLOP/s"),
                      f"{h.memory_bytes / 2 ** 30:.4g} GiB",
                      si(h.memory_bandwidth_bytes_per_s, "B/s"), si(h.interconnect_bandwidth_bytes_per_s, "B/s"),
                      str(h.sm_count), f"{h.ridge_point_flops_per_byte():.0f}"])
@@ -248,8 +255,8 @@ def cmd_compare_serving(args) -> int:
                                     "runs": [_compared_run(c) for c in comparisons]}), indent=2, allow_nan=False))
     else:
         print(f"{_files_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
-        print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)", "ITL ms (sim/meas)",
-                     "out tok/s (sim/meas)", "p99 TTFT ms", "p99 ITL ms"],
+        print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)",
+                     "ITL/TPOT ms (sim/meas)", "out tok/s (sim/meas)", "p99 TTFT ms", "p99 ITL/TPOT ms"],
                     [[c.run.where, c.run.model, str(c.run.tensor_parallel),
                       f"{c.run.input_tokens}/{c.run.output_tokens}" + (" (own)" if c.run.requests else ""),
                       _load(c.run), f"{c.ttft_ms:.0f} / {c.run.mean_ttft_ms:.0f}",
@@ -259,6 +266,8 @@ def cmd_compare_serving(args) -> int:
                      for c in comparisons]))
         if any(c.run.requests for c in comparisons):
             print("(own): the run's own requests, as --save-detailed lists them (in/out: their means)")
+        print("ITL/TPOT: each request's (end-to-end - TTFT) / (output tokens - 1), averaged over requests: GenAI-Perf's "
+              "ITL, vllm bench serve's TPOT")
         print()
         print(table(["figure", "runs", "median |error|", "p90 |error|"],
                     [[k, str(v["runs"]), f"{100 * v['median_abs_err']:.1f}%", f"{100 * v['p90_abs_err']:.1f}%"]
@@ -293,12 +302,16 @@ def _roofline(args) -> int:
     quant = get_quant(args.quant, args.kv_bits)
     parallel = Parallelism(args.tp, args.pp)
     if args.phase == "decode":
+        if args.context is None:  # the default: 1024 tokens, or as many as the model's context leaves
+            args.context = min(1024, model.max_context_tokens - 1)
         if args.context + 1 > model.max_context_tokens:
             raise SpecError("--context", f"{model.name} allows at most {model.max_context_tokens - 1} cached "
                             f"tokens before a decode step", args.context)
         batch = decode_batch([args.context] * args.batch)
         shape = f"decode, batch {args.batch}, context {args.context}"
     else:
+        if args.prompt is None:  # the default: 1024 tokens, or the model's whole context
+            args.prompt = min(1024, model.max_context_tokens)
         if args.prompt > model.max_context_tokens:
             raise SpecError("--prompt", f"{model.name} allows at most {model.max_context_tokens} tokens",
                             args.prompt)
@@ -731,7 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--tp", type=_positive_int, help="with JSON files: their tensor parallelism (default 1)")
     cs.add_argument("--ttft-ms", type=_positive_number, default=200.0,
                     help="the mean TTFT bound for the highest sustainable rate (default 200)")
-    cs.add_argument("--json", action="store_true")
+    cs.add_argument("--json", action="store_true", help="print the comparison as JSON (keys: engine, errors, "
+                    "rate_within_ttft, runs)")
     cs.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     cs.add_argument("--plot", metavar="FILE.png", type=_figure_path,
                     help="measured and simulated latency against request rate per configuration")
@@ -742,16 +756,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--hardware", required=True, help="registry name (see `infersim hardware`) or YAML path")
     r.add_argument("--phase", choices=("decode", "prefill"), default="decode")
     r.add_argument("--batch", type=_int_at_least(1, MAX_BATCH), default=1, help="sequences in the batch (default 1)")
-    r.add_argument("--context", type=_nonnegative_int, default=1024,
-                   help="decode: tokens already cached per sequence (default 1024)")
-    r.add_argument("--prompt", type=_positive_int, default=1024, help="prefill: prompt tokens (default 1024)")
-    r.add_argument("--quant", default="fp16", help="fp16, w8a16, w4a16, w3a16, w2a16, nf4, w8a8, w8a8-naive, "
-                   "llm-int8, fp8, nvfp4, mxfp4, sparse-2:4 (default fp16)")
+    r.add_argument("--context", type=_nonnegative_int, default=None,
+                   help="decode: tokens already cached per sequence (default 1024, or the model's context less 1)")
+    r.add_argument("--prompt", type=_positive_int, default=None,
+                   help="prefill: prompt tokens (default 1024, or the model's context)")
+    r.add_argument("--quant", default="fp16", help="fp16, bf16, w8a16, w4a16, w3a16, w2a16, nf4, w8a8, "
+                   "w8a8-naive, llm-int8, fp8, sparse-2:4, nvfp4, mxfp4 (default fp16; roofline.quant.PRESETS)")
     r.add_argument("--kv-bits", type=_positive_int, default=None, help="KV-cache bits: 16, 8 or 4")
     r.add_argument("--no-flash", action="store_true", help="materialise attention scores (no FlashAttention)")
     r.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel GPUs")
     r.add_argument("--pp", type=_positive_int, default=1, help="pipeline-parallel stages")
-    r.add_argument("--sampling", choices=("greedy", "top_p"), default="top_p")
+    r.add_argument("--sampling", choices=("greedy", "top_p"), default="top_p",
+                   help="the sampling kernel that ends the step (default top_p: sort-free top-p over the vocabulary)")
     r.add_argument("--json", action="store_true", help="print JSON (keys: ops, totals, memory)")
     r.add_argument("--plot", metavar="FILE.png", type=_figure_path,
                    help="draw the ops on the hardware's roofline chart")
@@ -760,8 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare-profile", help="roofline vs a measured per-op profile (Vidur CSV format)")
     c.add_argument("profile", metavar="FILE.csv")
     c.add_argument("--model", help="the profiled model (default: read its shape from the CSV columns)")
-    c.add_argument("--hardware", required=True)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--hardware", required=True, help="registry name or YAML path of the GPU it was measured on")
+    c.add_argument("--json", action="store_true", help="print every row's predicted and measured time as JSON")
     c.add_argument("--plot", metavar="FILE.png", type=_figure_path, help="predicted vs measured scatter plot")
     c.set_defaults(func=cmd_compare_profile)
 
@@ -772,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--hardware", help="the device's hardware spec (default: calibrate this CPU, or the "
                    "registry entry of the GPU found)")
     v.add_argument("--quick", action="store_true", help="fewer, smaller shapes")
-    v.add_argument("--quiet", action="store_true")
+    v.add_argument("--quiet", action="store_true", help="print nothing but errors")
     v.set_defaults(func=cmd_validate)
 
     k = sub.add_parser("calibrate", help="measure this machine, or fit efficiency factors to a profile; "

@@ -25,6 +25,7 @@ from pydantic import (BeforeValidator, Field, StrictBool, ValidationError, creat
                       model_validator)
 
 from infersim.plan_slo import SloCheck, SloWatch, check_slo
+from infersim.report import counted
 from infersim.roofline.boundary import load_yaml
 from infersim.roofline.errors import SpecError
 from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _Section, cluster_replicas
@@ -760,5 +761,5 @@ def _why(row: dict, chosen: dict | None) -> str:
     more = row["cost_per_hour"] / chosen["cost_per_hour"] - 1
     if more < 0.005:
         return f"costs the same, with less headroom per replica than {chosen['name']}: {_limit_text(row)}"
-    return (f"costs {more:.0%} more (${row['cost_per_hour']:,.2f}/h for {row['gpus']} GPUs vs "
+    return (f"costs {more:.0%} more (${row['cost_per_hour']:,.2f}/h for {counted(row['gpus'], 'GPU')} vs "
             f"${chosen['cost_per_hour']:,.2f}/h): {_limit_text(row)}")

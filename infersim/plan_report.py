@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from infersim.plan_plots import duration_text, slo_bounds_s, write_plots
+from infersim.report import counted
 
 LATENCY_NAMES = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2e_s": "E2E"}
 # What each figure shows, in the order the report shows them; {focus} is "chosen" or "closest".
@@ -56,6 +57,11 @@ def percent(fraction: float) -> str:
 def _shown(value, text: Callable[[float], str]) -> str:
     """`text(value)`, or "-" where the plan has no value (None, NaN, inf)."""
     return text(value) if value is not None and math.isfinite(value) else "-"
+
+
+def _counted(count, noun: str) -> str:
+    """'1 GPU', '3 GPUs', or '- GPUs' where the plan has no count."""
+    return f"- {noun}s" if count is None else counted(count, noun)
 
 
 def rate_range_text(rate: dict | None) -> str:
@@ -153,7 +159,8 @@ def verdict(plan: dict) -> str:
         def shown(key, text=str):
             return _shown(chosen.get(key), text)
         return (f"Cheapest meeting the SLOs: {chosen['name']} at {shown('cost_per_hour', dollars)}/h, "
-                f"{shown('gpus')} GPUs ({shown('replicas')} replicas of {shown('gpus_per_replica')} × "
+                f"{_counted(chosen.get('gpus'), 'GPU')} ({_counted(chosen.get('replicas'), 'replica')} of "
+                f"{shown('gpus_per_replica')} × "
                 f"{chosen.get('hardware', '-')}), {shown('cost_per_million_output_tokens', dollars_sig3)} per million "
                 "output tokens.")
     closest = candidate_named(plan, "closest")

@@ -16,6 +16,11 @@ def si(value: float, unit: str = "") -> str:
     return f"{value:.3g} {unit}".rstrip()
 
 
+def counted(count, noun: str) -> str:
+    """'1 GPU', '3 GPUs': a count with its noun in the number it takes (plural by an 's')."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]

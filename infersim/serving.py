@@ -244,7 +244,7 @@ def read_runs(paths: list[Path], model: str | None = None, hardware: str | None 
                 raise SpecError(flag, "applies to a vllm bench serve JSON only (each row of a CSV names its model, "
                                 "hardware and tensor_parallel)", value)
     elif not (model and hardware):
-        raise SpecError("--model", "and --hardware are needed with a vllm bench serve JSON (it does not say which "
+        raise SpecError("--model, --hardware", "are needed with a vllm bench serve JSON (it does not say which "
                         "model and GPU it measured)")
     return [run for path in paths
             for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1)

@@ -64,7 +64,7 @@ def test_listings(capsys):
     assert hardware[0].split()[:5] == ["hardware", "fp16", "int8", "fp8", "fp4"]
     rows = {line.split()[0]: line for line in hardware[2:]}
     assert {"mi300x", "gh200", "h20", "b200", "gb200", "b300", "mi325x", "mi355x"} <= set(rows)
-    assert "9 PFLOP/s" in rows["b200"] and "0 FLOP/s" in rows["h100-sxm"]  # HGX B200: 18 sparse / 2
+    assert "9 PFLOP/s" in rows["b200"] and rows["h100-sxm"].split()[7] == "-"  # HGX B200: 18 sparse / 2; H100: no fp4
 
 
 def test_compare_profile_json(capsys, profile_dir):
@@ -266,3 +266,11 @@ def test_a_run_too_long_for_a_timeline_writes_its_summary_and_plot_without_one(t
     assert sorted(paths) == ["requests", "summary"] and not (tmp_path / "out" / "timeline.csv").exists()
     plot_run(result, tmp_path / "out" / "run.png", "no timeline")
     assert (tmp_path / "out" / "run.png").stat().st_size > 0
+
+
+def test_roofline_defaults_fit_a_short_context_model(capsys):
+    # gpt2's context is 1024 tokens: the default decode context is 1023 cached tokens, the default prompt 1024
+    code, out, _ = run(capsys, "roofline", "--model", "gpt2", "--hardware", "h100-sxm")
+    assert code == 0 and "decode, batch 1, context 1023" in out
+    code, out, _ = run(capsys, "roofline", "--model", "gpt2", "--hardware", "h100-sxm", "--phase", "prefill")
+    assert code == 0 and "prefill, batch 1, prompt 1024" in out

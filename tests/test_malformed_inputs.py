@@ -37,7 +37,7 @@ def one_line_error(capsys, *argv) -> str:
     ("r.json", json.dumps(BENCH | {"total_output_tokens": 5}), JSON_FLAGS,
      "r.json: total_output_tokens: averages 0.25 tokens over the 20 completed requests; a run of one output token "
      "a request has no inter-token latency to compare (mean_tpot_ms), got 5.0"),
-    ("r.JSON", json.dumps(BENCH), (), "--model: and --hardware are needed with a vllm bench serve JSON"),
+    ("r.JSON", json.dumps(BENCH), (), "--model, --hardware: are needed with a vllm bench serve JSON"),
     ("r.csv", HEADER + ROW.replace(",128,16,", ",128,1,"), (),
      "r.csv:2: output_tokens: must be >= 2 (a run of one output token a request has no inter-token latency to "
      "compare, mean_itl_ms), got '1'"),
@@ -74,7 +74,7 @@ def test_spaces_around_csv_column_names_and_cells_are_not_part_of_them(tmp_path)
 
 @pytest.mark.parametrize("name, text, flags, message", [
     ("r.csv", HEADER + ROW, ("--engine", "nope"), "--engine: must be one of vllm-v1, "),
-    ("r.json", json.dumps(BENCH), (), "--model: and --hardware are needed with a vllm bench serve JSON"),
+    ("r.json", json.dumps(BENCH), (), "--model, --hardware: are needed with a vllm bench serve JSON"),
     ("r.csv", HEADER + ROW, ("--tp", "2"), "--tp: applies to a vllm bench serve JSON only"),
 ])
 def test_calibrate_from_serving_refuses_what_it_cannot_fit(tmp_path, capsys, name, text, flags, message):
