@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -93,7 +94,8 @@ def main() -> None:
                        for rate in (p.light_rate_per_s, p.heavy_rate_per_s)})
         paths = [_at_rate(stem, rate, requests, folder) for stem, rate in runs]
         start = time.perf_counter()
-        results = simulate_files(paths, args.jobs)
+        results = simulate_files(paths, args.jobs, progress=lambda done, total: print(
+            f"\r{done} of {total} runs", end="\n" if done == total else "", file=sys.stderr, flush=True))
         elapsed_s = time.perf_counter() - start
     summary = {run: result.summary for run, result in zip(runs, results)}
     lines = ["| technique | load (req/s) | " + " | ".join(f"{name} ({unit})" if unit else name
