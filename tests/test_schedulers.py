@@ -275,6 +275,21 @@ def test_trtllm_admits_only_what_fits_at_its_longest_and_never_preempts():
     assert taken.decoding_seqs == 1 and [c.tokens for c in taken.plan.prefills] == [40]
 
 
+def test_trtllm_with_chunked_context_prefills_a_long_prompt_over_steps_beside_running_decodes():
+    # budget 64 tokens a step, decodes counted: a 10-token request decodes, then a 150-token prompt arrives.
+    # Without chunking it can never fit the budget and is refused; with it, each step gives the prompt what
+    # the decode leaves: 63, 63, then the last 24 tokens (150 = 63 + 63 + 24)
+    long = request(1, 150, 5)
+    assert "exceeds scheduler.max_num_batched_tokens=64" in scheduler("trtllm", max_num_batched_tokens=64).reject_reason(long)
+    sched = scheduler("trtllm-chunked", max_num_batched_tokens=64)
+    assert sched.reject_reason(long) == ""
+    drive(sched, [request(0, 10, 50)], steps=2)
+    sched.add(long)
+    taken = [step(sched, 10.0 + i) for i in range(3)]
+    assert [[c.tokens for c in one.plan.prefills] for one in taken] == [[63], [63], [24]]
+    assert [one.decoding_seqs for one in taken] == [1, 1, 1] and long.first_token_s == 13.0
+
+
 def test_trtllm_in_a_prefill_pool_reserves_no_output_blocks():
     # a disaggregated prefill replica hands requests off once prefilled: the same two requests (8-token
     # prompts, 2 blocks each) are prefilled together in the first step, not one after the other

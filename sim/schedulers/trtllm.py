@@ -32,3 +32,25 @@ class TrtllmScheduler(Scheduler):
         budget = self.limits.max_num_batched_tokens - self.decode_tokens * len(self.running)
         chunks = self.admit(budget) if budget > 0 else []
         return self.plan(prefills=chunks, decode=True)
+
+
+class TrtllmChunkedScheduler(TrtllmScheduler):
+    """TensorRT-LLM with chunked context on (executor `enable_chunked_context`; trtllm-bench throughput's
+    default, tensorrt_llm/bench/benchmark/throughput.py `--enable_chunked_context/--disable_chunked_context`
+    default True): generating requests first, then context requests first come, first served
+    (ContextChunkingPolicy FIRST_COME_FIRST_SERVED), each taking what the step's `max_num_batched_tokens`
+    leaves, so a prompt longer than the budget is prefilled over several steps instead of refused. Partly
+    prefilled prompts came first and continue first. TensorRT-LLM rounds a chunk that is not a prompt's last
+    down to whole KV blocks; that rounding is not modelled."""
+
+    name = "trtllm-chunked"
+    chunked_prompts = True
+
+    def plan_step(self):
+        self.make_room_for_decode()
+        budget = self.limits.max_num_batched_tokens - self.decode_tokens * len(self.running)
+        chunks = self.continue_prefills(budget) if budget > 0 else []
+        budget -= sum(chunk.tokens for chunk in chunks)
+        if budget > 0:
+            chunks += self.admit(budget)
+        return self.plan(prefills=chunks, decode=True)
