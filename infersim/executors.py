@@ -4,6 +4,7 @@ in the order given; a task's result depends on the task alone, so every executor
 """
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Callable, Protocol, Sequence
 
@@ -63,6 +64,8 @@ class RayExecutor:
     here unless one is already running in this process)."""
 
     def __init__(self, address: str | None = None):
+        if address is not None:
+            check_ray_address(address)
         ray = require_ray()
         if not ray.is_initialized():
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
@@ -79,6 +82,22 @@ class RayExecutor:
             self._ray.get(finished)  # a task's exception is raised here
             report(len(tasks) - len(pending), len(tasks))
         return self._ray.get(refs)
+
+
+RAY_CONNECT_TIMEOUT_S = 3.0
+
+
+def check_ray_address(address: str) -> None:
+    """One line when nothing listens at a host:port (or ray://host:port) address, where `ray.init` would retry
+    for minutes printing its own logs. Addresses Ray resolves itself ("auto", "local") pass unchecked."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except (OSError, OverflowError):  # refused, timed out, unknown host; OverflowError: a port past 65535
+        raise SpecError("--address", "no Ray cluster answers there (start one with `ray start --head`, or leave "
+                        "--address out to start a local one)", address) from None
 
 
 def require_ray():

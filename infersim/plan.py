@@ -176,7 +176,7 @@ def load_plan(path: Path | str) -> PlanContext:
     try:
         plan = Plan.model_validate(data)
     except ValidationError as e:
-        raise spec_error(e, file=path.name) from None
+        raise spec_error(e, file=path.name, model=Plan) from None
     base = path.parent
     with errors_in(path.name):
         for i, model in enumerate(plan.models):
@@ -602,7 +602,7 @@ def prepare(ctx: PlanContext, cand: Candidate) -> Prepared:
         ceiling = steady_state_ceiling(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens)
         share = network_share(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens, ceiling.batch)
     except (SpecError, ValidationError) as err:
-        return Prepared(cand, reason=str(spec_error(err) if isinstance(err, ValidationError) else err))
+        return Prepared(cand, reason=str(spec_error(err, model=Scenario) if isinstance(err, ValidationError) else err))
     return Prepared(cand, ceiling, share)
 
 

@@ -388,7 +388,7 @@ def load_scenario(path: Path | str) -> tuple[Scenario, Path]:
     try:
         return Scenario.model_validate(data), path.parent
     except ValidationError as e:
-        raise spec_error(e, file=path.name) from None
+        raise spec_error(e, file=path.name, model=Scenario) from None
 
 
 def load_run(path: Path | str) -> tuple[Scenario, object, list]:

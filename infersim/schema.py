@@ -2,11 +2,12 @@
 one line naming the key path, the value and what is allowed."""
 from __future__ import annotations
 
+import difflib
 import re
 import sys
-from typing import Annotated
+from typing import Annotated, get_args
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from infersim.roofline.boundary import bound_text, whole_number
 from infersim.roofline.errors import SpecError
@@ -83,10 +84,11 @@ def _names_a_class(branch: str) -> bool:
     return re.findall(r"[A-Za-z_]\w*", branch)[-1][0].isupper()
 
 
-def spec_error(error: ValidationError, file: str | None = None) -> SpecError:
+def spec_error(error: ValidationError, file: str | None = None, model: type[BaseModel] | None = None) -> SpecError:
     """The most specific of pydantic's errors as one line. A union (`prompt_tokens: 512` or a mapping)
     reports its branches separately; the branch matching the value's type is the one that explains it.
-    An unknown key comes first: a misspelt key explains the missing one."""
+    An unknown key comes first: a misspelt key explains the missing one. Given the `model` validated, an
+    unknown key close to one its section knows gets a suggestion."""
     errors = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
 
     def wrong_branch(err) -> bool:
@@ -102,4 +104,31 @@ def spec_error(error: ValidationError, file: str | None = None) -> SpecError:
     path = ".".join(str(p) for p in err["loc"] if not _is_branch(p))
     got = err.get("input")
     show = not isinstance(got, dict) or err["type"] in ("dict_type", "model_type")
-    return SpecError(path, _problem(err), got if show and err["type"] != "missing" else None, file)
+    problem = _problem(err)
+    if err["type"] == "extra_forbidden" and model is not None and isinstance(err["loc"][-1], str):
+        close = difflib.get_close_matches(err["loc"][-1], known_keys(model, err["loc"][:-1]), n=1, cutoff=0.6)
+        problem = f"is not a known key (did you mean {close[0]}?)" if close else problem
+    return SpecError(path, problem, got if show and err["type"] != "missing" else None, file)
+
+
+def known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys (field names and aliases) of the mapping at `loc`, a pydantic error location within `model`:
+    a part naming a field leads to the models its type holds (in a list, a mapping, a union), a union
+    branch part (`LengthSection`) keeps that model alone, a list index or a mapping's own key changes none."""
+    models = [model]
+    for part in loc:
+        if _is_branch(part):
+            if _names_a_class(part):
+                models = [m for m in models if m.__name__ == re.findall(r"[A-Za-z_]\w*", part)[-1]]
+            continue
+        fields = [f for m in models for name, f in m.model_fields.items() if part in (name, f.alias)]
+        if fields:
+            models = [inner for f in fields for inner in _models_in(f.annotation)]
+    return sorted({key for m in models for name, f in m.model_fields.items() for key in (name, f.alias) if key})
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic models a type annotation holds, at any depth (Optional, Union, list, dict, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]

@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import sys
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from infersim.kernels.cuda.compile import compiled
 from infersim.kernels.device import registry_name, require
-from infersim.kernels.measure import gpu_median_time_s, interleaved_median_times_s
+from infersim.kernels.measure import gpu_median_time_s, interleaved_times_s
 from infersim.roofline import get_hardware
 from infersim.roofline.hardware import HardwareSpec
 
@@ -60,17 +62,15 @@ def _vector(elements: int = 2**14, repeats: int = 200) -> tuple:
     return run, 2 * repeats * elements
 
 
-def _exp(elements: int = 2**14, repeats: int = 50) -> tuple:
-    """float32 exponentials on a cache-resident array, all cores (a Numba parallel loop, as the softmax
-    of the attention kernels computes them)."""
+def _exp(elements: int = 2**19) -> tuple:
+    """float32 exponentials over an array the last-level cache holds (2 MiB in, 2 MiB out), all cores (a
+    Numba parallel loop, as the softmax of the attention kernels computes them), one loop a call. Each loop
+    ends waiting for every core, and a core lent to another process holds it up by a scheduler time slice
+    (milliseconds): many short loops (this probe was 50 of 16 Ki) measured the machine's load instead."""
     from infersim.kernels._numba_gemm import exp_into
     x = np.linspace(-10, 0, elements, dtype=np.float32)
     out = np.empty_like(x)
-
-    def run():
-        for _ in range(repeats):
-            exp_into(x, out)
-    return run, repeats * elements
+    return (lambda: exp_into(x, out)), elements
 
 
 def _call(repeats: int = 1000) -> tuple:
@@ -84,18 +84,37 @@ def _call(repeats: int = 1000) -> tuple:
     return run, repeats
 
 
-PROBES = {"GEMM fp32": lambda: _gemm("fp32", 1024), "GEMM fp16": lambda: _gemm("fp16", 256),
-          "GEMM int8": lambda: _gemm("int8", 1024), "STREAM triad": _stream_triad, "vector": _vector,
-          "exp": _exp, "kernel call": _call}
+class Probe(NamedTuple):
+    make: Callable[[], tuple]  # -> (a call to time, the work it does: FLOPs, bytes, exponentials or calls)
+    seconds: Callable = np.median  # the statistic of its rounds' seconds
+
+
+PROBES = {"GEMM fp32": Probe(lambda: _gemm("fp32", 1024)), "GEMM fp16": Probe(lambda: _gemm("fp16", 256)),
+          "GEMM int8": Probe(lambda: _gemm("int8", 1024)), "STREAM triad": Probe(_stream_triad),
+          "vector": Probe(_vector),
+          # the best round: load on another core stalls every parallel loop of a round, so on a shared
+          # machine most rounds can be slowed many times over, and the median with them
+          "exp": Probe(_exp, np.min), "kernel call": Probe(_call)}
+# Rates below these are no CPU's of the last decade (a single AVX2 core computes ~1e9 float32 exponentials
+# a second; a Numba call costs microseconds): the machine was busy, and the figure written is not its own.
+PLAUSIBLE_RATES = {"exp": (1e8, "special_function_per_s"), "kernel call": (1e3, "launch_overhead_s")}
 
 
 def measure_rates(progress=lambda text: None) -> dict:
-    """Work per second of each probe (FLOPs, bytes, exponentials or calls), timed in interleaved rounds
-    with medians, as `infersim validate` times kernels: a peak and the kernel times compared with it are
-    then the same statistic, and a burst of load on a shared machine moves neither much."""
-    probes = {name: make() for name, make in PROBES.items()}
-    seconds = interleaved_median_times_s([fn for fn, _ in probes.values()], rounds=9, progress=progress)
-    return {name: work / s for (name, (_, work)), s in zip(probes.items(), seconds)}
+    """Work per second of each probe, timed in interleaved rounds with medians as `infersim validate` times
+    kernels: a peak and the kernel times compared with it are then the same statistic, and a burst of load
+    on a shared machine moves neither much. The exp probe keeps its best round (see PROBES)."""
+    probes = {name: probe.make() for name, probe in PROBES.items()}
+    seconds = interleaved_times_s([fn for fn, _ in probes.values()], rounds=9, progress=progress)
+    return {name: work / float(PROBES[name].seconds(seconds[:, i]))
+            for i, (name, (_, work)) in enumerate(probes.items())}
+
+
+def implausible_rates(rates: dict) -> list[str]:
+    """A warning line for each measured rate below PLAUSIBLE_RATES, naming the spec field not to trust."""
+    return [f"warning: {name} measured {rates[name]:.3g}/s, below the {floor:.0e}/s any CPU of the last decade "
+            f"reaches: the machine looked busy, so do not trust {field} (rerun infersim calibrate when it is idle)"
+            for name, (floor, field) in PLAUSIBLE_RATES.items() if rates[name] < floor]
 
 
 def cache_bytes() -> dict:
@@ -129,6 +148,8 @@ def calibrate_host(progress=lambda text: None) -> HardwareSpec:
     progress(f"  vector: {vector / 1e9:.1f} GFLOP/s")
     progress(f"  exp: {exp_rate / 1e9:.2f} G/s")
     progress(f"  kernel call overhead: {overhead * 1e6:.2f} us")
+    for warning in implausible_rates(rates):
+        print(warning, file=sys.stderr)  # not `progress`: a caller that keeps quiet still hears of it
     caches = cache_bytes()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return HardwareSpec(

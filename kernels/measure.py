@@ -37,14 +37,20 @@ def interleaved_median_times_s(fns: list, rounds: int = 7, warmup: int = 2, samp
                                progress=lambda text: None) -> list[float]:
     """Median seconds of each of fns, sampled in rounds that take every function once, so a burst of
     load from other tenants of a shared machine, lasting seconds, costs each function one sample of
-    several instead of all of them (timing the functions one after the other would give it whole).
-    Each sample starts with an untimed call, so it is timed warm, as one function's repeated runs are."""
+    several instead of all of them (timing the functions one after the other would give it whole)."""
+    return [float(t) for t in np.median(interleaved_times_s(fns, rounds, warmup, sample_s, progress), axis=0)]
+
+
+def interleaved_times_s(fns: list, rounds: int = 7, warmup: int = 2, sample_s: float = 0.007,
+                        progress=lambda text: None) -> np.ndarray:
+    """Seconds of a call of each of fns (columns) in each round (rows), every round taking every function
+    once. Each sample starts with an untimed call, so it is timed warm, as one function's repeated runs are."""
     calls = [_calls_per_sample(fn, warmup, sample_s) for fn in fns]
     samples = []
     for r in range(rounds):
         progress(f"timing round {r + 1}/{rounds}")
         samples.append([_sample_s(fn, n, warm=True) for fn, n in zip(fns, calls)])
-    return [float(t) for t in np.median(samples, axis=0)]
+    return np.array(samples)
 
 
 def gpu_median_time_s(fn, repeats: int = 20, warmup: int = 3, target_s: float = 2e-3, graph: bool = True) -> float:
