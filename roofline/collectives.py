@@ -205,12 +205,23 @@ def all_reduce_s(fabric: Fabric, payload_bytes, gpus: int):
     node: the fixed call cost, plus the latency and the payload over the bandwidth (size-corrected for trees,
     scaled by the fabric's efficiency on NVLink) of the choice NCCL's own model finds cheapest. The correction
     decides whether trees run: without it tree/LL128 would win around 2 MB on 8 A100s and tree/Simple around
-    1 MB on 8 PCIe GPUs; with it no GPU of the registry runs a tree on one node."""
+    1 MB on 8 PCIe GPUs; with it no GPU of the registry runs a tree on one node.
+
+    NVLink SHARP (NVLS) is timed by what crosses a GPU's links, not by NCCL's tuning figure: the NVSwitch
+    reduces, so each GPU sends its payload into the switch once and takes the result back once (multimem
+    loads and stores), where a ring moves 2 (n - 1) / n of it each way; its algorithm bandwidth is the GPU's
+    NVLink bandwidth each way times the fabric's efficiency (NVIDIA Hopper architecture whitepaper, "NVLink
+    SHARP"). NCCL's model, which keeps a channel structure and nvlsEfficiency 0.85, puts it at 272 GB/s on 8
+    H100s (476 GB/s of bus bandwidth); this gives 360 (630 bus), the top of the 528-643 GB/s of bus bandwidth
+    H100 nodes measure at 64 MB and up."""
     payload = np.asarray(payload_bytes, dtype=np.float64)
     if gpus <= 1:
         return np.zeros_like(payload) if payload.ndim else 0.0
     flat = payload.reshape(-1)
-    _, latency_s, bandwidth = _cheapest(choices(fabric, gpus), flat)
+    options = choices(fabric, gpus)
+    pick, latency_s, bandwidth = _cheapest(options, flat)
+    in_switch = np.array([options[i].algorithm == "nvls" for i in pick])
+    bandwidth = np.where(in_switch, fabric.bandwidth_bytes_per_s, bandwidth)
     efficiency = fabric.efficiency if fabric.kind != "pcie" else 1.0
     seconds = fabric.call_s + latency_s + flat / (bandwidth * efficiency)
     return seconds.reshape(payload.shape) if payload.ndim else float(seconds[0])

@@ -47,6 +47,18 @@ def test_a_large_all_reduce_moves_at_the_efficiency_of_nccls_bandwidth():
     assert all_reduce_s(A100_NODE, np.array([1e3, 1e6]), 1).tolist() == [0.0, 0.0]
 
 
+def test_nvls_moves_each_gpus_payload_once_at_its_nvlink_bandwidth():
+    # 256 MiB on 8 H100s: NCCL picks NVLS; the switch reduces, so each GPU's 450 GB/s each way carries the
+    # payload once: 30 us call + 25 us NVLS latency + 2^28 B / (450e9 x 0.8) = 800.7 us. Bus bandwidth
+    # 2^28 x 2 x 7/8 / 800.65 us = 586.7 GB/s, inside the 528-643 GB/s H100 nodes measure at 64 MB and up
+    # (NCCL's own model, 272 GB/s x 0.8 of algorithm bandwidth, gave 1.29 ms: 364 GB/s)
+    t = all_reduce_s(H100_NODE, 2 ** 28, 8)
+    assert t == pytest.approx(30e-6 + 25e-6 + 2 ** 28 / (450e9 * 0.8))
+    assert 2 ** 28 * 2 * 7 / 8 / t / 1e9 == pytest.approx(586.7, abs=0.1)
+    # a small payload still runs NCCL's ring/LL, timed by NCCL's figures: 30 + 15 us + 4096 B / (80.57e9 x 0.8)
+    assert all_reduce_s(H100_NODE, 4096, 8) == pytest.approx(30e-6 + 15e-6 + 4096 / (8 * 141e9 / 14 * 0.8))
+
+
 def test_nccl_scales_tree_bandwidth_by_its_correction_for_the_payload_size():
     # tuning.cc treeCorrectionFactor, column log2i(bytes >> 6): 1 MiB >> 6 = 2^14, column 14, where the rows
     # LL, LL128, Simple read .5, .6, .5. 64 B is column 0 (Simple .9); 2^29 - 1 B, 1 B short of 512 MiB,
