@@ -166,8 +166,9 @@ class HardwareSpec:
         """Dense peak FLOP/s for a compute dtype; a missing one is an error naming the ones it has."""
         key = "fp16" if dtype == "bf16" else dtype
         if key not in self.peak_flops_per_s:
-            raise SpecError("quantization", f"{self.name} has no {dtype} tensor-core peak; it has "
-                            f"{', '.join(sorted(self.peak_flops_per_s))}", dtype)
+            raise SpecError("quantization", f"{self.name} has no {dtype} tensor-core peak, which this scheme's "
+                            f"GEMMs run at; it has {', '.join(sorted(self.peak_flops_per_s))} (infersim hardware "
+                            f"lists the peaks of each GPU)", dtype)
         return self.peak_flops_per_s[key]
 
     def dtype_efficiency_of(self, dtype: str) -> float:
