@@ -80,19 +80,15 @@ def trtllm_bench_settings(params: float, layers: int, kv_heads: int, head_dim: i
     requests = available * KV_FRACTION / kv_gib_per_token / (input_tokens + output_tokens)
     raw_batch = min(requests, 4096)
     raw_tokens = min(raw_batch * (1 + input_tokens / output_tokens), 32768)
-    if raw_batch < 256:
-        batch = max(64, 32 * math.ceil(raw_batch / 32))
-    elif raw_batch < 1024:
-        batch = 128 * math.ceil(raw_batch / 128)
-    else:
-        batch = 256 * math.ceil(raw_batch / 256)
-    if raw_tokens < 4096:
-        tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
-    elif raw_tokens < 8192:
-        tokens = 512 * math.ceil(raw_tokens / 512)
-    else:
-        tokens = 1024 * math.ceil(raw_tokens / 1024)
+    batch = _rounded_up(raw_batch, 64, ((256, 32), (1024, 128), (math.inf, 256)))
+    tokens = _rounded_up(raw_tokens, 2048, ((4096, 256), (8192, 512), (math.inf, 1024)))
     return batch, tokens
+
+
+def _rounded_up(value: float, least: int, tiers: tuple) -> int:
+    """`value` rounded up to the step of the first (limit, step) tier it is below, and at least `least`."""
+    step = next(step for limit, step in tiers if value < limit)
+    return max(least, step * math.ceil(value / step))
 
 
 def simulate_run(run: PublishedRun, fraction: float = 1.0) -> dict:
