@@ -588,7 +588,7 @@ def cmd_plan(args) -> int:
     from infersim.plan import load_plan, ranking_table, run_plan
     from infersim.report import json_safe
     ctx = load_plan(args.plan)
-    out = Path(args.out)
+    out = Path(args.out or Path("runs") / Path(args.plan).stem)
     _writable_folder(out, "--out")
     executor = make_executor(args.executor, args.jobs or os.cpu_count() or 1, args.address)
     show = args.progress or sys.stderr.isatty()
@@ -719,8 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="capacity planning: the cheapest deployment meeting SLOs at a target rate "
                         "(a plan YAML, see scenarios/plans/)")
     pl.add_argument("plan", metavar="PLAN.yaml")
-    pl.add_argument("--out", metavar="DIR", type=_out_dir, required=True,
-                    help="where to write plan.json (and report.html, report.md)")
+    pl.add_argument("--out", metavar="DIR", type=_out_dir,
+                    help="where to write plan.json, report.html, report.md and the plots (default runs/<plan name>)")
     pl.add_argument("--jobs", type=_positive_int, help="local worker processes (default: the CPU count)")
     pl.add_argument("--executor", choices=("local", "ray"), default="local",
                     help="local processes (default) or a Ray cluster (pip install 'infersim[ray]')")
