@@ -367,10 +367,44 @@ def _profile_model(args):
     return get_model(args.model, field="--model") if args.model else model_from_profile(args.profile)
 
 
+def _compare_all_reduce_profile(args) -> int:
+    """compare-profile on a network profile: the collectives model against measured all-reduces."""
+    from pathlib import Path
+
+    from infersim.report import figure, json_safe, table
+    from infersim.roofline import SpecError, get_hardware
+    from infersim.roofline.collective_profile import compare_all_reduce, read_all_reduce_profile
+    if args.model:
+        raise SpecError("--model", "does not apply to an all-reduce profile (it measures no model)", args.model)
+    hw = get_hardware(args.hardware, field="--hardware")
+    samples = read_all_reduce_profile(args.profile)
+    result = compare_all_reduce(samples, hw)
+    if args.json:
+        print(json.dumps(json_safe(result), indent=2, allow_nan=False))
+    else:
+        def row(name, e):
+            return [name, str(e["n"]), f"{figure(e['median_abs_err'], '.1f', 100)}%",
+                    f"{figure(e['p90_abs_err'], '.1f', 100)}%", f"{figure(e['median_signed_err'], '+.1f', 100)}%"]
+        print(f"{_shown(args.profile)}: all-reduce model ({hw.name}, {hw.fabric.kind}) vs measured")
+        print(table(["rows", "n", "median |err|", "p90 |err|", "median err (+: slow)"],
+                    [row("all", result["all"])] + [row(f"{g} GPUs", e) for g, e in result["by_gpus"].items()]
+                    + [row(name, e) for name, e in result["by_size"].items()]))
+        if samples.multi_node_rows:
+            print(f"({samples.multi_node_rows} rows across nodes left out: multi-node collectives are not modelled)")
+    if args.plot:
+        from infersim.plots import plot_all_reduce_profile
+        plot_all_reduce_profile(samples, hw, args.plot, f"{_shown(Path(args.profile).name)}: all-reduce on {hw.name}")
+        print(f"wrote {_shown(args.plot)}", file=sys.stderr)
+    return 0
+
+
 def cmd_compare_profile(args) -> int:
     from infersim.report import figure, json_safe, table
     from infersim.roofline import get_hardware
+    from infersim.roofline.collective_profile import is_all_reduce_profile
     from infersim.roofline.profile import VIDUR_OPS, compare, read_profile
+    if is_all_reduce_profile(args.profile):
+        return _compare_all_reduce_profile(args)
     model, hw = _profile_model(args), get_hardware(args.hardware, field="--hardware")
     samples = read_profile(args.profile, model)
     result = compare(samples, hw)

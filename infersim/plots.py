@@ -157,6 +157,28 @@ def plot_profile(samples: dict, hw, path: Path | str, title: str) -> None:
     _save(fig, path, dpi=120)
 
 
+def plot_all_reduce_profile(samples, hw, path: Path | str, title: str) -> None:
+    """Measured (dots) and modelled (lines) all-reduce time against payload, a colour per GPU count."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    predicted = samples.predict_s(hw)
+    for i, gpus in enumerate(np.unique(samples.gpus)):
+        mine = samples.gpus == gpus
+        order = np.argsort(samples.payload_bytes[mine])
+        sizes = samples.payload_bytes[mine][order]
+        ax.plot(sizes, samples.measured_s[mine][order] * 1e6, "o", color=f"C{i}", ms=4, label=f"{gpus} GPUs measured")
+        ax.plot(sizes, predicted[mine][order] * 1e6, "-", color=f"C{i}", lw=1.2, label=f"{gpus} GPUs model")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("payload per GPU (bytes)")
+    ax.set_ylabel("all-reduce time (us)")
+    ax.set_title(title, fontsize=10, parse_math=False)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    _save(fig, path, dpi=120)
+
+
 def plot_run(result, path: Path | str, title: str) -> None:
     """Batch size, KV-cache use and queue over simulated time, and the latency distributions."""
     _save(run_figure(result, title), path, dpi=110)
