@@ -97,6 +97,10 @@ class HardwareSpec:
     # NCCL tuning tables apply; NVLink SHARP in the switches; and the fixed cost of one eager collective
     # call (30 us: NCCL all-reduces called from PyTorch on A100s, data/profiles/a100).
     gpu_fabric: str = "nvswitch"
+    # The GPUs that fabric joins, tensor parallelism's limit (across nodes it would run over the network,
+    # which is not modelled): an HGX board's NVSwitch or a PCIe host's slots, 8; a GB200 NVL72 rack's NVLink
+    # domain, 72; the NVLink Switch System of DGX GH200, 256
+    fabric_gpus: int = 8
     architecture: str = "ampere"
     nvlink_sharp: bool = False
     collective_call_s: float = 30e-6
@@ -121,7 +125,7 @@ class HardwareSpec:
                      "compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
                      "overlap_exponent", "interconnect_efficiency", "interconnect_bandwidth_bytes_per_s",
                      "host_link_efficiency",
-                     "host_link_bandwidth_bytes_per_s", "attention_q_tile_tokens", "gemm_cluster_ctas"):
+                     "host_link_bandwidth_bytes_per_s", "attention_q_tile_tokens", "gemm_cluster_ctas", "fabric_gpus"):
             require_positive(f"{self.name}.{name}", getattr(self, name))
         for name in ("compute_efficiency", "memory_efficiency", "vector_bandwidth_efficiency",
                      "interconnect_efficiency", "host_link_efficiency"):
@@ -296,7 +300,7 @@ _REGISTRY = {h.name: h for h in (
     _gpu("gh200", "NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: H100 GPU, "
          "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 97871, 4000, 50, 228, 132,
          450, 450, l2_bw_tbs=7.5, compute_efficiency=0.89, dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
-         architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
+         fabric_gpus=256, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # NVIDIA H20 (HGX H20, 2024): a cut-down Hopper for China with no public NVIDIA datasheet; figures from
     # NVIDIA's partner spec sheet as reported (SemiAnalysis, Nov 2023): dense fp16 148, fp8 and int8 296,
     # tf32 74, fp32 44 TFLOPS, 96 GB HBM3 at 4.0 TB/s, 60 MB L2, NVLink 900 GB/s (450 each way) on
@@ -322,7 +326,7 @@ _REGISTRY = {h.name: h for h in (
     _gpu("gb200", "NVIDIA GB200 NVL72 datasheet (2024): one Blackwell GPU of 72, 152 SMs, 129 MiB L2, 186 GB HBM3e "
          "at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way), NVLink-C2C 900 GB/s",
          dict(fp32=80, tf32=1250, fp16=2500, fp8=5000, fp4=10000, int8=5000), 80, 189471, 8000, 129.25, 228, 152,
-         900, 450, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
+         900, 450, fabric_gpus=72, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
     # HGX B300 (NVIDIA HGX B300 datasheet, 2025; per GPU of 8): Blackwell Ultra, whose fp4 rises to 105
     # PFLOPS dense (144 sparse) while int8 falls to 2 POPS sparse; fp8 72, fp16 36, tf32 18 PFLOPS sparse;
     # fp32 600 TFLOPS; up to 2.3 TB HBM3e; 8 TB/s per GPU ("Inside NVIDIA Blackwell Ultra", NVIDIA technical
@@ -384,7 +388,7 @@ _RANGES = {
     "l2_bytes": (False, 0.0, 1e12), "sram_per_sm_bytes": (False, 0.0, 1e9), "sm_count": (True, 1, 1 << 20),
     "interconnect_bandwidth_bytes_per_s": _PER_S, "host_link_bandwidth_bytes_per_s": _PER_S,
     "l2_bandwidth_bytes_per_s": _PER_S, "special_function_per_s": _PER_S, "sm_dram_bandwidth_bytes_per_s": _PER_S,
-    "attention_q_tile_tokens": (True, 1, 1 << 16), "gemm_cluster_ctas": (True, 1, 16),
+    "attention_q_tile_tokens": (True, 1, 1 << 16), "gemm_cluster_ctas": (True, 1, 16), "fabric_gpus": (True, 1, 1 << 16),
     "compute_efficiency": _FRACTION, "memory_efficiency": _FRACTION, "vector_bandwidth_efficiency": _FRACTION,
     "overlap_exponent": (False, 1.0, 100.0), "launch_overhead_s": _LATENCY_S, "interconnect_efficiency": _FRACTION,
     "interconnect_latency_s": _LATENCY_S, "host_link_efficiency": _FRACTION, "host_link_latency_s": _LATENCY_S,

@@ -18,7 +18,8 @@ import numpy as np
 from . import ops
 from .hardware import HardwareSpec
 from .models import ModelSpec
-from .step import Batch, StepOptions, attention_ops, check_options, dense_layer_ops, end_ops, layer_widths
+from .step import (Batch, StepOptions, attention_ops, check_fabric, check_options, dense_layer_ops, end_ops,
+                   layer_widths)
 from .timing import kernel_time_s, op_compute_s, op_memory_s, op_time_s
 
 
@@ -108,6 +109,7 @@ class StepTimer:
 
     def __init__(self, model: ModelSpec, hw: HardwareSpec, options: StepOptions = StepOptions()):
         check_options(model, options)
+        check_fabric(hw, options)
         self.model, self.hw, self.options = model, hw, options
         widths = layer_widths(model, options.parallel.tensor_parallel)
         self._heads, self._kv_heads = widths.heads, widths.kv_heads

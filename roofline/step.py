@@ -308,6 +308,15 @@ def check_options(model: ModelSpec, options: StepOptions) -> None:
     layer_widths(model, options.parallel.tensor_parallel)
 
 
+def check_fabric(hw: HardwareSpec, options: StepOptions) -> None:
+    """Tensor parallelism stays within the GPUs one fabric joins (`HardwareSpec.fabric_gpus`)."""
+    tp = options.parallel.tensor_parallel
+    if tp > hw.fabric_gpus:
+        raise SpecError("parallelism.tensor_parallel", f"spans more GPUs than one {hw.name} {hw.gpu_fabric} "
+                        f"fabric joins ({hw.fabric_gpus}); tensor parallelism across nodes is not modelled: put "
+                        "the nodes in pipeline_parallel stages", tp)
+
+
 def check_batch(model: ModelSpec, batch: Batch) -> None:
     if batch.max_context_tokens > model.max_context_tokens:
         raise SpecError("context", f"{model.name} allows at most {model.max_context_tokens} tokens of context",
@@ -318,6 +327,7 @@ def step_cost(model: ModelSpec, hw: HardwareSpec, batch: Batch, options: StepOpt
     """Per-op table and totals of one forward step of `batch` (see module docstring)."""
     check_batch(model, batch)
     check_options(model, options)
+    check_fabric(hw, options)
     pp = options.parallel.pipeline_parallel
     t = batch.num_tokens
     front_ops, back_ops = end_ops(model, t, batch.num_sampled, options)

@@ -188,3 +188,15 @@ def test_device_memory_is_binary_and_gddr_ecc_keeps_a_sixteenth():
     # GDDR6 with ECC on stores check bits in 1/16 of the chips: 48 GiB x 15/16 = 46080 MiB (nvidia-smi: 46068)
     assert get_hardware("l40s").memory_bytes == pytest.approx(48 * GiB * 15 / 16, rel=1e-3)
     assert get_hardware("rtx-4090").memory_bytes == pytest.approx(24 * GiB, rel=1e-3)  # no ECC
+
+
+def test_tensor_parallelism_stays_within_one_fabric():
+    from infersim.roofline import Parallelism, StepOptions
+    # an HGX H100 board's NVSwitch joins 8 GPUs; a GB200 NVL72 rack's NVLink domain 72; DGX GH200's NVLink
+    # Switch System 256
+    assert [get_hardware(n).fabric_gpus for n in ("h100-sxm", "gb200", "gh200", "l40s")] == [8, 72, 256, 8]
+    model, batch = get_model("llama-3.1-70b"), decode_batch([1024] * 4)
+    with pytest.raises(SpecError, match="^parallelism.tensor_parallel: spans more GPUs than one h100-sxm nvswitch "
+                                        "fabric joins \\(8\\)"):
+        step_cost(model, get_hardware("h100-sxm"), batch, StepOptions(parallel=Parallelism(16)))
+    assert step_cost(model, get_hardware("gb200"), batch, StepOptions(parallel=Parallelism(16))).stage_time_s > 0
