@@ -179,8 +179,9 @@ def cmd_hardware(args) -> int:
                      _peak(h, "fp8", "FLOP/s"), _peak(h, "fp4", "FLOP/s"),
                      f"{h.memory_bytes / 2 ** 30:.4g} GiB",
                      si(h.memory_bandwidth_bytes_per_s, "B/s"), si(h.interconnect_bandwidth_bytes_per_s, "B/s"),
-                     str(h.sm_count), f"{h.ridge_point_flops_per_byte():.0f}"])
-    print(table(["hardware", "fp16", "int8", "fp8", "fp4", "memory", "bandwidth", "link/dir", "SMs", "ridge"], rows))
+                     str(h.sm_count), f"{h.ridge_point_flops_per_byte():.0f}", f"{h.gpu_fabric} x{h.fabric_gpus}"])
+    print(table(["hardware", "fp16", "int8", "fp8", "fp4", "memory", "bandwidth", "link/dir", "SMs", "ridge",
+                 "fabric x GPUs"], rows))
     return 0
 
 
