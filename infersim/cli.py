@@ -63,6 +63,8 @@ def _positive_number(text: str) -> float:
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {_quoted(text)}")
     return value
+
+
 MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seqs
 FIT_STILL_OFF = 0.5  # a fitted profile's median GEMM error above 50% (a factor 2 too slow or 1.5 too fast): not this GPU's
 
@@ -189,20 +191,21 @@ def cmd_engines(args) -> int:
     from infersim.report import table
     from infersim.roofline import get_hardware
     from infersim.roofline import SpecError
-    from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
+    from infersim.roofline.models import MAX_CONTEXT_TOKENS
     from infersim.sim.engines import ENGINES
     hw = get_hardware(args.hardware, field="--hardware")
     if args.max_model_len > MAX_CONTEXT_TOKENS:  # as a scenario's scheduler.max_model_len
         raise SpecError("--max-model-len", f"must be <= {MAX_CONTEXT_TOKENS:,} tokens", args.max_model_len)
-    if args.tp > MAX_MODEL_SIZE:
-        raise SpecError("--tp", f"must be <= {MAX_MODEL_SIZE:,}", args.tp)
+    if args.tp > hw.fabric_gpus:  # as a scenario's parallelism.tensor_parallel (roofline.step.check_fabric)
+        raise SpecError("--tp", f"spans more GPUs than one {hw.name} {hw.gpu_fabric} fabric joins "
+                        f"({hw.fabric_gpus})", args.tp)
     rows = []
     for name, preset in ENGINES.items():
         d = preset.defaults(hw, args.max_model_len, args.tp)
         graphs = d.kernels.graph_max_batch
         rows.append([name, d.scheduler, str(d.max_num_batched_tokens), str(d.max_num_seqs), str(d.chunk_tokens),
                      str(d.block_size_tokens),
-                     f"{d.memory_utilization:.2f}" + (" of free" if d.memory_share_of_free else ""),
+                     f"{d.memory_utilization:.2f}" + (" of free" if d.memory_utilization_of == "free" else ""),
                      "on" if d.prefix_caching else "off",
                      ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs) if graphs else "off",
                      "overlapped" if d.overhead.overlaps_gpu else "in series", preset.stands_for])
@@ -379,7 +382,8 @@ def _compare_all_reduce_profile(args) -> int:
         raise SpecError("--model", "does not apply to an all-reduce profile (it measures no model)", args.model)
     hw = get_hardware(args.hardware, field="--hardware")
     samples = read_all_reduce_profile(args.profile)
-    result = compare_all_reduce(samples, hw)
+    predicted_s = samples.predict_s(hw)
+    result = compare_all_reduce(samples, predicted_s)
     if args.json:
         print(json.dumps(json_safe(result), indent=2, allow_nan=False))
     else:
@@ -394,7 +398,8 @@ def _compare_all_reduce_profile(args) -> int:
             print(f"({samples.multi_node_rows} rows across nodes left out: multi-node collectives are not modelled)")
     if args.plot:
         from infersim.plots import plot_all_reduce_profile
-        plot_all_reduce_profile(samples, hw, args.plot, f"{_shown(Path(args.profile).name)}: all-reduce on {hw.name}")
+        plot_all_reduce_profile(samples, predicted_s, args.plot, f"{_shown(Path(args.profile).name)}: all-reduce on "
+                                f"{hw.name}")
         print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 

@@ -157,11 +157,11 @@ def plot_profile(samples: dict, hw, path: Path | str, title: str) -> None:
     _save(fig, path, dpi=120)
 
 
-def plot_all_reduce_profile(samples, hw, path: Path | str, title: str) -> None:
-    """Measured (dots) and modelled (lines) all-reduce time against payload, a colour per GPU count."""
+def plot_all_reduce_profile(samples, predicted: np.ndarray, path: Path | str, title: str) -> None:
+    """Measured (dots) and modelled (lines, `predicted` seconds) all-reduce time against payload, a colour per
+    GPU count."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
-    predicted = samples.predict_s(hw)
     for i, gpus in enumerate(np.unique(samples.gpus)):
         mine = samples.gpus == gpus
         order = np.argsort(samples.payload_bytes[mine])

@@ -517,7 +517,7 @@ def _run_config(scn: Scenario, base: Path):
         kv_cache=_over(preset.kv_cache, block_size_tokens=kv.block_size, num_blocks=kv.num_blocks,
                        allocator=kv.allocator, prefix_caching=kv.prefix_caching, watermark_fraction=kv.watermark,
                        memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib,
-                       share_of_free=None if kv.memory_utilization_of is None else kv.memory_utilization_of == "free"),
+                       memory_utilization_of=kv.memory_utilization_of),
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,

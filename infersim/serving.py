@@ -127,9 +127,9 @@ def _optional(value, field: str, where: str) -> float | None:
 
 
 def _per_request(data: dict, field: str, where: str, count: int | None, *, whole: bool = True,
-                 minimum: float = 0.0) -> np.ndarray:
-    """`data[field]` as a list of finite (whole, if `whole`) numbers >= `minimum`, one per request (`count` of
-    them if given)."""
+                 minimum: float = 0.0, maximum: float = _TOKENS["maximum"]) -> np.ndarray:
+    """`data[field]` as a list of finite (whole, if `whole`) numbers from `minimum` to `maximum`, one per
+    request (`count` of them if given)."""
     values = data.get(field)
     if not isinstance(values, list) or not values:
         raise SpecError(field, "must be a list with one number per request (as vllm bench serve --save-detailed "
@@ -137,10 +137,13 @@ def _per_request(data: dict, field: str, where: str, count: int | None, *, whole
     if count is not None and len(values) != count:
         raise SpecError(field, f"must list as many requests as input_lens ({count}), not {len(values)}", file=where)
     for i, v in enumerate(values):
-        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < minimum
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not minimum <= v <= maximum
                 or (whole and v != int(v))):
             kind = "whole numbers" if whole else "finite numbers"
-            raise SpecError(field, f"must hold {kind} >= {minimum:g} only (request {i} has {v!r})", file=where)
+            spec = ",.0f" if whole else "g"
+            bounds = (f" from {minimum:{spec}} to {maximum:{spec}}" if math.isfinite(minimum) and math.isfinite(maximum)
+                      else f" >= {minimum:{spec}}" if math.isfinite(minimum) else "")
+            raise SpecError(field, f"must hold {kind}{bounds} only (request {i} has {v!r})", file=where)
     return np.asarray(values, dtype=np.float64)
 
 
@@ -152,16 +155,21 @@ def _measured_requests(data: dict, where: str) -> MeasuredRequests | None:
     inputs = _per_request(data, "input_lens", where, None)
     outputs = _per_request(data, "output_lens", where, len(inputs))
     sent = None if data.get("start_times") is None else _per_request(data, "start_times", where, len(inputs),
-                                                                      whole=False, minimum=-math.inf)
+                                                                      whole=False, minimum=-math.inf,
+                                                                      maximum=math.inf)
     done = (outputs >= 1) & (inputs >= 1)
     if not done.any():
         raise SpecError("output_lens", "lists no completed request (each has 0 output tokens or 0 prompt tokens)",
                         file=where)
     inputs, outputs = inputs[done].astype(np.int64), outputs[done].astype(np.int64)
+    if outputs.max() < 2:
+        raise SpecError("output_lens", f"has no completed request of 2 or more output tokens; {_NO_ITL}", file=where)
     if sent is not None:
+        from infersim.sim.workload import check_span
         sent = sent[done]
         order = np.argsort(sent, kind="stable")
         inputs, outputs, sent = inputs[order], outputs[order], sent[order] - sent[order][0]
+        check_span(sent, "start_times", "check the send times", file=where)
     return MeasuredRequests(inputs, outputs, sent)
 
 
@@ -267,6 +275,8 @@ def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:
         arrivals = arrival_times("poisson", run.request_rate_per_s, n, rng)
     else:
         arrivals = arrival_times("gamma", run.request_rate_per_s, n, rng, cv=1 / math.sqrt(run.burstiness))
+    if arrivals[-1] == 0:  # every Gamma gap rounded to 0 (a burstiness near 0): all sent at once
+        return np.zeros(n)
     return arrivals * ((n - 1) / run.request_rate_per_s / arrivals[-1])
 
 
@@ -295,8 +305,9 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
         workload = workload_of(run, seed)
         longest = int((workload.prompt_tokens + workload.output_tokens).max())
         if longest > model.max_context_tokens:
-            raise SpecError("input_tokens", f"+ output_tokens = {longest:,} tokens exceeds {model.name}'s context of "
-                            f"{model.max_context_tokens:,}, so no request could be served", run.input_tokens)
+            field = "input_lens + output_lens" if run.requests is not None else "input_tokens + output_tokens"
+            raise SpecError(field, f"reach {longest:,} tokens, beyond {model.name}'s context of "
+                            f"{model.max_context_tokens:,}, so no request could be served", longest)
         max_model_len = longest
         cfg = preset_config(preset, model, hardware, StepOptions(parallel=Parallelism(run.tensor_parallel)),
                             max_model_len, concurrency=run.max_concurrency,
@@ -315,13 +326,13 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
 
 
 def error_summary(comparisons: list[Comparison]) -> dict:
-    """Median and 90th-percentile |relative error| of each figure, over the runs that have it (the 99th
-    percentiles only where some run measured them)."""
+    """Median and 90th-percentile |relative error| of each figure, over the runs that have it (a figure no
+    run has, e.g. a 99th percentile nobody measured, is left out)."""
     out = {}
     for key in ("ttft", "itl", "output_tokens_per_s", "p99_ttft", "p99_itl"):
         errors = np.abs([e[key] for e in (c.errors() for c in comparisons) if key in e])
         errors = errors[np.isfinite(errors)]
-        if key.startswith("p99") and not errors.size:
+        if not errors.size:
             continue
         out[key] = {"median_abs_err": float(np.median(errors)), "p90_abs_err": float(np.percentile(errors, 90)),
                     "runs": int(errors.size)}

@@ -64,12 +64,12 @@ def _errors(relative: np.ndarray) -> dict:
             "p90_abs_err": float(np.percentile(magnitude, 90)), "median_signed_err": float(np.median(relative))}
 
 
-def compare_all_reduce(samples: AllReduceSamples, hw: HardwareSpec) -> dict:
-    """Relative errors of the model against the measurements: overall, per GPU count and per payload bucket
-    (`median_signed_err` > 0: predicted slower than measured)."""
-    relative = samples.predict_s(hw) / samples.measured_s - 1
+def compare_all_reduce(samples: AllReduceSamples, predicted_s: np.ndarray) -> dict:
+    """Relative errors of the model's times (`samples.predict_s`) against the measurements: overall, per GPU
+    count and per payload bucket (`median_signed_err` > 0: predicted slower than measured)."""
+    relative = predicted_s / samples.measured_s - 1
     by_gpus = {int(g): _errors(relative[samples.gpus == g]) for g in np.unique(samples.gpus)}
-    by_size = {name: _errors(relative[(samples.payload_bytes >= lo) & (samples.payload_bytes < hi)])
-               for name, lo, hi in SIZE_BUCKETS if np.any((samples.payload_bytes >= lo) & (samples.payload_bytes < hi))}
+    in_bucket = {name: (samples.payload_bytes >= lo) & (samples.payload_bytes < hi) for name, lo, hi in SIZE_BUCKETS}
+    by_size = {name: _errors(relative[mask]) for name, mask in in_bucket.items() if mask.any()}
     return {"all": _errors(relative), "by_gpus": by_gpus, "by_size": by_size,
             "multi_node_rows_left_out": samples.multi_node_rows}

@@ -69,8 +69,9 @@ class Fabric:
     `bandwidth_bytes_per_s` is one GPU's datasheet bandwidth each way (all its NVLinks, or its PCIe slot);
     `efficiency` the fraction of NCCL's modelled NVLink bandwidth transfers below ~1 GB reach (0.8 on the A100
     measurements: straight-line fits give 172-204 GB/s of NCCL's 240; PCIe reaches NCCL's own figure, so it
-    is not applied there); `call_s` the fixed cost of one call (30 us for eager PyTorch calls on the A100
-    measurements, which include waiting for the last rank; less inside a CUDA graph)."""
+    is not applied there; NVLS, whose traffic `all_reduce_s` counts itself, reaches it of the datasheet
+    bandwidth); `call_s` the fixed cost of one call (30 us for eager PyTorch calls on the A100 measurements,
+    which include waiting for the last rank; less inside a CUDA graph)."""
 
     kind: str
     generation: str
@@ -220,7 +221,7 @@ def all_reduce_s(fabric: Fabric, payload_bytes, gpus: int):
     flat = payload.reshape(-1)
     options = choices(fabric, gpus)
     pick, latency_s, bandwidth = _cheapest(options, flat)
-    in_switch = np.array([options[i].algorithm == "nvls" for i in pick])
+    in_switch = np.array([c.algorithm == "nvls" for c in options])[pick]
     bandwidth = np.where(in_switch, fabric.bandwidth_bytes_per_s, bandwidth)
     efficiency = fabric.efficiency if fabric.kind != "pcie" else 1.0
     seconds = fabric.call_s + latency_s + flat / (bandwidth * efficiency)

@@ -213,9 +213,10 @@ class HardwareSpec:
 
 
 # Device memory as the driver reports it (nvidia-smi's total), which is what an engine sizes its KV cache
-# from: a datasheet's "80 GB" is binary, 80 GiB of HBM less ~0.4% the driver keeps (A100 80GB 81920 MiB,
-# H100 80GB HBM3 81559, H200 143771, GH200 96GB and H20 97871, B200 183359, GB200 189471), except the
-# B300's "288 GB", decimal (275040 MiB). GDDR6 with ECC on, the default on data-center Ada and Ampere cards,
+# from: a datasheet's "80 GB" is binary, 80 GiB of HBM (A100 80GB: 81920 MiB, all of it), of which some
+# parts keep ~0.4% back (H100 80GB HBM3 81559 MiB, H200 143771 of 141 GiB, GH200 96GB and H20 97871, B200
+# 183359 of 180 GiB, GB200 189471 of 186 GiB), except the B300, whose 275040 MiB (288.4e9 B) is the
+# datasheet's "288 GB" read as decimal. GDDR6 with ECC on, the default on data-center Ada and Ampere cards,
 # keeps its check bits in the same chips, 1/16 of them: the L40S reports 46068 MiB of 48 GiB, the L4 23034
 # and A10G 23028 of 24 GiB; the RTX 4090 (no ECC) 24564. AMD parts: the datasheet's GB as GiB.
 def _gpu(name, source, peaks, vector, mem_mib, bw_gbs, l2_mb, sram_kb, sms, link_gbs, host_gbs,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import SpecError
+from .errors import SpecError, require_choice
 from .hardware import HardwareSpec
 from .models import ModelSpec
 from .ops import ACT_BYTES, LOGIT_BYTES
@@ -77,16 +77,19 @@ class MemoryPlan:
         return self.max_kv_tokens // context_tokens
 
 
+MEMORY_SHARES = ("total", "free")  # what kv_cache.memory_utilization is a share of
+
+
 def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec(),
                 parallel: Parallelism = Parallelism(), utilization: float = 0.9,
                 max_batched_tokens: int = 8192, max_sequences: int = 256, draft_weight_bytes: float = 0.0,
-                draft_kv_bytes_per_token: float = 0.0, share_of_free: bool = False) -> MemoryPlan:
+                draft_kv_bytes_per_token: float = 0.0, utilization_of: str = "total") -> MemoryPlan:
     """Split one GPU's memory (defaults as vLLM's: gpu_memory_utilization 0.9, 8192 batched tokens). A
     speculative drafter's weights come off the top and its KV cache shares the blocks (each block holds
     both models' K and V for its tokens, as vLLM's spec-decode KV groups do).
 
     `utilization` is a share of the whole memory (vLLM's gpu_memory_utilization, SGLang's
-    mem_fraction_static), or with `share_of_free` of what weights and activations leave free, the KV cache's
+    mem_fraction_static), or with `utilization_of` "free" of what weights and activations leave free, the KV cache's
     own share (TensorRT-LLM's free_gpu_memory_fraction: cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp
     takes the free memory cudaMemGetInfo reports once the engine is loaded, times the fraction)."""
     if not 0 < utilization <= 1:
@@ -94,7 +97,8 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
     weight_bytes = weight_bytes_per_gpu(model, quant, parallel) + draft_weight_bytes
     activation_bytes = activation_bytes_per_gpu(model, parallel, max_batched_tokens, max_sequences)
     taken_bytes = weight_bytes + activation_bytes
-    usable_bytes = (taken_bytes + utilization * max(hw.memory_bytes - taken_bytes, 0.0) if share_of_free
+    require_choice("kv_cache.memory_utilization_of", utilization_of, MEMORY_SHARES)
+    usable_bytes = (taken_bytes + utilization * max(hw.memory_bytes - taken_bytes, 0.0) if utilization_of == "free"
                     else hw.memory_bytes * utilization)
     plan = MemoryPlan(capacity_bytes=hw.memory_bytes, usable_bytes=usable_bytes, weight_bytes=weight_bytes,
                       activation_bytes=activation_bytes,

@@ -36,8 +36,8 @@ class EngineDefaults:
     overhead: EngineOverhead
     kernels: KernelSet
     fusions: frozenset = frozenset()  # ops it runs as one kernel (roofline.step.FUSIONS)
-    # memory_utilization is the KV cache's share of what weights and activations leave (TensorRT-LLM's)
-    memory_share_of_free: bool = False
+    # what memory_utilization is a share of: "total" memory, or (TensorRT-LLM) what weights and activations leave "free"
+    memory_utilization_of: str = "total"
 
 
 # vLLM (vllm/model_executor/layers/layernorm.py `RMSNorm.forward_cuda`: `fused_add_rms_norm` when given the
@@ -135,7 +135,7 @@ def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     graphs = KernelSet(graph_max_batch=128, captured_sizes=frozenset(range(1, 33)) | {64, 128}, all_reduce="trtllm")
     return EngineDefaults("trtllm", 2048, 8192, 8192, 32, 0.9, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), graphs,
-                          _ADD_NORM | _TRTLLM_ATTENTION, memory_share_of_free=True)
+                          _ADD_NORM | _TRTLLM_ATTENTION, memory_utilization_of="free")
 
 
 def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -176,4 +176,4 @@ def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options
                      kv_cache=KVCacheSpec(block_size_tokens=d.block_size_tokens, prefix_caching=d.prefix_caching,
                                           watermark_fraction=d.watermark_fraction,
                                           memory_utilization=d.memory_utilization,
-                                          share_of_free=d.memory_share_of_free), **fields)
+                                          memory_utilization_of=d.memory_utilization_of), **fields)

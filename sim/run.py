@@ -44,9 +44,9 @@ class KVCacheSpec:
     prefix_caching: bool = False
     watermark_fraction: float = 0.01
     memory_utilization: float = 0.9
-    # memory_utilization of the memory weights and activations leave (TensorRT-LLM's
-    # free_gpu_memory_fraction), not of all of it (vLLM's gpu_memory_utilization): roofline.memory.plan_memory
-    share_of_free: bool = False
+    # what memory_utilization is a share of: all of it ("total", vLLM's gpu_memory_utilization) or what weights
+    # and activations leave ("free", TensorRT-LLM's free_gpu_memory_fraction): roofline.memory.plan_memory
+    memory_utilization_of: str = "total"
     swap_space_gib: float = 4.0
 
 
@@ -141,7 +141,7 @@ def total_kv_blocks(cfg: RunConfig) -> int:
     plan = plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
                        cfg.kv_cache.memory_utilization, cfg.scheduler_class.step_token_budget(cfg.limits),
                        cfg.limits.max_num_seqs, draft.weight_bytes, draft.kv_bytes_per_token,
-                       cfg.kv_cache.share_of_free)
+                       cfg.kv_cache.memory_utilization_of)
     return cfg.kv_cache.num_blocks or plan.max_kv_tokens // cfg.kv_cache.block_size_tokens
 
 

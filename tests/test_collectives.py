@@ -151,7 +151,7 @@ def test_compare_profile_reads_an_all_reduce_profile_and_leaves_out_rows_across_
                     "1,12.0,16,1073741824,8\n")
     samples = read_all_reduce_profile(path)
     assert samples.gpus.tolist() == [8] and samples.multi_node_rows == 1
-    result = compare_all_reduce(samples, get_hardware("a100-sxm-80gb"))
+    result = compare_all_reduce(samples, samples.predict_s(get_hardware("a100-sxm-80gb")))
     assert result["all"]["median_signed_err"] == pytest.approx(-1 / 10.873, abs=1e-4)
     # on Vidur's A100 NCCL file the CLI reports the measure: the median |error| under 15%
     out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-profile",

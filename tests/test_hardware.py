@@ -106,7 +106,7 @@ def test_unreadable_hardware_files_are_one_line(tmp_path):
 # Each figure worked from the datasheet the registry entry cites; NVIDIA prints its Blackwell and Hopper
 # tensor peaks with 2:4 sparsity, so the dense peak is half the printed one, and NVLink "900 GB/s" or
 # "1.8 TB/s" is both directions together. Memory is the capacity nvidia-smi reports (MiB): the datasheets'
-# GB are GiB, but for the B300's (a decimal 288 GB), less the driver's ~0.4%.
+# GB read as GiB, some ~0.4% kept back by the driver, but for the B300's, whose 288 GB is decimal.
 @pytest.mark.parametrize("name,dtype,dense_flops_per_s,memory_bytes,bandwidth_bytes_per_s,link_bytes_per_s", [
     # GH200 datasheet: FP8 3,958 TFLOPS with sparsity; 96 GB HBM3 at 4 TB/s; NVLink 900 GB/s
     ("gh200", "fp8", 3958e12 / 2, 97871 * MiB, 4 * TB, 900 * GB / 2),

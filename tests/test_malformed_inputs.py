@@ -48,8 +48,8 @@ def one_line_error(capsys, *argv) -> str:
      "r.csv:2: is not valid CSV (unexpected end of data)"),
     # Llama-3.1's context is 128K = 131,072 tokens; 200,000 + 16 = 200,016 exceed it
     ("r.csv", HEADER + ROW.replace(",128,16,", ",200000,16,"), (),
-     "r.csv:2: input_tokens: + output_tokens = 200,016 tokens exceeds llama-3.1-8b's context of 131,072, so no "
-     "request could be served, got 200000"),
+     "r.csv:2: input_tokens + output_tokens: reach 200,016 tokens, beyond llama-3.1-8b's context of 131,072, so "
+     "no request could be served, got 200016"),
     ("r.csv", HEADER + ROW, ("--ttft-ms", "-5"), "argument --ttft-ms: must be a finite number > 0, got '-5'"),
     ("r.csv", HEADER + ROW, ("--ttft-ms", "nan"), "argument --ttft-ms: must be a finite number > 0, got 'nan'"),
     ("r.csv", HEADER + ROW, ("--ttft-ms", "0"), "argument --ttft-ms: must be a finite number > 0, got '0'"),
@@ -88,7 +88,7 @@ def test_calibrate_from_serving_refuses_what_it_cannot_fit(tmp_path, capsys, nam
     (("--max-model-len", "100000000000"), "--max-model-len: must be <= 16,777,216 tokens, got 100000000000"),
     (("--max-model-len", "nan"), "argument --max-model-len: must be an integer, got 'nan'"),
     (("--tp", "x"), "argument --tp: must be an integer, got 'x'"),
-    (("--tp", str((1 << 24) + 1)), "--tp: must be <= 16,777,216, got 16777217"),
+    (("--tp", "16"), "--tp: spans more GPUs than one h100-sxm nvswitch fabric joins (8), got 16"),
 ])
 def test_engines_flags_are_bounded_as_a_scenarios_keys(capsys, flags, message):
     assert one_line_error(capsys, "engines", *flags).startswith(message)

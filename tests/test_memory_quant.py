@@ -89,6 +89,6 @@ def test_bad_quant_settings_name_the_field(kwargs, field):
 def test_tensorrt_llms_fraction_is_of_the_memory_weights_and_workspace_leave():
     # free_gpu_memory_fraction 0.9 of (80 GiB - 13,476,831,232 weights - 789,970,944 workspace) =
     # 64,469,289,369.6 B of KV; / 524,288 B per token = 122,965 tokens (vLLM's 0.9 of all: 120,244)
-    plan = plan_memory(LLAMA7, A100, utilization=0.9, share_of_free=True)
+    plan = plan_memory(LLAMA7, A100, utilization=0.9, utilization_of="free")
     assert plan.kv_cache_bytes == pytest.approx(64_469_289_369.6)
     assert plan.max_kv_tokens == 122_965

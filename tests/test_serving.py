@@ -149,8 +149,15 @@ def test_a_detailed_vllm_bench_run_is_simulated_with_its_own_requests(tmp_path):
     # the three completed, by send time: 100/10 at 0 s, 50/5 at 0.25 s, 200/30 at 1.25 s
     assert w.arrival_s.tolist() == [0.0, 0.25, 1.25]
     assert (w.prompt_tokens.tolist(), w.output_tokens.tolist()) == ([100, 50, 200], [10, 5, 30])
-    c = simulate_run(run, "vllm-v1")
-    assert c.output_tokens_per_s > 0 and c.p99_ttft_ms >= c.ttft_ms
+    # the replay serves exactly those three: 10 + 5 + 30 = 45 output tokens over the simulated run, whose
+    # output tokens/s is that over its length (the last request's completion, after 1.25 s)
+    from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
+    from infersim.sim.engines import preset_config
+    from infersim.sim.run import requests_from, simulate
+    cfg = preset_config("vllm-v1", get_model("llama-3.1-8b"), get_hardware("h100-sxm"), StepOptions(parallel=Parallelism()), 230)
+    summary = simulate(cfg, requests_from(w)).summary
+    assert summary["requests_completed"] == 3
+    assert simulate_run(run, "vllm-v1").output_tokens_per_s == pytest.approx(45 / summary["simulated_time_s"])
     out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(bench), "--model",
                           "llama-3.1-8b", "--hardware", "h100-sxm"], capture_output=True, text=True)
     assert out.returncode == 0 and "(own)" in out.stdout, out.stderr
@@ -162,10 +169,13 @@ def test_a_detailed_vllm_bench_run_is_simulated_with_its_own_requests(tmp_path):
 
 @pytest.mark.parametrize("fields, message", [
     ({"input_lens": [100, 200], "output_lens": [10]}, r"output_lens: must list as many requests as input_lens \(2\)"),
-    ({"input_lens": [100, "x"], "output_lens": [10, 5]}, r"input_lens: must hold whole numbers >= 0 only \(request 1"),
+    ({"input_lens": [1e30, 100], "output_lens": [10, 5]}, r"input_lens: must hold whole numbers from 0 to 16,777,216"),
+    ({"input_lens": [100, 100], "output_lens": [1, 1]}, r"output_lens: has no completed request of 2 or more"),
+    ({"input_lens": [100, 100], "output_lens": [5, 5], "start_times": [0, 1e300]}, r"start_times: 2 arrivals span 1e\+300 s"),
+    ({"input_lens": [100, "x"], "output_lens": [10, 5]}, r"input_lens: must hold whole numbers from 0 to 16,777,216 only \(request 1"),
     ({"input_lens": [100, 2.5], "output_lens": [10, 5]}, r"input_lens: must hold whole numbers"),
     ({"input_lens": [100], "output_lens": [0]}, r"output_lens: lists no completed request"),
-    ({"input_lens": [100], "output_lens": [3], "start_times": [None]}, r"start_times: must hold finite numbers"),
+    ({"input_lens": [100], "output_lens": [3], "start_times": [None]}, r"start_times: must hold finite numbers only"),
     ({"ramp_up_strategy": "linear"}, r"ramp_up_strategy: sends at a changing rate"),
     ({"burstiness": "high"}, r"burstiness: must be a finite number"),
     ({"p99_ttft_ms": -1}, r"p99_ttft_ms: must be a finite number"),
@@ -200,3 +210,14 @@ def test_a_rate_sweep_of_vllm_bench_files_is_compared_as_one_series(tmp_path):
     result = json.loads(out.stdout)
     assert [r["request_rate_per_s"] for r in result["runs"]] == [2.0, 8.0]
     assert list(result["rate_within_ttft"]["measured"].values()) == [8.0]  # one configuration, both under 200 ms
+
+
+def test_a_burstiness_so_low_that_every_gap_rounds_to_zero_sends_all_at_once():
+    from dataclasses import replace
+
+    from infersim.serving import arrivals_of
+    # Gamma shape 1e-3: almost every gap is 0.0 in float64, so with two requests the draw is often all zeros
+    run = replace(read_csv_runs(RUNS)[0], num_requests=2, burstiness=1e-3)
+    for seed in range(20):
+        arrivals = arrivals_of(run, seed)
+        assert np.all(np.isfinite(arrivals)) and arrivals[0] == 0

@@ -228,6 +228,15 @@ class Scheduler:
             token_budget -= chunk.tokens
         return chunks
 
+    def fill_budget(self, budget: int, admit: bool = True, **admit_options) -> list[PrefillChunk]:
+        """A step's prefill chunks within `budget` tokens: partly prefilled prompts continue first, oldest
+        first, then (if `admit`) waiting requests take what is left (`admit`'s options passed on)."""
+        chunks = self.continue_prefills(budget) if budget > 0 else []
+        budget -= sum(chunk.tokens for chunk in chunks)
+        if admit and budget > 0:
+            chunks += self.admit(budget, **admit_options)
+        return chunks
+
     def admission_reserve(self, req: Request, context_tokens: int) -> int:
         """Blocks a policy keeps free beyond the request's context when admitting it (none: vLLM's)."""
         return 0

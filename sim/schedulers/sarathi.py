@@ -29,8 +29,5 @@ class SarathiScheduler(Scheduler):
         self.swap_in()
         self.make_room_for_decode()
         budget = self.step_token_budget(self.limits) - self.decode_tokens * len(self.running)
-        chunks = self.continue_prefills(budget)
-        budget -= sum(chunk.tokens for chunk in chunks)
-        if self.may_admit() and budget > 0:
-            chunks += self.admit(budget, reserve_next_step=True)
+        chunks = self.fill_budget(budget, admit=self.may_admit(), reserve_next_step=True)
         return self.plan(prefills=chunks, decode=True)

@@ -25,11 +25,7 @@ class SglangScheduler(Scheduler):
         return min(self._decoding.values(), key=lambda r: (r.generated_tokens, -r.prompt_tokens, -r.id))
 
     def plan_step(self):
-        budget = self.limits.chunk_tokens
-        chunks = self.continue_prefills(budget)
-        budget -= sum(chunk.tokens for chunk in chunks)
-        if budget > 0:
-            chunks += self.admit(budget)
+        chunks = self.fill_budget(self.limits.chunk_tokens)
         if chunks:
             return self.plan(prefills=chunks)
         self.make_room_for_decode()

@@ -27,9 +27,13 @@ class TrtllmScheduler(Scheduler):
         still_to_take = sum(self.kv.peak_blocks(r) - self.kv.blocks_of(r) for r in running)
         return still_to_take + self.kv.peak_blocks(req) - self.kv.blocks_to_admit(req, context_tokens)
 
+    def _context_budget(self) -> int:
+        """The step's tokens left for context requests once every generating request has its own."""
+        return self.limits.max_num_batched_tokens - self.decode_tokens * len(self.running)
+
     def plan_step(self):
         self.make_room_for_decode()  # guaranteed no eviction: only requests its reserve let in can run short
-        budget = self.limits.max_num_batched_tokens - self.decode_tokens * len(self.running)
+        budget = self._context_budget()
         chunks = self.admit(budget) if budget > 0 else []
         return self.plan(prefills=chunks, decode=True)
 
@@ -48,9 +52,4 @@ class TrtllmChunkedScheduler(TrtllmScheduler):
 
     def plan_step(self):
         self.make_room_for_decode()
-        budget = self.limits.max_num_batched_tokens - self.decode_tokens * len(self.running)
-        chunks = self.continue_prefills(budget) if budget > 0 else []
-        budget -= sum(chunk.tokens for chunk in chunks)
-        if budget > 0:
-            chunks += self.admit(budget)
-        return self.plan(prefills=chunks, decode=True)
+        return self.plan(prefills=self.fill_budget(self._context_budget()), decode=True)
