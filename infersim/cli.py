@@ -243,7 +243,7 @@ def cmd_compare_serving(args) -> int:
     from infersim.serving import error_summary, highest_rate_within, read_runs, simulate_run
     paths = [Path(name) for name in args.runs]
     _engine_preset(args.engine)
-    runs = read_runs(paths, args.model, args.hardware, args.tp)
+    runs = read_runs(paths, args.model, args.hardware, args.tp, args.quant)
     show = args.progress or (sys.stderr.isatty() and not args.json)
     comparisons = []
     for i, run in enumerate(runs, 1):
@@ -263,8 +263,8 @@ def cmd_compare_serving(args) -> int:
                      "ITL/TPOT ms (sim/meas)", "out tok/s (sim/meas)", "p99 TTFT ms", "p99 ITL/TPOT ms"],
                     [[c.run.where, c.run.model, str(c.run.tensor_parallel),
                       f"{c.run.input_tokens}/{c.run.output_tokens}" + (" (own)" if c.run.requests else ""),
-                      _load(c.run), f"{c.ttft_ms:.0f} / {c.run.mean_ttft_ms:.0f}",
-                      f"{c.itl_ms:.1f} / {c.run.mean_itl_ms:.1f}",
+                      _load(c.run), _against(c.ttft_ms, c.run.mean_ttft_ms, ".0f"),
+                      _against(c.itl_ms, c.run.mean_itl_ms, ".1f"),
                       f"{c.output_tokens_per_s:.0f} / {c.run.output_tokens_per_s:.0f}",
                       _against(c.p99_ttft_ms, c.run.p99_ttft_ms, ".0f"), _against(c.p99_itl_ms, c.run.p99_itl_ms, ".1f")]
                      for c in comparisons]))
@@ -446,9 +446,9 @@ def _calibrate_from_serving(args) -> int:
     out = Path(args.out or f"{args.engine}-engine.yaml")
     _writable_folder(out.parent, "--out", args.out)
     paths = [Path(name) for name in args.from_serving]
-    fit = fit_host_overhead(read_runs(paths, args.model, args.hardware, args.tp), args.engine,
+    fit = fit_host_overhead(read_runs(paths, args.model, args.hardware, args.tp, args.quant), args.engine,
                             progress=lambda text: print(text, file=sys.stderr))
-    for name in ("ttft", "itl", "output_tokens_per_s"):
+    for name in (key for key in ("ttft", "itl", "output_tokens_per_s") if key in fit.errors_before):
         before, after = fit.errors_before[name], fit.errors_after[name]
         print(f"{name:20s} median |error| {100 * before['median_abs_err']:.1f}% -> {100 * after['median_abs_err']:.1f}%,"
               f" p90 {100 * before['p90_abs_err']:.1f}% -> {100 * after['p90_abs_err']:.1f}%")
@@ -474,8 +474,9 @@ def cmd_calibrate(args) -> int:
     for flag, value in (("--hardware", args.hardware), ("--model", args.model)):
         if value and not args.from_profile:
             raise SpecError(flag, "applies with --from-profile only (--device measures the device in use)", value)
-    if args.tp is not None:
-        raise SpecError("--tp", "applies with --from-serving only (the tensor parallelism of its JSON files)", args.tp)
+    for flag, value in (("--tp", args.tp), ("--quant", args.quant)):
+        if value is not None:
+            raise SpecError(flag, "applies with --from-serving only (to its JSON files)", value)
     _writable_folder(Path(args.out).parent if args.out else Path.cwd(), "--out", args.out)
     if args.from_profile:
         import dataclasses
@@ -782,6 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--model", help="with JSON files: the model they measured")
     cs.add_argument("--hardware", help="with JSON files: the GPU they ran on")
     cs.add_argument("--tp", type=_positive_int, help="with JSON files: their tensor parallelism (default 1)")
+    cs.add_argument("--quant", help="with JSON files: their quantization preset (default fp16; a CSV's rows "
+                    "give theirs in a precision column)")
     cs.add_argument("--ttft-ms", type=_positive_number, default=200.0,
                     help="the mean TTFT bound for the highest sustainable rate (default 200)")
     cs.add_argument("--json", action="store_true", help="print the comparison as JSON (keys: engine, errors, "
@@ -842,6 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--from-serving JSON files: the model they measured")
     k.add_argument("--tp", type=_positive_int, help="with --from-serving JSON files: their tensor parallelism "
                    "(default 1)")
+    k.add_argument("--quant", help="with --from-serving JSON files: their quantization preset (default fp16)")
     k.add_argument("--from-serving", metavar="FILE", nargs="+", help="fit an engine preset's host time per step "
                    "to measured serving runs (the CSV tables or vllm bench serve JSON files compare-serving "
                    "reads); writes a scenario engine block")

@@ -335,7 +335,8 @@ def serving_figure(comparisons: list, title: str):
         color = f"C{i % 10}"
         for ax, measured, predicted in ((axes[0], "mean_ttft_ms", "ttft_ms"), (axes[1], "mean_itl_ms", "itl_ms")):
             ax.plot(rates, [getattr(c, predicted) for c in runs], "-", color=color, lw=1.2, label=label)
-            ax.plot(rates, [getattr(c.run, measured) for c in runs], "o", color=color, ms=4)
+            ax.plot(rates, [np.nan if getattr(c.run, measured) is None else getattr(c.run, measured) for c in runs],
+                    "o", color=color, ms=4)
             tail = [getattr(c.run, f"p99_{predicted}") for c in runs]
             if any(t is not None for t in tail):
                 ax.plot(rates, [getattr(c, f"p99_{predicted}") for c in runs], "--", color=color, lw=1)

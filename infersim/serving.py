@@ -49,16 +49,17 @@ class ServingRun:
     output_tokens: int
     num_requests: int
     request_rate_per_s: float  # inf: every request at once
-    mean_ttft_ms: float
+    mean_ttft_ms: float | None  # None: not measured (a maximum-throughput run may give tokens/s alone)
     # GenAI-Perf's inter-token latency: per request (end-to-end - TTFT) / (output tokens - 1), averaged over
     # requests; vllm bench serve calls it mean_tpot_ms (its mean_itl_ms weights every gap alike instead)
-    mean_itl_ms: float
+    mean_itl_ms: float | None
     output_tokens_per_s: float
     max_concurrency: int | None = None  # closed loop: this many clients (the rate is then inf); None: open loop
     p99_ttft_ms: float | None = None  # None: not measured
     p99_itl_ms: float | None = None  # of the per-request figure mean_itl_ms averages (vllm bench serve's TPOT)
     burstiness: float = 1.0  # vllm bench serve --burstiness: the Gamma shape of the gaps (1: Poisson)
     requests: MeasuredRequests | None = None  # the run's own requests, where the file lists them
+    quantization: str = "fp16"  # a preset of roofline.quant (the CSV's precision: bf16, fp8, ...)
 
     @property
     def config_key(self) -> str:
@@ -76,11 +77,14 @@ class Comparison:
     p99_itl_ms: float = math.nan
 
     def errors(self) -> dict:
-        """Relative error of each prediction: (predicted - measured) / measured; the 99th percentiles only
-        where the run measured them."""
+        """Relative error of each prediction: (predicted - measured) / measured, of the figures the run
+        measured."""
         r = self.run
-        errors = {"ttft": self.ttft_ms / r.mean_ttft_ms - 1, "itl": self.itl_ms / r.mean_itl_ms - 1,
-                  "output_tokens_per_s": self.output_tokens_per_s / r.output_tokens_per_s - 1}
+        errors = {"output_tokens_per_s": self.output_tokens_per_s / r.output_tokens_per_s - 1}
+        if r.mean_ttft_ms is not None:
+            errors["ttft"] = self.ttft_ms / r.mean_ttft_ms - 1
+        if r.mean_itl_ms is not None:
+            errors["itl"] = self.itl_ms / r.mean_itl_ms - 1
         if r.p99_ttft_ms is not None:
             errors["p99_ttft"] = self.p99_ttft_ms / r.p99_ttft_ms - 1
         if r.p99_itl_ms is not None:
@@ -90,9 +94,11 @@ class Comparison:
 
 _TOKENS = dict(whole=True, minimum=1, maximum=1 << 24)
 _POSITIVE = dict(minimum=1e-9, maximum=1e12)
-# The columns of a CSV of runs (max_concurrency is optional).
+# The columns a CSV of runs must have; mean_ttft_ms, mean_itl_ms, their p99_ columns, max_concurrency and
+# precision are optional.
 RUN_COLUMNS = ("model", "hardware", "tensor_parallel", "input_tokens", "output_tokens", "num_requests",
-               "request_rate_per_s", "mean_ttft_ms", "mean_itl_ms", "output_tokens_per_s")
+               "request_rate_per_s", "output_tokens_per_s")
+OPTIONAL_RUN_COLUMNS = ("mean_ttft_ms", "mean_itl_ms", "p99_ttft_ms", "p99_itl_ms", "max_concurrency", "precision")
 # A measured inter-token latency needs two output tokens a request: one has no gap between tokens.
 _NO_ITL = "a run of one output token a request has no inter-token latency to compare"
 
@@ -117,6 +123,17 @@ def _clients(value, rate_per_s: float, where: str) -> int | None:
                         f"run's is {rate_per_s:g}: requests sent at a rate and capped in flight is not modelled)",
                         clients, file=where)
     return clients
+
+
+def _quantization(value, where: str) -> str:
+    """A run's precision column as a quantization preset (fp16 where there is none: bf16 costs the same)."""
+    from infersim.roofline.quant import PRESETS
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "fp16"
+    name = value.strip().lower()
+    if name not in PRESETS:
+        raise SpecError("precision", f"must be a quantization preset: {', '.join(PRESETS)}", value, file=where)
+    return name
 
 
 def _optional(value, field: str, where: str) -> float | None:
@@ -173,6 +190,19 @@ def _measured_requests(data: dict, where: str) -> MeasuredRequests | None:
     return MeasuredRequests(inputs, outputs, sent)
 
 
+def _check_misspelt_columns(row: dict, where: str) -> None:
+    """Other columns are the table's own, but one that looks like an optional column infersim reads (which the
+    row lacks) is taken for a typo: read as nothing, it would leave a figure silently uncompared."""
+    import difflib
+    absent = [column for column in OPTIONAL_RUN_COLUMNS if column not in row]
+    for column in row:
+        if column in RUN_COLUMNS or column in OPTIONAL_RUN_COLUMNS or not isinstance(column, str):
+            continue
+        close = difflib.get_close_matches(column, absent, n=1, cutoff=0.8)
+        if close:
+            raise SpecError(column, f"is not a column infersim reads: did you mean {close[0]}?", file=where)
+
+
 def read_csv_runs(path: Path) -> list[ServingRun]:
     runs = []
     for where, row in read_rows(path, "serving runs"):
@@ -183,6 +213,7 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
         if missing:
             raise SpecError(missing[0], "is not a column of this file (is it misspelt?)", ", ".join(map(str, row)),
                             file=where)
+        _check_misspelt_columns(row, where)
         for column in ("model", "hardware"):
             if not isinstance(row.get(column), str) or not row[column].strip():
                 raise SpecError(column, "is empty or missing: it must name a model or GPU (infersim models, "
@@ -190,7 +221,8 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
                                 row.get(column), file=where)
         rate_per_s = _rate(row["request_rate_per_s"], "request_rate_per_s", where)
         output_tokens = int(number_cell(row, "output_tokens", where, **_TOKENS))
-        if output_tokens < 2:
+        mean_itl_ms = _optional(row.get("mean_itl_ms"), "mean_itl_ms", where)
+        if output_tokens < 2 and mean_itl_ms is not None:
             raise SpecError("output_tokens", f"must be >= 2 ({_NO_ITL}, mean_itl_ms)", row["output_tokens"], file=where)
         runs.append(ServingRun(
             where, row["model"], row["hardware"],
@@ -198,15 +230,17 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
             int(number_cell(row, "input_tokens", where, **_TOKENS)), output_tokens,
             int(number_cell(row, "num_requests", where, whole=True, minimum=1, maximum=10_000_000)),
             rate_per_s,
-            number_cell(row, "mean_ttft_ms", where, **_POSITIVE), number_cell(row, "mean_itl_ms", where, **_POSITIVE),
+            _optional(row.get("mean_ttft_ms"), "mean_ttft_ms", where), mean_itl_ms,
             number_cell(row, "output_tokens_per_s", where, **_POSITIVE),
             _clients(row.get("max_concurrency"), rate_per_s, where),
             _optional(row.get("p99_ttft_ms"), "p99_ttft_ms", where),
-            _optional(row.get("p99_itl_ms"), "p99_itl_ms", where)))
+            _optional(row.get("p99_itl_ms"), "p99_itl_ms", where),
+            quantization=_quantization(row.get("precision"), where)))
     return runs
 
 
-def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel: int) -> list[ServingRun]:
+def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel: int,
+                         quantization: str = "fp16") -> list[ServingRun]:
     """One `vllm bench serve --save-result` file: its mean lengths (total tokens over completed requests),
     request rate and burstiness, its clients if it had --max-concurrency, measured means and 99th percentiles
     (TPOT as the inter-token latency, the per-request figure the simulator's TPOT and GenAI-Perf's ITL are),
@@ -237,25 +271,26 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         _clients(data.get("max_concurrency"), rate_per_s, where),
         _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where), _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where),
         1.0 if burstiness is None else number(burstiness, "burstiness", where, minimum=1e-3, maximum=1e3, text=False),
-        requests)]
+        requests, _quantization(quantization, where))]
 
 
 def read_runs(paths: list[Path], model: str | None = None, hardware: str | None = None,
-              tensor_parallel: int | None = None) -> list[ServingRun]:
-    """Every run of `paths`, in order: the rows of CSV tables (each naming its model, GPU and parallelism) and
-    `vllm bench serve --save-result` files, a run each (one per request rate of a sweep), on the `model`,
-    `hardware` and `tensor_parallel` given, which the files do not say and which apply to them only."""
-    given = {"--model": model, "--hardware": hardware, "--tp": tensor_parallel}
+              tensor_parallel: int | None = None, quantization: str | None = None) -> list[ServingRun]:
+    """Every run of `paths`, in order: the rows of CSV tables (each naming its model, GPU, parallelism and
+    optionally precision) and `vllm bench serve --save-result` files, a run each (one per request rate of a
+    sweep), on the `model`, `hardware`, `tensor_parallel` and `quantization` given, which the files do not
+    say and which apply to them only."""
+    given = {"--model": model, "--hardware": hardware, "--tp": tensor_parallel, "--quant": quantization}
     if not any(path.suffix.lower() == ".json" for path in paths):
         for flag, value in given.items():
             if value is not None:
                 raise SpecError(flag, "applies to a vllm bench serve JSON only (each row of a CSV names its model, "
-                                "hardware and tensor_parallel)", value)
+                                "hardware, tensor_parallel and precision)", value)
     elif not (model and hardware):
         raise SpecError("--model, --hardware", "are needed with a vllm bench serve JSON (it does not say which "
                         "model and GPU it measured)")
     return [run for path in paths
-            for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1)
+            for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1, quantization or "fp16")
                         if path.suffix.lower() == ".json" else read_csv_runs(path))]
 
 
@@ -297,6 +332,7 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
     """The run's workload through the preset's engine on the run's model, GPU and tensor parallelism (with
     another host model than the preset's, if given), driven by its clients when it had max_concurrency."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
+    from infersim.roofline.quant import get_quant
     from infersim.sim.engines import preset_config
     from infersim.sim.run import requests_from, simulate
 
@@ -309,7 +345,8 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
             raise SpecError(field, f"reach {longest:,} tokens, beyond {model.name}'s context of "
                             f"{model.max_context_tokens:,}, so no request could be served", longest)
         max_model_len = longest
-        cfg = preset_config(preset, model, hardware, StepOptions(parallel=Parallelism(run.tensor_parallel)),
+        cfg = preset_config(preset, model, hardware, StepOptions(quant=get_quant(run.quantization),
+                                                                 parallel=Parallelism(run.tensor_parallel)),
                             max_model_len, concurrency=run.max_concurrency,
                             **({"overhead": overhead} if overhead is not None else {}))
         summary = simulate(cfg, requests_from(workload)).summary
@@ -347,6 +384,8 @@ def highest_rate_within(comparisons: list[Comparison], ttft_ms: float, measured:
         r = c.run
         if math.isinf(r.request_rate_per_s):
             continue
+        if r.mean_ttft_ms is None:  # not measured: neither side can say
+            continue
         if (r.mean_ttft_ms if measured else c.ttft_ms) < ttft_ms:
             best[r.config_key] = max(best.get(r.config_key, 0.0), r.request_rate_per_s)
         else:
@@ -378,9 +417,13 @@ def fit_host_overhead(runs: list[ServingRun], preset: str, progress=lambda text:
     start = ENGINES[preset].defaults(get_hardware(first.hardware), first.input_tokens + first.output_tokens,
                                      first.tensor_parallel).overhead
 
+    if not any(r.mean_ttft_ms is not None or r.mean_itl_ms is not None for r in runs):
+        raise SpecError("--from-serving", "the runs measure no mean TTFT or ITL for the host time to be fitted to")
+
     def loss_of(overhead) -> tuple[float, dict]:
         errors = error_summary([simulate_run(run, preset, overhead=overhead) for run in runs])
-        return (errors["ttft"]["median_abs_err"] + errors["itl"]["median_abs_err"]) / 2, errors
+        latencies = [errors[key]["median_abs_err"] for key in ("ttft", "itl") if key in errors]
+        return sum(latencies) / len(latencies), errors
 
     best_loss, before = loss_of(start)
     best, errors = start, before

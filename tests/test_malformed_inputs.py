@@ -43,7 +43,7 @@ def one_line_error(capsys, *argv) -> str:
      "compare, mean_itl_ms), got '1'"),
     ("r.csv", (HEADER + ROW).replace(",", ";"), (), "r.csv:2: names none of the columns of serving runs (model, "),
     ("r.csv", HEADER.replace("mean_itl_ms,", "mean_itl,") + ROW, (),
-     "r.csv:2: mean_itl_ms: is not a column of this file (is it misspelt?), got 'engine, engine_version, "),
+     "r.csv:2: mean_itl: is not a column infersim reads: did you mean mean_itl_ms?"),
     ("r.csv", HEADER + ROW.replace("tensorrt-llm", '"tensorrt-llm'), (),
      "r.csv:2: is not valid CSV (unexpected end of data)"),
     # Llama-3.1's context is 128K = 131,072 tokens; 200,000 + 16 = 200,016 exceed it
@@ -56,7 +56,7 @@ def one_line_error(capsys, *argv) -> str:
     ("r.csv", HEADER + ROW, ("--engine", "vllm-v9"), "--engine: must be one of vllm-v1, vllm-v0, sglang, trtllm, "
      "trtllm-cpp, got 'vllm-v9'"),
     ("r.csv", HEADER + ROW, ("--model", "llama-3.1-70b"), "--model: applies to a vllm bench serve JSON only (each "
-     "row of a CSV names its model, hardware and tensor_parallel), got 'llama-3.1-70b'"),
+     "row of a CSV names its model, hardware, tensor_parallel and precision), got 'llama-3.1-70b'"),
     ("r.csv", HEADER + ROW, ("--tp", "1"), "--tp: applies to a vllm bench serve JSON only"),
 ])
 def test_bad_measured_runs_are_one_line_before_any_simulation(tmp_path, capsys, name, text, flags, message):

@@ -221,3 +221,21 @@ def test_a_burstiness_so_low_that_every_gap_rounds_to_zero_sends_all_at_once():
     for seed in range(20):
         arrivals = arrivals_of(run, seed)
         assert np.all(np.isfinite(arrivals)) and arrivals[0] == 0
+
+
+def test_a_throughput_only_row_is_compared_on_tokens_per_second_in_its_precision(tmp_path):
+    # NVIDIA's max-throughput table gives output tokens/s alone, and FP8 rows: no TTFT or ITL to compare, and
+    # the run simulated in FP8
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,hardware,tensor_parallel,precision,input_tokens,output_tokens,num_requests,"
+                    "request_rate_per_s,output_tokens_per_s\n"
+                    "llama-3.1-8b,h100-sxm,1,fp8,128,128,60,inf,28836.77\n")
+    (run,) = read_csv_runs(runs)
+    assert (run.quantization, run.mean_ttft_ms, run.mean_itl_ms) == ("fp8", None, None)
+    c = Comparison(run, 30.0, 8.0, 28836.77 * 1.1)
+    assert c.errors() == pytest.approx({"output_tokens_per_s": 0.1})
+    assert set(error_summary([c])) == {"output_tokens_per_s"} and highest_rate_within([c], 200.0, measured=True) == {}
+    bad = tmp_path / "bad.csv"
+    bad.write_text(runs.read_text().replace(",fp8,", ",fp9,"))
+    with pytest.raises(SpecError, match=r"bad.csv:2: precision: must be a quantization preset: fp16, bf16"):
+        read_csv_runs(bad)
