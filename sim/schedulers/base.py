@@ -45,6 +45,12 @@ class SchedulerLimits:
     preemption: str = "recompute"
 
 
+def _chunking_schedulers() -> list[str]:
+    """The registered schedulers that prefill a prompt over several steps."""
+    from . import SCHEDULERS
+    return [name for name, cls in SCHEDULERS.items() if cls.chunked_prompts]
+
+
 class Scheduler:
     name: ClassVar[str] = ""
     allocators: ClassVar[tuple[str, ...]] = ("paged", "contiguous")  # the KV allocators it runs on; first: default
@@ -85,7 +91,8 @@ class Scheduler:
             return f"prompt + output = {req.total_tokens} tokens exceeds scheduler.max_model_len={limits.max_model_len}"
         if not self.chunked_prompts and req.prompt_tokens > limits.max_num_batched_tokens:
             return (f"prompt of {req.prompt_tokens} tokens exceeds scheduler.max_num_batched_tokens="
-                    f"{limits.max_num_batched_tokens} (raise it or use a chunked-prefill scheduler)")
+                    f"{limits.max_num_batched_tokens} (raise it, or use a scheduler that chunks prompts: "
+                    f"{', '.join(_chunking_schedulers())})")
         if req.num_seqs > limits.max_num_seqs:
             return f"num_seqs={req.num_seqs} exceeds scheduler.max_num_seqs={limits.max_num_seqs}"
         peak_blocks = kv.peak_blocks(req)
