@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infersim.plots import _plain, _pyplot
+from infersim.plots import _plain, _pyplot, label_points
 
 MEETS, FAILS, NO_FIGURE = "tab:green", "tab:red", "lightgrey"
 # Latency panels: the load curve's keys are f"{metric}_{quantile}_s", the SLO's are f"{metric}_s".
@@ -161,20 +161,27 @@ def plot_roofline(candidate: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.plot(grid, np.minimum(peak, grid * bandwidth), "k-", lw=1.5, label="roof: min(peak, intensity x bandwidth)")
     ax.axvline(ridge, color="grey", ls=":", lw=1, label=f"ridge point: {ridge:.3g} FLOP/byte")
-    for phase, marker, colour in (("prefill", "o", "tab:orange"), ("decode", "s", "tab:blue")):
+    phases = (("prefill", "o", "tab:orange"), ("decode", "s", "tab:blue"))
+    for phase, marker, colour in phases:
         mine = [op for op in ops if op["phase"] == phase]
         ax.scatter([op["intensity_flops_per_byte"] for op in mine], [op["achieved_flops_per_s"] for op in mine],
                    marker=marker, color=colour, s=32, zorder=3, label=f"{phase} ops")
-        for i, op in enumerate(mine):  # labels staggered up and down: ops of one phase often sit close
-            ax.annotate(_plain(op["name"]), (op["intensity_flops_per_byte"], op["achieved_flops_per_s"]),
-                        xytext=(5, 10 * (i % 3 - 1)), textcoords="offset points", fontsize=7, color=colour)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("attained FLOP/s")
     ax.set_title(f"{candidate['name']} on the roofline of {candidate['hardware']}", fontsize=10, parse_math=False)
-    ax.legend(fontsize=7, loc="lower right")
+    avoid = [ax.legend(fontsize=7, loc="lower right")]
     ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    for phase, _, colour in phases:  # ops on one spot share a label; no label covers another (plots.label_points)
+        mine = [op for op in ops if op["phase"] == phase]
+        labels = label_points(ax, [op["intensity_flops_per_byte"] for op in mine],
+                              [op["achieved_flops_per_s"] for op in mine], [_plain(op["name"]) for op in mine],
+                              avoid=avoid)
+        for label in labels:
+            label.set_color(colour)
+        avoid += labels
     _save(fig, path)
 
 
