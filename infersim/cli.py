@@ -211,7 +211,7 @@ def cmd_engines(args) -> int:
                      "overlapped" if d.overhead.overlaps_gpu else "in series", preset.stands_for])
     print(f"engine presets on {hw.name}, max_model_len {args.max_model_len}, TP{args.tp}:")
     print(table(["preset", "scheduler", "batched tokens", "seqs", "chunk", "block", "memory", "prefix cache",
-                 "decode graphs", "host", "stands for"], rows))
+                 "decode graphs", "host", "stands for"], rows, left=(0, 10)))
     return 0
 
 
