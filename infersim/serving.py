@@ -110,12 +110,17 @@ def _rate(value, field: str, where: str) -> float:
     return number(value, field, where, minimum=1e-6, maximum=1e9)
 
 
+def _blank(value) -> bool:
+    """Whether a run leaves a column out: missing, null or an empty cell."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _clients(value, rate_per_s: float, where: str) -> int | None:
     """A run's max_concurrency: None (missing, null or an empty cell) for an open loop, else its clients,
     which drive a closed loop only at an unbounded rate: vllm bench serve at a finite rate with
     --max-concurrency sends at the rate and holds each send while that many are in flight, which the
     simulator does not drive."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _blank(value):
         return None
     clients = int(number(value, "max_concurrency", where, whole=True, minimum=1, maximum=1 << 20))
     if not math.isinf(rate_per_s):
@@ -128,7 +133,7 @@ def _clients(value, rate_per_s: float, where: str) -> int | None:
 def _quantization(value, where: str) -> str:
     """A run's precision column as a quantization preset (fp16 where there is none: bf16 costs the same)."""
     from infersim.roofline.quant import PRESETS
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _blank(value):
         return "fp16"
     name = value.strip().lower()
     if name not in PRESETS:
@@ -138,7 +143,7 @@ def _quantization(value, where: str) -> str:
 
 def _optional(value, field: str, where: str) -> float | None:
     """A measured figure a run may leave out: None where missing, null or an empty cell."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _blank(value):
         return None
     return number(value, field, where, **_POSITIVE)
 
@@ -354,6 +359,7 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
         raise err.in_file(run.where) from None
     if summary["ttft_s"]["mean"] is None:
         raise SpecError("", "no request of this run could be served (see infersim run for the reason)", file=run.where)
+
     def ms(figure: str, stat: str) -> float:
         value = summary[figure][stat]
         return math.nan if value is None else value * 1e3
