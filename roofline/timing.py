@@ -157,17 +157,24 @@ def op_memory_s(hw: HardwareSpec, op: OpCost):
     return (op.bytes - op.l2_reread_bytes) / dram_bw + l2_reread_s(hw, op)
 
 
+def streaming_efficiency(hw: HardwareSpec, op: OpCost) -> float:
+    """The share of a memory's bandwidth the op's kernel streams at: a vector kernel's own
+    (vector_bandwidth_efficiency x its `stream_factor`, ops.STREAM_FACTORS, at most all of it), else
+    memory_efficiency."""
+    if op.kind == "vector":
+        return np.minimum(1.0, hw.vector_bandwidth_efficiency * op.stream_factor)
+    return hw.memory_efficiency
+
+
 def chip_dram_bandwidth_bytes_per_s(hw: HardwareSpec, op: OpCost) -> float:
-    """The DRAM bandwidth an op filling the chip reaches: elementwise kernels at their own efficiency."""
-    efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
-    return hw.memory_bandwidth_bytes_per_s * efficiency
+    """The DRAM bandwidth an op filling the chip reaches."""
+    return hw.memory_bandwidth_bytes_per_s * streaming_efficiency(hw, op)
 
 
 def l2_reread_s(hw: HardwareSpec, op: OpCost):
     """Seconds of the op's re-reads served from L2 (at DRAM's rate where the spec has no L2 figure)."""
-    efficiency = hw.vector_bandwidth_efficiency if op.kind == "vector" else hw.memory_efficiency
-    l2_bw = hw.l2_bandwidth_bytes_per_s * efficiency if hw.l2_bandwidth_bytes_per_s else None
-    return op.l2_reread_bytes / (l2_bw or chip_dram_bandwidth_bytes_per_s(hw, op))
+    l2_bw_bytes_per_s = hw.l2_bandwidth_bytes_per_s or hw.memory_bandwidth_bytes_per_s
+    return op.l2_reread_bytes / (l2_bw_bytes_per_s * streaming_efficiency(hw, op))
 
 
 def gemm_thread_blocks(hw: HardwareSpec, op: OpCost):

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from infersim.roofline import SpecError, get_hardware, get_model
+from infersim.roofline import SpecError, get_hardware, get_model, ops
 from infersim.roofline.profile import compare, fit_factors, model_from_profile, read_profile
 
 A100 = get_hardware("a100-sxm-80gb")
@@ -63,9 +63,7 @@ def test_profile_predictions_are_the_roofline_op_times_row_by_row(profile_dir):
         work = samples[name].work
         rows = [dataclasses.replace(work, gemm=work.gemm and type(work.gemm)(*(float(getattr(work.gemm, f.name)[i])
                                      for f in dataclasses.fields(work.gemm))),
-                                    **{f: float(getattr(work, f)[i]) for f in ("flops", "vector_flops", "exp_ops",
-                                       "weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes",
-                                       "kv_write_bytes", "l2_reread_bytes")})
+                                    **{f: float(getattr(work, f)[i]) for f in ops.PER_INSTANCE})
                 for i in range(0, len(samples[name].measured_s), 7)]
         assert samples[name].predict_s(A100)[::7] == pytest.approx([time_op(A100, op).time_s for op in rows], rel=1e-12)
 
