@@ -7,6 +7,10 @@ import contextlib
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the simulator is imported only when --engine is given
+    from infersim.sim.engines import PresetStep
 
 
 def _quoted(text: str) -> str:
@@ -189,16 +193,15 @@ def cmd_hardware(args) -> int:
 
 def cmd_engines(args) -> int:
     from infersim.report import table
-    from infersim.roofline import get_hardware
-    from infersim.roofline import SpecError
+    from infersim.roofline import Parallelism, SpecError, StepOptions, get_hardware
     from infersim.roofline.models import MAX_CONTEXT_TOKENS
+    from infersim.roofline.step import check_fabric
     from infersim.sim.engines import ENGINES
     hw = get_hardware(args.hardware, field="--hardware")
     if args.max_model_len > MAX_CONTEXT_TOKENS:  # as a scenario's scheduler.max_model_len
         raise SpecError("--max-model-len", f"must be <= {MAX_CONTEXT_TOKENS:,} tokens", args.max_model_len)
-    if args.tp > hw.fabric_gpus:  # as a scenario's parallelism.tensor_parallel (roofline.step.check_fabric)
-        raise SpecError("--tp", f"spans more GPUs than one {hw.name} {hw.gpu_fabric} fabric joins "
-                        f"({hw.fabric_gpus})", args.tp)
+    with _named_by_flags({"parallelism.tensor_parallel": "--tp"}):  # as a scenario's parallelism.tensor_parallel
+        check_fabric(hw, StepOptions(parallel=Parallelism(args.tp, 1)))
     rows = []
     for name, preset in ENGINES.items():
         d = preset.defaults(hw, args.max_model_len, args.tp)
@@ -302,6 +305,9 @@ def _roofline(args) -> int:
     from infersim.report import si, step_table
     from infersim.roofline import (Parallelism, SpecError, StepOptions, decode_batch, get_hardware, get_model,
                                    get_quant, plan_memory, prefill_batch, step_cost)
+    from infersim.roofline.step import check_fabric
+    if args.engine is not None:
+        _engine_preset(args.engine)
     model, hw = get_model(args.model, field="--model"), get_hardware(args.hardware, field="--hardware")
     quant = get_quant(args.quant, args.kv_bits)
     parallel = Parallelism(args.tp, args.pp)
@@ -323,7 +329,15 @@ def _roofline(args) -> int:
         shape = f"prefill, batch {args.batch}, prompt {args.prompt}"
     options = StepOptions(quant=quant, parallel=parallel, flash_attention=not args.no_flash,
                           sampling=args.sampling)
-    cost = step_cost(model, hw, batch, options)
+    engine_step, step_hw = None, hw
+    if args.engine is not None:
+        from infersim.sim.engines import preset_step
+        check_fabric(hw, options)  # before the engine's kernels rename the GPU
+        engine_step = preset_step(args.engine, hw, options, model.max_context_tokens, args.phase == "decode",
+                                  args.batch)
+        options, step_hw = engine_step.options, engine_step.kernels.hardware
+    cost = step_cost(model, step_hw, batch, options)
+    facts = None if engine_step is None else _engine_facts(args.engine, engine_step, cost.time_s, args.batch)
     memory = plan_memory(model, hw, quant, parallel)
     context = batch.max_context_tokens
     if args.json:
@@ -338,6 +352,8 @@ def _roofline(args) -> int:
                "ridge_point_flops_per_byte": hw.ridge_point_flops_per_byte(quant.gemm_dtype()),
                "memory": {"weight_bytes_per_gpu": memory.weight_bytes, "kv_cache_bytes": memory.kv_cache_bytes,
                           "max_kv_tokens": memory.max_kv_tokens, "max_batch_at_context": memory.max_batch(context)}}
+        if facts is not None:
+            out["engine"] = facts
         print(json.dumps(out, indent=2))
     else:
         print(f"{model.name} on {hw.name} ({args.quant}, TP={args.tp}, PP={args.pp}, "
@@ -347,6 +363,8 @@ def _roofline(args) -> int:
         print(f"\nstep time {cost.time_s * 1e3:.3f} ms ({tokens / cost.time_s:,.0f} tokens/s); "
               f"{si(cost.flops, 'FLOP')}, {si(cost.bytes, 'B')} per GPU "
               f"(weights {si(cost.weight_bytes, 'B')}, KV cache {si(cost.kv_bytes, 'B')})")
+        if facts is not None:
+            print(_engine_line(facts, tokens))
         if args.pp > 1:
             print(f"pipeline: slowest stage {cost.stage_time_s * 1e3:.3f} ms; bubble with {args.pp} "
                   f"micro-batches {100 * cost.pipeline_bubble_fraction(args.pp):.0f}%")
@@ -363,6 +381,27 @@ def _roofline(args) -> int:
         plot_roofline(cost, hw, args.plot, f"{model.name} on {hw.name}: {shape}", quant.gemm_dtype())
         print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
+
+
+def _engine_facts(preset: str, step: PresetStep, gpu_s: float, seqs: int) -> dict:
+    """How the preset ran the step's kernels, its host time per step and the step's wall time (--json's
+    "engine", and what `_engine_line` says)."""
+    kernels_hw, overhead = step.kernels.hardware, step.overhead
+    return {"preset": preset, "replays_graph": step.kernels.replays_graph, "kernels": step.kernels.launch,
+            "kernel_launch_s": kernels_hw.launch_overhead_s, "collective_call_s": kernels_hw.collective_call_s,
+            "all_reduce": kernels_hw.all_reduce, "fusions": sorted(step.options.fusions),
+            "host_s": overhead.step_s(seqs), "host_overlaps_gpu": overhead.overlaps_gpu,
+            "wall_s": overhead.wall_s(gpu_s, seqs)}
+
+
+def _engine_line(facts: dict, tokens: int) -> str:
+    """`_engine_facts` in one line (a collective call's cost only where it is not a kernel's)."""
+    calls = ("" if facts["collective_call_s"] == facts["kernel_launch_s"]
+             else f", {facts['collective_call_s'] * 1e6:.1f} us a collective call")
+    return (f"{facts['preset']}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}), "
+            f"all-reduce {facts['all_reduce']}; host {facts['host_s'] * 1e3:.3f} ms "
+            f"{'overlapped' if facts['host_overlaps_gpu'] else 'in series'} -> step {facts['wall_s'] * 1e3:.3f} ms "
+            f"({tokens / facts['wall_s']:,.0f} tokens/s)")
 
 
 def _profile_model(args):
@@ -811,7 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pp", type=_positive_int, default=1, help="pipeline-parallel stages")
     r.add_argument("--sampling", choices=("greedy", "top_p"), default="top_p",
                    help="the sampling kernel that ends the step (default top_p: sort-free top-p over the vocabulary)")
-    r.add_argument("--json", action="store_true", help="print JSON (keys: ops, totals, memory)")
+    r.add_argument("--engine", metavar="PRESET", help="cost the step as an engine preset runs it (see infersim "
+                   "engines): its fusions, its kernels (a CUDA graph's where it captures the step, else its eager "
+                   "path), its all-reduce, and its host time per step")
+    r.add_argument("--json", action="store_true", help="print JSON (keys: ops, totals, memory; engine with --engine)")
     r.add_argument("--plot", metavar="FILE.png", type=_figure_path,
                    help="draw the ops on the hardware's roofline chart")
     r.set_defaults(func=cmd_roofline)

@@ -21,10 +21,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .custom_all_reduce import ALL_REDUCES
 from .errors import SpecError, require_choice
 from .hardware import HardwareSpec
+
+
+# How a step's kernels reach the GPU, as `StepKernels.launch` says it
+GRAPH_REPLAY, FROM_CPP, FROM_PYTHON = "replayed from a CUDA graph", "enqueued from C++", "launched from Python"
+
+
+class StepKernels(NamedTuple):
+    """How an engine runs one step's kernels: whether a CUDA graph replays them, how they reach the GPU
+    (GRAPH_REPLAY, FROM_CPP or FROM_PYTHON), and the hardware as they see it."""
+
+    replays_graph: bool
+    launch: str
+    hardware: HardwareSpec
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,13 @@ class KernelSet:
         return (decode_only and 0 < seqs <= self.graph_max_batch
                 and (not self.captured_sizes or seqs in self.captured_sizes))
 
+    def for_step(self, hw: HardwareSpec, decode_only: bool, seqs: int) -> StepKernels:
+        """A step of `seqs` sequences (`decode_only` or not): replayed from a graph where the engine captured
+        it (`in_graph`), else on its eager path (`eager`)."""
+        if self.replays_graph(decode_only, seqs):
+            return StepKernels(True, GRAPH_REPLAY, self.in_graph(hw))
+        return StepKernels(False, FROM_PYTHON if self.eager_floor_s is None else FROM_CPP, self.eager(hw))
+
     def in_graph(self, hw: HardwareSpec) -> HardwareSpec:
         """The hardware as a graph replay sees it: the same chip, with a kernel's floor in a replay for every
         kernel, collectives' included (no eager call waiting on the slowest rank's launch), and the engine's
@@ -59,7 +80,7 @@ class KernelSet:
         way with the engine's all-reduce."""
         if self.eager_floor_s is None:
             return hw if hw.all_reduce == self.all_reduce else dataclasses.replace(hw, all_reduce=self.all_reduce)
-        return _with_floor(hw, "enqueued from C++", self.eager_floor_s, self.all_reduce)
+        return _with_floor(hw, FROM_CPP, self.eager_floor_s, self.all_reduce)
 
 
 def _with_floor(hw: HardwareSpec, how: str, floor_s: float, all_reduce: str) -> HardwareSpec:

@@ -88,7 +88,8 @@ def test_calibrate_from_serving_refuses_what_it_cannot_fit(tmp_path, capsys, nam
     (("--max-model-len", "100000000000"), "--max-model-len: must be <= 16,777,216 tokens, got 100000000000"),
     (("--max-model-len", "nan"), "argument --max-model-len: must be an integer, got 'nan'"),
     (("--tp", "x"), "argument --tp: must be an integer, got 'x'"),
-    (("--tp", "16"), "--tp: spans more GPUs than one h100-sxm nvswitch fabric joins (8), got 16"),
+    (("--tp", "16"), "--tp: spans more GPUs than one h100-sxm nvswitch fabric joins (8); tensor parallelism "
+                     "across nodes is not modelled: put the nodes in pipeline_parallel stages, got 16"),
 ])
 def test_engines_flags_are_bounded_as_a_scenarios_keys(capsys, flags, message):
     assert one_line_error(capsys, "engines", *flags).startswith(message)

@@ -1,0 +1,136 @@
+"""`infersim roofline --engine PRESET`: one step as an engine preset runs it (its fusions, its kernels from a CUDA
+graph or its eager path, its all-reduce) and its host time per step (sim/engines.py, roofline/kernel_set.py)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from infersim.cli import main
+
+LLAMA_70B_TP4 = ("--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "4", "--batch", "1", "--context", "600")
+
+
+def roofline(capsys, *argv) -> str:
+    assert main(["roofline", *argv]) == 0
+    return capsys.readouterr().out
+
+
+def roofline_json(capsys, *argv) -> dict:
+    return json.loads(roofline(capsys, *argv, "--json"))
+
+
+def op_time_s(data: dict, name: str) -> float:
+    return next(op["time_s"] for op in data["ops"] if op["name"] == name)
+
+
+def test_a_launch_bound_op_costs_the_cpp_executors_enqueue_instead_of_pythons_launch(capsys):
+    # The embedding of one token moves 2 x 8192 x 2 B = 32 kB: ~0.02 us of DRAM time under the launch. Eager
+    # PyTorch pays the H100's 4.6 us launch; TensorRT-LLM's C++ executor enqueues it ahead of the GPU, 1.4 us.
+    eager = roofline_json(capsys, *LLAMA_70B_TP4)
+    cpp = roofline_json(capsys, *LLAMA_70B_TP4, "--engine", "trtllm-cpp")
+    assert op_time_s(cpp, "embedding") == pytest.approx(1.4e-6, abs=0.1e-6)
+    assert op_time_s(eager, "embedding") - op_time_s(cpp, "embedding") == pytest.approx(4.6e-6 - 1.4e-6, rel=1e-9)
+    assert cpp["engine"]["kernels"] == "enqueued from C++" and not cpp["engine"]["replays_graph"]
+    assert (cpp["engine"]["kernel_launch_s"], cpp["engine"]["all_reduce"]) == (1.4e-6, "trtllm")
+    # its attention preprocessing rotates K on the way into the cache: one kernel where eager PyTorch runs two
+    names = [op["name"] for op in cpp["ops"]]
+    assert "rope_kv_write" in names and "rope" not in names and "kv_cache_write" not in names
+
+
+@pytest.mark.parametrize("phase, batch, replays", [
+    (("--phase", "decode", "--context", "1000"), 8, True),  # decode-only, 8 <= 512 captured sequences
+    (("--phase", "decode", "--context", "1000"), 600, False),  # beyond the largest graph (min(512, 2 x 1024))
+    (("--phase", "prefill", "--prompt", "1000"), 8, False),  # a prompt in the step: never a graph
+])
+def test_vllm_v1_replays_a_graph_for_a_decode_batch_it_captured_and_runs_the_rest_from_python(capsys, phase, batch,
+                                                                                               replays):
+    data = roofline_json(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", str(batch), *phase,
+                         "--engine", "vllm-v1")
+    engine = data["engine"]
+    assert engine["replays_graph"] is replays
+    assert engine["kernels"] == ("replayed from a CUDA graph" if replays else "launched from Python")
+    # a graph's kernel floor is 1.0 us; outside it the H100's eager 4.6 us launch and 30 us NCCL-style call
+    assert (engine["kernel_launch_s"], engine["collective_call_s"]) == ((1.0e-6, 1.0e-6) if replays else (4.6e-6, 30e-6))
+    assert engine["fusions"] == ["add_norm"] and engine["all_reduce"] == "vllm-custom"
+
+
+def test_trtllm_replays_only_the_batch_sizes_it_captured(capsys):
+    # CudaGraphConfig without padding: batch 32 has a graph, 33 runs eagerly
+    def replays(batch: int) -> bool:
+        return roofline_json(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", str(batch),
+                             "--engine", "trtllm")["engine"]["replays_graph"]
+    assert replays(32) and not replays(33)
+
+
+def test_the_cpp_executors_host_time_adds_to_the_gpus(capsys):
+    # sim/engines.py: 1.0 ms a step + 10 us a sequence, in series before the overlap scheduler:
+    # batch 4 -> 1.04 ms on top of the GPU's step
+    argv = ("--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "4", "--engine", "trtllm-cpp")
+    data = roofline_json(capsys, *argv)
+    engine = data["engine"]
+    assert engine["host_s"] == pytest.approx(1.04e-3, rel=1e-12) and not engine["host_overlaps_gpu"]
+    assert engine["wall_s"] == pytest.approx(data["totals"]["time_s"] + 1.04e-3, rel=1e-12)
+    line = next(line for line in roofline(capsys, *argv).splitlines() if line.startswith("trtllm-cpp: "))
+    assert line.startswith("trtllm-cpp: kernels enqueued from C++ (1.4 us each), all-reduce trtllm; host 1.040 ms "
+                           "in series -> step ")
+    wall_ms = engine["wall_s"] * 1e3
+    assert line.endswith(f"-> step {wall_ms:.3f} ms ({4 / engine['wall_s']:,.0f} tokens/s)")
+
+
+def test_an_overlapped_host_hides_the_gpu_of_a_step_shorter_than_itself(capsys):
+    # tiny-llama's decode step is microseconds of GPU work: vLLM V1's step takes its host's 1.0 ms + 10 us
+    data = roofline_json(capsys, "--model", "tiny-llama", "--hardware", "h100-sxm", "--engine", "vllm-v1")
+    assert data["totals"]["time_s"] < 0.2e-3
+    assert data["engine"]["host_overlaps_gpu"] and data["engine"]["wall_s"] == pytest.approx(1.01e-3, rel=1e-12)
+
+
+@pytest.mark.parametrize("preset, phase, timer", [
+    ("vllm-v1", ("--phase", "decode", "--batch", "8", "--context", "1000"), "graph"),
+    ("trtllm-cpp", ("--phase", "decode", "--batch", "8", "--context", "1000"), "eager"),
+    ("sglang", ("--phase", "prefill", "--batch", "2", "--prompt", "700"), "eager"),
+])
+def test_the_step_costs_what_a_simulated_replica_of_the_preset_costs_it(capsys, preset, phase, timer):
+    from infersim.roofline import StepOptions, get_hardware, get_model
+    from infersim.roofline.latency import StepTimer
+    from infersim.sim.engines import preset_config
+    data = roofline_json(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", *phase, "--engine", preset)
+    model, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    cfg = preset_config(preset, model, hw, StepOptions(), model.max_context_tokens)
+    kernels_hw = cfg.kernels.in_graph(hw) if timer == "graph" else cfg.kernels.eager(hw)
+    step = ([1] * 8, [1000] * 8, 8) if phase[1] == "decode" else ([700] * 2, [0] * 2, 2)
+    assert data["totals"]["time_s"] == pytest.approx(StepTimer(model, kernels_hw, cfg.options).step(*step).latency_s,
+                                                     rel=1e-9)
+
+
+def test_without_engine_the_step_is_eager_pytorch_and_json_has_no_engine(capsys):
+    data = roofline_json(capsys, *LLAMA_70B_TP4)
+    assert "engine" not in data
+    assert op_time_s(data, "embedding") == pytest.approx(4.6e-6, abs=0.1e-6)
+
+
+def test_an_unknown_preset_is_refused_in_one_line_naming_the_flag(capsys):
+    code = main(["roofline", *LLAMA_70B_TP4, "--engine", "nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("infersim: error: --engine: must be one of vllm-v1, vllm-v0, sglang, trtllm, trtllm-cpp")
+
+
+def test_tp_beyond_the_fabric_names_the_gpu_as_it_is_with_an_engine(capsys):
+    assert main(["roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--tp", "16",
+                 "--engine", "trtllm-cpp"]) == 2
+    assert capsys.readouterr().err.startswith("infersim: error: --tp: spans more GPUs than one h100-sxm nvswitch "
+                                              "fabric joins (8)")
+
+
+def test_roofline_without_engine_runs_without_the_simulator():
+    # a machine without simpy still runs `infersim roofline`; only --engine loads the simulator's presets
+    code = """
+import sys
+for name in ("simpy", "infersim.sim"):
+    sys.modules[name] = None  # importing it now raises ImportError
+from infersim.cli import main
+assert main(["roofline", "--model", "tiny-llama", "--hardware", "h100-sxm"]) == 0
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
