@@ -81,7 +81,7 @@ def launch_compute_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
 
 def launch_memory_s(hw: HardwareSpec, op: OpCost, launch: Launch) -> float:
     """Memory seconds of the op in the launch's waves: each wave's share of the DRAM bytes over the bandwidth
-    its SMs draw (the chip's, at the efficiency the roofline gives the op's kind, or fewer SMs' own); the
+    its SMs draw (the chip's, at the share of it the roofline gives the op's kernel, or fewer SMs' own); the
     re-reads served from L2 as the roofline times them."""
     chip_bw = chip_dram_bandwidth_bytes_per_s(hw, op)
     dram_bytes = op.bytes - op.l2_reread_bytes

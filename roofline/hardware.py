@@ -2,7 +2,8 @@
 
 Every registry figure is a datasheet number (source in the comment above each entry). The efficiency
 factors are the only fitted numbers, and they are physical: the fraction of peak tensor-core FLOP/s a
-large GEMM sustains, the fraction of DRAM bandwidth a GEMM or an elementwise kernel sustains, how well a
+large GEMM sustains, the fraction of DRAM bandwidth a GEMM or a typical elementwise kernel sustains (the
+elementwise kernels measured apart carry their own, `roofline.ops.STREAM_SHARES`), how well a
 kernel overlaps loads with math, the time a kernel takes however small it is. The defaults were fitted
 on Vidur's A100 profiles (`infersim calibrate --from-profile`); the other GPUs reuse them until a profile
 of theirs is fitted (README, "Assumptions").
@@ -81,7 +82,7 @@ class HardwareSpec:
     # peak. A dtype left out sustains fp16's (the values per GPU are cited in the registry below).
     dtype_efficiency: dict = field(default_factory=dict, hash=False)
     memory_efficiency: float = 0.91
-    vector_bandwidth_efficiency: float = 0.46
+    vector_bandwidth_efficiency: float = 0.46  # a typical vector kernel's (RoPE's); ops.STREAM_SHARES for others
     overlap_exponent: float = 2.0
     launch_overhead_s: float = 4.6e-6
     interconnect_efficiency: float = 0.8

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numba
@@ -38,7 +39,7 @@ class GemmShape:
 @dataclass(frozen=True)
 class OpCost:
     name: str
-    kind: str  # gemm, attention, vector (elementwise: streams at the vector bandwidth) or comm (a collective)
+    kind: str  # gemm, attention, vector (elementwise: streams at its DRAM share) or comm (a collective)
     flops: float = 0.0
     vector_flops: float = 0.0
     exp_ops: float = 0.0  # exponentials (softmax), timed at the spec's special-function rate
@@ -53,16 +54,17 @@ class OpCost:
     comm_peers: int = 1
     collective: str = ""  # comm ops: "all_reduce" over the peers, or "send" to the next pipeline stage
     l2_reread_bytes: float = 0.0  # the part of kv_read_bytes that re-reads tiles still held in L2
-    # a vector kernel's streaming rate against a typical elementwise kernel's (HardwareSpec.
-    # vector_bandwidth_efficiency): a property of its code, not of the GPU (see STREAM_FACTORS)
-    stream_factor: float = 1.0  # an array where the amounts are (a fused kernel's pace follows its bytes)
+    # the share of DRAM bandwidth a vector kernel streams at, where it was measured (STREAM_SHARES; an array
+    # where the amounts are, as a fused kernel's follows its bytes); None: HardwareSpec.vector_bandwidth_efficiency
+    dram_share: float | None = None
 
     def scaled(self, factor) -> "OpCost":
         """The same op done `factor` times over (FLOPs and bytes scale; its name, kind and shape stay)."""
         return dataclasses.replace(self, **{f: getattr(self, f) * factor for f in _AMOUNTS})
 
     def plus(self, other: "OpCost") -> "OpCost":
-        """Both ops' work as one kernel (this op's name, kind and shape)."""
+        """Both ops' work as one kernel (this op's name, kind, shape and DRAM share: vector kernels that
+        stream differently combine through `fused`)."""
         return dataclasses.replace(self, **{f: getattr(self, f) + getattr(other, f) for f in _AMOUNTS})
 
     @property
@@ -81,7 +83,10 @@ class OpCost:
 
 _AMOUNTS = ("flops", "vector_flops", "exp_ops", "weight_bytes", "act_read_bytes", "act_write_bytes",
             "kv_read_bytes", "kv_write_bytes", "l2_reread_bytes")
-PER_INSTANCE = (*_AMOUNTS, "stream_factor")  # the fields `stack` makes arrays of
+
+def per_instance_fields(op: OpCost) -> tuple[str, ...]:
+    """The fields `stack` makes arrays of: the amounts, and the DRAM share where the op has one."""
+    return _AMOUNTS if op.dram_share is None else (*_AMOUNTS, "dram_share")
 
 
 def stack(op_list: list[OpCost]) -> OpCost:
@@ -93,7 +98,7 @@ def stack(op_list: list[OpCost]) -> OpCost:
         gemm = GemmShape(*(np.array([getattr(op.gemm, f.name) for op in op_list], dtype=np.float64)
                            for f in dataclasses.fields(GemmShape)))
     return dataclasses.replace(first, gemm=gemm, **{f: np.array([getattr(op, f) for op in op_list], dtype=np.float64)
-                                                    for f in PER_INSTANCE})
+                                                    for f in per_instance_fields(first)})
 
 
 def linear(name: str, tokens: int, in_features: int, out_features: int, quant: QuantSpec,
@@ -131,72 +136,76 @@ def linear(name: str, tokens: int, in_features: int, out_features: int, quant: Q
     return ops
 
 
-# How fast each kind of vector kernel streams against a typical one (rate = DRAM bandwidth x
-# HardwareSpec.vector_bandwidth_efficiency x this, at most the DRAM bandwidth). Each kernel reaches the same
-# share of DRAM bandwidth on every GPU, as its code sets it: on Vidur's profiles (rows moving > 8 MB) the
-# residual add reaches 0.84-0.98 of it on the A100 and 0.99-1.03 on the H100, the embedding 0.13-0.17 and
-# 0.17-0.19, RMSNorm 0.31-0.40 and 0.32-0.39, SiLU-and-mul 0.36-0.50 and 0.39-0.58, RoPE 0.35-0.48 and
-# 0.36-0.49. The factors are the shares that fit the three A100 profiles (data/profiles/a100) best, over 0.46:
-# add 0.96 (PyTorch's vectorised add: wide loads, no reduction, one operand just written and still in L2),
-# embedding 0.15 (a gather of rows, one lookup per token; with TP, VocabParallelEmbedding's masking kernels),
-# RMSNorm 0.35 (one thread block per token: a reduction across the row, then a second pass over it),
-# SiLU-and-mul 0.51, RoPE 0.48 (as the typical kernel). The H100 profiles were not used to set them.
-STREAM_FACTORS = {"residual_add": 2.1, "embedding": 0.33, "norm": 0.76, "activation": 1.1, "rope": 1.0}
+# The share of DRAM bandwidth each kind of vector kernel streams at. A kernel reaches the same share on every
+# GPU, as its code sets it: on Vidur's profiles (rows moving > 8 MB) the residual add reaches 0.84-0.98 of it
+# on the A100 and 0.99-1.03 on the H100, the embedding 0.13-0.17 and 0.17-0.19, RMSNorm 0.31-0.40 and
+# 0.32-0.39, SiLU-and-mul 0.36-0.50 and 0.39-0.58, RoPE 0.35-0.48 and 0.36-0.49. These are the shares that fit
+# the three A100 profiles (data/profiles/a100) best; the H100 profiles were not used to set them. The residual
+# add: PyTorch's vectorised add, wide loads and no reduction, one operand just written and still in L2; the
+# embedding: a gather of rows, one lookup per token (with TP, VocabParallelEmbedding's masking kernels too);
+# RMSNorm: one thread block per token, a reduction across the row and a second pass over it (LayerNorm is
+# taken to stream as RMSNorm, GELU as SiLU-and-mul: neither was measured). RoPE (0.48) streams as a typical
+# vector kernel, HardwareSpec.vector_bandwidth_efficiency (0.46), which also serves every unmeasured one.
+STREAM_SHARES = MappingProxyType({"residual_add": 0.96, "embedding": 0.15, "norm": 0.35, "activation": 0.51})
 
 
 def elementwise(name: str, elements: float, reads: float, writes: float, flops_per_element: float,
-                extra_read_bytes: float = 0.0, stream_factor: float = 1.0) -> OpCost:
+                extra_read_bytes: float = 0.0, dram_share: float | None = None) -> OpCost:
     """A streaming kernel over `elements` outputs: `reads` and `writes` fp16 tensors of that size."""
     return OpCost(name=name, kind="vector", vector_flops=flops_per_element * elements,
                   act_read_bytes=reads * elements * ACT_BYTES + extra_read_bytes,
-                  act_write_bytes=writes * elements * ACT_BYTES, stream_factor=stream_factor)
+                  act_write_bytes=writes * elements * ACT_BYTES, dram_share=dram_share)
 
 
 def norm(name: str, tokens: int, hidden: int, kind: str) -> OpCost:
     """RMSNorm (Zhang & Sennrich 2019): square, mean, rsqrt, scale ~4 FLOPs/element; LayerNorm ~7 with bias."""
     params = hidden * (2 if kind == "layernorm" else 1)
-    op = elementwise(name, tokens * hidden, 1, 1, 7 if kind == "layernorm" else 4, stream_factor=STREAM_FACTORS["norm"])
+    op = elementwise(name, tokens * hidden, 1, 1, 7 if kind == "layernorm" else 4, dram_share=STREAM_SHARES["norm"])
     return dataclasses.replace(op, weight_bytes=params * ACT_BYTES)
 
 
 def rope(tokens: int, q_width: int, kv_width: int, head_dim: int) -> OpCost:
     """Rotary embedding (Su et al. 2021) on Q and K in place: 3 FLOPs per element, cos/sin read per token."""
     return elementwise("rope", tokens * (q_width + kv_width), 1, 1, 3,
-                       extra_read_bytes=tokens * head_dim * ACT_BYTES, stream_factor=STREAM_FACTORS["rope"])
+                       extra_read_bytes=tokens * head_dim * ACT_BYTES)
 
 
 def residual_add(tokens: int, hidden: int) -> OpCost:
-    return elementwise("residual_add", tokens * hidden, 2, 1, 1, stream_factor=STREAM_FACTORS["residual_add"])
+    return elementwise("residual_add", tokens * hidden, 2, 1, 1, dram_share=STREAM_SHARES["residual_add"])
 
 
 def fused(name: str, first: OpCost, second: OpCost, unread_bytes: float = 0.0, unwritten_bytes: float = 0.0) -> OpCost:
     """Two ops run as one kernel: their work and traffic, less what the first wrote for the second to read
     back (`unread_bytes`: no longer read from memory; `unwritten_bytes`: no longer written, as nothing after
-    the kernel reads it), and one launch instead of two. Each op's remaining traffic moves at its own pace
-    (`stream_factor`): the kernel's is their byte-weighted harmonic mean."""
+    the kernel reads it), and one launch instead of two. Each op's remaining traffic moves at its own DRAM
+    share: the kernel's is their byte-weighted harmonic mean (both ops measured, or neither)."""
     both = first.plus(second)
-    first_bytes, second_bytes = first.bytes - unwritten_bytes, second.bytes - unread_bytes
-    paced_bytes = first_bytes / first.stream_factor + second_bytes / second.stream_factor
-    pace = np.where(paced_bytes > 0, (first_bytes + second_bytes) / np.where(paced_bytes > 0, paced_bytes, 1.0),
-                    first.stream_factor)
-    pace = float(pace) if np.ndim(pace) == 0 else pace
+    share = None
+    if first.dram_share is not None or second.dram_share is not None:
+        assert first.dram_share is not None and second.dram_share is not None, (
+            f"fusing {first.name} and {second.name}: one has a measured DRAM share, the other not")
+        first_bytes, second_bytes = first.bytes - unwritten_bytes, second.bytes - unread_bytes
+        paced_bytes = first_bytes / first.dram_share + second_bytes / second.dram_share
+        share = np.where(paced_bytes > 0, (first_bytes + second_bytes) / np.where(paced_bytes > 0, paced_bytes, 1.0),
+                         first.dram_share)
+        share = float(share) if np.ndim(share) == 0 else share
     return dataclasses.replace(both, name=name, act_read_bytes=both.act_read_bytes - unread_bytes,
-                               act_write_bytes=both.act_write_bytes - unwritten_bytes, stream_factor=pace)
+                               act_write_bytes=both.act_write_bytes - unwritten_bytes, dram_share=share)
 
 
 def activation(tokens: int, ffn_width: int, kind: str) -> OpCost:
     """SwiGLU: silu(gate) * up, reading both halves (~5 FLOPs/output); GELU (tanh form) ~8 FLOPs/element."""
-    factor = STREAM_FACTORS["activation"]
+    share = STREAM_SHARES["activation"]
     if kind == "swiglu":
-        return elementwise("ffn_act", tokens * ffn_width, 2, 1, 5, stream_factor=factor)
-    return elementwise("ffn_act", tokens * ffn_width, 1, 1, 8, stream_factor=factor)
+        return elementwise("ffn_act", tokens * ffn_width, 2, 1, 5, dram_share=share)
+    return elementwise("ffn_act", tokens * ffn_width, 1, 1, 8, dram_share=share)
 
 
 def embedding(tokens: int, hidden: int) -> OpCost:
     """Gather one row of the table per token (token ids are 4-byte integers)."""
     return OpCost(name="embedding", kind="vector", weight_bytes=tokens * hidden * ACT_BYTES,
                   act_read_bytes=tokens * 4, act_write_bytes=tokens * hidden * ACT_BYTES,
-                  stream_factor=STREAM_FACTORS["embedding"])
+                  dram_share=STREAM_SHARES["embedding"])
 
 
 def kv_cache_write(tokens: int, kv_width: int, quant: QuantSpec, head_dim: int) -> OpCost:

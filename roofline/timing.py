@@ -157,16 +157,16 @@ def op_memory_s(hw: HardwareSpec, op: OpCost):
     return (op.bytes - op.l2_reread_bytes) / dram_bw + l2_reread_s(hw, op)
 
 
-def streaming_efficiency(hw: HardwareSpec, op: OpCost) -> float:
-    """The share of a memory's bandwidth the op's kernel streams at: a vector kernel's own
-    (vector_bandwidth_efficiency x its `stream_factor`, ops.STREAM_FACTORS, at most all of it), else
-    memory_efficiency."""
+def streaming_efficiency(hw: HardwareSpec, op: OpCost):
+    """The share of a memory's bandwidth the op's kernel streams at: a vector kernel's measured share
+    (`OpCost.dram_share`, ops.STREAM_SHARES), else a typical vector kernel's (vector_bandwidth_efficiency);
+    memory_efficiency for the rest."""
     if op.kind == "vector":
-        return np.minimum(1.0, hw.vector_bandwidth_efficiency * op.stream_factor)
+        return hw.vector_bandwidth_efficiency if op.dram_share is None else op.dram_share
     return hw.memory_efficiency
 
 
-def chip_dram_bandwidth_bytes_per_s(hw: HardwareSpec, op: OpCost) -> float:
+def chip_dram_bandwidth_bytes_per_s(hw: HardwareSpec, op: OpCost):
     """The DRAM bandwidth an op filling the chip reaches."""
     return hw.memory_bandwidth_bytes_per_s * streaming_efficiency(hw, op)
 

@@ -63,7 +63,7 @@ def test_profile_predictions_are_the_roofline_op_times_row_by_row(profile_dir):
         work = samples[name].work
         rows = [dataclasses.replace(work, gemm=work.gemm and type(work.gemm)(*(float(getattr(work.gemm, f.name)[i])
                                      for f in dataclasses.fields(work.gemm))),
-                                    **{f: float(getattr(work, f)[i]) for f in ops.PER_INSTANCE})
+                                    **{f: float(getattr(work, f)[i]) for f in ops.per_instance_fields(work)})
                 for i in range(0, len(samples[name].measured_s), 7)]
         assert samples[name].predict_s(A100)[::7] == pytest.approx([time_op(A100, op).time_s for op in rows], rel=1e-12)
 
