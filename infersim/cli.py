@@ -281,7 +281,7 @@ def cmd_compare_serving(args) -> int:
                      for k, v in errors.items()]))
         print(f"\nhighest request rate with mean TTFT under {args.ttft_ms:g} ms (simulated / measured):")
         if not rates["measured"]:
-            print("  none to compare: every run sent its requests at once (request rate inf)")
+            print("  none to compare: " + _why_no_rates([c.run for c in comparisons]))
         for key in rates["measured"]:
             print(f"  {key}: {rates['simulated'][key]:g} / {rates['measured'][key]:g} requests/s")
     if args.plot:
@@ -289,6 +289,15 @@ def cmd_compare_serving(args) -> int:
         plot_serving(comparisons, args.plot, f"{_files_shown([p.name for p in paths])}: {args.engine} preset vs measured")
         print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
+
+
+def _why_no_rates(runs) -> str:
+    """Why no configuration has a highest rate within the TTFT target: no run sent at a finite rate, or none
+    of those that did measured a mean TTFT."""
+    import math
+    if all(math.isinf(r.request_rate_per_s) for r in runs):
+        return "every run sent its requests at once (request rate inf)"
+    return "no run sent at a finite rate measured a mean TTFT (mean_ttft_ms left out)"
 
 
 def cmd_roofline(args) -> int:
@@ -305,12 +314,18 @@ def _roofline(args) -> int:
     from infersim.report import si, step_table
     from infersim.roofline import (Parallelism, SpecError, StepOptions, decode_batch, get_hardware, get_model,
                                    get_quant, plan_memory, prefill_batch, step_cost)
+    from infersim.roofline.quant import check_runs_on
     from infersim.roofline.step import check_fabric
     if args.engine is not None:
         _engine_preset(args.engine)
     model, hw = get_model(args.model, field="--model"), get_hardware(args.hardware, field="--hardware")
     quant = get_quant(args.quant, args.kv_bits)
+    check_runs_on(quant, hw, "--quant", args.quant)
     parallel = Parallelism(args.tp, args.pp)
+    other_phase = {"decode": ("--prompt", args.prompt, "prefill"), "prefill": ("--context", args.context, "decode")}
+    flag, value, phase = other_phase[args.phase]
+    if value is not None:
+        raise SpecError(flag, f"applies to --phase {phase} only; this is a {args.phase} step", value)
     if args.phase == "decode":
         if args.context is None:  # the default: 1024 tokens, or as many as the model's context leaves
             args.context = min(1024, model.max_context_tokens - 1)

@@ -480,6 +480,7 @@ def _run_config(scn: Scenario, base: Path):
     """The RunConfig of the scenario's deployment: the engine preset's, with the keys the scenario sets."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
     from infersim.roofline.hardware import Link
+    from infersim.roofline.quant import check_runs_on
     from infersim.sim.cluster import Colocated, Disaggregated
     from infersim.sim.engines import preset_config
     from infersim.sim.metrics import Slo
@@ -492,6 +493,8 @@ def _run_config(scn: Scenario, base: Path):
         quant = get_quant(q.preset, q.kv_bits) if q.kv_bits else get_quant(q.preset)
     except SpecError as e:
         raise SpecError("quantization.preset", str(e).split(": ", 1)[1]) from None
+    check_runs_on(quant, hardware, "quantization" if isinstance(scn.quantization, str) else "quantization.preset",
+                  q.preset)
     s, kv, c, e = scn.scheduler, scn.kv_cache, scn.cluster, scn.engine
     max_model_len = s.max_model_len or model.max_context_tokens
     if max_model_len > model.max_context_tokens:

@@ -294,9 +294,31 @@ def read_runs(paths: list[Path], model: str | None = None, hardware: str | None 
     elif not (model and hardware):
         raise SpecError("--model, --hardware", "are needed with a vllm bench serve JSON (it does not say which "
                         "model and GPU it measured)")
+    else:
+        _check_json_flags(model, hardware, tensor_parallel or 1, quantization or "fp16")
     return [run for path in paths
             for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1, quantization or "fp16")
                         if path.suffix.lower() == ".json" else read_csv_runs(path))]
+
+
+def _check_json_flags(model: str, hardware: str, tensor_parallel: int, quantization: str) -> None:
+    """What the flags say of the JSON files' runs holds together, each error naming its flag: the model's
+    heads split over --tp GPUs of one fabric, and --quant a preset the GPU has the peak for."""
+    from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
+    from infersim.roofline.quant import check_runs_on, get_quant
+    from infersim.roofline.step import check_fabric, layer_widths
+
+    spec, gpu = get_model(model, field="--model"), get_hardware(hardware, field="--hardware")
+    try:
+        quant = get_quant(quantization)
+    except SpecError as err:
+        raise SpecError("--quant", err.problem, quantization) from None
+    check_runs_on(quant, gpu, "--quant", quantization)
+    try:
+        layer_widths(spec, tensor_parallel)
+        check_fabric(gpu, StepOptions(parallel=Parallelism(tensor_parallel)))
+    except SpecError as err:
+        raise SpecError("--tp", err.problem, tensor_parallel) from None
 
 
 def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:

@@ -209,3 +209,12 @@ def get_quant(name: str, kv_bits: int | None = None) -> QuantSpec:
         spec = dataclasses.replace(spec, kv_bits=kv_bits,
                                    attention_dtype=spec.attention_dtype if kv_bits == 8 else "fp16")
     return spec
+
+
+def check_runs_on(quant: QuantSpec, hw, field: str, name: str) -> None:
+    """The scheme's GEMMs have a tensor-core peak on `hw` (a HardwareSpec); if not, one error naming the
+    field and the preset `name` as the user wrote them (nvfp4, not the fp4 its GEMMs run in)."""
+    try:
+        hw.peak(quant.gemm_dtype())
+    except SpecError as err:
+        raise SpecError(field, err.problem, name) from None

@@ -142,3 +142,25 @@ def test_an_empty_yaml_file_is_said_to_be_empty(tmp_path, capsys, command):
     flags = ("--out", tmp_path / "out") if command[0] in ("run", "plan") else ()
     assert one_line_error(capsys, *command, empty, *flags) == \
         "e.yaml: is empty (it holds no YAML data, only blank lines or comments)"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--phase", "prefill", "--context", "100"), "--context: applies to --phase decode only; this is a prefill "
+                                                 "step, got 100"),
+    (("--prompt", "100",), "--prompt: applies to --phase prefill only; this is a decode step, got 100"),
+])
+def test_roofline_refuses_the_other_phases_flag(capsys, flags, message):
+    assert one_line_error(capsys, "roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm",
+                          *flags) == message
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--tp", "3"), "--tp: must divide num_heads=32, got 3"),
+    (("--quant", "fp8x"), "--quant: unknown scheme; allowed: fp16, bf16, "),
+    (("--quant", "nvfp4"), "--quant: h100-sxm has no fp4 tensor-core peak, which this scheme's GEMMs run at; it "
+                           "has fp16, fp32, fp8, int8, tf32 (infersim hardware lists the peaks of each GPU), got "
+                           "'nvfp4'"),
+])
+def test_compare_serving_names_the_flag_a_json_run_took_its_setting_from(tmp_path, capsys, flags, message):
+    (tmp_path / "r.json").write_text(json.dumps(BENCH))
+    assert one_line_error(capsys, "compare-serving", tmp_path / "r.json", *JSON_FLAGS, *flags).startswith(message)

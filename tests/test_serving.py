@@ -239,3 +239,14 @@ def test_a_throughput_only_row_is_compared_on_tokens_per_second_in_its_precision
     bad.write_text(runs.read_text().replace(",fp8,", ",fp9,"))
     with pytest.raises(SpecError, match=r"bad.csv:2: precision: must be a quantization preset: fp16, bf16"):
         read_csv_runs(bad)
+
+
+def test_no_rate_to_compare_says_why(tmp_path):
+    # a finite-rate run that measured throughput alone has no TTFT to judge a rate by: the line says that,
+    # not that every run sent its requests at once
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,request_rate_per_s,"
+                    "output_tokens_per_s\nllama-3.1-8b,h100-sxm,1,128,16,20,2,30.0\n")
+    out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "none to compare: no run sent at a finite rate measured a mean TTFT (mean_ttft_ms left out)" in out
