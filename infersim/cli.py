@@ -616,10 +616,11 @@ def cmd_run(args) -> int:
         print(run_summary_table(result.summary))
         if cascade:
             print(_cascade_lines(name, cfg, result.summary))
-        rejected = [r for r in result.requests if r.reject_reason]
-        if rejected:
-            print(f"warning: {len(rejected)} of {len(requests)} requests rejected, e.g. request {rejected[0].id}: "
-                  f"{rejected[0].reject_reason} (requests.csv lists each reason)")
+    rejected = [r for r in result.requests if r.reject_reason]
+    if rejected:  # a warning even under --quiet: stderr, as errors are
+        print(f"warning: {len(rejected)} of {len(requests)} requests rejected, e.g. request {rejected[0].id}: "
+              f"{rejected[0].reject_reason} (requests.csv lists each reason)", file=sys.stderr)
+    if not args.quiet:
         print("wrote " + ", ".join(_shown(v) for v in paths.values()))
     return 0
 
@@ -798,7 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "timeline.csv and run.png (default runs/<scenario name>)")
     run.add_argument("--no-plot", action="store_true", help="skip run.png")
     run.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
-    run.add_argument("--quiet", action="store_true", help="print nothing")
+    run.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors (on stderr)")
     run.set_defaults(func=cmd_run)
     cm = sub.add_parser("compare", help="simulate scenarios side by side (in parallel), with ratios to the first")
     cm.add_argument("scenarios", metavar="SCENARIO.yaml", nargs="+", help="two or more; the first is the baseline")

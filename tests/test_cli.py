@@ -218,7 +218,7 @@ def test_a_run_where_nothing_completes_writes_strict_json_and_prints_no_nan(caps
                          parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"))
     assert summary["requests_completed"] == 0 and summary["ttft_s"]["p50"] is None
     assert not re.search(r"\bnan\b", out.lower()) and re.search(r"^TTFT +- +- +- +-$", out, re.MULTILINE)
-    assert "warning: 5 of 5 requests rejected" in out and err == ""
+    assert "warning: 5 of 5 requests rejected" in err and len(err.splitlines()) == 1
 
 
 SCENARIO = ("model: {model}\nhardware: {hardware}\nworkload:\n  num_requests: 5\n{source}")

@@ -197,7 +197,10 @@ def test_infersim_run_warns_about_rejected_requests(tmp_path):
     assert proc.returncode == 0, proc.stderr
     # 100 + 20 tokens need 8 blocks of 16; the cache holds 4
     assert "warning: 20 of 20 requests rejected, e.g. request 0: needs 8 KV blocks at its longest but the " \
-           "cache holds 4" in proc.stdout
+           "cache holds 4" in proc.stderr
+    quiet = subprocess.run([sys.executable, "-m", "infersim.cli", "run", str(write(tmp_path, text)), "--no-plot",
+                            "--quiet", "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+    assert quiet.stdout == "" and quiet.stderr.startswith("warning: 20 of 20 requests rejected")
 
 
 def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
