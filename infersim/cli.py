@@ -742,6 +742,7 @@ def cmd_validate(args) -> int:
             say("no --hardware given: calibrating this CPU first (infersim calibrate --out F.yaml saves it)")
             hw = calibrate_host(progress=say)
             (out / "hardware.yaml").write_text(hw.to_yaml())
+            say(f"wrote {_shown(out / 'hardware.yaml')} (this CPU's spec)")
         measure = functools.partial(interleaved_median_times_s, progress=say)
     else:
         from infersim.kernels import device
@@ -796,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a serving scenario (a YAML file, see scenarios/)")
     run.add_argument("scenario", metavar="SCENARIO.yaml")
     run.add_argument("--out", metavar="DIR", type=_out_dir, help="where to write summary.json, requests.csv, "
-                     "timeline.csv and run.png (default runs/<scenario name>)")
+                     "timeline.csv and run.png (default runs/<the scenario file's name without .yaml>)")
     run.add_argument("--no-plot", action="store_true", help="skip run.png")
     run.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     run.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors (on stderr)")
@@ -834,7 +835,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "vllm bench serve --save-result JSON)")
     cs.add_argument("runs", metavar="FILE.csv|FILE.json", nargs="+",
                     help="CSV tables of runs and/or vllm bench serve JSON files (a run each)")
-    cs.add_argument("--engine", default="vllm-v1", help="engine preset to simulate with (see infersim engines)")
+    cs.add_argument("--engine", default="vllm-v1", help="engine preset to simulate with (default vllm-v1; see "
+                    "infersim engines)")
     cs.add_argument("--model", help="with JSON files: the model they measured")
     cs.add_argument("--hardware", help="with JSON files: the GPU they ran on")
     cs.add_argument("--tp", type=_positive_int, help="with JSON files: their tensor parallelism (default 1)")
@@ -883,9 +885,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare_profile)
 
     v = sub.add_parser("validate", help="time the validating kernels and compare them with the roofline")
-    v.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    v.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="time the kernels on this CPU "
+                   "(NumPy/Numba, the default) or on the CUDA GPU in use (CuPy)")
     v.add_argument("--out", metavar="DIR", default="validation", type=_out_dir, help="where to write validation.csv, "
-                   "summary.json and the plots (default ./validation)")
+                   "summary.json, the plots and, when it calibrated this CPU, hardware.yaml (default ./validation)")
     v.add_argument("--hardware", help="the device's hardware spec (default: calibrate this CPU, or the "
                    "registry entry of the GPU found)")
     v.add_argument("--quick", action="store_true", help="fewer, smaller shapes")

@@ -73,6 +73,12 @@ class EngineSection(_Section):
     _known = _registered("infersim.sim.engines:ENGINES", "preset")
     _known_all_reduce = _registered("infersim.roofline.custom_all_reduce:ALL_REDUCES", "all_reduce")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_preset_alone(cls, value):
+        """`engine: sglang` is `engine: {preset: sglang}`, as `quantization: fp8` names its preset."""
+        return {"preset": value} if isinstance(value, str) else value
+
     @field_validator("fusions")
     @classmethod
     def _known_fusions(cls, names: list[str] | None) -> list[str] | None:
@@ -164,7 +170,7 @@ class LengthSection(_Section):
         if self.kind == "fixed" and self.value < 1:
             raise ValueError("value must be >= 1")
         if self.kind == "uniform" and self.high < self.low:
-            raise ValueError(f"high must be >= low={self.low}")
+            raise ValueError(f"high must be >= low={self.low}, got {self.high}")
         if self.kind == "lognormal" and self.mean < 1:
             raise ValueError("mean must be >= 1 token")
         if clipped and self.max_tokens < getattr(self, clipped):

@@ -41,6 +41,11 @@ YamlFloat = Annotated[float, BeforeValidator(float_from_text)]
 YamlInt = Annotated[int, BeforeValidator(number_from_text)]
 
 
+# pydantic's errors for a value of the wrong type where a number, text, flag or list belongs
+_VALUE_TYPES = ("int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type", "string_type",
+                "list_type", "tuple_type")
+
+
 def _problem(err: dict) -> str:
     """What is wrong, in the words of a scenario file's reader."""
     ctx = err.get("ctx", {})
@@ -105,6 +110,10 @@ def spec_error(error: ValidationError, file: str | None = None, model: type[Base
     got = err.get("input")
     show = not isinstance(got, dict) or err["type"] in ("dict_type", "model_type")
     problem = _problem(err)
+    if not show and err["type"] in _VALUE_TYPES:  # a mapping where a value belongs: say which keys it held
+        problem += f", not a mapping (got the keys {', '.join(str(k) for k in got)})"
+    elif got is None and err["type"] != "missing":
+        problem += ", got nothing (the key is left empty)"
     if err["type"] == "extra_forbidden" and model is not None and isinstance(err["loc"][-1], str):
         close = difflib.get_close_matches(err["loc"][-1], known_keys(model, err["loc"][:-1]), n=1, cutoff=0.6)
         problem = f"is not a known key (did you mean {close[0]}?)" if close else problem

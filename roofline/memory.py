@@ -17,11 +17,11 @@ from .step import Parallelism
 
 
 def weight_bytes_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: Parallelism) -> float:
-    """Weights one GPU stores: its 1/pp of the layers, each matrix split 1/tp; embedding and LM head
-    split over the vocabulary and kept in fp16 (as GPTQ/AWQ checkpoints keep them)."""
+    """Weights one GPU stores: its 1/pp of the layers, each matrix split 1/tp (but the K and V projections of
+    the KV heads it holds, replicated where tp exceeds them); embedding and LM head split over the vocabulary and kept in fp16 (as GPTQ/AWQ checkpoints keep them)."""
     tp, pp = parallel.tensor_parallel, parallel.pipeline_parallel
     d = model.hidden_size
-    qkv_out = (model.q_width + 2 * model.kv_width) // tp
+    qkv_out = model.q_width // tp + 2 * model.kv_heads_per_gpu(tp) * model.head_dim  # K/V heads replicated past tp
     up_out = model.ffn_size * (2 if model.ffn_kind == "swiglu" else 1) // tp
     per_layer = (quant.weight_bytes(d, qkv_out) + quant.weight_bytes(model.q_width // tp, d)
                  + model.num_experts * (quant.weight_bytes(d, up_out) + quant.weight_bytes(model.ffn_size // tp, d)))

@@ -92,3 +92,14 @@ def test_tensorrt_llms_fraction_is_of_the_memory_weights_and_workspace_leave():
     plan = plan_memory(LLAMA7, A100, utilization=0.9, utilization_of="free")
     assert plan.kv_cache_bytes == pytest.approx(64_469_289_369.6)
     assert plan.max_kv_tokens == 122_965
+
+
+def test_kv_projections_are_replicated_where_tp_exceeds_the_kv_heads():
+    # Llama-3.1-8B (32 layers, d 4096, 32 query and 8 KV heads of 128, FFN 14336, vocabulary 128256, untied) on
+    # 16 GPUs: each holds 2 query heads and a whole KV head (replicated), so per layer in fp16
+    #   QKV 4096 x (256 + 2 x 128) x 2 = 4,194,304; O 256 x 4096 x 2 = 2,097,152;
+    #   gate+up 4096 x 1792 x 2 = 14,680,064; down 896 x 4096 x 2 = 7,340,032; two norms 2 x 4096 x 2 = 16,384
+    # = 28,327,936 x 32 layers = 906,493,952; embedding and LM head 8,016 x 4096 x 2 each = 131,334,144;
+    # the final norm 8,192. Splitting K and V 16 ways would have held 32 MiB less.
+    model = get_model("llama-3.1-8b")
+    assert weight_bytes_per_gpu(model, QuantSpec(), Parallelism(16)) == 906_493_952 + 131_334_144 + 8_192

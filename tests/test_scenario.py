@@ -250,3 +250,19 @@ def test_the_engine_preset_fills_every_key_the_scenario_leaves_out(tmp_path):
     # vLLM V1 on an A100: 2048 batched tokens and 256 sequences (get_batch_defaults), prefix caching on
     assert (default.scheduler, default.limits.max_num_batched_tokens, default.limits.max_num_seqs) == ("vllm-v1", 2048, 256)
     assert default.kv_cache.prefix_caching
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("model: tiny-llama", "model:", "model: must be text, got nothing (the key is left empty)"),
+    ("hardware: a100-sxm-80gb", "hardware: a100-sxm-80gb\nslo: {ttft_s: {p99: 0.5}}",
+     "slo.ttft_s: must be a number, not a mapping (got the keys p99)"),
+    ("prompt_tokens: 100", "prompt_tokens: {kind: uniform, low: 500, high: 100}",
+     "workload.prompt_tokens: high must be >= low=500, got 100"),
+])
+def test_an_empty_key_a_mapping_for_a_number_and_a_reversed_range_are_named_with_what_was_given(
+        tmp_path, old, new, message):
+    assert error_of(tmp_path, BASE.replace(old, new)) == message
+
+
+def test_an_engine_named_alone_is_its_preset(tmp_path):
+    assert load_run(write(tmp_path, BASE + "engine: sglang\n"))[1].scheduler == "sglang"
