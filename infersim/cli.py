@@ -512,6 +512,8 @@ def _calibrate_from_serving(args) -> int:
     out.write_text(f"# host time per step and the front end's per request fitted on "
                    f"{_files_shown([p.name for p in paths])} by infersim calibrate --from-serving\n"
                    + yaml.safe_dump(block, sort_keys=False))
+    for name, why in fit.loose.items():
+        print(f"note: {name}: {why}")
     print(f"wrote {_shown(str(out))} (paste its engine block into a scenario)")
     return 0
 

@@ -627,6 +627,10 @@ def build_workload(w: WorkloadSection, seed: int, base: Path):
     rng = np.random.default_rng(seed)
     if w.trace is not None:
         workload = read_trace(base / w.trace.path, w.trace.rate_scale, w.num_requests)
+        rows = len(workload.prompt_tokens)
+        if w.num_requests is not None and rows < w.num_requests:
+            raise SpecError("workload.num_requests", f"asks for more requests than the trace's {rows:,} rows; leave "
+                            "it out to run the whole trace", w.num_requests)
     else:
         n = w.num_requests or DEFAULT_REQUESTS
         if w.arrival.process in ("burst", "concurrency"):  # all at once, or sent by clients as they finish

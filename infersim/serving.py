@@ -19,7 +19,7 @@ p99_ttft_ms and p99_itl_ms), they are predicted and compared too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -428,6 +428,11 @@ class HostFit:
     frontend_s: float
     errors_before: dict
     errors_after: dict
+    # what the runs leave loose: a parameter's name -> why its value is not to be trusted
+    loose: dict = field(default_factory=dict)
+
+
+_FLAT_LOSS = 0.002  # a parameter moving the fitted error by less than this (0.2 points) over its grid is unpinned
 
 
 def fit_host_overhead(runs: list[ServingRun], preset: str, progress=lambda text: None) -> HostFit:
@@ -454,13 +459,20 @@ def fit_host_overhead(runs: list[ServingRun], preset: str, progress=lambda text:
         return sum(latencies) / len(latencies), errors
 
     best_loss, before = loss_of(start)
-    best, errors = start, before
+    best, errors, loose = start, before, {}
     for name, grid in (("fixed_s", np.geomspace(1e-4, 3e-2, 10)), ("per_seq_s", np.geomspace(1e-6, 3e-4, 6)),
                        ("frontend_s", np.geomspace(5e-4, 5e-2, 9))):
+        losses = []
         for value in grid:
             trial = replace(best, **{name: float(value)})
             loss, trial_errors = loss_of(trial)
+            losses.append(loss)
             progress(f"{name} {value:.3g}: loss {loss:.4f}")
             if loss < best_loss - 1e-6:
                 best, best_loss, errors = trial, loss, trial_errors
-    return HostFit(best.fixed_s, best.per_seq_s, best.frontend_s, before, errors)
+        span = f"{grid[0]:.3g}-{grid[-1]:.3g} s"
+        if max(losses) - min(losses) < _FLAT_LOSS:
+            loose[name] = f"the runs do not pin it down (the error moves less than 0.2 points over {span})"
+        elif getattr(best, name) in (grid[0], grid[-1]):
+            loose[name] = f"it sits at an end of its grid ({span}): the runs may want a value beyond it"
+    return HostFit(best.fixed_s, best.per_seq_s, best.frontend_s, before, errors, loose)

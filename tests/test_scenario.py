@@ -266,3 +266,14 @@ def test_an_empty_key_a_mapping_for_a_number_and_a_reversed_range_are_named_with
 
 def test_an_engine_named_alone_is_its_preset(tmp_path):
     assert load_run(write(tmp_path, BASE + "engine: sglang\n"))[1].scheduler == "sglang"
+
+
+def test_more_requests_than_the_trace_holds_is_refused(tmp_path):
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                                    "2023-11-16 18:15:46.6805900,10,2\n2023-11-16 18:15:47.6805900,10,2\n")
+    text = ("model: tiny-llama\nhardware: a100-sxm-80gb\nworkload:\n  num_requests: {n}\n"
+            "  trace: {{path: t.csv}}\n")
+    assert len(load_run(write(tmp_path, text.format(n=2)))[2]) == 2
+    assert error_of(tmp_path, text.format(n=1000)) == (
+        "workload.num_requests: asks for more requests than the trace's 2 rows; leave it out to run the whole "
+        "trace, got 1000")

@@ -250,3 +250,15 @@ def test_no_rate_to_compare_says_why(tmp_path):
     out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs)], capture_output=True,
                          text=True, check=True).stdout
     assert "none to compare: no run sent at a finite rate measured a mean TTFT (mean_ttft_ms left out)" in out
+
+
+def test_calibrate_says_which_fitted_values_the_runs_leave_loose(tmp_path):
+    # one open-loop run that measured ITL alone: the front end's time moves only TTFT, so the fit cannot
+    # pin it down, and says so instead of writing a number as if it were measured
+    from infersim.serving import fit_host_overhead
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,request_rate_per_s,"
+                    "mean_itl_ms,output_tokens_per_s\nllama-3.1-8b,h100-sxm,1,128,16,4,1,9.0,30.0\n")
+    fit = fit_host_overhead(read_csv_runs(runs), "trtllm")
+    assert fit.loose["frontend_s"] == ("the runs do not pin it down (the error moves less than 0.2 points over "
+                                       "0.0005-0.05 s)")
