@@ -71,6 +71,7 @@ def _positive_number(text: str) -> float:
 
 MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seqs
 FIT_STILL_OFF = 0.5  # a fitted profile's median GEMM error above 50% (a factor 2 too slow or 1.5 too fast): not this GPU's
+MIN_FIT_ROWS = 8  # a profile's rows (token counts and TP sizes) below which calibrate --from-profile refuses to fit
 
 
 # Figure formats matplotlib writes by itself (Agg, through Pillow for the bitmaps, and its pdf, ps and svg
@@ -544,6 +545,11 @@ def cmd_calibrate(args) -> int:
         args.profile = args.from_profile
         model, base = _profile_model(args), get_hardware(args.hardware)
         samples = read_profile(args.from_profile, model)
+        rows = max(len(op.measured_s) for op in samples.values())
+        if rows < MIN_FIT_ROWS:
+            raise SpecError("--from-profile", f"{_shown(args.from_profile)} has {rows} row{'s' * (rows != 1)}: fitting "
+                            f"{len(FITTED_FACTORS)} factors needs a sweep of token counts (at least {MIN_FIT_ROWS} "
+                            "rows); infersim compare-profile checks a few rows against the spec as it is")
         before = compare(samples, base)
         fitted = fit_factors(samples, base)
         fitted = dataclasses.replace(fitted, name=f"{base.name}-fitted",

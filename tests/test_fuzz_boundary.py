@@ -380,7 +380,9 @@ def test_a_profile_whose_rows_profile_different_shapes_is_refused(tmp_path):
 
 def test_a_profile_still_far_off_after_fitting_is_written_with_a_warning(tmp_path, capsys):
     medians = [i for i, c in enumerate(PROFILE_COLUMNS) if c.startswith("time_stats.") and c.endswith(".median")]
-    rows = [line.split(",") for line in PROFILE[1:]]
+    profile = (Path(__file__).resolve().parent.parent / "data" / "profiles" / "a100" /
+               "Llama-2-7b-hf_linear_ops.csv").read_text().splitlines()
+    rows = [line.split(",") for line in profile[1:11]]  # ten rows: enough to fit on
     for row in rows:  # a thousand times slower than any A100 runs these ops
         for i in medians:
             row[i] = str(float(row[i]) * 1000)

@@ -164,3 +164,12 @@ def test_roofline_refuses_the_other_phases_flag(capsys, flags, message):
 def test_compare_serving_names_the_flag_a_json_run_took_its_setting_from(tmp_path, capsys, flags, message):
     (tmp_path / "r.json").write_text(json.dumps(BENCH))
     assert one_line_error(capsys, "compare-serving", tmp_path / "r.json", *JSON_FLAGS, *flags).startswith(message)
+
+
+def test_calibrate_refuses_to_fit_a_profile_of_two_rows(profile_dir, tmp_path, capsys):
+    rows = (profile_dir / "Llama-2-7b-hf_linear_ops.csv").read_text().splitlines()[:3]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    assert one_line_error(capsys, "calibrate", "--from-profile", tmp_path / "p.csv", "--hardware", "a100-sxm-80gb",
+                          "--out", tmp_path / "o.yaml").endswith(
+        "p.csv has 2 rows: fitting 5 factors needs a sweep of token counts (at least 8 rows); infersim "
+        "compare-profile checks a few rows against the spec as it is")
