@@ -113,11 +113,14 @@ def run_summary_table(summary: dict) -> str:
         f"({figure(s['slo_attainment'], '.1f', 100)}% within SLO)")
     lines.append(f"throughput {figure(s['throughput_tokens_per_s'], ',.0f')} tokens/s, "
                  f"{figure(s['throughput_requests_per_s'], '.2f')} requests/s; {goodput}")
-    lines.append(f"batch {figure(s['batch_size_mean'], '.1f')} sequences on average; KV cache "
-                 f"{figure(s['kv_utilization_mean'], '.1f', 100)}% used on average, "
-                 f"{figure(s['kv_utilization_peak'], '.1f', 100)}% at peak; MFU "
-                 f"{figure(s['model_flops_utilization'], '.1f', 100)}%, MBU "
-                 f"{figure(s['model_bandwidth_utilization'], '.1f', 100)}%")
+    pooled = ("batch_size_mean", "kv_utilization_mean", "kv_utilization_peak", "model_flops_utilization",
+              "model_bandwidth_utilization")
+    if any(s[key] is not None for key in pooled):  # a cascade's pools each have their own (its tier lines)
+        lines.append(f"batch {figure(s['batch_size_mean'], '.1f')} sequences on average; KV cache "
+                     f"{figure(s['kv_utilization_mean'], '.1f', 100)}% used on average, "
+                     f"{figure(s['kv_utilization_peak'], '.1f', 100)}% at peak; MFU "
+                     f"{figure(s['model_flops_utilization'], '.1f', 100)}%, MBU "
+                     f"{figure(s['model_bandwidth_utilization'], '.1f', 100)}%")
     if "speculative_tokens_per_step" in s:
         lines.append(f"speculative decoding: {figure(s['speculative_tokens_per_step'], '.2f')} tokens per sequence "
                      "per decode step on average")

@@ -140,6 +140,8 @@ class ArrivalSection(_Section):
             raise ValueError(f"process {self.process} needs rate_per_s")
         if self.process == "concurrency" and self.concurrency is None:
             raise ValueError("process concurrency needs concurrency (the number of clients)")
+        if self.process == "gamma" and "cv" not in self.model_fields_set:
+            raise ValueError("process gamma needs cv, the gaps' coefficient of variation (1 is poisson; 2 is burstier)")
         stray = [k for k, wanted in (("rate_per_s", rated), ("concurrency", self.process == "concurrency"),
                                      ("cv", self.process == "gamma")) if k in self.model_fields_set and not wanted]
         if stray:

@@ -266,6 +266,8 @@ def _context(cfg: dict, path: Path, *keys: str) -> int:
     tokens = _size(cfg, path, *keys)
     if tokens > MAX_CONTEXT_TOKENS:
         raise SpecError(keys[0], f"must be <= {MAX_CONTEXT_TOKENS:,} tokens", tokens, file=path.name)
+    if tokens < 2:  # a prompt token and the one generated after it
+        raise SpecError(keys[0], "must be >= 2 tokens (a prompt token and one generated)", tokens, file=path.name)
     return tokens
 
 

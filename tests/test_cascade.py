@@ -173,3 +173,19 @@ def test_a_cascade_mistake_is_one_line_naming_the_key(tmp_path, change, expected
     message = str(info.value)
     assert "\n" not in message
     assert message.removeprefix("s.yaml: ").startswith(expected)
+
+
+def test_a_cascade_summary_prints_no_pooled_figures_it_does_not_have():
+    # batch, KV use, MFU and MBU are each pool's own (the tier lines): no row of dashes for the whole
+    import json
+    from pathlib import Path
+
+    from infersim.report import run_summary_table
+    summary = json.loads((Path(__file__).resolve().parent / "golden" / "default.json").read_text())
+    for key in ("batch_size_mean", "kv_utilization_mean", "kv_utilization_peak", "model_flops_utilization",
+                "model_bandwidth_utilization"):
+        summary[key] = None
+    text = run_summary_table(summary)
+    assert "sequences on average" not in text and " -%" not in text
+    assert "sequences on average" in run_summary_table(json.loads(
+        (Path(__file__).resolve().parent / "golden" / "default.json").read_text()))

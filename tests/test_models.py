@@ -152,6 +152,8 @@ WHOLE = "must be a finite whole number from 1 to 16,777,216"
                           "head_dim), got 32"),
     ("num_key_value_heads", 3, "num_key_value_heads: must divide num_attention_heads=32, got 3"),
     ("vocab_size", None, "vocab_size: is missing from the config"),
+    ("max_position_embeddings", 1, "max_position_embeddings: must be >= 2 tokens (a prompt token and one "
+                                   "generated), got 1"),
     ("tie_word_embeddings", "yes", "tie_word_embeddings: must be true or false, got 'yes'"),
     ("num_experts_per_tok", 2, "num_experts_per_tok: must be <= num_local_experts=1, got 2"),
     ("model_type", "bert", "model_type: unsupported; allowed: llama, mistral, qwen2, mixtral, qwen, gpt2, opt, "

@@ -277,3 +277,8 @@ def test_more_requests_than_the_trace_holds_is_refused(tmp_path):
     assert error_of(tmp_path, text.format(n=1000)) == (
         "workload.num_requests: asks for more requests than the trace's 2 rows; leave it out to run the whole "
         "trace, got 1000")
+
+
+def test_a_gamma_process_without_its_cv_is_refused(tmp_path):
+    assert error_of(tmp_path, BASE.replace("process: poisson", "process: gamma")) == (
+        "workload.arrival: process gamma needs cv, the gaps' coefficient of variation (1 is poisson; 2 is burstier)")
