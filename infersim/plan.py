@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, NamedTuple, Optional, Union
 
 import numpy as np
-from pydantic import (BeforeValidator, Field, StrictBool, ValidationError, create_model, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BeforeValidator, Field, StrictBool, ValidationError, create_model,
+                      field_validator, model_validator)
 
 from infersim.plan_slo import SloCheck, SloWatch, check_slo
 from infersim.report import counted
-from infersim.roofline.boundary import load_yaml
-from infersim.roofline.errors import SpecError
+from infersim.roofline.boundary import UNPRINTABLE_NAME, load_yaml, unprintable
+from infersim.roofline.errors import HardwareLimit, SpecError
 from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _Section, cluster_replicas
 from infersim.schema import YamlFloat, YamlInt, spec_error
+from infersim.sim.workload import MAX_SPAN_S
 
 if TYPE_CHECKING:
     from infersim.sim.run import RunConfig, RunResult
@@ -87,8 +88,14 @@ class HardwareCandidate(_Section):
     power_w: Optional[YamlFloat] = Field(None, gt=0, le=1e5)
 
 
+def _printable(name: str) -> str:
+    if unprintable(name):
+        raise ValueError(UNPRINTABLE_NAME)
+    return name
+
+
 Configuration = create_model(
-    "Configuration", __base__=_Section, name=(Optional[str], None),
+    "Configuration", __base__=_Section, name=(Optional[Annotated[str, AfterValidator(_printable)]], None),
     **{key: (Scenario.model_fields[key].annotation, Scenario.model_fields[key]) for key in CONFIGURATION_KEYS})
 
 
@@ -154,7 +161,8 @@ class Plan(_Section):
 @dataclass(frozen=True)
 class PlanContext:
     """A validated plan and what every task needs beside it: the folder its paths start from, the mean
-    lengths of its workload and, for a trace, the trace's own arrival rate (rate_scale 1)."""
+    lengths of its workload, for a trace the trace's own arrival rate (rate_scale 1), and the lowest rate
+    a simulation may run at (`_lowest_rate_per_s`)."""
 
     plan: Plan
     base: Path
@@ -162,6 +170,7 @@ class PlanContext:
     mean_output_tokens: float
     trace_rate_per_s: float | None
     description: str
+    lowest_rate_per_s: float
 
 
 def load_plan(path: Path | str) -> PlanContext:
@@ -179,11 +188,48 @@ def load_plan(path: Path | str) -> PlanContext:
         raise spec_error(e, file=path.name, model=Plan) from None
     base = path.parent
     with errors_in(path.name):
+        _check_distinct(plan)
         for i, model in enumerate(plan.models):
             get_model(model, base, field=f"models.{i}")
         for i, hw in enumerate(plan.hardware):
             get_hardware(hw.name, base, field=f"hardware.{i}.name")
-        return _context(plan, base)
+        ctx = _context(plan, base)
+        _check_rates(ctx)
+        for cand in candidates(plan):
+            try:
+                prepare(ctx, cand)
+            except SpecError as err:
+                raise cand.in_plan(err) from None
+        return ctx
+
+
+def _check_distinct(plan: Plan) -> None:
+    """Each model, GPU and configuration label once: a candidate is named by its three."""
+    lists = (("models.{}", plan.models, "list each model once"),
+             ("hardware.{}.name", [hw.name for hw in plan.hardware], "list each GPU once, at one price"),
+             ("configurations.{}.name", [configuration_label(c) for c in plan.configurations],
+              "give each configuration a distinct name"))
+    for field, labels, fix in lists:
+        first = {}
+        for i, label in enumerate(labels):
+            if label in first:
+                repeats = f"repeats {field.format(first[label])}"
+                if field.startswith("configurations") and plan.configurations[i].name is None:
+                    repeats = (f"is not given, and the label made of its parallelism, quantization, engine and "
+                               f"topology repeats configurations.{first[label]}'s")
+                raise SpecError(field.format(i), f"{repeats}; {fix}", label)
+            first[label] = i
+
+
+def _check_rates(ctx: PlanContext) -> None:
+    """The rates the plan sets are ones a simulation may run at (`PlanContext.lowest_rate_per_s`)."""
+    s, least = ctx.plan.search, ctx.lowest_rate_per_s
+    for field, rate in (("target_rate_per_s", ctx.plan.target_rate_per_s), ("search.rate_low_per_s", s.rate_low_per_s),
+                        ("search.rate_high_per_s", s.rate_high_per_s)):
+        if rate is not None and rate < least:
+            raise SpecError(field, f"must be >= {least:g} req/s: below it a simulation's {s.num_requests:,} requests "
+                            f"(search.num_requests) arrive over more than the {MAX_SPAN_S:.0e} s (3 years) the "
+                            "simulated clock resolves; raise it or lower search.num_requests", rate)
 
 
 def _context(plan: Plan, base: Path) -> PlanContext:
@@ -191,21 +237,37 @@ def _context(plan: Plan, base: Path) -> PlanContext:
     w = plan.workload
     template = WorkloadSection.model_validate({**_dump(w), "num_requests": plan.search.num_requests})
     workload, _ = build_workload(template, 0, base)
+    span_s = _span_s(workload)
     trace_rate = None
     if w.trace is not None:
-        span_s = float(workload.arrival_s[-1] - workload.arrival_s[0])
         if len(workload) < 2 or span_s <= 0:
             raise SpecError("workload.trace.path", "needs at least two requests at different times to have a rate",
                             w.trace.path)
         trace_rate = (len(workload) - 1) / span_s
         description = (f"trace {w.trace.path} (its first {len(workload):,} requests: {trace_rate:.3g} requests/s "
                        f"as recorded, replayed faster or slower)")
+        lowest = _lowest_rate_per_s(span_s, trace_rate)  # a trace's arrivals are every seed's
     else:
         description = (f"{w.arrival.process} arrivals; prompts {_lengths_text(w.prompt_tokens, w.lengths_file)}, "
                        f"outputs {_lengths_text(w.output_tokens, w.lengths_file)}")
+        longest_s = max([span_s] + [_span_s(build_workload(template, seed, base)[0])
+                                    for seed in range(1, plan.search.seeds)])
+        lowest = _lowest_rate_per_s(longest_s, w.arrival.rate_per_s)
     return PlanContext(plan, base, float(np.mean(workload.prompt_tokens)), float(np.mean(workload.output_tokens)),
                        trace_rate, description + f"; mean {np.mean(workload.prompt_tokens):.0f} prompt / "
-                       f"{np.mean(workload.output_tokens):.0f} output tokens")
+                       f"{np.mean(workload.output_tokens):.0f} output tokens", lowest)
+
+
+def _span_s(workload) -> float:
+    return float(workload.arrival_s[-1] - workload.arrival_s[0])
+
+
+def _lowest_rate_per_s(span_s: float, rate_per_s: float) -> float:
+    """The lowest mean rate at which arrivals spanning `span_s` at `rate_per_s` (a search's longest) stay
+    within the MAX_SPAN_S the simulated clock resolves (sim.workload.check_span): at rate r they span
+    span_s x rate_per_s / r, every arrival process and a trace's replay scaling their gaps by 1 / r. Rounded
+    up to the 3 digits an error shows: x 1.01 outweighs rounding to nearest (at most 0.5%)."""
+    return float(f"{span_s * rate_per_s / MAX_SPAN_S * 1.01:.3g}")
 
 
 def _lengths_text(spec, lengths_file) -> str:
@@ -230,6 +292,7 @@ class Candidate:
     model: str
     hardware: HardwareCandidate
     configuration: Configuration
+    configuration_index: int  # its place in the plan's configurations
 
     @property
     def quantization(self) -> str:
@@ -248,6 +311,17 @@ class Candidate:
                 "workload": workload, "seed": seed}
         return Scenario.model_validate(data)
 
+    def in_plan(self, err: SpecError) -> SpecError:
+        """A SpecError its scenario raised, naming the key where the plan sets it (a configuration's section
+        under configurations.N, the requests per simulation at search.num_requests)."""
+        if err.file:  # a file of its own names it (a trace's line)
+            return err
+        if err.field.split(".")[0] in CONFIGURATION_KEYS:
+            field = f"configurations.{self.configuration_index}.{err.field}"
+        else:
+            field = {"workload.num_requests": "search.num_requests"}.get(err.field, err.field)
+        return type(err)(field, err.problem, err.got)
+
 
 def configuration_label(c: Configuration) -> str:
     """A configuration's name: the one given, else its parallelism, quantization, engine and topology."""
@@ -265,8 +339,8 @@ def configuration_label(c: Configuration) -> str:
 
 def candidates(plan: Plan) -> list[Candidate]:
     """Every model x hardware x configuration, in the plan's order."""
-    return [Candidate(f"{model} {hw.name} {configuration_label(c)}", model, hw, c)
-            for model in plan.models for hw in plan.hardware for c in plan.configurations]
+    return [Candidate(f"{model} {hw.name} {configuration_label(c)}", model, hw, c, i)
+            for model in plan.models for hw in plan.hardware for i, c in enumerate(plan.configurations)]
 
 
 def open_loop(ctx: PlanContext, rate_per_s: float) -> dict:
@@ -342,6 +416,7 @@ class RatePoint:
     meets_slo: bool
     worst_slo_ratio: float
     worst_slo: str
+    worst_slo_name: str
     stopped_early: bool
 
     def curve_row(self) -> dict:
@@ -378,11 +453,11 @@ def _point(rate_per_s: float, run: Simulated) -> RatePoint:
     check = run.check
     if run.stopped_early:
         return RatePoint(rate_per_s, None, None, None, None, None, None, check.meets, check.worst_ratio, check.worst,
-                         True)
+                         check.worst_name, True)
     s = run.result.summary
     return RatePoint(rate_per_s, s["ttft_s"]["p50"], s["ttft_s"]["p99"], s["tpot_s"]["p50"], s["tpot_s"]["p99"],
                      s["e2e_s"]["p99"], s["throughput_tokens_per_s"], check.meets, check.worst_ratio, check.worst,
-                     False)
+                     check.worst_name, False)
 
 
 @dataclass(frozen=True)
@@ -594,15 +669,17 @@ class Prepared:
 
 
 def prepare(ctx: PlanContext, cand: Candidate) -> Prepared:
-    """The candidate built at the target rate: a SpecError (it does not fit the GPU, the GPU has no fp8, TP
-    does not divide the heads...) makes it infeasible, with that error as the reason."""
+    """The candidate built at the target rate, and its ceiling. A GPU that cannot hold or run it
+    (HardwareLimit: it does not fit the GPU's memory, the GPU has no fp8...) makes it infeasible, with that
+    error as the reason; any other SpecError (TP does not divide the heads...) is a mistake in the plan,
+    raised (load_plan prepares every candidate, so that it is raised there, before any simulation)."""
     from infersim.scenario import build_run
     try:
         cfg, _ = build_run(cand.scenario(open_loop(ctx, ctx.plan.target_rate_per_s), 0), ctx.base)
         ceiling = steady_state_ceiling(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens)
         share = network_share(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens, ceiling.batch)
-    except (SpecError, ValidationError) as err:
-        return Prepared(cand, reason=str(spec_error(err, model=Scenario) if isinstance(err, ValidationError) else err))
+    except HardwareLimit as err:
+        return Prepared(cand, reason=str(err))
     return Prepared(cand, ceiling, share)
 
 
@@ -612,7 +689,8 @@ def run_plan(ctx: PlanContext, executor, progress=None) -> dict:
     runnable = [p for p in prepared if p.ceiling is not None]
     s = ctx.plan.search
     searches = [SearchTask(ctx, p.candidate, s.rate_high_per_s or p.ceiling.rate_per_s,
-                           s.rate_low_per_s or p.ceiling.rate_per_s / 1000) for p in runnable]
+                           s.rate_low_per_s or max(p.ceiling.rate_per_s / 1000, ctx.lowest_rate_per_s))
+                for p in runnable]
     sweeps = [FrontierTask(ctx, p.candidate, c) for p in runnable for c in s.concurrency]
     results = executor.map(searches + sweeps, progress)
     for p, seeds in zip(runnable, results):
@@ -634,8 +712,9 @@ def plan_json(ctx: PlanContext, prepared: list[Prepared], operating: dict) -> di
     output tokens), every provisioned GPU drawing its power; memory headroom = 1 - peak KV-cache use at
     the operating point. Numbers a candidate does not have (it cannot run, or meets the SLOs at no rate) are
     null; so are the latencies of a load_curve rate whose run stopped once it certainly missed the SLOs
-    (stopped_early: its worst_slo_ratio is a lower bound). Ranked by cost per hour among those meeting the
-    SLOs."""
+    (stopped_early: its worst_slo_ratio is a lower bound). limiting_slo: the worst SLO, in words, at the
+    lowest rate searched above max_rate_per_replica; limited_by: that SLO's name ('TPOT p99'). Ranked by cost
+    per hour among those meeting the SLOs."""
     plan = ctx.plan
     rows = [_candidate_json(ctx, p, operating.get(p.candidate.name)) for p in prepared]
     meeting = sorted((r for r in rows if r["meets_slo"]),
@@ -670,7 +749,8 @@ def _candidate_json(ctx: PlanContext, p: Prepared, op: dict | None) -> dict:
            "meets_slo": False, "rank": None, "max_rate_per_replica": None,
            "ceiling_rate_per_replica": p.ceiling.rate_per_s if p.ceiling else None, "replicas": None, "gpus": None,
            "cost_per_hour": None, "cost_per_million_output_tokens": None, "energy_j_per_output_token": None,
-           "memory_headroom_fraction": None, "bound": None, "limiting_slo": None, "best_worst_slo_ratio": None,
+           "memory_headroom_fraction": None, "bound": None, "limiting_slo": None, "limited_by": None,
+           "best_worst_slo_ratio": None,
            "load_curve": [], "frontier": p.frontier, "operating_point": None, "roofline": None}
     if p.ceiling is None:
         return row
@@ -678,12 +758,13 @@ def _candidate_json(ctx: PlanContext, p: Prepared, op: dict | None) -> dict:
     value = min(per_seed)
     curve = sorted(p.searches[0].points, key=lambda q: q.rate_per_s)
     every_point = [q for s in p.searches for q in s.points]
-    above = [q for q in curve if not q.meets_slo and q.rate_per_s > value]
+    above = sorted((q for q in every_point if not q.meets_slo and q.rate_per_s > value), key=lambda q: q.rate_per_s)
     row |= {"max_rate_per_replica": {"value": value, "low": min(per_seed), "high": max(per_seed),
                                      "per_seed": per_seed,
                                      "search_capped": any(s.capped for s in p.searches)},
             "meets_slo": value > 0, "load_curve": [q.curve_row() for q in curve],
             "limiting_slo": above[0].worst_slo if above else None,
+            "limited_by": above[0].worst_slo_name if above else None,
             "best_worst_slo_ratio": min(q.worst_slo_ratio for q in every_point if not q.stopped_early),
             "operating_point": {"rate_per_s": op["rate_per_s"], "timeline": op["timeline"]},
             "roofline": op["roofline"], "memory_headroom_fraction": 1.0 - op["kv_utilization_peak"],
@@ -705,29 +786,33 @@ def _candidate_json(ctx: PlanContext, p: Prepared, op: dict | None) -> dict:
 
 KV_FULL = 0.95  # peak KV-cache use at or above this: the cache, not the GPU's speed, limits the batch
 INTERCONNECT_SHARE = 0.3  # collectives take at least this share of a decode step
-LATENCY_BOUND = 0.5  # the SLOs bind below this fraction of the roofline ceiling
+# At or above this fraction of the roofline ceiling a rate is the ceiling's: host time and queueing keep a
+# simulation a little below it, and the search's answer is within search.relative_tolerance of its own.
+AT_CEILING = 0.9
 
 
 def _bound(row: dict, p: Prepared) -> str:
-    """What limits the candidate's rate: collectives, the KV cache's capacity, latency (the SLOs bind well
-    below the roofline ceiling: TTFT under load) or the ceiling's own bound (compute or memory)."""
+    """What limits the candidate's rate: collectives, the KV cache's capacity, the ceiling's own bound
+    (compute or memory) where the rate is essentially the ceiling; below it, latency (an SLO binds: its
+    next rate searched misses it), or the search's range (every rate searched met the SLOs)."""
     op = row["operating"]
     if p.network_share >= INTERCONNECT_SHARE:
         return "interconnect"
     if op["preemptions"] > 0 or op["kv_utilization_peak"] >= KV_FULL:
         return "kv_capacity"
-    if row["max_rate_per_replica"]["value"] < LATENCY_BOUND * p.ceiling.rate_per_s:
-        return "latency"
-    return p.ceiling.bound
+    if row["max_rate_per_replica"]["value"] >= AT_CEILING * p.ceiling.rate_per_s:
+        return p.ceiling.bound
+    return "latency" if row["limited_by"] else "search_range"
 
 
 def _limit_text(row: dict) -> str:
     op, rate = row["operating"], row["max_rate_per_replica"]["value"]
+    share = f"{rate / row['ceiling_rate_per_replica']:.0%} of its throughput ceiling"
     detail = {
         "interconnect": f"collectives take {row['network_share']:.0%} of a decode step",
         "kv_capacity": f"KV cache full (peak {op['kv_utilization_peak']:.0%} used, {op['preemptions']} preemptions)",
-        "latency": f"the SLOs bind at {rate / row['ceiling_rate_per_replica']:.0%} of the roofline ceiling"
-                   + (f" ({row['limiting_slo']} just above)" if row["limiting_slo"] else ""),
+        "latency": f"limited by {row['limited_by']} at {share} ({row['limiting_slo']} just above)",
+        "search_range": f"the highest rate searched, {share}, meets the SLOs (raise search.rate_high_per_s)",
         "compute": f"compute-bound at its ceiling (MFU {op['model_flops_utilization']:.0%} at this rate)",
         "memory": f"memory-bound at its ceiling (MBU {op['model_bandwidth_utilization']:.0%} at this rate)"}[row["bound"]]
     return f"{rate:.3g} req/s per replica, {detail}"

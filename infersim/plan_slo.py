@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s")
 
 
+UNSERVED = "unserved requests"  # the name of the bound every SLO check holds: each request served
+
+
 class SloCheck(NamedTuple):
     meets: bool
     worst_ratio: float  # the largest observed / bound (for goodput and served requests: required / achieved)
-    worst: str  # that bound, in words
+    worst: str  # that bound and what was observed, in words
+    worst_name: str  # that bound's name: 'TPOT p99', 'goodput' or UNSERVED
 
 
 def check_slo(slo: PlanSlo, result) -> SloCheck:
@@ -31,7 +35,8 @@ def check_slo(slo: PlanSlo, result) -> SloCheck:
     t = result.table
     done = t["state"] == DONE
     n = max(1, len(done))
-    checks = [] if done.all() else [(n / max(done.sum(), 1e-9), f"{n - int(done.sum())} of {n} requests not served")]
+    checks = [] if done.all() else [(n / max(done.sum(), 1e-9), f"{n - int(done.sum())} of {n} requests not served",
+                                     UNSERVED)]
     for metric in LATENCY_METRICS:
         bounds = getattr(slo, metric)
         if not bounds:
@@ -51,7 +56,7 @@ def check_slo(slo: PlanSlo, result) -> SloCheck:
             else:
                 observed = float(np.percentile(values, float(key[1:])))
             checks.append((observed / bound, f"{_label(metric, key)} {observed:.4g} s > {bound:g} s" if observed > bound
-                           else f"{_label(metric, key)} {observed:.4g} s <= {bound:g} s"))
+                           else f"{_label(metric, key)} {observed:.4g} s <= {bound:g} s", _label(metric, key)))
     if slo.goodput_fraction is not None:
         ok = done.copy()
         for metric, bounds in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s)):
@@ -59,9 +64,10 @@ def check_slo(slo: PlanSlo, result) -> SloCheck:
                 ok &= np.nan_to_num(t[metric].astype(float), nan=0.0) <= max(bounds.values())
         achieved = float(ok.sum()) / n
         checks.append((slo.goodput_fraction / max(achieved, 1e-9),
-                       f"goodput {achieved:.1%} of requests within bounds (required {slo.goodput_fraction:.0%})"))
-    ratio, worst = max(checks, key=lambda c: c[0])
-    return SloCheck(bool(ratio <= 1.0), float(ratio), worst)
+                       f"goodput {achieved:.1%} of requests within bounds (required {slo.goodput_fraction:.0%})",
+                       "goodput"))
+    ratio, worst, name = max(checks, key=lambda c: c[0])
+    return SloCheck(bool(ratio <= 1.0), float(ratio), worst, name)
 
 
 def _label(metric: str, key: str) -> str:
@@ -105,7 +111,7 @@ class _Bound:
             if self.sum_s > self.count * self.bound_s * (1 + 1e-9):
                 return SloCheck(False, self.sum_s / (self.count * self.bound_s),
                                 f"{_label(self.metric, self.key)} > {self.bound_s:g} s (the requests done so far "
-                                f"alone bring it to {self.sum_s / self.count:.4g} s)")
+                                f"alone bring it to {self.sum_s / self.count:.4g} s)", _label(self.metric, self.key))
             return None
         if value_s > self.bound_s * (1 + 1e-9):  # a hair over, so that check_slo's observed / bound is > 1
             self.over += 1
@@ -113,7 +119,7 @@ class _Bound:
             if self.over >= self.needed:  # the percentile is at least the least of these
                 return SloCheck(False, self.least_over_s / self.bound_s,
                                 f"{_label(self.metric, self.key)} >= {self.least_over_s:.4g} s > {self.bound_s:g} s "
-                                f"({self.over} of {self.count} requests over it)")
+                                f"({self.over} of {self.count} requests over it)", _label(self.metric, self.key))
         return None
 
 
@@ -142,7 +148,8 @@ class SloWatch:
         from infersim.sim.request import DONE
         if self.missed is None:
             self.missed = self._missed(req) if req.state == DONE else SloCheck(
-                False, self._requests / max(self._requests - 1, 1), f"request {req.id} refused: {req.reject_reason}")
+                False, self._requests / max(self._requests - 1, 1), f"request {req.id} refused: {req.reject_reason}",
+                UNSERVED)
         return self.missed is not None
 
     def _missed(self, req: Request) -> SloCheck | None:
@@ -158,5 +165,5 @@ class SloWatch:
         if self._goodput / max(best, 1e-9) > 1.0:
             return SloCheck(False, self._goodput / max(best, 1e-9),
                             f"goodput at most {best:.1%} of requests within bounds ({self._outside} outside; "
-                            f"required {self._goodput:.0%})")
+                            f"required {self._goodput:.0%})", "goodput")
         return None

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, V
 
 from infersim.budget import RunSize, check_memory, max_steps
 from infersim.roofline.boundary import UNPRINTABLE_NAME, bound_text, load_yaml, read_text, unprintable
-from infersim.roofline.errors import SpecError, errors_in
+from infersim.roofline.errors import HardwareLimit, SpecError, errors_in
 from infersim.roofline.models import MAX_CONTEXT_TOKENS, MAX_MODEL_SIZE
 from infersim.schema import YamlFloat, YamlInt, spec_error
 
@@ -602,7 +602,7 @@ def _check_num_blocks(cfg) -> None:
         return
     most = total_kv_blocks(replace(cfg, kv_cache=replace(cfg.kv_cache, num_blocks=None)))
     if given > most:
-        raise SpecError("kv_cache.num_blocks", f"is more than {cfg.hardware.name} holds: {most:,} blocks of "
+        raise HardwareLimit("kv_cache.num_blocks", f"is more than {cfg.hardware.name} holds: {most:,} blocks of "
                         f"{cfg.kv_cache.block_size_tokens} tokens fit beside {cfg.model.name}'s weights and "
                         "activations at this memory_utilization; give at most that", given)
 

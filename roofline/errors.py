@@ -102,7 +102,13 @@ class SpecError(ValueError):
 
     def in_file(self, file: str) -> SpecError:
         """The same error as found in `file`, unless it already names a file of its own (a trace's line)."""
-        return self if self.file else SpecError(self.field, self.problem, self.got, file)
+        return self if self.file else type(self)(self.field, self.problem, self.got, file)
+
+
+class HardwareLimit(SpecError):
+    """A configuration valid in itself that a GPU cannot hold or run: the model does not fit its memory, it
+    has no tensor-core peak in the scheme's dtype, tensor parallelism spans more GPUs than its fabric joins.
+    A capacity plan records such a candidate infeasible; any other SpecError is a mistake in the file."""
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import yaml
 from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unprintable
 from .collectives import FABRICS, GENERATIONS, Fabric
 from .custom_all_reduce import ALL_REDUCES
-from .errors import SpecError, errors_in, require_choice, require_positive
+from .errors import HardwareLimit, SpecError, errors_in, require_choice, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "fp4", "int8", "int4")  # fp4: E2M1 with block scales (NVFP4, MXFP4)
 GB = 1e9
@@ -171,7 +171,7 @@ class HardwareSpec:
         """Dense peak FLOP/s for a compute dtype; a missing one is an error naming the ones it has."""
         key = "fp16" if dtype == "bf16" else dtype
         if key not in self.peak_flops_per_s:
-            raise SpecError("quantization", f"{self.name} has no {dtype} tensor-core peak, which this scheme's "
+            raise HardwareLimit("quantization", f"{self.name} has no {dtype} tensor-core peak, which this scheme's "
                             f"GEMMs run at; it has {', '.join(sorted(self.peak_flops_per_s))} (infersim hardware "
                             f"lists the peaks of each GPU)")
         return self.peak_flops_per_s[key]

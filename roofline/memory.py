@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import SpecError, require_choice
+from .errors import HardwareLimit, SpecError, require_choice
 from .hardware import HardwareSpec
 from .models import ModelSpec
 from .ops import ACT_BYTES, LOGIT_BYTES
@@ -104,7 +104,7 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                       activation_bytes=activation_bytes,
                       kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token)
     if plan.kv_cache_bytes <= 0:
-        raise SpecError("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
+        raise HardwareLimit("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
                         f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
                         f"usable on {hw.name}; raise tensor_parallel/pipeline_parallel or quantize", hw.name)
     return plan

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import ops
-from .errors import SpecError
+from .errors import HardwareLimit, SpecError
 from .hardware import HardwareSpec
 from .models import ModelSpec
 from .quant import QuantSpec
@@ -312,7 +312,7 @@ def check_fabric(hw: HardwareSpec, options: StepOptions) -> None:
     """Tensor parallelism stays within the GPUs one fabric joins (`HardwareSpec.fabric_gpus`)."""
     tp = options.parallel.tensor_parallel
     if tp > hw.fabric_gpus:
-        raise SpecError("parallelism.tensor_parallel", f"spans more GPUs than one {hw.name} {hw.gpu_fabric} "
+        raise HardwareLimit("parallelism.tensor_parallel", f"spans more GPUs than one {hw.name} {hw.gpu_fabric} "
                         f"fabric joins ({hw.fabric_gpus}); tensor parallelism across nodes is not modelled: put "
                         "the nodes in pipeline_parallel stages", tp)
 

@@ -117,6 +117,25 @@ def test_plan_lists_and_percentiles_say_what_to_write(tmp_path, capsys, old, new
     assert one_line_error(capsys, "plan", plan, "--out", tmp_path / "out") == message
 
 
+@pytest.mark.parametrize("old, new, message", [
+    # Llama-3.1-8B's 32 heads: refused before any simulation, not a table of one infeasible candidate
+    ("configurations: [{quantization: fp16}]", "configurations: [{parallelism: {tensor_parallel: 3}}]",
+     "p.yaml: configurations.0.parallelism.tensor_parallel: must divide num_heads=32, got 3"),
+    ("configurations: [{quantization: fp16}]", "configurations: [{name: a, quantization: fp16}, {name: a}]",
+     "p.yaml: configurations.1.name: repeats configurations.0.name; give each configuration a distinct name, got 'a'"),
+    # 500 requests a simulation: the longer of two seeds' Poisson arrivals spans ~547 s at 1 req/s
+    ("target_rate_per_s: 1", "target_rate_per_s: 1e-9",
+     "p.yaml: target_rate_per_s: must be >= 5.53e-06 req/s: below it a simulation's 500 requests "
+     "(search.num_requests) arrive over more than the 1e+08 s (3 years) the simulated clock resolves; raise it or "
+     "lower search.num_requests, got 1e-09"),
+])
+def test_a_plan_no_simulation_could_answer_is_refused_up_front(tmp_path, capsys, old, new, message):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace(old, new))
+    assert one_line_error(capsys, "plan", plan, "--out", tmp_path / "out") == message
+    assert not (tmp_path / "out").exists()  # nothing written: the plan was refused before it ran
+
+
 def test_a_config_json_without_model_type_says_it_is_required(tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2}))

@@ -2,14 +2,16 @@
 the plan file's errors."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import yaml
 
 from infersim.executors import LocalExecutor
-from infersim.plan import (Pool, Work, ceiling_rate, candidates, highest_rate, load_plan, open_loop,
-                           pools_per_request, run_plan, SearchTask, _simulate)
+from infersim.plan import (Ceiling, Pool, Prepared, Work, ceiling_rate, candidates, highest_rate, load_plan,
+                           open_loop, pools_per_request, run_plan, SearchTask, _bound, _limit_text, _simulate)
+from infersim.scenario import build_run
 from infersim.plan_slo import over_bound_to_miss
 from infersim.sim import compiled_replica
 from infersim.sim.run import simulate
@@ -166,11 +168,54 @@ def test_a_candidate_that_cannot_run_is_infeasible_with_the_reason(tmp_path):
     ({"configurations": [{"parallelism": {"tensor_paralel": 2}}]},
      "plan.yaml: configurations.0.parallelism.tensor_paralel: is not a known key"),
     ({"models": ["llama-9"]}, "plan.yaml: models.0:"),
+    # candidates are told apart by their names: a repeated one would make two rows of one label
+    ({"configurations": [{"name": "a", "quantization": "fp16"}, {"name": "a", "quantization": "fp8"}]},
+     "plan.yaml: configurations.1.name: repeats configurations.0.name; give each configuration a distinct name, "
+     "got 'a'"),
+    ({"configurations": [{"scheduler": {"max_model_len": 512}}, {"scheduler": {"max_model_len": 256}}]},
+     "plan.yaml: configurations.1.name: is not given, and the label made of its parallelism, quantization, engine "
+     "and topology repeats configurations.0's; give each configuration a distinct name, got 'tp1-fp16-vllm-v1'"),
+    ({"hardware": [{"name": "l4", "price_per_gpu_hour": 0.8}, {"name": "l4", "price_per_gpu_hour": 0.6}]},
+     "plan.yaml: hardware.1.name: repeats hardware.0.name; list each GPU once, at one price, got 'l4'"),
+    ({"models": ["tiny-llama", "tiny-llama"]},
+     "plan.yaml: models.1: repeats models.0; list each model once, got 'tiny-llama'"),
+    ({"configurations": [{"name": "a\nb"}]},
+     "plan.yaml: configurations.0.name: must be printable text (no control characters or lone surrogates), "
+     "got 'a\\nb'"),
+    # a value a scenario would refuse, named where the plan sets it (tiny-llama has 4 heads, 2 layers and a
+    # 512-token context)
+    ({"configurations": [{"parallelism": {"tensor_parallel": 3}}]},
+     "plan.yaml: configurations.0.parallelism.tensor_parallel: must divide num_heads=4, got 3"),
+    ({"configurations": [{"name": "ok"}, {"name": "deep", "parallelism": {"pipeline_parallel": 4}}]},
+     "plan.yaml: configurations.1.parallelism.pipeline_parallel: must be <= num_layers=2, got 4"),
+    ({"configurations": [{"scheduler": {"max_model_len": 1024}}]},
+     "plan.yaml: configurations.0.scheduler.max_model_len: must be <= tiny-llama's context of 512, got 1024"),
+    # 200 requests a simulation (two seeds): the longer seed's Poisson arrivals span 225 s at 1 req/s, so at
+    # least 225 s x 1.01 / 1e8 s = 2.27e-6 req/s keeps them within the simulated clock's 1e8 s
+    ({"target_rate_per_s": 1e-9},
+     "plan.yaml: target_rate_per_s: must be >= 2.27e-06 req/s: below it a simulation's 200 requests "
+     "(search.num_requests) arrive over more than the 1e+08 s (3 years) the simulated clock resolves; raise it or "
+     "lower search.num_requests, got 1e-09"),
+    ({"search": TINY["search"] | {"rate_low_per_s": 1e-7}},
+     "plan.yaml: search.rate_low_per_s: must be >= 2.27e-06 req/s: below it a simulation's 200 requests "
+     "(search.num_requests) arrive over more than the 1e+08 s (3 years) the simulated clock resolves; raise it or "
+     "lower search.num_requests, got 1e-07"),
 ])
 def test_a_bad_plan_file_gives_one_clear_line(tmp_path, change, expected):
     with pytest.raises(SpecError) as err:
         load_plan(write_plan(tmp_path, TINY | change))
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+
+
+def test_the_lowest_rate_a_plan_may_set_is_the_simulated_clocks_own(tmp_path):
+    # at the bound every seed's arrivals are within the clock's span; 2% below it, the longer seed's are not
+    ctx = load_plan(write_plan(tmp_path, TINY))
+    cand = candidates(ctx.plan)[0]
+    for seed in range(ctx.plan.search.seeds):
+        build_run(cand.scenario(open_loop(ctx, ctx.lowest_rate_per_s), seed), ctx.base)
+    with pytest.raises(SpecError, match=r"^workload.arrival.rate_per_s: 200 arrivals span \S+ s, beyond the 1e\+08 s"):
+        for seed in range(ctx.plan.search.seeds):
+            build_run(cand.scenario(open_loop(ctx, ctx.lowest_rate_per_s / 1.02), seed), ctx.base)
 
 
 def test_ceiling_of_hand_worked_pools():
@@ -200,6 +245,37 @@ def test_ceiling_is_above_the_found_rate_on_a_real_model(tmp_path):
     row = run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))["candidates"][0]
     assert 0 < row["max_rate_per_replica"]["value"] < row["ceiling_rate_per_replica"]
     assert not row["max_rate_per_replica"]["search_capped"]
+    # 40.5 req/s of a 105 req/s ceiling: the verdict names the TPOT bound, not the ceiling's compute
+    assert row["bound"] == "latency" and row["limited_by"] == "TPOT p99"
+    assert re.fullmatch(r"[\d.]+ req/s per replica, limited by TPOT p99 at \d\d% of its throughput ceiling "
+                        r"\(TPOT p99 [\d.]+ s > 0.012 s just above\)", row["limit"]), row["limit"]
+
+
+def verdict_row(rate_per_s: float, limited_by: str | None) -> dict:
+    """A candidate's row as _bound and _limit_text read it: a 20.7 req/s compute-bound ceiling (azure-mlperf's
+    Llama-3.1-70B on four H100s), the KV cache half used, collectives at 10% of a decode step."""
+    return {"operating": {"preemptions": 0, "kv_utilization_peak": 0.5, "model_flops_utilization": 0.31,
+                          "model_bandwidth_utilization": 0.6},
+            "max_rate_per_replica": {"value": rate_per_s}, "ceiling_rate_per_replica": 20.7, "network_share": 0.1,
+            "limited_by": limited_by, "limiting_slo": limited_by and f"{limited_by} 0.2216 s > 0.2 s"}
+
+
+@pytest.mark.parametrize("rate_per_s, limited_by, bound, text", [
+    # 10.8 / 20.7 = 52%: an SLO binds at half the ceiling (the old 50% cut called this compute-bound)
+    (10.8, "TPOT p99", "latency", "10.8 req/s per replica, limited by TPOT p99 at 52% of its throughput ceiling "
+                                  "(TPOT p99 0.2216 s > 0.2 s just above)"),
+    (16.0, "TTFT p99", "latency", "16 req/s per replica, limited by TTFT p99 at 77% of its throughput ceiling "
+                                  "(TTFT p99 0.2216 s > 0.2 s just above)"),
+    # 19.5 / 20.7 = 94%: essentially the ceiling, whichever SLO the next rate missed
+    (19.5, "TPOT p99", "compute", "19.5 req/s per replica, compute-bound at its ceiling (MFU 31% at this rate)"),
+    # every rate searched met the SLOs (search.rate_high_per_s = 8): nothing bound it but the search
+    (8.0, None, "search_range", "8 req/s per replica, the highest rate searched, 39% of its throughput ceiling, "
+                                "meets the SLOs (raise search.rate_high_per_s)"),
+])
+def test_the_verdict_names_what_limits_the_rate(rate_per_s, limited_by, bound, text):
+    row = verdict_row(rate_per_s, limited_by)
+    row["bound"] = _bound(row, Prepared(None, Ceiling(20.7, "compute", 64), 0.1))
+    assert (row["bound"], _limit_text(row)) == (bound, text)
 
 
 def test_a_percentile_is_over_its_bound_once_enough_values_are():
