@@ -172,8 +172,8 @@ class HardwareSpec:
         key = "fp16" if dtype == "bf16" else dtype
         if key not in self.peak_flops_per_s:
             raise HardwareLimit("quantization", f"{self.name} has no {dtype} tensor-core peak, which this scheme's "
-                            f"GEMMs run at; it has {', '.join(sorted(self.peak_flops_per_s))} (infersim hardware "
-                            f"lists the peaks of each GPU)")
+                                f"GEMMs run at; it has {', '.join(sorted(self.peak_flops_per_s))} (infersim hardware "
+                                f"lists the peaks of each GPU)")
         return self.peak_flops_per_s[key]
 
     def dtype_efficiency_of(self, dtype: str) -> float:

@@ -105,6 +105,6 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                       kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token)
     if plan.kv_cache_bytes <= 0:
         raise HardwareLimit("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
-                        f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
-                        f"usable on {hw.name}; raise tensor_parallel/pipeline_parallel or quantize", hw.name)
+                            f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
+                            f"usable on {hw.name}; raise tensor_parallel/pipeline_parallel or quantize", hw.name)
     return plan

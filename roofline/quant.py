@@ -217,4 +217,4 @@ def check_runs_on(quant: QuantSpec, hw, field: str, name: str) -> None:
     try:
         hw.peak(quant.gemm_dtype())
     except SpecError as err:
-        raise SpecError(field, err.problem, name) from None
+        raise type(err)(field, err.problem, name) from None  # a HardwareLimit stays one

@@ -313,8 +313,8 @@ def check_fabric(hw: HardwareSpec, options: StepOptions) -> None:
     tp = options.parallel.tensor_parallel
     if tp > hw.fabric_gpus:
         raise HardwareLimit("parallelism.tensor_parallel", f"spans more GPUs than one {hw.name} {hw.gpu_fabric} "
-                        f"fabric joins ({hw.fabric_gpus}); tensor parallelism across nodes is not modelled: put "
-                        "the nodes in pipeline_parallel stages", tp)
+                            f"fabric joins ({hw.fabric_gpus}); tensor parallelism across nodes is not modelled: put "
+                            "the nodes in pipeline_parallel stages", tp)
 
 
 def check_batch(model: ModelSpec, batch: Batch) -> None:
