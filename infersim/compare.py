@@ -3,6 +3,7 @@ headline figures tabulated, each with its ratio to the first scenario's. `infers
 table and writes it as compare.json, compare.md and compare.png."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,21 @@ def _ratio(value, baseline) -> float | None:
     return value / baseline
 
 
+def distinct_names(results: list[ScenarioResult]) -> list[ScenarioResult]:
+    """The results, each name that two or more share followed by its file's (and, for one file given twice,
+    its place in the list), so that rows, legend and plot tell them apart."""
+    def repeated(names):
+        return {n for n in names if names.count(n) > 1}
+    from infersim.roofline.boundary import shown
+    shared = repeated([r.name for r in results])
+    named = [dataclasses.replace(r, name=f"{r.name} ({shown(r.path)})") if r.name in shared else r for r in results]
+    still = repeated([r.name for r in named])
+    return [dataclasses.replace(r, name=f"{r.name} #{i + 1}") if r.name in still else r for i, r in enumerate(named)]
+
+
 def build_rows(results: list[ScenarioResult]) -> list[Row]:
-    """A row per scenario; every ratio is to the first scenario's figure."""
+    """A row per scenario (names made distinct); every ratio is to the first scenario's figure."""
+    results = distinct_names(results)
     first = {c.key: c.value(results[0]) for c in COLUMNS}
     return [Row(r, {c.key: Figure(c.value(r), _ratio(c.value(r), first[c.key])) for c in COLUMNS}) for r in results]
 

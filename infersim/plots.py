@@ -377,7 +377,7 @@ def plot_ratios(names: list[str], panels: dict, path: Path | str, title: str) ->
         for i, name in enumerate(others):
             bars = ax.bar(x + (i - (len(others) - 1) / 2) * width, ratios[:, i] - 1, width, bottom=1,
                           color=f"C{(i + 1) % 10}", label=_plain(name))
-            ax.bar_label(bars, labels=["" if np.isnan(r) else f"{r:.3g}x" if r < 1000 else f"{r:,.0f}x"
+            ax.bar_label(bars, labels=["" if np.isnan(r) else f"{r:.3g}x" if r < 1000 else f"{r:.0f}x"
                                                  for r in ratios[:, i]], fontsize=7)
         shown = ratios[np.isfinite(ratios) & (ratios > 0)]
         spread = max(1.25, *(np.maximum(shown, 1 / shown) if len(shown) else [1])) ** 1.25

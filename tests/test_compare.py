@@ -141,3 +141,11 @@ def test_one_scenario_is_not_a_comparison(capsys, tmp_path):
     a = scenario(tmp_path, "a.yaml", "a")
     assert one_line_error(capsys, a, "--out", str(tmp_path / "o")) == (
         f"SCENARIO.yaml: compare needs at least 2 scenario files (the first is the baseline), got '{a}'")
+
+
+def test_scenarios_sharing_a_name_are_told_apart_by_their_files():
+    from infersim.compare import ScenarioResult, distinct_names
+    results = [ScenarioResult(path, name, "", {}, 16) for path, name in
+               (("a/x.yaml", "probe"), ("b/y.yaml", "probe"), ("c.yaml", "base"), ("c.yaml", "base"))]
+    assert [r.name for r in distinct_names(results)] == ["probe (a/x.yaml)", "probe (b/y.yaml)", "base (c.yaml) #3",
+                                                         "base (c.yaml) #4"]
