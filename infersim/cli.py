@@ -345,16 +345,20 @@ def _roofline(args) -> int:
         shape = f"prefill, batch {args.batch}, prompt {args.prompt}"
     options = StepOptions(quant=quant, parallel=parallel, flash_attention=not args.no_flash,
                           sampling=args.sampling)
-    engine_step, step_hw = None, hw
+    engine_step, step_hw, engine_seqs = None, hw, None
     if args.engine is not None:
-        from infersim.sim.engines import preset_step
+        from infersim.sim.engines import preset_config, preset_step
+        from infersim.sim.run import replica_memory_plan
         check_fabric(hw, options)  # before the engine's kernels rename the GPU
         engine_step = preset_step(args.engine, hw, options, model.max_context_tokens, args.phase == "decode",
                                   args.batch)
+        engine_cfg = preset_config(args.engine, model, hw, options, model.max_context_tokens)
+        memory, engine_seqs = replica_memory_plan(engine_cfg), engine_cfg.limits.max_num_seqs  # as the engine sizes it
         options, step_hw = engine_step.options, engine_step.kernels.hardware
+    else:
+        memory = plan_memory(model, hw, quant, parallel)
     cost = step_cost(model, step_hw, batch, options)
     facts = None if engine_step is None else _engine_facts(args.engine, engine_step, cost.time_s, args.batch)
-    memory = plan_memory(model, hw, quant, parallel)
     context = batch.max_context_tokens
     if args.json:
         out = {"model": model.name, "hardware": hw.name, "phase": args.phase, "quant": args.quant,
@@ -387,6 +391,8 @@ def _roofline(args) -> int:
         print(f"ridge point {hw.ridge_point_flops_per_byte(quant.gemm_dtype()):.0f} FLOP/B; memory per GPU: "
               f"weights {si(memory.weight_bytes, 'B')}, KV cache {si(memory.kv_cache_bytes, 'B')} = "
               f"{memory.max_kv_tokens:,} tokens, max batch {memory.max_batch(context)} at context {context}")
+        if engine_seqs is not None and engine_seqs < args.batch:
+            print(f"note: {args.engine} runs at most {engine_seqs} sequences a step, not {args.batch}")
         if memory.max_batch(context) < args.batch:
             print(f"note: the KV cache holds {memory.max_batch(context)} sequences at context {context}, not "
                   f"{args.batch}: a server would not run this batch at once (the costs above assume it could)")

@@ -13,7 +13,7 @@ from infersim.roofline.errors import SpecError, require_choice
 from infersim.roofline.hardware import HardwareSpec, Link
 from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.latency import StepTimer
-from infersim.roofline.memory import kv_bytes_per_token_per_gpu, plan_memory, weight_bytes_per_gpu
+from infersim.roofline.memory import MemoryPlan, kv_bytes_per_token_per_gpu, plan_memory, weight_bytes_per_gpu
 from infersim.roofline.models import ModelSpec
 from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv_bytes_per_token_per_gpu,
                                            draft_weight_bytes_per_gpu)
@@ -135,14 +135,19 @@ def kv_bytes_per_token(cfg: RunConfig) -> float:
     return own + _draft_bytes(cfg).kv_bytes_per_token
 
 
-def total_kv_blocks(cfg: RunConfig) -> int:
-    """Blocks one replica's KV cache holds (vLLM sizes it the same way at startup: see roofline.memory)."""
+def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
+    """One replica's GPU memory as its engine sizes it at startup (vLLM's way: see roofline.memory): weights,
+    a drafter's, the workspace of its largest step, and the KV cache."""
     draft = _draft_bytes(cfg)
-    plan = plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
+    return plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
                        cfg.kv_cache.memory_utilization, cfg.scheduler_class.step_token_budget(cfg.limits),
                        cfg.limits.max_num_seqs, draft.weight_bytes, draft.kv_bytes_per_token,
                        cfg.kv_cache.memory_utilization_of)
-    return cfg.kv_cache.num_blocks or plan.max_kv_tokens // cfg.kv_cache.block_size_tokens
+
+
+def total_kv_blocks(cfg: RunConfig) -> int:
+    """Blocks one replica's KV cache holds."""
+    return cfg.kv_cache.num_blocks or replica_memory_plan(cfg).max_kv_tokens // cfg.kv_cache.block_size_tokens
 
 
 def check_config(cfg: RunConfig) -> None:

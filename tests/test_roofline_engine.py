@@ -134,3 +134,22 @@ assert main(["roofline", "--model", "tiny-llama", "--hardware", "h100-sxm"]) == 
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("preset", ["vllm-v1", "sglang", "trtllm"])
+def test_the_memory_plan_is_the_presets_as_the_simulator_sizes_it(capsys, preset):
+    # each preset's share of memory, workspace and page size: the KV tokens its replicas hold in a simulation
+    from infersim.roofline import StepOptions, get_hardware, get_model
+    from infersim.sim.engines import preset_config
+    from infersim.sim.run import total_kv_blocks
+    data = roofline_json(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", preset)
+    model = get_model("llama-3.1-8b")
+    cfg = preset_config(preset, model, get_hardware("h100-sxm"), StepOptions(), model.max_context_tokens)
+    blocks = total_kv_blocks(cfg)
+    assert data["memory"]["max_kv_tokens"] // cfg.kv_cache.block_size_tokens == blocks
+
+
+def test_a_batch_beyond_the_presets_sequences_is_noted(capsys):
+    # SGLang's max_running_requests is taken as 2048 (sim/engines.py)
+    out = roofline(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "sglang", "--batch", "3000")
+    assert "note: sglang runs at most 2048 sequences a step, not 3000" in out
