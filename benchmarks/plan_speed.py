@@ -59,7 +59,9 @@ def main() -> None:
     report = {"machine": platform.machine(), "python": platform.python_version(), "jobs": args.jobs,
               "cpus": os.cpu_count(), "candidates": len(candidates(ctx.plan)),
               "simulated_candidates": sum(r["status"] == "ok" for r in rows),
-              "requests_per_simulation": PLAN["search"]["num_requests"], "seeds": PLAN["search"]["seeds"],
+              "least_requests_per_simulation": ctx.plan.search.num_requests,
+              "min_duration_s": ctx.plan.search.min_duration_s, "max_requests": ctx.plan.search.max_requests,
+              "seeds": ctx.plan.search.seeds,
               "seed0_search_points": simulations, "wall_s": wall_s, "cpu_s": cpu_s,
               "load_average_1min": os.getloadavg()[0], "target_s": 60.0, "chosen": result["chosen"]}
     print(json.dumps(report, indent=1))

@@ -695,7 +695,7 @@ def cmd_plan(args) -> int:
     from pathlib import Path
 
     from infersim.executors import make_executor, progress_bar
-    from infersim.plan import load_plan, ranking_table, run_plan
+    from infersim.plan import load_plan, ranking_table, run_plan, short_trace_note
     from infersim.report import json_safe
     ctx = load_plan(args.plan)
     out = Path(args.out or Path("runs") / Path(args.plan).stem)
@@ -712,6 +712,11 @@ def cmd_plan(args) -> int:
         from infersim.plan_report import write_reports
         paths |= write_reports(result, out)
     print(ranking_table(result))
+    rates = [c["max_rate_per_replica"]["value"] for c in result["candidates"]
+             if c.get("name") == result["chosen"] and c.get("max_rate_per_replica")]
+    note = short_trace_note(ctx, rates[0]) if rates else None
+    if note:
+        print(note, file=sys.stderr)
     if result["feasible"]:
         print(f"\nchosen: {result['chosen']}")
     else:

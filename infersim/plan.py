@@ -102,6 +102,13 @@ Configuration = create_model(
 class SearchSection(_Section):
     seeds: YamlInt = Field(2, ge=1, le=64)
     num_requests: YamlInt = Field(DEFAULT_REQUESTS // 2, ge=10, le=1_000_000, description="per simulation")
+    # generated arrivals span at least this long (more requests at high rates), so that batches, queues and the
+    # KV cache fill as under sustained load: 300 requests at 99/s arrive in 3 s, too short for preemptions to
+    # start, and a rate that fails within minutes passes. On scenarios/plans/chat-8b.yaml the rates an H100
+    # sustains settle by 300 s (within the search's 5%; an L40S's, whose KV cache fills more slowly, still fall
+    # 5-10% by 600 s). At most search.max_requests (the time and memory a search may take). 0: num_requests alone.
+    min_duration_s: YamlFloat = Field(300.0, ge=0, le=86_400, description="of each simulation's arrivals")
+    max_requests: YamlInt = Field(20_000, ge=10, le=1_000_000, description="per simulation, however long")
     rate_low_per_s: Optional[YamlFloat] = Field(None, gt=0, le=1e7, description="default: the ceiling / 1000")
     rate_high_per_s: Optional[YamlFloat] = Field(None, gt=0, le=1e7, description="default: the ceiling")
     relative_tolerance: YamlFloat = Field(0.05, ge=0.001, le=1)
@@ -258,6 +265,18 @@ def _context(plan: Plan, base: Path) -> PlanContext:
                        f"{np.mean(workload.output_tokens):.0f} output tokens", lowest)
 
 
+def short_trace_note(ctx: PlanContext, rate_per_s: float) -> str | None:
+    """For a trace, whether its rows replayed at `rate_per_s` (the rate a replica sustains) arrive over less than
+    search.min_duration_s: a trace replays the rows it has, no more, so its runs may end before queues and
+    the KV cache fill."""
+    s = ctx.plan.search
+    if ctx.trace_rate_per_s is None or not rate_per_s or s.num_requests >= rate_per_s * s.min_duration_s:
+        return None
+    return (f"note: at {rate_per_s:.3g} req/s per replica the trace's {s.num_requests:,} rows arrive in "
+            f"{s.num_requests / rate_per_s:.0f} s, less than search.min_duration_s ({s.min_duration_s:g} s): raise "
+            "search.num_requests (up to the trace's rows) for an answer under sustained load")
+
+
 def _span_s(workload) -> float:
     return float(workload.arrival_s[-1] - workload.arrival_s[0])
 
@@ -344,11 +363,15 @@ def candidates(plan: Plan) -> list[Candidate]:
 
 
 def open_loop(ctx: PlanContext, rate_per_s: float) -> dict:
-    """The plan's workload arriving at `rate_per_s` (a trace replayed at that mean rate)."""
-    w = _dump(ctx.plan.workload) | {"num_requests": ctx.plan.search.num_requests}
+    """The plan's workload arriving at `rate_per_s` (a trace's first search.num_requests rows replayed at that
+    mean rate; generated arrivals search.num_requests of them, or as many as span search.min_duration_s, up to
+    search.max_requests)."""
+    s = ctx.plan.search
+    w = _dump(ctx.plan.workload) | {"num_requests": s.num_requests}
     if ctx.trace_rate_per_s is not None:
         return w | {"trace": w["trace"] | {"rate_scale": rate_per_s / ctx.trace_rate_per_s}}
-    return w | {"arrival": w["arrival"] | {"rate_per_s": rate_per_s}}
+    requests = max(s.num_requests, min(math.ceil(rate_per_s * s.min_duration_s), s.max_requests))
+    return w | {"num_requests": requests, "arrival": w["arrival"] | {"rate_per_s": rate_per_s}}
 
 
 def closed_loop(ctx: PlanContext, clients: int) -> dict:

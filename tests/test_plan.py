@@ -322,7 +322,15 @@ def test_simulate_stops_when_told(tiny_result, monkeypatch):
         return len(seen) == 5
     cfg, requests = build_run(candidates(ctx.plan)[0].scenario(open_loop(ctx, 1000.0), 0), ctx.base)
     simulate(cfg, requests, stop_when=stop_at_the_fifth)
-    assert len(seen) == 5 and sum(r.state == "done" for r in requests) < len(requests) == 200
+    # 1000 requests/s over search.min_duration_s (300 s) would be 300,000: search.max_requests caps it
+    assert len(seen) == 5 and sum(r.state == "done" for r in requests) < len(requests) == 20_000
+
+
+@pytest.mark.parametrize("rate_per_s, requests", [(0.5, 200), (10.0, 3000), (1000.0, 20_000)])
+def test_a_simulation_spans_minutes_of_arrivals_within_its_request_bounds(tiny_result, rate_per_s, requests):
+    # search.num_requests (200 here) at least, 300 s of arrivals where that is more, search.max_requests at most
+    ctx, _ = tiny_result
+    assert open_loop(ctx, rate_per_s)["num_requests"] == requests
 
 
 def test_stopping_runs_early_changes_no_answer_only_the_latencies_it_skips(tmp_path, monkeypatch):
