@@ -380,11 +380,12 @@ def _roofline(args) -> int:
               f"FlashAttention {'off' if args.no_flash else 'on'}): {shape}")
         print(step_table(cost))
         tokens = batch.num_tokens
+        per = "per GPU" if args.pp == 1 else f"per tensor-parallel rank, over all {args.pp} stages"
         print(f"\nstep time {cost.time_s * 1e3:.3f} ms ({tokens / cost.time_s:,.0f} tokens/s); "
-              f"{si(cost.flops, 'FLOP')}, {si(cost.bytes, 'B')} per GPU "
+              f"{si(cost.flops, 'FLOP')}, {si(cost.bytes, 'B')} {per} "
               f"(weights {si(cost.weight_bytes, 'B')}, KV cache {si(cost.kv_bytes, 'B')})")
         if facts is not None:
-            print(_engine_line(facts, tokens))
+            print(_engine_line(facts, tokens, args.tp))
         if args.pp > 1:
             print(f"pipeline: slowest stage {cost.stage_time_s * 1e3:.3f} ms; bubble with {args.pp} "
                   f"micro-batches {100 * cost.pipeline_bubble_fraction(args.pp):.0f}%")
@@ -416,12 +417,13 @@ def _engine_facts(preset: str, step: PresetStep, gpu_s: float, seqs: int) -> dic
             "wall_s": overhead.wall_s(gpu_s, seqs)}
 
 
-def _engine_line(facts: dict, tokens: int) -> str:
+def _engine_line(facts: dict, tokens: int, tensor_parallel: int) -> str:
     """`_engine_facts` in one line (a collective call's cost only where it is not a kernel's)."""
     calls = ("" if facts["collective_call_s"] == facts["kernel_launch_s"]
              else f", {facts['collective_call_s'] * 1e6:.1f} us a collective call")
+    reduce = f"all-reduce {facts['all_reduce']}" if tensor_parallel > 1 else "no all-reduce (TP1)"
     return (f"{facts['preset']}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}), "
-            f"all-reduce {facts['all_reduce']}; host {facts['host_s'] * 1e3:.3f} ms "
+            f"{reduce}; host {facts['host_s'] * 1e3:.3f} ms "
             f"{'overlapped' if facts['host_overlaps_gpu'] else 'in series'} -> step {facts['wall_s'] * 1e3:.3f} ms "
             f"({tokens / facts['wall_s']:,.0f} tokens/s)")
 

@@ -76,8 +76,7 @@ class EngineSection(_Section):
     @model_validator(mode="before")
     @classmethod
     def _a_preset_alone(cls, value):
-        """`engine: sglang` is `engine: {preset: sglang}`, as `quantization: fp8` names its preset."""
-        return {"preset": value} if isinstance(value, str) else value
+        return _named_alone(value, "preset")
 
     @field_validator("fusions")
     @classmethod
@@ -89,8 +88,19 @@ class EngineSection(_Section):
         return names
 
 
+def _named_alone(value, key: str):
+    """A section given as a bare name is that name under its key: `engine: sglang` is `{preset: sglang}`,
+    `scheduler: sarathi` is `{name: sarathi}`, as `quantization: fp8` names its preset."""
+    return {key: value} if isinstance(value, str) else value
+
+
 class SchedulerSection(_Section):
     name: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_name_alone(cls, value):
+        return _named_alone(value, "name")
     max_num_seqs: Optional[YamlInt] = Field(None, ge=1, le=1 << 20)
     max_num_batched_tokens: Optional[Tokens] = None
     max_model_len: Optional[Annotated[Tokens, Field(ge=2)]] = Field(

@@ -115,16 +115,16 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _clients(value, rate_per_s: float, where: str) -> int | None:
+def _clients(value, rate_per_s: float, where: str, rate_key: str) -> int | None:
     """A run's max_concurrency: None (missing, null or an empty cell) for an open loop, else its clients,
-    which drive a closed loop only at an unbounded rate: vllm bench serve at a finite rate with
-    --max-concurrency sends at the rate and holds each send while that many are in flight, which the
-    simulator does not drive."""
+    which drive a closed loop only at an unbounded rate (`rate_key`, as the file names it): vllm bench
+    serve at a finite rate with --max-concurrency sends at the rate and holds each send while that many are
+    in flight, which the simulator does not drive."""
     if _blank(value):
         return None
     clients = int(number(value, "max_concurrency", where, whole=True, minimum=1, maximum=1 << 20))
     if not math.isinf(rate_per_s):
-        raise SpecError("max_concurrency", f"is simulated as a closed loop, at request_rate_per_s inf only (this "
+        raise SpecError("max_concurrency", f"is simulated as a closed loop, at {rate_key} inf only (this "
                         f"run's is {rate_per_s:g}: requests sent at a rate and capped in flight is not modelled)",
                         clients, file=where)
     return clients
@@ -237,7 +237,7 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
             rate_per_s,
             _optional(row.get("mean_ttft_ms"), "mean_ttft_ms", where), mean_itl_ms,
             number_cell(row, "output_tokens_per_s", where, **_POSITIVE),
-            _clients(row.get("max_concurrency"), rate_per_s, where),
+            _clients(row.get("max_concurrency"), rate_per_s, where, "request_rate_per_s"),
             _optional(row.get("p99_ttft_ms"), "p99_ttft_ms", where),
             _optional(row.get("p99_itl_ms"), "p99_itl_ms", where),
             quantization=_quantization(row.get("precision"), where)))
@@ -273,7 +273,7 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         number(data.get("mean_ttft_ms"), "mean_ttft_ms", where, **_POSITIVE),
         number(data.get("mean_tpot_ms"), "mean_tpot_ms", where, **_POSITIVE),
         number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE),
-        _clients(data.get("max_concurrency"), rate_per_s, where),
+        _clients(data.get("max_concurrency"), rate_per_s, where, "request_rate"),
         _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where), _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where),
         1.0 if burstiness is None else number(burstiness, "burstiness", where, minimum=1e-3, maximum=1e3, text=False),
         requests, _quantization(quantization, where))]
@@ -295,9 +295,10 @@ def read_runs(paths: list[Path], model: str | None = None, hardware: str | None 
         raise SpecError("--model, --hardware", "are needed with a vllm bench serve JSON (it does not say which "
                         "model and GPU it measured)")
     else:
-        _check_json_flags(model, hardware, tensor_parallel or 1, quantization or "fp16")
+        quantization = "fp16" if quantization is None else quantization
+        _check_json_flags(model, hardware, tensor_parallel or 1, quantization)
     return [run for path in paths
-            for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1, quantization or "fp16")
+            for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1, quantization)
                         if path.suffix.lower() == ".json" else read_csv_runs(path))]
 
 

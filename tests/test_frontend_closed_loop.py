@@ -131,7 +131,7 @@ def test_measurement_files_say_which_runs_were_closed_loops(tmp_path):
     assert read_vllm_bench_json(path, "tiny-llama", "a100-sxm-80gb", 1)[0].max_concurrency is None
     path.write_text(json.dumps(bench | {"request_rate": 4}))
     with pytest.raises(SpecError, match=r"^bench.json: max_concurrency: is simulated as a closed loop, at "
-                                        r"request_rate_per_s inf only \(this run's is 4: .*, got 8$"):
+                                        r"request_rate inf only \(this run's is 4: .*, got 8$"):
         read_vllm_bench_json(path, "tiny-llama", "a100-sxm-80gb", 1)
     csv = tmp_path / "runs.csv"
     csv.write_text("model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,request_rate_per_s,"

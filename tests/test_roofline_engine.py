@@ -72,7 +72,7 @@ def test_the_cpp_executors_host_time_adds_to_the_gpus(capsys):
     assert engine["host_s"] == pytest.approx(1.04e-3, rel=1e-12) and not engine["host_overlaps_gpu"]
     assert engine["wall_s"] == pytest.approx(data["totals"]["time_s"] + 1.04e-3, rel=1e-12)
     line = next(line for line in roofline(capsys, *argv).splitlines() if line.startswith("trtllm-cpp: "))
-    assert line.startswith("trtllm-cpp: kernels enqueued from C++ (1.4 us each), all-reduce trtllm; host 1.040 ms "
+    assert line.startswith("trtllm-cpp: kernels enqueued from C++ (1.4 us each), no all-reduce (TP1); host 1.040 ms "
                            "in series -> step ")
     wall_ms = engine["wall_s"] * 1e3
     assert line.endswith(f"-> step {wall_ms:.3f} ms ({4 / engine['wall_s']:,.0f} tokens/s)")

@@ -264,8 +264,9 @@ def test_an_empty_key_a_mapping_for_a_number_and_a_reversed_range_are_named_with
     assert error_of(tmp_path, BASE.replace(old, new)) == message
 
 
-def test_an_engine_named_alone_is_its_preset(tmp_path):
+def test_an_engine_or_scheduler_named_alone_is_its_preset_or_name(tmp_path):
     assert load_run(write(tmp_path, BASE + "engine: sglang\n"))[1].scheduler == "sglang"
+    assert load_run(write(tmp_path, BASE + "scheduler: sarathi\n"))[1].scheduler == "sarathi"
 
 
 def test_more_requests_than_the_trace_holds_is_refused(tmp_path):
