@@ -71,6 +71,7 @@ def _positive_number(text: str) -> float:
 
 MAX_BATCH = 1 << 16  # sequences in one step: far above any engine's max_num_seqs
 FIT_STILL_OFF = 0.5  # a fitted profile's median GEMM error above 50% (a factor 2 too slow or 1.5 too fast): not this GPU's
+FABRIC_SUSPECT = 0.5  # an all-reduce profile's median error at one GPU count above this: another fabric than the spec's
 MIN_FIT_ROWS = 8  # a profile's rows (token counts and TP sizes) below which calibrate --from-profile refuses to fit
 
 
@@ -459,6 +460,11 @@ def _compare_all_reduce_profile(args) -> int:
                     + [row(name, e) for name, e in result["by_size"].items()]))
         if samples.multi_node_rows:
             print(f"({samples.multi_node_rows} rows across nodes left out: multi-node collectives are not modelled)")
+        far = [g for g, e in result["by_gpus"].items() if e["median_abs_err"] > FABRIC_SUSPECT]
+        if far:
+            print(f"note: at {', '.join(map(str, far))} GPUs the model is off by more than "
+                  f"{FABRIC_SUSPECT:.0%}: were those GPUs joined as {hw.name}'s {hw.fabric.kind} joins them? (NVLink "
+                  "pairs reach each other's partners over PCIe: give a hardware YAML with that gpu_fabric)")
     if args.plot:
         from infersim.plots import plot_all_reduce_profile
         plot_all_reduce_profile(samples, predicted_s, args.plot, f"{_shown(Path(args.profile).name)}: all-reduce on "

@@ -159,3 +159,17 @@ def test_compare_profile_reads_an_all_reduce_profile_and_leaves_out_rows_across_
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["all"]["median_abs_err"] < 0.15
+
+
+def test_a_profile_of_another_fabric_than_the_specs_is_noted(profile_dir):
+    import subprocess
+    import sys
+    # Vidur's pairwise file: NVLink pairs, whose four-GPU rows cross PCIe, against an NVSwitch spec
+    out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-profile",
+                          str(profile_dir / "all_reduce_pairwise_nvlink.csv"), "--hardware", "a100-sxm-80gb"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "note: at 4 GPUs the model is off by more than 50%: were those GPUs joined as a100-sxm-80gb's nvswitch" in out
+    dgx = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-profile",
+                          str(profile_dir / "all_reduce_dgx.csv"), "--hardware", "a100-sxm-80gb"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "note: at" not in dgx
