@@ -359,6 +359,8 @@ def _roofline(args) -> int:
     else:
         memory = plan_memory(model, hw, quant, parallel)
     cost = step_cost(model, step_hw, batch, options)
+    setup = ", ".join([args.quant] + ([f"{args.kv_bits}-bit KV"] if args.kv_bits else [])
+                      + [f"TP={args.tp}", f"PP={args.pp}"] + ([args.engine] if args.engine else []))
     facts = None if engine_step is None else _engine_facts(args.engine, engine_step, cost.time_s, args.batch)
     context = batch.max_context_tokens
     if args.json:
@@ -377,8 +379,7 @@ def _roofline(args) -> int:
             out["engine"] = facts
         print(json.dumps(out, indent=2))
     else:
-        print(f"{model.name} on {hw.name} ({args.quant}, TP={args.tp}, PP={args.pp}, "
-              f"FlashAttention {'off' if args.no_flash else 'on'}): {shape}")
+        print(f"{model.name} on {hw.name} ({setup}, FlashAttention {'off' if args.no_flash else 'on'}): {shape}")
         print(step_table(cost))
         tokens = batch.num_tokens
         per = "per GPU" if args.pp == 1 else f"per tensor-parallel rank, over all {args.pp} stages"
@@ -402,7 +403,7 @@ def _roofline(args) -> int:
             print(f"note: {note}")
     if args.plot:
         from infersim.plots import plot_roofline
-        plot_roofline(cost, hw, args.plot, f"{model.name} on {hw.name}: {shape}", quant.gemm_dtype())
+        plot_roofline(cost, hw, args.plot, f"{model.name} on {hw.name} ({setup}): {shape}", quant.gemm_dtype())
         print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 
