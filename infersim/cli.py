@@ -516,8 +516,11 @@ def _calibrate_from_serving(args) -> int:
     out = Path(args.out or f"{args.engine}-engine.yaml")
     _writable_folder(out.parent, "--out", args.out)
     paths = [Path(name) for name in args.from_serving]
-    fit = fit_host_overhead(read_runs(paths, args.model, args.hardware, args.tp, args.quant), args.engine,
-                            progress=lambda text: print(text, file=sys.stderr))
+    runs = read_runs(paths, args.model, args.hardware, args.tp, args.quant)
+    fit = fit_host_overhead(runs, args.engine, progress=lambda text: print(text, file=sys.stderr))
+    if len(runs) < 3:  # as many numbers as values fitted, or fewer
+        print(f"note: three values fitted to {len(runs)} run{'s' * (len(runs) != 1)}: they describe "
+              f"{'it' if len(runs) == 1 else 'them'}, not the engine; give runs at several rates and lengths")
     for name in (key for key in ("ttft", "itl", "output_tokens_per_s") if key in fit.errors_before):
         before, after = fit.errors_before[name], fit.errors_after[name]
         print(f"{name:20s} median |error| {100 * before['median_abs_err']:.1f}% -> {100 * after['median_abs_err']:.1f}%,"

@@ -86,6 +86,7 @@ def test_calibrate_from_serving_fits_the_host_time_and_writes_an_engine_block(tm
     medians = {line.split()[0]: [float(x) for x in re.findall(r"median \|error\| ([\d.]+)% -> ([\d.]+)%", line)[0]]
                for line in done.stdout.splitlines() if line.startswith(("ttft", "itl"))}
     assert medians["ttft"][1] + medians["itl"][1] <= medians["ttft"][0] + medians["itl"][0] + 1e-9
+    assert "note: three values fitted to 2 runs: they describe them, not the engine" in done.stdout
 
 
 def test_a_run_at_a_finite_rate_sends_its_requests_at_exactly_that_rate():
