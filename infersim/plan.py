@@ -754,6 +754,9 @@ def plan_json(ctx: PlanContext, prepared: list[Prepared], operating: dict) -> di
     return {"name": plan.name, "description": plan.description, "target_rate_per_s": plan.target_rate_per_s,
             "slo": _dump(plan.slo),
             "workload": {"description": ctx.description, "num_requests": plan.search.num_requests,
+                         # generated arrivals: as many more as arrive in min_duration_s (open_loop); a trace: its rows
+                         "min_duration_s": 0.0 if ctx.trace_rate_per_s is not None else plan.search.min_duration_s,
+                         "max_requests": plan.search.max_requests,
                          "mean_prompt_tokens": ctx.mean_prompt_tokens,
                          "mean_output_tokens": ctx.mean_output_tokens},
             "search": _dump(plan.search) | {"seeds": plan.search.seeds},

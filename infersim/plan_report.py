@@ -188,10 +188,12 @@ def slo_lines(slo: dict) -> list[str]:
 def facts(plan: dict) -> list[str]:
     """The plan's inputs, a line each: target rate, SLOs, workload."""
     workload = plan.get("workload") or {}
+    longer = (f", or as many as arrive in {workload['min_duration_s']:g} s (at most {workload['max_requests']:,})"
+              if workload.get("min_duration_s") else "")
     return [f"target rate: {plan['target_rate_per_s']:g} requests/s",
             "SLOs: " + ("; ".join(slo_lines(plan["slo"])) or "none"),
             f"workload: {workload.get('description', '-')}, "
-            f"{_shown(workload.get('num_requests'), lambda v: f'{v:,}')} requests per simulation"]
+            f"{_shown(workload.get('num_requests'), lambda v: f'{v:,}')} requests per simulation{longer}"]
 
 
 def rate_note(plan: dict) -> str:

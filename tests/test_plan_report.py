@@ -262,3 +262,13 @@ def test_chromiums_ranking_table_holds_plan_jsons_values(dom):
             assert text["cost_per_hour"] == "-"
         else:
             assert_shows(text["cost_per_hour"], cand["cost_per_hour"])
+
+
+def test_the_inputs_say_how_long_each_simulation_ran():
+    from infersim.plan_report import facts
+    plan = {"target_rate_per_s": 10, "slo": {}, "workload": {"description": "poisson arrivals", "num_requests": 300,
+                                                             "min_duration_s": 300.0, "max_requests": 20000}}
+    assert facts(plan)[2] == ("workload: poisson arrivals, 300 requests per simulation, or as many as arrive in "
+                              "300 s (at most 20,000)")
+    trace = plan | {"workload": plan["workload"] | {"description": "trace t.csv", "min_duration_s": 0.0}}
+    assert facts(trace)[2] == "workload: trace t.csv, 300 requests per simulation"
