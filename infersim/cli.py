@@ -387,7 +387,7 @@ def _roofline(args) -> int:
               f"{si(cost.flops, 'FLOP')}, {si(cost.bytes, 'B')} {per} "
               f"(weights {si(cost.weight_bytes, 'B')}, KV cache {si(cost.kv_bytes, 'B')})")
         if facts is not None:
-            print(_engine_line(facts, tokens, args.tp))
+            print(_engine_line(facts, tokens))
         if args.pp > 1:
             print(f"pipeline: slowest stage {cost.stage_time_s * 1e3:.3f} ms; bubble with {args.pp} "
                   f"micro-batches {100 * cost.pipeline_bubble_fraction(args.pp):.0f}%")
@@ -414,16 +414,17 @@ def _engine_facts(preset: str, step: PresetStep, gpu_s: float, seqs: int) -> dic
     kernels_hw, overhead = step.kernels.hardware, step.overhead
     return {"preset": preset, "replays_graph": step.kernels.replays_graph, "kernels": step.kernels.launch,
             "kernel_launch_s": kernels_hw.launch_overhead_s, "collective_call_s": kernels_hw.collective_call_s,
-            "all_reduce": kernels_hw.all_reduce, "fusions": sorted(step.options.fusions),
+            "all_reduce": kernels_hw.all_reduce if step.options.parallel.tensor_parallel > 1 else None,
+            "fusions": sorted(step.options.fusions),
             "host_s": overhead.step_s(seqs), "host_overlaps_gpu": overhead.overlaps_gpu,
             "wall_s": overhead.wall_s(gpu_s, seqs)}
 
 
-def _engine_line(facts: dict, tokens: int, tensor_parallel: int) -> str:
+def _engine_line(facts: dict, tokens: int) -> str:
     """`_engine_facts` in one line (a collective call's cost only where it is not a kernel's)."""
     calls = ("" if facts["collective_call_s"] == facts["kernel_launch_s"]
              else f", {facts['collective_call_s'] * 1e6:.1f} us a collective call")
-    reduce = f"all-reduce {facts['all_reduce']}" if tensor_parallel > 1 else "no all-reduce (TP1)"
+    reduce = f"all-reduce {facts['all_reduce']}" if facts["all_reduce"] else "no all-reduce (TP1)"
     return (f"{facts['preset']}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}), "
             f"{reduce}; host {facts['host_s'] * 1e3:.3f} ms "
             f"{'overlapped' if facts['host_overlaps_gpu'] else 'in series'} -> step {facts['wall_s'] * 1e3:.3f} ms "
@@ -518,7 +519,7 @@ def _calibrate_from_serving(args) -> int:
     paths = [Path(name) for name in args.from_serving]
     runs = read_runs(paths, args.model, args.hardware, args.tp, args.quant)
     fit = fit_host_overhead(runs, args.engine, progress=lambda text: print(text, file=sys.stderr))
-    if len(runs) < 3:  # as many numbers as values fitted, or fewer
+    if len(runs) < 3:  # three values fitted to one or two runs' mean TTFT and ITL: barely pinned, if at all
         print(f"note: three values fitted to {len(runs)} run{'s' * (len(runs) != 1)}: they describe "
               f"{'it' if len(runs) == 1 else 'them'}, not the engine; give runs at several rates and lengths")
     for name in (key for key in ("ttft", "itl", "output_tokens_per_s") if key in fit.errors_before):

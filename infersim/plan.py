@@ -120,6 +120,8 @@ class SearchSection(_Section):
 
     @model_validator(mode="after")
     def _ordered(self):
+        if self.max_requests < self.num_requests:
+            raise ValueError(f"max_requests={self.max_requests:,} must be at least num_requests={self.num_requests:,}")
         if self.rate_low_per_s and self.rate_high_per_s and self.rate_low_per_s >= self.rate_high_per_s:
             raise ValueError(f"rate_low_per_s={self.rate_low_per_s:g} must be below rate_high_per_s="
                              f"{self.rate_high_per_s:g}")
@@ -270,11 +272,13 @@ def short_trace_note(ctx: PlanContext, rate_per_s: float) -> str | None:
     search.min_duration_s: a trace replays the rows it has, no more, so its runs may end before queues and
     the KV cache fill."""
     s = ctx.plan.search
-    if ctx.trace_rate_per_s is None or not rate_per_s or s.num_requests >= rate_per_s * s.min_duration_s:
+    span_s = (s.num_requests - 1) / rate_per_s if rate_per_s else math.inf
+    if ctx.trace_rate_per_s is None or span_s >= s.min_duration_s:
         return None
-    return (f"note: at {rate_per_s:.3g} req/s per replica the trace's {s.num_requests:,} rows arrive in "
-            f"{s.num_requests / rate_per_s:.0f} s, less than search.min_duration_s ({s.min_duration_s:g} s): raise "
-            "search.num_requests (up to the trace's rows) for an answer under sustained load")
+    rows = math.ceil(rate_per_s * s.min_duration_s) + 1
+    return (f"note: at {rate_per_s:.3g} req/s per replica the trace's {s.num_requests:,} rows arrive over "
+            f"{span_s:.1f} s, less than search.min_duration_s ({s.min_duration_s:g} s): set search.num_requests to "
+            f"{rows:,} (if the trace has that many rows) for an answer under sustained load")
 
 
 def _span_s(workload) -> float:
@@ -691,15 +695,32 @@ class Prepared:
     frontier: list = field(default_factory=list)
 
 
+def _built(ctx: PlanContext, cand: Candidate, rate_per_s: float):
+    """The candidate's run configuration at `rate_per_s`; a run too large for this machine names the plan's
+    key that sized it (search.max_requests, where search.min_duration_s added requests)."""
+    from infersim.scenario import build_run
+    workload = open_loop(ctx, rate_per_s)
+    try:
+        return build_run(cand.scenario(workload, 0), ctx.base)[0]
+    except SpecError as err:
+        if (isinstance(err, HardwareLimit) or not err.field.startswith("workload.")
+                or workload["num_requests"] <= ctx.plan.search.num_requests):
+            raise
+        raise SpecError("search.max_requests", f"{err.problem} (runs at {rate_per_s:.3g} req/s hold "
+                        "search.min_duration_s of arrivals, up to this many requests): lower it",
+                        ctx.plan.search.max_requests) from None
+
+
 def prepare(ctx: PlanContext, cand: Candidate) -> Prepared:
     """The candidate built at the target rate, and its ceiling. A GPU that cannot hold or run it
     (HardwareLimit: it does not fit the GPU's memory, the GPU has no fp8...) makes it infeasible, with that
     error as the reason; any other SpecError (TP does not divide the heads...) is a mistake in the plan,
     raised (load_plan prepares every candidate, so that it is raised there, before any simulation)."""
-    from infersim.scenario import build_run
     try:
-        cfg, _ = build_run(cand.scenario(open_loop(ctx, ctx.plan.target_rate_per_s), 0), ctx.base)
+        cfg = _built(ctx, cand, ctx.plan.target_rate_per_s)
         ceiling = steady_state_ceiling(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens)
+        # the largest simulation the search may run (search.min_duration_s at its top rate) fits this machine
+        _built(ctx, cand, max(ctx.plan.search.rate_high_per_s or ceiling.rate_per_s, ctx.plan.target_rate_per_s))
         share = network_share(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens, ceiling.batch)
     except HardwareLimit as err:
         return Prepared(cand, reason=str(err))

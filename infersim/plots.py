@@ -380,8 +380,8 @@ def plot_ratios(names: list[str], panels: dict, path: Path | str, title: str) ->
             ax.bar_label(bars, labels=["" if np.isnan(r) else f"{r:.3g}x" if r < 1000 else f"{r:.0f}x"
                                                  for r in ratios[:, i]], fontsize=7)
         shown = ratios[np.isfinite(ratios) & (ratios > 0)]
-        if not len(shown):  # the baseline has none of these figures (it completed nothing), or no scenario does
-            ax.text(0.5, 0.75, f"no ratio: {_plain(names[0])}\nhas none of these figures", ha="center",
+        if not len(shown):  # the baseline, or every other scenario, has none of these figures (nothing completed)
+            ax.text(0.5, 0.75, f"no ratio to {_plain(names[0])}:\na side has none of these figures", ha="center",
                     va="center", transform=ax.transAxes, fontsize=8, color="0.4")
         spread = max(1.25, *(np.maximum(shown, 1 / shown) if len(shown) else [1])) ** 1.25
         ax.set_yscale("log")

@@ -96,17 +96,17 @@ def _named_alone(value, key: str):
 
 class SchedulerSection(_Section):
     name: Optional[str] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _a_name_alone(cls, value):
-        return _named_alone(value, "name")
     max_num_seqs: Optional[YamlInt] = Field(None, ge=1, le=1 << 20)
     max_num_batched_tokens: Optional[Tokens] = None
     max_model_len: Optional[Annotated[Tokens, Field(ge=2)]] = Field(
         None, description="default: the model's context length")
     chunk_tokens: Optional[Tokens] = None
     preemption: Literal["recompute", "swap"] = "recompute"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_name_alone(cls, value):
+        return _named_alone(value, "name")
 
     @field_validator("name", mode="before")
     @classmethod

@@ -357,3 +357,28 @@ def test_a_run_the_compiled_loop_tells_is_told_whole(tmp_path):
     assert all(isinstance(r, compiled_replica.CompiledReplica) for r in run.result.replicas)
     assert not run.stopped_early and not run.check.meets
     assert all(r.state == "done" for r in run.result.requests)
+
+
+def test_a_search_whose_longest_runs_would_not_fit_is_refused_up_front(tmp_path, monkeypatch):
+    # at its top rate (40,000 req/s) a TINY search would run 20,000 requests: with 0.5 GB free that does not
+    # fit, and the plan says so before any simulation, naming the key that sizes those runs
+    from infersim import budget
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda: 0.5e9)
+    with pytest.raises(SpecError) as err:
+        load_plan(write_plan(tmp_path, TINY))
+    assert str(err.value).startswith("plan.yaml: search.max_requests: 20,000 requests") and str(err.value).endswith(
+        "(runs at 5e+03 req/s hold search.min_duration_s of arrivals, up to this many requests): lower it, got 20000")
+
+
+def test_a_trace_too_short_for_sustained_load_at_the_chosen_rate_is_noted(tiny_result):
+    from dataclasses import replace
+
+    from infersim.plan import short_trace_note
+    ctx, _ = tiny_result
+    assert short_trace_note(ctx, 1.0) is None  # generated arrivals are extended, not noted
+    trace = replace(ctx, trace_rate_per_s=2.0)  # 200 rows at 10 req/s arrive over 199 / 10 = 19.9 s
+    assert short_trace_note(trace, 10.0) == (
+        "note: at 10 req/s per replica the trace's 200 rows arrive over 19.9 s, less than search.min_duration_s "
+        "(300 s): set search.num_requests to 3,001 (if the trace has that many rows) for an answer under sustained "
+        "load")
+    assert short_trace_note(trace, 0.5) is None  # 199 / 0.5 = 398 s

@@ -52,7 +52,7 @@ def test_vllm_v1_replays_a_graph_for_a_decode_batch_it_captured_and_runs_the_res
     assert engine["kernels"] == ("replayed from a CUDA graph" if replays else "launched from Python")
     # a graph's kernel floor is 1.0 us; outside it the H100's eager 4.6 us launch and 30 us NCCL-style call
     assert (engine["kernel_launch_s"], engine["collective_call_s"]) == ((1.0e-6, 1.0e-6) if replays else (4.6e-6, 30e-6))
-    assert engine["fusions"] == ["add_norm"] and engine["all_reduce"] == "vllm-custom"
+    assert engine["fusions"] == ["add_norm"] and engine["all_reduce"] is None  # TP1: no all-reduce to run
 
 
 def test_trtllm_replays_only_the_batch_sizes_it_captured(capsys):
@@ -153,3 +153,14 @@ def test_a_batch_beyond_the_presets_sequences_is_noted(capsys):
     # SGLang's max_running_requests is taken as 2048 (sim/engines.py)
     out = roofline(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "sglang", "--batch", "3000")
     assert "note: sglang runs at most 2048 sequences a step, not 3000" in out
+
+
+def test_vllm_v1_sizes_the_kv_cache_from_092_of_the_whole_memory(capsys):
+    # Llama-3.1-8B on an H100 (81,559 MiB as the driver reports it) under vLLM V1: 0.92 of the memory, less
+    # 16,060,522,496 B of fp16 weights and the workspace of an 8,192-token, 1,024-sequence step
+    # (8192 x (2 x 14336 + 14336 + 2 x 4096) x 2 B + 1024 x 128256 x 14 B = 2,677,538,816 B), over 131,072 B
+    # per token (2 x 32 layers x 8 KV heads x 128 x 2 B)
+    usable = 0.92 * 81_559 * 2 ** 20
+    expected = int((usable - 16_060_522_496 - 2_677_538_816) // 131_072)
+    data = roofline_json(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "vllm-v1")
+    assert data["memory"]["max_kv_tokens"] == expected == 457_314
