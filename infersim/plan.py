@@ -366,15 +366,17 @@ def candidates(plan: Plan) -> list[Candidate]:
             for model in plan.models for hw in plan.hardware for i, c in enumerate(plan.configurations)]
 
 
-def open_loop(ctx: PlanContext, rate_per_s: float) -> dict:
+def open_loop(ctx: PlanContext, rate_per_s: float, sized_at_per_s: float = 0.0) -> dict:
     """The plan's workload arriving at `rate_per_s` (a trace's first search.num_requests rows replayed at that
-    mean rate; generated arrivals search.num_requests of them, or as many as span search.min_duration_s, up to
-    search.max_requests)."""
+    mean rate; generated arrivals search.num_requests of them, or as many as span search.min_duration_s at
+    `sized_at_per_s` where that is higher, up to search.max_requests). A search sizes every run at its top rate:
+    the same requests at every rate, only closer together as it rises, so meeting the SLOs stays monotone."""
     s = ctx.plan.search
     w = _dump(ctx.plan.workload) | {"num_requests": s.num_requests}
     if ctx.trace_rate_per_s is not None:
         return w | {"trace": w["trace"] | {"rate_scale": rate_per_s / ctx.trace_rate_per_s}}
-    requests = max(s.num_requests, min(math.ceil(rate_per_s * s.min_duration_s), s.max_requests))
+    sizing_per_s = max(rate_per_s, sized_at_per_s)
+    requests = max(s.num_requests, min(math.ceil(sizing_per_s * s.min_duration_s), s.max_requests))
     return w | {"num_requests": requests, "arrival": w["arrival"] | {"rate_per_s": rate_per_s}}
 
 
@@ -521,7 +523,8 @@ class SearchTask:
         points, met = [], {}  # met: each rate that met the SLOs, and its run
 
         def run(rate_per_s: float, stop_early: bool) -> Simulated:
-            return _simulate(self.ctx, self.candidate, open_loop(self.ctx, rate_per_s), seed, stop_early)
+            return _simulate(self.ctx, self.candidate, open_loop(self.ctx, rate_per_s, self.start_per_s), seed,
+                             stop_early)
 
         def meets(rate_per_s: float) -> bool:
             simulated = run(rate_per_s, stop_early=self.ctx.plan.search.stop_early)

@@ -331,6 +331,8 @@ def test_a_simulation_spans_minutes_of_arrivals_within_its_request_bounds(tiny_r
     # search.num_requests (200 here) at least, 300 s of arrivals where that is more, search.max_requests at most
     ctx, _ = tiny_result
     assert open_loop(ctx, rate_per_s)["num_requests"] == requests
+    # a search sizes its runs at its top rate: the same requests at every rate below it
+    assert open_loop(ctx, rate_per_s / 4, sized_at_per_s=rate_per_s)["num_requests"] == requests
 
 
 def test_stopping_runs_early_changes_no_answer_only_the_latencies_it_skips(tmp_path, monkeypatch):
