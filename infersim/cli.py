@@ -10,7 +10,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the simulator is imported only when --engine is given
-    from infersim.sim.engines import PresetStep
+    from infersim.roofline.kernel_set import StepKernels
+    from infersim.sim.run import RunConfig
 
 
 def _quoted(text: str) -> str:
@@ -348,20 +349,21 @@ def _roofline(args) -> int:
                           sampling=args.sampling)
     engine_step, step_hw, engine_seqs = None, hw, None
     if args.engine is not None:
-        from infersim.sim.engines import preset_config, preset_step
+        from infersim.sim.engines import preset_config
         from infersim.sim.run import replica_memory_plan
         check_fabric(hw, options)  # before the engine's kernels rename the GPU
-        engine_step = preset_step(args.engine, hw, options, model.max_context_tokens, args.phase == "decode",
-                                  args.batch)
         engine_cfg = preset_config(args.engine, model, hw, options, model.max_context_tokens)
+        # the kernels as a simulated replica costs this step (sim.replica.ReplicaCosts: graph or eager)
+        engine_step = engine_cfg.kernels.for_step(hw, args.phase == "decode", args.batch)
         memory, engine_seqs = replica_memory_plan(engine_cfg), engine_cfg.limits.max_num_seqs  # as the engine sizes it
-        options, step_hw = engine_step.options, engine_step.kernels.hardware
+        options, step_hw = engine_cfg.options, engine_step.hardware
     else:
         memory = plan_memory(model, hw, quant, parallel)
     cost = step_cost(model, step_hw, batch, options)
     setup = ", ".join([args.quant] + ([f"{args.kv_bits}-bit KV"] if args.kv_bits else [])
                       + [f"TP={args.tp}", f"PP={args.pp}"] + ([args.engine] if args.engine else []))
-    facts = None if engine_step is None else _engine_facts(args.engine, engine_step, cost.time_s, args.batch)
+    facts = None if engine_step is None else _engine_facts(engine_cfg, engine_step, args.engine, cost.time_s,
+                                                           args.batch)
     context = batch.max_context_tokens
     if args.json:
         out = {"model": model.name, "hardware": hw.name, "phase": args.phase, "quant": args.quant,
@@ -408,14 +410,14 @@ def _roofline(args) -> int:
     return 0
 
 
-def _engine_facts(preset: str, step: PresetStep, gpu_s: float, seqs: int) -> dict:
-    """How the preset ran the step's kernels, its host time per step and the step's wall time (--json's
-    "engine", and what `_engine_line` says)."""
-    kernels_hw, overhead = step.kernels.hardware, step.overhead
-    return {"preset": preset, "replays_graph": step.kernels.replays_graph, "kernels": step.kernels.launch,
+def _engine_facts(cfg: RunConfig, kernels: StepKernels, preset: str, gpu_s: float, seqs: int) -> dict:
+    """How the preset (its run configuration `cfg`) ran the step's `kernels`, its host time per step and the
+    step's wall time (--json's "engine", and what `_engine_line` says)."""
+    kernels_hw, overhead = kernels.hardware, cfg.overhead
+    return {"preset": preset, "replays_graph": kernels.replays_graph, "kernels": kernels.launch,
             "kernel_launch_s": kernels_hw.launch_overhead_s, "collective_call_s": kernels_hw.collective_call_s,
-            "all_reduce": kernels_hw.all_reduce if step.options.parallel.tensor_parallel > 1 else None,
-            "fusions": sorted(step.options.fusions),
+            "all_reduce": kernels_hw.all_reduce if cfg.options.parallel.tensor_parallel > 1 else None,
+            "fusions": sorted(cfg.options.fusions),
             "host_s": overhead.step_s(seqs), "host_overlaps_gpu": overhead.overlaps_gpu,
             "wall_s": overhead.wall_s(gpu_s, seqs)}
 

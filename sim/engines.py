@@ -6,11 +6,11 @@ version named (file and field cited beside them); every one can be overridden in
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from infersim.roofline.errors import require_choice
 from infersim.roofline.hardware import GB, HardwareSpec
-from infersim.roofline.kernel_set import KernelSet, StepKernels
+from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.models import ModelSpec
 from infersim.roofline.step import StepOptions
 
@@ -168,34 +168,12 @@ ENGINES = {p.name: p for p in (
 )}
 
 
-def preset_defaults(preset: str, hardware: HardwareSpec, options: StepOptions, max_model_len: int) -> EngineDefaults:
-    """What the preset sets up on this GPU at the options' tensor parallelism."""
-    require_choice("engine.preset", preset, ENGINES)
-    return ENGINES[preset].defaults(hardware, max_model_len, options.parallel.tensor_parallel)
-
-
-class PresetStep(NamedTuple):
-    """One step as an engine preset runs it: its kernels (a CUDA graph's or the eager path's, and the hardware
-    as they see it), the step's options with the preset's fusions, and the host's time per step."""
-
-    kernels: StepKernels
-    options: StepOptions
-    overhead: EngineOverhead
-
-
-def preset_step(preset: str, hardware: HardwareSpec, options: StepOptions, max_model_len: int, decode_only: bool,
-                seqs: int) -> PresetStep:
-    """A step of `seqs` sequences (`decode_only` or not) as the preset runs it, as a simulated replica costs
-    it (sim.replica.ReplicaCosts: the graph's timer where `KernelSet.replays_graph`, else the eager one)."""
-    d = preset_defaults(preset, hardware, options, max_model_len)
-    return PresetStep(d.kernels.for_step(hardware, decode_only, seqs), d.step_options(options), d.overhead)
-
-
 def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options: StepOptions,
                   max_model_len: int, **run_fields) -> RunConfig:
     """A run configuration with every knob at the preset's default for this GPU; `run_fields` (cluster,
     slo, overhead, ...) go to RunConfig as they are, over the preset's."""
-    d = preset_defaults(preset, hardware, options, max_model_len)
+    require_choice("engine.preset", preset, ENGINES)
+    d = ENGINES[preset].defaults(hardware, max_model_len, options.parallel.tensor_parallel)
     fields = {"overhead": d.overhead, "kernels": d.kernels, **run_fields}
     return RunConfig(model, hardware, d.step_options(options), scheduler=d.scheduler,
                      limits=SchedulerLimits(d.max_num_seqs, d.max_num_batched_tokens, max_model_len, d.chunk_tokens),
