@@ -68,6 +68,16 @@ class KernelSet:
             return StepKernels(True, GRAPH_REPLAY, self.in_graph(hw))
         return StepKernels(False, FROM_PYTHON if self.eager_floor_s is None else FROM_CPP, self.eager(hw))
 
+    def graph_hardware(self, hw: HardwareSpec) -> HardwareSpec | None:
+        """The hardware as this engine's captured decode steps see it (`in_graph`); None where it captures
+        none."""
+        return self.in_graph(hw) if self.graph_max_batch else None
+
+    def decode_hardware(self, hw: HardwareSpec) -> HardwareSpec:
+        """The hardware a decode step's companion models (a drafter, an amateur) run on: a graph's where the
+        engine captures decode steps (vLLM V1 and SGLang capture their drafters'), else the eager path's."""
+        return self.graph_hardware(hw) or self.eager(hw)
+
     def in_graph(self, hw: HardwareSpec) -> HardwareSpec:
         """The hardware as a graph replay sees it: the same chip, with a kernel's floor in a replay for every
         kernel, collectives' included (no eager call waiting on the slowest rank's launch), and the engine's

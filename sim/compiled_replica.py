@@ -144,8 +144,8 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
     budget = cfg.scheduler_class.step_token_budget(limits)
     eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
                                                                                   limits.max_num_seqs)
-    graph = (StepTimer(cfg.model, kernels.in_graph(cfg.hardware), cfg.options).tables(0, limits.max_num_seqs)
-             if kernels.graph_max_batch else eager)
+    graph_hw = kernels.graph_hardware(cfg.hardware)
+    graph = StepTimer(cfg.model, graph_hw, cfg.options).tables(0, limits.max_num_seqs) if graph_hw else eager
     overhead, block_size = cfg.overhead, cfg.kv_cache.block_size_tokens
     spec = LoopSpec(limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
                     most_new_blocks_per_seq(1, block_size), total_blocks,

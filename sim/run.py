@@ -188,7 +188,7 @@ def _decode_technique(cfg: RunConfig) -> Speculation | EarlyExit | Contrastive |
     captures them, as vLLM V1 and SGLang capture their drafters')."""
     if cfg.early_exit is not None:
         return EarlyExit(cfg.early_exit, cfg.model)
-    hw = cfg.kernels.in_graph(cfg.hardware) if cfg.kernels.graph_max_batch else cfg.kernels.eager(cfg.hardware)
+    hw = cfg.kernels.decode_hardware(cfg.hardware)
     if cfg.contrastive is not None:
         return Contrastive(cfg.contrastive, StepTimer(cfg.contrastive.amateur, hw, companion_options(cfg.options)))
     if cfg.speculative is None:
@@ -213,8 +213,8 @@ def deploy(cfg: RunConfig, env: simpy.Environment, metrics: Metrics, requests: l
     blocks = total_kv_blocks(cfg)
     token_kv_bytes = kv_bytes_per_token(cfg)
     host_blocks = int(kv_spec.swap_space_gib * 2 ** 30 // (token_kv_bytes * block_size))
-    graph_timer = (StepTimer(cfg.model, cfg.kernels.in_graph(cfg.hardware), cfg.options)
-                   if cfg.kernels.graph_max_batch else None)
+    graph_hw = cfg.kernels.graph_hardware(cfg.hardware)
+    graph_timer = StepTimer(cfg.model, graph_hw, cfg.options) if graph_hw else None
     costs = ReplicaCosts(StepTimer(cfg.model, cfg.kernels.eager(cfg.hardware), cfg.options), cfg.overhead,
                          cfg.hardware.host_link,
                          token_kv_bytes * block_size, cfg.kernels, graph_timer, _decode_technique(cfg))

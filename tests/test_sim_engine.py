@@ -87,6 +87,17 @@ def test_kernels_enqueued_from_cpp_pay_their_own_floor_in_every_step():
     assert KernelSet().eager(A100) is A100
 
 
+def test_a_drafter_runs_on_the_graph_floor_only_where_the_engine_captures_decode_steps():
+    from infersim.roofline.kernel_set import KernelSet
+    captures = KernelSet(graph_max_batch=8)
+    assert captures.graph_hardware(A100).launch_overhead_s == 1.0e-6  # the H200-measured replay floor
+    assert captures.decode_hardware(A100).launch_overhead_s == 1.0e-6
+    assert KernelSet().graph_hardware(A100) is None
+    # without graphs, a C++-enqueuing engine's drafter pays its 1.4 us floor, a Python one the A100's 4.6 us
+    assert KernelSet(eager_floor_s=1.4e-6).decode_hardware(A100).launch_overhead_s == 1.4e-6
+    assert KernelSet().decode_hardware(A100).launch_overhead_s == A100.launch_overhead_s == 4.6e-6
+
+
 def test_host_time_that_overlaps_the_gpu_hides_behind_it_until_it_is_the_longer():
     wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
     bare = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)), wl).requests[0]
