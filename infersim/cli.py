@@ -268,7 +268,7 @@ def cmd_compare_serving(args) -> int:
         print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)",
                      "ITL/TPOT ms (sim/meas)", "out tok/s (sim/meas)", "p99 TTFT ms", "p99 ITL/TPOT ms"],
                     [[c.run.where, c.run.model, str(c.run.tensor_parallel),
-                      f"{c.run.input_tokens}/{c.run.output_tokens}" + (" (own)" if c.run.requests else ""),
+                      c.run.lengths_text + (" (own)" if c.run.requests else ""),
                       _load(c.run), _against(c.ttft_ms, c.run.mean_ttft_ms, ".0f"),
                       _against(c.itl_ms, c.run.mean_itl_ms, ".1f"),
                       f"{c.output_tokens_per_s:.0f} / {c.run.output_tokens_per_s:.0f}",

@@ -8,7 +8,9 @@ table: model, hardware, tensor_parallel, input_tokens, output_tokens, num_reques
 max_concurrency), or as the JSON `vllm bench serve --save-result` writes (one run a file, so a rate sweep is one file per
 rate; its model, GPU and tensor parallelism given on the command line). Arrivals of a finite rate are Poisson, as benchmark clients send them
 (Gamma with the run's shape where vllm bench serve had --burstiness), drawn given that their gaps average
-1 / rate (the run's nominal rate exactly, not a seed's luck); lengths are fixed at the run's means. A JSON
+1 / rate (the run's nominal rate exactly, not a seed's luck); lengths are fixed at the run's means, or, where
+the CSV gives their standard deviations (optional columns input_tokens_stddev and output_tokens_stddev),
+drawn with that mean and deviation (`spread_lengths`). A JSON
 saved with --save-detailed lists every request: those completed are simulated with their own prompt and
 output lengths, sent when they were sent (`start_times`) where the file records it. A run with
 max_concurrency at an unbounded rate is a closed loop (`vllm bench serve --max-concurrency`): that many
@@ -60,11 +62,21 @@ class ServingRun:
     burstiness: float = 1.0  # vllm bench serve --burstiness: the Gamma shape of the gaps (1: Poisson)
     requests: MeasuredRequests | None = None  # the run's own requests, where the file lists them
     quantization: str = "fp16"  # a preset of roofline.quant (the CSV's precision: bf16, fp8, ...)
+    # lengths drawn around input_tokens and output_tokens with these standard deviations (0: fixed)
+    input_tokens_stddev: float = 0.0
+    output_tokens_stddev: float = 0.0
+
+    @property
+    def lengths_text(self) -> str:
+        """'in/out', each mean with its spread where lengths vary: 202/214, 202+-60/214+-80."""
+        def one(mean: int, stddev: float) -> str:
+            return f"{mean}+-{stddev:g}" if stddev else str(mean)
+        return f"{one(self.input_tokens, self.input_tokens_stddev)}/{one(self.output_tokens, self.output_tokens_stddev)}"
 
     @property
     def config_key(self) -> str:
         """What a series of runs at different request rates shares: model, GPU, parallelism and lengths."""
-        return f"{self.model} {self.hardware} TP{self.tensor_parallel} {self.input_tokens}/{self.output_tokens}"
+        return f"{self.model} {self.hardware} TP{self.tensor_parallel} {self.lengths_text}"
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,8 @@ _POSITIVE = dict(minimum=1e-9, maximum=1e12)
 # precision are optional.
 RUN_COLUMNS = ("model", "hardware", "tensor_parallel", "input_tokens", "output_tokens", "num_requests",
                "request_rate_per_s", "output_tokens_per_s")
-OPTIONAL_RUN_COLUMNS = ("mean_ttft_ms", "mean_itl_ms", "p99_ttft_ms", "p99_itl_ms", "max_concurrency", "precision")
+OPTIONAL_RUN_COLUMNS = ("mean_ttft_ms", "mean_itl_ms", "p99_ttft_ms", "p99_itl_ms", "max_concurrency", "precision",
+                        "input_tokens_stddev", "output_tokens_stddev")
 # A measured inter-token latency needs two output tokens a request: one has no gap between tokens.
 _NO_ITL = "a run of one output token a request has no inter-token latency to compare"
 
@@ -139,6 +152,11 @@ def _quantization(value, where: str) -> str:
     if name not in PRESETS:
         raise SpecError("precision", f"must be a quantization preset: {', '.join(PRESETS)}", value, file=where)
     return name
+
+
+def _stddev(value, field: str, where: str) -> float:
+    """A length's standard deviation in tokens: 0 (fixed lengths) where missing, null or an empty cell."""
+    return 0.0 if _blank(value) else number(value, field, where, minimum=0.0, maximum=_TOKENS["maximum"])
 
 
 def _optional(value, field: str, where: str) -> float | None:
@@ -240,7 +258,9 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
             _clients(row.get("max_concurrency"), rate_per_s, where, "request_rate_per_s"),
             _optional(row.get("p99_ttft_ms"), "p99_ttft_ms", where),
             _optional(row.get("p99_itl_ms"), "p99_itl_ms", where),
-            quantization=_quantization(row.get("precision"), where)))
+            quantization=_quantization(row.get("precision"), where),
+            input_tokens_stddev=_stddev(row.get("input_tokens_stddev"), "input_tokens_stddev", where),
+            output_tokens_stddev=_stddev(row.get("output_tokens_stddev"), "output_tokens_stddev", where)))
     return runs
 
 
@@ -343,15 +363,29 @@ def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:
     return arrivals * ((n - 1) / run.request_rate_per_s / arrivals[-1])
 
 
+def spread_lengths(mean: int, stddev: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` token lengths whose mean and standard deviation are the run's: lognormal (positive and
+    right-skewed, as a dataset's lengths are; a normal of a deviation near its mean would put a sixth of its
+    draws below zero, and cutting them off would raise the mean the run measured), fixed where `stddev` is 0."""
+    from infersim.sim.workload import sample_lengths
+
+    if stddev <= 0:
+        return np.full(count, mean, dtype=np.int64)
+    return sample_lengths("lognormal", count, rng, mean=mean, std=stddev)
+
+
 def workload_of(run: ServingRun, seed: int):
     """The run's requests: its own where the file lists them (sent when they were, where it says so, else at
-    `arrivals_of`), otherwise `num_requests` of its mean lengths sent at `arrivals_of`."""
+    `arrivals_of`), otherwise `num_requests` of its lengths (fixed, or drawn with its standard deviations)
+    sent at `arrivals_of`."""
     from infersim.sim.workload import Workload
 
     own = run.requests
     if own is None:
         n = run.num_requests
-        return Workload(arrivals_of(run, seed), np.full(n, run.input_tokens), np.full(n, run.output_tokens))
+        rng = np.random.default_rng([seed, 1])  # apart from the arrivals' stream: a spread leaves them as they are
+        return Workload(arrivals_of(run, seed), spread_lengths(run.input_tokens, run.input_tokens_stddev, n, rng),
+                        spread_lengths(run.output_tokens, run.output_tokens_stddev, n, rng))
     sent_s = own.sent_s if own.sent_s is not None else arrivals_of(run, seed, len(own.input_tokens))
     return Workload(sent_s, own.input_tokens, own.output_tokens)
 
@@ -369,6 +403,9 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
         workload = workload_of(run, seed)
         longest = int((workload.prompt_tokens + workload.output_tokens).max())
         if longest > model.max_context_tokens:
+            if run.requests is None and (run.input_tokens_stddev or run.output_tokens_stddev):
+                raise SpecError("input_tokens_stddev, output_tokens_stddev", f"draw a request of {longest:,} tokens, "
+                                f"beyond {model.name}'s context of {model.max_context_tokens:,}: lower them")
             field = "input_lens + output_lens" if run.requests is not None else "input_tokens + output_tokens"
             raise SpecError(field, f"reach {longest:,} tokens, beyond {model.name}'s context of "
                             f"{model.max_context_tokens:,}, so no request could be served", longest)

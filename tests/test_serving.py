@@ -263,3 +263,52 @@ def test_calibrate_says_which_fitted_values_the_runs_leave_loose(tmp_path):
     fit = fit_host_overhead(read_csv_runs(runs), "trtllm")
     assert fit.loose["frontend_s"] == ("the runs do not pin it down (the error moves less than 0.2 points over "
                                        "0.0005-0.05 s)")
+
+
+def test_spread_lengths_keep_the_runs_mean_and_deviation():
+    from infersim.serving import spread_lengths
+    rng = np.random.default_rng(0)
+    assert np.array_equal(spread_lengths(202, 0.0, 3, rng), [202, 202, 202])
+    x = spread_lengths(214, 185, 400_000, rng)
+    assert x.dtype == np.int64 and x.min() >= 1
+    assert x.mean() == pytest.approx(214, rel=0.005) and x.std() == pytest.approx(185, rel=0.02)
+    # lognormal of cv 185/214: sigma^2 = ln(1 + 0.8645^2) = 0.5603, so the median is 214 / e^(0.5603/2) = 161.8
+    assert np.median(x) == pytest.approx(161.8, abs=1.5)
+
+
+def test_a_run_with_length_spreads_is_simulated_with_drawn_lengths_and_the_same_arrivals(tmp_path):
+    from dataclasses import replace
+
+    from infersim.serving import workload_of
+    rows = RUNS.read_text().splitlines()
+    spread = tmp_path / "runs.csv"
+    spread.write_text("\n".join([rows[0] + ",input_tokens_stddev,output_tokens_stddev"] +
+                                [row + ",60,80" for row in rows[1:3]] + [rows[3] + ",,"]) + "\n")
+    first, second, fixed = read_csv_runs(spread)
+    assert (first.input_tokens_stddev, first.output_tokens_stddev, fixed.output_tokens_stddev) == (60, 80, 0)
+    assert first.config_key == "llama-3.1-70b h100-sxm TP4 467+-60/256+-80"
+    drawn, plain = workload_of(first, seed=3), workload_of(replace(first, input_tokens_stddev=0.0,
+                                                                   output_tokens_stddev=0.0), seed=3)
+    assert np.array_equal(drawn.arrival_s, plain.arrival_s) and np.all(plain.output_tokens == 256)
+    assert drawn.output_tokens.std() == pytest.approx(80, rel=0.15) and drawn.output_tokens.min() >= 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text(rows[0] + ",output_tokens_stddev\n" + rows[1] + ",-5\n")
+    with pytest.raises(SpecError, match=r"bad.csv:2: output_tokens_stddev: must be a finite number from 0 to"):
+        read_csv_runs(bad)
+    typo = tmp_path / "typo.csv"
+    typo.write_text(rows[0] + ",output_token_stddev\n" + rows[1] + ",5\n")
+    with pytest.raises(SpecError, match="did you mean output_tokens_stddev"):
+        read_csv_runs(typo)
+
+
+def test_a_spread_that_draws_beyond_the_models_context_names_the_spread(tmp_path):
+    rows = RUNS.read_text().splitlines()
+    # Llama-3.1-8B's context is 131,072 tokens: 50 prompts of 60,000 +- 60,000 reach past it (their lognormal's
+    # median is 42,426 and sigma 0.83; the largest of 50 lies ~2.3 sigma up, near 290,000)
+    wide = tmp_path / "wide.csv"
+    wide.write_text(rows[0] + ",input_tokens_stddev\n" + rows[19].replace(",467,256,500,", ",60000,256,50,", 1)
+                    + ",60000\n")
+    (run,) = read_csv_runs(wide)
+    with pytest.raises(SpecError, match=r"wide.csv:2: input_tokens_stddev, output_tokens_stddev: draw a request of "
+                                        r"[0-9,]+ tokens, beyond llama-3.1-8b's context of 131,072: lower them"):
+        simulate_run(run, "trtllm-cpp")
