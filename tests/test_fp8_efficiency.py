@@ -24,27 +24,27 @@ def test_hopper_parts_run_fp8_at_seven_eighths_of_fp16s_share_and_others_at_fp16
 
 
 def test_an_fp8_gemm_takes_its_flops_over_the_fp8_peak_times_both_efficiencies():
-    # 8192 x 8192 x 8192: 2 x 8192^3 = 1,099,511,627,776 FLOPs. fp8: 1978.9 TFLOP/s x 0.89 x 0.875 = 1541.068
-    # TFLOP/s -> 0.713474 ms; fp16: 989.4 x 0.89 = 880.566 TFLOP/s -> 1.248642 ms; 1.75x apart (the
+    # 8192 x 8192 x 8192: 2 x 8192^3 = 1,099,511,627,776 FLOPs. fp8: 1978.9 TFLOP/s x 0.76 x 0.875 = 1315.969
+    # TFLOP/s -> 0.835515 ms; fp16: 989.4 x 0.76 = 751.944 TFLOP/s -> 1.462225 ms; 1.75x apart (the
     # datasheet's fp8 peak is 2.0001x its fp16 one).
     fp8_s = op_compute_s(H100_NO_TILES, linear("ffn", 8192, 8192, 8192, get_quant("fp8"))[0])
     fp16_s = op_compute_s(H100_NO_TILES, linear("ffn", 8192, 8192, 8192, get_quant("fp16"))[0])
-    assert fp8_s == pytest.approx(0.713474e-3, rel=1e-6)
-    assert fp16_s == pytest.approx(1.248642e-3, rel=1e-6)
+    assert fp8_s == pytest.approx(0.835515e-3, rel=1e-6)
+    assert fp16_s == pytest.approx(1.462225e-3, rel=1e-6)
     assert fp16_s / fp8_s == pytest.approx(1.75, rel=1e-4)
 
 
 def test_fp8_activations_halve_the_l2_traffic_that_can_bind_a_prefill_tile():
     # One 128 x 256 tile per SM (m = 256, n = 66 x 256 = 16,896, k = 4096: 2 rows x 66 columns = 132 tiles,
     # one wave), operands multicast over clusters of 2 (two rows, so the weight tile can be shared). Tensor
-    # side: 2 x 128 x 256 x 4096 = 268,435,456 FLOPs at 1978.9e12 x 0.89 x 0.875 / 132 SMs = 11.6748 TFLOP/s per
-    # SM -> 22.9928 us. L2 side per k step, at 7.5e12 / 132 B/s per SM: fp8 activations (1 B) read
+    # side: 2 x 128 x 256 x 4096 = 268,435,456 FLOPs at 1978.9e12 x 0.76 x 0.875 / 132 SMs = 9.96946 TFLOP/s per
+    # SM -> 26.9258 us. L2 side per k step, at 7.5e12 / 132 B/s per SM: fp8 activations (1 B) read
     # min(128 / 2 + 256, 128 + 256 / 2) = 256 B -> 4096 x 256 B = 18.4549 us, so the tile is compute-bound; at
     # 2 B they would read min(256 / 2 + 256, 256 + 256 / 2) = 384 B -> 27.6824 us, L2-bound.
     one_tile = dataclasses.replace(H100, gemm_tiles=((128, 256),), gemm_split_k=(1,))
     [op] = linear("ffn_up", 256, 4096, 16896, get_quant("fp8"))
     assert op.gemm.a_bytes == 1.0
-    assert op_compute_s(one_tile, op) == pytest.approx(22.9928e-6, rel=1e-5)
+    assert op_compute_s(one_tile, op) == pytest.approx(26.9258e-6, rel=1e-5)
     fp8_peak = H100.peak("fp8") * 0.875
     assert gemm_tensor_time_s(one_tile, 256, 16896, 4096, 1, 1.0, peak_flops_per_s=fp8_peak,
                               a_bytes=2.0) == pytest.approx(27.6824e-6, rel=1e-5)
@@ -53,10 +53,10 @@ def test_fp8_activations_halve_the_l2_traffic_that_can_bind_a_prefill_tile():
 def test_a_decode_gemm_multicasts_only_its_activations():
     # m = 8 (one row of 128 x 256 tiles), n = 132 x 256 = 33,792, k = 4096, fp16: the weight tile has no other
     # row to share it with, so a cluster of 2 shares the activation tile: 128 x 2 / 2 + 256 x 2 = 640 B per k
-    # step -> 4096 x 640 B / (7.5e12 / 132 B/s) = 46.1373 us (the tensor side, 2 x 128 x 256 x 4096 at
-    # 989.4e12 x 0.89 / 132 per SM, is 40.2259 us). Sharing the weights would have read 128 x 2 + 256 = 512 B
-    # (36.9098 us), less than one read of each weight byte.
-    one_tile = dataclasses.replace(H100, gemm_tiles=((128, 256),), gemm_split_k=(1,))
+    # step -> 4096 x 640 B / (7.5e12 / 132 B/s) = 46.1373 us (the tensor side, 2 x 128 x 256 x 4096 at a
+    # burst's 989.4e12 x 0.89 / 132 per SM, is 40.2394 us). Sharing the weights would have read 128 x 2 + 256 =
+    # 512 B (36.9098 us), less than one read of each weight byte.
+    one_tile = dataclasses.replace(H100, gemm_tiles=((128, 256),), gemm_split_k=(1,), compute_efficiency=0.89)
     assert gemm_tensor_time_s(one_tile, 8, 33792, 4096, 1, 2.0, peak_flops_per_s=H100.peak("fp16")) == \
         pytest.approx(46.1373e-6, rel=1e-5)
 
@@ -67,23 +67,23 @@ def test_a_yaml_share_of_one_gives_fp8_gemms_twice_the_fp16_rate(tmp_path):
     path.write_text(dataclasses.replace(H100_NO_TILES, dtype_efficiency={"fp8": 1.0}).to_yaml())
     for spec in (hardware_from_dict(data, "h100-fp8.yaml"), load_hardware_yaml(path)):
         assert spec.dtype_efficiency == {"fp8": 1.0}
-        # 1,099,511,627,776 FLOPs / (1978.9 x 0.89 = 1761.221 TFLOP/s) = 0.624289 ms: half fp16's 1.248642
+        # 1,099,511,627,776 FLOPs / (1978.9 x 0.76 = 1503.964 TFLOP/s) = 0.731076 ms: half fp16's 1.462225
         assert op_compute_s(spec, linear("ffn", 8192, 8192, 8192, get_quant("fp8"))[0]) == pytest.approx(
-            0.624289e-3, rel=1e-6)
+            0.731076e-3, rel=1e-6)
 
 
 def test_the_ridge_point_moves_with_fp8s_share():
-    # (1978.9e12 x 0.89 x 0.875) / (3350e9 x 0.91) = 1541.068e12 / 3048.5e9 = 505.517 FLOP/B
-    assert H100.ridge_point_flops_per_byte("fp8") == pytest.approx(505.517, rel=1e-6)
+    # (1978.9e12 x 0.76 x 0.875) / (3350e9 x 0.91) = 1315.969e12 / 3048.5e9 = 431.677 FLOP/B
+    assert H100.ridge_point_flops_per_byte("fp8") == pytest.approx(431.677, rel=1e-6)
 
 
 def test_fp8_attention_runs_qk_and_pv_at_the_fp8_peak():
     # Llama-3.1-8B layer: 32 heads x 128: a causal pair costs 4 x 128 x 32 = 16,384 tensor FLOPs, 4 x 32 = 128
     # vector FLOPs and 32 exponentials (timed at the vector rate, 67 TFLOP/s, on the H100):
-    # 16384 / 1541.068e12 + (128 + 32) / (67e12 x 0.89) = 1.063161e-11 + 2.683213e-12 = 1.331482e-11 s.
+    # 16384 / 1315.969e12 + (128 + 32) / (67e12 x 0.76) = 1.245015e-11 + 3.142184e-12 = 1.559233e-11 s.
     pair = flash_attention_rates(32, 8, 128, get_quant("fp8")).per_pair
     assert pair.dtype == "fp8"
-    assert op_compute_s(H100, pair) == pytest.approx(1.331482e-11, rel=1e-6)
+    assert op_compute_s(H100, pair) == pytest.approx(1.559233e-11, rel=1e-6)
     [op] = attention([2048], [0], 32, 8, 128, get_quant("fp8"), True, 128, 228 * 1024)
     assert op.dtype == "fp8"
 
@@ -119,13 +119,13 @@ def test_fp8_attention_without_an_fp8_kv_cache_is_refused():
 
 
 @pytest.mark.parametrize("share, message", [
-    ({"fp8": 1.2}, "h100-sxm.dtype_efficiency.fp8: must be > 0 and at most 1 / compute_efficiency (1.12): the "
-                   "dtype's share of its peak is compute_efficiency x this, got 1.2"),
+    ({"fp8": 1.4}, "h100-sxm.dtype_efficiency.fp8: must be > 0 and at most 1 / compute_efficiency (1.32): the "
+                   "dtype's share of its peak is compute_efficiency x this, got 1.4"),
     ({"bf16": 0.9}, "h100-sxm.dtype_efficiency.bf16: fp16 (bf16) is the reference: its efficiency is "
                     "compute_efficiency"),
     ({"fp4": 0.5}, "h100-sxm.dtype_efficiency.fp4: names a dtype without a peak here; peaks: fp16, fp32, fp8, "
                    "int8, tf32, got 'fp4'"),
-    ({"fp8": "fast"}, "h100-sxm.dtype_efficiency.fp8: must be > 0 and at most 1 / compute_efficiency (1.12): "
+    ({"fp8": "fast"}, "h100-sxm.dtype_efficiency.fp8: must be > 0 and at most 1 / compute_efficiency (1.32): "
                       "the dtype's share of its peak is compute_efficiency x this, got 'fast'"),
 ])
 def test_a_bad_dtype_share_is_one_line_naming_the_field_and_value(share, message):
@@ -136,7 +136,7 @@ def test_a_bad_dtype_share_is_one_line_naming_the_field_and_value(share, message
 
 @pytest.mark.parametrize("share, message", [
     ({"fp8": 1.5}, "h100.yaml: h100-sxm.dtype_efficiency.fp8: must be > 0 and at most 1 / compute_efficiency "
-                   "(1.12): the dtype's share of its peak is compute_efficiency x this, got 1.5"),
+                   "(1.32): the dtype's share of its peak is compute_efficiency x this, got 1.5"),
     ({"fp9": 0.5}, "h100.yaml: dtype_efficiency.fp9: unknown dtype; allowed: fp32, tf32, fp16, bf16, fp8, fp4, "
                    "int8, int4"),
     ({"fp8": 0}, "h100.yaml: dtype_efficiency.fp8: must be a finite number from 0.01 to 100, got 0"),

@@ -167,12 +167,13 @@ def test_hopper_clusters_multicast_an_operand_so_a_large_gemm_is_compute_bound()
     6.67e12 FLOP/s per SM: 9.83 ns. Its operands, 128 x 2 B of A and 256 x 2 B of B, come from L2 at
     7.5e12 / 132 = 56.8 GB/s per SM: 768 B take 13.5 ns (L2-bound), but a 2-CTA cluster multicasting B reads
     256 + 512 / 2 = 512 B per CTA, 9.0 ns: compute-bound. So 0.89 x 0.993 = 0.8837 of the peak, as
-    `infersim calibrate --device gpu` measured 0.89 on an H200 (benchmarks/results/h200); without clusters
-    the L2 bound would hold it near 0.64."""
+    `infersim calibrate --device gpu` measured 0.89 on an H200 for this GEMM in a burst (benchmarks/results/h200;
+    the spec's 0.76 is what a model's GEMMs sustain, roofline/hardware.py); without clusters the L2 bound would
+    hold it near 0.64."""
     import dataclasses
 
     from infersim.roofline.timing import gemm_tensor_time_s
-    h200 = get_hardware("h200")
+    h200 = dataclasses.replace(get_hardware("h200"), compute_efficiency=0.89)
     peak = h200.peak("fp16")
     seconds = float(gemm_tensor_time_s(h200, 8192, 8192, 8192, 1, peak_flops_per_s=peak))
     assert 2 * 8192 ** 3 / seconds / peak == pytest.approx(0.89 * 16384 / (125 * 132))
