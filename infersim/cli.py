@@ -214,10 +214,11 @@ def cmd_engines(args) -> int:
                      f"{d.memory_utilization:.2f}" + (" of free" if d.memory_utilization_of == "free" else ""),
                      "on" if d.prefix_caching else "off",
                      ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs) if graphs else "off",
+                     f"up to {d.kernels.piecewise_max_tokens} tokens" if d.kernels.piecewise_max_tokens else "off",
                      "overlapped" if d.overhead.overlaps_gpu else "in series", preset.stands_for])
     print(f"engine presets on {hw.name}, max_model_len {args.max_model_len}, TP{args.tp}:")
     print(table(["preset", "scheduler", "batched tokens", "seqs", "chunk", "block", "memory", "prefix cache",
-                 "decode graphs", "host", "stands for"], rows, left=(0, 10)))
+                 "decode graphs", "piecewise graphs", "host", "stands for"], rows, left=(0, 11)))
     return 0
 
 
@@ -354,7 +355,8 @@ def _roofline(args) -> int:
         check_fabric(hw, options)  # before the engine's kernels rename the GPU
         engine_cfg = preset_config(args.engine, model, hw, options, model.max_context_tokens)
         # the kernels as a simulated replica costs this step (sim.replica.ReplicaCosts: graph or eager)
-        engine_step = engine_cfg.kernels.for_step(hw, args.phase == "decode", args.batch)
+        engine_step = engine_cfg.kernels.for_step(hw, args.phase == "decode", args.batch, batch.num_tokens,
+                                                  model.num_layers)
         memory, engine_seqs = replica_memory_plan(engine_cfg), engine_cfg.limits.max_num_seqs  # as the engine sizes it
         options, step_hw = engine_cfg.options, engine_step.hardware
     else:
@@ -418,8 +420,9 @@ def _engine_facts(cfg: RunConfig, kernels: StepKernels, preset: str, gpu_s: floa
             "kernel_launch_s": kernels_hw.launch_overhead_s, "collective_call_s": kernels_hw.collective_call_s,
             "all_reduce": kernels_hw.all_reduce if cfg.options.parallel.tensor_parallel > 1 else None,
             "fusions": sorted(cfg.options.fusions),
+            "eager_attention_s": kernels.eager_attention_s,
             "host_s": overhead.step_s(seqs), "host_overlaps_gpu": overhead.overlaps_gpu,
-            "wall_s": overhead.wall_s(gpu_s, seqs)}
+            "wall_s": overhead.wall_s(gpu_s + kernels.eager_attention_s, seqs)}
 
 
 def _engine_line(facts: dict, tokens: int) -> str:
@@ -427,8 +430,10 @@ def _engine_line(facts: dict, tokens: int) -> str:
     calls = ("" if facts["collective_call_s"] == facts["kernel_launch_s"]
              else f", {facts['collective_call_s'] * 1e6:.1f} us a collective call")
     reduce = f"all-reduce {facts['all_reduce']}" if facts["all_reduce"] else "no all-reduce (TP1)"
-    return (f"{facts['preset']}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}), "
-            f"{reduce}; host {facts['host_s'] * 1e3:.3f} ms "
+    between = (f"; attention launched between them, +{facts['eager_attention_s'] * 1e3:.3f} ms"
+               if facts["eager_attention_s"] else "")
+    return (f"{facts['preset']}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}"
+            f"{between}), {reduce}; host {facts['host_s'] * 1e3:.3f} ms "
             f"{'overlapped' if facts['host_overlaps_gpu'] else 'in series'} -> step {facts['wall_s'] * 1e3:.3f} ms "
             f"({tokens / facts['wall_s']:,.0f} tokens/s)")
 

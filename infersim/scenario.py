@@ -64,6 +64,7 @@ class EngineSection(_Section):
     overhead_per_seq_s: Optional[YamlFloat] = Field(None, ge=0, le=1)
     host_overlaps_gpu: Optional[StrictBool] = None
     cuda_graph_max_batch: Optional[YamlInt] = Field(None, ge=0, le=1 << 20)
+    piecewise_graph_max_tokens: Optional[YamlInt] = Field(None, ge=0, le=1 << 20)
     cuda_graph_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
     eager_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
     frontend_s: Optional[YamlFloat] = Field(None, ge=0, le=60)
@@ -542,6 +543,7 @@ def _run_config(scn: Scenario, base: Path):
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
+                      piecewise_max_tokens=e.piecewise_graph_max_tokens,
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s,
                       all_reduce=e.all_reduce),
         speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit),

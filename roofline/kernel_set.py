@@ -6,6 +6,12 @@ and vLLM V0 256, TensorRT-LLM 128) and run larger or mixed steps eagerly. vLLM a
 the next captured size (the padded rows' cost is not modelled); TensorRT-LLM does not pad by default, so
 only the batch sizes it captured replay a graph.
 
+vLLM's V1 engine also captures every other step of up to its largest capture size in tokens (512) as
+piecewise CUDA graphs (CompilationConfig cudagraph_mode FULL_AND_PIECEWISE, its default: vLLM's "CUDA
+Graphs" design document): the pieces between one layer's attention and the next replay, and each layer's
+attention kernel is launched eagerly between them. Such a step costs a graph replay's plus, per layer, the
+attention kernel's eager floor less the graph's (a kernel's floor adds to its time: timing.kernel_time_s).
+
 Outside a graph, PyTorch-based engines launch each kernel from Python, and their collectives are NCCL calls
 (`HardwareSpec.collective_call_s`). A TensorRT engine enqueues its fused kernels and its all-reduce plugin
 from C++, asynchronously: the host stays ahead of the GPU whenever a layer's kernels run longer than their
@@ -29,16 +35,19 @@ from .hardware import HardwareSpec
 
 
 # How a step's kernels reach the GPU, as `StepKernels.launch` says it
-GRAPH_REPLAY, FROM_CPP, FROM_PYTHON = "replayed from a CUDA graph", "enqueued from C++", "launched from Python"
+GRAPH_REPLAY, PIECEWISE_REPLAY = "replayed from a CUDA graph", "replayed from piecewise CUDA graphs"
+FROM_CPP, FROM_PYTHON = "enqueued from C++", "launched from Python"
 
 
 class StepKernels(NamedTuple):
-    """How an engine runs one step's kernels: whether a CUDA graph replays them, how they reach the GPU
-    (GRAPH_REPLAY, FROM_CPP or FROM_PYTHON), and the hardware as they see it."""
+    """How an engine runs one step's kernels: whether a CUDA graph replays them (whole or in pieces), how they
+    reach the GPU (GRAPH_REPLAY, PIECEWISE_REPLAY, FROM_CPP or FROM_PYTHON), the hardware as they see it, and
+    what the step's attention kernels launched between graph pieces add to it (0 otherwise)."""
 
     replays_graph: bool
     launch: str
     hardware: HardwareSpec
+    eager_attention_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,10 +57,14 @@ class KernelSet:
     captured_sizes: frozenset[int] = frozenset()  # unpadded capture: only these sizes replay (empty: all, padded)
     eager_floor_s: float | None = None  # a kernel outside a graph: None, the hardware's (launched from Python)
     all_reduce: str = "nccl"  # the engine's rule for its all-reduces (a key of custom_all_reduce.ALL_REDUCES)
+    # steps of at most this many tokens that replay no whole graph replay piecewise ones (0: never)
+    piecewise_max_tokens: int = 0
 
     def __post_init__(self):
-        if self.graph_max_batch < 0:
-            raise SpecError("engine.cuda_graph_max_batch", "must be >= 0", self.graph_max_batch)
+        for field, value in (("cuda_graph_max_batch", self.graph_max_batch),
+                             ("piecewise_graph_max_tokens", self.piecewise_max_tokens)):
+            if value < 0:
+                raise SpecError(f"engine.{field}", "must be >= 0", value)
         for field, value in (("cuda_graph_kernel_s", self.graph_kernel_floor_s), ("eager_kernel_s", self.eager_floor_s)):
             if value is not None and not 0 <= value <= 1e-3:
                 raise SpecError(f"engine.{field}", "must be in [0, 1 ms]", value)
@@ -61,17 +74,28 @@ class KernelSet:
         return (decode_only and 0 < seqs <= self.graph_max_batch
                 and (not self.captured_sizes or seqs in self.captured_sizes))
 
-    def for_step(self, hw: HardwareSpec, decode_only: bool, seqs: int) -> StepKernels:
-        """A step of `seqs` sequences (`decode_only` or not): replayed from a graph where the engine captured
-        it (`in_graph`), else on its eager path (`eager`)."""
+    def replays_pieces(self, decode_only: bool, seqs: int, tokens: int) -> bool:
+        """Whether a step of `tokens` new tokens that replays no whole graph replays piecewise ones."""
+        return 0 < tokens <= self.piecewise_max_tokens and not self.replays_graph(decode_only, seqs)
+
+    def eager_attention_s(self, hw: HardwareSpec, layers: int) -> float:
+        """What a piecewise replay adds to a whole graph's: each of `layers` attention kernels at the eager
+        path's floor rather than the graph's."""
+        return layers * (self.eager(hw).launch_overhead_s - self.graph_kernel_floor_s)
+
+    def for_step(self, hw: HardwareSpec, decode_only: bool, seqs: int, tokens: int, layers: int) -> StepKernels:
+        """A step of `seqs` sequences and `tokens` new tokens (`decode_only` or not) of a model of `layers`
+        layers: replayed from a graph where the engine captured it (`in_graph`), from piecewise graphs where
+        it captured those, else on its eager path (`eager`)."""
         if self.replays_graph(decode_only, seqs):
             return StepKernels(True, GRAPH_REPLAY, self.in_graph(hw))
+        if self.replays_pieces(decode_only, seqs, tokens):
+            return StepKernels(True, PIECEWISE_REPLAY, self.in_graph(hw), self.eager_attention_s(hw, layers))
         return StepKernels(False, FROM_PYTHON if self.eager_floor_s is None else FROM_CPP, self.eager(hw))
 
     def graph_hardware(self, hw: HardwareSpec) -> HardwareSpec | None:
-        """The hardware as this engine's captured decode steps see it (`in_graph`); None where it captures
-        none."""
-        return self.in_graph(hw) if self.graph_max_batch else None
+        """The hardware as this engine's captured steps see it (`in_graph`); None where it captures none."""
+        return self.in_graph(hw) if self.graph_max_batch or self.piecewise_max_tokens else None
 
     def decode_hardware(self, hw: HardwareSpec) -> HardwareSpec:
         """The hardware a decode step's companion models (a drafter, an amateur) run on: a graph's where the

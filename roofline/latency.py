@@ -177,20 +177,23 @@ class StepTimer:
         return cached
 
     def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int, host_s: float = 0.0,
-                   host_overlaps: bool = False, start_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   host_overlaps: bool = False, start_s: float = 0.0,
+                   extra_gpu_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(per-step latencies, end times) of `steps` decode steps of a fixed batch run back to back from
         `start_s`; the batch's contexts (tokens already cached) sum to `context_sum` and peak at `context_max`
-        at the first step. Each step also spends `host_s` on the host: after the GPU's work, or, when the
-        host overlaps it (`host_overlaps`), alongside (the step then takes the longer of the two)."""
+        at the first step. Each step's GPU work takes `extra_gpu_s` more than these kernels (a piecewise
+        replay's eagerly launched attention: kernel_set.KernelSet.eager_attention_s), and each also spends
+        `host_s` on the host: after the GPU's work, or, when the host overlaps it (`host_overlaps`), alongside
+        (the step then takes the longer of the two)."""
         if not self.options.flash_attention:  # materialised attention: its GEMM tiles follow the longest context
-            gpu_s = self._decode_ops_run(batch_size, context_sum, context_max, steps).latency_s
+            gpu_s = self._decode_ops_run(batch_size, context_sum, context_max, steps).latency_s + extra_gpu_s
             latency_s = np.maximum(gpu_s, host_s) if host_overlaps else gpu_s + host_s
             return latency_s, start_s + np.cumsum(latency_s)
         line = self._decode_line(batch_size)
         return _decode_line_run(float(context_sum + batch_size), float(batch_size), steps, line.compute_fixed_s,
                                 line.compute_per_key_s, line.memory_fixed_s, line.memory_per_key_s,
                                 self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers,
-                                line.rest.latency_s, host_s, host_overlaps, start_s)
+                                line.rest.latency_s + extra_gpu_s, host_s, host_overlaps, start_s)
 
     def decode_totals(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> tuple[float, float]:
         """(FLOPs, bytes) of the same `steps` decode steps. With FlashAttention they are affine in the keys a

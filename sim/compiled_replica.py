@@ -87,15 +87,22 @@ class LoopSpec(NamedTuple):
     host_fixed_s: float  # the engine's host time per step, per sequence, and whether it overlaps the GPU
     host_per_seq_s: float
     host_overlaps: bool
+    pieces_max_tokens: int  # steps of up to this many tokens that replay no whole graph replay pieces (0: never)
+    pieces_attention_s: float  # what such a step's eagerly launched attention adds (KernelSet.eager_attention_s)
+
+
+# How a decode step of a batch size runs its kernels (ReplicaTables.replays): eagerly, replayed from a whole
+# CUDA graph, or from piecewise graphs (each layer's attention launched between them at the eager floor)
+_EAGER, _GRAPH, _PIECES = 0, 1, 2
 
 
 class ReplicaTables(NamedTuple):
     """What every replica of a run shares: its limits, its cache's size and its costs."""
 
     spec: LoopSpec
-    replays: np.ndarray  # per decode batch size: does it replay a CUDA graph?
+    replays: np.ndarray  # per decode batch size: _EAGER, _GRAPH or _PIECES
     eager: CostTables
-    graph: CostTables
+    graph: CostTables  # a graph replay's costs (whole or piecewise), of steps up to pieces_max_tokens tokens
 
 
 class LoopOutput(NamedTuple):
@@ -145,14 +152,17 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
     eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
                                                                                   limits.max_num_seqs)
     graph_hw = kernels.graph_hardware(cfg.hardware)
-    graph = StepTimer(cfg.model, graph_hw, cfg.options).tables(0, limits.max_num_seqs) if graph_hw else eager
+    graph = (StepTimer(cfg.model, graph_hw, cfg.options).tables(kernels.piecewise_max_tokens, limits.max_num_seqs)
+             if graph_hw else eager)
     overhead, block_size = cfg.overhead, cfg.kv_cache.block_size_tokens
     spec = LoopSpec(limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
                     most_new_blocks_per_seq(1, block_size), total_blocks,
                     int(cfg.kv_cache.watermark_fraction * total_blocks), block_size, float(overhead.fixed_s),
-                    float(overhead.per_seq_s), bool(overhead.overlaps_gpu))
-    return ReplicaTables(spec, np.array([kernels.replays_graph(True, b) for b in range(limits.max_num_seqs + 1)]),
-                         eager, graph)
+                    float(overhead.per_seq_s), bool(overhead.overlaps_gpu), int(kernels.piecewise_max_tokens),
+                    float(kernels.eager_attention_s(cfg.hardware, cfg.model.num_layers)))
+    replays = np.array([_GRAPH if kernels.replays_graph(True, b) else _PIECES if kernels.replays_pieces(True, b, b)
+                        else _EAGER for b in range(limits.max_num_seqs + 1)], dtype=np.int64)
+    return ReplicaTables(spec, replays, eager, graph)
 
 
 def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, progress=None) -> list[CompiledReplica]:
@@ -327,6 +337,7 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
     admits_after_preempting, most_per_seq = spec.admits_after_preempting, spec.most_blocks_per_seq
     total_blocks, watermark, block_size = spec.total_blocks, spec.watermark_blocks, spec.block_size
     host_fixed_s, host_per_seq_s, overlaps = spec.host_fixed_s, spec.host_per_seq_s, spec.host_overlaps
+    pieces_max_tokens, pieces_attention_s = spec.pieces_max_tokens, spec.pieces_attention_s
     # each request: its state and counters; when it was first scheduled, got its first and last tokens, was
     # completed, and its longest gap between tokens
     state = np.zeros(n, dtype=np.int64)
@@ -421,11 +432,15 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
                 sampled += prefilled[chunk_request[k]] + chunk_tokens[k] == prefill_tokens[chunk_request[k]]
             for i in range(decoding):
                 new[chunks + i], cached[chunks + i] = 1.0, ints[CONTEXT, i]
-            attn_s, attn_flops, attn_bytes = ragged_flash_attention(
-                new[:seqs], cached[:seqs], eager.q_tile_tokens, eager.sram_tokens, eager.flash,
-                eager.overlap_exponent, eager.launch_s)
             tokens = prompt_tokens + decoding
-            gpu_s = eager.token_latency_s[tokens] + eager.layers * attn_s + eager.sampled_latency_s[sampled]
+            pieces = tokens <= pieces_max_tokens
+            timer = graph if pieces else eager
+            attn_s, attn_flops, attn_bytes = ragged_flash_attention(
+                new[:seqs], cached[:seqs], timer.q_tile_tokens, timer.sram_tokens, timer.flash,
+                timer.overlap_exponent, timer.launch_s)
+            gpu_s = timer.token_latency_s[tokens] + timer.layers * attn_s + timer.sampled_latency_s[sampled]
+            if pieces:  # each layer's attention launched eagerly between the graph's pieces
+                gpu_s = gpu_s + pieces_attention_s
             flops += eager.token_flops[tokens] + eager.layers * attn_flops + eager.sampled_flops[sampled]
             nbytes += eager.token_bytes[tokens] + eager.layers * attn_bytes + eager.sampled_bytes[sampled]
             host_s = host_fixed_s + host_per_seq_s * seqs
@@ -479,11 +494,12 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
             seqs = running
             queued_after_plan = heap_n + arrived - fresh
             steps = 1 if preempted else steps_within(cdf, seqs, copies, min(fewest, max_decode_steps), free)
-            timer = graph if replays[seqs] else eager
+            timer = eager if replays[seqs] == _EAGER else graph
             line = timer.lines[seqs]
+            other_s = line[0] + pieces_attention_s if replays[seqs] == _PIECES else line[0]
             latency_all, ends_all = _decode_line_run(float(context_sum + seqs), float(seqs), steps, line[1], line[2],
                                                      line[3], line[4], timer.overlap_exponent, timer.launch_s,
-                                                     timer.layers, line[0], host_fixed_s + host_per_seq_s * seqs,
+                                                     timer.layers, other_s, host_fixed_s + host_per_seq_s * seqs,
                                                      overlaps, now)
             used_blocks = total_blocks - free
             while cut < len(cut_s) and cut_s[cut] < now:

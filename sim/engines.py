@@ -91,15 +91,19 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     from the architecture here) 8192 and 1024, others 2048 and 256; vllm/config/cache.py block_size 16,
     gpu_memory_utilization 0.92 (0.20+), prefix caching on; no watermark (config/scheduler.py); async
     scheduling on (0.14+); full CUDA graphs for decode steps up to 512 sequences, padded up to a captured
-    size (config/compilation.py max_cudagraph_capture_size); the custom all-reduce kernel
+    size (config/compilation.py max_cudagraph_capture_size, min(2 max_num_seqs, 512)), and piecewise ones for
+    every other step of up to as many tokens (cudagraph_mode FULL_AND_PIECEWISE, the default: each layer's
+    attention launched between the pieces; roofline/kernel_set.py); the custom all-reduce kernel
     (disable_custom_all_reduce False)."""
     memory = hw.memory_bytes
     big, hopper_class = memory >= 160 * GiB, memory >= 70 * GiB and hw.architecture != "ampere"
     tokens = 16384 if big else 8192 if hopper_class else 2048
     seqs = 1024 if big or hopper_class else 256
+    captured = min(512, 2 * seqs)
     return EngineDefaults("vllm-v1", seqs, tokens, tokens, 16, 0.92, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=min(512, 2 * seqs), all_reduce="vllm-custom"), _ADD_NORM)
+                          KernelSet(graph_max_batch=captured, all_reduce="vllm-custom", piecewise_max_tokens=captured),
+                          _ADD_NORM)
 
 
 # SGLang 0.5.23 arg_groups/memory_hook.py `handle_gpu_memory_settings`, by the GPU's memory in MiB:

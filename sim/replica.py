@@ -62,8 +62,8 @@ class EngineOverhead:
 
 @dataclass(frozen=True)
 class ReplicaCosts:
-    """What turns a plan into seconds: the forward pass (`graph_timer` for the decode steps the engine
-    replays from a CUDA graph, `timer` for the rest), the engine's host time, and swap traffic (each
+    """What turns a plan into seconds: the forward pass (`graph_timer` for the steps the engine replays from
+    CUDA graphs, whole or in pieces, `timer` for the rest), the engine's host time, and swap traffic (each
     request's KV blocks, `block_bytes` per GPU each, over the host link)."""
 
     timer: StepTimer
@@ -74,10 +74,15 @@ class ReplicaCosts:
     graph_timer: StepTimer | None = None
     decoding: Speculation | EarlyExit | None = None  # what every decode step does beyond one plain token
 
-    def timer_for(self, plan: StepPlan) -> StepTimer:
-        if self.kernels.replays_graph(not plan.prefills, plan.decoding_seqs):
-            return self.graph_timer
-        return self.timer
+    def timer_for(self, plan: StepPlan, tokens: int) -> tuple[StepTimer, float]:
+        """The timer of the plan's step of `tokens` new tokens, and what its attention kernels launched
+        between piecewise graphs add to it (0 unless it replays pieces)."""
+        decode_only, seqs = not plan.prefills, plan.decoding_seqs
+        if self.kernels.replays_graph(decode_only, seqs):
+            return self.graph_timer, 0.0
+        if self.kernels.replays_pieces(decode_only, seqs, tokens):
+            return self.graph_timer, self.kernels.eager_attention_s(self.timer.hw, self.timer.model.num_layers)
+        return self.timer, 0.0
 
     def swap_s(self, plan: StepPlan) -> float:
         """Swapping blocks blocks the step it happens in (vLLM v0 swaps before running the model)."""
@@ -171,12 +176,13 @@ class Replica:
         if decoding:
             new += [per_seq] * decoding
             cached += plan.decode.context_tokens.tolist()
-        timer = self.costs.timer_for(plan)
+        timer, eager_attention_s = self.costs.timer_for(plan, sum(new))
         if technique is not None:
             (gpu_s, flops, nbytes), emitted = technique.step(timer, plan, new, cached, sampled, self.rng, self.metrics)
         else:
             gpu_s, flops, nbytes = timer.step(new, cached, sampled)
-        latency_s = self.costs.overhead.wall_s(gpu_s + self.costs.swap_s(plan), decoding + len(plan.prefills))
+        latency_s = self.costs.overhead.wall_s(gpu_s + eager_attention_s + self.costs.swap_s(plan),
+                                               decoding + len(plan.prefills))
         yield self.env.timeout(latency_s)
         end_s = self.env.now
         self.metrics.flops += flops
@@ -194,9 +200,9 @@ class Replica:
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
         scan, growth = batch.scan(), self.kv.growth(batch)
         steps = plan.decode_steps
-        overhead, timer = self.costs.overhead, self.costs.timer_for(plan)
+        overhead, (timer, eager_attention_s) = self.costs.overhead, self.costs.timer_for(plan, seqs)
         latency_s, ends_s = timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
-                                             overhead.step_s(seqs), overhead.overlaps_gpu, now_s)
+                                             overhead.step_s(seqs), overhead.overlaps_gpu, now_s, eager_attention_s)
         used_blocks = self.kv.pool.used_blocks
         self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
         # times as Python floats (`item`): NumPy scalars would make the clock one, and every sum on it slower

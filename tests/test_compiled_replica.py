@@ -83,6 +83,9 @@ CASES = {
     # complete in their prefill step
     "refusals, one-token outputs": (_vllm_v1(limits=dataclasses.replace(_vllm_v1().limits, max_model_len=2048)),
                                     _workload(300, 10.0, seed=3, prompt=1200, output=3)),
+    # whole graphs for decode batches of up to 8, piecewise ones for the rest up to 512 tokens, eager beyond
+    "piecewise graphs": (_vllm_v1(kernels=dataclasses.replace(_vllm_v1().kernels, graph_max_batch=8)),
+                         _workload(400, 12.0, seed=4, prompt=300)),
 }
 
 
@@ -97,6 +100,12 @@ def test_the_cases_exercise_what_they_claim(monkeypatch):
     """Each case above reaches the mechanism it is there for (else its equality would prove little)."""
     pressure, _ = _both(*CASES["vllm-v1, KV pressure"], monkeypatch)
     assert pressure.summary["preemptions"] > 0
+    pieces, _ = _both(*CASES["piecewise graphs"], monkeypatch)
+    timeline = pieces.timeline
+    decode_only = timeline["prefill_tokens"] == 0
+    assert np.any(decode_only & (timeline["batch_seqs"] > 8))  # decode runs replayed in pieces
+    assert np.any((timeline["prefill_tokens"] > 0) & (timeline["prefill_tokens"] + timeline["decode_tokens"] <= 512))
+    assert np.any(timeline["prefill_tokens"] + timeline["decode_tokens"] > 512)  # and steps too large for them
     chunked, _ = _both(*CASES["sarathi, KV pressure"], monkeypatch)
     assert chunked.summary["preemptions"] > 0 and chunked.timeline["prefill_tokens"].max() <= 512
     assert np.any((chunked.table["prompt_tokens"] > 512) & (chunked.table["state"] == "done"))  # chunked

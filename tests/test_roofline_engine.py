@@ -41,7 +41,7 @@ def test_a_launch_bound_op_costs_the_cpp_executors_enqueue_instead_of_pythons_la
 @pytest.mark.parametrize("phase, batch, replays", [
     (("--phase", "decode", "--context", "1000"), 8, True),  # decode-only, 8 <= 512 captured sequences
     (("--phase", "decode", "--context", "1000"), 600, False),  # beyond the largest graph (min(512, 2 x 1024))
-    (("--phase", "prefill", "--prompt", "1000"), 8, False),  # a prompt in the step: never a graph
+    (("--phase", "prefill", "--prompt", "1000"), 8, False),  # 8,000 prompt tokens: past the piecewise graphs' 512
 ])
 def test_vllm_v1_replays_a_graph_for_a_decode_batch_it_captured_and_runs_the_rest_from_python(capsys, phase, batch,
                                                                                                replays):
@@ -53,6 +53,18 @@ def test_vllm_v1_replays_a_graph_for_a_decode_batch_it_captured_and_runs_the_res
     # a graph's kernel floor is 1.0 us; outside it the H100's eager 4.6 us launch and 30 us NCCL-style call
     assert (engine["kernel_launch_s"], engine["collective_call_s"]) == ((1.0e-6, 1.0e-6) if replays else (4.6e-6, 30e-6))
     assert engine["fusions"] == ["add_norm"] and engine["all_reduce"] is None  # TP1: no all-reduce to run
+
+
+def test_vllm_v1_replays_a_short_prompt_from_piecewise_graphs_with_attention_launched_between(capsys):
+    data = roofline_json(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--phase", "prefill",
+                         "--prompt", "400", "--engine", "vllm-v1")
+    engine = data["engine"]
+    assert engine["replays_graph"] and engine["kernels"] == "replayed from piecewise CUDA graphs"
+    assert engine["kernel_launch_s"] == 1.0e-6
+    # 32 attention kernels, one a layer, launched from Python between the pieces: 32 x (4.6 - 1.0) us
+    assert engine["eager_attention_s"] == pytest.approx(115.2e-6, rel=1e-9)
+    host_s = engine["host_s"]  # overlapped: the step takes the longer of the GPU's and the host's
+    assert engine["wall_s"] == pytest.approx(max(data["totals"]["time_s"] + 115.2e-6, host_s), rel=1e-9)
 
 
 def test_trtllm_replays_only_the_batch_sizes_it_captured(capsys):

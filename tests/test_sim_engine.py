@@ -72,6 +72,29 @@ def test_decode_steps_replayed_from_a_cuda_graph_pay_the_graph_floor_per_kernel(
     assert saved_s == pytest.approx(10 * 388 * (4.6e-6 - 1.0e-6), rel=1e-6)
 
 
+def test_steps_replayed_from_piecewise_graphs_launch_only_attention_eagerly():
+    from infersim.roofline.kernel_set import KernelSet
+    wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
+    pieces = KernelSet(graph_max_batch=8, piecewise_max_tokens=100)
+    assert pieces.replays_pieces(False, 0, 100) and not pieces.replays_pieces(False, 0, 101)
+    assert not pieces.replays_pieces(True, 8, 8)  # a whole graph replays it
+    # 32 attention kernels, one a layer, at the A100's 4.6 us eager floor rather than the graph's 1.0 us
+    assert pieces.eager_attention_s(A100, 32) == pytest.approx(32 * 3.6e-6, rel=1e-12)
+    graphs = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0), kernels=KernelSet(graph_max_batch=8)),
+                 wl).requests[0]
+    piecewise = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0), kernels=pieces), wl).requests[0]
+    # the 100-token prefill's 388 kernels (12 a layer x 32 + 4) at 1.0 us but its 32 attention kernels at
+    # 4.6 us: 356 x 3.6 us saved; the decode steps replay the whole graph either way
+    assert graphs.first_token_s - piecewise.first_token_s == pytest.approx(356 * 3.6e-6, rel=1e-6)
+    assert piecewise.completion_s - piecewise.first_token_s == pytest.approx(
+        graphs.completion_s - graphs.first_token_s, rel=1e-12)
+    longer = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0), kernels=pieces),
+                 Workload(np.array([0.0]), np.array([101]), np.array([2]))).requests[0]
+    eager_101 = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0)),
+                    Workload(np.array([0.0]), np.array([101]), np.array([2]))).requests[0]
+    assert longer.first_token_s == pytest.approx(eager_101.first_token_s, rel=1e-12)  # past 100 tokens: eager
+
+
 def test_kernels_enqueued_from_cpp_pay_their_own_floor_in_every_step():
     from infersim.roofline.kernel_set import KernelSet
     wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
