@@ -908,8 +908,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sampling", choices=("greedy", "top_p"), default="top_p",
                    help="the sampling kernel that ends the step (default top_p: sort-free top-p over the vocabulary)")
     r.add_argument("--engine", metavar="PRESET", help="cost the step as an engine preset runs it (see infersim "
-                   "engines): its fusions, its kernels (a CUDA graph's where it captures the step, else its eager "
-                   "path), its all-reduce, and its host time per step")
+                   "engines): its fusions, its kernels (a CUDA graph's where it captures the step, whole or in pieces, "
+                   "else its eager path), its all-reduce, and its host time per step")
     r.add_argument("--json", action="store_true", help="print JSON (keys: ops, totals, memory; engine with --engine)")
     r.add_argument("--plot", metavar="FILE.png", type=_figure_path,
                    help="draw the ops on the hardware's roofline chart")

@@ -54,8 +54,8 @@ def _registered(registry: str, field: str):
 
 class EngineSection(_Section):
     """The serving engine (sim.engines): a preset sets the scheduler, its limits, the KV cache layout, which
-    decode steps replay a CUDA graph and the host's time per step; every key left out here, in `scheduler`
-    or in `kv_cache` takes the preset's value for the GPU."""
+    steps replay CUDA graphs (whole, for decode steps, or piecewise) and the host's time per step; every key
+    left out here, in `scheduler` or in `kv_cache` takes the preset's value for the GPU."""
 
     preset: str = "vllm-v1"
     flash_attention: StrictBool = True
@@ -543,7 +543,7 @@ def _run_config(scn: Scenario, base: Path):
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
-                      piecewise_max_tokens=e.piecewise_graph_max_tokens,
+                      piecewise_max_tokens=_piecewise_max_tokens(e),
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s,
                       all_reduce=e.all_reduce),
         speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit),
@@ -552,6 +552,15 @@ def _run_config(scn: Scenario, base: Path):
     _check_swap_space(cfg)
     _check_num_blocks(cfg)
     return cfg
+
+
+def _piecewise_max_tokens(engine: EngineSection) -> int | None:
+    """The engine's piecewise graphs: as the scenario sets them, none where it turns CUDA graphs off
+    (`cuda_graph_max_batch: 0`, as vLLM's enforce_eager turns off both kinds) and leaves them unset, else
+    the preset's (None)."""
+    if engine.piecewise_graph_max_tokens is None and engine.cuda_graph_max_batch == 0:
+        return 0
+    return engine.piecewise_graph_max_tokens
 
 
 def _speculative(section: SpeculativeSection | None, base: Path):

@@ -69,9 +69,10 @@ class ServingRun:
     @property
     def lengths_text(self) -> str:
         """'in/out', each mean with its spread where lengths vary: 202/214, 202+-60/214+-80."""
-        def one(mean: int, stddev: float) -> str:
-            return f"{mean}+-{stddev:g}" if stddev else str(mean)
-        return f"{one(self.input_tokens, self.input_tokens_stddev)}/{one(self.output_tokens, self.output_tokens_stddev)}"
+        def one(mean_tokens: int, stddev_tokens: float) -> str:
+            return f"{mean_tokens}+-{stddev_tokens:g}" if stddev_tokens else str(mean_tokens)
+        return (f"{one(self.input_tokens, self.input_tokens_stddev)}/"
+                f"{one(self.output_tokens, self.output_tokens_stddev)}")
 
     @property
     def config_key(self) -> str:
@@ -363,15 +364,16 @@ def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:
     return arrivals * ((n - 1) / run.request_rate_per_s / arrivals[-1])
 
 
-def spread_lengths(mean: int, stddev: float, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` token lengths whose mean and standard deviation are the run's: lognormal (positive and
+def spread_lengths(mean_tokens: int, stddev_tokens: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` token lengths drawn lognormal with the run's mean and standard deviation (positive and
     right-skewed, as a dataset's lengths are; a normal of a deviation near its mean would put a sixth of its
-    draws below zero, and cutting them off would raise the mean the run measured), fixed where `stddev` is 0."""
+    draws below zero, and cutting them off would raise the mean the run measured), rounded to whole tokens
+    and at least one (which lifts the mean of a spread many times the mean), fixed where the deviation is 0."""
     from infersim.sim.workload import sample_lengths
 
-    if stddev <= 0:
-        return np.full(count, mean, dtype=np.int64)
-    return sample_lengths("lognormal", count, rng, mean=mean, std=stddev)
+    if stddev_tokens <= 0:
+        return np.full(count, mean_tokens, dtype=np.int64)
+    return sample_lengths("lognormal", count, rng, mean=mean_tokens, std=stddev_tokens)
 
 
 def workload_of(run: ServingRun, seed: int):
@@ -384,7 +386,8 @@ def workload_of(run: ServingRun, seed: int):
     if own is None:
         n = run.num_requests
         rng = np.random.default_rng([seed, 1])  # apart from the arrivals' stream: a spread leaves them as they are
-        return Workload(arrivals_of(run, seed), spread_lengths(run.input_tokens, run.input_tokens_stddev, n, rng),
+        return Workload(arrivals_of(run, seed),
+                        spread_lengths(run.input_tokens, run.input_tokens_stddev, n, rng),
                         spread_lengths(run.output_tokens, run.output_tokens_stddev, n, rng))
     sent_s = own.sent_s if own.sent_s is not None else arrivals_of(run, seed, len(own.input_tokens))
     return Workload(sent_s, own.input_tokens, own.output_tokens)
@@ -403,9 +406,14 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
         workload = workload_of(run, seed)
         longest = int((workload.prompt_tokens + workload.output_tokens).max())
         if longest > model.max_context_tokens:
-            if run.requests is None and (run.input_tokens_stddev or run.output_tokens_stddev):
-                raise SpecError("input_tokens_stddev, output_tokens_stddev", f"draw a request of {longest:,} tokens, "
-                                f"beyond {model.name}'s context of {model.max_context_tokens:,}: lower them")
+            spreads = [(column, value) for column, value in (
+                ("input_tokens_stddev", run.input_tokens_stddev), ("output_tokens_stddev", run.output_tokens_stddev))
+                if value]
+            if spreads and run.requests is None:
+                raise SpecError(" and ".join(column for column, _ in spreads),
+                                f"draw a request of {longest:,} tokens, beyond {model.name}'s context of "
+                                f"{model.max_context_tokens:,}: lower the spread",
+                                ", ".join(f"{value:g}" for _, value in spreads))
             field = "input_lens + output_lens" if run.requests is not None else "input_tokens + output_tokens"
             raise SpecError(field, f"reach {longest:,} tokens, beyond {model.name}'s context of "
                             f"{model.max_context_tokens:,}, so no request could be served", longest)

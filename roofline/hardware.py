@@ -244,18 +244,20 @@ _H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepa
 # "Boosting Matrix Multiplication Speed and Flexibility with NVIDIA cuBLAS 12.9" (technical blog, 2025) measures
 # Hopper's scaled FP8 matmuls at up to 1.75x the BF16 baseline on large shapes, 1.75 / 2 = 0.875 of BF16's share;
 # DeepGEMM (README, 2025-04) reaches 1550 TFLOPS FP8 on an H800 (1979 dense): 0.78 of the peak, 0.88 of the
-# 0.89 fp16 an 8192^3 GEMM reached on an H200 here; FlashAttention-3 (Shah et al. 2024, abstract) 740 TFLOPS fp16 (0.75) and
+# 0.89 fp16 an 8192^3 GEMM reached on an H200 here; FlashAttention-3 (Shah et al. 2024, abstract) 740 TFLOPS
+# fp16 (0.75) and
 # ~1.2 PFLOPS FP8 (0.61): 0.81 of fp16's share. Other GPUs' fp8 and fp4 keep fp16's share: no paired figure.
 _GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
 
 # The share of the bf16 tensor peak GH100 GPUs (H100, H200, GH200) sustain on a model's GEMMs, fitted as the
 # A100's is: `infersim calibrate --from-profile data/profiles/h100/Llama-2-7b-hf_linear_ops.csv --hardware
-# h100-sxm` finds 0.758 (Vidur's H100 profile; its large MLP GEMMs run at 0.75-0.76 of 989.4 TFLOP/s, e.g.
-# 4096 tokens x 4096 x 22016 in 0.987 ms: 748 TFLOP/s), the A100's profiles 0.76. One 8192^3 GEMM timed for
-# ~12 ms on an H200 (`calibrate --device gpu`, benchmarks/results/h200) reached 0.89: a single best-shaped
-# GEMM in a burst, above what a model's GEMMs sustain over a run's steps (the held-out 70B profile's GEMM
-# median error is 15.4% at 0.89, 7.4% at 0.76).
+# h100-sxm` finds 0.76 (0.758 from the 0.89 it started from, 0.762 from 0.76) on Vidur's H100 profile, whose
+# large MLP GEMMs run at 0.75-0.76 of 989.4 TFLOP/s (4096 tokens x 4096 x 22016 in 0.987 ms: 748 TFLOP/s); the
+# A100's profiles give 0.76. One 8192^3 GEMM timed for ~12 ms on an H200 (`calibrate --device gpu`,
+# benchmarks/results/h200) reached 0.89: a single best-shaped GEMM in a burst, above what a model's GEMMs
+# sustain over a run's steps (the held-out 70B profile's GEMM median error is 15.4% at 0.89, 7.4% at 0.76).
 _GH100_COMPUTE_EFFICIENCY = 0.76
+
 # Per-SM DRAM bandwidth by Little's law: bytes in flight per SM / DRAM latency. In flight: a full SM's 2048
 # resident threads (CUDA C++ Programming Guide, "Technical Specifications per Compute Capability": 2048 per
 # SM on 8.0 and 9.0) each with one 16-byte vector load outstanding, 32 KiB. Latency: what a streaming read
@@ -311,7 +313,8 @@ _REGISTRY = {h.name: h for h in (
     # efficiency as the H100 SXM's (the same die).
     _gpu("gh200", "NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: H100 GPU, "
          "96 GB HBM3 at 4 TB/s, NVLink 900 GB/s, NVLink-C2C 900 GB/s", _H100_SXM_PEAKS, 67, 97871, 4000, 50, 228, 132,
-         450, 450, l2_bw_tbs=7.5, compute_efficiency=_GH100_COMPUTE_EFFICIENCY, dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
+         450, 450, l2_bw_tbs=7.5, compute_efficiency=_GH100_COMPUTE_EFFICIENCY,
+         dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
          fabric_gpus=256, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # NVIDIA H20 (HGX H20, 2024): a cut-down Hopper for China with no public NVIDIA datasheet; figures from
     # NVIDIA's partner spec sheet as reported (SemiAnalysis, Nov 2023): dense fp16 148, fp8 and int8 296,

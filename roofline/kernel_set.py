@@ -26,12 +26,22 @@ beyond their payload limits, GPU counts and fabrics; the rule holds inside and o
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from .custom_all_reduce import ALL_REDUCES
 from .errors import SpecError, require_choice
 from .hardware import HardwareSpec
+
+
+class Replay(enum.IntEnum):
+    """How a step's kernels run: launched one by one, replayed from a whole CUDA graph, or from piecewise
+    graphs with each layer's attention launched between them."""
+
+    EAGER = 0
+    GRAPH = 1
+    PIECES = 2
 
 
 # How a step's kernels reach the GPU, as `StepKernels.launch` says it
@@ -59,6 +69,10 @@ class KernelSet:
     all_reduce: str = "nccl"  # the engine's rule for its all-reduces (a key of custom_all_reduce.ALL_REDUCES)
     # steps of at most this many tokens that replay no whole graph replay piecewise ones (0: never)
     piecewise_max_tokens: int = 0
+    # whether graph_max_batch and captured_sizes count a decode step's tokens (vLLM: a speculative step of n
+    # sequences verifying k drafts is n (k + 1) tokens, v1/cudagraph_dispatcher.py uniform_decode_query_len)
+    # or its sequences
+    graph_counts_tokens: bool = False
 
     def __post_init__(self):
         for field, value in (("cuda_graph_max_batch", self.graph_max_batch),
@@ -70,26 +84,29 @@ class KernelSet:
                 raise SpecError(f"engine.{field}", "must be in [0, 1 ms]", value)
         require_choice("engine.all_reduce", self.all_reduce, ALL_REDUCES)
 
-    def replays_graph(self, decode_only: bool, seqs: int) -> bool:
-        return (decode_only and 0 < seqs <= self.graph_max_batch
-                and (not self.captured_sizes or seqs in self.captured_sizes))
-
-    def replays_pieces(self, decode_only: bool, seqs: int, tokens: int) -> bool:
-        """Whether a step of `tokens` new tokens that replays no whole graph replays piecewise ones."""
-        return 0 < tokens <= self.piecewise_max_tokens and not self.replays_graph(decode_only, seqs)
+    def replay(self, decode_only: bool, seqs: int, tokens: int) -> Replay:
+        """How a step of `seqs` sequences and `tokens` new tokens (`decode_only` or not) runs: a decode step of
+        a captured size replays its whole graph, another step of up to `piecewise_max_tokens` tokens
+        replays pieces, the rest run eagerly."""
+        size = tokens if self.graph_counts_tokens else seqs
+        captured = 0 < size <= self.graph_max_batch and (not self.captured_sizes or size in self.captured_sizes)
+        if decode_only and captured:
+            return Replay.GRAPH
+        return Replay.PIECES if 0 < tokens <= self.piecewise_max_tokens else Replay.EAGER
 
     def eager_attention_s(self, hw: HardwareSpec, layers: int) -> float:
-        """What a piecewise replay adds to a whole graph's: each of `layers` attention kernels at the eager
-        path's floor rather than the graph's."""
+        """What a piecewise replay adds to a whole graph's: each of `layers` attention kernels (one a layer,
+        as FlashAttention runs) at the eager path's floor rather than the graph's."""
         return layers * (self.eager(hw).launch_overhead_s - self.graph_kernel_floor_s)
 
     def for_step(self, hw: HardwareSpec, decode_only: bool, seqs: int, tokens: int, layers: int) -> StepKernels:
         """A step of `seqs` sequences and `tokens` new tokens (`decode_only` or not) of a model of `layers`
         layers: replayed from a graph where the engine captured it (`in_graph`), from piecewise graphs where
         it captured those, else on its eager path (`eager`)."""
-        if self.replays_graph(decode_only, seqs):
+        replay = self.replay(decode_only, seqs, tokens)
+        if replay == Replay.GRAPH:
             return StepKernels(True, GRAPH_REPLAY, self.in_graph(hw))
-        if self.replays_pieces(decode_only, seqs, tokens):
+        if replay == Replay.PIECES:
             return StepKernels(True, PIECEWISE_REPLAY, self.in_graph(hw), self.eager_attention_s(hw, layers))
         return StepKernels(False, FROM_PYTHON if self.eager_floor_s is None else FROM_CPP, self.eager(hw))
 

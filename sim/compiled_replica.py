@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from infersim.roofline.kernel_set import Replay
 from infersim.roofline.latency import CostTables, StepTimer, _decode_line_run, decode_run_totals, ragged_flash_attention
 
 from .batch import CONTEXT, MAX_ITL, REMAINING, REQUEST, _add_request, _advance, _pop_finished, _scan
@@ -91,16 +92,16 @@ class LoopSpec(NamedTuple):
     pieces_attention_s: float  # what such a step's eagerly launched attention adds (KernelSet.eager_attention_s)
 
 
-# How a decode step of a batch size runs its kernels (ReplicaTables.replays): eagerly, replayed from a whole
-# CUDA graph, or from piecewise graphs (each layer's attention launched between them at the eager floor)
-_EAGER, _GRAPH, _PIECES = 0, 1, 2
+# How a decode step of a batch size runs its kernels (ReplicaTables.replays, kernel_set.Replay), as the
+# compiled loop reads them
+_EAGER, _GRAPH, _PIECES = int(Replay.EAGER), int(Replay.GRAPH), int(Replay.PIECES)
 
 
 class ReplicaTables(NamedTuple):
     """What every replica of a run shares: its limits, its cache's size and its costs."""
 
     spec: LoopSpec
-    replays: np.ndarray  # per decode batch size: _EAGER, _GRAPH or _PIECES
+    replays: np.ndarray  # per decode batch size: how its step runs (_EAGER, _GRAPH or _PIECES)
     eager: CostTables
     graph: CostTables  # a graph replay's costs (whole or piecewise), of steps up to pieces_max_tokens tokens
 
@@ -152,7 +153,8 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
     eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
                                                                                   limits.max_num_seqs)
     graph_hw = kernels.graph_hardware(cfg.hardware)
-    graph = (StepTimer(cfg.model, graph_hw, cfg.options).tables(kernels.piecewise_max_tokens, limits.max_num_seqs)
+    pieces_tokens = min(kernels.piecewise_max_tokens, max(budget, limits.max_num_seqs))  # no step is larger
+    graph = (StepTimer(cfg.model, graph_hw, cfg.options).tables(pieces_tokens, limits.max_num_seqs)
              if graph_hw else eager)
     overhead, block_size = cfg.overhead, cfg.kv_cache.block_size_tokens
     spec = LoopSpec(limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
@@ -160,8 +162,7 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
                     int(cfg.kv_cache.watermark_fraction * total_blocks), block_size, float(overhead.fixed_s),
                     float(overhead.per_seq_s), bool(overhead.overlaps_gpu), int(kernels.piecewise_max_tokens),
                     float(kernels.eager_attention_s(cfg.hardware, cfg.model.num_layers)))
-    replays = np.array([_GRAPH if kernels.replays_graph(True, b) else _PIECES if kernels.replays_pieces(True, b, b)
-                        else _EAGER for b in range(limits.max_num_seqs + 1)], dtype=np.int64)
+    replays = np.array([kernels.replay(True, b, b) for b in range(limits.max_num_seqs + 1)], dtype=np.int64)
     return ReplicaTables(spec, replays, eager, graph)
 
 

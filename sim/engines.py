@@ -91,7 +91,7 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     from the architecture here) 8192 and 1024, others 2048 and 256; vllm/config/cache.py block_size 16,
     gpu_memory_utilization 0.92 (0.20+), prefix caching on; no watermark (config/scheduler.py); async
     scheduling on (0.14+); full CUDA graphs for decode steps up to 512 sequences, padded up to a captured
-    size (config/compilation.py max_cudagraph_capture_size, min(2 max_num_seqs, 512)), and piecewise ones for
+    size in tokens (config/compilation.py max_cudagraph_capture_size, min(2 max_num_seqs, 512)), and piecewise ones for
     every other step of up to as many tokens (cudagraph_mode FULL_AND_PIECEWISE, the default: each layer's
     attention launched between the pieces; roofline/kernel_set.py); the custom all-reduce kernel
     (disable_custom_all_reduce False)."""
@@ -102,7 +102,8 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     captured = min(512, 2 * seqs)
     return EngineDefaults("vllm-v1", seqs, tokens, tokens, 16, 0.92, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=captured, all_reduce="vllm-custom", piecewise_max_tokens=captured),
+                          KernelSet(graph_max_batch=captured, all_reduce="vllm-custom", piecewise_max_tokens=captured,
+                                    graph_counts_tokens=True),
                           _ADD_NORM)
 
 

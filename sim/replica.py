@@ -11,13 +11,13 @@ stepping one iteration at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import simpy
 
 from infersim.roofline.hardware import Link
-from infersim.roofline.kernel_set import KernelSet
+from infersim.roofline.kernel_set import KernelSet, Replay
 from infersim.roofline.latency import StepTimer
 from infersim.roofline.timing import transfer_time_s
 
@@ -60,6 +60,14 @@ class EngineOverhead:
         return max(gpu_s, host_s) if self.overlaps_gpu else gpu_s + host_s
 
 
+class StepCosting(NamedTuple):
+    """The timer of a step's kernels, and the time its attention kernels launched between piecewise graphs
+    add to them (0 unless the step replays pieces)."""
+
+    timer: StepTimer
+    eager_attention_s: float
+
+
 @dataclass(frozen=True)
 class ReplicaCosts:
     """What turns a plan into seconds: the forward pass (`graph_timer` for the steps the engine replays from
@@ -73,16 +81,14 @@ class ReplicaCosts:
     kernels: KernelSet = KernelSet()
     graph_timer: StepTimer | None = None
     decoding: Speculation | EarlyExit | None = None  # what every decode step does beyond one plain token
+    pieces_attention_s: float = 0.0  # a piecewise replay's eager attention launches (KernelSet.eager_attention_s)
 
-    def timer_for(self, plan: StepPlan, tokens: int) -> tuple[StepTimer, float]:
-        """The timer of the plan's step of `tokens` new tokens, and what its attention kernels launched
-        between piecewise graphs add to it (0 unless it replays pieces)."""
-        decode_only, seqs = not plan.prefills, plan.decoding_seqs
-        if self.kernels.replays_graph(decode_only, seqs):
-            return self.graph_timer, 0.0
-        if self.kernels.replays_pieces(decode_only, seqs, tokens):
-            return self.graph_timer, self.kernels.eager_attention_s(self.timer.hw, self.timer.model.num_layers)
-        return self.timer, 0.0
+    def timer_for(self, plan: StepPlan, tokens: int) -> StepCosting:
+        """How the plan's step of `tokens` new tokens is costed (KernelSet.replay)."""
+        replay = self.kernels.replay(not plan.prefills, plan.decoding_seqs, tokens)
+        if replay == Replay.EAGER:
+            return StepCosting(self.timer, 0.0)
+        return StepCosting(self.graph_timer, self.pieces_attention_s if replay == Replay.PIECES else 0.0)
 
     def swap_s(self, plan: StepPlan) -> float:
         """Swapping blocks blocks the step it happens in (vLLM v0 swaps before running the model)."""

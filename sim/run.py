@@ -217,7 +217,8 @@ def deploy(cfg: RunConfig, env: simpy.Environment, metrics: Metrics, requests: l
     graph_timer = StepTimer(cfg.model, graph_hw, cfg.options) if graph_hw else None
     costs = ReplicaCosts(StepTimer(cfg.model, cfg.kernels.eager(cfg.hardware), cfg.options), cfg.overhead,
                          cfg.hardware.host_link,
-                         token_kv_bytes * block_size, cfg.kernels, graph_timer, _decode_technique(cfg))
+                         token_kv_bytes * block_size, cfg.kernels, graph_timer, _decode_technique(cfg),
+                         cfg.kernels.eager_attention_s(cfg.hardware, cfg.model.num_layers))
     allocator = ALLOCATORS[cfg.allocator]
 
     def make_replica(index: int, hand_off=None) -> Replica:

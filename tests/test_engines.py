@@ -2,6 +2,7 @@
 import pytest
 
 from infersim.roofline import get_hardware
+from infersim.roofline.kernel_set import Replay
 from infersim.sim.engines import ENGINES
 from infersim.sim.schedulers import SCHEDULERS
 
@@ -38,13 +39,22 @@ def test_vllm_v0_budgets_a_whole_longest_prompt_and_chunks_long_contexts_by_itse
     assert (long.scheduler, long.max_num_batched_tokens, long.chunk_tokens) == ("sarathi", 2048, 2048)
 
 
+def test_vllm_v1_sizes_its_graphs_in_tokens_and_replays_the_other_steps_in_pieces():
+    # captures of up to min(2 x 1024, 512) = 512 tokens (config/compilation.py max_cudagraph_capture_size)
+    kernels = ENGINES["vllm-v1"].defaults(get_hardware("h100-sxm"), 8192, 1).kernels
+    assert kernels.replay(True, 512, 512) == Replay.GRAPH
+    # EAGLE verifying 3 drafts: 200 sequences are 800 tokens, past every capture: eager, not a whole graph
+    assert kernels.replay(True, 200, 800) == Replay.EAGER and kernels.replay(True, 100, 400) == Replay.GRAPH
+    assert kernels.replay(False, 10, 500) == Replay.PIECES and kernels.replay(False, 10, 513) == Replay.EAGER
+
+
 def test_trtllm_replays_only_the_batch_sizes_it_captured_and_its_cpp_executor_none():
     # CudaGraphConfig without padding: 1-32, 64 and 128; a batch of 33 or 100 runs eagerly
     graphs = ENGINES["trtllm"].defaults(get_hardware("h100-sxm"), 8192, 1).kernels
-    assert [n for n in (1, 32, 33, 64, 100, 128, 129) if graphs.replays_graph(True, n)] == [1, 32, 64, 128]
-    assert not graphs.replays_graph(False, 32)  # a step with a prompt in it is never a graph
+    assert [n for n in (1, 32, 33, 64, 100, 128, 129) if graphs.replay(True, n, n) == Replay.GRAPH] == [1, 32, 64, 128]
+    assert graphs.replay(False, 32, 32) == Replay.EAGER  # a step with a prompt in it: no graph, no pieces
     cpp = ENGINES["trtllm-cpp"].defaults(get_hardware("h100-sxm"), 8192, 1)
-    assert not cpp.kernels.replays_graph(True, 1) and not cpp.prefix_caching and not cpp.overhead.overlaps_gpu
+    assert cpp.kernels.replay(True, 1, 1) == Replay.EAGER and not cpp.prefix_caching and not cpp.overhead.overlaps_gpu
     assert cpp.kernels.eager_floor_s == 1.4e-6  # its kernels are enqueued from C++ (roofline/kernel_set.py)
 
 

@@ -252,6 +252,24 @@ def test_the_engine_preset_fills_every_key_the_scenario_leaves_out(tmp_path):
     assert default.kv_cache.prefix_caching
 
 
+@pytest.mark.parametrize("engine, graphs, pieces", [
+    ("{preset: vllm-v1}", 512, 512),  # V1 on an A100 (256 sequences): captures of min(2 x 256, 512) tokens
+    ("{preset: vllm-v1, cuda_graph_max_batch: 0}", 0, 0),  # no graphs, as enforce_eager: pieces off too
+    ("{preset: vllm-v1, cuda_graph_max_batch: 0, piecewise_graph_max_tokens: 256}", 0, 256),
+    ("{preset: vllm-v1, piecewise_graph_max_tokens: 0}", 512, 0),
+    ("{preset: sglang}", 256, 0),  # SGLang prefills eagerly
+])
+def test_a_scenario_sets_or_turns_off_whole_and_piecewise_graphs(tmp_path, engine, graphs, pieces):
+    text = BASE.replace("model: tiny-llama", f"model: tiny-llama\nengine: {engine}")
+    cfg, _ = build_run(*load_scenario(write(tmp_path, text)))
+    assert (cfg.kernels.graph_max_batch, cfg.kernels.piecewise_max_tokens) == (graphs, pieces)
+
+
+def test_a_bad_piecewise_graph_size_is_one_line(tmp_path):
+    text = BASE.replace("model: tiny-llama", "model: tiny-llama\nengine: {piecewise_graph_max_tokens: -1}")
+    assert error_of(tmp_path, text) == "engine.piecewise_graph_max_tokens: must be >= 0, got -1"
+
+
 @pytest.mark.parametrize("old, new, message", [
     ("model: tiny-llama", "model:", "model: must be text, got nothing (the key is left empty)"),
     ("hardware: a100-sxm-80gb", "hardware: a100-sxm-80gb\nslo: {ttft_s: {p99: 0.5}}",

@@ -309,6 +309,6 @@ def test_a_spread_that_draws_beyond_the_models_context_names_the_spread(tmp_path
     wide.write_text(rows[0] + ",input_tokens_stddev\n" + rows[19].replace(",467,256,500,", ",60000,256,50,", 1)
                     + ",60000\n")
     (run,) = read_csv_runs(wide)
-    with pytest.raises(SpecError, match=r"wide.csv:2: input_tokens_stddev, output_tokens_stddev: draw a request of "
-                                        r"[0-9,]+ tokens, beyond llama-3.1-8b's context of 131,072: lower them"):
+    with pytest.raises(SpecError, match=r"^wide.csv:2: input_tokens_stddev: draw a request of [0-9,]+ tokens, "
+                                        r"beyond llama-3.1-8b's context of 131,072: lower the spread, got '60000'$"):
         simulate_run(run, "trtllm-cpp")

@@ -75,9 +75,10 @@ def test_decode_steps_replayed_from_a_cuda_graph_pay_the_graph_floor_per_kernel(
 def test_steps_replayed_from_piecewise_graphs_launch_only_attention_eagerly():
     from infersim.roofline.kernel_set import KernelSet
     wl = Workload(np.array([0.0]), np.array([100]), np.array([11]))
+    from infersim.roofline.kernel_set import Replay
     pieces = KernelSet(graph_max_batch=8, piecewise_max_tokens=100)
-    assert pieces.replays_pieces(False, 0, 100) and not pieces.replays_pieces(False, 0, 101)
-    assert not pieces.replays_pieces(True, 8, 8)  # a whole graph replays it
+    assert pieces.replay(False, 1, 100) == Replay.PIECES and pieces.replay(False, 1, 101) == Replay.EAGER
+    assert pieces.replay(True, 8, 8) == Replay.GRAPH and pieces.replay(True, 9, 9) == Replay.PIECES
     # 32 attention kernels, one a layer, at the A100's 4.6 us eager floor rather than the graph's 1.0 us
     assert pieces.eager_attention_s(A100, 32) == pytest.approx(32 * 3.6e-6, rel=1e-12)
     graphs = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0), kernels=KernelSet(graph_max_batch=8)),
