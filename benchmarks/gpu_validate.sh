@@ -5,6 +5,7 @@
 # simulator's simpy and pydantic are not needed. Runs from the repository root without an install.
 # It calibrates the GPU, then validates against the registry spec and against the calibrated one, on the
 # quick sweep (under 8 minutes on an H100); pass --full as the second argument for the full sweeps.
+# It also times cuBLAS fp16 GEMMs of Llama layer shapes (the `gemm` family) against the tile model.
 # Attention is timed on the tensor-core kernel (kernels/cuda/attention_mma.cu, fp16) and top-p below the SM
 # count on the split-row kernel (top_p_split.cu); both were written without a GPU (issue 12), so their
 # correctness tests run first, against the references and the kernels' NumPy emulations: a kernel that

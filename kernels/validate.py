@@ -1,7 +1,7 @@
 """Run every kernel over decode-like and prefill-like shapes, time it, predict the same work with the
 roofline on the device's hardware spec, and say how far apart they are and why.
 
-Each case names its kernel `<family>_<kernel>_<backend>` (families: attention, quant, sampling), runs a
+Each case names its kernel `<family>_<kernel>_<backend>` (families: attention, quant, gemm, sampling), runs a
 real kernel, and lists the roofline ops (`infersim.roofline.ops`) that describe the same work. The CPU
 kernels compute in fp32, so their ops' bytes are widened from the fp16 the roofline assumes for
 activations. On a GPU, prefill attention runs the tensor-core kernel on fp16 (the roofline's own bytes and
@@ -34,7 +34,7 @@ from .cuda.sampling import top_p_grid
 from .device import to_device
 from .launch import Launch, launch_predict
 
-FAMILIES = ("attention", "quant", "sampling")
+FAMILIES = ("attention", "quant", "gemm", "sampling")
 PAGED_SPLIT_TOKENS = 512  # cached tokens per span of split-KV decode attention
 TOLERANCE = 0.25
 
@@ -110,6 +110,16 @@ class Shapes:
     linear_tokens: tuple  # the token rows it multiplies
     vocab: int
     sampling_batches: tuple  # rows of logits
+    gemm_layers: tuple = ()  # cuBLAS fp16 GEMMs of a model's layers: (name, in features, out features)
+    gemm_tokens: tuple = ()  # the token rows each multiplies
+
+
+# The linear layers of Llama-3.1-8B (4096 hidden, 32 query and 8 KV heads of 128, 14336 FFN, the gate and up
+# projections as one) and of Llama-3.1-70B on one of four tensor-parallel GPUs (8192 hidden, 64 and 8 heads,
+# 28672 FFN), as config.json gives them: (name, in features, out features)
+LLAMA_GEMM_LAYERS = (("8b_qkv", 4096, 6144), ("8b_o", 4096, 4096), ("8b_up", 4096, 28672), ("8b_down", 14336, 4096),
+                     ("70b-tp4_qkv", 8192, 2560), ("70b-tp4_o", 2048, 8192), ("70b-tp4_up", 8192, 14336),
+                     ("70b-tp4_down", 7168, 8192))
 
 
 _CPU_SHAPES = Shapes(heads=8, kv_heads=8, head_dim=64, prefill_tokens=(128, 256, 512, 1024),
@@ -118,7 +128,8 @@ _CPU_SHAPES = Shapes(heads=8, kv_heads=8, head_dim=64, prefill_tokens=(128, 256,
 # Llama-3-8B's: 32 query heads, 8 KV heads of 128 dimensions, 4096 features, a 128256-token vocabulary
 _GPU_SHAPES = Shapes(heads=32, kv_heads=8, head_dim=128, prefill_tokens=(256, 512, 1024, 2048, 4096),
                      decode_batches=((1, 4096), (8, 2048), (32, 2048), (64, 4096), (128, 1024)), features=4096,
-                     linear_tokens=(1, 16, 64, 256, 1024), vocab=128256, sampling_batches=(1, 16, 64, 256))
+                     linear_tokens=(1, 16, 64, 256, 1024), vocab=128256, sampling_batches=(1, 16, 64, 256),
+                     gemm_layers=LLAMA_GEMM_LAYERS, gemm_tokens=(1, 8, 64, 256, 1024, 2048, 8192))
 # The sweep's shapes by array module, in full and for --quick
 SHAPES = {
     "numpy": {False: _CPU_SHAPES,
@@ -126,7 +137,7 @@ SHAPES = {
                                         features=1024, linear_tokens=(1, 64), sampling_batches=(1, 16))},
     "cupy": {False: _GPU_SHAPES,
              True: dataclasses.replace(_GPU_SHAPES, prefill_tokens=(512, 2048), decode_batches=((8, 2048), (64, 2048)),
-                                       linear_tokens=(1, 256), sampling_batches=(1, 64))},
+                                       linear_tokens=(1, 256), sampling_batches=(1, 64), gemm_tokens=(1, 64, 2048))},
 }
 
 
@@ -191,6 +202,7 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
         fp16_gemm = on_gpu and m > W4A16_FUSED_ROWS  # the GPU dequantizes many rows' weights for cuBLAS fp16
         cases.append(Case(f"quant_w4a16_{backend}", shape, lambda x=x: qk.w4a16_matmul(x, w4, backend=backend),
                           linear_work("w4a16" if fp16_gemm else "w4a16-fp32", m, n, n)))
+    cases += llama_gemm_cases(shapes, normal, "cublas" if on_gpu else xp.__name__)
     for batch in shapes.sampling_batches:
         logits = xp.asarray(zipf_logits(batch, shapes.vocab, host_rng))
         shape = f"batch{batch} vocab{shapes.vocab}"
@@ -204,6 +216,20 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
         if not on_gpu:
             cases.append(Case("sampling_greedy_numpy", shape, lambda lg=logits: smp.greedy(lg),
                               [ops.sampling(batch, shapes.vocab, "greedy")]))
+    return cases
+
+
+def llama_gemm_cases(shapes: Shapes, normal, library: str) -> list[Case]:
+    """fp16 GEMMs of the shapes' model layers at each token count, through the array module's matmul (cuBLAS
+    on CuPy arrays), against the roofline's tile model of the same linear op. FP8 GEMMs are not among them:
+    CuPy has no FP8 matrix product (cuBLASLt's scaled FP8 GEMM needs another binding)."""
+    cases = []
+    for name, k, n in shapes.gemm_layers:
+        w = normal(k, n).astype("float16")
+        for m in shapes.gemm_tokens:
+            x = normal(m, k).astype("float16")
+            cases.append(Case(f"gemm_fp16_{library}", f"{name} m{m} k{k} n{n}", lambda x=x, w=w: x @ w,
+                              linear_work("fp16", m, k, n)))
     return cases
 
 
