@@ -120,7 +120,9 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     mem_fraction_static leaves (512 + 1.5 max(chunk, 2048) + 1024 tp/8 + 2 per graph batch size) MiB for
     activations and graphs, at least 10 GiB on GPUs over 60 GiB; page size 1 (radix cache on); every
     prefill step is one chunk (max_prefill_tokens 16384 is larger); max_running_requests derived from the
-    KV pool (taken as 2048, the pool's lower bound in 0.5.2); overlap scheduler on; vLLM's custom all-reduce
+    KV pool (taken as 2048, the pool's lower bound in 0.5.2); prefill and mixed steps run eagerly (piecewise
+    CUDA graphs for them are an experimental flag, --enable-piecewise-cuda-graph, off by default: SGLang's
+    "Piecewise CUDA Graph" docs); overlap scheduler on; vLLM's custom all-reduce
     (python/sglang/srt/distributed/device_communicators/custom_all_reduce.py, disable_custom_all_reduce
     False)."""
     memory_mib = hw.memory_bytes / 2 ** 20
