@@ -244,9 +244,10 @@ _H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepa
 # "Boosting Matrix Multiplication Speed and Flexibility with NVIDIA cuBLAS 12.9" (technical blog, 2025) measures
 # Hopper's scaled FP8 matmuls at up to 1.75x the BF16 baseline on large shapes, 1.75 / 2 = 0.875 of BF16's share;
 # DeepGEMM (README, 2025-04) reaches 1550 TFLOPS FP8 on an H800 (1979 dense): 0.78 of the peak, 0.88 of the
-# 0.89 fp16 an 8192^3 GEMM reached on an H200 here; FlashAttention-3 (Shah et al. 2024, abstract) 740 TFLOPS
-# fp16 (0.75) and
-# ~1.2 PFLOPS FP8 (0.61): 0.81 of fp16's share. Other GPUs' fp8 and fp4 keep fp16's share: no paired figure.
+# 0.89 fp16 an 8192^3 GEMM reached on an H200 here, both best-shaped kernels timed in bursts (the share is a ratio
+# of like to like, so it applies to the 0.76 a model's GEMMs sustain); FlashAttention-3 (Shah et al. 2024,
+# abstract) 740 TFLOPS fp16 (0.75) and ~1.2 PFLOPS FP8 (0.61): 0.81 of fp16's share. Other GPUs' fp8 and fp4
+# keep fp16's share: no paired figure.
 _GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
 
 # The share of the bf16 tensor peak GH100 GPUs (H100, H200, GH200) sustain on a model's GEMMs, fitted as the
