@@ -213,7 +213,8 @@ def cmd_engines(args) -> int:
                      str(d.block_size_tokens),
                      f"{d.memory_utilization:.2f}" + (" of free" if d.memory_utilization_of == "free" else ""),
                      "on" if d.prefix_caching else "off",
-                     ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs) if graphs else "off",
+                     ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs)
+                     + (" tokens" if d.kernels.graph_counts_tokens else "") if graphs else "off",
                      f"up to {d.kernels.piecewise_max_tokens} tokens" if d.kernels.piecewise_max_tokens else "off",
                      "overlapped" if d.overhead.overlaps_gpu else "in series", preset.stands_for])
     print(f"engine presets on {hw.name}, max_model_len {args.max_model_len}, TP{args.tp}:")
