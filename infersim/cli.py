@@ -248,7 +248,7 @@ def cmd_compare_serving(args) -> int:
 
     from infersim.report import json_safe, table
     from infersim.roofline import SpecError
-    from infersim.serving import error_summary, highest_rate_within, read_runs, simulate_run
+    from infersim.serving import error_summary, highest_rate_within, lengths_note, read_runs, simulate_run
     paths = [Path(name) for name in args.runs]
     _engine_preset(args.engine)
     runs = read_runs(paths, args.model, args.hardware, args.tp, args.quant)
@@ -262,9 +262,11 @@ def cmd_compare_serving(args) -> int:
     errors = error_summary(comparisons)
     rates = {"measured": highest_rate_within(comparisons, args.ttft_ms, measured=True),
              "simulated": highest_rate_within(comparisons, args.ttft_ms, measured=False)}
+    notes = [note for note in (lengths_note(run) for run in runs) if note]
     if args.json:
         print(json.dumps(json_safe({"engine": args.engine, "errors": errors, "rate_within_ttft": rates,
-                                    "runs": [_compared_run(c) for c in comparisons]}), indent=2, allow_nan=False))
+                                    "runs": [_compared_run(c) for c in comparisons], "notes": notes}),
+                         indent=2, allow_nan=False))
     else:
         print(f"{_files_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
         print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)",
@@ -289,6 +291,8 @@ def cmd_compare_serving(args) -> int:
             print("  none to compare: " + _why_no_rates([c.run for c in comparisons]))
         for key in rates["measured"]:
             print(f"  {key}: {rates['simulated'][key]:g} / {rates['measured'][key]:g} requests/s")
+        for note in notes:
+            print(f"note: {note}")
     if args.plot:
         from infersim.plots import plot_serving
         plot_serving(comparisons, args.plot, f"{_files_shown([p.name for p in paths])}: {args.engine} preset vs measured")

@@ -65,6 +65,7 @@ class ServingRun:
     # lengths drawn around input_tokens and output_tokens with these standard deviations (0: fixed)
     input_tokens_stddev: float = 0.0
     output_tokens_stddev: float = 0.0
+    achieved_requests_per_s: float | None = None  # completed requests over the run's duration, where measured
 
     @property
     def lengths_text(self) -> str:
@@ -112,7 +113,7 @@ _POSITIVE = dict(minimum=1e-9, maximum=1e12)
 RUN_COLUMNS = ("model", "hardware", "tensor_parallel", "input_tokens", "output_tokens", "num_requests",
                "request_rate_per_s", "output_tokens_per_s")
 OPTIONAL_RUN_COLUMNS = ("mean_ttft_ms", "mean_itl_ms", "p99_ttft_ms", "p99_itl_ms", "max_concurrency", "precision",
-                        "input_tokens_stddev", "output_tokens_stddev")
+                        "input_tokens_stddev", "output_tokens_stddev", "achieved_requests_per_s")
 # A measured inter-token latency needs two output tokens a request: one has no gap between tokens.
 _NO_ITL = "a run of one output token a request has no inter-token latency to compare"
 
@@ -261,7 +262,8 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
             _optional(row.get("p99_itl_ms"), "p99_itl_ms", where),
             quantization=_quantization(row.get("precision"), where),
             input_tokens_stddev=_stddev(row.get("input_tokens_stddev"), "input_tokens_stddev", where),
-            output_tokens_stddev=_stddev(row.get("output_tokens_stddev"), "output_tokens_stddev", where)))
+            output_tokens_stddev=_stddev(row.get("output_tokens_stddev"), "output_tokens_stddev", where),
+            achieved_requests_per_s=_optional(row.get("achieved_requests_per_s"), "achieved_requests_per_s", where)))
     return runs
 
 
@@ -297,7 +299,8 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         _clients(data.get("max_concurrency"), rate_per_s, where, "request_rate"),
         _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where), _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where),
         1.0 if burstiness is None else number(burstiness, "burstiness", where, minimum=1e-3, maximum=1e3, text=False),
-        requests, _quantization(quantization, where))]
+        requests, _quantization(quantization, where),
+        achieved_requests_per_s=_optional(data.get("request_throughput"), "request_throughput", where))]
 
 
 def read_runs(paths: list[Path], model: str | None = None, hardware: str | None = None,
@@ -362,6 +365,34 @@ def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:
     if arrivals[-1] == 0:  # every Gamma gap rounded to 0 (a burstiness near 0): all sent at once
         return np.zeros(n)
     return arrivals * ((n - 1) / run.request_rate_per_s / arrivals[-1])
+
+
+# How much longer than fixed lengths allow a run may last before its lengths are taken to vary: a draw of 500
+# Poisson arrivals spans its nominal time to within 4.5% (1 sigma), and a table's rounded rate (NVIDIA's gives
+# whole requests/s) is off by up to 4% at 13 requests/s
+LONGER_THAN_FIXED = 1.15
+
+
+def lengths_note(run: ServingRun) -> str | None:
+    """A note where a run lasted longer than fixed lengths allow: its requests, sent over (n - 1) / rate, end
+    by then plus its mean TTFT and (output - 1) mean inter-token gaps of the last one, unless some outputs
+    are longer than the mean (a dataset's lengths vary) or its client fell behind its rate. None where the run
+    gives no achieved rate, sent at an unbounded rate or by clients, or is simulated with varying lengths
+    already."""
+    if (run.achieved_requests_per_s is None or run.mean_ttft_ms is None or run.mean_itl_ms is None
+            or math.isinf(run.request_rate_per_s) or run.max_concurrency is not None or run.requests is not None
+            or run.input_tokens_stddev or run.output_tokens_stddev):
+        return None
+    sending_s = (run.num_requests - 1) / run.request_rate_per_s
+    fixed_s = sending_s + (run.mean_ttft_ms + (run.output_tokens - 1) * run.mean_itl_ms) / 1e3
+    lasted_s = run.num_requests / run.achieved_requests_per_s
+    if lasted_s <= LONGER_THAN_FIXED * fixed_s:
+        return None
+    return (f"{run.where}: it lasted {lasted_s:.0f} s ({run.num_requests} requests at {run.achieved_requests_per_s:g} "
+            f"requests/s), but requests sent over {sending_s:.0f} s with {run.output_tokens}-token outputs at its "
+            f"{run.mean_itl_ms:g} ms ITL end by {fixed_s:.0f} s: its outputs likely vary in length (a long one ends "
+            "last), so fixed lengths will overstate its tokens/s; give their spread (output_tokens_stddev) or each "
+            "request's (--save-detailed)")
 
 
 def spread_lengths(mean_tokens: int, stddev_tokens: float, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -199,11 +199,11 @@ def test_the_plot_draws_99th_percentiles_where_runs_measured_them(tmp_path):
 def test_a_rate_sweep_of_vllm_bench_files_is_compared_as_one_series(tmp_path):
     # vllm bench serve writes one JSON per request rate: given together they make one configuration's series
     files = []
-    for rate, ttft_ms in ((2, 20.0), (8, 40.0)):
+    for rate, ttft_ms, achieved in ((2, 20.0, 2.0), (8, 40.0, 5.0)):
         path = tmp_path / f"rate{rate}.json"
         path.write_text(json.dumps({"completed": 40, "total_input_tokens": 40 * 200, "total_output_tokens": 40 * 20,
                                     "request_rate": rate, "mean_ttft_ms": ttft_ms, "mean_tpot_ms": 8.0,
-                                    "output_throughput": 20.0 * rate}))
+                                    "output_throughput": 20.0 * rate, "request_throughput": achieved}))
         files.append(str(path))
     out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", *files, "--model", "llama-3.1-8b",
                           "--hardware", "h100-sxm", "--json"], capture_output=True, text=True)
@@ -211,6 +211,10 @@ def test_a_rate_sweep_of_vllm_bench_files_is_compared_as_one_series(tmp_path):
     result = json.loads(out.stdout)
     assert [r["request_rate_per_s"] for r in result["runs"]] == [2.0, 8.0]
     assert list(result["rate_within_ttft"]["measured"].values()) == [8.0]  # one configuration, both under 200 ms
+    # at 8 requests/s, 40 requests sent over 39 / 8 = 4.9 s end by 4.9 + 0.04 + 19 x 0.008 = 5.1 s with fixed
+    # 20-token outputs, but the run lasted 40 / 5 = 8 s; at 2 requests/s 20 s against 19.7 s is as expected
+    assert len(result["notes"]) == 1 and result["notes"][0].startswith(
+        "rate8.json: it lasted 8 s (40 requests at 5 requests/s), but requests sent over 5 s with 20-token outputs")
 
 
 def test_a_burstiness_so_low_that_every_gap_rounds_to_zero_sends_all_at_once():
@@ -312,3 +316,27 @@ def test_a_spread_that_draws_beyond_the_models_context_names_the_spread(tmp_path
     with pytest.raises(SpecError, match=r"^wide.csv:2: input_tokens_stddev: draw a request of [0-9,]+ tokens, "
                                         r"beyond llama-3.1-8b's context of 131,072: lower the spread, got '60000'$"):
         simulate_run(run, "trtllm-cpp")
+
+
+def test_a_run_that_lasted_longer_than_fixed_lengths_allow_is_noted():
+    from dataclasses import replace
+
+    from infersim.serving import lengths_note
+    runs = read_csv_runs(RUNS)
+    # 70B 202/214 at 32 requests/s: 500 / 14 = 35.7 s, where 499 / 32 = 15.6 s of sending plus the last
+    # request's 116 ms + 213 x 42 ms = 9.1 s end by 24.7 s (1.45x): its outputs vary
+    late = next(r for r in runs if r.model == "llama-3.1-70b" and r.input_tokens == 202 and r.request_rate_per_s == 32)
+    assert late.achieved_requests_per_s == 14.0
+    note = lengths_note(late)
+    assert note.startswith("trtllm-v0.14-online-h100.csv:18: it lasted 36 s (500 requests at 14 requests/s), but "
+                           "requests sent over 16 s with 214-token outputs at its 42 ms ITL end by 25 s")
+    # 70B 467/256 at 2 requests/s: 250 s against 249.5 + 0.062 + 255 x 0.021 = 254.9 s: nothing to say
+    first = runs[0]
+    assert lengths_note(first) is None
+    # nor where the spread is given, the rate is unbounded, or no achieved rate was measured
+    assert lengths_note(replace(late, output_tokens_stddev=107.0)) is None
+    assert lengths_note(replace(late, achieved_requests_per_s=None)) is None
+    # across NVIDIA's H100 table only the 202/214 runs at 16 and 32 requests/s are noted
+    noted = [(r.model, r.input_tokens, r.request_rate_per_s) for r in runs if lengths_note(r)]
+    assert noted == [("llama-3.1-70b", 202, 16.0), ("llama-3.1-70b", 202, 32.0), ("llama-3.1-8b", 202, 16.0),
+                     ("llama-3.1-8b", 202, 32.0)]
