@@ -359,7 +359,7 @@ def _roofline(args) -> int:
         from infersim.sim.run import replica_memory_plan
         check_fabric(hw, options)  # before the engine's kernels rename the GPU
         engine_cfg = preset_config(args.engine, model, hw, options, model.max_context_tokens)
-        # the kernels as a simulated replica costs this step (sim.replica.ReplicaCosts: graph or eager)
+        # the kernels as a simulated replica costs this step (KernelSet.replay: a whole graph, pieces or eager)
         engine_step = engine_cfg.kernels.for_step(hw, args.phase == "decode", args.batch, batch.num_tokens,
                                                   model.num_layers)
         memory, engine_seqs = replica_memory_plan(engine_cfg), engine_cfg.limits.max_num_seqs  # as the engine sizes it

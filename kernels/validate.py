@@ -110,16 +110,15 @@ class Shapes:
     linear_tokens: tuple  # the token rows it multiplies
     vocab: int
     sampling_batches: tuple  # rows of logits
-    gemm_layers: tuple = ()  # cuBLAS fp16 GEMMs of a model's layers: (name, in features, out features)
+    # cuBLAS fp16 GEMMs of registry models' layers on one tensor-parallel rank: (label, model, ranks)
+    gemm_models: tuple = ()
     gemm_tokens: tuple = ()  # the token rows each multiplies
 
 
-# The linear layers of Llama-3.1-8B (4096 hidden, 32 query and 8 KV heads of 128, 14336 FFN, the gate and up
-# projections as one) and of Llama-3.1-70B on one of four tensor-parallel GPUs (8192 hidden, 64 and 8 heads,
-# 28672 FFN), as config.json gives them: (name, in features, out features)
-LLAMA_GEMM_LAYERS = (("8b_qkv", 4096, 6144), ("8b_o", 4096, 4096), ("8b_up", 4096, 28672), ("8b_down", 14336, 4096),
-                     ("70b-tp4_qkv", 8192, 2560), ("70b-tp4_o", 2048, 8192), ("70b-tp4_up", 8192, 14336),
-                     ("70b-tp4_down", 7168, 8192))
+# Llama-3.1-8B's layers, and Llama-3.1-70B's on one of four tensor-parallel GPUs
+LLAMA_GEMM_MODELS = (("8b", "llama-3.1-8b", 1), ("70b-tp4", "llama-3.1-70b", 4))
+# A layer's linear ops as the roofline names them (roofline.step.dense_layer_ops), and as the sweep labels them
+_GEMM_LABELS = {"qkv_proj": "qkv", "o_proj": "o", "ffn_up": "up", "ffn_down": "down"}
 
 
 _CPU_SHAPES = Shapes(heads=8, kv_heads=8, head_dim=64, prefill_tokens=(128, 256, 512, 1024),
@@ -129,7 +128,7 @@ _CPU_SHAPES = Shapes(heads=8, kv_heads=8, head_dim=64, prefill_tokens=(128, 256,
 _GPU_SHAPES = Shapes(heads=32, kv_heads=8, head_dim=128, prefill_tokens=(256, 512, 1024, 2048, 4096),
                      decode_batches=((1, 4096), (8, 2048), (32, 2048), (64, 4096), (128, 1024)), features=4096,
                      linear_tokens=(1, 16, 64, 256, 1024), vocab=128256, sampling_batches=(1, 16, 64, 256),
-                     gemm_layers=LLAMA_GEMM_LAYERS, gemm_tokens=(1, 8, 64, 256, 1024, 2048, 8192))
+                     gemm_models=LLAMA_GEMM_MODELS, gemm_tokens=(1, 8, 64, 256, 1024, 2048, 8192))
 # The sweep's shapes by array module, in full and for --quick
 SHAPES = {
     "numpy": {False: _CPU_SHAPES,
@@ -220,16 +219,25 @@ def sweep(hw: HardwareSpec, xp=np, quick: bool = False) -> list[Case]:
 
 
 def llama_gemm_cases(shapes: Shapes, normal, library: str) -> list[Case]:
-    """fp16 GEMMs of the shapes' model layers at each token count, through the array module's matmul (cuBLAS
-    on CuPy arrays), against the roofline's tile model of the same linear op. FP8 GEMMs are not among them:
-    CuPy has no FP8 matrix product (cuBLASLt's scaled FP8 GEMM needs another binding)."""
+    """fp16 GEMMs of the shapes' models' layers at each token count, through the array module's matmul
+    (cuBLAS on CuPy arrays), against the roofline's own linear ops of a step of that many tokens
+    (`dense_layer_ops`: the shapes the simulator prices). FP8 GEMMs are not among them: CuPy has no FP8
+    matrix product (cuBLASLt's scaled FP8 GEMM needs another binding)."""
+    from infersim.roofline import Parallelism, StepOptions, get_model
+    from infersim.roofline.step import dense_layer_ops
+
     cases = []
-    for name, k, n in shapes.gemm_layers:
-        w = normal(k, n).astype("float16")
-        for m in shapes.gemm_tokens:
-            x = normal(m, k).astype("float16")
-            cases.append(Case(f"gemm_fp16_{library}", f"{name} m{m} k{k} n{n}", lambda x=x, w=w: x @ w,
-                              linear_work("fp16", m, k, n)))
+    for label, model_name, ranks in shapes.gemm_models:
+        model, options = get_model(model_name), StepOptions(parallel=Parallelism(ranks))
+        layers = [[op for op in sum(dense_layer_ops(model, m, options), []) if op.name in _GEMM_LABELS]
+                  for m in shapes.gemm_tokens]
+        for column in zip(*layers):  # one linear layer at every token count
+            k, n = column[0].gemm.k, column[0].gemm.n
+            w = normal(k, n).astype("float16")
+            for m, op in zip(shapes.gemm_tokens, column):
+                x = normal(m, k).astype("float16")
+                cases.append(Case(f"gemm_fp16_{library}", f"{label}_{_GEMM_LABELS[op.name]} m{m} k{k} n{n}",
+                                  lambda x=x, w=w: x @ w, [op]))
     return cases
 
 

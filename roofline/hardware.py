@@ -290,8 +290,8 @@ _REGISTRY = {h.name: h for h in (
     # Its compute efficiency is fitted on its own per-op profile (_GH100_COMPUTE_EFFICIENCY); its HBM3's
     # efficiency stays the A100-fitted one (the H200's HBM3e measured 0.87).
     _gpu("h100-sxm", _H100_SOURCE, _H100_SXM_PEAKS, 67, 81559, 3350, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
-         compute_efficiency=_GH100_COMPUTE_EFFICIENCY, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, architecture="hopper",
-         nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
+         compute_efficiency=_GH100_COMPUTE_EFFICIENCY, dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
+         architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2, sm_dram_bandwidth_bytes_per_s=_GH100_SM_DRAM_BW),
     # H100 PCIe: NVLink bridges join pairs of cards (600 GB/s); collectives over more than two go over PCIe,
     # which this one fabric does not model
     _gpu("h100-pcie", _H100_SOURCE, dict(fp32=51, tf32=378, fp16=756, fp8=1513, int8=1513), 51, 81559, 2000,
@@ -303,8 +303,8 @@ _REGISTRY = {h.name: h for h in (
     # 8192^3 burst GEMM there: 0.89).
     _gpu("h200", "NVIDIA H200 Tensor Core GPU datasheet (2024); compute as H100 SXM; memory efficiency measured "
          "(benchmarks/results/h200)", _H100_SXM_PEAKS, 67, 143771, 4800, 50, 228, 132, 450, 64, l2_bw_tbs=7.5,
-         compute_efficiency=_GH100_COMPUTE_EFFICIENCY, dtype_efficiency=_GH100_DTYPE_EFFICIENCY, memory_efficiency=0.87,
-         special_function_per_s=3.9e12, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2,
+         compute_efficiency=_GH100_COMPUTE_EFFICIENCY, dtype_efficiency=_GH100_DTYPE_EFFICIENCY,
+         memory_efficiency=0.87, special_function_per_s=3.9e12, architecture="hopper", nvlink_sharp=True, gemm_cluster_ctas=2,
          sm_dram_bandwidth_bytes_per_s=_H200_SM_DRAM_BW),
     # NVIDIA GH200 Grace Hopper Superchip datasheet (2023) and Grace Hopper whitepaper: the H100 SXM's GPU
     # (132 SMs, 50 MB L2, 228 KB shared per SM; dense = the datasheet's sparse fp8 3958 TFLOPS halved) with

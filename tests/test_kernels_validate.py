@@ -81,7 +81,7 @@ def test_the_sweep_on_cupy_arrays_times_the_cuda_kernels_and_cublas_fp16(monkeyp
     cupy.__getattr__ = lambda name: getattr(np, name)
     small = dataclasses.replace(sweeps.SHAPES["cupy"][True], prefill_tokens=(64,), decode_batches=((2, 64),),
                                 features=256, linear_tokens=(1, 16), vocab=1000, sampling_batches=(2,),
-                                gemm_layers=(("8b_qkv", 4096, 6144),), gemm_tokens=(8,))
+                                gemm_models=(("tiny", "tiny-llama", 1),), gemm_tokens=(8,))
     monkeypatch.setitem(sweeps.SHAPES["cupy"], True, small)
     monkeypatch.setattr(sweeps, "to_device", lambda w_q: w_q)
     cases = sweeps.sweep(CPU, cupy, quick=True)
@@ -89,7 +89,10 @@ def test_the_sweep_on_cupy_arrays_times_the_cuda_kernels_and_cublas_fp16(monkeyp
         ("attention_mma_cupy", "b1 h32 kv8 s64 d128 causal"), ("attention_paged_cupy", "b2 h32 kv8 ctx64 d128"),
         *[(kernel, f"m{m} k256 n256") for m in (1, 16)
           for kernel in ("quant_fp32_cupy", "quant_fp16_cublas", "quant_w8a8_cupy", "quant_w4a16_cupy")],
-        ("gemm_fp16_cublas", "8b_qkv m8 k4096 n6144"), ("sampling_top_p_cupy", "batch2 vocab1000")]
+        # tiny-llama: 64 hidden, 4 query and 2 KV heads of 16, 128 FFN (gate and up as one, 256 wide)
+        ("gemm_fp16_cublas", "tiny_qkv m8 k64 n128"), ("gemm_fp16_cublas", "tiny_o m8 k64 n64"),
+        ("gemm_fp16_cublas", "tiny_up m8 k64 n256"), ("gemm_fp16_cublas", "tiny_down m8 k128 n64"),
+        ("sampling_top_p_cupy", "batch2 vocab1000")]
     # W4A16 above 8 rows is cuBLAS's fp16 GEMM on dequantized weights; the fused kernel computes in fp32
     assert [c.work[0].dtype for c in cases if c.kernel == "quant_w4a16_cupy"] == ["fp32", "fp16"]
     launches = {c.kernel: c.launch for c in cases}
@@ -198,11 +201,18 @@ def test_the_cupy_backend_without_a_gpu_says_so_in_one_line(call):
 
 def test_the_gpu_sweep_times_cublas_on_the_llama_layers_shapes_against_the_tile_model():
     full, quick = sweeps.SHAPES["cupy"][False], sweeps.SHAPES["cupy"][True]
-    assert len(full.gemm_layers) == 8 and full.gemm_tokens[0] == 1 and full.gemm_tokens[-1] == 8192
-    assert sweeps.SHAPES["numpy"][False].gemm_layers == ()  # the CPU has no cuBLAS fp16 to time
-    small = dataclasses.replace(quick, gemm_layers=(("8b_qkv", 4096, 6144),), gemm_tokens=(512,))
+    assert full.gemm_tokens[0] == 1 and full.gemm_tokens[-1] == 8192
+    assert sweeps.SHAPES["numpy"][False].gemm_models == ()  # the CPU has no cuBLAS fp16 to time
+    # the layers of Llama-3.1-8B and of Llama-3.1-70B on one of four GPUs, as config.json gives them
+    one_token = dataclasses.replace(full, gemm_tokens=(1,))
+    labels = [c.shape for c in sweeps.llama_gemm_cases(one_token, lambda *shape: np.zeros((1, 1), np.float32),
+                                                       "cublas")]
+    assert labels == ["8b_qkv m1 k4096 n6144", "8b_o m1 k4096 n4096", "8b_up m1 k4096 n28672",
+                      "8b_down m1 k14336 n4096", "70b-tp4_qkv m1 k8192 n2560", "70b-tp4_o m1 k2048 n8192",
+                      "70b-tp4_up m1 k8192 n14336", "70b-tp4_down m1 k7168 n8192"]
+    small = dataclasses.replace(quick, gemm_models=(("8b", "llama-3.1-8b", 1),), gemm_tokens=(512,))
     rng = np.random.default_rng(0)
-    (case,) = sweeps.llama_gemm_cases(small, lambda *shape: rng.standard_normal(shape, dtype=np.float32), "numpy")
+    case, *_ = sweeps.llama_gemm_cases(small, lambda *shape: rng.standard_normal(shape, dtype=np.float32), "numpy")
     assert (case.kernel, case.shape) == ("gemm_fp16_numpy", "8b_qkv m512 k4096 n6144")
     # Llama-3.1-8B's QKV projection of 512 tokens: 2 x 512 x 4096 x 6144 = 25,769,803,776 FLOPs, its fp16
     # weights 4096 x 6144 x 2 B = 50,331,648 B
