@@ -275,6 +275,22 @@ def test_trtllm_admits_only_what_fits_at_its_longest_and_never_preempts():
     assert taken.decoding_seqs == 1 and [c.tokens for c in taken.plan.prefills] == [40]
 
 
+def test_trtllm_admits_at_once_exactly_what_fits_at_its_longest_beside_a_running_request():
+    # 20 blocks of 4 tokens. A running request (8 + 12 tokens: 19 cached at its longest, 5 blocks) has
+    # decoded; six 8/4-token requests (11 cached at their longest: 3 blocks each) arrive together. At their
+    # longest, 5 + 5 x 3 = 20 blocks fill the cache exactly, so five join in one step; the sixth would need
+    # 23 and waits, though 7 blocks stay free now
+    sched = scheduler("trtllm", blocks=20, block_size=4)
+    drive(sched, [request(0, 8, 12)], steps=2)
+    arrivals = [request(i, 8, 4) for i in range(1, 7)]
+    for req in arrivals:
+        sched.add(req)
+    taken = step(sched, 2.0)
+    assert [c.tokens for c in taken.plan.prefills] == [8] * 5
+    assert sched.kv.pool.available_blocks == 20 - 3 - 5 * 2  # the running one's 3 (10 tokens), 2 each
+    assert np.isnan(arrivals[5].first_scheduled_s)
+
+
 def test_trtllm_with_chunked_context_prefills_a_long_prompt_over_steps_beside_running_decodes():
     # budget 64 tokens a step, decodes counted: a 10-token request decodes, then a 150-token prompt arrives.
     # Without chunking it can never fit the budget and is refused; with it, each step gives the prompt what

@@ -7,8 +7,20 @@ running requests will still take, so nothing is ever preempted. Whether decode t
 max_num_tokens is taken as yes (unconfirmed in the source)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..request import Request
 from .base import Scheduler
+
+
+@dataclass(frozen=True)
+class RunningReserve:
+    """Blocks the running requests will still take, summed over the decoding ones and the first `prefilling`
+    of the prefilling list."""
+
+    decoding: int
+    prefilling: int
+    blocks: int
 
 
 class TrtllmScheduler(Scheduler):
@@ -17,15 +29,34 @@ class TrtllmScheduler(Scheduler):
     budget_counts_decodes = True
     preemption_modes = ("recompute",)
     never_evicts = True
+    _reserve: RunningReserve | None = None
+
+    def schedule(self, now_s: float):
+        self._reserve = None  # the steps since the last plan changed what every request holds
+        return super().schedule(now_s)
+
+    def _still_to_take(self, req: Request) -> int:
+        return self.kv.peak_blocks(req) - self.kv.blocks_of(req)
+
+    def _running_reserve(self) -> int:
+        """What every running request will still take to reach its longest context. While one step is planned
+        only admissions change it, each appending a request to `prefilling` (or, handed off prefilled, to the
+        decoding ones): the sum is carried from one candidate to the next and only the newcomers added, where
+        summing afresh for every candidate made admitting n requests at once cost n^2."""
+        reserve = self._reserve
+        if reserve is None or reserve.decoding != len(self._decoding):
+            reserve = RunningReserve(len(self._decoding), 0, sum(map(self._still_to_take, self._decoding.values())))
+        newcomers = self.prefilling[reserve.prefilling:]
+        self._reserve = RunningReserve(reserve.decoding, len(self.prefilling),
+                                       reserve.blocks + sum(map(self._still_to_take, newcomers)))
+        return self._reserve.blocks
 
     def admission_reserve(self, req: Request, context_tokens: int) -> int:
         """What this request and every running one will still take to reach their longest contexts; none in
         a disaggregated prefill pool, whose requests leave once prefilled."""
         if self.hands_off_prefilled:
             return 0
-        running = list(self._decoding.values()) + self.prefilling
-        still_to_take = sum(self.kv.peak_blocks(r) - self.kv.blocks_of(r) for r in running)
-        return still_to_take + self.kv.peak_blocks(req) - self.kv.blocks_to_admit(req, context_tokens)
+        return self._running_reserve() + self.kv.peak_blocks(req) - self.kv.blocks_to_admit(req, context_tokens)
 
     def _context_budget(self) -> int:
         """The step's tokens left for context requests once every generating request has its own."""
