@@ -16,8 +16,10 @@ with what those settings mean:
 
     python benchmarks/trtllm_max_throughput.py [--fraction F] [--jobs N] [--only TEXT]
 
---fraction simulates that share of each row's requests (default 0.25, ~8 minutes with 2 jobs; 1: the page's
-counts, ~4x longer); --only keeps the rows whose label contains TEXT. Writes benchmarks/results/trtllm_max_throughput.{md,json}.
+All of each row's requests are simulated (~4 minutes with 2 jobs); --fraction simulates that share of them, but
+never fewer than `WAVES` full batches' worth: sent at once, a run decodes as many sequences together as it
+has requests up to its max batch size, so simulating fewer than a batch would time a smaller batch than the
+page's (`requests_to_simulate`); --only keeps the rows whose label contains TEXT. Writes benchmarks/results/trtllm_max_throughput.{md,json}.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "data" / "serving" / "trtllm-v0.17-max-throughput.csv"
 RESULTS = REPO / "benchmarks" / "results"
 KV_FRACTION = 0.95  # --kv_cache_free_gpu_mem_fraction the page used "in majority of cases"
+WAVES = 4  # full batches a shortened run still simulates, so that its steady batch is the page's
 
 
 class PublishedRun(NamedTuple):
@@ -91,6 +94,12 @@ def _rounded_up(value: float, least: int, tiers: tuple) -> int:
     return max(least, step * math.ceil(value / step))
 
 
+def requests_to_simulate(num_requests: int, max_batch_size: int, fraction: float) -> int:
+    """How many of a row's requests to simulate: `fraction` of them, but at least `WAVES` max batches' worth
+    (all of them where they come to fewer), so that the shortened run decodes batches of the page's size."""
+    return min(num_requests, max(1, round(num_requests * fraction), WAVES * max_batch_size))
+
+
 def simulate_run(run: PublishedRun, fraction: float = 1.0) -> dict:
     """The run's requests sent at once to the trtllm-cpp preset configured as trtllm-bench runs it."""
     from infersim.roofline import Parallelism, SpecError, StepOptions, get_hardware, get_model
@@ -104,7 +113,7 @@ def simulate_run(run: PublishedRun, fraction: float = 1.0) -> dict:
     batch, tokens = trtllm_bench_settings(model.num_params(), model.num_layers, model.num_kv_heads, model.head_dim,
                                           hardware.memory_bytes / 2 ** 30, run.tensor_parallel, run.input_tokens,
                                           run.output_tokens, run.precision == "fp8")
-    n = max(1, round(run.num_requests * fraction))
+    n = requests_to_simulate(run.num_requests, batch, fraction)
     start = time.perf_counter()
     try:
         cfg = preset_config("trtllm-cpp", model, hardware,
@@ -145,8 +154,8 @@ def summary_rows(results: list[dict]) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fraction", type=float, default=0.25,
-                        help="share of each row's requests to simulate (default 0.25: ~8 minutes on 2 cores; 1: the page's)")
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="share of each row's requests to simulate, at least 4 max batches' worth (default 1: the page's)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", default="", help="rows whose label contains this text")
     args = parser.parse_args()

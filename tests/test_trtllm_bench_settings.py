@@ -23,3 +23,15 @@ def test_short_requests_cap_the_batch_at_4096_and_long_prompts_raise_the_tokens(
     assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 2048, 128, fp8=True) == (640, 9216)
     # 20000/2000: 1,114,700 / 22,000 = 50.7 requests -> at least 64; tokens 50.7 x 11 = 557 -> at least 2048
     assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 20000, 2000, fp8=True) == (64, 2048)
+
+
+def test_a_shortened_run_keeps_the_pages_batch():
+    # Mixtral TP8 on an H200 at 128/4096: the page's 1,500 requests sent at once decode together under a max
+    # batch of 4096; a quarter (375) would time batches of 375, so all 1,500 are simulated
+    assert bench.requests_to_simulate(1500, 4096, 0.25) == 1500
+    # 8B at 128/128: 30,000 requests, max batch 4096: a quarter is 7,500, below 4 x 4096 = 16,384 batches' worth
+    assert bench.requests_to_simulate(30000, 4096, 0.25) == 16384
+    # 70B at 20000/2000 with a max batch of 64: a quarter of 1,000 (250) is under 4 x 64 = 256
+    assert bench.requests_to_simulate(1000, 64, 0.25) == 256
+    # many small batches: the quarter stands
+    assert bench.requests_to_simulate(30000, 640, 0.25) == 7500
