@@ -65,13 +65,15 @@ def whole_number(text: str) -> int:
     return int(text)
 
 
-class _DuplicateKey(yaml.MarkedYAMLError):
-    pass
+class _Refused(yaml.MarkedYAMLError):
+    """What the loader refuses where PyYAML would read on: a key given twice, a number YAML 1.1 reads in
+    another base than the one it looks written in."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML silently
-    keeps the last one). Merge keys (`<<: *defaults`) merge as YAML says: a key set beside them overrides
+    keeps the last one), and so is a number YAML 1.1 reads in a base it does not look written in: a leading
+    zero makes it octal (0512 is 330) and colons base 60 (1:20 is 80). Merge keys (`<<: *defaults`) merge as YAML says: a key set beside them overrides
     the merged one, and is no duplicate."""
 
     def construct_mapping(self, node, deep=False):
@@ -83,19 +85,38 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if not isinstance(key, (str, int, float)):
                 continue  # an unhashable key is PyYAML's own error
             if key in seen:
-                raise _DuplicateKey(problem=f"{key}: appears twice in one mapping; keep one",
-                                    problem_mark=key_node.start_mark)
+                raise _Refused(problem=f"{key}: appears twice in one mapping; keep one", problem_mark=key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
 
     def construct_yaml_int(self, node):
         text = self.construct_scalar(node).replace("_", "")
-        if text.lstrip("+-").isdigit() and not text.lstrip("+-").startswith("0"):  # decimal, not octal
+        digits = text.lstrip("+-")
+        if digits.isdigit() and (digits == "0" or not digits.startswith("0")):  # decimal
             return whole_number(text)
-        return super().construct_yaml_int(node)
+        value = super().construct_yaml_int(node)
+        if ":" in digits:
+            self._refuse_base_60(node, value)
+        if digits.isdigit():
+            raise _Refused(problem=f"{text}: has a leading zero, so YAML reads it as the octal number {value}; "
+                                   f"write {text[:-len(digits)]}{int(digits)} (or quote it, for text)",
+                           problem_mark=node.start_mark)
+        return value  # 0x... and 0b... say their base
+
+    def construct_yaml_float(self, node):
+        value = super().construct_yaml_float(node)
+        if ":" in self.construct_scalar(node):
+            self._refuse_base_60(node, value)
+        return value
+
+    def _refuse_base_60(self, node, value) -> None:
+        text = self.construct_scalar(node)
+        raise _Refused(problem=f"{text}: YAML reads a number with colons in base 60, as {value:g}; write the "
+                               f"number you mean (or quote it, for text)", problem_mark=node.start_mark)
 
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_float)
 
 
 def parse_json(text: str):
@@ -133,7 +154,7 @@ def load_yaml(path: Path, field: str):
     text = read_text(path, field)
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except _DuplicateKey as err:
+    except _Refused as err:
         raise SpecError("", err.problem, file=f"{path.name}:{err.problem_mark.line + 1}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)

@@ -51,7 +51,10 @@ def excerpt(value, limit: int = _MAX_GOT_CHARS) -> str:
 
 
 def _bounded_repr(value, budget: int) -> str | None:
-    """repr(value) if it takes at most `budget` characters, else None; never built further than that."""
+    """repr(value) if it takes at most `budget` characters, else None; never built further than that (so a list
+    that holds itself, as a YAML alias can make one, ends when the budget does)."""
+    if budget < 2:
+        return None
     if isinstance(value, (dict, list, tuple)) or (isinstance(value, (set, frozenset)) and value):
         pairs = value.items() if isinstance(value, dict) else ((item,) for item in value)
         parts, used = [], 2
