@@ -295,7 +295,12 @@ def cmd_compare_serving(args) -> int:
             print(f"note: {note}")
     if args.plot:
         from infersim.plots import plot_serving
-        plot_serving(comparisons, args.plot, f"{_files_shown([p.name for p in paths])}: {args.engine} preset vs measured")
+        try:
+            plot_serving(comparisons, args.plot,
+                         f"{_files_shown([p.name for p in paths])}: {args.engine} preset vs measured")
+        except OSError as err:  # the path passed the early check but the system refused the write
+            raise SpecError("--plot", f"cannot be written ({err.strerror}): give a path in a folder you can write "
+                            "(the table above is complete)", _shown(args.plot)) from None
         print(f"wrote {_shown(args.plot)}", file=sys.stderr)
     return 0
 

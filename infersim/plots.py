@@ -310,7 +310,8 @@ def plot_validation(rows: list[dict], hw, out_dir: Path, title: str) -> list[Pat
 
 
 def plot_serving(comparisons: list, path: Path | str, title: str) -> None:
-    """Mean TTFT and ITL against request rate per configuration, measured (dots) and simulated (lines), and
+    """Mean TTFT and ITL against request rate per configuration, measured (dots) and simulated (crosses on
+    lines, so that a configuration of one rate shows too), and
     their 99th percentiles (hollow dots, dashed lines) where the runs measured them."""
     _save(serving_figure(comparisons, title), path, dpi=120)
 
@@ -334,12 +335,12 @@ def serving_figure(comparisons: list, title: str):
         rates = [c.run.request_rate_per_s if np.isfinite(c.run.request_rate_per_s) else unbounded_at for c in runs]
         color = f"C{i % 10}"
         for ax, measured, predicted in ((axes[0], "mean_ttft_ms", "ttft_ms"), (axes[1], "mean_itl_ms", "itl_ms")):
-            ax.plot(rates, [getattr(c, predicted) for c in runs], "-", color=color, lw=1.2, label=label)
+            ax.plot(rates, [getattr(c, predicted) for c in runs], "-x", color=color, lw=1.2, ms=4, label=label)
             ax.plot(rates, [np.nan if getattr(c.run, measured) is None else getattr(c.run, measured) for c in runs],
                     "o", color=color, ms=4)
             tail = [getattr(c.run, f"p99_{predicted}") for c in runs]
             if any(t is not None for t in tail):
-                ax.plot(rates, [getattr(c, f"p99_{predicted}") for c in runs], "--", color=color, lw=1)
+                ax.plot(rates, [getattr(c, f"p99_{predicted}") for c in runs], "--x", color=color, lw=1, ms=4)
                 ax.plot(rates, [np.nan if t is None else t for t in tail], "o", color=color, ms=5, mfc="none")
     tails = any(c.run.p99_ttft_ms is not None or c.run.p99_itl_ms is not None for c in comparisons)
     rate_text = FuncFormatter(lambda v, _: "all at once" if v == unbounded_at else f"{v:g}")
@@ -353,7 +354,7 @@ def serving_figure(comparisons: list, title: str):
         ax.set_xlabel("request rate (requests/s)")
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.2)
-    axes[0].legend(fontsize=7, title="lines: simulated, dots: measured" + ("; dashed, hollow: p99" if tails else ""),
+    axes[0].legend(fontsize=7, title="crosses, lines: simulated; dots: measured" + ("; dashed, hollow: p99" if tails else ""),
                    title_fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -148,6 +148,9 @@ class ArrivalSection(_Section):
     def _keys_of_its_process(self):
         rated = self.process in ("poisson", "gamma", "constant")
         if rated and self.rate_per_s is None:
+            if "process" not in self.model_fields_set and self.concurrency is not None:
+                raise ValueError("concurrency needs process: concurrency (the process is poisson, at rate_per_s, "
+                                 "unless it says)")
             raise ValueError(f"process {self.process} needs rate_per_s")
         if self.process == "concurrency" and self.concurrency is None:
             raise ValueError("process concurrency needs concurrency (the number of clients)")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infersim.roofline.boundary import load_json, number, number_cell, read_rows
+from infersim.roofline.boundary import check_readable, load_json, number, number_cell, read_rows
 from infersim.roofline.errors import SpecError
 
 
@@ -113,7 +113,18 @@ _POSITIVE = dict(minimum=1e-9, maximum=1e12)
 RUN_COLUMNS = ("model", "hardware", "tensor_parallel", "input_tokens", "output_tokens", "num_requests",
                "request_rate_per_s", "output_tokens_per_s")
 OPTIONAL_RUN_COLUMNS = ("mean_ttft_ms", "mean_itl_ms", "p99_ttft_ms", "p99_itl_ms", "max_concurrency", "precision",
-                        "input_tokens_stddev", "output_tokens_stddev", "achieved_requests_per_s")
+                        "input_tokens_stddev", "output_tokens_stddev", "achieved_requests_per_s", "burstiness")
+# Other names tables give these figures (vllm bench serve's among them), each taken for the column it means:
+# read as a column of the table's own, it would leave the figure silently unread
+_COLUMN_SYNONYMS = {"quantization": "precision", "dtype": "precision", "mean_tpot_ms": "mean_itl_ms",
+                    "tpot_ms": "mean_itl_ms", "itl_ms": "mean_itl_ms", "ttft_ms": "mean_ttft_ms",
+                    "p99_tpot_ms": "p99_itl_ms", "max_clients": "max_concurrency", "concurrency": "max_concurrency",
+                    "request_rate": "request_rate_per_s", "output_throughput": "output_tokens_per_s",
+                    "request_throughput": "achieved_requests_per_s", "tp": "tensor_parallel",
+                    "tensor_parallel_size": "tensor_parallel", "gpu": "hardware"}
+# A length's standard deviation at most this many times its mean: beyond, a lognormal's median is ~0 and nearly
+# every drawn length 1 token (ShareGPT's lengths vary by about 1-2 times their means)
+_MAX_LENGTH_CV = 10.0
 # A measured inter-token latency needs two output tokens a request: one has no gap between tokens.
 _NO_ITL = "a run of one output token a request has no inter-token latency to compare"
 
@@ -122,7 +133,10 @@ def _rate(value, field: str, where: str) -> float:
     """A request rate: a number, or inf (the text `inf`, or JSON's Infinity) for every request at once."""
     if (isinstance(value, str) and value.strip().lower() in ("inf", "infinity")) or value == math.inf:
         return math.inf
-    return number(value, field, where, minimum=1e-6, maximum=1e9)
+    try:
+        return number(value, field, where, minimum=1e-6, maximum=1e9)
+    except SpecError as err:
+        raise SpecError(field, f"{err.problem}, or inf (every request at once)", err.got, file=where) from None
 
 
 def _blank(value) -> bool:
@@ -130,14 +144,14 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _clients(value, rate_per_s: float, where: str, rate_key: str) -> int | None:
+def _clients(value, rate_per_s: float, where: str, rate_key: str, text: bool = True) -> int | None:
     """A run's max_concurrency: None (missing, null or an empty cell) for an open loop, else its clients,
     which drive a closed loop only at an unbounded rate (`rate_key`, as the file names it): vllm bench
     serve at a finite rate with --max-concurrency sends at the rate and holds each send while that many are
     in flight, which the simulator does not drive."""
     if _blank(value):
         return None
-    clients = int(number(value, "max_concurrency", where, whole=True, minimum=1, maximum=1 << 20))
+    clients = int(number(value, "max_concurrency", where, whole=True, minimum=1, maximum=1 << 20, text=text))
     if not math.isinf(rate_per_s):
         raise SpecError("max_concurrency", f"is simulated as a closed loop, at {rate_key} inf only (this "
                         f"run's is {rate_per_s:g}: requests sent at a rate and capped in flight is not modelled)",
@@ -156,16 +170,31 @@ def _quantization(value, where: str) -> str:
     return name
 
 
-def _stddev(value, field: str, where: str) -> float:
-    """A length's standard deviation in tokens: 0 (fixed lengths) where missing, null or an empty cell."""
-    return 0.0 if _blank(value) else number(value, field, where, minimum=0.0, maximum=_TOKENS["maximum"])
-
-
-def _optional(value, field: str, where: str) -> float | None:
-    """A measured figure a run may leave out: None where missing, null or an empty cell."""
+def _stddev(value, field: str, where: str, mean_tokens: int) -> float:
+    """A length's standard deviation in tokens: 0 (fixed lengths) where missing, null or an empty cell; at most
+    `_MAX_LENGTH_CV` times the mean."""
     if _blank(value):
+        return 0.0
+    stddev = number(value, field, where, minimum=0.0, maximum=_TOKENS["maximum"])
+    if stddev > _MAX_LENGTH_CV * mean_tokens:
+        raise SpecError(field, f"is {stddev / mean_tokens:,.0f} times its mean of {mean_tokens:,} tokens: beyond "
+                        f"{_MAX_LENGTH_CV:g} times, nearly every drawn length would be 1 token (ShareGPT's vary by "
+                        f"1-2 times their means)", value, file=where)
+    return stddev
+
+
+def _burstiness(value, where: str, text: bool = True) -> float:
+    """vllm bench serve's --burstiness, the Gamma shape of the gaps between sends: 1 (Poisson) where missing,
+    null or an empty cell."""
+    return 1.0 if _blank(value) else number(value, "burstiness", where, minimum=1e-3, maximum=1e3, text=text)
+
+
+def _optional(value, field: str, where: str, text: bool = True) -> float | None:
+    """A measured figure a run may leave out: None where missing, null or an empty cell (text spelling a
+    number is refused where `text` is False, in JSON)."""
+    if value is None or (text and _blank(value)):
         return None
-    return number(value, field, where, **_POSITIVE)
+    return number(value, field, where, text=text, **_POSITIVE)
 
 
 def _per_request(data: dict, field: str, where: str, count: int | None, *, whole: bool = True,
@@ -217,15 +246,20 @@ def _measured_requests(data: dict, where: str) -> MeasuredRequests | None:
 
 def _check_misspelt_columns(row: dict, where: str) -> None:
     """Other columns are the table's own, but one that looks like an optional column infersim reads (which the
-    row lacks) is taken for a typo: read as nothing, it would leave a figure silently uncompared."""
+    row lacks or leaves empty) is taken for a typo where it holds a value: read as nothing, it would leave a figure silently uncompared. Looks like:
+    the same name in other letter case, another name for it (`_COLUMN_SYNONYMS`: vllm bench serve's
+    mean_tpot_ms is the mean_itl_ms column), or a close spelling."""
     import difflib
+    known = RUN_COLUMNS + OPTIONAL_RUN_COLUMNS
     absent = [column for column in OPTIONAL_RUN_COLUMNS if column not in row]
     for column in row:
-        if column in RUN_COLUMNS or column in OPTIONAL_RUN_COLUMNS or not isinstance(column, str):
+        if column in known or not isinstance(column, str):
             continue
-        close = difflib.get_close_matches(column, absent, n=1, cutoff=0.8)
-        if close:
-            raise SpecError(column, f"is not a column infersim reads: did you mean {close[0]}?", file=where)
+        name = column.strip().lower()
+        meant = (name if name in known else _COLUMN_SYNONYMS.get(name)
+                 or next(iter(difflib.get_close_matches(name, absent, n=1, cutoff=0.8)), None))
+        if meant is not None and _blank(row.get(meant)) and not _blank(row[column]):
+            raise SpecError(column, f"is not a column infersim reads: did you mean {meant}?", file=where)
 
 
 def read_csv_runs(path: Path) -> list[ServingRun]:
@@ -245,6 +279,7 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
                                 "infersim hardware)",
                                 row.get(column), file=where)
         rate_per_s = _rate(row["request_rate_per_s"], "request_rate_per_s", where)
+        input_tokens = int(number_cell(row, "input_tokens", where, **_TOKENS))
         output_tokens = int(number_cell(row, "output_tokens", where, **_TOKENS))
         mean_itl_ms = _optional(row.get("mean_itl_ms"), "mean_itl_ms", where)
         if output_tokens < 2 and mean_itl_ms is not None:
@@ -252,17 +287,18 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
         runs.append(ServingRun(
             where, row["model"], row["hardware"],
             int(number_cell(row, "tensor_parallel", where, whole=True, minimum=1, maximum=1024)),
-            int(number_cell(row, "input_tokens", where, **_TOKENS)), output_tokens,
+            input_tokens, output_tokens,
             int(number_cell(row, "num_requests", where, whole=True, minimum=1, maximum=10_000_000)),
             rate_per_s,
             _optional(row.get("mean_ttft_ms"), "mean_ttft_ms", where), mean_itl_ms,
             number_cell(row, "output_tokens_per_s", where, **_POSITIVE),
             _clients(row.get("max_concurrency"), rate_per_s, where, "request_rate_per_s"),
             _optional(row.get("p99_ttft_ms"), "p99_ttft_ms", where),
-            _optional(row.get("p99_itl_ms"), "p99_itl_ms", where),
+            _optional(row.get("p99_itl_ms"), "p99_itl_ms", where), _burstiness(row.get("burstiness"), where),
             quantization=_quantization(row.get("precision"), where),
-            input_tokens_stddev=_stddev(row.get("input_tokens_stddev"), "input_tokens_stddev", where),
-            output_tokens_stddev=_stddev(row.get("output_tokens_stddev"), "output_tokens_stddev", where),
+            input_tokens_stddev=_stddev(row.get("input_tokens_stddev"), "input_tokens_stddev", where, input_tokens),
+            output_tokens_stddev=_stddev(row.get("output_tokens_stddev"), "output_tokens_stddev", where,
+                                         output_tokens),
             achieved_requests_per_s=_optional(row.get("achieved_requests_per_s"), "achieved_requests_per_s", where)))
     return runs
 
@@ -277,30 +313,50 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
     if not isinstance(data, dict):
         raise SpecError("", "must hold the JSON object vllm bench serve --save-result writes", file=path.name)
     where = path.name
-    completed = number(data.get("completed"), "completed", where, whole=True, minimum=1, maximum=10_000_000)
+
+    def figure(field: str, **bounds) -> float:
+        return number(data.get(field), field, where, text=False, **bounds)
+
+    completed = int(figure("completed", whole=True, minimum=1, maximum=10_000_000))
     rate_per_s = _rate(data.get("request_rate", "inf"), "request_rate", where)
-    total_output = number(data.get("total_output_tokens"), "total_output_tokens", where, minimum=1)
+    total_input = figure("total_input_tokens", minimum=1, maximum=completed * _TOKENS["maximum"])
+    total_output = figure("total_output_tokens", minimum=1, maximum=completed * _TOKENS["maximum"])
     if round(total_output / completed) < 2:
         raise SpecError("total_output_tokens", f"averages {total_output / completed:.3g} tokens over the "
                         f"{completed:g} completed requests; {_NO_ITL} (mean_tpot_ms)", total_output, file=where)
     requests = _measured_requests(data, where)
+    if requests is not None:
+        _check_requests_match_totals(requests, completed, total_input, total_output, where)
     if data.get("ramp_up_strategy") is not None and (requests is None or requests.sent_s is None):
         raise SpecError("ramp_up_strategy", "sends at a changing rate, which only the send times of --save-detailed "
                         "(start_times) tell: save the run with --save-detailed or at a fixed --request-rate",
                         data["ramp_up_strategy"], file=where)
-    burstiness = data.get("burstiness")
     return [ServingRun(
-        where, model, hardware, tensor_parallel,
-        max(1, round(number(data.get("total_input_tokens"), "total_input_tokens", where, minimum=1) / completed)),
-        round(total_output / completed), int(completed), rate_per_s,
-        number(data.get("mean_ttft_ms"), "mean_ttft_ms", where, **_POSITIVE),
-        number(data.get("mean_tpot_ms"), "mean_tpot_ms", where, **_POSITIVE),
-        number(data.get("output_throughput"), "output_throughput", where, **_POSITIVE),
-        _clients(data.get("max_concurrency"), rate_per_s, where, "request_rate"),
-        _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where), _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where),
-        1.0 if burstiness is None else number(burstiness, "burstiness", where, minimum=1e-3, maximum=1e3, text=False),
-        requests, _quantization(quantization, where),
-        achieved_requests_per_s=_optional(data.get("request_throughput"), "request_throughput", where))]
+        where, model, hardware, tensor_parallel, max(1, round(total_input / completed)),
+        round(total_output / completed), completed, rate_per_s,
+        figure("mean_ttft_ms", **_POSITIVE), figure("mean_tpot_ms", **_POSITIVE),
+        figure("output_throughput", **_POSITIVE),
+        _clients(data.get("max_concurrency"), rate_per_s, where, "request_rate", text=False),
+        _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where, text=False),
+        _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where, text=False),
+        _burstiness(data.get("burstiness"), where, text=False), requests, _quantization(quantization, where),
+        achieved_requests_per_s=_optional(data.get("request_throughput"), "request_throughput", where, text=False))]
+
+
+def _check_requests_match_totals(requests: MeasuredRequests, completed: int, total_input: float,
+                                 total_output: float, where: str) -> None:
+    """A --save-detailed file's completed requests are the ones its totals count (vllm bench serve sums the
+    prompt and output tokens of the successful requests): the same number, and tokens within 1%."""
+    count = len(requests.input_tokens)
+    if count != completed:
+        raise SpecError("output_lens", f"lists {count:,} completed requests (output_lens >= 1) but completed is "
+                        f"{completed:,}: are the lists from another run?", file=where)
+    for field, listed, total in (("input_lens", requests.input_tokens.sum(), total_input),
+                                 ("output_lens", requests.output_tokens.sum(), total_output)):
+        if abs(listed - total) > 0.01 * total:
+            raise SpecError(field, f"sums to {listed:,.0f} tokens over the completed requests but "
+                            f"total_{field.split('_')[0]}_tokens is {total:,.0f}: are the lists from another run?",
+                            file=where)
 
 
 def read_runs(paths: list[Path], model: str | None = None, hardware: str | None = None,
@@ -310,6 +366,8 @@ def read_runs(paths: list[Path], model: str | None = None, hardware: str | None 
     sweep), on the `model`, `hardware`, `tensor_parallel` and `quantization` given, which the files do not
     say and which apply to them only."""
     given = {"--model": model, "--hardware": hardware, "--tp": tensor_parallel, "--quant": quantization}
+    for path in paths:
+        check_readable(path, "serving runs")
     if not any(path.suffix.lower() == ".json" for path in paths):
         for flag, value in given.items():
             if value is not None:
@@ -455,7 +513,7 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
                             **({"overhead": overhead} if overhead is not None else {}))
         summary = simulate(cfg, requests_from(workload)).summary
     except SpecError as err:
-        raise err.in_file(run.where) from None
+        raise _in_run_terms(err, run) from None
     if summary["ttft_s"]["mean"] is None:
         raise SpecError("", "no request of this run could be served (see infersim run for the reason)", file=run.where)
 
@@ -465,6 +523,24 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
 
     return Comparison(run, ms("ttft_s", "mean"), ms("tpot_s", "mean"), summary["throughput_tokens_per_s"],
                       ms("ttft_s", "p99"), ms("tpot_s", "p99"))
+
+
+# The scenario fields a simulation's error may name, as a CSV row's column and a vllm bench serve JSON's field
+# or flag call them, with the run's value of each
+_RUN_TERMS = {"parallelism.tensor_parallel": ("tensor_parallel", "--tp", lambda run: run.tensor_parallel),
+              "quantization": ("precision", "--quant", lambda run: run.quantization),
+              "workload.arrival.rate_per_s": ("request_rate_per_s", "request_rate",
+                                              lambda run: run.request_rate_per_s)}
+
+
+def _in_run_terms(err: SpecError, run: ServingRun) -> SpecError:
+    """A simulation's error as found in the run's file: naming the column (or JSON field) the user wrote, with
+    its value, rather than the scenario field it became."""
+    if err.field not in _RUN_TERMS:
+        return err.in_file(run.where)
+    column, json_field, value_of = _RUN_TERMS[err.field]
+    name = json_field if run.where.lower().endswith(".json") else column
+    return type(err)(name, err.problem, value_of(run) if err.got is None else err.got, err.file or run.where)
 
 
 def error_summary(comparisons: list[Comparison]) -> dict:

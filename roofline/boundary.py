@@ -35,12 +35,18 @@ def _file_problem(path: Path) -> str | None:
     return None
 
 
-def read_text(path: Path, field: str) -> str:
-    """A text file's contents (UTF-8; a byte-order mark is dropped), or one line saying why it cannot be
-    read. `field` is what named the file (a scenario key, a flag)."""
+def check_readable(path: Path, field: str) -> None:
+    """One line saying why the file cannot be read (missing, a folder, ...), if it cannot; `field` is what
+    named it."""
     problem = _file_problem(path)
     if problem:
         raise SpecError(field, problem, str(path))
+
+
+def read_text(path: Path, field: str) -> str:
+    """A text file's contents (UTF-8; a byte-order mark is dropped), or one line saying why it cannot be
+    read. `field` is what named the file (a scenario key, a flag)."""
+    check_readable(path, field)
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -121,8 +127,17 @@ _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.con
 
 def parse_json(text: str):
     """JSON text's data, whole numbers of any length included (see `whole_number`); a key given twice in
-    one object is a SpecError naming it (json.loads would keep the last)."""
-    return json.loads(text, parse_int=whole_number, object_pairs_hook=_unique_keys)
+    one object, or a number too large for a float (json.loads would read 1e400 as Infinity), is a SpecError
+    naming it (json.loads would keep the last key)."""
+    return json.loads(text, parse_int=whole_number, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise SpecError("", "holds a number beyond a float's range (1.8e308): write Infinity where a value is "
+                        "unbounded", text)
+    return value
 
 
 def _unique_keys(pairs: list) -> dict:
@@ -295,5 +310,6 @@ def number(value, field: str, where: str, *, whole: bool = False, minimum: float
         kind = "finite whole number" if whole else "finite number"
         allowed = (f">= {bound_text(minimum)}" if maximum == math.inf
                    else f"from {bound_text(minimum)} to {bound_text(maximum)}")
-        raise SpecError(field, f"must be a {kind} {allowed}", value, file=where)
+        quoted = " (a JSON number, not text)" if isinstance(value, str) and not text else ""
+        raise SpecError(field, f"must be a {kind} {allowed}{quoted}", value, file=where)
     return parsed

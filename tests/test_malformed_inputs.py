@@ -58,10 +58,60 @@ def one_line_error(capsys, *argv) -> str:
     ("r.csv", HEADER + ROW, ("--model", "llama-3.1-70b"), "--model: applies to a vllm bench serve JSON only (each "
      "row of a CSV names its model, hardware, tensor_parallel and precision), got 'llama-3.1-70b'"),
     ("r.csv", HEADER + ROW, ("--tp", "1"), "--tp: applies to a vllm bench serve JSON only"),
+    # a JSON number too large for a float: json.loads would read it as Infinity, every request at once
+    ("r.json", json.dumps(BENCH).replace('"request_rate": 2', '"request_rate": 1e400'), JSON_FLAGS,
+     "r.json: holds a number beyond a float's range (1.8e308): write Infinity where a value is unbounded, got "
+     "'1e400'"),
+    # 20 requests of at most 2^24 tokens each hold at most 335,544,320
+    ("r.json", json.dumps(BENCH | {"total_input_tokens": 1e25}), JSON_FLAGS,
+     "r.json: total_input_tokens: must be a finite number from 1 to 335,544,320, got 1e+25"),
+    ("r.json", json.dumps(BENCH | {"completed": "20"}), JSON_FLAGS,
+     "r.json: completed: must be a finite whole number from 1 to 10,000,000 (a JSON number, not text), got '20'"),
+    # --save-detailed lists of another run: 2 requests where the totals count 20
+    ("r.json", json.dumps(BENCH | {"input_lens": [4000, 4000], "output_lens": [2000, 2000]}), JSON_FLAGS,
+     "r.json: output_lens: lists 2 completed requests (output_lens >= 1) but completed is 20: are the lists "
+     "from another run?"),
+    # 20 requests of 128 tokens sum to 2,560 = total_input_tokens; of 200, to 4,000
+    ("r.json", json.dumps(BENCH | {"input_lens": [200] * 20, "output_lens": [16] * 20}), JSON_FLAGS,
+     "r.json: input_lens: sums to 4,000 tokens over the completed requests but total_input_tokens is 2,560"),
+    ("nope.json", None, (), "serving runs: no such file, got '"),
+    # other names of the columns infersim reads: read as the table's own they would be silently ignored
+    ("r.csv", HEADER.replace("precision", "quantization") + ROW.replace("bf16", "fp8"), (),
+     "r.csv:2: quantization: is not a column infersim reads: did you mean precision?"),
+    ("r.csv", HEADER.replace("mean_itl_ms", "mean_tpot_ms") + ROW, (),
+     "r.csv:2: mean_tpot_ms: is not a column infersim reads: did you mean mean_itl_ms?"),
+    ("r.csv", HEADER.replace("mean_ttft_ms", "Mean_TTFT_ms") + ROW, (),
+     "r.csv:2: Mean_TTFT_ms: is not a column infersim reads: did you mean mean_ttft_ms?"),
+    ("r.csv", HEADER.replace("\n", ",p99_tpot_ms\n") + ROW.replace("\n", ",30\n"), (),
+     "r.csv:2: p99_tpot_ms: is not a column infersim reads: did you mean p99_itl_ms?"),
+    ("r.csv", HEADER.replace("\n", ",burstiness\n") + ROW.replace("\n", ",abc\n"), (),
+     "r.csv:2: burstiness: must be a finite number from 0.001 to 1,000, got 'abc'"),
+    # 16,777,216 / 128 = 131,072 times the mean
+    ("r.csv", HEADER.replace("\n", ",input_tokens_stddev\n") + ROW.replace("\n", ",16777216\n"), (),
+     "r.csv:2: input_tokens_stddev: is 131,072 times its mean of 128 tokens: beyond 10 times, nearly every drawn "
+     "length would be 1 token"),
+    ("r.csv", HEADER + ROW.replace(",2,2.0,", ",-1,2.0,"), (),
+     "r.csv:2: request_rate_per_s: must be a finite number from 1e-06 to 1,000,000,000, or inf (every request at "
+     "once), got '-1'"),
 ])
 def test_bad_measured_runs_are_one_line_before_any_simulation(tmp_path, capsys, name, text, flags, message):
-    (tmp_path / name).write_text(text)
+    if text is not None:
+        (tmp_path / name).write_text(text)
     assert one_line_error(capsys, "compare-serving", tmp_path / name, *flags).startswith(message)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    # Llama-3.1-8B's 32 heads do not split over 3 GPUs
+    (",h100-sxm,1,bf16,", ",h100-sxm,3,bf16,", "r.csv:2: tensor_parallel: must divide num_heads=32, got 3"),
+    (",h100-sxm,1,bf16,", ",a100-sxm-80gb,1,fp8,", "r.csv:2: precision: a100-sxm-80gb has no fp8 tensor-core peak"),
+    # 20 arrivals at 1e-6 a second span 1.9e7 s; 200 span 2e8, past the clock's 1e8
+    (",20,2,2.0,", ",200,1e-6,2.0,", "r.csv:2: request_rate_per_s: 200 arrivals span "),
+])
+def test_a_runs_simulation_names_the_column_it_came_from(tmp_path, capsys, old, new, message):
+    (tmp_path / "r.csv").write_text(HEADER + ROW.replace(old, new))
+    line = one_line_error(capsys, "compare-serving", tmp_path / "r.csv")
+    assert line.startswith(message)
+    assert "got " in line
 
 
 def test_spaces_around_csv_column_names_and_cells_are_not_part_of_them(tmp_path):

@@ -227,6 +227,9 @@ def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
      "s.yaml:9: 1:00.5: YAML reads a number with colons in base 60, as 60.5; write the number you mean (or quote "
      "it, for text)"),
     ("a: &a [*a]\n", "s.yaml: a: is not a known key (check its spelling and section), got a list of 1 item"),
+    (BASE.replace("{process: poisson, rate_per_s: 5}", "{concurrency: 4}"),
+     "s.yaml: workload.arrival: concurrency needs process: concurrency (the process is poisson, at rate_per_s, "
+     "unless it says)"),
 ])
 def test_malformed_scenario_files_are_one_line_naming_the_file(tmp_path, text, message):
     with pytest.raises(SpecError) as info:
