@@ -141,7 +141,7 @@ WHOLE = "must be a finite whole number from 1 to 16,777,216"
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("hidden_size", "4096", f"hidden_size: {WHOLE}, got '4096'"),
+    ("hidden_size", "4096", f"hidden_size: {WHOLE} (a JSON number, not text), got '4096'"),
     ("hidden_size", [4096], f"hidden_size: {WHOLE}, got [4096]"),
     ("hidden_size", 32.5, f"hidden_size: {WHOLE}, got 32.5"),
     ("hidden_size", True, f"hidden_size: {WHOLE}, got True"),
