@@ -100,9 +100,26 @@ def _yaml_path(text: str) -> str:
     return _file_in_existing_folder(text)
 
 
+def _unusable_path(text: str) -> str | None:
+    """Why the system refuses the path itself (a name over 255 bytes, say), or None."""
+    import os
+    try:
+        os.stat(text)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno in (2, 20):  # ENOENT, ENOTDIR: a path to create, or under a file (said where it is used)
+            return None
+        return err.strerror
+    return None
+
+
 def _file_in_existing_folder(text: str) -> str:
     from pathlib import Path
     path = Path(text)
+    problem = _unusable_path(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"cannot be used ({problem}): {_quoted(text)}")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"is a folder, not a file: {_quoted(text)}")
     if not path.resolve().parent.is_dir():
@@ -115,6 +132,9 @@ def _out_dir(text: str) -> str:
     from pathlib import Path
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a folder (it is empty)")
+    problem = _unusable_path(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"cannot be used ({problem}): {_quoted(text)}")
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"is a file, not a folder: {_quoted(text)}")
     return text

@@ -699,12 +699,12 @@ class Prepared:
 
 
 def _built(ctx: PlanContext, cand: Candidate, rate_per_s: float):
-    """The candidate's run configuration at `rate_per_s`; a run too large for this machine names the plan's
-    key that sized it (search.max_requests, where search.min_duration_s added requests)."""
+    """The candidate's run configuration and requests at `rate_per_s`; a run too large for this machine names
+    the plan's key that sized it (search.max_requests, where search.min_duration_s added requests)."""
     from infersim.scenario import build_run
     workload = open_loop(ctx, rate_per_s)
     try:
-        return build_run(cand.scenario(workload, 0), ctx.base)[0]
+        return build_run(cand.scenario(workload, 0), ctx.base)
     except SpecError as err:
         if (isinstance(err, HardwareLimit) or not err.field.startswith("workload.")
                 or workload["num_requests"] <= ctx.plan.search.num_requests):
@@ -719,8 +719,12 @@ def prepare(ctx: PlanContext, cand: Candidate) -> Prepared:
     (HardwareLimit: it does not fit the GPU's memory, the GPU has no fp8...) makes it infeasible, with that
     error as the reason; any other SpecError (TP does not divide the heads...) is a mistake in the plan,
     raised (load_plan prepares every candidate, so that it is raised there, before any simulation)."""
+    from infersim.sim.run import refusal
     try:
-        cfg = _built(ctx, cand, ctx.plan.target_rate_per_s)
+        cfg, requests = _built(ctx, cand, ctx.plan.target_rate_per_s)
+        refused = [refusal(cfg, req) for req in requests]
+        if all(refused):  # at any rate: its search would find none sustained, and say only why in latencies
+            return Prepared(cand, reason=f"serves none of the workload's requests, e.g. {refused[0]}")
         ceiling = steady_state_ceiling(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens)
         # the largest simulation the search may run (search.min_duration_s at its top rate) fits this machine
         _built(ctx, cand, max(ctx.plan.search.rate_high_per_s or ceiling.rate_per_s, ctx.plan.target_rate_per_s))

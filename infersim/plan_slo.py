@@ -39,7 +39,7 @@ def check_slo(slo: PlanSlo, result) -> SloCheck:
                                      UNSERVED)]
     for metric in LATENCY_METRICS:
         bounds = getattr(slo, metric)
-        if not bounds:
+        if not bounds or not done.any():  # nothing served: the unserved requests are the reason, not latencies
             continue
         if metric == "itl_s":
             values, weights = result.metrics.itl_gaps()

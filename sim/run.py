@@ -204,6 +204,20 @@ class Pool(NamedTuple):
     kv_blocks_per_replica: int
 
 
+def _kv_manager(cfg: RunConfig, blocks: int, host_blocks: int = 0) -> KVCacheManager:
+    """One replica's KV cache of `blocks` blocks (and `host_blocks` of swap space)."""
+    kv_spec = cfg.kv_cache
+    allocator = ALLOCATORS[cfg.allocator].for_cache(kv_spec.block_size_tokens, cfg.limits.max_model_len, blocks)
+    return KVCacheManager(allocator, blocks, int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching,
+                          host_blocks)
+
+
+def refusal(cfg: RunConfig, req: Request) -> str:
+    """Why a replica of `cfg` refuses `req` on arrival, whatever the load ("" if it takes it): its scheduler's
+    limits and its KV cache as deployed."""
+    return cfg.scheduler_class(cfg.limits, _kv_manager(cfg, total_kv_blocks(cfg))).reject_reason(req)
+
+
 def deploy(cfg: RunConfig, env: simpy.Environment, metrics: Metrics, requests: list[Request] | None,
            on_done: Callable[[Request], None] | None = None) -> Pool:
     """`cfg.cluster`'s replicas of `cfg`'s model, recording into `metrics`; `requests` are those that will
@@ -219,11 +233,9 @@ def deploy(cfg: RunConfig, env: simpy.Environment, metrics: Metrics, requests: l
                          cfg.hardware.host_link,
                          token_kv_bytes * block_size, cfg.kernels, graph_timer, _decode_technique(cfg),
                          cfg.kernels.eager_attention_s(cfg.hardware, cfg.model.num_layers))
-    allocator = ALLOCATORS[cfg.allocator]
 
     def make_replica(index: int, hand_off=None) -> Replica:
-        kv = KVCacheManager(allocator.for_cache(block_size, cfg.limits.max_model_len, blocks), blocks,
-                            int(kv_spec.watermark_fraction * blocks), kv_spec.prefix_caching, host_blocks)
+        kv = _kv_manager(cfg, blocks, host_blocks)
         technique = costs.decoding  # each step draws what it emits or how deep it goes: no runs of identical steps
         scheduler = cfg.scheduler_class(cfg.limits, kv,
                                         max_decode_steps=MAX_DECODE_STEPS if cfg.jumps and technique is None else 1,

@@ -159,6 +159,21 @@ def test_a_candidate_that_cannot_run_is_infeasible_with_the_reason(tmp_path):
     assert "a10g has no fp8 tensor-core peak" in row["reason"]
 
 
+def test_a_candidate_that_serves_no_request_is_infeasible_with_the_reason(tmp_path):
+    # prompts of 32-128 tokens and outputs of 16-64 reach 48-192 tokens: none fits a context of 40, at any rate
+    plan = TINY | {"configurations": [{"name": "short", "parallelism": {"tensor_parallel": 2},
+                                       "scheduler": {"max_model_len": 40}},
+                                      {"name": "ok", "parallelism": {"tensor_parallel": 2},
+                                       "scheduler": {"max_model_len": 512}}],
+                   "search": TINY["search"] | {"seeds": 1, "concurrency": [1]}}
+    rows = {row["name"].split()[-1]: row for row in
+            run_plan(load_plan(write_plan(tmp_path, plan)), LocalExecutor(1))["candidates"]}
+    assert rows["short"]["status"] == "infeasible" and rows["short"]["load_curve"] in (None, [])
+    assert rows["short"]["reason"].startswith("serves none of the workload's requests, e.g. prompt + output = ")
+    assert "exceeds scheduler.max_model_len=40" in rows["short"]["reason"]
+    assert rows["ok"]["status"] == "ok"
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"hardware": [{"name": "l4", "price_per_gpu_hour": -1}]},
      "plan.yaml: hardware.0.price_per_gpu_hour: must be > 0, got -1"),
