@@ -550,6 +550,7 @@ def _calibrate_from_serving(args) -> int:
     for flag, value in (("--from-profile", args.from_profile), ("--device", args.device)):
         if value:
             raise SpecError(flag, "does not apply with --from-serving", value)
+    args.engine = args.engine or "vllm-v1"
     _engine_preset(args.engine)
     out = Path(args.out or f"{args.engine}-engine.yaml")
     _writable_folder(out.parent, "--out", args.out)
@@ -587,9 +588,10 @@ def cmd_calibrate(args) -> int:
     for flag, value in (("--hardware", args.hardware), ("--model", args.model)):
         if value and not args.from_profile:
             raise SpecError(flag, "applies with --from-profile only (--device measures the device in use)", value)
-    for flag, value in (("--tp", args.tp), ("--quant", args.quant)):
+    for flag, value in (("--tp", args.tp), ("--quant", args.quant), ("--engine", args.engine)):
         if value is not None:
-            raise SpecError(flag, "applies with --from-serving only (to its JSON files)", value)
+            raise SpecError(flag, "applies with --from-serving only" + (" (to its JSON files)" * (flag != "--engine")),
+                            value)
     _writable_folder(Path(args.out).parent if args.out else Path.cwd(), "--out", args.out)
     if args.from_profile:
         import dataclasses
@@ -979,7 +981,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--from-serving", metavar="FILE", nargs="+", help="fit an engine preset's host time per step "
                    "to measured serving runs (the CSV tables or vllm bench serve JSON files compare-serving "
                    "reads); writes a scenario engine block")
-    k.add_argument("--engine", default="vllm-v1", help="with --from-serving: the preset to fit (default vllm-v1)")
+    k.add_argument("--engine", help="with --from-serving: the preset to fit (default vllm-v1)")
     k.add_argument("--out", metavar="FILE.yaml", type=_yaml_path, help="where to write the spec (default NAME.yaml)")
     k.set_defaults(func=cmd_calibrate)
     return parser

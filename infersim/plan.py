@@ -28,7 +28,7 @@ from infersim.plan_slo import SloCheck, SloWatch, check_slo
 from infersim.report import counted
 from infersim.roofline.boundary import UNPRINTABLE_NAME, load_yaml, unprintable
 from infersim.roofline.errors import HardwareLimit, SpecError
-from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _Section, cluster_replicas
+from infersim.scenario import DEFAULT_REQUESTS, Scenario, WorkloadSection, _Section, cluster_replicas, slo_bound
 from infersim.schema import YamlFloat, YamlInt, spec_error
 from infersim.sim.workload import MAX_SPAN_S
 
@@ -61,6 +61,14 @@ def _percentile_keys(bounds):
 LatencyBounds = Annotated[dict[str, Annotated[YamlFloat, Field(gt=0, le=1e6)]], BeforeValidator(_percentile_keys)]
 
 
+def _watts(value: float) -> float:
+    """A GPU's power: the smallest accelerator of the registry (an L4) draws 72 W, so below 10 it is likely
+    kilowatts written as watts."""
+    if value < 10:
+        raise ValueError(f"{value:g} W is below any accelerator's draw: power_w is in watts (700 for an H100 SXM)")
+    return value
+
+
 class PlanSlo(_Section):
     """Percentile bounds in seconds per metric (`ttft_s: {p99: 2.0}`) and/or a goodput fraction: at least
     that share of the requests each meet the TTFT and TPOT bounds (the largest value given for each),
@@ -74,6 +82,12 @@ class PlanSlo(_Section):
 
     @model_validator(mode="after")
     def _something_to_meet(self):
+        for metric in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
+            for key, bound in (getattr(self, metric) or {}).items():
+                try:
+                    slo_bound(metric, bound)
+                except ValueError as err:
+                    raise ValueError(f"{metric}.{key}: {err}") from None
         if not any(getattr(self, k) for k in ("ttft_s", "tpot_s", "itl_s", "e2e_s")):
             raise ValueError("needs at least one latency bound (ttft_s, tpot_s, itl_s or e2e_s), e.g. "
                              "ttft_s: {p99: 2.0}")
@@ -85,7 +99,7 @@ class PlanSlo(_Section):
 class HardwareCandidate(_Section):
     name: str
     price_per_gpu_hour: YamlFloat = Field(gt=0, le=1e4)
-    power_w: Optional[YamlFloat] = Field(None, gt=0, le=1e5)
+    power_w: Optional[Annotated[YamlFloat, Field(gt=0, le=1e5), AfterValidator(_watts)]] = None
 
 
 def _printable(name: str) -> str:
@@ -120,6 +134,9 @@ class SearchSection(_Section):
 
     @model_validator(mode="after")
     def _ordered(self):
+        twice = sorted({c for c in self.concurrency if self.concurrency.count(c) > 1})
+        if twice:
+            raise ValueError(f"concurrency lists {twice[0]} twice; list each number of clients once")
         if self.max_requests < self.num_requests:
             raise ValueError(f"max_requests={self.max_requests:,} must be at least num_requests={self.num_requests:,}")
         if self.rate_low_per_s and self.rate_high_per_s and self.rate_low_per_s >= self.rate_high_per_s:
@@ -197,7 +214,7 @@ def load_plan(path: Path | str) -> PlanContext:
         raise spec_error(e, file=path.name, model=Plan) from None
     base = path.parent
     with errors_in(path.name):
-        _check_distinct(plan)
+        _check_distinct(plan, base)
         for i, model in enumerate(plan.models):
             get_model(model, base, field=f"models.{i}")
         for i, hw in enumerate(plan.hardware):
@@ -212,22 +229,27 @@ def load_plan(path: Path | str) -> PlanContext:
         return ctx
 
 
-def _check_distinct(plan: Plan) -> None:
-    """Each model, GPU and configuration label once: a candidate is named by its three."""
-    lists = (("models.{}", plan.models, "list each model once"),
-             ("hardware.{}.name", [hw.name for hw in plan.hardware], "list each GPU once, at one price"),
-             ("configurations.{}.name", [configuration_label(c) for c in plan.configurations],
+def _check_distinct(plan: Plan, base: Path) -> None:
+    """Each model, GPU and configuration label once: a candidate is named by its three (a file given by two
+    paths, hw.yaml and ./hw.yaml, is one)."""
+    def same(name: str) -> str:
+        path = base / name
+        return str(path.resolve()) if path.is_file() else name
+    lists = (("models.{}", plan.models, same, "list each model once"),
+             ("hardware.{}.name", [hw.name for hw in plan.hardware], same, "list each GPU once, at one price"),
+             ("configurations.{}.name", [configuration_label(c) for c in plan.configurations], str,
               "give each configuration a distinct name"))
-    for field, labels, fix in lists:
+    for field, labels, key_of, fix in lists:
         first = {}
         for i, label in enumerate(labels):
-            if label in first:
-                repeats = f"repeats {field.format(first[label])}"
+            key = key_of(label)
+            if key in first:
+                repeats = f"repeats {field.format(first[key])}"
                 if field.startswith("configurations") and plan.configurations[i].name is None:
                     repeats = (f"is not given, and the label made of its parallelism, quantization, engine and "
-                               f"topology repeats configurations.{first[label]}'s")
+                               f"topology repeats configurations.{first[key]}'s")
                 raise SpecError(field.format(i), f"{repeats}; {fix}", label)
-            first[label] = i
+            first[key] = i
 
 
 def _check_rates(ctx: PlanContext) -> None:

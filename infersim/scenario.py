@@ -215,7 +215,7 @@ FilePath = Annotated[str, AfterValidator(_a_path)]
 
 class TraceSection(_Section):
     path: FilePath
-    rate_scale: YamlFloat = Field(1.0, gt=0)
+    rate_scale: YamlFloat = Field(1.0, gt=0, le=1e6, description="the trace replayed this many times faster")
 
 
 class SharedPrefixSection(_Section):
@@ -299,9 +299,21 @@ class ContrastiveSection(_Section):
     amateur_model: str
 
 
+# The longest bound each latency SLO may set, in seconds: past them a bound is likely milliseconds written as
+# seconds (a TTFT of minutes is a 1M-token prefill's; a token every 10 s no served model is that slow)
+SLO_MAX_S = {"ttft_s": 300.0, "tpot_s": 10.0, "itl_s": 10.0, "e2e_s": 3600.0}
+
+
+def slo_bound(metric: str, value: float) -> float:
+    """`value`, a bound on `metric` in seconds, if within SLO_MAX_S; else why it reads as milliseconds."""
+    if value > SLO_MAX_S[metric]:
+        raise ValueError(f"{value:g} s is over {SLO_MAX_S[metric]:g} s: SLO bounds are in seconds (0.5 for 500 ms)")
+    return value
+
+
 class SLOSection(_Section):
-    ttft_s: Optional[YamlFloat] = Field(None, gt=0)
-    tpot_s: Optional[YamlFloat] = Field(None, gt=0)
+    ttft_s: Optional[Annotated[YamlFloat, Field(gt=0), AfterValidator(lambda v: slo_bound("ttft_s", v))]] = None
+    tpot_s: Optional[Annotated[YamlFloat, Field(gt=0), AfterValidator(lambda v: slo_bound("tpot_s", v))]] = None
 
 
 class ClusterSection(_Section):

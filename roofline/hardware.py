@@ -508,11 +508,19 @@ def hardware_from_dict(data: dict, origin: str = "hardware") -> HardwareSpec:
                         type(data).__name__, file=origin)
     unknown = sorted(str(k) for k in data if k not in _FIELDS)
     if unknown:
-        raise SpecError(unknown[0], f"is not a known field; allowed: {', '.join(sorted(_FIELDS))}", file=origin)
+        import difflib
+        close = difflib.get_close_matches(unknown[0], sorted(_FIELDS), n=1, cutoff=0.8)
+        hint = f"did you mean {close[0]}?" if close else f"allowed: {', '.join(sorted(_FIELDS))}"
+        raise SpecError(unknown[0], f"is not a known field; {hint}", file=origin)
     missing = sorted(_REQUIRED - set(data))
     if missing:
         raise SpecError(missing[0], "is required", file=origin)
     fields = {field: _file_value(origin, field, value) for field, value in data.items()}
+    l2_bw = fields.get("l2_bandwidth_bytes_per_s")
+    if l2_bw is not None and l2_bw < fields["memory_bandwidth_bytes_per_s"]:  # the L2 feeds the SMs from DRAM
+        raise SpecError("l2_bandwidth_bytes_per_s", f"must be at least memory_bandwidth_bytes_per_s "
+                        f"({fields['memory_bandwidth_bytes_per_s']:.3g}): every byte from DRAM passes through the L2 "
+                        "(is it in another unit?)", data["l2_bandwidth_bytes_per_s"], file=origin)
     with errors_in(origin):
         return HardwareSpec(**fields)
 

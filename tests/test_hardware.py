@@ -63,6 +63,11 @@ FRACTION = "must be a finite number from 0.01 to 1"
     ("name", "", "name: must be text (not empty), got ''"),
     ("name", "<absent>", "name: is required"),
     ("warp_size", 32, "warp_size: is not a known field; allowed: architecture, attention_q_tile_tokens"),
+    ("memory_bandwith_bytes_per_s", 2.0e12, "memory_bandwith_bytes_per_s: is not a known field; did you mean "
+     "memory_bandwidth_bytes_per_s?"),
+    # every byte read from DRAM passes through the L2: 1 MB/s (a unit slip) is below the A100's 2.04 TB/s
+    ("l2_bandwidth_bytes_per_s", 1e6, "l2_bandwidth_bytes_per_s: must be at least memory_bandwidth_bytes_per_s "
+     "(2.04e+12)"),
 ])
 def test_bad_fields_name_the_file_field_and_value(tmp_path, field, value, message):
     with pytest.raises(SpecError) as info:

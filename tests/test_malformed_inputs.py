@@ -4,8 +4,10 @@ found by the malformed-input sweep; the scenario file's own cases are in test_sc
 import json
 
 import pytest
+import yaml
 
 from infersim.cli import main
+from infersim.roofline import get_hardware
 from infersim.serving import read_csv_runs
 
 HEADER = ("engine,engine_version,model,hardware,tensor_parallel,precision,input_tokens,output_tokens,num_requests,"
@@ -242,3 +244,41 @@ def test_calibrate_refuses_to_fit_a_profile_of_two_rows(profile_dir, tmp_path, c
                           "--out", tmp_path / "o.yaml").endswith(
         "p.csv has 2 rows: fitting 5 factors needs a sweep of token counts (at least 8 rows); infersim "
         "compare-profile checks a few rows against the spec as it is")
+
+
+def test_calibrate_from_a_profile_refuses_the_engine_flag(capsys):
+    # --engine picks the preset --from-serving fits; a per-op profile fits the hardware's factors, whatever
+    # the engine
+    line = one_line_error(capsys, "calibrate", "--from-profile", "data/profiles/a100", "--engine", "sglang")
+    assert line == "--engine: applies with --from-serving only, got 'sglang'"
+
+
+def test_an_output_name_the_system_refuses_is_one_line(tmp_path, capsys):
+    # Linux allows names of at most 255 bytes
+    line = one_line_error(capsys, "run", "scenarios/default.yaml", "--no-plot", "--out", tmp_path / ("a" * 300))
+    assert line.startswith("argument --out: cannot be used (File name too long): ")
+
+
+def test_a_plan_lists_one_hardware_file_once_whatever_the_path(tmp_path, capsys):
+    # hw.yaml and ./hw.yaml are one file: two candidates of one GPU, one "costing the same" as the other
+    (tmp_path / "hw.yaml").write_text(yaml.safe_dump(get_hardware("l4").to_dict()))
+    plan = {"name": "p", "models": "tiny-llama", "target_rate_per_s": 1, "slo": {"ttft_s": {"p99": 1}},
+            "hardware": [{"name": "hw.yaml", "price_per_gpu_hour": 1}, {"name": "./hw.yaml", "price_per_gpu_hour": 1}],
+            "workload": {"prompt_tokens": 32, "output_tokens": 8}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(plan))
+    assert one_line_error(capsys, "plan", tmp_path / "p.yaml", "--out", tmp_path / "o") == (
+        "p.yaml: hardware.1.name: repeats hardware.0.name; list each GPU once, at one price, got './hw.yaml'")
+
+
+@pytest.mark.parametrize("section, message", [
+    ("slo: {ttft_s: 0.5, tpot_s: 50}", "s.yaml: slo.tpot_s: 50 s is over 10 s: SLO bounds are in seconds (0.5 for "
+     "500 ms), got 50"),
+    ("workload: {trace: {path: t.csv, rate_scale: 1e300}}", "s.yaml: workload.trace.rate_scale: must be <= "),
+])
+def test_scenario_values_in_the_wrong_unit_are_refused(tmp_path, capsys, section, message):
+    (tmp_path / "t.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0,10,5\n")
+    text = "model: tiny-llama\nhardware: l4\n" + section + "\n"
+    if "workload" not in section:
+        text += "workload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: 10, output_tokens: 5}\n"
+    (tmp_path / "s.yaml").write_text(text)
+    assert one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o").startswith(message)
