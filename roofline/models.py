@@ -276,6 +276,27 @@ _CONFIG_READERS = {"llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral
                    "gpt2": _gpt2, "opt": _opt}
 
 
+# The keys the readers above take from a config.json (any model_type's)
+_READ_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+              "head_dim", "num_hidden_layers", "vocab_size", "max_position_embeddings", "tie_word_embeddings",
+              "attention_bias", "num_local_experts", "num_experts_per_tok", "ffn_dim", "kv_channels", "seq_length",
+              "padded_vocab_size", "no_bias", "n_embd", "n_head", "n_layer", "n_inner", "n_ctx", "n_positions")
+
+
+def _check_misspelt_keys(cfg: dict, path: Path) -> None:
+    """A key one slip from one the readers take, which the file lacks (num_key_value_head for
+    num_key_value_heads), is refused: read as nothing it would leave that key's default (no GQA: a KV cache
+    four times too large) in silence. config.json's many other keys are the model's own."""
+    import difflib
+    absent = [key for key in _READ_KEYS if key not in cfg]
+    for key in cfg:
+        if not isinstance(key, str) or key in _READ_KEYS:
+            continue
+        close = difflib.get_close_matches(key, absent, n=1, cutoff=0.9)
+        if close:
+            raise SpecError(key, f"is not a key infersim reads: did you mean {close[0]}?", file=path.name)
+
+
 def load_hf_config(path: Path | str) -> ModelSpec:
     """Read a Hugging Face config.json (model_type llama, mistral, qwen, qwen2, mixtral, gpt2 or opt)."""
     path = Path(path)
@@ -288,6 +309,7 @@ def load_hf_config(path: Path | str) -> ModelSpec:
                         "config.json gives it", file=path.name)
     if not isinstance(kind, str) or kind not in _CONFIG_READERS:
         raise SpecError("model_type", f"unsupported; allowed: {', '.join(_CONFIG_READERS)}", kind, file=path.name)
+    _check_misspelt_keys(cfg, path)
     named = cfg.get("_name_or_path")
     if isinstance(named, str) and unprintable(named):
         raise SpecError("_name_or_path", UNPRINTABLE_NAME, named, file=path.name)

@@ -165,6 +165,19 @@ def test_config_json_mistakes_name_the_file_the_key_and_the_value(tmp_path, key,
     assert str(info.value) == f"config.json: {message}"
 
 
+def test_a_config_key_one_slip_from_one_infersim_reads_is_refused(tmp_path):
+    # read as nothing, num_key_value_head would leave the default of as many KV heads as query heads: the
+    # 8B's KV cache four times too large (32 heads for 8)
+    cfg = {k: v for k, v in LLAMA.items() if k != "num_key_value_heads"} | {"num_key_value_head": 8}
+    with pytest.raises(SpecError) as info:
+        load_hf_config(_write(tmp_path, cfg))
+    assert str(info.value) == ("config.json: num_key_value_head: is not a key infersim reads: did you mean "
+                               "num_key_value_heads?")
+    # a model's other keys are its own
+    spec = load_hf_config(_write(tmp_path, LLAMA | {"rope_theta": 5e5, "attention_dropout": 0.0, "mlp_bias": False}))
+    assert spec.num_kv_heads == 8
+
+
 def test_a_config_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "config.json"
     path.write_bytes(b'{"model_type": "llama", "name": "\xff"}')  # 0xff is the 34th byte
