@@ -512,6 +512,19 @@ def _compare_all_reduce_profile(args) -> int:
     return 0
 
 
+def _note_profile_oddities(profile: str, result: dict, gpu: str) -> None:
+    """Notes on a profile's columns infersim leaves out and on times far below what the GPU allows (a file in
+    seconds where Vidur's profiles give milliseconds)."""
+    from infersim.roofline.profile import VIDUR_OPS, ops_not_compared
+    for op in ops_not_compared(profile):
+        print(f"note: time_stats.{op} is not compared: infersim models no such op (it compares "
+              f"{', '.join(VIDUR_OPS)})", file=sys.stderr)
+    if result["all_median_abs_err"] > 10:  # predicted > 11x measured: faster than the GPU's peaks allow
+        print(f"note: the measured times are a median {1 + result['all_median_abs_err']:,.0f}x below the roofline's "
+              f"on {gpu}: profiles give milliseconds (Vidur's time_stats); is the file in seconds, or from another "
+              "GPU?", file=sys.stderr)
+
+
 def cmd_compare_profile(args) -> int:
     from infersim.report import figure, json_safe, table
     from infersim.roofline import get_hardware
@@ -522,6 +535,7 @@ def cmd_compare_profile(args) -> int:
     model, hw = _profile_model(args), get_hardware(args.hardware, field="--hardware")
     samples = read_profile(args.profile, model)
     result = compare(samples, hw)
+    _note_profile_oddities(args.profile, result, hw.name)
     if args.json:
         print(json.dumps(json_safe(result), indent=2, allow_nan=False))
     else:
@@ -609,6 +623,7 @@ def cmd_calibrate(args) -> int:
                             f"{len(FITTED_FACTORS)} factors needs a sweep of token counts (at least {MIN_FIT_ROWS} "
                             "rows); infersim compare-profile checks a few rows against the spec as it is")
         before = compare(samples, base)
+        _note_profile_oddities(args.from_profile, before, base.name)
         fitted = fit_factors(samples, base)
         fitted = dataclasses.replace(fitted, name=f"{base.name}-fitted",
                                      source=f"{base.source}; factors fitted on {args.from_profile}")

@@ -98,6 +98,29 @@ def _row_ops(model: ModelSpec, row: dict, where: str) -> dict:
     return by_name
 
 
+def _profiled_ops(header) -> list[str]:
+    """The ops whose medians a profile's columns give (time_stats.<op>.median)."""
+    return [column[len("time_stats."):-len(".median")] for column in header
+            if isinstance(column, str) and column.startswith("time_stats.") and column.endswith(".median")]
+
+
+def _check_misspelt_ops(header, path: Path) -> None:
+    """An op column one slip from one infersim compares, which the profile lacks, is refused: read as another
+    op it would drop out of the comparison (and a fit) in silence."""
+    import difflib
+    absent = [op for op in VIDUR_OPS if f"time_stats.{op}.median" not in header]
+    for op in _profiled_ops(header):
+        close = difflib.get_close_matches(op, absent, n=1, cutoff=0.8) if op not in VIDUR_OPS else []
+        if close:
+            raise SpecError(f"time_stats.{op}.median", f"is not an op infersim compares: did you mean "
+                            f"time_stats.{close[0]}.median?", file=path.name)
+
+
+def ops_not_compared(path: Path | str) -> list[str]:
+    """The ops a profile measures that have no roofline op here (Vidur's linear-ops profiles hold none)."""
+    return [op for op in _profiled_ops(_rows(Path(path))[0][1]) if op not in VIDUR_OPS]
+
+
 def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
     """Read a Vidur `*_linear_ops.csv` and build, for each op it holds, the samples to compare."""
     path = Path(path)
@@ -113,6 +136,7 @@ def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:
             raise SpecError("model", f"{path.name} profiles {column}={first[column]} but {model.name} has "
                             f"{attr}={getattr(model, attr)}; pass the profiled model", model.name)
     present = [op for op in VIDUR_OPS if f"time_stats.{op}.median" in first]
+    _check_misspelt_ops(first, path)
     if not present:
         raise SpecError("", f"has no time_stats.<op>.median column for any of {', '.join(VIDUR_OPS)}",
                         file=path.name)

@@ -141,3 +141,31 @@ def test_the_h100_sustains_its_own_profiles_compute_efficiency_and_a_held_out_mo
     held_out = compare(read_profile(profile_dir.parent / "h100" / FILES["llama-2-70b"], get_model("llama-2-70b")), h100)
     assert held_out["gemm_median_abs_err"] <= 0.08
     assert held_out["gemm_p90_abs_err"] <= 0.20
+
+
+def test_a_misspelt_op_column_is_refused_and_an_unknown_op_noted(profile_dir, tmp_path, capsys):
+    from infersim.cli import main
+    text = (profile_dir / "Llama-2-7b-hf_linear_ops.csv").read_text()
+    (tmp_path / "typo.csv").write_text(text.replace("time_stats.mlp_up_proj.", "time_stats.mlp_upproj."))
+    with pytest.raises(SpecError, match=r"^typo.csv: time_stats.mlp_upproj.median: is not an op infersim compares: "
+                                        r"did you mean time_stats.mlp_up_proj.median\?$"):
+        read_profile(tmp_path / "typo.csv", get_model("llama-2-7b"))
+    (tmp_path / "extra.csv").write_text(text.replace("time_stats.mlp_up_proj.", "time_stats.moe_gate."))
+    assert main(["compare-profile", str(tmp_path / "extra.csv"), "--hardware", "a100-sxm-80gb"]) == 0
+    assert "note: time_stats.moe_gate is not compared: infersim models no such op" in capsys.readouterr().err
+
+
+def test_a_profile_in_seconds_is_noted(profile_dir, tmp_path, capsys):
+    # every median / 1000: the ops would run ~1000x faster than the A100's peaks allow
+    import csv
+    from infersim.cli import main
+    with open(profile_dir / "Llama-2-7b-hf_linear_ops.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(tmp_path / "s.csv", "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows({k: f"{float(v) / 1000:.6g}" if k.startswith("time_stats.") else v for k, v in r.items()}
+                      for r in rows)
+    assert main(["compare-profile", str(tmp_path / "s.csv"), "--hardware", "a100-sxm-80gb"]) == 0
+    note = capsys.readouterr().err
+    assert "x below the roofline's on a100-sxm-80gb: profiles give milliseconds" in note
