@@ -903,7 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a plan YAML, see scenarios/plans/)")
     pl.add_argument("plan", metavar="PLAN.yaml")
     pl.add_argument("--out", metavar="DIR", type=_out_dir,
-                    help="where to write plan.json, report.html, report.md and the plots (default runs/<plan name>)")
+                    help="where to write plan.json, report.html, report.md and the plots (default runs/<the plan file's name without .yaml>)")
     pl.add_argument("--jobs", type=_positive_int, help="local worker processes (default: the CPU count)")
     pl.add_argument("--executor", choices=("local", "ray"), default="local",
                     help="local processes (default) or a Ray cluster (pip install 'infersim[ray]')")

@@ -267,7 +267,15 @@ def _context(plan: Plan, base: Path) -> PlanContext:
     from infersim.scenario import build_workload
     w = plan.workload
     template = WorkloadSection.model_validate({**_dump(w), "num_requests": plan.search.num_requests})
-    workload, _ = build_workload(template, 0, base)
+    try:
+        workload, _ = build_workload(template, 0, base)
+    except SpecError as err:
+        if err.field != "workload.num_requests":
+            raise
+        from infersim.sim.workload import read_trace
+        rows = len(read_trace(base / w.trace.path))
+        raise SpecError("search.num_requests", f"is more than the trace's {rows:,} rows: lower it to at most "
+                        f"{rows:,}", plan.search.num_requests) from None
     span_s = _span_s(workload)
     trace_rate = None
     if w.trace is not None:

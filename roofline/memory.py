@@ -104,6 +104,12 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                       activation_bytes=activation_bytes,
                       kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token)
     if plan.kv_cache_bytes <= 0:
+        if draft_weight_bytes and plan.kv_cache_bytes + draft_weight_bytes > 0:  # it fits but for its drafter
+            raise HardwareLimit("speculative.draft_model", f"does not fit beside {model.name} on {hw.name}: weights "
+                                f"{(weight_bytes - draft_weight_bytes) / 1e9:.1f} GB + the drafter's "
+                                f"{draft_weight_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB "
+                                f"exceed {usable_bytes / 1e9:.1f} GB usable; pick a smaller drafter (or method: ngram, "
+                                "which has no weights)")
         raise HardwareLimit("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
                             f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
                             f"usable on {hw.name}; raise tensor_parallel/pipeline_parallel or quantize", hw.name)

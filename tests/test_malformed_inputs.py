@@ -282,3 +282,24 @@ def test_scenario_values_in_the_wrong_unit_are_refused(tmp_path, capsys, section
         text += "workload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: 10, output_tokens: 5}\n"
     (tmp_path / "s.yaml").write_text(text)
     assert one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o").startswith(message)
+
+
+def test_a_drafter_that_does_not_fit_is_named_not_the_target(tmp_path, capsys):
+    # Llama-3.2-1B's 2.5 GB fit an L4's 24 GB; Llama-3.1-70B's 141 GB as its drafter (same tokenizer) cannot
+    (tmp_path / "s.yaml").write_text(
+        "model: llama-3.2-1b\nhardware: l4\nworkload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: 10, "
+        "output_tokens: 5}\nspeculative: {method: model, draft_model: llama-3.1-70b, num_speculative_tokens: 4, "
+        "acceptance_rate: 0.7}\n")
+    line = one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o")
+    assert line.startswith("s.yaml: speculative.draft_model: does not fit beside llama-3.2-1b on l4: ")
+
+
+def test_a_plan_over_a_short_trace_names_search_num_requests(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("arrival_time_s,prompt_tokens,output_tokens\n" +
+                                    "".join(f"{i},10,5\n" for i in range(5)))
+    plan = {"name": "p", "models": "tiny-llama", "target_rate_per_s": 1, "slo": {"ttft_s": {"p99": 1}},
+            "hardware": [{"name": "l4", "price_per_gpu_hour": 1}], "workload": {"trace": {"path": "t.csv"}},
+            "search": {"num_requests": 20}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(plan))
+    assert one_line_error(capsys, "plan", tmp_path / "p.yaml", "--out", tmp_path / "o") == (
+        "p.yaml: search.num_requests: is more than the trace's 5 rows: lower it to at most 5, got 20")
