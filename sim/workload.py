@@ -112,12 +112,13 @@ def _timestamp_s(text: str, column: str, where: str) -> tuple[float, str]:
     return seconds + (float("0." + fraction[1]) if fraction else 0.0), kind
 
 
-def _columns(path: Path, where: str, header, need_arrival: bool) -> tuple:
+def _columns(path: Path, header, need_arrival: bool) -> tuple:
     for arrival, prompt, output in TRACE_COLUMNS:
         if prompt in header and output in header and (arrival in header or not need_arrival):
             return arrival, prompt, output
     wanted = " or ".join(", ".join(c if need_arrival else c[1:]) for c in TRACE_COLUMNS)
-    raise SpecError("", f"needs columns {wanted}", ", ".join(map(str, header)), file=where)
+    raise SpecError("", f"needs columns {wanted} in its header (line 1)", ", ".join(map(str, header)),
+                    file=path.name)
 
 
 def _read(path: Path, field: str, need_arrival: bool) -> tuple[list, list, list]:
@@ -126,7 +127,7 @@ def _read(path: Path, field: str, need_arrival: bool) -> tuple[list, list, list]
     cols = first = None
     for where, row in read_rows(path, field):
         if cols is None:
-            cols = _columns(path, where, list(row), need_arrival)
+            cols = _columns(path, list(row), need_arrival)
         if need_arrival:
             seconds, kind = _arrival_s(row, cols[0], where)
             first = first or (kind, where)
