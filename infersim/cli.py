@@ -101,16 +101,14 @@ def _yaml_path(text: str) -> str:
 
 
 def _unusable_path(text: str) -> str | None:
-    """Why the system refuses the path itself (a name over 255 bytes, say), or None."""
+    """Why the system refuses the path itself (a name over 255 bytes, say), or None: a path yet to be created,
+    or one under a file, is said where it is used."""
+    import errno
     import os
     try:
         os.stat(text)
-    except FileNotFoundError:
-        return None
     except OSError as err:
-        if err.errno in (2, 20):  # ENOENT, ENOTDIR: a path to create, or under a file (said where it is used)
-            return None
-        return err.strerror
+        return None if err.errno in (errno.ENOENT, errno.ENOTDIR) else err.strerror
     return None
 
 
@@ -602,10 +600,11 @@ def cmd_calibrate(args) -> int:
     for flag, value in (("--hardware", args.hardware), ("--model", args.model)):
         if value and not args.from_profile:
             raise SpecError(flag, "applies with --from-profile only (--device measures the device in use)", value)
-    for flag, value in (("--tp", args.tp), ("--quant", args.quant), ("--engine", args.engine)):
+    json_only = " (to its JSON files)"
+    for flag, value, applies in (("--tp", args.tp, json_only), ("--quant", args.quant, json_only),
+                                 ("--engine", args.engine, "")):
         if value is not None:
-            raise SpecError(flag, "applies with --from-serving only" + (" (to its JSON files)" * (flag != "--engine")),
-                            value)
+            raise SpecError(flag, f"applies with --from-serving only{applies}", value)
     _writable_folder(Path(args.out).parent if args.out else Path.cwd(), "--out", args.out)
     if args.from_profile:
         import dataclasses

@@ -58,7 +58,10 @@ def _percentile_keys(bounds):
     return bounds
 
 
-LatencyBounds = Annotated[dict[str, Annotated[YamlFloat, Field(gt=0, le=1e6)]], BeforeValidator(_percentile_keys)]
+def _latency_bounds(metric: str):
+    """Bounds on `metric` by percentile, each in seconds and within scenario.SLO_MAX_S."""
+    bound = Annotated[YamlFloat, Field(gt=0), AfterValidator(lambda v: slo_bound(metric, v))]
+    return Annotated[dict[str, bound], BeforeValidator(_percentile_keys)]
 
 
 def _watts(value: float) -> float:
@@ -74,20 +77,14 @@ class PlanSlo(_Section):
     that share of the requests each meet the TTFT and TPOT bounds (the largest value given for each),
     DistServe's goodput (Zhong et al. OSDI 2024, §2)."""
 
-    ttft_s: Optional[LatencyBounds] = None
-    tpot_s: Optional[LatencyBounds] = None
-    itl_s: Optional[LatencyBounds] = None
-    e2e_s: Optional[LatencyBounds] = None
+    ttft_s: Optional[_latency_bounds("ttft_s")] = None
+    tpot_s: Optional[_latency_bounds("tpot_s")] = None
+    itl_s: Optional[_latency_bounds("itl_s")] = None
+    e2e_s: Optional[_latency_bounds("e2e_s")] = None
     goodput_fraction: Optional[YamlFloat] = Field(None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _something_to_meet(self):
-        for metric in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
-            for key, bound in (getattr(self, metric) or {}).items():
-                try:
-                    slo_bound(metric, bound)
-                except ValueError as err:
-                    raise ValueError(f"{metric}.{key}: {err}") from None
         if not any(getattr(self, k) for k in ("ttft_s", "tpot_s", "itl_s", "e2e_s")):
             raise ValueError("needs at least one latency bound (ttft_s, tpot_s, itl_s or e2e_s), e.g. "
                              "ttft_s: {p99: 2.0}")
@@ -132,11 +129,16 @@ class SearchSection(_Section):
                                                      "every rate run to its end, the load curve's latencies "
                                                      "above the sustainable rate included)")
 
+    @field_validator("concurrency")
+    @classmethod
+    def _each_once(cls, value: list[int]) -> list[int]:
+        twice = sorted({c for c in value if value.count(c) > 1})
+        if twice:
+            raise ValueError(f"lists {twice[0]} twice; list each number of clients once")
+        return value
+
     @model_validator(mode="after")
     def _ordered(self):
-        twice = sorted({c for c in self.concurrency if self.concurrency.count(c) > 1})
-        if twice:
-            raise ValueError(f"concurrency lists {twice[0]} twice; list each number of clients once")
         if self.max_requests < self.num_requests:
             raise ValueError(f"max_requests={self.max_requests:,} must be at least num_requests={self.num_requests:,}")
         if self.rate_low_per_s and self.rate_high_per_s and self.rate_low_per_s >= self.rate_high_per_s:
@@ -234,7 +236,10 @@ def _check_distinct(plan: Plan, base: Path) -> None:
     paths, hw.yaml and ./hw.yaml, is one)."""
     def same(name: str) -> str:
         path = base / name
-        return str(path.resolve()) if path.is_file() else name
+        try:
+            return str(path.resolve()) if path.is_file() else name
+        except OSError:  # a name no file can have (too long): get_model / get_hardware say so
+            return name
     lists = (("models.{}", plan.models, same, "list each model once"),
              ("hardware.{}.name", [hw.name for hw in plan.hardware], same, "list each GPU once, at one price"),
              ("configurations.{}.name", [configuration_label(c) for c in plan.configurations], str,
@@ -752,9 +757,10 @@ def prepare(ctx: PlanContext, cand: Candidate) -> Prepared:
     from infersim.sim.run import refusal
     try:
         cfg, requests = _built(ctx, cand, ctx.plan.target_rate_per_s)
-        refused = [refusal(cfg, req) for req in requests]
-        if all(refused):  # at any rate: its search would find none sustained, and say only why in latencies
-            return Prepared(cand, reason=f"serves none of the workload's requests, e.g. {refused[0]}")
+        reasons = (refusal(cfg, req) for req in requests)
+        first = next(reasons, "")
+        if first and all(reasons):  # at any rate: its search would find none sustained, and say why only in latencies
+            return Prepared(cand, reason=f"serves none of the workload's requests, e.g. {first}")
         ceiling = steady_state_ceiling(cfg, ctx.mean_prompt_tokens, ctx.mean_output_tokens)
         # the largest simulation the search may run (search.min_duration_s at its top rate) fits this machine
         _built(ctx, cand, max(ctx.plan.search.rate_high_per_s or ceiling.rate_per_s, ctx.plan.target_rate_per_s))

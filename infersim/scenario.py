@@ -307,7 +307,8 @@ SLO_MAX_S = {"ttft_s": 300.0, "tpot_s": 10.0, "itl_s": 10.0, "e2e_s": 3600.0}
 def slo_bound(metric: str, value: float) -> float:
     """`value`, a bound on `metric` in seconds, if within SLO_MAX_S; else why it reads as milliseconds."""
     if value > SLO_MAX_S[metric]:
-        raise ValueError(f"{value:g} s is over {SLO_MAX_S[metric]:g} s: SLO bounds are in seconds (0.5 for 500 ms)")
+        raise ValueError(f"{value:g} s is over {SLO_MAX_S[metric]:g} s: SLO bounds are in seconds (write "
+                         f"{value / 1000:g} for {value:g} ms)")
     return value
 
 

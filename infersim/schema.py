@@ -2,7 +2,6 @@
 one line naming the key path, the value and what is allowed."""
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from typing import Annotated, get_args
@@ -10,7 +9,7 @@ from typing import Annotated, get_args
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from infersim.roofline.boundary import bound_text, whole_number
-from infersim.roofline.errors import SpecError
+from infersim.roofline.errors import SpecError, closest_name
 
 
 def number_from_text(value):
@@ -115,8 +114,8 @@ def spec_error(error: ValidationError, file: str | None = None, model: type[Base
     elif got is None and err["type"] != "missing":
         problem += ", got nothing (the key is left empty)"
     if err["type"] == "extra_forbidden" and model is not None and isinstance(err["loc"][-1], str):
-        close = difflib.get_close_matches(err["loc"][-1], known_keys(model, err["loc"][:-1]), n=1, cutoff=0.6)
-        problem = f"is not a known key (did you mean {close[0]}?)" if close else problem
+        close = closest_name(err["loc"][-1], known_keys(model, err["loc"][:-1]), cutoff=0.6)
+        problem = f"is not a known key (did you mean {close}?)" if close else problem
     return SpecError(path, problem, got if show and err["type"] != "missing" else None, file)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from infersim.roofline.boundary import check_readable, load_json, number, number_cell, read_rows
-from infersim.roofline.errors import SpecError
+from infersim.roofline.errors import SpecError, closest_name
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,8 @@ def _rate(value, field: str, where: str) -> float:
     try:
         return number(value, field, where, minimum=1e-6, maximum=1e9)
     except SpecError as err:
+        if err.got is None:  # empty or missing: nothing was written to offer inf against
+            raise
         raise SpecError(field, f"{err.problem}, or inf (every request at once)", err.got, file=where) from None
 
 
@@ -249,17 +251,21 @@ def _check_misspelt_columns(row: dict, where: str) -> None:
     row lacks or leaves empty) is taken for a typo where it holds a value: read as nothing, it would leave a figure silently uncompared. Looks like:
     the same name in other letter case, another name for it (`_COLUMN_SYNONYMS`: vllm bench serve's
     mean_tpot_ms is the mean_itl_ms column), or a close spelling."""
-    import difflib
-    known = RUN_COLUMNS + OPTIONAL_RUN_COLUMNS
     absent = [column for column in OPTIONAL_RUN_COLUMNS if column not in row]
     for column in row:
-        if column in known or not isinstance(column, str):
-            continue
-        name = column.strip().lower()
-        meant = (name if name in known else _COLUMN_SYNONYMS.get(name)
-                 or next(iter(difflib.get_close_matches(name, absent, n=1, cutoff=0.8)), None))
+        meant = _column_meant(column, absent)
         if meant is not None and _blank(row.get(meant)) and not _blank(row[column]):
             raise SpecError(column, f"is not a column infersim reads: did you mean {meant}?", file=where)
+
+
+def _column_meant(column, candidates) -> str | None:
+    """The column infersim reads that a table's `column` stands for: itself in other letter case, another name
+    for it (`_COLUMN_SYNONYMS`), or one of `candidates` it misspells; None for a column of the table's own."""
+    known = RUN_COLUMNS + OPTIONAL_RUN_COLUMNS
+    if column in known or not isinstance(column, str):
+        return None
+    name = column.strip().lower()
+    return name if name in known else _COLUMN_SYNONYMS.get(name) or closest_name(name, candidates)
 
 
 def read_csv_runs(path: Path) -> list[ServingRun]:
@@ -270,6 +276,9 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
             raise SpecError("", f"names none of the columns of serving runs ({', '.join(RUN_COLUMNS)}): is it "
                             "comma-separated?", ", ".join(map(str, row)), file=where)
         if missing:
+            written = next((c for c in row if _column_meant(c, missing) == missing[0]), None)
+            if written is not None:
+                raise SpecError(written, f"is not a column infersim reads: did you mean {missing[0]}?", file=where)
             raise SpecError(missing[0], "is not a column of this file (is it misspelt?)", ", ".join(map(str, row)),
                             file=where)
         _check_misspelt_columns(row, where)
@@ -326,7 +335,7 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
                         f"{completed:g} completed requests; {_NO_ITL} (mean_tpot_ms)", total_output, file=where)
     requests = _measured_requests(data, where)
     if requests is not None:
-        _check_requests_match_totals(requests, completed, total_input, total_output, where)
+        _check_requests_match_totals(requests, data, completed, total_input, total_output, where)
     if data.get("ramp_up_strategy") is not None and (requests is None or requests.sent_s is None):
         raise SpecError("ramp_up_strategy", "sends at a changing rate, which only the send times of --save-detailed "
                         "(start_times) tell: save the run with --save-detailed or at a fixed --request-rate",
@@ -343,20 +352,24 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         achieved_requests_per_s=_optional(data.get("request_throughput"), "request_throughput", where, text=False))]
 
 
-def _check_requests_match_totals(requests: MeasuredRequests, completed: int, total_input: float,
+def _check_requests_match_totals(requests: MeasuredRequests, lists: dict, completed: int, total_input: float,
                                  total_output: float, where: str) -> None:
-    """A --save-detailed file's completed requests are the ones its totals count (vllm bench serve sums the
-    prompt and output tokens of the successful requests): the same number, and tokens within 1%."""
-    count = len(requests.input_tokens)
-    if count != completed:
-        raise SpecError("output_lens", f"lists {count:,} completed requests (output_lens >= 1) but completed is "
-                        f"{completed:,}: are the lists from another run?", file=where)
-    for field, listed, total in (("input_lens", requests.input_tokens.sum(), total_input),
-                                 ("output_lens", requests.output_tokens.sum(), total_output)):
-        if abs(listed - total) > 0.01 * total:
-            raise SpecError(field, f"sums to {listed:,.0f} tokens over the completed requests but "
-                            f"total_{field.split('_')[0]}_tokens is {total:,.0f}: are the lists from another run?",
-                            file=where)
+    """A --save-detailed file's lists are of the run its totals count. vllm bench serve lists every request sent
+    (a failed one with 0 output tokens) and counts as completed, and sums the prompts of, the successful ones,
+    an empty generation among them (0 output tokens too, so not simulated here): at most `completed` requests
+    are simulated, at least as many listed, and the output tokens listed sum to total_output_tokens (1%)."""
+    simulated, listed = len(requests.input_tokens), len(lists["input_lens"])
+    if not simulated <= completed <= listed:
+        raise SpecError("output_lens", f"lists {listed:,} requests, {simulated:,} of them with output tokens, but "
+                        f"completed is {completed:,}: are the lists from another run?", file=where)
+    listed_output = float(sum(lists["output_lens"]))
+    if abs(listed_output - total_output) > 0.01 * total_output:
+        raise SpecError("output_lens", f"sums to {listed_output:,.0f} tokens but total_output_tokens is "
+                        f"{total_output:,.0f}: are the lists from another run?", file=where)
+    if not requests.input_tokens.sum() <= 1.01 * total_input <= 1.02 * sum(lists["input_lens"]):
+        raise SpecError("input_lens", f"sums to {sum(lists['input_lens']):,.0f} tokens over all requests and "
+                        f"{requests.input_tokens.sum():,.0f} over those with output tokens, but total_input_tokens "
+                        f"is {total_input:,.0f}: are the lists from another run?", file=where)
 
 
 def read_runs(paths: list[Path], model: str | None = None, hardware: str | None = None,

@@ -1,8 +1,10 @@
 """The one error type the front door turns into a one-line message (no traceback)."""
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
+import re
 from contextlib import contextmanager
 
 _MAX_GOT_CHARS = 80  # a bad value is quoted, not dumped: the message stays one readable line
@@ -126,6 +128,15 @@ def errors_in(file: str):
 def require_positive(field: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value < math.inf):
         raise SpecError(field, "must be a finite number > 0", value)
+
+
+def closest_name(name: str, names, cutoff: float = 0.8) -> str | None:
+    """The one of `names` that `name` most likely misspells (difflib's ratio at least `cutoff`), or None. Names
+    that differ only in their numbers (p90_ttft_ms, p99_ttft_ms) are different figures, not slips."""
+    def digitless(text: str) -> str:
+        return re.sub(r"\d+", "#", text)
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=cutoff)
+    return next((c for c in close if digitless(c) != digitless(name)), None)
 
 
 def require_choice(field: str, value: object, allowed) -> None:

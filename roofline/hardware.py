@@ -19,7 +19,7 @@ import yaml
 from .boundary import UNPRINTABLE_NAME, load_yaml, number, registry_or_file, unprintable
 from .collectives import FABRICS, GENERATIONS, Fabric
 from .custom_all_reduce import ALL_REDUCES
-from .errors import HardwareLimit, SpecError, errors_in, require_choice, require_positive
+from .errors import HardwareLimit, SpecError, closest_name, errors_in, require_choice, require_positive
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "fp4", "int8", "int4")  # fp4: E2M1 with block scales (NVFP4, MXFP4)
 GB = 1e9
@@ -508,9 +508,8 @@ def hardware_from_dict(data: dict, origin: str = "hardware") -> HardwareSpec:
                         type(data).__name__, file=origin)
     unknown = sorted(str(k) for k in data if k not in _FIELDS)
     if unknown:
-        import difflib
-        close = difflib.get_close_matches(unknown[0], sorted(_FIELDS), n=1, cutoff=0.8)
-        hint = f"did you mean {close[0]}?" if close else f"allowed: {', '.join(sorted(_FIELDS))}"
+        close = closest_name(unknown[0], sorted(_FIELDS))
+        hint = f"did you mean {close}?" if close else f"allowed: {', '.join(sorted(_FIELDS))}"
         raise SpecError(unknown[0], f"is not a known field; {hint}", file=origin)
     missing = sorted(_REQUIRED - set(data))
     if missing:

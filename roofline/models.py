@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .boundary import UNPRINTABLE_NAME, load_json, number_cell, registry_or_file, shown, unprintable
-from .errors import SpecError, require_choice, require_count
+from .errors import SpecError, closest_name, require_choice, require_count
 
 FFN_KINDS = ("swiglu", "gelu")
 NORM_KINDS = ("rmsnorm", "layernorm")
@@ -287,14 +287,11 @@ def _check_misspelt_keys(cfg: dict, path: Path) -> None:
     """A key one slip from one the readers take, which the file lacks (num_key_value_head for
     num_key_value_heads), is refused: read as nothing it would leave that key's default (no GQA: a KV cache
     four times too large) in silence. config.json's many other keys are the model's own."""
-    import difflib
     absent = [key for key in _READ_KEYS if key not in cfg]
     for key in cfg:
-        if not isinstance(key, str) or key in _READ_KEYS:
-            continue
-        close = difflib.get_close_matches(key, absent, n=1, cutoff=0.9)
+        close = closest_name(key, absent, cutoff=0.9) if isinstance(key, str) and key not in _READ_KEYS else None
         if close:
-            raise SpecError(key, f"is not a key infersim reads: did you mean {close[0]}?", file=path.name)
+            raise SpecError(key, f"is not a key infersim reads: did you mean {close}?", file=path.name)
 
 
 def load_hf_config(path: Path | str) -> ModelSpec:

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import ops
 from .boundary import number_cell, read_rows, shown
-from .errors import SpecError
+from .errors import SpecError, closest_name
 from .hardware import HardwareSpec
 from .models import MAX_MODEL_SIZE, ModelSpec
 from .step import Batch, Parallelism, StepOptions, layer_ops
@@ -107,13 +107,12 @@ def _profiled_ops(header) -> list[str]:
 def _check_misspelt_ops(header, path: Path) -> None:
     """An op column one slip from one infersim compares, which the profile lacks, is refused: read as another
     op it would drop out of the comparison (and a fit) in silence."""
-    import difflib
     absent = [op for op in VIDUR_OPS if f"time_stats.{op}.median" not in header]
     for op in _profiled_ops(header):
-        close = difflib.get_close_matches(op, absent, n=1, cutoff=0.8) if op not in VIDUR_OPS else []
+        close = closest_name(op, absent) if op not in VIDUR_OPS else None
         if close:
             raise SpecError(f"time_stats.{op}.median", f"is not an op infersim compares: did you mean "
-                            f"time_stats.{close[0]}.median?", file=path.name)
+                            f"time_stats.{close}.median?", file=path.name)
 
 
 def ops_not_compared(path: Path | str) -> list[str]:

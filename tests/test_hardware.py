@@ -206,3 +206,12 @@ def test_tensor_parallelism_stays_within_one_fabric():
                                         "fabric joins \\(8\\)"):
         step_cost(model, get_hardware("h100-sxm"), batch, StepOptions(parallel=Parallelism(16)))
     assert step_cost(model, get_hardware("gb200"), batch, StepOptions(parallel=Parallelism(16))).stage_time_s > 0
+
+
+def test_no_registry_gpu_has_an_l2_slower_than_its_dram():
+    # every byte read from DRAM passes through the L2: a file giving less is refused, and the registry holds
+    # itself to the same rule
+    from infersim.roofline.hardware import hardware_names
+    for name in hardware_names():
+        spec = get_hardware(name)
+        assert spec.l2_bandwidth_bytes_per_s is None or spec.l2_bandwidth_bytes_per_s >= spec.memory_bandwidth_bytes_per_s, name

@@ -71,11 +71,12 @@ def one_line_error(capsys, *argv) -> str:
      "r.json: completed: must be a finite whole number from 1 to 10,000,000 (a JSON number, not text), got '20'"),
     # --save-detailed lists of another run: 2 requests where the totals count 20
     ("r.json", json.dumps(BENCH | {"input_lens": [4000, 4000], "output_lens": [2000, 2000]}), JSON_FLAGS,
-     "r.json: output_lens: lists 2 completed requests (output_lens >= 1) but completed is 20: are the lists "
+     "r.json: output_lens: lists 2 requests, 2 of them with output tokens, but completed is 20: are the lists "
      "from another run?"),
     # 20 requests of 128 tokens sum to 2,560 = total_input_tokens; of 200, to 4,000
     ("r.json", json.dumps(BENCH | {"input_lens": [200] * 20, "output_lens": [16] * 20}), JSON_FLAGS,
-     "r.json: input_lens: sums to 4,000 tokens over the completed requests but total_input_tokens is 2,560"),
+     "r.json: input_lens: sums to 4,000 tokens over all requests and 4,000 over those with output tokens, but "
+     "total_input_tokens is 2,560"),
     ("nope.json", None, (), "serving runs: no such file, got '"),
     # other names of the columns infersim reads: read as the table's own they would be silently ignored
     ("r.csv", HEADER.replace("precision", "quantization") + ROW.replace("bf16", "fp8"), (),
@@ -102,18 +103,18 @@ def test_bad_measured_runs_are_one_line_before_any_simulation(tmp_path, capsys, 
     assert one_line_error(capsys, "compare-serving", tmp_path / name, *flags).startswith(message)
 
 
-@pytest.mark.parametrize("old, new, message", [
+@pytest.mark.parametrize("old, new, message, got", [
     # Llama-3.1-8B's 32 heads do not split over 3 GPUs
-    (",h100-sxm,1,bf16,", ",h100-sxm,3,bf16,", "r.csv:2: tensor_parallel: must divide num_heads=32, got 3"),
-    (",h100-sxm,1,bf16,", ",a100-sxm-80gb,1,fp8,", "r.csv:2: precision: a100-sxm-80gb has no fp8 tensor-core peak"),
+    (",h100-sxm,1,bf16,", ",h100-sxm,3,bf16,", "r.csv:2: tensor_parallel: must divide num_heads=32", "3"),
+    (",h100-sxm,1,bf16,", ",a100-sxm-80gb,1,fp8,", "r.csv:2: precision: a100-sxm-80gb has no fp8 tensor-core peak",
+     "'fp8'"),
     # 20 arrivals at 1e-6 a second span 1.9e7 s; 200 span 2e8, past the clock's 1e8
-    (",20,2,2.0,", ",200,1e-6,2.0,", "r.csv:2: request_rate_per_s: 200 arrivals span "),
+    (",20,2,2.0,", ",200,1e-6,2.0,", "r.csv:2: request_rate_per_s: 200 arrivals span ", "1e-06"),
 ])
-def test_a_runs_simulation_names_the_column_it_came_from(tmp_path, capsys, old, new, message):
+def test_a_runs_simulation_names_the_column_it_came_from(tmp_path, capsys, old, new, message, got):
     (tmp_path / "r.csv").write_text(HEADER + ROW.replace(old, new))
     line = one_line_error(capsys, "compare-serving", tmp_path / "r.csv")
-    assert line.startswith(message)
-    assert "got " in line
+    assert line.startswith(message) and line.endswith(f", got {got}")
 
 
 def test_spaces_around_csv_column_names_and_cells_are_not_part_of_them(tmp_path):
@@ -271,8 +272,8 @@ def test_a_plan_lists_one_hardware_file_once_whatever_the_path(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("section, message", [
-    ("slo: {ttft_s: 0.5, tpot_s: 50}", "s.yaml: slo.tpot_s: 50 s is over 10 s: SLO bounds are in seconds (0.5 for "
-     "500 ms), got 50"),
+    ("slo: {ttft_s: 0.5, tpot_s: 50}", "s.yaml: slo.tpot_s: 50 s is over 10 s: SLO bounds are in seconds (write 0.05 "
+     "for 50 ms), got 50"),
     ("workload: {trace: {path: t.csv, rate_scale: 1e300}}", "s.yaml: workload.trace.rate_scale: must be <= "),
 ])
 def test_scenario_values_in_the_wrong_unit_are_refused(tmp_path, capsys, section, message):

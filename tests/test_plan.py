@@ -195,10 +195,10 @@ def test_a_candidate_that_serves_no_request_is_infeasible_with_the_reason(tmp_pa
     ({"models": ["tiny-llama", "tiny-llama"]},
      "plan.yaml: models.1: repeats models.0; list each model once, got 'tiny-llama'"),
     ({"search": TINY["search"] | {"concurrency": [1, 4, 1]}},
-     "plan.yaml: search: concurrency lists 1 twice; list each number of clients once"),
+     "plan.yaml: search.concurrency: lists 1 twice; list each number of clients once, got [1, 4, 1]"),
     # bounds are in seconds: 500 (ms meant) is over the 300 s a TTFT bound may be
     ({"slo": {"ttft_s": {"p99": 500}}},
-     "plan.yaml: slo: ttft_s.p99: 500 s is over 300 s: SLO bounds are in seconds (0.5 for 500 ms)"),
+     "plan.yaml: slo.ttft_s.p99: 500 s is over 300 s: SLO bounds are in seconds (write 0.5 for 500 ms), got 500"),
     # watts: 0.7 is an H100's 700 W written in kilowatts
     ({"hardware": [{"name": "l4", "price_per_gpu_hour": 0.8, "power_w": 0.7}]},
      "plan.yaml: hardware.0.power_w: 0.7 W is below any accelerator's draw: power_w is in watts"),

@@ -314,3 +314,35 @@ def test_trtllm_in_a_prefill_pool_reserves_no_output_blocks():
     sched.add(request(0, 8, 12))
     sched.add(request(1, 8, 12))
     assert [c.tokens for c in sched.schedule(0.0).prefills] == [8, 8]
+
+
+def test_trtllm_carried_reserve_equals_the_fresh_sum_at_every_admission():
+    # The reserve is carried from one admission candidate to the next within a step (only newcomers added);
+    # at every candidate it must equal summing what every running request will still take afresh, through
+    # arrivals, completions, several sequences per request and prompts chunked over steps
+    from infersim.sim.schedulers.trtllm import TrtllmScheduler
+
+    checked = []
+
+    def fresh(sched):
+        running = list(sched._decoding.values()) + sched.prefilling
+        return sum(sched.kv.peak_blocks(r) - sched.kv.blocks_of(r) for r in running)
+
+    for name in ("trtllm", "trtllm-chunked"):
+        sched = scheduler(name, blocks=400, block_size=4, max_num_batched_tokens=64)
+        carried = sched._running_reserve
+
+        def checking(self=sched, carried=carried):
+            value = carried()
+            assert value == fresh(self)
+            checked.append(value)
+            return value
+        sched._running_reserve = checking
+        rng = np.random.default_rng(7)
+        requests = [Request(i, 0.0, int(rng.integers(4, 60)), int(rng.integers(2, 30)), num_seqs=int(rng.integers(1, 4)))
+                    for i in range(40)]
+        for batch in (requests[:15], requests[15:30], requests[30:]):
+            drive(sched, batch, steps=6)
+        drive(sched, [])
+        assert isinstance(sched, TrtllmScheduler) and all(r.state == DONE for r in requests)
+    assert len(checked) > 40

@@ -15,11 +15,11 @@ from .base import Scheduler
 
 @dataclass(frozen=True)
 class RunningReserve:
-    """Blocks the running requests will still take, summed over the decoding ones and the first `prefilling`
-    of the prefilling list."""
+    """Blocks the running requests will still take, summed over the `decoding_requests` decoding ones and the
+    first `prefilling_requests` of the prefilling list."""
 
-    decoding: int
-    prefilling: int
+    decoding_requests: int
+    prefilling_requests: int
     blocks: int
 
 
@@ -44,10 +44,10 @@ class TrtllmScheduler(Scheduler):
         decoding ones): the sum is carried from one candidate to the next and only the newcomers added, where
         summing afresh for every candidate made admitting n requests at once cost n^2."""
         reserve = self._reserve
-        if reserve is None or reserve.decoding != len(self._decoding):
+        if reserve is None or reserve.decoding_requests != len(self._decoding):
             reserve = RunningReserve(len(self._decoding), 0, sum(map(self._still_to_take, self._decoding.values())))
-        newcomers = self.prefilling[reserve.prefilling:]
-        self._reserve = RunningReserve(reserve.decoding, len(self.prefilling),
+        newcomers = self.prefilling[reserve.prefilling_requests:]
+        self._reserve = RunningReserve(reserve.decoding_requests, len(self.prefilling),
                                        reserve.blocks + sum(map(self._still_to_take, newcomers)))
         return self._reserve.blocks
 
