@@ -41,7 +41,8 @@ def expected_batch_depth(exit_probabilities, batch_size: int) -> float:
 
 @dataclass(frozen=True)
 class EarlyExitSpec:
-    """Tokens exit after `exit_fractions[i]` of the layers (rounded up to a layer) with `probabilities[i]`."""
+    """Tokens exit after `exit_fractions[i]` of the layers (rounded up to a layer) with `probabilities[i]`;
+    probabilities written to a few digits (thirds as 0.3333, 0.6666) are scaled to sum to 1 exactly."""
 
     exit_fractions: tuple[float, ...]
     probabilities: tuple[float, ...]
@@ -55,8 +56,11 @@ class EarlyExitSpec:
                             f"({len(self.exit_fractions)})", list(self.probabilities))
         if any(not 0 < f <= 1 for f in self.exit_fractions) or list(self.exit_fractions) != sorted(set(self.exit_fractions)):
             raise SpecError("early_exit.exit_fractions", "must rise strictly within (0, 1]", list(self.exit_fractions))
-        if any(p < 0 for p in self.probabilities) or not math.isclose(sum(self.probabilities), 1.0, abs_tol=1e-9):
-            raise SpecError("early_exit.probabilities", "must be >= 0 and sum to 1", list(self.probabilities))
+        total = sum(self.probabilities)
+        if any(p < 0 for p in self.probabilities) or not math.isclose(total, 1.0, abs_tol=1e-3):
+            raise SpecError("early_exit.probabilities", f"must be >= 0 and sum to 1 (within 0.001; these sum to "
+                            f"{total:.6g})", list(self.probabilities))
+        object.__setattr__(self, "probabilities", tuple(p / total for p in self.probabilities))
 
     def layer_probabilities(self, num_layers: int) -> np.ndarray:
         """P(a token exits after layer l), l = 1..num_layers."""

@@ -24,7 +24,8 @@ def test_exit_fractions_round_up_to_a_layer():
 
 
 def test_bad_exit_distributions_are_refused_with_their_field():
-    with pytest.raises(SpecError, match="early_exit.probabilities"):
+    with pytest.raises(SpecError, match=r"^early_exit.probabilities: must be >= 0 and sum to 1 \(within 0.001; these "
+                                        r"sum to 1.1\), got \[0.5, 0.6\]$"):
         EarlyExitSpec((0.5, 1.0), (0.5, 0.6))
     with pytest.raises(SpecError, match="early_exit.exit_fractions"):
         EarlyExitSpec((1.0, 0.5), (0.5, 0.5))
@@ -86,3 +87,9 @@ def test_an_exit_that_never_comes_early_reproduces_plain_decoding():
             assert full_depth[key] is None
         else:
             assert full_depth[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_probabilities_written_to_a_few_digits_are_scaled_to_sum_to_one():
+    # thirds as 0.3333 and 0.6666 sum to 0.9999: scaled, 0.3333 / 0.9999 = 1/3 and 0.6666 / 0.9999 = 2/3
+    spec = EarlyExitSpec((0.5, 1.0), (0.3333, 0.6666))
+    assert spec.probabilities == pytest.approx((1 / 3, 2 / 3), rel=1e-12) and sum(spec.probabilities) == pytest.approx(1.0)
