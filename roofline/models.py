@@ -200,7 +200,7 @@ def _heads(cfg: dict, path: Path, heads_key: str, width: int) -> tuple[int, int,
     return heads, kv, _head_dim(cfg, path, width, heads, heads_key)
 
 
-def _llama(cfg: dict, path: Path, kind: str) -> dict:
+def _read_llama(cfg: dict, path: Path, kind: str) -> dict:
     """Llama, Mistral, Qwen2 and Mixtral share their config keys."""
     d = _size(cfg, path, "hidden_size")
     heads, kv, head_dim = _heads(cfg, path, "num_attention_heads", d)
@@ -217,7 +217,7 @@ def _llama(cfg: dict, path: Path, kind: str) -> dict:
                 num_experts=experts, experts_per_token=per_token)
 
 
-def _qwen(cfg: dict, path: Path, kind: str) -> dict:
+def _read_qwen(cfg: dict, path: Path, kind: str) -> dict:
     """Qwen-1 (QWenLMHeadModel), as modeling_qwen.py in its Hugging Face repos builds it
     (https://huggingface.co/Qwen/Qwen-72B/blob/main/modeling_qwen.py): head_dim is `kv_channels`; the QKV projection `c_attn` always has a bias, the other linears only
     without `no_bias`; QWenMLP builds w1 and w2 at `intermediate_size // 2`, so its config's
@@ -240,7 +240,7 @@ def _ffn_half(cfg: dict, path: Path) -> int:
     return both // 2
 
 
-def _gpt2(cfg: dict, path: Path, kind: str) -> dict:
+def _read_gpt2(cfg: dict, path: Path, kind: str) -> dict:
     d = _size(cfg, path, "n_embd", "hidden_size")
     heads_key = "n_head" if cfg.get("n_head") is not None else "num_attention_heads"
     heads = _size(cfg, path, heads_key)
@@ -251,7 +251,7 @@ def _gpt2(cfg: dict, path: Path, kind: str) -> dict:
                 norm_kind="layernorm", position="learned", tied_embeddings=True, linear_bias=True)
 
 
-def _opt(cfg: dict, path: Path, kind: str) -> dict:
+def _read_opt(cfg: dict, path: Path, kind: str) -> dict:
     d = _size(cfg, path, "hidden_size")
     heads = _size(cfg, path, "num_attention_heads")
     return dict(num_layers=_size(cfg, path, "num_hidden_layers"), hidden_size=d, num_heads=heads, num_kv_heads=heads,
@@ -272,8 +272,8 @@ def _context(cfg: dict, path: Path, *keys: str) -> int:
 
 
 # model_type -> the reader of its config.json keys
-_CONFIG_READERS = {"llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen": _qwen,
-                   "gpt2": _gpt2, "opt": _opt}
+_CONFIG_READERS = {"llama": _read_llama, "mistral": _read_llama, "qwen2": _read_llama, "mixtral": _read_llama,
+                   "qwen": _read_qwen, "gpt2": _read_gpt2, "opt": _read_opt}
 
 
 # The keys the readers above take from a config.json (any model_type's)

@@ -178,6 +178,41 @@ def test_a_config_key_one_slip_from_one_infersim_reads_is_refused(tmp_path):
     assert spec.num_kv_heads == 8
 
 
+def test_the_keys_checked_for_slips_are_every_key_the_readers_read(tmp_path):
+    # a key a reader takes but _READ_KEYS lacks would go unchecked: its slip read as nothing, in silence
+    from infersim.roofline.models import _CONFIG_READERS, _READ_KEYS
+
+    class Recording(dict):
+        def __init__(self, data):
+            super().__init__(data)
+            self.asked = set()
+
+        def get(self, key, default=None):
+            self.asked.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            self.asked.add(key)
+            return super().__getitem__(key)
+
+        def __contains__(self, key):
+            self.asked.add(key)
+            return super().__contains__(key)
+
+    configs = {"llama": LLAMA,
+               "mixtral": LLAMA | {"model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 2},
+               "qwen": {"model_type": "qwen", "hidden_size": 4096, "intermediate_size": 22016, "kv_channels": 128,
+                        "num_attention_heads": 32, "num_hidden_layers": 32, "vocab_size": 151936, "seq_length": 8192},
+               "gpt2": {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257,
+                        "n_positions": 1024},
+               "opt": {"model_type": "opt", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                       "ffn_dim": 3072, "vocab_size": 50272, "max_position_embeddings": 2048}}
+    for kind, cfg in configs.items():
+        recording = Recording(cfg)
+        _CONFIG_READERS[kind](recording, tmp_path / "config.json", kind)
+        assert recording.asked and recording.asked <= set(_READ_KEYS), (kind, recording.asked - set(_READ_KEYS))
+
+
 def test_a_config_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "config.json"
     path.write_bytes(b'{"model_type": "llama", "name": "\xff"}')  # 0xff is the 34th byte
