@@ -83,10 +83,12 @@ MEMORY_SHARES = ("total", "free")  # what kv_cache.memory_utilization is a share
 def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec(),
                 parallel: Parallelism = Parallelism(), utilization: float = 0.9,
                 max_batched_tokens: int = 8192, max_sequences: int = 256, draft_weight_bytes: float = 0.0,
-                draft_kv_bytes_per_token: float = 0.0, utilization_of: str = "total") -> MemoryPlan:
+                draft_kv_bytes_per_token: float = 0.0, utilization_of: str = "total",
+                draft_field: str = "speculative", draft_name: str = "") -> MemoryPlan:
     """Split one GPU's memory (defaults as vLLM's: gpu_memory_utilization 0.9, 8192 batched tokens). A
     speculative drafter's weights come off the top and its KV cache shares the blocks (each block holds
-    both models' K and V for its tokens, as vLLM's spec-decode KV groups do).
+    both models' K and V for its tokens, as vLLM's spec-decode KV groups do); one that does not fit beside the
+    model is named by `draft_field` and `draft_name` (the spec's key and the drafter's name).
 
     `utilization` is a share of the whole memory (vLLM's gpu_memory_utilization, SGLang's
     mem_fraction_static), or with `utilization_of` "free" of what weights and activations leave free, the KV cache's
@@ -105,11 +107,12 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                       kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token)
     if plan.kv_cache_bytes <= 0:
         if draft_weight_bytes and plan.kv_cache_bytes + draft_weight_bytes > 0:  # it fits but for its drafter
-            raise HardwareLimit("speculative.draft_model", f"does not fit beside {model.name} on {hw.name}: weights "
-                                f"{(weight_bytes - draft_weight_bytes) / 1e9:.1f} GB + the drafter's "
+            fix = ("pick a smaller drafter (or method: ngram, which has no weights)"
+                   if draft_field.startswith("speculative") else "pick a smaller model")
+            raise HardwareLimit(draft_field, f"does not fit beside {model.name} on {hw.name}: weights "
+                                f"{(weight_bytes - draft_weight_bytes) / 1e9:.1f} GB + its "
                                 f"{draft_weight_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB "
-                                f"exceed {usable_bytes / 1e9:.1f} GB usable; pick a smaller drafter (or method: ngram, "
-                                "which has no weights)")
+                                f"exceed {usable_bytes / 1e9:.1f} GB usable; {fix}", draft_name or None)
         raise HardwareLimit("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
                             f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
                             f"usable on {hw.name}; raise tensor_parallel/pipeline_parallel or quantize", hw.name)

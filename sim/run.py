@@ -113,6 +113,8 @@ def requests_from(workload: Workload, num_seqs=1, priority=None, prefix_id=None,
 class DraftBytes(NamedTuple):
     weight_bytes: float
     kv_bytes_per_token: float
+    field: str = "speculative"  # the scenario key that brought the second model, and that model's name
+    name: str = ""
 
 
 def _draft_bytes(cfg: RunConfig) -> DraftBytes:
@@ -122,11 +124,13 @@ def _draft_bytes(cfg: RunConfig) -> DraftBytes:
     if cfg.contrastive is not None:
         amateur, companion = cfg.contrastive.amateur, companion_options(o)
         return DraftBytes(weight_bytes_per_gpu(amateur, companion.quant, companion.parallel),
-                          kv_bytes_per_token_per_gpu(amateur, companion.quant, companion.parallel))
+                          kv_bytes_per_token_per_gpu(amateur, companion.quant, companion.parallel),
+                          "contrastive.amateur_model", amateur.name)
     if spec is None:
         return DraftBytes(0.0, 0.0)
+    drafter = ("speculative.draft_model", spec.draft_model.name) if spec.draft_model else ("speculative", spec.method)
     return DraftBytes(draft_weight_bytes_per_gpu(spec, cfg.model, o.quant, o.parallel),
-                      draft_kv_bytes_per_token_per_gpu(spec, cfg.model, o.quant, o.parallel))
+                      draft_kv_bytes_per_token_per_gpu(spec, cfg.model, o.quant, o.parallel), *drafter)
 
 
 def kv_bytes_per_token(cfg: RunConfig) -> float:
@@ -142,7 +146,7 @@ def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
     return plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
                        cfg.kv_cache.memory_utilization, cfg.scheduler_class.step_token_budget(cfg.limits),
                        cfg.limits.max_num_seqs, draft.weight_bytes, draft.kv_bytes_per_token,
-                       cfg.kv_cache.memory_utilization_of)
+                       cfg.kv_cache.memory_utilization_of, draft_field=draft.field, draft_name=draft.name)
 
 
 def total_kv_blocks(cfg: RunConfig) -> int:

@@ -293,6 +293,7 @@ def test_a_drafter_that_does_not_fit_is_named_not_the_target(tmp_path, capsys):
         "acceptance_rate: 0.7}\n")
     line = one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o")
     assert line.startswith("s.yaml: speculative.draft_model: does not fit beside llama-3.2-1b on l4: ")
+    assert line.endswith(", got 'llama-3.1-70b'")
 
 
 def test_a_plan_over_a_short_trace_names_search_num_requests(tmp_path, capsys):
@@ -304,3 +305,13 @@ def test_a_plan_over_a_short_trace_names_search_num_requests(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(plan))
     assert one_line_error(capsys, "plan", tmp_path / "p.yaml", "--out", tmp_path / "o") == (
         "p.yaml: search.num_requests: is more than the trace's 5 rows: lower it to at most 5, got 20")
+
+
+def test_a_contrastive_amateur_that_does_not_fit_is_named(tmp_path, capsys):
+    # the amateur runs beside the expert as a drafter does: Llama-3.1-70B's 141 GB cannot join Llama-3.2-1B on an L4
+    (tmp_path / "s.yaml").write_text(
+        "model: llama-3.2-1b\nhardware: l4\nworkload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: 10, "
+        "output_tokens: 5}\ncontrastive: {amateur_model: llama-3.1-70b}\n")
+    line = one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o")
+    assert line.startswith("s.yaml: contrastive.amateur_model: does not fit beside llama-3.2-1b on l4: ")
+    assert line.endswith("; pick a smaller model, got 'llama-3.1-70b'")
