@@ -100,24 +100,22 @@ def _yaml_path(text: str) -> str:
     return _file_in_existing_folder(text)
 
 
-def _unusable_path(text: str) -> str | None:
-    """Why the system refuses the path itself (a name over 255 bytes, say), or None: a path yet to be created,
-    or one under a file, is said where it is used."""
+def _require_usable(text: str) -> None:
+    """An argparse check: the system takes the path itself (it refuses a name over 255 bytes, say); a path yet
+    to be created, or one under a file, is said where it is used."""
     import errno
     import os
     try:
         os.stat(text)
     except OSError as err:
-        return None if err.errno in (errno.ENOENT, errno.ENOTDIR) else err.strerror
-    return None
+        if err.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise argparse.ArgumentTypeError(f"cannot be used ({err.strerror}): {_quoted(text)}") from None
 
 
 def _file_in_existing_folder(text: str) -> str:
     from pathlib import Path
     path = Path(text)
-    problem = _unusable_path(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"cannot be used ({problem}): {_quoted(text)}")
+    _require_usable(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"is a folder, not a file: {_quoted(text)}")
     if not path.resolve().parent.is_dir():
@@ -130,9 +128,7 @@ def _out_dir(text: str) -> str:
     from pathlib import Path
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a folder (it is empty)")
-    problem = _unusable_path(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"cannot be used ({problem}): {_quoted(text)}")
+    _require_usable(text)
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"is a file, not a folder: {_quoted(text)}")
     return text

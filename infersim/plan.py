@@ -757,7 +757,7 @@ def prepare(ctx: PlanContext, cand: Candidate) -> Prepared:
     from infersim.sim.run import refusal
     try:
         cfg, requests = _built(ctx, cand, ctx.plan.target_rate_per_s)
-        reasons = (refusal(cfg, req) for req in requests)
+        reasons = map(refusal(cfg), requests)
         first = next(reasons, "")
         if first and all(reasons):  # at any rate: its search would find none sustained, and say why only in latencies
             return Prepared(cand, reason=f"serves none of the workload's requests, e.g. {first}")

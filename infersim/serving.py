@@ -248,8 +248,8 @@ def _measured_requests(data: dict, where: str) -> MeasuredRequests | None:
 
 def _check_misspelt_columns(row: dict, where: str) -> None:
     """Other columns are the table's own, but one that looks like an optional column infersim reads (which the
-    row lacks or leaves empty) is taken for a typo where it holds a value: read as nothing, it would leave a figure silently uncompared. Looks like:
-    the same name in other letter case, another name for it (`_COLUMN_SYNONYMS`: vllm bench serve's
+    row lacks or leaves empty) is taken for a typo where it holds a value: read as nothing, it would leave a
+    figure silently uncompared. Looks like: the same name in other letter case, another name for it (`_COLUMN_SYNONYMS`: vllm bench serve's
     mean_tpot_ms is the mean_itl_ms column), or a close spelling."""
     absent = [column for column in OPTIONAL_RUN_COLUMNS if column not in row]
     for column in row:
@@ -362,13 +362,14 @@ def _check_requests_match_totals(requests: MeasuredRequests, lists: dict, comple
     if not simulated <= completed <= listed:
         raise SpecError("output_lens", f"lists {listed:,} requests, {simulated:,} of them with output tokens, but "
                         f"completed is {completed:,}: are the lists from another run?", file=where)
-    listed_output = float(sum(lists["output_lens"]))
+    listed_output, listed_input = float(sum(lists["output_lens"])), float(sum(lists["input_lens"]))
     if abs(listed_output - total_output) > 0.01 * total_output:
         raise SpecError("output_lens", f"sums to {listed_output:,.0f} tokens but total_output_tokens is "
                         f"{total_output:,.0f}: are the lists from another run?", file=where)
-    if not requests.input_tokens.sum() <= 1.01 * total_input <= 1.02 * sum(lists["input_lens"]):
-        raise SpecError("input_lens", f"sums to {sum(lists['input_lens']):,.0f} tokens over all requests and "
-                        f"{requests.input_tokens.sum():,.0f} over those with output tokens, but total_input_tokens "
+    simulated_input = requests.input_tokens.sum()
+    if not simulated_input <= 1.01 * total_input <= 1.02 * listed_input:
+        raise SpecError("input_lens", f"sums to {listed_input:,.0f} tokens over all requests and "
+                        f"{simulated_input:,.0f} over those with output tokens, but total_input_tokens "
                         f"is {total_input:,.0f}: are the lists from another run?", file=where)
 
 

@@ -117,7 +117,8 @@ def _check_misspelt_ops(header, path: Path) -> None:
 
 def ops_not_compared(path: Path | str) -> list[str]:
     """The ops a profile measures that have no roofline op here (Vidur's linear-ops profiles hold none)."""
-    return [op for op in _profiled_ops(_rows(Path(path))[0][1]) if op not in VIDUR_OPS]
+    _, first = next(iter(read_rows(Path(path), "profile")))  # the header is all it needs
+    return [op for op in _profiled_ops(first) if op not in VIDUR_OPS]
 
 
 def read_profile(path: Path | str, model: ModelSpec) -> dict[str, OpSamples]:

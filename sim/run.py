@@ -216,10 +216,10 @@ def _kv_manager(cfg: RunConfig, blocks: int, host_blocks: int = 0) -> KVCacheMan
                           host_blocks)
 
 
-def refusal(cfg: RunConfig, req: Request) -> str:
-    """Why a replica of `cfg` refuses `req` on arrival, whatever the load ("" if it takes it): its scheduler's
-    limits and its KV cache as deployed."""
-    return cfg.scheduler_class(cfg.limits, _kv_manager(cfg, total_kv_blocks(cfg))).reject_reason(req)
+def refusal(cfg: RunConfig) -> Callable[[Request], str]:
+    """Why a replica of `cfg` refuses a request on arrival, whatever the load ("" if it takes it): its
+    scheduler's limits and its KV cache as deployed, built once for every request asked about."""
+    return cfg.scheduler_class(cfg.limits, _kv_manager(cfg, total_kv_blocks(cfg))).reject_reason
 
 
 def deploy(cfg: RunConfig, env: simpy.Environment, metrics: Metrics, requests: list[Request] | None,
