@@ -73,27 +73,47 @@ def whole_number(text: str) -> int:
 
 class _Refused(yaml.MarkedYAMLError):
     """What the loader refuses where PyYAML would read on: a key given twice, a number YAML 1.1 reads in
-    another base than the one it looks written in."""
+    another base than the one it looks written in; `field` is where in the file (`workload.num_requests`)."""
+
+    def __init__(self, field: str, problem: str, problem_mark):
+        super().__init__(problem=problem, problem_mark=problem_mark)
+        self.field = field
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML silently
     keeps the last one), and so is a number YAML 1.1 reads in a base it does not look written in: a leading
     zero makes it octal (0512 is 330) and colons base 60 (1:20 is 80). Merge keys (`<<: *defaults`) merge as YAML says: a key set beside them overrides
-    the merged one, and is no duplicate."""
+    the merged one, and is no duplicate. Each refusal names where it stands, as the fields' own errors do
+    (`workload.num_requests`, `cluster.replicas[1]`): a mapping is constructed before what it holds, so it
+    records its values' places (`_places`, by node) for them."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._places: dict[int, str] = {}
+
+    def _place(self, node) -> str:
+        return self._places.get(id(node), "")
 
     def construct_mapping(self, node, deep=False):
         seen = set()
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # PyYAML's flatten_mapping (in the safe loader's construct_mapping) merges them
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, (str, int, float)):
                 continue  # an unhashable key is PyYAML's own error
+            place = f"{self._place(node)}.{key}" if self._place(node) else str(key)
             if key in seen:
-                raise _Refused(problem=f"{key}: appears twice in one mapping; keep one", problem_mark=key_node.start_mark)
+                raise _Refused(place, "appears twice in one mapping; keep one", key_node.start_mark)
             seen.add(key)
+            self._places.setdefault(id(value_node), place)  # an alias's node keeps its first place
         return super().construct_mapping(node, deep)
+
+    def construct_sequence(self, node, deep=False):
+        for i, item in enumerate(node.value):
+            self._places.setdefault(id(item), f"{self._place(node)}[{i}]")
+        return super().construct_sequence(node, deep)
 
     def construct_yaml_int(self, node):
         text = self.construct_scalar(node).replace("_", "")
@@ -104,9 +124,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         if ":" in digits:
             self._refuse_base_60(node, value)
         if digits.isdigit():
-            raise _Refused(problem=f"{text}: has a leading zero, so YAML reads it as the octal number {value}; "
-                                   f"write {text[:-len(digits)]}{int(digits)} (or quote it, for text)",
-                           problem_mark=node.start_mark)
+            raise _Refused(self._place(node), f"{text} has a leading zero, so YAML reads it as the octal number "
+                           f"{value}; write {text[:-len(digits)]}{int(digits)} (or quote it, for text)", node.start_mark)
         return value  # 0x... and 0b... say their base
 
     def construct_yaml_float(self, node):
@@ -117,8 +136,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     def _refuse_base_60(self, node, value) -> None:
         text = self.construct_scalar(node)
-        raise _Refused(problem=f"{text}: YAML reads a number with colons in base 60, as {value:g}; write the "
-                               f"number you mean (or quote it, for text)", problem_mark=node.start_mark)
+        raise _Refused(self._place(node), f"{text} has colons, so YAML reads it in base 60, as {value:g}; write "
+                       f"the number you mean (or quote it, for text)", node.start_mark)
 
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
@@ -170,7 +189,7 @@ def load_yaml(path: Path, field: str):
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except _Refused as err:
-        raise SpecError("", err.problem, file=f"{path.name}:{err.problem_mark.line + 1}") from None
+        raise SpecError(err.field, err.problem, file=f"{path.name}:{err.problem_mark.line + 1}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]

@@ -295,8 +295,19 @@ def _check_misspelt_keys(cfg: dict, path: Path) -> None:
 
 
 def load_hf_config(path: Path | str) -> ModelSpec:
-    """Read a Hugging Face config.json (model_type llama, mistral, qwen, qwen2, mixtral, gpt2 or opt)."""
+    """Read a Hugging Face config.json (model_type llama, mistral, qwen, qwen2, mixtral, gpt2 or opt). Its
+    errors name the file with its folder (`llama-3-8b/config.json`): every model's file has that name, and a
+    scenario may name two (a drafter's, a contrastive amateur's)."""
     path = Path(path)
+    try:
+        return _read_config(path)
+    except SpecError as err:
+        if not (path.parent.name and err.file and err.file.startswith(path.name)):
+            raise
+        raise type(err)(err.field, err.problem, err.got, f"{path.parent.name}/{err.file}") from None
+
+
+def _read_config(path: Path) -> ModelSpec:
     cfg = load_json(path, "model", "a config")
     if not isinstance(cfg, dict):
         raise SpecError("", "must hold a JSON object", file=path.name)

@@ -21,7 +21,7 @@ was queued first (a tie that random arrival times never produce).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -32,11 +32,10 @@ from infersim.roofline.latency import CostTables, StepTimer, _decode_line_run, d
 from .batch import CONTEXT, MAX_ITL, REMAINING, REQUEST, _add_request, _advance, _pop_finished, _scan
 from .blocks import steps_within
 from .cluster import Colocated, Shard
-from .kv_cache import KVCacheManager, PagedAllocator
 from .metrics import _RUN_DTYPE, _STEP_DTYPE, Metrics
 from .request import DECODING, DONE, PREFILLING, REJECTED, WAITING, Request
 from .router import make_router
-from .schedulers import SCHEDULERS as SCHEDULER_CLASSES
+from .run import refusal
 from .schedulers.base import MAX_DECODE_STEPS, most_new_blocks_per_seq
 from .schedulers.sarathi import SarathiScheduler
 
@@ -181,24 +180,22 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
         split = make_router(cluster.router, list(indices)).split(positions)
     tables = replica_tables(cfg, total_blocks)
     reached_s = _replay_clock(np.fromiter((r.arrival_s for r in requests), dtype=np.float64, count=len(requests)))
-    block_size = cfg.kv_cache.block_size_tokens
-    kv = KVCacheManager(PagedAllocator(block_size), total_blocks, tables.spec.watermark_blocks)
-    admission = SCHEDULER_CLASSES[cfg.scheduler](cfg.limits, kv)  # what it refuses on arrival
+    refuses = refusal(cfg, total_blocks)  # what a replica refuses on arrival, as the SimPy ones do
     replicas = []
     for done, (index, mine) in enumerate(zip(indices, split)):
         served = [requests[i] for i in mine]
-        replicas.append(_serve_replica(index, served, reached_s[mine], admission, tables, metrics))
+        replicas.append(_serve_replica(index, served, reached_s[mine], refuses, tables, metrics))
         if progress is not None:
             progress((done + 1) / len(split), max((r.completion_s for r in served if r.state == DONE), default=0.0))
     return replicas
 
 
-def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, admission, tables: ReplicaTables,
-                   metrics: Metrics) -> CompiledReplica:
+def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, refuses: Callable[[Request], str],
+                   tables: ReplicaTables, metrics: Metrics) -> CompiledReplica:
     """One replica over its requests, which reach it at `reached_s` (`_replay_clock`)."""
     refused = np.zeros(len(mine), dtype=bool)
     for i, req in enumerate(mine):  # what the scheduler refuses on arrival
-        reason = admission.reject_reason(req)
+        reason = refuses(req)
         if reason:
             req.state, req.reject_reason, refused[i] = REJECTED, reason, True
     accepted = [r for r, no in zip(mine, refused) if not no]

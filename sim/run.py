@@ -216,10 +216,12 @@ def _kv_manager(cfg: RunConfig, blocks: int, host_blocks: int = 0) -> KVCacheMan
                           host_blocks)
 
 
-def refusal(cfg: RunConfig) -> Callable[[Request], str]:
+def refusal(cfg: RunConfig, blocks: int | None = None) -> Callable[[Request], str]:
     """Why a replica of `cfg` refuses a request on arrival, whatever the load ("" if it takes it): its
-    scheduler's limits and its KV cache as deployed, built once for every request asked about."""
-    return cfg.scheduler_class(cfg.limits, _kv_manager(cfg, total_kv_blocks(cfg))).reject_reason
+    scheduler's limits and its KV cache as deployed (`blocks` of it, `total_kv_blocks` unless given), built
+    once for every request asked about."""
+    return cfg.scheduler_class(cfg.limits, _kv_manager(cfg, total_kv_blocks(cfg) if blocks is None else blocks)
+                               ).reject_reason
 
 
 def deploy(cfg: RunConfig, env: simpy.Environment, metrics: Metrics, requests: list[Request] | None,

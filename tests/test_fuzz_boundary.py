@@ -71,6 +71,7 @@ def write_changed(folder: str, name: str, base: dict, changes, dump=yaml.safe_du
     for key, value in changes:
         set_path(data, key, value)
     path = Path(folder) / name
+    path.parent.mkdir(exist_ok=True)
     path.write_text(dump(data))
     return path
 
@@ -173,8 +174,8 @@ CONFIG_KEYS = list(LLAMA) + ["head_dim", "tie_word_embeddings", "attention_bias"
 def test_config_json_gives_one_line_or_a_model_with_finite_costs(changes, model_type):
     base = {**LLAMA, "model_type": model_type, "n_head": 4, "n_layer": 2, "n_positions": 512, "ffn_dim": 128}
     with tempfile.TemporaryDirectory() as folder:
-        path = write_changed(folder, "config.json", base, changes, dump=json.dumps)
-        model = loaded_or_refused(lambda: load_hf_config(path), "config.json")
+        path = write_changed(folder, "tiny/config.json", base, changes, dump=json.dumps)
+        model = loaded_or_refused(lambda: load_hf_config(path), "tiny/config.json")
     if model is not None:
         cost = step_cost(model, get_hardware("a100-sxm-80gb"), decode_batch([min(10, model.max_context_tokens - 1)]))
         assert 0 < cost.time_s < math.inf and 0 < model.num_params() < math.inf
@@ -269,6 +270,7 @@ def test_a_bad_value_is_quoted_within_one_line(value, quoted):
 def refusal(folder: Path, name: str, text: str, load) -> str:
     """The line `load` refuses the file `name` holding `text` with."""
     path = folder / name
+    path.parent.mkdir(exist_ok=True)
     path.write_text(text)
     with pytest.raises(SpecError) as info:
         load(path)
@@ -288,8 +290,8 @@ HUGE = "1" + "0" * 5000  # more digits than Python converts to an int (4,300)
     ("hw.yaml", yaml.safe_dump({**HARDWARE, "sm_count": 1}).replace("sm_count: 1", f"sm_count: {HUGE}"),
      lambda path: get_hardware(str(path)),
      "hw.yaml: sm_count: must be a finite whole number from 1 to 1,048,576, got a 5001-digit number"),
-    ("config.json", json.dumps({**LLAMA, "vocab_size": 1}).replace('"vocab_size": 1', f'"vocab_size": {HUGE}'),
-     load_hf_config, "config.json: vocab_size: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
+    ("tiny/config.json", json.dumps({**LLAMA, "vocab_size": 1}).replace('"vocab_size": 1', f'"vocab_size": {HUGE}'),
+     load_hf_config, "tiny/config.json: vocab_size: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
     ("t.jsonl", f'{{"arrival_time_s": 0, "prompt_tokens": {HUGE}, "output_tokens": 5}}\n', read_trace,
      "t.jsonl:1: prompt_tokens: must be a finite whole number from 1 to 16,777,216, got a 5001-digit number"),
 ], ids=["yaml-int", "yaml-text", "yaml-float-field", "hardware", "config.json", "jsonl"])
@@ -303,8 +305,8 @@ def test_a_number_of_5001_digits_is_refused_by_its_length(tmp_path, name, text, 
     ("t.jsonl", '{"arrival_time_s": 0, "prompt_tokens": 10, "output_tokens": 5}\n'
                 '{"arrival_time_s": 1, "prompt_tokens": 10, "output_tokens": 5, "prompt_tokens": 99999}\n', read_trace,
      "t.jsonl:2: prompt_tokens: appears twice in one object; keep one"),
-    ("config.json", json.dumps(LLAMA)[:-1] + ', "hidden_size": 128}', load_hf_config,
-     "config.json: hidden_size: appears twice in one object; keep one"),
+    ("tiny/config.json", json.dumps(LLAMA)[:-1] + ', "hidden_size": 128}', load_hf_config,
+     "tiny/config.json: hidden_size: appears twice in one object; keep one"),
     ("p.csv", "\n".join([PROFILE[0] + ",n_embd", *(line + ",1" for line in PROFILE[1:])]),
      lambda path: read_profile(path, get_model("llama-2-7b")), "p.csv:1: n_embd: appears twice in the header; keep one"),
     ("hw.yaml", yaml.safe_dump({**HARDWARE, "peak_flops_per_s": {"fp16": 312e12, "bf16": 100e12}}),
@@ -326,7 +328,7 @@ def test_a_yaml_merge_key_merges_and_a_key_beside_it_overrides(tmp_path):
     assert (workload.prompt_tokens.low, workload.prompt_tokens.high) == (10, 20)
     assert (workload.output_tokens.low, workload.output_tokens.high) == (10, 30)
     path.write_text(text.replace("high: 30}", "high: 30, high: 40}"))
-    with pytest.raises(SpecError, match=r"^s.yaml:\d+: high: appears twice in one mapping; keep one$"):
+    with pytest.raises(SpecError, match=r"^s.yaml:\d+: workload.output_tokens.high: appears twice in one mapping; keep one$"):
         load_scenario(path)
 
 
@@ -338,8 +340,8 @@ def test_a_yaml_merge_key_merges_and_a_key_beside_it_overrides(tmp_path):
     ("s.yaml", yaml.safe_dump({**SCENARIO, "description": "two\nlines, then \x1b[2J"}), load_run,
      "s.yaml: description: must be printable text (no control characters or lone surrogates), got "
      "'two\\nlines, then \\x1b[2J'"),
-    ("config.json", json.dumps({**LLAMA, "_name_or_path": "\ud800"}), load_hf_config,
-     "config.json: _name_or_path: must be printable text (no control characters or lone surrogates), got '\\ud800'"),
+    ("tiny/config.json", json.dumps({**LLAMA, "_name_or_path": "\ud800"}), load_hf_config,
+     "tiny/config.json: _name_or_path: must be printable text (no control characters or lone surrogates), got '\\ud800'"),
     ("hw.yaml", yaml.safe_dump({**HARDWARE, "name": "gpu\x1b[31m"}), lambda path: get_hardware(str(path)),
      "hw.yaml: name: must be printable text (no control characters or lone surrogates), got 'gpu\\x1b[31m'"),
     ("s.yaml", yaml.safe_dump({**SCENARIO, "workload": {**SCENARIO["workload"], "prompt_tokens": None,

@@ -190,10 +190,11 @@ def test_a_plan_no_simulation_could_answer_is_refused_up_front(tmp_path, capsys,
 
 
 def test_a_config_json_without_model_type_says_it_is_required(tmp_path, capsys):
-    config = tmp_path / "config.json"
+    (tmp_path / "tiny").mkdir()
+    config = tmp_path / "tiny" / "config.json"
     config.write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2}))
     assert one_line_error(capsys, "roofline", "--model", config, "--hardware", "h100-sxm").startswith(
-        "config.json: model_type: is required (one of llama, ")
+        "tiny/config.json: model_type: is required (one of llama, ")
 
 
 def test_roofline_notes_a_batch_the_kv_cache_cannot_hold(capsys):

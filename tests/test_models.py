@@ -71,9 +71,15 @@ def test_kv_heads_are_split_over_tensor_parallel_ranks_then_replicated():
 
 
 def _write(tmp_path, cfg):
-    path = tmp_path / "config.json"
+    """`cfg` as tmp_path/tiny/config.json: errors name the file with its folder."""
+    path = _config_path(tmp_path)
     path.write_text(json.dumps(cfg))
     return path
+
+
+def _config_path(tmp_path):
+    (tmp_path / "tiny").mkdir(exist_ok=True)
+    return tmp_path / "tiny" / "config.json"
 
 
 def test_llama_config_json_loads_like_registry(tmp_path):
@@ -111,11 +117,11 @@ def test_unknown_model_names_the_choices():
 
 
 def test_malformed_config_gives_one_line(tmp_path):
-    path = tmp_path / "config.json"
+    path = _config_path(tmp_path)
     path.write_text("{not json")
     with pytest.raises(SpecError, match="not valid JSON"):
         load_hf_config(path)
-    with pytest.raises(SpecError, match="^config.json: hidden_size: is missing from the config$"):
+    with pytest.raises(SpecError, match="^tiny/config.json: hidden_size: is missing from the config$"):
         load_hf_config(_write(tmp_path, {"model_type": "llama"}))
     with pytest.raises(SpecError, match="model_type: unsupported"):
         load_hf_config(_write(tmp_path, {"model_type": "bert"}))
@@ -162,7 +168,7 @@ WHOLE = "must be a finite whole number from 1 to 16,777,216"
 def test_config_json_mistakes_name_the_file_the_key_and_the_value(tmp_path, key, value, message):
     with pytest.raises(SpecError) as info:
         load_hf_config(_write(tmp_path, {**LLAMA, key: value}))
-    assert str(info.value) == f"config.json: {message}"
+    assert str(info.value) == f"tiny/config.json: {message}"
 
 
 def test_a_config_key_one_slip_from_one_infersim_reads_is_refused(tmp_path):
@@ -171,7 +177,7 @@ def test_a_config_key_one_slip_from_one_infersim_reads_is_refused(tmp_path):
     cfg = {k: v for k, v in LLAMA.items() if k != "num_key_value_heads"} | {"num_key_value_head": 8}
     with pytest.raises(SpecError) as info:
         load_hf_config(_write(tmp_path, cfg))
-    assert str(info.value) == ("config.json: num_key_value_head: is not a key infersim reads: did you mean "
+    assert str(info.value) == ("tiny/config.json: num_key_value_head: is not a key infersim reads: did you mean "
                                "num_key_value_heads?")
     # a model's other keys are its own
     spec = load_hf_config(_write(tmp_path, LLAMA | {"rope_theta": 5e5, "attention_dropout": 0.0, "mlp_bias": False}))
@@ -214,9 +220,9 @@ def test_the_keys_checked_for_slips_are_every_key_the_readers_read(tmp_path):
 
 
 def test_a_config_that_is_not_utf8_is_named(tmp_path):
-    path = tmp_path / "config.json"
+    path = _config_path(tmp_path)
     path.write_bytes(b'{"model_type": "llama", "name": "\xff"}')  # 0xff is the 34th byte
-    with pytest.raises(SpecError, match=r"^config.json: is not UTF-8 text \(byte 0xff at offset 33\)"):
+    with pytest.raises(SpecError, match=r"^tiny/config.json: is not UTF-8 text \(byte 0xff at offset 33\)"):
         get_model(str(path))
 
 

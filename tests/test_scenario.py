@@ -213,19 +213,23 @@ def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
 @pytest.mark.parametrize("text,message", [
     (BASE + "seed: 1\nseed: 2\n", "s.yaml:10: seed: appears twice in one mapping; keep one"),
     (BASE.replace("  num_requests: 20\n", "  num_requests: 20\n  num_requests: 30\n"),
-     "s.yaml:6: num_requests: appears twice in one mapping; keep one"),
+     "s.yaml:6: workload.num_requests: appears twice in one mapping; keep one"),
     ("- model\n- hardware\n", "s.yaml: must be a mapping of sections (model, hardware, workload, ...), got 'list'"),
     ("[" * 5000, "s.yaml: is nested too deeply to be a spec"),
     # YAML 1.1 reads a leading zero as octal (0512 = 5 x 64 + 1 x 8 + 2 = 330) and colons as base 60
     # (1:20 = 60 + 20 = 80; 1:00.5 = 60.5): the numbers as written are not the ones YAML gives
     (BASE.replace("num_requests: 20", "num_requests: 0512"),
-     "s.yaml:5: 0512: has a leading zero, so YAML reads it as the octal number 330; write 512 (or quote it, for text)"),
+     "s.yaml:5: workload.num_requests: 0512 has a leading zero, so YAML reads it as the octal number 330; write 512 "
+     "(or quote it, for text)"),
     (BASE.replace("num_requests: 20", "num_requests: 1:20"),
-     "s.yaml:5: 1:20: YAML reads a number with colons in base 60, as 80; write the number you mean (or quote it, "
-     "for text)"),
+     "s.yaml:5: workload.num_requests: 1:20 has colons, so YAML reads it in base 60, as 80; write the number you "
+     "mean (or quote it, for text)"),
     (BASE + "engine: {frontend_s: 1:00.5}\n",
-     "s.yaml:9: 1:00.5: YAML reads a number with colons in base 60, as 60.5; write the number you mean (or quote "
-     "it, for text)"),
+     "s.yaml:9: engine.frontend_s: 1:00.5 has colons, so YAML reads it in base 60, as 60.5; write the number you "
+     "mean (or quote it, for text)"),
+    (BASE + "cascade:\n  tiers:\n  - {model: llama-3.2-1b, escalate: 0.3}\n  - {replicas: 010}\n",
+     "s.yaml:12: cascade.tiers[1].replicas: 010 has a leading zero, so YAML reads it as the octal number 8; write 10 "
+     "(or quote it, for text)"),
     ("a: &a [*a]\n", "s.yaml: a: is not a known key (check its spelling and section), got a list of 1 item"),
     (BASE.replace("{process: poisson, rate_per_s: 5}", "{concurrency: 4}"),
      "s.yaml: workload.arrival: concurrency needs process: concurrency (the process is poisson, at rate_per_s, "
