@@ -169,6 +169,24 @@ def _engine_preset(name: str) -> str:
     return name
 
 
+def _engine_or_file(text: str):
+    """`--engine` of the commands that simulate measured runs: a preset's name, or a YAML file of a scenario's
+    engine (scheduler, kv_cache) sections, the preset with those keys over it (scenario.EngineFile, as
+    calibrate --from-serving writes it)."""
+    from infersim.roofline.boundary import registry_or_file
+    from infersim.scenario import load_engine_file
+    from infersim.sim.engines import ENGINES
+    found = registry_or_file("--engine", text, ENGINES, "engine preset", "YAML", (".yaml", ".yml"))
+    return text if found in ENGINES.values() else load_engine_file(found)
+
+
+def _engine_named(engine, text: str) -> str:
+    """How output names the engine `--engine text` gave: the preset, or the file and the preset under it."""
+    if isinstance(engine, str):
+        return f"the {text} engine preset"
+    return f"the engine of {_shown(text)} (the {engine.engine.preset} preset with its keys)"
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -264,12 +282,13 @@ def cmd_compare_serving(args) -> int:
     from infersim.roofline import SpecError
     from infersim.serving import error_summary, highest_rate_within, lengths_note, read_runs, simulate_run
     paths = [Path(name) for name in args.runs]
-    _engine_preset(args.engine)
+    engine = _engine_or_file(args.engine)
+    named = _engine_named(engine, args.engine)
     runs = read_runs(paths, args.model, args.hardware, args.tp, args.quant)
     show = args.progress or (sys.stderr.isatty() and not args.json)
     comparisons = []
     for i, run in enumerate(runs, 1):
-        comparisons.append(simulate_run(run, args.engine))
+        comparisons.append(simulate_run(run, engine))
         if show:
             print(f"\rsimulating run {i} of {len(runs)}", end="\n" if i == len(runs) else "", file=sys.stderr,
                   flush=True)
@@ -282,7 +301,7 @@ def cmd_compare_serving(args) -> int:
                                     "runs": [_compared_run(c) for c in comparisons], "notes": notes}),
                          indent=2, allow_nan=False))
     else:
-        print(f"{_files_shown(args.runs)}: simulated with the {args.engine} engine preset vs measured")
+        print(f"{_files_shown(args.runs)}: simulated with {named} vs measured")
         print(table(["run", "model", "TP", "in/out", "rate or clients", "TTFT ms (sim/meas)",
                      "ITL/TPOT ms (sim/meas)", "out tok/s (sim/meas)", "p99 TTFT ms", "p99 ITL/TPOT ms"],
                     [[c.run.where, c.run.model, str(c.run.tensor_parallel),
@@ -311,7 +330,7 @@ def cmd_compare_serving(args) -> int:
         from infersim.plots import plot_serving
         try:
             plot_serving(comparisons, args.plot,
-                         f"{_files_shown([p.name for p in paths])}: {args.engine} preset vs measured")
+                         f"{_files_shown([p.name for p in paths])}: {named} vs measured")
         except OSError as err:  # the path passed the early check but the system refused the write
             raise SpecError("--plot", f"cannot be written ({err.strerror}): give a path in a folder you can write "
                             "(the table above is complete)", _shown(args.plot)) from None
@@ -559,12 +578,13 @@ def _calibrate_from_serving(args) -> int:
         if value:
             raise SpecError(flag, "does not apply with --from-serving", value)
     args.engine = args.engine or "vllm-v1"
-    _engine_preset(args.engine)
-    out = Path(args.out or f"{args.engine}-engine.yaml")
+    engine = _engine_or_file(args.engine)
+    preset = engine if isinstance(engine, str) else engine.engine.preset
+    out = Path(args.out or f"{preset}-engine.yaml")
     _writable_folder(out.parent, "--out", args.out)
     paths = [Path(name) for name in args.from_serving]
     runs = read_runs(paths, args.model, args.hardware, args.tp, args.quant)
-    fit = fit_host_overhead(runs, args.engine, progress=lambda text: print(text, file=sys.stderr))
+    fit = fit_host_overhead(runs, engine, progress=lambda text: print(text, file=sys.stderr))
     if len(runs) < 3:  # three values fitted to one or two runs' mean TTFT and ITL: barely pinned, if at all
         print(f"note: three values fitted to {len(runs)} run{'s' * (len(runs) != 1)}: they describe "
               f"{'it' if len(runs) == 1 else 'them'}, not the engine; give runs at several rates and lengths")
@@ -572,9 +592,10 @@ def _calibrate_from_serving(args) -> int:
         before, after = fit.errors_before[name], fit.errors_after[name]
         print(f"{name:20s} median |error| {100 * before['median_abs_err']:.1f}% -> {100 * after['median_abs_err']:.1f}%,"
               f" p90 {100 * before['p90_abs_err']:.1f}% -> {100 * after['p90_abs_err']:.1f}%")
-    block = {"engine": {"preset": args.engine, "overhead_fixed_s": float(f"{fit.fixed_s:.4g}"),
-                        "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}"),
-                        "frontend_s": float(f"{fit.frontend_s:.4g}")}}
+    given = {} if isinstance(engine, str) else engine.model_dump(exclude_unset=True, mode="json")
+    fitted = {"overhead_fixed_s": float(f"{fit.fixed_s:.4g}"), "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}"),
+              "frontend_s": float(f"{fit.frontend_s:.4g}")}
+    block = {**given, "engine": {**given.get("engine", {}), "preset": preset, **fitted}}
     out.write_text(f"# host time per step and the front end's per request fitted on "
                    f"{_files_shown([p.name for p in paths])} by infersim calibrate --from-serving\n"
                    + yaml.safe_dump(block, sort_keys=False))
@@ -917,7 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("runs", metavar="FILE.csv|FILE.json", nargs="+",
                     help="CSV tables of runs and/or vllm bench serve JSON files (a run each)")
     cs.add_argument("--engine", default="vllm-v1", help="engine preset to simulate with (default vllm-v1; see "
-                    "infersim engines)")
+                    "infersim engines), or a YAML file of a scenario's engine, scheduler and kv_cache sections (the "
+                    "preset with those keys over it, as calibrate --from-serving writes it)")
     cs.add_argument("--model", help="with JSON files: the model they measured")
     cs.add_argument("--hardware", help="with JSON files: the GPU they ran on")
     cs.add_argument("--tp", type=_positive_int, help="with JSON files: their tensor parallelism (default 1)")
@@ -991,7 +1013,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--from-serving", metavar="FILE", nargs="+", help="fit an engine preset's host time per step "
                    "to measured serving runs (the CSV tables or vllm bench serve JSON files compare-serving "
                    "reads); writes a scenario engine block")
-    k.add_argument("--engine", help="with --from-serving: the preset to fit (default vllm-v1)")
+    k.add_argument("--engine", help="with --from-serving: the preset to fit (default vllm-v1), or a YAML file of "
+                   "a scenario's engine, scheduler and kv_cache sections")
     k.add_argument("--out", metavar="FILE.yaml", type=_yaml_path, help="where to write the spec (default NAME.yaml)")
     k.set_defaults(func=cmd_calibrate)
     return parser

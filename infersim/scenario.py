@@ -426,6 +426,42 @@ def load_scenario(path: Path | str) -> tuple[Scenario, Path]:
         raise spec_error(e, file=path.name, model=Scenario) from None
 
 
+class EngineFile(_Section):
+    """A deployment's engine apart from what it serves: a scenario's `engine`, `scheduler` and `kv_cache`
+    sections, as `infersim compare-serving --engine FILE.yaml` reads them (and `calibrate --from-serving`
+    writes them) to simulate measured runs, which give the model, GPU, parallelism and workload themselves."""
+
+    engine: EngineSection = EngineSection()
+    scheduler: SchedulerSection = SchedulerSection()
+    kv_cache: KVCacheSection = KVCacheSection()
+
+
+# what a scenario holds beside the engine's sections, which measured runs give themselves
+_RUN_GIVEN = ("model", "hardware", "parallelism", "quantization", "workload")
+
+
+def load_engine_file(path: Path | str) -> EngineFile:
+    """The engine, scheduler and kv_cache sections of a YAML file (a scenario's others are refused: measured
+    runs say what they served; the longest context is theirs too)."""
+    path = Path(path)
+    data = load_yaml(path, "--engine")
+    if not isinstance(data, dict):
+        raise SpecError("", "must be a mapping with an engine section (and scheduler, kv_cache if you set them)",
+                        type(data).__name__, file=path.name)
+    given = next((key for key in _RUN_GIVEN if key in data), None)
+    if given is not None:
+        raise SpecError(given, "is the measured runs' own: an engine file holds only engine, scheduler and "
+                        "kv_cache sections", file=path.name)
+    try:
+        deployment = EngineFile.model_validate(data)
+    except ValidationError as e:
+        raise spec_error(e, file=path.name, model=EngineFile) from None
+    if deployment.scheduler.max_model_len is not None:
+        raise SpecError("scheduler.max_model_len", "is each run's own (its longest request): leave it out",
+                        deployment.scheduler.max_model_len, file=path.name)
+    return deployment
+
+
 def load_run(path: Path | str) -> tuple[Scenario, object, list]:
     """A scenario file read, validated, checked against this machine's memory and built: (scenario, what
     to simulate: a RunConfig for sim.run.simulate, or with a cascade section a CascadeConfig for
@@ -513,13 +549,11 @@ def build_cascade(scn: Scenario, base: Path):
 
 def _run_config(scn: Scenario, base: Path):
     """The RunConfig of the scenario's deployment: the engine preset's, with the keys the scenario sets."""
-    from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model, get_quant
+    from infersim.roofline import Parallelism, get_hardware, get_model, get_quant
     from infersim.roofline.hardware import Link
     from infersim.roofline.quant import check_runs_on
     from infersim.sim.cluster import Colocated, Disaggregated
-    from infersim.sim.engines import preset_config
     from infersim.sim.metrics import Slo
-    from infersim.sim.run import check_config
 
     model = get_model(scn.model, base)
     hardware = get_hardware(scn.hardware, base)
@@ -541,12 +575,25 @@ def _run_config(scn: Scenario, base: Path):
         cluster = Colocated(c.replicas or 1, c.router)
     kv_link = (Link(c.kv_transfer_gb_per_s * 1e9, 1.0, hardware.interconnect_latency_s)
                if c.kv_transfer_gb_per_s else None)
-    options = StepOptions(quant=quant, parallel=Parallelism(scn.parallelism.tensor_parallel,
-                                                            scn.parallelism.pipeline_parallel),
-                          flash_attention=e.flash_attention, sampling=e.sampling)
-    preset = preset_config(e.preset, model, hardware, options, max_model_len, cluster=cluster, kv_link=kv_link,
-                           slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s),
-                           concurrency=scn.workload.arrival.concurrency if scn.workload.arrival else None)
+    parallel = Parallelism(scn.parallelism.tensor_parallel, scn.parallelism.pipeline_parallel)
+    return deployed_config(EngineFile(engine=e, scheduler=s, kv_cache=kv), model, hardware, quant, parallel,
+                           max_model_len, cluster=cluster, kv_link=kv_link, slo=Slo(scn.slo.ttft_s, scn.slo.tpot_s),
+                           concurrency=scn.workload.arrival.concurrency if scn.workload.arrival else None,
+                           speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit),
+                           contrastive=_contrastive(scn.contrastive, base), seed=scn.seed)
+
+
+def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, max_model_len: int, **run_fields):
+    """The RunConfig of `model` on `hardware` as the engine preset of `deployment.engine` runs it, with the keys
+    its engine, scheduler and kv_cache sections set in place of the preset's (`run_fields`, e.g. cluster, slo,
+    concurrency, go to RunConfig as they are); a configuration the simulator cannot run, or a KV cache or swap
+    space the GPU cannot hold, is refused."""
+    from infersim.roofline import StepOptions
+    from infersim.sim.engines import preset_config
+    from infersim.sim.run import check_config
+    e, s, kv = deployment.engine, deployment.scheduler, deployment.kv_cache
+    options = StepOptions(quant=quant, parallel=parallel, flash_attention=e.flash_attention, sampling=e.sampling)
+    preset = preset_config(e.preset, model, hardware, options, max_model_len, **run_fields)
     cfg = replace(
         preset, scheduler=_given(s.name, preset.scheduler),
         options=preset.options if e.fusions is None else replace(preset.options, fusions=frozenset(e.fusions)),
@@ -561,9 +608,7 @@ def _run_config(scn: Scenario, base: Path):
         kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
                       piecewise_max_tokens=_piecewise_max_tokens(e),
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s,
-                      all_reduce=e.all_reduce),
-        speculative=_speculative(scn.speculative, base), early_exit=_early_exit(scn.early_exit),
-        contrastive=_contrastive(scn.contrastive, base), seed=scn.seed)
+                      all_reduce=e.all_reduce))
     check_config(cfg)
     _check_swap_space(cfg)
     _check_num_blocks(cfg)

@@ -496,16 +496,34 @@ def workload_of(run: ServingRun, seed: int):
     return Workload(sent_s, own.input_tokens, own.output_tokens)
 
 
-def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> Comparison:
-    """The run's workload through the preset's engine on the run's model, GPU and tensor parallelism (with
-    another host model than the preset's, if given), driven by its clients when it had max_concurrency."""
-    from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
+def deployment_of(engine):
+    """An engine as simulate_run takes it: a preset's name, or an EngineFile (a preset with a scenario's
+    engine, scheduler and kv_cache keys over it), as an EngineFile."""
+    from infersim.scenario import EngineFile, EngineSection
+    return engine if isinstance(engine, EngineFile) else EngineFile(engine=EngineSection(preset=engine))
+
+
+def run_config(run: ServingRun, engine, max_model_len: int, **run_fields):
+    """The RunConfig of the run's model, GPU, quantization and tensor parallelism under `engine` (a preset's
+    name or an EngineFile), serving contexts up to `max_model_len`."""
+    from infersim.roofline import Parallelism, get_hardware, get_model
     from infersim.roofline.quant import get_quant
-    from infersim.sim.engines import preset_config
+    from infersim.scenario import deployed_config
+    return deployed_config(deployment_of(engine), get_model(run.model), get_hardware(run.hardware),
+                           get_quant(run.quantization), Parallelism(run.tensor_parallel), max_model_len, **run_fields)
+
+
+def simulate_run(run: ServingRun, engine, seed: int = 0, overhead=None) -> Comparison:
+    """The run's workload through `engine` (a preset's name or an EngineFile) on the run's model, GPU and
+    tensor parallelism (with another host model than the engine's, if given), driven by its clients when it
+    had max_concurrency."""
+    from dataclasses import replace
+
+    from infersim.roofline import get_model
     from infersim.sim.run import requests_from, simulate
 
     try:
-        model, hardware = get_model(run.model), get_hardware(run.hardware)
+        model = get_model(run.model)
         workload = workload_of(run, seed)
         longest = int((workload.prompt_tokens + workload.output_tokens).max())
         if longest > model.max_context_tokens:
@@ -520,11 +538,9 @@ def simulate_run(run: ServingRun, preset: str, seed: int = 0, overhead=None) -> 
             field = "input_lens + output_lens" if run.requests is not None else "input_tokens + output_tokens"
             raise SpecError(field, f"reach {longest:,} tokens, beyond {model.name}'s context of "
                             f"{model.max_context_tokens:,}, so no request could be served", longest)
-        max_model_len = longest
-        cfg = preset_config(preset, model, hardware, StepOptions(quant=get_quant(run.quantization),
-                                                                 parallel=Parallelism(run.tensor_parallel)),
-                            max_model_len, concurrency=run.max_concurrency,
-                            **({"overhead": overhead} if overhead is not None else {}))
+        cfg = run_config(run, engine, longest, concurrency=run.max_concurrency)
+        if overhead is not None:
+            cfg = replace(cfg, overhead=overhead)
         summary = simulate(cfg, requests_from(workload)).summary
     except SpecError as err:
         raise _in_run_terms(err, run) from None
@@ -602,26 +618,23 @@ class HostFit:
 _FLAT_LOSS = 0.002  # a parameter moving the fitted error by less than this (0.2 points) over its grid is unpinned
 
 
-def fit_host_overhead(runs: list[ServingRun], preset: str, progress=lambda text: None) -> HostFit:
-    """The preset's host time per step (fixed and per sequence; whether it overlaps the GPU stays the
-    preset's) and the front end's time per request that best predict the runs' mean TTFT and ITL: the mean
+def fit_host_overhead(runs: list[ServingRun], engine, progress=lambda text: None) -> HostFit:
+    """The host time per step of `engine` (a preset's name or an EngineFile; fixed and per sequence, starting
+    from the engine's; whether it overlaps the GPU stays the engine's) and the front end's time per request
+    that best predict the runs' mean TTFT and ITL: the mean
     of their median |relative errors|. Overlapped host time changes nothing until it outlasts the GPU's
     step, so the search is a grid, not a descent: the fixed part over 0.1-30 ms, the per-sequence part over
     1-300 us, then the front end over 0.5-50 ms (each trial simulates every run)."""
     from dataclasses import replace
 
-    from infersim.roofline import get_hardware
-    from infersim.sim.engines import ENGINES
-
     first = runs[0]
-    start = ENGINES[preset].defaults(get_hardware(first.hardware), first.input_tokens + first.output_tokens,
-                                     first.tensor_parallel).overhead
+    start = run_config(first, engine, first.input_tokens + first.output_tokens).overhead
 
     if not any(r.mean_ttft_ms is not None or r.mean_itl_ms is not None for r in runs):
         raise SpecError("--from-serving", "the runs measure no mean TTFT or ITL for the host time to be fitted to")
 
     def loss_of(overhead) -> tuple[float, dict]:
-        errors = error_summary([simulate_run(run, preset, overhead=overhead) for run in runs])
+        errors = error_summary([simulate_run(run, engine, overhead=overhead) for run in runs])
         latencies = [errors[key]["median_abs_err"] for key in ("ttft", "itl") if key in errors]
         return sum(latencies) / len(latencies), errors
 

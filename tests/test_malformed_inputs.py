@@ -55,8 +55,8 @@ def one_line_error(capsys, *argv) -> str:
     ("r.csv", HEADER + ROW, ("--ttft-ms", "-5"), "argument --ttft-ms: must be a finite number > 0, got '-5'"),
     ("r.csv", HEADER + ROW, ("--ttft-ms", "nan"), "argument --ttft-ms: must be a finite number > 0, got 'nan'"),
     ("r.csv", HEADER + ROW, ("--ttft-ms", "0"), "argument --ttft-ms: must be a finite number > 0, got '0'"),
-    ("r.csv", HEADER + ROW, ("--engine", "vllm-v9"), "--engine: must be one of vllm-v1, vllm-v0, sglang, trtllm, "
-     "trtllm-cpp, got 'vllm-v9'"),
+    ("r.csv", HEADER + ROW, ("--engine", "vllm-v9"), "--engine: unknown engine preset; use a YAML path or one of "
+     "sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, got 'vllm-v9'"),
     ("r.csv", HEADER + ROW, ("--model", "llama-3.1-70b"), "--model: applies to a vllm bench serve JSON only (each "
      "row of a CSV names its model, hardware, tensor_parallel and precision), got 'llama-3.1-70b'"),
     ("r.csv", HEADER + ROW, ("--tp", "1"), "--tp: applies to a vllm bench serve JSON only"),
@@ -126,7 +126,7 @@ def test_spaces_around_csv_column_names_and_cells_are_not_part_of_them(tmp_path)
 
 
 @pytest.mark.parametrize("name, text, flags, message", [
-    ("r.csv", HEADER + ROW, ("--engine", "nope"), "--engine: must be one of vllm-v1, "),
+    ("r.csv", HEADER + ROW, ("--engine", "nope"), "--engine: unknown engine preset; use a YAML path or one of "),
     ("r.json", json.dumps(BENCH), (), "--model, --hardware: are needed with a vllm bench serve JSON"),
     ("r.csv", HEADER + ROW, ("--tp", "2"), "--tp: applies to a vllm bench serve JSON only"),
 ])

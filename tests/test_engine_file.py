@@ -1,0 +1,97 @@
+"""An engine given as a YAML file (compare-serving and calibrate --from-serving `--engine FILE.yaml`): a preset
+with a scenario's engine, scheduler and kv_cache keys over it."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from infersim.roofline import SpecError
+from infersim.scenario import EngineFile, EngineSection, load_engine_file
+from infersim.serving import ServingRun, simulate_run
+
+
+def lone_request(output_tokens=9):
+    """One request of 64 prompt tokens on one H100: every step holds it alone."""
+    return ServingRun("runs.csv:2", "llama-3.1-8b", "h100-sxm", tensor_parallel=1, input_tokens=64,
+                      output_tokens=output_tokens, num_requests=1, request_rate_per_s=1.0, mean_ttft_ms=20.0,
+                      mean_itl_ms=8.0, output_tokens_per_s=100.0)
+
+
+def host_of(fixed_s):
+    return EngineFile(engine=EngineSection(preset="trtllm-cpp", overhead_fixed_s=fixed_s, overhead_per_seq_s=0))
+
+
+def test_an_engine_files_host_time_is_what_a_lone_request_waits_for_each_step():
+    # trtllm-cpp's host work runs in series with the GPU: raising it from 1 ms to 5 ms a step (nothing per
+    # sequence) adds 4 ms to the prefill step (TTFT) and to each decode step (ITL) of a request served alone
+    quick, slow = simulate_run(lone_request(), host_of(0.001)), simulate_run(lone_request(), host_of(0.005))
+    assert slow.ttft_ms - quick.ttft_ms == pytest.approx(4.0, abs=1e-6)
+    assert slow.itl_ms - quick.itl_ms == pytest.approx(4.0, abs=1e-6)
+
+
+def test_a_preset_name_and_a_file_naming_only_the_preset_simulate_the_same(tmp_path):
+    alone = simulate_run(lone_request(), "sglang")
+    assert simulate_run(lone_request(), EngineFile(engine=EngineSection(preset="sglang"))) == alone
+
+
+def write(tmp_path, text, name="e.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_compare_serving_simulates_with_the_files_engine(tmp_path):
+    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
+                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
+                 "llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100\n", "runs.csv")
+    engine = write(tmp_path, "engine: {preset: trtllm-cpp, overhead_fixed_s: 0.005, overhead_per_seq_s: 0}\n")
+    out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs), "--engine",
+                          str(engine), "--json"], capture_output=True, text=True, check=True).stdout
+    predicted = yaml.safe_load(out)["runs"][0]
+    assert predicted["predicted_itl_ms"] == pytest.approx(simulate_run(lone_request(), host_of(0.005)).itl_ms)
+    table = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs), "--engine",
+                            str(engine)], capture_output=True, text=True, check=True).stdout
+    assert table.startswith(f"{runs}: simulated with the engine of {engine} (the trtllm-cpp preset with its "
+                            "keys) vs measured")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: llama-3.1-8b\nengine: trtllm\n",
+     "e.yaml: model: is the measured runs' own: an engine file holds only engine, scheduler and kv_cache sections"),
+    ("engine: {preset: trtllm, overhead_fixed: 0.002}\n",
+     "e.yaml: engine.overhead_fixed: is not a known key (did you mean overhead_fixed_s?)"),
+    ("scheduler: {max_model_len: 4096}\n",
+     "e.yaml: scheduler.max_model_len: is each run's own (its longest request): leave it out, got 4096"),
+    ("- trtllm\n", "e.yaml: must be a mapping with an engine section (and scheduler, kv_cache if you set them), "
+                   "got 'list'"),
+    ("engine: {preset: trtlm}\n",
+     "e.yaml: engine.preset: must be one of vllm-v1, vllm-v0, sglang, trtllm, trtllm-cpp, got 'trtlm'"),
+])
+def test_a_malformed_engine_file_is_one_line(tmp_path, text, message):
+    with pytest.raises(SpecError) as info:
+        load_engine_file(write(tmp_path, text))
+    assert str(info.value).startswith(message)
+
+
+def test_an_engine_that_is_neither_a_preset_nor_a_file_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", "runs.csv", "--engine",
+                             "trtlm"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("infersim: error: --engine: unknown engine preset; use a YAML path or one of "
+                                     "sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, got 'trtlm'")
+
+
+def test_calibrate_keeps_the_engine_files_keys_beside_the_fitted_ones(tmp_path):
+    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
+                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
+                 "llama-3.1-8b,h100-sxm,1,128,16,4,1,25,9.0,30.0\n", "runs.csv")
+    engine = write(tmp_path, "engine: {preset: vllm-v1, host_overlaps_gpu: false}\nkv_cache: {block_size: 32}\n")
+    out = tmp_path / "fitted.yaml"
+    subprocess.run([sys.executable, "-m", "infersim.cli", "calibrate", "--from-serving", str(runs), "--engine",
+                    str(engine), "--out", str(out)], capture_output=True, text=True, check=True)
+    fitted = yaml.safe_load(out.read_text())
+    assert fitted["kv_cache"] == {"block_size": 32}
+    assert (fitted["engine"]["preset"], fitted["engine"]["host_overlaps_gpu"]) == ("vllm-v1", False)
+    assert {"overhead_fixed_s", "overhead_per_seq_s", "frontend_s"} <= set(fitted["engine"])
+    load_engine_file(out)  # what it writes reads back
