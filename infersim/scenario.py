@@ -375,7 +375,7 @@ class CascadeSection(_Section):
     @classmethod
     def _escalate_on_every_tier_but_the_last(cls, tiers):
         if len(tiers) < 2:
-            raise ValueError(f"a cascade needs at least 2 tiers, smallest model first; got {len(tiers)}")
+            raise ValueError("a cascade needs at least 2 tiers, smallest model first")
         missing = next((i for i, tier in enumerate(tiers[:-1]) if tier.escalate is None), None)
         if missing is not None:
             raise ValueError(f"tier {missing} needs escalate (the probability that its answer goes on to tier "
@@ -492,6 +492,7 @@ def build_cascade(scn: Scenario, base: Path):
     """The scenario's CascadeConfig: each tier deployed as the scenario with the tier's keys in place of the
     top-level ones; a mistake in a tier's key is named by its path under cascade.tiers."""
     from infersim.sim.cascade import CascadeConfig, Tier, check_cascade
+    from infersim.sim.run import check_deployable
     if scn.cluster.mode == "disaggregated":
         raise SpecError("cluster.mode", "a cascade's tiers are colocated pools; remove the cascade or set mode "
                         "colocated", scn.cluster.mode)
@@ -501,10 +502,11 @@ def build_cascade(scn: Scenario, base: Path):
         cluster = scn.cluster.model_copy(update={"replicas": tier.replicas or scn.cluster.replicas})
         try:
             run = _run_config(scn.model_copy(update={**given, "cluster": cluster}), base)
+            check_deployable(run)
         except SpecError as e:
-            if e.field.split(".")[0] not in given:
+            if not given or e.field.split(".")[0] not in _TIER_KEYS:  # the top level's deployment, or its other keys
                 raise
-            raise SpecError(f"cascade.tiers.{i}.{e.field}", e.problem, e.got) from None
+            raise type(e)(f"cascade.tiers.{i}.{e.field}", e.problem, e.got) from None
         tiers.append(Tier(run, tier.escalate or 0.0))
     cascade = CascadeConfig(tuple(tiers), scn.cascade.policy, scn.seed)
     check_cascade(cascade)

@@ -17,7 +17,7 @@ from infersim.roofline.memory import MemoryPlan, kv_bytes_per_token_per_gpu, pla
 from infersim.roofline.models import ModelSpec
 from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv_bytes_per_token_per_gpu,
                                            draft_weight_bytes_per_gpu)
-from infersim.roofline.step import StepOptions, companion_options, utilization_peaks
+from infersim.roofline.step import StepOptions, check_fabric, check_options, companion_options, utilization_peaks
 from infersim.roofline.timing import transfer_time_s
 
 from .cluster import Colocated, Deployment, Disaggregated
@@ -152,6 +152,14 @@ def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
 def total_kv_blocks(cfg: RunConfig) -> int:
     """Blocks one replica's KV cache holds."""
     return cfg.kv_cache.num_blocks or replica_memory_plan(cfg).max_kv_tokens // cfg.kv_cache.block_size_tokens
+
+
+def check_deployable(cfg: RunConfig) -> None:
+    """What deploying `cfg` finds, found ahead of it: its layers split over its GPUs, which one fabric joins,
+    and a replica's memory holds its weights and activations."""
+    check_options(cfg.model, cfg.options)
+    check_fabric(cfg.hardware, cfg.options)
+    replica_memory_plan(cfg)
 
 
 def check_config(cfg: RunConfig) -> None:
