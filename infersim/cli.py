@@ -354,7 +354,8 @@ def cmd_roofline(args) -> int:
 
 # The spec fields that `infersim roofline`'s flags set.
 ROOFLINE_FLAGS = {"quant": "--quant", "quantization": "--quant", "quantization.kv_bits": "--kv-bits",
-                  "parallelism.tensor_parallel": "--tp", "parallelism.pipeline_parallel": "--pp"}
+                  "parallelism.tensor_parallel": "--tp", "parallelism.pipeline_parallel": "--pp",
+                  "hardware": "--hardware"}
 
 
 def _roofline(args) -> int:

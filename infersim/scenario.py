@@ -99,7 +99,7 @@ class SchedulerSection(_Section):
     name: Optional[str] = None
     max_num_seqs: Optional[YamlInt] = Field(None, ge=1, le=1 << 20)
     max_num_batched_tokens: Optional[Tokens] = None
-    max_model_len: Optional[Annotated[Tokens, Field(ge=2)]] = Field(
+    max_model_len: Optional[Annotated[YamlInt, Field(ge=2, le=MAX_CONTEXT_TOKENS)]] = Field(
         None, description="default: the model's context length")
     chunk_tokens: Optional[Tokens] = None
     preemption: Literal["recompute", "swap"] = "recompute"
@@ -183,12 +183,12 @@ class LengthSection(_Section):
         if stray:
             raise ValueError(f"{stray[0]} does not apply to kind {self.kind} (it takes "
                              f"{', '.join((*needs, *optional))})")
-        if self.kind == "fixed" and self.value < 1:
-            raise ValueError("value must be >= 1")
+        if self.kind in ("fixed", "zipf") and self.value < 1:
+            raise ValueError(f"value must be >= 1, got {bound_text(self.value)}")
         if self.kind == "uniform" and self.high < self.low:
             raise ValueError(f"high must be >= low={self.low}, got {self.high}")
-        if self.kind == "lognormal" and self.mean < 1:
-            raise ValueError("mean must be >= 1 token")
+        if self.kind in ("normal", "lognormal") and self.mean < 1:  # lengths are at least 1: most would pile up there
+            raise ValueError(f"mean must be >= 1 token, got {bound_text(self.mean)}")
         if clipped and self.max_tokens < getattr(self, clipped):
             raise ValueError(f"max_tokens={bound_text(self.max_tokens)} is below {clipped}="
                              f"{bound_text(getattr(self, clipped))}, so lengths would pile up at max_tokens; raise "
@@ -261,7 +261,8 @@ class SpeculativeSection(_Section):
     method: Optional[Literal["model", "eagle", "mtp", "medusa", "ngram"]] = None
     num_speculative_tokens: Optional[YamlInt] = Field(None, ge=1, le=16)
     acceptance_rate: Optional[Union[Annotated[YamlFloat, Field(ge=0, le=1)],
-                                    list[Annotated[YamlFloat, Field(ge=0, le=1)]]]] = None
+                                    Annotated[list[Annotated[YamlFloat, Field(ge=0, le=1)]],
+                                              Field(min_length=1)]]] = None
     draft_model: Optional[str] = None
 
     _known = _registered("infersim.roofline.speculative:PRESETS", "preset")
@@ -375,7 +376,7 @@ class CascadeSection(_Section):
     @classmethod
     def _escalate_on_every_tier_but_the_last(cls, tiers):
         if len(tiers) < 2:
-            raise ValueError(f"a cascade needs at least 2 tiers, smallest model first; got {len(tiers)}")
+            raise ValueError("a cascade needs at least 2 tiers, smallest model first")
         missing = next((i for i, tier in enumerate(tiers[:-1]) if tier.escalate is None), None)
         if missing is not None:
             raise ValueError(f"tier {missing} needs escalate (the probability that its answer goes on to tier "
@@ -528,6 +529,7 @@ def build_cascade(scn: Scenario, base: Path):
     """The scenario's CascadeConfig: each tier deployed as the scenario with the tier's keys in place of the
     top-level ones; a mistake in a tier's key is named by its path under cascade.tiers."""
     from infersim.sim.cascade import CascadeConfig, Tier, check_cascade
+    from infersim.sim.run import check_deployable
     if scn.cluster.mode == "disaggregated":
         raise SpecError("cluster.mode", "a cascade's tiers are colocated pools; remove the cascade or set mode "
                         "colocated", scn.cluster.mode)
@@ -537,10 +539,11 @@ def build_cascade(scn: Scenario, base: Path):
         cluster = scn.cluster.model_copy(update={"replicas": tier.replicas or scn.cluster.replicas})
         try:
             run = _run_config(scn.model_copy(update={**given, "cluster": cluster}), base)
+            check_deployable(run)
         except SpecError as e:
-            if e.field.split(".")[0] not in given:
+            if not given or e.field.split(".")[0] not in _TIER_KEYS:  # the top level's deployment, or its other keys
                 raise
-            raise SpecError(f"cascade.tiers.{i}.{e.field}", e.problem, e.got) from None
+            raise type(e)(f"cascade.tiers.{i}.{e.field}", e.problem, e.got) from None
         tiers.append(Tier(run, tier.escalate or 0.0))
     cascade = CascadeConfig(tuple(tiers), scn.cascade.policy, scn.seed)
     check_cascade(cascade)
@@ -609,6 +612,8 @@ def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, ma
                       piecewise_max_tokens=_piecewise_max_tokens(e),
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s,
                       all_reduce=e.all_reduce))
+    if kv.prefix_caching is None:
+        cfg = _prefix_caching_where_blocks_share(cfg)
     check_config(cfg)
     _check_swap_space(cfg)
     _check_num_blocks(cfg)
@@ -661,6 +666,16 @@ def _given(value, preset_value):
 def _over(spec, **given):
     """The preset's `spec` with the fields the scenario sets (those not None) in place of its values."""
     return replace(spec, **{name: value for name, value in given.items() if value is not None})
+
+
+def _prefix_caching_where_blocks_share(cfg):
+    """`cfg` with the preset's prefix caching left on only where its KV allocator shares blocks: the preset
+    turns it on for its own scheduler's paged blocks, not for the contiguous ones the scenario's scheduler
+    (static, orca) runs on."""
+    from infersim.sim.kv_cache import ALLOCATORS
+    if not cfg.kv_cache.prefix_caching or ALLOCATORS[cfg.allocator].shares_prefixes:
+        return cfg
+    return replace(cfg, kv_cache=replace(cfg.kv_cache, prefix_caching=False))
 
 
 def _check_swap_space(cfg) -> None:

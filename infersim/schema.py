@@ -102,7 +102,9 @@ def spec_error(error: ValidationError, file: str | None = None, model: type[Base
             return False
         if _names_a_class(loc[branch]):  # a mapping branch: wrong if it only says "not a mapping"
             return branch == len(loc) - 1 and err["type"] in ("model_type", "dict_type")
-        return isinstance(err.get("input"), dict)  # a scalar branch given a mapping
+        if loc[branch].startswith(("list[", "tuple[")):  # a list branch: wrong if it only says "not a list"
+            return branch == len(loc) - 1 and err["type"] in ("list_type", "tuple_type")
+        return isinstance(err.get("input"), (dict, list))  # a scalar branch given a mapping or a list
 
     err = next((e for e in errors if not wrong_branch(e)), errors[0])
     path = ".".join(str(p) for p in err["loc"] if not _is_branch(p))

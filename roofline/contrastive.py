@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SpecError
-from .models import ModelSpec
+from .models import ModelSpec, check_smaller
 
 
 @dataclass(frozen=True)
@@ -19,3 +19,4 @@ class ContrastiveSpec:
             raise SpecError("contrastive.amateur_model", f"has a vocabulary of {self.amateur.vocab_size} tokens but "
                             f"{expert.name} has {expert.vocab_size}; the two models' scores are compared token by "
                             "token, so they must share a tokenizer", self.amateur.name)
+        check_smaller("contrastive.amateur_model", self.amateur, expert, "the amateur")

@@ -151,6 +151,15 @@ _REGISTRY = {m.name: m for m in (
 )}
 
 
+def check_smaller(field: str, helper: ModelSpec, served: ModelSpec, role: str) -> None:
+    """A model run beside the served one to save it work (a drafter; a contrastive amateur) must touch fewer
+    parameters per token than it: one as large costs each step as much as the model itself."""
+    size, served_size = helper.active_params_per_token(), served.active_params_per_token()
+    if size >= served_size:
+        raise SpecError(field, f"runs {size:,} parameters per token, no fewer than {served.name}'s {served_size:,}; "
+                        f"{role} must be a smaller model than the one it serves", helper.name)
+
+
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -33,7 +33,7 @@ from .errors import SpecError
 from .hardware import HardwareSpec
 from .latency import NO_WORK, StepTimer, StepTotals, op_totals
 from .memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
-from .models import ModelSpec
+from .models import ModelSpec, check_smaller
 from .quant import QuantSpec
 from .step import Parallelism, StepOptions, companion_options
 
@@ -122,6 +122,8 @@ class SpeculativeSpec:
             raise SpecError("speculative.draft_model", f"has a vocabulary of {self.draft_model.vocab_size} tokens "
                             f"but {target.name} has {target.vocab_size}; a drafter must share the target's "
                             "tokenizer", self.draft_model.name)
+        if self.draft_model is not None:
+            check_smaller("speculative.draft_model", self.draft_model, target, "a drafter")
 
 
 def draft_layers_model(spec: SpeculativeSpec, target: ModelSpec) -> ModelSpec | None:

@@ -17,7 +17,7 @@ from infersim.roofline.memory import MemoryPlan, kv_bytes_per_token_per_gpu, pla
 from infersim.roofline.models import ModelSpec
 from infersim.roofline.speculative import (DraftTimer, SpeculativeSpec, draft_kv_bytes_per_token_per_gpu,
                                            draft_weight_bytes_per_gpu)
-from infersim.roofline.step import StepOptions, companion_options, utilization_peaks
+from infersim.roofline.step import StepOptions, check_fabric, check_options, companion_options, utilization_peaks
 from infersim.roofline.timing import transfer_time_s
 
 from .cluster import Colocated, Deployment, Disaggregated
@@ -154,6 +154,14 @@ def total_kv_blocks(cfg: RunConfig) -> int:
     return cfg.kv_cache.num_blocks or replica_memory_plan(cfg).max_kv_tokens // cfg.kv_cache.block_size_tokens
 
 
+def check_deployable(cfg: RunConfig) -> None:
+    """What deploying `cfg` finds, found ahead of it: its layers split over its GPUs, which one fabric joins,
+    and a replica's memory holds its weights and activations."""
+    check_options(cfg.model, cfg.options)
+    check_fabric(cfg.hardware, cfg.options)
+    replica_memory_plan(cfg)
+
+
 def check_config(cfg: RunConfig) -> None:
     """Every name in the configuration is known and its parts fit together (a SpecError names the field)."""
     require_choice("scheduler.preemption", cfg.limits.preemption, PREEMPTION_MODES)
@@ -171,8 +179,10 @@ def check_config(cfg: RunConfig) -> None:
     require_choice("cluster.router", cfg.cluster.router, ROUTERS)
     techniques = [t for t in ("speculative", "early_exit", "contrastive") if getattr(cfg, t) is not None]
     if len(techniques) > 1:
-        raise SpecError(techniques[1], f"is modelled on its own, not together with {techniques[0]} (LayerSkip's "
-                        "self-speculation is a draft of the model's first layers: use speculative)", "both set")
+        layer_skip = (" (LayerSkip's self-speculation is a draft of the model's first layers: use speculative)"
+                      if techniques[:2] == ["speculative", "early_exit"] else "; keep one of them")
+        raise SpecError(techniques[1], f"is modelled on its own, not together with {techniques[0]}{layer_skip}",
+                        "both set")
     for technique in techniques:
         if getattr(cfg, technique) is not None and cfg.options.parallel.pipeline_parallel > 1:  # vLLM refuses it
             raise SpecError(technique, "does not run with pipeline parallelism; set pipeline_parallel: 1",
@@ -183,7 +193,9 @@ def check_config(cfg: RunConfig) -> None:
         cfg.contrastive.check_expert(cfg.model)
     allocator = cfg.allocator
     if cfg.kv_cache.prefix_caching and not ALLOCATORS[allocator].shares_prefixes:
-        raise SpecError("kv_cache.prefix_caching", "needs the paged allocator", allocator)
+        paged = " or kv_cache.allocator: paged" if "paged" in scheduler.allocators else ""
+        raise SpecError("kv_cache.prefix_caching", f"needs paged KV blocks, and the {cfg.scheduler} scheduler here "
+                        f"runs on {allocator} ones; set prefix_caching: false{paged}", True)
 
 
 def _decode_technique(cfg: RunConfig) -> Speculation | EarlyExit | Contrastive | None:

@@ -156,7 +156,15 @@ def test_infersim_run_prints_a_line_per_tier(tmp_path, capsys):
     (("escalate: 0.5", "escalate: -0.1"), "cascade.tiers.0.escalate: must be >= 0, got -0.1"),
     ((", escalate: 0.5", ""), "cascade.tiers: tier 0 needs escalate (the probability that its answer goes on to "
                               "tier 1): every tier but the last has one"),
-    (("    - {}\n", ""), "cascade.tiers: a cascade needs at least 2 tiers, smallest model first; got 1"),
+    (("    - {}\n", ""), "cascade.tiers: a cascade needs at least 2 tiers, smallest model first, got [{'model': "
+                         "'tiny-moe', 'replicas': 2, 'escalate': 0.5}]"),
+    # a tier's deployment that cannot run is named by the tier, before any simulation
+    (("model: tiny-moe", "model: llama-3.1-405b"), "cascade.tiers.0.hardware: llama-3.1-405b does not fit: weights "
+                                               "811.7 GB + activations 1.2 GB exceed 79.0 GB usable on "
+                                               "a100-sxm-80gb; raise tensor_parallel/pipeline_parallel or quantize, "
+                                               "got 'a100-sxm-80gb'"),
+    (("model: tiny-moe", "parallelism: {tensor_parallel: 3}"),
+     "cascade.tiers.0.parallelism.tensor_parallel: must divide num_heads=4, got 3"),
     (("policy: restart", "policy: retry"), "cascade.policy: must be one of restart, keep, got 'retry'"),
     (("model: tiny-moe", "model: tiny-gpt"), "cascade.tiers.0.model: unknown model"),
     (("cascade:", "cluster: {mode: disaggregated}\ncascade:"),

@@ -287,14 +287,14 @@ def test_scenario_values_in_the_wrong_unit_are_refused(tmp_path, capsys, section
 
 
 def test_a_drafter_that_does_not_fit_is_named_not_the_target(tmp_path, capsys):
-    # Llama-3.2-1B's 2.5 GB fit an L4's 24 GB; Llama-3.1-70B's 141 GB as its drafter (same tokenizer) cannot
+    # Llama-3.1-8B's 16.1 GB fit an L4's 24 GB; Llama-3.2-3B's 6.4 GB as its drafter (same tokenizer) cannot
     (tmp_path / "s.yaml").write_text(
-        "model: llama-3.2-1b\nhardware: l4\nworkload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: 10, "
-        "output_tokens: 5}\nspeculative: {method: model, draft_model: llama-3.1-70b, num_speculative_tokens: 4, "
-        "acceptance_rate: 0.7}\n")
+        "model: llama-3.1-8b\nhardware: l4\nscheduler: {max_model_len: 4096}\nworkload: {num_requests: 5, arrival: "
+        "{rate_per_s: 1}, prompt_tokens: 10, output_tokens: 5}\nspeculative: {method: model, draft_model: "
+        "llama-3.2-3b, num_speculative_tokens: 4, acceptance_rate: 0.7}\n")
     line = one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o")
-    assert line.startswith("s.yaml: speculative.draft_model: does not fit beside llama-3.2-1b on l4: ")
-    assert line.endswith(", got 'llama-3.1-70b'")
+    assert line.startswith("s.yaml: speculative.draft_model: does not fit beside llama-3.1-8b on l4: ")
+    assert line.endswith(", got 'llama-3.2-3b'")
 
 
 def test_a_plan_over_a_short_trace_names_search_num_requests(tmp_path, capsys):
@@ -309,10 +309,63 @@ def test_a_plan_over_a_short_trace_names_search_num_requests(tmp_path, capsys):
 
 
 def test_a_contrastive_amateur_that_does_not_fit_is_named(tmp_path, capsys):
-    # the amateur runs beside the expert as a drafter does: Llama-3.1-70B's 141 GB cannot join Llama-3.2-1B on an L4
+    # the amateur runs beside the expert as a drafter does: Llama-3.2-3B's 6.4 GB cannot join Llama-3.1-8B on an L4
     (tmp_path / "s.yaml").write_text(
-        "model: llama-3.2-1b\nhardware: l4\nworkload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: 10, "
-        "output_tokens: 5}\ncontrastive: {amateur_model: llama-3.1-70b}\n")
+        "model: llama-3.1-8b\nhardware: l4\nscheduler: {max_model_len: 4096}\nworkload: {num_requests: 5, arrival: "
+        "{rate_per_s: 1}, prompt_tokens: 10, output_tokens: 5}\ncontrastive: {amateur_model: llama-3.2-3b}\n")
     line = one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o")
-    assert line.startswith("s.yaml: contrastive.amateur_model: does not fit beside llama-3.2-1b on l4: ")
-    assert line.endswith("; pick a smaller model, got 'llama-3.1-70b'")
+    assert line.startswith("s.yaml: contrastive.amateur_model: does not fit beside llama-3.1-8b on l4: ")
+    assert line.endswith("; pick a smaller model, got 'llama-3.2-3b'")
+
+
+TINY = ("model: tiny-llama\nhardware: a100-sxm-80gb\nworkload: {num_requests: 5, arrival: {rate_per_s: 1}, "
+        "prompt_tokens: 10, output_tokens: 5}\n")
+
+
+@pytest.mark.parametrize("section, message", [
+    # prefix caching is the engine preset's default, not the scenario's ask: a contiguous cache runs without it
+    ("scheduler: {name: static, max_num_batched_tokens: 512}\nkv_cache: {prefix_caching: true}\n",
+     "kv_cache.prefix_caching: needs paged KV blocks, and the static scheduler here runs on contiguous ones; set "
+     "prefix_caching: false, got True"),
+    ("scheduler: orca\nkv_cache: {prefix_caching: true}\n", "kv_cache.prefix_caching: needs paged KV blocks, and the "
+     "orca scheduler here runs on contiguous ones; set prefix_caching: false or kv_cache.allocator: paged, got True"),
+    # one bound, not >= 1 for 0 and then >= 2 for 1
+    ("scheduler: {max_model_len: 0}\n", "scheduler.max_model_len: must be >= 2, got 0"),
+    ("contrastive: {amateur_model: tiny-llama}\nearly_exit: {exit_fractions: [1.0], probabilities: [1.0]}\n",
+     "contrastive: is modelled on its own, not together with early_exit; keep one of them, got 'both set'"),
+    # a list of rates is told of its own items, not that it is not a number
+    ("speculative: {method: ngram, num_speculative_tokens: 2, acceptance_rate: [0.9, 1.5]}\n",
+     "speculative.acceptance_rate.1: must be <= 1, got 1.5"),
+    ("speculative: {method: ngram, num_speculative_tokens: 2, acceptance_rate: []}\n",
+     "speculative.acceptance_rate: must hold at least 1 item, got []"),
+    # lengths are clipped to >= 1 token: a zipf of scale 0 was scale 1, a normal of mean 0.5 most lengths 1
+    ("workload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: {kind: zipf, value: 0}, output_tokens: 5}\n",
+     "workload.prompt_tokens: value must be >= 1, got 0"),
+    ("workload: {num_requests: 5, arrival: {rate_per_s: 1}, prompt_tokens: {kind: normal, mean: 0.5, std: 3}, "
+     "output_tokens: 5}\n", "workload.prompt_tokens: mean must be >= 1 token, got 0.5"),
+    # a drafter or an amateur as large as the served model saves nothing
+    ("speculative: {method: model, draft_model: tiny-moe, num_speculative_tokens: 2, acceptance_rate: 0.5}\n",
+     "speculative.draft_model: runs 131,904 parameters per token, no fewer than tiny-llama's 106,816; a drafter must "
+     "be a smaller model than the one it serves, got 'tiny-moe'"),
+    ("contrastive: {amateur_model: tiny-llama}\n", "contrastive.amateur_model: runs 106,816 parameters per token, no "
+     "fewer than tiny-llama's 106,816; the amateur must be a smaller model than the one it serves, got 'tiny-llama'"),
+])
+def test_scenario_sections_that_cannot_go_together_say_which_key_to_change(tmp_path, capsys, section, message):
+    text = TINY.split("workload")[0] if section.startswith("workload") else TINY
+    (tmp_path / "s.yaml").write_text(text + section)
+    assert one_line_error(capsys, "run", tmp_path / "s.yaml", "--no-plot", "--out", tmp_path / "o") == (
+        "s.yaml: " + message)
+
+
+@pytest.mark.parametrize("scheduler", ["static", "orca"])
+def test_a_contiguous_cache_scheduler_runs_on_the_default_engine(tmp_path, capsys, scheduler):
+    (tmp_path / "s.yaml").write_text(TINY + f"scheduler: {{name: {scheduler}, max_num_batched_tokens: 512}}\n")
+    assert main(["run", str(tmp_path / "s.yaml"), "--no-plot", "--quiet", "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["requests_completed"] == 5
+
+
+def test_roofline_names_the_hardware_flag_a_model_does_not_fit(capsys):
+    assert one_line_error(capsys, "roofline", "--model", "llama-3.1-405b", "--hardware", "h100-sxm") == (
+        "--hardware: llama-3.1-405b does not fit: weights 811.7 GB + activations 3.6 GB exceed 77.0 GB usable on "
+        "h100-sxm; raise tensor_parallel/pipeline_parallel or quantize, got 'h100-sxm'")
