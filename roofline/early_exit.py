@@ -41,8 +41,8 @@ def expected_batch_depth(exit_probabilities, batch_size: int) -> float:
 
 @dataclass(frozen=True)
 class EarlyExitSpec:
-    """Tokens exit after `exit_fractions[i]` of the layers (rounded up to a layer) with `probabilities[i]`;
-    probabilities written to a few digits (thirds as 0.3333, 0.6666) are scaled to sum to 1 exactly."""
+    """Tokens exit after `exit_fractions[i]` of the layers (rounded up to a layer) with `probabilities[i]`, the
+    last exit being the full depth; probabilities written to a few digits (thirds as 0.3333, 0.6666) are scaled to sum to 1 exactly."""
 
     exit_fractions: tuple[float, ...]
     probabilities: tuple[float, ...]
@@ -56,6 +56,9 @@ class EarlyExitSpec:
                             f"({len(self.exit_fractions)})", list(self.probabilities))
         if any(not 0 < f <= 1 for f in self.exit_fractions) or list(self.exit_fractions) != sorted(set(self.exit_fractions)):
             raise SpecError("early_exit.exit_fractions", "must rise strictly within (0, 1]", list(self.exit_fractions))
+        if self.exit_fractions[-1] != 1:  # CALM and LayerSkip keep the last layer's head: no token runs past it
+            raise SpecError("early_exit.exit_fractions", "must end at 1, the full depth where a token no earlier "
+                            "exit takes leaves; add 1 with that share of probability", list(self.exit_fractions))
         total = sum(self.probabilities)
         if any(p < 0 for p in self.probabilities) or not math.isclose(total, 1.0, abs_tol=1e-3):
             raise SpecError("early_exit.probabilities", f"must be >= 0 and sum to 1 (within 0.001; these sum to "

@@ -29,6 +29,12 @@ def test_bad_exit_distributions_are_refused_with_their_field():
         EarlyExitSpec((0.5, 1.0), (0.5, 0.6))
     with pytest.raises(SpecError, match="early_exit.exit_fractions"):
         EarlyExitSpec((1.0, 0.5), (0.5, 0.5))
+    # every token leaving by 60% of the depth would leave the last layers unrun by any generated token: the
+    # full depth is always an exit (the model's own head)
+    with pytest.raises(SpecError) as info:
+        EarlyExitSpec((0.5, 0.6), (0.3, 0.7))
+    assert str(info.value) == ("early_exit.exit_fractions: must end at 1, the full depth where a token no earlier "
+                               "exit takes leaves; add 1 with that share of probability, got [0.5, 0.6]")
 
 
 def test_drawn_batch_depths_follow_the_max_of_the_batch():
