@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from infersim.roofline.boundary import number_cell, read_rows
-from infersim.roofline.errors import SpecError
+from infersim.roofline.errors import SpecError, closest_name
 from infersim.roofline.models import MAX_CONTEXT_TOKENS
 
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant")
@@ -117,7 +117,11 @@ def _columns(path: Path, header, need_arrival: bool) -> tuple:
         if prompt in header and output in header and (arrival in header or not need_arrival):
             return arrival, prompt, output
     wanted = " or ".join(", ".join(c if need_arrival else c[1:]) for c in TRACE_COLUMNS)
-    raise SpecError("", f"needs columns {wanted} in its header (line 1)", ", ".join(map(str, header)),
+    known = [c for columns in TRACE_COLUMNS for c in columns]
+    slips = [f"{closest} for {h}" for h in map(str, header) if h not in known
+             for closest in [closest_name(h, known, cutoff=0.75)] if closest]
+    meant = f"; did you mean {', '.join(slips)}?" if slips else ""
+    raise SpecError("", f"needs columns {wanted} in its header (line 1){meant}", ", ".join(map(str, header)),
                     file=path.name)
 
 
