@@ -115,5 +115,5 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                                 f"exceed {usable_bytes / 1e9:.1f} GB usable; {fix}", draft_name or None)
         raise HardwareLimit("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
                             f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
-                            f"usable on {hw.name}; raise tensor_parallel/pipeline_parallel or quantize", hw.name)
+                            f"usable on {hw.name}; raise tensor or pipeline parallelism, or quantize", hw.name)
     return plan

@@ -161,7 +161,7 @@ def test_infersim_run_prints_a_line_per_tier(tmp_path, capsys):
     # a tier's deployment that cannot run is named by the tier, before any simulation
     (("model: tiny-moe", "model: llama-3.1-405b"), "cascade.tiers.0.hardware: llama-3.1-405b does not fit: weights "
                                                "811.7 GB + activations 1.2 GB exceed 79.0 GB usable on "
-                                               "a100-sxm-80gb; raise tensor_parallel/pipeline_parallel or quantize, "
+                                               "a100-sxm-80gb; raise tensor or pipeline parallelism, or quantize, "
                                                "got 'a100-sxm-80gb'"),
     (("model: tiny-moe", "parallelism: {tensor_parallel: 3}"),
      "cascade.tiers.0.parallelism.tensor_parallel: must divide num_heads=4, got 3"),
