@@ -170,19 +170,20 @@ def _engine_preset(name: str) -> str:
 
 
 def _engine_or_file(text: str):
-    """`--engine` of the commands that simulate measured runs: a preset's name, or a YAML file of a scenario's
-    engine (scheduler, kv_cache) sections, the preset with those keys over it (scenario.EngineFile, as
+    """`--engine` of the commands that simulate measured runs, as a scenario.EngineFile: a preset's name, or a
+    YAML file of a scenario's engine (scheduler, kv_cache) sections, the preset with those keys over it (as
     calibrate --from-serving writes it)."""
     from infersim.roofline.boundary import registry_or_file
     from infersim.scenario import load_engine_file
+    from infersim.serving import deployment_of
     from infersim.sim.engines import ENGINES
     found = registry_or_file("--engine", text, ENGINES, "engine preset", "YAML", (".yaml", ".yml"))
-    return text if found in ENGINES.values() else load_engine_file(found)
+    return deployment_of(text) if found in ENGINES.values() else load_engine_file(found)
 
 
 def _engine_named(engine, text: str) -> str:
     """How output names the engine `--engine text` gave: the preset, or the file and the preset under it."""
-    if isinstance(engine, str):
+    if engine.file is None:
         return f"the {text} engine preset"
     return f"the engine of {_shown(text)} (the {engine.engine.preset} preset with its keys)"
 
@@ -297,7 +298,8 @@ def cmd_compare_serving(args) -> int:
              "simulated": highest_rate_within(comparisons, args.ttft_ms, measured=False)}
     notes = [note for note in (lengths_note(run) for run in runs) if note]
     if args.json:
-        print(json.dumps(json_safe({"engine": args.engine, "errors": errors, "rate_within_ttft": rates,
+        print(json.dumps(json_safe({"engine": args.engine, "engine_keys": engine.model_dump(exclude_unset=True),
+                                    "errors": errors, "rate_within_ttft": rates,
                                     "runs": [_compared_run(c) for c in comparisons], "notes": notes}),
                          indent=2, allow_nan=False))
     else:
@@ -578,10 +580,12 @@ def _calibrate_from_serving(args) -> int:
     for flag, value in (("--from-profile", args.from_profile), ("--device", args.device)):
         if value:
             raise SpecError(flag, "does not apply with --from-serving", value)
-    args.engine = args.engine or "vllm-v1"
-    engine = _engine_or_file(args.engine)
-    preset = engine if isinstance(engine, str) else engine.engine.preset
+    engine = _engine_or_file("vllm-v1" if args.engine is None else args.engine)
+    preset = engine.engine.preset
     out = Path(args.out or f"{preset}-engine.yaml")
+    if args.out is None and engine.file is not None and out.resolve() == Path(args.engine).resolve():
+        raise SpecError("--out", f"is by default {out}, the --engine file: give --out to write the fit elsewhere "
+                        f"(or --out {out} to replace it)")
     _writable_folder(out.parent, "--out", args.out)
     paths = [Path(name) for name in args.from_serving]
     runs = read_runs(paths, args.model, args.hardware, args.tp, args.quant)
@@ -593,16 +597,17 @@ def _calibrate_from_serving(args) -> int:
         before, after = fit.errors_before[name], fit.errors_after[name]
         print(f"{name:20s} median |error| {100 * before['median_abs_err']:.1f}% -> {100 * after['median_abs_err']:.1f}%,"
               f" p90 {100 * before['p90_abs_err']:.1f}% -> {100 * after['p90_abs_err']:.1f}%")
-    given = {} if isinstance(engine, str) else engine.model_dump(exclude_unset=True, mode="json")
+    given = engine.model_dump(exclude_unset=True, mode="json")
     fitted = {"overhead_fixed_s": float(f"{fit.fixed_s:.4g}"), "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}"),
               "frontend_s": float(f"{fit.frontend_s:.4g}")}
-    block = {**given, "engine": {**given.get("engine", {}), "preset": preset, **fitted}}
+    block = {**given, "engine": {**given["engine"], "preset": preset, **fitted}}
     out.write_text(f"# host time per step and the front end's per request fitted on "
                    f"{_files_shown([p.name for p in paths])} by infersim calibrate --from-serving\n"
                    + yaml.safe_dump(block, sort_keys=False))
     for name, why in fit.loose.items():
         print(f"note: {name}: {why}")
-    print(f"wrote {_shown(str(out))} (paste its engine block into a scenario)")
+    sections = " and ".join(f"{name} section" for name in block)
+    print(f"wrote {_shown(str(out))} (paste its {sections} into a scenario, or give it to compare-serving --engine)")
     return 0
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationError,
+                      field_validator, model_validator)
 
 from infersim.budget import RunSize, check_memory, max_steps
 from infersim.roofline.boundary import UNPRINTABLE_NAME, bound_text, load_yaml, read_text, unprintable
@@ -435,10 +436,11 @@ class EngineFile(_Section):
     engine: EngineSection = EngineSection()
     scheduler: SchedulerSection = SchedulerSection()
     kv_cache: KVCacheSection = KVCacheSection()
+    _file: Optional[str] = PrivateAttr(None)  # the file it was read from, which its keys' errors name
 
-
-# what a scenario holds beside the engine's sections, which measured runs give themselves
-_RUN_GIVEN = ("model", "hardware", "parallelism", "quantization", "workload")
+    @property
+    def file(self) -> str | None:
+        return self._file
 
 
 def load_engine_file(path: Path | str) -> EngineFile:
@@ -449,10 +451,10 @@ def load_engine_file(path: Path | str) -> EngineFile:
     if not isinstance(data, dict):
         raise SpecError("", "must be a mapping with an engine section (and scheduler, kv_cache if you set them)",
                         type(data).__name__, file=path.name)
-    given = next((key for key in _RUN_GIVEN if key in data), None)
-    if given is not None:
-        raise SpecError(given, "is the measured runs' own: an engine file holds only engine, scheduler and "
-                        "kv_cache sections", file=path.name)
+    other = next((key for key in data if key in Scenario.model_fields and key not in EngineFile.model_fields), None)
+    if other is not None:
+        raise SpecError(other, "is a scenario's section, not an engine file's: it holds only engine, scheduler and "
+                        "kv_cache (the runs give the model, GPU, parallelism, quantization and workload)", file=path.name)
     try:
         deployment = EngineFile.model_validate(data)
     except ValidationError as e:
@@ -460,6 +462,7 @@ def load_engine_file(path: Path | str) -> EngineFile:
     if deployment.scheduler.max_model_len is not None:
         raise SpecError("scheduler.max_model_len", "is each run's own (its longest request): leave it out",
                         deployment.scheduler.max_model_len, file=path.name)
+    deployment._file = path.name
     return deployment
 
 
@@ -543,6 +546,7 @@ def build_cascade(scn: Scenario, base: Path):
         except SpecError as e:
             if not given or e.field.split(".")[0] not in _TIER_KEYS:  # the top level's deployment, or its other keys
                 raise
+            check_deployable(_run_config(scn, base))  # the top level's own mistake is named as the top level's
             raise type(e)(f"cascade.tiers.{i}.{e.field}", e.problem, e.got) from None
         tiers.append(Tier(run, tier.escalate or 0.0))
     cascade = CascadeConfig(tuple(tiers), scn.cascade.policy, scn.seed)

@@ -496,6 +496,9 @@ def workload_of(run: ServingRun, seed: int):
     return Workload(sent_s, own.input_tokens, own.output_tokens)
 
 
+ENGINE_SECTIONS = ("engine", "scheduler", "kv_cache")  # an EngineFile's, whose errors name its file
+
+
 def deployment_of(engine):
     """An engine as simulate_run takes it: a preset's name, or an EngineFile (a preset with a scenario's
     engine, scheduler and kv_cache keys over it), as an EngineFile."""
@@ -503,25 +506,13 @@ def deployment_of(engine):
     return engine if isinstance(engine, EngineFile) else EngineFile(engine=EngineSection(preset=engine))
 
 
-def run_config(run: ServingRun, engine, max_model_len: int, **run_fields):
-    """The RunConfig of the run's model, GPU, quantization and tensor parallelism under `engine` (a preset's
-    name or an EngineFile), serving contexts up to `max_model_len`."""
+def run_setup(run: ServingRun, engine, seed: int = 0):
+    """(RunConfig, Workload) of the run under `engine` (a preset's name or an EngineFile): its model, GPU,
+    quantization and tensor parallelism, contexts up to its longest request, its clients when it had
+    max_concurrency. Mistakes are named as the run's file, or the engine file, writes them."""
     from infersim.roofline import Parallelism, get_hardware, get_model
     from infersim.roofline.quant import get_quant
     from infersim.scenario import deployed_config
-    return deployed_config(deployment_of(engine), get_model(run.model), get_hardware(run.hardware),
-                           get_quant(run.quantization), Parallelism(run.tensor_parallel), max_model_len, **run_fields)
-
-
-def simulate_run(run: ServingRun, engine, seed: int = 0, overhead=None) -> Comparison:
-    """The run's workload through `engine` (a preset's name or an EngineFile) on the run's model, GPU and
-    tensor parallelism (with another host model than the engine's, if given), driven by its clients when it
-    had max_concurrency."""
-    from dataclasses import replace
-
-    from infersim.roofline import get_model
-    from infersim.sim.run import requests_from, simulate
-
     try:
         model = get_model(run.model)
         workload = workload_of(run, seed)
@@ -538,12 +529,27 @@ def simulate_run(run: ServingRun, engine, seed: int = 0, overhead=None) -> Compa
             field = "input_lens + output_lens" if run.requests is not None else "input_tokens + output_tokens"
             raise SpecError(field, f"reach {longest:,} tokens, beyond {model.name}'s context of "
                             f"{model.max_context_tokens:,}, so no request could be served", longest)
-        cfg = run_config(run, engine, longest, concurrency=run.max_concurrency)
-        if overhead is not None:
-            cfg = replace(cfg, overhead=overhead)
+        return deployed_config(deployment_of(engine), model, get_hardware(run.hardware), get_quant(run.quantization),
+                               Parallelism(run.tensor_parallel), longest, concurrency=run.max_concurrency), workload
+    except SpecError as err:
+        raise _in_run_terms(err, run, engine) from None
+
+
+def simulate_run(run: ServingRun, engine, seed: int = 0, overhead=None) -> Comparison:
+    """The run's workload through `engine` (a preset's name or an EngineFile) on the run's model, GPU and
+    tensor parallelism (with another host model than the engine's, if given), driven by its clients when it
+    had max_concurrency."""
+    from dataclasses import replace
+
+    from infersim.sim.run import requests_from, simulate
+
+    cfg, workload = run_setup(run, engine, seed)
+    if overhead is not None:
+        cfg = replace(cfg, overhead=overhead)
+    try:
         summary = simulate(cfg, requests_from(workload)).summary
     except SpecError as err:
-        raise _in_run_terms(err, run) from None
+        raise _in_run_terms(err, run, engine) from None
     if summary["ttft_s"]["mean"] is None:
         raise SpecError("", "no request of this run could be served (see infersim run for the reason)", file=run.where)
 
@@ -563,9 +569,13 @@ _RUN_TERMS = {"parallelism.tensor_parallel": ("tensor_parallel", "--tp", lambda 
                                               lambda run: run.request_rate_per_s)}
 
 
-def _in_run_terms(err: SpecError, run: ServingRun) -> SpecError:
-    """A simulation's error as found in the run's file: naming the column (or JSON field) the user wrote, with
-    its value, rather than the scenario field it became."""
+def _in_run_terms(err: SpecError, run: ServingRun, engine) -> SpecError:
+    """A simulation's error as found in the file that set what it names: the engine file for its own keys,
+    else the run's file, naming the column (or JSON field) the user wrote, with its value, rather than the
+    scenario field it became."""
+    engine_file = deployment_of(engine).file
+    if engine_file and err.field.split(".")[0] in ENGINE_SECTIONS:
+        return err.in_file(engine_file)
     if err.field not in _RUN_TERMS:
         return err.in_file(run.where)
     column, json_field, value_of = _RUN_TERMS[err.field]
@@ -627,8 +637,7 @@ def fit_host_overhead(runs: list[ServingRun], engine, progress=lambda text: None
     1-300 us, then the front end over 0.5-50 ms (each trial simulates every run)."""
     from dataclasses import replace
 
-    first = runs[0]
-    start = run_config(first, engine, first.input_tokens + first.output_tokens).overhead
+    start = run_setup(runs[0], engine)[0].overhead
 
     if not any(r.mean_ttft_ms is not None or r.mean_itl_ms is not None for r in runs):
         raise SpecError("--from-serving", "the runs measure no mean TTFT or ITL for the host time to be fitted to")

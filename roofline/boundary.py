@@ -84,9 +84,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML silently
     keeps the last one), and so is a number YAML 1.1 reads in a base it does not look written in: a leading
     zero makes it octal (0512 is 330) and colons base 60 (1:20 is 80). Merge keys (`<<: *defaults`) merge as YAML says: a key set beside them overrides
-    the merged one, and is no duplicate. Each refusal names where it stands, as the fields' own errors do
-    (`workload.num_requests`, `cluster.replicas[1]`): a mapping is constructed before what it holds, so it
-    records its values' places (`_places`, by node) for them."""
+    the merged one, and is no duplicate. Each refusal names where it stands as the fields' own errors write
+    it (`workload.num_requests`, `cascade.tiers.1.replicas`): a mapping or list is constructed before what it
+    holds, so it records its values' places (`_places`, by node) for them."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -112,7 +112,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_sequence(self, node, deep=False):
         for i, item in enumerate(node.value):
-            self._places.setdefault(id(item), f"{self._place(node)}[{i}]")
+            self._places.setdefault(id(item), f"{self._place(node)}.{i}")
         return super().construct_sequence(node, deep)
 
     def construct_yaml_int(self, node):
@@ -227,13 +227,18 @@ def shown(name: str) -> str:
     return "".join(ascii(c)[1:-1] if unicodedata.category(c) in _UNPRINTABLE else c for c in name)
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article."""
+    return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def registry_or_file(field: str, text, registry: dict, what: str, file_kind: str, suffixes: tuple,
                      base: Path | None = None):
     """The one rule for a value that is a registry name or a file path (`--model`, `--hardware`, a
     scenario's model and hardware): a registry name wins; anything else names a file, relative paths
     from `base` (the scenario's folder) or else the working directory. Returns the entry or the path."""
     if not isinstance(text, str) or not text.strip():
-        raise SpecError(field, f"must be a {what} name or a {file_kind} path", text)
+        raise SpecError(field, f"must be {_a(what)} name or {_a(file_kind)} path", text)
     if text in registry:
         return registry[text]
     path = Path(text) if base is None else base / text
@@ -241,7 +246,7 @@ def registry_or_file(field: str, text, registry: dict, what: str, file_kind: str
     if problem is None:
         return path
     if problem == "no such file" and not ("/" in text or os.sep in text or text.endswith(suffixes)):
-        raise SpecError(field, f"unknown {what}; use a {file_kind} path or one of "
+        raise SpecError(field, f"unknown {what}; use {_a(file_kind)} path or one of "
                         f"{', '.join(sorted(registry))}", text)
     where = " (relative paths start at the scenario file's folder)" if base is not None else ""
     raise SpecError(field, problem + where, str(path))

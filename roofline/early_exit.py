@@ -54,11 +54,12 @@ class EarlyExitSpec:
         if len(self.exit_fractions) != len(self.probabilities) or not self.exit_fractions:
             raise SpecError("early_exit.probabilities", f"needs one probability per exit fraction "
                             f"({len(self.exit_fractions)})", list(self.probabilities))
-        if any(not 0 < f <= 1 for f in self.exit_fractions) or list(self.exit_fractions) != sorted(set(self.exit_fractions)):
-            raise SpecError("early_exit.exit_fractions", "must rise strictly within (0, 1]", list(self.exit_fractions))
-        if self.exit_fractions[-1] != 1:  # CALM and LayerSkip keep the last layer's head: no token runs past it
-            raise SpecError("early_exit.exit_fractions", "must end at 1, the full depth where a token no earlier "
-                            "exit takes leaves; add 1 with that share of probability", list(self.exit_fractions))
+        fractions = list(self.exit_fractions)
+        if any(not 0 < f <= 1 for f in fractions) or fractions != sorted(set(fractions)):
+            raise SpecError("early_exit.exit_fractions", "must rise strictly within (0, 1]", fractions)
+        if fractions[-1] != 1:  # CALM and LayerSkip keep the last layer's head as the last exit
+            raise SpecError("early_exit.exit_fractions", "must end at 1, the full depth, where every token no "
+                            "earlier exit takes leaves: add 1, with the probability of running every layer", fractions)
         total = sum(self.probabilities)
         if any(p < 0 for p in self.probabilities) or not math.isclose(total, 1.0, abs_tol=1e-3):
             raise SpecError("early_exit.probabilities", f"must be >= 0 and sum to 1 (within 0.001; these sum to "

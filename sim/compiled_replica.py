@@ -35,7 +35,6 @@ from .cluster import Colocated, Shard
 from .metrics import _RUN_DTYPE, _STEP_DTYPE, Metrics
 from .request import DECODING, DONE, PREFILLING, REJECTED, WAITING, Request
 from .router import make_router
-from .run import refusal
 from .schedulers.base import MAX_DECODE_STEPS, most_new_blocks_per_seq
 from .schedulers.sarathi import SarathiScheduler
 
@@ -165,10 +164,12 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
     return ReplicaTables(spec, replays, eager, graph)
 
 
-def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, progress=None) -> list[CompiledReplica]:
+def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, refuses: Callable[[Request], str],
+          progress=None) -> list[CompiledReplica]:
     """Every replica of `cfg.cluster` (a colocated cluster or a shard of one) over the requests its router
     sends it: their outcome written into the requests, what was measured into `metrics`; what each replica
-    left behind."""
+    left behind. `refuses` says why a replica refuses a request on arrival (sim.run.refusal, the SimPy
+    replicas' own check)."""
     cluster = cfg.cluster
     positions = list(range(len(requests)))
     if isinstance(cluster, Shard):
@@ -180,7 +181,6 @@ def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, pro
         split = make_router(cluster.router, list(indices)).split(positions)
     tables = replica_tables(cfg, total_blocks)
     reached_s = _replay_clock(np.fromiter((r.arrival_s for r in requests), dtype=np.float64, count=len(requests)))
-    refuses = refusal(cfg, total_blocks)  # what a replica refuses on arrival, as the SimPy ones do
     replicas = []
     for done, (index, mine) in enumerate(zip(indices, split)):
         served = [requests[i] for i in mine]

@@ -327,7 +327,7 @@ def simulate(cfg: RunConfig, requests: list[Request], progress=None,
         return simulate_sharded(cfg, requests)
     if compiled_replica.applies(cfg, requests):  # told whole: faster than SimPy's part before a stop
         metrics, blocks = Metrics(cfg.kv_cache.block_size_tokens), total_kv_blocks(cfg)
-        replicas = compiled_replica.serve(cfg, requests, metrics, blocks, progress)
+        replicas = compiled_replica.serve(cfg, requests, metrics, blocks, refusal(cfg, blocks), progress)
         return pool_result(cfg, requests, metrics, Pool(Deployment(None, replicas), blocks))
     concurrency, frontend_s = cfg.concurrency, cfg.overhead.frontend_s
     env = simpy.Environment()

@@ -24,7 +24,7 @@ from .cluster import Colocated, Deployment, Shard
 from .metrics import Metrics
 from .request import Request, outcomes, set_outcomes
 from . import compiled_replica
-from .run import Pool, RunConfig, RunResult, deploy, pool_result, replay_arrivals, total_kv_blocks
+from .run import Pool, RunConfig, RunResult, deploy, pool_result, refusal, replay_arrivals, total_kv_blocks
 
 SHARD_MIN_REQUESTS = 50_000  # smaller runs take a few seconds: not worth forking
 SHARDS = 2  # blocks of replicas: as many as the CI machine's CPUs, fixed so that a run's figures never
@@ -104,7 +104,7 @@ def _serve(cfg: RunConfig, shard: _ShardPlan, requests: list[Request]) -> tuple[
     metrics, cfg = Metrics(cfg.kv_cache.block_size_tokens), replace(cfg, cluster=shard.cluster)
     if compiled_replica.applies(cfg, mine):
         blocks = total_kv_blocks(cfg)
-        compiled_replica.serve(cfg, mine, metrics, blocks)
+        compiled_replica.serve(cfg, mine, metrics, blocks, refusal(cfg, blocks))
         return metrics, blocks
     env = simpy.Environment()
     pool = deploy(cfg, env, metrics, mine)

@@ -117,12 +117,13 @@ def _columns(path: Path, header, need_arrival: bool) -> tuple:
         if prompt in header and output in header and (arrival in header or not need_arrival):
             return arrival, prompt, output
     wanted = " or ".join(", ".join(c if need_arrival else c[1:]) for c in TRACE_COLUMNS)
-    known = [c for columns in TRACE_COLUMNS for c in columns]
-    slips = [f"{closest} for {h}" for h in map(str, header) if h not in known
-             for closest in [closest_name(h, known, cutoff=0.75)] if closest]
-    meant = f"; did you mean {', '.join(slips)}?" if slips else ""
-    raise SpecError("", f"needs columns {wanted} in its header (line 1){meant}", ", ".join(map(str, header)),
-                    file=path.name)
+    # the format the header comes nearest to (most of its columns present), and its columns one slip away
+    nearest = max(TRACE_COLUMNS, key=lambda columns: sum(c in header for c in columns))
+    slips = [f"{closest} for {h}" for h in map(str, header) if h not in nearest
+             for closest in [closest_name(h, nearest, cutoff=0.75)] if closest]
+    meant = f" (did you mean {', '.join(slips)}?)" if slips else ""
+    raise SpecError("", f"needs columns {wanted} in its header (line 1), which holds "
+                    f"{', '.join(map(str, header))}{meant}", file=path.name)
 
 
 def _read(path: Path, field: str, need_arrival: bool) -> tuple[list, list, list]:

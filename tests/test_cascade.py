@@ -163,6 +163,8 @@ def test_infersim_run_prints_a_line_per_tier(tmp_path, capsys):
                                                "811.7 GB + activations 1.2 GB exceed 79.0 GB usable on "
                                                "a100-sxm-80gb; raise tensor or pipeline parallelism, or quantize, "
                                                "got 'a100-sxm-80gb'"),
+    # the top level's own deployment, which the last tier ({}) runs, is named as the top level's
+    (("model: tiny-llama\n", "model: llama-3.1-405b\n"), "hardware: llama-3.1-405b does not fit"),
     (("model: tiny-moe", "parallelism: {tensor_parallel: 3}"),
      "cascade.tiers.0.parallelism.tensor_parallel: must divide num_heads=4, got 3"),
     (("policy: restart", "policy: retry"), "cascade.policy: must be one of restart, keep, got 'retry'"),
@@ -197,3 +199,12 @@ def test_a_cascade_summary_prints_no_pooled_figures_it_does_not_have():
     assert "sequences on average" not in text and " -%" not in text
     assert "sequences on average" in run_summary_table(json.loads(
         (Path(__file__).resolve().parent / "golden" / "default.json").read_text()))
+
+
+def test_a_tier_setting_only_its_engine_does_not_take_the_blame_for_the_top_levels_deployment(tmp_path):
+    # the last tier runs the top level's model on its own engine: the 405B not fitting one A100 is the top
+    # level's mistake, not cascade.tiers.1's
+    text = SCENARIO.replace("model: tiny-llama\n", "model: llama-3.1-405b\n").replace("    - {}", "    - {engine: sglang}")
+    with pytest.raises(SpecError) as info:
+        load_run(write(tmp_path, text))
+    assert str(info.value).startswith("s.yaml: hardware: llama-3.1-405b does not fit")

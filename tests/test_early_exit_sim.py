@@ -33,8 +33,9 @@ def test_bad_exit_distributions_are_refused_with_their_field():
     # full depth is always an exit (the model's own head)
     with pytest.raises(SpecError) as info:
         EarlyExitSpec((0.5, 0.6), (0.3, 0.7))
-    assert str(info.value) == ("early_exit.exit_fractions: must end at 1, the full depth where a token no earlier "
-                               "exit takes leaves; add 1 with that share of probability, got [0.5, 0.6]")
+    assert str(info.value) == ("early_exit.exit_fractions: must end at 1, the full depth, where every token no "
+                               "earlier exit takes leaves: add 1, with the probability of running every layer, "
+                               "got [0.5, 0.6]")
 
 
 def test_drawn_batch_depths_follow_the_max_of_the_batch():

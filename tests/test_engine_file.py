@@ -30,11 +30,6 @@ def test_an_engine_files_host_time_is_what_a_lone_request_waits_for_each_step():
     assert slow.itl_ms - quick.itl_ms == pytest.approx(4.0, abs=1e-6)
 
 
-def test_a_preset_name_and_a_file_naming_only_the_preset_simulate_the_same(tmp_path):
-    alone = simulate_run(lone_request(), "sglang")
-    assert simulate_run(lone_request(), EngineFile(engine=EngineSection(preset="sglang"))) == alone
-
-
 def write(tmp_path, text, name="e.yaml"):
     path = tmp_path / name
     path.write_text(text)
@@ -46,10 +41,14 @@ def test_compare_serving_simulates_with_the_files_engine(tmp_path):
                  "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
                  "llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100\n", "runs.csv")
     engine = write(tmp_path, "engine: {preset: trtllm-cpp, overhead_fixed_s: 0.005, overhead_per_seq_s: 0}\n")
-    out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs), "--engine",
-                          str(engine), "--json"], capture_output=True, text=True, check=True).stdout
-    predicted = yaml.safe_load(out)["runs"][0]
-    assert predicted["predicted_itl_ms"] == pytest.approx(simulate_run(lone_request(), host_of(0.005)).itl_ms)
+
+    def itl_ms(*flags):
+        out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs), *flags, "--json"],
+                             capture_output=True, text=True, check=True).stdout
+        return yaml.safe_load(out)["runs"][0]["predicted_itl_ms"]
+    # the preset's host time is 1 ms + 10 us a sequence, in series: 1.01 ms a step for the lone request; the
+    # file's 5 ms makes each decode step 3.99 ms longer
+    assert itl_ms("--engine", str(engine)) - itl_ms("--engine", "trtllm-cpp") == pytest.approx(3.99, abs=1e-6)
     table = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs), "--engine",
                             str(engine)], capture_output=True, text=True, check=True).stdout
     assert table.startswith(f"{runs}: simulated with the engine of {engine} (the trtllm-cpp preset with its "
@@ -58,7 +57,9 @@ def test_compare_serving_simulates_with_the_files_engine(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("model: llama-3.1-8b\nengine: trtllm\n",
-     "e.yaml: model: is the measured runs' own: an engine file holds only engine, scheduler and kv_cache sections"),
+     "e.yaml: model: is a scenario's section, not an engine file's: it holds only engine, scheduler and kv_cache "
+     "(the runs give the model, GPU, parallelism, quantization and workload)"),
+    ("engine: trtllm\nslo: {ttft_s: {p99: 1}}\n", "e.yaml: slo: is a scenario's section, not an engine file's"),
     ("engine: {preset: trtllm, overhead_fixed: 0.002}\n",
      "e.yaml: engine.overhead_fixed: is not a known key (did you mean overhead_fixed_s?)"),
     ("scheduler: {max_model_len: 4096}\n",
@@ -95,3 +96,28 @@ def test_calibrate_keeps_the_engine_files_keys_beside_the_fitted_ones(tmp_path):
     assert (fitted["engine"]["preset"], fitted["engine"]["host_overlaps_gpu"]) == ("vllm-v1", False)
     assert {"overhead_fixed_s", "overhead_per_seq_s", "frontend_s"} <= set(fitted["engine"])
     load_engine_file(out)  # what it writes reads back
+
+
+def test_a_mistake_in_an_engine_files_keys_names_the_engine_file_not_the_runs(tmp_path):
+    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
+                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
+                 "llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100\n", "runs.csv")
+    engine = write(tmp_path, "engine: vllm-v1\nscheduler: {preemption: swap}\n", "swap.yaml")
+    for command in (["compare-serving", str(runs)], ["calibrate", "--from-serving", str(runs), "--out", "fit.yaml"]):
+        result = subprocess.run([sys.executable, "-m", "infersim.cli", *command, "--engine", str(engine)],
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.stderr.strip() == ("infersim: error: swap.yaml: scheduler.preemption: the vllm-v1 scheduler "
+                                         "preempts by recompute, got 'swap'")
+
+
+def test_calibrate_will_not_overwrite_its_engine_file_by_default(tmp_path):
+    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
+                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
+                 "llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100\n", "runs.csv")
+    engine = write(tmp_path, "# my notes\nengine: {preset: vllm-v1, overhead_fixed_s: 0.002}\n", "vllm-v1-engine.yaml")
+    result = subprocess.run([sys.executable, "-m", "infersim.cli", "calibrate", "--from-serving", str(runs),
+                             "--engine", "vllm-v1-engine.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stderr.strip() == ("infersim: error: --out: is by default vllm-v1-engine.yaml, the --engine file: "
+                                     "give --out to write the fit elsewhere (or --out vllm-v1-engine.yaml to replace "
+                                     "it)")
+    assert engine.read_text().startswith("# my notes")

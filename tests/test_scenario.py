@@ -228,7 +228,7 @@ def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
      "s.yaml:9: engine.frontend_s: 1:00.5 has colons, so YAML reads it in base 60, as 60.5; write the number you "
      "mean (or quote it, for text)"),
     (BASE + "cascade:\n  tiers:\n  - {model: llama-3.2-1b, escalate: 0.3}\n  - {replicas: 010}\n",
-     "s.yaml:12: cascade.tiers[1].replicas: 010 has a leading zero, so YAML reads it as the octal number 8; write 10 "
+     "s.yaml:12: cascade.tiers.1.replicas: 010 has a leading zero, so YAML reads it as the octal number 8; write 10 "
      "(or quote it, for text)"),
     ("a: &a [*a]\n", "s.yaml: a: is not a known key (check its spelling and section), got a list of 1 item"),
     (BASE.replace("{process: poisson, rate_per_s: 5}", "{concurrency: 4}"),

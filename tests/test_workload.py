@@ -187,8 +187,14 @@ def test_bad_jsonl_lines_name_the_file_and_line(tmp_path, line, message):
     ("cols.csv", b"a,b,c\n1,2,3\n", "cols.csv: needs columns arrival_time_s, prompt_tokens, output_tokens or"),
     ("slips.csv", b"arrival_s,prompt_tokens,output_token\n0,10,5\n",
      "slips.csv: needs columns arrival_time_s, prompt_tokens, output_tokens or TIMESTAMP, ContextTokens, "
-     "GeneratedTokens or arrived_at, num_prefill_tokens, num_decode_tokens in its header (line 1); did you mean "
-     "arrival_time_s for arrival_s, output_tokens for output_token?, got 'arrival_s, prompt_tokens, output_token'"),
+     "GeneratedTokens or arrived_at, num_prefill_tokens, num_decode_tokens in its header (line 1), which holds "
+     "arrival_s, prompt_tokens, output_token (did you mean arrival_time_s for arrival_s, output_tokens for "
+     "output_token?)"),
+    # a column of another format's (num_decode_tokens) is no fix for a header of this one's
+    ("mixed.csv", b"arrival_time_s,prompt_tokens,decode_tokens\n0,10,5\n",
+     "mixed.csv: needs columns arrival_time_s, prompt_tokens, output_tokens or TIMESTAMP, ContextTokens, "
+     "GeneratedTokens or arrived_at, num_prefill_tokens, num_decode_tokens in its header (line 1), which holds "
+     "arrival_time_s, prompt_tokens, decode_tokens"),
     ("latin1.csv", HEADER.encode() + b"0,10,5 \xe9\n", "latin1.csv: is not UTF-8 text (byte 0xe9 at offset 50)"),
 ])
 def test_unreadable_traces_are_one_line_naming_the_file(tmp_path, name, data, message):
