@@ -366,8 +366,12 @@ def _roofline(args) -> int:
                                    get_quant, plan_memory, prefill_batch, step_cost)
     from infersim.roofline.quant import check_runs_on
     from infersim.roofline.step import check_fabric
-    if args.engine is not None:
-        _engine_preset(args.engine)
+    engine = None if args.engine is None else _engine_or_file(args.engine)
+    if engine is not None and engine.file is not None:
+        given = [flag for flag, value in (("--no-flash", args.no_flash), ("--sampling", args.sampling)) if value]
+        if given:
+            raise SpecError(given[0], f"does not apply with an engine file: set engine.flash_attention and "
+                            f"engine.sampling in {engine.file}")
     model, hw = get_model(args.model, field="--model"), get_hardware(args.hardware, field="--hardware")
     quant = get_quant(args.quant, args.kv_bits)
     check_runs_on(quant, hw, "--quant", args.quant)
@@ -393,13 +397,19 @@ def _roofline(args) -> int:
         batch = prefill_batch([args.prompt] * args.batch)
         shape = f"prefill, batch {args.batch}, prompt {args.prompt}"
     options = StepOptions(quant=quant, parallel=parallel, flash_attention=not args.no_flash,
-                          sampling=args.sampling)
+                          sampling=args.sampling or "top_p")
     engine_step, step_hw, engine_seqs = None, hw, None
-    if args.engine is not None:
-        from infersim.sim.engines import preset_config
+    if engine is not None:
+        from infersim.scenario import deployed_config
         from infersim.sim.run import replica_memory_plan
         check_fabric(hw, options)  # before the engine's kernels rename the GPU
-        engine_cfg = preset_config(args.engine, model, hw, options, model.max_context_tokens)
+        if engine.file is None:  # a preset, run with the flags' attention and sampling
+            engine = engine.model_copy(update={"engine": engine.engine.model_copy(
+                update={"flash_attention": options.flash_attention, "sampling": options.sampling})})
+        try:
+            engine_cfg = deployed_config(engine, model, hw, quant, parallel, model.max_context_tokens)
+        except SpecError as err:
+            raise err.in_file(engine.file) if engine.file else err from None
         # the kernels as a simulated replica costs this step (KernelSet.replay: a whole graph, pieces or eager)
         engine_step = engine_cfg.kernels.for_step(hw, args.phase == "decode", args.batch, batch.num_tokens,
                                                   model.num_layers)
@@ -975,11 +985,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-flash", action="store_true", help="materialise attention scores (no FlashAttention)")
     r.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel GPUs")
     r.add_argument("--pp", type=_positive_int, default=1, help="pipeline-parallel stages")
-    r.add_argument("--sampling", choices=("greedy", "top_p"), default="top_p",
+    r.add_argument("--sampling", choices=("greedy", "top_p"),
                    help="the sampling kernel that ends the step (default top_p: sort-free top-p over the vocabulary)")
-    r.add_argument("--engine", metavar="PRESET", help="cost the step as an engine preset runs it (see infersim "
-                   "engines): its fusions, its kernels (a CUDA graph's where it captures the step, whole or in pieces, "
-                   "else its eager path), its all-reduce, and its host time per step")
+    r.add_argument("--engine", metavar="PRESET|FILE.yaml", help="cost the step as an engine preset runs it (see "
+                   "infersim engines): its fusions, its kernels (a CUDA graph's where it captures the step, whole or "
+                   "in pieces, else its eager path), its all-reduce, and its host time per step; or as a YAML file of "
+                   "a scenario's engine, scheduler and kv_cache sections sets them over its preset")
     r.add_argument("--json", action="store_true", help="print JSON (keys: ops, totals, memory; engine with --engine)")
     r.add_argument("--plot", metavar="FILE.png", type=_figure_path,
                    help="draw the ops on the hardware's roofline chart")

@@ -107,7 +107,9 @@ def spec_error(error: ValidationError, file: str | None = None, model: type[Base
         return isinstance(err.get("input"), (dict, list))  # a scalar branch given a mapping or a list
 
     err = next((e for e in errors if not wrong_branch(e)), errors[0])
-    path = ".".join(str(p) for p in err["loc"] if not _is_branch(p))
+    loc = err["loc"]
+    key_last = err["type"] == "extra_forbidden"  # the unknown key itself ends the path, whatever its letters
+    path = ".".join(str(p) for i, p in enumerate(loc) if not _is_branch(p) or (key_last and i == len(loc) - 1))
     got = err.get("input")
     show = not isinstance(got, dict) or err["type"] in ("dict_type", "model_type")
     problem = _problem(err)

@@ -121,3 +121,24 @@ def test_calibrate_will_not_overwrite_its_engine_file_by_default(tmp_path):
                                      "give --out to write the fit elsewhere (or --out vllm-v1-engine.yaml to replace "
                                      "it)")
     assert engine.read_text().startswith("# my notes")
+
+
+def test_roofline_costs_a_step_as_an_engine_file_sets_it_up(tmp_path):
+    # vllm-v1 with CUDA graphs off and its host in series: the decode step's kernels launch from Python and
+    # the host's 1 ms + 10 us for the one sequence adds to the GPU's time instead of hiding behind it
+    engine = write(tmp_path, "engine: {preset: vllm-v1, host_overlaps_gpu: false, cuda_graph_max_batch: 0}\n")
+
+    def step(*flags):
+        out = subprocess.run([sys.executable, "-m", "infersim.cli", "roofline", "--model", "llama-3.1-8b",
+                              "--hardware", "h100-sxm", "--json", *flags], capture_output=True, text=True, check=True)
+        return yaml.safe_load(out.stdout)
+    eager, graphed = step("--engine", str(engine)), step("--engine", "vllm-v1")
+    assert (eager["engine"]["kernels"], eager["engine"]["host_overlaps_gpu"], graphed["engine"]["kernels"]) == (
+        "launched from Python", False, "replayed from a CUDA graph")
+    assert eager["engine"]["host_s"] == pytest.approx(1.01e-3)
+    assert eager["engine"]["wall_s"] == pytest.approx(eager["totals"]["time_s"] + 1.01e-3)
+    result = subprocess.run([sys.executable, "-m", "infersim.cli", "roofline", "--model", "llama-3.1-8b",
+                             "--hardware", "h100-sxm", "--engine", str(engine), "--sampling", "greedy"],
+                            capture_output=True, text=True)
+    assert result.stderr.strip() == ("infersim: error: --sampling: does not apply with an engine file: set "
+                                     "engine.flash_attention and engine.sampling in e.yaml")

@@ -231,6 +231,8 @@ def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
      "s.yaml:12: cascade.tiers.1.replicas: 010 has a leading zero, so YAML reads it as the octal number 8; write 10 "
      "(or quote it, for text)"),
     ("a: &a [*a]\n", "s.yaml: a: is not a known key (check its spelling and section), got a list of 1 item"),
+    # an unknown key in capitals is still named (pydantic's union branches are the names in capitals it drops)
+    (BASE + "Engine: vllm-v1\n", "s.yaml: Engine: is not a known key (did you mean engine?), got 'vllm-v1'"),
     (BASE.replace("{process: poisson, rate_per_s: 5}", "{concurrency: 4}"),
      "s.yaml: workload.arrival: concurrency needs process: concurrency (the process is poisson, at rate_per_s, "
      "unless it says)"),
