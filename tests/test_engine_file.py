@@ -36,21 +36,28 @@ def write(tmp_path, text, name="e.yaml"):
     return path
 
 
+def runs_file(tmp_path, row="llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100"):
+    """A CSV of one measured run (by default the lone request's) in compare-serving's columns."""
+    return write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
+                 f"request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n{row}\n", "runs.csv")
+
+
+def infersim(*args, cwd=None, check=False):
+    return subprocess.run([sys.executable, "-m", "infersim.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, check=check)
+
+
 def test_compare_serving_simulates_with_the_files_engine(tmp_path):
-    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
-                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
-                 "llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100\n", "runs.csv")
+    runs = runs_file(tmp_path)
     engine = write(tmp_path, "engine: {preset: trtllm-cpp, overhead_fixed_s: 0.005, overhead_per_seq_s: 0}\n")
 
     def itl_ms(*flags):
-        out = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs), *flags, "--json"],
-                             capture_output=True, text=True, check=True).stdout
-        return yaml.safe_load(out)["runs"][0]["predicted_itl_ms"]
+        return yaml.safe_load(infersim("compare-serving", runs, *flags, "--json", check=True).stdout)["runs"][0][
+            "predicted_itl_ms"]
     # the preset's host time is 1 ms + 10 us a sequence, in series: 1.01 ms a step for the lone request; the
     # file's 5 ms makes each decode step 3.99 ms longer
     assert itl_ms("--engine", str(engine)) - itl_ms("--engine", "trtllm-cpp") == pytest.approx(3.99, abs=1e-6)
-    table = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", str(runs), "--engine",
-                            str(engine)], capture_output=True, text=True, check=True).stdout
+    table = infersim("compare-serving", runs, "--engine", engine, check=True).stdout
     assert table.startswith(f"{runs}: simulated with the engine of {engine} (the trtllm-cpp preset with its "
                             "keys) vs measured")
 
@@ -76,21 +83,17 @@ def test_a_malformed_engine_file_is_one_line(tmp_path, text, message):
 
 
 def test_an_engine_that_is_neither_a_preset_nor_a_file_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "infersim.cli", "compare-serving", "runs.csv", "--engine",
-                             "trtlm"], capture_output=True, text=True, cwd=tmp_path)
+    result = infersim("compare-serving", "runs.csv", "--engine", "trtlm", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("infersim: error: --engine: unknown engine preset; use a YAML path or one of "
                                      "sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, got 'trtlm'")
 
 
 def test_calibrate_keeps_the_engine_files_keys_beside_the_fitted_ones(tmp_path):
-    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
-                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
-                 "llama-3.1-8b,h100-sxm,1,128,16,4,1,25,9.0,30.0\n", "runs.csv")
+    runs = runs_file(tmp_path, "llama-3.1-8b,h100-sxm,1,128,16,4,1,25,9.0,30.0")
     engine = write(tmp_path, "engine: {preset: vllm-v1, host_overlaps_gpu: false}\nkv_cache: {block_size: 32}\n")
     out = tmp_path / "fitted.yaml"
-    subprocess.run([sys.executable, "-m", "infersim.cli", "calibrate", "--from-serving", str(runs), "--engine",
-                    str(engine), "--out", str(out)], capture_output=True, text=True, check=True)
+    infersim("calibrate", "--from-serving", runs, "--engine", engine, "--out", out, check=True)
     fitted = yaml.safe_load(out.read_text())
     assert fitted["kv_cache"] == {"block_size": 32}
     assert (fitted["engine"]["preset"], fitted["engine"]["host_overlaps_gpu"]) == ("vllm-v1", False)
@@ -99,24 +102,18 @@ def test_calibrate_keeps_the_engine_files_keys_beside_the_fitted_ones(tmp_path):
 
 
 def test_a_mistake_in_an_engine_files_keys_names_the_engine_file_not_the_runs(tmp_path):
-    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
-                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
-                 "llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100\n", "runs.csv")
+    runs = runs_file(tmp_path)
     engine = write(tmp_path, "engine: vllm-v1\nscheduler: {preemption: swap}\n", "swap.yaml")
-    for command in (["compare-serving", str(runs)], ["calibrate", "--from-serving", str(runs), "--out", "fit.yaml"]):
-        result = subprocess.run([sys.executable, "-m", "infersim.cli", *command, "--engine", str(engine)],
-                                capture_output=True, text=True, cwd=tmp_path)
+    for command in (["compare-serving", runs], ["calibrate", "--from-serving", runs, "--out", "fit.yaml"]):
+        result = infersim(*command, "--engine", engine, cwd=tmp_path)
         assert result.stderr.strip() == ("infersim: error: swap.yaml: scheduler.preemption: the vllm-v1 scheduler "
                                          "preempts by recompute, got 'swap'")
 
 
 def test_calibrate_will_not_overwrite_its_engine_file_by_default(tmp_path):
-    runs = write(tmp_path, "model,hardware,tensor_parallel,input_tokens,output_tokens,num_requests,"
-                 "request_rate_per_s,mean_ttft_ms,mean_itl_ms,output_tokens_per_s\n"
-                 "llama-3.1-8b,h100-sxm,1,64,9,1,1,20,8,100\n", "runs.csv")
+    runs = runs_file(tmp_path)
     engine = write(tmp_path, "# my notes\nengine: {preset: vllm-v1, overhead_fixed_s: 0.002}\n", "vllm-v1-engine.yaml")
-    result = subprocess.run([sys.executable, "-m", "infersim.cli", "calibrate", "--from-serving", str(runs),
-                             "--engine", "vllm-v1-engine.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    result = infersim("calibrate", "--from-serving", runs, "--engine", "vllm-v1-engine.yaml", cwd=tmp_path)
     assert result.stderr.strip() == ("infersim: error: --out: is by default vllm-v1-engine.yaml, the --engine file: "
                                      "give --out to write the fit elsewhere (or --out vllm-v1-engine.yaml to replace "
                                      "it)")
@@ -129,16 +126,14 @@ def test_roofline_costs_a_step_as_an_engine_file_sets_it_up(tmp_path):
     engine = write(tmp_path, "engine: {preset: vllm-v1, host_overlaps_gpu: false, cuda_graph_max_batch: 0}\n")
 
     def step(*flags):
-        out = subprocess.run([sys.executable, "-m", "infersim.cli", "roofline", "--model", "llama-3.1-8b",
-                              "--hardware", "h100-sxm", "--json", *flags], capture_output=True, text=True, check=True)
-        return yaml.safe_load(out.stdout)
+        return yaml.safe_load(infersim("roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--json",
+                                       *flags, check=True).stdout)
     eager, graphed = step("--engine", str(engine)), step("--engine", "vllm-v1")
     assert (eager["engine"]["kernels"], eager["engine"]["host_overlaps_gpu"], graphed["engine"]["kernels"]) == (
         "launched from Python", False, "replayed from a CUDA graph")
     assert eager["engine"]["host_s"] == pytest.approx(1.01e-3)
     assert eager["engine"]["wall_s"] == pytest.approx(eager["totals"]["time_s"] + 1.01e-3)
-    result = subprocess.run([sys.executable, "-m", "infersim.cli", "roofline", "--model", "llama-3.1-8b",
-                             "--hardware", "h100-sxm", "--engine", str(engine), "--sampling", "greedy"],
-                            capture_output=True, text=True)
+    result = infersim("roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", engine,
+                      "--sampling", "greedy")
     assert result.stderr.strip() == ("infersim: error: --sampling: does not apply with an engine file: set "
                                      "engine.flash_attention and engine.sampling in e.yaml")
