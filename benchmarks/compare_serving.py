@@ -33,7 +33,7 @@ def main() -> None:
 
 
 # other engines' published runs (data/serving/LICENSE.md), each under the preset of its engine
-SPOT_CHECKS = (("vllm-v0.8.3-online-a100-40gb.csv", "vllm-v1"), ("sglang-v0.4.6.post2-online-a100-80gb.csv", "sglang"))
+SPOT_CHECKS = (("vllm-v0.8.3-online-a100-40gb.csv", "vllm-v1-0.8"), ("sglang-v0.4.6.post2-online-a100-80gb.csv", "sglang"))
 
 
 def compare(runs: Path, preset: str, out: Path, name: str) -> None:

@@ -107,6 +107,26 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
                           _ADD_NORM)
 
 
+def _vllm_v1_08(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
+    """vLLM's V1 engine as 0.8 released it (read at 0.8.3, the default engine from 0.8; the same graphs and
+    serial host through 0.10): vllm/engine/arg_utils.py `_set_default_args_v1` for online serving picks the
+    step's token budget by the device's name, 8192 where it holds "h100" or "h200" (GH200's does too) and
+    2048 elsewhere, A100s included, with 1024 sequences everywhere; chunked prefill always, prefix caching on,
+    gpu_memory_utilization 0.90, block_size 16 (platforms/cuda.py); CUDA graphs piecewise only
+    (config.py: CompilationLevel.PIECEWISE split at the attention ops, captured up to 512 tokens, any step
+    of at most that many tokens replaying them, v1/worker/gpu_model_runner.py), no full decode graphs (an
+    option from 0.9, the default from 0.11); no async scheduling (v1/engine/core.py `step`: schedule, execute,
+    update in series; `--async-scheduling` came in 0.10, default from 0.14), so the host's per-step work
+    runs in series with the GPU's (detokenizing runs in the API server's process, off that path); the
+    custom all-reduce."""
+    hopper_name = "h100" in hw.name or "h200" in hw.name
+    return EngineDefaults("vllm-v1", 1024, 8192 if hopper_name else 2048, 8192 if hopper_name else 2048, 16, 0.90,
+                          0.0, True, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False),
+                          KernelSet(graph_max_batch=0, all_reduce="vllm-custom", piecewise_max_tokens=512,
+                                    graph_counts_tokens=True),
+                          _ADD_NORM)
+
+
 # SGLang 0.5.23 arg_groups/memory_hook.py `handle_gpu_memory_settings`, by the GPU's memory in MiB:
 # (below this much, chunked_prefill_size, decode graph max_bs below tp 4, from tp 4)
 _SGLANG_TIERS_MIB = ((20 * 1024, 2048, 8, 8), (35 * 1024, 4096, 48, 160), (60 * 1024, 4096, 32, 160),
@@ -166,7 +186,9 @@ def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults
 
 
 ENGINES = {p.name: p for p in (
-    EnginePreset("vllm-v1", "vLLM V1 engine (0.8 and later; defaults of 0.14-0.33)", _vllm_v1),
+    EnginePreset("vllm-v1", "vLLM V1 engine (defaults of 0.14-0.33)", _vllm_v1),
+    EnginePreset("vllm-v1-0.8", "vLLM V1 engine as 0.8 released it (0.8.3; no async scheduling, piecewise "
+                 "CUDA graphs only)", _vllm_v1_08),
     EnginePreset("vllm-v0", "vLLM V0 engine (0.6.6)", _vllm_v0),
     EnginePreset("sglang", "SGLang 0.5 (defaults of 0.5.23)", _sglang),
     EnginePreset("trtllm", "TensorRT-LLM 1.x, PyTorch backend", _trtllm),

@@ -74,7 +74,7 @@ def test_compare_serving_simulates_with_the_files_engine(tmp_path):
     ("- trtllm\n", "e.yaml: must be a mapping with an engine section (and scheduler, kv_cache if you set them), "
                    "got 'list'"),
     ("engine: {preset: trtlm}\n",
-     "e.yaml: engine.preset: must be one of vllm-v1, vllm-v0, sglang, trtllm, trtllm-cpp, got 'trtlm'"),
+     "e.yaml: engine.preset: must be one of vllm-v1, vllm-v1-0.8, vllm-v0, sglang, trtllm, trtllm-cpp, got 'trtlm'"),
 ])
 def test_a_malformed_engine_file_is_one_line(tmp_path, text, message):
     with pytest.raises(SpecError) as info:
@@ -86,7 +86,7 @@ def test_an_engine_that_is_neither_a_preset_nor_a_file_is_one_line(tmp_path):
     result = infersim("compare-serving", "runs.csv", "--engine", "trtlm", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("infersim: error: --engine: unknown engine preset; use a YAML path or one of "
-                                     "sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, got 'trtlm'")
+                                     "sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, vllm-v1-0.8, got 'trtlm'")
 
 
 def test_calibrate_keeps_the_engine_files_keys_beside_the_fitted_ones(tmp_path):

@@ -48,6 +48,23 @@ def test_vllm_v1_sizes_its_graphs_in_tokens_and_replays_the_other_steps_in_piece
     assert kernels.replay(False, 10, 500) == Replay.PIECES and kernels.replay(False, 10, 513) == Replay.EAGER
 
 
+@pytest.mark.parametrize("gpu,tokens", [("h100-sxm", 8192), ("h200", 8192), ("gh200", 8192), ("a100-sxm-80gb", 2048),
+                                        ("h20", 2048), ("b200", 2048)])
+def test_vllm_0_8_sizes_its_token_budget_by_the_devices_name(gpu, tokens):
+    # 0.8.3 engine/arg_utils.py `_set_default_args_v1`: 8192 where the device's name holds "h100" or "h200"
+    # ("NVIDIA GH200 480GB" does, "NVIDIA H20" does not), 2048 elsewhere; 1024 sequences on every GPU
+    d = ENGINES["vllm-v1-0.8"].defaults(get_hardware(gpu), 8192, 1)
+    assert (d.max_num_batched_tokens, d.max_num_seqs, d.memory_utilization) == (tokens, 1024, 0.90)
+
+
+def test_vllm_0_8_replays_piecewise_graphs_only_and_runs_its_host_in_series():
+    # CompilationLevel.PIECEWISE captured up to 512 tokens for every kind of step; no whole decode graph
+    d = ENGINES["vllm-v1-0.8"].defaults(get_hardware("a100-sxm-40gb"), 8192, 8)
+    assert [d.kernels.replay(True, n, n) for n in (1, 512, 513)] == [Replay.PIECES, Replay.PIECES, Replay.EAGER]
+    assert d.kernels.replay(False, 3, 300) == Replay.PIECES
+    assert not d.overhead.overlaps_gpu and d.prefix_caching and d.kernels.all_reduce == "vllm-custom"
+
+
 def test_trtllm_replays_only_the_batch_sizes_it_captured_and_its_cpp_executor_none():
     # CudaGraphConfig without padding: 1-32, 64 and 128; a batch of 33 or 100 runs eagerly
     graphs = ENGINES["trtllm"].defaults(get_hardware("h100-sxm"), 8192, 1).kernels
@@ -62,7 +79,7 @@ def test_every_preset_names_a_registered_scheduler_and_only_the_pre_overlap_engi
     for name, preset in ENGINES.items():
         d = preset.defaults(get_hardware("h100-sxm"), 8192, 1)
         assert d.scheduler in SCHEDULERS
-        assert d.overhead.overlaps_gpu == (name not in ("vllm-v0", "trtllm-cpp"))
+        assert d.overhead.overlaps_gpu == (name not in ("vllm-v1-0.8", "vllm-v0", "trtllm-cpp"))
 
 
 def test_infersim_engines_lists_each_preset_with_its_defaults_on_the_gpu():

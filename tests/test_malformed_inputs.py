@@ -56,7 +56,7 @@ def one_line_error(capsys, *argv) -> str:
     ("r.csv", HEADER + ROW, ("--ttft-ms", "nan"), "argument --ttft-ms: must be a finite number > 0, got 'nan'"),
     ("r.csv", HEADER + ROW, ("--ttft-ms", "0"), "argument --ttft-ms: must be a finite number > 0, got '0'"),
     ("r.csv", HEADER + ROW, ("--engine", "vllm-v9"), "--engine: unknown engine preset; use a YAML path or one of "
-     "sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, got 'vllm-v9'"),
+     "sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, vllm-v1-0.8, got 'vllm-v9'"),
     ("r.csv", HEADER + ROW, ("--model", "llama-3.1-70b"), "--model: applies to a vllm bench serve JSON only (each "
      "row of a CSV names its model, hardware, tensor_parallel and precision), got 'llama-3.1-70b'"),
     ("r.csv", HEADER + ROW, ("--tp", "1"), "--tp: applies to a vllm bench serve JSON only"),

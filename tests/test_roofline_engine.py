@@ -125,7 +125,7 @@ def test_an_unknown_preset_is_refused_in_one_line_naming_the_flag(capsys):
     code = main(["roofline", *LLAMA_70B_TP4, "--engine", "nope"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1
-    assert err.startswith("infersim: error: --engine: must be one of vllm-v1, vllm-v0, sglang, trtllm, trtllm-cpp")
+    assert err.startswith("infersim: error: --engine: unknown engine preset; use a YAML path or one of sglang, trtllm, trtllm-cpp, vllm-v0, vllm-v1, vllm-v1-0.8")
 
 
 def test_tp_beyond_the_fabric_names_the_gpu_as_it_is_with_an_engine(capsys):
