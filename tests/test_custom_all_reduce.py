@@ -70,8 +70,8 @@ def test_presets_run_their_engines_all_reduce_inside_and_outside_graphs():
     h100 = get_hardware("h100-sxm")
     rules = {name: preset.defaults(h100, 8192, 4).kernels for name, preset in ENGINES.items()}
     assert {name: k.all_reduce for name, k in rules.items()} == {
-        "vllm-v1": "vllm-custom", "vllm-v0": "vllm-custom", "sglang": "vllm-custom", "trtllm": "trtllm",
-        "trtllm-cpp": "trtllm"}
+        "vllm-v1": "vllm-custom", "vllm-v1-0.8": "vllm-custom", "vllm-v0": "vllm-custom", "sglang": "vllm-custom",
+        "trtllm": "trtllm", "trtllm-cpp": "trtllm"}
     for kernels in rules.values():
         assert kernels.in_graph(h100).all_reduce == kernels.eager(h100).all_reduce == kernels.all_reduce
     assert h100.all_reduce == "nccl"  # the hardware alone, with no engine: NCCL

@@ -110,7 +110,7 @@ def test_the_issue_example_names_the_file_key_path_value_and_bound(tmp_path):
      "kv_cache.swap_space_gib: holds no KV block"),
     (("model: tiny-llama", "model: tiny-llama\nscheduler: {preemption: swap}"),
      "scheduler.preemption: the vllm-v1 scheduler preempts by recompute, got 'swap'"),
-    (("model: tiny-llama", "model: tiny-llama\nengine: {preset: tgi}"), "engine.preset: must be one of vllm-v1, vllm-v0"),
+    (("model: tiny-llama", "model: tiny-llama\nengine: {preset: tgi}"), "engine.preset: must be one of vllm-v1, vllm-v1-0.8, vllm-v0"),
     (("arrival: {process: poisson, rate_per_s: 5}", "arrival: {process: concurrency}"),
      "workload.arrival: process concurrency needs concurrency"),
     (("arrival: {process: poisson, rate_per_s: 5}", "arrival: {process: burst, rate_per_s: 5}"),
