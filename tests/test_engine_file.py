@@ -137,3 +137,10 @@ def test_roofline_costs_a_step_as_an_engine_file_sets_it_up(tmp_path):
                       "--sampling", "greedy")
     assert result.stderr.strip() == ("infersim: error: --sampling: does not apply with an engine file: set "
                                      "engine.flash_attention and engine.sampling in e.yaml")
+
+
+def test_the_shipped_engine_files_read():
+    from pathlib import Path
+    folder = Path(__file__).resolve().parent.parent / "scenarios" / "engines"
+    files = sorted(folder.glob("*.yaml"))
+    assert files and all(load_engine_file(path).engine.preset == "trtllm-cpp" for path in files)
