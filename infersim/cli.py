@@ -161,24 +161,16 @@ def _named_by_flags(flags: dict):
         raise SpecError(flags[err.field], err.problem, err.got, err.file) from None
 
 
-def _engine_preset(name: str) -> str:
-    """`--engine`: an engine preset's name (infersim engines lists them)."""
-    from infersim.roofline.errors import require_choice
-    from infersim.sim.engines import ENGINES
-    require_choice("--engine", name, ENGINES)
-    return name
-
-
-def _engine_or_file(text: str):
-    """`--engine` of the commands that simulate measured runs, as a scenario.EngineFile: a preset's name, or a
-    YAML file of a scenario's engine (scheduler, kv_cache) sections, the preset with those keys over it (as
-    calibrate --from-serving writes it)."""
+def _engine_or_file(text: str, max_model_len_given: bool = False):
+    """`--engine` as a scenario.EngineFile: a preset's name, or a YAML file of a scenario's engine (scheduler,
+    kv_cache) sections, the preset with those keys over it (as calibrate --from-serving writes it); the file
+    may set scheduler.max_model_len where no measured run sets it (`max_model_len_given`)."""
     from infersim.roofline.boundary import registry_or_file
     from infersim.scenario import load_engine_file
     from infersim.serving import deployment_of
     from infersim.sim.engines import ENGINES
     found = registry_or_file("--engine", text, ENGINES, "engine preset", "YAML", (".yaml", ".yml"))
-    return deployment_of(text) if found in ENGINES.values() else load_engine_file(found)
+    return deployment_of(text) if found in ENGINES.values() else load_engine_file(found, max_model_len_given)
 
 
 def _engine_named(engine, text: str) -> str:
@@ -366,7 +358,7 @@ def _roofline(args) -> int:
                                    get_quant, plan_memory, prefill_batch, step_cost)
     from infersim.roofline.quant import check_runs_on
     from infersim.roofline.step import check_fabric
-    engine = None if args.engine is None else _engine_or_file(args.engine)
+    engine = None if args.engine is None else _engine_or_file(args.engine, max_model_len_given=True)
     if engine is not None and engine.file is not None:
         given = [flag for flag, value in (("--no-flash", args.no_flash), ("--sampling", args.sampling)) if value]
         if given:
@@ -407,25 +399,26 @@ def _roofline(args) -> int:
             engine = engine.model_copy(update={"engine": engine.engine.model_copy(
                 update={"flash_attention": options.flash_attention, "sampling": options.sampling})})
         try:
-            engine_cfg = deployed_config(engine, model, hw, quant, parallel, model.max_context_tokens)
+            engine_cfg = deployed_config(engine, model, hw, quant, parallel,
+                                         engine.scheduler.max_model_len or model.max_context_tokens)
+            memory = replica_memory_plan(engine_cfg)  # as the engine sizes it
         except SpecError as err:
             raise err.in_file(engine.file) if engine.file else err from None
         # the kernels as a simulated replica costs this step (KernelSet.replay: a whole graph, pieces or eager)
         engine_step = engine_cfg.kernels.for_step(hw, args.phase == "decode", args.batch, batch.num_tokens,
                                                   model.num_layers)
-        memory, engine_seqs = replica_memory_plan(engine_cfg), engine_cfg.limits.max_num_seqs  # as the engine sizes it
+        engine_seqs = engine_cfg.limits.max_num_seqs
         options, step_hw = engine_cfg.options, engine_step.hardware
     else:
         memory = plan_memory(model, hw, quant, parallel)
     cost = step_cost(model, step_hw, batch, options)
     setup = ", ".join([args.quant] + ([f"{args.kv_bits}-bit KV"] if args.kv_bits else [])
                       + [f"TP={args.tp}", f"PP={args.pp}"] + ([args.engine] if args.engine else []))
-    facts = None if engine_step is None else _engine_facts(engine_cfg, engine_step, args.engine, cost.time_s,
-                                                           args.batch)
+    facts = None if engine_step is None else _engine_facts(engine_cfg, engine_step, engine, cost.time_s, args.batch)
     context = batch.max_context_tokens
     if args.json:
         out = {"model": model.name, "hardware": hw.name, "phase": args.phase, "quant": args.quant,
-               "tp": args.tp, "pp": args.pp, "flash_attention": not args.no_flash,
+               "tp": args.tp, "pp": args.pp, "flash_attention": options.flash_attention,
                "ops": [{"name": r.name, "count": r.count, "flops": r.flops, "bytes": r.bytes,
                         "weight_bytes": r.timed.op.weight_bytes * r.count,
                         "kv_bytes": (r.timed.op.kv_read_bytes + r.timed.op.kv_write_bytes) * r.count,
@@ -439,7 +432,8 @@ def _roofline(args) -> int:
             out["engine"] = facts
         print(json.dumps(out, indent=2))
     else:
-        print(f"{model.name} on {hw.name} ({setup}, FlashAttention {'off' if args.no_flash else 'on'}): {shape}")
+        print(f"{model.name} on {hw.name} ({setup}, FlashAttention {'on' if options.flash_attention else 'off'}): "
+              f"{shape}")
         print(step_table(cost))
         tokens = batch.num_tokens
         per = "per GPU" if args.pp == 1 else f"per tensor-parallel rank, over all {args.pp} stages"
@@ -468,11 +462,12 @@ def _roofline(args) -> int:
     return 0
 
 
-def _engine_facts(cfg: RunConfig, kernels: StepKernels, preset: str, gpu_s: float, seqs: int) -> dict:
-    """How the preset (its run configuration `cfg`) ran the step's `kernels`, its host time per step and the
-    step's wall time (--json's "engine", and what `_engine_line` says)."""
+def _engine_facts(cfg: RunConfig, kernels: StepKernels, engine, gpu_s: float, seqs: int) -> dict:
+    """How the engine (a scenario.EngineFile; its run configuration `cfg`) ran the step's `kernels`, its host
+    time per step and the step's wall time (--json's "engine", and what `_engine_line` says)."""
     kernels_hw, overhead = kernels.hardware, cfg.overhead
-    return {"preset": preset, "replays_graph": kernels.replays_graph, "kernels": kernels.launch,
+    return {"preset": engine.engine.preset, "file": engine.file, "replays_graph": kernels.replays_graph,
+            "kernels": kernels.launch,
             "kernel_launch_s": kernels_hw.launch_overhead_s, "collective_call_s": kernels_hw.collective_call_s,
             "all_reduce": kernels_hw.all_reduce if cfg.options.parallel.tensor_parallel > 1 else None,
             "fusions": sorted(cfg.options.fusions),
@@ -488,7 +483,8 @@ def _engine_line(facts: dict, tokens: int) -> str:
     reduce = f"all-reduce {facts['all_reduce']}" if facts["all_reduce"] else "no all-reduce (TP1)"
     between = (f"; attention launched between them, +{facts['eager_attention_s'] * 1e3:.3f} ms"
                if facts["eager_attention_s"] else "")
-    return (f"{facts['preset']}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}"
+    named = facts["preset"] if facts["file"] is None else f"{facts['file']} ({facts['preset']})"
+    return (f"{named}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}"
             f"{between}), {reduce}; host {facts['host_s'] * 1e3:.3f} ms "
             f"{'overlapped' if facts['host_overlaps_gpu'] else 'in series'} -> step {facts['wall_s'] * 1e3:.3f} ms "
             f"({tokens / facts['wall_s']:,.0f} tokens/s)")

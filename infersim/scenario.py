@@ -443,9 +443,9 @@ class EngineFile(_Section):
         return self._file
 
 
-def load_engine_file(path: Path | str) -> EngineFile:
+def load_engine_file(path: Path | str, max_model_len_given: bool = False) -> EngineFile:
     """The engine, scheduler and kv_cache sections of a YAML file (a scenario's others are refused: measured
-    runs say what they served; the longest context is theirs too)."""
+    runs or flags say what is served; so do the runs of the longest context, unless `max_model_len_given`)."""
     path = Path(path)
     data = load_yaml(path, "--engine")
     if not isinstance(data, dict):
@@ -454,12 +454,13 @@ def load_engine_file(path: Path | str) -> EngineFile:
     other = next((key for key in data if key in Scenario.model_fields and key not in EngineFile.model_fields), None)
     if other is not None:
         raise SpecError(other, "is a scenario's section, not an engine file's: it holds only engine, scheduler and "
-                        "kv_cache (the runs give the model, GPU, parallelism, quantization and workload)", file=path.name)
+                        "kv_cache (the runs or the flags give the model, GPU, parallelism, quantization and workload)",
+                        file=path.name)
     try:
         deployment = EngineFile.model_validate(data)
     except ValidationError as e:
         raise spec_error(e, file=path.name, model=EngineFile) from None
-    if deployment.scheduler.max_model_len is not None:
+    if deployment.scheduler.max_model_len is not None and not max_model_len_given:
         raise SpecError("scheduler.max_model_len", "is each run's own (its longest request): leave it out",
                         deployment.scheduler.max_model_len, file=path.name)
     deployment._file = path.name
@@ -546,7 +547,8 @@ def build_cascade(scn: Scenario, base: Path):
         except SpecError as e:
             if not given or e.field.split(".")[0] not in _TIER_KEYS:  # the top level's deployment, or its other keys
                 raise
-            check_deployable(_run_config(scn, base))  # the top level's own mistake is named as the top level's
+            if not given.keys() & {"model", "hardware", "parallelism", "quantization"}:
+                check_deployable(_run_config(scn, base))  # the top level's deployment, which the tier runs
             raise type(e)(f"cascade.tiers.{i}.{e.field}", e.problem, e.got) from None
         tiers.append(Tier(run, tier.escalate or 0.0))
     cascade = CascadeConfig(tuple(tiers), scn.cascade.policy, scn.seed)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from infersim.roofline.boundary import check_readable, load_json, number, number_cell, read_rows
-from infersim.roofline.errors import SpecError, closest_name
+from infersim.roofline.errors import HardwareLimit, SpecError, closest_name
 
 
 @dataclass(frozen=True)
@@ -496,9 +496,6 @@ def workload_of(run: ServingRun, seed: int):
     return Workload(sent_s, own.input_tokens, own.output_tokens)
 
 
-ENGINE_SECTIONS = ("engine", "scheduler", "kv_cache")  # an EngineFile's, whose errors name its file
-
-
 def deployment_of(engine):
     """An engine as simulate_run takes it: a preset's name, or an EngineFile (a preset with a scenario's
     engine, scheduler and kv_cache keys over it), as an EngineFile."""
@@ -573,9 +570,11 @@ def _in_run_terms(err: SpecError, run: ServingRun, engine) -> SpecError:
     """A simulation's error as found in the file that set what it names: the engine file for its own keys,
     else the run's file, naming the column (or JSON field) the user wrote, with its value, rather than the
     scenario field it became."""
-    engine_file = deployment_of(engine).file
-    if engine_file and err.field.split(".")[0] in ENGINE_SECTIONS:
-        return err.in_file(engine_file)
+    deployment = deployment_of(engine)
+    if deployment.file and err.field.split(".")[0] in type(deployment).model_fields:
+        return err.in_file(deployment.file)
+    if deployment.file and isinstance(err, HardwareLimit):  # the GPU the run names, with what the file sets
+        return err.in_file(f"{run.where} under {deployment.file}")
     if err.field not in _RUN_TERMS:
         return err.in_file(run.where)
     column, json_field, value_of = _RUN_TERMS[err.field]

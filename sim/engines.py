@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from infersim.roofline.errors import require_choice
-from infersim.roofline.hardware import GB, HardwareSpec
+from infersim.roofline.hardware import HardwareSpec
 from infersim.roofline.kernel_set import KernelSet
 from infersim.roofline.models import ModelSpec
 from infersim.roofline.step import StepOptions
@@ -118,8 +118,10 @@ def _vllm_v1_08(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults
     option from 0.9, the default from 0.11); no async scheduling (v1/engine/core.py `step`: schedule, execute,
     update in series; `--async-scheduling` came in 0.10, default from 0.14), so the host's per-step work
     runs in series with the GPU's (detokenizing runs in the API server's process, off that path); the
-    custom all-reduce."""
-    hopper_name = "h100" in hw.name or "h200" in hw.name
+    custom all-reduce. Later 0.8 releases may differ: vLLM PR #16158 took max_num_seqs back toward V0's
+    256 off H100/H200."""
+    name = hw.name.lower()  # as vLLM lowers torch's device name
+    hopper_name = "h100" in name or "h200" in name
     return EngineDefaults("vllm-v1", 1024, 8192 if hopper_name else 2048, 8192 if hopper_name else 2048, 16, 0.90,
                           0.0, True, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False),
                           KernelSet(graph_max_batch=0, all_reduce="vllm-custom", piecewise_max_tokens=512,

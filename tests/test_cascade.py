@@ -208,3 +208,12 @@ def test_a_tier_setting_only_its_engine_does_not_take_the_blame_for_the_top_leve
     with pytest.raises(SpecError) as info:
         load_run(write(tmp_path, text))
     assert str(info.value).startswith("s.yaml: hardware: llama-3.1-405b does not fit")
+
+
+def test_a_tier_that_sets_its_own_model_is_named_for_it_even_where_the_top_level_would_not_fit(tmp_path):
+    # no tier runs the top level's 405B (each sets its model): the 70B of tier 0 not fitting one A100 is tier 0's
+    text = (SCENARIO.replace("model: tiny-llama\n", "model: llama-3.1-405b\n")
+            .replace("model: tiny-moe", "model: llama-3.1-70b").replace("    - {}", "    - {model: tiny-llama}"))
+    with pytest.raises(SpecError) as info:
+        load_run(write(tmp_path, text))
+    assert str(info.value).startswith("s.yaml: cascade.tiers.0.hardware: llama-3.1-70b does not fit")

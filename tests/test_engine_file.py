@@ -65,7 +65,7 @@ def test_compare_serving_simulates_with_the_files_engine(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("model: llama-3.1-8b\nengine: trtllm\n",
      "e.yaml: model: is a scenario's section, not an engine file's: it holds only engine, scheduler and kv_cache "
-     "(the runs give the model, GPU, parallelism, quantization and workload)"),
+     "(the runs or the flags give the model, GPU, parallelism, quantization and workload)"),
     ("engine: trtllm\nslo: {ttft_s: {p99: 1}}\n", "e.yaml: slo: is a scenario's section, not an engine file's"),
     ("engine: {preset: trtllm, overhead_fixed: 0.002}\n",
      "e.yaml: engine.overhead_fixed: is not a known key (did you mean overhead_fixed_s?)"),
@@ -144,3 +144,21 @@ def test_the_shipped_engine_files_read():
     folder = Path(__file__).resolve().parent.parent / "scenarios" / "engines"
     files = sorted(folder.glob("*.yaml"))
     assert files and all(load_engine_file(path).engine.preset == "trtllm-cpp" for path in files)
+
+
+def test_roofline_reads_attention_and_context_from_the_engine_file(tmp_path):
+    # the file turns FlashAttention off: the step materialises the scores (attn_scores, not one attention
+    # row), and says so; a file may give the scheduler its max_model_len, which roofline has no flag for
+    engine = write(tmp_path, "engine: {preset: vllm-v1-0.8, flash_attention: false}\n"
+                   "scheduler: {name: vllm, max_model_len: 8192}\n")
+    out = yaml.safe_load(infersim("roofline", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--phase",
+                                  "prefill", "--prompt", "2048", "--engine", engine, "--json", check=True).stdout)
+    assert out["flash_attention"] is False and "attn_scores" in {op["name"] for op in out["ops"]}
+    assert (out["engine"]["preset"], out["engine"]["file"]) == ("vllm-v1-0.8", "e.yaml")
+
+
+def test_a_gpu_the_engine_files_memory_share_cannot_hold_names_the_run_and_the_file(tmp_path):
+    engine = write(tmp_path, "engine: vllm-v1\nkv_cache: {memory_utilization: 0.05}\n", "lowmem.yaml")
+    result = infersim("compare-serving", runs_file(tmp_path), "--engine", engine, cwd=tmp_path)
+    assert result.stderr.startswith("infersim: error: runs.csv:2 under lowmem.yaml: hardware: llama-3.1-8b does "
+                                    "not fit")
