@@ -117,10 +117,13 @@ def _columns(path: Path, header, need_arrival: bool) -> tuple:
         if prompt in header and output in header and (arrival in header or not need_arrival):
             return arrival, prompt, output
     wanted = " or ".join(", ".join(c if need_arrival else c[1:]) for c in TRACE_COLUMNS)
-    # the format the header comes nearest to (most of its columns present), and its columns one slip away
-    nearest = max(TRACE_COLUMNS, key=lambda columns: sum(c in header for c in columns))
-    slips = [f"{closest} for {h}" for h in map(str, header) if h not in nearest
-             for closest in [closest_name(h, nearest, cutoff=0.75)] if closest]
+    # the format the header comes nearest to (most of its columns present, then most one slip away), and the
+    # columns of that format its others slip from
+    def slips_from(columns) -> list[str]:
+        return [f"{closest} for {h}" for h in map(str, header) if h not in columns
+                for closest in [closest_name(h, columns, cutoff=0.75)] if closest]
+    nearest = max(TRACE_COLUMNS, key=lambda columns: (sum(c in header for c in columns), len(slips_from(columns))))
+    slips = slips_from(nearest)
     meant = f" (did you mean {', '.join(slips)}?)" if slips else ""
     raise SpecError("", f"needs columns {wanted} in its header (line 1), which holds "
                     f"{', '.join(map(str, header))}{meant}", file=path.name)

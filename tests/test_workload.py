@@ -190,6 +190,12 @@ def test_bad_jsonl_lines_name_the_file_and_line(tmp_path, line, message):
      "GeneratedTokens or arrived_at, num_prefill_tokens, num_decode_tokens in its header (line 1), which holds "
      "arrival_s, prompt_tokens, output_token (did you mean arrival_time_s for arrival_s, output_tokens for "
      "output_token?)"),
+    # a header near Vidur's format in every column still gets its suggestions
+    ("vidur.csv", b"arrived_att,num_prefill_token,num_decode_token\n0,10,5\n",
+     "vidur.csv: needs columns arrival_time_s, prompt_tokens, output_tokens or TIMESTAMP, ContextTokens, "
+     "GeneratedTokens or arrived_at, num_prefill_tokens, num_decode_tokens in its header (line 1), which holds "
+     "arrived_att, num_prefill_token, num_decode_token (did you mean arrived_at for arrived_att, num_prefill_tokens "
+     "for num_prefill_token, num_decode_tokens for num_decode_token?)"),
     # a column of another format's (num_decode_tokens) is no fix for a header of this one's
     ("mixed.csv", b"arrival_time_s,prompt_tokens,decode_tokens\n0,10,5\n",
      "mixed.csv: needs columns arrival_time_s, prompt_tokens, output_tokens or TIMESTAMP, ContextTokens, "
