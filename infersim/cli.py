@@ -606,7 +606,7 @@ def _calibrate_from_serving(args) -> int:
     given = engine.model_dump(exclude_unset=True, mode="json")
     fitted = {"overhead_fixed_s": float(f"{fit.fixed_s:.4g}"), "overhead_per_seq_s": float(f"{fit.per_seq_s:.4g}"),
               "frontend_s": float(f"{fit.frontend_s:.4g}")}
-    block = {**given, "engine": {**given["engine"], "preset": preset, **fitted}}
+    block = {**given, "engine": {**given.get("engine", {}), "preset": preset, **fitted}}  # a file may set no engine
     out.write_text(f"# host time per step and the front end's per request fitted on "
                    f"{_files_shown([p.name for p in paths])} by infersim calibrate --from-serving\n"
                    + yaml.safe_dump(block, sort_keys=False))

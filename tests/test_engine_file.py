@@ -99,6 +99,11 @@ def test_calibrate_keeps_the_engine_files_keys_beside_the_fitted_ones(tmp_path):
     assert (fitted["engine"]["preset"], fitted["engine"]["host_overlaps_gpu"]) == ("vllm-v1", False)
     assert {"overhead_fixed_s", "overhead_per_seq_s", "frontend_s"} <= set(fitted["engine"])
     load_engine_file(out)  # what it writes reads back
+    # a file that sets no engine section runs the default preset, which the fit names
+    only_kv = write(tmp_path, "kv_cache: {block_size: 32}\n", "kv.yaml")
+    infersim("calibrate", "--from-serving", runs, "--engine", only_kv, "--out", out, check=True)
+    fitted = yaml.safe_load(out.read_text())
+    assert (fitted["engine"]["preset"], fitted["kv_cache"]) == ("vllm-v1", {"block_size": 32})
 
 
 def test_a_mistake_in_an_engine_files_keys_names_the_engine_file_not_the_runs(tmp_path):
