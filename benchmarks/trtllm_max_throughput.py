@@ -1,25 +1,31 @@
-"""A held-out check on maximum-throughput serving: every row of NVIDIA's published TensorRT-LLM v0.17
-throughput table for the registry's models (data/serving/trtllm-v0.17-max-throughput.csv: Llama-3.1-8B/70B/
-405B, Mistral-7B, Mixtral-8x7B; TP 1-8; H200, H100, GH200, L40S in FP8, A100 in FP16; prompts of 128 to
-20,000 tokens) simulated as the benchmark ran it, predicted against measured output tokens/s. Nothing in
-infersim was fitted to these rows.
+"""Held-out checks on maximum-throughput serving: every row of NVIDIA's published TensorRT-LLM throughput
+tables for the registry's models, simulated as `trtllm-bench throughput` ran it, predicted against measured
+output tokens/s. Nothing in infersim was fitted to these rows. Two tables (`TABLES`):
 
-How the page ran them (NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md at 258c754): engines built
-by `trtllm-bench build --quantization FP8 --dataset ...` and run by `trtllm-bench throughput` (GH200:
-gptManagerBenchmark with the same engine, `--enable_chunked_context`), `--kv_cache_free_gpu_mem_fraction 0.95`
-"in majority of cases", every request at once, GUARANTEED_NO_EVICT. Simulated under the `trtllm-cpp` preset
-with what those settings mean:
-- chunked context on (trtllm-bench throughput's default): the `trtllm-chunked` scheduler;
-- the KV cache 0.95 of the memory the weights and activations leave;
-- max batch size and max tokens per step from trtllm-bench's own tuning for the dataset
-  (`trtllm_bench_settings`, tensorrt_llm/bench/build/tuning.py `calc_engine_setting`).
+- v0.17 (data/serving/trtllm-v0.17-max-throughput.csv; perf-overview.md at 258c754): the C++ executor over
+  TensorRT engines built by `trtllm-bench build --quantization FP8 --dataset ...`: Llama-3.1-8B/70B/405B,
+  Mistral-7B, Mixtral-8x7B; TP 1-8; H200, H100, GH200, L40S in FP8, A100 in FP16; prompts of 128 to 20,000
+  tokens. Run under the `trtllm-cpp` preset with chunked context on (trtllm-bench throughput's default then:
+  the `trtllm-chunked` scheduler; GH200: gptManagerBenchmark with `--enable_chunked_context`).
+- v0.20 (data/serving/trtllm-v0.20-max-throughput.csv; the page as v0.20 published it): the PyTorch backend
+  (`--backend pytorch`, no engine built) on ModelOpt's FP8 and NVFP4 checkpoints: Llama-3.1-8B, Llama-3.3-70B
+  (Llama-3.1-70B's architecture) and Llama-3.1-405B; TP 1-8; H200 and H100 in FP8, B200 in NVFP4. Run under
+  the `trtllm` preset with what trtllm-bench 0.20 sets for that backend: chunked prefill off (TorchLlmArgs
+  `enable_chunked_prefill` False; the `trtllm` scheduler), the overlap scheduler on (the preset's; on by
+  default from 0.20), CUDA graphs for decode-only batches up to the max batch size, padded (trtllm-bench sets
+  `cuda_graph_max_batch_size` to it with padding on), an FP8 KV cache (the checkpoints' `kv_cache_quant_algo`).
 
-    python benchmarks/trtllm_max_throughput.py [--fraction F] [--jobs N] [--only TEXT]
+Both: `--kv_cache_free_gpu_mem_fraction 0.95` "in majority of cases", every request at once,
+GUARANTEED_NO_EVICT, and the max batch size and max tokens per step from trtllm-bench's own tuning for the
+dataset (`trtllm_bench_settings`, tensorrt_llm/bench/build/tuning.py `calc_engine_setting`).
 
-All of each row's requests are simulated (~4 minutes with 2 jobs); --fraction simulates that share of them, but
-never fewer than `WAVES` full batches' worth: sent at once, a run decodes as many sequences together as it
-has requests up to its max batch size, so simulating fewer than a batch would time a smaller batch than the
-page's (`requests_to_simulate`); --only keeps the rows whose label contains TEXT. Writes benchmarks/results/trtllm_max_throughput.{md,json}.
+    python benchmarks/trtllm_max_throughput.py [--table v0.17|v0.20] [--fraction F] [--jobs N] [--only TEXT]
+
+All of each row's requests are simulated (v0.17: ~4 minutes with 2 jobs; v0.20: ~2); --fraction simulates that
+share of them, but never fewer than `WAVES` full batches' worth: sent at once, a run decodes as many sequences
+together as it has requests up to its max batch size, so simulating fewer than a batch would time a smaller
+batch than the page's (`requests_to_simulate`); --only keeps the rows whose label contains TEXT. Writes
+benchmarks/results/<the table's results_stem>.{md,json}.
 """
 from __future__ import annotations
 
@@ -38,10 +44,32 @@ from typing import NamedTuple
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-RUNS = REPO / "data" / "serving" / "trtllm-v0.17-max-throughput.csv"
 RESULTS = REPO / "benchmarks" / "results"
 KV_FRACTION = 0.95  # --kv_cache_free_gpu_mem_fraction the page used "in majority of cases"
 WAVES = 4  # full batches a shortened run still simulates, so that its steady batch is the page's
+# Bytes a weight and a KV element take as trtllm-bench's tuning counts them (tuning.py's table by quantization
+# algorithm: NO_QUANT 2, FP8 1, NVFP4 0.5 a stored element). An NVFP4 checkpoint packs two weights into each
+# stored uint8, so its count is 0.25 B a weight (the embedding and lm_head, kept in bf16, are counted the same
+# way: ~1 GB low on a 70B). ModelOpt's FP8 and NVFP4 checkpoints quantize the KV cache to FP8.
+WEIGHT_BYTES = {"fp16": 2.0, "fp8": 1.0, "nvfp4": 0.25}
+KV_BYTES = {"fp16": 2, "fp8": 1, "nvfp4": 1}
+
+
+class PublishedTable(NamedTuple):
+    """One of NVIDIA's published throughput tables and how trtllm-bench ran it."""
+    path: Path
+    preset: str
+    chunked_context: bool  # chunked prefill on (a prompt over the step's tokens prefills over several steps)
+    graphs_up_to_max_batch: bool  # decode-only steps up to the max batch replay a padded CUDA graph
+    results_stem: str
+
+
+TABLES = {
+    "v0.17": PublishedTable(REPO / "data" / "serving" / "trtllm-v0.17-max-throughput.csv", "trtllm-cpp", True, False,
+                            "trtllm_max_throughput"),
+    "v0.20": PublishedTable(REPO / "data" / "serving" / "trtllm-v0.20-max-throughput.csv", "trtllm", False, True,
+                            "trtllm_v0.20_max_throughput"),
+}
 
 
 class PublishedRun(NamedTuple):
@@ -60,7 +88,7 @@ class PublishedRun(NamedTuple):
                 f"{self.input_tokens}/{self.output_tokens}")
 
 
-def read_runs(path: Path = RUNS) -> list[PublishedRun]:
+def read_runs(path: Path) -> list[PublishedRun]:
     with open(path, newline="") as f:
         return [PublishedRun(r["model"], r["hardware"], int(r["tensor_parallel"]), r["precision"],
                              int(r["input_tokens"]), int(r["output_tokens"]), int(r["num_requests"]),
@@ -68,24 +96,26 @@ def read_runs(path: Path = RUNS) -> list[PublishedRun]:
 
 
 def trtllm_bench_settings(params: float, layers: int, kv_heads: int, head_dim: int, device_memory_gib: float,
-                          tp: int, input_tokens: int, output_tokens: int, fp8: bool) -> tuple[int, int]:
-    """(max batch size, max tokens per step) as trtllm-bench build picks them for a dataset
+                          tp: int, input_tokens: int, output_tokens: int, weight_bytes: float, kv_bytes: int,
+                          chunked_context: bool = True) -> tuple[int, int]:
+    """(max batch size, max tokens per step) as trtllm-bench picks them for a dataset
     (tensorrt_llm/bench/build/tuning.py `calc_engine_setting` and `finetune_setting`): the requests of the
-    dataset's lengths that 0.95 of the GPUs' memory beside the weights holds (weights at 1 B a parameter in
-    FP8, 2 B in fp16; K and V of every layer and of at least one head per GPU), at most 4096, rounded up to
+    dataset's lengths that 0.95 of the GPUs' memory beside the weights holds (`weight_bytes` a parameter, K and
+    V of every layer and of at least one head per GPU at `kv_bytes` an element), at most 4096, rounded up to
     32 (below 256), 128 (below 1024) or 256, at least 64; and as many tokens per step as that batch's
     prompts over its outputs, 1 + input/output tokens per request, at most 32768, rounded up to 256, 512 or
     1024 by size, at least 2048. Its units as the tool has them: parameters in billions times bytes (GB)
-    against the device memory in GiB."""
-    bytes_per_elem = 1 if fp8 else 2
-    kv_gib_per_token = 2 * layers * max(tp, kv_heads) * head_dim * bytes_per_elem / 1024 ** 3
-    available = device_memory_gib * tp - params / 1e9 * bytes_per_elem
+    against the device memory in GiB. Without chunked prefill (the PyTorch backend's default) the tokens are
+    raised to at least the prompt plus the max batch (tensorrt_llm/bench/utils/general.py `get_settings`, as
+    0.19 and 1.0 have it), so that a whole prompt fits in a step beside a full batch of decodes."""
+    kv_gib_per_token = 2 * layers * max(tp, kv_heads) * head_dim * kv_bytes / 1024 ** 3
+    available = device_memory_gib * tp - params / 1e9 * weight_bytes
     requests = available * KV_FRACTION / kv_gib_per_token / (input_tokens + output_tokens)
     raw_batch = min(requests, 4096)
     raw_tokens = min(raw_batch * (1 + input_tokens / output_tokens), 32768)
     batch = _rounded_up(raw_batch, 64, ((256, 32), (1024, 128), (math.inf, 256)))
     tokens = _rounded_up(raw_tokens, 2048, ((4096, 256), (8192, 512), (math.inf, 1024)))
-    return batch, tokens
+    return batch, tokens if chunked_context else max(tokens, input_tokens + batch)
 
 
 def _rounded_up(value: float, least: int, tiers: tuple) -> int:
@@ -100,8 +130,8 @@ def requests_to_simulate(num_requests: int, max_batch_size: int, fraction: float
     return min(num_requests, max(1, round(num_requests * fraction), WAVES * max_batch_size))
 
 
-def simulate_run(run: PublishedRun, fraction: float = 1.0) -> dict:
-    """The run's requests sent at once to the trtllm-cpp preset configured as trtllm-bench runs it."""
+def simulate_run(run: PublishedRun, table: PublishedTable, fraction: float = 1.0) -> dict:
+    """The run's requests sent at once to the table's preset configured as trtllm-bench ran it."""
     from infersim.roofline import Parallelism, SpecError, StepOptions, get_hardware, get_model
     from infersim.roofline.quant import get_quant
     from infersim.sim.engines import preset_config
@@ -112,16 +142,19 @@ def simulate_run(run: PublishedRun, fraction: float = 1.0) -> dict:
     model, hardware = get_model(run.model), get_hardware(run.hardware)
     batch, tokens = trtllm_bench_settings(model.num_params(), model.num_layers, model.num_kv_heads, model.head_dim,
                                           hardware.memory_bytes / 2 ** 30, run.tensor_parallel, run.input_tokens,
-                                          run.output_tokens, run.precision == "fp8")
+                                          run.output_tokens, WEIGHT_BYTES[run.precision], KV_BYTES[run.precision],
+                                          table.chunked_context)
     n = requests_to_simulate(run.num_requests, batch, fraction)
     start = time.perf_counter()
     try:
-        cfg = preset_config("trtllm-cpp", model, hardware,
+        cfg = preset_config(table.preset, model, hardware,
                             StepOptions(quant=get_quant(run.precision), parallel=Parallelism(run.tensor_parallel)),
                             run.input_tokens + run.output_tokens)
-        cfg = replace(cfg, scheduler="trtllm-chunked",
+        cfg = replace(cfg, scheduler="trtllm-chunked" if table.chunked_context else "trtllm",
                       limits=replace(cfg.limits, max_num_seqs=batch, max_num_batched_tokens=tokens, chunk_tokens=tokens),
                       kv_cache=replace(cfg.kv_cache, memory_utilization=KV_FRACTION))
+        if table.graphs_up_to_max_batch:
+            cfg = replace(cfg, kernels=replace(cfg.kernels, graph_max_batch=batch, captured_sizes=frozenset()))
         summary = simulate(cfg, requests_from(Workload(np.zeros(n), np.full(n, run.input_tokens),
                                                        np.full(n, run.output_tokens)))).summary
         predicted, why = summary["throughput_tokens_per_s"], ""
@@ -158,12 +191,14 @@ def main() -> None:
                         help="share of each row's requests to simulate, at least 4 max batches' worth (default 1: the page's)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", default="", help="rows whose label contains this text")
+    parser.add_argument("--table", choices=TABLES, default="v0.17", help="which published table (default v0.17)")
     args = parser.parse_args()
-    runs = [r for r in read_runs() if args.only in r.label]
+    published = TABLES[args.table]
+    runs = [r for r in read_runs(published.path) if args.only in r.label]
     start = time.perf_counter()
     results = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        for i, result in enumerate(pool.map(simulate_run, runs, [args.fraction] * len(runs)), 1):
+        for i, result in enumerate(pool.map(simulate_run, runs, [published] * len(runs), [args.fraction] * len(runs)), 1):
             results.append(result)
             print(f"\r{i} of {len(runs)} rows", end="\n" if i == len(runs) else "", file=sys.stderr, flush=True)
     from infersim.report import json_safe, table
@@ -175,11 +210,11 @@ def main() -> None:
     group_table = ["| rows | runs | median predicted / measured | 10th-90th percentile | within 20% |",
                    "|---|--:|--:|--:|--:|"] + ["| " + " | ".join(row) + " |" for row in groups]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "trtllm_max_throughput.md").write_text("\n".join(group_table) + "\n\n" + "\n".join(lines) + "\n")
-    (RESULTS / "trtllm_max_throughput.json").write_text(json.dumps(json_safe(
-        {"fraction_of_requests": args.fraction, "elapsed_s": time.perf_counter() - start, "rows": results}), indent=1))
+    (RESULTS / f"{published.results_stem}.md").write_text("\n".join(group_table) + "\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / f"{published.results_stem}.json").write_text(json.dumps(json_safe(
+        {"table": args.table, "fraction_of_requests": args.fraction, "elapsed_s": time.perf_counter() - start, "rows": results}), indent=1))
     print(table(["rows", "runs", "median pred/meas", "p10-p90", "within 20%"], groups))
-    print(f"{len(runs)} rows in {time.perf_counter() - start:.0f} s; wrote {RESULTS / 'trtllm_max_throughput.md'}")
+    print(f"{len(runs)} rows in {time.perf_counter() - start:.0f} s; wrote {RESULTS / f'{published.results_stem}.md'}")
 
 
 if __name__ == "__main__":

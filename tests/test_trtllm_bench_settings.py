@@ -13,16 +13,16 @@ def test_llama_8b_fp8_on_an_h100_at_128_2048():
     # 79.65 GiB (81,559 MiB) - 8.03 GB of FP8 weights = 71.62; x 0.95 / (2 x 32 layers x 8 KV heads x 128 x 1 B
     # = 6.10e-5 GiB a token) = 1,114,700 tokens / 2,176 a request = 512.3 requests: below 1024, rounded up to
     # 128s: 640; tokens 512.3 x (1 + 128/2048) = 544 -> at least 2048
-    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 128, 2048, fp8=True) == (640, 2048)
+    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 128, 2048, weight_bytes=1, kv_bytes=1) == (640, 2048)
 
 
 def test_short_requests_cap_the_batch_at_4096_and_long_prompts_raise_the_tokens():
     # 128/128: 1,114,700 / 256 = 4,354 requests, capped at 4096 (a multiple of 256); tokens 4096 x 2 = 8192
-    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 128, 128, fp8=True) == (4096, 8192)
+    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 128, 128, weight_bytes=1, kv_bytes=1) == (4096, 8192)
     # 2048/128: 512.3 requests -> 640; tokens 512.3 x 17 = 8,709 -> above 8192, rounded up to 1024s: 9216
-    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 2048, 128, fp8=True) == (640, 9216)
+    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 2048, 128, weight_bytes=1, kv_bytes=1) == (640, 9216)
     # 20000/2000: 1,114,700 / 22,000 = 50.7 requests -> at least 64; tokens 50.7 x 11 = 557 -> at least 2048
-    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 20000, 2000, fp8=True) == (64, 2048)
+    assert bench.trtllm_bench_settings(8.03e9, 32, 8, 128, 81559 / 1024, 1, 20000, 2000, weight_bytes=1, kv_bytes=1) == (64, 2048)
 
 
 def test_a_shortened_run_keeps_the_pages_batch():
@@ -35,3 +35,29 @@ def test_a_shortened_run_keeps_the_pages_batch():
     assert bench.requests_to_simulate(1000, 64, 0.25) == 256
     # many small batches: the quarter stands
     assert bench.requests_to_simulate(30000, 640, 0.25) == 7500
+
+
+def test_nvfp4_weights_count_a_quarter_byte_and_the_pytorch_backend_fits_a_prompt_beside_the_batch():
+    # Llama-3.3-70B (70.6e9 parameters) in NVFP4 on one B200 (183,359 MiB = 179.06 GiB): the tool counts the
+    # packed weights at 0.25 B each, 17.65 GB; KV in FP8, 2 x 80 layers x 8 heads x 128 x 1 B = 1.5259e-4 GiB a
+    # token; (179.06 - 17.65) x 0.95 / 1.5259e-4 = 1,004,915 tokens. At 1000/1000: 502.5 requests -> 512 (128s);
+    # tokens 502.5 x 2 = 1,005 -> at least 2048, above the prompt plus the batch (1,512)
+    assert bench.trtllm_bench_settings(70.6e9, 80, 8, 128, 183359 / 1024, 1, 1000, 1000, weight_bytes=0.25,
+                                       kv_bytes=1, chunked_context=False) == (512, 2048)
+    # 5000/500: 182.7 requests -> 192 (32s); tokens 182.7 x 11 = 2,010 -> 2048; without chunked prefill raised to
+    # the prompt plus the batch, 5,000 + 192 = 5,192; with it left at 2048 (the prompt goes in chunks)
+    assert bench.trtllm_bench_settings(70.6e9, 80, 8, 128, 183359 / 1024, 1, 5000, 500, weight_bytes=0.25,
+                                       kv_bytes=1, chunked_context=False) == (192, 5192)
+    assert bench.trtllm_bench_settings(70.6e9, 80, 8, 128, 183359 / 1024, 1, 5000, 500, weight_bytes=0.25,
+                                       kv_bytes=1) == (192, 2048)
+
+
+def test_every_published_row_names_a_registry_model_gpu_and_quantization():
+    from infersim.roofline import get_hardware, get_model
+    from infersim.roofline.quant import get_quant
+    for name, table in bench.TABLES.items():
+        runs = bench.read_runs(table.path)
+        assert runs, name
+        for run in runs:
+            get_model(run.model), get_hardware(run.hardware), get_quant(run.precision)
+            assert run.precision in bench.WEIGHT_BYTES and run.output_tokens_per_s > 0, run.label
