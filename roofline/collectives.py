@@ -68,9 +68,8 @@ class Fabric:
 
     `bandwidth_bytes_per_s` is one GPU's datasheet bandwidth each way (all its NVLinks, or its PCIe slot);
     `efficiency` the fraction of NCCL's modelled NVLink bandwidth transfers below ~1 GB reach (0.8 on the A100
-    measurements: straight-line fits give 172-204 GB/s of NCCL's 240; PCIe reaches NCCL's own figure, so it
-    is not applied there; NVLS, whose traffic `all_reduce_s` counts itself, reaches it of the datasheet
-    bandwidth); `call_s` the fixed cost of one call (30 us for eager PyTorch calls on the A100 measurements,
+    measurements: straight-line fits give 172-204 GB/s of NCCL's 240; PCIe and NVLS reach NCCL's own
+    figures, so it is not applied to them); `call_s` the fixed cost of one call (30 us for eager PyTorch calls on the A100 measurements,
     which include waiting for the last rank; less inside a CUDA graph)."""
 
     kind: str
@@ -208,23 +207,20 @@ def all_reduce_s(fabric: Fabric, payload_bytes, gpus: int):
     decides whether trees run: without it tree/LL128 would win around 2 MB on 8 A100s and tree/Simple around
     1 MB on 8 PCIe GPUs; with it no GPU of the registry runs a tree on one node.
 
-    NVLink SHARP (NVLS) is timed by what crosses a GPU's links, not by NCCL's tuning figure: the NVSwitch
-    reduces, so each GPU sends its payload into the switch once and takes the result back once (multimem
-    loads and stores), where a ring moves 2 (n - 1) / n of it each way; its algorithm bandwidth is the GPU's
-    NVLink bandwidth each way times the fabric's efficiency (NVIDIA Hopper architecture whitepaper, "NVLink
-    SHARP"). NCCL's model, which keeps a channel structure and nvlsEfficiency 0.85, puts it at 272 GB/s on 8
-    H100s (476 GB/s of bus bandwidth); this gives 360 (630 bus), the top of the 528-643 GB/s of bus bandwidth
-    H100 nodes measure at 64 MB and up."""
+    NVLink SHARP (NVLS) runs at NCCL's own figure, which the fabric's efficiency does not scale: NCCL's model
+    (a channel structure and nvlsEfficiency 0.85) puts it at 272 GB/s of algorithm bandwidth on 8 H100s (476
+    GB/s of bus bandwidth), and nccl-tests measure ~480 GB/s of bus bandwidth there at its peak against
+    365-370 for rings (NVIDIA/nccl-tests#212, a maintainer's figures; NVIDIA/nccl#2140: 370 -> 480 GB/s with
+    NVLS on). Vidur's 2023 H100 profile (microsoft/vidur data/profiling/network/h100_dgx, its `size` in
+    bytes as the A100 files have it) ran rings: 64 MiB on 8 GPUs in 0.322 ms, 365 GB/s of bus bandwidth."""
     payload = np.asarray(payload_bytes, dtype=np.float64)
     if gpus <= 1:
         return np.zeros_like(payload) if payload.ndim else 0.0
     flat = payload.reshape(-1)
     options = choices(fabric, gpus)
     pick, latency_s, bandwidth = _cheapest(options, flat)
-    in_switch = np.array([c.algorithm == "nvls" for c in options])[pick]
-    bandwidth = np.where(in_switch, fabric.bandwidth_bytes_per_s, bandwidth)
-    efficiency = fabric.efficiency if fabric.kind != "pcie" else 1.0
-    seconds = fabric.call_s + latency_s + flat / (bandwidth * efficiency)
+    at_nccls_figure = np.array([c.algorithm == "nvls" or fabric.kind == "pcie" for c in options])[pick]
+    seconds = fabric.call_s + latency_s + flat / (bandwidth * np.where(at_nccls_figure, 1.0, fabric.efficiency))
     return seconds.reshape(payload.shape) if payload.ndim else float(seconds[0])
 
 

@@ -259,6 +259,16 @@ _GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
 # sustain over a run's steps (the held-out 70B profile's GEMM median error is 15.4% at 0.89, 7.4% at 0.76).
 _GH100_COMPUTE_EFFICIENCY = 0.76
 
+# Blackwell GEMMs reach a smaller share of their datasheet peaks than GH100's: B200s measured in cuBLAS on large
+# square shapes reach 0.63-0.67 of the bf16 peak at 3072^3-8192^3 (pytorch/ao PR #2427: 1.42-1.51 PFLOPS; vLLM PR
+# #19566: 1,513 TFLOPS at 16384 rows), 0.63 of fp8's with MXFP8 at 8192^3 (triton-lang/triton PR #9044, cuBLAS
+# 13.1: 2,850 TFLOPS) and 0.60-0.61 of fp4's with NVFP4 at 6144^3-8192^3 (pytorch/ao PR #2427: 5.50 and 5.37
+# PFLOPS): compute_efficiency 0.67, fp8 at 0.94 and fp4 at 0.91 of it. These are bursts, like the H200's 0.89
+# (a model's GEMMs there sustain 0.76, 0.85 of it; no Blackwell profile says whether the same holds). The GB200
+# and B300 take the B200's shares: none of their own is published.
+_BLACKWELL_COMPUTE_EFFICIENCY = 0.67
+_BLACKWELL_DTYPE_EFFICIENCY = dict(fp8=0.94, fp4=0.91)
+
 # Per-SM DRAM bandwidth by Little's law: bytes in flight per SM / DRAM latency. In flight: a full SM's 2048
 # resident threads (CUDA C++ Programming Guide, "Technical Specifications per Compute Capability": 2048 per
 # SM on 8.0 and 9.0) each with one 16-byte vector load outstanding, 32 KiB. Latency: what a streaming read
@@ -330,19 +340,23 @@ _REGISTRY = {h.name: h for h in (
     # (SHARP). SMs, L2 and shared memory per SM as cudaGetDeviceProperties reports them on each part
     # (OpenXLA's GPU specs, xla/backends/gpu/target_config/specs/{b200,gb200,b300}.txtpb).
     # HGX B200 (NVIDIA HGX B200 datasheet, 2024-25; per GPU of 8): fp4 144, fp8 and int8 72, fp16 36, tf32 18
-    # PFLOPS sparse; fp32 600 TFLOPS; 1.44 TB HBM3e; 8 TB/s per GPU (NVIDIA's B200 figure; the device
-    # reports 7.67); PCIe Gen5 x16 to the host.
-    _gpu("b200", "NVIDIA HGX B200 datasheet (2024-25): 148 SMs, 126.5 MiB L2, 180 GB HBM3e at 8 TB/s, "
+    # PFLOPS sparse; fp32 600 TFLOPS; 1.44 TB HBM3e; PCIe Gen5 x16 to the host. Memory at 7.7 TB/s, the HGX
+    # B200 figure per GPU (its earlier "8 TB/s" rounds it; the device reports a 7680-bit bus at 3996 MHz, 7.67
+    # TB/s, pytorch/ao PR #4002), of which CCCL's DeviceTransform stream benchmark moves 7.087 TB/s
+    # (NVIDIA/cccl PR #7391): 0.92.
+    _gpu("b200", "NVIDIA HGX B200 datasheet (2024-25): 148 SMs, 126.5 MiB L2, 180 GB HBM3e at 7.7 TB/s, "
          "NVLink 5 1.8 TB/s (900 GB/s each way), PCIe Gen5 x16",
-         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=9000, int8=4500), 75, 183359, 8000, 126.5, 228, 148, 900,
-         64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
+         dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=9000, int8=4500), 75, 183359, 7700, 126.5, 228, 148, 900,
+         64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2, memory_efficiency=0.92,
+         compute_efficiency=_BLACKWELL_COMPUTE_EFFICIENCY, dtype_efficiency=_BLACKWELL_DTYPE_EFFICIENCY),
     # GB200 NVL72 (NVIDIA GB200 NVL72 datasheet, 2024; one GPU of 72): fp4 1,440, fp8 and int8 720, fp16 360,
     # tf32 180 PFLOPS sparse; fp32 5,760 TFLOPS; 13.4 TB HBM3e at 576 TB/s; NVLink 130 TB/s; 152 SMs at
     # the GB200's higher clocks; NVLink-C2C to its Grace CPU, 900 GB/s (450 each way), carries KV swaps.
     _gpu("gb200", "NVIDIA GB200 NVL72 datasheet (2024): one Blackwell GPU of 72, 152 SMs, 129 MiB L2, 186 GB HBM3e "
          "at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way), NVLink-C2C 900 GB/s",
          dict(fp32=80, tf32=1250, fp16=2500, fp8=5000, fp4=10000, int8=5000), 80, 189471, 8000, 129.25, 228, 152,
-         900, 450, fabric_gpus=72, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
+         900, 450, fabric_gpus=72, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2,
+         compute_efficiency=_BLACKWELL_COMPUTE_EFFICIENCY, dtype_efficiency=_BLACKWELL_DTYPE_EFFICIENCY),
     # HGX B300 (NVIDIA HGX B300 datasheet, 2025; per GPU of 8): Blackwell Ultra, whose fp4 rises to 105
     # PFLOPS dense (144 sparse) while int8 falls to 2 POPS sparse; fp8 72, fp16 36, tf32 18 PFLOPS sparse;
     # fp32 600 TFLOPS; up to 2.3 TB HBM3e; 8 TB/s per GPU ("Inside NVIDIA Blackwell Ultra", NVIDIA technical
@@ -350,7 +364,8 @@ _REGISTRY = {h.name: h for h in (
     _gpu("b300", "NVIDIA HGX B300 datasheet (2025) and \"Inside NVIDIA Blackwell Ultra\" (NVIDIA, 2025): 158 SMs, "
          "129 MiB L2, 288 GB HBM3e at 8 TB/s, NVLink 5 1.8 TB/s (900 GB/s each way)",
          dict(fp32=75, tf32=1125, fp16=2250, fp8=4500, fp4=13125, int8=125), 75, 275040, 8000, 129.25, 228, 158, 900,
-         64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2),
+         64, architecture="blackwell", nvlink_sharp=True, gemm_cluster_ctas=2,
+         compute_efficiency=_BLACKWELL_COMPUTE_EFFICIENCY, dtype_efficiency=_BLACKWELL_DTYPE_EFFICIENCY),
     # NVIDIA L40S datasheet (2023): 142 SMs, 48 GB GDDR6 at 864 GB/s, 96 MB L2, no NVLink.
     _gpu("l40s", "NVIDIA L40S datasheet (2023), Ada AD102: 142 SMs, 96 MB L2, PCIe Gen4 only",
          dict(fp32=91.6, tf32=183, fp16=362, fp8=733, int8=733, int4=733), 91.6, 46068, 864, 96, 128, 142, 32, 32,

@@ -18,9 +18,22 @@ def test_hopper_parts_run_fp8_at_seven_eighths_of_fp16s_share_and_others_at_fp16
     # cuBLAS 12.9 (NVIDIA blog, 2025): Hopper FP8 matmuls up to 1.75x BF16 on large shapes, of a 2x peak: 0.875.
     for name in ("h100-sxm", "h100-pcie", "h200", "gh200"):
         assert get_hardware(name).dtype_efficiency_of("fp8") == 0.875
-    for name in ("h20", "b200", "l40s", "mi300x"):
+    for name in ("h20", "l40s", "mi300x"):
         assert get_hardware(name).dtype_efficiency_of("fp8") == 1.0
     assert H100.dtype_efficiency_of("fp16") == H100.dtype_efficiency_of("bf16") == 1.0
+
+
+def test_blackwell_parts_run_at_the_shares_cublas_measures_on_a_b200():
+    # B200, cuBLAS at 8192^3-class shapes: bf16 1.51 of 2.25 PFLOPS (0.67), MXFP8 2,850 of 4,500 TFLOPS (0.633),
+    # NVFP4 5.50 of 9 PFLOPS (0.611): fp8 0.633 / 0.67 = 0.94 and fp4 0.611 / 0.67 = 0.91 of the bf16 share
+    for name in ("b200", "gb200", "b300"):
+        hw = get_hardware(name)
+        assert hw.compute_efficiency == 0.67
+        assert (hw.dtype_efficiency_of("fp8"), hw.dtype_efficiency_of("fp4")) == (0.94, 0.91)
+    # 8192 x 8192 x 8192 in NVFP4 on a B200 without tiles: 1,099,511,627,776 FLOPs / (9,000 x 0.67 x 0.91 =
+    # 5,487.3 TFLOP/s) = 0.200374 ms
+    b200 = dataclasses.replace(get_hardware("b200"), gemm_tiles=())
+    assert op_compute_s(b200, linear("ffn", 8192, 8192, 8192, get_quant("nvfp4"))[0]) == pytest.approx(0.200374e-3, rel=1e-5)
 
 
 def test_an_fp8_gemm_takes_its_flops_over_the_fp8_peak_times_both_efficiencies():

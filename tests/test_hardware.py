@@ -117,8 +117,8 @@ def test_unreadable_hardware_files_are_one_line(tmp_path):
     ("gh200", "fp8", 3958e12 / 2, 97871 * MiB, 4 * TB, 900 * GB / 2),
     # HGX H20: FP16 148 TFLOPS dense; 96 GB HBM3 at 4.0 TB/s; NVLink 900 GB/s
     ("h20", "fp16", 148e12, 97871 * MiB, 4 * TB, 900 * GB / 2),
-    # HGX B200: FP4 144 PFLOPS with sparsity and 1.44 TB for 8 GPUs; 8 TB/s and NVLink 1.8 TB/s per GPU
-    ("b200", "fp4", 144e15 / 8 / 2, 183359 * MiB, 8 * TB, 1.8 * TB / 2),
+    # HGX B200: FP4 144 PFLOPS with sparsity and 1.44 TB for 8 GPUs; 7.7 TB/s and NVLink 1.8 TB/s per GPU
+    ("b200", "fp4", 144e15 / 8 / 2, 183359 * MiB, 7.7 * TB, 1.8 * TB / 2),
     # GB200 NVL72: FP4 1,440 PFLOPS with sparsity, 13.4 TB at 576 TB/s, NVLink 130 TB/s for 72 GPUs
     ("gb200", "fp4", 1440e15 / 72 / 2, 189471 * MiB, 576 * TB / 72, 130 * TB / 72 / 2),
     # HGX B300: FP4 105 PFLOPS dense and 2.3 TB for 8 GPUs; 8 TB/s and NVLink 1.8 TB/s per GPU
