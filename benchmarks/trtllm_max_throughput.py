@@ -12,8 +12,9 @@ output tokens/s. Nothing in infersim was fitted to these rows. Two tables (`TABL
   (Llama-3.1-70B's architecture) and Llama-3.1-405B; TP 1-8; H200 and H100 in FP8, B200 in NVFP4. Run under
   the `trtllm` preset with what trtllm-bench 0.20 sets for that backend: chunked prefill off (TorchLlmArgs
   `enable_chunked_prefill` False; the `trtllm` scheduler), the overlap scheduler on (the preset's; on by
-  default from 0.20), CUDA graphs for decode-only batches up to the max batch size, padded (trtllm-bench sets
-  `cuda_graph_max_batch_size` to it with padding on), an FP8 KV cache (the checkpoints' `kv_cache_quant_algo`).
+  default from 0.20), CUDA graphs for decode-only batches up to the max batch size (the page's llm_options
+  capture 1-8192 with padding on; a batch between two captured sizes replays the larger, whose padding rows
+  are not costed here: roofline/kernel_set.py), an FP8 KV cache (the checkpoints' `kv_cache_quant_algo`).
 
 Both: `--kv_cache_free_gpu_mem_fraction 0.95` "in majority of cases", every request at once,
 GUARANTEED_NO_EVICT, and the max batch size and max tokens per step from trtllm-bench's own tuning for the
@@ -48,26 +49,29 @@ RESULTS = REPO / "benchmarks" / "results"
 KV_FRACTION = 0.95  # --kv_cache_free_gpu_mem_fraction the page used "in majority of cases"
 WAVES = 4  # full batches a shortened run still simulates, so that its steady batch is the page's
 # Bytes a weight and a KV element take as trtllm-bench's tuning counts them (tuning.py's table by quantization
-# algorithm: NO_QUANT 2, FP8 1, NVFP4 0.5 a stored element). An NVFP4 checkpoint packs two weights into each
-# stored uint8, so its count is 0.25 B a weight (the embedding and lm_head, kept in bf16, are counted the same
-# way: ~1 GB low on a 70B). ModelOpt's FP8 and NVFP4 checkpoints quantize the KV cache to FP8.
-WEIGHT_BYTES = {"fp16": 2.0, "fp8": 1.0, "nvfp4": 0.25}
+# algorithm: NO_QUANT 2, FP8 1, NVFP4 0.5 a stored element). An NVFP4 checkpoint stores two weights in each
+# uint8 and one FP8 scale per 16 weights, every element counted at 0.5 B: (1/2 + 1/16) x 0.5 = 0.28125 B a
+# weight (its bf16 embedding and lm_head, counted at 0.5 B a weight, come out ~0.5 GB low on a 70B). ModelOpt's
+# FP8 and NVFP4 checkpoints quantize the KV cache to FP8.
+WEIGHT_BYTES = {"fp16": 2.0, "fp8": 1.0, "nvfp4": 0.28125}
 KV_BYTES = {"fp16": 2, "fp8": 1, "nvfp4": 1}
 
 
 class PublishedTable(NamedTuple):
-    """One of NVIDIA's published throughput tables and how trtllm-bench ran it."""
+    """One of NVIDIA's published throughput tables and how trtllm-bench ran it: the engine preset, and the
+    scheduler (with chunked context or without) its runtime's default made it."""
     path: Path
     preset: str
-    chunked_context: bool  # chunked prefill on (a prompt over the step's tokens prefills over several steps)
-    graphs_up_to_max_batch: bool  # decode-only steps up to the max batch replay a padded CUDA graph
+    scheduler: str
+    graphs_up_to_max_batch: bool  # decode-only steps up to the max batch replay a CUDA graph (padding not costed)
     results_stem: str
 
 
+_SERVING = REPO / "data" / "serving"
 TABLES = {
-    "v0.17": PublishedTable(REPO / "data" / "serving" / "trtllm-v0.17-max-throughput.csv", "trtllm-cpp", True, False,
+    "v0.17": PublishedTable(_SERVING / "trtllm-v0.17-max-throughput.csv", "trtllm-cpp", "trtllm-chunked", False,
                             "trtllm_max_throughput"),
-    "v0.20": PublishedTable(REPO / "data" / "serving" / "trtllm-v0.20-max-throughput.csv", "trtllm", False, True,
+    "v0.20": PublishedTable(_SERVING / "trtllm-v0.20-max-throughput.csv", "trtllm", "trtllm", True,
                             "trtllm_v0.20_max_throughput"),
 }
 
@@ -104,18 +108,18 @@ def trtllm_bench_settings(params: float, layers: int, kv_heads: int, head_dim: i
     V of every layer and of at least one head per GPU at `kv_bytes` an element), at most 4096, rounded up to
     32 (below 256), 128 (below 1024) or 256, at least 64; and as many tokens per step as that batch's
     prompts over its outputs, 1 + input/output tokens per request, at most 32768, rounded up to 256, 512 or
-    1024 by size, at least 2048. Its units as the tool has them: parameters in billions times bytes (GB)
-    against the device memory in GiB. Without chunked prefill (the PyTorch backend's default) the tokens are
+    1024 by size, at least 2048; the weights' bytes and the device memory both in GiB, as tuning.py divides
+    them. Without chunked prefill (the PyTorch backend's default) the tokens are
     raised to at least the prompt plus the max batch (tensorrt_llm/bench/utils/general.py `get_settings`, as
     0.19 and 1.0 have it), so that a whole prompt fits in a step beside a full batch of decodes."""
     kv_gib_per_token = 2 * layers * max(tp, kv_heads) * head_dim * kv_bytes / 1024 ** 3
-    available = device_memory_gib * tp - params / 1e9 * weight_bytes
+    available = device_memory_gib * tp - params * weight_bytes / 1024 ** 3
     requests = available * KV_FRACTION / kv_gib_per_token / (input_tokens + output_tokens)
     raw_batch = min(requests, 4096)
     raw_tokens = min(raw_batch * (1 + input_tokens / output_tokens), 32768)
     batch = _rounded_up(raw_batch, 64, ((256, 32), (1024, 128), (math.inf, 256)))
     tokens = _rounded_up(raw_tokens, 2048, ((4096, 256), (8192, 512), (math.inf, 1024)))
-    return batch, tokens if chunked_context else max(tokens, input_tokens + batch)
+    return batch, (tokens if chunked_context else max(tokens, input_tokens + batch))
 
 
 def _rounded_up(value: float, least: int, tiers: tuple) -> int:
@@ -136,22 +140,22 @@ def simulate_run(run: PublishedRun, table: PublishedTable, fraction: float = 1.0
     from infersim.roofline.quant import get_quant
     from infersim.sim.engines import preset_config
     from infersim.sim.run import requests_from, simulate
-    from infersim.sim.schedulers import SchedulerLimits
+    from infersim.sim.schedulers import SCHEDULERS
     from infersim.sim.workload import Workload
 
     model, hardware = get_model(run.model), get_hardware(run.hardware)
     batch, tokens = trtllm_bench_settings(model.num_params(), model.num_layers, model.num_kv_heads, model.head_dim,
                                           hardware.memory_bytes / 2 ** 30, run.tensor_parallel, run.input_tokens,
                                           run.output_tokens, WEIGHT_BYTES[run.precision], KV_BYTES[run.precision],
-                                          table.chunked_context)
+                                          SCHEDULERS[table.scheduler].chunked_prompts)
     n = requests_to_simulate(run.num_requests, batch, fraction)
     start = time.perf_counter()
     try:
         cfg = preset_config(table.preset, model, hardware,
                             StepOptions(quant=get_quant(run.precision), parallel=Parallelism(run.tensor_parallel)),
                             run.input_tokens + run.output_tokens)
-        cfg = replace(cfg, scheduler="trtllm-chunked" if table.chunked_context else "trtllm",
-                      limits=replace(cfg.limits, max_num_seqs=batch, max_num_batched_tokens=tokens, chunk_tokens=tokens),
+        limits = replace(cfg.limits, max_num_seqs=batch, max_num_batched_tokens=tokens, chunk_tokens=tokens)
+        cfg = replace(cfg, scheduler=table.scheduler, limits=limits,
                       kv_cache=replace(cfg.kv_cache, memory_utilization=KV_FRACTION))
         if table.graphs_up_to_max_batch:
             cfg = replace(cfg, kernels=replace(cfg.kernels, graph_max_batch=batch, captured_sizes=frozenset()))

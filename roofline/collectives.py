@@ -69,8 +69,8 @@ class Fabric:
     `bandwidth_bytes_per_s` is one GPU's datasheet bandwidth each way (all its NVLinks, or its PCIe slot);
     `efficiency` the fraction of NCCL's modelled NVLink bandwidth transfers below ~1 GB reach (0.8 on the A100
     measurements: straight-line fits give 172-204 GB/s of NCCL's 240; PCIe and NVLS reach NCCL's own
-    figures, so it is not applied to them); `call_s` the fixed cost of one call (30 us for eager PyTorch calls on the A100 measurements,
-    which include waiting for the last rank; less inside a CUDA graph)."""
+    figures, so it is not applied to them); `call_s` the fixed cost of one call (30 us for eager PyTorch calls
+    on the A100 measurements, which include waiting for the last rank; less inside a CUDA graph)."""
 
     kind: str
     generation: str
@@ -219,8 +219,8 @@ def all_reduce_s(fabric: Fabric, payload_bytes, gpus: int):
     flat = payload.reshape(-1)
     options = choices(fabric, gpus)
     pick, latency_s, bandwidth = _cheapest(options, flat)
-    at_nccls_figure = np.array([c.algorithm == "nvls" or fabric.kind == "pcie" for c in options])[pick]
-    seconds = fabric.call_s + latency_s + flat / (bandwidth * np.where(at_nccls_figure, 1.0, fabric.efficiency))
+    nccls_figure = np.array([c.algorithm == "nvls" for c in options])[pick] | (fabric.kind == "pcie")
+    seconds = fabric.call_s + latency_s + flat / (bandwidth * np.where(nccls_figure, 1.0, fabric.efficiency))
     return seconds.reshape(payload.shape) if payload.ndim else float(seconds[0])
 
 

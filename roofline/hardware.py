@@ -246,8 +246,8 @@ _H100_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet (2023) and Hopper whitepa
 # DeepGEMM (README, 2025-04) reaches 1550 TFLOPS FP8 on an H800 (1979 dense): 0.78 of the peak, 0.88 of the
 # 0.89 fp16 an 8192^3 GEMM reached on an H200 here, both best-shaped kernels timed in bursts (the share is a ratio
 # of like to like, so it applies to the 0.76 a model's GEMMs sustain); FlashAttention-3 (Shah et al. 2024,
-# abstract) 740 TFLOPS fp16 (0.75) and ~1.2 PFLOPS FP8 (0.61): 0.81 of fp16's share. Other GPUs' fp8 and fp4
-# keep fp16's share: no paired figure.
+# abstract) 740 TFLOPS fp16 (0.75) and ~1.2 PFLOPS FP8 (0.61): 0.81 of fp16's share. Blackwell's shares are
+# below; other GPUs' fp8 and fp4 keep fp16's share: no paired figure.
 _GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
 
 # The share of the bf16 tensor peak GH100 GPUs (H100, H200, GH200) sustain on a model's GEMMs, fitted as the
@@ -259,15 +259,15 @@ _GH100_DTYPE_EFFICIENCY = dict(fp8=0.875)
 # sustain over a run's steps (the held-out 70B profile's GEMM median error is 15.4% at 0.89, 7.4% at 0.76).
 _GH100_COMPUTE_EFFICIENCY = 0.76
 
-# Blackwell GEMMs reach a smaller share of their datasheet peaks than GH100's: B200s measured in cuBLAS on large
-# square shapes reach 0.63-0.67 of the bf16 peak at 3072^3-8192^3 (pytorch/ao PR #2427: 1.42-1.51 PFLOPS; vLLM PR
-# #19566: 1,513 TFLOPS at 16384 rows), 0.63 of fp8's with MXFP8 at 8192^3 (triton-lang/triton PR #9044, cuBLAS
-# 13.1: 2,850 TFLOPS) and 0.60-0.61 of fp4's with NVFP4 at 6144^3-8192^3 (pytorch/ao PR #2427: 5.50 and 5.37
-# PFLOPS): compute_efficiency 0.67, fp8 at 0.94 and fp4 at 0.91 of it. These are bursts, like the H200's 0.89
-# (a model's GEMMs there sustain 0.76, 0.85 of it; no Blackwell profile says whether the same holds). The GB200
-# and B300 take the B200's shares: none of their own is published.
-_BLACKWELL_COMPUTE_EFFICIENCY = 0.67
-_BLACKWELL_DTYPE_EFFICIENCY = dict(fp8=0.94, fp4=0.91)
+# Blackwell GEMMs reach a smaller share of their datasheet peaks than GH100's. cuBLAS on a B200, large square
+# shapes timed in bursts (pytorch/ao PR #2427): bf16 at 0.631, 0.646 and 0.672 of its peak at 8192^3, 6144^3 and
+# 3072^3 (1.42-1.51 PFLOPS), so compute_efficiency 0.65; NVFP4 at 0.597 and 0.611 at 8192^3 and 6144^3 (5.37
+# and 5.50 PFLOPS), 0.946 of bf16's share at either shape, so fp4 0.95; MXFP8 at 8192^3 reaches 0.633
+# (triton-lang/triton PR #9044, cuBLAS 13.1: 2,850 TFLOPS), bf16's share, so fp8 keeps it. The H200's bursts
+# reached 0.89 where a model's GEMMs sustain 0.76 (0.85 of it); no Blackwell profile says whether the same
+# holds. The GB200 and B300 take the B200's shares: none of their own is published.
+_BLACKWELL_COMPUTE_EFFICIENCY = 0.65
+_BLACKWELL_DTYPE_EFFICIENCY = dict(fp4=0.95)
 
 # Per-SM DRAM bandwidth by Little's law: bytes in flight per SM / DRAM latency. In flight: a full SM's 2048
 # resident threads (CUDA C++ Programming Guide, "Technical Specifications per Compute Capability": 2048 per

@@ -225,14 +225,14 @@ def test_nvfp4_decode_on_b200_reads_a_quarter_of_the_fp16_layer_weights_plus_sca
 
 
 def test_fp4_prefill_gemms_on_b200_run_nearly_twice_as_fast_as_fp8():
-    # HGX B200: 9 PFLOPS dense fp4 against 4.5 fp8, sustained at 0.91 and 0.94 of the bf16 share (cuBLAS on a
-    # B200): 2 x 0.91 / 0.94 = 1.936x; an 8192-token prefill's GEMMs are compute-bound.
+    # HGX B200: 9 PFLOPS dense fp4 against 4.5 fp8, NVFP4 sustaining 0.95 of the share fp8 does (cuBLAS on a
+    # B200): 2 x 0.95 = 1.9x; an 8192-token prefill's GEMMs are compute-bound.
     model, b200, batch = get_model("llama-3.1-8b"), get_hardware("b200"), prefill_batch([8192])
     fp8 = rows(step_cost(model, b200, batch, StepOptions(quant=get_quant("fp8"))))["ffn_up"][0].timed
     fp4 = rows(step_cost(model, b200, batch, StepOptions(quant=get_quant("nvfp4"))))["ffn_up"][0].timed
     assert fp4.bound == fp8.bound == "compute"
-    assert fp8.compute_s / fp4.compute_s == pytest.approx(2 * 0.91 / 0.94, rel=1e-9)
-    assert 1.85 < fp8.time_s / fp4.time_s < 1.936  # the smoother roofline adds the (smaller) memory time
+    assert fp8.compute_s / fp4.compute_s == pytest.approx(2 * 0.95, rel=1e-9)
+    assert 1.8 < fp8.time_s / fp4.time_s < 2 * 0.95  # the smoother roofline adds the (smaller) memory time
 
 
 def test_fp4_presets_on_a_gpu_without_fp4_name_the_dtype():
