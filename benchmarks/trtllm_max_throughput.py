@@ -12,9 +12,9 @@ output tokens/s. Nothing in infersim was fitted to these rows. Two tables (`TABL
   (Llama-3.1-70B's architecture) and Llama-3.1-405B; TP 1-8; H200 and H100 in FP8, B200 in NVFP4. Run under
   the `trtllm` preset with what trtllm-bench 0.20 sets for that backend: chunked prefill off (TorchLlmArgs
   `enable_chunked_prefill` False; the `trtllm` scheduler), the overlap scheduler on (the preset's; on by
-  default from 0.20), CUDA graphs for decode-only batches up to the max batch size (the page's llm_options
-  capture 1-8192 with padding on; a batch between two captured sizes replays the larger, whose padding rows
-  are not costed here: roofline/kernel_set.py), an FP8 KV cache (the checkpoints' `kv_cache_quant_algo`).
+  default from 0.20), CUDA graphs for decode-only batches up to the max batch size, padded (a batch between two
+  captured sizes replays the larger and runs its rows: `trtllm_bench_graph_sizes`), an FP8 KV cache (the
+  checkpoints' `kv_cache_quant_algo`).
 
 Both: `--kv_cache_free_gpu_mem_fraction 0.95` "in majority of cases", every request at once,
 GUARANTEED_NO_EVICT, and the max batch size and max tokens per step from trtllm-bench's own tuning for the
@@ -26,7 +26,7 @@ All of each row's requests are simulated (v0.17: ~4 minutes with 2 jobs; v0.20: 
 share of them, but never fewer than `WAVES` full batches' worth: sent at once, a run decodes as many sequences
 together as it has requests up to its max batch size, so simulating fewer than a batch would time a smaller
 batch than the page's (`requests_to_simulate`); --only keeps the rows whose label contains TEXT. Writes
-benchmarks/results/<the table's results_stem>.{md,json}.
+benchmarks/results/<the table's results_stem>.{md,json,png} (the png: predicted against measured, by GPU).
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class PublishedTable(NamedTuple):
     path: Path
     preset: str
     scheduler: str
-    graphs_up_to_max_batch: bool  # decode-only steps up to the max batch replay a CUDA graph (padding not costed)
+    graphs_up_to_max_batch: bool  # decode-only steps up to the max batch replay padded CUDA graphs
     results_stem: str
 
 
@@ -122,6 +122,20 @@ def trtllm_bench_settings(params: float, layers: int, kv_heads: int, head_dim: i
     return batch, (tokens if chunked_context else max(tokens, input_tokens + batch))
 
 
+def trtllm_bench_graph_sizes(max_batch: int) -> tuple[int, ...]:
+    """The decode batch sizes trtllm-bench 0.20 captures CUDA graphs at, padding on, up to its max batch
+    (TorchLlmArgs' generated CUDA-graph batch sizes with padding enabled: 1, 2 and 4, 8-128 by 8, the powers of
+    two beyond up to the max batch, and the max batch; 24 sizes for 4096, as TensorRT-LLM issue #6294's 0.20
+    log counts them). The page's llm_options list its own sizes under the later `cuda_graph_config` key,
+    which 0.20 does not read (#6294's run with that key still captured the 24)."""
+    sizes = {1, 2, 4, *range(8, 129, 8), max_batch}
+    power = 256
+    while power < max_batch:
+        sizes.add(power)
+        power *= 2
+    return tuple(sorted(size for size in sizes if size <= max_batch))
+
+
 def _rounded_up(value: float, least: int, tiers: tuple) -> int:
     """`value` rounded up to the step of the first (limit, step) tier it is below, and at least `least`."""
     step = next(step for limit, step in tiers if value < limit)
@@ -158,7 +172,8 @@ def simulate_run(run: PublishedRun, table: PublishedTable, fraction: float = 1.0
         cfg = replace(cfg, scheduler=table.scheduler, limits=limits,
                       kv_cache=replace(cfg.kv_cache, memory_utilization=KV_FRACTION))
         if table.graphs_up_to_max_batch:
-            cfg = replace(cfg, kernels=replace(cfg.kernels, graph_max_batch=batch, captured_sizes=frozenset()))
+            cfg = replace(cfg, kernels=replace(cfg.kernels, graph_max_batch=batch, captured_sizes=frozenset(),
+                                               padded_sizes=trtllm_bench_graph_sizes(batch)))
         summary = simulate(cfg, requests_from(Workload(np.zeros(n), np.full(n, run.input_tokens),
                                                        np.full(n, run.output_tokens)))).summary
         predicted, why = summary["throughput_tokens_per_s"], ""
@@ -189,6 +204,30 @@ def summary_rows(results: list[dict]) -> list[list[str]]:
     return rows
 
 
+def plot_ratios(results: list[dict], title: str, path: Path) -> None:
+    """Predicted against measured output tokens/s, one point a run coloured by GPU, on log axes with the
+    line of equality and the +-20% band."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in results if math.isfinite(r["ratio"])]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    for gpu in dict.fromkeys(r["hardware"] for r in rows):
+        mine = [r for r in rows if r["hardware"] == gpu]
+        ax.scatter([r["output_tokens_per_s"] for r in mine], [r["predicted_output_tokens_per_s"] for r in mine],
+                   s=14, alpha=0.75, label=f"{gpu} ({len(mine)})")
+    measured = [r["output_tokens_per_s"] for r in rows]
+    span = np.array([min(measured) / 1.5, max(measured) * 1.5])
+    ax.plot(span, span, color="black", linewidth=0.8, label="predicted = measured")
+    ax.fill_between(span, span * 0.8, span * 1.2, color="grey", alpha=0.15, label="within 20%")
+    ax.set(xscale="log", yscale="log", xlabel="measured output tokens/s", ylabel="predicted output tokens/s",
+           title=title)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fraction", type=float, default=1.0,
@@ -202,7 +241,8 @@ def main() -> None:
     start = time.perf_counter()
     results = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        for i, result in enumerate(pool.map(simulate_run, runs, [published] * len(runs), [args.fraction] * len(runs)), 1):
+        simulated = pool.map(simulate_run, runs, [published] * len(runs), [args.fraction] * len(runs))
+        for i, result in enumerate(simulated, 1):
             results.append(result)
             print(f"\r{i} of {len(runs)} rows", end="\n" if i == len(runs) else "", file=sys.stderr, flush=True)
     from infersim.report import json_safe, table
@@ -216,7 +256,10 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{published.results_stem}.md").write_text("\n".join(group_table) + "\n\n" + "\n".join(lines) + "\n")
     (RESULTS / f"{published.results_stem}.json").write_text(json.dumps(json_safe(
-        {"table": args.table, "fraction_of_requests": args.fraction, "elapsed_s": time.perf_counter() - start, "rows": results}), indent=1))
+        {"table": args.table, "fraction_of_requests": args.fraction, "elapsed_s": time.perf_counter() - start,
+         "rows": results}), indent=1))
+    plot_ratios(results, f"NVIDIA's TensorRT-LLM {args.table} throughput table: predicted vs measured",
+                RESULTS / f"{published.results_stem}.png")
     print(table(["rows", "runs", "median pred/meas", "p10-p90", "within 20%"], groups))
     print(f"{len(runs)} rows in {time.perf_counter() - start:.0f} s; wrote {RESULTS / f'{published.results_stem}.md'}")
 

@@ -3,8 +3,11 @@
 where a kernel costs only what the GPU needs to start it (1.0 us measured on an H200 by `infersim calibrate
 --device gpu`, benchmarks/results/h200). Engines capture decode steps up to a batch size (vLLM V1 512, SGLang
 and vLLM V0 256, TensorRT-LLM 128) and run larger or mixed steps eagerly. vLLM and SGLang pad a batch up to
-the next captured size (the padded rows' cost is not modelled); TensorRT-LLM does not pad by default, so
-only the batch sizes it captured replay a graph.
+the next captured size; TensorRT-LLM does not pad by default, so only the batch sizes it captured replay a
+graph. Where a kernel set lists its padded capture's sizes (`padded_sizes`), a decode step replays the
+smallest at least its batch and runs that many rows: the padding rows are one-token sequences with no
+context, whose GEMM rows, norms and sampling cost what real rows do. Where it lists none, the presets' way
+for now, the padding is not costed.
 
 vLLM's V1 engine also captures every other step of up to its largest capture size in tokens (512) as
 piecewise CUDA graphs (CompilationConfig cudagraph_mode FULL_AND_PIECEWISE, its default: vLLM's "CUDA
@@ -25,6 +28,7 @@ and SGLang their custom peer-to-peer kernel, TensorRT-LLM its AUTO strategy, bot
 beyond their payload limits, GPU counts and fabrics; the rule holds inside and outside a graph."""
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 from dataclasses import dataclass
@@ -65,6 +69,9 @@ class KernelSet:
     graph_max_batch: int = 0  # decode-only steps of at most this many sequences replay a CUDA graph (0: never)
     graph_kernel_floor_s: float = 1.0e-6
     captured_sizes: frozenset[int] = frozenset()  # unpadded capture: only these sizes replay (empty: all, padded)
+    # padded capture: the sizes captured, ascending; a batch replays the smallest at least its size and runs its
+    # rows (empty: every size up to graph_max_batch replays, padding not costed)
+    padded_sizes: tuple[int, ...] = ()
     eager_floor_s: float | None = None  # a kernel outside a graph: None, the hardware's (launched from Python)
     all_reduce: str = "nccl"  # the engine's rule for its all-reduces (a key of custom_all_reduce.ALL_REDUCES)
     # steps of at most this many tokens that replay no whole graph replay piecewise ones (0: never)
@@ -83,16 +90,28 @@ class KernelSet:
             if value is not None and not 0 <= value <= 1e-3:
                 raise SpecError(f"engine.{field}", "must be in [0, 1 ms]", value)
         require_choice("engine.all_reduce", self.all_reduce, ALL_REDUCES)
+        sizes = self.padded_sizes
+        if sizes and (sizes[0] < 1 or any(b <= a for a, b in zip(sizes, sizes[1:])) or self.captured_sizes):
+            raise SpecError("engine.cuda_graph_padded_sizes", "must be ascending sizes >= 1, and not set with "
+                            "an unpadded capture's sizes", sizes)
 
     def replay(self, decode_only: bool, seqs: int, tokens: int) -> Replay:
         """How a step of `seqs` sequences and `tokens` new tokens (`decode_only` or not) runs: a decode step of
         a captured size replays its whole graph, another step of up to `piecewise_max_tokens` tokens
         replays pieces, the rest run eagerly."""
         size = tokens if self.graph_counts_tokens else seqs
-        captured = 0 < size <= self.graph_max_batch and (not self.captured_sizes or size in self.captured_sizes)
+        captured = (0 < size <= self.graph_max_batch and (not self.captured_sizes or size in self.captured_sizes)
+                    and (not self.padded_sizes or size <= self.padded_sizes[-1]))
         if decode_only and captured:
             return Replay.GRAPH
         return Replay.PIECES if 0 < tokens <= self.piecewise_max_tokens else Replay.EAGER
+
+    def padding_rows(self, size: int) -> int:
+        """The rows a whole-graph replay of a decode step of `size` (sequences, or tokens where the graphs count
+        them) adds to it: up to the smallest of `padded_sizes` at least `size` (0 where none are listed)."""
+        if not self.padded_sizes:
+            return 0
+        return self.padded_sizes[bisect.bisect_left(self.padded_sizes, size)] - size
 
     def eager_attention_s(self, hw: HardwareSpec, layers: int) -> float:
         """What a piecewise replay adds to a whole graph's: each of `layers` attention kernels (one a layer,

@@ -2,7 +2,8 @@
 per event is the cost: an open loop (arrivals known in advance, each replica's fixed by a round-robin
 router), a stall-free scheduler (`vllm-v1`, `sarathi`: decode every running sequence, then fill the step's
 token budget with prompt chunks), paged KV blocks, recomputation on preemption, one sequence per request,
-no prefix-cache hits and no decoding technique (speculation, early exit, contrastive decoding).
+no prefix-cache hits, no decoding technique (speculation, early exit, contrastive decoding) and no costed
+CUDA-graph padding (`KernelSet.padded_sizes`).
 
 It is the SimPy `replica.Replica` driving `schedulers.SarathiScheduler` (or `VllmV1Scheduler`) over a
 `kv_cache.KVCacheManager`, told once more without the event queue: the same plan (`make_room_for_decode`,
@@ -47,7 +48,7 @@ def applies(cfg, requests: list[Request]) -> bool:
     cluster = cfg.cluster
     if not (issubclass(cfg.scheduler_class, SarathiScheduler) and cfg.limits.preemption == "recompute"
             and cfg.allocator == "paged"
-            and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None
+            and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None and not cfg.kernels.padded_sizes
             and cfg.speculative is None and cfg.early_exit is None and cfg.contrastive is None):
         return False
     if isinstance(cluster, Colocated):

@@ -61,11 +61,13 @@ class EngineOverhead:
 
 
 class StepCosting(NamedTuple):
-    """The timer of a step's kernels, and the time its attention kernels launched between piecewise graphs
-    add to them (0 unless the step replays pieces)."""
+    """The timer of a step's kernels, the time its attention kernels launched between piecewise graphs add to
+    them (0 unless the step replays pieces), and the one-token rows a padded graph replay adds to its decodes
+    (KernelSet.padding_rows)."""
 
     timer: StepTimer
     eager_attention_s: float
+    padding_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,10 @@ class ReplicaCosts:
         replay = self.kernels.replay(not plan.prefills, plan.decoding_seqs, tokens)
         if replay == Replay.EAGER:
             return StepCosting(self.timer, 0.0)
-        return StepCosting(self.graph_timer, self.pieces_attention_s if replay == Replay.PIECES else 0.0)
+        if replay == Replay.PIECES:
+            return StepCosting(self.graph_timer, self.pieces_attention_s)
+        size = tokens if self.kernels.graph_counts_tokens else plan.decoding_seqs
+        return StepCosting(self.graph_timer, 0.0, self.kernels.padding_rows(size))
 
     def swap_s(self, plan: StepPlan) -> float:
         """Swapping blocks blocks the step it happens in (vLLM v0 swaps before running the model)."""
@@ -182,11 +187,11 @@ class Replica:
         if decoding:
             new += [per_seq] * decoding
             cached += plan.decode.context_tokens.tolist()
-        timer, eager_attention_s = self.costs.timer_for(plan, sum(new))
-        if technique is not None:
+        timer, eager_attention_s, padding = self.costs.timer_for(plan, sum(new))
+        if technique is not None:  # its steps' padding rows are not costed
             (gpu_s, flops, nbytes), emitted = technique.step(timer, plan, new, cached, sampled, self.rng, self.metrics)
         else:
-            gpu_s, flops, nbytes = timer.step(new, cached, sampled)
+            gpu_s, flops, nbytes = timer.step(new + [1] * padding, cached + [0] * padding, sampled + padding)
         latency_s = self.costs.overhead.wall_s(gpu_s + eager_attention_s + self.costs.swap_s(plan),
                                                decoding + len(plan.prefills))
         yield self.env.timeout(latency_s)
@@ -206,8 +211,9 @@ class Replica:
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
         scan, growth = batch.scan(), self.kv.growth(batch)
         steps = plan.decode_steps
-        overhead, (timer, eager_attention_s) = self.costs.overhead, self.costs.timer_for(plan, seqs)
-        latency_s, ends_s = timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
+        overhead, (timer, eager_attention_s, padding) = self.costs.overhead, self.costs.timer_for(plan, seqs)
+        rows = seqs + padding  # padding rows: one token and no context (their keys then grow as a sequence's)
+        latency_s, ends_s = timer.decode_run(rows, scan.context_sum_tokens, scan.context_max_tokens, steps,
                                              overhead.step_s(seqs), overhead.overlaps_gpu, now_s, eager_attention_s)
         used_blocks = self.kv.pool.used_blocks
         self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
@@ -229,7 +235,7 @@ class Replica:
                 yield self.env.timeout(ends_s.item(steps - 1) - self.env.now)
             self._in_run = False
         self._run_ends_s = None
-        flops, nbytes = timer.decode_totals(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps)
+        flops, nbytes = timer.decode_totals(rows, scan.context_sum_tokens, scan.context_max_tokens, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         if steps < len(ends_s):

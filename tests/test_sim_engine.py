@@ -338,3 +338,28 @@ def test_a_closed_loop_of_refused_requests_sends_them_all_without_recursing():
     res = simulate(cfg, requests_from(wl))
     assert res.summary["requests_rejected"] == 3000
     assert all(r.state == REJECTED and r.arrival_s == 0.0 for r in res.requests)
+
+
+def test_a_padded_graph_replay_runs_its_padding_rows():
+    # One sequence decoding in a graph captured padded at 4 and 8 sequences: its step replays the graph of 4,
+    # the padding three one-token rows with no context, so it costs the roofline's decode step of contexts
+    # [100, 0, 0, 0] on the graph's hardware (GEMM rows, norms and sampling at 4).
+    from infersim.roofline.kernel_set import KernelSet, Replay
+    padded = KernelSet(graph_max_batch=8, padded_sizes=(4, 8))
+    wl = Workload(np.array([0.0]), np.array([100]), np.array([2]))
+    req = run(config(LLAMA, A100, overhead=EngineOverhead(0.0, 0.0), kernels=padded), wl).requests[0]
+    step_s = step_cost(LLAMA, padded.in_graph(A100), decode_batch([100, 0, 0, 0])).time_s
+    assert req.completion_s - req.first_token_s == pytest.approx(step_s, rel=1e-12)
+    # the smallest captured size at least the batch: 1 -> 4 (3 rows), 5 -> 8 (3), 8 -> 8 (0); 9 replays no graph
+    assert [padded.padding_rows(n) for n in (1, 5, 8)] == [3, 3, 0]
+    assert padded.replay(True, 9, 9) == Replay.EAGER
+    assert KernelSet(graph_max_batch=8).padding_rows(5) == 0  # no sizes listed: the padding is not costed
+
+
+def test_padded_sizes_must_ascend_and_not_come_with_an_unpadded_capture():
+    from infersim.roofline import SpecError
+    from infersim.roofline.kernel_set import KernelSet
+    with pytest.raises(SpecError, match="cuda_graph_padded_sizes"):
+        KernelSet(graph_max_batch=8, padded_sizes=(8, 4))
+    with pytest.raises(SpecError, match="cuda_graph_padded_sizes"):
+        KernelSet(graph_max_batch=8, padded_sizes=(4, 8), captured_sizes=frozenset({4}))

@@ -75,3 +75,12 @@ def test_every_published_row_names_a_registry_model_gpu_and_quantization():
         for run in runs:
             get_model(run.model), get_hardware(run.hardware), get_quant(run.precision)
             assert run.precision in bench.WEIGHT_BYTES and run.output_tokens_per_s > 0, run.label
+
+
+def test_trtllm_bench_0_20_captures_padded_graphs_at_its_own_sizes():
+    # 1, 2, 4; 8-128 by 8 (16 sizes); 256, 512, 1024, 2048; the max batch 4096: 24 sizes (TensorRT-LLM #6294's log)
+    sizes = bench.trtllm_bench_graph_sizes(4096)
+    assert len(sizes) == 24 and sizes[:5] == (1, 2, 4, 8, 16) and sizes[-6:] == (128, 256, 512, 1024, 2048, 4096)
+    # a max batch of 2,816: the powers of two below it, then 2,816; of 96: 8-96 by 8
+    assert bench.trtllm_bench_graph_sizes(2816)[-4:] == (512, 1024, 2048, 2816)
+    assert bench.trtllm_bench_graph_sizes(96) == (1, 2, 4) + tuple(range(8, 97, 8))
