@@ -65,6 +65,9 @@ class EngineSection(_Section):
     overhead_per_seq_s: Optional[YamlFloat] = Field(None, ge=0, le=1)
     host_overlaps_gpu: Optional[StrictBool] = None
     cuda_graph_max_batch: Optional[YamlInt] = Field(None, ge=0, le=1 << 20)
+    # the sizes a padded capture holds, ascending: a decode batch replays the smallest at least its size and runs
+    # its padding rows (KernelSet.padded_sizes); up to the largest, unless cuda_graph_max_batch says less
+    cuda_graph_padded_sizes: Optional[list[Annotated[YamlInt, Field(ge=1, le=1 << 20)]]] = Field(None, min_length=1)
     piecewise_graph_max_tokens: Optional[YamlInt] = Field(None, ge=0, le=1 << 20)
     cuda_graph_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
     eager_kernel_s: Optional[YamlFloat] = Field(None, ge=0, le=1e-3)
@@ -614,7 +617,7 @@ def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, ma
                        memory_utilization_of=kv.memory_utilization_of),
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
-        kernels=_over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
+        kernels=_over(preset.kernels, **_padded_capture(e), graph_max_batch=_graph_max_batch(e),
                       piecewise_max_tokens=_piecewise_max_tokens(e),
                       graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s,
                       all_reduce=e.all_reduce))
@@ -624,6 +627,22 @@ def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, ma
     _check_swap_space(cfg)
     _check_num_blocks(cfg)
     return cfg
+
+
+def _padded_capture(engine: EngineSection) -> dict:
+    """The KernelSet fields a scenario's `cuda_graph_padded_sizes` sets: those sizes, padded, in place of the
+    preset's capture (an unpadded one's sizes dropped), up to the largest where `cuda_graph_max_batch` is not
+    given."""
+    sizes = engine.cuda_graph_padded_sizes
+    return {} if sizes is None else {"padded_sizes": tuple(sizes), "captured_sizes": frozenset()}
+
+
+def _graph_max_batch(engine: EngineSection) -> int | None:
+    """The largest decode batch a graph replays: as the scenario sets it, else its padded capture's largest
+    size, else the preset's (None)."""
+    if engine.cuda_graph_max_batch is not None or engine.cuda_graph_padded_sizes is None:
+        return engine.cuda_graph_max_batch
+    return max(engine.cuda_graph_padded_sizes)
 
 
 def _piecewise_max_tokens(engine: EngineSection) -> int | None:

@@ -91,9 +91,12 @@ class KernelSet:
                 raise SpecError(f"engine.{field}", "must be in [0, 1 ms]", value)
         require_choice("engine.all_reduce", self.all_reduce, ALL_REDUCES)
         sizes = self.padded_sizes
-        if sizes and (sizes[0] < 1 or any(b <= a for a, b in zip(sizes, sizes[1:])) or self.captured_sizes):
-            raise SpecError("engine.cuda_graph_padded_sizes", "must be ascending sizes >= 1, and not set with "
-                            "an unpadded capture's sizes", sizes)
+        if sizes and (sizes[0] < 1 or any(b <= a for a, b in zip(sizes, sizes[1:]))):
+            raise SpecError("engine.cuda_graph_padded_sizes", "must be batch sizes >= 1 in ascending order",
+                            list(sizes))
+        if sizes and self.captured_sizes:
+            raise SpecError("engine.cuda_graph_padded_sizes", "a capture is padded or not: give its sizes or an "
+                            "unpadded capture's", list(sizes))
 
     def replay(self, decode_only: bool, seqs: int, tokens: int) -> Replay:
         """How a step of `seqs` sequences and `tokens` new tokens (`decode_only` or not) runs: a decode step of

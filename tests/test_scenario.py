@@ -321,3 +321,28 @@ def test_more_requests_than_the_trace_holds_is_refused(tmp_path):
 def test_a_gamma_process_without_its_cv_is_refused(tmp_path):
     assert error_of(tmp_path, BASE.replace("process: poisson", "process: gamma")) == (
         "workload.arrival: process gamma needs cv, the gaps' coefficient of variation (1 is poisson; 2 is burstier)")
+
+
+def test_a_scenario_lists_its_engines_padded_capture_sizes(tmp_path):
+    # vLLM V1's default capture sizes start 1, 2, 4, 8, 16, ...; given up to 16, decode batches up to 16 replay
+    # the smallest size at least their own (5 runs 8 rows), and the preset's 512 gives way to the largest, 16
+    text = BASE.replace("model: tiny-llama", "model: tiny-llama\nengine: {cuda_graph_padded_sizes: [1, 2, 4, 8, 16]}")
+    cfg, _ = build_run(*load_scenario(write(tmp_path, text)))
+    kernels = cfg.kernels
+    assert (kernels.padded_sizes, kernels.graph_max_batch, kernels.padding_rows(5)) == ((1, 2, 4, 8, 16), 16, 3)
+    # TensorRT-LLM's unpadded capture (1-32, 64, 128) gives way to the padded one; a max batch set stays
+    text = BASE.replace("model: tiny-llama", "model: tiny-llama\n"
+                        "engine: {preset: trtllm, cuda_graph_padded_sizes: [64, 128, 256], cuda_graph_max_batch: 128}")
+    cfg, _ = build_run(*load_scenario(write(tmp_path, text)))
+    kernels = cfg.kernels
+    assert (kernels.captured_sizes, kernels.graph_max_batch, kernels.padding_rows(100)) == (frozenset(), 128, 28)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ("[8, 4]", "engine.cuda_graph_padded_sizes: must be batch sizes >= 1 in ascending order, got [8, 4]"),
+    ("[0, 4]", "engine.cuda_graph_padded_sizes.0: must be >= 1, got 0"),
+    ("[]", "engine.cuda_graph_padded_sizes: must hold at least 1 item, got []"),
+])
+def test_bad_padded_capture_sizes_are_one_line(tmp_path, sizes, message):
+    text = BASE.replace("model: tiny-llama", f"model: tiny-llama\nengine: {{cuda_graph_padded_sizes: {sizes}}}")
+    assert error_of(tmp_path, text).startswith(message)
