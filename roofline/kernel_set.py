@@ -6,8 +6,8 @@ and vLLM V0 256, TensorRT-LLM 128) and run larger or mixed steps eagerly. vLLM a
 the next captured size; TensorRT-LLM does not pad by default, so only the batch sizes it captured replay a
 graph. Where a kernel set lists its padded capture's sizes (`padded_sizes`), a decode step replays the
 smallest at least its batch and runs that many rows: the padding rows are one-token sequences with no
-context, whose GEMM rows, norms and sampling cost what real rows do. Where it lists none, the presets' way
-for now, the padding is not costed.
+context, whose GEMM rows, norms and sampling cost what real rows do. Where it lists none (every preset for
+now; a scenario lists them with `engine.cuda_graph_padded_sizes`), the padding is not costed.
 
 vLLM's V1 engine also captures every other step of up to its largest capture size in tokens (512) as
 piecewise CUDA graphs (CompilationConfig cudagraph_mode FULL_AND_PIECEWISE, its default: vLLM's "CUDA
