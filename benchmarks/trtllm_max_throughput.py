@@ -172,8 +172,7 @@ def simulate_run(run: PublishedRun, table: PublishedTable, fraction: float = 1.0
         cfg = replace(cfg, scheduler=table.scheduler, limits=limits,
                       kv_cache=replace(cfg.kv_cache, memory_utilization=KV_FRACTION))
         if table.graphs_up_to_max_batch:
-            cfg = replace(cfg, kernels=replace(cfg.kernels, graph_max_batch=batch, captured_sizes=frozenset(),
-                                               padded_sizes=trtllm_bench_graph_sizes(batch)))
+            cfg = replace(cfg, kernels=cfg.kernels.padded_capture(trtllm_bench_graph_sizes(batch)))
         summary = simulate(cfg, requests_from(Workload(np.zeros(n), np.full(n, run.input_tokens),
                                                        np.full(n, run.output_tokens)))).summary
         predicted, why = summary["throughput_tokens_per_s"], ""

@@ -606,6 +606,11 @@ def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, ma
     e, s, kv = deployment.engine, deployment.scheduler, deployment.kv_cache
     options = StepOptions(quant=quant, parallel=parallel, flash_attention=e.flash_attention, sampling=e.sampling)
     preset = preset_config(e.preset, model, hardware, options, max_model_len, **run_fields)
+    kernels = _over(preset.kernels, graph_max_batch=e.cuda_graph_max_batch,
+                    piecewise_max_tokens=_piecewise_max_tokens(e), graph_kernel_floor_s=e.cuda_graph_kernel_s,
+                    eager_floor_s=e.eager_kernel_s, all_reduce=e.all_reduce)
+    if e.cuda_graph_padded_sizes is not None:
+        kernels = kernels.padded_capture(tuple(e.cuda_graph_padded_sizes), e.cuda_graph_max_batch)
     cfg = replace(
         preset, scheduler=_given(s.name, preset.scheduler),
         options=preset.options if e.fusions is None else replace(preset.options, fusions=frozenset(e.fusions)),
@@ -617,32 +622,13 @@ def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, ma
                        memory_utilization_of=kv.memory_utilization_of),
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
-        kernels=_over(preset.kernels, **_padded_capture(e), graph_max_batch=_graph_max_batch(e),
-                      piecewise_max_tokens=_piecewise_max_tokens(e),
-                      graph_kernel_floor_s=e.cuda_graph_kernel_s, eager_floor_s=e.eager_kernel_s,
-                      all_reduce=e.all_reduce))
+        kernels=kernels)
     if kv.prefix_caching is None:
         cfg = _prefix_caching_where_blocks_share(cfg)
     check_config(cfg)
     _check_swap_space(cfg)
     _check_num_blocks(cfg)
     return cfg
-
-
-def _padded_capture(engine: EngineSection) -> dict:
-    """The KernelSet fields a scenario's `cuda_graph_padded_sizes` sets: those sizes, padded, in place of the
-    preset's capture (an unpadded one's sizes dropped), up to the largest where `cuda_graph_max_batch` is not
-    given."""
-    sizes = engine.cuda_graph_padded_sizes
-    return {} if sizes is None else {"padded_sizes": tuple(sizes), "captured_sizes": frozenset()}
-
-
-def _graph_max_batch(engine: EngineSection) -> int | None:
-    """The largest decode batch a graph replays: as the scenario sets it, else its padded capture's largest
-    size, else the preset's (None)."""
-    if engine.cuda_graph_max_batch is not None or engine.cuda_graph_padded_sizes is None:
-        return engine.cuda_graph_max_batch
-    return max(engine.cuda_graph_padded_sizes)
 
 
 def _piecewise_max_tokens(engine: EngineSection) -> int | None:

@@ -109,6 +109,12 @@ class KernelSet:
             return Replay.GRAPH
         return Replay.PIECES if 0 < tokens <= self.piecewise_max_tokens else Replay.EAGER
 
+    def padded_capture(self, sizes: tuple[int, ...], max_batch: int | None = None) -> "KernelSet":
+        """This kernel set with whole-graph decode steps captured padded at `sizes` (ascending) in place of its
+        own capture (an unpadded one's sizes dropped), replayed up to `max_batch`, else the largest size."""
+        return dataclasses.replace(self, padded_sizes=tuple(sizes), captured_sizes=frozenset(),
+                                   graph_max_batch=max(sizes) if max_batch is None else max_batch)
+
     def padding_rows(self, size: int) -> int:
         """The rows a whole-graph replay of a decode step of `size` (sequences, or tokens where the graphs count
         them) adds to it: up to the smallest of `padded_sizes` at least `size` (0 where none are listed)."""

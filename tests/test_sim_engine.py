@@ -354,6 +354,10 @@ def test_a_padded_graph_replay_runs_its_padding_rows():
     assert [padded.padding_rows(n) for n in (1, 5, 8)] == [3, 3, 0]
     assert padded.replay(True, 9, 9) == Replay.EAGER
     assert KernelSet(graph_max_batch=8).padding_rows(5) == 0  # no sizes listed: the padding is not costed
+    # a padded capture in place of an unpadded one: its sizes dropped, replayed up to the largest padded size
+    unpadded = KernelSet(graph_max_batch=128, captured_sizes=frozenset({1, 2, 64, 128}))
+    assert unpadded.padded_capture((4, 8)) == padded
+    assert unpadded.padded_capture((4, 8), max_batch=4).graph_max_batch == 4
 
 
 def test_padded_sizes_must_ascend_and_not_come_with_an_unpadded_capture():
