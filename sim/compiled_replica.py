@@ -362,9 +362,10 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
         np.empty(1024, np.int64), 0, 0
     flops, nbytes, preempted_total = 0.0, 0.0, 0
     cut = 0
-    now = 0.0
+    now = formed = 0.0  # formed: when the step that ended last started (an overlapping host formed the next then)
     while True:
-        while arrived < n and reached_s[arrived] <= now:
+        seen_s = formed if overlaps else now  # arrivals by then are the scheduler's (Replica's held requests)
+        while arrived < n and reached_s[arrived] <= seen_s:
             arrived += 1
         queued = heap_n + arrived - fresh
         # -- the plan (SarathiScheduler.plan_step) --
@@ -418,12 +419,15 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
         if not running and not chunks:  # nothing to run until the next arrival
             if arrived == n:
                 break
-            now = reached_s[arrived]
+            if reached_s[arrived] > now:
+                now = reached_s[arrived]
+            formed = now  # held arrivals run in the next step, as does one reaching an idle replica
             continue
         preempted_total += preempted
         fewest, context_sum, _, cdf, copies = _scan(ints, running, block_size)
         if chunks:  # -- a step of prompt chunks and one token for each running sequence (Replica._step) --
-            start_s, decoding, seqs = now, running, running + chunks
+            start_s = formed = now
+            decoding, seqs = running, running + chunks
             sampled, prompt_tokens = decoding, 0
             for k in range(chunks):
                 new[k], cached[k] = chunk_tokens[k], chunk_cached[k]
@@ -501,10 +505,13 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
                                                      timer.layers, other_s, host_fixed_s + host_per_seq_s * seqs,
                                                      overlaps, now)
             used_blocks = total_blocks - free
+            if overlaps and arrived < n and reached_s[arrived] <= now:  # held: seen after the first step
+                steps = 1
             while cut < len(cut_s) and cut_s[cut] < now:
                 cut += 1
-            if cut < len(cut_s) and cut_s[cut] < ends_all[steps - 1]:
-                steps = np.searchsorted(ends_all, cut_s[cut]) + 1
+            if cut < len(cut_s) and cut_s[cut] < ends_all[steps - 1]:  # overlapped: one step later
+                steps = min(np.searchsorted(ends_all, cut_s[cut]) + 1 + int(overlaps), steps)
+            formed = ends_all[steps - 2] if steps > 1 else now
             now = now + (ends_all[steps - 1] - now)  # as SimPy's clock adds the timeout: the same bits
             run_flops, run_bytes = decode_run_totals(steps, context_sum, seqs, line[5], line[6], line[7], line[8])
             flops += run_flops

@@ -38,7 +38,8 @@ class EngineOverhead:
     Inference Performance?", 2024, finds it can exceed half of vLLM's step time). Set both to 0 for the
     pure roofline. An engine whose host `overlaps_gpu` prepares step n + 1 while the GPU runs step n (vLLM
     V1's async scheduling, SGLang's and TensorRT-LLM's overlap schedulers, after NanoFlow): a step then
-    takes the longer of the two instead of their sum."""
+    takes the longer of the two instead of their sum, and a request that arrives while step n runs is first
+    seen when step n + 2 is formed, step n + 1's batch having been chosen already (`Replica`)."""
 
     fixed_s: float = 1.0e-3
     per_seq_s: float = 10e-6
@@ -105,10 +106,25 @@ class ReplicaCosts:
         return sum(float(transfer_time_s(self.host_link, blocks * self.block_bytes)) for blocks in blocks_of_each)
 
 
+class _Held(NamedTuple):
+    """A request that reached an overlapping engine while a step ran, and when."""
+
+    reached_s: float
+    request: Request
+
+
 class Replica:
     """`hand_off`, when given, takes each request whose prompt this replica prefilled and that still has
     tokens to generate elsewhere (a prefill replica of a disaggregated cluster); `on_done`, each request
-    that completes or is rejected here (a closed-loop client sends its next one then)."""
+    that completes or is rejected here (a closed-loop client sends its next one then).
+
+    Where the engine's host overlaps the GPU it forms step n + 1 when step n starts (SGLang's
+    `event_loop_overlap` and TensorRT-LLM's `_executor_loop_overlap` receive requests, schedule and launch
+    the next batch, then wait for the last one's results; vLLM V1's async scheduler "operates one step ahead
+    of the current execution", vllm PR #19970). A request that reaches it while step n runs is held until
+    step n + 1 has been formed: the plan made when step n + 1 ends is the first to see it. An idle engine,
+    or one whose next step would be empty without it, takes it at once.
+    """
 
     def __init__(self, env: simpy.Environment, index: int, scheduler: Scheduler, costs: ReplicaCosts,
                  metrics: Metrics, hand_off: Callable[[Request], None] | None = None,
@@ -121,6 +137,9 @@ class Replica:
         self.arrival_times_s: list | None = None  # when known in advance, the times requests reach it
         self._next_arrival = 0  # index of the first of them not before now
         self._wake: simpy.Event | None = None  # triggered by an arrival while idle
+        self._holds = costs.overhead.overlaps_gpu  # arrivals during a step wait for the step after it
+        self._held: list[_Held] = []  # in the order they arrived
+        self._formed_s = 0.0  # when the step that ended last started: the batch after it was formed then
         self._in_run = False  # in a decode run that an arrival interrupts
         self._end_s, self._latency_s = np.empty(1), np.empty(1)  # a single step's, reused
         self._run_ends_s: np.ndarray | None = None  # of the decode run in flight, with its blocks before
@@ -147,7 +166,10 @@ class Replica:
             return
         req.replica = self.index
         self.outstanding += 1
-        self.scheduler.add(req)
+        if self._holds and self._wake is None:  # a step in flight, the one after it already formed
+            self._held.append(_Held(self.env.now, req))
+        else:
+            self.scheduler.add(req)
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self._in_run:
@@ -156,9 +178,14 @@ class Replica:
 
     def _serve(self):
         while True:
+            if self._held:
+                self._release(self._formed_s)
             queued = len(self.scheduler.waiting)
             plan = self.scheduler.schedule(self.env.now)
             if plan is None:
+                if self._held:  # the next step would be empty: those held run in it
+                    self._formed_s = self.env.now
+                    continue
                 self._wake = self.env.event()
                 yield self._wake
                 self._wake = None
@@ -171,10 +198,18 @@ class Replica:
             else:
                 yield from self._step(plan, queued)
 
+    def _release(self, formed_s: float) -> None:
+        """Hand the scheduler the held requests that reached the replica by `formed_s`."""
+        released = 0
+        while released < len(self._held) and self._held[released].reached_s <= formed_s:
+            self.scheduler.add(self._held[released].request)
+            released += 1
+        del self._held[:released]
+
     def _step(self, plan: StepPlan, queued: int):
         """One step of prefill chunks and/or decodes (drafting and verifying, or exiting early, as the costs'
         decoding technique says)."""
-        start_s = self.env.now
+        start_s = self._formed_s = self.env.now
         decoding, technique = plan.decoding_seqs, self.costs.decoding
         per_seq = technique.tokens_per_seq if technique is not None and decoding else 1
         new, cached, sampled = [], [], decoding * per_seq  # verification reads logits at every drafted position
@@ -206,7 +241,8 @@ class Replica:
             self._done(self.scheduler.retire_finished(end_s))
 
     def _decode_run(self, plan: StepPlan, queued: int):
-        """The plan's decode steps of one batch in one jump, cut short after the step an arrival lands in."""
+        """The plan's decode steps of one batch in one jump, cut short after the step an arrival lands in (an
+        overlapping engine's: after the step following it, which was formed without it)."""
         batch, now_s = plan.decode, self.env.now
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
         scan, growth = batch.scan(), self.kv.growth(batch)
@@ -218,22 +254,26 @@ class Replica:
         used_blocks = self.kv.pool.used_blocks
         self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
         # times as Python floats (`item`): NumPy scalars would make the clock one, and every sum on it slower
+        late = int(self._holds)  # steps run after the one an arrival lands in before the scheduler sees it
+        if self._held:  # held at its start: the scheduler sees them after its first step
+            steps = 1
         if self.arrival_times_s is not None:  # the next arrival here is known: stop after the step it lands in
             times, upcoming = self.arrival_times_s, self._next_arrival
             while upcoming < len(times) and times[upcoming] < now_s:
                 upcoming += 1
             self._next_arrival = upcoming
-            if upcoming < len(times) and times[upcoming] < ends_s.item(-1):
-                steps = int(ends_s.searchsorted(times[upcoming], side="left")) + 1
+            if upcoming < len(times) and times[upcoming] < ends_s.item(steps - 1):
+                steps = min(int(ends_s.searchsorted(times[upcoming], side="left")) + 1 + late, steps)
             yield self.env.timeout(ends_s.item(steps - 1) - now_s)
         else:
             self._in_run = steps > 1
             try:
-                yield self.env.timeout(ends_s.item(-1) - now_s)
+                yield self.env.timeout(ends_s.item(steps - 1) - now_s)
             except simpy.Interrupt:  # an arrival: finish the step in flight, then let the scheduler in
-                steps = int(ends_s.searchsorted(self.env.now, side="left")) + 1
+                steps = min(int(ends_s.searchsorted(self.env.now, side="left")) + 1 + late, steps)
                 yield self.env.timeout(ends_s.item(steps - 1) - self.env.now)
             self._in_run = False
+        self._formed_s = ends_s.item(steps - 2) if steps > 1 else now_s
         self._run_ends_s = None
         flops, nbytes = timer.decode_totals(rows, scan.context_sum_tokens, scan.context_max_tokens, steps)
         self.metrics.flops += flops
