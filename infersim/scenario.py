@@ -611,6 +611,8 @@ def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, ma
                     eager_floor_s=e.eager_kernel_s, all_reduce=e.all_reduce)
     if e.cuda_graph_padded_sizes is not None:
         kernels = kernels.padded_capture(tuple(e.cuda_graph_padded_sizes), e.cuda_graph_max_batch)
+    elif e.cuda_graph_max_batch is not None and kernels.padded_sizes:  # the preset's padded capture, to that max
+        kernels = kernels.padded_up_to(e.cuda_graph_max_batch)
     cfg = replace(
         preset, scheduler=_given(s.name, preset.scheduler),
         options=preset.options if e.fusions is None else replace(preset.options, fusions=frozenset(e.fusions)),

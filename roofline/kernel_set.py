@@ -6,8 +6,9 @@ and vLLM V0 256, TensorRT-LLM 128) and run larger or mixed steps eagerly. vLLM a
 the next captured size; TensorRT-LLM does not pad by default, so only the batch sizes it captured replay a
 graph. Where a kernel set lists its padded capture's sizes (`padded_sizes`), a decode step replays the
 smallest at least its batch and runs that many rows: the padding rows are one-token sequences with no
-context, whose GEMM rows, norms and sampling cost what real rows do. Where it lists none (every preset for
-now; a scenario lists them with `engine.cuda_graph_padded_sizes`), the padding is not costed.
+context, whose GEMM rows, norms and sampling cost what real rows do (the vllm-v1, vllm-v0 and sglang presets
+list their engines' sizes, sim/engines.py; a scenario lists its own with `engine.cuda_graph_padded_sizes`).
+Where it lists none, the padding is not costed.
 
 vLLM's V1 engine also captures every other step of up to its largest capture size in tokens (512) as
 piecewise CUDA graphs (CompilationConfig cudagraph_mode FULL_AND_PIECEWISE, its default: vLLM's "CUDA
@@ -114,6 +115,14 @@ class KernelSet:
         own capture (an unpadded one's sizes dropped), replayed up to `max_batch`, else the largest size."""
         return dataclasses.replace(self, padded_sizes=tuple(sizes), captured_sizes=frozenset(),
                                    graph_max_batch=max(sizes) if max_batch is None else max_batch)
+
+    def padded_up_to(self, max_batch: int) -> "KernelSet":
+        """This padded capture replayed up to `max_batch` (0: none): its sizes up to it, and `max_batch` itself
+        where they stop short of it (SGLang's and TensorRT-LLM's capture lists take in their max batch size)."""
+        sizes = tuple(b for b in self.padded_sizes if b <= max_batch)
+        if max_batch and (not sizes or sizes[-1] < max_batch):
+            sizes += (max_batch,)
+        return dataclasses.replace(self, padded_sizes=sizes, graph_max_batch=max_batch)
 
     def padding_rows(self, size: int) -> int:
         """The rows a whole-graph replay of a decode step of `size` (sequences, or tokens where the graphs count

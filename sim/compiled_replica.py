@@ -2,13 +2,13 @@
 per event is the cost: an open loop (arrivals known in advance, each replica's fixed by a round-robin
 router), a stall-free scheduler (`vllm-v1`, `sarathi`: decode every running sequence, then fill the step's
 token budget with prompt chunks), paged KV blocks, recomputation on preemption, one sequence per request,
-no prefix-cache hits, no decoding technique (speculation, early exit, contrastive decoding) and no costed
-CUDA-graph padding (`KernelSet.padded_sizes`).
+no prefix-cache hits and no decoding technique (speculation, early exit, contrastive decoding).
 
 It is the SimPy `replica.Replica` driving `schedulers.SarathiScheduler` (or `VllmV1Scheduler`) over a
 `kv_cache.KVCacheManager`, told once more without the event queue: the same plan (`make_room_for_decode`,
 `continue_prefills`, `admit` with the next step's blocks reserved, `plan`), the same execution (a mixed step,
-or a run of decode steps cut after the step an arrival lands in) and the same records. The decode batch is
+or a run of decode steps cut after the step an arrival lands in), the same admission (an overlapped host's
+scheduler sees an arrival a step late: `Replica`) and the same records. The decode batch is
 `batch.DecodeBatch`'s table, updated by its compiled functions; the steps are costed from the replica's
 `StepTimer`s' tables (`roofline.latency.CostTables`) by the compiled functions those timers use themselves,
 so both tell the same seconds. Waiting requests are a queue in arrival order (a request's index in its
@@ -48,7 +48,7 @@ def applies(cfg, requests: list[Request]) -> bool:
     cluster = cfg.cluster
     if not (issubclass(cfg.scheduler_class, SarathiScheduler) and cfg.limits.preemption == "recompute"
             and cfg.allocator == "paged"
-            and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None and not cfg.kernels.padded_sizes
+            and cfg.options.flash_attention and cfg.jumps and cfg.concurrency is None
             and cfg.speculative is None and cfg.early_exit is None and cfg.contrastive is None):
         return False
     if isinstance(cluster, Colocated):
@@ -101,6 +101,7 @@ class ReplicaTables(NamedTuple):
 
     spec: LoopSpec
     replays: np.ndarray  # per decode batch size: how its step runs (_EAGER, _GRAPH or _PIECES)
+    rows: np.ndarray  # per decode batch size: the rows its step runs, padding included (KernelSet.padding_rows)
     eager: CostTables
     graph: CostTables  # a graph replay's costs (whole or piecewise), of steps up to pieces_max_tokens tokens
 
@@ -149,11 +150,14 @@ class LoopOutput(NamedTuple):
 def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
     limits, kernels = cfg.limits, cfg.kernels
     budget = cfg.scheduler_class.step_token_budget(limits)
+    replays = np.array([kernels.replay(True, b, b) for b in range(limits.max_num_seqs + 1)], dtype=np.int64)
+    rows = np.array([b + (kernels.padding_rows(b) if replay == _GRAPH else 0) for b, replay in enumerate(replays)],
+                    dtype=np.int64)
     eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
                                                                                   limits.max_num_seqs)
     graph_hw = kernels.graph_hardware(cfg.hardware)
     pieces_tokens = min(kernels.piecewise_max_tokens, max(budget, limits.max_num_seqs))  # no step is larger
-    graph = (StepTimer(cfg.model, graph_hw, cfg.options).tables(pieces_tokens, limits.max_num_seqs)
+    graph = (StepTimer(cfg.model, graph_hw, cfg.options).tables(pieces_tokens, int(rows.max()))
              if graph_hw else eager)
     overhead, block_size = cfg.overhead, cfg.kv_cache.block_size_tokens
     spec = LoopSpec(limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
@@ -161,8 +165,7 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
                     int(cfg.kv_cache.watermark_fraction * total_blocks), block_size, float(overhead.fixed_s),
                     float(overhead.per_seq_s), bool(overhead.overlaps_gpu), int(kernels.piecewise_max_tokens),
                     float(kernels.eager_attention_s(cfg.hardware, cfg.model.num_layers)))
-    replays = np.array([kernels.replay(True, b, b) for b in range(limits.max_num_seqs + 1)], dtype=np.int64)
-    return ReplicaTables(spec, replays, eager, graph)
+    return ReplicaTables(spec, replays, rows, eager, graph)
 
 
 def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, refuses: Callable[[Request], str],
@@ -203,7 +206,7 @@ def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, refus
     asked = np.array([(r.prompt_tokens, r.output_tokens) for r in accepted], dtype=np.int64).reshape(-1, 2)
     arrival_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
     out: LoopOutput = _serve(reached_s[~refused], asked[:, 0].copy(), asked[:, 1].copy(), arrival_s, tables.spec,
-                             tables.replays, tables.eager, tables.graph)
+                             tables.replays, tables.rows, tables.eager, tables.graph)
     states = [_STATES[s] for s in out.state.tolist()]
     for req, s, g, p, (scheduled, first, last, completed, longest), to_fill, filled in zip(
             accepted, states, out.generated.tolist(), out.preemptions.tolist(), out.times.tolist(),
@@ -328,7 +331,7 @@ def _next_step_blocks(ints, n, block_size):
 
 
 @njit(cache=True)
-def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
+def _serve(reached_s, prompt, output, cut_s, spec, replays, padded_rows, eager, graph):
     """The replica's story: its accepted requests reach it at `reached_s` (sorted); `cut_s` are the arrival times
     of every request routed to it, refused ones included, which cut decode runs (`Replica._decode_run`)."""
     n = len(reached_s)
@@ -498,9 +501,10 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
             queued_after_plan = heap_n + arrived - fresh
             steps = 1 if preempted else steps_within(cdf, seqs, copies, min(fewest, max_decode_steps), free)
             timer = eager if replays[seqs] == _EAGER else graph
-            line = timer.lines[seqs]
+            rows = padded_rows[seqs]  # a padded graph's one-token rows with no context (their keys then grow too)
+            line = timer.lines[rows]
             other_s = line[0] + pieces_attention_s if replays[seqs] == _PIECES else line[0]
-            latency_all, ends_all = _decode_line_run(float(context_sum + seqs), float(seqs), steps, line[1], line[2],
+            latency_all, ends_all = _decode_line_run(float(context_sum + rows), float(rows), steps, line[1], line[2],
                                                      line[3], line[4], timer.overlap_exponent, timer.launch_s,
                                                      timer.layers, other_s, host_fixed_s + host_per_seq_s * seqs,
                                                      overlaps, now)
@@ -513,7 +517,7 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, eager, graph):
                 steps = min(np.searchsorted(ends_all, cut_s[cut]) + 1 + int(overlaps), steps)
             formed = ends_all[steps - 2] if steps > 1 else now
             now = now + (ends_all[steps - 1] - now)  # as SimPy's clock adds the timeout: the same bits
-            run_flops, run_bytes = decode_run_totals(steps, context_sum, seqs, line[5], line[6], line[7], line[8])
+            run_flops, run_bytes = decode_run_totals(steps, context_sum, rows, line[5], line[6], line[7], line[8])
             flops += run_flops
             nbytes += run_bytes
             ends_s, latencies_s = ends_all[:steps], latency_all[:steps]

@@ -68,11 +68,33 @@ class EnginePreset:
 _HOST_S, _HOST_PER_SEQ_S = 1.0e-3, 10e-6
 
 
+def _vllm_v1_capture_sizes(max_size: int) -> tuple[int, ...]:
+    """vLLM V1's decode CUDA-graph sizes up to `max_size` (vllm/config/vllm.py `_set_cudagraph_sizes`, 0.11+;
+    the CLI docs of --max-cudagraph-capture-size give the same pattern): 1, 2, 4, then every 8 below 256,
+    then every 16 up to `max_size`."""
+    return (tuple(b for b in (1, 2, 4) if b <= max_size) + tuple(range(8, min(max_size + 1, 256), 8))
+            + tuple(range(256, max_size + 1, 16)))
+
+
+# vLLM 0.6.6 worker/model_runner.py _BATCH_SIZES_TO_CAPTURE: 1, 2, 4, then every _BATCH_SIZE_ALIGNMENT (8) to 256
+_VLLM_V0_CAPTURE_SIZES = (1, 2, 4) + tuple(range(8, 257, 8))
+
+
+def _sglang_capture_sizes(max_bs: int) -> tuple[int, ...]:
+    """SGLang 0.5's decode CUDA-graph batch sizes up to its cuda_graph_max_bs (python/sglang/srt/server_args.py
+    `_generate_cuda_graph_batch_sizes`, padding on, no speculation): 1, 2, 4, 8, 12, every 8 from 16 to 256,
+    every 16 from 272 below 512, every 32 from 512."""
+    sizes = ((1, 2, 4, 8, 12) + tuple(range(16, 257, 8)) + tuple(range(272, 512, 16))
+             + tuple(range(512, max_bs + 1, 32)))
+    return tuple(b for b in sizes if b <= max_bs)
+
+
 def _vllm_v0(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """vLLM 0.6.6 (the V0 engine, default until 0.8): vllm/core/scheduler.py; vllm/config.py SchedulerConfig
     (max_num_seqs 256, max_num_batched_tokens max(max_model_len, 2048) without chunked prefill, which
     `_verify_args` requires to be at least max_model_len), CacheConfig (block_size 16,
-    gpu_memory_utilization 0.90); decode CUDA graphs up to batch 256 (_BATCH_SIZES_TO_CAPTURE, padded up);
+    gpu_memory_utilization 0.90); decode CUDA graphs up to batch 256, a batch padded up to the next captured
+    size (_BATCH_SIZES_TO_CAPTURE);
     host work serial with the GPU but for async output processing. Beyond 32768 tokens of context V0 turns
     chunked prefill on by itself (engine/arg_utils.py `use_long_context`) with a 2048-token budget:
     decode-first mixed steps, which the `sarathi` scheduler models. All-reduces: the custom kernel
@@ -81,7 +103,8 @@ def _vllm_v0(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     return EngineDefaults("sarathi" if long_context else "vllm", 256,
                           2048 if long_context else max(max_model_len, 2048), 2048 if long_context else 512,
                           16, 0.90, 0.01, False, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False),
-                          KernelSet(graph_max_batch=256, all_reduce="vllm-custom"), _ADD_NORM)
+                          KernelSet(graph_max_batch=256, padded_sizes=_VLLM_V0_CAPTURE_SIZES, all_reduce="vllm-custom"),
+                          _ADD_NORM)
 
 
 def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -91,7 +114,8 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     from the architecture here) 8192 and 1024, others 2048 and 256; vllm/config/cache.py block_size 16,
     gpu_memory_utilization 0.92 (0.20+), prefix caching on; no watermark (config/scheduler.py); async
     scheduling on (0.14+); full CUDA graphs for decode steps up to 512 sequences, padded up to a captured
-    size in tokens (config/compilation.py max_cudagraph_capture_size, min(2 max_num_seqs, 512)), and piecewise ones for
+    size in tokens (`_vllm_v1_capture_sizes`; config/compilation.py max_cudagraph_capture_size,
+    min(2 max_num_seqs, 512)), and piecewise ones for
     every other step of up to as many tokens (cudagraph_mode FULL_AND_PIECEWISE, the default: each layer's
     attention launched between the pieces; roofline/kernel_set.py); the custom all-reduce kernel
     (disable_custom_all_reduce False)."""
@@ -102,8 +126,8 @@ def _vllm_v1(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     captured = min(512, 2 * seqs)
     return EngineDefaults("vllm-v1", seqs, tokens, tokens, 16, 0.92, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=captured, all_reduce="vllm-custom", piecewise_max_tokens=captured,
-                                    graph_counts_tokens=True),
+                          KernelSet(graph_max_batch=captured, padded_sizes=_vllm_v1_capture_sizes(captured),
+                                    all_reduce="vllm-custom", piecewise_max_tokens=captured, graph_counts_tokens=True),
                           _ADD_NORM)
 
 
@@ -138,7 +162,8 @@ _SGLANG_TIERS_MIB = ((20 * 1024, 2048, 8, 8), (35 * 1024, 4096, 48, 160), (60 * 
 def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """SGLang 0.5.23 (sgl-project/sglang python/sglang/srt/arg_groups/memory_hook.py
     `handle_gpu_memory_settings`): chunked_prefill_size and the decode CUDA graphs' largest batch by GPU
-    memory and tensor parallelism (`_SGLANG_TIERS_MIB`; batches padded up to a captured size);
+    memory and tensor parallelism (`_SGLANG_TIERS_MIB`; batches padded up to a captured size,
+    `_sglang_capture_sizes`);
     mem_fraction_static leaves (512 + 1.5 max(chunk, 2048) + 1024 tp/8 + 2 per graph batch size) MiB for
     activations and graphs, at least 10 GiB on GPUs over 60 GiB; page size 1 (radix cache on); every
     prefill step is one chunk (max_prefill_tokens 16384 is larger); max_running_requests derived from the
@@ -155,7 +180,8 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
         reserved_mib = max(reserved_mib, 10 * 1024)
     return EngineDefaults("sglang", 2048, chunk, chunk, 1, round((memory_mib - reserved_mib) / memory_mib, 3),
                           0.0, True, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
-                          KernelSet(graph_max_batch=graphs, all_reduce="vllm-custom"), _ADD_NORM)
+                          KernelSet(graph_max_batch=graphs, padded_sizes=_sglang_capture_sizes(graphs),
+                                    all_reduce="vllm-custom"), _ADD_NORM)
 
 
 def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:

@@ -48,6 +48,36 @@ def test_vllm_v1_sizes_its_graphs_in_tokens_and_replays_the_other_steps_in_piece
     assert kernels.replay(False, 10, 500) == Replay.PIECES and kernels.replay(False, 10, 513) == Replay.EAGER
 
 
+def test_vllm_v1_v0_and_sglang_pad_a_decode_batch_up_to_their_own_capture_sizes():
+    h100 = get_hardware("h100-sxm")
+    # vLLM V1 (config/vllm.py _set_cudagraph_sizes, max 512): 1, 2, 4, 8-248 by 8, 256-512 by 16: 3 + 31 + 17 sizes
+    v1 = ENGINES["vllm-v1"].defaults(h100, 8192, 1).kernels
+    assert len(v1.padded_sizes) == 51 and v1.padded_sizes[:5] == (1, 2, 4, 8, 16)
+    assert v1.padded_sizes[-4:] == (464, 480, 496, 512) and 248 in v1.padded_sizes and 264 not in v1.padded_sizes
+    # a batch of 3 replays the graph of 4, 9 that of 16, 250 that of 256, 257 that of 272; 512 none
+    assert [v1.padding_rows(n) for n in (3, 9, 250, 257, 512)] == [1, 7, 6, 15, 0]
+    # vLLM V0 0.6.6 (_BATCH_SIZES_TO_CAPTURE): 1, 2, 4, 8-256 by 8: 35 sizes; 33 pads to 40
+    v0 = ENGINES["vllm-v0"].defaults(h100, 8192, 1).kernels
+    assert (len(v0.padded_sizes), v0.padded_sizes[-1], v0.padding_rows(33)) == (35, 256, 7)
+    # SGLang 0.5 (server_args _generate_cuda_graph_batch_sizes) on an H100: 1, 2, 4, 8, 12, 16-256 by 8 below
+    # TP4 (36 sizes; 10 pads to 12, 13 to 16); from TP4 up to 512: 272-496 by 16, then 512 (52 sizes)
+    sglang = ENGINES["sglang"].defaults(h100, 8192, 1).kernels
+    assert (len(sglang.padded_sizes), sglang.padding_rows(10), sglang.padding_rows(13)) == (36, 2, 3)
+    tp4 = ENGINES["sglang"].defaults(h100, 8192, 4).kernels
+    assert (len(tp4.padded_sizes), tp4.padded_sizes[-3:], tp4.padding_rows(257)) == (52, (480, 496, 512), 15)
+    # the L4 below TP4 captures up to 48: 1, 2, 4, 8, 12, 16, 24, 32, 40, 48
+    assert ENGINES["sglang"].defaults(get_hardware("l4"), 8192, 1).kernels.padded_sizes == (
+        1, 2, 4, 8, 12, 16, 24, 32, 40, 48)
+
+
+def test_a_padded_capture_replayed_up_to_another_max_keeps_its_sizes_below_and_takes_the_max_in():
+    v1 = ENGINES["vllm-v1"].defaults(get_hardware("h100-sxm"), 8192, 1).kernels
+    assert v1.padded_up_to(20).padded_sizes == (1, 2, 4, 8, 16, 20)
+    assert v1.padded_up_to(20).graph_max_batch == 20 and v1.padded_up_to(20).padding_rows(17) == 3
+    assert v1.padded_up_to(600).padded_sizes[-2:] == (512, 600)
+    assert v1.padded_up_to(0).padded_sizes == () and v1.padded_up_to(0).replay(True, 1, 1) == Replay.PIECES
+
+
 @pytest.mark.parametrize("gpu,tokens", [("h100-sxm", 8192), ("h200", 8192), ("gh200", 8192), ("a100-sxm-80gb", 2048),
                                         ("h20", 2048), ("b200", 2048)])
 def test_vllm_0_8_sizes_its_token_budget_by_the_devices_name(gpu, tokens):

@@ -336,6 +336,11 @@ def test_a_scenario_lists_its_engines_padded_capture_sizes(tmp_path):
     cfg, _ = build_run(*load_scenario(write(tmp_path, text)))
     kernels = cfg.kernels
     assert (kernels.captured_sizes, kernels.graph_max_batch, kernels.padding_rows(100)) == (frozenset(), 128, 28)
+    # a max batch alone keeps the preset's padded sizes below it and takes the max in: vLLM V1's up to 100 are
+    # 1, 2, 4, 8, ..., 96, then 100 (97 pads to 100)
+    text = BASE.replace("model: tiny-llama", "model: tiny-llama\nengine: {cuda_graph_max_batch: 100}")
+    kernels = build_run(*load_scenario(write(tmp_path, text)))[0].kernels
+    assert (kernels.padded_sizes[-3:], kernels.graph_max_batch, kernels.padding_rows(97)) == ((88, 96, 100), 100, 3)
 
 
 @pytest.mark.parametrize("sizes, message", [
