@@ -239,7 +239,9 @@ def cmd_engines(args) -> int:
                      f"{d.memory_utilization:.2f}" + (" of free" if d.memory_utilization_of == "free" else ""),
                      "on" if d.prefix_caching else "off",
                      ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs)
-                     + (" tokens" if d.kernels.graph_counts_tokens else "") if graphs else "off",
+                     + (" tokens" if d.kernels.graph_counts_tokens else "")
+                     + (f", padded ({len(d.kernels.padded_sizes)} sizes)" if d.kernels.padded_sizes else "")
+                     if graphs else "off",
                      f"up to {d.kernels.piecewise_max_tokens} tokens" if d.kernels.piecewise_max_tokens else "off",
                      "overlapped" if d.overhead.overlaps_gpu else "in series", preset.stands_for])
     print(f"engine presets on {hw.name}, max_model_len {args.max_model_len}, TP{args.tp}:")
@@ -409,12 +411,17 @@ def _roofline(args) -> int:
                                                   model.num_layers)
         engine_seqs = engine_cfg.limits.max_num_seqs
         options, step_hw = engine_cfg.options, engine_step.hardware
+        from infersim.roofline.kernel_set import GRAPH_REPLAY
+        if engine_step.launch == GRAPH_REPLAY:  # a padded capture runs the next captured size: one-token rows
+            padding = engine_cfg.kernels.padding_rows(args.batch)
+            batch = decode_batch([args.context] * args.batch + [0] * padding)
     else:
         memory = plan_memory(model, hw, quant, parallel)
     cost = step_cost(model, step_hw, batch, options)
     setup = ", ".join([args.quant] + ([f"{args.kv_bits}-bit KV"] if args.kv_bits else [])
                       + [f"TP={args.tp}", f"PP={args.pp}"] + ([args.engine] if args.engine else []))
-    facts = None if engine_step is None else _engine_facts(engine_cfg, engine_step, engine, cost.time_s, args.batch)
+    facts = None if engine_step is None else _engine_facts(engine_cfg, engine_step, engine, cost.time_s, args.batch,
+                                                             len(batch.new_tokens) - args.batch)
     context = batch.max_context_tokens
     if args.json:
         out = {"model": model.name, "hardware": hw.name, "phase": args.phase, "quant": args.quant,
@@ -435,7 +442,7 @@ def _roofline(args) -> int:
         print(f"{model.name} on {hw.name} ({setup}, FlashAttention {'on' if options.flash_attention else 'off'}): "
               f"{shape}")
         print(step_table(cost))
-        tokens = batch.num_tokens
+        tokens = batch.num_tokens - (facts["padding_rows"] if facts else 0)
         per = "per GPU" if args.pp == 1 else f"per tensor-parallel rank, over all {args.pp} stages"
         print(f"\nstep time {cost.time_s * 1e3:.3f} ms ({tokens / cost.time_s:,.0f} tokens/s); "
               f"{si(cost.flops, 'FLOP')}, {si(cost.bytes, 'B')} {per} "
@@ -462,12 +469,13 @@ def _roofline(args) -> int:
     return 0
 
 
-def _engine_facts(cfg: RunConfig, kernels: StepKernels, engine, gpu_s: float, seqs: int) -> dict:
-    """How the engine (a scenario.EngineFile; its run configuration `cfg`) ran the step's `kernels`, its host
-    time per step and the step's wall time (--json's "engine", and what `_engine_line` says)."""
+def _engine_facts(cfg: RunConfig, kernels: StepKernels, engine, gpu_s: float, seqs: int, padding_rows: int) -> dict:
+    """How the engine (a scenario.EngineFile; its run configuration `cfg`) ran the step's `kernels` (a graph
+    padded by `padding_rows` one-token rows), its host time per step and the step's wall time (--json's
+    "engine", and what `_engine_line` says)."""
     kernels_hw, overhead = kernels.hardware, cfg.overhead
     return {"preset": engine.engine.preset, "file": engine.file, "replays_graph": kernels.replays_graph,
-            "kernels": kernels.launch,
+            "kernels": kernels.launch, "padding_rows": padding_rows,
             "kernel_launch_s": kernels_hw.launch_overhead_s, "collective_call_s": kernels_hw.collective_call_s,
             "all_reduce": kernels_hw.all_reduce if cfg.options.parallel.tensor_parallel > 1 else None,
             "fusions": sorted(cfg.options.fusions),
@@ -484,7 +492,8 @@ def _engine_line(facts: dict, tokens: int) -> str:
     between = (f"; attention launched between them, +{facts['eager_attention_s'] * 1e3:.3f} ms"
                if facts["eager_attention_s"] else "")
     named = facts["preset"] if facts["file"] is None else f"{facts['file']} ({facts['preset']})"
-    return (f"{named}: kernels {facts['kernels']} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}"
+    padded = f", padded by {facts['padding_rows']} one-token rows" if facts["padding_rows"] else ""
+    return (f"{named}: kernels {facts['kernels']}{padded} ({facts['kernel_launch_s'] * 1e6:.1f} us each{calls}"
             f"{between}), {reduce}; host {facts['host_s'] * 1e3:.3f} ms "
             f"{'overlapped' if facts['host_overlaps_gpu'] else 'in series'} -> step {facts['wall_s'] * 1e3:.3f} ms "
             f"({tokens / facts['wall_s']:,.0f} tokens/s)")

@@ -119,6 +119,7 @@ def test_infersim_engines_lists_each_preset_with_its_defaults_on_the_gpu():
                          capture_output=True, text=True, check=True).stdout
     v1 = next(line for line in out.splitlines() if line.startswith("vllm-v1"))
     assert "2048" in v1 and "256" in v1 and "overlapped" in v1  # V1 on an A100: 2048 tokens, 256 sequences
+    assert "up to 512 tokens, padded (51 sizes)" in v1  # its capture: min(2 x 256, 512), padded
     assert all(name in out for name in ENGINES)
 
 

@@ -115,6 +115,25 @@ def test_the_step_costs_what_a_simulated_replica_of_the_preset_costs_it(capsys, 
                                                      rel=1e-9)
 
 
+def test_a_padded_graph_replay_costs_its_padding_rows_as_a_simulated_replica_does(capsys):
+    # vLLM V1 captures 8, 16, 24, ...: a decode batch of 9 replays the graph of 16, 7 one-token rows with no
+    # context beside its own (sim/replica.py costs them so); tokens/s counts the 9 real tokens
+    from infersim.roofline import StepOptions, get_hardware, get_model
+    from infersim.roofline.latency import StepTimer
+    from infersim.sim.engines import preset_config
+    args = ("--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--phase", "decode", "--batch", "9", "--context",
+            "1000", "--engine", "vllm-v1")
+    data = roofline_json(capsys, *args)
+    model, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    cfg = preset_config("vllm-v1", model, hw, StepOptions(), model.max_context_tokens)
+    padded = StepTimer(model, cfg.kernels.in_graph(hw), cfg.options).step([1] * 16, [1000] * 9 + [0] * 7, 16)
+    assert data["engine"]["padding_rows"] == 7
+    assert data["totals"]["time_s"] == pytest.approx(padded.latency_s, rel=1e-9)
+    line = next(x for x in roofline(capsys, *args).splitlines() if x.startswith("vllm-v1:"))
+    assert "padded by 7 one-token rows" in line
+    assert f"({9 / data['engine']['wall_s']:,.0f} tokens/s)" in line
+
+
 def test_without_engine_the_step_is_eager_pytorch_and_json_has_no_engine(capsys):
     data = roofline_json(capsys, *LLAMA_70B_TP4)
     assert "engine" not in data
