@@ -118,7 +118,12 @@ class KernelSet:
 
     def padded_up_to(self, max_batch: int) -> "KernelSet":
         """This padded capture replayed up to `max_batch` (0: none): its sizes up to it, and `max_batch` itself
-        where they stop short of it (SGLang's and TensorRT-LLM's capture lists take in their max batch size)."""
+        where they stop short of it (SGLang's and TensorRT-LLM's capture lists take in their max batch size).
+        Beyond its largest size the engine's own rule for further sizes is not known here: refused."""
+        if max_batch > self.padded_sizes[-1]:
+            raise SpecError("engine.cuda_graph_max_batch", f"the preset's padded capture stops at "
+                            f"{self.padded_sizes[-1]}; to capture larger batches, list every size in "
+                            "engine.cuda_graph_padded_sizes", max_batch)
         sizes = tuple(b for b in self.padded_sizes if b <= max_batch)
         if max_batch and (not sizes or sizes[-1] < max_batch):
             sizes += (max_batch,)

@@ -1,7 +1,7 @@
 """Engine presets: the defaults each engine picks on a GPU, as its code does (sources in sim/engines.py)."""
 import pytest
 
-from infersim.roofline import get_hardware
+from infersim.roofline import SpecError, get_hardware
 from infersim.roofline.kernel_set import Replay
 from infersim.sim.engines import ENGINES
 from infersim.sim.schedulers import SCHEDULERS
@@ -74,7 +74,8 @@ def test_a_padded_capture_replayed_up_to_another_max_keeps_its_sizes_below_and_t
     v1 = ENGINES["vllm-v1"].defaults(get_hardware("h100-sxm"), 8192, 1).kernels
     assert v1.padded_up_to(20).padded_sizes == (1, 2, 4, 8, 16, 20)
     assert v1.padded_up_to(20).graph_max_batch == 20 and v1.padded_up_to(20).padding_rows(17) == 3
-    assert v1.padded_up_to(600).padded_sizes[-2:] == (512, 600)
+    with pytest.raises(SpecError, match="padded capture stops at 512; to capture larger batches, list every size"):
+        v1.padded_up_to(600)
     assert v1.padded_up_to(0).padded_sizes == () and v1.padded_up_to(0).replay(True, 1, 1) == Replay.PIECES
 
 
