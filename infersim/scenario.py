@@ -137,6 +137,13 @@ class KVCacheSection(_Section):
     watermark: Optional[YamlFloat] = Field(None, ge=0, lt=1)
     prefix_caching: Optional[StrictBool] = None
     swap_space_gib: YamlFloat = Field(4.0, ge=0, le=1 << 20)
+    runtime_gib: Optional[YamlFloat] = Field(
+        None, ge=0, le=1 << 20, description="memory the engine's process holds beyond weights, activations and KV "
+                                            "(CUDA context, workspaces, buffers); default: the engine's")
+    memory_profile: Optional[Literal["step", "context"]] = Field(
+        None, description="step: the KV cache is sized after the largest step, every sequence's logits included "
+                          "(vLLM, SGLang); context: after context requests filling the token budget, each sampling "
+                          "one token (TensorRT-LLM's PyTorch backend); default: the engine's")
 
 
 class ArrivalSection(_Section):
@@ -621,7 +628,8 @@ def deployed_config(deployment: EngineFile, model, hardware, quant, parallel, ma
         kv_cache=_over(preset.kv_cache, block_size_tokens=kv.block_size, num_blocks=kv.num_blocks,
                        allocator=kv.allocator, prefix_caching=kv.prefix_caching, watermark_fraction=kv.watermark,
                        memory_utilization=kv.memory_utilization, swap_space_gib=kv.swap_space_gib,
-                       memory_utilization_of=kv.memory_utilization_of),
+                       memory_utilization_of=kv.memory_utilization_of, runtime_gib=kv.runtime_gib,
+                       memory_profile=kv.memory_profile),
         overhead=_over(preset.overhead, fixed_s=e.overhead_fixed_s, per_seq_s=e.overhead_per_seq_s,
                        overlaps_gpu=e.host_overlaps_gpu, frontend_s=e.frontend_s),
         kernels=kernels)

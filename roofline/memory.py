@@ -1,7 +1,8 @@
-"""Memory capacity of one GPU of a replica: weights + activation workspace + KV cache.
+"""Memory capacity of one GPU of a replica: weights + activation workspace + the engine's runtime + KV cache.
 
 Like vLLM's startup profiling: the KV cache gets what is left of `utilization x capacity` after the
-weights and the peak activation workspace of the largest step; that fixes the KV tokens a GPU holds.
+weights, the peak activation workspace of the largest step and what the engine's process holds outside them
+(its `runtime_bytes`); that fixes the KV tokens a GPU holds.
 """
 from __future__ import annotations
 
@@ -61,10 +62,11 @@ class MemoryPlan:
     weight_bytes: float
     activation_bytes: float
     kv_bytes_per_token: float
+    runtime_bytes: float = 0.0  # the engine's process outside weights, activations and KV (plan_memory)
 
     @property
     def kv_cache_bytes(self) -> float:
-        return self.usable_bytes - self.weight_bytes - self.activation_bytes
+        return self.usable_bytes - self.weight_bytes - self.activation_bytes - self.runtime_bytes
 
     @property
     def max_kv_tokens(self) -> int:
@@ -84,7 +86,7 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                 parallel: Parallelism = Parallelism(), utilization: float = 0.9,
                 max_batched_tokens: int = 8192, max_sequences: int = 256, draft_weight_bytes: float = 0.0,
                 draft_kv_bytes_per_token: float = 0.0, utilization_of: str = "total",
-                draft_field: str = "speculative", draft_name: str = "") -> MemoryPlan:
+                draft_field: str = "speculative", draft_name: str = "", runtime_bytes: float = 0.0) -> MemoryPlan:
     """Split one GPU's memory (defaults as vLLM's: gpu_memory_utilization 0.9, 8192 batched tokens). A
     speculative drafter's weights come off the top and its KV cache shares the blocks (each block holds
     both models' K and V for its tokens, as vLLM's spec-decode KV groups do); one that does not fit beside the
@@ -93,27 +95,41 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
     `utilization` is a share of the whole memory (vLLM's gpu_memory_utilization, SGLang's
     mem_fraction_static), or with `utilization_of` "free" of what weights and activations leave free, the KV cache's
     own share (TensorRT-LLM's free_gpu_memory_fraction: cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp
-    takes the free memory cudaMemGetInfo reports once the engine is loaded, times the fraction)."""
+    takes the free memory cudaMemGetInfo reports once the engine is loaded, times the fraction).
+
+    `runtime_bytes` is what the engine's process holds beyond the weights, that workspace and the KV cache and
+    this plan would otherwise count as the KV cache's: the CUDA context, library workspaces, communicator
+    buffers, the allocator's slack, and the memory the driver keeps from what nvidia-smi lists (an H100's
+    81,559 MiB are 79.2 GiB to CUDA, vllm PR #10511's logs). It comes off what is left in either case."""
     if not 0 < utilization <= 1:
         raise SpecError("kv_cache.memory_utilization", "must be in (0, 1]", utilization)
     weight_bytes = weight_bytes_per_gpu(model, quant, parallel) + draft_weight_bytes
     activation_bytes = activation_bytes_per_gpu(model, parallel, max_batched_tokens, max_sequences)
-    taken_bytes = weight_bytes + activation_bytes
+    taken_bytes = weight_bytes + activation_bytes + runtime_bytes
     require_choice("kv_cache.memory_utilization_of", utilization_of, MEMORY_SHARES)
     usable_bytes = (taken_bytes + utilization * max(hw.memory_bytes - taken_bytes, 0.0) if utilization_of == "free"
                     else hw.memory_bytes * utilization)
     plan = MemoryPlan(capacity_bytes=hw.memory_bytes, usable_bytes=usable_bytes, weight_bytes=weight_bytes,
                       activation_bytes=activation_bytes,
-                      kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token)
+                      kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token,
+                      runtime_bytes=runtime_bytes)
     if plan.kv_cache_bytes <= 0:
+        runtime = f" + the engine's runtime {runtime_bytes / 1e9:.1f} GB" if runtime_bytes else ""
+        room_bytes = hw.memory_bytes if utilization_of == "free" else usable_bytes
+        if runtime_bytes and plan.kv_cache_bytes + runtime_bytes * (1 - utilization if utilization_of == "free"
+                                                                      else 1) > 0:  # it fits but for the runtime
+            raise HardwareLimit("kv_cache.runtime_gib", f"leaves no room for a KV cache beside {model.name} on "
+                                f"{hw.name} (weights {weight_bytes / 1e9:.1f} GB + activations "
+                                f"{activation_bytes / 1e9:.1f} GB of {room_bytes / 1e9:.1f} GB); lower it",
+                                runtime_bytes / 2 ** 30)
         if draft_weight_bytes and plan.kv_cache_bytes + draft_weight_bytes > 0:  # it fits but for its drafter
             fix = ("pick a smaller drafter (or method: ngram, which has no weights)"
                    if draft_field.startswith("speculative") else "pick a smaller model")
             raise HardwareLimit(draft_field, f"does not fit beside {model.name} on {hw.name}: weights "
                                 f"{(weight_bytes - draft_weight_bytes) / 1e9:.1f} GB + its "
-                                f"{draft_weight_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB "
+                                f"{draft_weight_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB{runtime} "
                                 f"exceed {usable_bytes / 1e9:.1f} GB usable; {fix}", draft_name or None)
         raise HardwareLimit("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
-                            f"activations {plan.activation_bytes / 1e9:.1f} GB exceed {plan.usable_bytes / 1e9:.1f} GB "
+                            f"activations {plan.activation_bytes / 1e9:.1f} GB{runtime} exceed {plan.usable_bytes / 1e9:.1f} GB "
                             f"usable on {hw.name}; raise tensor or pipeline parallelism, or quantize", hw.name)
     return plan

@@ -38,6 +38,8 @@ class EngineDefaults:
     fusions: frozenset = frozenset()  # ops it runs as one kernel (roofline.step.FUSIONS)
     # what memory_utilization is a share of: "total" memory, or (TensorRT-LLM) what weights and activations leave "free"
     memory_utilization_of: str = "total"
+    runtime_gib: float = 0.0  # its process's memory beyond weights, activations and KV (run.KVCacheSpec)
+    memory_profile: str = "step"  # the startup pass its KV cache is sized after (run.KVCacheSpec)
 
     def step_options(self, options: StepOptions) -> StepOptions:
         """`options` with the ops this engine runs as one kernel."""
@@ -184,17 +186,30 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
                                     all_reduce="vllm-custom"), _ADD_NORM)
 
 
+# TensorRT-LLM 0.20's PyTorch backend on an H100, as trtllm-bench logged it for Llama-3.1-8B-Instruct-FP8
+# (NVIDIA/TensorRT-LLM issue #6294: weights 8.46 GiB, max_num_tokens 23552, free_gpu_memory_fraction 0.8,
+# 860,308 KV tokens of 64 KiB = 52.51 GiB, so 65.64 GiB before the fraction). The plan here leaves 79.65 GiB
+# (nvidia-smi's 81,559 MiB) - 8.46 - 2.50 GiB (the profiling pass: 23,552 tokens and 151 requests' logits)
+# = 68.69 GiB: the 3.05 GiB between them is the CUDA context, non-torch workspaces, the allocator's slack and
+# what the driver keeps. Measured on one GPU and one model: read it as an order of magnitude elsewhere.
+_TRTLLM_RUNTIME_GIB = 3.05
+
+
 def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     """TensorRT-LLM 1.x, PyTorch backend (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm_args.py): max_batch_size
     2048, max_num_tokens 8192, chunked prefill off, KvCacheConfig tokens_per_block 32 and
     free_gpu_memory_fraction 0.9 (of the memory free once weights and activations are loaded), block reuse on,
     CUDA graphs for decode-only batches of 1-32, 64 and 128 sequences, not padded (CudaGraphConfig
     batch sizes with enable_padding off: other sizes run eagerly), overlap scheduler on; all-reduces by
-    AllReduceStrategy AUTO, its default (roofline/custom_all_reduce.py)."""
+    AllReduceStrategy AUTO, its default (roofline/custom_all_reduce.py). The KV cache is sized after a profiling
+    pass of context requests filling max_num_tokens (_torch/pyexecutor/_util.py KvCacheCreator: the fraction
+    applies to the total memory CUDA reports less the pass's peak, non-torch memory included), and the
+    process holds `_TRTLLM_RUNTIME_GIB` beyond weights, that pass's activations and the KV cache."""
     graphs = KernelSet(graph_max_batch=128, captured_sizes=frozenset(range(1, 33)) | {64, 128}, all_reduce="trtllm")
     return EngineDefaults("trtllm", 2048, 8192, 8192, 32, 0.9, 0.0, True,
                           EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True), graphs,
-                          _ADD_NORM | _TRTLLM_ATTENTION, memory_utilization_of="free")
+                          _ADD_NORM | _TRTLLM_ATTENTION, memory_utilization_of="free", runtime_gib=_TRTLLM_RUNTIME_GIB,
+                          memory_profile="context")
 
 
 def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
@@ -207,10 +222,14 @@ def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults
     all-reduce plugin enqueued from C++ ahead of the GPU (roofline/kernel_set.py); no KV block reuse
     (executor KvCacheConfig enableBlockReuse off by default); the all-reduce plugin's strategy AUTO
     (trtllm-build's default); RoPE and the cache write in the attention plugin's one preprocessing kernel
-    (whether TensorRT folds the residual add into the norm is not documented: they are costed apart)."""
+    (whether TensorRT folds the residual add into the norm is not documented: they are costed apart). A
+    TensorRT engine holds its activations, logits for its max batch included, from the moment it loads, so
+    its KV cache is sized after the largest step's workspace; its runtime's own memory is not published (one
+    A100 report, NVIDIA/TensorRT-LLM issue #548, left ~0.5 GB unaccounted): none is held back."""
     return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False,
                    kernels=KernelSet(eager_floor_s=1.4e-6, all_reduce="trtllm"), fusions=_TRTLLM_ATTENTION,
-                   overhead=EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False))
+                   overhead=EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False), runtime_gib=0.0,
+                   memory_profile="step")
 
 
 ENGINES = {p.name: p for p in (
@@ -237,4 +256,5 @@ def preset_config(preset: str, model: ModelSpec, hardware: HardwareSpec, options
                      kv_cache=KVCacheSpec(block_size_tokens=d.block_size_tokens, prefix_caching=d.prefix_caching,
                                           watermark_fraction=d.watermark_fraction,
                                           memory_utilization=d.memory_utilization,
-                                          memory_utilization_of=d.memory_utilization_of), **fields)
+                                          memory_utilization_of=d.memory_utilization_of, runtime_gib=d.runtime_gib,
+                                          memory_profile=d.memory_profile), **fields)

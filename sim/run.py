@@ -48,6 +48,13 @@ class KVCacheSpec:
     # and activations leave ("free", TensorRT-LLM's free_gpu_memory_fraction): roofline.memory.plan_memory
     memory_utilization_of: str = "total"
     swap_space_gib: float = 4.0
+    # what the engine's process holds beyond weights, activations and KV (roofline.memory.plan_memory)
+    runtime_gib: float = 0.0
+    # the startup pass the KV cache is sized after (MEMORY_PROFILES): the largest step, its token budget and
+    # every sequence's logits (vLLM's profile_run, SGLang), or context requests of max_model_len tokens filling
+    # the budget, each sampling its last token (TensorRT-LLM's PyTorch backend, _torch/pyexecutor/_util.py
+    # KvCacheCreator)
+    memory_profile: str = "step"
 
 
 @dataclass(frozen=True)
@@ -139,14 +146,20 @@ def kv_bytes_per_token(cfg: RunConfig) -> float:
     return own + _draft_bytes(cfg).kv_bytes_per_token
 
 
+MEMORY_PROFILES = ("step", "context")  # KVCacheSpec.memory_profile
+
+
 def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
-    """One replica's GPU memory as its engine sizes it at startup (vLLM's way: see roofline.memory): weights,
-    a drafter's, the workspace of its largest step, and the KV cache."""
-    draft = _draft_bytes(cfg)
-    return plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel,
-                       cfg.kv_cache.memory_utilization, cfg.scheduler_class.step_token_budget(cfg.limits),
-                       cfg.limits.max_num_seqs, draft.weight_bytes, draft.kv_bytes_per_token,
-                       cfg.kv_cache.memory_utilization_of, draft_field=draft.field, draft_name=draft.name)
+    """One replica's GPU memory as its engine sizes it at startup (see roofline.memory): weights, a drafter's,
+    the workspace of its startup pass (`KVCacheSpec.memory_profile`), the engine's runtime, and the KV cache."""
+    draft, kv = _draft_bytes(cfg), cfg.kv_cache
+    require_choice("kv_cache.memory_profile", kv.memory_profile, MEMORY_PROFILES)
+    budget = cfg.scheduler_class.step_token_budget(cfg.limits)
+    sampled = (cfg.limits.max_num_seqs if kv.memory_profile == "step"
+               else max(1, -(-budget // cfg.limits.max_model_len)))
+    return plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel, kv.memory_utilization,
+                       budget, sampled, draft.weight_bytes, draft.kv_bytes_per_token, kv.memory_utilization_of,
+                       draft_field=draft.field, draft_name=draft.name, runtime_bytes=kv.runtime_gib * 2 ** 30)
 
 
 def total_kv_blocks(cfg: RunConfig) -> int:

@@ -1,4 +1,6 @@
 """Engine presets: the defaults each engine picks on a GPU, as its code does (sources in sim/engines.py)."""
+import dataclasses
+
 import pytest
 
 from infersim.roofline import SpecError, get_hardware
@@ -165,7 +167,30 @@ def test_tensorrt_llm_sizes_its_kv_cache_from_free_memory_and_a_scenario_can_say
                                         "kv_cache": kv_cache, "workload": {"num_requests": 1, "arrival": {"process": "burst"},
                                                      "prompt_tokens": 100, "output_tokens": 10}}))
         blocks[name] = total_kv_blocks(load_run(path)[1])
-    # the difference: 0.1 x (16,060,522,496 B of weights + a workspace of 8192 tokens x (2 x 14336 + 14336 +
-    # 2 x 4096) x 2 B + 2048 sequences x 128,256 logits x 14 B = 4,516,216,832 B) = 2,057,673,933 B: 15,698
-    # tokens of 131,072 B, 490.6 blocks of 32
-    assert blocks["free"] - blocks["total"] == pytest.approx(490.6, abs=1)
+    # the difference: 0.1 x (16,060,522,496 B of weights + the profiling pass's workspace, 8192 tokens x (2 x
+    # 14336 + 14336 + 2 x 4096) x 2 B + 2 requests' (8192 / 4096) 128,256 logits x 14 B = 842,451,968 B, + the
+    # runtime's 3.05 GiB = 3,274,912,973 B) = 2,017,788,744 B: 15,394 tokens of 131,072 B, 481.1 blocks of 32
+    assert blocks["free"] - blocks["total"] == pytest.approx(481.1, abs=1)
+
+
+def test_tensorrt_llm_holds_back_its_runtime_as_trtllm_bench_logged_it_on_an_h100():
+    """NVIDIA/TensorRT-LLM issue #6294: trtllm-bench 0.20, Llama-3.1-8B-Instruct-FP8 on one H100, max_num_tokens
+    23552, 4096 requests at most, max_seq_len 157, free_gpu_memory_fraction 0.8: "Allocated 52.51 GiB for max
+    tokens in paged KV cache (860320)", from an estimate of 860,308 tokens of 64 KiB (FP8 K and V of 32 layers x 8
+    heads x 128)."""
+    from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
+    from infersim.roofline.quant import get_quant
+    from infersim.sim.engines import preset_config
+    from infersim.sim.run import replica_memory_plan
+    cfg = preset_config("trtllm", get_model("llama-3.1-8b"), get_hardware("h100-sxm"),
+                        StepOptions(quant=get_quant("fp8"), parallel=Parallelism(1)), 157)
+    cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, max_num_seqs=4096,
+                                                               max_num_batched_tokens=23552, chunk_tokens=23552),
+                              kv_cache=dataclasses.replace(cfg.kv_cache, memory_utilization=0.8))
+    plan = replica_memory_plan(cfg)
+    assert plan.kv_bytes_per_token == 65536 and plan.weight_bytes / 2 ** 30 == pytest.approx(8.46, abs=0.005)
+    assert plan.max_kv_tokens == pytest.approx(860_308, rel=2e-4)
+    # without the runtime, or sized after the largest step (4096 sequences' logits: 6.85 GiB), it would differ
+    no_runtime = replica_memory_plan(dataclasses.replace(cfg, kv_cache=dataclasses.replace(cfg.kv_cache, runtime_gib=0)))
+    step = replica_memory_plan(dataclasses.replace(cfg, kv_cache=dataclasses.replace(cfg.kv_cache, memory_profile="step")))
+    assert no_runtime.max_kv_tokens > 900_000 and step.max_kv_tokens < 780_000

@@ -2,6 +2,7 @@ import pytest
 
 from infersim.roofline import (Parallelism, QuantSpec, SpecError, get_hardware, get_model, get_quant, plan_memory,
                                weight_bytes_per_gpu)
+from infersim.roofline.errors import HardwareLimit
 
 LLAMA7 = get_model("llama-2-7b")
 A100 = get_hardware("a100-sxm-80gb")
@@ -92,6 +93,19 @@ def test_tensorrt_llms_fraction_is_of_the_memory_weights_and_workspace_leave():
     plan = plan_memory(LLAMA7, A100, utilization=0.9, utilization_of="free")
     assert plan.kv_cache_bytes == pytest.approx(64_469_289_369.6)
     assert plan.max_kv_tokens == 122_965
+
+
+def test_the_engines_runtime_comes_off_what_either_share_leaves():
+    # 2 GiB = 2,147,483,648 B held by the runtime: vLLM's share loses all of it (0.9 x 80 GiB - 13,476,831,232 -
+    # 789,970,944 - 2,147,483,648 = 60,894,437,212.8 B), TensorRT-LLM's free share 0.9 of it (64,469,289,369.6 -
+    # 1,932,735,283.2 = 62,536,554,086.4 B)
+    total = plan_memory(LLAMA7, A100, utilization=0.9, runtime_bytes=2 * 2 ** 30)
+    free = plan_memory(LLAMA7, A100, utilization=0.9, utilization_of="free", runtime_bytes=2 * 2 ** 30)
+    assert total.kv_cache_bytes == pytest.approx(60_895_125_504)
+    assert free.kv_cache_bytes == pytest.approx(62_536_554_086.4)
+    # a runtime that leaves the KV cache nothing is named as the cause
+    with pytest.raises(HardwareLimit, match=r"kv_cache.runtime_gib: leaves no room for a KV cache beside llama-2-7b"):
+        plan_memory(LLAMA7, A100, runtime_bytes=80 * 2 ** 30)
 
 
 def test_kv_projections_are_replicated_where_tp_exceeds_the_kv_heads():

@@ -351,3 +351,26 @@ def test_a_scenario_lists_its_engines_padded_capture_sizes(tmp_path):
 def test_bad_padded_capture_sizes_are_one_line(tmp_path, sizes, message):
     text = BASE.replace("model: tiny-llama", f"model: tiny-llama\nengine: {{cuda_graph_padded_sizes: {sizes}}}")
     assert error_of(tmp_path, text).startswith(message)
+
+
+def test_a_scenario_sets_the_engines_runtime_memory_and_memory_profile(tmp_path):
+    # tiny-llama under trtllm: the preset holds back 3.05 GiB and sizes after a pass of prompts; a scenario says
+    # otherwise, and 1 GiB more runtime under vLLM's share of all memory is 1 GiB less KV cache
+    trtllm = build_run(*load_scenario(write(tmp_path, BASE.replace(
+        "model: tiny-llama", "model: tiny-llama\nengine: {preset: trtllm}"))))[0].kv_cache
+    assert (trtllm.runtime_gib, trtllm.memory_profile) == (3.05, "context")
+    from infersim.sim.run import replica_memory_plan
+    plans = []
+    for extra in ("", "\nkv_cache: {runtime_gib: 1, memory_profile: step}"):
+        cfg = build_run(*load_scenario(write(tmp_path, BASE.replace("model: tiny-llama", "model: tiny-llama" + extra))))[0]
+        plans.append(replica_memory_plan(cfg))
+    assert plans[0].kv_cache_bytes - plans[1].kv_cache_bytes == pytest.approx(2 ** 30, rel=1e-12)
+
+
+@pytest.mark.parametrize("kv, message", [
+    ("{runtime_gib: -1}", "kv_cache.runtime_gib: must be >= 0, got -1"),
+    ("{runtime_gib: .inf}", "kv_cache.runtime_gib: must be a finite number, got inf"),
+    ("{memory_profile: prompts}", "kv_cache.memory_profile: must be one of step or context, got 'prompts'"),
+])
+def test_bad_runtime_memory_keys_are_one_line(tmp_path, kv, message):
+    assert error_of(tmp_path, BASE.replace("model: tiny-llama", f"model: tiny-llama\nkv_cache: {kv}")) == message
