@@ -411,8 +411,9 @@ def _roofline(args) -> int:
                                                   model.num_layers)
         engine_seqs = engine_cfg.limits.max_num_seqs
         options, step_hw = engine_cfg.options, engine_step.hardware
-        from infersim.roofline.kernel_set import GRAPH_REPLAY
-        if engine_step.launch == GRAPH_REPLAY:  # a padded capture runs the next captured size: one-token rows
+        from infersim.roofline.kernel_set import Replay
+        if engine_cfg.kernels.replay(args.phase == "decode", args.batch, batch.num_tokens) == Replay.GRAPH:
+            # a padded capture runs the next captured size: one-token rows with no context
             padding = engine_cfg.kernels.padding_rows(args.batch)
             batch = decode_batch([args.context] * args.batch + [0] * padding)
     else:

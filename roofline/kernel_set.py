@@ -118,7 +118,8 @@ class KernelSet:
 
     def padded_up_to(self, max_batch: int) -> "KernelSet":
         """This padded capture replayed up to `max_batch` (0: none): its sizes up to it, and `max_batch` itself
-        where they stop short of it (SGLang's and TensorRT-LLM's capture lists take in their max batch size).
+        where they stop short of it, as SGLang's and TensorRT-LLM's capture lists take in their max batch size
+        (vLLM's pattern would stop at its last size below it, leaving the batches above that eager).
         Beyond its largest size the engine's own rule for further sizes is not known here: refused."""
         if max_batch > self.padded_sizes[-1]:
             raise SpecError("engine.cuda_graph_max_batch", f"the preset's padded capture stops at "

@@ -177,20 +177,23 @@ class StepTimer:
         return cached
 
     def decode_run(self, batch_size: int, context_sum: int, context_max: int, steps: int, host_s: float = 0.0,
-                   host_overlaps: bool = False, start_s: float = 0.0,
-                   extra_gpu_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   host_overlaps: bool = False, start_s: float = 0.0, extra_gpu_s: float = 0.0,
+                   padding_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(per-step latencies, end times) of `steps` decode steps of a fixed batch run back to back from
         `start_s`; the batch's contexts (tokens already cached) sum to `context_sum` and peak at `context_max`
         at the first step. Each step's GPU work takes `extra_gpu_s` more than these kernels (a piecewise
         replay's eagerly launched attention: kernel_set.KernelSet.eager_attention_s), and each also spends
         `host_s` on the host: after the GPU's work, or, when the host overlaps it (`host_overlaps`), alongside
-        (the step then takes the longer of the two)."""
+        (the step then takes the longer of the two). A padded graph replay adds `padding_rows` one-token rows
+        with no context to every step (kernel_set.KernelSet.padding_rows): their contexts never grow."""
+        rows = batch_size + padding_rows
         if not self.options.flash_attention:  # materialised attention: its GEMM tiles follow the longest context
-            gpu_s = self._decode_ops_run(batch_size, context_sum, context_max, steps).latency_s + extra_gpu_s
+            gpu_s = self._decode_ops_run(batch_size, context_sum, context_max, steps, padding_rows).latency_s
+            gpu_s = gpu_s + extra_gpu_s
             latency_s = np.maximum(gpu_s, host_s) if host_overlaps else gpu_s + host_s
             return latency_s, start_s + np.cumsum(latency_s)
-        line = self._decode_line(batch_size)
-        return _decode_line_run(float(context_sum + batch_size), float(batch_size), steps, line.compute_fixed_s,
+        line = self._decode_line(rows)
+        return _decode_line_run(float(context_sum + rows), float(batch_size), steps, line.compute_fixed_s,
                                 line.compute_per_key_s, line.memory_fixed_s, line.memory_per_key_s,
                                 self.hw.overlap_exponent, self.hw.launch_overhead_s, self.model.num_layers,
                                 line.rest.latency_s + extra_gpu_s, host_s, host_overlaps, start_s)
@@ -206,13 +209,15 @@ class StepTimer:
         return decode_run_totals(steps, context_sum, batch_size, line.flops_fixed, line.flops_per_key,
                                  line.bytes_fixed, line.bytes_per_key)
 
-    def _decode_ops_run(self, batch_size: int, context_sum: int, context_max: int, steps: int) -> StepTotals:
-        """Each of `steps` decode steps, op by op (arrays over the steps)."""
+    def _decode_ops_run(self, batch_size: int, context_sum: int, context_max: int, steps: int,
+                        padding_rows: int = 0) -> StepTotals:
+        """Each of `steps` decode steps, op by op (arrays over the steps), with `padding_rows` rows of no context."""
         growth = np.arange(steps, dtype=np.float64)
-        attn_ops = ops.decode_attention(batch_size, context_sum + batch_size * growth, context_max + growth,
+        rows = batch_size + padding_rows
+        attn_ops = ops.decode_attention(rows, context_sum + batch_size * growth, context_max + growth,
                                         self._heads, self._kv_heads, self.model.head_dim, self.options.quant,
                                         self.options.flash_attention)
-        return self._combine(batch_size, batch_size, op_totals(self.hw, attn_ops))
+        return self._combine(rows, rows, op_totals(self.hw, attn_ops))
 
     def _decode_line(self, batch_size: int) -> DecodeLine:
         cached = self._lines.get(batch_size)

@@ -113,23 +113,24 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                       activation_bytes=activation_bytes,
                       kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, quant, parallel) + draft_kv_bytes_per_token,
                       runtime_bytes=runtime_bytes)
-    if plan.kv_cache_bytes <= 0:
+    # what weights, workspace and runtime must fit in: all the memory (TensorRT-LLM's fraction is of what they
+    # leave), or the share of it the engine takes
+    room_bytes = hw.memory_bytes if utilization_of == "free" else usable_bytes
+    if room_bytes - taken_bytes <= 0 or plan.kv_cache_bytes <= 0:
         runtime = f" + the engine's runtime {runtime_bytes / 1e9:.1f} GB" if runtime_bytes else ""
-        room_bytes = hw.memory_bytes if utilization_of == "free" else usable_bytes
-        if runtime_bytes and plan.kv_cache_bytes + runtime_bytes * (1 - utilization if utilization_of == "free"
-                                                                      else 1) > 0:  # it fits but for the runtime
+        if runtime_bytes and room_bytes - (taken_bytes - runtime_bytes) > 0:  # it fits but for the runtime
             raise HardwareLimit("kv_cache.runtime_gib", f"leaves no room for a KV cache beside {model.name} on "
                                 f"{hw.name} (weights {weight_bytes / 1e9:.1f} GB + activations "
                                 f"{activation_bytes / 1e9:.1f} GB of {room_bytes / 1e9:.1f} GB); lower it",
                                 runtime_bytes / 2 ** 30)
-        if draft_weight_bytes and plan.kv_cache_bytes + draft_weight_bytes > 0:  # it fits but for its drafter
+        if draft_weight_bytes and room_bytes - (taken_bytes - draft_weight_bytes) > 0:  # it fits but for its drafter
             fix = ("pick a smaller drafter (or method: ngram, which has no weights)"
                    if draft_field.startswith("speculative") else "pick a smaller model")
             raise HardwareLimit(draft_field, f"does not fit beside {model.name} on {hw.name}: weights "
                                 f"{(weight_bytes - draft_weight_bytes) / 1e9:.1f} GB + its "
                                 f"{draft_weight_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB{runtime} "
-                                f"exceed {usable_bytes / 1e9:.1f} GB usable; {fix}", draft_name or None)
+                                f"exceed {room_bytes / 1e9:.1f} GB usable; {fix}", draft_name or None)
         raise HardwareLimit("hardware", f"{model.name} does not fit: weights {plan.weight_bytes / 1e9:.1f} GB + "
-                            f"activations {plan.activation_bytes / 1e9:.1f} GB{runtime} exceed {plan.usable_bytes / 1e9:.1f} GB "
+                            f"activations {plan.activation_bytes / 1e9:.1f} GB{runtime} exceed {room_bytes / 1e9:.1f} GB "
                             f"usable on {hw.name}; raise tensor or pipeline parallelism, or quantize", hw.name)
     return plan

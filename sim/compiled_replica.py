@@ -15,10 +15,11 @@ so both tell the same seconds. Waiting requests are a queue in arrival order (a 
 replica's list): a preempted request waits again at its place, ahead of every later arrival.
 
 tests/test_compiled_replica.py holds its request table, timeline and summary to the SimPy replica's, under
-load, under KV pressure (preemptions) and with CUDA graphs. Requests reach a replica when SimPy's arrival
-process would submit them (its clock can be a bit off their arrival times: `_replay_clock`). An arrival at
-the very instant a step ends is seen by the scheduler's next plan here; in SimPy that depends on which event
-was queued first (a tie that random arrival times never produce).
+load, under KV pressure (preemptions), with CUDA graphs (padded or not) and an overlapped host. Requests
+reach a replica when SimPy's arrival process would submit them (its clock can be a bit off their arrival
+times: `_replay_clock`). An arrival at the very instant a step ends is seen by the scheduler's next plan here
+(under an overlapped host: held until the step after it is formed); in SimPy that depends on which event was
+queued first (a tie that random arrival times never produce).
 """
 from __future__ import annotations
 
@@ -501,10 +502,10 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, padded_rows, eager, 
             queued_after_plan = heap_n + arrived - fresh
             steps = 1 if preempted else steps_within(cdf, seqs, copies, min(fewest, max_decode_steps), free)
             timer = eager if replays[seqs] == _EAGER else graph
-            rows = padded_rows[seqs]  # a padded graph's one-token rows with no context (their keys then grow too)
-            line = timer.lines[rows]
+            padded = padded_rows[seqs]  # a padded graph's one-token rows with no context, which never grows
+            line = timer.lines[padded]
             other_s = line[0] + pieces_attention_s if replays[seqs] == _PIECES else line[0]
-            latency_all, ends_all = _decode_line_run(float(context_sum + rows), float(rows), steps, line[1], line[2],
+            latency_all, ends_all = _decode_line_run(float(context_sum + padded), float(seqs), steps, line[1], line[2],
                                                      line[3], line[4], timer.overlap_exponent, timer.launch_s,
                                                      timer.layers, other_s, host_fixed_s + host_per_seq_s * seqs,
                                                      overlaps, now)
@@ -513,11 +514,12 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, padded_rows, eager, 
                 steps = 1
             while cut < len(cut_s) and cut_s[cut] < now:
                 cut += 1
-            if cut < len(cut_s) and cut_s[cut] < ends_all[steps - 1]:  # overlapped: one step later
-                steps = min(np.searchsorted(ends_all, cut_s[cut]) + 1 + int(overlaps), steps)
+            if cut < len(cut_s) and cut_s[cut] < ends_all[steps - 1]:  # overlapped: one step later (Replica._cut)
+                steps = 1 if cut_s[cut] <= now else min(np.searchsorted(ends_all, cut_s[cut]) + 1 + int(overlaps), steps)
             formed = ends_all[steps - 2] if steps > 1 else now
             now = now + (ends_all[steps - 1] - now)  # as SimPy's clock adds the timeout: the same bits
-            run_flops, run_bytes = decode_run_totals(steps, context_sum, rows, line[5], line[6], line[7], line[8])
+            real = timer.lines[seqs]  # the model's work is the real rows' (MFU, MBU)
+            run_flops, run_bytes = decode_run_totals(steps, context_sum, seqs, real[5], real[6], real[7], real[8])
             flops += run_flops
             nbytes += run_bytes
             ends_s, latencies_s = ends_all[:steps], latency_all[:steps]

@@ -5,8 +5,8 @@ The story of a replica is a loop: ask its scheduler for the next plan, cost it w
 the host link for swapped KV blocks) and the engine's host-side time (after the GPU's, or overlapped with
 it), let that much simulated time pass, hand the timing back to the scheduler, record what happened. A plan of
 identical decode steps is run in one exact jump (each step still has its own latency); an arrival cuts
-the jump at the end of the step in flight, so that the scheduler sees it exactly when it would have
-stepping one iteration at a time.
+the jump at the end of the step in flight (under an overlapped host, of the step after it), so that the
+scheduler sees it exactly when it would have stepping one iteration at a time.
 """
 from __future__ import annotations
 
@@ -227,6 +227,8 @@ class Replica:
             (gpu_s, flops, nbytes), emitted = technique.step(timer, plan, new, cached, sampled, self.rng, self.metrics)
         else:
             gpu_s, flops, nbytes = timer.step(new + [1] * padding, cached + [0] * padding, sampled + padding)
+            if padding:  # the model's work is the real rows' (MFU, MBU)
+                _, flops, nbytes = timer.step(new, cached, sampled)
         latency_s = self.costs.overhead.wall_s(gpu_s + eager_attention_s + self.costs.swap_s(plan),
                                                decoding + len(plan.prefills))
         yield self.env.timeout(latency_s)
@@ -248,9 +250,9 @@ class Replica:
         scan, growth = batch.scan(), self.kv.growth(batch)
         steps = plan.decode_steps
         overhead, (timer, eager_attention_s, padding) = self.costs.overhead, self.costs.timer_for(plan, seqs)
-        rows = seqs + padding  # padding rows: one token and no context (their keys then grow as a sequence's)
-        latency_s, ends_s = timer.decode_run(rows, scan.context_sum_tokens, scan.context_max_tokens, steps,
-                                             overhead.step_s(seqs), overhead.overlaps_gpu, now_s, eager_attention_s)
+        latency_s, ends_s = timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
+                                             overhead.step_s(seqs), overhead.overlaps_gpu, now_s, eager_attention_s,
+                                             padding)
         used_blocks = self.kv.pool.used_blocks
         self._run_ends_s, self._run_blocks_before, self._run_growth = ends_s, used_blocks, growth
         # times as Python floats (`item`): NumPy scalars would make the clock one, and every sum on it slower
@@ -263,19 +265,19 @@ class Replica:
                 upcoming += 1
             self._next_arrival = upcoming
             if upcoming < len(times) and times[upcoming] < ends_s.item(steps - 1):
-                steps = min(int(ends_s.searchsorted(times[upcoming], side="left")) + 1 + late, steps)
+                steps = self._cut(ends_s, times[upcoming], now_s, late, steps)
             yield self.env.timeout(ends_s.item(steps - 1) - now_s)
         else:
             self._in_run = steps > 1
             try:
                 yield self.env.timeout(ends_s.item(steps - 1) - now_s)
             except simpy.Interrupt:  # an arrival: finish the step in flight, then let the scheduler in
-                steps = min(int(ends_s.searchsorted(self.env.now, side="left")) + 1 + late, steps)
+                steps = self._cut(ends_s, self.env.now, now_s, late, steps)
                 yield self.env.timeout(ends_s.item(steps - 1) - self.env.now)
             self._in_run = False
         self._formed_s = ends_s.item(steps - 2) if steps > 1 else now_s
         self._run_ends_s = None
-        flops, nbytes = timer.decode_totals(rows, scan.context_sum_tokens, scan.context_max_tokens, steps)
+        flops, nbytes = timer.decode_totals(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps)
         self.metrics.flops += flops
         self.metrics.bytes += nbytes
         if steps < len(ends_s):
@@ -285,6 +287,15 @@ class Replica:
                            scan.context_sum_tokens)
         self.metrics.run(ends_s, latency_s, record, growth.crossings_cdf)  # blocks after each step follow from it
         self._done(self.scheduler.retire_finished(ends_s.item(-1)))
+
+    @staticmethod
+    def _cut(ends_s: np.ndarray, arrival_s: float, start_s: float, late: int, steps: int) -> int:
+        """The steps of a run from `start_s` (ending at `ends_s`) that go ahead of an arrival at `arrival_s`:
+        through the step it lands in, and `late` more. One arriving as the run starts, after its plan, is
+        seen when the first step ends, as a request held then is (`_release`)."""
+        if arrival_s <= start_s:
+            return 1
+        return min(int(ends_s.searchsorted(arrival_s, side="left")) + 1 + late, steps)
 
     def _record(self, outcome: StepOutcome) -> None:
         if outcome.first_gaps_s is not None:

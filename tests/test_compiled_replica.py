@@ -145,12 +145,17 @@ def test_runs_it_does_not_tell_exactly_go_to_the_simpy_replicas(change):
 @given(scheduler=st.sampled_from(["vllm-v1", "sarathi"]), block_size=st.sampled_from([1, 8, 16]),
        num_blocks=st.integers(40, 400), budget=st.integers(16, 1024), max_seqs=st.integers(1, 16),
        rate=st.floats(1.0, 500.0), replicas=st.integers(1, 3), graphs=st.integers(0, 8), pieces=st.integers(0, 1024),
-       overlapped=st.booleans(), millisecond_stamps=st.booleans(), seed=st.integers(0, 1000))
+       overlapped=st.booleans(), millisecond_stamps=st.booleans(), padded=st.booleans(), in_tokens=st.booleans(),
+       seed=st.integers(0, 1000))
 def test_random_small_runs_are_told_alike(scheduler, block_size, num_blocks, budget, max_seqs, rate, replicas, graphs,
-                                          pieces, overlapped, millisecond_stamps, seed):
+                                          pieces, overlapped, millisecond_stamps, padded, in_tokens, seed):
     """Tiny caches, budgets and batch limits on a tiny model: preemptions, chunked prompts, refusals and
-    CUDA graphs, whole and piecewise, in every mix; arrivals stamped to the millisecond, as traces are, reach an
-    idle replica when SimPy's clock gets there (a bit off the stamp: `_replay_clock`)."""
+    CUDA graphs, whole (padded to captured sizes or not, counting sequences or tokens) and piecewise, in every
+    mix; arrivals stamped to the millisecond, as traces are, reach an idle replica when SimPy's clock gets there
+    (a bit off the stamp: `_replay_clock`)."""
+    kernels = KernelSet(graph_max_batch=graphs, piecewise_max_tokens=pieces, graph_counts_tokens=in_tokens)
+    if padded and graphs:
+        kernels = kernels.padded_capture(tuple(sorted({b for b in (1, 2, 4, 8) if b <= graphs} | {graphs})))
     cfg = RunConfig(get_model("tiny-llama"), get_hardware("a100-sxm-80gb"), scheduler=scheduler,
                     limits=SchedulerLimits(max_num_seqs=max_seqs, max_num_batched_tokens=budget, max_model_len=512,
                                            chunk_tokens=budget),
@@ -158,7 +163,7 @@ def test_random_small_runs_are_told_alike(scheduler, block_size, num_blocks, bud
                     # host times off the millisecond grid: a host-bound step of 1e-4 + 5e-6 s can end exactly on a
                     # millisecond-stamped arrival, the one tie the two tell apart (sim/compiled_replica.py)
                     overhead=EngineOverhead(1.03e-4, 5.7e-6, overlaps_gpu=overlapped),
-                    kernels=KernelSet(graph_max_batch=graphs, piecewise_max_tokens=pieces), cluster=Colocated(replicas))
+                    kernels=kernels, cluster=Colocated(replicas))
     rng = np.random.default_rng(seed)
     arrival_s = np.cumsum(rng.exponential(1 / rate, 60))
     workload = Workload(np.round(arrival_s, 3) if millisecond_stamps else arrival_s,

@@ -97,7 +97,7 @@ def test_tensorrt_llms_fraction_is_of_the_memory_weights_and_workspace_leave():
 
 def test_the_engines_runtime_comes_off_what_either_share_leaves():
     # 2 GiB = 2,147,483,648 B held by the runtime: vLLM's share loses all of it (0.9 x 80 GiB - 13,476,831,232 -
-    # 789,970,944 - 2,147,483,648 = 60,894,437,212.8 B), TensorRT-LLM's free share 0.9 of it (64,469,289,369.6 -
+    # 789,970,944 - 2,147,483,648 = 60,895,125,504 B), TensorRT-LLM's free share 0.9 of it (64,469,289,369.6 -
     # 1,932,735,283.2 = 62,536,554,086.4 B)
     total = plan_memory(LLAMA7, A100, utilization=0.9, runtime_bytes=2 * 2 ** 30)
     free = plan_memory(LLAMA7, A100, utilization=0.9, utilization_of="free", runtime_bytes=2 * 2 ** 30)
@@ -106,6 +106,10 @@ def test_the_engines_runtime_comes_off_what_either_share_leaves():
     # a runtime that leaves the KV cache nothing is named as the cause
     with pytest.raises(HardwareLimit, match=r"kv_cache.runtime_gib: leaves no room for a KV cache beside llama-2-7b"):
         plan_memory(LLAMA7, A100, runtime_bytes=80 * 2 ** 30)
+    # a model that does not fit under a free share is the model's fault, whatever the runtime (Llama-2-70B's
+    # 138 GB of fp16 weights on one 80 GB A100), with no KV cache of a few bytes left over from rounding
+    with pytest.raises(HardwareLimit, match=r"llama-2-70b does not fit: weights 138.0 GB"):
+        plan_memory(get_model("llama-2-70b"), A100, utilization_of="free", runtime_bytes=3 * 2 ** 30)
 
 
 def test_kv_projections_are_replicated_where_tp_exceeds_the_kv_heads():

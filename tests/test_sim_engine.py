@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infersim.roofline import decode_batch, get_hardware, get_model, prefill_batch, step_cost
+from infersim.roofline.kernel_set import KernelSet
 from infersim.sim.cluster import Colocated, Disaggregated
 from infersim.sim.compiled_replica import CompiledReplica
 from infersim.sim.run import KVCacheSpec, RunConfig, requests_from, simulate
@@ -167,6 +168,20 @@ def test_decode_jumps_give_the_same_results_as_stepping_one_iteration_at_a_time(
     assert fast.summary["steps"] == slow.summary["steps"]
     if scheduler == "vllm" and not disaggregated:
         assert fast.summary["preemptions"] > 0  # the small cache really forced preemption
+
+
+@pytest.mark.parametrize("overlapped", [False, True])
+def test_padded_decode_jumps_give_the_same_results_as_stepping(overlapped):
+    # a padded capture (1, 2, 4, 8, 16): runs of 5-7 sequences replay 8 rows, the padding rows' context never
+    # grows, whether the run is jumped over or stepped one iteration at a time
+    cfg = config(TINY, A100, overhead=EngineOverhead(1e-4, 1e-6, overlaps_gpu=overlapped),
+                 kernels=KernelSet(graph_max_batch=16, padded_sizes=(1, 2, 4, 8, 16)))
+    wl = workload(60, 100.0, (20, 300), (50, 400), seed=3)
+    fast, slow = run(cfg, wl), run(replace(cfg, jumps=False), wl)
+    for a, b in zip(fast.requests, slow.requests):
+        for t in ("first_token_s", "completion_s", "max_itl_s"):
+            assert getattr(a, t) == pytest.approx(getattr(b, t), rel=1e-9, abs=1e-12)
+    assert fast.summary["model_flops_utilization"] == pytest.approx(slow.summary["model_flops_utilization"], rel=1e-9)
 
 
 def test_a_request_larger_than_the_kv_cache_is_rejected_with_a_reason():
