@@ -236,7 +236,8 @@ def cmd_engines(args) -> int:
         graphs = d.kernels.graph_max_batch
         rows.append([name, d.scheduler, str(d.max_num_batched_tokens), str(d.max_num_seqs), str(d.chunk_tokens),
                      str(d.block_size_tokens),
-                     f"{d.memory_utilization:.2f}" + (" of free" if d.memory_utilization_of == "free" else ""),
+                     f"{d.memory_utilization:.2f}" + (" of free" if d.memory_utilization_of == "free" else "")
+                     + (f" - {d.runtime_gib:g} GiB" if d.runtime_gib else ""),
                      "on" if d.prefix_caching else "off",
                      ("some up to " if d.kernels.captured_sizes else "up to ") + str(graphs)
                      + (" tokens" if d.kernels.graph_counts_tokens else "")

@@ -123,6 +123,8 @@ def test_infersim_engines_lists_each_preset_with_its_defaults_on_the_gpu():
     v1 = next(line for line in out.splitlines() if line.startswith("vllm-v1"))
     assert "2048" in v1 and "256" in v1 and "overlapped" in v1  # V1 on an A100: 2048 tokens, 256 sequences
     assert "up to 512 tokens, padded (51 sizes)" in v1  # its capture: min(2 x 256, 512), padded
+    trtllm = next(line for line in out.splitlines() if line.startswith("trtllm "))
+    assert "0.90 of free - 3.05 GiB" in trtllm  # its share of what is free once its runtime holds 3.05 GiB
     assert all(name in out for name in ENGINES)
 
 
