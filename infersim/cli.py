@@ -436,7 +436,8 @@ def _roofline(args) -> int:
                "totals": cost.totals(),
                "ridge_point_flops_per_byte": hw.ridge_point_flops_per_byte(quant.gemm_dtype()),
                "memory": {"weight_bytes_per_gpu": memory.weight_bytes, "kv_cache_bytes": memory.kv_cache_bytes,
-                          "max_kv_tokens": memory.max_kv_tokens, "max_batch_at_context": memory.max_batch(context)}}
+                          "max_kv_tokens": memory.max_kv_tokens, "max_batch_at_context": memory.max_batch(context),
+                          "runtime_bytes": memory.runtime_bytes}}
         if facts is not None:
             out["engine"] = facts
         print(json.dumps(out, indent=2))
@@ -455,7 +456,9 @@ def _roofline(args) -> int:
             print(f"pipeline: slowest stage {cost.stage_time_s * 1e3:.3f} ms; bubble with {args.pp} "
                   f"micro-batches {100 * cost.pipeline_bubble_fraction(args.pp):.0f}%")
         print(f"ridge point {hw.ridge_point_flops_per_byte(quant.gemm_dtype()):.0f} FLOP/B; memory per GPU: "
-              f"weights {si(memory.weight_bytes, 'B')}, KV cache {si(memory.kv_cache_bytes, 'B')} = "
+              f"weights {si(memory.weight_bytes, 'B')}, "
+              + (f"the engine's runtime {si(memory.runtime_bytes, 'B')}, " if memory.runtime_bytes else "")
+              + f"KV cache {si(memory.kv_cache_bytes, 'B')} = "
               f"{memory.max_kv_tokens:,} tokens, max batch {memory.max_batch(context)} at context {context}")
         if engine_seqs is not None and engine_seqs < args.batch:
             print(f"note: {args.engine} runs at most {engine_seqs} sequences a step, not {args.batch}")

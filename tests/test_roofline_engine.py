@@ -195,3 +195,10 @@ def test_vllm_v1_sizes_the_kv_cache_from_092_of_the_whole_memory(capsys):
     expected = int((usable - 16_060_522_496 - 2_677_538_816) // 131_072)
     data = roofline_json(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "vllm-v1")
     assert data["memory"]["max_kv_tokens"] == expected == 457_314
+    assert data["memory"]["runtime_bytes"] == 0  # vLLM's runtime sits in its share's margin (roofline.memory)
+
+
+def test_the_trtllm_runtime_is_named_in_the_memory_line(capsys):
+    # 3.05 GiB = 3,274,912,563 B held back by the trtllm preset (sim/engines.py), printed as 3.27 GB
+    out = roofline(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "trtllm")
+    assert "weights 16.1 GB, the engine's runtime 3.27 GB, KV cache" in out
