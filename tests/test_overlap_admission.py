@@ -54,6 +54,9 @@ def test_a_request_arriving_mid_step_is_first_scheduled_a_step_later_than_withou
     in_series = _run(wl, False, compiled, monkeypatch)
     b_series = in_series.requests[1]
     # in series every step is 1 ms of host plus its GPU time: B is seen at the end of the step it landed in
+    ends_s = np.sort(np.asarray(in_series.timeline["start_s"]) + np.asarray(in_series.timeline["duration_s"]))
+    landed_in_ends_s = ends_s[np.searchsorted(ends_s, 2.5e-3)]
+    assert b_series.first_scheduled_s == pytest.approx(landed_in_ends_s, abs=1e-12)
     assert 3e-3 < b_series.first_scheduled_s < b.first_scheduled_s
 
 
