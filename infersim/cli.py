@@ -393,7 +393,7 @@ def _roofline(args) -> int:
         shape = f"prefill, batch {args.batch}, prompt {args.prompt}"
     options = StepOptions(quant=quant, parallel=parallel, flash_attention=not args.no_flash,
                           sampling=args.sampling or "top_p")
-    engine_step, step_hw, engine_seqs = None, hw, None
+    engine_step, step_hw, engine_seqs, pieces_padding = None, hw, None, 0
     if engine is not None:
         from infersim.scenario import deployed_config
         from infersim.sim.run import replica_memory_plan
@@ -413,10 +413,14 @@ def _roofline(args) -> int:
         engine_seqs = engine_cfg.limits.max_num_seqs
         options, step_hw = engine_cfg.options, engine_step.hardware
         from infersim.roofline.kernel_set import Replay
-        if engine_cfg.kernels.replay(args.phase == "decode", args.batch, batch.num_tokens) == Replay.GRAPH:
-            # a padded capture runs the next captured size: one-token rows with no context
-            padding = engine_cfg.kernels.padding_rows(args.batch)
+        replay = engine_cfg.kernels.replay(args.phase == "decode", args.batch, batch.num_tokens)
+        if replay == Replay.GRAPH or replay == Replay.PIECES and args.phase == "decode":
+            # a padded capture runs the next captured size: one-token rows with no context (ReplicaCosts.timer_for)
+            padding = (engine_cfg.kernels.padding_rows(args.batch) if replay == Replay.GRAPH
+                       else engine_cfg.kernels.padding_tokens(args.batch))
             batch = decode_batch([args.context] * args.batch + [0] * padding)
+        elif replay == Replay.PIECES:  # a prompt step's pieces run its padded tokens, its attention the real ones
+            pieces_padding = engine_cfg.kernels.padding_tokens(batch.num_tokens)
     else:
         memory = plan_memory(model, hw, quant, parallel)
     cost = step_cost(model, step_hw, batch, options)
@@ -460,6 +464,9 @@ def _roofline(args) -> int:
               + (f"the engine's runtime {si(memory.runtime_bytes, 'B')}, " if memory.runtime_bytes else "")
               + f"KV cache {si(memory.kv_cache_bytes, 'B')} = "
               f"{memory.max_kv_tokens:,} tokens, max batch {memory.max_batch(context)} at context {context}")
+        if pieces_padding:
+            print(f"note: {args.engine} runs this step's graph pieces at {batch.num_tokens + pieces_padding:,} tokens, "
+                  f"{pieces_padding} of them padding (a simulated replica costs them; the table above does not)")
         if engine_seqs is not None and engine_seqs < args.batch:
             print(f"note: {args.engine} runs at most {engine_seqs} sequences a step, not {args.batch}")
         if memory.max_batch(context) < args.batch:

@@ -15,6 +15,8 @@ piecewise CUDA graphs (CompilationConfig cudagraph_mode FULL_AND_PIECEWISE, its 
 Graphs" design document): the pieces between one layer's attention and the next replay, and each layer's
 attention kernel is launched eagerly between them. Such a step costs a graph replay's plus, per layer, the
 attention kernel's eager floor less the graph's (a kernel's floor adds to its time: timing.kernel_time_s).
+Where the capture is padded, the pieces run the step's tokens padded to a captured size too (`padding_tokens`):
+its dense part costs them, its attention and sampling the real tokens.
 
 Outside a graph, PyTorch-based engines launch each kernel from Python, and their collectives are NCCL calls
 (`HardwareSpec.collective_call_s`). A TensorRT engine enqueues its fused kernels and its all-reduce plugin
@@ -136,6 +138,14 @@ class KernelSet:
         if not self.padded_sizes:
             return 0
         return self.padded_sizes[bisect.bisect_left(self.padded_sizes, size)] - size
+
+    def padding_tokens(self, tokens: int) -> int:
+        """The tokens a piecewise replay of a step of `tokens` adds to its pieces (not to its attention, launched
+        between them on the real tokens): vLLM V1 pads a step's token count up to a captured size as it pads a
+        decode batch (gpu_model_runner `_get_num_input_tokens` with the same capture sizes); 0 past the largest."""
+        if not self.padded_sizes or tokens > self.padded_sizes[-1]:
+            return 0
+        return self.padding_rows(tokens)
 
     def eager_attention_s(self, hw: HardwareSpec, layers: int) -> float:
         """What a piecewise replay adds to a whole graph's: each of `layers` attention kernels (one a layer,

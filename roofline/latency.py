@@ -155,10 +155,11 @@ class StepTimer:
         blocks = [_block(cache, build, b) for b in range(largest // _TABLE_BLOCK + 1)]
         return tuple(np.array([x for block in blocks for x in block[i]])[:largest + 1] for i in range(3))
 
-    def step(self, new_tokens, cached_tokens, sampled: int) -> StepTotals:
+    def step(self, new_tokens, cached_tokens, sampled: int, padding_tokens: int = 0) -> StepTotals:
         """One step of a ragged batch (see `roofline.step.Batch`); small batches (prefill-only steps, which
-        repeat) are remembered."""
-        key = (tuple(new_tokens), tuple(cached_tokens), sampled) if len(new_tokens) <= 8 else None
+        repeat) are remembered. A piecewise graph replay padded to a captured size runs `padding_tokens` more
+        through its dense part (kernel_set.KernelSet.padding_tokens), not through attention or sampling."""
+        key = (tuple(new_tokens), tuple(cached_tokens), sampled, padding_tokens) if len(new_tokens) <= 8 else None
         cached = self._steps.get(key) if key else None
         if cached is None:
             if self._flash is not None:
@@ -171,7 +172,7 @@ class StepTimer:
                 batch = Batch(tuple(new_tokens), tuple(cached_tokens), (True,) * len(new_tokens))
                 attn = op_totals(self.hw, attention_ops(self.model, batch, self.hw, self.options))
                 tokens = batch.num_tokens
-            cached = StepTotals(*(float(x) for x in self._combine(tokens, sampled, attn)))
+            cached = StepTotals(*(float(x) for x in self._combine(tokens + padding_tokens, sampled, attn)))
             if key and len(self._steps) < 1 << 16:
                 self._steps[key] = cached
         return cached

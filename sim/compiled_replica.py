@@ -103,6 +103,7 @@ class ReplicaTables(NamedTuple):
     spec: LoopSpec
     replays: np.ndarray  # per decode batch size: how its step runs (_EAGER, _GRAPH or _PIECES)
     rows: np.ndarray  # per decode batch size: the rows its step runs, padding included (KernelSet.padding_rows)
+    dense_tokens: np.ndarray  # per token count of a piecewise-replayed step: the tokens its pieces run
     eager: CostTables
     graph: CostTables  # a graph replay's costs (whole or piecewise), of steps up to pieces_max_tokens tokens
 
@@ -152,13 +153,16 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
     limits, kernels = cfg.limits, cfg.kernels
     budget = cfg.scheduler_class.step_token_budget(limits)
     replays = np.array([kernels.replay(True, b, b) for b in range(limits.max_num_seqs + 1)], dtype=np.int64)
-    rows = np.array([b + (kernels.padding_rows(b) if replay == _GRAPH else 0) for b, replay in enumerate(replays)],
-                    dtype=np.int64)
+    # a decode step's padding rows (ReplicaCosts.timer_for): a whole graph's, or a padded piecewise replay's
+    rows = np.array([b + (kernels.padding_rows(b) if replay == _GRAPH else kernels.padding_tokens(b)
+                          if replay == _PIECES else 0) for b, replay in enumerate(replays)], dtype=np.int64)
     eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
                                                                                   limits.max_num_seqs)
     graph_hw = kernels.graph_hardware(cfg.hardware)
     pieces_tokens = min(kernels.piecewise_max_tokens, max(budget, limits.max_num_seqs))  # no step is larger
-    graph = (StepTimer(cfg.model, graph_hw, cfg.options).tables(pieces_tokens, int(rows.max()))
+    # a mixed step's tokens as its padded pieces run them (KernelSet.padding_tokens)
+    dense_tokens = np.array([t + kernels.padding_tokens(t) for t in range(pieces_tokens + 1)], dtype=np.int64)
+    graph = (StepTimer(cfg.model, graph_hw, cfg.options).tables(int(dense_tokens.max()), int(rows.max()))
              if graph_hw else eager)
     overhead, block_size = cfg.overhead, cfg.kv_cache.block_size_tokens
     spec = LoopSpec(limits.max_num_seqs, budget, MAX_DECODE_STEPS, cfg.scheduler_class.admits_after_preempting,
@@ -166,7 +170,7 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
                     int(cfg.kv_cache.watermark_fraction * total_blocks), block_size, float(overhead.fixed_s),
                     float(overhead.per_seq_s), bool(overhead.overlaps_gpu), int(kernels.piecewise_max_tokens),
                     float(kernels.eager_attention_s(cfg.hardware, cfg.model.num_layers)))
-    return ReplicaTables(spec, replays, rows, eager, graph)
+    return ReplicaTables(spec, replays, rows, dense_tokens, eager, graph)
 
 
 def serve(cfg, requests: list[Request], metrics: Metrics, total_blocks: int, refuses: Callable[[Request], str],
@@ -207,7 +211,7 @@ def _serve_replica(index: int, mine: list[Request], reached_s: np.ndarray, refus
     asked = np.array([(r.prompt_tokens, r.output_tokens) for r in accepted], dtype=np.int64).reshape(-1, 2)
     arrival_s = np.fromiter((r.arrival_s for r in mine), dtype=np.float64, count=len(mine))
     out: LoopOutput = _serve(reached_s[~refused], asked[:, 0].copy(), asked[:, 1].copy(), arrival_s, tables.spec,
-                             tables.replays, tables.rows, tables.eager, tables.graph)
+                             tables.replays, tables.rows, tables.dense_tokens, tables.eager, tables.graph)
     states = [_STATES[s] for s in out.state.tolist()]
     for req, s, g, p, (scheduled, first, last, completed, longest), to_fill, filled in zip(
             accepted, states, out.generated.tolist(), out.preemptions.tolist(), out.times.tolist(),
@@ -332,7 +336,7 @@ def _next_step_blocks(ints, n, block_size):
 
 
 @njit(cache=True)
-def _serve(reached_s, prompt, output, cut_s, spec, replays, padded_rows, eager, graph):
+def _serve(reached_s, prompt, output, cut_s, spec, replays, padded_rows, dense_tokens, eager, graph):
     """The replica's story: its accepted requests reach it at `reached_s` (sorted); `cut_s` are the arrival times
     of every request routed to it, refused ones included, which cut decode runs (`Replica._decode_run`)."""
     n = len(reached_s)
@@ -445,7 +449,8 @@ def _serve(reached_s, prompt, output, cut_s, spec, replays, padded_rows, eager, 
             attn_s, attn_flops, attn_bytes = ragged_flash_attention(
                 new[:seqs], cached[:seqs], timer.q_tile_tokens, timer.sram_tokens, timer.flash,
                 timer.overlap_exponent, timer.launch_s)
-            gpu_s = timer.token_latency_s[tokens] + timer.layers * attn_s + timer.sampled_latency_s[sampled]
+            dense = dense_tokens[tokens] if pieces else tokens
+            gpu_s = timer.token_latency_s[dense] + timer.layers * attn_s + timer.sampled_latency_s[sampled]
             if pieces:  # each layer's attention launched eagerly between the graph's pieces
                 gpu_s = gpu_s + pieces_attention_s
             flops += eager.token_flops[tokens] + eager.layers * attn_flops + eager.sampled_flops[sampled]

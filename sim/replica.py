@@ -63,12 +63,14 @@ class EngineOverhead:
 
 class StepCosting(NamedTuple):
     """The timer of a step's kernels, the time its attention kernels launched between piecewise graphs add to
-    them (0 unless the step replays pieces), and the one-token rows a padded graph replay adds to its decodes
-    (KernelSet.padding_rows)."""
+    them (0 unless the step replays pieces), the one-token rows a padded graph replay adds to its decodes
+    (KernelSet.padding_rows) and the tokens a padded piecewise replay adds to its pieces
+    (KernelSet.padding_tokens)."""
 
     timer: StepTimer
     eager_attention_s: float
     padding_rows: int = 0
+    padding_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ class ReplicaCosts:
         replay = self.kernels.replay(not plan.prefills, plan.decoding_seqs, tokens)
         if replay == Replay.EAGER:
             return StepCosting(self.timer, 0.0)
-        if replay == Replay.PIECES:
-            return StepCosting(self.graph_timer, self.pieces_attention_s)
+        if replay == Replay.PIECES:  # a decode-only step's padding runs as rows, as in a whole graph
+            padding = self.kernels.padding_tokens(tokens)
+            return (StepCosting(self.graph_timer, self.pieces_attention_s, 0, padding) if plan.prefills
+                    else StepCosting(self.graph_timer, self.pieces_attention_s, padding))
         size = tokens if self.kernels.graph_counts_tokens else plan.decoding_seqs
         return StepCosting(self.graph_timer, 0.0, self.kernels.padding_rows(size))
 
@@ -222,12 +226,13 @@ class Replica:
         if decoding:
             new += [per_seq] * decoding
             cached += plan.decode.context_tokens.tolist()
-        timer, eager_attention_s, padding = self.costs.timer_for(plan, sum(new))
-        if technique is not None:  # its steps' padding rows are not costed
+        timer, eager_attention_s, padding, padding_tokens = self.costs.timer_for(plan, sum(new))
+        if technique is not None:  # its steps' padding is not costed
             (gpu_s, flops, nbytes), emitted = technique.step(timer, plan, new, cached, sampled, self.rng, self.metrics)
         else:
-            gpu_s, flops, nbytes = timer.step(new + [1] * padding, cached + [0] * padding, sampled + padding)
-            if padding:  # the model's work is the real rows' (MFU, MBU)
+            gpu_s, flops, nbytes = timer.step(new + [1] * padding, cached + [0] * padding, sampled + padding,
+                                              padding_tokens)
+            if padding or padding_tokens:  # the model's work is the real tokens' (MFU, MBU)
                 _, flops, nbytes = timer.step(new, cached, sampled)
         latency_s = self.costs.overhead.wall_s(gpu_s + eager_attention_s + self.costs.swap_s(plan),
                                                decoding + len(plan.prefills))
@@ -249,7 +254,7 @@ class Replica:
         seqs, queued_after_plan = len(batch), len(self.scheduler.waiting)
         scan, growth = batch.scan(), self.kv.growth(batch)
         steps = plan.decode_steps
-        overhead, (timer, eager_attention_s, padding) = self.costs.overhead, self.costs.timer_for(plan, seqs)
+        overhead, (timer, eager_attention_s, padding, _) = self.costs.overhead, self.costs.timer_for(plan, seqs)
         latency_s, ends_s = timer.decode_run(seqs, scan.context_sum_tokens, scan.context_max_tokens, steps,
                                              overhead.step_s(seqs), overhead.overlaps_gpu, now_s, eager_attention_s,
                                              padding)

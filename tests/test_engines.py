@@ -72,6 +72,31 @@ def test_vllm_v1_v0_and_sglang_pad_a_decode_batch_up_to_their_own_capture_sizes(
         1, 2, 4, 8, 12, 16, 24, 32, 40, 48)
 
 
+def test_vllm_v1_pads_a_piecewise_steps_tokens_to_a_captured_size_and_costs_them_in_its_pieces_only():
+    from infersim.roofline import StepOptions, get_model
+    from infersim.sim.engines import preset_config
+    from infersim.sim.replica import ReplicaCosts
+    from infersim.sim.step_plan import PrefillChunk, StepPlan
+    hw = get_hardware("h100-sxm")
+    v1 = ENGINES["vllm-v1"].defaults(hw, 8192, 1).kernels
+    # 300 tokens run as 304 (256-512 by 16), 250 as 256, 9 as 16; 512 is a size; past 512 no pieces to pad
+    assert [v1.padding_tokens(t) for t in (300, 250, 9, 512, 513)] == [4, 6, 7, 0, 0]
+    # a 300-token prompt step: its pieces run 304 tokens, its attention and sampling the 300 real ones, so it
+    # costs 4 tokens more of the dense part: per token 2 x 6.98e9 FLOPs of Llama-3.1-8B's layer weights (32 x
+    # (4096 x 4096 x 2 + 4096 x 1024 x 2 + 3 x 4096 x 14336) = 6,979,321,856), plus norms and activations
+    model = get_model("llama-3.1-8b")
+    cfg = preset_config("vllm-v1", model, hw, StepOptions(), 8192)
+    from infersim.roofline.latency import StepTimer
+    timer = StepTimer(model, cfg.kernels.in_graph(hw), cfg.options)
+    padded, plain = timer.step([300], [0], 1, padding_tokens=4), timer.step([300], [0], 1)
+    assert (padded.flops - plain.flops) / 4 == pytest.approx(2 * 6_979_321_856, rel=0.01)
+    assert padded.latency_s > plain.latency_s
+    # a replica costs a mixed or prompt step so (ReplicaCosts.timer_for), a decode-only one as padding rows
+    costs = ReplicaCosts(timer, cfg.overhead, hw.host_link, 0.0, cfg.kernels, timer)
+    prompt_plan = StepPlan(prefills=(PrefillChunk(None, 300, 0, True),))
+    assert costs.timer_for(prompt_plan, 300).padding_tokens == 4
+
+
 def test_a_padded_capture_replayed_up_to_another_max_keeps_its_sizes_below_and_takes_the_max_in():
     v1 = ENGINES["vllm-v1"].defaults(get_hardware("h100-sxm"), 8192, 1).kernels
     assert v1.padded_up_to(20).padded_sizes == (1, 2, 4, 8, 16, 20)

@@ -202,3 +202,10 @@ def test_the_trtllm_runtime_is_named_in_the_memory_line(capsys):
     # 3.05 GiB = 3,274,912,563 B held back by the trtllm preset (sim/engines.py), printed as 3.27 GB
     out = roofline(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "trtllm")
     assert "weights 16.1 GB, the engine's runtime 3.27 GB, KV cache" in out
+
+
+def test_a_padded_piecewise_prompt_step_says_what_its_pieces_run(capsys):
+    # three 100-token prompts are 300 tokens: vLLM V1 runs its pieces at 304 (256-512 by 16)
+    out = roofline(capsys, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--phase", "prefill", "--batch", "3",
+                   "--prompt", "100", "--engine", "vllm-v1")
+    assert "note: vllm-v1 runs this step's graph pieces at 304 tokens, 4 of them padding" in out
