@@ -414,10 +414,8 @@ def _roofline(args) -> int:
         options, step_hw = engine_cfg.options, engine_step.hardware
         from infersim.roofline.kernel_set import Replay
         replay = engine_cfg.kernels.replay(args.phase == "decode", args.batch, batch.num_tokens)
-        if replay == Replay.GRAPH or replay == Replay.PIECES and args.phase == "decode":
-            # a padded capture runs the next captured size: one-token rows with no context (ReplicaCosts.timer_for)
-            padding = (engine_cfg.kernels.padding_rows(args.batch) if replay == Replay.GRAPH
-                       else engine_cfg.kernels.padding_tokens(args.batch))
+        if args.phase == "decode":  # a padded capture runs one-token rows with no context (ReplicaCosts.timer_for)
+            padding = engine_cfg.kernels.decode_padding_rows(replay, args.batch, batch.num_tokens)
             batch = decode_batch([args.context] * args.batch + [0] * padding)
         elif replay == Replay.PIECES:  # a prompt step's pieces run its padded tokens, its attention the real ones
             pieces_padding = engine_cfg.kernels.padding_tokens(batch.num_tokens)

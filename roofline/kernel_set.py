@@ -147,6 +147,14 @@ class KernelSet:
             return 0
         return self.padding_rows(tokens)
 
+    def decode_padding_rows(self, replay: Replay, seqs: int, tokens: int) -> int:
+        """The one-token rows a decode-only step of `seqs` sequences and `tokens` new tokens runs beside its own
+        when it runs as `replay` (`replay(True, seqs, tokens)`): a whole graph's up to its captured size, or a
+        padded piecewise replay's (its padding tokens run as rows); none eagerly."""
+        if replay == Replay.GRAPH:
+            return self.padding_rows(tokens if self.graph_counts_tokens else seqs)
+        return self.padding_tokens(tokens) if replay == Replay.PIECES else 0
+
     def eager_attention_s(self, hw: HardwareSpec, layers: int) -> float:
         """What a piecewise replay adds to a whole graph's: each of `layers` attention kernels (one a layer,
         as FlashAttention runs) at the eager path's floor rather than the graph's."""

@@ -153,9 +153,8 @@ def replica_tables(cfg, total_blocks: int) -> ReplicaTables:
     limits, kernels = cfg.limits, cfg.kernels
     budget = cfg.scheduler_class.step_token_budget(limits)
     replays = np.array([kernels.replay(True, b, b) for b in range(limits.max_num_seqs + 1)], dtype=np.int64)
-    # a decode step's padding rows (ReplicaCosts.timer_for): a whole graph's, or a padded piecewise replay's
-    rows = np.array([b + (kernels.padding_rows(b) if replay == _GRAPH else kernels.padding_tokens(b)
-                          if replay == _PIECES else 0) for b, replay in enumerate(replays)], dtype=np.int64)
+    rows = np.array([b + kernels.decode_padding_rows(Replay(replay), b, b) for b, replay in enumerate(replays)],
+                    dtype=np.int64)
     eager = StepTimer(cfg.model, kernels.eager(cfg.hardware), cfg.options).tables(max(budget, limits.max_num_seqs),
                                                                                   limits.max_num_seqs)
     graph_hw = kernels.graph_hardware(cfg.hardware)

@@ -93,12 +93,11 @@ class ReplicaCosts:
         replay = self.kernels.replay(not plan.prefills, plan.decoding_seqs, tokens)
         if replay == Replay.EAGER:
             return StepCosting(self.timer, 0.0)
-        if replay == Replay.PIECES:  # a decode-only step's padding runs as rows, as in a whole graph
-            padding = self.kernels.padding_tokens(tokens)
-            return (StepCosting(self.graph_timer, self.pieces_attention_s, 0, padding) if plan.prefills
-                    else StepCosting(self.graph_timer, self.pieces_attention_s, padding))
-        size = tokens if self.kernels.graph_counts_tokens else plan.decoding_seqs
-        return StepCosting(self.graph_timer, 0.0, self.kernels.padding_rows(size))
+        attention_s = self.pieces_attention_s if replay == Replay.PIECES else 0.0
+        if plan.prefills:  # pieces, whose dense part runs the padded tokens
+            return StepCosting(self.graph_timer, attention_s, 0, self.kernels.padding_tokens(tokens))
+        return StepCosting(self.graph_timer, attention_s,
+                           self.kernels.decode_padding_rows(replay, plan.decoding_seqs, tokens))
 
     def swap_s(self, plan: StepPlan) -> float:
         """Swapping blocks blocks the step it happens in (vLLM v0 swaps before running the model)."""
