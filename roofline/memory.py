@@ -2,7 +2,8 @@
 
 Like vLLM's startup profiling: the KV cache gets what is left of `utilization x capacity` after the
 weights, the peak activation workspace of the largest step and what the engine's process holds outside them
-(its `runtime_bytes`); that fixes the KV tokens a GPU holds.
+(its `runtime_bytes`); that fixes the KV tokens a GPU holds. An engine that runs no such pass (SGLang) is
+planned with no workspace: its share of memory leaves the activations' room by itself.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from .errors import HardwareLimit, SpecError, require_choice
 from .hardware import HardwareSpec
 from .models import ModelSpec
-from .ops import ACT_BYTES, LOGIT_BYTES
+from .ops import ACT_BYTES
 from .quant import QuantSpec
 from .step import Parallelism
 
@@ -44,15 +45,28 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: Par
     return 2 * layers * kv_heads * model.head_dim * quant.kv_bytes_per_element(model.head_dim)
 
 
+# What a sampler holds at its peak for each sampled sequence and vocabulary entry. vLLM 0.11's startup pass on
+# one H100 with 1,024 sequences sampled (its "torch peak memory increase" log line, gathered by llm-d:
+# llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md) peaked at 4.76 GiB for Llama-3.1-8B
+# and 4.84 GiB for Llama-3.3-70B at TP 2 (vocabulary 128,256), 5.56 GiB for Qwen3-0.6B and 5.64 GiB for
+# Qwen3-32B (151,936): the vocabulary sets it, not the model's size nor its split, so the sampler does, over the
+# whole vocabulary on every rank: 4.76 GiB / (1,024 x 128,256) = 38.9 B, some ten bf16 and fp32 copies of the
+# logits (their fp32 cast, a sort's values and int64 indices, probabilities, masks, the noise sampled against).
+# Read off one engine's logs: other samplers (FlashInfer's sort-free one, TensorRT-LLM's) may hold less.
+SAMPLER_BYTES_PER_LOGIT = 38.9
+
+
 def activation_bytes_per_gpu(model: ModelSpec, parallel: Parallelism, max_batched_tokens: int,
                              max_sequences: int) -> float:
-    """Peak transient memory of the largest step: the FFN's up output and activation for every token,
-    the residual stream twice, and fp32 logits plus sort buffers for every sampled sequence."""
+    """Peak transient memory of the largest step: the larger of its forward pass (the FFN's up output and
+    activation for every token, the residual stream twice) and its sampler (`SAMPLER_BYTES_PER_LOGIT` for each
+    sampled sequence's each logit, the vocabulary whole). They run one after the other, the forward's buffers
+    freed before the sampler takes its own: the llm-d logs above peak the same for a 0.6B and a 32B model."""
     tp = parallel.tensor_parallel
     up = model.ffn_size * (2 if model.ffn_kind == "swiglu" else 1) // tp
-    per_token = (up + model.ffn_size // tp + 2 * model.hidden_size) * ACT_BYTES
-    logits = max_sequences * math.ceil(model.vocab_size / tp) * (ACT_BYTES + 3 * LOGIT_BYTES)
-    return max_batched_tokens * per_token + logits
+    forward = max_batched_tokens * (up + model.ffn_size // tp + 2 * model.hidden_size) * ACT_BYTES
+    sampler = max_sequences * model.vocab_size * SAMPLER_BYTES_PER_LOGIT
+    return max(forward, sampler)
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,9 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     memory and tensor parallelism (`_SGLANG_TIERS_MIB`; batches padded up to a captured size,
     `_sglang_capture_sizes`);
     mem_fraction_static leaves (512 + 1.5 max(chunk, 2048) + 1024 tp/8 + 2 per graph batch size) MiB for
-    activations and graphs, at least 10 GiB on GPUs over 60 GiB; page size 1 (radix cache on); every
+    activations and graphs, at least 10 GiB on GPUs over 60 GiB, and holds the weights and the KV pool alone:
+    the pool is what is free once the weights are loaded less the share left out, no activations profiled
+    (model_executor/model_runner.py `profile_max_num_token`; memory_profile "static"); page size 1 (radix cache on); every
     prefill step is one chunk (max_prefill_tokens 16384 is larger); max_running_requests derived from the
     KV pool (taken as 2048, the pool's lower bound in 0.5.2); prefill and mixed steps run eagerly (piecewise
     CUDA graphs for them are an experimental flag, --enable-piecewise-cuda-graph, off by default: SGLang's
@@ -183,16 +185,17 @@ def _sglang(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:
     return EngineDefaults("sglang", 2048, chunk, chunk, 1, round((memory_mib - reserved_mib) / memory_mib, 3),
                           0.0, True, EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=True),
                           KernelSet(graph_max_batch=graphs, padded_sizes=_sglang_capture_sizes(graphs),
-                                    all_reduce="vllm-custom"), _ADD_NORM)
+                                    all_reduce="vllm-custom"), _ADD_NORM, memory_profile="static")
 
 
 # TensorRT-LLM 0.20's PyTorch backend on an H100, as trtllm-bench logged it for Llama-3.1-8B-Instruct-FP8
 # (NVIDIA/TensorRT-LLM issue #6294: weights 8.46 GiB, max_num_tokens 23552, free_gpu_memory_fraction 0.8,
 # 860,308 KV tokens of 64 KiB = 52.51 GiB, so 65.64 GiB before the fraction). The plan here leaves 79.65 GiB
-# (nvidia-smi's 81,559 MiB) - 8.46 - 2.50 GiB (the profiling pass: 23,552 tokens and 151 requests' logits)
-# = 68.69 GiB: the 3.05 GiB between them is the CUDA context, non-torch workspaces, the allocator's slack and
-# what the driver keeps. Measured on one GPU and one model: read it as an order of magnitude elsewhere.
-_TRTLLM_RUNTIME_GIB = 3.05
+# (nvidia-smi's 81,559 MiB) - 8.46 - 2.25 GiB (the profiling pass's forward over 23,552 tokens; its 151
+# requests' logits, sampled after it, take less) = 68.94 GiB: the 3.30 GiB between them is the CUDA context,
+# non-torch workspaces, the allocator's slack and what the driver keeps. Measured on one GPU and one model: read
+# it as an order of magnitude elsewhere.
+_TRTLLM_RUNTIME_GIB = 3.30
 
 
 def _trtllm(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults:

@@ -51,9 +51,10 @@ class KVCacheSpec:
     # what the engine's process holds beyond weights, activations and KV (roofline.memory.plan_memory)
     runtime_gib: float = 0.0
     # the startup pass the KV cache is sized after (MEMORY_PROFILES): the largest step, its token budget and
-    # every sequence's logits (vLLM's profile_run, SGLang), or context requests of max_model_len tokens filling
-    # the budget, each sampling its last token (TensorRT-LLM's PyTorch backend, _torch/pyexecutor/_util.py
-    # KvCacheCreator)
+    # every sequence's logits (vLLM's profile_run), or context requests of max_model_len tokens filling the
+    # budget, each sampling its last token (TensorRT-LLM's PyTorch backend, _torch/pyexecutor/_util.py
+    # KvCacheCreator), or none, the activations living in the share memory_utilization leaves out ("static":
+    # SGLang's mem_fraction_static holds weights and KV pool alone, model_runner `profile_max_num_token`)
     memory_profile: str = "step"
 
 
@@ -146,7 +147,7 @@ def kv_bytes_per_token(cfg: RunConfig) -> float:
     return own + _draft_bytes(cfg).kv_bytes_per_token
 
 
-MEMORY_PROFILES = ("step", "context")  # KVCacheSpec.memory_profile
+MEMORY_PROFILES = ("step", "context", "static")  # KVCacheSpec.memory_profile
 
 
 def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
@@ -157,6 +158,8 @@ def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
     budget = cfg.scheduler_class.step_token_budget(cfg.limits)
     sampled = (cfg.limits.max_num_seqs if kv.memory_profile == "step"
                else max(1, -(-budget // cfg.limits.max_model_len)))
+    if kv.memory_profile == "static":  # no pass: no workspace comes off the share
+        budget = sampled = 0
     return plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel, kv.memory_utilization,
                        budget, sampled, draft.weight_bytes, draft.kv_bytes_per_token, kv.memory_utilization_of,
                        draft_field=draft.field, draft_name=draft.name, runtime_bytes=kv.runtime_gib * 2 ** 30)

@@ -160,7 +160,7 @@ def test_infersim_run_prints_a_line_per_tier(tmp_path, capsys):
                          "'tiny-moe', 'replicas': 2, 'escalate': 0.5}]"),
     # a tier's deployment that cannot run is named by the tier, before any simulation
     (("model: tiny-moe", "model: llama-3.1-405b"), "cascade.tiers.0.hardware: llama-3.1-405b does not fit: weights "
-                                               "811.7 GB + activations 1.2 GB exceed 79.0 GB usable on "
+                                               "811.7 GB + activations 1.3 GB exceed 79.0 GB usable on "
                                                "a100-sxm-80gb; raise tensor or pipeline parallelism, or quantize, "
                                                "got 'a100-sxm-80gb'"),
     # the top level's own deployment, which the last tier ({}) runs, is named as the top level's

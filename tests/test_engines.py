@@ -31,6 +31,23 @@ def test_sglang_chunks_and_reserves_memory_by_gpu_memory_as_its_memory_hook_does
     assert ENGINES["sglang"].defaults(get_hardware("l4"), 8192, 4).kernels.graph_max_batch == 160
 
 
+
+def test_sglangs_kv_pool_is_its_static_share_less_the_weights_no_activations_profiled():
+    # SGLang's model_runner `profile_max_num_token`: the pool is the memory free once the weights are loaded less
+    # (1 - mem_fraction_static) of the total, so 0.835 x 81,559 MiB (85,520,809,984 B) - 16,060,522,496 B of
+    # Llama-3.1-8B's bf16 weights = 55,349,353,840.6 B; / 131,072 B a token = 422,282 tokens. Sized after a step
+    # as vLLM is, the share would also lose 2048 sequences' logits at 38.9 B (9.5 GiB); SGLang's activations
+    # live in the 13,440 MiB it leaves out.
+    from infersim.roofline import Parallelism, StepOptions, get_model
+    from infersim.sim.engines import preset_config
+    from infersim.sim.run import replica_memory_plan
+    cfg = preset_config("sglang", get_model("llama-3.1-8b"), get_hardware("h100-sxm"), StepOptions(parallel=Parallelism(1)),
+                        8192)
+    plan = replica_memory_plan(cfg)
+    assert (cfg.kv_cache.memory_profile, plan.activation_bytes, plan.max_kv_tokens) == ("static", 0, 422_282)
+    stepped = replica_memory_plan(dataclasses.replace(cfg, kv_cache=dataclasses.replace(cfg.kv_cache, memory_profile="step")))
+    assert stepped.max_kv_tokens < 390_000
+
 def test_vllm_v0_budgets_a_whole_longest_prompt_and_chunks_long_contexts_by_itself():
     # SchedulerConfig: max(max_model_len, 2048) without chunked prefill; beyond 32768 tokens of context
     # chunked prefill comes on with a 2048-token budget
@@ -149,7 +166,7 @@ def test_infersim_engines_lists_each_preset_with_its_defaults_on_the_gpu():
     assert "2048" in v1 and "256" in v1 and "overlapped" in v1  # V1 on an A100: 2048 tokens, 256 sequences
     assert "up to 512 tokens, padded (51 sizes)" in v1  # its capture: min(2 x 256, 512), padded
     trtllm = next(line for line in out.splitlines() if line.startswith("trtllm "))
-    assert "0.90 of free - 3.05 GiB" in trtllm  # its share of what is free once its runtime holds 3.05 GiB
+    assert "0.90 of free - 3.3 GiB" in trtllm  # its share of what is free once its runtime holds 3.30 GiB
     assert all(name in out for name in ENGINES)
 
 
@@ -194,17 +211,18 @@ def test_tensorrt_llm_sizes_its_kv_cache_from_free_memory_and_a_scenario_can_say
                                         "kv_cache": kv_cache, "workload": {"num_requests": 1, "arrival": {"process": "burst"},
                                                      "prompt_tokens": 100, "output_tokens": 10}}))
         blocks[name] = total_kv_blocks(load_run(path)[1])
-    # the difference: 0.1 x (16,060,522,496 B of weights + the profiling pass's workspace, 8192 tokens x (2 x
-    # 14336 + 14336 + 2 x 4096) x 2 B + 2 requests' (8192 / 4096) 128,256 logits x 14 B = 842,451,968 B, + the
-    # runtime's 3.05 GiB = 3,274,912,563 B) = 2,017,788,703 B: 15,394 tokens of 131,072 B, 481.1 blocks of 32
-    assert blocks["free"] - blocks["total"] == pytest.approx(481.1, abs=1)
+    # the difference: 0.1 x (16,060,522,496 B of weights + the profiling pass's workspace, its forward's 8192
+    # tokens x (2 x 14336 + 14336 + 2 x 4096) x 2 B = 838,860,800 B (2 requests' (8192 / 4096) 128,256 logits x
+    # 38.9 B, sampled after it, take less), + the runtime's 3.30 GiB = 3,543,348,019 B) = 2,044,273,132 B:
+    # 15,596 tokens of 131,072 B, 487.4 blocks of 32
+    assert blocks["free"] - blocks["total"] == pytest.approx(487.4, abs=1)
 
 
 def test_tensorrt_llm_holds_back_its_runtime_as_trtllm_bench_logged_it_on_an_h100():
     """NVIDIA/TensorRT-LLM issue #6294: trtllm-bench 0.20, Llama-3.1-8B-Instruct-FP8 on one H100, max_num_tokens
     23552, 4096 requests at most, max_seq_len 157, free_gpu_memory_fraction 0.8: "Allocated 52.51 GiB for max
     tokens in paged KV cache (860320)", from an estimate of 860,308 tokens of 64 KiB (FP8 K and V of 32 layers x 8
-    heads x 128). The preset's 3.05 GiB of runtime is set from this log (a fit to it, sim/engines.py): this
+    heads x 128). The preset's 3.30 GiB of runtime is set from this log (a fit to it, sim/engines.py): this
     checks that the plan is the one that figure was read with."""
     from infersim.roofline import Parallelism, StepOptions, get_hardware, get_model
     from infersim.roofline.quant import get_quant
@@ -218,7 +236,7 @@ def test_tensorrt_llm_holds_back_its_runtime_as_trtllm_bench_logged_it_on_an_h10
     plan = replica_memory_plan(cfg)
     assert plan.kv_bytes_per_token == 65536 and plan.weight_bytes / 2 ** 30 == pytest.approx(8.46, abs=0.005)
     assert plan.max_kv_tokens == pytest.approx(860_308, rel=2e-4)
-    # without the runtime, or sized after the largest step (4096 sequences' logits: 6.85 GiB), it would differ
+    # without the runtime, or sized after the largest step (4096 sequences' logits: 19.0 GiB), it would differ
     no_runtime = replica_memory_plan(dataclasses.replace(cfg, kv_cache=dataclasses.replace(cfg.kv_cache, runtime_gib=0)))
     step = replica_memory_plan(dataclasses.replace(cfg, kv_cache=dataclasses.replace(cfg.kv_cache, memory_profile="step")))
     assert no_runtime.max_kv_tokens > 900_000 and step.max_kv_tokens < 780_000

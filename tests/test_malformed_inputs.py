@@ -367,5 +367,5 @@ def test_a_contiguous_cache_scheduler_runs_on_the_default_engine(tmp_path, capsy
 
 def test_roofline_names_the_hardware_flag_a_model_does_not_fit(capsys):
     assert one_line_error(capsys, "roofline", "--model", "llama-3.1-405b", "--hardware", "h100-sxm") == (
-        "--hardware: llama-3.1-405b does not fit: weights 811.7 GB + activations 3.6 GB exceed 77.0 GB usable on "
+        "--hardware: llama-3.1-405b does not fit: weights 811.7 GB + activations 3.2 GB exceed 77.0 GB usable on "
         "h100-sxm; raise tensor or pipeline parallelism, or quantize, got 'h100-sxm'")

@@ -14,12 +14,31 @@ def test_llama2_7b_fp16_weights_are_13_5_gb():
 
 def test_memory_plan_of_llama2_7b_on_a100_80gb():
     plan = plan_memory(LLAMA7, A100)
-    # Workspace: 8192 tokens x (22016 + 11008 + 2 x 4096) x 2 B + 256 seqs x 32000 x (2 + 3 x 4) B.
-    assert plan.activation_bytes == 8192 * 41216 * 2 + 256 * 32000 * 14
-    # KV: (0.9 x 80 GiB (85,899,345,920 B) - 13,476,831,232 - 789,970,944) / 524,288 B per token = 120,244
+    # Workspace: the forward, 8192 tokens x (22016 + 11008 + 2 x 4096) x 2 B = 675,282,944 B, outweighs the
+    # sampler, 256 seqs x 32000 x 38.9 B = 318,668,800 B, which runs after it.
+    assert plan.activation_bytes == 8192 * 41216 * 2
+    # KV: (0.9 x 80 GiB (85,899,345,920 B) - 13,476,831,232 - 675,282,944) / 524,288 B per token = 120,462
     # tokens (vLLM logs ~7,500 16-token blocks for this model and GPU)
-    assert plan.max_kv_tokens == 120_244
+    assert plan.max_kv_tokens == 120_462
     assert plan.max_batch(4096) == 29
+
+
+def test_vllm_0_11s_startup_pass_on_an_h100_as_llm_d_logged_it():
+    """llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md: vLLM 0.11 on one H100 (79.18 GiB
+    to CUDA), gpu_memory_utilization 0.9, 1,024 sequences and 8,192 tokens in its startup pass. Llama-3.1-8B:
+    weights 14.99 GiB, torch peak 4.76 GiB, non-torch 0.13 GiB, KV cache 51.38 GiB; Llama-3.3-70B-FP8 at TP 2:
+    torch peak 4.84 GiB."""
+    h100 = get_hardware("h100-sxm")
+    plan = plan_memory(get_model("llama-3.1-8b"), h100, utilization=0.9, max_batched_tokens=8192, max_sequences=1024)
+    # the sampler's 1024 x 128,256 x 38.9 B = 5,108,898,202 B = 4.758 GiB (the figure the constant was read from)
+    assert plan.activation_bytes / 2 ** 30 == pytest.approx(4.76, abs=0.005)
+    # KV: 0.9 x 79.65 GiB - 14.96 - 4.76 = 51.96 GiB against the logged 51.38: the plan counts nvidia-smi's 79.65
+    # GiB where vLLM sees CUDA's 79.18 (0.42 GiB of the 0.9) and holds no non-torch 0.13 GiB back
+    assert plan.kv_cache_bytes / 2 ** 30 == pytest.approx(51.38, rel=0.012)
+    # the 70B at TP 2 samples the whole vocabulary on each rank: the same 4.76 GiB against the logged 4.84
+    tp2 = plan_memory(get_model("llama-3.1-70b"), h100, get_quant("fp8"), Parallelism(2), utilization=0.9,
+                      max_batched_tokens=8192, max_sequences=1024)
+    assert tp2.activation_bytes / 2 ** 30 == pytest.approx(4.84, rel=0.02)
 
 
 def test_tp2_halves_weights_and_kv_per_gpu():
@@ -88,21 +107,21 @@ def test_bad_quant_settings_name_the_field(kwargs, field):
 
 
 def test_tensorrt_llms_fraction_is_of_the_memory_weights_and_workspace_leave():
-    # free_gpu_memory_fraction 0.9 of (80 GiB - 13,476,831,232 weights - 789,970,944 workspace) =
-    # 64,469,289,369.6 B of KV; / 524,288 B per token = 122,965 tokens (vLLM's 0.9 of all: 120,244)
+    # free_gpu_memory_fraction 0.9 of (80 GiB - 13,476,831,232 weights - 675,282,944 workspace) =
+    # 64,572,508,569.6 B of KV; / 524,288 B per token = 123,162 tokens (vLLM's 0.9 of all: 120,462)
     plan = plan_memory(LLAMA7, A100, utilization=0.9, utilization_of="free")
-    assert plan.kv_cache_bytes == pytest.approx(64_469_289_369.6)
-    assert plan.max_kv_tokens == 122_965
+    assert plan.kv_cache_bytes == pytest.approx(64_572_508_569.6)
+    assert plan.max_kv_tokens == 123_162
 
 
 def test_the_engines_runtime_comes_off_what_either_share_leaves():
     # 2 GiB = 2,147,483,648 B held by the runtime: vLLM's share loses all of it (0.9 x 80 GiB - 13,476,831,232 -
-    # 789,970,944 - 2,147,483,648 = 60,895,125,504 B), TensorRT-LLM's free share 0.9 of it (64,469,289,369.6 -
-    # 1,932,735,283.2 = 62,536,554,086.4 B)
+    # 675,282,944 - 2,147,483,648 = 61,009,813,504 B), TensorRT-LLM's free share 0.9 of it (64,572,508,569.6 -
+    # 1,932,735,283.2 = 62,639,773,286.4 B)
     total = plan_memory(LLAMA7, A100, utilization=0.9, runtime_bytes=2 * 2 ** 30)
     free = plan_memory(LLAMA7, A100, utilization=0.9, utilization_of="free", runtime_bytes=2 * 2 ** 30)
-    assert total.kv_cache_bytes == pytest.approx(60_895_125_504)
-    assert free.kv_cache_bytes == pytest.approx(62_536_554_086.4)
+    assert total.kv_cache_bytes == pytest.approx(61_009_813_504)
+    assert free.kv_cache_bytes == pytest.approx(62_639_773_286.4)
     # a runtime that leaves the KV cache nothing is named as the cause
     with pytest.raises(HardwareLimit, match=r"kv_cache.runtime_gib: leaves no room for a KV cache beside llama-2-7b"):
         plan_memory(LLAMA7, A100, runtime_bytes=80 * 2 ** 30)

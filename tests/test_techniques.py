@@ -85,23 +85,23 @@ def test_variant_differs_from_its_baseline_only_in_the_technique_keys(variant):
 
 
 def test_kv_bits_8_doubles_and_kv_bits_4_nearly_quadruples_the_kv_blocks():
-    # KV cache: 0.92 x the H100's 81,559 MiB (78,679,145,185 B) - 16,060,522,496 weights - 2,677,538,816
-    # workspace = 59,941,083,873 B. Per token 2 x 32 layers x 8 KV heads x 128 x bytes: fp16 131,072 B ->
-    # 457,314 tokens -> 28,582 blocks; 8-bit 65,536 B -> 914,628 tokens -> 57,164 blocks; 4-bit 0.5 B + a 2 B
-    # scale and 2 B zero per 128-wide head (0.53125 B) = 34,816 B -> 1,721,653 tokens -> 107,603 blocks
-    # (3.76x: 2 / 0.53125).
+    # KV cache: 0.92 x the H100's 81,559 MiB (78,679,145,185 B) - 16,060,522,496 weights - 5,108,898,202
+    # workspace (the sampler's 1024 x 128,256 logits x 38.9 B, above the forward's 838,860,800) =
+    # 57,509,724,488 B. Per token 2 x 32 layers x 8 KV heads x 128 x bytes: fp16 131,072 B -> 438,764 tokens
+    # -> 27,422 blocks; 8-bit 65,536 B -> 877,528 tokens -> 54,845 blocks; 4-bit 0.5 B + a 2 B scale and 2 B
+    # zero per 128-wide head (0.53125 B) = 34,816 B -> 1,651,818 tokens -> 103,238 blocks (3.76x: 2 / 0.53125).
     blocks = {stem: total_kv_blocks(_config(stem)) for stem in ("quantization-baseline", "quantization-kv8",
                                                                 "quantization-kv4")}
-    assert blocks == {"quantization-baseline": 28_582, "quantization-kv8": 57_164, "quantization-kv4": 107_603}
+    assert blocks == {"quantization-baseline": 27_422, "quantization-kv8": 54_845, "quantization-kv4": 103_238}
 
 
 def test_fp8_halves_the_weights_and_the_kv_bytes_together():
     # fp8 weights, one fp16 scale per weight tensor (qkv, o, gate-up, down): 6,979,321,856 B + 32 x 4 x 2 B
     # = 256 B of scales, plus the fp16 rest: 9,081,200,896 B. KV: 78,679,145,185 (as above) - 9,081,200,896
-    # - 2,677,538,816 = 66,920,405,473 B over 65,536 B per token -> 1,021,124 tokens -> 63,820 blocks.
+    # - 5,108,898,202 = 64,489,046,088 B over 65,536 B per token -> 984,024 tokens -> 61,501 blocks.
     cfg = _config("quantization-fp8")
     assert weight_bytes_per_gpu(cfg.model, cfg.options.quant, Parallelism()) == 9_081_200_896
-    assert total_kv_blocks(cfg) == 63_820
+    assert total_kv_blocks(cfg) == 61_501
 
 
 def test_w4a16_weights_are_a_quarter_of_fp16_plus_group_scales():
@@ -135,25 +135,26 @@ def test_minitron_width_keeps_the_8b_kv_per_token_and_depth_halves_it():
 
 
 def test_minitron_blocks_come_from_freed_weights_for_width_and_halved_kv_for_depth():
-    # Width: weights 4,512,746,496 x 2 = 9,025,492,992 B; workspace 8192 x (18432 + 9216 + 6144) x 2 =
-    # 553,648,128 + the 1,838,678,016 of logits = 2,392,326,144 B; KV (of 0.92 x the H100's 81,559 MiB,
-    # 78,679,145,185 B) 67,261,326,049 B / 131,072 = 513,163 tokens -> 32,072 blocks (1.12x the 8B's 28,582).
-    # Depth: weights 4,540,469,248 x 2 = 9,080,938,496 B, the 8B's workspace (widths unchanged), KV
-    # 66,920,667,873 B / 65,536 = 1,021,128 tokens -> 63,820 blocks.
-    assert total_kv_blocks(_config("pruning-minitron-width")) == 32_072
-    assert total_kv_blocks(_config("pruning-minitron-depth")) == 63_820
+    # Width: weights 4,512,746,496 x 2 = 9,025,492,992 B; workspace the 8B's sampler, 5,108,898,202 B (the
+    # vocabulary unchanged; the forward's 8192 x (18432 + 9216 + 6144) x 2 = 553,648,128 B is less); KV (of 0.92
+    # x the H100's 81,559 MiB, 78,679,145,185 B) 64,544,753,992 B / 131,072 = 492,437 tokens -> 30,777 blocks
+    # (1.12x the 8B's 27,422). Depth: weights 4,540,469,248 x 2 = 9,080,938,496 B, the same workspace, KV
+    # 64,489,308,488 B / 65,536 = 984,028 tokens -> 61,501 blocks.
+    assert total_kv_blocks(_config("pruning-minitron-width")) == 30_777
+    assert total_kv_blocks(_config("pruning-minitron-depth")) == 61_501
 
 
 def test_the_teacher_needs_four_gpus_where_the_student_needs_one():
     # Llama-3.1-70B's 141 GB of fp16 weights exceed one 80 GB H100. At TP4, per GPU: 80 layers x ((8192 x
     # (2560 QKV + 2048 O + 14336 gate/up) + 7168 x 8192 down) x 2 B + 32,768 B of norms) = 34,228,142,080 B;
     # vocabulary 32064 of 128256 rows x 8192 x 2 B, twice (embedding, head), + 16,384 B final norm =
-    # 1,050,689,536 B: 35,278,831,616 B. Workspace 8192 x (14336 + 7168 + 16384) x 2 + 1024 x 32064 x 14 =
-    # 1,080,426,496 B; KV (of 0.92 x 81,559 MiB = 78,679,145,185 B) 42,319,887,073 B / (2 x 80 x 2 KV heads
-    # x 128 x 2 B = 81,920) = 516,600 tokens -> 32,287 blocks per replica.
+    # 1,050,689,536 B: 35,278,831,616 B. Workspace: the sampler's, 1024 x 128,256 (the whole vocabulary, each
+    # rank sampling) x 38.9 B = 5,108,898,202 B, above the forward's 8192 x (14336 + 7168 + 16384) x 2 =
+    # 620,756,992 B; KV (of 0.92 x 81,559 MiB = 78,679,145,185 B) 38,291,415,368 B / (2 x 80 x 2 KV heads
+    # x 128 x 2 B = 81,920) = 467,424 tokens -> 29,214 blocks per replica.
     with pytest.raises(SpecError, match="does not fit"):
         plan_memory(get_model("llama-3.1-70b"), get_hardware("h100-sxm"))
     teacher, student = _config("distillation-baseline"), _config("distillation-8b")
     assert (teacher.options.parallel.tensor_parallel, student.options.parallel.tensor_parallel) == (4, 1)
-    assert total_kv_blocks(teacher) == 32_287
-    assert total_kv_blocks(student) == 28_582
+    assert total_kv_blocks(teacher) == 29_214
+    assert total_kv_blocks(student) == 27_422
