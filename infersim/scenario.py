@@ -140,11 +140,12 @@ class KVCacheSection(_Section):
     runtime_gib: Optional[YamlFloat] = Field(
         None, ge=0, le=1 << 20, description="memory the engine's process holds beyond weights, activations and KV "
                                             "(CUDA context, workspaces, buffers); default: the engine's")
-    memory_profile: Optional[Literal["step", "context", "static"]] = Field(
+    memory_profile: Optional[Literal["step", "context", "static", "engine"]] = Field(
         None, description="step: the KV cache is sized after the largest step, every sequence's logits included "
                           "(vLLM); context: after context requests filling the token budget, each sampling one "
                           "token (TensorRT-LLM's PyTorch backend); static: after no pass, the activations living in "
-                          "the share memory_utilization leaves out (SGLang); default: the engine's")
+                          "the share memory_utilization leaves out (SGLang); engine: the largest step's activations and every "
+                          "sequence's logits held at once (a TensorRT engine); default: the engine's")
 
 
 class ArrivalSection(_Section):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .errors import HardwareLimit, SpecError, require_choice
 from .hardware import HardwareSpec
 from .models import ModelSpec
-from .ops import ACT_BYTES
+from .ops import ACT_BYTES, LOGIT_BYTES
 from .quant import QuantSpec
 from .step import Parallelism
 
@@ -57,16 +57,21 @@ SAMPLER_BYTES_PER_LOGIT = 38.9
 
 
 def activation_bytes_per_gpu(model: ModelSpec, parallel: Parallelism, max_batched_tokens: int,
-                             max_sequences: int) -> float:
+                             max_sequences: int, logits_held: bool = False) -> float:
     """Peak transient memory of the largest step: the larger of its forward pass (the FFN's up output and
     activation for every token, the residual stream twice) and its sampler (`SAMPLER_BYTES_PER_LOGIT` for each
     sampled sequence's each logit, the vocabulary whole). They run one after the other, the forward's buffers
-    freed before the sampler takes its own: the llm-d logs above peak the same for a 0.6B and a 32B model."""
+    freed before the sampler takes its own: the llm-d logs above peak the same for a 0.6B and a 32B model.
+
+    With `logits_held` (a TensorRT engine, whose activations and output buffers are allocated once, when it
+    loads) both are held at once: the forward's and each sequence's logits of the rank's shard, bf16 with
+    fp32 probabilities and sort buffers (2 + 3 x 4 B; an estimate, TensorRT-LLM publishes no figure)."""
     tp = parallel.tensor_parallel
     up = model.ffn_size * (2 if model.ffn_kind == "swiglu" else 1) // tp
     forward = max_batched_tokens * (up + model.ffn_size // tp + 2 * model.hidden_size) * ACT_BYTES
-    sampler = max_sequences * model.vocab_size * SAMPLER_BYTES_PER_LOGIT
-    return max(forward, sampler)
+    if logits_held:
+        return forward + max_sequences * math.ceil(model.vocab_size / tp) * (ACT_BYTES + 3 * LOGIT_BYTES)
+    return max(forward, max_sequences * model.vocab_size * SAMPLER_BYTES_PER_LOGIT)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,8 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
                 parallel: Parallelism = Parallelism(), utilization: float = 0.9,
                 max_batched_tokens: int = 8192, max_sequences: int = 256, draft_weight_bytes: float = 0.0,
                 draft_kv_bytes_per_token: float = 0.0, utilization_of: str = "total",
-                draft_field: str = "speculative", draft_name: str = "", runtime_bytes: float = 0.0) -> MemoryPlan:
+                draft_field: str = "speculative", draft_name: str = "", runtime_bytes: float = 0.0,
+                logits_held: bool = False) -> MemoryPlan:
     """Split one GPU's memory (defaults as vLLM's: gpu_memory_utilization 0.9, 8192 batched tokens). A
     speculative drafter's weights come off the top and its KV cache shares the blocks (each block holds
     both models' K and V for its tokens, as vLLM's spec-decode KV groups do); one that does not fit beside the
@@ -114,11 +120,12 @@ def plan_memory(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec = QuantSpec
     `runtime_bytes` is what the engine's process holds beyond the weights, that workspace and the KV cache and
     this plan would otherwise count as the KV cache's: the CUDA context, library workspaces, communicator
     buffers, the allocator's slack, and the memory the driver keeps from what nvidia-smi lists (an H100's
-    81,559 MiB are 79.2 GiB to CUDA, vllm PR #10511's logs). It comes off what is left in either case."""
+    81,559 MiB are 79.2 GiB to CUDA, vllm PR #10511's logs). It comes off what is left in either case.
+    `logits_held`: see `activation_bytes_per_gpu`."""
     if not 0 < utilization <= 1:
         raise SpecError("kv_cache.memory_utilization", "must be in (0, 1]", utilization)
     weight_bytes = weight_bytes_per_gpu(model, quant, parallel) + draft_weight_bytes
-    activation_bytes = activation_bytes_per_gpu(model, parallel, max_batched_tokens, max_sequences)
+    activation_bytes = activation_bytes_per_gpu(model, parallel, max_batched_tokens, max_sequences, logits_held)
     taken_bytes = weight_bytes + activation_bytes + runtime_bytes
     require_choice("kv_cache.memory_utilization_of", utilization_of, MEMORY_SHARES)
     usable_bytes = (taken_bytes + utilization * max(hw.memory_bytes - taken_bytes, 0.0) if utilization_of == "free"

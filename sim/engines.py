@@ -227,12 +227,13 @@ def _trtllm_cpp(hw: HardwareSpec, max_model_len: int, tp: int) -> EngineDefaults
     (trtllm-build's default); RoPE and the cache write in the attention plugin's one preprocessing kernel
     (whether TensorRT folds the residual add into the norm is not documented: they are costed apart). A
     TensorRT engine holds its activations, logits for its max batch included, from the moment it loads, so
-    its KV cache is sized after the largest step's workspace; its runtime's own memory is not published (one
+    its KV cache is sized after the largest step's activations and logits together (memory_profile
+    "engine"); its runtime's own memory is not published (one
     A100 report, NVIDIA/TensorRT-LLM issue #548, left ~0.5 GB unaccounted): none is held back."""
     return replace(_trtllm(hw, max_model_len, tp), prefix_caching=False,
                    kernels=KernelSet(eager_floor_s=1.4e-6, all_reduce="trtllm"), fusions=_TRTLLM_ATTENTION,
                    overhead=EngineOverhead(_HOST_S, _HOST_PER_SEQ_S, overlaps_gpu=False), runtime_gib=0.0,
-                   memory_profile="step")
+                   memory_profile="engine")
 
 
 ENGINES = {p.name: p for p in (

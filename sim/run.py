@@ -54,7 +54,9 @@ class KVCacheSpec:
     # every sequence's logits (vLLM's profile_run), or context requests of max_model_len tokens filling the
     # budget, each sampling its last token (TensorRT-LLM's PyTorch backend, _torch/pyexecutor/_util.py
     # KvCacheCreator), or none, the activations living in the share memory_utilization leaves out ("static":
-    # SGLang's mem_fraction_static holds weights and KV pool alone, model_runner `profile_max_num_token`)
+    # SGLang's mem_fraction_static holds weights and KV pool alone, model_runner `profile_max_num_token`), or
+    # a TensorRT engine's memory, its largest step's activations and every sequence's logits held at once
+    # from load ("engine")
     memory_profile: str = "step"
 
 
@@ -147,7 +149,7 @@ def kv_bytes_per_token(cfg: RunConfig) -> float:
     return own + _draft_bytes(cfg).kv_bytes_per_token
 
 
-MEMORY_PROFILES = ("step", "context", "static")  # KVCacheSpec.memory_profile
+MEMORY_PROFILES = ("step", "context", "static", "engine")  # KVCacheSpec.memory_profile
 
 
 def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
@@ -156,13 +158,14 @@ def replica_memory_plan(cfg: RunConfig) -> MemoryPlan:
     draft, kv = _draft_bytes(cfg), cfg.kv_cache
     require_choice("kv_cache.memory_profile", kv.memory_profile, MEMORY_PROFILES)
     budget = cfg.scheduler_class.step_token_budget(cfg.limits)
-    sampled = (cfg.limits.max_num_seqs if kv.memory_profile == "step"
-               else max(1, -(-budget // cfg.limits.max_model_len)))
+    sampled = (max(1, -(-budget // cfg.limits.max_model_len)) if kv.memory_profile == "context"
+               else cfg.limits.max_num_seqs)
     if kv.memory_profile == "static":  # no pass: no workspace comes off the share
         budget = sampled = 0
     return plan_memory(cfg.model, cfg.hardware, cfg.options.quant, cfg.options.parallel, kv.memory_utilization,
                        budget, sampled, draft.weight_bytes, draft.kv_bytes_per_token, kv.memory_utilization_of,
-                       draft_field=draft.field, draft_name=draft.name, runtime_bytes=kv.runtime_gib * 2 ** 30)
+                       draft_field=draft.field, draft_name=draft.name, runtime_bytes=kv.runtime_gib * 2 ** 30,
+                       logits_held=kv.memory_profile == "engine")
 
 
 def total_kv_blocks(cfg: RunConfig) -> int:

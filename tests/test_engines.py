@@ -148,6 +148,7 @@ def test_trtllm_replays_only_the_batch_sizes_it_captured_and_its_cpp_executor_no
     cpp = ENGINES["trtllm-cpp"].defaults(get_hardware("h100-sxm"), 8192, 1)
     assert cpp.kernels.replay(True, 1, 1) == Replay.EAGER and not cpp.prefix_caching and not cpp.overhead.overlaps_gpu
     assert cpp.kernels.eager_floor_s == 1.4e-6  # its kernels are enqueued from C++ (roofline/kernel_set.py)
+    assert cpp.memory_profile == "engine"  # its engine holds activations and logits from load
 
 
 def test_every_preset_names_a_registered_scheduler_and_only_the_pre_overlap_engines_run_the_host_in_series():

@@ -23,6 +23,15 @@ def test_memory_plan_of_llama2_7b_on_a100_80gb():
     assert plan.max_batch(4096) == 29
 
 
+def test_a_tensorrt_engine_holds_its_activations_and_logits_at_once():
+    # Allocated together when the engine loads: 8192 tokens x (22016 + 11008 + 2 x 4096) x 2 B + 256 seqs x
+    # 32000 x (2 + 3 x 4) B = 789,970,944 B; KV (0.9 x 80 GiB - 13,476,831,232 - 789,970,944) / 524,288 B =
+    # 120,244 tokens
+    plan = plan_memory(LLAMA7, A100, logits_held=True)
+    assert plan.activation_bytes == 8192 * 41216 * 2 + 256 * 32000 * 14 == 789_970_944
+    assert plan.max_kv_tokens == 120_244
+
+
 def test_vllm_0_11s_startup_pass_on_an_h100_as_llm_d_logged_it():
     """llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md: vLLM 0.11 on one H100 (79.18 GiB
     to CUDA), gpu_memory_utilization 0.9, 1,024 sequences and 8,192 tokens in its startup pass. Llama-3.1-8B:

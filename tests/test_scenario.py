@@ -370,7 +370,7 @@ def test_a_scenario_sets_the_engines_runtime_memory_and_memory_profile(tmp_path)
 @pytest.mark.parametrize("kv, message", [
     ("{runtime_gib: -1}", "kv_cache.runtime_gib: must be >= 0, got -1"),
     ("{runtime_gib: .inf}", "kv_cache.runtime_gib: must be a finite number, got inf"),
-    ("{memory_profile: prompts}", "kv_cache.memory_profile: must be one of step, context or static, got 'prompts'"),
+    ("{memory_profile: prompts}", "kv_cache.memory_profile: must be one of step, context, static or engine, got 'prompts'"),
 ])
 def test_bad_runtime_memory_keys_are_one_line(tmp_path, kv, message):
     assert error_of(tmp_path, BASE.replace("model: tiny-llama", f"model: tiny-llama\nkv_cache: {kv}")) == message
