@@ -324,8 +324,9 @@ def serving_figure(comparisons: list, title: str):
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120)
     configs: dict = {}
-    for c in comparisons:
-        configs.setdefault(c.run.config_key, []).append(c)
+    from infersim.serving import series_keys
+    for c, key in zip(comparisons, series_keys([c.run for c in comparisons])):
+        configs.setdefault(key, []).append(c)
     finite = [c.run.request_rate_per_s for c in comparisons if np.isfinite(c.run.request_rate_per_s)]
     octaves = np.arange(np.floor(np.log2(min(finite))), np.ceil(np.log2(max(finite))) + 1) if finite else np.zeros(1)
     unbounded_at = 2.0 ** (octaves[-1] + 1)

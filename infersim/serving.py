@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infersim.roofline.boundary import check_readable, load_json, number, number_cell, read_rows
+from infersim.roofline.boundary import check_readable, load_json_records, number, number_cell, read_rows
 from infersim.roofline.errors import HardwareLimit, SpecError, closest_name
 
 
@@ -79,6 +79,35 @@ class ServingRun:
     def config_key(self) -> str:
         """What a series of runs at different request rates shares: model, GPU, parallelism and lengths."""
         return f"{self.model} {self.hardware} TP{self.tensor_parallel} {self.lengths_text}"
+
+    def same_series(self, other: ServingRun) -> bool:
+        """Whether `other` is a run of this one's sweep: the same model, GPU, parallelism and precision, each
+        mean length within `SERIES_LENGTHS` of this one's and spread alike."""
+        def near(a: float, b: float) -> bool:
+            return abs(a - b) <= SERIES_LENGTHS * max(a, b)
+        return ((self.model, self.hardware, self.tensor_parallel, self.quantization)
+                == (other.model, other.hardware, other.tensor_parallel, other.quantization)
+                and near(self.input_tokens, other.input_tokens) and near(self.output_tokens, other.output_tokens)
+                and near(self.input_tokens_stddev, other.input_tokens_stddev)
+                and near(self.output_tokens_stddev, other.output_tokens_stddev))
+
+
+# Runs of one sweep may average lengths a little apart: a dataset's outputs that end on their own (EOS) come out
+# a few tokens longer or shorter from one request rate to the next. Within this share, they are one series.
+SERIES_LENGTHS = 0.05
+
+
+def series_keys(runs: list[ServingRun]) -> list[str]:
+    """Each run's series, named by the `config_key` of its sweep's first run (`ServingRun.same_series`)."""
+    firsts: list[ServingRun] = []
+    keys = []
+    for run in runs:
+        first = next((f for f in firsts if f.same_series(run)), None)
+        if first is None:
+            firsts.append(run)
+            first = run
+        keys.append(first.config_key)
+    return keys
 
 
 @dataclass(frozen=True)
@@ -187,8 +216,13 @@ def _stddev(value, field: str, where: str, mean_tokens: int) -> float:
 
 def _burstiness(value, where: str, text: bool = True) -> float:
     """vllm bench serve's --burstiness, the Gamma shape of the gaps between sends: 1 (Poisson) where missing,
-    null or an empty cell."""
-    return 1.0 if _blank(value) else number(value, "burstiness", where, minimum=1e-3, maximum=1e3, text=text)
+    null or an empty cell; inf (the text `inf`, or JSON's Infinity) sends at even gaps, as its client does
+    (vllm/benchmarks/serve.py `get_request`: a constant delay where burstiness is infinite)."""
+    if _blank(value):
+        return 1.0
+    if (isinstance(value, str) and value.strip().lower() in ("inf", "infinity")) or value == math.inf:
+        return math.inf
+    return number(value, "burstiness", where, minimum=1e-3, maximum=1e3, text=text)
 
 
 def _optional(value, field: str, where: str, text: bool = True) -> float | None:
@@ -312,25 +346,62 @@ def read_csv_runs(path: Path) -> list[ServingRun]:
     return runs
 
 
+# What other benchmark clients' files hold instead of a vllm bench serve result, by a key only theirs: the fix
+_OTHER_EXPORTS = {
+    "time_to_first_token": "is a GenAI-Perf or AIPerf profile export, which compare-serving does not read: give its "
+                           "figures as a row of a CSV table (README, \"Checking against measured serving runs\")",
+    "benchmark": "is vLLM's copy of a result in the PyTorch benchmark format (SAVE_TO_PYTORCH_BENCHMARK_FORMAT), not "
+                 "the result itself: leave it out",
+}
+
+
+def _not_a_result(data, where: str) -> SpecError:
+    """Why `data` is not a vllm bench serve result, naming the client that wrote it where a key tells."""
+    record = data[0] if isinstance(data, list) and data else data
+    if isinstance(record, dict):
+        for key, problem in _OTHER_EXPORTS.items():
+            if key in record and "completed" not in record:
+                return SpecError("", problem, file=where)
+    return SpecError("", "must hold the JSON object vllm bench serve --save-result writes (or one a line, as "
+                     "--append-result and SGLang's bench_serving write them)", file=where)
+
+
 def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel: int,
                          quantization: str = "fp16") -> list[ServingRun]:
-    """One `vllm bench serve --save-result` file: its mean lengths (total tokens over completed requests),
-    request rate and burstiness, its clients if it had --max-concurrency, measured means and 99th percentiles
-    (TPOT as the inter-token latency, the per-request figure the simulator's TPOT and GenAI-Perf's ITL are),
-    and, saved with --save-detailed, its own requests (`_measured_requests`)."""
-    data = load_json(path, "serving runs", "a vllm bench serve result")
-    if not isinstance(data, dict):
-        raise SpecError("", "must hold the JSON object vllm bench serve --save-result writes", file=path.name)
-    where = path.name
+    """The runs of a `vllm bench serve --save-result` file: its one result, or one a line where the client
+    appended them (vllm bench serve --append-result; SGLang's bench_serving.py writes its results so, with
+    the same keys). Each run: its mean lengths (total tokens over completed requests), request rate and
+    burstiness, its clients if it had --max-concurrency, measured means and 99th percentiles (TPOT as the
+    inter-token latency, the per-request figure the simulator's TPOT and GenAI-Perf's ITL are), and, saved
+    with --save-detailed, its own requests (`_measured_requests`)."""
+    records = load_json_records(path, "serving runs", "a vllm bench serve result")
+    return [_bench_run(data, where, model, hardware, tensor_parallel, quantization) for where, data in records]
+
+
+def _bench_run(data, where: str, model: str, hardware: str, tensor_parallel: int, quantization: str) -> ServingRun:
+    """One vllm bench serve (or SGLang bench_serving) result. A figure the client did not measure is left
+    uncompared: missing (--percentile-metrics without it) or 0 (vLLM writes the mean of no samples so, as a
+    backend that does not stream gives no TTFT)."""
+    if not isinstance(data, dict) or "completed" not in data:
+        raise _not_a_result(data, where)
 
     def figure(field: str, **bounds) -> float:
         return number(data.get(field), field, where, text=False, **bounds)
 
+    def measured(field: str) -> float | None:
+        return None if data.get(field) == 0 else _optional(data.get(field), field, where, text=False)
+
+    for field in ("best_of", "n"):
+        if isinstance(data.get(field), (int, float)) and data[field] > 1 or data.get("use_beam_search") is True:
+            raise SpecError("best_of" if field == "n" and data.get("use_beam_search") is True else field,
+                            "samples several sequences a request, which compare-serving simulates as one: compare "
+                            "a run of one", data.get(field), file=where)
     completed = int(figure("completed", whole=True, minimum=1, maximum=10_000_000))
-    rate_per_s = _rate(data.get("request_rate", "inf"), "request_rate", where)
+    rate_per_s = _rate(data.get("request_rate"), "request_rate", where)
     total_input = figure("total_input_tokens", minimum=1, maximum=completed * _TOKENS["maximum"])
     total_output = figure("total_output_tokens", minimum=1, maximum=completed * _TOKENS["maximum"])
-    if round(total_output / completed) < 2:
+    mean_itl_ms = measured("mean_tpot_ms")
+    if round(total_output / completed) < 2 and mean_itl_ms is not None:
         raise SpecError("total_output_tokens", f"averages {total_output / completed:.3g} tokens over the "
                         f"{completed:g} completed requests; {_NO_ITL} (mean_tpot_ms)", total_output, file=where)
     requests = _measured_requests(data, where)
@@ -340,16 +411,17 @@ def read_vllm_bench_json(path: Path, model: str, hardware: str, tensor_parallel:
         raise SpecError("ramp_up_strategy", "sends at a changing rate, which only the send times of --save-detailed "
                         "(start_times) tell: save the run with --save-detailed or at a fixed --request-rate",
                         data["ramp_up_strategy"], file=where)
-    return [ServingRun(
+    # vllm bench serve's 0 clients is no limit (`if max_concurrency else None`); its first releases spelt the
+    # achieved rate request_inthroughput
+    clients = data.get("max_concurrency") or None
+    achieved = data.get("request_throughput", data.get("request_inthroughput"))
+    return ServingRun(
         where, model, hardware, tensor_parallel, max(1, round(total_input / completed)),
-        round(total_output / completed), completed, rate_per_s,
-        figure("mean_ttft_ms", **_POSITIVE), figure("mean_tpot_ms", **_POSITIVE),
-        figure("output_throughput", **_POSITIVE),
-        _clients(data.get("max_concurrency"), rate_per_s, where, "request_rate", text=False),
-        _optional(data.get("p99_ttft_ms"), "p99_ttft_ms", where, text=False),
-        _optional(data.get("p99_tpot_ms"), "p99_tpot_ms", where, text=False),
-        _burstiness(data.get("burstiness"), where, text=False), requests, _quantization(quantization, where),
-        achieved_requests_per_s=_optional(data.get("request_throughput"), "request_throughput", where, text=False))]
+        max(1, round(total_output / completed)), completed, rate_per_s, measured("mean_ttft_ms"), mean_itl_ms,
+        figure("output_throughput", **_POSITIVE), _clients(clients, rate_per_s, where, "request_rate", text=False),
+        measured("p99_ttft_ms"), measured("p99_tpot_ms"), _burstiness(data.get("burstiness"), where, text=False),
+        requests, _quantization(quantization, where),
+        achieved_requests_per_s=_optional(achieved, "request_throughput", where, text=False))
 
 
 def _check_requests_match_totals(requests: MeasuredRequests, lists: dict, completed: int, total_input: float,
@@ -382,7 +454,7 @@ def read_runs(paths: list[Path], model: str | None = None, hardware: str | None 
     given = {"--model": model, "--hardware": hardware, "--tp": tensor_parallel, "--quant": quantization}
     for path in paths:
         check_readable(path, "serving runs")
-    if not any(path.suffix.lower() == ".json" for path in paths):
+    if not any(_is_json(path) for path in paths):
         for flag, value in given.items():
             if value is not None:
                 raise SpecError(flag, "applies to a vllm bench serve JSON only (each row of a CSV names its model, "
@@ -395,7 +467,12 @@ def read_runs(paths: list[Path], model: str | None = None, hardware: str | None 
         _check_json_flags(model, hardware, tensor_parallel or 1, quantization)
     return [run for path in paths
             for run in (read_vllm_bench_json(path, model, hardware, tensor_parallel or 1, quantization)
-                        if path.suffix.lower() == ".json" else read_csv_runs(path))]
+                        if _is_json(path) else read_csv_runs(path))]
+
+
+def _is_json(path: Path) -> bool:
+    """Whether `path` holds benchmark clients' JSON results (.json, or .jsonl: one a line) rather than a CSV."""
+    return path.suffix.lower() in (".json", ".jsonl")
 
 
 def _check_json_flags(model: str, hardware: str, tensor_parallel: int, quantization: str) -> None:
@@ -422,7 +499,7 @@ def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:
     """When `n` requests (the run's count if None) are sent: all at once (rate `inf`, or a single request),
     or a Poisson draw from 0 whose n - 1 gaps are scaled to average 1 / rate; Gamma gaps of shape
     `run.burstiness` where that is not 1 (vllm bench serve draws its gaps so: coefficient of variation
-    1 / sqrt(burstiness)). One draw of 500 misses its rate by 4.5% (1 sigma), where a benchmark achieves its
+    1 / sqrt(burstiness); even gaps where it is inf). One draw of 500 misses its rate by 4.5% (1 sigma), where a benchmark achieves its
     nominal rate at light load (NVIDIA's table: 2.0 requests/s at 2)."""
     from infersim.sim.workload import arrival_times
 
@@ -430,7 +507,9 @@ def arrivals_of(run: ServingRun, seed: int, n: int | None = None) -> np.ndarray:
     if math.isinf(run.request_rate_per_s) or n == 1:
         return np.zeros(n)
     rng = np.random.default_rng(seed)
-    if run.burstiness == 1.0:
+    if math.isinf(run.burstiness):
+        arrivals = arrival_times("constant", run.request_rate_per_s, n, rng)
+    elif run.burstiness == 1.0:
         arrivals = arrival_times("poisson", run.request_rate_per_s, n, rng)
     else:
         arrivals = arrival_times("gamma", run.request_rate_per_s, n, rng, cv=1 / math.sqrt(run.burstiness))
@@ -578,7 +657,7 @@ def _in_run_terms(err: SpecError, run: ServingRun, engine) -> SpecError:
     if err.field not in _RUN_TERMS:
         return err.in_file(run.where)
     column, json_field, value_of = _RUN_TERMS[err.field]
-    name = json_field if run.where.lower().endswith(".json") else column
+    name = json_field if _is_json(Path(run.where.split(":")[0])) else column
     return type(err)(name, err.problem, value_of(run) if err.got is None else err.got, err.file or run.where)
 
 
@@ -597,19 +676,19 @@ def error_summary(comparisons: list[Comparison]) -> dict:
 
 
 def highest_rate_within(comparisons: list[Comparison], ttft_ms: float, measured: bool) -> dict:
-    """Per configuration (model, GPU, TP, lengths), the highest finite request rate whose mean TTFT, measured
-    or simulated, stays under `ttft_ms`."""
+    """Per series (model, GPU, TP, lengths: `series_keys`), the highest finite request rate whose mean TTFT,
+    measured or simulated, stays under `ttft_ms`."""
     best: dict = {}
-    for c in comparisons:
+    for c, key in zip(comparisons, series_keys([c.run for c in comparisons])):
         r = c.run
         if math.isinf(r.request_rate_per_s):
             continue
         if r.mean_ttft_ms is None:  # not measured: neither side can say
             continue
         if (r.mean_ttft_ms if measured else c.ttft_ms) < ttft_ms:
-            best[r.config_key] = max(best.get(r.config_key, 0.0), r.request_rate_per_s)
+            best[key] = max(best.get(key, 0.0), r.request_rate_per_s)
         else:
-            best.setdefault(r.config_key, 0.0)
+            best.setdefault(key, 0.0)
     return best
 
 

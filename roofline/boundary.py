@@ -182,6 +182,37 @@ def load_json(path: Path, field: str, what: str):
         raise err.in_file(path.name) from None
 
 
+def load_json_records(path: Path, field: str, what: str) -> list[tuple[str, object]]:
+    """The JSON values a file holds, each with where it is: the whole file's one value (named by the file), or,
+    where the file is JSON Lines (a value a line, as benchmark clients append their runs), each line's
+    (file:line). Errors as `load_json`'s."""
+    text = read_text(path, field)
+    try:
+        return [(path.name, parse_json(text))]
+    except json.JSONDecodeError as err:
+        lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if err.msg != "Extra data" or len(lines) < 2:
+            raise SpecError("", f"is not valid JSON ({err.msg}: line {err.lineno}, column {err.colno})",
+                            file=path.name) from None
+    except RecursionError:
+        raise SpecError("", f"is nested too deeply to be {what}", file=path.name) from None
+    except SpecError as err:
+        raise err.in_file(path.name) from None
+    records = []
+    for number, line in lines:
+        where = f"{path.name}:{number}"
+        try:
+            records.append((where, parse_json(line)))
+        except json.JSONDecodeError as err:
+            raise SpecError("", f"is not valid JSON ({err.msg}: column {err.colno}); a JSON Lines file holds "
+                            "one value a line", file=where) from None
+        except RecursionError:
+            raise SpecError("", f"is nested too deeply to be {what}", file=where) from None
+        except SpecError as err:
+            raise err.in_file(where) from None
+    return records
+
+
 def load_yaml(path: Path, field: str):
     """A YAML file's data; a syntax error, a duplicate key or no data at all is one line naming the file (and
     line)."""

@@ -340,3 +340,69 @@ def test_a_run_that_lasted_longer_than_fixed_lengths_allow_is_noted():
     noted = [(r.model, r.input_tokens, r.request_rate_per_s) for r in runs if lengths_note(r)]
     assert noted == [("llama-3.1-70b", 202, 16.0), ("llama-3.1-70b", 202, 32.0), ("llama-3.1-8b", 202, 16.0),
                      ("llama-3.1-8b", 202, 32.0)]
+
+
+def test_appended_results_and_sglangs_json_lines_are_a_run_a_line(tmp_path):
+    # vllm bench serve --append-result writes one result a line into the same .json; SGLang's bench_serving.py
+    # appends one a line to a .jsonl, its request rate inf as JSON's Infinity
+    line = {"completed": 3, "total_input_tokens": 350, "total_output_tokens": 45, "mean_ttft_ms": 30.0,
+            "mean_tpot_ms": 9.5, "output_throughput": 480.0}
+    for name in ("appended.json", "sglang.jsonl"):
+        path = tmp_path / name
+        path.write_text(json.dumps({**line, "request_rate": 2}) + "\n\n" + json.dumps({**line, "request_rate": math.inf})
+                        + "\n")
+        runs = read_vllm_bench_json(path, "llama-3.1-8b", "h100-sxm", 1)
+        assert [(r.where, r.request_rate_per_s) for r in runs] == [(f"{name}:1", 2.0), (f"{name}:3", math.inf)]
+    path.write_text(json.dumps(line) + "\n{\"completed\": 3,\n")
+    with pytest.raises(SpecError, match=r"^sglang.jsonl:2: is not valid JSON \(Expecting property name enclosed in "
+                                        r"double quotes: column 17\); a JSON Lines file holds one value a line"):
+        read_vllm_bench_json(path, "llama-3.1-8b", "h100-sxm", 1)
+
+
+def test_figures_a_client_did_not_measure_are_left_uncompared(tmp_path):
+    # --percentile-metrics ttft,itl writes no TPOT; a backend that does not stream gives vLLM no TTFT samples,
+    # whose mean it writes as 0.0; --max-concurrency 0 is no limit; the first releases spelt the achieved rate
+    # request_inthroughput
+    (run,) = read_vllm_bench_json(bench_json(tmp_path, mean_tpot_ms=None, mean_ttft_ms=0.0, p99_ttft_ms=0.0,
+                                             max_concurrency=0, request_rate="inf", request_inthroughput=1.5),
+                                  "llama-3.1-8b", "h100-sxm", 1)
+    assert (run.mean_ttft_ms, run.mean_itl_ms, run.p99_ttft_ms, run.max_concurrency) == (None, None, None, None)
+    assert run.achieved_requests_per_s == 1.5
+
+
+def test_an_infinite_burstiness_sends_at_even_gaps(tmp_path):
+    from infersim.serving import arrivals_of
+    (run,) = read_vllm_bench_json(bench_json(tmp_path, burstiness=math.inf), "llama-3.1-8b", "h100-sxm", 1)
+    # vllm bench serve with --burstiness inf waits 1 / rate between sends: 3 requests at 2/s at 0, 0.5 and 1 s
+    assert run.burstiness == math.inf and list(arrivals_of(run, seed=0)) == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"time_to_first_token": {"unit": "ms", "avg": 29.4}, "request_throughput": {"avg": 3.5}},
+     "x.json: is a GenAI-Perf or AIPerf profile export, which compare-serving does not read"),
+    ([{"benchmark": {"name": "vLLM benchmark"}, "model": {"name": "m"}, "metric": {"name": "median_ttft_ms"}}],
+     "x.json: is vLLM's copy of a result in the PyTorch benchmark format"),
+    ([1, 2], "x.json: must hold the JSON object vllm bench serve --save-result writes (or one a line"),
+    ({"completed": 3, "total_input_tokens": 350, "total_output_tokens": 45, "mean_ttft_ms": 30.0,
+      "output_throughput": 480.0}, "x.json: request_rate: is empty or missing"),
+    ({"completed": 3, "total_input_tokens": 350, "total_output_tokens": 45, "request_rate": 2, "best_of": 2,
+      "output_throughput": 480.0}, "x.json: best_of: samples several sequences a request, which compare-serving "
+                                   "simulates as one: compare a run of one, got 2"),
+])
+def test_what_is_not_a_vllm_bench_result_is_named(tmp_path, data, message):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError) as info:
+        read_vllm_bench_json(path, "llama-3.1-8b", "h100-sxm", 1)
+    assert str(info.value).startswith(message)
+
+
+def test_a_sweeps_runs_a_few_tokens_apart_are_one_series():
+    from dataclasses import replace
+
+    from infersim.serving import series_keys
+    base = run_at(2.0, 20.0)
+    # outputs ending on EOS average 206 then 205 tokens: one series, named by its first run; 10% longer is another
+    runs = [replace(base, output_tokens=206), replace(base, output_tokens=205, request_rate_per_s=8.0),
+            replace(base, output_tokens=227)]
+    assert series_keys(runs) == ["m h100-sxm TP1 100/206", "m h100-sxm TP1 100/206", "m h100-sxm TP1 100/227"]
