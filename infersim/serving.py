@@ -539,11 +539,12 @@ def lengths_note(run: ServingRun) -> str | None:
     lasted_s = run.num_requests / run.achieved_requests_per_s
     if lasted_s <= LONGER_THAN_FIXED * fixed_s:
         return None
+    fix = ("save the run with --save-detailed, which lists each request's lengths" if _is_json(Path(run.where.split(":")[0]))
+           else "give their spread (output_tokens_stddev) or each request's (a vllm bench serve --save-detailed file)")
     return (f"{run.where}: it lasted {lasted_s:.0f} s ({run.num_requests} requests at {run.achieved_requests_per_s:g} "
             f"requests/s), but requests sent over {sending_s:.0f} s with {run.output_tokens}-token outputs at its "
             f"{run.mean_itl_ms:g} ms ITL end by {fixed_s:.0f} s: its outputs likely vary in length (a long one ends "
-            "last), so fixed lengths will overstate its tokens/s; give their spread (output_tokens_stddev) or each "
-            "request's (--save-detailed)")
+            f"last), so fixed lengths will overstate its tokens/s; {fix}")
 
 
 def spread_lengths(mean_tokens: int, stddev_tokens: float, count: int, rng: np.random.Generator) -> np.ndarray:

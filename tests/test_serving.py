@@ -330,6 +330,11 @@ def test_a_run_that_lasted_longer_than_fixed_lengths_allow_is_noted():
     note = lengths_note(late)
     assert note.startswith("trtllm-v0.14-online-h100.csv:18: it lasted 36 s (500 requests at 14 requests/s), but "
                            "requests sent over 16 s with 214-token outputs at its 42 ms ITL end by 25 s")
+    # the fix a CSV row allows; a vllm bench serve file's is --save-detailed
+    assert note.endswith("give their spread (output_tokens_stddev) or each request's (a vllm bench serve "
+                         "--save-detailed file)")
+    assert lengths_note(replace(late, where="bench.json")).endswith(
+        "save the run with --save-detailed, which lists each request's lengths")
     # 70B 467/256 at 2 requests/s: 250 s against 249.5 + 0.062 + 255 x 0.021 = 254.9 s: nothing to say
     first = runs[0]
     assert lengths_note(first) is None
