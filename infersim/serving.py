@@ -415,13 +415,32 @@ def _bench_run(data, where: str, model: str, hardware: str, tensor_parallel: int
     # achieved rate request_inthroughput
     clients = data.get("max_concurrency") or None
     achieved = data.get("request_throughput", data.get("request_inthroughput"))
+    spreads = (0.0, 0.0) if requests is not None else _random_dataset_spreads(data, where)
     return ServingRun(
         where, model, hardware, tensor_parallel, max(1, round(total_input / completed)),
         max(1, round(total_output / completed)), completed, rate_per_s, measured("mean_ttft_ms"), mean_itl_ms,
         figure("output_throughput", **_POSITIVE), _clients(clients, rate_per_s, where, "request_rate", text=False),
         measured("p99_ttft_ms"), measured("p99_tpot_ms"), _burstiness(data.get("burstiness"), where, text=False),
-        requests, _quantization(quantization, where),
+        requests, _quantization(quantization, where), input_tokens_stddev=spreads[0],
+        output_tokens_stddev=spreads[1],
         achieved_requests_per_s=_optional(achieved, "request_throughput", where, text=False))
+
+
+def _random_dataset_spreads(data: dict, where: str) -> tuple[float, float]:
+    """The standard deviations of prompt and output lengths of a run on SGLang's random dataset, which its
+    result records (dataset_name, random_input_len, random_output_len, random_range_ratio): each length is drawn
+    uniformly from the whole numbers max(1, int(L x ratio)) to L (bench_serving.py `sample_random_requests`;
+    outputs run to their length, ignore_eos on by default), so n = L - low + 1 of them, deviation
+    sqrt((n^2 - 1) / 12). (0, 0) for any other dataset, or a file that does not say."""
+    if data.get("dataset_name") != "random" or data.get("random_range_ratio") is None:
+        return 0.0, 0.0
+    ratio = number(data["random_range_ratio"], "random_range_ratio", where, text=False, minimum=0.0, maximum=1.0)
+
+    def spread(field: str) -> float:
+        longest = int(number(data.get(field), field, where, text=False, **_TOKENS))
+        values = longest - max(1, int(longest * ratio)) + 1
+        return math.sqrt((values ** 2 - 1) / 12)
+    return spread("random_input_len"), spread("random_output_len")
 
 
 def _check_requests_match_totals(requests: MeasuredRequests, lists: dict, completed: int, total_input: float,

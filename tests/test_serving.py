@@ -411,3 +411,20 @@ def test_a_sweeps_runs_a_few_tokens_apart_are_one_series():
     runs = [replace(base, output_tokens=206), replace(base, output_tokens=205, request_rate_per_s=8.0),
             replace(base, output_tokens=227)]
     assert series_keys(runs) == ["m h100-sxm TP1 100/206", "m h100-sxm TP1 100/206", "m h100-sxm TP1 100/227"]
+
+
+def test_a_run_on_sglangs_random_dataset_is_simulated_with_its_spread_of_lengths(tmp_path):
+    # bench_serving.py draws each length uniformly from int(L x ratio) to L: input 1024 at ratio 0.5 takes the
+    # 513 whole numbers 512..1024, deviation sqrt((513^2 - 1) / 12) = 148.09; output 128 the 65 from 64,
+    # sqrt((65^2 - 1) / 12) = 18.76
+    (run,) = read_vllm_bench_json(bench_json(tmp_path, dataset_name="random", random_input_len=1024,
+                                             random_output_len=128, random_range_ratio=0.5),
+                                  "llama-3.1-8b", "h100-sxm", 1)
+    assert run.input_tokens_stddev == pytest.approx(148.09, abs=0.01)
+    assert run.output_tokens_stddev == pytest.approx(18.76, abs=0.01)
+    # ratio 1 is fixed lengths; another dataset (sharegpt) records the random arguments unused
+    for fields in ({"random_range_ratio": 1.0}, {"dataset_name": "sharegpt"}):
+        (run,) = read_vllm_bench_json(bench_json(tmp_path, **{"dataset_name": "random", "random_input_len": 1024,
+                                                              "random_output_len": 128, **fields}),
+                                      "llama-3.1-8b", "h100-sxm", 1)
+        assert (run.input_tokens_stddev, run.output_tokens_stddev) == (0.0, 0.0)
