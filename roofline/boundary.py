@@ -171,15 +171,7 @@ def _unique_keys(pairs: list) -> dict:
 def load_json(path: Path, field: str, what: str):
     """A JSON file's data (see `parse_json`); a syntax error (a truncated or empty file) or a duplicate key
     is one line naming the file. `field` is what named the file, `what` the kind of file it should be."""
-    try:
-        return parse_json(read_text(path, field))
-    except json.JSONDecodeError as err:
-        raise SpecError("", f"is not valid JSON ({err.msg}: line {err.lineno}, column {err.colno})",
-                        file=path.name) from None
-    except RecursionError:
-        raise SpecError("", f"is nested too deeply to be {what}", file=path.name) from None
-    except SpecError as err:
-        raise err.in_file(path.name) from None
+    return _parsed(read_text(path, field), path.name, what)
 
 
 def load_json_records(path: Path, field: str, what: str) -> list[tuple[str, object]]:
@@ -191,26 +183,26 @@ def load_json_records(path: Path, field: str, what: str) -> list[tuple[str, obje
         return [(path.name, parse_json(text))]
     except json.JSONDecodeError as err:
         lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
-        if err.msg != "Extra data" or len(lines) < 2:
-            raise SpecError("", f"is not valid JSON ({err.msg}: line {err.lineno}, column {err.colno})",
-                            file=path.name) from None
+        if err.msg == "Extra data" and len(lines) > 1:
+            return [(f"{path.name}:{number}", _parsed(line, f"{path.name}:{number}", what, json_lines=True))
+                    for number, line in lines]
+    except (RecursionError, SpecError):
+        pass
+    return [(path.name, _parsed(text, path.name, what))]  # raises what the first reading found, as load_json words it
+
+
+def _parsed(text: str, where: str, what: str, json_lines: bool = False):
+    """`parse_json(text)`, its errors one line naming `where` (a line of a JSON Lines file if `json_lines`)."""
+    try:
+        return parse_json(text)
+    except json.JSONDecodeError as err:
+        position = (f"column {err.colno}); a JSON Lines file holds one value a line" if json_lines
+                    else f"line {err.lineno}, column {err.colno})")
+        raise SpecError("", f"is not valid JSON ({err.msg}: {position}", file=where) from None
     except RecursionError:
-        raise SpecError("", f"is nested too deeply to be {what}", file=path.name) from None
+        raise SpecError("", f"is nested too deeply to be {what}", file=where) from None
     except SpecError as err:
-        raise err.in_file(path.name) from None
-    records = []
-    for number, line in lines:
-        where = f"{path.name}:{number}"
-        try:
-            records.append((where, parse_json(line)))
-        except json.JSONDecodeError as err:
-            raise SpecError("", f"is not valid JSON ({err.msg}: column {err.colno}); a JSON Lines file holds "
-                            "one value a line", file=where) from None
-        except RecursionError:
-            raise SpecError("", f"is nested too deeply to be {what}", file=where) from None
-        except SpecError as err:
-            raise err.in_file(where) from None
-    return records
+        raise err.in_file(where) from None
 
 
 def load_yaml(path: Path, field: str):
